@@ -1,0 +1,172 @@
+//! Envoy-compatible command-line flags.
+
+use std::time::Duration;
+
+/// What the process was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve traffic.
+    Serve,
+    /// Check the configuration and exit.
+    Validate,
+}
+
+/// Parsed command line.
+#[derive(Debug, Clone)]
+pub struct Cli {
+    /// `-c` / `--config-path`.
+    pub config_path: Option<String>,
+    /// `--config-yaml`, merged over the file.
+    pub config_yaml: Option<String>,
+    /// `--concurrency` (default: the number of cores).
+    pub concurrency: usize,
+    /// `--mode`.
+    pub mode: Mode,
+    /// `-l` / `--log-level`.
+    pub log_level: log::LevelFilter,
+    /// `--drain-time-s`.
+    pub drain_time: Duration,
+}
+
+/// What the command line asks for besides running.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run with these options.
+    Run(Cli),
+    /// Print this text (help or version) and exit 0.
+    Print(String),
+}
+
+/// Default `--drain-time-s`: long enough for a request at the default 15 s
+/// route timeout to finish, short enough to end before Kubernetes' default
+/// 30 s termination grace period sends SIGKILL.
+pub const DEFAULT_DRAIN_SECONDS: u64 = 20;
+
+/// The `--help` text.
+pub fn usage() -> String {
+    format!(
+        "ringway {version}: Envoy-compatible thread-per-core proxy
+
+USAGE: ringway -c FILE [options]
+
+  -c, --config-path FILE   Envoy v3 bootstrap (YAML or JSON)
+      --config-yaml YAML   bootstrap YAML merged over the file
+      --concurrency N      shards (default: number of cores)
+      --mode serve|validate
+                           validate: check the config, print the result, exit
+  -l, --log-level LEVEL    trace, debug, info, warning, error, critical, off
+      --drain-time-s N     seconds to wait for in-flight requests on SIGTERM
+                           (default {DEFAULT_DRAIN_SECONDS})
+      --version            print the version
+  -h, --help               print this help
+",
+        version = env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Parses arguments (without the program name).
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+    let mut cli = Cli {
+        config_path: None,
+        config_yaml: None,
+        concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        mode: Mode::Serve,
+        log_level: log::LevelFilter::Info,
+        drain_time: Duration::from_secs(DEFAULT_DRAIN_SECONDS),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Print(usage())),
+            "--version" => {
+                return Ok(Parsed::Print(format!(
+                    "ringway version {}\n",
+                    env!("CARGO_PKG_VERSION")
+                )))
+            }
+            "-c" | "--config-path" => cli.config_path = Some(value(&flag)?),
+            "--config-yaml" => cli.config_yaml = Some(value(&flag)?),
+            "--concurrency" => {
+                let v = value(&flag)?;
+                cli.concurrency = match v.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => return Err(format!("--concurrency: expected 1 to 1024, got {v:?}")),
+                };
+            }
+            "--mode" => {
+                cli.mode = match value(&flag)?.as_str() {
+                    "serve" => Mode::Serve,
+                    "validate" => Mode::Validate,
+                    other => {
+                        return Err(format!("--mode: expected serve or validate, got {other:?}"))
+                    }
+                }
+            }
+            "-l" | "--log-level" => {
+                let v = value(&flag)?;
+                cli.log_level = crate::logger::parse_level(&v)
+                    .ok_or_else(|| format!("--log-level: unknown level {v:?}"))?;
+            }
+            "--drain-time-s" => {
+                let v = value(&flag)?;
+                cli.drain_time = Duration::from_secs(
+                    v.parse()
+                        .map_err(|_| format!("--drain-time-s: expected seconds, got {v:?}"))?,
+                );
+            }
+            other => return Err(format!("unknown option {other:?} (see --help)")),
+        }
+    }
+    if cli.config_path.is_none() && cli.config_yaml.is_none() {
+        return Err("a configuration is required: -c FILE or --config-yaml YAML".to_string());
+    }
+    Ok(Parsed::Run(cli))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Cli, String> {
+        match parse(args.iter().map(|s| s.to_string()))? {
+            Parsed::Run(cli) => Ok(cli),
+            Parsed::Print(_) => Err("printed".into()),
+        }
+    }
+
+    #[test]
+    fn envoy_flags_parse() {
+        let cli = run(&[
+            "-c",
+            "a.yaml",
+            "--concurrency=2",
+            "--mode",
+            "validate",
+            "-l",
+            "debug",
+        ])
+        .expect("valid");
+        assert_eq!(cli.config_path.as_deref(), Some("a.yaml"));
+        assert_eq!(cli.concurrency, 2);
+        assert_eq!(cli.mode, Mode::Validate);
+        assert_eq!(cli.log_level, log::LevelFilter::Debug);
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        assert!(run(&["-c"]).is_err());
+        assert!(run(&["-c", "x", "--concurrency", "0"]).is_err());
+        assert!(run(&["-c", "x", "--bogus"]).is_err());
+        assert!(run(&[]).is_err());
+    }
+}

@@ -1,0 +1,1239 @@
+//! The Envoy v3 bootstrap subset Ringway implements, decoded from the tree.
+
+use super::node::{Errors, Fields, Node, Obj};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const HCM_NAME: &str = "envoy.filters.network.http_connection_manager";
+const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const ROUTER_NAME: &str = "envoy.filters.http.router";
+
+/// The decoded bootstrap.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// `node`: identity reported to management servers and the admin API.
+    pub node: Option<NodeInfo>,
+    /// `static_resources.listeners`.
+    pub listeners: Vec<Listener>,
+    /// `static_resources.clusters`.
+    pub clusters: Vec<Cluster>,
+}
+
+/// `node`: who this proxy is.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    /// `node.id`.
+    pub id: String,
+    /// `node.cluster`.
+    pub cluster: String,
+}
+
+/// A TCP listener carrying one HTTP connection manager.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// `name` (Envoy generates one when absent).
+    pub name: String,
+    /// The bound address.
+    pub address: SocketAddr,
+    /// The HTTP connection manager of the listener's filter chain.
+    pub hcm: HttpConnectionManager,
+}
+
+/// How the `server` response header is produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerHeaderTransformation {
+    /// Always set it to `server_name`.
+    Overwrite,
+    /// Set it only when the upstream did not.
+    AppendIfAbsent,
+    /// Pass the upstream's header through; never add one.
+    PassThrough,
+}
+
+/// `envoy.filters.network.http_connection_manager`.
+#[derive(Debug, Clone)]
+pub struct HttpConnectionManager {
+    /// `stat_prefix`.
+    pub stat_prefix: String,
+    /// `route_config` (inline).
+    pub route_config: RouteConfiguration,
+    /// `server_name` (default `ringway`).
+    pub server_name: String,
+    /// `server_header_transformation` (default OVERWRITE).
+    pub server_header_transformation: ServerHeaderTransformation,
+    /// `max_request_headers_kb` in bytes (default 60 KiB).
+    pub max_request_headers_bytes: usize,
+    /// `common_http_protocol_options.max_headers_count` (default 100).
+    pub max_headers_count: usize,
+    /// `generate_request_id` (default true).
+    pub generate_request_id: bool,
+    /// `preserve_external_request_id` (default false).
+    pub preserve_external_request_id: bool,
+    /// `strip_any_host_port`.
+    pub strip_any_host_port: bool,
+    /// `strip_matching_host_port`.
+    pub strip_matching_host_port: bool,
+}
+
+/// `route_config`.
+#[derive(Debug, Clone)]
+pub struct RouteConfiguration {
+    /// `name`.
+    pub name: String,
+    /// `virtual_hosts`.
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// `ignore_port_in_host_matching`.
+    pub ignore_port_in_host_matching: bool,
+}
+
+/// `virtual_hosts[]`.
+#[derive(Debug, Clone)]
+pub struct VirtualHost {
+    /// `name`.
+    pub name: String,
+    /// `domains`, lower-cased.
+    pub domains: Vec<String>,
+    /// `routes`.
+    pub routes: Vec<Route>,
+}
+
+/// `routes[]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `name`.
+    pub name: String,
+    /// `match`.
+    pub matcher: PathMatch,
+    /// `case_sensitive` of the match (default true).
+    pub case_sensitive: bool,
+    /// What to do with a matching request.
+    pub action: RouteAction,
+}
+
+/// The path part of `match`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// `prefix`.
+    Prefix(String),
+    /// `path` (exact).
+    Exact(String),
+}
+
+/// The route's action.
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    /// `route`: forward to a cluster.
+    Forward(ForwardAction),
+    /// `direct_response`.
+    Direct {
+        /// `status`.
+        status: u16,
+        /// `body`, if any.
+        body: Option<Vec<u8>>,
+    },
+}
+
+/// `route` of a route entry.
+#[derive(Debug, Clone)]
+pub struct ForwardAction {
+    /// `cluster`.
+    pub cluster: String,
+    /// `prefix_rewrite`.
+    pub prefix_rewrite: Option<String>,
+    /// `timeout` (default 15s; zero disables).
+    pub timeout: Option<Duration>,
+}
+
+/// `clusters[]`.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// `name`.
+    pub name: String,
+    /// `type`.
+    pub discovery: Discovery,
+    /// `connect_timeout` (default 5s).
+    pub connect_timeout: Duration,
+    /// `load_assignment` endpoints.
+    pub endpoints: Vec<EndpointConfig>,
+    /// `dns_refresh_rate` (default 5s).
+    pub dns_refresh_rate: Duration,
+    /// `dns_lookup_family` (default AUTO).
+    pub dns_lookup_family: DnsLookupFamily,
+}
+
+/// Cluster discovery `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery {
+    /// `STATIC`: addresses are IPs.
+    Static,
+    /// `STRICT_DNS`: names resolved in the background; every address is an endpoint.
+    StrictDns,
+}
+
+/// `dns_lookup_family`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsLookupFamily {
+    /// IPv6 if any, else IPv4.
+    Auto,
+    /// IPv4 only.
+    V4Only,
+    /// IPv6 only.
+    V6Only,
+    /// IPv4 if any, else IPv6.
+    V4Preferred,
+    /// Both families.
+    All,
+}
+
+/// One `lb_endpoints[]` entry.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// `socket_address.address` (an IP for STATIC, a name for STRICT_DNS).
+    pub host: String,
+    /// `socket_address.port_value`.
+    pub port: u16,
+    /// `load_balancing_weight` (default 1).
+    pub weight: u32,
+}
+
+static BOOTSTRAP: Fields = Fields {
+    known: &["static_resources", "node"],
+    unsupported: &[
+        "node_context_params",
+        "dynamic_resources",
+        "cluster_manager",
+        "hds_config",
+        "flags_path",
+        "stats_sinks",
+        "deferred_stat_options",
+        "stats_config",
+        "stats_flush_interval",
+        "stats_flush_on_admin",
+        "watchdog",
+        "watchdogs",
+        "tracing",
+        "layered_runtime",
+        "admin",
+        "overload_manager",
+        "enable_dispatcher_stats",
+        "header_prefix",
+        "stats_server_version_override",
+        "use_tcp_for_dns_lookups",
+        "dns_resolution_config",
+        "typed_dns_resolver_config",
+        "bootstrap_extensions",
+        "fatal_actions",
+        "config_sources",
+        "default_config_source",
+        "default_socket_interface",
+        "certificate_provider_instances",
+        "inline_headers",
+        "perf_tracing_file_path",
+        "default_regex_engine",
+        "xds_delegate_extension",
+        "xds_config_tracker_extension",
+        "listener_manager",
+        "application_log_config",
+        "grpc_async_client_manager_config",
+        "memory_allocator_manager",
+    ],
+};
+static NODE: Fields = Fields {
+    known: &["id", "cluster"],
+    unsupported: &[
+        "metadata",
+        "dynamic_parameters",
+        "locality",
+        "user_agent_name",
+        "user_agent_version",
+        "user_agent_build_version",
+        "extensions",
+        "client_features",
+        "listening_addresses",
+    ],
+};
+static STATIC_RESOURCES: Fields = Fields {
+    known: &["listeners", "clusters"],
+    unsupported: &["secrets"],
+};
+static LISTENER: Fields = Fields {
+    known: &["name", "address", "filter_chains"],
+    unsupported: &[
+        "additional_addresses",
+        "stat_prefix",
+        "filter_chain_matcher",
+        "use_original_dst",
+        "default_filter_chain",
+        "per_connection_buffer_limit_bytes",
+        "metadata",
+        "deprecated_v1",
+        "drain_type",
+        "listener_filters",
+        "listener_filters_timeout",
+        "continue_on_listener_filters_timeout",
+        "transparent",
+        "freebind",
+        "socket_options",
+        "tcp_fast_open_queue_length",
+        "traffic_direction",
+        "udp_listener_config",
+        "api_listener",
+        "connection_balance_config",
+        "reuse_port",
+        "enable_reuse_port",
+        "access_log",
+        "tcp_backlog_size",
+        "max_connections_to_accept_per_socket_event",
+        "bind_to_port",
+        "internal_listener",
+        "enable_mptcp",
+        "ignore_global_conn_limit",
+        "bypass_overload_manager",
+    ],
+};
+static ADDRESS: Fields = Fields {
+    known: &["socket_address"],
+    unsupported: &["pipe", "envoy_internal_address"],
+};
+static SOCKET_ADDRESS: Fields = Fields {
+    known: &["address", "port_value", "protocol"],
+    unsupported: &[
+        "named_port",
+        "resolver_name",
+        "ipv4_compat",
+        "network_namespace_filepath",
+    ],
+};
+static FILTER_CHAIN: Fields = Fields {
+    known: &["filters", "name"],
+    unsupported: &[
+        "filter_chain_match",
+        "use_proxy_proto",
+        "metadata",
+        "transport_socket",
+        "transport_socket_connect_timeout",
+    ],
+};
+static FILTER: Fields = Fields {
+    known: &["name", "typed_config"],
+    unsupported: &["config_discovery"],
+};
+static HCM: Fields = Fields {
+    known: &[
+        "@type",
+        "stat_prefix",
+        "codec_type",
+        "route_config",
+        "http_filters",
+        "server_name",
+        "server_header_transformation",
+        "max_request_headers_kb",
+        "generate_request_id",
+        "preserve_external_request_id",
+        "strip_any_host_port",
+        "strip_matching_host_port",
+        "common_http_protocol_options",
+    ],
+    unsupported: &[
+        "rds",
+        "scoped_routes",
+        "add_user_agent",
+        "tracing",
+        "http_protocol_options",
+        "http2_protocol_options",
+        "http3_protocol_options",
+        "scheme_header_transformation",
+        "stream_idle_timeout",
+        "request_timeout",
+        "request_headers_timeout",
+        "drain_timeout",
+        "delayed_close_timeout",
+        "access_log",
+        "access_log_flush_interval",
+        "flush_access_log_on_new_request",
+        "access_log_options",
+        "use_remote_address",
+        "xff_num_trusted_hops",
+        "original_ip_detection_extensions",
+        "early_header_mutation_extensions",
+        "internal_address_config",
+        "skip_xff_append",
+        "via",
+        "always_set_request_id_in_response",
+        "forward_client_cert_details",
+        "set_current_client_cert_details",
+        "proxy_100_continue",
+        "represent_ipv4_remote_address_as_ipv4_mapped_ipv6",
+        "upgrade_configs",
+        "normalize_path",
+        "merge_slashes",
+        "path_with_escaped_slashes_action",
+        "request_id_extension",
+        "local_reply_config",
+        "stream_error_on_invalid_http_message",
+        "strip_trailing_host_dot",
+        "proxy_status_config",
+        "typed_header_validation_config",
+        "append_x_forwarded_port",
+        "append_local_overload",
+        "add_proxy_protocol_connection_state",
+        "max_requests_per_connection",
+    ],
+};
+static PROTOCOL_OPTIONS: Fields = Fields {
+    known: &["max_headers_count"],
+    unsupported: &[
+        "idle_timeout",
+        "max_connection_duration",
+        "max_stream_duration",
+        "headers_with_underscores_action",
+        "max_requests_per_connection",
+        "max_response_headers_kb",
+    ],
+};
+static HTTP_FILTER: Fields = Fields {
+    known: &["name", "typed_config"],
+    unsupported: &["config_discovery", "is_optional", "disabled"],
+};
+static ROUTER: Fields = Fields {
+    known: &["@type"],
+    unsupported: &[
+        "dynamic_stats",
+        "start_child_span",
+        "upstream_log",
+        "upstream_log_options",
+        "suppress_envoy_headers",
+        "strict_check_headers",
+        "respect_expected_rq_timeout",
+        "suppress_grpc_request_failure_code_stats",
+        "upstream_http_filters",
+    ],
+};
+static ROUTE_CONFIGURATION: Fields = Fields {
+    known: &["name", "virtual_hosts", "ignore_port_in_host_matching"],
+    unsupported: &[
+        "vhds",
+        "internal_only_headers",
+        "response_headers_to_add",
+        "response_headers_to_remove",
+        "request_headers_to_add",
+        "request_headers_to_remove",
+        "most_specific_header_mutations_wins",
+        "validate_clusters",
+        "max_direct_response_body_size_bytes",
+        "cluster_specifier_plugins",
+        "request_mirror_policies",
+        "ignore_path_parameters_in_path_matching",
+        "typed_per_filter_config",
+        "metadata",
+    ],
+};
+static VIRTUAL_HOST: Fields = Fields {
+    known: &["name", "domains", "routes"],
+    unsupported: &[
+        "matcher",
+        "require_tls",
+        "virtual_clusters",
+        "rate_limits",
+        "request_headers_to_add",
+        "request_headers_to_remove",
+        "response_headers_to_add",
+        "response_headers_to_remove",
+        "cors",
+        "typed_per_filter_config",
+        "include_request_attempt_count",
+        "include_attempt_count_in_response",
+        "retry_policy",
+        "retry_policy_typed_config",
+        "hedge_policy",
+        "include_is_timeout_retry_header",
+        "per_request_buffer_limit_bytes",
+        "request_mirror_policies",
+        "metadata",
+    ],
+};
+static ROUTE: Fields = Fields {
+    known: &["name", "match", "route", "direct_response"],
+    unsupported: &[
+        "redirect",
+        "filter_action",
+        "non_forwarding_action",
+        "metadata",
+        "decorator",
+        "typed_per_filter_config",
+        "request_headers_to_add",
+        "request_headers_to_remove",
+        "response_headers_to_add",
+        "response_headers_to_remove",
+        "tracing",
+        "per_request_buffer_limit_bytes",
+        "stat_prefix",
+    ],
+};
+static ROUTE_MATCH: Fields = Fields {
+    known: &["prefix", "path", "case_sensitive"],
+    unsupported: &[
+        "safe_regex",
+        "connect_matcher",
+        "path_separated_prefix",
+        "path_match_policy",
+        "runtime_fraction",
+        "headers",
+        "query_parameters",
+        "grpc",
+        "tls_context",
+        "dynamic_metadata",
+        "filter_state",
+        "cookies",
+    ],
+};
+static ROUTE_ACTION: Fields = Fields {
+    known: &["cluster", "prefix_rewrite", "timeout"],
+    unsupported: &[
+        "cluster_header",
+        "weighted_clusters",
+        "cluster_specifier_plugin",
+        "inline_cluster_specifier_plugin",
+        "cluster_not_found_response_code",
+        "metadata_match",
+        "path_rewrite_policy",
+        "regex_rewrite",
+        "host_rewrite_literal",
+        "auto_host_rewrite",
+        "host_rewrite_header",
+        "host_rewrite_path_regex",
+        "append_x_forwarded_host",
+        "idle_timeout",
+        "early_data_policy",
+        "retry_policy",
+        "retry_policy_typed_config",
+        "request_mirror_policies",
+        "priority",
+        "rate_limits",
+        "include_vh_rate_limits",
+        "hash_policy",
+        "cors",
+        "max_grpc_timeout",
+        "grpc_timeout_offset",
+        "upgrade_configs",
+        "internal_redirect_policy",
+        "internal_redirect_action",
+        "max_internal_redirects",
+        "hedge_policy",
+        "max_stream_duration",
+        "request_body_buffer_limit",
+    ],
+};
+static DIRECT_RESPONSE: Fields = Fields {
+    known: &["status", "body"],
+    unsupported: &["body_format"],
+};
+static DATA_SOURCE: Fields = Fields {
+    known: &["inline_string", "filename"],
+    unsupported: &["inline_bytes", "environment_variable", "watched_directory"],
+};
+static CLUSTER: Fields = Fields {
+    known: &[
+        "name",
+        "type",
+        "connect_timeout",
+        "lb_policy",
+        "load_assignment",
+        "dns_refresh_rate",
+        "dns_lookup_family",
+    ],
+    unsupported: &[
+        "transport_socket_matches",
+        "alt_stat_name",
+        "cluster_type",
+        "eds_cluster_config",
+        "per_connection_buffer_limit_bytes",
+        "health_checks",
+        "max_requests_per_connection",
+        "circuit_breakers",
+        "upstream_http_protocol_options",
+        "common_http_protocol_options",
+        "http_protocol_options",
+        "http2_protocol_options",
+        "typed_extension_protocol_options",
+        "dns_jitter",
+        "dns_failure_refresh_rate",
+        "respect_dns_ttl",
+        "dns_resolvers",
+        "use_tcp_for_dns_lookups",
+        "dns_resolution_config",
+        "typed_dns_resolver_config",
+        "wait_for_warm_on_init",
+        "outlier_detection",
+        "cleanup_interval",
+        "upstream_bind_config",
+        "lb_subset_config",
+        "ring_hash_lb_config",
+        "maglev_lb_config",
+        "original_dst_lb_config",
+        "least_request_lb_config",
+        "round_robin_lb_config",
+        "common_lb_config",
+        "transport_socket",
+        "metadata",
+        "protocol_selection",
+        "upstream_connection_options",
+        "close_connections_on_host_health_failure",
+        "ignore_health_on_host_removal",
+        "filters",
+        "load_balancing_policy",
+        "lrs_server",
+        "track_timeout_budgets",
+        "upstream_config",
+        "track_cluster_stats",
+        "preconnect_policy",
+        "connection_pool_per_downstream_connection",
+    ],
+};
+static LOAD_ASSIGNMENT: Fields = Fields {
+    known: &["cluster_name", "endpoints"],
+    unsupported: &["named_endpoints", "policy"],
+};
+static LOCALITY_ENDPOINTS: Fields = Fields {
+    known: &["lb_endpoints", "locality"],
+    unsupported: &[
+        "metadata",
+        "leds_cluster_locality_config",
+        "load_balancing_weight",
+        "priority",
+        "proximity",
+    ],
+};
+static LB_ENDPOINT: Fields = Fields {
+    known: &["endpoint", "load_balancing_weight"],
+    unsupported: &["endpoint_name", "health_status", "metadata"],
+};
+static ENDPOINT: Fields = Fields {
+    known: &["address", "hostname"],
+    unsupported: &["health_check_config", "additional_addresses"],
+};
+
+fn string(obj: &Obj, errs: &mut Errors, name: &str) -> Option<String> {
+    let child = obj.get(name)?;
+    child.str(errs).map(str::to_string)
+}
+
+fn flag(obj: &Obj, errs: &mut Errors, name: &str) -> bool {
+    obj.get(name).and_then(|c| c.bool(errs)).unwrap_or(false)
+}
+
+/// Decodes a `google.protobuf.UInt32Value`-style field: a bare number or `{value: n}`.
+fn wrapped_uint(child: &Node, errs: &mut Errors, max: u64) -> Option<u64> {
+    match child.value() {
+        serde_json::Value::Object(map) if map.len() == 1 && map.contains_key("value") => {
+            child.entry("value")?.uint(errs, max)
+        }
+        _ => child.uint(errs, max),
+    }
+}
+
+/// Decodes the whole bootstrap, collecting every error.
+pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
+    let obj = root.object(errs, &BOOTSTRAP)?;
+    let node = obj.get("node").and_then(|n| {
+        let o = n.object(errs, &NODE)?;
+        Some(NodeInfo {
+            id: string(&o, errs, "id").unwrap_or_default(),
+            cluster: string(&o, errs, "cluster").unwrap_or_default(),
+        })
+    });
+    let mut listeners = Vec::new();
+    let mut clusters = Vec::new();
+    if let Some(sr) = obj.get("static_resources") {
+        if let Some(sr) = sr.object(errs, &STATIC_RESOURCES) {
+            if let Some(l) = sr.get("listeners") {
+                for item in l.list(errs) {
+                    let child = item;
+                    if let Some(listener) = listener(child, errs, listeners.len()) {
+                        listeners.push(listener);
+                    }
+                }
+            }
+            if let Some(c) = sr.get("clusters") {
+                for item in c.list(errs) {
+                    let child = item;
+                    if let Some(cluster) = cluster(child, errs) {
+                        clusters.push(cluster);
+                    }
+                }
+            }
+        }
+    }
+    Some(Bootstrap {
+        node,
+        listeners,
+        clusters,
+    })
+}
+
+/// Decodes `address.socket_address` into its host text and port.
+fn socket_address(child: &Node, errs: &mut Errors) -> Option<(String, u16)> {
+    let addr = child.object(errs, &ADDRESS)?;
+    let sa = addr.require(errs, "socket_address")?;
+    let sa = sa.object(errs, &SOCKET_ADDRESS)?;
+    if let Some(p) = sa.get("protocol") {
+        if p.enumeration(errs, &["TCP", "UDP"]) == Some("UDP") {
+            errs.add(&p.path(), "UDP is not supported yet");
+        }
+    }
+    let host = sa.require(errs, "address")?.str(errs)?.to_string();
+    let port = match sa.get("port_value") {
+        Some(p) => p.uint(errs, u16::MAX as u64)? as u16,
+        None => 0,
+    };
+    Some((host, port))
+}
+
+fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
+    let obj = node.object(errs, &LISTENER)?;
+    let name = string(&obj, errs, "name");
+    let address = obj.require(errs, "address").and_then(|a| {
+        let (host, port) = socket_address(&a, errs)?;
+        match host.parse::<IpAddr>() {
+            Ok(ip) => Some(SocketAddr::new(ip, port)),
+            Err(_) => {
+                errs.add(
+                    &format!("{}.socket_address.address", a.path()),
+                    format!("expected an IP address for a listener, found {host:?}"),
+                );
+                None
+            }
+        }
+    });
+    let chains = obj
+        .require(errs, "filter_chains")
+        .map(|c| c.list(errs))
+        .unwrap_or_default();
+    if chains.len() > 1 {
+        errs.add(
+            &format!("{}.filter_chains", obj.path()),
+            "more than one filter chain is not supported yet",
+        );
+    }
+    let hcm = match chains.into_iter().next() {
+        Some(chain) => filter_chain(chain, errs),
+        None => {
+            errs.add(
+                &format!("{}.filter_chains", obj.path()),
+                "expected one filter chain",
+            );
+            None
+        }
+    };
+    let address = address?;
+    Some(Listener {
+        name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
+        address,
+        hcm: hcm?,
+    })
+}
+
+fn filter_chain(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
+    let obj = node.object(errs, &FILTER_CHAIN)?;
+    let filters = obj.require(errs, "filters")?.list(errs);
+    if filters.len() != 1 {
+        errs.add(
+            &format!("{}.filters", obj.path()),
+            format!(
+                "expected exactly one network filter ({HCM_NAME}), found {}",
+                filters.len()
+            ),
+        );
+        return None;
+    }
+    let filter = filters.into_iter().next()?;
+    let fobj = filter.object(errs, &FILTER)?;
+    let name = string(&fobj, errs, "name").unwrap_or_default();
+    let Some(tc) = fobj.get("typed_config") else {
+        errs.add(
+            &format!("{}.typed_config", filter.path()),
+            format!("required field is missing (network filter {name:?})"),
+        );
+        return None;
+    };
+    let type_url = type_url(&tc, errs)?;
+    if type_url != HCM_TYPE {
+        errs.add(
+            &format!("{}.@type", tc.path()),
+            format!("network filter {type_url:?} is not supported yet (only {HCM_NAME})"),
+        );
+        return None;
+    }
+    hcm(tc, errs)
+}
+
+/// Reads the `@type` of a `typed_config`.
+fn type_url<'a>(tc: &Node<'a>, errs: &mut Errors) -> Option<&'a str> {
+    match tc.value().get("@type") {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => {
+            errs.add(
+                &format!("{}.@type", tc.path()),
+                "required field is missing: typed_config needs an \"@type\"",
+            );
+            None
+        }
+    }
+}
+
+fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
+    let obj = node.object(errs, &HCM)?;
+    let stat_prefix = obj
+        .require(errs, "stat_prefix")
+        .and_then(|c| c.str(errs).map(str::to_string));
+    if let Some(c) = obj.get("codec_type") {
+        if let Some(codec) = c.enumeration(errs, &["AUTO", "HTTP1", "HTTP2", "HTTP3"]) {
+            if codec == "HTTP2" || codec == "HTTP3" {
+                errs.add(
+                    &c.path(),
+                    format!("codec_type {codec} is not supported yet"),
+                );
+            }
+        }
+    }
+    let server_header_transformation = match obj.get("server_header_transformation") {
+        Some(c) => match c.enumeration(errs, &["OVERWRITE", "APPEND_IF_ABSENT", "PASS_THROUGH"]) {
+            Some("APPEND_IF_ABSENT") => ServerHeaderTransformation::AppendIfAbsent,
+            Some("PASS_THROUGH") => ServerHeaderTransformation::PassThrough,
+            _ => ServerHeaderTransformation::Overwrite,
+        },
+        None => ServerHeaderTransformation::Overwrite,
+    };
+    let max_request_headers_kb = match obj.get("max_request_headers_kb") {
+        Some(c) => match wrapped_uint(&c, errs, 8192) {
+            Some(0) => {
+                errs.add(&c.path(), "expected a value from 1 to 8192");
+                60
+            }
+            Some(n) => n as usize,
+            None => 60,
+        },
+        None => 60,
+    };
+    let mut max_headers_count = 100;
+    if let Some(c) = obj.get("common_http_protocol_options") {
+        if let Some(o) = c.object(errs, &PROTOCOL_OPTIONS) {
+            if let Some(m) = o.get("max_headers_count") {
+                match wrapped_uint(&m, errs, 10_000) {
+                    Some(0) => errs.add(&m.path(), "expected a value of at least 1"),
+                    Some(n) => max_headers_count = n as usize,
+                    None => {}
+                }
+            }
+        }
+    }
+    let generate_request_id = match obj.get("generate_request_id") {
+        Some(c) => match c.value() {
+            serde_json::Value::Object(_) => wrapped_bool(&c, errs),
+            _ => c.bool(errs).unwrap_or(true),
+        },
+        None => true,
+    };
+    http_filters(&obj, errs);
+    let route_config = match obj.get("route_config") {
+        Some(rc) => route_configuration(rc, errs),
+        None => {
+            errs.add(
+                &format!("{}.route_config", obj.path()),
+                "required field is missing (rds is not supported yet)",
+            );
+            None
+        }
+    };
+    Some(HttpConnectionManager {
+        stat_prefix: stat_prefix?,
+        route_config: route_config?,
+        server_name: string(&obj, errs, "server_name").unwrap_or_else(|| "ringway".to_string()),
+        server_header_transformation,
+        max_request_headers_bytes: max_request_headers_kb * 1024,
+        max_headers_count,
+        generate_request_id,
+        preserve_external_request_id: flag(&obj, errs, "preserve_external_request_id"),
+        strip_any_host_port: flag(&obj, errs, "strip_any_host_port"),
+        strip_matching_host_port: flag(&obj, errs, "strip_matching_host_port"),
+    })
+}
+
+/// Decodes a `google.protobuf.BoolValue` written as `{value: bool}`.
+fn wrapped_bool(child: &Node, errs: &mut Errors) -> bool {
+    match child.value().get("value") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        _ => {
+            errs.add(&child.path(), "expected a boolean or {value: boolean}");
+            true
+        }
+    }
+}
+
+/// Checks `http_filters`: Ringway runs only the terminal router so far.
+fn http_filters(obj: &Obj, errs: &mut Errors) {
+    let Some(list) = obj.get("http_filters") else {
+        errs.add(
+            &format!("{}.http_filters", obj.path()),
+            format!("required field is missing: the chain must end with {ROUTER_NAME}"),
+        );
+        return;
+    };
+    let items = list.list(errs);
+    if items.is_empty() {
+        errs.add(
+            &list.path(),
+            format!("the chain must end with {ROUTER_NAME}"),
+        );
+    }
+    let count = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        let child = item;
+        let Some(f) = child.object(errs, &HTTP_FILTER) else {
+            continue;
+        };
+        let name = string(&f, errs, "name").unwrap_or_default();
+        let type_url = match f.get("typed_config") {
+            Some(tc) => type_url(&tc, errs).map(|t| {
+                if t == ROUTER_TYPE {
+                    tc.object(errs, &ROUTER);
+                }
+                t.to_string()
+            }),
+            None => None,
+        };
+        let is_router =
+            type_url.as_deref() == Some(ROUTER_TYPE) || (type_url.is_none() && name == ROUTER_NAME);
+        if !is_router {
+            let what = type_url.unwrap_or(name);
+            errs.add(
+                &child.path(),
+                format!("HTTP filter {what:?} is not supported yet"),
+            );
+        } else if i + 1 != count {
+            errs.add(
+                &child.path(),
+                format!("{ROUTER_NAME} must be the last HTTP filter"),
+            );
+        }
+    }
+}
+
+fn route_configuration(node: Node, errs: &mut Errors) -> Option<RouteConfiguration> {
+    let obj = node.object(errs, &ROUTE_CONFIGURATION)?;
+    let mut virtual_hosts = Vec::new();
+    if let Some(v) = obj.get("virtual_hosts") {
+        for item in v.list(errs) {
+            if let Some(vh) = virtual_host(item, errs) {
+                virtual_hosts.push(vh);
+            }
+        }
+    }
+    Some(RouteConfiguration {
+        name: string(&obj, errs, "name").unwrap_or_default(),
+        virtual_hosts,
+        ignore_port_in_host_matching: flag(&obj, errs, "ignore_port_in_host_matching"),
+    })
+}
+
+fn virtual_host(node: Node, errs: &mut Errors) -> Option<VirtualHost> {
+    let obj = node.object(errs, &VIRTUAL_HOST)?;
+    let name = obj
+        .require(errs, "name")
+        .and_then(|c| c.str(errs).map(str::to_string));
+    let mut domains = Vec::new();
+    if let Some(d) = obj.require(errs, "domains") {
+        let items = d.list(errs);
+        if items.is_empty() {
+            errs.add(&d.path(), "expected at least one domain");
+        }
+        for item in items {
+            let child = item;
+            if let Some(s) = child.str(errs) {
+                let stars = s.matches('*').count();
+                let star_ok =
+                    stars == 0 || (stars == 1 && (s.starts_with('*') || s.ends_with('*')));
+                if s.is_empty() || s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                    errs.add(&child.path(), format!("invalid domain {s:?}"));
+                } else if !star_ok {
+                    errs.add(
+                        &child.path(),
+                        format!("invalid domain {s:?}: one '*' at the start or the end only"),
+                    );
+                } else {
+                    domains.push(s.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    let mut routes = Vec::new();
+    if let Some(r) = obj.get("routes") {
+        for item in r.list(errs) {
+            if let Some(route) = route(item, errs) {
+                routes.push(route);
+            }
+        }
+    }
+    Some(VirtualHost {
+        name: name?,
+        domains,
+        routes,
+    })
+}
+
+fn route(node: Node, errs: &mut Errors) -> Option<Route> {
+    let obj = node.object(errs, &ROUTE)?;
+    let (matcher, case_sensitive) = obj.require(errs, "match").and_then(|m| {
+        let mo = m.object(errs, &ROUTE_MATCH)?;
+        let case_sensitive = match mo.get("case_sensitive") {
+            Some(c) => match c.value() {
+                serde_json::Value::Object(_) => wrapped_bool(&c, errs),
+                _ => c.bool(errs).unwrap_or(true),
+            },
+            None => true,
+        };
+        let prefix = string(&mo, errs, "prefix");
+        let path = string(&mo, errs, "path");
+        let matcher = match (prefix, path) {
+            (Some(p), None) => PathMatch::Prefix(p),
+            (None, Some(p)) => PathMatch::Exact(p),
+            (Some(_), Some(_)) => {
+                errs.add(&m.path(), "prefix and path are mutually exclusive");
+                return None;
+            }
+            (None, None) => {
+                errs.add(&m.path(), "expected one of prefix or path");
+                return None;
+            }
+        };
+        Some((matcher, case_sensitive))
+    })?;
+    let action = match (obj.get("route"), obj.get("direct_response")) {
+        (Some(r), None) => forward_action(r, errs).map(RouteAction::Forward),
+        (None, Some(d)) => direct_response(d, errs),
+        (Some(_), Some(_)) => {
+            errs.add(
+                obj.path(),
+                "route and direct_response are mutually exclusive",
+            );
+            None
+        }
+        (None, None) => {
+            errs.add(obj.path(), "expected one of route or direct_response");
+            None
+        }
+    };
+    Some(Route {
+        name: string(&obj, errs, "name").unwrap_or_default(),
+        matcher,
+        case_sensitive,
+        action: action?,
+    })
+}
+
+fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
+    let obj = node.object(errs, &ROUTE_ACTION)?;
+    let cluster = obj
+        .require(errs, "cluster")
+        .and_then(|c| c.str(errs).map(str::to_string));
+    let timeout = match obj.get("timeout") {
+        Some(t) => t.duration(errs).filter(|d| !d.is_zero()),
+        None => Some(Duration::from_secs(15)),
+    };
+    Some(ForwardAction {
+        cluster: cluster?,
+        prefix_rewrite: string(&obj, errs, "prefix_rewrite"),
+        timeout,
+    })
+}
+
+fn direct_response(node: Node, errs: &mut Errors) -> Option<RouteAction> {
+    let obj = node.object(errs, &DIRECT_RESPONSE)?;
+    let status = obj.require(errs, "status").and_then(|s| {
+        let n = s.uint(errs, 599)?;
+        if n < 200 {
+            errs.add(&s.path(), "expected a status from 200 to 599");
+            return None;
+        }
+        Some(n as u16)
+    });
+    let body = obj.get("body").and_then(|b| {
+        let bo = b.object(errs, &DATA_SOURCE)?;
+        if let Some(s) = string(&bo, errs, "inline_string") {
+            return Some(s.into_bytes());
+        }
+        let f = bo.get("filename")?;
+        let path = f.str(errs)?;
+        match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                errs.add(&f.path(), format!("cannot read {path:?}: {e}"));
+                None
+            }
+        }
+    });
+    if let Some(body) = &body {
+        if body.len() > 4096 {
+            errs.add(
+                obj.path(),
+                format!(
+                    "body is {} bytes; max_direct_response_body_size_bytes is 4096",
+                    body.len()
+                ),
+            );
+        }
+    }
+    Some(RouteAction::Direct {
+        status: status?,
+        body,
+    })
+}
+
+fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
+    let obj = node.object(errs, &CLUSTER)?;
+    let name = obj
+        .require(errs, "name")
+        .and_then(|c| c.str(errs).map(str::to_string));
+    let discovery = match obj.get("type") {
+        Some(t) => match t.enumeration(
+            errs,
+            &["STATIC", "STRICT_DNS", "LOGICAL_DNS", "EDS", "ORIGINAL_DST"],
+        )? {
+            "STATIC" => Discovery::Static,
+            "STRICT_DNS" => Discovery::StrictDns,
+            other => {
+                errs.add(
+                    &t.path(),
+                    format!("cluster type {other} is not supported yet"),
+                );
+                return None;
+            }
+        },
+        None => Discovery::Static,
+    };
+    if let Some(lb) = obj.get("lb_policy") {
+        let policy = lb.enumeration(
+            errs,
+            &[
+                "ROUND_ROBIN",
+                "LEAST_REQUEST",
+                "RING_HASH",
+                "RANDOM",
+                "MAGLEV",
+                "CLUSTER_PROVIDED",
+                "LOAD_BALANCING_POLICY_CONFIG",
+            ],
+        );
+        if let Some(p) = policy.filter(|p| *p != "ROUND_ROBIN") {
+            errs.add(&lb.path(), format!("lb_policy {p} is not supported yet"));
+        }
+    }
+    let connect_timeout = obj
+        .get("connect_timeout")
+        .and_then(|c| c.duration(errs))
+        .unwrap_or(Duration::from_secs(5));
+    let dns_refresh_rate = match obj.get("dns_refresh_rate") {
+        Some(c) => match c.duration(errs) {
+            Some(d) if d < Duration::from_millis(1) => {
+                errs.add(&c.path(), "expected at least 1ms");
+                None
+            }
+            d => d,
+        },
+        None => None,
+    }
+    .unwrap_or(Duration::from_secs(5));
+    let dns_lookup_family = match obj.get("dns_lookup_family") {
+        Some(c) => {
+            match c.enumeration(errs, &["AUTO", "V4_ONLY", "V6_ONLY", "V4_PREFERRED", "ALL"]) {
+                Some("V4_ONLY") => DnsLookupFamily::V4Only,
+                Some("V6_ONLY") => DnsLookupFamily::V6Only,
+                Some("V4_PREFERRED") => DnsLookupFamily::V4Preferred,
+                Some("ALL") => DnsLookupFamily::All,
+                _ => DnsLookupFamily::Auto,
+            }
+        }
+        None => DnsLookupFamily::Auto,
+    };
+    let mut endpoints = Vec::new();
+    if let Some(la) = obj.get("load_assignment") {
+        if let Some(lao) = la.object(errs, &LOAD_ASSIGNMENT) {
+            if let Some(eps) = lao.get("endpoints") {
+                for item in eps.list(errs) {
+                    let child = item;
+                    locality_endpoints(child, errs, discovery, &mut endpoints);
+                }
+            }
+        }
+    }
+    Some(Cluster {
+        name: name?,
+        discovery,
+        connect_timeout,
+        endpoints,
+        dns_refresh_rate,
+        dns_lookup_family,
+    })
+}
+
+fn locality_endpoints(
+    node: Node,
+    errs: &mut Errors,
+    discovery: Discovery,
+    out: &mut Vec<EndpointConfig>,
+) {
+    let Some(obj) = node.object(errs, &LOCALITY_ENDPOINTS) else {
+        return;
+    };
+    let Some(list) = obj.get("lb_endpoints") else {
+        return;
+    };
+    for item in list.list(errs) {
+        let child = item;
+        let Some(lbe) = child.object(errs, &LB_ENDPOINT) else {
+            continue;
+        };
+        let weight = match lbe.get("load_balancing_weight") {
+            Some(w) => match wrapped_uint(&w, errs, u32::MAX as u64) {
+                Some(0) => {
+                    errs.add(&w.path(), "expected a weight of at least 1");
+                    1
+                }
+                Some(n) => n as u32,
+                None => 1,
+            },
+            None => 1,
+        };
+        let Some(ep) = lbe.require(errs, "endpoint") else {
+            continue;
+        };
+        let Some(epo) = ep.object(errs, &ENDPOINT) else {
+            continue;
+        };
+        if let Some(h) = epo.get("hostname") {
+            h.str(errs);
+        }
+        let Some(addr) = epo.require(errs, "address") else {
+            continue;
+        };
+        let Some((host, port)) = socket_address(&addr, errs) else {
+            continue;
+        };
+        if discovery == Discovery::Static && host.parse::<IpAddr>().is_err() {
+            errs.add(
+                &format!("{}.socket_address.address", addr.path()),
+                format!("a STATIC cluster needs an IP address, found {host:?} (use STRICT_DNS for names)"),
+            );
+            continue;
+        }
+        if port == 0 {
+            errs.add(
+                &format!("{}.socket_address.port_value", addr.path()),
+                "expected a port from 1 to 65535",
+            );
+            continue;
+        }
+        out.push(EndpointConfig { host, port, weight });
+    }
+}

@@ -1,0 +1,119 @@
+//! Envoy v3 bootstrap loading: YAML or JSON, `--config-yaml` merged over the
+//! file, decoded with every error carrying its YAML path.
+
+mod bootstrap;
+mod node;
+
+pub use bootstrap::*;
+pub use node::{parse_duration, ConfigError};
+
+use serde_json::Value;
+
+/// Parses one YAML (or JSON, a YAML subset) document into a tree.
+pub fn parse_document(text: &str, origin: &str) -> Result<Value, ConfigError> {
+    let value: Value = serde_yaml::from_str(text).map_err(|e| ConfigError {
+        path: String::new(),
+        message: format!("{origin}: cannot parse as YAML or JSON: {e}"),
+    })?;
+    Ok(if value.is_null() {
+        Value::Object(Default::default())
+    } else {
+        value
+    })
+}
+
+/// Merges `overlay` into `base` with protobuf `MergeFrom` semantics, as Envoy
+/// does for `--config-yaml`: mappings merge recursively, lists append,
+/// scalars are replaced.
+pub fn merge(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(o)) => b.extend(o),
+        (b, o) => *b = o,
+    }
+}
+
+/// Decodes a parsed tree into a [`Bootstrap`], or every error found.
+pub fn decode(tree: &Value) -> Result<Bootstrap, Vec<ConfigError>> {
+    let mut errs = node::Errors::default();
+    let decoded = bootstrap::decode(node::Node::root(tree), &mut errs);
+    match decoded {
+        Some(b) if errs.0.is_empty() => Ok(b),
+        _ => Err(errs.0),
+    }
+}
+
+/// Reads the file and the inline YAML (either may be absent) and merges them.
+pub fn load(path: Option<&str>, inline: Option<&str>) -> Result<Value, ConfigError> {
+    let mut tree = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                path: String::new(),
+                message: format!("cannot read {p}: {e}"),
+            })?;
+            parse_document(&text, p)?
+        }
+        None => Value::Object(Default::default()),
+    };
+    if let Some(text) = inline {
+        merge(&mut tree, parse_document(text, "--config-yaml")?);
+    }
+    Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(yaml: &str) -> Vec<String> {
+        let tree = parse_document(yaml, "test").expect("parses");
+        match decode(&tree) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn merge_appends_lists_and_replaces_scalars() {
+        let mut base = parse_document("a: {b: 1, c: [1]}", "t").expect("parses");
+        merge(
+            &mut base,
+            parse_document("a: {b: 2, c: [2]}", "t").expect("parses"),
+        );
+        assert_eq!(base, serde_json::json!({"a": {"b": 2, "c": [1, 2]}}));
+    }
+
+    #[test]
+    fn unsupported_and_unknown_fields_name_their_path() {
+        let errs = errors(
+            "static_resources:\n  clusters:\n  - name: c\n    circuit_breakers: {}\n    bogus: 1\n",
+        );
+        assert!(
+            errs.contains(
+                &"static_resources.clusters[0].circuit_breakers: not supported yet".to_string()
+            ),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(&"static_resources.clusters[0].bogus: unknown field".to_string()),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn camel_case_json_is_accepted() {
+        let errs = errors(
+            r#"{"staticResources": {"clusters": [{"name": "c", "connectTimeout": "0.25s"}]}}"#,
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+}

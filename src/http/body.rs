@@ -1,0 +1,116 @@
+//! Streaming a message body from one socket to another with bounded memory,
+//! re-framing it on the way (Envoy re-frames rather than forwarding framing).
+
+use super::codec::{encode_chunk, ChunkedDecoder, Framing, ReadBuf, LAST_CHUNK, READ_CHUNK};
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+/// Output is flushed once this much is pending.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Why a body transfer stopped early.
+#[derive(Debug)]
+pub enum PumpError {
+    /// The source closed or failed before the body ended.
+    Source,
+    /// The source's chunked framing was malformed.
+    Malformed,
+    /// Writing to the destination failed.
+    Destination,
+}
+
+/// How the destination receives the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFraming {
+    /// Bytes as they are (the destination was told a Content-Length, or
+    /// reads until close).
+    Raw,
+    /// Re-encoded as chunks, ended with the last chunk.
+    Chunked,
+}
+
+/// Sends `out` (a head, possibly empty) followed by the body read from
+/// `src` per `framing`, written to `dst` per `out_framing`. Bytes already in
+/// `rbuf` are used first; bytes past the body's end stay there.
+/// Returns the number of body bytes moved.
+pub async fn pump(
+    src: &mut TcpStream,
+    rbuf: &mut ReadBuf,
+    framing: Framing,
+    dst: &mut TcpStream,
+    mut out: Vec<u8>,
+    out_framing: OutFraming,
+) -> Result<u64, PumpError> {
+    let mut moved = 0u64;
+    let mut remaining = match framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut decoder = ChunkedDecoder::default();
+    loop {
+        // Move what is buffered into `out`.
+        let done = match framing {
+            Framing::Empty => true,
+            Framing::Length(_) => {
+                let n = (rbuf.data().len() as u64).min(remaining) as usize;
+                emit(&mut out, &rbuf.data()[..n], out_framing);
+                rbuf.consume(n);
+                remaining -= n as u64;
+                moved += n as u64;
+                remaining == 0
+            }
+            Framing::UntilClose => {
+                let n = rbuf.data().len();
+                emit(&mut out, rbuf.data(), out_framing);
+                rbuf.consume(n);
+                moved += n as u64;
+                false
+            }
+            Framing::Chunked => {
+                while !decoder.is_done() && !rbuf.is_empty() && out.len() < FLUSH_AT {
+                    let step = decoder
+                        .step(rbuf.data())
+                        .map_err(|_| PumpError::Malformed)?;
+                    if let Some((start, len)) = step.data {
+                        emit(&mut out, &rbuf.data()[start..start + len], out_framing);
+                        moved += len as u64;
+                    }
+                    rbuf.consume(step.consumed);
+                }
+                decoder.is_done()
+            }
+        };
+        if done && out_framing == OutFraming::Chunked && framing != Framing::Empty {
+            out.extend_from_slice(LAST_CHUNK);
+        }
+        if !out.is_empty() && (done || out.len() >= FLUSH_AT || rbuf.is_empty()) {
+            let (res, buf) = dst.write_all(out).await;
+            res.map_err(|_| PumpError::Destination)?;
+            out = buf;
+            out.clear();
+        }
+        if done {
+            return Ok(moved);
+        }
+        if rbuf.is_empty() {
+            match rbuf.fill(src, READ_CHUNK).await {
+                Ok(0) if framing == Framing::UntilClose => {
+                    if out_framing == OutFraming::Chunked {
+                        let (res, _) = dst.write_all(LAST_CHUNK).await;
+                        res.map_err(|_| PumpError::Destination)?;
+                    }
+                    return Ok(moved);
+                }
+                Ok(0) | Err(_) => return Err(PumpError::Source),
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn emit(out: &mut Vec<u8>, data: &[u8], framing: OutFraming) {
+    match framing {
+        OutFraming::Raw => out.extend_from_slice(data),
+        OutFraming::Chunked => encode_chunk(out, data),
+    }
+}

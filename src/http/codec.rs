@@ -1,0 +1,372 @@
+//! HTTP/1.1 framing: the connection read buffer, body framing, a streaming
+//! chunked decoder and the small header helpers the proxy needs.
+
+use monoio::buf::IoBufMut;
+use monoio::io::AsyncReadRent;
+use monoio::net::TcpStream;
+
+/// Size of a connection's read buffer when it is not holding a large head.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// A connection's read buffer: `buf[start..]` is unread data.
+pub struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Default for ReadBuf {
+    fn default() -> Self {
+        ReadBuf {
+            buf: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+        }
+    }
+}
+
+impl ReadBuf {
+    /// The unread bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    /// Marks `n` bytes as read.
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more from `stream`, growing the buffer up to `limit` bytes of
+    /// unread data. Returns the number of bytes read (0 at EOF).
+    pub async fn fill(&mut self, stream: &mut TcpStream, limit: usize) -> std::io::Result<usize> {
+        if self.start > 0 && (self.buf.len() == self.buf.capacity() || self.start > READ_CHUNK / 2)
+        {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.len() == self.buf.capacity() {
+            let unread = self.buf.len() - self.start;
+            let want = (unread * 2).clamp(READ_CHUNK, limit.max(READ_CHUNK));
+            if want <= unread {
+                return Err(std::io::Error::other("read buffer limit reached"));
+            }
+            self.buf.reserve(want - self.buf.len());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let (res, slice) = stream.read(buf.slice_mut(len..cap)).await;
+        self.buf = slice.into_inner();
+        res
+    }
+
+    /// Drops all buffered data.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+    }
+
+    /// Shrinks the buffer back after a large head was consumed.
+    pub fn shrink(&mut self) {
+        if self.buf.capacity() > READ_CHUNK && self.buf.len() - self.start <= READ_CHUNK {
+            self.buf.drain(..self.start);
+            self.start = 0;
+            self.buf.shrink_to(READ_CHUNK);
+        }
+    }
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the sender closes (responses only).
+    UntilClose,
+}
+
+/// Malformed chunked framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadChunk;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    SizeStart,
+    Size,
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    Trailer,
+    FinalLf,
+    Done,
+}
+
+/// Longest chunk-size line or trailer section accepted.
+const MAX_CHUNK_META: usize = 16 * 1024;
+
+/// A streaming decoder for chunked bodies.
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    remaining: u64,
+    meta: usize,
+}
+
+/// One step of chunked decoding.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChunkStep {
+    /// Input bytes consumed.
+    pub consumed: usize,
+    /// Body data within the input: `start..start+len`.
+    pub data: Option<(usize, usize)>,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder {
+            state: ChunkState::SizeStart,
+            remaining: 0,
+            meta: 0,
+        }
+    }
+}
+
+impl ChunkedDecoder {
+    /// Whether the terminating chunk and trailers have been read.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes from `input`, stopping after at most one run of body data.
+    pub fn step(&mut self, input: &[u8]) -> Result<ChunkStep, BadChunk> {
+        let mut i = 0;
+        while i < input.len() && self.state != ChunkState::Done {
+            if self.state == ChunkState::Data {
+                let n = (input.len() - i).min(self.remaining as usize);
+                self.remaining -= n as u64;
+                if self.remaining == 0 {
+                    self.state = ChunkState::DataCr;
+                }
+                return Ok(ChunkStep {
+                    consumed: i + n,
+                    data: Some((i, n)),
+                });
+            }
+            let b = input[i];
+            i += 1;
+            self.meta += 1;
+            if self.meta > MAX_CHUNK_META {
+                return Err(BadChunk);
+            }
+            self.state = match (self.state, b) {
+                (ChunkState::SizeStart | ChunkState::Size, b) if b.is_ascii_hexdigit() => {
+                    let digit = (b as char).to_digit(16).ok_or(BadChunk)? as u64;
+                    self.remaining = self
+                        .remaining
+                        .checked_mul(16)
+                        .and_then(|r| r.checked_add(digit))
+                        .filter(|r| *r < (1 << 62))
+                        .ok_or(BadChunk)?;
+                    ChunkState::Size
+                }
+                (ChunkState::Size, b';') => ChunkState::Extension,
+                (ChunkState::Size, b'\r') => ChunkState::SizeLf,
+                (ChunkState::Extension, b'\r') => ChunkState::SizeLf,
+                (ChunkState::Extension, b) if b != b'\n' => ChunkState::Extension,
+                (ChunkState::SizeLf, b'\n') => {
+                    self.meta = 0;
+                    if self.remaining == 0 {
+                        ChunkState::TrailerStart
+                    } else {
+                        ChunkState::Data
+                    }
+                }
+                (ChunkState::DataCr, b'\r') => ChunkState::DataLf,
+                (ChunkState::DataLf, b'\n') => {
+                    self.meta = 0;
+                    ChunkState::SizeStart
+                }
+                (ChunkState::TrailerStart, b'\r') => ChunkState::FinalLf,
+                (ChunkState::TrailerStart | ChunkState::Trailer, b'\n') => ChunkState::TrailerStart,
+                (ChunkState::TrailerStart | ChunkState::Trailer, _) => ChunkState::Trailer,
+                (ChunkState::FinalLf, b'\n') => ChunkState::Done,
+                _ => return Err(BadChunk),
+            };
+        }
+        Ok(ChunkStep {
+            consumed: i,
+            data: None,
+        })
+    }
+}
+
+/// Appends one chunk of `data` in chunked encoding.
+pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The terminating chunk.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Whether a comma-separated header value contains `token` (case-insensitive).
+pub fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Headers that describe one hop and are never forwarded.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+        "transfer-encoding",
+        "content-length",
+        "trailer",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Parses a `Content-Length` value: ASCII digits only.
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// Appends `name: value\r\n` with the name lower-cased, as Envoy writes HTTP/1 headers.
+pub fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The standard reason phrase for a status code.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Payload Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], split: usize) -> Result<(Vec<u8>, bool, usize), BadChunk> {
+        let mut d = ChunkedDecoder::default();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        for piece in input.chunks(split.max(1)) {
+            let mut i = 0;
+            while i < piece.len() && !d.is_done() {
+                let step = d.step(&piece[i..])?;
+                if let Some((s, n)) = step.data {
+                    out.extend_from_slice(&piece[i + s..i + s + n]);
+                }
+                i += step.consumed;
+            }
+            pos += i;
+            if d.is_done() {
+                break;
+            }
+        }
+        Ok((out, d.is_done(), pos))
+    }
+
+    #[test]
+    fn chunked_decodes_at_any_split() {
+        let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        for split in 1..body.len() {
+            let (out, done, used) = decode_all(body, split).expect("valid");
+            assert_eq!(out, b"hello world");
+            assert!(done);
+            assert_eq!(&body[used..], b"NEXT");
+        }
+    }
+
+    #[test]
+    fn chunked_rejects_garbage() {
+        assert!(decode_all(b"zz\r\n", 64).is_err());
+        assert!(decode_all(b"5\r\nhelloXX", 64).is_err());
+        assert!(decode_all(b"fffffffffffffffffff\r\n", 64).is_err());
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        assert_eq!(parse_content_length(b"42"), Some(42));
+        assert_eq!(parse_content_length(b"+4"), None);
+        assert_eq!(parse_content_length(b" 4"), None);
+        assert_eq!(parse_content_length(b""), None);
+    }
+
+    #[test]
+    fn tokens_are_case_insensitive() {
+        assert!(has_token(b"keep-alive, Close", "close"));
+        assert!(!has_token(b"closed", "close"));
+    }
+}

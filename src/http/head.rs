@@ -1,0 +1,452 @@
+//! Request and response head analysis: one parse, one pass over the
+//! headers, producing the bytes to send on and how the body is framed.
+
+use super::codec::{has_token, is_hop_by_hop, parse_content_length, push_header, reason, Framing};
+use super::local_reply::LocalReply;
+use crate::config::ServerHeaderTransformation;
+use crate::router::{port_start, Action, Forward};
+use crate::server::shard::Shard;
+use crate::snapshot::HttpSettings;
+use std::borrow::Cow;
+
+/// Header slots parsed on the stack; larger limits use the heap.
+const STACK_HEADERS: usize = 128;
+/// Headers a `Connection` value may nominate as hop-by-hop.
+const MAX_CONNECTION_TOKENS: usize = 16;
+/// Largest upstream response head accepted.
+pub const MAX_RESPONSE_HEAD: usize = 60 * 1024;
+/// Most response headers accepted.
+const MAX_RESPONSE_HEADERS: usize = 100;
+
+/// The result of looking at the buffered start of a request.
+#[derive(Debug)]
+pub enum ParsedRequest<'v> {
+    /// More bytes are needed.
+    Partial,
+    /// The request is invalid; answer and close.
+    Reject(LocalReply),
+    /// A complete head and what to do with it.
+    Request(Request, Plan<'v>),
+}
+
+/// A parsed request's framing and connection facts.
+#[derive(Debug)]
+pub struct Request {
+    /// Bytes of the head, to consume from the read buffer.
+    pub head_len: usize,
+    /// How the request body is framed.
+    pub framing: Framing,
+    /// Whether the client allows the connection to stay open.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (Envoy answers it itself).
+    pub expect_continue: bool,
+    /// A HEAD request (the response has no body).
+    pub is_head: bool,
+}
+
+/// What the connection manager does with a request.
+#[derive(Debug)]
+pub enum Plan<'v> {
+    /// Answer locally.
+    Local(LocalReply),
+    /// Forward to a cluster with this head.
+    Forward {
+        /// The matched route's action.
+        route: &'v Forward,
+        /// The request head to send upstream, framing header included.
+        head: Vec<u8>,
+    },
+}
+
+fn with_headers<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -> R) -> R {
+    if max <= STACK_HEADERS {
+        let mut storage: [httparse::Header<'b>; STACK_HEADERS] =
+            [httparse::EMPTY_HEADER; STACK_HEADERS];
+        f(&mut storage[..max])
+    } else {
+        let mut storage = vec![httparse::EMPTY_HEADER; max];
+        f(&mut storage)
+    }
+}
+
+/// Parses and analyses the request at the start of `data`.
+pub fn parse_request<'v>(
+    data: &[u8],
+    http: &'v HttpSettings,
+    listener_port: u16,
+    shard: &Shard,
+) -> ParsedRequest<'v> {
+    with_headers(http.max_headers_count, |headers| {
+        let mut req = httparse::Request::new(headers);
+        let head_len = match req.parse(data) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => {
+                return if data.len() > http.max_request_headers_bytes {
+                    ParsedRequest::Reject(too_large())
+                } else {
+                    ParsedRequest::Partial
+                };
+            }
+            Err(httparse::Error::TooManyHeaders) => return ParsedRequest::Reject(too_large()),
+            Err(_) => return ParsedRequest::Reject(bad_request()),
+        };
+        if head_len > http.max_request_headers_bytes {
+            return ParsedRequest::Reject(too_large());
+        }
+        analyse_request(&req, head_len, http, listener_port, shard)
+    })
+}
+
+fn too_large() -> LocalReply {
+    LocalReply::closing(431, "Request Header Fields Too Large")
+}
+
+fn bad_request() -> LocalReply {
+    LocalReply::closing(400, "Bad Request")
+}
+
+/// Headers of interest found in one pass.
+#[derive(Default)]
+struct Seen<'a> {
+    host: Option<&'a [u8]>,
+    content_length: Option<u64>,
+    transfer_encoding: Option<&'a [u8]>,
+    connection_tokens: Vec<&'a [u8]>,
+    close: bool,
+    upgrade: Option<&'a [u8]>,
+    expect_continue: bool,
+    request_id: bool,
+    forwarded_proto: bool,
+}
+
+fn analyse_request<'v>(
+    req: &httparse::Request<'_, '_>,
+    head_len: usize,
+    http: &'v HttpSettings,
+    listener_port: u16,
+    shard: &Shard,
+) -> ParsedRequest<'v> {
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return ParsedRequest::Reject(bad_request());
+    };
+    if version == 0 {
+        // Envoy's default (accept_http_10: false).
+        return ParsedRequest::Reject(LocalReply::closing(426, ""));
+    }
+    let mut seen = Seen::default();
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            if seen.host.replace(h.value).is_some() {
+                return ParsedRequest::Reject(bad_request());
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let Some(n) = parse_content_length(h.value) else {
+                return ParsedRequest::Reject(bad_request());
+            };
+            if seen.content_length.replace(n).is_some_and(|prev| prev != n) {
+                return ParsedRequest::Reject(bad_request());
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if seen.transfer_encoding.replace(h.value).is_some() {
+                return ParsedRequest::Reject(LocalReply::closing(501, "Not Implemented"));
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    seen.close = true;
+                }
+                if seen.connection_tokens.len() == MAX_CONNECTION_TOKENS {
+                    return ParsedRequest::Reject(bad_request());
+                }
+                seen.connection_tokens.push(token);
+            }
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            seen.upgrade = Some(h.value);
+        } else if name.eq_ignore_ascii_case("expect") {
+            seen.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case("x-request-id") {
+            seen.request_id = true;
+        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            seen.forwarded_proto = true;
+        }
+    }
+    let framing = match (seen.transfer_encoding, seen.content_length) {
+        (Some(_), Some(_)) => return ParsedRequest::Reject(bad_request()),
+        (Some(te), None) if te.trim_ascii().eq_ignore_ascii_case(b"chunked") => Framing::Chunked,
+        (Some(_), None) => {
+            return ParsedRequest::Reject(LocalReply::closing(501, "Not Implemented"))
+        }
+        (None, Some(0)) | (None, None) => Framing::Empty,
+        (None, Some(n)) => Framing::Length(n),
+    };
+    let keep_alive = !seen.close;
+    let request = |plan| {
+        ParsedRequest::Request(
+            Request {
+                head_len,
+                framing,
+                keep_alive,
+                expect_continue: seen.expect_continue,
+                is_head: method == "HEAD",
+            },
+            plan,
+        )
+    };
+    let upgrading = seen
+        .upgrade
+        .is_some_and(|u| !u.eq_ignore_ascii_case(b"h2c"))
+        && seen
+            .connection_tokens
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+    if upgrading || method == "CONNECT" {
+        // No upgrade_configs yet: Envoy rejects the upgrade.
+        return request(Plan::Local(LocalReply::new(403, "")));
+    }
+    // Absolute-form targets carry the authority; it overrides Host.
+    let (authority, path) = match split_absolute(target) {
+        Some((authority, path)) => (Some(authority.as_bytes()), path),
+        None => (seen.host, target),
+    };
+    if !(path.starts_with('/') || (path == "*" && method == "OPTIONS")) {
+        return ParsedRequest::Reject(bad_request());
+    }
+    let Some(host) = authority.and_then(|h| std::str::from_utf8(h).ok()) else {
+        return ParsedRequest::Reject(bad_request());
+    };
+    if host.is_empty() || host.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'/') {
+        return ParsedRequest::Reject(bad_request());
+    }
+    let host = strip_port(host, http, listener_port);
+    let lower: Cow<str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase().into()
+    } else {
+        host.into()
+    };
+    let Some(route) = http.routes.route(&lower, path) else {
+        return request(Plan::Local(LocalReply::new(404, "")));
+    };
+    let forward = match &route.action {
+        Action::Direct { status, body } => {
+            return request(Plan::Local(LocalReply::new(*status, body.clone())));
+        }
+        Action::Forward(forward) => forward,
+    };
+    let path = route.rewrite(path);
+    let mut head = Vec::with_capacity(head_len + 256);
+    head.extend_from_slice(method.as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    push_header(&mut head, "host", host.as_bytes());
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host")
+            || is_hop_by_hop(name)
+            || (seen.expect_continue && name.eq_ignore_ascii_case("expect"))
+            || name.eq_ignore_ascii_case("x-envoy-expected-rq-timeout-ms")
+            || seen
+                .connection_tokens
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            continue;
+        }
+        push_header(&mut head, name, h.value);
+    }
+    if !seen.forwarded_proto {
+        push_header(&mut head, "x-forwarded-proto", b"http");
+    }
+    if !seen.request_id && http.generate_request_id {
+        push_header(&mut head, "x-request-id", &shard.request_id());
+    }
+    if let Some(t) = forward.timeout {
+        push_header(
+            &mut head,
+            "x-envoy-expected-rq-timeout-ms",
+            t.as_millis().to_string().as_bytes(),
+        );
+    }
+    match framing {
+        Framing::Length(n) => push_header(&mut head, "content-length", n.to_string().as_bytes()),
+        Framing::Chunked => push_header(&mut head, "transfer-encoding", b"chunked"),
+        Framing::Empty | Framing::UntilClose => {}
+    }
+    head.extend_from_slice(b"\r\n");
+    request(Plan::Forward {
+        route: forward,
+        head,
+    })
+}
+
+/// Splits `http://authority/path` into its authority and path.
+fn split_absolute(target: &str) -> Option<(&str, &str)> {
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))?;
+    Some(match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
+        _ => (rest, "/"),
+    })
+}
+
+/// Applies `strip_any_host_port` / `strip_matching_host_port`.
+fn strip_port<'h>(host: &'h str, http: &HttpSettings, listener_port: u16) -> &'h str {
+    if !(http.strip_any_host_port || http.strip_matching_host_port) {
+        return host;
+    }
+    match port_start(host) {
+        Some(p)
+            if http.strip_any_host_port
+                || host[p + 1..].parse::<u16>().ok() == Some(listener_port) =>
+        {
+            &host[..p]
+        }
+        _ => host,
+    }
+}
+
+/// A parsed upstream response head, rewritten for the downstream.
+#[derive(Debug)]
+pub struct Response {
+    /// Bytes of the upstream head.
+    pub head_len: usize,
+    /// Status code.
+    pub status: u16,
+    /// How the upstream frames the body.
+    pub framing: Framing,
+    /// Whether the upstream connection may be reused afterwards.
+    pub reusable: bool,
+}
+
+/// What parsing the buffered upstream response produced.
+#[derive(Debug)]
+pub enum ParsedResponse {
+    /// More bytes are needed.
+    Partial,
+    /// An interim (1xx) response to skip, of this many bytes.
+    Interim(usize),
+    /// A final response head.
+    Final(Response),
+    /// The upstream spoke something other than HTTP/1.1.
+    Invalid,
+}
+
+/// Parses the upstream response in `data`; for a final response, writes the
+/// downstream head into `out`.
+pub fn parse_response(
+    data: &[u8],
+    is_head: bool,
+    http: &HttpSettings,
+    service_time_ms: u128,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> ParsedResponse {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    let head_len = match resp.parse(data) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_RESPONSE_HEAD => n,
+        Ok(httparse::Status::Partial) if data.len() <= MAX_RESPONSE_HEAD => {
+            return ParsedResponse::Partial
+        }
+        _ => return ParsedResponse::Invalid,
+    };
+    let (Some(status), Some(version)) = (resp.code, resp.version) else {
+        return ParsedResponse::Invalid;
+    };
+    if (100..200).contains(&status) {
+        return if status == 101 {
+            ParsedResponse::Invalid
+        } else {
+            ParsedResponse::Interim(head_len)
+        };
+    }
+    let mut content_length = None;
+    let mut chunked = None;
+    let mut upstream_close = version == 0;
+    let mut connection_values: Vec<&[u8]> = Vec::new();
+    let mut has_server = false;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            match parse_content_length(h.value) {
+                Some(n) if content_length.is_none_or(|p| p == n) => content_length = Some(n),
+                _ => return ParsedResponse::Invalid,
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = Some(
+                h.value
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked")),
+            );
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            if version == 0 && has_token(h.value, "keep-alive") {
+                upstream_close = false;
+            }
+            upstream_close |= has_token(h.value, "close");
+            connection_values.push(h.value);
+        } else if h.name.eq_ignore_ascii_case("server") {
+            has_server = true;
+        }
+    }
+    let bodyless = is_head || status == 204 || status == 304;
+    let framing = if bodyless {
+        Framing::Empty
+    } else {
+        match (chunked, content_length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::UntilClose,
+            (None, Some(0)) => Framing::Empty,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::UntilClose,
+        }
+    };
+    let reason_text = match reason(status) {
+        "Unknown" => resp.reason.filter(|r| !r.is_empty()).unwrap_or("Unknown"),
+        known => known,
+    };
+    out.extend_from_slice(format!("HTTP/1.1 {status} {reason_text}\r\n").as_bytes());
+    let nominated = |name: &str| connection_values.iter().any(|v| has_token(v, name));
+    for h in resp.headers.iter() {
+        let name = h.name;
+        let keep_length = bodyless && name.eq_ignore_ascii_case("content-length");
+        if (is_hop_by_hop(name) && !keep_length)
+            || nominated(name)
+            || (http.server_header == ServerHeaderTransformation::Overwrite
+                && name.eq_ignore_ascii_case("server"))
+        {
+            continue;
+        }
+        push_header(out, name, h.value);
+    }
+    let add_server = match http.server_header {
+        ServerHeaderTransformation::Overwrite => true,
+        ServerHeaderTransformation::AppendIfAbsent => !has_server,
+        ServerHeaderTransformation::PassThrough => false,
+    };
+    if add_server {
+        push_header(out, "server", http.server_name.as_bytes());
+    }
+    push_header(
+        out,
+        "x-envoy-upstream-service-time",
+        service_time_ms.to_string().as_bytes(),
+    );
+    match framing {
+        Framing::Length(n) => push_header(out, "content-length", n.to_string().as_bytes()),
+        Framing::Chunked | Framing::UntilClose => push_header(out, "transfer-encoding", b"chunked"),
+        Framing::Empty if !bodyless => push_header(out, "content-length", b"0"),
+        Framing::Empty => {}
+    }
+    if close {
+        push_header(out, "connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    ParsedResponse::Final(Response {
+        head_len,
+        status,
+        framing,
+        reusable: !upstream_close && framing != Framing::UntilClose,
+    })
+}

@@ -1,0 +1,8 @@
+//! HTTP/1.1: the connection manager, codec helpers, body streaming and local replies.
+
+pub mod body;
+pub mod codec;
+pub mod conn;
+pub mod date;
+pub mod head;
+pub mod local_reply;

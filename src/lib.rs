@@ -1,0 +1,10 @@
+//! Ringway: an Envoy-compatible L4/L7 proxy, thread-per-core on io_uring.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod logger;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

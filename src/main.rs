@@ -1,0 +1,55 @@
+//! The `ringway` binary: Envoy's command line over Ringway's server.
+
+use ringway::cli::{self, Mode, Parsed};
+use ringway::config;
+use ringway::snapshot::ConfigSnapshot;
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = match cli::parse(std::env::args().skip(1)) {
+        Ok(Parsed::Run(cli)) => cli,
+        Ok(Parsed::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("ringway: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    ringway::logger::init(cli.log_level);
+    let name = cli.config_path.clone().unwrap_or_default();
+    let validate = cli.mode == Mode::Validate;
+    let snapshot = config::load(cli.config_path.as_deref(), cli.config_yaml.as_deref())
+        .map_err(|e| vec![e])
+        .and_then(|tree| config::decode(&tree))
+        .and_then(|boot| ConfigSnapshot::compile(&boot, !validate));
+    let snapshot = match snapshot {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("configuration '{name}' is invalid:");
+            for e in &errors {
+                eprintln!("  {e}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    if validate {
+        println!("configuration '{name}' OK");
+        return ExitCode::SUCCESS;
+    }
+    let options = ringway::server::Options {
+        concurrency: cli.concurrency,
+        drain_time: cli.drain_time,
+    };
+    match ringway::server::run(snapshot, &options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

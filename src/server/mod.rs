@@ -1,0 +1,307 @@
+//! Process bootstrap: shard threads, listeners, signals, DNS refresh and drain.
+//!
+//! The main thread never touches a request. It binds nothing a shard
+//! serves, publishes snapshots, watches signals and DNS, and runs the drain.
+
+pub mod drain;
+pub mod shard;
+
+use crate::config::Discovery;
+use crate::http::conn;
+use crate::snapshot::{ConfigSnapshot, Published};
+use crate::upstream::dns;
+use monoio::net::{ListenerOpts, TcpListener};
+use shard::Shard;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// io_uring submission queue entries per shard.
+const RING_ENTRIES: u32 = 1024;
+/// Listen backlog per shard socket.
+const BACKLOG: i32 = 4096;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Number of shards.
+    pub concurrency: usize,
+    /// Longest a drain waits for in-flight requests before exiting.
+    pub drain_time: Duration,
+}
+
+/// Runs the proxy until SIGTERM/SIGINT and the drain that follows.
+pub fn run(snapshot: ConfigSnapshot, options: &Options) -> Result<(), String> {
+    let addresses = reserve_ports(&snapshot)?;
+    let published = Arc::new(Published::new(snapshot));
+    let concurrency = options.concurrency.max(1);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (stop_tx, stop_rx) = flume::bounded::<()>(1);
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), String>>();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<usize>();
+    for id in 0..concurrency {
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let published = published.clone();
+        let addresses = addresses.clone();
+        let stop_rx = stop_rx.clone();
+        let ready_tx = ready_tx.clone();
+        let done_tx = done_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("ringway-shard-{id}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let ready = ready_tx.clone();
+                let shard_run = move || run_shard(id, published, addresses, stop_rx, ready);
+                if let Err(e) = block_on(shard_run) {
+                    let _ = ready_tx.send(Err(format!("shard {id}: cannot start a runtime: {e}")));
+                }
+                let _ = done_tx.send(id);
+            })
+            .map_err(|e| format!("cannot spawn shard {id}: {e}"))?;
+    }
+    drop(stop_rx);
+    drop(ready_tx);
+    for _ in 0..concurrency {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a shard exited during start-up".to_string()),
+        }
+    }
+    for (l, addr) in published.load().listeners.iter().zip(&addresses) {
+        log::info!("listener {} serving on {addr}", l.name);
+    }
+    log::info!(
+        "ringway {} started with {concurrency} shards",
+        env!("CARGO_PKG_VERSION")
+    );
+    supervise(&published)?;
+    log::info!(
+        "draining: no new connections; waiting up to {:?} for in-flight requests",
+        options.drain_time
+    );
+    drop(stop_tx);
+    let deadline = Instant::now() + options.drain_time;
+    let mut finished = 0;
+    while finished < concurrency {
+        match done_rx.recv_deadline(deadline) {
+            Ok(_) => finished += 1,
+            Err(_) => {
+                log::warn!(
+                    "drain time elapsed with {} shards still busy; exiting",
+                    concurrency - finished
+                );
+                break;
+            }
+        }
+    }
+    log::info!("shutdown complete");
+    Ok(())
+}
+
+/// Builds the shard's runtime (io_uring, or epoll where io_uring is
+/// unavailable) and runs the future `make` returns on it.
+fn block_on<F: Future<Output = ()>>(make: impl FnOnce() -> F) -> std::io::Result<()> {
+    let builder = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(RING_ENTRIES);
+    match builder.build() {
+        Ok(mut rt) => rt.block_on(make()),
+        Err(e) => {
+            log::warn!("io_uring runtime failed to start ({e}); using epoll");
+            monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()?
+                .block_on(make());
+        }
+    }
+    Ok(())
+}
+
+/// Resolves listener ports: a port of 0 is bound once here to pick a free
+/// port, which every shard then binds with SO_REUSEPORT.
+fn reserve_ports(snapshot: &ConfigSnapshot) -> Result<Vec<SocketAddr>, String> {
+    snapshot
+        .listeners
+        .iter()
+        .map(|l| {
+            if l.address.port() != 0 {
+                return Ok(l.address);
+            }
+            let probe = std::net::TcpListener::bind(l.address)
+                .and_then(|s| s.local_addr())
+                .map_err(|e| format!("listener {}: cannot bind {}: {e}", l.name, l.address))?;
+            Ok(probe)
+        })
+        .collect()
+}
+
+async fn run_shard(
+    id: usize,
+    published: Arc<Published>,
+    addresses: Vec<SocketAddr>,
+    stop: flume::Receiver<()>,
+    ready: crossbeam_channel::Sender<Result<(), String>>,
+) {
+    if id == 0 {
+        if monoio::utils::is_legacy() {
+            log::warn!("io_uring is unavailable on this host; shards use epoll");
+        } else {
+            log::info!("shards use io_uring");
+        }
+    }
+    let shard = Rc::new(Shard::new(id, published));
+    let opts = ListenerOpts::new().reuse_port(true).backlog(BACKLOG);
+    let mut listeners = Vec::with_capacity(addresses.len());
+    for addr in &addresses {
+        match TcpListener::bind_with_config(addr, &opts) {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot bind {addr}: {e}")));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(()));
+    for (index, listener) in listeners.into_iter().enumerate() {
+        monoio::spawn(accept_loop(listener, index, shard.clone()));
+    }
+    let _ = stop.recv_async().await;
+    shard.drain.start();
+    shard.pool.clear();
+    while shard.connections.get() > 0 {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, index: usize, shard: Rc<Shard>) {
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => Some(r),
+            _ = shard.drain.wait() => None,
+        };
+        match accepted {
+            // Dropping the socket takes this shard out of the REUSEPORT group.
+            None => return,
+            Some(Ok((stream, _))) => {
+                shard.connections.set(shard.connections.get() + 1);
+                let guard = ConnectionGuard(shard.clone());
+                monoio::spawn(CatchUnwind(Box::pin(async move {
+                    let shard = guard.0.clone();
+                    conn::serve(stream, shard, index).await;
+                    drop(guard);
+                })));
+            }
+            Some(Err(e)) => {
+                log::warn!("shard {}: accept failed: {e}", shard.id);
+                // Out of descriptors or memory: back off instead of spinning.
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Decrements the shard's connection count however the task ends.
+struct ConnectionGuard(Rc<Shard>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+    }
+}
+
+/// Runs a connection task so a panic ends only that connection.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(p) => p,
+            Err(_) => {
+                log::error!("a connection task panicked; the connection was closed");
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+/// Main-thread loop: re-resolves STRICT_DNS clusters and publishes new
+/// snapshots until a termination signal arrives.
+fn supervise(published: &Published) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(4);
+    std::thread::Builder::new()
+        .name("ringway-signals".into())
+        .spawn(move || {
+            let mut draining = false;
+            for sig in signals.forever() {
+                if draining {
+                    // A second signal during the drain ends the process at once.
+                    log::warn!("second termination signal: exiting now");
+                    std::process::exit(0);
+                }
+                draining = true;
+                if sig_tx.send(sig).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot spawn the signal thread: {e}"))?;
+    let snapshot = published.load();
+    let mut due: Vec<(usize, Instant)> = snapshot
+        .clusters
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.config.discovery == Discovery::StrictDns)
+        .map(|(i, c)| (i, Instant::now() + c.config.dns_refresh_rate))
+        .collect();
+    loop {
+        let next = due.iter().map(|(_, t)| *t).min();
+        let received = match next {
+            Some(t) => sig_rx.recv_deadline(t),
+            None => sig_rx
+                .recv()
+                .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+        };
+        match received {
+            Ok(sig) => {
+                log::info!("received signal {sig}");
+                return Ok(());
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+        }
+        let now = Instant::now();
+        for (index, when) in due.iter_mut() {
+            if *when > now {
+                continue;
+            }
+            let current = published.load();
+            let cluster = &current.clusters[*index];
+            *when = now + cluster.config.dns_refresh_rate;
+            let endpoints = dns::resolve(&cluster.config);
+            if endpoints.is_empty() || endpoints == cluster.endpoints {
+                continue;
+            }
+            log::info!(
+                "cluster {}: DNS now gives {} endpoints: {:?}",
+                cluster.name(),
+                endpoints.len(),
+                endpoints.iter().map(|e| e.addr).collect::<Vec<_>>()
+            );
+            published.publish(current.with_endpoints(*index, endpoints));
+        }
+    }
+}

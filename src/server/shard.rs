@@ -1,0 +1,122 @@
+//! The per-shard context every connection on a shard shares: the current
+//! snapshot view, the upstream pool, the drain flag. Shard-owned: `Rc`,
+//! `Cell`, `RefCell`; nothing here is touched by another thread.
+
+use super::drain::LocalDrain;
+use crate::http::date::DateCache;
+use crate::snapshot::{ConfigSnapshot, Published};
+use crate::upstream::lb::RoundRobin;
+use crate::upstream::pool::Pool;
+use crate::upstream::Endpoint;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// One shard's view of a snapshot plus the load-balancer state built for it.
+pub struct View {
+    /// The snapshot this view reads.
+    pub snapshot: Arc<ConfigSnapshot>,
+    round_robin: RefCell<Vec<RoundRobin>>,
+}
+
+impl View {
+    fn new(snapshot: Arc<ConfigSnapshot>, shard: usize) -> Self {
+        let round_robin = snapshot
+            .clusters
+            .iter()
+            .map(|c| RoundRobin::new(&c.endpoints, shard))
+            .collect();
+        View {
+            snapshot,
+            round_robin: RefCell::new(round_robin),
+        }
+    }
+
+    /// Picks an endpoint of cluster `index`, or None when it has none.
+    pub fn pick(&self, index: usize) -> Option<&Endpoint> {
+        let endpoints = &self.snapshot.clusters.get(index)?.endpoints;
+        let i = self
+            .round_robin
+            .borrow_mut()
+            .get_mut(index)?
+            .pick(endpoints)?;
+        endpoints.get(i)
+    }
+}
+
+/// State shared by all connections of one shard.
+pub struct Shard {
+    /// Shard number (0-based).
+    pub id: usize,
+    published: Arc<Published>,
+    view: RefCell<Rc<View>>,
+    /// Idle upstream connections.
+    pub pool: Pool,
+    /// Cached `date` header value.
+    pub date: DateCache,
+    /// Drain flag and idle-connection wakeups.
+    pub drain: LocalDrain,
+    /// Open downstream connections.
+    pub connections: Cell<usize>,
+    rng: Cell<u64>,
+}
+
+impl Shard {
+    /// Creates shard `id` reading snapshots from `published`.
+    pub fn new(id: usize, published: Arc<Published>) -> Self {
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(id);
+            h.finish()
+        };
+        Shard {
+            id,
+            view: RefCell::new(Rc::new(View::new(published.load(), id))),
+            published,
+            pool: Pool::default(),
+            date: DateCache::default(),
+            drain: LocalDrain::default(),
+            connections: Cell::new(0),
+            rng: Cell::new(seed),
+        }
+    }
+
+    /// The view of the newest snapshot: one relaxed load when nothing changed.
+    pub fn view(&self) -> Rc<View> {
+        if self.view.borrow().snapshot.epoch != self.published.epoch() {
+            let next = Rc::new(View::new(self.published.load(), self.id));
+            *self.view.borrow_mut() = next;
+        }
+        self.view.borrow().clone()
+    }
+
+    /// A random 64-bit number (wyrand; not for secrets).
+    pub fn random(&self) -> u64 {
+        let s = self.rng.get().wrapping_add(0xa076_1d64_78bd_642f);
+        self.rng.set(s);
+        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    }
+
+    /// A version-4 UUID for `x-request-id`.
+    pub fn request_id(&self) -> [u8; 36] {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.random().to_le_bytes());
+        bytes[8..].copy_from_slice(&self.random().to_le_bytes());
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 36];
+        let mut o = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                o += 1;
+            }
+            out[o] = HEX[(b >> 4) as usize];
+            out[o + 1] = HEX[(b & 0xf) as usize];
+            o += 2;
+        }
+        out
+    }
+}

@@ -1,0 +1,208 @@
+//! Immutable configuration snapshots and their epoch publication.
+//!
+//! The main thread compiles a [`ConfigSnapshot`] and publishes it; a shard
+//! checks one relaxed atomic per request and reloads its view only when the
+//! epoch moved. A request keeps the view it started with, so a publication
+//! never changes a request mid-flight.
+
+use crate::config::{self, Bootstrap, ConfigError, Discovery, ServerHeaderTransformation};
+use crate::router::RouteTable;
+use crate::upstream::{self, Endpoint};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// HTTP connection manager settings compiled for the request path.
+#[derive(Debug)]
+pub struct HttpSettings {
+    /// `stat_prefix`.
+    pub stat_prefix: String,
+    /// The compiled routes.
+    pub routes: RouteTable,
+    /// `server_name`.
+    pub server_name: String,
+    /// `server_header_transformation`.
+    pub server_header: ServerHeaderTransformation,
+    /// Request head size limit in bytes.
+    pub max_request_headers_bytes: usize,
+    /// Request header count limit.
+    pub max_headers_count: usize,
+    /// `generate_request_id`.
+    pub generate_request_id: bool,
+    /// `strip_any_host_port`.
+    pub strip_any_host_port: bool,
+    /// `strip_matching_host_port`.
+    pub strip_matching_host_port: bool,
+}
+
+/// A listener as the shards run it.
+#[derive(Debug)]
+pub struct Listener {
+    /// `name`.
+    pub name: String,
+    /// Bound address.
+    pub address: SocketAddr,
+    /// Its HTTP connection manager.
+    pub http: Arc<HttpSettings>,
+}
+
+/// Everything a request needs, frozen at one epoch.
+#[derive(Debug)]
+pub struct ConfigSnapshot {
+    /// Publication number; increases by one per publish.
+    pub epoch: u64,
+    /// Listeners, in config order (shards index them).
+    pub listeners: Vec<Arc<Listener>>,
+    /// Clusters, in config order (routes hold their index).
+    pub clusters: Vec<Arc<upstream::Cluster>>,
+}
+
+impl ConfigSnapshot {
+    /// Compiles a decoded bootstrap. With `resolve`, STRICT_DNS names are
+    /// resolved once now; without (validation), such clusters start empty.
+    pub fn compile(boot: &Bootstrap, resolve: bool) -> Result<ConfigSnapshot, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut by_name = HashMap::new();
+        for (i, c) in boot.clusters.iter().enumerate() {
+            if by_name.insert(c.name.as_str(), i).is_some() {
+                errors.push(ConfigError {
+                    path: format!("static_resources.clusters[{i}].name"),
+                    message: format!("duplicate cluster name {:?}", c.name),
+                });
+            }
+        }
+        let clusters = boot
+            .clusters
+            .iter()
+            .map(|c| {
+                Arc::new(upstream::Cluster {
+                    endpoints: initial_endpoints(c, resolve),
+                    config: c.clone(),
+                })
+            })
+            .collect();
+        let mut listeners = Vec::new();
+        let mut seen_names = HashMap::new();
+        let mut seen_addrs = HashMap::new();
+        for (i, l) in boot.listeners.iter().enumerate() {
+            let path = format!("static_resources.listeners[{i}]");
+            if seen_names.insert(l.name.clone(), i).is_some() {
+                errors.push(ConfigError {
+                    path: format!("{path}.name"),
+                    message: format!("duplicate listener name {:?}", l.name),
+                });
+            }
+            if l.address.port() != 0 && seen_addrs.insert(l.address, i).is_some() {
+                errors.push(ConfigError {
+                    path: format!("{path}.address"),
+                    message: format!("another listener already binds {}", l.address),
+                });
+            }
+            let rc_path = format!("{path}.filter_chains[0].filters[0].typed_config.route_config");
+            let routes = RouteTable::compile(
+                &l.hcm.route_config,
+                &rc_path,
+                &|name| by_name.get(name).copied(),
+                &mut errors,
+            );
+            listeners.push(Arc::new(Listener {
+                name: l.name.clone(),
+                address: l.address,
+                http: Arc::new(http_settings(&l.hcm, routes)),
+            }));
+        }
+        if errors.is_empty() {
+            Ok(ConfigSnapshot {
+                epoch: 0,
+                listeners,
+                clusters,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// A copy of this snapshot with one cluster's endpoints replaced.
+    pub fn with_endpoints(&self, cluster: usize, endpoints: Vec<Endpoint>) -> ConfigSnapshot {
+        let mut clusters = self.clusters.clone();
+        clusters[cluster] = Arc::new(upstream::Cluster {
+            config: self.clusters[cluster].config.clone(),
+            endpoints,
+        });
+        ConfigSnapshot {
+            epoch: self.epoch,
+            listeners: self.listeners.clone(),
+            clusters,
+        }
+    }
+}
+
+fn http_settings(hcm: &config::HttpConnectionManager, routes: RouteTable) -> HttpSettings {
+    HttpSettings {
+        stat_prefix: hcm.stat_prefix.clone(),
+        routes,
+        server_name: hcm.server_name.clone(),
+        server_header: hcm.server_header_transformation,
+        max_request_headers_bytes: hcm.max_request_headers_bytes,
+        max_headers_count: hcm.max_headers_count,
+        generate_request_id: hcm.generate_request_id,
+        strip_any_host_port: hcm.strip_any_host_port,
+        strip_matching_host_port: hcm.strip_matching_host_port,
+    }
+}
+
+fn initial_endpoints(c: &config::Cluster, resolve: bool) -> Vec<Endpoint> {
+    match c.discovery {
+        Discovery::StrictDns if resolve => upstream::dns::resolve(c),
+        Discovery::StrictDns => Vec::new(),
+        Discovery::Static => c
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                Some(Endpoint {
+                    addr: SocketAddr::new(e.host.parse().ok()?, e.port),
+                    weight: e.weight,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The published snapshot, shared by the main thread and every shard.
+pub struct Published {
+    epoch: AtomicU64,
+    current: ArcSwap<ConfigSnapshot>,
+}
+
+impl Published {
+    /// Publishes the first snapshot (epoch 1).
+    pub fn new(mut first: ConfigSnapshot) -> Self {
+        first.epoch = 1;
+        Published {
+            epoch: AtomicU64::new(1),
+            current: ArcSwap::from_pointee(first),
+        }
+    }
+
+    /// The epoch of the newest snapshot (one relaxed load).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// The newest snapshot.
+    pub fn load(&self) -> Arc<ConfigSnapshot> {
+        self.current.load_full()
+    }
+
+    /// Publishes `next` as epoch+1. Only the main thread calls this.
+    pub fn publish(&self, mut next: ConfigSnapshot) {
+        let epoch = self.epoch.load(Ordering::Relaxed) + 1;
+        next.epoch = epoch;
+        self.current.store(Arc::new(next));
+        // The epoch moves only after the snapshot is stored, so a shard that
+        // sees the new epoch loads at least this snapshot.
+        self.epoch.store(epoch, Ordering::Release);
+    }
+}

@@ -1,0 +1,68 @@
+//! STRICT_DNS resolution. Runs only on the main thread: the system resolver
+//! blocks, and shards must never block.
+
+use super::Endpoint;
+use crate::config::{Cluster, DnsLookupFamily};
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// Resolves every endpoint of a STRICT_DNS cluster; each address becomes an
+/// endpoint carrying its configured weight. Names that fail to resolve
+/// contribute nothing (and are logged).
+pub fn resolve(cluster: &Cluster) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    for ep in &cluster.endpoints {
+        match (ep.host.as_str(), ep.port).to_socket_addrs() {
+            Ok(addrs) => {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                for addr in select_family(&addrs, cluster.dns_lookup_family) {
+                    let endpoint = Endpoint {
+                        addr,
+                        weight: ep.weight,
+                    };
+                    if !out.contains(&endpoint) {
+                        out.push(endpoint);
+                    }
+                }
+            }
+            Err(e) => log::warn!(
+                "cluster {}: cannot resolve {}:{}: {e}",
+                cluster.name,
+                ep.host,
+                ep.port
+            ),
+        }
+    }
+    out
+}
+
+/// Applies `dns_lookup_family` to a resolver answer.
+fn select_family(addrs: &[SocketAddr], family: DnsLookupFamily) -> Vec<SocketAddr> {
+    let v4: Vec<SocketAddr> = addrs.iter().copied().filter(SocketAddr::is_ipv4).collect();
+    let v6: Vec<SocketAddr> = addrs.iter().copied().filter(SocketAddr::is_ipv6).collect();
+    match family {
+        DnsLookupFamily::V4Only => v4,
+        DnsLookupFamily::V6Only => v6,
+        DnsLookupFamily::Auto if !v6.is_empty() => v6,
+        DnsLookupFamily::Auto => v4,
+        DnsLookupFamily::V4Preferred if !v4.is_empty() => v4,
+        DnsLookupFamily::V4Preferred => v6,
+        DnsLookupFamily::All => addrs.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_follow_envoy() {
+        let a: SocketAddr = "127.0.0.1:1".parse().expect("v4");
+        let b: SocketAddr = "[::1]:1".parse().expect("v6");
+        let both = [a, b];
+        assert_eq!(select_family(&both, DnsLookupFamily::Auto), vec![b]);
+        assert_eq!(select_family(&[a], DnsLookupFamily::Auto), vec![a]);
+        assert_eq!(select_family(&both, DnsLookupFamily::V4Preferred), vec![a]);
+        assert_eq!(select_family(&both, DnsLookupFamily::V6Only), vec![b]);
+        assert_eq!(select_family(&both, DnsLookupFamily::All), vec![a, b]);
+    }
+}

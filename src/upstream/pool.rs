@@ -1,0 +1,73 @@
+//! Per-shard, per-endpoint pools of idle upstream HTTP/1.1 connections.
+//! Owned by one shard: `RefCell`, no lock.
+
+use monoio::net::TcpStream;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Idle connections kept per endpoint per shard.
+const MAX_IDLE_PER_ENDPOINT: usize = 128;
+/// How long an idle connection may wait for reuse.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// The idle connections of one shard, by endpoint address.
+#[derive(Default)]
+pub struct Pool {
+    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+/// Whether an idle socket is still open with nothing unread: a non-blocking
+/// peek must find no data and no EOF.
+fn still_open(stream: &TcpStream) -> bool {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the descriptor is owned by `stream`, which outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let sock = socket2::SockRef::from(&fd);
+    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+    match sock.recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        Ok(_) => false,
+    }
+}
+
+impl Pool {
+    /// Takes the most recently idled usable connection to `addr`, dropping
+    /// any that timed out or were closed by the upstream.
+    pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        while let Some(conn) = list.pop() {
+            if conn.since.elapsed() < IDLE_TIMEOUT && still_open(&conn.stream) {
+                return Some(conn.stream);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection that finished a response cleanly.
+    pub fn put(&self, addr: SocketAddr, stream: TcpStream) {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(addr).or_default();
+        if list.len() >= MAX_IDLE_PER_ENDPOINT {
+            // Drop the oldest: it is the likeliest to have been closed.
+            list.remove(0);
+        }
+        list.push(Idle {
+            stream,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes every idle connection (used when the shard drains).
+    pub fn clear(&self) {
+        self.idle.borrow_mut().clear();
+    }
+}
