@@ -190,7 +190,8 @@ async fn accept_loop(listener: TcpListener, index: usize, shard: Rc<Shard>) {
         match accepted {
             // Dropping the socket takes this shard out of the REUSEPORT group.
             None => return,
-            Some(Ok((stream, _))) => {
+            Some(Ok((stream, peer))) => {
+                log::debug!("accepted connection from {peer}");
                 shard.connections.set(shard.connections.get() + 1);
                 let guard = ConnectionGuard(shard.clone());
                 monoio::spawn(CatchUnwind(Box::pin(async move {

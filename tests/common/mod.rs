@@ -1,0 +1,558 @@
+//! Black-box test support: the real `ringway` binary, real backends on
+//! loopback, and a raw HTTP/1.1 client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One request as a backend saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: usize,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A test upstream. Behaviour is chosen by the request path:
+/// `/status/N`, `/delay/MS`, `/close-before`, `/close-mid`, `/chunked`,
+/// `/big/BYTES`, `/echo` (echo the body), `/garbage`, `/until-close`;
+/// anything else answers 200 with the backend's name.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: String,
+    pub connections: Arc<AtomicUsize>,
+    pub requests: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Backend {
+    pub fn start(name: &str) -> Backend {
+        Self::start_on("127.0.0.1:0", name)
+    }
+
+    pub fn start_on(bind: &str, name: &str) -> Backend {
+        let listener = TcpListener::bind(bind).expect("backend bind");
+        let addr = listener.local_addr().expect("addr");
+        let backend = Backend {
+            addr,
+            name: name.to_string(),
+            connections: Arc::new(AtomicUsize::new(0)),
+            requests: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (conns, reqs, name) = (
+            backend.connections.clone(),
+            backend.requests.clone(),
+            backend.name.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (reqs, name) = (reqs.clone(), name.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_backend(stream, &reqs, &name);
+                });
+            }
+        });
+        backend
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+fn read_line(r: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    Ok(line)
+}
+
+/// Reads a chunked body, returning its bytes (or only counting them).
+fn read_chunked(r: &mut impl BufRead, keep: bool) -> std::io::Result<(Vec<u8>, usize)> {
+    let mut body = Vec::new();
+    let mut total = 0;
+    loop {
+        let line = read_line(r)?;
+        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+            .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+        if size == 0 {
+            loop {
+                if read_line(r)?.trim().is_empty() {
+                    return Ok((body, total));
+                }
+            }
+        }
+        let mut chunk = vec![0; size];
+        r.read_exact(&mut chunk)?;
+        total += size;
+        if keep {
+            body.extend_from_slice(&chunk);
+        }
+        read_line(r)?;
+    }
+}
+
+fn serve_backend(stream: TcpStream, reqs: &Mutex<Vec<Seen>>, name: &str) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let request_line = read_line(&mut reader)?;
+        if request_line.is_empty() {
+            return Ok(());
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let line = read_line(&mut reader)?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line.split_once(':').unwrap_or((line, ""));
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        let echo = path == "/echo";
+        let body = if get("transfer-encoding").is_some() {
+            read_chunked(&mut reader, echo)?
+        } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            let mut total = 0;
+            let mut kept = Vec::new();
+            let mut buf = vec![0; 64 * 1024];
+            while total < len {
+                let n = reader.read(&mut buf[..(len - total).min(64 * 1024)])?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if echo {
+                    kept.extend_from_slice(&buf[..n]);
+                }
+                total += n;
+            }
+            (kept, total)
+        } else {
+            (Vec::new(), 0)
+        };
+        reqs.lock().expect("lock").push(Seen {
+            method: method.clone(),
+            path: path.clone(),
+            headers: headers.clone(),
+            body_len: body.1,
+        });
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let is_head = method == "HEAD";
+        let respond = |out: &mut TcpStream, status: u16, body: &[u8]| {
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nx-backend: {name}\r\nserver: test-backend\r\n\r\n",
+                body.len()
+            );
+            out.write_all(head.as_bytes())?;
+            if is_head {
+                return Ok(());
+            }
+            out.write_all(body)
+        };
+        match segments.as_slice() {
+            ["status", code] => respond(&mut out, code.parse().unwrap_or(500), b"status")?,
+            ["delay", ms] => {
+                std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+                respond(&mut out, 200, b"delayed")?;
+            }
+            ["close-before"] => return Ok(()),
+            ["close-mid"] => {
+                out.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")?;
+                return Ok(());
+            }
+            ["garbage"] => {
+                out.write_all(b"NOT HTTP AT ALL\r\n\r\n")?;
+                return Ok(());
+            }
+            ["until-close"] => {
+                out.write_all(
+                    b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it until close",
+                )?;
+                return Ok(());
+            }
+            ["chunked"] => {
+                out.write_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+                )?;
+            }
+            ["big", bytes] => {
+                let total: usize = bytes.parse().unwrap_or(0);
+                out.write_all(
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {total}\r\n\r\n").as_bytes(),
+                )?;
+                let block = vec![b'x'; 256 * 1024];
+                let mut left = if is_head { 0 } else { total };
+                while left > 0 {
+                    let n = left.min(block.len());
+                    out.write_all(&block[..n])?;
+                    left -= n;
+                }
+            }
+            ["echo"] => respond(&mut out, 200, &body.0)?,
+            _ => {
+                let text = format!("{name} {path}");
+                respond(&mut out, 200, text.as_bytes())?;
+            }
+        }
+        if get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+            return Ok(());
+        }
+    }
+}
+
+/// A parsed response from the proxy.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A keep-alive client connection to the proxy.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to proxy");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        Client {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            writer: stream,
+        }
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        Client {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            writer: stream,
+        }
+    }
+
+    pub fn reader_mut(&mut self) -> &mut BufReader<TcpStream> {
+        &mut self.reader
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.writer.write_all(raw).expect("write request");
+    }
+
+    /// Reads one response; `head_request` when the request was HEAD.
+    pub fn read_response(&mut self, head_request: bool) -> std::io::Result<Response> {
+        loop {
+            let status_line = read_line(&mut self.reader)?;
+            if status_line.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed",
+                ));
+            }
+            let status: u16 = status_line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+            let mut headers = Vec::new();
+            loop {
+                let line = read_line(&mut self.reader)?;
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let (n, v) = line.split_once(':').unwrap_or((line, ""));
+                headers.push((n.to_string(), v.trim().to_string()));
+            }
+            if status == 100 {
+                continue;
+            }
+            let get = |n: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+                    .map(|(_, v)| v.clone())
+            };
+            let body = if head_request || status == 204 || status == 304 {
+                Vec::new()
+            } else if get("transfer-encoding").is_some() {
+                read_chunked(&mut self.reader, true)?.0
+            } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+                let mut body = vec![0; len];
+                self.reader.read_exact(&mut body)?;
+                body
+            } else {
+                let mut body = Vec::new();
+                self.reader.read_to_end(&mut body)?;
+                body
+            };
+            return Ok(Response {
+                status,
+                headers,
+                body,
+            });
+        }
+    }
+
+    pub fn get(&mut self, host: &str, path: &str) -> Response {
+        self.send(format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n").as_bytes());
+        self.read_response(false).expect("response")
+    }
+
+    /// Whether the proxy closed the connection (EOF within the timeout).
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.reader.read(&mut byte), Ok(0))
+    }
+}
+
+/// One request on a new connection.
+pub fn get(port: u16, host: &str, path: &str) -> Response {
+    Client::connect(port).get(host, path)
+}
+
+/// A running `ringway` process, killed when dropped.
+pub struct Proxy {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ringway-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_ringway")
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, child: &mut Child, log: &PathBuf) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "ringway exited with {status}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("ringway did not listen on {port}");
+}
+
+impl Proxy {
+    /// Starts ringway on a config whose `{port}` placeholder is the listener port.
+    pub fn start(config: &str, args: &[&str]) -> Proxy {
+        Self::start_with(config, args, |cmd| cmd)
+    }
+
+    /// Like `start`, letting the caller wrap the command (e.g. in `unshare`).
+    pub fn start_with(
+        config: &str,
+        args: &[&str],
+        wrap: impl FnOnce(Vec<String>) -> Vec<String>,
+    ) -> Proxy {
+        let dir = TempDir::new();
+        let port = free_port();
+        let path = dir.0.join("envoy.yaml");
+        std::fs::write(&path, config.replace("{port}", &port.to_string())).expect("write config");
+        let log = dir.0.join("ringway.log");
+        let mut argv = vec![
+            binary().to_string(),
+            "-c".to_string(),
+            path.display().to_string(),
+        ];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let argv = wrap(argv);
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn ringway");
+        wait_for_port(port, &mut child, &log);
+        Proxy {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Resident memory of the proxy in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits for exit and returns the exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A listener with one HTTP connection manager, routes given as YAML.
+pub fn http_config(routes_yaml: &str, clusters_yaml: &str) -> String {
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: test
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            name: local_route
+            virtual_hosts:
+{routes_yaml}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters_yaml}
+"#
+    )
+}
+
+/// A STATIC cluster over the given backends with weights.
+pub fn static_cluster(name: &str, backends: &[(&Backend, u32)], extra: &str) -> String {
+    let mut eps = String::new();
+    for (b, w) in backends {
+        eps.push_str(&format!(
+            "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}\n          load_balancing_weight: {w}\n",
+            b.port()
+        ));
+    }
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n{eps}"
+    )
+}
+
+/// A single catch-all virtual host routing `/` to `cluster`.
+pub fn catch_all(cluster: &str, route_extra: &str) -> String {
+    format!(
+        "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: {cluster}{route_extra} }}\n"
+    )
+}
