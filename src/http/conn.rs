@@ -253,7 +253,7 @@ impl Conn {
             // Receive the response within the route timeout.
             let headers_sent = Cell::new(false);
             self.ubuf.clear();
-            let receive = self.receive(&mut up, req, http, started, close, &headers_sent);
+            let receive = self.receive(&mut up, req, http, started, close, shard, &headers_sent);
             let result = match route.timeout {
                 Some(t) => monoio::time::timeout(t, receive).await.ok(),
                 None => Some(receive.await),
@@ -263,7 +263,7 @@ impl Conn {
                     if reusable {
                         shard.pool.put(addr, up);
                     }
-                    if close {
+                    if close || shard.drain.is_draining() {
                         Next::Close
                     } else {
                         Next::KeepAlive
@@ -295,6 +295,7 @@ impl Conn {
 
     /// Reads the upstream response and streams it downstream. Returns
     /// whether the upstream connection can go back to the pool.
+    #[allow(clippy::too_many_arguments)]
     async fn receive(
         &mut self,
         up: &mut TcpStream,
@@ -302,11 +303,14 @@ impl Conn {
         http: &HttpSettings,
         started: Instant,
         close: bool,
+        shard: &Shard,
         headers_sent: &Cell<bool>,
     ) -> Result<bool, Failure> {
         loop {
             let mut out = Vec::new();
             let elapsed = started.elapsed().as_millis();
+            // A drain that began while waiting still closes this connection.
+            let close = close || shard.drain.is_draining();
             match head::parse_response(
                 self.ubuf.data(),
                 req.is_head,

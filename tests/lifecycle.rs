@@ -1,0 +1,292 @@
+//! Process lifecycle: validation, DNS, the bundled configs, drain.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn validate(config: &str, extra: &[&str]) -> (bool, String, String) {
+    let dir = TempDir::new();
+    let path = dir.0.join("c.yaml");
+    std::fs::write(&path, config.replace("{port}", "1")).expect("write");
+    let out = Command::new(binary())
+        .args(["--mode", "validate", "-c", &path.display().to_string()])
+        .args(extra)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_mode_accepts_the_bundled_configs() {
+    for file in ["configs/envoy-basic.yaml", "configs/quickstart.yaml"] {
+        let out = Command::new(binary())
+            .args(["--mode", "validate", "-c", file])
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("configuration '{file}' OK\n")
+        );
+    }
+}
+
+#[test]
+fn validate_mode_reports_every_error_with_its_path() {
+    let backend_free = "    []\n";
+    let bad = http_config(
+        r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: missing, retry_policy: { num_retries: 3 } }
+              - match: { prefix: "/x" }
+                route: { cluster: other, timeout: soon }
+"#,
+        backend_free,
+    )
+    .replace(
+        "stat_prefix: ingress_http",
+        "stat_prefix: ingress_http\n          bogus_field: 1",
+    );
+    let (ok, _, stderr) = validate(&bad, &[]);
+    assert!(!ok);
+    let hcm = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+    for expected in [
+        format!("{hcm}.bogus_field: unknown field"),
+        format!(
+            "{hcm}.route_config.virtual_hosts[0].routes[0].route.retry_policy: not supported yet"
+        ),
+        format!("{hcm}.route_config.virtual_hosts[0].routes[1].route.timeout: expected a duration"),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    // Unknown cluster references are caught when routes are compiled.
+    let (ok, _, stderr) = validate(&http_config(&catch_all("nowhere", ""), backend_free), &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("route.cluster: unknown cluster \"nowhere\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_yaml_merges_over_the_file() {
+    let backend = Backend::start("b");
+    // The file has no clusters; --config-yaml adds one (lists append, as Envoy merges).
+    let base = http_config(&catch_all("late", ""), "    []\n");
+    let overlay = format!(
+        "static_resources: {{ clusters: [ {{ name: late, load_assignment: {{ endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }} }} ] }} ] }} }} ] }}",
+        backend.port()
+    );
+    let (ok, _, stderr) = validate(&base, &[]);
+    assert!(!ok, "the file alone references a missing cluster: {stderr}");
+    let proxy = Proxy::start(&base, &["--concurrency", "1", "--config-yaml", &overlay]);
+    assert_eq!(get(proxy.port, "h", "/").header("x-backend"), Some("b"));
+}
+
+#[test]
+fn bad_config_and_flags_exit_nonzero_with_a_message() {
+    let out = Command::new(binary())
+        .args(["-c", "/nonexistent.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent.yaml"));
+    let out = Command::new(binary())
+        .args(["--bogus"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let out = Command::new(binary())
+        .args(["--version"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ringway version"));
+}
+
+/// Runs the proxy in a private mount namespace whose /etc/hosts is `hosts`.
+fn with_hosts_file(hosts: &std::path::Path) -> impl FnOnce(Vec<String>) -> Vec<String> + '_ {
+    move |argv| {
+        let quoted: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
+        vec![
+            "unshare".into(),
+            "-m".into(),
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "mount --bind {} /etc/hosts && exec {}",
+                hosts.display(),
+                quoted.join(" ")
+            ),
+        ]
+    }
+}
+
+fn can_unshare() -> bool {
+    Command::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn strict_dns_resolves_localhost_and_re_resolves() {
+    assert!(
+        can_unshare(),
+        "this test needs root for unshare -m (CI runs as root)"
+    );
+    let dir = TempDir::new();
+    let hosts = dir.0.join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 backend-service\n").expect("hosts");
+    // Two backends on one port, different loopback addresses.
+    let first = Backend::start("first");
+    let _second = Backend::start_on(&format!("127.0.0.2:{}", first.port()), "second");
+    let cluster = format!(
+        "  - name: dns\n    type: STRICT_DNS\n    dns_refresh_rate: 0.2s\n    dns_lookup_family: V4_ONLY\n    load_assignment:\n      cluster_name: dns\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: backend-service, port_value: {} }} }} }}\n",
+        first.port()
+    );
+    let proxy = Proxy::start_with(
+        &http_config(&catch_all("dns", ""), &cluster),
+        &["--concurrency", "2"],
+        with_hosts_file(&hosts),
+    );
+    assert_eq!(get(proxy.port, "h", "/").header("x-backend"), Some("first"));
+    // Rewrite in place: the bind mount follows the inode.
+    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.2 backend-service\n").expect("hosts");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // New connections, so both shards pick up the new snapshot.
+        let all_second =
+            (0..8).all(|_| get(proxy.port, "h", "/").header("x-backend") == Some("second"));
+        if all_second {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never switched:\n{}",
+            proxy.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(proxy
+        .log_text()
+        .contains("cluster dns: DNS now gives 1 endpoints"));
+}
+
+#[test]
+fn strict_dns_with_plain_localhost() {
+    let backend = Backend::start("local");
+    let cluster = format!(
+        "  - name: dns\n    type: STRICT_DNS\n    dns_lookup_family: V4_ONLY\n    load_assignment:\n      cluster_name: dns\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: localhost, port_value: {} }} }} }}\n",
+        backend.port()
+    );
+    let proxy = Proxy::start(
+        &http_config(&catch_all("dns", ""), &cluster),
+        &["--concurrency", "1"],
+    );
+    assert_eq!(get(proxy.port, "h", "/").header("x-backend"), Some("local"));
+}
+
+#[test]
+fn envoy_basic_config_runs_unmodified() {
+    assert!(
+        can_unshare(),
+        "this test needs root for unshare -m (CI runs as root)"
+    );
+    let dir = TempDir::new();
+    let hosts = dir.0.join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 backend-service\n").expect("hosts");
+    let backend = Backend::start_on("127.0.0.1:8080", "backend-service");
+    let config = std::fs::read_to_string("configs/envoy-basic.yaml").expect("bundled config");
+    assert_eq!(config.matches("port_value: 10000").count(), 1);
+    let mut argv = with_hosts_file(&hosts)(vec![
+        binary().to_string(),
+        "-c".into(),
+        std::fs::canonicalize("configs/envoy-basic.yaml")
+            .expect("path")
+            .display()
+            .to_string(),
+        "--concurrency".into(),
+        "2".into(),
+    ]);
+    let log = dir.0.join("log");
+    let mut child = Command::new(argv.remove(0))
+        .args(argv)
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    wait_for_port(10000, &mut child, &log);
+    let r = get(10000, "anything", "/some/path");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-backend"), Some("backend-service"));
+    assert_eq!(backend.seen()[0].path, "/some/path");
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let backend = Backend::start("b");
+    let config = http_config(
+        &catch_all("backend", ""),
+        &static_cluster("backend", &[(&backend, 1)], ""),
+    );
+    let mut proxy = Proxy::start(&config, &["--concurrency", "2", "--drain-time-s", "10"]);
+    // An idle keep-alive connection is closed by the drain.
+    let mut idle = Client::connect(proxy.port);
+    assert_eq!(idle.get("h", "/").status, 200);
+    let port = proxy.port;
+    let in_flight = std::thread::spawn(move || {
+        let mut c = Client::connect(port);
+        c.send(b"GET /delay/1000 HTTP/1.1\r\nhost: h\r\n\r\n");
+        let r = c.read_response(false).expect("in-flight response");
+        (r, c.is_closed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.signal("TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "listener closed"
+    );
+    assert!(idle.is_closed(), "idle connection closed by the drain");
+    let (r, closed) = in_flight.join().expect("thread");
+    assert_eq!((r.status, r.text().as_str()), (200, "delayed"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(closed);
+    assert_eq!(proxy.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn drain_time_bounds_the_shutdown() {
+    let backend = Backend::start("b");
+    let config = http_config(
+        &catch_all("backend", ", timeout: 0s"),
+        &static_cluster("backend", &[(&backend, 1)], ""),
+    );
+    let mut proxy = Proxy::start(&config, &["--concurrency", "1", "--drain-time-s", "1"]);
+    let port = proxy.port;
+    let _stuck = std::thread::spawn(move || {
+        let mut c = Client::connect(port);
+        c.send(b"GET /delay/30000 HTTP/1.1\r\nhost: h\r\n\r\n");
+        let _ = c.read_response(false);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    proxy.signal("TERM");
+    assert_eq!(proxy.wait_exit(Duration::from_secs(5)), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
