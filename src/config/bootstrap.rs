@@ -197,418 +197,234 @@ pub struct EndpointConfig {
     pub weight: u32,
 }
 
+#[rustfmt::skip]
 static BOOTSTRAP: Fields = Fields {
     known: &["static_resources", "node"],
     unsupported: &[
-        "node_context_params",
-        "dynamic_resources",
-        "cluster_manager",
-        "hds_config",
-        "flags_path",
-        "stats_sinks",
-        "deferred_stat_options",
-        "stats_config",
-        "stats_flush_interval",
-        "stats_flush_on_admin",
-        "watchdog",
-        "watchdogs",
-        "tracing",
-        "layered_runtime",
-        "admin",
-        "overload_manager",
-        "enable_dispatcher_stats",
-        "header_prefix",
-        "stats_server_version_override",
-        "use_tcp_for_dns_lookups",
-        "dns_resolution_config",
-        "typed_dns_resolver_config",
-        "bootstrap_extensions",
-        "fatal_actions",
-        "config_sources",
-        "default_config_source",
-        "default_socket_interface",
-        "certificate_provider_instances",
-        "inline_headers",
-        "perf_tracing_file_path",
-        "default_regex_engine",
-        "xds_delegate_extension",
-        "xds_config_tracker_extension",
-        "listener_manager",
-        "application_log_config",
-        "grpc_async_client_manager_config",
+        "node_context_params", "dynamic_resources", "cluster_manager", "hds_config",
+        "flags_path", "stats_sinks", "deferred_stat_options", "stats_config",
+        "stats_flush_interval", "stats_flush_on_admin", "watchdog", "watchdogs", "tracing",
+        "layered_runtime", "admin", "overload_manager", "enable_dispatcher_stats",
+        "header_prefix", "stats_server_version_override", "use_tcp_for_dns_lookups",
+        "dns_resolution_config", "typed_dns_resolver_config", "bootstrap_extensions",
+        "fatal_actions", "config_sources", "default_config_source", "default_socket_interface",
+        "certificate_provider_instances", "inline_headers", "perf_tracing_file_path",
+        "default_regex_engine", "xds_delegate_extension", "xds_config_tracker_extension",
+        "listener_manager", "application_log_config", "grpc_async_client_manager_config",
         "memory_allocator_manager",
     ],
 };
+#[rustfmt::skip]
 static NODE: Fields = Fields {
     known: &["id", "cluster"],
     unsupported: &[
-        "metadata",
-        "dynamic_parameters",
-        "locality",
-        "user_agent_name",
-        "user_agent_version",
-        "user_agent_build_version",
-        "extensions",
-        "client_features",
-        "listening_addresses",
+        "metadata", "dynamic_parameters", "locality", "user_agent_name", "user_agent_version",
+        "user_agent_build_version", "extensions", "client_features", "listening_addresses",
     ],
 };
+#[rustfmt::skip]
 static STATIC_RESOURCES: Fields = Fields {
     known: &["listeners", "clusters"],
     unsupported: &["secrets"],
 };
+#[rustfmt::skip]
 static LISTENER: Fields = Fields {
     known: &["name", "address", "filter_chains"],
     unsupported: &[
-        "additional_addresses",
-        "stat_prefix",
-        "filter_chain_matcher",
-        "use_original_dst",
-        "default_filter_chain",
-        "per_connection_buffer_limit_bytes",
-        "metadata",
-        "deprecated_v1",
-        "drain_type",
-        "listener_filters",
-        "listener_filters_timeout",
-        "continue_on_listener_filters_timeout",
-        "transparent",
-        "freebind",
-        "socket_options",
-        "tcp_fast_open_queue_length",
-        "traffic_direction",
-        "udp_listener_config",
-        "api_listener",
-        "connection_balance_config",
-        "reuse_port",
-        "enable_reuse_port",
-        "access_log",
-        "tcp_backlog_size",
-        "max_connections_to_accept_per_socket_event",
-        "bind_to_port",
-        "internal_listener",
-        "enable_mptcp",
-        "ignore_global_conn_limit",
+        "additional_addresses", "stat_prefix", "filter_chain_matcher", "use_original_dst",
+        "default_filter_chain", "per_connection_buffer_limit_bytes", "metadata", "deprecated_v1",
+        "drain_type", "listener_filters", "listener_filters_timeout",
+        "continue_on_listener_filters_timeout", "transparent", "freebind", "socket_options",
+        "tcp_fast_open_queue_length", "traffic_direction", "udp_listener_config", "api_listener",
+        "connection_balance_config", "reuse_port", "enable_reuse_port", "access_log",
+        "tcp_backlog_size", "max_connections_to_accept_per_socket_event", "bind_to_port",
+        "internal_listener", "enable_mptcp", "ignore_global_conn_limit",
         "bypass_overload_manager",
     ],
 };
+#[rustfmt::skip]
 static ADDRESS: Fields = Fields {
     known: &["socket_address"],
     unsupported: &["pipe", "envoy_internal_address"],
 };
+#[rustfmt::skip]
 static SOCKET_ADDRESS: Fields = Fields {
     known: &["address", "port_value", "protocol"],
     unsupported: &[
-        "named_port",
-        "resolver_name",
-        "ipv4_compat",
-        "network_namespace_filepath",
+        "named_port", "resolver_name", "ipv4_compat", "network_namespace_filepath",
     ],
 };
+#[rustfmt::skip]
 static FILTER_CHAIN: Fields = Fields {
     known: &["filters", "name"],
     unsupported: &[
-        "filter_chain_match",
-        "use_proxy_proto",
-        "metadata",
-        "transport_socket",
+        "filter_chain_match", "use_proxy_proto", "metadata", "transport_socket",
         "transport_socket_connect_timeout",
     ],
 };
+#[rustfmt::skip]
 static FILTER: Fields = Fields {
     known: &["name", "typed_config"],
     unsupported: &["config_discovery"],
 };
+#[rustfmt::skip]
 static HCM: Fields = Fields {
     known: &[
-        "@type",
-        "stat_prefix",
-        "codec_type",
-        "route_config",
-        "http_filters",
-        "server_name",
-        "server_header_transformation",
-        "max_request_headers_kb",
-        "generate_request_id",
-        "preserve_external_request_id",
-        "strip_any_host_port",
-        "strip_matching_host_port",
+        "@type", "stat_prefix", "codec_type", "route_config", "http_filters", "server_name",
+        "server_header_transformation", "max_request_headers_kb", "generate_request_id",
+        "preserve_external_request_id", "strip_any_host_port", "strip_matching_host_port",
         "common_http_protocol_options",
     ],
     unsupported: &[
-        "rds",
-        "scoped_routes",
-        "add_user_agent",
-        "tracing",
-        "http_protocol_options",
-        "http2_protocol_options",
-        "http3_protocol_options",
-        "scheme_header_transformation",
-        "stream_idle_timeout",
-        "request_timeout",
-        "request_headers_timeout",
-        "drain_timeout",
-        "delayed_close_timeout",
-        "access_log",
-        "access_log_flush_interval",
-        "flush_access_log_on_new_request",
-        "access_log_options",
-        "use_remote_address",
-        "xff_num_trusted_hops",
-        "original_ip_detection_extensions",
-        "early_header_mutation_extensions",
-        "internal_address_config",
-        "skip_xff_append",
-        "via",
-        "always_set_request_id_in_response",
-        "forward_client_cert_details",
-        "set_current_client_cert_details",
-        "proxy_100_continue",
-        "represent_ipv4_remote_address_as_ipv4_mapped_ipv6",
-        "upgrade_configs",
-        "normalize_path",
-        "merge_slashes",
-        "path_with_escaped_slashes_action",
-        "request_id_extension",
-        "local_reply_config",
-        "stream_error_on_invalid_http_message",
-        "strip_trailing_host_dot",
-        "proxy_status_config",
-        "typed_header_validation_config",
-        "append_x_forwarded_port",
-        "append_local_overload",
-        "add_proxy_protocol_connection_state",
+        "rds", "scoped_routes", "add_user_agent", "tracing", "http_protocol_options",
+        "http2_protocol_options", "http3_protocol_options", "scheme_header_transformation",
+        "stream_idle_timeout", "request_timeout", "request_headers_timeout", "drain_timeout",
+        "delayed_close_timeout", "access_log", "access_log_flush_interval",
+        "flush_access_log_on_new_request", "access_log_options", "use_remote_address",
+        "xff_num_trusted_hops", "original_ip_detection_extensions",
+        "early_header_mutation_extensions", "internal_address_config", "skip_xff_append", "via",
+        "always_set_request_id_in_response", "forward_client_cert_details",
+        "set_current_client_cert_details", "proxy_100_continue",
+        "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "upgrade_configs", "normalize_path",
+        "merge_slashes", "path_with_escaped_slashes_action", "request_id_extension",
+        "local_reply_config", "stream_error_on_invalid_http_message", "strip_trailing_host_dot",
+        "proxy_status_config", "typed_header_validation_config", "append_x_forwarded_port",
+        "append_local_overload", "add_proxy_protocol_connection_state",
         "max_requests_per_connection",
     ],
 };
+#[rustfmt::skip]
 static PROTOCOL_OPTIONS: Fields = Fields {
     known: &["max_headers_count"],
     unsupported: &[
-        "idle_timeout",
-        "max_connection_duration",
-        "max_stream_duration",
-        "headers_with_underscores_action",
-        "max_requests_per_connection",
+        "idle_timeout", "max_connection_duration", "max_stream_duration",
+        "headers_with_underscores_action", "max_requests_per_connection",
         "max_response_headers_kb",
     ],
 };
+#[rustfmt::skip]
 static HTTP_FILTER: Fields = Fields {
     known: &["name", "typed_config"],
     unsupported: &["config_discovery", "is_optional", "disabled"],
 };
+#[rustfmt::skip]
 static ROUTER: Fields = Fields {
     known: &["@type"],
     unsupported: &[
-        "dynamic_stats",
-        "start_child_span",
-        "upstream_log",
-        "upstream_log_options",
-        "suppress_envoy_headers",
-        "strict_check_headers",
-        "respect_expected_rq_timeout",
-        "suppress_grpc_request_failure_code_stats",
-        "upstream_http_filters",
+        "dynamic_stats", "start_child_span", "upstream_log", "upstream_log_options",
+        "suppress_envoy_headers", "strict_check_headers", "respect_expected_rq_timeout",
+        "suppress_grpc_request_failure_code_stats", "upstream_http_filters",
     ],
 };
+#[rustfmt::skip]
 static ROUTE_CONFIGURATION: Fields = Fields {
     known: &["name", "virtual_hosts", "ignore_port_in_host_matching"],
     unsupported: &[
-        "vhds",
-        "internal_only_headers",
-        "response_headers_to_add",
-        "response_headers_to_remove",
-        "request_headers_to_add",
-        "request_headers_to_remove",
-        "most_specific_header_mutations_wins",
-        "validate_clusters",
-        "max_direct_response_body_size_bytes",
-        "cluster_specifier_plugins",
-        "request_mirror_policies",
-        "ignore_path_parameters_in_path_matching",
-        "typed_per_filter_config",
-        "metadata",
+        "vhds", "internal_only_headers", "response_headers_to_add", "response_headers_to_remove",
+        "request_headers_to_add", "request_headers_to_remove",
+        "most_specific_header_mutations_wins", "validate_clusters",
+        "max_direct_response_body_size_bytes", "cluster_specifier_plugins",
+        "request_mirror_policies", "ignore_path_parameters_in_path_matching",
+        "typed_per_filter_config", "metadata",
     ],
 };
+#[rustfmt::skip]
 static VIRTUAL_HOST: Fields = Fields {
     known: &["name", "domains", "routes"],
     unsupported: &[
-        "matcher",
-        "require_tls",
-        "virtual_clusters",
-        "rate_limits",
-        "request_headers_to_add",
-        "request_headers_to_remove",
-        "response_headers_to_add",
-        "response_headers_to_remove",
-        "cors",
-        "typed_per_filter_config",
-        "include_request_attempt_count",
-        "include_attempt_count_in_response",
-        "retry_policy",
-        "retry_policy_typed_config",
-        "hedge_policy",
-        "include_is_timeout_retry_header",
-        "per_request_buffer_limit_bytes",
-        "request_mirror_policies",
-        "metadata",
+        "matcher", "require_tls", "virtual_clusters", "rate_limits", "request_headers_to_add",
+        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+        "cors", "typed_per_filter_config", "include_request_attempt_count",
+        "include_attempt_count_in_response", "retry_policy", "retry_policy_typed_config",
+        "hedge_policy", "include_is_timeout_retry_header", "per_request_buffer_limit_bytes",
+        "request_mirror_policies", "metadata",
     ],
 };
+#[rustfmt::skip]
 static ROUTE: Fields = Fields {
     known: &["name", "match", "route", "direct_response"],
     unsupported: &[
-        "redirect",
-        "filter_action",
-        "non_forwarding_action",
-        "metadata",
-        "decorator",
-        "typed_per_filter_config",
-        "request_headers_to_add",
-        "request_headers_to_remove",
-        "response_headers_to_add",
-        "response_headers_to_remove",
-        "tracing",
-        "per_request_buffer_limit_bytes",
-        "stat_prefix",
+        "redirect", "filter_action", "non_forwarding_action", "metadata", "decorator",
+        "typed_per_filter_config", "request_headers_to_add", "request_headers_to_remove",
+        "response_headers_to_add", "response_headers_to_remove", "tracing",
+        "per_request_buffer_limit_bytes", "stat_prefix",
     ],
 };
+#[rustfmt::skip]
 static ROUTE_MATCH: Fields = Fields {
     known: &["prefix", "path", "case_sensitive"],
     unsupported: &[
-        "safe_regex",
-        "connect_matcher",
-        "path_separated_prefix",
-        "path_match_policy",
-        "runtime_fraction",
-        "headers",
-        "query_parameters",
-        "grpc",
-        "tls_context",
-        "dynamic_metadata",
-        "filter_state",
-        "cookies",
+        "safe_regex", "connect_matcher", "path_separated_prefix", "path_match_policy",
+        "runtime_fraction", "headers", "query_parameters", "grpc", "tls_context",
+        "dynamic_metadata", "filter_state", "cookies",
     ],
 };
+#[rustfmt::skip]
 static ROUTE_ACTION: Fields = Fields {
     known: &["cluster", "prefix_rewrite", "timeout"],
     unsupported: &[
-        "cluster_header",
-        "weighted_clusters",
-        "cluster_specifier_plugin",
-        "inline_cluster_specifier_plugin",
-        "cluster_not_found_response_code",
-        "metadata_match",
-        "path_rewrite_policy",
-        "regex_rewrite",
-        "host_rewrite_literal",
-        "auto_host_rewrite",
-        "host_rewrite_header",
-        "host_rewrite_path_regex",
-        "append_x_forwarded_host",
-        "idle_timeout",
-        "early_data_policy",
-        "retry_policy",
-        "retry_policy_typed_config",
-        "request_mirror_policies",
-        "priority",
-        "rate_limits",
-        "include_vh_rate_limits",
-        "hash_policy",
-        "cors",
-        "max_grpc_timeout",
-        "grpc_timeout_offset",
-        "upgrade_configs",
-        "internal_redirect_policy",
-        "internal_redirect_action",
-        "max_internal_redirects",
-        "hedge_policy",
-        "max_stream_duration",
-        "request_body_buffer_limit",
+        "cluster_header", "weighted_clusters", "cluster_specifier_plugin",
+        "inline_cluster_specifier_plugin", "cluster_not_found_response_code", "metadata_match",
+        "path_rewrite_policy", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
+        "host_rewrite_header", "host_rewrite_path_regex", "append_x_forwarded_host",
+        "idle_timeout", "early_data_policy", "retry_policy", "retry_policy_typed_config",
+        "request_mirror_policies", "priority", "rate_limits", "include_vh_rate_limits",
+        "hash_policy", "cors", "max_grpc_timeout", "grpc_timeout_offset", "upgrade_configs",
+        "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
+        "hedge_policy", "max_stream_duration", "request_body_buffer_limit",
     ],
 };
+#[rustfmt::skip]
 static DIRECT_RESPONSE: Fields = Fields {
     known: &["status", "body"],
     unsupported: &["body_format"],
 };
+#[rustfmt::skip]
 static DATA_SOURCE: Fields = Fields {
     known: &["inline_string", "filename"],
     unsupported: &["inline_bytes", "environment_variable", "watched_directory"],
 };
+#[rustfmt::skip]
 static CLUSTER: Fields = Fields {
     known: &[
-        "name",
-        "type",
-        "connect_timeout",
-        "lb_policy",
-        "load_assignment",
-        "dns_refresh_rate",
+        "name", "type", "connect_timeout", "lb_policy", "load_assignment", "dns_refresh_rate",
         "dns_lookup_family",
     ],
     unsupported: &[
-        "transport_socket_matches",
-        "alt_stat_name",
-        "cluster_type",
-        "eds_cluster_config",
-        "per_connection_buffer_limit_bytes",
-        "health_checks",
-        "max_requests_per_connection",
-        "circuit_breakers",
-        "upstream_http_protocol_options",
-        "common_http_protocol_options",
-        "http_protocol_options",
-        "http2_protocol_options",
-        "typed_extension_protocol_options",
-        "dns_jitter",
-        "dns_failure_refresh_rate",
-        "respect_dns_ttl",
-        "dns_resolvers",
-        "use_tcp_for_dns_lookups",
-        "dns_resolution_config",
-        "typed_dns_resolver_config",
-        "wait_for_warm_on_init",
-        "outlier_detection",
-        "cleanup_interval",
-        "upstream_bind_config",
-        "lb_subset_config",
-        "ring_hash_lb_config",
-        "maglev_lb_config",
-        "original_dst_lb_config",
-        "least_request_lb_config",
-        "round_robin_lb_config",
-        "common_lb_config",
-        "transport_socket",
-        "metadata",
-        "protocol_selection",
-        "upstream_connection_options",
-        "close_connections_on_host_health_failure",
-        "ignore_health_on_host_removal",
-        "filters",
-        "load_balancing_policy",
-        "lrs_server",
-        "track_timeout_budgets",
-        "upstream_config",
-        "track_cluster_stats",
-        "preconnect_policy",
-        "connection_pool_per_downstream_connection",
+        "transport_socket_matches", "alt_stat_name", "cluster_type", "eds_cluster_config",
+        "per_connection_buffer_limit_bytes", "health_checks", "max_requests_per_connection",
+        "circuit_breakers", "upstream_http_protocol_options", "common_http_protocol_options",
+        "http_protocol_options", "http2_protocol_options", "typed_extension_protocol_options",
+        "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
+        "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
+        "wait_for_warm_on_init", "outlier_detection", "cleanup_interval", "upstream_bind_config",
+        "lb_subset_config", "ring_hash_lb_config", "maglev_lb_config", "original_dst_lb_config",
+        "least_request_lb_config", "round_robin_lb_config", "common_lb_config",
+        "transport_socket", "metadata", "protocol_selection", "upstream_connection_options",
+        "close_connections_on_host_health_failure", "ignore_health_on_host_removal", "filters",
+        "load_balancing_policy", "lrs_server", "track_timeout_budgets", "upstream_config",
+        "track_cluster_stats", "preconnect_policy", "connection_pool_per_downstream_connection",
     ],
 };
+#[rustfmt::skip]
 static LOAD_ASSIGNMENT: Fields = Fields {
     known: &["cluster_name", "endpoints"],
     unsupported: &["named_endpoints", "policy"],
 };
+#[rustfmt::skip]
 static LOCALITY_ENDPOINTS: Fields = Fields {
     known: &["lb_endpoints", "locality"],
     unsupported: &[
-        "metadata",
-        "leds_cluster_locality_config",
-        "load_balancing_weight",
-        "priority",
+        "metadata", "leds_cluster_locality_config", "load_balancing_weight", "priority",
         "proximity",
     ],
 };
+#[rustfmt::skip]
 static LB_ENDPOINT: Fields = Fields {
     known: &["endpoint", "load_balancing_weight"],
     unsupported: &["endpoint_name", "health_status", "metadata"],
 };
+#[rustfmt::skip]
 static ENDPOINT: Fields = Fields {
     known: &["address", "hostname"],
     unsupported: &["health_check_config", "additional_addresses"],
@@ -679,7 +495,7 @@ fn socket_address(child: &Node, errs: &mut Errors) -> Option<(String, u16)> {
     let sa = sa.object(errs, &SOCKET_ADDRESS)?;
     if let Some(p) = sa.get("protocol") {
         if p.enumeration(errs, &["TCP", "UDP"]) == Some("UDP") {
-            errs.add(&p.path(), "UDP is not supported yet");
+            errs.add(p.path(), "UDP is not supported yet");
         }
     }
     let host = sa.require(errs, "address")?.str(errs)?.to_string();
@@ -790,10 +606,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
     if let Some(c) = obj.get("codec_type") {
         if let Some(codec) = c.enumeration(errs, &["AUTO", "HTTP1", "HTTP2", "HTTP3"]) {
             if codec == "HTTP2" || codec == "HTTP3" {
-                errs.add(
-                    &c.path(),
-                    format!("codec_type {codec} is not supported yet"),
-                );
+                errs.add(c.path(), format!("codec_type {codec} is not supported yet"));
             }
         }
     }
@@ -808,7 +621,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
     let max_request_headers_kb = match obj.get("max_request_headers_kb") {
         Some(c) => match wrapped_uint(&c, errs, 8192) {
             Some(0) => {
-                errs.add(&c.path(), "expected a value from 1 to 8192");
+                errs.add(c.path(), "expected a value from 1 to 8192");
                 60
             }
             Some(n) => n as usize,
@@ -821,7 +634,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
         if let Some(o) = c.object(errs, &PROTOCOL_OPTIONS) {
             if let Some(m) = o.get("max_headers_count") {
                 match wrapped_uint(&m, errs, 10_000) {
-                    Some(0) => errs.add(&m.path(), "expected a value of at least 1"),
+                    Some(0) => errs.add(m.path(), "expected a value of at least 1"),
                     Some(n) => max_headers_count = n as usize,
                     None => {}
                 }
@@ -865,7 +678,7 @@ fn wrapped_bool(child: &Node, errs: &mut Errors) -> bool {
     match child.value().get("value") {
         Some(serde_json::Value::Bool(b)) => *b,
         _ => {
-            errs.add(&child.path(), "expected a boolean or {value: boolean}");
+            errs.add(child.path(), "expected a boolean or {value: boolean}");
             true
         }
     }
@@ -883,7 +696,7 @@ fn http_filters(obj: &Obj, errs: &mut Errors) {
     let items = list.list(errs);
     if items.is_empty() {
         errs.add(
-            &list.path(),
+            list.path(),
             format!("the chain must end with {ROUTER_NAME}"),
         );
     }
@@ -908,12 +721,12 @@ fn http_filters(obj: &Obj, errs: &mut Errors) {
         if !is_router {
             let what = type_url.unwrap_or(name);
             errs.add(
-                &child.path(),
+                child.path(),
                 format!("HTTP filter {what:?} is not supported yet"),
             );
         } else if i + 1 != count {
             errs.add(
-                &child.path(),
+                child.path(),
                 format!("{ROUTER_NAME} must be the last HTTP filter"),
             );
         }
@@ -946,7 +759,7 @@ fn virtual_host(node: Node, errs: &mut Errors) -> Option<VirtualHost> {
     if let Some(d) = obj.require(errs, "domains") {
         let items = d.list(errs);
         if items.is_empty() {
-            errs.add(&d.path(), "expected at least one domain");
+            errs.add(d.path(), "expected at least one domain");
         }
         for item in items {
             let child = item;
@@ -955,10 +768,10 @@ fn virtual_host(node: Node, errs: &mut Errors) -> Option<VirtualHost> {
                 let star_ok =
                     stars == 0 || (stars == 1 && (s.starts_with('*') || s.ends_with('*')));
                 if s.is_empty() || s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-                    errs.add(&child.path(), format!("invalid domain {s:?}"));
+                    errs.add(child.path(), format!("invalid domain {s:?}"));
                 } else if !star_ok {
                     errs.add(
-                        &child.path(),
+                        child.path(),
                         format!("invalid domain {s:?}: one '*' at the start or the end only"),
                     );
                 } else {
@@ -999,11 +812,11 @@ fn route(node: Node, errs: &mut Errors) -> Option<Route> {
             (Some(p), None) => PathMatch::Prefix(p),
             (None, Some(p)) => PathMatch::Exact(p),
             (Some(_), Some(_)) => {
-                errs.add(&m.path(), "prefix and path are mutually exclusive");
+                errs.add(m.path(), "prefix and path are mutually exclusive");
                 return None;
             }
             (None, None) => {
-                errs.add(&m.path(), "expected one of prefix or path");
+                errs.add(m.path(), "expected one of prefix or path");
                 return None;
             }
         };
@@ -1053,7 +866,7 @@ fn direct_response(node: Node, errs: &mut Errors) -> Option<RouteAction> {
     let status = obj.require(errs, "status").and_then(|s| {
         let n = s.uint(errs, 599)?;
         if n < 200 {
-            errs.add(&s.path(), "expected a status from 200 to 599");
+            errs.add(s.path(), "expected a status from 200 to 599");
             return None;
         }
         Some(n as u16)
@@ -1068,7 +881,7 @@ fn direct_response(node: Node, errs: &mut Errors) -> Option<RouteAction> {
         match std::fs::read(path) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
-                errs.add(&f.path(), format!("cannot read {path:?}: {e}"));
+                errs.add(f.path(), format!("cannot read {path:?}: {e}"));
                 None
             }
         }
@@ -1104,7 +917,7 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
             "STRICT_DNS" => Discovery::StrictDns,
             other => {
                 errs.add(
-                    &t.path(),
+                    t.path(),
                     format!("cluster type {other} is not supported yet"),
                 );
                 return None;
@@ -1126,7 +939,7 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
             ],
         );
         if let Some(p) = policy.filter(|p| *p != "ROUND_ROBIN") {
-            errs.add(&lb.path(), format!("lb_policy {p} is not supported yet"));
+            errs.add(lb.path(), format!("lb_policy {p} is not supported yet"));
         }
     }
     let connect_timeout = obj
@@ -1136,7 +949,7 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
     let dns_refresh_rate = match obj.get("dns_refresh_rate") {
         Some(c) => match c.duration(errs) {
             Some(d) if d < Duration::from_millis(1) => {
-                errs.add(&c.path(), "expected at least 1ms");
+                errs.add(c.path(), "expected at least 1ms");
                 None
             }
             d => d,
@@ -1197,7 +1010,7 @@ fn locality_endpoints(
         let weight = match lbe.get("load_balancing_weight") {
             Some(w) => match wrapped_uint(&w, errs, u32::MAX as u64) {
                 Some(0) => {
-                    errs.add(&w.path(), "expected a weight of at least 1");
+                    errs.add(w.path(), "expected a weight of at least 1");
                     1
                 }
                 Some(n) => n as u32,

@@ -43,12 +43,13 @@ pub async fn serve(down: TcpStream, shard: Rc<Shard>, listener: usize) {
     };
     loop {
         if conn.rbuf.is_empty() {
-            // Waiting for readiness (not reading) is safe to abandon on drain.
-            let readable = monoio::select! {
-                r = conn.down.readable(false) => r.is_ok(),
-                _ = shard.drain.wait() => false,
+            // Read straight away (one ring op). If the drain wins, the read is
+            // abandoned, which is fine: the connection closes either way.
+            let read = monoio::select! {
+                r = conn.rbuf.fill(&mut conn.down, READ_CHUNK) => r,
+                _ = shard.drain.wait() => return,
             };
-            if !readable {
+            if !matches!(read, Ok(n) if n > 0) {
                 return;
             }
         }
@@ -56,8 +57,7 @@ pub async fn serve(down: TcpStream, shard: Rc<Shard>, listener: usize) {
         let Some(listener) = view.snapshot.listeners.get(listener) else {
             return;
         };
-        let http = listener.http.clone();
-        if conn.exchange(&shard, &view, &http).await == Next::Close {
+        if conn.exchange(&shard, &view, &listener.http).await == Next::Close {
             return;
         }
     }

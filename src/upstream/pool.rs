@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 const MAX_IDLE_PER_ENDPOINT: usize = 128;
 /// How long an idle connection may wait for reuse.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections idle at least this long are probed before reuse. Upstreams
+/// close idle keep-alive connections after seconds, not microseconds, and a
+/// probe costs a syscall per request; a bodiless request that still meets a
+/// dead connection is retried on a fresh one by the connection manager.
+const PROBE_AFTER: Duration = Duration::from_millis(500);
 
 struct Idle {
     stream: TcpStream,
@@ -45,7 +50,8 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         while let Some(conn) = list.pop() {
-            if conn.since.elapsed() < IDLE_TIMEOUT && still_open(&conn.stream) {
+            let idle = conn.since.elapsed();
+            if idle < PROBE_AFTER || (idle < IDLE_TIMEOUT && still_open(&conn.stream)) {
                 return Some(conn.stream);
             }
         }
