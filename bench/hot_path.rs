@@ -1,1 +1,82 @@
-fn main() {}
+//! Micro-benchmarks of the per-request hot path: route matching and
+//! request-head parsing. Run with `cargo bench`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ringway::config;
+use ringway::http::head::{parse_request, ParsedRequest};
+use ringway::server::shard::Shard;
+use ringway::snapshot::{ConfigSnapshot, Published};
+use std::hint::black_box;
+use std::sync::Arc;
+
+/// A bootstrap with `vhosts` virtual hosts of `routes` prefix routes each.
+fn snapshot(vhosts: usize, routes: usize) -> ConfigSnapshot {
+    let mut vh = String::new();
+    for v in 0..vhosts {
+        vh.push_str(&format!(
+            "            - name: vh{v}\n              domains: [\"host{v}.example.com\", \"*.svc{v}.local\"]\n              routes:\n"
+        ));
+        for r in 0..routes {
+            vh.push_str(&format!(
+                "              - match: {{ prefix: \"/api/v{r}/\" }}\n                route: {{ cluster: backend }}\n"
+            ));
+        }
+    }
+    let yaml = format!(
+        r#"static_resources:
+  listeners:
+  - name: bench
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 1 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          route_config:
+            virtual_hosts:
+{vh}            - name: fallback
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: backend }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: backend
+    load_assignment: {{ endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 2 }} }} }} }} ] }} ] }}
+"#
+    );
+    let tree = config::parse_document(&yaml, "bench").expect("bench config parses");
+    let boot = config::decode(&tree).expect("bench config decodes");
+    ConfigSnapshot::compile(&boot, false).expect("bench config compiles")
+}
+
+fn route_matching(c: &mut Criterion) {
+    for (vhosts, routes) in [(1, 10), (10, 100)] {
+        let snap = snapshot(vhosts, routes);
+        let table = &snap.listeners[0].http.routes;
+        let host = format!("host{}.example.com", vhosts - 1);
+        let path = format!("/api/v{}/users/42", routes - 1);
+        c.bench_function(&format!("route: {vhosts} vhosts x {routes} routes, last route"), |b| {
+            b.iter(|| black_box(table.route(black_box(&host), black_box(&path)).is_some()))
+        });
+    }
+}
+
+fn head_parsing(c: &mut Criterion) {
+    let snap = snapshot(1, 10);
+    let http = snap.listeners[0].http.clone();
+    let shard = Shard::new(0, Arc::new(Published::new(snapshot(1, 10))));
+    let request = b"GET /api/v3/users/42?expand=true HTTP/1.1\r\nHost: host0.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) bench\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\nCookie: session=0123456789abcdef; theme=dark\r\nx-request-id: 5f3c1c8e-2b7a-4b8e-9f0e-1d2c3b4a5968\r\n\r\n";
+    c.bench_function("request head: parse, route, build upstream head", |b| {
+        b.iter(|| match parse_request(black_box(request), &http, 80, &shard) {
+            ParsedRequest::Request(req, _) => black_box(req.head_len),
+            _ => unreachable!("the bench request is valid"),
+        })
+    });
+}
+
+criterion_group!(benches, route_matching, head_parsing);
+criterion_main!(benches);

@@ -3,7 +3,11 @@
 mod common;
 use common::*;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Serializes the tests that use the bundled configs' fixed port 10000.
+static PORT_10000: Mutex<()> = Mutex::new(());
 
 fn validate(config: &str, extra: &[&str]) -> (bool, String, String) {
     let dir = TempDir::new();
@@ -289,4 +293,32 @@ fn drain_time_bounds_the_shutdown() {
     proxy.signal("TERM");
     assert_eq!(proxy.wait_exit(Duration::from_secs(5)), Some(0));
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn quickstart_config_serves_curl() {
+    let _port = PORT_10000.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new();
+    let log = dir.0.join("log");
+    let mut child = Command::new(binary())
+        .args(["-c", "configs/quickstart.yaml", "--concurrency", "2"])
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    wait_for_port(10000, &mut child, &log);
+    let curl = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-i", &format!("http://127.0.0.1:10000{path}")])
+            .output()
+            .expect("curl is installed (.ci/run installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let direct = curl("/hello");
+    let proxied = curl("/anything");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(direct.starts_with("HTTP/1.1 200 OK"), "{direct}");
+    assert!(direct.ends_with("hello from ringway\n"), "{direct}");
+    assert!(proxied.contains("x-envoy-upstream-service-time"), "{proxied}");
+    assert!(proxied.ends_with("hello from ringway\n"), "{proxied}");
 }
