@@ -468,3 +468,41 @@ fn concurrency_two_uses_both_shards() {
         );
     }
 }
+
+#[test]
+fn epoll_fallback_serves_with_one_log_line() {
+    let backend = Backend::start("b");
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/slow" }
+                route: { cluster: backend, prefix_rewrite: "/delay/2000", timeout: 0.2s }
+              - match: { prefix: "/" }
+                route: { cluster: backend }
+"#;
+    let config = http_config(routes, &static_cluster("backend", &[(&backend, 1)], ""));
+    let proxy = Proxy::start_with(&config, &["--concurrency", "2"], |argv| {
+        let mut wrapped = vec![
+            "env".to_string(),
+            "MONOIO_FORCE_LEGACY_DRIVER=1".to_string(),
+        ];
+        wrapped.extend(argv);
+        wrapped
+    });
+    let mut client = Client::connect(proxy.port);
+    assert_eq!(client.get("h", "/").status, 200);
+    client.send(b"POST /echo HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(client.read_response(false).expect("response").text(), "abc");
+    assert_eq!(
+        client.get("h", "/slow").status,
+        504,
+        "timers work on epoll too"
+    );
+    let log = proxy.log_text();
+    assert_eq!(
+        log.matches("io_uring is unavailable on this host; shards use epoll")
+            .count(),
+        1,
+        "{log}"
+    );
+}

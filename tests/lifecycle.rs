@@ -319,6 +319,9 @@ fn quickstart_config_serves_curl() {
     let _ = child.wait();
     assert!(direct.starts_with("HTTP/1.1 200 OK"), "{direct}");
     assert!(direct.ends_with("hello from ringway\n"), "{direct}");
-    assert!(proxied.contains("x-envoy-upstream-service-time"), "{proxied}");
+    assert!(
+        proxied.contains("x-envoy-upstream-service-time"),
+        "{proxied}"
+    );
     assert!(proxied.ends_with("hello from ringway\n"), "{proxied}");
 }
