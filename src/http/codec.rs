@@ -4,6 +4,7 @@
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
+use std::io::Write;
 
 /// Size of a connection's read buffer when it is not holding a large head.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -219,7 +220,7 @@ pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
     }
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    let _ = write!(out, "{:x}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
@@ -264,6 +265,12 @@ pub fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `name: number\r\n` without an intermediate string.
+pub fn push_number_header(out: &mut Vec<u8>, name: &str, value: u64) {
+    out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+    let _ = write!(out, ": {value}\r\n");
 }
 
 /// The standard reason phrase for a status code.

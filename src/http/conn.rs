@@ -80,7 +80,7 @@ impl Conn {
             match head::parse_request(self.rbuf.data(), http, self.local_port, shard) {
                 ParsedRequest::Request(req, plan) => break (req, plan),
                 ParsedRequest::Reject(reply) => {
-                    self.write_reply(&reply, http, shard, false).await;
+                    self.write_reply(&reply, http, shard, false, true).await;
                     return Next::Close;
                 }
                 ParsedRequest::Partial => {
@@ -109,7 +109,7 @@ impl Conn {
     async fn reply(
         &mut self,
         req: &Request,
-        reply: &LocalReply,
+        reply: &LocalReply<'_>,
         http: &HttpSettings,
         shard: &Shard,
         close: bool,
@@ -122,8 +122,12 @@ impl Conn {
             }
             _ => false,
         };
-        let close = close || reply.close || !skippable;
-        if self.write_reply(reply, http, shard, req.is_head).await && !close {
+        let close = close || reply.close || !skippable || shard.drain.is_draining();
+        if self
+            .write_reply(reply, http, shard, req.is_head, close)
+            .await
+            && !close
+        {
             Next::KeepAlive
         } else {
             Next::Close
@@ -132,14 +136,15 @@ impl Conn {
 
     async fn write_reply(
         &mut self,
-        reply: &LocalReply,
+        reply: &LocalReply<'_>,
         http: &HttpSettings,
         shard: &Shard,
         head_only: bool,
+        close: bool,
     ) -> bool {
-        let mut reply = reply.clone();
-        reply.close |= shard.drain.is_draining();
-        let bytes = shard.date.with(|date| reply.encode(http, date, head_only));
+        let bytes = shard
+            .date
+            .with(|date| reply.encode(http, date, head_only, close));
         let (res, _) = self.down.write_all(bytes).await;
         res.is_ok()
     }

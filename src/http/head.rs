@@ -1,13 +1,17 @@
 //! Request and response head analysis: one parse, one pass over the
 //! headers, producing the bytes to send on and how the body is framed.
 
-use super::codec::{has_token, is_hop_by_hop, parse_content_length, push_header, reason, Framing};
+use super::codec::{
+    has_token, is_hop_by_hop, parse_content_length, push_header, push_number_header, reason,
+    Framing,
+};
 use super::local_reply::LocalReply;
 use crate::config::ServerHeaderTransformation;
 use crate::router::{port_start, Action, Forward};
 use crate::server::shard::Shard;
 use crate::snapshot::HttpSettings;
 use std::borrow::Cow;
+use std::io::Write;
 
 /// Header slots parsed on the stack; larger limits use the heap.
 const STACK_HEADERS: usize = 128;
@@ -24,7 +28,7 @@ pub enum ParsedRequest<'v> {
     /// More bytes are needed.
     Partial,
     /// The request is invalid; answer and close.
-    Reject(LocalReply),
+    Reject(LocalReply<'static>),
     /// A complete head and what to do with it.
     Request(Request, Plan<'v>),
 }
@@ -48,7 +52,7 @@ pub struct Request {
 #[derive(Debug)]
 pub enum Plan<'v> {
     /// Answer locally.
-    Local(LocalReply),
+    Local(LocalReply<'v>),
     /// Forward to a cluster with this head.
     Forward {
         /// The matched route's action.
@@ -97,11 +101,11 @@ pub fn parse_request<'v>(
     })
 }
 
-fn too_large() -> LocalReply {
+fn too_large() -> LocalReply<'static> {
     LocalReply::closing(431, "Request Header Fields Too Large")
 }
 
-fn bad_request() -> LocalReply {
+fn bad_request() -> LocalReply<'static> {
     LocalReply::closing(400, "Bad Request")
 }
 
@@ -229,7 +233,7 @@ fn analyse_request<'v>(
     };
     let forward = match &route.action {
         Action::Direct { status, body } => {
-            return request(Plan::Local(LocalReply::new(*status, body.clone())));
+            return request(Plan::Local(LocalReply::bytes(*status, body)));
         }
         Action::Forward(forward) => forward,
     };
@@ -262,14 +266,14 @@ fn analyse_request<'v>(
         push_header(&mut head, "x-request-id", &shard.request_id());
     }
     if let Some(t) = forward.timeout {
-        push_header(
+        push_number_header(
             &mut head,
             "x-envoy-expected-rq-timeout-ms",
-            t.as_millis().to_string().as_bytes(),
+            t.as_millis() as u64,
         );
     }
     match framing {
-        Framing::Length(n) => push_header(&mut head, "content-length", n.to_string().as_bytes()),
+        Framing::Length(n) => push_number_header(&mut head, "content-length", n),
         Framing::Chunked => push_header(&mut head, "transfer-encoding", b"chunked"),
         Framing::Empty | Framing::UntilClose => {}
     }
@@ -406,7 +410,8 @@ pub fn parse_response(
         "Unknown" => resp.reason.filter(|r| !r.is_empty()).unwrap_or("Unknown"),
         known => known,
     };
-    out.extend_from_slice(format!("HTTP/1.1 {status} {reason_text}\r\n").as_bytes());
+    out.reserve(data.len() + 256);
+    let _ = write!(out, "HTTP/1.1 {status} {reason_text}\r\n");
     let nominated = |name: &str| connection_values.iter().any(|v| has_token(v, name));
     for h in resp.headers.iter() {
         let name = h.name;
@@ -428,13 +433,9 @@ pub fn parse_response(
     if add_server {
         push_header(out, "server", http.server_name.as_bytes());
     }
-    push_header(
-        out,
-        "x-envoy-upstream-service-time",
-        service_time_ms.to_string().as_bytes(),
-    );
+    push_number_header(out, "x-envoy-upstream-service-time", service_time_ms as u64);
     match framing {
-        Framing::Length(n) => push_header(out, "content-length", n.to_string().as_bytes()),
+        Framing::Length(n) => push_number_header(out, "content-length", n),
         Framing::Chunked | Framing::UntilClose => push_header(out, "transfer-encoding", b"chunked"),
         Framing::Empty if !bodyless => push_header(out, "content-length", b"0"),
         Framing::Empty => {}
