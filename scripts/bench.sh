@@ -6,14 +6,14 @@
 # Reports requests/s, p50/p99/p99.9 latency, the proxy's CPU seconds during
 # the run (from /proc/PID/stat) and requests per proxy CPU-second.
 #
-# Usage: scripts/bench.sh [seconds] [connections] [rounds]
+# Usage: scripts/bench.sh [seconds] [connections] [rounds]   (defaults: 10 64 5)
 # Writes perf/http1-baseline.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${1:-10}
 CONNS=${2:-64}
-ROUNDS=${3:-2}
+ROUNDS=${3:-5}
 BACKEND_PORT=18100
 NGINX_PORT=18101
 RINGWAY_PORT=18102
@@ -134,6 +134,7 @@ for ROUND in $(seq 1 "$ROUNDS"); do
   n=$(eval echo "\$PER_CPU_nginx_$ROUND"); r=$(eval echo "\$PER_CPU_ringway_$ROUND")
   RATIOS+="$(awk -v r="$r" -v n="$n" 'BEGIN{printf "%.2f", r/n}') "
 done
+MEDIAN=$(echo "$RATIOS" | tr ' ' '\n' | grep . | sort -n | awk '{v[NR]=$1} END{ if (NR%2) print v[(NR+1)/2]; else printf "%.2f", (v[NR/2]+v[NR/2+1])/2 }')
 
 OHA_SECTION=""
 if command -v oha >/dev/null; then
@@ -167,7 +168,9 @@ fi
   echo "|---|---|---|---|---|---|---|---|"
   printf "%s" "$ROWS"
   echo
-  echo "Ringway / nginx requests per CPU-second, per round: $RATIOS(target ≥ 1.2)."
+  echo "Ringway / nginx requests per CPU-second, per round: $RATIOS— median **$MEDIAN** (target ≥ 1.2)."
+  echo
+  echo "The rounds alternate nginx and Ringway so drift on the shared load core hits both."
   echo
   if [ -n "$OHA_SECTION" ]; then echo "## oha"; echo; printf "%s" "$OHA_SECTION"; fi
 } >"$OUT"

@@ -191,7 +191,7 @@ impl Conn {
             let pooled = if fresh_only {
                 None
             } else {
-                shard.pool.take(addr)
+                shard.pool.take(addr, started)
             };
             let reused = pooled.is_some();
             let mut up = match pooled {

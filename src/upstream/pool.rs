@@ -45,12 +45,13 @@ fn still_open(stream: &TcpStream) -> bool {
 
 impl Pool {
     /// Takes the most recently idled usable connection to `addr`, dropping
-    /// any that timed out or were closed by the upstream.
-    pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+    /// any that timed out or were closed by the upstream. `now` is the
+    /// caller's clock reading (one per request, not one per pool call).
+    pub fn take(&self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         while let Some(conn) = list.pop() {
-            let idle = conn.since.elapsed();
+            let idle = now.saturating_duration_since(conn.since);
             if idle < PROBE_AFTER || (idle < IDLE_TIMEOUT && still_open(&conn.stream)) {
                 return Some(conn.stream);
             }
