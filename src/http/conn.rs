@@ -31,6 +31,33 @@ struct Conn {
     local_port: u16,
 }
 
+/// What every step of answering one request needs.
+struct Exchange<'a> {
+    shard: &'a Shard,
+    http: &'a HttpSettings,
+    req: Request,
+    /// The client asked to close, or the shard was draining when it arrived.
+    close: bool,
+}
+
+impl Exchange<'_> {
+    /// Whether the connection closes after this response: asked for, or a
+    /// drain began meanwhile.
+    fn closing(&self) -> bool {
+        self.close || self.shard.drain.is_draining()
+    }
+}
+
+/// Why a forwarded request failed.
+enum Failure {
+    /// Before response headers: answer 503 with this reset reason.
+    BeforeHeaders(&'static str),
+    /// The upstream's response was not valid HTTP/1.1.
+    Protocol,
+    /// The downstream went away, or the response broke after its headers.
+    Broken,
+}
+
 /// Serves one downstream connection until it closes or the shard drains.
 pub async fn serve(down: TcpStream, shard: Rc<Shard>, listener: usize) {
     let _ = down.set_nodelay(true);
@@ -63,16 +90,6 @@ pub async fn serve(down: TcpStream, shard: Rc<Shard>, listener: usize) {
     }
 }
 
-/// Why a forwarded request failed.
-enum Failure {
-    /// Before response headers: answer 503 with this reset reason.
-    BeforeHeaders(&'static str),
-    /// The upstream's response was not valid HTTP/1.1.
-    Protocol,
-    /// The downstream went away, or the response broke after its headers.
-    Broken,
-}
-
 impl Conn {
     /// Reads one request and answers it.
     async fn exchange(&mut self, shard: &Shard, view: &View, http: &HttpSettings) -> Next {
@@ -80,7 +97,7 @@ impl Conn {
             match head::parse_request(self.rbuf.data(), http, self.local_port, shard) {
                 ParsedRequest::Request(req, plan) => break (req, plan),
                 ParsedRequest::Reject(reply) => {
-                    self.write_reply(&reply, http, shard, false, true).await;
+                    self.write_reply(shard, http, &reply, false, true).await;
                     return Next::Close;
                 }
                 ParsedRequest::Partial => {
@@ -94,27 +111,22 @@ impl Conn {
         };
         self.rbuf.consume(req.head_len);
         self.rbuf.shrink();
-        let close = !req.keep_alive || shard.drain.is_draining();
+        let x = Exchange {
+            shard,
+            http,
+            close: !req.keep_alive || shard.drain.is_draining(),
+            req,
+        };
         match plan {
-            Plan::Local(reply) => self.reply(&req, &reply, http, shard, close).await,
-            Plan::Forward { route, head } => {
-                self.forward(&req, route, head, shard, view, http, close)
-                    .await
-            }
+            Plan::Local(reply) => self.reply(&x, &reply).await,
+            Plan::Forward { route, head } => self.forward(&x, view, route, head).await,
         }
     }
 
     /// Writes a local reply; the connection stays open only if the request
     /// body (if any) is already buffered and can be skipped.
-    async fn reply(
-        &mut self,
-        req: &Request,
-        reply: &LocalReply<'_>,
-        http: &HttpSettings,
-        shard: &Shard,
-        close: bool,
-    ) -> Next {
-        let skippable = match req.framing {
+    async fn reply(&mut self, x: &Exchange<'_>, reply: &LocalReply<'_>) -> Next {
+        let skippable = match x.req.framing {
             Framing::Empty => true,
             Framing::Length(n) if (self.rbuf.data().len() as u64) >= n => {
                 self.rbuf.consume(n as usize);
@@ -122,23 +134,23 @@ impl Conn {
             }
             _ => false,
         };
-        let close = close || reply.close || !skippable || shard.drain.is_draining();
-        if self
-            .write_reply(reply, http, shard, req.is_head, close)
-            .await
-            && !close
-        {
+        let close = x.closing() || reply.close || !skippable;
+        let written = self
+            .write_reply(x.shard, x.http, reply, x.req.is_head, close)
+            .await;
+        if written && !close {
             Next::KeepAlive
         } else {
             Next::Close
         }
     }
 
+    /// Encodes and writes a local reply; false when the client is gone.
     async fn write_reply(
         &mut self,
-        reply: &LocalReply<'_>,
-        http: &HttpSettings,
         shard: &Shard,
+        http: &HttpSettings,
+        reply: &LocalReply<'_>,
         head_only: bool,
         close: bool,
     ) -> bool {
@@ -150,37 +162,17 @@ impl Conn {
     }
 
     /// Forwards a request to an endpoint of the route's cluster.
-    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &mut self,
-        req: &Request,
+        x: &Exchange<'_>,
+        view: &View,
         route: &Forward,
         mut head: Vec<u8>,
-        shard: &Shard,
-        view: &View,
-        http: &HttpSettings,
-        close: bool,
     ) -> Next {
-        let Some(cluster) = view.snapshot.clusters.get(route.cluster) else {
+        let cluster = view.snapshot.clusters.get(route.cluster);
+        let (Some(cluster), Some(endpoint)) = (cluster, view.pick(route.cluster)) else {
             return self
-                .reply(
-                    req,
-                    &LocalReply::new(503, "no healthy upstream"),
-                    http,
-                    shard,
-                    close,
-                )
-                .await;
-        };
-        let Some(endpoint) = view.pick(route.cluster) else {
-            return self
-                .reply(
-                    req,
-                    &LocalReply::new(503, "no healthy upstream"),
-                    http,
-                    shard,
-                    close,
-                )
+                .reply(x, &LocalReply::new(503, "no healthy upstream"))
                 .await;
         };
         let addr = endpoint.addr;
@@ -191,33 +183,26 @@ impl Conn {
             let pooled = if fresh_only {
                 None
             } else {
-                shard.pool.take(addr, started)
+                x.shard.pool.take(addr, started)
             };
-            let reused = pooled.is_some();
+            // A bodiless request that meets a dead pooled connection before
+            // any response byte is retried once on a new connection.
+            let retryable = pooled.is_some() && x.req.framing == Framing::Empty;
             let mut up = match pooled {
                 Some(up) => up,
                 None => match connect(addr, cluster.connect_timeout()).await {
                     Ok(up) => up,
-                    Err(reason) => {
-                        let reply = LocalReply::upstream_reset(reason);
-                        return self.reply(req, &reply, http, shard, close).await;
-                    }
+                    Err(reason) => return self.reply(x, &LocalReply::upstream_reset(reason)).await,
                 },
             };
-            if req.expect_continue && req.framing != Framing::Empty && !sent_continue {
+            if x.req.expect_continue && x.req.framing != Framing::Empty && !sent_continue {
                 sent_continue = true;
-                let (res, _) = self
-                    .down
-                    .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
-                    .await;
-                if res.is_err() {
+                let continue_line = &b"HTTP/1.1 100 Continue\r\n\r\n"[..];
+                if self.down.write_all(continue_line).await.0.is_err() {
                     return Next::Close;
                 }
             }
-            // Send the head and body. A bodiless request on a pooled
-            // connection that turns out dead is retried once on a new one.
-            let retryable = reused && req.framing == Framing::Empty;
-            if req.framing == Framing::Empty {
+            if x.req.framing == Framing::Empty {
                 let (res, buf) = up.write_all(head).await;
                 head = buf;
                 if res.is_err() {
@@ -226,104 +211,95 @@ impl Conn {
                         continue;
                     }
                     let reply = LocalReply::upstream_reset("connection termination");
-                    return self.reply(req, &reply, http, shard, close).await;
+                    return self.reply(x, &reply).await;
                 }
             } else {
-                let out_framing = match req.framing {
+                let out_framing = match x.req.framing {
                     Framing::Chunked => OutFraming::Chunked,
                     _ => OutFraming::Raw,
                 };
+                let body = std::mem::take(&mut head);
                 let sent = pump(
                     &mut self.down,
                     &mut self.rbuf,
-                    req.framing,
+                    x.req.framing,
                     &mut up,
-                    std::mem::take(&mut head),
+                    body,
                     out_framing,
                 )
                 .await;
-                match sent {
-                    Ok(_) => {}
+                // The request body is not fully read after a failure: close.
+                let failed = match sent {
+                    Ok(_) => None,
                     Err(PumpError::Destination) => {
-                        let reply = LocalReply::upstream_reset("connection termination");
-                        return self.reply(req, &reply, http, shard, true).await;
+                        Some(LocalReply::upstream_reset("connection termination"))
                     }
-                    Err(PumpError::Malformed) => {
-                        let reply = LocalReply::closing(400, "Bad Request");
-                        return self.reply(req, &reply, http, shard, true).await;
-                    }
+                    Err(PumpError::Malformed) => Some(LocalReply::closing(400, "Bad Request")),
                     Err(PumpError::Source) => return Next::Close,
+                };
+                if let Some(mut reply) = failed {
+                    reply.close = true;
+                    return self.reply(x, &reply).await;
                 }
             }
-            // Receive the response within the route timeout.
+            // The route timeout runs from the end of the request to the end
+            // of the response, as Envoy's does.
             let headers_sent = Cell::new(false);
             self.ubuf.clear();
-            let receive = self.receive(&mut up, req, http, started, close, shard, &headers_sent);
+            let receive = self.receive(x, &mut up, started, &headers_sent);
             let result = match route.timeout {
                 Some(t) => monoio::time::timeout(t, receive).await.ok(),
                 None => Some(receive.await),
             };
-            return match result {
+            let reply = match result {
                 Some(Ok(reusable)) => {
                     if reusable {
-                        shard.pool.put(addr, up);
+                        x.shard.pool.put(addr, up);
                     }
-                    if close || shard.drain.is_draining() {
+                    return if x.closing() {
                         Next::Close
                     } else {
                         Next::KeepAlive
-                    }
+                    };
                 }
                 Some(Err(Failure::BeforeHeaders(_))) if retryable && self.ubuf.is_empty() => {
                     fresh_only = true;
                     continue;
                 }
-                Some(Err(Failure::BeforeHeaders(reason))) => {
-                    let reply = LocalReply::upstream_reset(reason);
-                    self.reply(req, &reply, http, shard, close).await
-                }
-                Some(Err(Failure::Protocol)) if !headers_sent.get() => {
-                    let reply = LocalReply::new(
-                        502,
-                        "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
-                    );
-                    self.reply(req, &reply, http, shard, close).await
-                }
-                None if !headers_sent.get() => {
-                    let reply = LocalReply::new(504, "upstream request timeout");
-                    self.reply(req, &reply, http, shard, close).await
-                }
-                Some(Err(_)) | None => Next::Close,
+                Some(Err(Failure::BeforeHeaders(reason))) => LocalReply::upstream_reset(reason),
+                Some(Err(Failure::Protocol)) => LocalReply::new(
+                    502,
+                    "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
+                ),
+                None if !headers_sent.get() => LocalReply::new(504, "upstream request timeout"),
+                // Past the response headers the only signal left is closing.
+                Some(Err(Failure::Broken)) | None => return Next::Close,
             };
+            return self.reply(x, &reply).await;
         }
     }
 
     /// Reads the upstream response and streams it downstream. Returns
     /// whether the upstream connection can go back to the pool.
-    #[allow(clippy::too_many_arguments)]
     async fn receive(
         &mut self,
+        x: &Exchange<'_>,
         up: &mut TcpStream,
-        req: &Request,
-        http: &HttpSettings,
         started: Instant,
-        close: bool,
-        shard: &Shard,
         headers_sent: &Cell<bool>,
     ) -> Result<bool, Failure> {
         loop {
             let mut out = Vec::new();
             let elapsed = started.elapsed().as_millis();
-            // A drain that began while waiting still closes this connection.
-            let close = close || shard.drain.is_draining();
-            match head::parse_response(
+            let parsed = head::parse_response(
                 self.ubuf.data(),
-                req.is_head,
-                http,
+                x.req.is_head,
+                x.http,
                 elapsed,
-                close,
+                x.closing(),
                 &mut out,
-            ) {
+            );
+            match parsed {
                 ParsedResponse::Partial => {
                     match self.ubuf.fill(up, MAX_RESPONSE_HEAD + READ_CHUNK).await {
                         Ok(n) if n > 0 => {}
@@ -339,7 +315,7 @@ impl Conn {
                         _ => OutFraming::Raw,
                     };
                     headers_sent.set(true);
-                    return match pump(
+                    let streamed = pump(
                         up,
                         &mut self.ubuf,
                         resp.framing,
@@ -347,8 +323,8 @@ impl Conn {
                         out,
                         out_framing,
                     )
-                    .await
-                    {
+                    .await;
+                    return match streamed {
                         Ok(_) => Ok(resp.reusable && self.ubuf.is_empty()),
                         Err(_) => Err(Failure::Broken),
                     };
