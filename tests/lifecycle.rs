@@ -139,22 +139,25 @@ fn with_hosts_file(hosts: &std::path::Path) -> impl FnOnce(Vec<String>) -> Vec<S
     }
 }
 
-fn can_unshare() -> bool {
-    Command::new("unshare")
+/// A hosts file for `with_hosts_file`, after checking `unshare -m` works.
+fn private_hosts(content: &str) -> (TempDir, std::path::PathBuf) {
+    let can_unshare = Command::new("unshare")
         .args(["-m", "true"])
         .status()
-        .is_ok_and(|s| s.success())
-}
-
-#[test]
-fn strict_dns_resolves_localhost_and_re_resolves() {
+        .is_ok_and(|s| s.success());
     assert!(
-        can_unshare(),
+        can_unshare,
         "this test needs root for unshare -m (CI runs as root)"
     );
     let dir = TempDir::new();
     let hosts = dir.0.join("hosts");
-    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 backend-service\n").expect("hosts");
+    std::fs::write(&hosts, content).expect("hosts");
+    (dir, hosts)
+}
+
+#[test]
+fn strict_dns_resolves_localhost_and_re_resolves() {
+    let (_dir, hosts) = private_hosts("127.0.0.1 localhost\n127.0.0.1 backend-service\n");
     // Two backends on one port, different loopback addresses.
     let first = Backend::start("first");
     let _second = Backend::start_on(&format!("127.0.0.2:{}", first.port()), "second");
@@ -206,13 +209,7 @@ fn strict_dns_with_plain_localhost() {
 
 #[test]
 fn envoy_basic_config_runs_unmodified() {
-    assert!(
-        can_unshare(),
-        "this test needs root for unshare -m (CI runs as root)"
-    );
-    let dir = TempDir::new();
-    let hosts = dir.0.join("hosts");
-    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 backend-service\n").expect("hosts");
+    let (dir, hosts) = private_hosts("127.0.0.1 localhost\n127.0.0.1 backend-service\n");
     let backend = Backend::start_on("127.0.0.1:8080", "backend-service");
     let config = std::fs::read_to_string("configs/envoy-basic.yaml").expect("bundled config");
     assert_eq!(config.matches("port_value: 10000").count(), 1);
