@@ -28,6 +28,23 @@ pub struct Cli {
     pub drain_time: Duration,
 }
 
+impl Cli {
+    /// The options as `/server_info`'s `command_line_options` names them.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "config_path": self.config_path.clone().unwrap_or_default(),
+            "config_yaml": self.config_yaml.clone().unwrap_or_default(),
+            "concurrency": self.concurrency,
+            "mode": match self.mode {
+                Mode::Serve => "Serve",
+                Mode::Validate => "Validate",
+            },
+            "log_level": crate::logger::level_name(self.log_level),
+            "drain_time": format!("{}s", self.drain_time.as_secs()),
+        })
+    }
+}
+
 /// What the command line asks for besides running.
 #[derive(Debug)]
 pub enum Parsed {

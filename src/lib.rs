@@ -1,5 +1,6 @@
 //! Ringway: an Envoy-compatible L4/L7 proxy, thread-per-core on io_uring.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -7,4 +8,5 @@ pub mod logger;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod stats;
 pub mod upstream;

@@ -1,15 +1,102 @@
 //! A small stderr logger in Envoy's line shape:
-//! `[2026-11-25 06:00:00.123][thread][level] message`.
+//! `[2026-11-25 06:00:00.123][thread][level] message`, with Envoy-style
+//! named loggers whose levels change at run time (`POST /logging`).
 
 use crate::http::date::civil_from_days;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The named loggers and the module each covers (longest prefix wins);
+/// anything else logs as `misc`.
+const LOGGERS: [(&str, &str); 9] = [
+    ("admin", "ringway::admin"),
+    ("config", "ringway::config"),
+    ("dns", "ringway::upstream::dns"),
+    ("http", "ringway::http"),
+    ("main", "ringway::server"),
+    ("misc", ""),
+    ("router", "ringway::router"),
+    ("stats", "ringway::stats"),
+    ("upstream", "ringway::upstream"),
+];
+
+/// Each logger's level, as a `log::LevelFilter` number.
+static LEVELS: [AtomicUsize; LOGGERS.len()] = [const { AtomicUsize::new(3) }; LOGGERS.len()];
+
+fn logger_of(target: &str) -> usize {
+    let mut best = (
+        0,
+        LOGGERS.iter().position(|(n, _)| *n == "misc").unwrap_or(0),
+    );
+    for (i, (_, module)) in LOGGERS.iter().enumerate() {
+        if !module.is_empty() && target.starts_with(module) && module.len() > best.0 {
+            best = (module.len(), i);
+        }
+    }
+    best.1
+}
+
+fn filter_from(n: usize) -> log::LevelFilter {
+    log::LevelFilter::iter()
+        .nth(n)
+        .unwrap_or(log::LevelFilter::Trace)
+}
+
+fn refresh_max_level() {
+    let max = LEVELS
+        .iter()
+        .map(|l| l.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    log::set_max_level(filter_from(max));
+}
+
+/// Envoy's name for a level.
+pub fn level_name(level: log::LevelFilter) -> &'static str {
+    match level {
+        log::LevelFilter::Off => "off",
+        log::LevelFilter::Error => "error",
+        log::LevelFilter::Warn => "warning",
+        log::LevelFilter::Info => "info",
+        log::LevelFilter::Debug => "debug",
+        log::LevelFilter::Trace => "trace",
+    }
+}
+
+/// Every logger with its current level, sorted by name.
+pub fn loggers() -> Vec<(&'static str, log::LevelFilter)> {
+    LOGGERS
+        .iter()
+        .zip(&LEVELS)
+        .map(|((name, _), l)| (*name, filter_from(l.load(Ordering::Relaxed))))
+        .collect()
+}
+
+/// Sets one logger's level; false when no logger has that name.
+pub fn set_logger_level(name: &str, level: log::LevelFilter) -> bool {
+    let Some(i) = LOGGERS.iter().position(|(n, _)| *n == name) else {
+        return false;
+    };
+    LEVELS[i].store(level as usize, Ordering::Relaxed);
+    refresh_max_level();
+    true
+}
+
+/// Sets every logger's level.
+pub fn set_all_levels(level: log::LevelFilter) {
+    for l in &LEVELS {
+        l.store(level as usize, Ordering::Relaxed);
+    }
+    refresh_max_level();
+}
 
 struct StderrLogger;
 
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
+        let logger = logger_of(metadata.target());
+        metadata.level() as usize <= LEVELS[logger].load(Ordering::Relaxed)
     }
 
     fn log(&self, record: &log::Record) {
@@ -59,9 +146,27 @@ pub fn parse_level(name: &str) -> Option<log::LevelFilter> {
     })
 }
 
-/// Installs the logger at `level`.
+/// Installs the logger with every named logger at `level`.
 pub fn init(level: log::LevelFilter) {
     static LOGGER: StderrLogger = StderrLogger;
     let _ = log::set_logger(&LOGGER);
-    log::set_max_level(level);
+    set_all_levels(level);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_map_to_the_longest_module() {
+        let name = |t| LOGGERS[logger_of(t)].0;
+        assert_eq!(name("ringway::upstream::dns"), "dns");
+        assert_eq!(name("ringway::upstream::pool"), "upstream");
+        assert_eq!(name("ringway::server::drain"), "main");
+        assert_eq!(name("ringway"), "misc");
+        assert_eq!(
+            filter_from(log::LevelFilter::Debug as usize),
+            log::LevelFilter::Debug
+        );
+    }
 }

@@ -3,6 +3,7 @@
 use ringway::cli::{self, Mode, Parsed};
 use ringway::config;
 use ringway::snapshot::ConfigSnapshot;
+use ringway::stats::Store;
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -23,11 +24,16 @@ fn main() -> ExitCode {
     ringway::logger::init(cli.log_level);
     let name = cli.config_path.clone().unwrap_or_default();
     let validate = cli.mode == Mode::Validate;
-    let snapshot = config::load(cli.config_path.as_deref(), cli.config_yaml.as_deref())
+    let concurrency = if validate { 1 } else { cli.concurrency.max(1) };
+    let store = Store::new(concurrency);
+    let loaded = config::load(cli.config_path.as_deref(), cli.config_yaml.as_deref())
         .map_err(|e| vec![e])
-        .and_then(|tree| config::decode(&tree))
-        .and_then(|boot| ConfigSnapshot::compile(&boot, !validate));
-    let snapshot = match snapshot {
+        .and_then(|tree| config::decode(&tree).map(|boot| (tree, boot)))
+        .and_then(|(tree, boot)| {
+            let snapshot = ConfigSnapshot::compile(&boot, !validate, &store)?;
+            Ok((tree, boot, snapshot))
+        });
+    let (tree, boot, snapshot) = match loaded {
         Ok(s) => s,
         Err(errors) => {
             eprintln!("configuration '{name}' is invalid:");
@@ -42,10 +48,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let options = ringway::server::Options {
-        concurrency: cli.concurrency,
         drain_time: cli.drain_time,
+        admin: boot.admin,
+        command_line: cli.to_json(),
+        node: boot.node,
+        bootstrap: tree,
     };
-    match ringway::server::run(snapshot, &options) {
+    match ringway::server::run(snapshot, &options, store) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

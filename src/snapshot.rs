@@ -7,7 +7,8 @@
 
 use crate::config::{self, Bootstrap, ConfigError, Discovery, ServerHeaderTransformation};
 use crate::router::RouteTable;
-use crate::upstream::{self, Endpoint};
+use crate::stats::{sets, HistogramId, Scope, Store};
+use crate::upstream::{self, Endpoint, Resolved};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +36,10 @@ pub struct HttpSettings {
     pub strip_any_host_port: bool,
     /// `strip_matching_host_port`.
     pub strip_matching_host_port: bool,
+    /// `http.<stat_prefix>.*`.
+    pub stats: Arc<Scope<sets::Http>>,
+    /// `http.<stat_prefix>.downstream_rq_time`.
+    pub rq_time: HistogramId,
 }
 
 /// A listener as the shards run it.
@@ -46,6 +51,8 @@ pub struct Listener {
     pub address: SocketAddr,
     /// Its HTTP connection manager.
     pub http: Arc<HttpSettings>,
+    /// `listener.<address>.*`.
+    pub stats: Arc<Scope<sets::Listener>>,
 }
 
 /// Everything a request needs, frozen at one epoch.
@@ -60,9 +67,14 @@ pub struct ConfigSnapshot {
 }
 
 impl ConfigSnapshot {
-    /// Compiles a decoded bootstrap. With `resolve`, STRICT_DNS names are
-    /// resolved once now; without (validation), such clusters start empty.
-    pub fn compile(boot: &Bootstrap, resolve: bool) -> Result<ConfigSnapshot, Vec<ConfigError>> {
+    /// Compiles a decoded bootstrap, resolving stat handles in `store`. With
+    /// `resolve`, STRICT_DNS names are resolved once now; without
+    /// (validation), such clusters start empty.
+    pub fn compile(
+        boot: &Bootstrap,
+        resolve: bool,
+        store: &Store,
+    ) -> Result<ConfigSnapshot, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut by_name = HashMap::new();
         for (i, c) in boot.clusters.iter().enumerate() {
@@ -77,12 +89,18 @@ impl ConfigSnapshot {
             .clusters
             .iter()
             .map(|c| {
-                Arc::new(upstream::Cluster {
-                    endpoints: initial_endpoints(c, resolve),
-                    config: c.clone(),
-                })
+                let endpoints = initial_endpoints(c, resolve)
+                    .into_iter()
+                    .map(|r| Endpoint::new(store, &c.name, r))
+                    .collect();
+                Arc::new(upstream::Cluster::new(store, c.clone(), endpoints))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let main = store.main_row();
+        let active = clusters.len() as u64;
+        store
+            .cluster_manager
+            .set(main, sets::ClusterManager::active_clusters, active);
         let mut listeners = Vec::new();
         let mut seen_names = HashMap::new();
         let mut seen_addrs = HashMap::new();
@@ -110,7 +128,8 @@ impl ConfigSnapshot {
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 address: l.address,
-                http: Arc::new(http_settings(&l.hcm, routes)),
+                http: Arc::new(http_settings(&l.hcm, routes, store)),
+                stats: store.listener(&l.address.to_string()),
             }));
         }
         if errors.is_empty() {
@@ -125,12 +144,22 @@ impl ConfigSnapshot {
     }
 
     /// A copy of this snapshot with one cluster's endpoints replaced.
-    pub fn with_endpoints(&self, cluster: usize, endpoints: Vec<Endpoint>) -> ConfigSnapshot {
+    pub fn with_endpoints(
+        &self,
+        cluster: usize,
+        resolved: Vec<Resolved>,
+        store: &Store,
+    ) -> ConfigSnapshot {
         let mut clusters = self.clusters.clone();
-        clusters[cluster] = Arc::new(upstream::Cluster {
-            config: self.clusters[cluster].config.clone(),
-            endpoints,
-        });
+        let config = self.clusters[cluster].config.clone();
+        let endpoints = resolved
+            .into_iter()
+            .map(|r| Endpoint::new(store, &config.name, r))
+            .collect();
+        let next = upstream::Cluster::new(store, config, endpoints);
+        next.stats
+            .inc(store.main_row(), sets::Cluster::membership_change);
+        clusters[cluster] = Arc::new(next);
         ConfigSnapshot {
             epoch: self.epoch,
             listeners: self.listeners.clone(),
@@ -139,8 +168,16 @@ impl ConfigSnapshot {
     }
 }
 
-fn http_settings(hcm: &config::HttpConnectionManager, routes: RouteTable) -> HttpSettings {
+fn http_settings(
+    hcm: &config::HttpConnectionManager,
+    routes: RouteTable,
+    store: &Store,
+) -> HttpSettings {
     HttpSettings {
+        stats: store.http(&hcm.stat_prefix),
+        rq_time: store
+            .histograms
+            .id(&format!("http.{}.downstream_rq_time", hcm.stat_prefix)),
         stat_prefix: hcm.stat_prefix.clone(),
         routes,
         server_name: hcm.server_name.clone(),
@@ -153,7 +190,7 @@ fn http_settings(hcm: &config::HttpConnectionManager, routes: RouteTable) -> Htt
     }
 }
 
-fn initial_endpoints(c: &config::Cluster, resolve: bool) -> Vec<Endpoint> {
+fn initial_endpoints(c: &config::Cluster, resolve: bool) -> Vec<Resolved> {
     match c.discovery {
         Discovery::StrictDns if resolve => upstream::dns::resolve(c),
         Discovery::StrictDns => Vec::new(),
@@ -161,9 +198,10 @@ fn initial_endpoints(c: &config::Cluster, resolve: bool) -> Vec<Endpoint> {
             .endpoints
             .iter()
             .filter_map(|e| {
-                Some(Endpoint {
+                Some(Resolved {
                     addr: SocketAddr::new(e.host.parse().ok()?, e.port),
                     weight: e.weight,
+                    hostname: e.host.clone(),
                 })
             })
             .collect(),

@@ -18,6 +18,8 @@ pub struct Bootstrap {
     pub listeners: Vec<Listener>,
     /// `static_resources.clusters`.
     pub clusters: Vec<Cluster>,
+    /// `admin.address`: where the admin API listens (none without `admin`).
+    pub admin: Option<SocketAddr>,
 }
 
 /// `node`: who this proxy is.
@@ -199,12 +201,12 @@ pub struct EndpointConfig {
 
 #[rustfmt::skip]
 static BOOTSTRAP: Fields = Fields {
-    known: &["static_resources", "node"],
+    known: &["static_resources", "node", "admin"],
     unsupported: &[
         "node_context_params", "dynamic_resources", "cluster_manager", "hds_config",
         "flags_path", "stats_sinks", "deferred_stat_options", "stats_config",
         "stats_flush_interval", "stats_flush_on_admin", "watchdog", "watchdogs", "tracing",
-        "layered_runtime", "admin", "overload_manager", "enable_dispatcher_stats",
+        "layered_runtime", "overload_manager", "enable_dispatcher_stats",
         "header_prefix", "stats_server_version_override", "use_tcp_for_dns_lookups",
         "dns_resolution_config", "typed_dns_resolver_config", "bootstrap_extensions",
         "fatal_actions", "config_sources", "default_config_source", "default_socket_interface",
@@ -212,6 +214,14 @@ static BOOTSTRAP: Fields = Fields {
         "default_regex_engine", "xds_delegate_extension", "xds_config_tracker_extension",
         "listener_manager", "application_log_config", "grpc_async_client_manager_config",
         "memory_allocator_manager",
+    ],
+};
+#[rustfmt::skip]
+static ADMIN: Fields = Fields {
+    known: &["address"],
+    unsupported: &[
+        "access_log", "access_log_path", "profile_path", "socket_options",
+        "ignore_global_conn_limit",
     ],
 };
 #[rustfmt::skip]
@@ -481,11 +491,31 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
             }
         }
     }
+    let admin = obj.get("admin").and_then(|a| {
+        let o = a.object(errs, &ADMIN)?;
+        ip_address(&o.require(errs, "address")?, errs, "the admin API")
+    });
     Some(Bootstrap {
         node,
         listeners,
         clusters,
+        admin,
     })
+}
+
+/// Decodes an `address` that must be a literal IP (what Ringway binds).
+fn ip_address(a: &Node, errs: &mut Errors, what: &str) -> Option<SocketAddr> {
+    let (host, port) = socket_address(a, errs)?;
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Some(SocketAddr::new(ip, port)),
+        Err(_) => {
+            errs.add(
+                &format!("{}.socket_address.address", a.path()),
+                format!("expected an IP address for {what}, found {host:?}"),
+            );
+            None
+        }
+    }
 }
 
 /// Decodes `address.socket_address` into its host text and port.
@@ -509,19 +539,9 @@ fn socket_address(child: &Node, errs: &mut Errors) -> Option<(String, u16)> {
 fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
     let obj = node.object(errs, &LISTENER)?;
     let name = string(&obj, errs, "name");
-    let address = obj.require(errs, "address").and_then(|a| {
-        let (host, port) = socket_address(&a, errs)?;
-        match host.parse::<IpAddr>() {
-            Ok(ip) => Some(SocketAddr::new(ip, port)),
-            Err(_) => {
-                errs.add(
-                    &format!("{}.socket_address.address", a.path()),
-                    format!("expected an IP address for a listener, found {host:?}"),
-                );
-                None
-            }
-        }
-    });
+    let address = obj
+        .require(errs, "address")
+        .and_then(|a| ip_address(&a, errs, "a listener"));
     let chains = obj
         .require(errs, "filter_chains")
         .map(|c| c.list(errs))

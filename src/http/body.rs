@@ -19,6 +19,15 @@ pub enum PumpError {
     Destination,
 }
 
+/// What a completed transfer moved.
+#[derive(Debug, Clone, Copy)]
+pub struct Moved {
+    /// Body bytes (before re-framing).
+    pub body: u64,
+    /// Bytes written to the destination (head, framing and body).
+    pub written: u64,
+}
+
 /// How the destination receives the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutFraming {
@@ -32,7 +41,7 @@ pub enum OutFraming {
 /// Sends `out` (a head, possibly empty) followed by the body read from
 /// `src` per `framing`, written to `dst` per `out_framing`. Bytes already in
 /// `rbuf` are used first; bytes past the body's end stay there.
-/// Returns the number of body bytes moved.
+/// Returns the number of body bytes moved and of bytes written to `dst`.
 pub async fn pump(
     src: &mut TcpStream,
     rbuf: &mut ReadBuf,
@@ -40,8 +49,9 @@ pub async fn pump(
     dst: &mut TcpStream,
     mut out: Vec<u8>,
     out_framing: OutFraming,
-) -> Result<u64, PumpError> {
+) -> Result<Moved, PumpError> {
     let mut moved = 0u64;
+    let mut written = 0u64;
     let mut remaining = match framing {
         Framing::Length(n) => n,
         _ => 0,
@@ -85,21 +95,27 @@ pub async fn pump(
         }
         if !out.is_empty() && (done || out.len() >= FLUSH_AT || rbuf.is_empty()) {
             let (res, buf) = dst.write_all(out).await;
-            res.map_err(|_| PumpError::Destination)?;
+            written += res.map_err(|_| PumpError::Destination)? as u64;
             out = buf;
             out.clear();
         }
         if done {
-            return Ok(moved);
+            return Ok(Moved {
+                body: moved,
+                written,
+            });
         }
         if rbuf.is_empty() {
             match rbuf.fill(src, READ_CHUNK).await {
                 Ok(0) if framing == Framing::UntilClose => {
                     if out_framing == OutFraming::Chunked {
                         let (res, _) = dst.write_all(LAST_CHUNK).await;
-                        res.map_err(|_| PumpError::Destination)?;
+                        written += res.map_err(|_| PumpError::Destination)? as u64;
                     }
-                    return Ok(moved);
+                    return Ok(Moved {
+                        body: moved,
+                        written,
+                    });
                 }
                 Ok(0) | Err(_) => return Err(PumpError::Source),
                 Ok(_) => {}

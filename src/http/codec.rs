@@ -13,6 +13,7 @@ pub const READ_CHUNK: usize = 64 * 1024;
 pub struct ReadBuf {
     buf: Vec<u8>,
     start: usize,
+    received: u64,
 }
 
 impl Default for ReadBuf {
@@ -20,6 +21,7 @@ impl Default for ReadBuf {
         ReadBuf {
             buf: Vec::with_capacity(READ_CHUNK),
             start: 0,
+            received: 0,
         }
     }
 }
@@ -65,7 +67,15 @@ impl ReadBuf {
         let cap = buf.capacity();
         let (res, slice) = stream.read(buf.slice_mut(len..cap)).await;
         self.buf = slice.into_inner();
+        if let Ok(n) = res {
+            self.received += n as u64;
+        }
         res
+    }
+
+    /// Bytes read from the socket since the last call (for byte counters).
+    pub fn take_received(&mut self) -> u64 {
+        std::mem::take(&mut self.received)
     }
 
     /// Drops all buffered data.

@@ -4,17 +4,22 @@
 
 use super::body::{pump, OutFraming, PumpError};
 use super::codec::{Framing, ReadBuf, READ_CHUNK};
+use super::flags::ResponseFlags;
 use super::head::{self, ParsedRequest, ParsedResponse, Plan, Request, MAX_RESPONSE_HEAD};
 use super::local_reply::LocalReply;
 use crate::router::Forward;
 use crate::server::shard::{Shard, View};
-use crate::snapshot::HttpSettings;
+use crate::snapshot::{HttpSettings, Listener};
+use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpStat};
+use crate::stats::sets::{Listener as ListenerStat, Server as ServerStat};
+use crate::upstream::pool::UpstreamConn;
+use crate::upstream::{Cluster, Endpoint};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// What happens to the downstream connection after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,13 +28,118 @@ enum Next {
     Close,
 }
 
-/// The buffers one downstream connection reuses across requests.
+/// One downstream connection: its buffers, reused across requests, and
+/// the stats it counts in from accept to close.
 struct Conn {
     down: TcpStream,
     rbuf: ReadBuf,
     ubuf: ReadBuf,
     local_port: u16,
+    /// Bytes written downstream and not yet counted.
+    tx: u64,
+    /// The client closed (rather than Ringway).
+    closed_by_peer: bool,
+    shard: Rc<Shard>,
+    listener: Arc<Listener>,
 }
+
+impl Conn {
+    fn open(down: TcpStream, shard: Rc<Shard>, listener: Arc<Listener>) -> Self {
+        let w = shard.id;
+        listener.stats.inc(w, ListenerStat::downstream_cx_total);
+        listener.stats.inc(w, ListenerStat::downstream_cx_active);
+        let http = &listener.http.stats;
+        for stat in [
+            HttpStat::downstream_cx_total,
+            HttpStat::downstream_cx_http1_total,
+            HttpStat::downstream_cx_active,
+            HttpStat::downstream_cx_http1_active,
+        ] {
+            http.inc(w, stat);
+        }
+        shard.stats.server.inc(w, ServerStat::total_connections);
+        Conn {
+            local_port: down.local_addr().map_or(0, |a| a.port()),
+            down,
+            rbuf: ReadBuf::default(),
+            ubuf: ReadBuf::default(),
+            tx: 0,
+            closed_by_peer: false,
+            shard,
+            listener,
+        }
+    }
+
+    /// Counts the bytes moved since the last call into `http`'s totals.
+    fn count_bytes(&mut self, http: &HttpSettings) {
+        let w = self.shard.id;
+        let rx = self.rbuf.take_received();
+        let tx = std::mem::take(&mut self.tx);
+        http.stats
+            .add(w, HttpStat::downstream_cx_rx_bytes_total, rx);
+        http.stats
+            .add(w, HttpStat::downstream_cx_tx_bytes_total, tx);
+    }
+
+    /// Writes `bytes` downstream, counting them; false when the client is gone.
+    async fn send_down<B: monoio::buf::IoBuf + 'static>(&mut self, bytes: B) -> bool {
+        let (res, _) = self.down.write_all(bytes).await;
+        match res {
+            Ok(n) => {
+                self.tx += n as u64;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let w = self.shard.id;
+        let listener = self.listener.clone();
+        self.count_bytes(&listener.http);
+        listener.stats.dec(w, ListenerStat::downstream_cx_active);
+        listener.stats.inc(w, ListenerStat::downstream_cx_destroy);
+        let http = &listener.http.stats;
+        http.dec(w, HttpStat::downstream_cx_active);
+        http.dec(w, HttpStat::downstream_cx_http1_active);
+        http.inc(w, HttpStat::downstream_cx_destroy);
+        let side = if self.closed_by_peer {
+            HttpStat::downstream_cx_destroy_remote
+        } else {
+            HttpStat::downstream_cx_destroy_local
+        };
+        http.inc(w, side);
+        self.shard
+            .stats
+            .server
+            .dec(w, ServerStat::total_connections);
+    }
+}
+
+/// The `Nxx` class stat of a status code, for a stat set with all five.
+fn class<S: Copy>(status: u16, classes: [S; 5]) -> Option<S> {
+    match status {
+        100..=599 => Some(classes[usize::from(status / 100 - 1)]),
+        _ => None,
+    }
+}
+
+const HTTP_CLASSES: [HttpStat; 5] = [
+    HttpStat::downstream_rq_1xx,
+    HttpStat::downstream_rq_2xx,
+    HttpStat::downstream_rq_3xx,
+    HttpStat::downstream_rq_4xx,
+    HttpStat::downstream_rq_5xx,
+];
+const CLUSTER_CLASSES: [ClusterStat; 5] = [
+    ClusterStat::upstream_rq_1xx,
+    ClusterStat::upstream_rq_2xx,
+    ClusterStat::upstream_rq_3xx,
+    ClusterStat::upstream_rq_4xx,
+    ClusterStat::upstream_rq_5xx,
+];
 
 /// What every step of answering one request needs.
 struct Exchange<'a> {
@@ -38,9 +148,19 @@ struct Exchange<'a> {
     req: Request,
     /// The client asked to close, or the shard was draining when it arrived.
     close: bool,
+    /// The status sent downstream (0 until one is).
+    status: Cell<u16>,
+    /// Why the response is what it is.
+    flags: Cell<ResponseFlags>,
 }
 
 impl Exchange<'_> {
+    fn flag(&self, flag: ResponseFlags) {
+        let mut f = self.flags.get();
+        f.insert(flag);
+        self.flags.set(f);
+    }
+
     /// Whether the connection closes after this response: asked for, or a
     /// drain began meanwhile.
     fn closing(&self) -> bool {
@@ -54,29 +174,32 @@ enum Failure {
     BeforeHeaders(&'static str),
     /// The upstream's response was not valid HTTP/1.1.
     Protocol,
-    /// The downstream went away, or the response broke after its headers.
-    Broken,
+    /// The upstream broke the response after its headers.
+    UpstreamBroke,
+    /// The downstream went away during the response.
+    DownstreamGone,
 }
 
 /// Serves one downstream connection until it closes or the shard drains.
 pub async fn serve(down: TcpStream, shard: Rc<Shard>, listener: usize) {
     let _ = down.set_nodelay(true);
-    let local_port = down.local_addr().map_or(0, |a| a.port());
-    let mut conn = Conn {
-        down,
-        rbuf: ReadBuf::default(),
-        ubuf: ReadBuf::default(),
-        local_port,
+    let Some(current) = shard.view().snapshot.listeners.get(listener).cloned() else {
+        return;
     };
+    let mut conn = Conn::open(down, shard.clone(), current);
     loop {
         if conn.rbuf.is_empty() {
             // Read straight away (one ring op). If the drain wins, the read is
             // abandoned, which is fine: the connection closes either way.
             let read = monoio::select! {
                 r = conn.rbuf.fill(&mut conn.down, READ_CHUNK) => r,
-                _ = shard.drain.wait() => return,
+                _ = shard.drain.wait() => {
+                    conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
+                    return;
+                }
             };
             if !matches!(read, Ok(n) if n > 0) {
+                conn.closed_by_peer = true;
                 return;
             }
         }
@@ -93,34 +216,86 @@ pub async fn serve(down: TcpStream, shard: Rc<Shard>, listener: usize) {
 impl Conn {
     /// Reads one request and answers it.
     async fn exchange(&mut self, shard: &Shard, view: &View, http: &HttpSettings) -> Next {
+        let started = Instant::now();
         let (req, plan) = loop {
             match head::parse_request(self.rbuf.data(), http, self.local_port, shard) {
                 ParsedRequest::Request(req, plan) => break (req, plan),
                 ParsedRequest::Reject(reply) => {
-                    self.write_reply(shard, http, &reply, false, true).await;
+                    let w = shard.id;
+                    if reply.status == 400 {
+                        http.stats.inc(w, HttpStat::downstream_cx_protocol_error);
+                    }
+                    http.stats.inc(w, HttpStat::downstream_rq_total);
+                    http.stats.inc(w, HttpStat::downstream_rq_http1_total);
+                    let status = if self.write_reply(shard, http, &reply, false, true).await {
+                        reply.status
+                    } else {
+                        0
+                    };
+                    self.finish_request(shard, http, status, started);
                     return Next::Close;
                 }
                 ParsedRequest::Partial => {
                     let limit = http.max_request_headers_bytes + READ_CHUNK;
                     match self.rbuf.fill(&mut self.down, limit).await {
                         Ok(n) if n > 0 => {}
-                        _ => return Next::Close,
+                        _ => {
+                            self.closed_by_peer = true;
+                            return Next::Close;
+                        }
                     }
                 }
             }
         };
         self.rbuf.consume(req.head_len);
         self.rbuf.shrink();
+        let w = shard.id;
+        http.stats.inc(w, HttpStat::downstream_rq_total);
+        http.stats.inc(w, HttpStat::downstream_rq_http1_total);
+        http.stats.inc(w, HttpStat::downstream_rq_active);
         let x = Exchange {
             shard,
             http,
             close: !req.keep_alive || shard.drain.is_draining(),
             req,
+            status: Cell::new(0),
+            flags: Cell::new(ResponseFlags::default()),
         };
-        match plan {
+        let next = match plan {
             Plan::Local(reply) => self.reply(&x, &reply).await,
+            Plan::Direct(reply) => {
+                http.stats.inc(w, HttpStat::rq_direct_response);
+                self.reply(&x, &reply).await
+            }
+            Plan::NoRoute => {
+                http.stats.inc(w, HttpStat::no_route);
+                x.flag(ResponseFlags::NO_ROUTE_FOUND);
+                self.reply(&x, &LocalReply::new(404, "")).await
+            }
             Plan::Forward { route, head } => self.forward(&x, view, route, head).await,
+        };
+        http.stats.dec(w, HttpStat::downstream_rq_active);
+        self.finish_request(shard, http, x.status.get(), started);
+        next
+    }
+
+    /// Counts a finished request: its status class, its duration and the
+    /// connection's bytes so far.
+    fn finish_request(
+        &mut self,
+        shard: &Shard,
+        http: &HttpSettings,
+        status: u16,
+        started: Instant,
+    ) {
+        let w = shard.id;
+        if let Some(stat) = class(status, HTTP_CLASSES) {
+            http.stats.inc(w, HttpStat::downstream_rq_completed);
+            http.stats.inc(w, stat);
         }
+        let micros = started.elapsed().as_micros() as u64;
+        shard.histograms.record(http.rq_time, micros);
+        self.count_bytes(http);
     }
 
     /// Writes a local reply; the connection stays open only if the request
@@ -138,6 +313,11 @@ impl Conn {
         let written = self
             .write_reply(x.shard, x.http, reply, x.req.is_head, close)
             .await;
+        if written {
+            x.status.set(reply.status);
+        } else {
+            x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+        }
         if written && !close {
             Next::KeepAlive
         } else {
@@ -157,8 +337,7 @@ impl Conn {
         let bytes = shard
             .date
             .with(|date| reply.encode(http, date, head_only, close));
-        let (res, _) = self.down.write_all(bytes).await;
-        res.is_ok()
+        self.send_down(bytes).await
     }
 
     /// Forwards a request to an endpoint of the route's cluster.
@@ -169,49 +348,66 @@ impl Conn {
         route: &Forward,
         mut head: Vec<u8>,
     ) -> Next {
-        let cluster = view.snapshot.clusters.get(route.cluster);
-        let (Some(cluster), Some(endpoint)) = (cluster, view.pick(route.cluster)) else {
+        let Some(cluster) = view.snapshot.clusters.get(route.cluster) else {
             return self
                 .reply(x, &LocalReply::new(503, "no healthy upstream"))
                 .await;
         };
+        let Some(endpoint) = view.pick(route.cluster) else {
+            cluster
+                .stats
+                .inc(x.shard.id, ClusterStat::upstream_cx_none_healthy);
+            x.flag(ResponseFlags::NO_HEALTHY_UPSTREAM);
+            return self
+                .reply(x, &LocalReply::new(503, "no healthy upstream"))
+                .await;
+        };
+        let attempt = Attempt::start(x.shard, cluster, endpoint);
         let addr = endpoint.addr;
-        let started = Instant::now();
         let mut fresh_only = false;
         let mut sent_continue = false;
         loop {
             let pooled = if fresh_only {
                 None
             } else {
-                x.shard.pool.take(addr, started)
+                x.shard.pool.take(addr, attempt.started)
             };
             // A bodiless request that meets a dead pooled connection before
             // any response byte is retried once on a new connection.
             let retryable = pooled.is_some() && x.req.framing == Framing::Empty;
             let mut up = match pooled {
                 Some(up) => up,
-                None => match connect(addr, cluster.connect_timeout()).await {
+                None => match connect(x.shard, cluster, endpoint).await {
                     Ok(up) => up,
-                    Err(reason) => return self.reply(x, &LocalReply::upstream_reset(reason)).await,
+                    Err(reason) => {
+                        x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+                        return self
+                            .fail(x, &attempt, LocalReply::upstream_reset(reason))
+                            .await;
+                    }
                 },
             };
             if x.req.expect_continue && x.req.framing != Framing::Empty && !sent_continue {
                 sent_continue = true;
-                let continue_line = &b"HTTP/1.1 100 Continue\r\n\r\n"[..];
-                if self.down.write_all(continue_line).await.0.is_err() {
+                if !self.send_down(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await {
+                    x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                     return Next::Close;
                 }
             }
             if x.req.framing == Framing::Empty {
-                let (res, buf) = up.write_all(head).await;
+                let (res, buf) = up.stream.write_all(head).await;
                 head = buf;
-                if res.is_err() {
-                    if retryable {
+                match res {
+                    Ok(n) => attempt.sent(n as u64),
+                    Err(_) if retryable => {
                         fresh_only = true;
                         continue;
                     }
-                    let reply = LocalReply::upstream_reset("connection termination");
-                    return self.reply(x, &reply).await;
+                    Err(_) => {
+                        x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                        let reply = LocalReply::upstream_reset("connection termination");
+                        return self.fail(x, &attempt, reply).await;
+                    }
                 }
             } else {
                 let out_framing = match x.req.framing {
@@ -223,36 +419,46 @@ impl Conn {
                     &mut self.down,
                     &mut self.rbuf,
                     x.req.framing,
-                    &mut up,
+                    &mut up.stream,
                     body,
                     out_framing,
                 )
                 .await;
                 // The request body is not fully read after a failure: close.
-                let failed = match sent {
-                    Ok(_) => None,
+                match sent {
+                    Ok(moved) => attempt.sent(moved.written),
                     Err(PumpError::Destination) => {
-                        Some(LocalReply::upstream_reset("connection termination"))
+                        x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                        let mut reply = LocalReply::upstream_reset("connection termination");
+                        reply.close = true;
+                        return self.fail(x, &attempt, reply).await;
                     }
-                    Err(PumpError::Malformed) => Some(LocalReply::closing(400, "Bad Request")),
-                    Err(PumpError::Source) => return Next::Close,
-                };
-                if let Some(mut reply) = failed {
-                    reply.close = true;
-                    return self.reply(x, &reply).await;
+                    Err(PumpError::Malformed) => {
+                        x.flag(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
+                        return self
+                            .reply(x, &LocalReply::closing(400, "Bad Request"))
+                            .await;
+                    }
+                    Err(PumpError::Source) => {
+                        x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                        self.closed_by_peer = true;
+                        return Next::Close;
+                    }
                 }
             }
             // The route timeout runs from the end of the request to the end
             // of the response, as Envoy's does.
             let headers_sent = Cell::new(false);
             self.ubuf.clear();
-            let receive = self.receive(x, &mut up, started, &headers_sent);
+            let receive = self.receive(x, &mut up.stream, attempt.started, &headers_sent);
             let result = match route.timeout {
                 Some(t) => monoio::time::timeout(t, receive).await.ok(),
                 None => Some(receive.await),
             };
+            attempt.received(self.ubuf.take_received());
             let reply = match result {
                 Some(Ok(reusable)) => {
+                    attempt.charge(x.status.get());
                     if reusable {
                         x.shard.pool.put(addr, up);
                     }
@@ -266,17 +472,50 @@ impl Conn {
                     fresh_only = true;
                     continue;
                 }
-                Some(Err(Failure::BeforeHeaders(reason))) => LocalReply::upstream_reset(reason),
-                Some(Err(Failure::Protocol)) => LocalReply::new(
-                    502,
-                    "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
-                ),
-                None if !headers_sent.get() => LocalReply::new(504, "upstream request timeout"),
-                // Past the response headers the only signal left is closing.
-                Some(Err(Failure::Broken)) | None => return Next::Close,
+                Some(Err(Failure::BeforeHeaders(reason))) => {
+                    x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                    LocalReply::upstream_reset(reason)
+                }
+                Some(Err(Failure::Protocol)) => {
+                    x.flag(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
+                    LocalReply::new(
+                        502,
+                        "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
+                    )
+                }
+                None => {
+                    attempt.timed_out();
+                    x.flag(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
+                    if headers_sent.get() {
+                        // Past the response headers the only signal left is closing.
+                        attempt.charge(x.status.get());
+                        return Next::Close;
+                    }
+                    LocalReply::new(504, "upstream request timeout")
+                }
+                Some(Err(failure)) => {
+                    x.flag(match failure {
+                        Failure::DownstreamGone => ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION,
+                        _ => ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                    });
+                    attempt.charge(x.status.get());
+                    return Next::Close;
+                }
             };
-            return self.reply(x, &reply).await;
+            return self.fail(x, &attempt, reply).await;
         }
+    }
+
+    /// Answers a failed forward with `reply`, charging its status to the
+    /// cluster as Envoy does.
+    async fn fail(
+        &mut self,
+        x: &Exchange<'_>,
+        attempt: &Attempt<'_>,
+        reply: LocalReply<'_>,
+    ) -> Next {
+        attempt.charge(reply.status);
+        self.reply(x, &reply).await
     }
 
     /// Reads the upstream response and streams it downstream. Returns
@@ -315,6 +554,7 @@ impl Conn {
                         _ => OutFraming::Raw,
                     };
                     headers_sent.set(true);
+                    x.status.set(resp.status);
                     let streamed = pump(
                         up,
                         &mut self.ubuf,
@@ -325,8 +565,12 @@ impl Conn {
                     )
                     .await;
                     return match streamed {
-                        Ok(_) => Ok(resp.reusable && self.ubuf.is_empty()),
-                        Err(_) => Err(Failure::Broken),
+                        Ok(moved) => {
+                            self.tx += moved.written;
+                            Ok(resp.reusable && self.ubuf.is_empty())
+                        }
+                        Err(PumpError::Destination) => Err(Failure::DownstreamGone),
+                        Err(_) => Err(Failure::UpstreamBroke),
                     };
                 }
             }
@@ -334,14 +578,108 @@ impl Conn {
     }
 }
 
-/// Opens a new upstream connection within `timeout`.
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, &'static str> {
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+/// One upstream request: counted active from start to drop, charged with
+/// its status once.
+struct Attempt<'a> {
+    shard: &'a Shard,
+    cluster: &'a Cluster,
+    endpoint: &'a Endpoint,
+    started: Instant,
+}
+
+impl<'a> Attempt<'a> {
+    fn start(shard: &'a Shard, cluster: &'a Cluster, endpoint: &'a Endpoint) -> Self {
+        let w = shard.id;
+        cluster.stats.inc(w, ClusterStat::upstream_rq_total);
+        cluster.stats.inc(w, ClusterStat::upstream_rq_active);
+        endpoint.stats.inc(w, HostStat::rq_total);
+        endpoint.stats.inc(w, HostStat::rq_active);
+        Attempt {
+            shard,
+            cluster,
+            endpoint,
+            started: Instant::now(),
+        }
+    }
+
+    fn sent(&self, bytes: u64) {
+        let w = self.shard.id;
+        self.cluster
+            .stats
+            .add(w, ClusterStat::upstream_cx_tx_bytes_total, bytes);
+    }
+
+    fn received(&self, bytes: u64) {
+        let w = self.shard.id;
+        self.cluster
+            .stats
+            .add(w, ClusterStat::upstream_cx_rx_bytes_total, bytes);
+    }
+
+    fn timed_out(&self) {
+        let w = self.shard.id;
+        self.cluster.stats.inc(w, ClusterStat::upstream_rq_timeout);
+        self.endpoint.stats.inc(w, HostStat::rq_timeout);
+    }
+
+    /// Counts the response status (upstream's, or the local reply standing
+    /// in for it) and the request's upstream time.
+    fn charge(&self, status: u16) {
+        let w = self.shard.id;
+        let stats = &self.cluster.stats;
+        if let Some(stat) = class(status, CLUSTER_CLASSES) {
+            stats.inc(w, stat);
+            stats.inc_code(w, status);
+            stats.inc(w, ClusterStat::upstream_rq_completed);
+        }
+        let outcome = if (500..600).contains(&status) || status == 0 {
+            HostStat::rq_error
+        } else {
+            HostStat::rq_success
+        };
+        self.endpoint.stats.inc(w, outcome);
+        let micros = self.started.elapsed().as_micros() as u64;
+        self.shard.histograms.record(self.cluster.rq_time, micros);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let w = self.shard.id;
+        self.cluster.stats.dec(w, ClusterStat::upstream_rq_active);
+        self.endpoint.stats.dec(w, HostStat::rq_active);
+    }
+}
+
+/// Opens a new upstream connection to `endpoint` within the cluster's
+/// connect timeout.
+async fn connect(
+    shard: &Shard,
+    cluster: &Cluster,
+    endpoint: &Endpoint,
+) -> Result<UpstreamConn, &'static str> {
+    let w = shard.id;
+    let stats = &cluster.stats;
+    stats.inc(w, ClusterStat::upstream_cx_total);
+    stats.inc(w, ClusterStat::upstream_cx_http1_total);
+    endpoint.stats.inc(w, HostStat::cx_total);
+    let started = Instant::now();
+    let connecting = TcpStream::connect_addr(endpoint.addr);
+    let failure = match monoio::time::timeout(cluster.connect_timeout(), connecting).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            Ok(stream)
+            let micros = started.elapsed().as_micros() as u64;
+            shard.histograms.record(cluster.connect_ms, micros);
+            let conn = UpstreamConn::new(stream, stats.clone(), endpoint.stats.clone(), w);
+            return Ok(conn);
         }
-        Ok(Err(_)) => Err("connection failure"),
-        Err(_) => Err("connection timeout"),
-    }
+        Ok(Err(_)) => "connection failure",
+        Err(_) => {
+            stats.inc(w, ClusterStat::upstream_cx_connect_timeout);
+            "connection timeout"
+        }
+    };
+    stats.inc(w, ClusterStat::upstream_cx_connect_fail);
+    endpoint.stats.inc(w, HostStat::cx_connect_fail);
+    Err(failure)
 }

@@ -53,6 +53,10 @@ pub struct Request {
 pub enum Plan<'v> {
     /// Answer locally.
     Local(LocalReply<'v>),
+    /// A route's `direct_response`.
+    Direct(LocalReply<'v>),
+    /// No route matched: 404.
+    NoRoute,
     /// Forward to a cluster with this head.
     Forward {
         /// The matched route's action.
@@ -229,11 +233,11 @@ fn analyse_request<'v>(
         host.into()
     };
     let Some(route) = http.routes.route(&lower, path) else {
-        return request(Plan::Local(LocalReply::new(404, "")));
+        return request(Plan::NoRoute);
     };
     let forward = match &route.action {
         Action::Direct { status, body } => {
-            return request(Plan::Local(LocalReply::bytes(*status, body)));
+            return request(Plan::Direct(LocalReply::bytes(*status, body)));
         }
         Action::Forward(forward) => forward,
     };

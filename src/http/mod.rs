@@ -4,5 +4,6 @@ pub mod body;
 pub mod codec;
 pub mod conn;
 pub mod date;
+pub mod flags;
 pub mod head;
 pub mod local_reply;

@@ -6,10 +6,12 @@
 pub mod drain;
 pub mod shard;
 
-use crate::config::Discovery;
+use crate::admin::{self, Admin, Command, ServerInfo};
+use crate::config::{Discovery, NodeInfo};
 use crate::http::conn;
 use crate::snapshot::{ConfigSnapshot, Published};
-use crate::upstream::dns;
+use crate::stats::Store;
+use crate::upstream::{dns, Endpoint};
 use monoio::net::{ListenerOpts, TcpListener};
 use shard::Shard;
 use std::future::Future;
@@ -29,17 +31,25 @@ const BACKLOG: i32 = 4096;
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Number of shards.
-    pub concurrency: usize,
     /// Longest a drain waits for in-flight requests before exiting.
     pub drain_time: Duration,
+    /// Where the admin API listens, if anywhere.
+    pub admin: Option<SocketAddr>,
+    /// The command line as `/server_info` reports it.
+    pub command_line: serde_json::Value,
+    /// The bootstrap `node`.
+    pub node: Option<NodeInfo>,
+    /// The merged bootstrap, for `/config_dump`.
+    pub bootstrap: serde_json::Value,
 }
 
-/// Runs the proxy until SIGTERM/SIGINT and the drain that follows.
-pub fn run(snapshot: ConfigSnapshot, options: &Options) -> Result<(), String> {
+/// Runs the proxy until SIGTERM/SIGINT (or `/quitquitquit`) and the drain
+/// that follows, with one shard per row of `store` (`Store::new(shards)`).
+pub fn run(snapshot: ConfigSnapshot, options: &Options, store: Arc<Store>) -> Result<(), String> {
     let addresses = reserve_ports(&snapshot)?;
+    let admin_listener = options.admin.map(admin::bind).transpose()?;
     let published = Arc::new(Published::new(snapshot));
-    let concurrency = options.concurrency.max(1);
+    let concurrency = store.shards();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (stop_tx, stop_rx) = flume::bounded::<()>(1);
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), String>>();
@@ -47,6 +57,7 @@ pub fn run(snapshot: ConfigSnapshot, options: &Options) -> Result<(), String> {
     for id in 0..concurrency {
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let published = published.clone();
+        let store = store.clone();
         let addresses = addresses.clone();
         let stop_rx = stop_rx.clone();
         let ready_tx = ready_tx.clone();
@@ -58,7 +69,7 @@ pub fn run(snapshot: ConfigSnapshot, options: &Options) -> Result<(), String> {
                     core_affinity::set_for_current(core);
                 }
                 let ready = ready_tx.clone();
-                let shard_run = move || run_shard(id, published, addresses, stop_rx, ready);
+                let shard_run = move || run_shard(id, published, store, addresses, stop_rx, ready);
                 if let Err(e) = block_on(shard_run) {
                     let _ = ready_tx.send(Err(format!("shard {id}: cannot start a runtime: {e}")));
                 }
@@ -75,19 +86,38 @@ pub fn run(snapshot: ConfigSnapshot, options: &Options) -> Result<(), String> {
             Err(_) => return Err("a shard exited during start-up".to_string()),
         }
     }
-    for (l, addr) in published.load().listeners.iter().zip(&addresses) {
-        log::info!("listener {} serving on {addr}", l.name);
+    let listeners: Vec<(String, SocketAddr)> = published
+        .load()
+        .listeners
+        .iter()
+        .zip(&addresses)
+        .map(|(l, addr)| (l.name.clone(), *addr))
+        .collect();
+    for (name, addr) in &listeners {
+        log::info!("listener {name} serving on {addr}");
+    }
+    let (command_tx, command_rx) = crossbeam_channel::unbounded();
+    if let Some(listener) = admin_listener {
+        let info = ServerInfo {
+            command_line: options.command_line.clone(),
+            node: options.node.clone(),
+            bootstrap: options.bootstrap.clone(),
+            listeners,
+        };
+        Admin::new(store.clone(), published.clone(), info, command_tx).spawn(listener)?;
     }
     log::info!(
         "ringway {} started with {concurrency} shards",
         env!("CARGO_PKG_VERSION")
     );
-    supervise(&published)?;
+    let mut stop = Some(stop_tx);
+    supervise(&published, &store, &command_rx, &mut stop)?;
+    store.set_draining();
     log::info!(
         "draining: no new connections; waiting up to {:?} for in-flight requests",
         options.drain_time
     );
-    drop(stop_tx);
+    drop(stop);
     let deadline = Instant::now() + options.drain_time;
     let mut finished = 0;
     while finished < concurrency {
@@ -161,6 +191,7 @@ fn reserve_ports(snapshot: &ConfigSnapshot) -> Result<Vec<SocketAddr>, String> {
 async fn run_shard(
     id: usize,
     published: Arc<Published>,
+    store: Arc<Store>,
     addresses: Vec<SocketAddr>,
     stop: flume::Receiver<()>,
     ready: crossbeam_channel::Sender<Result<(), String>>,
@@ -172,7 +203,11 @@ async fn run_shard(
             log::info!("shards use io_uring");
         }
     }
-    let shard = Rc::new(Shard::new(id, published));
+    let shard = Rc::new(Shard::new(id, published, store.clone()));
+    let (collect_tx, collect_rx) = flume::unbounded();
+    store.histograms.attach(collect_tx);
+    let histograms = shard.clone();
+    monoio::spawn(async move { histograms.histograms.serve(collect_rx).await });
     let opts = ListenerOpts::new().reuse_port(true).backlog(BACKLOG);
     let mut listeners = Vec::with_capacity(addresses.len());
     for addr in &addresses {
@@ -252,8 +287,15 @@ impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
 }
 
 /// Main-thread loop: re-resolves STRICT_DNS clusters and publishes new
-/// snapshots until a termination signal arrives.
-fn supervise(published: &Published) -> Result<(), String> {
+/// snapshots, and carries out admin commands, until a termination signal
+/// or `/quitquitquit`. `/drain_listeners` drops `stop` (the shards drain)
+/// and the loop goes on.
+fn supervise(
+    published: &Published,
+    store: &Store,
+    commands: &crossbeam_channel::Receiver<Command>,
+    stop: &mut Option<flume::Sender<()>>,
+) -> Result<(), String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -284,40 +326,54 @@ fn supervise(published: &Published) -> Result<(), String> {
         .map(|(i, c)| (i, Instant::now() + c.config.dns_refresh_rate))
         .collect();
     loop {
-        let next = due.iter().map(|(_, t)| *t).min();
-        let received = match next {
-            Some(t) => sig_rx.recv_deadline(t),
-            None => sig_rx
-                .recv()
-                .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+        let timer = match due.iter().map(|(_, t)| *t).min() {
+            Some(t) => crossbeam_channel::at(t),
+            None => crossbeam_channel::never(),
         };
-        match received {
-            Ok(sig) => {
-                log::info!("received signal {sig}");
+        crossbeam_channel::select! {
+            recv(sig_rx) -> sig => {
+                if let Ok(sig) = sig {
+                    log::info!("received signal {sig}");
+                }
                 return Ok(());
             }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            recv(commands) -> command => match command {
+                Ok(Command::Quit) => {
+                    log::info!("admin: /quitquitquit");
+                    return Ok(());
+                }
+                Ok(Command::DrainListeners) => {
+                    log::info!("admin: draining listeners");
+                    stop.take();
+                }
+                Err(_) => {}
+            },
+            recv(timer) -> _ => refresh_dns(published, store, &mut due),
         }
-        let now = Instant::now();
-        for (index, when) in due.iter_mut() {
-            if *when > now {
-                continue;
-            }
-            let current = published.load();
-            let cluster = &current.clusters[*index];
-            *when = now + cluster.config.dns_refresh_rate;
-            let endpoints = dns::resolve(&cluster.config);
-            if endpoints.is_empty() || endpoints == cluster.endpoints {
-                continue;
-            }
-            log::info!(
-                "cluster {}: DNS now gives {} endpoints: {:?}",
-                cluster.name(),
-                endpoints.len(),
-                endpoints.iter().map(|e| e.addr).collect::<Vec<_>>()
-            );
-            published.publish(current.with_endpoints(*index, endpoints));
+    }
+}
+
+/// Re-resolves the STRICT_DNS clusters that are due and publishes a new
+/// snapshot for each whose endpoint set changed.
+fn refresh_dns(published: &Published, store: &Store, due: &mut [(usize, Instant)]) {
+    let now = Instant::now();
+    for (index, when) in due.iter_mut() {
+        if *when > now {
+            continue;
         }
+        let current = published.load();
+        let cluster = &current.clusters[*index];
+        *when = now + cluster.config.dns_refresh_rate;
+        let resolved = dns::resolve(&cluster.config);
+        if resolved.is_empty() || Endpoint::same_set(&cluster.endpoints, &resolved) {
+            continue;
+        }
+        log::info!(
+            "cluster {}: DNS now gives {} endpoints: {:?}",
+            cluster.name(),
+            resolved.len(),
+            resolved.iter().map(|e| e.addr).collect::<Vec<_>>()
+        );
+        published.publish(current.with_endpoints(*index, resolved, store));
     }
 }

@@ -5,6 +5,8 @@
 use super::drain::LocalDrain;
 use crate::http::date::DateCache;
 use crate::snapshot::{ConfigSnapshot, Published};
+use crate::stats::histogram::ShardHistograms;
+use crate::stats::Store;
 use crate::upstream::lb::RoundRobin;
 use crate::upstream::pool::Pool;
 use crate::upstream::Endpoint;
@@ -58,12 +60,16 @@ pub struct Shard {
     pub drain: LocalDrain,
     /// Open downstream connections.
     pub connections: Cell<usize>,
+    /// The process's stats (this shard writes row `id`).
+    pub stats: Arc<Store>,
+    /// This shard's histograms.
+    pub histograms: ShardHistograms,
     rng: Cell<u64>,
 }
 
 impl Shard {
     /// Creates shard `id` reading snapshots from `published`.
-    pub fn new(id: usize, published: Arc<Published>) -> Self {
+    pub fn new(id: usize, published: Arc<Published>, stats: Arc<Store>) -> Self {
         let seed = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -78,6 +84,8 @@ impl Shard {
             date: DateCache::default(),
             drain: LocalDrain::default(),
             connections: Cell::new(0),
+            stats,
+            histograms: ShardHistograms::default(),
             rng: Cell::new(seed),
         }
     }

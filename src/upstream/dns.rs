@@ -1,23 +1,24 @@
 //! STRICT_DNS resolution. Runs only on the main thread: the system resolver
 //! blocks, and shards must never block.
 
-use super::Endpoint;
+use super::Resolved;
 use crate::config::{Cluster, DnsLookupFamily};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Resolves every endpoint of a STRICT_DNS cluster; each address becomes an
 /// endpoint carrying its configured weight. Names that fail to resolve
 /// contribute nothing (and are logged).
-pub fn resolve(cluster: &Cluster) -> Vec<Endpoint> {
+pub fn resolve(cluster: &Cluster) -> Vec<Resolved> {
     let mut out = Vec::new();
     for ep in &cluster.endpoints {
         match (ep.host.as_str(), ep.port).to_socket_addrs() {
             Ok(addrs) => {
                 let addrs: Vec<SocketAddr> = addrs.collect();
                 for addr in select_family(&addrs, cluster.dns_lookup_family) {
-                    let endpoint = Endpoint {
+                    let endpoint = Resolved {
                         addr,
                         weight: ep.weight,
+                        hostname: ep.host.clone(),
                     };
                     if !out.contains(&endpoint) {
                         out.push(endpoint);

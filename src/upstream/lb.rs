@@ -49,12 +49,17 @@ mod tests {
     use super::*;
 
     fn eps(weights: &[u32]) -> Vec<Endpoint> {
+        let store = crate::stats::Store::new(1);
         weights
             .iter()
             .enumerate()
-            .map(|(i, w)| Endpoint {
-                addr: format!("127.0.0.1:{}", 1000 + i).parse().expect("addr"),
-                weight: *w,
+            .map(|(i, w)| {
+                let resolved = crate::upstream::Resolved {
+                    addr: format!("127.0.0.1:{}", 1000 + i).parse().expect("addr"),
+                    weight: *w,
+                    hostname: String::new(),
+                };
+                Endpoint::new(&store, "c", resolved)
             })
             .collect()
     }

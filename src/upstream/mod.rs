@@ -5,16 +5,53 @@ pub mod lb;
 pub mod pool;
 
 use crate::config;
+use crate::stats::{sets, HistogramId, Scope, Store};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// One resolved endpoint of a cluster.
+/// An address a cluster's config resolved to, before it gets its stats.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// `load_balancing_weight`.
+    pub weight: u32,
+    /// The configured host name or address it came from.
+    pub hostname: String,
+}
+
+/// One endpoint of a cluster as requests use it.
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Where to connect.
     pub addr: SocketAddr,
     /// `load_balancing_weight`.
     pub weight: u32,
+    /// The configured host name (shown by `/clusters`).
+    pub hostname: String,
+    /// Per-endpoint stats, shared with every snapshot that has this endpoint.
+    pub stats: Arc<Scope<sets::Host>>,
+}
+
+impl Endpoint {
+    /// Gives a resolved address of cluster `cluster` its stats.
+    pub fn new(store: &Store, cluster: &str, r: Resolved) -> Self {
+        Endpoint {
+            stats: store.host(cluster, &r.addr.to_string()),
+            addr: r.addr,
+            weight: r.weight,
+            hostname: r.hostname,
+        }
+    }
+
+    /// Whether two endpoint lists have the same addresses and weights.
+    pub fn same_set(a: &[Endpoint], b: &[Resolved]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.addr == y.addr && x.weight == y.weight)
+    }
 }
 
 /// A cluster as published in a snapshot: its config and current endpoint set.
@@ -24,9 +61,43 @@ pub struct Cluster {
     pub config: config::Cluster,
     /// The endpoints requests may go to.
     pub endpoints: Vec<Endpoint>,
+    /// `cluster.<name>.*`.
+    pub stats: Arc<Scope<sets::Cluster>>,
+    /// `cluster.<name>.upstream_rq_time`.
+    pub rq_time: HistogramId,
+    /// `cluster.<name>.upstream_cx_connect_ms`.
+    pub connect_ms: HistogramId,
 }
 
 impl Cluster {
+    /// Builds a cluster with `endpoints`, its stats taken from `store` and
+    /// its membership gauges set.
+    pub fn new(store: &Store, config: config::Cluster, endpoints: Vec<Endpoint>) -> Self {
+        let stats = store.cluster(&config.name);
+        let main = store.main_row();
+        stats.set(
+            main,
+            sets::Cluster::membership_total,
+            endpoints.len() as u64,
+        );
+        stats.set(
+            main,
+            sets::Cluster::membership_healthy,
+            endpoints.len() as u64,
+        );
+        Cluster {
+            rq_time: store
+                .histograms
+                .id(&format!("cluster.{}.upstream_rq_time", config.name)),
+            connect_ms: store
+                .histograms
+                .id(&format!("cluster.{}.upstream_cx_connect_ms", config.name)),
+            config,
+            endpoints,
+            stats,
+        }
+    }
+
     /// Cluster name.
     pub fn name(&self) -> &str {
         &self.config.name

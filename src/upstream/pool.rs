@@ -1,11 +1,13 @@
 //! Per-shard, per-endpoint pools of idle upstream HTTP/1.1 connections.
 //! Owned by one shard: `RefCell`, no lock.
 
+use crate::stats::{sets, Scope};
 use monoio::net::TcpStream;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Idle connections kept per endpoint per shard.
@@ -18,8 +20,47 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// dead connection is retried on a fresh one by the connection manager.
 const PROBE_AFTER: Duration = Duration::from_millis(500);
 
+/// An open upstream connection; its cluster's and endpoint's
+/// `cx_active` gauges count it until it is dropped.
+pub struct UpstreamConn {
+    /// The socket.
+    pub stream: TcpStream,
+    cluster: Arc<Scope<sets::Cluster>>,
+    host: Arc<Scope<sets::Host>>,
+    shard: usize,
+}
+
+impl UpstreamConn {
+    /// Wraps a newly connected socket of `host` in `cluster`, on `shard`.
+    pub fn new(
+        stream: TcpStream,
+        cluster: Arc<Scope<sets::Cluster>>,
+        host: Arc<Scope<sets::Host>>,
+        shard: usize,
+    ) -> Self {
+        cluster.inc(shard, sets::Cluster::upstream_cx_active);
+        host.inc(shard, sets::Host::cx_active);
+        UpstreamConn {
+            stream,
+            cluster,
+            host,
+            shard,
+        }
+    }
+}
+
+impl Drop for UpstreamConn {
+    fn drop(&mut self) {
+        self.cluster
+            .dec(self.shard, sets::Cluster::upstream_cx_active);
+        self.cluster
+            .inc(self.shard, sets::Cluster::upstream_cx_destroy);
+        self.host.dec(self.shard, sets::Host::cx_active);
+    }
+}
+
 struct Idle {
-    stream: TcpStream,
+    stream: UpstreamConn,
     since: Instant,
 }
 
@@ -47,12 +88,12 @@ impl Pool {
     /// Takes the most recently idled usable connection to `addr`, dropping
     /// any that timed out or were closed by the upstream. `now` is the
     /// caller's clock reading (one per request, not one per pool call).
-    pub fn take(&self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
+    pub fn take(&self, addr: SocketAddr, now: Instant) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         while let Some(conn) = list.pop() {
             let idle = now.saturating_duration_since(conn.since);
-            if idle < PROBE_AFTER || (idle < IDLE_TIMEOUT && still_open(&conn.stream)) {
+            if idle < PROBE_AFTER || (idle < IDLE_TIMEOUT && still_open(&conn.stream.stream)) {
                 return Some(conn.stream);
             }
         }
@@ -60,7 +101,7 @@ impl Pool {
     }
 
     /// Returns a connection that finished a response cleanly.
-    pub fn put(&self, addr: SocketAddr, stream: TcpStream) {
+    pub fn put(&self, addr: SocketAddr, stream: UpstreamConn) {
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(addr).or_default();
         if list.len() >= MAX_IDLE_PER_ENDPOINT {

@@ -1,0 +1,304 @@
+//! `/clusters`, `/listeners` and `/config_dump` in Envoy's formats.
+
+use crate::snapshot::ConfigSnapshot;
+use crate::stats::{Kind, Visit};
+use serde_json::{json, Map, Value};
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Envoy's default circuit-breaker thresholds, shown per priority.
+const THRESHOLDS: [(&str, u64); 4] = [
+    ("max_connections", 1024),
+    ("max_pending_requests", 1024),
+    ("max_requests", 1024),
+    ("max_retries", 3),
+];
+
+/// Host stats sorted by name, as `/clusters` lists them.
+fn host_stats(stats: &dyn Visit) -> Vec<(String, Kind, u64)> {
+    let mut out = Vec::new();
+    stats.visit(&mut |name, kind, value| out.push((name.to_string(), kind, value)));
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// `GET /clusters`.
+pub fn clusters_text(snapshot: &ConfigSnapshot) -> String {
+    let mut out = String::new();
+    for c in &snapshot.clusters {
+        let name = c.name();
+        let _ = writeln!(out, "{name}::observability_name::{name}");
+        for priority in ["default_priority", "high_priority"] {
+            for (field, value) in THRESHOLDS {
+                let _ = writeln!(out, "{name}::{priority}::{field}::{value}");
+            }
+        }
+        let _ = writeln!(out, "{name}::added_via_api::false");
+        for e in &c.endpoints {
+            let host = format!("{name}::{}", e.addr);
+            for (stat, _, value) in host_stats(e.stats.as_ref()) {
+                let _ = writeln!(out, "{host}::{stat}::{value}");
+            }
+            let _ = writeln!(out, "{host}::hostname::{}", e.hostname);
+            let _ = writeln!(out, "{host}::health_flags::healthy");
+            let _ = writeln!(out, "{host}::weight::{}", e.weight);
+            for field in ["region", "zone", "sub_zone"] {
+                let _ = writeln!(out, "{host}::{field}::");
+            }
+            let _ = writeln!(out, "{host}::canary::false");
+            let _ = writeln!(out, "{host}::priority::0");
+            let _ = writeln!(out, "{host}::success_rate::-1");
+            let _ = writeln!(out, "{host}::local_origin_success_rate::-1");
+        }
+    }
+    out
+}
+
+fn socket_address(addr: &SocketAddr) -> Value {
+    json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
+}
+
+/// `GET /clusters?format=json`.
+pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
+    let thresholds: Map<String, Value> = THRESHOLDS
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let mut high = thresholds.clone();
+    high.insert("priority".into(), json!("HIGH"));
+    let statuses: Vec<Value> = snapshot
+        .clusters
+        .iter()
+        .map(|c| {
+            let hosts: Vec<Value> = c
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let stats: Vec<Value> = host_stats(e.stats.as_ref())
+                        .into_iter()
+                        .map(|(name, kind, value)| match kind {
+                            Kind::Counter => json!({"name": name, "value": value.to_string()}),
+                            Kind::Gauge => {
+                                json!({"type": "GAUGE", "name": name, "value": value.to_string()})
+                            }
+                        })
+                        .collect();
+                    json!({
+                        "address": socket_address(&e.addr),
+                        "stats": stats,
+                        "health_status": {"eds_health_status": "HEALTHY"},
+                        "weight": e.weight,
+                        "hostname": e.hostname,
+                        "locality": {},
+                    })
+                })
+                .collect();
+            json!({
+                "name": c.name(),
+                "observability_name": c.name(),
+                "added_via_api": false,
+                "circuit_breakers": {"thresholds": [Value::Object(thresholds.clone()), Value::Object(high.clone())]},
+                "host_statuses": hosts,
+            })
+        })
+        .collect();
+    json!({ "cluster_statuses": statuses })
+}
+
+/// `GET /listeners`.
+pub fn listeners_text(listeners: &[(String, SocketAddr)]) -> String {
+    listeners
+        .iter()
+        .map(|(name, addr)| format!("{name}::{addr}\n"))
+        .collect()
+}
+
+/// `GET /listeners?format=json`.
+pub fn listeners_json(listeners: &[(String, SocketAddr)]) -> Value {
+    let statuses: Vec<Value> = listeners
+        .iter()
+        .map(|(name, addr)| json!({"name": name, "local_address": socket_address(addr)}))
+        .collect();
+    json!({ "listener_statuses": statuses })
+}
+
+/// RFC 3339 UTC time, as protobuf JSON writes timestamps.
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, m, day) = crate::http::date::civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+const ADMIN: &str = "type.googleapis.com/envoy.admin.v3.";
+
+fn typed(mut v: Value, type_url: &str) -> Value {
+    if let Value::Object(map) = &mut v {
+        map.insert("@type".into(), json!(type_url));
+    }
+    v
+}
+
+/// The whole `GET /config_dump`: bootstrap, clusters, listeners, routes.
+pub fn config_dump(bootstrap: &Value, loaded: SystemTime) -> Value {
+    let updated = rfc3339(loaded);
+    let resources = |kind: &str| -> Vec<Value> {
+        bootstrap
+            .pointer(&format!("/static_resources/{kind}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let clusters: Vec<Value> = resources("clusters")
+        .into_iter()
+        .map(|c| {
+            let c = typed(c, "type.googleapis.com/envoy.config.cluster.v3.Cluster");
+            json!({"cluster": c, "last_updated": updated})
+        })
+        .collect();
+    let listeners_raw = resources("listeners");
+    let routes: Vec<Value> = listeners_raw
+        .iter()
+        .flat_map(|l| {
+            let chains = l.get("filter_chains").and_then(Value::as_array);
+            chains.into_iter().flatten().flat_map(|chain| {
+                let filters = chain.get("filters").and_then(Value::as_array);
+                filters
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f.pointer("/typed_config/route_config").cloned())
+            })
+        })
+        .map(|r| {
+            let r = typed(
+                r,
+                "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            );
+            json!({"route_config": r, "last_updated": updated})
+        })
+        .collect();
+    let listeners: Vec<Value> = listeners_raw
+        .into_iter()
+        .map(|l| {
+            let l = typed(l, "type.googleapis.com/envoy.config.listener.v3.Listener");
+            json!({"listener": l, "last_updated": updated})
+        })
+        .collect();
+    json!({"configs": [
+        {"@type": format!("{ADMIN}BootstrapConfigDump"), "bootstrap": bootstrap, "last_updated": updated},
+        {"@type": format!("{ADMIN}ClustersConfigDump"), "static_clusters": clusters},
+        {"@type": format!("{ADMIN}ListenersConfigDump"), "static_listeners": listeners},
+        {"@type": format!("{ADMIN}RoutesConfigDump"), "static_route_configs": routes},
+    ]})
+}
+
+/// Applies `?resource=` (one repeated field of a dump, each element its own
+/// config) and `?mask=` (comma-separated field paths kept in each config).
+pub fn select(dump: Value, resource: Option<&str>, mask: Option<&str>) -> Result<Value, String> {
+    let configs = match dump.get("configs").and_then(Value::as_array) {
+        Some(c) => c.clone(),
+        None => return Ok(dump),
+    };
+    let configs = match resource {
+        None | Some("") => configs,
+        Some(field) => {
+            let mut out = Vec::new();
+            for c in &configs {
+                let Some(items) = c.get(field).and_then(Value::as_array) else {
+                    continue;
+                };
+                let parent = c.get("@type").and_then(Value::as_str).unwrap_or_default();
+                let item_type = format!("{parent}.{}", message_name(field));
+                out.extend(items.iter().cloned().map(|i| typed(i, &item_type)));
+            }
+            if out.is_empty() && !configs.iter().any(|c| c.get(field).is_some()) {
+                return Err(format!("no resource {field:?} in the config dump"));
+            }
+            out
+        }
+    };
+    let configs = match mask {
+        None | Some("") => configs,
+        Some(paths) => {
+            let paths: Vec<Vec<&str>> = paths.split(',').map(|p| p.split('.').collect()).collect();
+            configs
+                .into_iter()
+                .map(|c| {
+                    let mut masked = apply_mask(&c, &paths);
+                    if let (Value::Object(m), Some(t)) = (&mut masked, c.get("@type")) {
+                        m.insert("@type".into(), t.clone());
+                    }
+                    masked
+                })
+                .collect()
+        }
+    };
+    Ok(json!({ "configs": configs }))
+}
+
+/// `static_clusters` → `StaticCluster` (the repeated field's message name).
+fn message_name(field: &str) -> String {
+    let singular = field.strip_suffix('s').unwrap_or(field);
+    singular
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Keeps only the masked paths of `v`.
+fn apply_mask(v: &Value, paths: &[Vec<&str>]) -> Value {
+    let mut out = Map::new();
+    for path in paths {
+        let Some((first, rest)) = path.split_first() else {
+            continue;
+        };
+        let Some(child) = v.get(*first) else {
+            continue;
+        };
+        let kept = if rest.is_empty() {
+            child.clone()
+        } else {
+            let mut inner = apply_mask(child, &[rest.to_vec()]);
+            if let (Value::Object(m), Some(Value::Object(prev))) = (&mut inner, out.get(*first)) {
+                for (k, val) in prev {
+                    m.entry(k.clone()).or_insert(val.clone());
+                }
+            }
+            inner
+        };
+        out.insert(first.to_string(), kept);
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_and_mask_select_like_envoy() {
+        let boot = json!({"static_resources": {"clusters": [{"name": "a", "type": "STATIC"}]}});
+        let dump = config_dump(&boot, UNIX_EPOCH);
+        let v = select(dump.clone(), Some("static_clusters"), Some("cluster.name")).expect("ok");
+        assert_eq!(
+            v["configs"][0]["@type"],
+            "type.googleapis.com/envoy.admin.v3.ClustersConfigDump.StaticCluster"
+        );
+        assert_eq!(v["configs"][0]["cluster"], json!({"name": "a"}));
+        assert!(select(dump, Some("nothing"), None).is_err());
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,425 @@
+//! Envoy's admin API on its own thread: stats, clusters, listeners,
+//! config dump, readiness, logging and the server-state mutations.
+//!
+//! It runs beside the main thread and never on a shard. Each connection
+//! carries one request (`connection: close`); the admin API is for operators
+//! and scrapers, not for load.
+
+mod dump;
+
+use crate::config::NodeInfo;
+use crate::snapshot::Published;
+use crate::stats::render::{self, Selection};
+use crate::stats::Store;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest request head the admin API reads.
+const MAX_HEAD: usize = 64 * 1024;
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the admin API asks of the main thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `/drain_listeners`: stop accepting, let connections finish, keep
+    /// running.
+    DrainListeners,
+    /// `/quitquitquit`: drain and exit.
+    Quit,
+}
+
+/// Facts `/server_info` and `/config_dump` report.
+pub struct ServerInfo {
+    /// `command_line_options` as Envoy names them.
+    pub command_line: Value,
+    /// The bootstrap `node`.
+    pub node: Option<NodeInfo>,
+    /// The merged bootstrap as loaded.
+    pub bootstrap: Value,
+    /// Every listener's name and bound address.
+    pub listeners: Vec<(String, SocketAddr)>,
+}
+
+/// Everything a request to the admin API can read or change.
+pub struct Admin {
+    store: Arc<Store>,
+    published: Arc<Published>,
+    info: ServerInfo,
+    commands: crossbeam_channel::Sender<Command>,
+    started: std::time::SystemTime,
+}
+
+/// A response: status, content type, body.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(status: u16, body: impl Into<String>) -> Self {
+        Reply {
+            status,
+            content_type: "text/plain; charset=UTF-8",
+            body: body.into().into_bytes(),
+        }
+    }
+
+    fn json(value: &Value) -> Self {
+        let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+        body.push(b'\n');
+        Reply {
+            status: 200,
+            content_type: "application/json",
+            body,
+        }
+    }
+}
+
+/// The endpoints, with whether they change server state (POST only) and
+/// their help text.
+const ENDPOINTS: [(&str, bool, &str); 16] = [
+    ("/", false, "Admin home page"),
+    ("/clusters", false, "upstream cluster status"),
+    ("/config_dump", false, "dump current Envoy configs"),
+    ("/drain_listeners", true, "drain listeners"),
+    (
+        "/healthcheck/fail",
+        true,
+        "cause the server to fail health checks",
+    ),
+    (
+        "/healthcheck/ok",
+        true,
+        "cause the server to pass health checks",
+    ),
+    ("/help", false, "print out list of admin commands"),
+    ("/listeners", false, "print listener info"),
+    ("/logging", true, "query/change logging levels"),
+    ("/memory", false, "print current allocation/heap usage"),
+    ("/quitquitquit", true, "exit the server"),
+    (
+        "/ready",
+        false,
+        "print server state, return 200 if LIVE, otherwise return 503",
+    ),
+    ("/reset_counters", true, "reset all counters to zero"),
+    (
+        "/server_info",
+        false,
+        "print server version/status information",
+    ),
+    ("/stats", false, "print server stats"),
+    (
+        "/stats/prometheus",
+        false,
+        "print server stats in prometheus format",
+    ),
+];
+
+fn help() -> String {
+    let mut out = String::from("admin commands are:\n");
+    for (path, _, text) in ENDPOINTS {
+        out.push_str(&format!("  {path}: {text}\n"));
+    }
+    out
+}
+
+/// Binds the admin listener (start-up fails if it cannot, as Envoy's does).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).map_err(|e| format!("admin: cannot bind {addr}: {e}"))
+}
+
+impl Admin {
+    /// An admin API over the process's stats and snapshots.
+    pub fn new(
+        store: Arc<Store>,
+        published: Arc<Published>,
+        info: ServerInfo,
+        commands: crossbeam_channel::Sender<Command>,
+    ) -> Self {
+        Admin {
+            store,
+            published,
+            info,
+            commands,
+            started: std::time::SystemTime::now(),
+        }
+    }
+
+    /// Serves `listener` on a new thread for the life of the process.
+    pub fn spawn(self, listener: TcpListener) -> Result<(), String> {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        log::info!("admin address: {addr}");
+        std::thread::Builder::new()
+            .name("ringway-admin".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    match stream {
+                        Ok(stream) => self.serve(stream),
+                        Err(e) => {
+                            log::warn!("admin: accept failed: {e}");
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot spawn the admin thread: {e}"))
+    }
+
+    fn serve(&self, mut stream: TcpStream) {
+        let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+        let reply = match read_head(&mut stream) {
+            Some((method, target)) => self.handle(&method, &target),
+            None => Reply::text(400, "bad request\n"),
+        };
+        let head = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\
+             cache-control: no-cache, max-age=0\r\nx-content-type-options: nosniff\r\n\
+             connection: close\r\n\r\n",
+            reply.status,
+            crate::http::codec::reason(reply.status),
+            reply.content_type,
+            reply.body.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&reply.body);
+    }
+
+    /// Dispatches one request.
+    fn handle(&self, method: &str, target: &str) -> Reply {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let params = parse_query(query);
+        let Some((path, mutates, _)) = ENDPOINTS.iter().find(|(p, _, _)| *p == path) else {
+            return Reply::text(404, format!("invalid path. {}", help()));
+        };
+        if *mutates && method != "POST" {
+            log::error!("admin path {path:?} mutates state, method={method} rather than POST");
+            return Reply::text(405, format!("Method {method} not allowed, POST required."));
+        }
+        match *path {
+            "/" | "/help" => Reply::text(200, help()),
+            "/stats" => self.stats(&params, None),
+            "/stats/prometheus" => self.stats(&params, Some("prometheus")),
+            "/clusters" => match format_param(&params) {
+                Some("json") => Reply::json(&dump::clusters_json(&self.published.load())),
+                _ => Reply::text(200, dump::clusters_text(&self.published.load())),
+            },
+            "/listeners" => match format_param(&params) {
+                Some("json") => Reply::json(&dump::listeners_json(&self.info.listeners)),
+                _ => Reply::text(200, dump::listeners_text(&self.info.listeners)),
+            },
+            "/config_dump" => {
+                let all = dump::config_dump(&self.info.bootstrap, self.started);
+                match dump::select(all, param(&params, "resource"), param(&params, "mask")) {
+                    Ok(v) => Reply::json(&v),
+                    Err(e) => Reply::text(404, format!("{e}\n")),
+                }
+            }
+            "/ready" => {
+                if self.store.ready() {
+                    Reply::text(200, "LIVE\n")
+                } else {
+                    Reply::text(503, format!("{}\n", self.state_name()))
+                }
+            }
+            "/server_info" => Reply::json(&self.server_info()),
+            "/memory" => {
+                let rss = crate::stats::resident_bytes().to_string();
+                Reply::json(&json!({
+                    "allocated": rss,
+                    "heap_size": rss,
+                    "pageheap_unmapped": "0",
+                    "pageheap_free": "0",
+                    "total_thread_cache": "0",
+                    "total_physical_bytes": rss,
+                }))
+            }
+            "/logging" => logging(&params),
+            "/healthcheck/fail" => {
+                self.store.set_healthcheck_failed(true);
+                Reply::text(200, "OK\n")
+            }
+            "/healthcheck/ok" => {
+                self.store.set_healthcheck_failed(false);
+                Reply::text(200, "OK\n")
+            }
+            "/reset_counters" => {
+                self.store.reset_counters();
+                Reply::text(200, "OK\n")
+            }
+            "/drain_listeners" => {
+                self.store.set_draining();
+                let _ = self.commands.send(Command::DrainListeners);
+                Reply::text(200, "OK\n")
+            }
+            "/quitquitquit" => {
+                let _ = self.commands.send(Command::Quit);
+                Reply::text(200, "OK\n")
+            }
+            _ => Reply::text(404, format!("invalid path. {}", help())),
+        }
+    }
+
+    fn state_name(&self) -> &'static str {
+        match self.store.state() {
+            crate::stats::ServerState::Live => "LIVE",
+            crate::stats::ServerState::Draining => "DRAINING",
+        }
+    }
+
+    fn stats(&self, params: &[(String, String)], forced: Option<&str>) -> Reply {
+        let filter = match param(params, "filter").filter(|f| !f.is_empty()) {
+            Some(f) => match regex::Regex::new(f) {
+                Ok(r) => Some(r),
+                Err(e) => return Reply::text(400, format!("Invalid re2 regex: {e}\n")),
+            },
+            None => None,
+        };
+        let selection = Selection {
+            filter,
+            used_only: params.iter().any(|(k, _)| k == "usedonly"),
+        };
+        let values = self.store.values();
+        let histograms = self.store.histograms.collect();
+        match forced.or(format_param(params)) {
+            Some("json") => Reply::json(&render::json(&values, &histograms, &selection)),
+            Some("prometheus") => Reply {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=UTF-8",
+                body: render::prometheus(&values, &histograms, &selection).into_bytes(),
+            },
+            None | Some("text") => Reply::text(200, render::text(&values, &histograms, &selection)),
+            Some(other) => Reply::text(
+                404,
+                format!("usage: /stats?format=json|prometheus|text (not {other:?})\n"),
+            ),
+        }
+    }
+
+    fn server_info(&self) -> Value {
+        let uptime = format!("{}s", self.store.uptime_secs());
+        let node = self
+            .info
+            .node
+            .as_ref()
+            .map_or_else(|| json!({}), |n| json!({"id": n.id, "cluster": n.cluster}));
+        json!({
+            "version": format!("ringway/{}", env!("CARGO_PKG_VERSION")),
+            "state": self.state_name(),
+            "hot_restart_version": "disabled",
+            "command_line_options": self.info.command_line,
+            "node": node,
+            "uptime_current_epoch": uptime,
+            "uptime_all_epochs": uptime,
+        })
+    }
+}
+
+/// `POST /logging`: lists loggers; `?level=L` sets all, `?name=L` one.
+fn logging(params: &[(String, String)]) -> Reply {
+    for (key, value) in params {
+        let Some(level) = crate::logger::parse_level(value) else {
+            return Reply::text(404, format!("error: unknown level {value:?}\n"));
+        };
+        if key == "level" {
+            crate::logger::set_all_levels(level);
+        } else if !crate::logger::set_logger_level(key, level) {
+            return Reply::text(404, format!("error: unknown logger {key:?}\n"));
+        }
+    }
+    let mut out = String::from("active loggers:\n");
+    for (name, level) in crate::logger::loggers() {
+        out.push_str(&format!("  {name}: {}\n", crate::logger::level_name(level)));
+    }
+    Reply::text(200, out)
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn format_param(params: &[(String, String)]) -> Option<&str> {
+    param(params, "format")
+}
+
+/// Reads a request head; returns its method and target.
+fn read_head(stream: &mut TcpStream) -> Option<(String, String)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                return Some((req.method?.to_string(), req.path?.to_string()));
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Splits and percent-decodes a query string (`+` is a space).
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode() {
+        let q = parse_query("filter=cluster%5C.a&usedonly&x=a+b");
+        assert_eq!(q[0], ("filter".to_string(), "cluster\\.a".to_string()));
+        assert_eq!(q[1], ("usedonly".to_string(), String::new()));
+        assert_eq!(q[2].1, "a b");
+        assert_eq!(decode("%4"), "%4");
+        assert_eq!(decode("%zz"), "%zz");
+    }
+}

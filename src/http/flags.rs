@@ -1,0 +1,88 @@
+//! Envoy's response flags: why a response is what it is, for access logs.
+
+use std::fmt;
+
+/// A set of Envoy response flags (`%RESPONSE_FLAGS%`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponseFlags(u16);
+
+impl ResponseFlags {
+    /// UH: no healthy upstream host.
+    pub const NO_HEALTHY_UPSTREAM: Self = Self(1);
+    /// UT: upstream request timeout.
+    pub const UPSTREAM_REQUEST_TIMEOUT: Self = Self(1 << 1);
+    /// LR: connection local reset.
+    pub const LOCAL_RESET: Self = Self(1 << 2);
+    /// UF: upstream connection failure.
+    pub const UPSTREAM_CONNECTION_FAILURE: Self = Self(1 << 3);
+    /// UC: upstream connection termination.
+    pub const UPSTREAM_CONNECTION_TERMINATION: Self = Self(1 << 4);
+    /// NR: no route configured.
+    pub const NO_ROUTE_FOUND: Self = Self(1 << 5);
+    /// DC: downstream connection termination.
+    pub const DOWNSTREAM_CONNECTION_TERMINATION: Self = Self(1 << 6);
+    /// URX: retry or connect attempts limit reached.
+    pub const UPSTREAM_RETRY_LIMIT_EXCEEDED: Self = Self(1 << 7);
+    /// DPE: downstream protocol error.
+    pub const DOWNSTREAM_PROTOCOL_ERROR: Self = Self(1 << 8);
+    /// UPE: upstream protocol error.
+    pub const UPSTREAM_PROTOCOL_ERROR: Self = Self(1 << 9);
+
+    /// Envoy's short names, in Envoy's order.
+    const NAMES: [(Self, &'static str); 10] = [
+        (Self::NO_HEALTHY_UPSTREAM, "UH"),
+        (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
+        (Self::LOCAL_RESET, "LR"),
+        (Self::UPSTREAM_CONNECTION_FAILURE, "UF"),
+        (Self::UPSTREAM_CONNECTION_TERMINATION, "UC"),
+        (Self::NO_ROUTE_FOUND, "NR"),
+        (Self::DOWNSTREAM_CONNECTION_TERMINATION, "DC"),
+        (Self::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),
+        (Self::DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
+        (Self::UPSTREAM_PROTOCOL_ERROR, "UPE"),
+    ];
+
+    /// Adds `other`'s flags.
+    pub fn insert(&mut self, other: Self) {
+        self.0 |= other.0;
+    }
+
+    /// Whether every flag of `other` is set.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl fmt::Display for ResponseFlags {
+    /// Comma-separated short names, or `-` when none is set (Envoy's form).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (flag, name) in Self::NAMES {
+            if self.contains(flag) {
+                if !first {
+                    f.write_str(",")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("-")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_in_envoy_order() {
+        let mut f = ResponseFlags::default();
+        assert_eq!(f.to_string(), "-");
+        f.insert(ResponseFlags::NO_ROUTE_FOUND);
+        f.insert(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
+        assert_eq!(f.to_string(), "UT,NR");
+    }
+}

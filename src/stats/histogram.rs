@@ -1,0 +1,177 @@
+//! Per-shard latency histograms (`hdrhistogram`), merged when read.
+//!
+//! A shard records into its own histograms with no synchronisation. The
+//! admin thread asks every shard for copies over a channel and merges them;
+//! a shard answers between requests from a small control task that also
+//! closes the "interval" window every [`FLUSH_INTERVAL`] (Envoy's default
+//! `stats_flush_interval`).
+
+use hdrhistogram::Histogram;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long an interval histogram collects before it is reported.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// Largest value recorded, in microseconds (one hour).
+const MAX_MICROS: u64 = 3_600_000_000;
+/// Significant figures kept: ±1%, Envoy's own histograms are no finer.
+const SIGFIGS: u8 = 2;
+/// How long the admin thread waits for a busy shard.
+const COLLECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A histogram's index, the same on every shard; resolved at compile time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistogramId(usize);
+
+fn empty() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, SIGFIGS).expect("constant bounds are valid")
+}
+
+/// One histogram's merged data: all-time and the last closed interval.
+pub struct Merged {
+    /// Full stat name.
+    pub name: String,
+    /// Every value since start, in microseconds.
+    pub cumulative: Histogram<u64>,
+    /// The last closed interval, in microseconds.
+    pub interval: Histogram<u64>,
+}
+
+/// A request for a shard's histograms.
+pub struct Collect(flume::Sender<Vec<(Histogram<u64>, Histogram<u64>)>>);
+
+/// Histogram names and the channels to reach every shard's histograms.
+pub struct Registry {
+    names: Mutex<(Vec<String>, HashMap<String, usize>)>,
+    shards: Mutex<Vec<flume::Sender<Collect>>>,
+}
+
+impl Registry {
+    pub(super) fn new(shards: usize) -> Self {
+        Registry {
+            names: Mutex::default(),
+            shards: Mutex::new(Vec::with_capacity(shards)),
+        }
+    }
+
+    /// The id of histogram `name`, created on first use.
+    pub fn id(&self, name: &str) -> HistogramId {
+        let mut guard = super::lock(&self.names);
+        let (names, by_name) = &mut *guard;
+        if let Some(&i) = by_name.get(name) {
+            return HistogramId(i);
+        }
+        names.push(name.to_string());
+        by_name.insert(name.to_string(), names.len() - 1);
+        HistogramId(names.len() - 1)
+    }
+
+    /// Registers a shard's control channel.
+    pub fn attach(&self, shard: flume::Sender<Collect>) {
+        super::lock(&self.shards).push(shard);
+    }
+
+    /// Every histogram merged across shards, sorted by name. A shard that
+    /// does not answer in time (or has exited) is left out.
+    pub fn collect(&self) -> Vec<Merged> {
+        let names = super::lock(&self.names).0.clone();
+        let mut merged: Vec<Merged> = names
+            .into_iter()
+            .map(|name| Merged {
+                name,
+                cumulative: empty(),
+                interval: empty(),
+            })
+            .collect();
+        let shards = super::lock(&self.shards).clone();
+        let replies: Vec<_> = shards
+            .iter()
+            .filter_map(|s| {
+                let (tx, rx) = flume::bounded(1);
+                s.send(Collect(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        for rx in replies {
+            let Ok(parts) = rx.recv_timeout(COLLECT_TIMEOUT) else {
+                continue;
+            };
+            for (m, (cumulative, interval)) in merged.iter_mut().zip(parts) {
+                // Same bounds everywhere, so adding cannot fail.
+                let _ = m.cumulative.add(&cumulative);
+                let _ = m.interval.add(&interval);
+            }
+        }
+        merged.sort_by(|a, b| a.name.cmp(&b.name));
+        merged
+    }
+}
+
+#[derive(Clone)]
+struct Cells {
+    cumulative: Histogram<u64>,
+    current: Histogram<u64>,
+    last: Histogram<u64>,
+}
+
+/// One shard's histograms, indexed by [`HistogramId`].
+#[derive(Default)]
+pub struct ShardHistograms {
+    cells: RefCell<Vec<Cells>>,
+}
+
+impl ShardHistograms {
+    /// Records `value` microseconds in histogram `id`.
+    pub fn record(&self, id: HistogramId, micros: u64) {
+        let mut cells = self.cells.borrow_mut();
+        if cells.len() <= id.0 {
+            let blank = Cells {
+                cumulative: empty(),
+                current: empty(),
+                last: empty(),
+            };
+            cells.resize(id.0 + 1, blank);
+        }
+        let c = &mut cells[id.0];
+        let v = micros.clamp(1, MAX_MICROS);
+        c.cumulative.saturating_record(v);
+        c.current.saturating_record(v);
+    }
+
+    /// Closes the current interval.
+    fn rotate(&self) {
+        for c in self.cells.borrow_mut().iter_mut() {
+            std::mem::swap(&mut c.current, &mut c.last);
+            c.current.reset();
+        }
+    }
+
+    fn copies(&self) -> Vec<(Histogram<u64>, Histogram<u64>)> {
+        self.cells
+            .borrow()
+            .iter()
+            .map(|c| (c.cumulative.clone(), c.last.clone()))
+            .collect()
+    }
+
+    /// The shard's control task: answers collection requests and closes
+    /// intervals, until the shard stops.
+    pub async fn serve(&self, requests: flume::Receiver<Collect>) {
+        let mut next = monoio::time::Instant::now() + FLUSH_INTERVAL;
+        loop {
+            let request = monoio::select! {
+                r = requests.recv_async() => r.ok(),
+                _ = monoio::time::sleep_until(next) => {
+                    self.rotate();
+                    next += FLUSH_INTERVAL;
+                    continue;
+                }
+            };
+            let Some(Collect(reply)) = request else {
+                return;
+            };
+            let _ = reply.send(self.copies());
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Lock-free stats with Envoy's names.
+//!
+//! A [`Scope`] is one stat-owning object (a cluster, a listener, an HTTP
+//! connection manager, an endpoint) with one row of counters per shard plus
+//! one for the main thread. Each row has a single writer, so an increment is
+//! a relaxed load and store on a cache line no other thread writes. Readers
+//! (the admin thread) sum the rows. Scopes are kept by name in the [`Store`]
+//! so a republished snapshot reuses them and counters survive reloads.
+//! Histograms live in each shard ([`histogram`]) and are merged when read.
+
+pub mod histogram;
+pub mod render;
+pub mod sets;
+
+use crossbeam_utils::CachePadded;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+pub use histogram::HistogramId;
+
+/// Whether a stat only grows (counter) or goes up and down (gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic; reset by `/reset_counters`.
+    Counter,
+    /// A current level.
+    Gauge,
+}
+
+/// A fixed set of stats owned by one kind of object, declared with
+/// [`stat_set!`]: the enum's variants are the stat names.
+pub trait StatSet: Copy {
+    /// Every stat's name and kind, in variant order.
+    const NAMES: &'static [(&'static str, Kind)];
+    /// Name prefix of per-status-code counters (`upstream_rq_` gives
+    /// `upstream_rq_200`), when the set has them.
+    const CODE_PREFIX: Option<&'static str> = None;
+    /// The slot of this stat.
+    fn index(self) -> usize;
+}
+
+/// Declares a [`StatSet`]: `stat_set!(Name, code_prefix, counters [a, b], gauges [c])`.
+/// Adding a stat is adding its name to a list.
+#[macro_export]
+macro_rules! stat_set {
+    ($(#[$doc:meta])* $name:ident, $codes:expr, counters [$($c:ident),* $(,)?], gauges [$($g:ident),* $(,)?]) => {
+        $(#[$doc])*
+        #[allow(non_camel_case_types, missing_docs)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($c,)* $($g,)* }
+
+        impl $crate::stats::StatSet for $name {
+            const NAMES: &'static [(&'static str, $crate::stats::Kind)] = &[
+                $((stringify!($c), $crate::stats::Kind::Counter),)*
+                $((stringify!($g), $crate::stats::Kind::Gauge),)*
+            ];
+            const CODE_PREFIX: Option<&'static str> = $codes;
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+/// Per-status-code counters cover codes 100 to 599.
+const CODES: usize = 500;
+const LINE: usize = 8;
+
+/// One writer's slots, in cache lines of its own.
+type Row = Box<[CachePadded<[AtomicU64; LINE]>]>;
+
+fn row(slots: usize) -> Row {
+    (0..slots.div_ceil(LINE))
+        .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+        .collect()
+}
+
+/// The stats of one object: `prefix` + each name of `S`.
+pub struct Scope<S> {
+    prefix: String,
+    rows: Box<[Row]>,
+    _set: PhantomData<S>,
+}
+
+impl<S> std::fmt::Debug for Scope<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scope({:?})", self.prefix)
+    }
+}
+
+impl<S: StatSet> Scope<S> {
+    fn new(prefix: String, writers: usize) -> Self {
+        let slots = S::NAMES.len() + if S::CODE_PREFIX.is_some() { CODES } else { 0 };
+        Scope {
+            prefix,
+            rows: (0..writers).map(|_| row(slots)).collect(),
+            _set: PhantomData,
+        }
+    }
+
+    fn slot(&self, writer: usize, index: usize) -> &AtomicU64 {
+        &self.rows[writer][index / LINE][index % LINE]
+    }
+
+    /// Adds `n` in `writer`'s row (the caller's shard id, or the main row).
+    #[inline]
+    pub fn add(&self, writer: usize, stat: S, n: u64) {
+        let slot = self.slot(writer, stat.index());
+        // Single writer per row: a plain load and store, no read-modify-write.
+        slot.store(
+            slot.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self, writer: usize, stat: S) {
+        self.add(writer, stat, 1);
+    }
+
+    /// Subtracts one (gauges; the matching `inc` was on the same row).
+    #[inline]
+    pub fn dec(&self, writer: usize, stat: S) {
+        self.add(writer, stat, u64::MAX);
+    }
+
+    /// Sets `writer`'s share of a gauge.
+    pub fn set(&self, writer: usize, stat: S, value: u64) {
+        self.slot(writer, stat.index())
+            .store(value, Ordering::Relaxed);
+    }
+
+    /// Counts one response with `status` in the per-code counters.
+    #[inline]
+    pub fn inc_code(&self, writer: usize, status: u16) {
+        if S::CODE_PREFIX.is_some() && (100..600).contains(&status) {
+            let slot = self.slot(writer, S::NAMES.len() + usize::from(status - 100));
+            slot.store(slot.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+    }
+
+    fn sum(&self, index: usize) -> u64 {
+        (0..self.rows.len()).fold(0u64, |acc, w| {
+            acc.wrapping_add(self.slot(w, index).load(Ordering::Relaxed))
+        })
+    }
+
+    /// The summed value of one stat.
+    pub fn value(&self, stat: S) -> u64 {
+        self.sum(stat.index())
+    }
+}
+
+/// Reading any scope, whatever its set: what the admin side needs.
+pub trait Visit: Send + Sync {
+    /// Calls `f(full_name, kind, value)` for every stat; per-code counters
+    /// only when non-zero (Envoy creates them on first use).
+    fn visit(&self, f: &mut dyn FnMut(&str, Kind, u64));
+}
+
+impl<S: StatSet + Send + Sync> Visit for Scope<S> {
+    fn visit(&self, f: &mut dyn FnMut(&str, Kind, u64)) {
+        let mut name = self.prefix.clone();
+        let base = name.len();
+        for (i, (stat, kind)) in S::NAMES.iter().enumerate() {
+            name.truncate(base);
+            name.push_str(stat);
+            f(&name, *kind, self.sum(i));
+        }
+        if let Some(code_prefix) = S::CODE_PREFIX {
+            for code in 0..CODES {
+                let value = self.sum(S::NAMES.len() + code);
+                if value != 0 {
+                    name.truncate(base);
+                    name.push_str(code_prefix);
+                    name.push_str(&(code + 100).to_string());
+                    f(&name, Kind::Counter, value);
+                }
+            }
+        }
+    }
+}
+
+/// What `/ready` and `server.state` report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ServerState {
+    /// Serving.
+    Live = 0,
+    /// Draining listeners; exiting or told to drain.
+    Draining = 1,
+}
+
+/// Every scope and histogram of the process, by name.
+pub struct Store {
+    shards: usize,
+    started: Instant,
+    /// `server.*`.
+    pub server: Arc<Scope<sets::Server>>,
+    /// `cluster_manager.*`.
+    pub cluster_manager: Arc<Scope<sets::ClusterManager>>,
+    scopes: Mutex<HashMap<String, Arc<dyn Visit>>>,
+    typed: Mutex<TypedScopes>,
+    /// Histogram names and their per-shard collectors.
+    pub histograms: histogram::Registry,
+    baseline: Mutex<HashMap<String, u64>>,
+    state: AtomicU8,
+    healthcheck_failed: AtomicBool,
+}
+
+/// Scopes by name with their concrete types, for reuse across snapshots.
+#[derive(Default)]
+struct TypedScopes {
+    listeners: HashMap<String, Arc<Scope<sets::Listener>>>,
+    http: HashMap<String, Arc<Scope<sets::Http>>>,
+    clusters: HashMap<String, Arc<Scope<sets::Cluster>>>,
+    hosts: HashMap<(String, String), Arc<Scope<sets::Host>>>,
+}
+
+/// Lock poisoning only means another admin request panicked; the data is
+/// plain counters and names, still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Store {
+    /// A store for `shards` shards (each gets a row; the main thread one more).
+    pub fn new(shards: usize) -> Arc<Store> {
+        let writers = shards + 1;
+        let server = Arc::new(Scope::new("server.".into(), writers));
+        let cluster_manager = Arc::new(Scope::new("cluster_manager.".into(), writers));
+        let main = shards;
+        server.set(main, sets::Server::concurrency, shards as u64);
+        server.set(main, sets::Server::live, 1);
+        server.set(main, sets::Server::version, version_number());
+        let mut scopes: HashMap<String, Arc<dyn Visit>> = HashMap::new();
+        scopes.insert("server.".into(), server.clone());
+        scopes.insert("cluster_manager.".into(), cluster_manager.clone());
+        Arc::new(Store {
+            shards,
+            started: Instant::now(),
+            server,
+            cluster_manager,
+            scopes: Mutex::new(scopes),
+            typed: Mutex::default(),
+            histograms: histogram::Registry::new(shards),
+            baseline: Mutex::default(),
+            state: AtomicU8::new(ServerState::Live as u8),
+            healthcheck_failed: AtomicBool::new(false),
+        })
+    }
+
+    /// The row the main thread writes.
+    pub fn main_row(&self) -> usize {
+        self.shards
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// Seconds since start.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    fn scope<S: StatSet + Send + Sync + 'static>(
+        &self,
+        prefix: String,
+        pick: impl FnOnce(&mut TypedScopes) -> &mut HashMap<String, Arc<Scope<S>>>,
+    ) -> Arc<Scope<S>> {
+        let mut typed = lock(&self.typed);
+        let map = pick(&mut typed);
+        if let Some(s) = map.get(&prefix) {
+            return s.clone();
+        }
+        let scope = Arc::new(Scope::new(prefix.clone(), self.shards + 1));
+        map.insert(prefix.clone(), scope.clone());
+        lock(&self.scopes).insert(prefix, scope.clone());
+        scope
+    }
+
+    /// `listener.<address>.` stats (address with `:` as `_`, like Envoy).
+    pub fn listener(&self, address: &str) -> Arc<Scope<sets::Listener>> {
+        let prefix = format!("listener.{}.", address.replace(':', "_"));
+        self.scope(prefix, |t| &mut t.listeners)
+    }
+
+    /// `http.<stat_prefix>.` stats.
+    pub fn http(&self, stat_prefix: &str) -> Arc<Scope<sets::Http>> {
+        self.scope(format!("http.{stat_prefix}."), |t| &mut t.http)
+    }
+
+    /// `cluster.<name>.` stats.
+    pub fn cluster(&self, name: &str) -> Arc<Scope<sets::Cluster>> {
+        self.scope(format!("cluster.{name}."), |t| &mut t.clusters)
+    }
+
+    /// Per-endpoint stats, shown by `/clusters` (not by `/stats`, as in Envoy).
+    pub fn host(&self, cluster: &str, address: &str) -> Arc<Scope<sets::Host>> {
+        let key = (cluster.to_string(), address.to_string());
+        let mut typed = lock(&self.typed);
+        // Endpoints that left every snapshot are forgotten here.
+        typed.hosts.retain(|_, s| Arc::strong_count(s) > 1);
+        typed
+            .hosts
+            .entry(key)
+            .or_insert_with(|| Arc::new(Scope::new(String::new(), self.shards + 1)))
+            .clone()
+    }
+
+    /// Every counter and gauge, by full name, with `/reset_counters`
+    /// applied, sorted by name.
+    pub fn values(&self) -> Vec<(String, Kind, u64)> {
+        let scopes: Vec<Arc<dyn Visit>> = lock(&self.scopes).values().cloned().collect();
+        let baseline = lock(&self.baseline);
+        let mut out = Vec::new();
+        for scope in scopes {
+            scope.visit(&mut |name, kind, value| {
+                let value = match (kind, baseline.get(name)) {
+                    (Kind::Counter, Some(b)) => value.wrapping_sub(*b),
+                    _ => value,
+                };
+                out.push((name.to_string(), kind, value));
+            });
+        }
+        for (name, value) in self.computed() {
+            out.push((name.to_string(), Kind::Gauge, value));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Gauges computed when read rather than written.
+    fn computed(&self) -> [(&'static str, u64); 3] {
+        [
+            ("server.uptime", self.uptime_secs()),
+            ("server.memory_allocated", resident_bytes()),
+            ("server.state", self.state() as u64),
+        ]
+    }
+
+    /// `/reset_counters`: counters read as zero from now on. Shards keep
+    /// writing their rows; only the reading side moves its baseline.
+    pub fn reset_counters(&self) {
+        let scopes: Vec<Arc<dyn Visit>> = lock(&self.scopes).values().cloned().collect();
+        let mut baseline = lock(&self.baseline);
+        for scope in scopes {
+            scope.visit(&mut |name, kind, value| {
+                if kind == Kind::Counter {
+                    baseline.insert(name.to_string(), value);
+                }
+            });
+        }
+    }
+
+    /// The server's state.
+    pub fn state(&self) -> ServerState {
+        match self.state.load(Ordering::Relaxed) {
+            0 => ServerState::Live,
+            _ => ServerState::Draining,
+        }
+    }
+
+    /// Marks the server as draining (`/ready` answers 503 from now on).
+    pub fn set_draining(&self) {
+        self.state
+            .store(ServerState::Draining as u8, Ordering::Relaxed);
+        self.server.set(self.shards, sets::Server::live, 0);
+    }
+
+    /// `/healthcheck/fail` (true) and `/healthcheck/ok` (false).
+    pub fn set_healthcheck_failed(&self, failed: bool) {
+        self.healthcheck_failed.store(failed, Ordering::Relaxed);
+    }
+
+    /// Whether `/ready` should answer 200.
+    pub fn ready(&self) -> bool {
+        self.state() == ServerState::Live && !self.healthcheck_failed.load(Ordering::Relaxed)
+    }
+}
+
+/// `server.version`: the crate version as one integer (0.1.2 → 102).
+fn version_number() -> u64 {
+    let part = |s: &str| s.parse::<u64>().unwrap_or(0);
+    part(env!("CARGO_PKG_VERSION_MAJOR")) * 10_000
+        + part(env!("CARGO_PKG_VERSION_MINOR")) * 100
+        + part(env!("CARGO_PKG_VERSION_PATCH"))
+}
+
+/// Resident set size in bytes, from `/proc/self/status` (0 where unreadable).
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}

@@ -1,0 +1,64 @@
+//! The stat sets, named as Envoy names them. Adding a stat is adding its
+//! name to one of these lists and incrementing it where it happens.
+
+use crate::stat_set;
+
+stat_set!(
+    /// `server.*` (uptime, memory and state are computed when read).
+    Server, None,
+    counters [],
+    gauges [live, concurrency, total_connections, version]
+);
+
+stat_set!(
+    /// `cluster_manager.*`.
+    ClusterManager, None,
+    counters [cluster_added],
+    gauges [active_clusters]
+);
+
+stat_set!(
+    /// `listener.<address>.*`.
+    Listener, None,
+    counters [downstream_cx_total, downstream_cx_destroy],
+    gauges [downstream_cx_active]
+);
+
+stat_set!(
+    /// `http.<stat_prefix>.*`: one HTTP connection manager.
+    Http, None,
+    counters [
+        downstream_cx_total, downstream_cx_http1_total, downstream_cx_destroy,
+        downstream_cx_destroy_local, downstream_cx_destroy_remote,
+        downstream_cx_rx_bytes_total, downstream_cx_tx_bytes_total,
+        downstream_cx_protocol_error, downstream_cx_drain_close,
+        downstream_rq_total, downstream_rq_http1_total, downstream_rq_completed,
+        downstream_rq_1xx, downstream_rq_2xx, downstream_rq_3xx, downstream_rq_4xx,
+        downstream_rq_5xx, downstream_rq_timeout, downstream_rq_too_large,
+        downstream_rq_rx_reset, downstream_rq_tx_reset, no_route, no_cluster,
+        rq_direct_response,
+    ],
+    gauges [downstream_cx_active, downstream_cx_http1_active, downstream_rq_active]
+);
+
+stat_set!(
+    /// `cluster.<name>.*`.
+    Cluster, Some("upstream_rq_"),
+    counters [
+        upstream_cx_total, upstream_cx_http1_total, upstream_cx_connect_fail,
+        upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_destroy_local,
+        upstream_cx_destroy_remote, upstream_cx_none_healthy, upstream_cx_protocol_error,
+        upstream_cx_rx_bytes_total, upstream_cx_tx_bytes_total,
+        upstream_rq_total, upstream_rq_completed, upstream_rq_timeout,
+        upstream_rq_1xx, upstream_rq_2xx, upstream_rq_3xx, upstream_rq_4xx, upstream_rq_5xx,
+        upstream_rq_rx_reset, upstream_rq_tx_reset, membership_change,
+    ],
+    gauges [upstream_cx_active, upstream_rq_active, membership_total, membership_healthy]
+);
+
+stat_set!(
+    /// Per-endpoint stats, as `/clusters` shows them.
+    Host, None,
+    counters [cx_total, cx_connect_fail, rq_total, rq_success, rq_error, rq_timeout],
+    gauges [cx_active, rq_active]
+);
