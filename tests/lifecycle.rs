@@ -165,19 +165,20 @@ fn strict_dns_resolves_localhost_and_re_resolves() {
         "  - name: dns\n    type: STRICT_DNS\n    dns_refresh_rate: 0.2s\n    dns_lookup_family: V4_ONLY\n    load_assignment:\n      cluster_name: dns\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: backend-service, port_value: {} }} }} }}\n",
         first.port()
     );
-    let proxy = Proxy::start_with(
-        &http_config(&catch_all("dns", ""), &cluster),
-        &["--concurrency", "2"],
-        with_hosts_file(&hosts),
-    );
+    let admin = free_port();
+    let config = admin_block(admin) + &http_config(&catch_all("dns", ""), &cluster);
+    let proxy = Proxy::start_with(&config, &["--concurrency", "2"], with_hosts_file(&hosts));
     assert_eq!(get(proxy.port, "h", "/").header("x-backend"), Some("first"));
+    let mut requests = 1;
     // Rewrite in place: the bind mount follows the inode.
     std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.2 backend-service\n").expect("hosts");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         // New connections, so both shards pick up the new snapshot.
-        let all_second =
-            (0..8).all(|_| get(proxy.port, "h", "/").header("x-backend") == Some("second"));
+        let all_second = (0..8).all(|_| {
+            requests += 1;
+            get(proxy.port, "h", "/").header("x-backend") == Some("second")
+        });
         if all_second {
             break;
         }
@@ -191,6 +192,17 @@ fn strict_dns_resolves_localhost_and_re_resolves() {
     assert!(proxy
         .log_text()
         .contains("cluster dns: DNS now gives 1 endpoints"));
+    // The cluster's counters lived through the republished snapshot, and
+    // /clusters shows the new endpoint under its DNS name.
+    let (_, stats) = admin_request(admin, "GET", "/stats?filter=%5Ecluster%5C.dns%5C.");
+    assert!(
+        stats.contains(&format!("cluster.dns.upstream_rq_200: {requests}\n"))
+            && stats.contains("cluster.dns.membership_change: 1\n"),
+        "{requests} requests:\n{stats}"
+    );
+    let (_, clusters) = admin_request(admin, "GET", "/clusters");
+    let host = format!("dns::127.0.0.2:{}::hostname::backend-service", first.port());
+    assert!(clusters.lines().any(|l| l == host), "{clusters}");
 }
 
 #[test]

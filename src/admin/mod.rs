@@ -174,9 +174,9 @@ impl Admin {
 
     fn serve(&self, mut stream: TcpStream) {
         let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-        let reply = match read_head(&mut stream) {
+        let (reply, command) = match read_head(&mut stream) {
             Some((method, target)) => self.handle(&method, &target),
-            None => Reply::text(400, "bad request\n"),
+            None => (Reply::text(400, "bad request\n"), None),
         };
         let head = format!(
             "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\
@@ -189,10 +189,28 @@ impl Admin {
         );
         let _ = stream.write_all(head.as_bytes());
         let _ = stream.write_all(&reply.body);
+        drop(stream);
+        // Only now: `/quitquitquit` may end the process.
+        if let Some(command) = command {
+            let _ = self.commands.send(command);
+        }
     }
 
-    /// Dispatches one request.
-    fn handle(&self, method: &str, target: &str) -> Reply {
+    /// Dispatches one request: the reply, and a command for the main
+    /// thread to carry out once the reply is sent.
+    fn handle(&self, method: &str, target: &str) -> (Reply, Option<Command>) {
+        match target.split_once('?').unwrap_or((target, "")).0 {
+            "/drain_listeners" if method == "POST" => {
+                self.store.set_draining();
+                (Reply::text(200, "OK\n"), Some(Command::DrainListeners))
+            }
+            "/quitquitquit" if method == "POST" => (Reply::text(200, "OK\n"), Some(Command::Quit)),
+            _ => (self.answer(method, target), None),
+        }
+    }
+
+    /// Answers a request that needs nothing from the main thread.
+    fn answer(&self, method: &str, target: &str) -> Reply {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let params = parse_query(query);
         let Some((path, mutates, _)) = ENDPOINTS.iter().find(|(p, _, _)| *p == path) else {
@@ -251,15 +269,6 @@ impl Admin {
             }
             "/reset_counters" => {
                 self.store.reset_counters();
-                Reply::text(200, "OK\n")
-            }
-            "/drain_listeners" => {
-                self.store.set_draining();
-                let _ = self.commands.send(Command::DrainListeners);
-                Reply::text(200, "OK\n")
-            }
-            "/quitquitquit" => {
-                let _ = self.commands.send(Command::Quit);
                 Reply::text(200, "OK\n")
             }
             _ => Reply::text(404, format!("invalid path. {}", help())),

@@ -558,3 +558,24 @@ pub fn catch_all(cluster: &str, route_extra: &str) -> String {
         "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: {cluster}{route_extra} }}\n"
     )
 }
+
+/// One request to an admin API; returns status and body.
+pub fn admin_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("admin connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "{method} {path} HTTP/1.1\r\nhost: admin\r\n\r\n").expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head[9..12].parse().expect("status");
+    (status, body.to_string())
+}
+
+/// The bootstrap's `admin` block on `port`, to prepend to a config.
+pub fn admin_block(port: u16) -> String {
+    format!(
+        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}\n"
+    )
+}
