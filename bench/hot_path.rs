@@ -50,8 +50,13 @@ fn snapshot(vhosts: usize, routes: usize) -> ConfigSnapshot {
     );
     let tree = config::parse_document(&yaml, "bench").expect("bench config parses");
     let boot = config::decode(&tree).expect("bench config decodes");
-    ConfigSnapshot::compile(&boot, false, &ringway::stats::Store::new(1))
-        .expect("bench config compiles")
+    ConfigSnapshot::compile(
+        &boot,
+        false,
+        &ringway::stats::Store::new(1),
+        &ringway::access_log::Sinks::new(),
+    )
+    .expect("bench config compiles")
 }
 
 fn route_matching(c: &mut Criterion) {
@@ -71,7 +76,8 @@ fn head_parsing(c: &mut Criterion) {
     let snap = snapshot(1, 10);
     let http = snap.listeners[0].http.clone();
     let store = ringway::stats::Store::new(1);
-    let shard = Shard::new(0, Arc::new(Published::new(snapshot(1, 10))), store);
+    let sinks = ringway::access_log::Sinks::new();
+    let shard = Shard::new(0, Arc::new(Published::new(snapshot(1, 10))), store, sinks);
     let request = b"GET /api/v3/users/42?expand=true HTTP/1.1\r\nHost: host0.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) bench\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\nCookie: session=0123456789abcdef; theme=dark\r\nx-request-id: 5f3c1c8e-2b7a-4b8e-9f0e-1d2c3b4a5968\r\n\r\n";
     c.bench_function("request head: parse, route, build upstream head", |b| {
         b.iter(

@@ -1,5 +1,6 @@
 //! Ringway: an Envoy-compatible L4/L7 proxy, thread-per-core on io_uring.
 
+pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;

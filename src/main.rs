@@ -1,5 +1,6 @@
 //! The `ringway` binary: Envoy's command line over Ringway's server.
 
+use ringway::access_log::Sinks;
 use ringway::cli::{self, Mode, Parsed};
 use ringway::config;
 use ringway::snapshot::ConfigSnapshot;
@@ -26,11 +27,12 @@ fn main() -> ExitCode {
     let validate = cli.mode == Mode::Validate;
     let concurrency = if validate { 1 } else { cli.concurrency.max(1) };
     let store = Store::new(concurrency);
+    let sinks = Sinks::new();
     let loaded = config::load(cli.config_path.as_deref(), cli.config_yaml.as_deref())
         .map_err(|e| vec![e])
         .and_then(|tree| config::decode(&tree).map(|boot| (tree, boot)))
         .and_then(|(tree, boot)| {
-            let snapshot = ConfigSnapshot::compile(&boot, !validate, &store)?;
+            let snapshot = ConfigSnapshot::compile(&boot, !validate, &store, &sinks)?;
             Ok((tree, boot, snapshot))
         });
     let (tree, boot, snapshot) = match loaded {
@@ -54,7 +56,7 @@ fn main() -> ExitCode {
         node: boot.node,
         bootstrap: tree,
     };
-    match ringway::server::run(snapshot, &options, store) {
+    match ringway::server::run(snapshot, &options, store, sinks) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

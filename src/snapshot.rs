@@ -5,6 +5,7 @@
 //! epoch moved. A request keeps the view it started with, so a publication
 //! never changes a request mid-flight.
 
+use crate::access_log::{AccessLog, Sinks};
 use crate::config::{self, Bootstrap, ConfigError, Discovery, ServerHeaderTransformation};
 use crate::router::RouteTable;
 use crate::stats::{sets, HistogramId, Scope, Store};
@@ -40,6 +41,8 @@ pub struct HttpSettings {
     pub stats: Arc<Scope<sets::Http>>,
     /// `http.<stat_prefix>.downstream_rq_time`.
     pub rq_time: HistogramId,
+    /// `access_log`, compiled.
+    pub access_logs: Vec<AccessLog>,
 }
 
 /// A listener as the shards run it.
@@ -67,14 +70,17 @@ pub struct ConfigSnapshot {
 }
 
 impl ConfigSnapshot {
-    /// Compiles a decoded bootstrap, resolving stat handles in `store`. With
-    /// `resolve`, STRICT_DNS names are resolved once now; without
-    /// (validation), such clusters start empty.
+    /// Compiles a decoded bootstrap, resolving stat handles in `store` and
+    /// access-log destinations in `sinks`. With `serve`, STRICT_DNS names
+    /// are resolved and log files opened now; without (validation), such
+    /// clusters start empty and nothing is opened.
     pub fn compile(
         boot: &Bootstrap,
-        resolve: bool,
+        serve: bool,
         store: &Store,
+        sinks: &Sinks,
     ) -> Result<ConfigSnapshot, Vec<ConfigError>> {
+        let resolve = serve;
         let mut errors = Vec::new();
         let mut by_name = HashMap::new();
         for (i, c) in boot.clusters.iter().enumerate() {
@@ -125,10 +131,22 @@ impl ConfigSnapshot {
                 &|name| by_name.get(name).copied(),
                 &mut errors,
             );
+            let mut access_logs = Vec::new();
+            for (j, config) in l.hcm.access_log.iter().enumerate() {
+                match sinks.compile(config, serve) {
+                    Ok(log) => access_logs.push(log),
+                    Err(message) => errors.push(ConfigError {
+                        path: format!(
+                            "{path}.filter_chains[0].filters[0].typed_config.access_log[{j}]"
+                        ),
+                        message,
+                    }),
+                }
+            }
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 address: l.address,
-                http: Arc::new(http_settings(&l.hcm, routes, store)),
+                http: Arc::new(http_settings(&l.hcm, routes, store, access_logs)),
                 stats: store.listener(&l.address.to_string()),
             }));
         }
@@ -172,8 +190,10 @@ fn http_settings(
     hcm: &config::HttpConnectionManager,
     routes: RouteTable,
     store: &Store,
+    access_logs: Vec<AccessLog>,
 ) -> HttpSettings {
     HttpSettings {
+        access_logs,
         stats: store.http(&hcm.stat_prefix),
         rq_time: store
             .histograms

@@ -76,6 +76,8 @@ pub struct HttpConnectionManager {
     pub strip_any_host_port: bool,
     /// `strip_matching_host_port`.
     pub strip_matching_host_port: bool,
+    /// `access_log`.
+    pub access_log: Vec<crate::access_log::AccessLogConfig>,
 }
 
 /// `route_config`.
@@ -283,13 +285,13 @@ static HCM: Fields = Fields {
         "@type", "stat_prefix", "codec_type", "route_config", "http_filters", "server_name",
         "server_header_transformation", "max_request_headers_kb", "generate_request_id",
         "preserve_external_request_id", "strip_any_host_port", "strip_matching_host_port",
-        "common_http_protocol_options",
+        "common_http_protocol_options", "access_log",
     ],
     unsupported: &[
         "rds", "scoped_routes", "add_user_agent", "tracing", "http_protocol_options",
         "http2_protocol_options", "http3_protocol_options", "scheme_header_transformation",
         "stream_idle_timeout", "request_timeout", "request_headers_timeout", "drain_timeout",
-        "delayed_close_timeout", "access_log", "access_log_flush_interval",
+        "delayed_close_timeout", "access_log_flush_interval",
         "flush_access_log_on_new_request", "access_log_options", "use_remote_address",
         "xff_num_trusted_hops", "original_ip_detection_extensions",
         "early_header_mutation_extensions", "internal_address_config", "skip_xff_append", "via",
@@ -605,7 +607,7 @@ fn filter_chain(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> 
 }
 
 /// Reads the `@type` of a `typed_config`.
-fn type_url<'a>(tc: &Node<'a>, errs: &mut Errors) -> Option<&'a str> {
+pub(super) fn type_url<'a>(tc: &Node<'a>, errs: &mut Errors) -> Option<&'a str> {
     match tc.value().get("@type") {
         Some(serde_json::Value::String(s)) => Some(s),
         _ => {
@@ -669,6 +671,13 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
         None => true,
     };
     http_filters(&obj, errs);
+    let access_log = obj
+        .get("access_log")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|entry| super::access_log::access_log(entry, errs))
+        .collect();
     let route_config = match obj.get("route_config") {
         Some(rc) => route_configuration(rc, errs),
         None => {
@@ -690,6 +699,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
         preserve_external_request_id: flag(&obj, errs, "preserve_external_request_id"),
         strip_any_host_port: flag(&obj, errs, "strip_any_host_port"),
         strip_matching_host_port: flag(&obj, errs, "strip_matching_host_port"),
+        access_log,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Envoy v3 bootstrap loading: YAML or JSON, `--config-yaml` merged over the
 //! file, decoded with every error carrying its YAML path.
 
+mod access_log;
 mod bootstrap;
 mod node;
 

@@ -7,6 +7,7 @@ use super::codec::{Framing, ReadBuf, READ_CHUNK};
 use super::flags::ResponseFlags;
 use super::head::{self, ParsedRequest, ParsedResponse, Plan, Request, MAX_RESPONSE_HEAD};
 use super::local_reply::LocalReply;
+use crate::access_log::Record;
 use crate::router::Forward;
 use crate::server::shard::{Shard, View};
 use crate::snapshot::{HttpSettings, Listener};
@@ -16,10 +17,11 @@ use crate::upstream::pool::UpstreamConn;
 use crate::upstream::{Cluster, Endpoint};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// What happens to the downstream connection after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +43,12 @@ struct Conn {
     closed_by_peer: bool,
     shard: Rc<Shard>,
     listener: Arc<Listener>,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
 }
 
 impl Conn {
-    fn open(down: TcpStream, shard: Rc<Shard>, listener: Arc<Listener>) -> Self {
+    fn open(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener: Arc<Listener>) -> Self {
         let w = shard.id;
         listener.stats.inc(w, ListenerStat::downstream_cx_total);
         listener.stats.inc(w, ListenerStat::downstream_cx_active);
@@ -58,8 +62,11 @@ impl Conn {
             http.inc(w, stat);
         }
         shard.stats.server.inc(w, ServerStat::total_connections);
+        let local = down.local_addr().ok();
         Conn {
-            local_port: down.local_addr().map_or(0, |a| a.port()),
+            local_port: local.map_or(0, |a| a.port()),
+            local,
+            peer,
             down,
             rbuf: ReadBuf::default(),
             ubuf: ReadBuf::default(),
@@ -152,6 +159,23 @@ struct Exchange<'a> {
     status: Cell<u16>,
     /// Why the response is what it is.
     flags: Cell<ResponseFlags>,
+    /// What the access log needs besides status and flags.
+    log: LogDetails<'a>,
+}
+
+/// Facts about one request kept for its access-log line; the heads are
+/// copied only when the connection manager has access logs.
+#[derive(Default)]
+struct LogDetails<'a> {
+    enabled: bool,
+    route_name: Option<&'a str>,
+    bytes_received: Cell<u64>,
+    bytes_sent: Cell<u64>,
+    /// The cluster index and endpoint the request went to.
+    upstream: Cell<Option<(usize, SocketAddr)>>,
+    /// When the upstream's response headers arrived.
+    response_at: Cell<Option<Instant>>,
+    response_head: RefCell<Vec<u8>>,
 }
 
 impl Exchange<'_> {
@@ -181,12 +205,12 @@ enum Failure {
 }
 
 /// Serves one downstream connection until it closes or the shard drains.
-pub async fn serve(down: TcpStream, shard: Rc<Shard>, listener: usize) {
+pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener: usize) {
     let _ = down.set_nodelay(true);
     let Some(current) = shard.view().snapshot.listeners.get(listener).cloned() else {
         return;
     };
-    let mut conn = Conn::open(down, shard.clone(), current);
+    let mut conn = Conn::open(down, peer, shard.clone(), current);
     loop {
         if conn.rbuf.is_empty() {
             // Read straight away (one ring op). If the drain wins, the read is
@@ -217,6 +241,8 @@ impl Conn {
     /// Reads one request and answers it.
     async fn exchange(&mut self, shard: &Shard, view: &View, http: &HttpSettings) -> Next {
         let started = Instant::now();
+        let wall = SystemTime::now();
+        let logging = !http.access_logs.is_empty();
         let (req, plan) = loop {
             match head::parse_request(self.rbuf.data(), http, self.local_port, shard) {
                 ParsedRequest::Request(req, plan) => break (req, plan),
@@ -227,12 +253,25 @@ impl Conn {
                     }
                     http.stats.inc(w, HttpStat::downstream_rq_total);
                     http.stats.inc(w, HttpStat::downstream_rq_http1_total);
-                    let status = if self.write_reply(shard, http, &reply, false, true).await {
-                        reply.status
+                    let head = if logging {
+                        self.rbuf.data().to_vec()
                     } else {
-                        0
+                        Vec::new()
                     };
+                    let sent = self.write_reply(shard, http, &reply, false, true).await;
+                    let mut flags = ResponseFlags::default();
+                    flags.insert(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
+                    let status = if sent { reply.status } else { 0 };
                     self.finish_request(shard, http, status, started);
+                    if logging {
+                        let record = Record {
+                            status,
+                            flags,
+                            bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
+                            ..self.record(wall, started, &head)
+                        };
+                        shard.logs.log(&http.access_logs, &record);
+                    }
                     return Next::Close;
                 }
                 ParsedRequest::Partial => {
@@ -247,12 +286,24 @@ impl Conn {
                 }
             }
         };
+        let request_head = if logging {
+            self.rbuf.data()[..req.head_len].to_vec()
+        } else {
+            Vec::new()
+        };
         self.rbuf.consume(req.head_len);
         self.rbuf.shrink();
         let w = shard.id;
         http.stats.inc(w, HttpStat::downstream_rq_total);
         http.stats.inc(w, HttpStat::downstream_rq_http1_total);
         http.stats.inc(w, HttpStat::downstream_rq_active);
+        let route_name = match &plan {
+            Plan::Direct(_, name)
+            | Plan::Forward {
+                route_name: name, ..
+            } => Some(*name),
+            _ => None,
+        };
         let x = Exchange {
             shard,
             http,
@@ -260,10 +311,15 @@ impl Conn {
             req,
             status: Cell::new(0),
             flags: Cell::new(ResponseFlags::default()),
+            log: LogDetails {
+                enabled: logging,
+                route_name,
+                ..LogDetails::default()
+            },
         };
         let next = match plan {
             Plan::Local(reply) => self.reply(&x, &reply).await,
-            Plan::Direct(reply) => {
+            Plan::Direct(reply, _) => {
                 http.stats.inc(w, HttpStat::rq_direct_response);
                 self.reply(&x, &reply).await
             }
@@ -272,10 +328,13 @@ impl Conn {
                 x.flag(ResponseFlags::NO_ROUTE_FOUND);
                 self.reply(&x, &LocalReply::new(404, "")).await
             }
-            Plan::Forward { route, head } => self.forward(&x, view, route, head).await,
+            Plan::Forward { route, head, .. } => self.forward(&x, view, route, head).await,
         };
         http.stats.dec(w, HttpStat::downstream_rq_active);
         self.finish_request(shard, http, x.status.get(), started);
+        if logging {
+            self.log(&x, view, wall, started, &request_head);
+        }
         next
     }
 
@@ -298,6 +357,56 @@ impl Conn {
         self.count_bytes(http);
     }
 
+    /// A record with the connection's facts and the request's timing.
+    fn record<'r>(&self, wall: SystemTime, started: Instant, request_head: &'r [u8]) -> Record<'r> {
+        Record {
+            start: wall,
+            duration: started.elapsed(),
+            response_duration: None,
+            request_head,
+            generated_request_id: None,
+            response_head: &[],
+            upstream_service_time: None,
+            status: 0,
+            flags: ResponseFlags::default(),
+            bytes_received: 0,
+            bytes_sent: 0,
+            upstream_host: None,
+            upstream_cluster: None,
+            route_name: None,
+            remote: Some(self.peer),
+            local: self.local,
+        }
+    }
+
+    /// Writes the access-log lines of a finished exchange.
+    fn log(&self, x: &Exchange<'_>, view: &View, wall: SystemTime, started: Instant, head: &[u8]) {
+        let upstream = x.log.upstream.get();
+        let response_head = x.log.response_head.borrow();
+        let generated = x.req.generated_id;
+        let generated = generated
+            .as_ref()
+            .and_then(|id| std::str::from_utf8(id).ok());
+        let response_duration = x.log.response_at.get().map(|t| t - started);
+        let record = Record {
+            response_duration,
+            upstream_service_time: response_duration.map(|d| d.as_millis()),
+            generated_request_id: generated,
+            response_head: &response_head,
+            status: x.status.get(),
+            flags: x.flags.get(),
+            bytes_received: x.log.bytes_received.get(),
+            bytes_sent: x.log.bytes_sent.get(),
+            upstream_host: upstream.map(|(_, addr)| addr),
+            upstream_cluster: upstream
+                .and_then(|(c, _)| view.snapshot.clusters.get(c))
+                .map(|c| c.name()),
+            route_name: x.log.route_name,
+            ..self.record(wall, started, head)
+        };
+        x.shard.logs.log(&x.http.access_logs, &record);
+    }
+
     /// Writes a local reply; the connection stays open only if the request
     /// body (if any) is already buffered and can be skipped.
     async fn reply(&mut self, x: &Exchange<'_>, reply: &LocalReply<'_>) -> Next {
@@ -315,6 +424,9 @@ impl Conn {
             .await;
         if written {
             x.status.set(reply.status);
+            if !x.req.is_head {
+                x.log.bytes_sent.set(reply.body.len() as u64);
+            }
         } else {
             x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
         }
@@ -364,6 +476,7 @@ impl Conn {
         };
         let attempt = Attempt::start(x.shard, cluster, endpoint);
         let addr = endpoint.addr;
+        x.log.upstream.set(Some((route.cluster, addr)));
         let mut fresh_only = false;
         let mut sent_continue = false;
         loop {
@@ -426,7 +539,10 @@ impl Conn {
                 .await;
                 // The request body is not fully read after a failure: close.
                 match sent {
-                    Ok(moved) => attempt.sent(moved.written),
+                    Ok(moved) => {
+                        attempt.sent(moved.written);
+                        x.log.bytes_received.set(moved.body);
+                    }
                     Err(PumpError::Destination) => {
                         x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
                         let mut reply = LocalReply::upstream_reset("connection termination");
@@ -548,6 +664,11 @@ impl Conn {
                 ParsedResponse::Interim(n) => self.ubuf.consume(n),
                 ParsedResponse::Invalid => return Err(Failure::Protocol),
                 ParsedResponse::Final(resp) => {
+                    if x.log.enabled {
+                        x.log.response_at.set(Some(Instant::now()));
+                        let head = &self.ubuf.data()[..resp.head_len];
+                        x.log.response_head.borrow_mut().extend_from_slice(head);
+                    }
                     self.ubuf.consume(resp.head_len);
                     let out_framing = match resp.framing {
                         Framing::Chunked | Framing::UntilClose => OutFraming::Chunked,
@@ -567,6 +688,7 @@ impl Conn {
                     return match streamed {
                         Ok(moved) => {
                             self.tx += moved.written;
+                            x.log.bytes_sent.set(moved.body);
                             Ok(resp.reusable && self.ubuf.is_empty())
                         }
                         Err(PumpError::Destination) => Err(Failure::DownstreamGone),

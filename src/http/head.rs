@@ -46,6 +46,8 @@ pub struct Request {
     pub expect_continue: bool,
     /// A HEAD request (the response has no body).
     pub is_head: bool,
+    /// The `x-request-id` Ringway generated (none when the client sent one).
+    pub generated_id: Option<[u8; 36]>,
 }
 
 /// What the connection manager does with a request.
@@ -53,14 +55,16 @@ pub struct Request {
 pub enum Plan<'v> {
     /// Answer locally.
     Local(LocalReply<'v>),
-    /// A route's `direct_response`.
-    Direct(LocalReply<'v>),
+    /// A route's `direct_response`, with the route's name.
+    Direct(LocalReply<'v>, &'v str),
     /// No route matched: 404.
     NoRoute,
     /// Forward to a cluster with this head.
     Forward {
         /// The matched route's action.
         route: &'v Forward,
+        /// The matched route's name.
+        route_name: &'v str,
         /// The request head to send upstream, framing header included.
         head: Vec<u8>,
     },
@@ -197,6 +201,7 @@ fn analyse_request<'v>(
                 keep_alive,
                 expect_continue: seen.expect_continue,
                 is_head: method == "HEAD",
+                generated_id: None,
             },
             plan,
         )
@@ -237,7 +242,7 @@ fn analyse_request<'v>(
     };
     let forward = match &route.action {
         Action::Direct { status, body } => {
-            return request(Plan::Direct(LocalReply::bytes(*status, body)));
+            return request(Plan::Direct(LocalReply::bytes(*status, body), &route.name));
         }
         Action::Forward(forward) => forward,
     };
@@ -266,8 +271,9 @@ fn analyse_request<'v>(
     if !seen.forwarded_proto {
         push_header(&mut head, "x-forwarded-proto", b"http");
     }
-    if !seen.request_id && http.generate_request_id {
-        push_header(&mut head, "x-request-id", &shard.request_id());
+    let generated_id = (!seen.request_id && http.generate_request_id).then(|| shard.request_id());
+    if let Some(id) = &generated_id {
+        push_header(&mut head, "x-request-id", id);
     }
     if let Some(t) = forward.timeout {
         push_number_header(
@@ -282,10 +288,15 @@ fn analyse_request<'v>(
         Framing::Empty | Framing::UntilClose => {}
     }
     head.extend_from_slice(b"\r\n");
-    request(Plan::Forward {
+    let mut parsed = request(Plan::Forward {
         route: forward,
+        route_name: &route.name,
         head,
-    })
+    });
+    if let ParsedRequest::Request(req, _) = &mut parsed {
+        req.generated_id = generated_id;
+    }
+    parsed
 }
 
 /// Splits `http://authority/path` into its authority and path.

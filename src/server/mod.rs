@@ -6,6 +6,7 @@
 pub mod drain;
 pub mod shard;
 
+use crate::access_log::{self, Sinks};
 use crate::admin::{self, Admin, Command, ServerInfo};
 use crate::config::{Discovery, NodeInfo};
 use crate::http::conn;
@@ -45,8 +46,14 @@ pub struct Options {
 
 /// Runs the proxy until SIGTERM/SIGINT (or `/quitquitquit`) and the drain
 /// that follows, with one shard per row of `store` (`Store::new(shards)`).
-pub fn run(snapshot: ConfigSnapshot, options: &Options, store: Arc<Store>) -> Result<(), String> {
+pub fn run(
+    snapshot: ConfigSnapshot,
+    options: &Options,
+    store: Arc<Store>,
+    sinks: Arc<Sinks>,
+) -> Result<(), String> {
     let addresses = reserve_ports(&snapshot)?;
+    sinks.start()?;
     let admin_listener = options.admin.map(admin::bind).transpose()?;
     let published = Arc::new(Published::new(snapshot));
     let concurrency = store.shards();
@@ -58,6 +65,7 @@ pub fn run(snapshot: ConfigSnapshot, options: &Options, store: Arc<Store>) -> Re
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let published = published.clone();
         let store = store.clone();
+        let sinks = sinks.clone();
         let addresses = addresses.clone();
         let stop_rx = stop_rx.clone();
         let ready_tx = ready_tx.clone();
@@ -69,7 +77,10 @@ pub fn run(snapshot: ConfigSnapshot, options: &Options, store: Arc<Store>) -> Re
                     core_affinity::set_for_current(core);
                 }
                 let ready = ready_tx.clone();
-                let shard_run = move || run_shard(id, published, store, addresses, stop_rx, ready);
+                let shard_run = move || {
+                    let shard = Rc::new(Shard::new(id, published, store, sinks));
+                    run_shard(shard, addresses, stop_rx, ready)
+                };
                 if let Err(e) = block_on(shard_run) {
                     let _ = ready_tx.send(Err(format!("shard {id}: cannot start a runtime: {e}")));
                 }
@@ -132,6 +143,7 @@ pub fn run(snapshot: ConfigSnapshot, options: &Options, store: Arc<Store>) -> Re
             }
         }
     }
+    sinks.drain(Duration::from_secs(2));
     log::info!("shutdown complete");
     Ok(())
 }
@@ -189,25 +201,29 @@ fn reserve_ports(snapshot: &ConfigSnapshot) -> Result<Vec<SocketAddr>, String> {
 }
 
 async fn run_shard(
-    id: usize,
-    published: Arc<Published>,
-    store: Arc<Store>,
+    shard: Rc<Shard>,
     addresses: Vec<SocketAddr>,
     stop: flume::Receiver<()>,
     ready: crossbeam_channel::Sender<Result<(), String>>,
 ) {
-    if id == 0 {
+    if shard.id == 0 {
         if monoio::utils::is_legacy() {
             log::warn!("io_uring is unavailable on this host; shards use epoll");
         } else {
             log::info!("shards use io_uring");
         }
     }
-    let shard = Rc::new(Shard::new(id, published, store.clone()));
     let (collect_tx, collect_rx) = flume::unbounded();
-    store.histograms.attach(collect_tx);
+    shard.stats.histograms.attach(collect_tx);
     let histograms = shard.clone();
     monoio::spawn(async move { histograms.histograms.serve(collect_rx).await });
+    let logs = shard.clone();
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(access_log::FLUSH_INTERVAL).await;
+            logs.logs.flush();
+        }
+    });
     let opts = ListenerOpts::new().reuse_port(true).backlog(BACKLOG);
     let mut listeners = Vec::with_capacity(addresses.len());
     for addr in &addresses {
@@ -229,6 +245,7 @@ async fn run_shard(
     while shard.connections.get() > 0 {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
+    shard.logs.flush();
 }
 
 async fn accept_loop(listener: TcpListener, index: usize, shard: Rc<Shard>) {
@@ -246,7 +263,7 @@ async fn accept_loop(listener: TcpListener, index: usize, shard: Rc<Shard>) {
                 let guard = ConnectionGuard(shard.clone());
                 monoio::spawn(CatchUnwind(Box::pin(async move {
                     let shard = guard.0.clone();
-                    conn::serve(stream, shard, index).await;
+                    conn::serve(stream, peer, shard, index).await;
                     drop(guard);
                 })));
             }

@@ -3,6 +3,7 @@
 //! `Cell`, `RefCell`; nothing here is touched by another thread.
 
 use super::drain::LocalDrain;
+use crate::access_log::{ShardLogs, Sinks};
 use crate::http::date::DateCache;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::histogram::ShardHistograms;
@@ -64,12 +65,14 @@ pub struct Shard {
     pub stats: Arc<Store>,
     /// This shard's histograms.
     pub histograms: ShardHistograms,
+    /// This shard's pending access-log lines.
+    pub logs: ShardLogs,
     rng: Cell<u64>,
 }
 
 impl Shard {
     /// Creates shard `id` reading snapshots from `published`.
-    pub fn new(id: usize, published: Arc<Published>, stats: Arc<Store>) -> Self {
+    pub fn new(id: usize, published: Arc<Published>, stats: Arc<Store>, sinks: Arc<Sinks>) -> Self {
         let seed = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -86,6 +89,7 @@ impl Shard {
             connections: Cell::new(0),
             stats,
             histograms: ShardHistograms::default(),
+            logs: ShardLogs::new(sinks),
             rng: Cell::new(seed),
         }
     }
