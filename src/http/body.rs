@@ -15,8 +15,8 @@ pub enum PumpError {
     Source,
     /// The source's chunked framing was malformed.
     Malformed,
-    /// Writing to the destination failed.
-    Destination,
+    /// Writing to the destination failed after this many bytes were written.
+    Destination(u64),
 }
 
 /// What a completed transfer moved.
@@ -95,7 +95,7 @@ pub async fn pump(
         }
         if !out.is_empty() && (done || out.len() >= FLUSH_AT || rbuf.is_empty()) {
             let (res, buf) = dst.write_all(out).await;
-            written += res.map_err(|_| PumpError::Destination)? as u64;
+            written += res.map_err(|_| PumpError::Destination(written))? as u64;
             out = buf;
             out.clear();
         }
@@ -110,7 +110,7 @@ pub async fn pump(
                 Ok(0) if framing == Framing::UntilClose => {
                     if out_framing == OutFraming::Chunked {
                         let (res, _) = dst.write_all(LAST_CHUNK).await;
-                        written += res.map_err(|_| PumpError::Destination)? as u64;
+                        written += res.map_err(|_| PumpError::Destination(written))? as u64;
                     }
                     return Ok(Moved {
                         body: moved,

@@ -253,11 +253,6 @@ impl Conn {
                     }
                     http.stats.inc(w, HttpStat::downstream_rq_total);
                     http.stats.inc(w, HttpStat::downstream_rq_http1_total);
-                    let head = if logging {
-                        self.rbuf.data().to_vec()
-                    } else {
-                        Vec::new()
-                    };
                     let sent = self.write_reply(shard, http, &reply, false, true).await;
                     let mut flags = ResponseFlags::default();
                     flags.insert(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
@@ -268,7 +263,7 @@ impl Conn {
                             status,
                             flags,
                             bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
-                            ..self.record(wall, started, &head)
+                            ..self.record(wall, started, &[])
                         };
                         shard.logs.log(&http.access_logs, &record);
                     }
@@ -543,7 +538,7 @@ impl Conn {
                         attempt.sent(moved.written);
                         x.log.bytes_received.set(moved.body);
                     }
-                    Err(PumpError::Destination) => {
+                    Err(PumpError::Destination(_)) => {
                         x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
                         let mut reply = LocalReply::upstream_reset("connection termination");
                         reply.close = true;
@@ -691,7 +686,14 @@ impl Conn {
                             x.log.bytes_sent.set(moved.body);
                             Ok(resp.reusable && self.ubuf.is_empty())
                         }
-                        Err(PumpError::Destination) => Err(Failure::DownstreamGone),
+                        Err(PumpError::Destination(written)) => {
+                            self.tx += written;
+                            if written == 0 {
+                                // Nothing reached the client: no status was sent.
+                                x.status.set(0);
+                            }
+                            Err(Failure::DownstreamGone)
+                        }
                         Err(_) => Err(Failure::UpstreamBroke),
                     };
                 }
