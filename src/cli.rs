@@ -65,6 +65,7 @@ pub fn usage() -> String {
         "ringway {version}: Envoy-compatible thread-per-core proxy
 
 USAGE: ringway -c FILE [options]
+       ringway proxy-config listeners|routes|clusters|endpoints|dump [--admin HOST:PORT]
 
   -c, --config-path FILE   Envoy v3 bootstrap (YAML or JSON)
       --config-yaml YAML   bootstrap YAML merged over the file

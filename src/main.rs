@@ -11,7 +11,20 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = match cli::parse(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("proxy-config") {
+        return match ringway::proxy_config::run(&args[1..]) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringway proxy-config: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let cli = match cli::parse(args) {
         Ok(Parsed::Run(cli)) => cli,
         Ok(Parsed::Print(text)) => {
             print!("{text}");

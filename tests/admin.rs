@@ -424,3 +424,89 @@ fn no_admin_listener_without_admin_in_the_bootstrap() {
     }
     assert!(!p.log_text().contains("admin address"));
 }
+
+#[test]
+fn proxy_config_prints_istioctl_style_tables() {
+    let backend = Backend::start("b");
+    let p = start(&config_with(&backend), &["--concurrency", "1"]);
+    let admin = format!("127.0.0.1:{}", p.admin);
+    let run = |what: &str| {
+        let out = std::process::Command::new(binary())
+            .args(["proxy-config", what, "--admin", &admin])
+            .output()
+            .expect("proxy-config");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let words = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let listeners = run("listeners");
+    let lines: Vec<&str> = listeners.lines().collect();
+    assert_eq!(
+        words(lines[0]),
+        ["NAME", "ADDRESS", "PORT", "MATCH", "DESTINATION"]
+    );
+    assert_eq!(
+        words(lines[1]),
+        [
+            "test",
+            "127.0.0.1",
+            &p.proxy.port.to_string(),
+            "ALL",
+            "Route:",
+            "local_route"
+        ]
+    );
+    // Columns line up: every row starts its second column where the header does.
+    let column = lines[0].find("ADDRESS").expect("header");
+    assert_eq!(lines[1].find("127.0.0.1"), Some(column));
+
+    let routes = run("routes");
+    assert!(
+        routes
+            .lines()
+            .any(|l| words(l) == ["local_route", "all", "*", "/api*", "cluster:", "backend"]),
+        "{routes}"
+    );
+    assert!(routes.lines().any(|l| words(l)
+        == [
+            "local_route",
+            "all",
+            "*",
+            "/direct*",
+            "direct_response:",
+            "200"
+        ]));
+    let clusters = run("clusters");
+    assert_eq!(
+        words(clusters.lines().nth(1).unwrap_or_default()),
+        ["backend", "STATIC", "ROUND_ROBIN", "1", "1s"]
+    );
+    let endpoints = run("endpoints");
+    assert_eq!(
+        words(endpoints.lines().nth(1).unwrap_or_default()),
+        [
+            &format!("127.0.0.1:{}", backend.port()),
+            "HEALTHY",
+            "OK",
+            "1",
+            "backend"
+        ]
+    );
+    let dump: serde_json::Value = serde_json::from_str(&run("dump")).expect("json");
+    assert!(dump["configs"].is_array());
+
+    let out = std::process::Command::new(binary())
+        .args(["proxy-config", "routes", "--admin", "127.0.0.1:1"])
+        .output()
+        .expect("proxy-config");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin API"));
+}
