@@ -108,6 +108,9 @@ impl<S: StatSet> Scope<S> {
     /// Adds `n` in `writer`'s row (the caller's shard id, or the main row).
     #[inline]
     pub fn add(&self, writer: usize, stat: S, n: u64) {
+        if cfg!(feature = "stats-off") {
+            return;
+        }
         let slot = self.slot(writer, stat.index());
         // Single writer per row: a plain load and store, no read-modify-write.
         slot.store(
@@ -137,6 +140,9 @@ impl<S: StatSet> Scope<S> {
     /// Counts one response with `status` in the per-code counters.
     #[inline]
     pub fn inc_code(&self, writer: usize, status: u16) {
+        if cfg!(feature = "stats-off") {
+            return;
+        }
         if S::CODE_PREFIX.is_some() && (100..600).contains(&status) {
             let slot = self.slot(writer, S::NAMES.len() + usize::from(status - 100));
             slot.store(slot.load(Ordering::Relaxed) + 1, Ordering::Relaxed);

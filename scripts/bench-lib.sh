@@ -1,0 +1,108 @@
+# Shared pieces of the loopback benchmarks (sourced, not run).
+# Expects: WORK (a temp dir), DURATION, CONNS, LOAD_CPU, BACKEND_PORT.
+
+for tool in nginx wrk; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install -y nginx wrk)" >&2; exit 1; }
+done
+
+# nginx backend: 1 worker, `return 200 "hello"`, pinned to the load CPU.
+start_backend() {
+  mkdir -p "$WORK/backend/logs"
+  cat >"$WORK/backend/nginx.conf" <<NGX
+worker_processes 1;
+pid $WORK/backend/nginx.pid;
+error_log $WORK/backend/logs/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$BACKEND_PORT; location / { return 200 "hello"; } }
+}
+NGX
+  taskset -c "$LOAD_CPU" nginx -p "$WORK/backend" -c nginx.conf
+}
+
+stop_nginx() {  # prefix dir
+  nginx -p "$1" -c nginx.conf -s stop 2>/dev/null || true
+}
+
+# A Ringway bootstrap on PORT proxying everything to the backend; EXTRA is
+# spliced into the HTTP connection manager (e.g. an access_log).
+ringway_config() {  # port [extra-hcm-yaml]
+  cat <<YAML
+static_resources:
+  listeners:
+  - name: bench
+    address: { socket_address: { address: 127.0.0.1, port_value: $1 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+${2:-}
+          route_config:
+            virtual_hosts:
+            - { name: all, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: backend } } ] }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+  - name: backend
+    type: STATIC
+    load_assignment:
+      cluster_name: backend
+      endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $BACKEND_PORT } } } } ] } ]
+YAML
+}
+
+# Sum of utime+stime (clock ticks) over the given pids.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+TICKS=$(getconf CLK_TCK)
+
+# Loads one proxy and appends a markdown row to ROWS; sets
+# RPS_<name>_<ROUND> and PER_CPU_<name>_<ROUND>.
+ROWS=""
+measure() {  # name port pids...
+  local name=$1 port=$2; shift 2
+  curl -sf "http://127.0.0.1:$port/" >/dev/null || { echo "$name is not answering" >&2; exit 1; }
+  # Warm-up, so pools and caches are filled before measuring.
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null
+  local before after line
+  before=$(cpu_ticks "$@")
+  line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s scripts/latency.lua "http://127.0.0.1:$port/" | grep '^RESULT')
+  after=$(cpu_ticks "$@")
+  eval "$(echo "$line" | sed 's/^RESULT //' | tr ' ' '\n' | sed 's/^/local /')"
+  local cpu rps per_cpu key=${name//-/_}
+  cpu=$(awk -v a="$after" -v b="$before" -v t="$TICKS" 'BEGIN{printf "%.2f", (a-b)/t}')
+  rps=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN{printf "%.0f", r/(d/1e6)}')
+  per_cpu=$(awk -v r="$requests" -v c="$cpu" 'BEGIN{ if (c > 0) printf "%.0f", r/c; else print "n/a"}')
+  echo "$name: $rps req/s, p50 ${p50}us p99 ${p99}us p99.9 ${p999}us, cpu ${cpu}s, $per_cpu req/cpu-s, errors $errors" >&2
+  ROWS+="| $name | $rps | $p50 | $p99 | $p999 | $cpu | $per_cpu | $errors |"$'\n'
+  eval "PER_CPU_${key}_$ROUND=$per_cpu"
+  eval "RPS_${key}_$ROUND=$rps"
+}
+
+# Per-round ratios of a metric between two measured names, and their median.
+ratios() {  # metric(PER_CPU|RPS) numerator denominator
+  local out="" round n d
+  for round in $(seq 1 "$ROUNDS"); do
+    n=$(eval echo "\$${1}_${2//-/_}_$round"); d=$(eval echo "\$${1}_${3//-/_}_$round")
+    out+="$(awk -v n="$n" -v d="$d" 'BEGIN{printf "%.3f", n/d}') "
+  done
+  echo "$out"
+}
+median() {
+  tr ' ' '\n' | grep . | sort -n | awk '{v[NR]=$1} END{ if (NR%2) print v[(NR+1)/2]; else printf "%.3f", (v[NR/2]+v[NR/2+1])/2 }'
+}
+
+machine_lines() {  # binary
+  echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; kernel $(uname -r)"
+  echo "- $(nginx -v 2>&1), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), ringway $("$1" --version | awk '{print $3}') (release: lto=fat, codegen-units=1)"
+}
