@@ -192,11 +192,13 @@ fn lines_stay_whole_under_concurrent_load() {
     let dir = TempDir::new();
     let log = dir.0.join("load.log");
     let format = "              log_format:\n                json_format: { path: \"%REQ(:PATH)%\", code: \"%RESPONSE_CODE%\", ua: \"%REQ(USER-AGENT)%\" }\n";
-    let config = logged_config(
-        &catch_all("backend", ""),
-        &static_cluster("backend", &[(&backend, 1)], ""),
-        &file_log(&log, format),
-    );
+    let admin = free_port();
+    let config = admin_block(admin)
+        + &logged_config(
+            &catch_all("backend", ""),
+            &static_cluster("backend", &[(&backend, 1)], ""),
+            &file_log(&log, format),
+        );
     let p = Proxy::start(&config, &["--concurrency", "2"]);
     let (clients, per_client) = (8, 100);
     let long_agent = "x".repeat(2000);

@@ -13,6 +13,7 @@ pub mod format;
 pub use format::{Format, Template};
 
 use crate::http::flags::ResponseFlags;
+use crate::stats::{Kind, Visit};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -173,8 +174,23 @@ pub struct Sinks {
     sender: OnceLock<crossbeam_channel::Sender<(usize, Vec<u8>)>>,
     /// Batches sent and not yet written.
     pending: AtomicU64,
-    dropped: AtomicU64,
+    /// `filesystem.*` counters, in [`FILESYSTEM_STATS`] order: batches
+    /// handed to the writer, written, failed, dropped.
+    counts: [AtomicU64; 4],
 }
+
+/// The counters `Sinks` reports (Envoy's `filesystem.*`, plus the batches
+/// Ringway drops instead of queueing without bound).
+const FILESYSTEM_STATS: [&str; 4] = [
+    "filesystem.write_buffered",
+    "filesystem.write_completed",
+    "filesystem.write_failed",
+    "filesystem.write_dropped",
+];
+const BUFFERED: usize = 0;
+const COMPLETED: usize = 1;
+const FAILED: usize = 2;
+const DROPPED: usize = 3;
 
 impl Sinks {
     /// An empty set; nothing is opened until a log is compiled.
@@ -184,7 +200,7 @@ impl Sinks {
             outputs: Mutex::default(),
             sender: OnceLock::new(),
             pending: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            counts: Default::default(),
         })
     }
 
@@ -248,9 +264,13 @@ impl Sinks {
             Some(Some(Output::File(f))) => f.write_all(batch),
             _ => Ok(()),
         };
-        if let Err(e) = result {
-            log::warn!("access log write failed: {e}");
-        }
+        match result {
+            Ok(()) => self.counts[COMPLETED].fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                log::warn!("access log write failed: {e}");
+                self.counts[FAILED].fetch_add(1, Ordering::Relaxed)
+            }
+        };
     }
 
     /// Hands a batch to the writer; drops it (counted) when the writer is
@@ -261,10 +281,14 @@ impl Sinks {
             .sender
             .get()
             .is_some_and(|tx| tx.try_send((sink, batch)).is_ok());
-        if !sent {
+        let outcome = if sent {
+            BUFFERED
+        } else {
             self.pending.fetch_sub(1, Ordering::Relaxed);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+            DROPPED
+        };
+        // One shared atomic per batch (64 KiB or 100 ms of lines), not per line.
+        self.counts[outcome].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Waits (up to `limit`) until every batch sent has been written: the
@@ -275,10 +299,13 @@ impl Sinks {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
 
-    /// Batches dropped because the writer fell behind.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+impl Visit for Sinks {
+    fn visit(&self, f: &mut dyn FnMut(&str, Kind, u64)) {
+        for (name, count) in FILESYSTEM_STATS.iter().zip(&self.counts) {
+            f(name, Kind::Counter, count.load(Ordering::Relaxed));
+        }
     }
 }
 

@@ -54,6 +54,7 @@ pub fn run(
 ) -> Result<(), String> {
     let addresses = reserve_ports(&snapshot)?;
     sinks.start()?;
+    store.register("filesystem.", sinks.clone());
     let admin_listener = options.admin.map(admin::bind).transpose()?;
     let published = Arc::new(Published::new(snapshot));
     let concurrency = store.shards();

@@ -291,6 +291,11 @@ impl Store {
         scope
     }
 
+    /// Adds stats kept elsewhere (they name themselves in full).
+    pub fn register(&self, key: &str, stats: Arc<dyn Visit>) {
+        lock(&self.scopes).insert(key.to_string(), stats);
+    }
+
     /// `listener.<address>.` stats (address with `:` as `_`, like Envoy).
     pub fn listener(&self, address: &str) -> Arc<Scope<sets::Listener>> {
         let prefix = format!("listener.{}.", address.replace(':', "_"));
