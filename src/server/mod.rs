@@ -393,5 +393,6 @@ fn refresh_dns(published: &Published, store: &Store, due: &mut [(usize, Instant)
             resolved.iter().map(|e| e.addr).collect::<Vec<_>>()
         );
         published.publish(current.with_endpoints(*index, resolved, store));
+        store.forget_unused_hosts();
     }
 }

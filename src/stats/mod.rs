@@ -315,14 +315,18 @@ impl Store {
     /// Per-endpoint stats, shown by `/clusters` (not by `/stats`, as in Envoy).
     pub fn host(&self, cluster: &str, address: &str) -> Arc<Scope<sets::Host>> {
         let key = (cluster.to_string(), address.to_string());
-        let mut typed = lock(&self.typed);
-        // Endpoints that left every snapshot are forgotten here.
-        typed.hosts.retain(|_, s| Arc::strong_count(s) > 1);
-        typed
+        lock(&self.typed)
             .hosts
             .entry(key)
             .or_insert_with(|| Arc::new(Scope::new(String::new(), self.shards + 1)))
             .clone()
+    }
+
+    /// Forgets the stats of endpoints no snapshot holds any more.
+    pub fn forget_unused_hosts(&self) {
+        lock(&self.typed)
+            .hosts
+            .retain(|_, s| Arc::strong_count(s) > 1);
     }
 
     /// Every counter and gauge, by full name, with `/reset_counters`
