@@ -4,22 +4,46 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use ringway::config;
 use ringway::http::head::{parse_request, ParsedRequest};
+use ringway::router::RequestView;
 use ringway::server::shard::Shard;
 use ringway::snapshot::{ConfigSnapshot, Published};
 use std::hint::black_box;
 use std::sync::Arc;
 
-/// A bootstrap with `vhosts` virtual hosts of `routes` prefix routes each.
-fn snapshot(vhosts: usize, routes: usize) -> ConfigSnapshot {
+/// What the benchmark's routes match on.
+#[derive(Clone, Copy)]
+enum Matchers {
+    /// `prefix` only.
+    Prefix,
+    /// A mix: every fourth route a `safe_regex`, every fourth a
+    /// `path_separated_prefix` with a header matcher, the rest prefixes
+    /// with a query-parameter matcher.
+    Mixed,
+}
+
+fn route_yaml(r: usize, matchers: Matchers) -> String {
+    let m = match (matchers, r % 4) {
+        (Matchers::Prefix, _) => format!("{{ prefix: \"/api/v{r}/\" }}"),
+        (Matchers::Mixed, 0) => format!("{{ safe_regex: {{ regex: \"/api/v{r}/[a-z]+/\\\\d+\" }} }}"),
+        (Matchers::Mixed, 1) => format!(
+            "{{ path_separated_prefix: \"/api/v{r}\", headers: [ {{ name: x-tenant, string_match: {{ prefix: t }} }} ] }}"
+        ),
+        (Matchers::Mixed, _) => format!(
+            "{{ prefix: \"/api/v{r}/\", query_parameters: [ {{ name: debug, present_match: true }} ] }}"
+        ),
+    };
+    format!("              - match: {m}\n                route: {{ cluster: backend }}\n")
+}
+
+/// A bootstrap with `vhosts` virtual hosts of `routes` routes each.
+fn snapshot(vhosts: usize, routes: usize, matchers: Matchers) -> ConfigSnapshot {
     let mut vh = String::new();
     for v in 0..vhosts {
         vh.push_str(&format!(
             "            - name: vh{v}\n              domains: [\"host{v}.example.com\", \"*.svc{v}.local\"]\n              routes:\n"
         ));
         for r in 0..routes {
-            vh.push_str(&format!(
-                "              - match: {{ prefix: \"/api/v{r}/\" }}\n                route: {{ cluster: backend }}\n"
-            ));
+            vh.push_str(&route_yaml(r, matchers));
         }
     }
     let yaml = format!(
@@ -60,24 +84,58 @@ fn snapshot(vhosts: usize, routes: usize) -> ConfigSnapshot {
 }
 
 fn route_matching(c: &mut Criterion) {
-    for (vhosts, routes) in [(1, 10), (10, 100)] {
-        let snap = snapshot(vhosts, routes);
+    let headers = [
+        httparse::Header {
+            name: "user-agent",
+            value: b"bench/1",
+        },
+        httparse::Header {
+            name: "x-tenant",
+            value: b"team-a",
+        },
+        httparse::Header {
+            name: "accept",
+            value: b"*/*",
+        },
+    ];
+    let cases = [
+        (1, 10, Matchers::Prefix, "prefix"),
+        (10, 100, Matchers::Prefix, "prefix"),
+        (1, 1000, Matchers::Prefix, "prefix"),
+        (1, 1000, Matchers::Mixed, "regex/header/query mix"),
+    ];
+    for (vhosts, routes, matchers, kind) in cases {
+        let snap = snapshot(vhosts, routes, matchers);
         let table = &snap.listeners[0].http.routes;
         let host = format!("host{}.example.com", vhosts - 1);
-        let path = format!("/api/v{}/users/42", routes - 1);
+        // The last route of the last virtual host matches (route 999 of the
+        // mix is a query-parameter route).
+        let path = format!("/api/v{}/users/42?debug=1", routes - 1);
+        let req = RequestView {
+            method: "GET",
+            path: &path,
+            authority: &host,
+            headers: &headers,
+        };
+        assert!(table.route(&host, &req).is_some_and(|r| r.name.is_empty()));
         c.bench_function(
-            &format!("route: {vhosts} vhosts x {routes} routes, last route"),
-            |b| b.iter(|| black_box(table.route(black_box(&host), black_box(&path)).is_some())),
+            &format!("route: {vhosts} vhosts x {routes} routes ({kind}), last route"),
+            |b| b.iter(|| black_box(table.route(black_box(&host), black_box(&req)).is_some())),
         );
     }
 }
 
 fn head_parsing(c: &mut Criterion) {
-    let snap = snapshot(1, 10);
+    let snap = snapshot(1, 10, Matchers::Prefix);
     let http = snap.listeners[0].http.clone();
     let store = ringway::stats::Store::new(1);
     let sinks = ringway::access_log::Sinks::new();
-    let shard = Shard::new(0, Arc::new(Published::new(snapshot(1, 10))), store, sinks);
+    let shard = Shard::new(
+        0,
+        Arc::new(Published::new(snapshot(1, 10, Matchers::Prefix))),
+        store,
+        sinks,
+    );
     let request = b"GET /api/v3/users/42?expand=true HTTP/1.1\r\nHost: host0.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) bench\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\nCookie: session=0123456789abcdef; theme=dark\r\nx-request-id: 5f3c1c8e-2b7a-4b8e-9f0e-1d2c3b4a5968\r\n\r\n";
     c.bench_function("request head: parse, route, build upstream head", |b| {
         b.iter(

@@ -8,6 +8,7 @@
 mod dump;
 
 use crate::config::NodeInfo;
+use crate::http::codec::percent_decode;
 use crate::snapshot::Published;
 use crate::stats::render::{self, Selection};
 use crate::stats::Store;
@@ -389,33 +390,9 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
+            (percent_decode(k), percent_decode(v))
         })
         .collect()
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -428,7 +405,7 @@ mod tests {
         assert_eq!(q[0], ("filter".to_string(), "cluster\\.a".to_string()));
         assert_eq!(q[1], ("usedonly".to_string(), String::new()));
         assert_eq!(q[2].1, "a b");
-        assert_eq!(decode("%4"), "%4");
-        assert_eq!(decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

@@ -108,20 +108,9 @@ pub struct Route {
     /// `name`.
     pub name: String,
     /// `match`.
-    pub matcher: PathMatch,
-    /// `case_sensitive` of the match (default true).
-    pub case_sensitive: bool,
+    pub matcher: super::RouteMatch,
     /// What to do with a matching request.
     pub action: RouteAction,
-}
-
-/// The path part of `match`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    /// `prefix`.
-    Prefix(String),
-    /// `path` (exact).
-    Exact(String),
 }
 
 /// The route's action.
@@ -360,15 +349,6 @@ static ROUTE: Fields = Fields {
         "typed_per_filter_config", "request_headers_to_add", "request_headers_to_remove",
         "response_headers_to_add", "response_headers_to_remove", "tracing",
         "per_request_buffer_limit_bytes", "stat_prefix",
-    ],
-};
-#[rustfmt::skip]
-static ROUTE_MATCH: Fields = Fields {
-    known: &["prefix", "path", "case_sensitive"],
-    unsupported: &[
-        "safe_regex", "connect_matcher", "path_separated_prefix", "path_match_policy",
-        "runtime_fraction", "headers", "query_parameters", "grpc", "tls_context",
-        "dynamic_metadata", "filter_state", "cookies",
     ],
 };
 #[rustfmt::skip]
@@ -827,31 +807,17 @@ fn virtual_host(node: Node, errs: &mut Errors) -> Option<VirtualHost> {
 
 fn route(node: Node, errs: &mut Errors) -> Option<Route> {
     let obj = node.object(errs, &ROUTE)?;
-    let (matcher, case_sensitive) = obj.require(errs, "match").and_then(|m| {
-        let mo = m.object(errs, &ROUTE_MATCH)?;
-        let case_sensitive = match mo.get("case_sensitive") {
+    let matcher = obj.require(errs, "match").and_then(|m| {
+        // case_sensitive may be a BoolValue wrapper; read it before the rest.
+        let case_sensitive = match m.entry("case_sensitive") {
             Some(c) => match c.value() {
                 serde_json::Value::Object(_) => wrapped_bool(&c, errs),
                 _ => c.bool(errs).unwrap_or(true),
             },
             None => true,
         };
-        let prefix = string(&mo, errs, "prefix");
-        let path = string(&mo, errs, "path");
-        let matcher = match (prefix, path) {
-            (Some(p), None) => PathMatch::Prefix(p),
-            (None, Some(p)) => PathMatch::Exact(p),
-            (Some(_), Some(_)) => {
-                errs.add(m.path(), "prefix and path are mutually exclusive");
-                return None;
-            }
-            (None, None) => {
-                errs.add(m.path(), "expected one of prefix or path");
-                return None;
-            }
-        };
-        Some((matcher, case_sensitive))
-    })?;
+        super::route_match::route_match(&m, errs, case_sensitive)
+    });
     let action = match (obj.get("route"), obj.get("direct_response")) {
         (Some(r), None) => forward_action(r, errs).map(RouteAction::Forward),
         (None, Some(d)) => direct_response(d, errs),
@@ -869,8 +835,7 @@ fn route(node: Node, errs: &mut Errors) -> Option<Route> {
     };
     Some(Route {
         name: string(&obj, errs, "name").unwrap_or_default(),
-        matcher,
-        case_sensitive,
+        matcher: matcher?,
         action: action?,
     })
 }

@@ -7,7 +7,7 @@ use super::codec::{
 };
 use super::local_reply::LocalReply;
 use crate::config::ServerHeaderTransformation;
-use crate::router::{port_start, Action, Forward};
+use crate::router::{port_start, Action, Forward, RequestView};
 use crate::server::shard::Shard;
 use crate::snapshot::HttpSettings;
 use std::borrow::Cow;
@@ -237,7 +237,13 @@ fn analyse_request<'v>(
     } else {
         host.into()
     };
-    let Some(route) = http.routes.route(&lower, path) else {
+    let view = RequestView {
+        method,
+        path,
+        authority: host,
+        headers: req.headers,
+    };
+    let Some(route) = http.routes.route(&lower, &view) else {
         return request(Plan::NoRoute);
     };
     let forward = match &route.action {

@@ -1,7 +1,11 @@
 //! The compiled route table: virtual-host selection in Envoy's order, then
 //! the first route whose match accepts the request.
 
-use crate::config::{self, PathMatch, RouteConfiguration};
+mod request;
+
+pub use request::RequestView;
+
+use crate::config::{self, PathMatch, RouteConfiguration, RouteMatch};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -35,8 +39,8 @@ pub struct Forward {
 pub struct Route {
     /// Route name (may be empty).
     pub name: String,
-    matcher: PathMatch,
-    case_sensitive: bool,
+    /// The match, with literal paths lower-cased when case-insensitive.
+    matcher: RouteMatch,
     /// What to do on a match.
     pub action: Action,
 }
@@ -138,15 +142,28 @@ impl RouteTable {
                         })
                     }
                 };
-                let matcher = match (&r.matcher, r.case_sensitive) {
-                    (PathMatch::Prefix(p), false) => PathMatch::Prefix(p.to_ascii_lowercase()),
-                    (PathMatch::Exact(p), false) => PathMatch::Exact(p.to_ascii_lowercase()),
-                    (m, true) => m.clone(),
-                };
+                let mut matcher = r.matcher.clone();
+                if !matcher.case_sensitive {
+                    match &mut matcher.path {
+                        PathMatch::Prefix(p)
+                        | PathMatch::Exact(p)
+                        | PathMatch::SeparatedPrefix(p) => p.make_ascii_lowercase(),
+                        PathMatch::Regex(_) => {}
+                    }
+                }
+                if let (PathMatch::Regex(_), Action::Forward(f)) = (&matcher.path, &action) {
+                    if f.prefix_rewrite.is_some() {
+                        errors.push(config::ConfigError {
+                            path: format!("{vpath}.routes[{ri}].route.prefix_rewrite"),
+                            message:
+                                "prefix_rewrite needs a prefix, path or path_separated_prefix match"
+                                    .into(),
+                        });
+                    }
+                }
                 routes.push(Route {
                     name: r.name.clone(),
                     matcher,
-                    case_sensitive: r.case_sensitive,
                     action,
                 });
             }
@@ -188,38 +205,56 @@ impl RouteTable {
         self.vhosts.get(index)
     }
 
-    /// Finds the route for a lower-cased host and a request path (`:path`, query included).
-    pub fn route(&self, host: &str, path: &str) -> Option<&Route> {
+    /// Finds the route for a request whose Host is `host` (lower-cased).
+    pub fn route(&self, host: &str, req: &RequestView) -> Option<&Route> {
         self.virtual_host(host)?
             .routes
             .iter()
-            .find(|r| r.matches(path))
+            .find(|r| r.matches(req))
+    }
+}
+
+/// Whether `path` starts with `prefix` (already lower-cased when
+/// `case_sensitive` is false).
+fn starts_with(path: &str, prefix: &str, case_sensitive: bool) -> bool {
+    if case_sensitive {
+        path.starts_with(prefix)
+    } else {
+        path.len() >= prefix.len()
+            && path.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
     }
 }
 
 impl Route {
-    /// Whether this route's match accepts `path`.
-    pub fn matches(&self, path: &str) -> bool {
-        match &self.matcher {
+    /// Whether this route's match accepts the request: path, then headers,
+    /// query parameters and `grpc`, all of which must hold.
+    pub fn matches(&self, req: &RequestView) -> bool {
+        let m = &self.matcher;
+        let path = req.path;
+        let bare = path.split_once('?').map_or(path, |(b, _)| b);
+        let path_ok = match &m.path {
             // A prefix matches the start of `:path`, query included.
-            PathMatch::Prefix(p) => {
-                if self.case_sensitive {
-                    path.starts_with(p.as_str())
-                } else {
-                    path.len() >= p.len()
-                        && path.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
-                }
-            }
+            PathMatch::Prefix(p) => starts_with(path, p, m.case_sensitive),
             // An exact path matches once the query string is removed.
-            PathMatch::Exact(p) => {
-                let bare = path.split_once('?').map_or(path, |(b, _)| b);
-                if self.case_sensitive {
-                    bare == p
-                } else {
-                    bare.eq_ignore_ascii_case(p)
-                }
+            PathMatch::Exact(p) => bare.len() == p.len() && starts_with(bare, p, m.case_sensitive),
+            PathMatch::SeparatedPrefix(p) => {
+                starts_with(bare, p, m.case_sensitive)
+                    && (bare.len() == p.len() || bare.as_bytes()[p.len()] == b'/')
             }
-        }
+            PathMatch::Regex(r) => r.is_match(bare),
+        };
+        path_ok
+            && m.headers
+                .iter()
+                .all(|h| h.matches(req.header(&h.name).as_deref()))
+            && m.query_parameters
+                .iter()
+                .all(|q| match (req.query_parameter(&q.name), &q.value) {
+                    (Some(_), None) => true,
+                    (Some(v), Some(matcher)) => matcher.matches(&v),
+                    (None, _) => false,
+                })
+            && (!m.grpc || req.is_grpc())
     }
 
     /// Applies `prefix_rewrite` (if any) to `path`, replacing the matched part.
@@ -231,9 +266,9 @@ impl Route {
         else {
             return path.into();
         };
-        let matched = match &self.matcher {
-            PathMatch::Prefix(p) => p.len(),
-            PathMatch::Exact(p) => p.len(),
+        let matched = match &self.matcher.path {
+            PathMatch::Prefix(p) | PathMatch::Exact(p) | PathMatch::SeparatedPrefix(p) => p.len(),
+            PathMatch::Regex(_) => return path.into(),
         };
         format!("{rewrite}{}", &path[matched..]).into()
     }
@@ -255,8 +290,13 @@ mod tests {
                     domains: domains.iter().map(|d| d.to_string()).collect(),
                     routes: vec![RouteCfg {
                         name: name.to_string(),
-                        matcher: PathMatch::Prefix("/".into()),
-                        case_sensitive: true,
+                        matcher: RouteMatch {
+                            path: PathMatch::Prefix("/".into()),
+                            case_sensitive: true,
+                            headers: Vec::new(),
+                            query_parameters: Vec::new(),
+                            grpc: false,
+                        },
                         action: RouteAction::Forward(ForwardAction {
                             cluster: "c".into(),
                             prefix_rewrite: None,
