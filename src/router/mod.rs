@@ -1,6 +1,7 @@
 //! The compiled route table: virtual-host selection in Envoy's order, then
 //! the first route whose match accepts the request.
 
+mod index;
 mod request;
 
 pub use request::RequestView;
@@ -51,6 +52,7 @@ pub struct VirtualHost {
     /// Virtual host name.
     pub name: String,
     routes: Vec<Route>,
+    index: index::PathIndex,
 }
 
 /// Virtual hosts indexed by Envoy's domain search order.
@@ -167,9 +169,15 @@ impl RouteTable {
                     action,
                 });
             }
+            let index = index::PathIndex::build(
+                routes
+                    .iter()
+                    .map(|r| (&r.matcher.path, r.matcher.case_sensitive)),
+            );
             table.vhosts.push(VirtualHost {
                 name: vh.name.clone(),
                 routes,
+                index,
             });
         }
         // Longest first; a stable sort keeps config order among equals.
@@ -207,10 +215,13 @@ impl RouteTable {
 
     /// Finds the route for a request whose Host is `host` (lower-cased).
     pub fn route(&self, host: &str, req: &RequestView) -> Option<&Route> {
-        self.virtual_host(host)?
-            .routes
-            .iter()
-            .find(|r| r.matches(req))
+        let vh = self.virtual_host(host)?;
+        let bare = req.path.split_once('?').map_or(req.path, |(b, _)| b);
+        let routes = &vh.routes;
+        let i = vh
+            .index
+            .first(req.path, routes.len(), |i| routes[i].matches(req, bare))?;
+        routes.get(i)
     }
 }
 
@@ -226,12 +237,12 @@ fn starts_with(path: &str, prefix: &str, case_sensitive: bool) -> bool {
 }
 
 impl Route {
-    /// Whether this route's match accepts the request: path, then headers,
-    /// query parameters and `grpc`, all of which must hold.
-    pub fn matches(&self, req: &RequestView) -> bool {
+    /// Whether this route's match accepts the request (`bare` is its path
+    /// without the query): path, then headers, query parameters and
+    /// `grpc`, all of which must hold.
+    pub fn matches(&self, req: &RequestView, bare: &str) -> bool {
         let m = &self.matcher;
         let path = req.path;
-        let bare = path.split_once('?').map_or(path, |(b, _)| b);
         let path_ok = match &m.path {
             // A prefix matches the start of `:path`, query included.
             PathMatch::Prefix(p) => starts_with(path, p, m.case_sensitive),
@@ -329,6 +340,85 @@ mod tests {
         assert_eq!(vh("other"), Some("default"));
         // The port is part of the host unless told otherwise.
         assert_eq!(vh("foo.example.com:8080"), Some("prefix"));
+    }
+
+    #[test]
+    fn indexed_lookup_equals_a_linear_scan() {
+        use crate::config::FullRegex;
+        let paths = [
+            (PathMatch::Prefix("/api/".into()), true),
+            (
+                PathMatch::Regex(FullRegex::new(r"/api/v\d+/users").expect("re")),
+                true,
+            ),
+            (PathMatch::Prefix("/API/V2".into()), false),
+            (PathMatch::SeparatedPrefix("/api/v1".into()), true),
+            (PathMatch::Exact("/api/v1/users".into()), false),
+            (
+                PathMatch::Regex(FullRegex::new("/a|/b.*").expect("re")),
+                true,
+            ),
+            (PathMatch::Prefix("/".into()), true),
+        ];
+        let vh = VhCfg {
+            name: "v".into(),
+            domains: vec!["*".into()],
+            routes: paths
+                .iter()
+                .enumerate()
+                .map(|(i, (path, case_sensitive))| RouteCfg {
+                    name: i.to_string(),
+                    matcher: RouteMatch {
+                        path: path.clone(),
+                        case_sensitive: *case_sensitive,
+                        headers: Vec::new(),
+                        query_parameters: Vec::new(),
+                        grpc: false,
+                    },
+                    action: RouteAction::Direct {
+                        status: 200,
+                        body: None,
+                    },
+                })
+                .collect(),
+        };
+        let rc = RouteConfiguration {
+            name: "rc".into(),
+            ignore_port_in_host_matching: false,
+            virtual_hosts: vec![vh],
+        };
+        let mut errors = Vec::new();
+        let t = RouteTable::compile(&rc, "rc", &|_| Some(0), &mut errors);
+        let vh = t.virtual_host("h").expect("vhost");
+        let samples = [
+            "/api/v1/users",
+            "/API/V1/USERS",
+            "/api/v2/x",
+            "/Api/V2",
+            "/api/v1",
+            "/api/v1x",
+            "/api/v12/users",
+            "/b/anything",
+            "/a",
+            "/ax",
+            "/",
+            "/other?x=1",
+            "/api/?q",
+        ];
+        for path in samples {
+            let req = RequestView {
+                method: "GET",
+                path,
+                authority: "h",
+                headers: &[],
+            };
+            let bare = path.split_once('?').map_or(path, |(b, _)| b);
+            let linear = vh.routes.iter().position(|r| r.matches(&req, bare));
+            let indexed = vh
+                .index
+                .first(path, vh.routes.len(), |i| vh.routes[i].matches(&req, bare));
+            assert_eq!(indexed, linear, "{path}");
+        }
     }
 
     #[test]
