@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ringway::config;
-use ringway::http::head::{parse_request, ParsedRequest};
+use ringway::http::head::{parse_request, ParsedRequest, Peer};
 use ringway::router::RequestView;
 use ringway::server::shard::Shard;
 use ringway::snapshot::{ConfigSnapshot, Published};
@@ -117,7 +117,9 @@ fn route_matching(c: &mut Criterion) {
             authority: &host,
             headers: &headers,
         };
-        assert!(table.route(&host, &req).is_some_and(|r| r.name.is_empty()));
+        assert!(table
+            .route(&host, &req)
+            .is_some_and(|m| m.route.name.is_empty()));
         c.bench_function(
             &format!("route: {vhosts} vhosts x {routes} routes ({kind}), last route"),
             |b| b.iter(|| black_box(table.route(black_box(&host), black_box(&req)).is_some())),
@@ -130,6 +132,10 @@ fn head_parsing(c: &mut Criterion) {
     let http = snap.listeners[0].http.clone();
     let store = ringway::stats::Store::new(1);
     let sinks = ringway::access_log::Sinks::new();
+    let peer = Peer {
+        remote: "127.0.0.1:40000".parse().expect("addr"),
+        local: Some("127.0.0.1:80".parse().expect("addr")),
+    };
     let shard = Shard::new(
         0,
         Arc::new(Published::new(snapshot(1, 10, Matchers::Prefix))),
@@ -139,7 +145,7 @@ fn head_parsing(c: &mut Criterion) {
     let request = b"GET /api/v3/users/42?expand=true HTTP/1.1\r\nHost: host0.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) bench\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\nCookie: session=0123456789abcdef; theme=dark\r\nx-request-id: 5f3c1c8e-2b7a-4b8e-9f0e-1d2c3b4a5968\r\n\r\n";
     c.bench_function("request head: parse, route, build upstream head", |b| {
         b.iter(
-            || match parse_request(black_box(request), &http, 80, &shard) {
+            || match parse_request(black_box(request), &http, peer, &shard) {
                 ParsedRequest::Request(req, _) => black_box(req.head_len),
                 _ => unreachable!("the bench request is valid"),
             },

@@ -84,7 +84,7 @@ impl ConfigSnapshot {
         let mut errors = Vec::new();
         let mut by_name = HashMap::new();
         for (i, c) in boot.clusters.iter().enumerate() {
-            if by_name.insert(c.name.as_str(), i).is_some() {
+            if by_name.insert(c.name.clone(), i).is_some() {
                 errors.push(ConfigError {
                     path: format!("static_resources.clusters[{i}].name"),
                     message: format!("duplicate cluster name {:?}", c.name),
@@ -125,12 +125,7 @@ impl ConfigSnapshot {
                 });
             }
             let rc_path = format!("{path}.filter_chains[0].filters[0].typed_config.route_config");
-            let routes = RouteTable::compile(
-                &l.hcm.route_config,
-                &rc_path,
-                &|name| by_name.get(name).copied(),
-                &mut errors,
-            );
+            let routes = RouteTable::compile(&l.hcm.route_config, &rc_path, &by_name, &mut errors);
             let mut access_logs = Vec::new();
             for (j, config) in l.hcm.access_log.iter().enumerate() {
                 match sinks.compile(config, serve) {

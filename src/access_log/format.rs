@@ -185,15 +185,26 @@ impl Template {
         Ok(Template { parts })
     }
 
-    /// Appends the rendered template to `out` (missing values as `-`).
+    /// Appends the rendered template to `out` (missing values as `-`, as
+    /// access logs write them).
     pub fn render(&self, r: &Record, out: &mut String) {
+        self.render_with(r, out, "-");
+    }
+
+    /// Appends the rendered template to `out` with missing values left
+    /// out, as Envoy renders header values.
+    pub fn render_value(&self, r: &Record, out: &mut String) {
+        self.render_with(r, out, "");
+    }
+
+    fn render_with(&self, r: &Record, out: &mut String, missing: &str) {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Op(op, max) => {
                     let start = out.len();
                     if !value(op, r, out) {
-                        out.push('-');
+                        out.push_str(missing);
                     }
                     truncate(out, start, *max);
                 }

@@ -103,6 +103,36 @@ pub struct Record<'a> {
     pub local: Option<SocketAddr>,
 }
 
+impl<'a> Record<'a> {
+    /// A record of a request that has only just arrived: nothing about its
+    /// response or upstream is known yet.
+    pub fn new(
+        start: SystemTime,
+        request_head: &'a [u8],
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> Self {
+        Record {
+            start,
+            duration: Duration::ZERO,
+            response_duration: None,
+            request_head,
+            generated_request_id: None,
+            response_head: &[],
+            upstream_service_time: None,
+            status: 0,
+            flags: ResponseFlags::default(),
+            bytes_received: 0,
+            bytes_sent: 0,
+            upstream_host: None,
+            upstream_cluster: None,
+            route_name: None,
+            remote: Some(remote),
+            local,
+        }
+    }
+}
+
 /// Finds header `name` (lower case) in a raw HTTP/1 head.
 fn find_header<'h>(head: &'h [u8], name: &str) -> Option<&'h [u8]> {
     let mut lines = head.split(|b| *b == b'\n').skip(1);

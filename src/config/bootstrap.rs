@@ -89,6 +89,10 @@ pub struct RouteConfiguration {
     pub virtual_hosts: Vec<VirtualHost>,
     /// `ignore_port_in_host_matching`.
     pub ignore_port_in_host_matching: bool,
+    /// `request_headers_to_add` / `_to_remove`.
+    pub request_headers: super::HeaderMutations,
+    /// `response_headers_to_add` / `_to_remove`.
+    pub response_headers: super::HeaderMutations,
 }
 
 /// `virtual_hosts[]`.
@@ -100,6 +104,10 @@ pub struct VirtualHost {
     pub domains: Vec<String>,
     /// `routes`.
     pub routes: Vec<Route>,
+    /// `request_headers_to_add` / `_to_remove`.
+    pub request_headers: super::HeaderMutations,
+    /// `response_headers_to_add` / `_to_remove`.
+    pub response_headers: super::HeaderMutations,
 }
 
 /// `routes[]`.
@@ -109,6 +117,10 @@ pub struct Route {
     pub name: String,
     /// `match`.
     pub matcher: super::RouteMatch,
+    /// `request_headers_to_add` / `_to_remove`.
+    pub request_headers: super::HeaderMutations,
+    /// `response_headers_to_add` / `_to_remove`.
+    pub response_headers: super::HeaderMutations,
     /// What to do with a matching request.
     pub action: RouteAction,
 }
@@ -117,7 +129,9 @@ pub struct Route {
 #[derive(Debug, Clone)]
 pub enum RouteAction {
     /// `route`: forward to a cluster.
-    Forward(ForwardAction),
+    Forward(super::ForwardAction),
+    /// `redirect`.
+    Redirect(super::Redirect),
     /// `direct_response`.
     Direct {
         /// `status`.
@@ -125,17 +139,6 @@ pub enum RouteAction {
         /// `body`, if any.
         body: Option<Vec<u8>>,
     },
-}
-
-/// `route` of a route entry.
-#[derive(Debug, Clone)]
-pub struct ForwardAction {
-    /// `cluster`.
-    pub cluster: String,
-    /// `prefix_rewrite`.
-    pub prefix_rewrite: Option<String>,
-    /// `timeout` (default 15s; zero disables).
-    pub timeout: Option<Duration>,
 }
 
 /// `clusters[]`.
@@ -319,11 +322,12 @@ static ROUTER: Fields = Fields {
 };
 #[rustfmt::skip]
 static ROUTE_CONFIGURATION: Fields = Fields {
-    known: &["name", "virtual_hosts", "ignore_port_in_host_matching"],
+    known: &[
+        "name", "virtual_hosts", "ignore_port_in_host_matching", "request_headers_to_add",
+        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+    ],
     unsupported: &[
-        "vhds", "internal_only_headers", "response_headers_to_add", "response_headers_to_remove",
-        "request_headers_to_add", "request_headers_to_remove",
-        "most_specific_header_mutations_wins", "validate_clusters",
+        "vhds", "internal_only_headers", "most_specific_header_mutations_wins", "validate_clusters",
         "max_direct_response_body_size_bytes", "cluster_specifier_plugins",
         "request_mirror_policies", "ignore_path_parameters_in_path_matching",
         "typed_per_filter_config", "metadata",
@@ -331,11 +335,12 @@ static ROUTE_CONFIGURATION: Fields = Fields {
 };
 #[rustfmt::skip]
 static VIRTUAL_HOST: Fields = Fields {
-    known: &["name", "domains", "routes"],
+    known: &[
+        "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
+        "response_headers_to_add", "response_headers_to_remove",
+    ],
     unsupported: &[
-        "matcher", "require_tls", "virtual_clusters", "rate_limits", "request_headers_to_add",
-        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
-        "cors", "typed_per_filter_config", "include_request_attempt_count",
+        "matcher", "require_tls", "virtual_clusters", "rate_limits", "cors", "typed_per_filter_config", "include_request_attempt_count",
         "include_attempt_count_in_response", "retry_policy", "retry_policy_typed_config",
         "hedge_policy", "include_is_timeout_retry_header", "per_request_buffer_limit_bytes",
         "request_mirror_policies", "metadata",
@@ -343,27 +348,13 @@ static VIRTUAL_HOST: Fields = Fields {
 };
 #[rustfmt::skip]
 static ROUTE: Fields = Fields {
-    known: &["name", "match", "route", "direct_response"],
-    unsupported: &[
-        "redirect", "filter_action", "non_forwarding_action", "metadata", "decorator",
-        "typed_per_filter_config", "request_headers_to_add", "request_headers_to_remove",
-        "response_headers_to_add", "response_headers_to_remove", "tracing",
-        "per_request_buffer_limit_bytes", "stat_prefix",
+    known: &[
+        "name", "match", "route", "direct_response", "redirect", "request_headers_to_add",
+        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
     ],
-};
-#[rustfmt::skip]
-static ROUTE_ACTION: Fields = Fields {
-    known: &["cluster", "prefix_rewrite", "timeout"],
     unsupported: &[
-        "cluster_header", "weighted_clusters", "cluster_specifier_plugin",
-        "inline_cluster_specifier_plugin", "cluster_not_found_response_code", "metadata_match",
-        "path_rewrite_policy", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
-        "host_rewrite_header", "host_rewrite_path_regex", "append_x_forwarded_host",
-        "idle_timeout", "early_data_policy", "retry_policy", "retry_policy_typed_config",
-        "request_mirror_policies", "priority", "rate_limits", "include_vh_rate_limits",
-        "hash_policy", "cors", "max_grpc_timeout", "grpc_timeout_offset", "upgrade_configs",
-        "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
-        "hedge_policy", "max_stream_duration", "request_body_buffer_limit",
+        "filter_action", "non_forwarding_action", "metadata", "decorator",
+        "typed_per_filter_config", "tracing", "per_request_buffer_limit_bytes", "stat_prefix",
     ],
 };
 #[rustfmt::skip]
@@ -432,7 +423,7 @@ fn flag(obj: &Obj, errs: &mut Errors, name: &str) -> bool {
 }
 
 /// Decodes a `google.protobuf.UInt32Value`-style field: a bare number or `{value: n}`.
-fn wrapped_uint(child: &Node, errs: &mut Errors, max: u64) -> Option<u64> {
+pub(super) fn wrapped_uint(child: &Node, errs: &mut Errors, max: u64) -> Option<u64> {
     match child.value() {
         serde_json::Value::Object(map) if map.len() == 1 && map.contains_key("value") => {
             child.entry("value")?.uint(errs, max)
@@ -684,7 +675,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
 }
 
 /// Decodes a `google.protobuf.BoolValue` written as `{value: bool}`.
-fn wrapped_bool(child: &Node, errs: &mut Errors) -> bool {
+pub(super) fn wrapped_bool(child: &Node, errs: &mut Errors) -> bool {
     match child.value().get("value") {
         Some(serde_json::Value::Bool(b)) => *b,
         _ => {
@@ -757,6 +748,8 @@ fn route_configuration(node: Node, errs: &mut Errors) -> Option<RouteConfigurati
         name: string(&obj, errs, "name").unwrap_or_default(),
         virtual_hosts,
         ignore_port_in_host_matching: flag(&obj, errs, "ignore_port_in_host_matching"),
+        request_headers: super::header_mutations(&obj, errs, "request"),
+        response_headers: super::header_mutations(&obj, errs, "response"),
     })
 }
 
@@ -802,6 +795,8 @@ fn virtual_host(node: Node, errs: &mut Errors) -> Option<VirtualHost> {
         name: name?,
         domains,
         routes,
+        request_headers: super::header_mutations(&obj, errs, "request"),
+        response_headers: super::header_mutations(&obj, errs, "response"),
     })
 }
 
@@ -818,41 +813,29 @@ fn route(node: Node, errs: &mut Errors) -> Option<Route> {
         };
         super::route_match::route_match(&m, errs, case_sensitive)
     });
-    let action = match (obj.get("route"), obj.get("direct_response")) {
-        (Some(r), None) => forward_action(r, errs).map(RouteAction::Forward),
-        (None, Some(d)) => direct_response(d, errs),
-        (Some(_), Some(_)) => {
-            errs.add(
-                obj.path(),
-                "route and direct_response are mutually exclusive",
-            );
-            None
-        }
-        (None, None) => {
-            errs.add(obj.path(), "expected one of route or direct_response");
-            None
-        }
-    };
+    let mut actions = Vec::new();
+    if let Some(r) = obj.get("route") {
+        actions.push(super::route_action::forward_action(r, errs).map(RouteAction::Forward));
+    }
+    if let Some(r) = obj.get("redirect") {
+        actions.push(super::route_action::redirect(r, errs).map(RouteAction::Redirect));
+    }
+    if let Some(d) = obj.get("direct_response") {
+        actions.push(direct_response(d, errs));
+    }
+    if actions.len() != 1 {
+        errs.add(
+            obj.path(),
+            "expected exactly one of route, redirect, direct_response",
+        );
+        return None;
+    }
     Some(Route {
         name: string(&obj, errs, "name").unwrap_or_default(),
         matcher: matcher?,
-        action: action?,
-    })
-}
-
-fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
-    let obj = node.object(errs, &ROUTE_ACTION)?;
-    let cluster = obj
-        .require(errs, "cluster")
-        .and_then(|c| c.str(errs).map(str::to_string));
-    let timeout = match obj.get("timeout") {
-        Some(t) => t.duration(errs).filter(|d| !d.is_zero()),
-        None => Some(Duration::from_secs(15)),
-    };
-    Some(ForwardAction {
-        cluster: cluster?,
-        prefix_rewrite: string(&obj, errs, "prefix_rewrite"),
-        timeout,
+        request_headers: super::header_mutations(&obj, errs, "request"),
+        response_headers: super::header_mutations(&obj, errs, "response"),
+        action: actions.pop().flatten()?,
     })
 }
 

@@ -4,10 +4,12 @@
 mod access_log;
 mod bootstrap;
 mod node;
+mod route_action;
 mod route_match;
 
 pub use bootstrap::*;
 pub use node::{parse_duration, ConfigError};
+pub use route_action::*;
 pub use route_match::*;
 
 use serde_json::Value;

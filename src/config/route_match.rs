@@ -239,10 +239,25 @@ fn flag(obj: &Obj, errs: &mut Errors, name: &str) -> bool {
 
 /// Decodes a `safe_regex` (`{regex: "..."}`) into a full-match regex.
 pub fn safe_regex(node: &Node, errs: &mut Errors) -> Option<FullRegex> {
+    regex_with(node, errs, FullRegex::new)
+}
+
+/// Decodes a `safe_regex` as a plain (search) regex, for rewrites.
+pub fn search_regex(node: &Node, errs: &mut Errors) -> Option<regex::Regex> {
+    regex_with(node, errs, |p| {
+        regex::Regex::new(p).map_err(|e| format!("invalid regex {p:?}: {e}"))
+    })
+}
+
+fn regex_with<R>(
+    node: &Node,
+    errs: &mut Errors,
+    build: impl Fn(&str) -> Result<R, String>,
+) -> Option<R> {
     let obj = node.object(errs, &SAFE_REGEX)?;
     let pattern = obj.require(errs, "regex")?;
     let text = pattern.str(errs)?;
-    match FullRegex::new(text) {
+    match build(text) {
         Ok(r) => Some(r),
         Err(e) => {
             errs.add(pattern.path(), e);

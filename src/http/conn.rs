@@ -5,10 +5,13 @@
 use super::body::{pump, OutFraming, PumpError};
 use super::codec::{Framing, ReadBuf, READ_CHUNK};
 use super::flags::ResponseFlags;
+use super::head::Peer;
 use super::head::{self, ParsedRequest, ParsedResponse, Plan, Request, MAX_RESPONSE_HEAD};
 use super::local_reply::LocalReply;
+use super::mutate;
 use crate::access_log::Record;
-use crate::router::Forward;
+use crate::config::{Discovery, HeaderMutations, HostRewrite};
+use crate::router::{Forward, Matched};
 use crate::server::shard::{Shard, View};
 use crate::snapshot::{HttpSettings, Listener};
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpStat};
@@ -17,8 +20,9 @@ use crate::upstream::pool::UpstreamConn;
 use crate::upstream::{Cluster, Endpoint};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -36,7 +40,6 @@ struct Conn {
     down: TcpStream,
     rbuf: ReadBuf,
     ubuf: ReadBuf,
-    local_port: u16,
     /// Bytes written downstream and not yet counted.
     tx: u64,
     /// The client closed (rather than Ringway).
@@ -64,7 +67,6 @@ impl Conn {
         shard.stats.server.inc(w, ServerStat::total_connections);
         let local = down.local_addr().ok();
         Conn {
-            local_port: local.map_or(0, |a| a.port()),
             local,
             peer,
             down,
@@ -152,7 +154,17 @@ const CLUSTER_CLASSES: [ClusterStat; 5] = [
 struct Exchange<'a> {
     shard: &'a Shard,
     http: &'a HttpSettings,
+    view: &'a View,
     req: Request,
+    /// The matched route, if any.
+    matched: Option<Matched<'a>>,
+    /// The request head as received, kept when a log or a header quotes it.
+    request_head: Vec<u8>,
+    /// When the request began (wall clock, for `%START_TIME%`).
+    wall: SystemTime,
+    /// When the request began.
+    started: Instant,
+    peer: Peer,
     /// The client asked to close, or the shard was draining when it arrived.
     close: bool,
     /// The status sent downstream (0 until one is).
@@ -160,25 +172,68 @@ struct Exchange<'a> {
     /// Why the response is what it is.
     flags: Cell<ResponseFlags>,
     /// What the access log needs besides status and flags.
-    log: LogDetails<'a>,
+    log: LogDetails,
 }
 
 /// Facts about one request kept for its access-log line; the heads are
 /// copied only when the connection manager has access logs.
 #[derive(Default)]
-struct LogDetails<'a> {
+struct LogDetails {
     enabled: bool,
-    route_name: Option<&'a str>,
     bytes_received: Cell<u64>,
     bytes_sent: Cell<u64>,
     /// The cluster index and endpoint the request went to.
     upstream: Cell<Option<(usize, SocketAddr)>>,
     /// When the upstream's response headers arrived.
     response_at: Cell<Option<Instant>>,
-    response_head: RefCell<Vec<u8>>,
+    response_head: OnceCell<Vec<u8>>,
 }
 
-impl Exchange<'_> {
+/// Where a forward goes: the route's action, the chosen cluster, and
+/// where the upstream head's `host` value is.
+struct Upstream<'a> {
+    forward: &'a Forward,
+    cluster: usize,
+    host_value: Range<usize>,
+}
+
+impl<'a> Exchange<'a> {
+    /// Everything known about the request so far, for a log line or a
+    /// header substitution.
+    fn record(&self) -> Record<'_> {
+        let upstream = self.log.upstream.get();
+        let generated = self.req.generated_id.as_ref();
+        let response_duration = self.log.response_at.get().map(|t| t - self.started);
+        Record {
+            duration: self.started.elapsed(),
+            response_duration,
+            upstream_service_time: response_duration.map(|d| d.as_millis()),
+            generated_request_id: generated.and_then(|id| std::str::from_utf8(id).ok()),
+            status: self.status.get(),
+            flags: self.flags.get(),
+            bytes_received: self.log.bytes_received.get(),
+            bytes_sent: self.log.bytes_sent.get(),
+            upstream_host: upstream.map(|(_, addr)| addr),
+            upstream_cluster: upstream
+                .and_then(|(c, _)| self.view.snapshot.clusters.get(c))
+                .map(|c| c.name()),
+            route_name: self.matched.map(|m| m.route.name.as_str()),
+            response_head: self.log.response_head.get().map_or(&[], Vec::as_slice),
+            ..Record::new(
+                self.wall,
+                &self.request_head,
+                self.peer.remote,
+                self.peer.local,
+            )
+        }
+    }
+
+    /// The matched route's response header mutations, when there are any.
+    fn response_mutations(&self) -> Option<[&'a HeaderMutations; 3]> {
+        let levels = self.matched?.response_headers();
+        levels.iter().any(|l| !l.is_empty()).then_some(levels)
+    }
+
     fn flag(&self, flag: ResponseFlags) {
         let mut f = self.flags.get();
         f.insert(flag);
@@ -244,7 +299,11 @@ impl Conn {
         let wall = SystemTime::now();
         let logging = !http.access_logs.is_empty();
         let (req, plan) = loop {
-            match head::parse_request(self.rbuf.data(), http, self.local_port, shard) {
+            let peer = Peer {
+                remote: self.peer,
+                local: self.local,
+            };
+            match head::parse_request(self.rbuf.data(), http, peer, shard) {
                 ParsedRequest::Request(req, plan) => break (req, plan),
                 ParsedRequest::Reject(reply) => {
                     let w = shard.id;
@@ -263,7 +322,8 @@ impl Conn {
                             status,
                             flags,
                             bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
-                            ..self.record(wall, started, &[])
+                            duration: started.elapsed(),
+                            ..Record::new(wall, &[], self.peer, self.local)
                         };
                         shard.logs.log(&http.access_logs, &record);
                     }
@@ -281,7 +341,10 @@ impl Conn {
                 }
             }
         };
-        let request_head = if logging {
+        let matched = plan.matched();
+        // The head is kept only when a log line or a header value may quote it.
+        let quoted = matched.is_some_and(|m| m.response_headers().iter().any(|l| !l.is_empty()));
+        let request_head = if logging || quoted {
             self.rbuf.data()[..req.head_len].to_vec()
         } else {
             Vec::new()
@@ -292,23 +355,24 @@ impl Conn {
         http.stats.inc(w, HttpStat::downstream_rq_total);
         http.stats.inc(w, HttpStat::downstream_rq_http1_total);
         http.stats.inc(w, HttpStat::downstream_rq_active);
-        let route_name = match &plan {
-            Plan::Direct(_, name)
-            | Plan::Forward {
-                route_name: name, ..
-            } => Some(*name),
-            _ => None,
-        };
         let x = Exchange {
             shard,
             http,
+            view,
             close: !req.keep_alive || shard.drain.is_draining(),
             req,
             status: Cell::new(0),
             flags: Cell::new(ResponseFlags::default()),
+            matched,
+            request_head,
+            wall,
+            started,
+            peer: Peer {
+                remote: self.peer,
+                local: self.local,
+            },
             log: LogDetails {
                 enabled: logging,
-                route_name,
                 ..LogDetails::default()
             },
         };
@@ -318,17 +382,39 @@ impl Conn {
                 http.stats.inc(w, HttpStat::rq_direct_response);
                 self.reply(&x, &reply).await
             }
+            Plan::Redirect(reply, _) => {
+                http.stats.inc(w, HttpStat::rq_redirect);
+                self.reply(&x, &reply).await
+            }
             Plan::NoRoute => {
                 http.stats.inc(w, HttpStat::no_route);
                 x.flag(ResponseFlags::NO_ROUTE_FOUND);
                 self.reply(&x, &LocalReply::new(404, "")).await
             }
-            Plan::Forward { route, head, .. } => self.forward(&x, view, route, head).await,
+            Plan::NoCluster(status, _) => {
+                http.stats.inc(w, HttpStat::no_cluster);
+                x.flag(ResponseFlags::NO_CLUSTER_FOUND);
+                self.reply(&x, &LocalReply::new(status, "")).await
+            }
+            Plan::Forward {
+                forward,
+                cluster,
+                head,
+                host_value,
+                ..
+            } => {
+                let upstream = Upstream {
+                    forward,
+                    cluster,
+                    host_value,
+                };
+                self.forward(&x, upstream, head).await
+            }
         };
         http.stats.dec(w, HttpStat::downstream_rq_active);
         self.finish_request(shard, http, x.status.get(), started);
         if logging {
-            self.log(&x, view, wall, started, &request_head);
+            x.shard.logs.log(&http.access_logs, &x.record());
         }
         next
     }
@@ -352,56 +438,6 @@ impl Conn {
         self.count_bytes(http);
     }
 
-    /// A record with the connection's facts and the request's timing.
-    fn record<'r>(&self, wall: SystemTime, started: Instant, request_head: &'r [u8]) -> Record<'r> {
-        Record {
-            start: wall,
-            duration: started.elapsed(),
-            response_duration: None,
-            request_head,
-            generated_request_id: None,
-            response_head: &[],
-            upstream_service_time: None,
-            status: 0,
-            flags: ResponseFlags::default(),
-            bytes_received: 0,
-            bytes_sent: 0,
-            upstream_host: None,
-            upstream_cluster: None,
-            route_name: None,
-            remote: Some(self.peer),
-            local: self.local,
-        }
-    }
-
-    /// Writes the access-log lines of a finished exchange.
-    fn log(&self, x: &Exchange<'_>, view: &View, wall: SystemTime, started: Instant, head: &[u8]) {
-        let upstream = x.log.upstream.get();
-        let response_head = x.log.response_head.borrow();
-        let generated = x.req.generated_id;
-        let generated = generated
-            .as_ref()
-            .and_then(|id| std::str::from_utf8(id).ok());
-        let response_duration = x.log.response_at.get().map(|t| t - started);
-        let record = Record {
-            response_duration,
-            upstream_service_time: response_duration.map(|d| d.as_millis()),
-            generated_request_id: generated,
-            response_head: &response_head,
-            status: x.status.get(),
-            flags: x.flags.get(),
-            bytes_received: x.log.bytes_received.get(),
-            bytes_sent: x.log.bytes_sent.get(),
-            upstream_host: upstream.map(|(_, addr)| addr),
-            upstream_cluster: upstream
-                .and_then(|(c, _)| view.snapshot.clusters.get(c))
-                .map(|c| c.name()),
-            route_name: x.log.route_name,
-            ..self.record(wall, started, head)
-        };
-        x.shard.logs.log(&x.http.access_logs, &record);
-    }
-
     /// Writes a local reply; the connection stays open only if the request
     /// body (if any) is already buffered and can be skipped.
     async fn reply(&mut self, x: &Exchange<'_>, reply: &LocalReply<'_>) -> Next {
@@ -414,6 +450,24 @@ impl Conn {
             _ => false,
         };
         let close = x.closing() || reply.close || !skippable;
+        // The route's response header mutations apply to its local replies too.
+        let mutated;
+        let reply = match x.response_mutations() {
+            Some(levels) => {
+                let record = Record {
+                    status: reply.status,
+                    ..x.record()
+                };
+                let present = |name: &str| reply.headers.iter().any(|(n, _)| n == name);
+                let edits = mutate::plan(&levels, &present, &record);
+                let mut edited = reply.clone();
+                edited.headers.retain(|(n, _)| edits.keeps(n));
+                edited.headers.extend(edits.added);
+                mutated = edited;
+                &mutated
+            }
+            None => reply,
+        };
         let written = self
             .write_reply(x.shard, x.http, reply, x.req.is_head, close)
             .await;
@@ -447,20 +501,15 @@ impl Conn {
         self.send_down(bytes).await
     }
 
-    /// Forwards a request to an endpoint of the route's cluster.
-    async fn forward(
-        &mut self,
-        x: &Exchange<'_>,
-        view: &View,
-        route: &Forward,
-        mut head: Vec<u8>,
-    ) -> Next {
-        let Some(cluster) = view.snapshot.clusters.get(route.cluster) else {
+    /// Forwards a request to an endpoint of the chosen cluster.
+    async fn forward(&mut self, x: &Exchange<'_>, to: Upstream<'_>, mut head: Vec<u8>) -> Next {
+        let view = x.view;
+        let Some(cluster) = view.snapshot.clusters.get(to.cluster) else {
             return self
                 .reply(x, &LocalReply::new(503, "no healthy upstream"))
                 .await;
         };
-        let Some(endpoint) = view.pick(route.cluster) else {
+        let Some(endpoint) = view.pick(to.cluster) else {
             cluster
                 .stats
                 .inc(x.shard.id, ClusterStat::upstream_cx_none_healthy);
@@ -469,9 +518,14 @@ impl Conn {
                 .reply(x, &LocalReply::new(503, "no healthy upstream"))
                 .await;
         };
+        if to.forward.host_rewrite == HostRewrite::Auto
+            && cluster.config.discovery == Discovery::StrictDns
+        {
+            head.splice(to.host_value.clone(), endpoint.hostname.bytes());
+        }
         let attempt = Attempt::start(x.shard, cluster, endpoint);
         let addr = endpoint.addr;
-        x.log.upstream.set(Some((route.cluster, addr)));
+        x.log.upstream.set(Some((to.cluster, addr)));
         let mut fresh_only = false;
         let mut sent_continue = false;
         loop {
@@ -562,7 +616,7 @@ impl Conn {
             let headers_sent = Cell::new(false);
             self.ubuf.clear();
             let receive = self.receive(x, &mut up.stream, attempt.started, &headers_sent);
-            let result = match route.timeout {
+            let result = match to.forward.timeout {
                 Some(t) => monoio::time::timeout(t, receive).await.ok(),
                 None => Some(receive.await),
             };
@@ -641,12 +695,14 @@ impl Conn {
         loop {
             let mut out = Vec::new();
             let elapsed = started.elapsed().as_millis();
+            let mutations = x.response_mutations().map(|levels| (levels, x.record()));
             let parsed = head::parse_response(
                 self.ubuf.data(),
                 x.req.is_head,
                 x.http,
                 elapsed,
                 x.closing(),
+                mutations,
                 &mut out,
             );
             match parsed {
@@ -661,8 +717,8 @@ impl Conn {
                 ParsedResponse::Final(resp) => {
                     if x.log.enabled {
                         x.log.response_at.set(Some(Instant::now()));
-                        let head = &self.ubuf.data()[..resp.head_len];
-                        x.log.response_head.borrow_mut().extend_from_slice(head);
+                        let head = self.ubuf.data()[..resp.head_len].to_vec();
+                        let _ = x.log.response_head.set(head);
                     }
                     self.ubuf.consume(resp.head_len);
                     let out_framing = match resp.framing {

@@ -27,9 +27,11 @@ impl ResponseFlags {
     pub const DOWNSTREAM_PROTOCOL_ERROR: Self = Self(1 << 8);
     /// UPE: upstream protocol error.
     pub const UPSTREAM_PROTOCOL_ERROR: Self = Self(1 << 9);
+    /// NC: no cluster found (`cluster_header` named none).
+    pub const NO_CLUSTER_FOUND: Self = Self(1 << 10);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 10] = [
+    const NAMES: [(Self, &'static str); 11] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
@@ -40,6 +42,7 @@ impl ResponseFlags {
         (Self::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),
         (Self::DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
         (Self::UPSTREAM_PROTOCOL_ERROR, "UPE"),
+        (Self::NO_CLUSTER_FOUND, "NC"),
     ];
 
     /// Adds `other`'s flags.

@@ -6,12 +6,18 @@ use super::codec::{
     Framing,
 };
 use super::local_reply::LocalReply;
+use super::mutate::{self, Edits};
+use crate::access_log::Record;
 use crate::config::ServerHeaderTransformation;
-use crate::router::{port_start, Action, Forward, RequestView};
+use crate::config::{HeaderMutations, HostRewrite, PathRedirect, Redirect};
+use crate::router::{port_start, Action, Forward, Matched, RequestView, Route};
 use crate::server::shard::Shard;
 use crate::snapshot::HttpSettings;
 use std::borrow::Cow;
 use std::io::Write;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::SystemTime;
 
 /// Header slots parsed on the stack; larger limits use the heap.
 const STACK_HEADERS: usize = 128;
@@ -55,19 +61,48 @@ pub struct Request {
 pub enum Plan<'v> {
     /// Answer locally.
     Local(LocalReply<'v>),
-    /// A route's `direct_response`, with the route's name.
-    Direct(LocalReply<'v>, &'v str),
+    /// A route's `direct_response`.
+    Direct(LocalReply<'v>, Matched<'v>),
+    /// A route's `redirect`.
+    Redirect(LocalReply<'static>, Matched<'v>),
+    /// `cluster_header` named no cluster: answer this status.
+    NoCluster(u16, Matched<'v>),
     /// No route matched: 404.
     NoRoute,
     /// Forward to a cluster with this head.
     Forward {
+        /// The matched route.
+        matched: Matched<'v>,
         /// The matched route's action.
-        route: &'v Forward,
-        /// The matched route's name.
-        route_name: &'v str,
+        forward: &'v Forward,
+        /// The chosen cluster's index.
+        cluster: usize,
         /// The request head to send upstream, framing header included.
         head: Vec<u8>,
+        /// Where the `host` line's value is in `head` (for
+        /// `auto_host_rewrite`, which needs the endpoint).
+        host_value: Range<usize>,
     },
+}
+
+impl<'v> Plan<'v> {
+    /// The matched route, when one matched.
+    pub fn matched(&self) -> Option<Matched<'v>> {
+        match self {
+            Plan::Direct(_, m) | Plan::Redirect(_, m) | Plan::NoCluster(_, m) => Some(*m),
+            Plan::Forward { matched, .. } => Some(*matched),
+            Plan::Local(_) | Plan::NoRoute => None,
+        }
+    }
+}
+
+/// The downstream connection's addresses (for header substitutions).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The address it connected to.
+    pub local: Option<SocketAddr>,
 }
 
 fn with_headers<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -> R) -> R {
@@ -85,7 +120,7 @@ fn with_headers<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -
 pub fn parse_request<'v>(
     data: &[u8],
     http: &'v HttpSettings,
-    listener_port: u16,
+    peer: Peer,
     shard: &Shard,
 ) -> ParsedRequest<'v> {
     with_headers(http.max_headers_count, |headers| {
@@ -105,7 +140,7 @@ pub fn parse_request<'v>(
         if head_len > http.max_request_headers_bytes {
             return ParsedRequest::Reject(too_large());
         }
-        analyse_request(&req, head_len, http, listener_port, shard)
+        analyse_request(&req, &data[..head_len], http, peer, shard)
     })
 }
 
@@ -133,11 +168,13 @@ struct Seen<'a> {
 
 fn analyse_request<'v>(
     req: &httparse::Request<'_, '_>,
-    head_len: usize,
+    raw_head: &[u8],
     http: &'v HttpSettings,
-    listener_port: u16,
+    peer: Peer,
     shard: &Shard,
 ) -> ParsedRequest<'v> {
+    let head_len = raw_head.len();
+    let listener_port = peer.local.map_or(0, |a| a.port());
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return ParsedRequest::Reject(bad_request());
     };
@@ -243,36 +280,83 @@ fn analyse_request<'v>(
         authority: host,
         headers: req.headers,
     };
-    let Some(route) = http.routes.route(&lower, &view) else {
+    let Some(matched) = http.routes.route(&lower, &view) else {
         return request(Plan::NoRoute);
     };
+    let route = matched.route;
     let forward = match &route.action {
         Action::Direct { status, body } => {
-            return request(Plan::Direct(LocalReply::bytes(*status, body), &route.name));
+            return request(Plan::Direct(LocalReply::bytes(*status, body), matched));
+        }
+        Action::Redirect(r) => {
+            let location = redirect_location(r, route, host, path);
+            let mut reply = LocalReply::new(r.status, "");
+            reply
+                .headers
+                .push(("location".to_string(), location.into_bytes()));
+            return request(Plan::Redirect(reply, matched));
         }
         Action::Forward(forward) => forward,
     };
-    let path = route.rewrite(path);
+    let cluster = match forward.cluster(&view, shard.random(), &matched.table.clusters_by_name) {
+        Ok(c) => c,
+        Err(status) => return request(Plan::NoCluster(status, matched)),
+    };
+    let levels = matched.request_headers();
+    let edits = if levels.iter().all(|l| l.is_empty()) {
+        Edits::default()
+    } else {
+        let record = Record::new(SystemTime::now(), raw_head, peer.remote, peer.local);
+        let present = |name: &str| {
+            req.headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(name))
+        };
+        mutate::plan(&levels, &present, &record)
+    };
+    let rewritten = route.rewrite(path);
+    let upstream_host = match &forward.host_rewrite {
+        HostRewrite::Literal(h) => h.as_str(),
+        HostRewrite::Header(name) => req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .filter(|v| !v.is_empty())
+            .unwrap_or(host),
+        HostRewrite::None | HostRewrite::Auto => host,
+    };
     let mut head = Vec::with_capacity(head_len + 256);
     head.extend_from_slice(method.as_bytes());
     head.push(b' ');
-    head.extend_from_slice(path.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\n");
-    push_header(&mut head, "host", host.as_bytes());
+    head.extend_from_slice(rewritten.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    let host_start = head.len();
+    head.extend_from_slice(upstream_host.as_bytes());
+    let host_value = host_start..head.len();
+    head.extend_from_slice(b"\r\n");
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host")
             || is_hop_by_hop(name)
             || (seen.expect_continue && name.eq_ignore_ascii_case("expect"))
             || name.eq_ignore_ascii_case("x-envoy-expected-rq-timeout-ms")
+            || name.eq_ignore_ascii_case("x-envoy-original-path")
             || seen
                 .connection_tokens
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+            || !edits.keeps(name)
         {
             continue;
         }
         push_header(&mut head, name, h.value);
+    }
+    if rewritten != path {
+        push_header(&mut head, "x-envoy-original-path", path.as_bytes());
+    }
+    for (name, value) in &edits.added {
+        push_header(&mut head, name, value);
     }
     if !seen.forwarded_proto {
         push_header(&mut head, "x-forwarded-proto", b"http");
@@ -295,14 +379,62 @@ fn analyse_request<'v>(
     }
     head.extend_from_slice(b"\r\n");
     let mut parsed = request(Plan::Forward {
-        route: forward,
-        route_name: &route.name,
+        matched,
+        forward,
+        cluster,
         head,
+        host_value,
     });
     if let ParsedRequest::Request(req, _) = &mut parsed {
         req.generated_id = generated_id;
     }
     parsed
+}
+
+/// The `location` of a redirect: Envoy keeps what the redirect does not
+/// change (scheme `http`, the request's host and port, its path).
+fn redirect_location(r: &Redirect, route: &Route, host: &str, path: &str) -> String {
+    let scheme = r.scheme.as_deref().unwrap_or("http");
+    let (mut host_only, mut port) = match port_start(host) {
+        Some(p) => (host[..p].to_string(), Some(host[p + 1..].to_string())),
+        None => (host.to_string(), None),
+    };
+    if let Some(h) = &r.host {
+        host_only = h.clone();
+    }
+    if let Some(p) = r.port {
+        port = Some(p.to_string());
+    } else if r.scheme.is_some() && r.host.is_none() {
+        // A scheme change drops the old port (it belonged to the old scheme).
+        port = None;
+    }
+    // The scheme's default port is left out.
+    if matches!(
+        (scheme, port.as_deref()),
+        ("http", Some("80")) | ("https", Some("443"))
+    ) {
+        port = None;
+    }
+    let mut new_path = match &r.path {
+        PathRedirect::Path(p) => {
+            let query = path.split_once('?').map(|(_, q)| q);
+            match (p.contains('?'), query) {
+                (false, Some(q)) => format!("{p}?{q}"),
+                _ => p.clone(),
+            }
+        }
+        PathRedirect::Keep => path.to_string(),
+        PathRedirect::Prefix(_) | PathRedirect::Regex(..) => route.rewrite(path).into_owned(),
+    };
+    if r.strip_query {
+        if let Some(i) = new_path.find('?') {
+            new_path.truncate(i);
+        }
+    }
+    match port {
+        Some(port) => format!("{scheme}://{host_only}:{port}{new_path}"),
+        None => format!("{scheme}://{host_only}{new_path}"),
+    }
 }
 
 /// Splits `http://authority/path` into its authority and path.
@@ -366,6 +498,7 @@ pub fn parse_response(
     http: &HttpSettings,
     service_time_ms: u128,
     close: bool,
+    mutations: Option<([&HeaderMutations; 3], Record)>,
     out: &mut Vec<u8>,
 ) -> ParsedResponse {
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
@@ -431,6 +564,18 @@ pub fn parse_response(
         "Unknown" => resp.reason.filter(|r| !r.is_empty()).unwrap_or("Unknown"),
         known => known,
     };
+    let edits = match mutations {
+        Some((levels, record)) => {
+            let record = Record { status, ..record };
+            let present = |name: &str| {
+                resp.headers
+                    .iter()
+                    .any(|h| h.name.eq_ignore_ascii_case(name))
+            };
+            mutate::plan(&levels, &present, &record)
+        }
+        None => Edits::default(),
+    };
     out.reserve(data.len() + 256);
     let _ = write!(out, "HTTP/1.1 {status} {reason_text}\r\n");
     let nominated = |name: &str| connection_values.iter().any(|v| has_token(v, name));
@@ -441,10 +586,14 @@ pub fn parse_response(
             || nominated(name)
             || (http.server_header == ServerHeaderTransformation::Overwrite
                 && name.eq_ignore_ascii_case("server"))
+            || !edits.keeps(name)
         {
             continue;
         }
         push_header(out, name, h.value);
+    }
+    for (name, value) in &edits.added {
+        push_header(out, name, value);
     }
     let add_server = match http.server_header {
         ServerHeaderTransformation::Overwrite => true,

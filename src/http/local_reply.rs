@@ -16,6 +16,8 @@ pub struct LocalReply<'b> {
     pub body: Cow<'b, [u8]>,
     /// Whether the connection must close after it (protocol errors).
     pub close: bool,
+    /// Extra headers (a redirect's `location`, configured additions).
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl<'b> LocalReply<'b> {
@@ -30,6 +32,7 @@ impl<'b> LocalReply<'b> {
             status,
             body: Cow::Borrowed(body),
             close: false,
+            headers: Vec::new(),
         }
     }
 
@@ -50,6 +53,7 @@ impl<'b> LocalReply<'b> {
             status: 503,
             body: Cow::Owned(text.into_bytes()),
             close: false,
+            headers: Vec::new(),
         }
     }
 
@@ -65,6 +69,9 @@ impl<'b> LocalReply<'b> {
         push_header(&mut out, "date", date.as_bytes());
         if http.server_header != ServerHeaderTransformation::PassThrough {
             push_header(&mut out, "server", http.server_name.as_bytes());
+        }
+        for (name, value) in &self.headers {
+            push_header(&mut out, name, value);
         }
         if close {
             push_header(&mut out, "connection", b"close");

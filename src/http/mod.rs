@@ -7,3 +7,4 @@ pub mod date;
 pub mod flags;
 pub mod head;
 pub mod local_reply;
+pub mod mutate;

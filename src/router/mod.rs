@@ -6,7 +6,10 @@ mod request;
 
 pub use request::RequestView;
 
-use crate::config::{self, PathMatch, RouteConfiguration, RouteMatch};
+use crate::config::{
+    self, ClusterTarget, HeaderMutations, HostRewrite, PathMatch, Redirect, RouteConfiguration,
+    RouteMatch,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -15,6 +18,8 @@ use std::time::Duration;
 pub enum Action {
     /// Forward to a cluster.
     Forward(Forward),
+    /// Answer with a redirect.
+    Redirect(Redirect),
     /// Answer locally with a fixed status and body.
     Direct {
         /// Status code.
@@ -24,15 +29,66 @@ pub enum Action {
     },
 }
 
+/// Which cluster a forward goes to, resolved to snapshot indexes.
+#[derive(Debug)]
+pub enum Target {
+    /// One cluster.
+    Cluster(usize),
+    /// The cluster named by this request header.
+    Header(String),
+    /// Clusters drawn by weight out of `total`.
+    Weighted {
+        /// (cluster index, weight).
+        clusters: Vec<(usize, u32)>,
+        /// The weights' total.
+        total: u64,
+    },
+}
+
 /// A compiled `route` action.
 #[derive(Debug)]
 pub struct Forward {
-    /// Index of the cluster in the snapshot.
-    pub cluster: usize,
+    /// The cluster choice.
+    pub target: Target,
+    /// Status when `cluster_header` names no cluster.
+    pub cluster_not_found_status: u16,
     /// `prefix_rewrite`.
     pub prefix_rewrite: Option<String>,
+    /// `regex_rewrite` (pattern, substitution in `regex` syntax).
+    pub regex_rewrite: Option<(regex::Regex, String)>,
+    /// The `Host` rewrite.
+    pub host_rewrite: HostRewrite,
     /// `timeout` (None: disabled).
     pub timeout: Option<Duration>,
+}
+
+impl Forward {
+    /// Picks the cluster for a request: `random` draws weighted clusters;
+    /// `by_name` resolves `cluster_header`. Err is the status to answer.
+    pub fn cluster(
+        &self,
+        req: &RequestView,
+        random: u64,
+        by_name: &HashMap<String, usize>,
+    ) -> Result<usize, u16> {
+        match &self.target {
+            Target::Cluster(i) => Ok(*i),
+            Target::Header(h) => req
+                .header(h)
+                .and_then(|name| by_name.get(name.as_ref()).copied())
+                .ok_or(self.cluster_not_found_status),
+            Target::Weighted { clusters, total } => {
+                let mut draw = random % total;
+                for (cluster, weight) in clusters {
+                    if draw < u64::from(*weight) {
+                        return Ok(*cluster);
+                    }
+                    draw -= u64::from(*weight);
+                }
+                clusters.last().map(|(c, _)| *c).ok_or(503)
+            }
+        }
+    }
 }
 
 /// A compiled route.
@@ -44,6 +100,10 @@ pub struct Route {
     matcher: RouteMatch,
     /// What to do on a match.
     pub action: Action,
+    /// Request header mutations of the route.
+    pub request_headers: HeaderMutations,
+    /// Response header mutations of the route.
+    pub response_headers: HeaderMutations,
 }
 
 /// A compiled virtual host.
@@ -53,6 +113,43 @@ pub struct VirtualHost {
     pub name: String,
     routes: Vec<Route>,
     index: index::PathIndex,
+    /// Request header mutations of the virtual host.
+    pub request_headers: HeaderMutations,
+    /// Response header mutations of the virtual host.
+    pub response_headers: HeaderMutations,
+}
+
+/// A matched route with its virtual host and table, for the header
+/// mutations of all three levels.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'t> {
+    /// The route configuration.
+    pub table: &'t RouteTable,
+    /// The virtual host.
+    pub vhost: &'t VirtualHost,
+    /// The route.
+    pub route: &'t Route,
+}
+
+impl<'t> Matched<'t> {
+    /// Request header mutations, most specific first (route, virtual
+    /// host, route configuration: the enclosing level wins, Envoy's default).
+    pub fn request_headers(&self) -> [&'t HeaderMutations; 3] {
+        [
+            &self.route.request_headers,
+            &self.vhost.request_headers,
+            &self.table.request_headers,
+        ]
+    }
+
+    /// Response header mutations, most specific first.
+    pub fn response_headers(&self) -> [&'t HeaderMutations; 3] {
+        [
+            &self.route.response_headers,
+            &self.vhost.response_headers,
+            &self.table.response_headers,
+        ]
+    }
 }
 
 /// Virtual hosts indexed by Envoy's domain search order.
@@ -66,6 +163,12 @@ pub struct RouteTable {
     prefixes: Vec<(String, usize)>,
     default: Option<usize>,
     ignore_port: bool,
+    /// Request header mutations of the route configuration.
+    pub request_headers: HeaderMutations,
+    /// Response header mutations of the route configuration.
+    pub response_headers: HeaderMutations,
+    /// Cluster indexes by name, for `cluster_header`.
+    pub clusters_by_name: HashMap<String, usize>,
 }
 
 /// Returns the byte offset of the `:port` in a Host value, if any (IPv6 aware).
@@ -85,7 +188,7 @@ impl RouteTable {
     pub fn compile(
         rc: &RouteConfiguration,
         path: &str,
-        cluster_index: &dyn Fn(&str) -> Option<usize>,
+        clusters_by_name: &HashMap<String, usize>,
         errors: &mut Vec<config::ConfigError>,
     ) -> RouteTable {
         let mut table = RouteTable {
@@ -95,6 +198,9 @@ impl RouteTable {
             prefixes: Vec::new(),
             default: None,
             ignore_port: rc.ignore_port_in_host_matching,
+            request_headers: rc.request_headers.clone(),
+            response_headers: rc.response_headers.clone(),
+            clusters_by_name: clusters_by_name.clone(),
         };
         for (vi, vh) in rc.virtual_hosts.iter().enumerate() {
             let vpath = format!("{path}.virtual_hosts[{vi}]");
@@ -129,17 +235,45 @@ impl RouteTable {
                         status: *status,
                         body: body.clone().unwrap_or_default(),
                     },
+                    config::RouteAction::Redirect(r) => Action::Redirect(r.clone()),
                     config::RouteAction::Forward(f) => {
-                        let Some(cluster) = cluster_index(&f.cluster) else {
-                            errors.push(config::ConfigError {
-                                path: format!("{vpath}.routes[{ri}].route.cluster"),
-                                message: format!("unknown cluster {:?}", f.cluster),
-                            });
-                            continue;
+                        let rpath = format!("{vpath}.routes[{ri}].route");
+                        let mut resolve = |name: &str, field: &str| {
+                            let found = clusters_by_name.get(name).copied();
+                            if found.is_none() {
+                                errors.push(config::ConfigError {
+                                    path: format!("{rpath}.{field}"),
+                                    message: format!("unknown cluster {name:?}"),
+                                });
+                            }
+                            found
+                        };
+                        let target = match &f.target {
+                            ClusterTarget::Name(n) => match resolve(n, "cluster") {
+                                Some(i) => Target::Cluster(i),
+                                None => continue,
+                            },
+                            ClusterTarget::Header(h) => Target::Header(h.clone()),
+                            ClusterTarget::Weighted { clusters, total } => {
+                                let resolved: Option<Vec<(usize, u32)>> = clusters
+                                    .iter()
+                                    .map(|(n, w)| Some((resolve(n, "weighted_clusters")?, *w)))
+                                    .collect();
+                                match resolved {
+                                    Some(clusters) => Target::Weighted {
+                                        clusters,
+                                        total: *total,
+                                    },
+                                    None => continue,
+                                }
+                            }
                         };
                         Action::Forward(Forward {
-                            cluster,
+                            target,
+                            cluster_not_found_status: f.cluster_not_found_status,
                             prefix_rewrite: f.prefix_rewrite.clone(),
+                            regex_rewrite: f.regex_rewrite.clone(),
+                            host_rewrite: f.host_rewrite.clone(),
                             timeout: f.timeout,
                         })
                     }
@@ -167,6 +301,8 @@ impl RouteTable {
                     name: r.name.clone(),
                     matcher,
                     action,
+                    request_headers: r.request_headers.clone(),
+                    response_headers: r.response_headers.clone(),
                 });
             }
             let index = index::PathIndex::build(
@@ -178,6 +314,8 @@ impl RouteTable {
                 name: vh.name.clone(),
                 routes,
                 index,
+                request_headers: vh.request_headers.clone(),
+                response_headers: vh.response_headers.clone(),
             });
         }
         // Longest first; a stable sort keeps config order among equals.
@@ -214,14 +352,18 @@ impl RouteTable {
     }
 
     /// Finds the route for a request whose Host is `host` (lower-cased).
-    pub fn route(&self, host: &str, req: &RequestView) -> Option<&Route> {
-        let vh = self.virtual_host(host)?;
+    pub fn route(&self, host: &str, req: &RequestView) -> Option<Matched<'_>> {
+        let vhost = self.virtual_host(host)?;
         let bare = req.path.split_once('?').map_or(req.path, |(b, _)| b);
-        let routes = &vh.routes;
-        let i = vh
+        let routes = &vhost.routes;
+        let i = vhost
             .index
             .first(req.path, routes.len(), |i| routes[i].matches(req, bare))?;
-        routes.get(i)
+        Some(Matched {
+            table: self,
+            vhost,
+            route: routes.get(i)?,
+        })
     }
 }
 
@@ -268,20 +410,44 @@ impl Route {
             && (!m.grpc || req.is_grpc())
     }
 
-    /// Applies `prefix_rewrite` (if any) to `path`, replacing the matched part.
+    /// Applies `prefix_rewrite` (the matched part replaced) or
+    /// `regex_rewrite` (every match in the path without its query
+    /// replaced; the query kept) to `path`.
     pub fn rewrite<'p>(&self, path: &'p str) -> std::borrow::Cow<'p, str> {
-        let Action::Forward(Forward {
-            prefix_rewrite: Some(rewrite),
-            ..
-        }) = &self.action
-        else {
-            return path.into();
+        let (prefix, regex) = match &self.action {
+            Action::Forward(f) => (
+                f.prefix_rewrite.as_deref(),
+                f.regex_rewrite.as_ref().map(|(r, s)| (r, s)),
+            ),
+            Action::Redirect(r) => match &r.path {
+                config::PathRedirect::Prefix(p) => (Some(p.as_str()), None),
+                config::PathRedirect::Regex(re, sub) => (None, Some((re, sub))),
+                _ => (None, None),
+            },
+            Action::Direct { .. } => (None, None),
         };
-        let matched = match &self.matcher.path {
-            PathMatch::Prefix(p) | PathMatch::Exact(p) | PathMatch::SeparatedPrefix(p) => p.len(),
-            PathMatch::Regex(_) => return path.into(),
-        };
-        format!("{rewrite}{}", &path[matched..]).into()
+        if let Some(rewrite) = prefix {
+            let matched = match &self.matcher.path {
+                PathMatch::Prefix(p) | PathMatch::Exact(p) | PathMatch::SeparatedPrefix(p) => {
+                    p.len()
+                }
+                PathMatch::Regex(_) => return path.into(),
+            };
+            return format!("{rewrite}{}", &path[matched..]).into();
+        }
+        if let Some((regex, substitution)) = regex {
+            let (bare, query) = match path.split_once('?') {
+                Some((b, q)) => (b, Some(q)),
+                None => (path, None),
+            };
+            let mut out = regex.replace_all(bare, substitution.as_str()).into_owned();
+            if let Some(q) = query {
+                out.push('?');
+                out.push_str(q);
+            }
+            return out.into();
+        }
+        path.into()
     }
 }
 
@@ -309,16 +475,26 @@ mod tests {
                             grpc: false,
                         },
                         action: RouteAction::Forward(ForwardAction {
-                            cluster: "c".into(),
+                            target: ClusterTarget::Name("c".into()),
+                            cluster_not_found_status: 503,
                             prefix_rewrite: None,
+                            regex_rewrite: None,
+                            host_rewrite: HostRewrite::None,
                             timeout: None,
                         }),
+                        request_headers: HeaderMutations::default(),
+                        response_headers: HeaderMutations::default(),
                     }],
+                    request_headers: HeaderMutations::default(),
+                    response_headers: HeaderMutations::default(),
                 })
                 .collect(),
+            request_headers: HeaderMutations::default(),
+            response_headers: HeaderMutations::default(),
         };
         let mut errors = Vec::new();
-        let t = RouteTable::compile(&rc, "rc", &|_| Some(0), &mut errors);
+        let clusters = HashMap::from([("c".to_string(), 0)]);
+        let t = RouteTable::compile(&rc, "rc", &clusters, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         t
     }
@@ -379,16 +555,22 @@ mod tests {
                         status: 200,
                         body: None,
                     },
+                    request_headers: HeaderMutations::default(),
+                    response_headers: HeaderMutations::default(),
                 })
                 .collect(),
+            request_headers: HeaderMutations::default(),
+            response_headers: HeaderMutations::default(),
         };
         let rc = RouteConfiguration {
             name: "rc".into(),
             ignore_port_in_host_matching: false,
             virtual_hosts: vec![vh],
+            request_headers: HeaderMutations::default(),
+            response_headers: HeaderMutations::default(),
         };
         let mut errors = Vec::new();
-        let t = RouteTable::compile(&rc, "rc", &|_| Some(0), &mut errors);
+        let t = RouteTable::compile(&rc, "rc", &HashMap::new(), &mut errors);
         let vh = t.virtual_host("h").expect("vhost");
         let samples = [
             "/api/v1/users",

@@ -36,7 +36,7 @@ stat_set!(
         downstream_rq_1xx, downstream_rq_2xx, downstream_rq_3xx, downstream_rq_4xx,
         downstream_rq_5xx, downstream_rq_timeout, downstream_rq_too_large,
         downstream_rq_rx_reset, downstream_rq_tx_reset, no_route, no_cluster,
-        rq_direct_response,
+        rq_direct_response, rq_redirect,
     ],
     gauges [downstream_cx_active, downstream_cx_http1_active, downstream_rq_active]
 );

@@ -74,6 +74,9 @@ impl Backend {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
+                // Head and body go out in separate writes: without this,
+                // Nagle holds the body for the proxy's delayed ACK (40 ms).
+                let _ = stream.set_nodelay(true);
                 conns.fetch_add(1, Ordering::SeqCst);
                 let (reqs, name) = (reqs.clone(), name.clone());
                 std::thread::spawn(move || {
