@@ -1,12 +1,16 @@
-//! Micro-benchmarks of the per-request hot path: route matching and
-//! request-head parsing. Run with `cargo bench`.
+//! Micro-benchmarks of the per-request hot path: route matching,
+//! request-head parsing and load-balancer picks. Run with `cargo bench`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ringway::config;
+use ringway::config::LbPolicy;
 use ringway::http::head::{parse_request, ParsedRequest, Peer};
 use ringway::router::RequestView;
 use ringway::server::shard::Shard;
 use ringway::snapshot::{ConfigSnapshot, Published};
+use ringway::upstream::hashing::{Maglev, Ring};
+use ringway::upstream::lb::{self, Balancer, RoundRobin, Weights};
+use ringway::upstream::{Endpoint, Resolved};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -153,5 +157,82 @@ fn head_parsing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, route_matching, head_parsing);
+/// `n` endpoints with weights 1..=4.
+fn endpoints(n: usize) -> Vec<Endpoint> {
+    let store = ringway::stats::Store::new(1);
+    (0..n)
+        .map(|i| {
+            let resolved = Resolved {
+                addr: format!("10.{}.{}.{}:8080", i / 65536, i / 256 % 256, i % 256)
+                    .parse()
+                    .expect("addr"),
+                weight: (i % 4 + 1) as u32,
+                hostname: String::new(),
+            };
+            Endpoint::new(&store, "bench", resolved)
+        })
+        .collect()
+}
+
+fn lb_picks(c: &mut Criterion) {
+    for n in [10, 1000] {
+        let eps = endpoints(n);
+        let mut rr = RoundRobin::new(&eps, 0);
+        c.bench_function(
+            &format!("lb smooth round robin computed per pick, {n} endpoints"),
+            |b| b.iter(|| black_box(rr.pick(black_box(&eps)))),
+        );
+        let Balancer::RoundRobin(Some(cycle)) = Balancer::new(&LbPolicy::RoundRobin, &eps) else {
+            unreachable!("weights 1..=4 give a short cycle")
+        };
+        let mut at = 0;
+        c.bench_function(
+            &format!("lb ROUND_ROBIN pick (precomputed cycle), {n} endpoints"),
+            |b| {
+                b.iter(|| {
+                    at = (at + 1) % cycle.len();
+                    black_box(cycle[at])
+                })
+            },
+        );
+        let weights = Weights::new(&eps);
+        let rng = std::cell::Cell::new(0x9e37_79b9_7f4a_7c15u64);
+        let random = || {
+            let x = rng
+                .get()
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            rng.set(x);
+            x
+        };
+        c.bench_function(&format!("lb RANDOM pick, {n} endpoints"), |b| {
+            b.iter(|| black_box(weights.draw(random())))
+        });
+        c.bench_function(
+            &format!("lb LEAST_REQUEST pick (2 choices), {n} endpoints"),
+            |b| {
+                b.iter(|| {
+                    black_box(lb::least_request(
+                        black_box(&eps),
+                        2,
+                        1.0,
+                        &weights,
+                        false,
+                        &random,
+                    ))
+                })
+            },
+        );
+        let ring = Ring::new(&eps, 1024, 8 << 20);
+        c.bench_function(&format!("lb RING_HASH pick, {n} endpoints"), |b| {
+            b.iter(|| black_box(ring.pick(random())))
+        });
+        let maglev = Maglev::new(&eps, 65537);
+        c.bench_function(&format!("lb MAGLEV pick, {n} endpoints"), |b| {
+            b.iter(|| black_box(maglev.pick(random())))
+        });
+    }
+}
+
+criterion_group!(benches, route_matching, head_parsing, lb_picks);
 criterion_main!(benches);

@@ -164,10 +164,18 @@ impl ConfigSnapshot {
         store: &Store,
     ) -> ConfigSnapshot {
         let mut clusters = self.clusters.clone();
-        let config = self.clusters[cluster].config.clone();
+        let previous = &self.clusters[cluster];
+        let config = previous.config.clone();
         let endpoints = resolved
             .into_iter()
-            .map(|r| Endpoint::new(store, &config.name, r))
+            .map(|r| {
+                let mut e = Endpoint::new(store, &config.name, r);
+                // In-flight requests keep counting against the same endpoint.
+                if let Some(old) = previous.endpoints.iter().find(|o| o.addr == e.addr) {
+                    e.active = old.active.clone();
+                }
+                e
+            })
             .collect();
         let next = upstream::Cluster::new(store, config, endpoints);
         next.stats

@@ -156,6 +156,8 @@ pub struct Cluster {
     pub dns_refresh_rate: Duration,
     /// `dns_lookup_family` (default AUTO).
     pub dns_lookup_family: DnsLookupFamily,
+    /// `lb_policy` and its settings.
+    pub lb_policy: super::LbPolicy,
 }
 
 /// Cluster discovery `type`.
@@ -371,7 +373,8 @@ static DATA_SOURCE: Fields = Fields {
 static CLUSTER: Fields = Fields {
     known: &[
         "name", "type", "connect_timeout", "lb_policy", "load_assignment", "dns_refresh_rate",
-        "dns_lookup_family",
+        "dns_lookup_family", "least_request_lb_config", "ring_hash_lb_config",
+        "maglev_lb_config",
     ],
     unsupported: &[
         "transport_socket_matches", "alt_stat_name", "cluster_type", "eds_cluster_config",
@@ -381,8 +384,8 @@ static CLUSTER: Fields = Fields {
         "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
         "wait_for_warm_on_init", "outlier_detection", "cleanup_interval", "upstream_bind_config",
-        "lb_subset_config", "ring_hash_lb_config", "maglev_lb_config", "original_dst_lb_config",
-        "least_request_lb_config", "round_robin_lb_config", "common_lb_config",
+        "lb_subset_config", "original_dst_lb_config", "round_robin_lb_config",
+        "common_lb_config",
         "transport_socket", "metadata", "protocol_selection", "upstream_connection_options",
         "close_connections_on_host_health_failure", "ignore_health_on_host_removal", "filters",
         "load_balancing_policy", "lrs_server", "track_timeout_budgets", "upstream_config",
@@ -903,23 +906,7 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         },
         None => Discovery::Static,
     };
-    if let Some(lb) = obj.get("lb_policy") {
-        let policy = lb.enumeration(
-            errs,
-            &[
-                "ROUND_ROBIN",
-                "LEAST_REQUEST",
-                "RING_HASH",
-                "RANDOM",
-                "MAGLEV",
-                "CLUSTER_PROVIDED",
-                "LOAD_BALANCING_POLICY_CONFIG",
-            ],
-        );
-        if let Some(p) = policy.filter(|p| *p != "ROUND_ROBIN") {
-            errs.add(lb.path(), format!("lb_policy {p} is not supported yet"));
-        }
-    }
+    let lb_policy = super::lb::lb_policy(&obj, errs);
     let connect_timeout = obj
         .get("connect_timeout")
         .and_then(|c| c.duration(errs))
@@ -965,6 +952,7 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         endpoints,
         dns_refresh_rate,
         dns_lookup_family,
+        lb_policy: lb_policy?,
     })
 }
 

@@ -24,6 +24,7 @@ use std::cell::{Cell, OnceCell};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -165,6 +166,8 @@ struct Exchange<'a> {
     /// When the request began.
     started: Instant,
     peer: Peer,
+    /// A hash-policy cookie to set on the response.
+    set_cookie: OnceCell<Vec<u8>>,
     /// The client asked to close, or the shard was draining when it arrived.
     close: bool,
     /// The status sent downstream (0 until one is).
@@ -195,6 +198,7 @@ struct Upstream<'a> {
     forward: &'a Forward,
     cluster: usize,
     host_value: Range<usize>,
+    hash: Option<u64>,
 }
 
 impl<'a> Exchange<'a> {
@@ -371,6 +375,7 @@ impl Conn {
                 remote: self.peer,
                 local: self.local,
             },
+            set_cookie: OnceCell::new(),
             log: LogDetails {
                 enabled: logging,
                 ..LogDetails::default()
@@ -401,12 +406,18 @@ impl Conn {
                 cluster,
                 head,
                 host_value,
+                hash,
+                set_cookie,
                 ..
             } => {
+                if let Some(cookie) = set_cookie {
+                    let _ = x.set_cookie.set(cookie);
+                }
                 let upstream = Upstream {
                     forward,
                     cluster,
                     host_value,
+                    hash,
                 };
                 self.forward(&x, upstream, head).await
             }
@@ -509,7 +520,8 @@ impl Conn {
                 .reply(x, &LocalReply::new(503, "no healthy upstream"))
                 .await;
         };
-        let Some(endpoint) = view.pick(to.cluster) else {
+        let random = || x.shard.random();
+        let Some(endpoint) = view.pick(to.cluster, to.hash, &random) else {
             cluster
                 .stats
                 .inc(x.shard.id, ClusterStat::upstream_cx_none_healthy);
@@ -695,16 +707,14 @@ impl Conn {
         loop {
             let mut out = Vec::new();
             let elapsed = started.elapsed().as_millis();
-            let mutations = x.response_mutations().map(|levels| (levels, x.record()));
-            let parsed = head::parse_response(
-                self.ubuf.data(),
-                x.req.is_head,
-                x.http,
-                elapsed,
-                x.closing(),
-                mutations,
-                &mut out,
-            );
+            let shaping = head::Shaping {
+                is_head: x.req.is_head,
+                service_time_ms: elapsed,
+                close: x.closing(),
+                mutations: x.response_mutations().map(|levels| (levels, x.record())),
+                set_cookie: x.set_cookie.get().map(Vec::as_slice),
+            };
+            let parsed = head::parse_response(self.ubuf.data(), x.http, shaping, &mut out);
             match parsed {
                 ParsedResponse::Partial => {
                     match self.ubuf.fill(up, MAX_RESPONSE_HEAD + READ_CHUNK).await {
@@ -774,6 +784,7 @@ impl<'a> Attempt<'a> {
         cluster.stats.inc(w, ClusterStat::upstream_rq_active);
         endpoint.stats.inc(w, HostStat::rq_total);
         endpoint.stats.inc(w, HostStat::rq_active);
+        endpoint.active.fetch_add(1, Ordering::Relaxed);
         Attempt {
             shard,
             cluster,
@@ -828,6 +839,7 @@ impl Drop for Attempt<'_> {
         let w = self.shard.id;
         self.cluster.stats.dec(w, ClusterStat::upstream_rq_active);
         self.endpoint.stats.dec(w, HostStat::rq_active);
+        self.endpoint.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

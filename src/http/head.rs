@@ -9,10 +9,11 @@ use super::local_reply::LocalReply;
 use super::mutate::{self, Edits};
 use crate::access_log::Record;
 use crate::config::ServerHeaderTransformation;
-use crate::config::{HeaderMutations, HostRewrite, PathRedirect, Redirect};
+use crate::config::{HashOn, HashPolicy, HeaderMutations, HostRewrite, PathRedirect, Redirect};
 use crate::router::{port_start, Action, Forward, Matched, RequestView, Route};
 use crate::server::shard::Shard;
 use crate::snapshot::HttpSettings;
+use crate::upstream::hashing;
 use std::borrow::Cow;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -82,6 +83,10 @@ pub enum Plan<'v> {
         /// Where the `host` line's value is in `head` (for
         /// `auto_host_rewrite`, which needs the endpoint).
         host_value: Range<usize>,
+        /// The route's hash-policy hash, if its policies produced one.
+        hash: Option<u64>,
+        /// A `set-cookie` value for a generated hash-policy cookie.
+        set_cookie: Option<Vec<u8>>,
     },
 }
 
@@ -302,6 +307,7 @@ fn analyse_request<'v>(
         Ok(c) => c,
         Err(status) => return request(Plan::NoCluster(status, matched)),
     };
+    let (hash, set_cookie) = request_hash(&forward.hash_policy, &view, peer, shard);
     let levels = matched.request_headers();
     let edits = if levels.iter().all(|l| l.is_empty()) {
         Edits::default()
@@ -384,11 +390,66 @@ fn analyse_request<'v>(
         cluster,
         head,
         host_value,
+        hash,
+        set_cookie,
     });
     if let ParsedRequest::Request(req, _) = &mut parsed {
         req.generated_id = generated_id;
     }
     parsed
+}
+
+/// Evaluates a route's hash policies in order (Envoy's combination and
+/// `terminal` rule). A cookie policy with a `ttl` whose cookie is missing
+/// makes one up and returns the `set-cookie` value to send.
+fn request_hash(
+    policies: &[HashPolicy],
+    view: &RequestView,
+    peer: Peer,
+    shard: &Shard,
+) -> (Option<u64>, Option<Vec<u8>>) {
+    let mut hash = None;
+    let mut set_cookie = None;
+    for policy in policies {
+        let value: Option<Cow<[u8]>> = match &policy.on {
+            HashOn::Header(name) => view
+                .header(name)
+                .map(|v| Cow::Owned(v.into_owned().into_bytes())),
+            HashOn::SourceIp => Some(Cow::Owned(peer.remote.ip().to_string().into_bytes())),
+            HashOn::QueryParameter(name) => view
+                .query_parameter(name)
+                .map(|v| Cow::Owned(v.into_bytes())),
+            HashOn::Cookie { name, generate } => match cookie(view, name) {
+                Some(v) => Some(Cow::Owned(v.into_bytes())),
+                None => generate.as_ref().map(|(ttl, path)| {
+                    let value = format!("{:016x}", shard.random());
+                    let mut line = format!("{name}=\"{value}\"; Max-Age={ttl}");
+                    if !path.is_empty() {
+                        line.push_str(&format!("; Path={path}"));
+                    }
+                    line.push_str("; HttpOnly");
+                    set_cookie = Some(line.into_bytes());
+                    Cow::Owned(value.into_bytes())
+                }),
+            },
+        };
+        if let Some(v) = value {
+            hash = Some(hashing::combine(hash, hashing::hash_value(&v)));
+        }
+        if policy.terminal && hash.is_some() {
+            break;
+        }
+    }
+    (hash, set_cookie)
+}
+
+/// The value of cookie `name` in the request's `cookie` headers.
+fn cookie(view: &RequestView, name: &str) -> Option<String> {
+    let all = view.header("cookie")?;
+    all.split([';', ','])
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_string())
 }
 
 /// The `location` of a redirect: Envoy keeps what the redirect does not
@@ -490,17 +551,35 @@ pub enum ParsedResponse {
     Invalid,
 }
 
+/// What shapes the downstream response head besides the upstream's bytes.
+pub struct Shaping<'a> {
+    /// The request was HEAD (no body follows).
+    pub is_head: bool,
+    /// `x-envoy-upstream-service-time`, in ms.
+    pub service_time_ms: u128,
+    /// Add `connection: close`.
+    pub close: bool,
+    /// The route's response header mutations, with the request's record.
+    pub mutations: Option<([&'a HeaderMutations; 3], Record<'a>)>,
+    /// A `set-cookie` value to add (a generated hash-policy cookie).
+    pub set_cookie: Option<&'a [u8]>,
+}
+
 /// Parses the upstream response in `data`; for a final response, writes the
 /// downstream head into `out`.
 pub fn parse_response(
     data: &[u8],
-    is_head: bool,
     http: &HttpSettings,
-    service_time_ms: u128,
-    close: bool,
-    mutations: Option<([&HeaderMutations; 3], Record)>,
+    shaping: Shaping,
     out: &mut Vec<u8>,
 ) -> ParsedResponse {
+    let Shaping {
+        is_head,
+        service_time_ms,
+        close,
+        mutations,
+        set_cookie,
+    } = shaping;
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
     let head_len = match resp.parse(data) {
@@ -594,6 +673,9 @@ pub fn parse_response(
     }
     for (name, value) in &edits.added {
         push_header(out, name, value);
+    }
+    if let Some(cookie) = set_cookie {
+        push_header(out, "set-cookie", cookie);
     }
     let add_server = match http.server_header {
         ServerHeaderTransformation::Overwrite => true,

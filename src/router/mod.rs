@@ -60,6 +60,8 @@ pub struct Forward {
     pub host_rewrite: HostRewrite,
     /// `timeout` (None: disabled).
     pub timeout: Option<Duration>,
+    /// `hash_policy`.
+    pub hash_policy: Vec<config::HashPolicy>,
 }
 
 impl Forward {
@@ -275,6 +277,7 @@ impl RouteTable {
                             regex_rewrite: f.regex_rewrite.clone(),
                             host_rewrite: f.host_rewrite.clone(),
                             timeout: f.timeout,
+                            hash_policy: f.hash_policy.clone(),
                         })
                     }
                 };
@@ -481,6 +484,7 @@ mod tests {
                             regex_rewrite: None,
                             host_rewrite: HostRewrite::None,
                             timeout: None,
+                            hash_policy: Vec::new(),
                         }),
                         request_headers: HeaderMutations::default(),
                         response_headers: HeaderMutations::default(),

@@ -8,41 +8,78 @@ use crate::http::date::DateCache;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::histogram::ShardHistograms;
 use crate::stats::Store;
-use crate::upstream::lb::RoundRobin;
+use crate::upstream::lb::{self, Balancer, RoundRobin};
 use crate::upstream::pool::Pool;
 use crate::upstream::Endpoint;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// A shard's round-robin position in one cluster.
+enum Position {
+    /// An index into the cluster's precomputed cycle.
+    Cycle(Cell<usize>),
+    /// Smooth round-robin state, for cycles too long to precompute.
+    Smooth(RefCell<RoundRobin>),
+}
+
 /// One shard's view of a snapshot plus the load-balancer state built for it.
 pub struct View {
     /// The snapshot this view reads.
     pub snapshot: Arc<ConfigSnapshot>,
-    round_robin: RefCell<Vec<RoundRobin>>,
+    positions: Vec<Position>,
 }
 
 impl View {
     fn new(snapshot: Arc<ConfigSnapshot>, shard: usize) -> Self {
-        let round_robin = snapshot
+        let positions = snapshot
             .clusters
             .iter()
-            .map(|c| RoundRobin::new(&c.endpoints, shard))
+            .map(|c| match &c.balancer {
+                // Shards start the cycle at different points.
+                Balancer::RoundRobin(Some(cycle)) => {
+                    Position::Cycle(Cell::new(shard.wrapping_mul(7919) % cycle.len().max(1)))
+                }
+                _ => Position::Smooth(RefCell::new(RoundRobin::new(&c.endpoints, shard))),
+            })
             .collect();
         View {
             snapshot,
-            round_robin: RefCell::new(round_robin),
+            positions,
         }
     }
 
-    /// Picks an endpoint of cluster `index`, or None when it has none.
-    pub fn pick(&self, index: usize) -> Option<&Endpoint> {
-        let endpoints = &self.snapshot.clusters.get(index)?.endpoints;
-        let i = self
-            .round_robin
-            .borrow_mut()
-            .get_mut(index)?
-            .pick(endpoints)?;
+    /// Picks an endpoint of cluster `index` by its balancer, or None when it
+    /// has none. `hash` is the request's hash-policy hash (hashing
+    /// balancers draw at random without one); `random` is the shard's RNG.
+    pub fn pick(
+        &self,
+        index: usize,
+        hash: Option<u64>,
+        random: &dyn Fn() -> u64,
+    ) -> Option<&Endpoint> {
+        let cluster = self.snapshot.clusters.get(index)?;
+        let endpoints = &cluster.endpoints;
+        let i = match &cluster.balancer {
+            Balancer::RoundRobin(cycle) => match (cycle, self.positions.get(index)?) {
+                (Some(cycle), Position::Cycle(at)) => {
+                    let i = *cycle.get(at.get())? as usize;
+                    at.set((at.get() + 1) % cycle.len());
+                    i
+                }
+                (_, Position::Smooth(rr)) => rr.borrow_mut().pick(endpoints)?,
+                (None, Position::Cycle(_)) => return None,
+            },
+            Balancer::Random(weights) => weights.draw(random())?,
+            Balancer::LeastRequest {
+                choice_count,
+                bias,
+                weights,
+                equal,
+            } => lb::least_request(endpoints, *choice_count, *bias, weights, *equal, random)?,
+            Balancer::Ring(ring) => ring.pick(hash.unwrap_or_else(random))?,
+            Balancer::Maglev(table) => table.pick(hash.unwrap_or_else(random))?,
+        };
         endpoints.get(i)
     }
 }

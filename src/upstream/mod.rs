@@ -1,12 +1,14 @@
 //! Clusters, their endpoints, load balancing, DNS and per-shard pools.
 
 pub mod dns;
+pub mod hashing;
 pub mod lb;
 pub mod pool;
 
 use crate::config;
 use crate::stats::{sets, HistogramId, Scope, Store};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +34,9 @@ pub struct Endpoint {
     pub hostname: String,
     /// Per-endpoint stats, shared with every snapshot that has this endpoint.
     pub stats: Arc<Scope<sets::Host>>,
+    /// Requests in flight to this endpoint from every shard (LEAST_REQUEST
+    /// reads it; carried over to the next snapshot's copy).
+    pub active: Arc<AtomicU64>,
 }
 
 impl Endpoint {
@@ -42,6 +47,7 @@ impl Endpoint {
             addr: r.addr,
             weight: r.weight,
             hostname: r.hostname,
+            active: Arc::default(),
         }
     }
 
@@ -67,6 +73,8 @@ pub struct Cluster {
     pub rq_time: HistogramId,
     /// `cluster.<name>.upstream_cx_connect_ms`.
     pub connect_ms: HistogramId,
+    /// The balancer over `endpoints`.
+    pub balancer: lb::Balancer,
 }
 
 impl Cluster {
@@ -92,6 +100,7 @@ impl Cluster {
             connect_ms: store
                 .histograms
                 .id(&format!("cluster.{}.upstream_cx_connect_ms", config.name)),
+            balancer: lb::Balancer::new(&config.lb_policy, &endpoints),
             config,
             endpoints,
             stats,
