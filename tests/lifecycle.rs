@@ -52,7 +52,7 @@ fn validate_mode_reports_every_error_with_its_path() {
               domains: ["*"]
               routes:
               - match: { prefix: "/" }
-                route: { cluster: missing, retry_policy: { num_retries: 3 } }
+                route: { cluster: missing, hedge_policy: { initial_requests: 2 } }
               - match: { prefix: "/x" }
                 route: { cluster: other, timeout: soon }
 "#,
@@ -68,7 +68,7 @@ fn validate_mode_reports_every_error_with_its_path() {
     for expected in [
         format!("{hcm}.bogus_field: unknown field"),
         format!(
-            "{hcm}.route_config.virtual_hosts[0].routes[0].route.retry_policy: not supported yet"
+            "{hcm}.route_config.virtual_hosts[0].routes[0].route.hedge_policy: not supported yet"
         ),
         format!("{hcm}.route_config.virtual_hosts[0].routes[1].route.timeout: expected a duration"),
     ] {
@@ -221,6 +221,7 @@ fn strict_dns_with_plain_localhost() {
 
 #[test]
 fn envoy_basic_config_runs_unmodified() {
+    let _port = PORT_10000.lock().unwrap_or_else(|e| e.into_inner());
     let (dir, hosts) = private_hosts("127.0.0.1 localhost\n127.0.0.1 backend-service\n");
     let backend = Backend::start_on("127.0.0.1:8080", "backend-service");
     let config = std::fs::read_to_string("configs/envoy-basic.yaml").expect("bundled config");

@@ -108,6 +108,14 @@ pub struct VirtualHost {
     pub request_headers: super::HeaderMutations,
     /// `response_headers_to_add` / `_to_remove`.
     pub response_headers: super::HeaderMutations,
+    /// `retry_policy`, for routes without their own.
+    pub retry_policy: Option<super::RetryPolicy>,
+    /// `include_request_attempt_count`.
+    pub attempt_count_in_request: bool,
+    /// `include_attempt_count_in_response`.
+    pub attempt_count_in_response: bool,
+    /// `per_request_buffer_limit_bytes`.
+    pub buffer_limit: Option<u64>,
 }
 
 /// `routes[]`.
@@ -121,6 +129,8 @@ pub struct Route {
     pub request_headers: super::HeaderMutations,
     /// `response_headers_to_add` / `_to_remove`.
     pub response_headers: super::HeaderMutations,
+    /// `per_request_buffer_limit_bytes` (retry body buffering).
+    pub buffer_limit: Option<u64>,
     /// What to do with a matching request.
     pub action: RouteAction,
 }
@@ -339,12 +349,13 @@ static ROUTE_CONFIGURATION: Fields = Fields {
 static VIRTUAL_HOST: Fields = Fields {
     known: &[
         "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
-        "response_headers_to_add", "response_headers_to_remove",
+        "response_headers_to_add", "response_headers_to_remove", "retry_policy",
+        "include_request_attempt_count", "include_attempt_count_in_response",
+        "per_request_buffer_limit_bytes",
     ],
     unsupported: &[
-        "matcher", "require_tls", "virtual_clusters", "rate_limits", "cors", "typed_per_filter_config", "include_request_attempt_count",
-        "include_attempt_count_in_response", "retry_policy", "retry_policy_typed_config",
-        "hedge_policy", "include_is_timeout_retry_header", "per_request_buffer_limit_bytes",
+        "matcher", "require_tls", "virtual_clusters", "rate_limits", "cors", "typed_per_filter_config", "retry_policy_typed_config",
+        "hedge_policy", "include_is_timeout_retry_header",
         "request_mirror_policies", "metadata",
     ],
 };
@@ -353,10 +364,11 @@ static ROUTE: Fields = Fields {
     known: &[
         "name", "match", "route", "direct_response", "redirect", "request_headers_to_add",
         "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+        "per_request_buffer_limit_bytes",
     ],
     unsupported: &[
         "filter_action", "non_forwarding_action", "metadata", "decorator",
-        "typed_per_filter_config", "tracing", "per_request_buffer_limit_bytes", "stat_prefix",
+        "typed_per_filter_config", "tracing", "stat_prefix",
     ],
 };
 #[rustfmt::skip]
@@ -800,7 +812,20 @@ fn virtual_host(node: Node, errs: &mut Errors) -> Option<VirtualHost> {
         routes,
         request_headers: super::header_mutations(&obj, errs, "request"),
         response_headers: super::header_mutations(&obj, errs, "response"),
+        retry_policy: match obj.get("retry_policy") {
+            Some(r) => Some(super::retry::retry_policy(&r, errs)?),
+            None => None,
+        },
+        attempt_count_in_request: flag(&obj, errs, "include_request_attempt_count"),
+        attempt_count_in_response: flag(&obj, errs, "include_attempt_count_in_response"),
+        buffer_limit: buffer_limit(&obj, errs),
     })
+}
+
+/// `per_request_buffer_limit_bytes` (a UInt32Value).
+fn buffer_limit(obj: &Obj, errs: &mut Errors) -> Option<u64> {
+    let n = obj.get("per_request_buffer_limit_bytes")?;
+    wrapped_uint(&n, errs, u32::MAX as u64)
 }
 
 fn route(node: Node, errs: &mut Errors) -> Option<Route> {
@@ -838,6 +863,7 @@ fn route(node: Node, errs: &mut Errors) -> Option<Route> {
         matcher: matcher?,
         request_headers: super::header_mutations(&obj, errs, "request"),
         response_headers: super::header_mutations(&obj, errs, "response"),
+        buffer_limit: buffer_limit(&obj, errs),
         action: actions.pop().flatten()?,
     })
 }

@@ -5,12 +5,14 @@ mod access_log;
 mod bootstrap;
 mod lb;
 mod node;
+mod retry;
 mod route_action;
 mod route_match;
 
 pub use bootstrap::*;
 pub use lb::*;
 pub use node::{parse_duration, ConfigError};
+pub use retry::*;
 pub use route_action::*;
 pub use route_match::*;
 

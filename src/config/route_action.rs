@@ -52,6 +52,8 @@ pub struct ForwardAction {
     pub timeout: Option<Duration>,
     /// `hash_policy` (for RING_HASH and MAGLEV clusters).
     pub hash_policy: Vec<super::HashPolicy>,
+    /// `retry_policy` (the virtual host's applies when absent).
+    pub retry_policy: Option<super::RetryPolicy>,
 }
 
 /// The path part of a `redirect`.
@@ -131,12 +133,12 @@ pub(super) static ROUTE_ACTION: Fields = Fields {
     known: &[
         "cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
-        "host_rewrite_header", "timeout", "hash_policy",
+        "host_rewrite_header", "timeout", "hash_policy", "retry_policy",
     ],
     unsupported: &[
         "cluster_specifier_plugin", "inline_cluster_specifier_plugin", "metadata_match",
         "path_rewrite_policy", "host_rewrite_path_regex", "append_x_forwarded_host",
-        "idle_timeout", "early_data_policy", "retry_policy", "retry_policy_typed_config",
+        "idle_timeout", "early_data_policy", "retry_policy_typed_config",
         "request_mirror_policies", "priority", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset", "upgrade_configs",
         "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
         "hedge_policy", "max_stream_duration", "request_body_buffer_limit",
@@ -330,6 +332,10 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
         host_rewrite,
         timeout,
         hash_policy: super::lb::hash_policies(&obj, errs),
+        retry_policy: match obj.get("retry_policy") {
+            Some(r) => Some(super::retry::retry_policy(&r, errs)?),
+            None => None,
+        },
     })
 }
 

@@ -304,7 +304,8 @@ pub fn string_matcher(node: &Node, errs: &mut Errors) -> Option<StringMatcher> {
     })
 }
 
-fn header_matcher(node: Node, errs: &mut Errors) -> Option<HeaderMatcher> {
+/// Decodes one `HeaderMatcher`.
+pub fn header_matcher(node: Node, errs: &mut Errors) -> Option<HeaderMatcher> {
     let obj = node.object(errs, &HEADER_MATCHER)?;
     let name = obj.require(errs, "name")?.str(errs)?.to_ascii_lowercase();
     let mut kinds = Vec::new();

@@ -5,17 +5,19 @@
 use super::body::{pump, OutFraming, PumpError};
 use super::codec::{Framing, ReadBuf, READ_CHUNK};
 use super::flags::ResponseFlags;
-use super::head::Peer;
 use super::head::{self, ParsedRequest, ParsedResponse, Plan, Request, MAX_RESPONSE_HEAD};
+use super::head::{Overrides, Peer};
 use super::local_reply::LocalReply;
 use super::mutate;
+use super::retry::{FailKind, Retries};
 use crate::access_log::Record;
 use crate::config::{Discovery, HeaderMutations, HostRewrite};
 use crate::router::{Forward, Matched};
 use crate::server::shard::{Shard, View};
 use crate::snapshot::{HttpSettings, Listener};
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpStat};
-use crate::stats::sets::{Listener as ListenerStat, Server as ServerStat};
+use crate::stats::sets::{Listener as ListenerStat, Retry as RetryStat, Server as ServerStat};
+use crate::stats::Scope;
 use crate::upstream::pool::UpstreamConn;
 use crate::upstream::{Cluster, Endpoint};
 use monoio::io::AsyncWriteRentExt;
@@ -26,7 +28,7 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What happens to the downstream connection after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +145,22 @@ const HTTP_CLASSES: [HttpStat; 5] = [
     HttpStat::downstream_rq_4xx,
     HttpStat::downstream_rq_5xx,
 ];
+const RETRY_CLASSES: [RetryStat; 5] = [
+    RetryStat::upstream_rq_1xx,
+    RetryStat::upstream_rq_2xx,
+    RetryStat::upstream_rq_3xx,
+    RetryStat::upstream_rq_4xx,
+    RetryStat::upstream_rq_5xx,
+];
+
+/// Counts a retried response in `cluster.<name>.retry.upstream_rq_*`.
+fn charge_status(stats: &Scope<RetryStat>, w: usize, status: u16) {
+    if let Some(stat) = class(status, RETRY_CLASSES) {
+        stats.inc(w, stat);
+        stats.inc_code(w, status);
+    }
+}
+
 const CLUSTER_CLASSES: [ClusterStat; 5] = [
     ClusterStat::upstream_rq_1xx,
     ClusterStat::upstream_rq_2xx,
@@ -168,6 +186,8 @@ struct Exchange<'a> {
     peer: Peer,
     /// A hash-policy cookie to set on the response.
     set_cookie: OnceCell<Vec<u8>>,
+    /// `100 Continue` was sent.
+    sent_continue: Cell<bool>,
     /// The client asked to close, or the shard was draining when it arrived.
     close: bool,
     /// The status sent downstream (0 until one is).
@@ -199,6 +219,7 @@ struct Upstream<'a> {
     cluster: usize,
     host_value: Range<usize>,
     hash: Option<u64>,
+    overrides: Overrides,
 }
 
 impl<'a> Exchange<'a> {
@@ -261,6 +282,35 @@ enum Failure {
     UpstreamBroke,
     /// The downstream went away during the response.
     DownstreamGone,
+    /// The response has a status the retry policy retries; it was not sent.
+    Retriable(u16),
+}
+
+/// What one upstream attempt came to.
+enum Tried {
+    /// The client got its answer (or is gone): the connection's fate.
+    Done(Next),
+    /// Failed before anything reached the client; the reply that would
+    /// answer it, and what kind of failure it was.
+    Failed(LocalReply<'static>, FailKind),
+    /// The upstream answered with a status the policy retries; nothing was
+    /// sent downstream.
+    Retriable(u16),
+}
+
+/// Where and how one attempt goes.
+struct AttemptPlan<'a> {
+    cluster: &'a Cluster,
+    endpoint: &'a Endpoint,
+    cluster_index: usize,
+    /// The buffered body (empty for bodiless requests), or None to stream it.
+    body: Option<&'a [u8]>,
+    /// The route timeout.
+    timeout: Option<Duration>,
+    /// When the route timeout ends, if it has started.
+    deadline: Option<Instant>,
+    /// Check response heads against the retry policy before relaying them.
+    watch_responses: bool,
 }
 
 /// Serves one downstream connection until it closes or the shard drains.
@@ -376,6 +426,7 @@ impl Conn {
                 local: self.local,
             },
             set_cookie: OnceCell::new(),
+            sent_continue: Cell::new(false),
             log: LogDetails {
                 enabled: logging,
                 ..LogDetails::default()
@@ -408,6 +459,7 @@ impl Conn {
                 host_value,
                 hash,
                 set_cookie,
+                overrides,
                 ..
             } => {
                 if let Some(cookie) = set_cookie {
@@ -418,6 +470,7 @@ impl Conn {
                     cluster,
                     host_value,
                     hash,
+                    overrides,
                 };
                 self.forward(&x, upstream, head).await
             }
@@ -512,89 +565,264 @@ impl Conn {
         self.send_down(bytes).await
     }
 
-    /// Forwards a request to an endpoint of the chosen cluster.
-    async fn forward(&mut self, x: &Exchange<'_>, to: Upstream<'_>, mut head: Vec<u8>) -> Next {
+    /// Forwards a request to the chosen cluster, retrying as the route's
+    /// retry policy (and the request's `x-envoy-*` headers) allow.
+    async fn forward(&mut self, x: &Exchange<'_>, to: Upstream<'_>, head: Vec<u8>) -> Next {
         let view = x.view;
         let Some(cluster) = view.snapshot.clusters.get(to.cluster) else {
             return self
                 .reply(x, &LocalReply::new(503, "no healthy upstream"))
                 .await;
         };
-        let random = || x.shard.random();
-        let Some(endpoint) = view.pick(to.cluster, to.hash, &random) else {
-            cluster
-                .stats
-                .inc(x.shard.id, ClusterStat::upstream_cx_none_healthy);
-            x.flag(ResponseFlags::NO_HEALTHY_UPSTREAM);
-            return self
-                .reply(x, &LocalReply::new(503, "no healthy upstream"))
-                .await;
+        let mut retries = Retries::new(to.forward.retry.as_ref(), &to.overrides);
+        // A body is replayed on retry only when it fits the buffer limit;
+        // otherwise it is streamed once and the request is not retried.
+        let body = match x.req.framing {
+            Framing::Empty => Some(Vec::new()),
+            Framing::Length(n) if retries.enabled() && n <= to.forward.buffer_limit => {
+                if x.req.expect_continue && !self.send_continue(x).await {
+                    return Next::Close;
+                }
+                match self.buffer_body(n as usize).await {
+                    Some(body) => {
+                        x.log.bytes_received.set(n);
+                        Some(body)
+                    }
+                    None => {
+                        x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                        self.closed_by_peer = true;
+                        return Next::Close;
+                    }
+                }
+            }
+            _ => {
+                retries.remaining = 0;
+                None
+            }
         };
-        if to.forward.host_rewrite == HostRewrite::Auto
-            && cluster.config.discovery == Discovery::StrictDns
-        {
-            head.splice(to.host_value.clone(), endpoint.hostname.bytes());
+        // Response heads are held for inspection only when retries can happen.
+        let watch_responses = retries.enabled() && retries.watches_responses();
+        let timeout = to.overrides.timeout.unwrap_or(to.forward.timeout);
+        // With the body in hand the route timeout starts now and bounds
+        // every attempt; a streamed body starts it once it is sent.
+        let deadline = body.as_ref().and(timeout).map(|t| Instant::now() + t);
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let random = || x.shard.random();
+        loop {
+            let Some(endpoint) = self.pick(x, &to, &retries, &tried, &random) else {
+                cluster
+                    .stats
+                    .inc(x.shard.id, ClusterStat::upstream_cx_none_healthy);
+                x.flag(ResponseFlags::NO_HEALTHY_UPSTREAM);
+                return self
+                    .reply(x, &LocalReply::new(503, "no healthy upstream"))
+                    .await;
+            };
+            tried.push(endpoint.addr);
+            let mut attempt_head = head.clone();
+            if to.forward.host_rewrite == HostRewrite::Auto
+                && cluster.config.discovery == Discovery::StrictDns
+            {
+                attempt_head.splice(to.host_value.clone(), endpoint.hostname.bytes());
+            }
+            if x.matched.is_some_and(|m| m.vhost.attempt_count_in_request) {
+                // Before the blank line that ends the head.
+                let at = attempt_head.len() - 2;
+                let line = format!("x-envoy-attempt-count: {}\r\n", retries.done + 1);
+                attempt_head.splice(at..at, line.into_bytes());
+            }
+            let plan = AttemptPlan {
+                cluster,
+                endpoint,
+                cluster_index: to.cluster,
+                body: body.as_deref(),
+                timeout,
+                deadline,
+                watch_responses,
+            };
+            let outcome = self.attempt(x, &plan, attempt_head, &retries).await;
+            let (reply, retriable, status) = match outcome {
+                Tried::Done(next) => {
+                    let exceeded = x
+                        .flags
+                        .get()
+                        .contains(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+                    let stat = if exceeded {
+                        ClusterStat::upstream_rq_retry_limit_exceeded
+                    } else {
+                        ClusterStat::upstream_rq_retry_success
+                    };
+                    if exceeded || retries.done > 0 {
+                        cluster.stats.inc(x.shard.id, stat);
+                    }
+                    return next;
+                }
+                Tried::Failed(reply, kind) => (Some(reply), retries.retries_failure(kind), None),
+                Tried::Retriable(status) => (None, true, Some(status)),
+            };
+            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            if retriable && retries.remaining > 0 && !out_of_time {
+                let w = x.shard.id;
+                cluster.stats.inc(w, ClusterStat::upstream_rq_retry);
+                if let Some(status) = status {
+                    charge_status(&cluster.retry_stats, w, status);
+                }
+                retries.remaining -= 1;
+                retries.done += 1;
+                cluster
+                    .stats
+                    .inc(w, ClusterStat::upstream_rq_retry_backoff_exponential);
+                let pause = retries.back_off(random());
+                let pause = deadline.map_or(pause, |d| {
+                    pause.min(d.saturating_duration_since(Instant::now()))
+                });
+                monoio::time::sleep(pause).await;
+                continue;
+            }
+            if retriable && retries.done > 0 {
+                cluster
+                    .stats
+                    .inc(x.shard.id, ClusterStat::upstream_rq_retry_limit_exceeded);
+                x.flag(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+            }
+            return match reply {
+                Some(reply) => self.reply(x, &reply).await,
+                // Unreachable in practice: a retriable response is only
+                // held back while retries remain.
+                None => {
+                    self.reply(x, &LocalReply::upstream_reset("retry limit"))
+                        .await
+                }
+            };
         }
+    }
+
+    /// Picks an endpoint, avoiding those already tried when the policy has
+    /// `previous_hosts` (up to `host_selection_retry_max_attempts` re-picks).
+    fn pick<'v>(
+        &self,
+        x: &'v Exchange<'_>,
+        to: &Upstream<'_>,
+        retries: &Retries,
+        tried: &[SocketAddr],
+        random: &dyn Fn() -> u64,
+    ) -> Option<&'v Endpoint> {
+        let mut picked = x.view.pick(to.cluster, to.hash, random)?;
+        if retries.previous_hosts {
+            for _ in 0..retries.host_selection_attempts {
+                if !tried.contains(&picked.addr) {
+                    break;
+                }
+                picked = x.view.pick(to.cluster, to.hash, random)?;
+            }
+        }
+        Some(picked)
+    }
+
+    /// Answers `Expect: 100-continue` once per request; false when the
+    /// client is gone.
+    async fn send_continue(&mut self, x: &Exchange<'_>) -> bool {
+        if x.sent_continue.replace(true) {
+            return true;
+        }
+        if self.send_down(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await {
+            true
+        } else {
+            x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            false
+        }
+    }
+
+    /// Reads a `Content-Length` body of `len` bytes into memory (for
+    /// replay on retry); None when the client goes away first.
+    async fn buffer_body(&mut self, len: usize) -> Option<Vec<u8>> {
+        let mut body = Vec::with_capacity(len);
+        loop {
+            let take = (len - body.len()).min(self.rbuf.data().len());
+            body.extend_from_slice(&self.rbuf.data()[..take]);
+            self.rbuf.consume(take);
+            if body.len() == len {
+                return Some(body);
+            }
+            match self.rbuf.fill(&mut self.down, READ_CHUNK).await {
+                Ok(n) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// One attempt against `plan.endpoint`: sends the request (buffered or
+    /// streamed) and relays the response, unless the retry policy wants
+    /// the response retried, in which case nothing is sent downstream.
+    async fn attempt(
+        &mut self,
+        x: &Exchange<'_>,
+        plan: &AttemptPlan<'_>,
+        mut head: Vec<u8>,
+        retries: &Retries<'_>,
+    ) -> Tried {
+        let (cluster, endpoint) = (plan.cluster, plan.endpoint);
         let attempt = Attempt::start(x.shard, cluster, endpoint);
         let addr = endpoint.addr;
-        x.log.upstream.set(Some((to.cluster, addr)));
+        x.log.upstream.set(Some((plan.cluster_index, addr)));
+        if let Some(body) = plan.body.filter(|b| !b.is_empty()) {
+            head.extend_from_slice(body);
+        }
         let mut fresh_only = false;
-        let mut sent_continue = false;
         loop {
             let pooled = if fresh_only {
                 None
             } else {
                 x.shard.pool.take(addr, attempt.started)
             };
-            // A bodiless request that meets a dead pooled connection before
-            // any response byte is retried once on a new connection.
-            let retryable = pooled.is_some() && x.req.framing == Framing::Empty;
+            // A buffered request that meets a dead pooled connection before
+            // any response byte is resent once on a new connection (not a
+            // retry: the upstream never saw it).
+            let resendable = pooled.is_some() && plan.body.is_some();
             let mut up = match pooled {
                 Some(up) => up,
                 None => match connect(x.shard, cluster, endpoint).await {
                     Ok(up) => up,
                     Err(reason) => {
                         x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
-                        return self
-                            .fail(x, &attempt, LocalReply::upstream_reset(reason))
-                            .await;
+                        attempt.charge(503);
+                        return Tried::Failed(
+                            LocalReply::upstream_reset(reason),
+                            FailKind::ConnectFailure,
+                        );
                     }
                 },
             };
-            if x.req.expect_continue && x.req.framing != Framing::Empty && !sent_continue {
-                sent_continue = true;
-                if !self.send_down(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await {
-                    x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                    return Next::Close;
-                }
-            }
-            if x.req.framing == Framing::Empty {
+            if plan.body.is_some() {
                 let (res, buf) = up.stream.write_all(head).await;
                 head = buf;
                 match res {
                     Ok(n) => attempt.sent(n as u64),
-                    Err(_) if retryable => {
+                    Err(_) if resendable => {
                         fresh_only = true;
                         continue;
                     }
                     Err(_) => {
                         x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                        attempt.charge(503);
                         let reply = LocalReply::upstream_reset("connection termination");
-                        return self.fail(x, &attempt, reply).await;
+                        return Tried::Failed(reply, FailKind::Reset);
                     }
                 }
             } else {
+                if x.req.expect_continue && !self.send_continue(x).await {
+                    return Tried::Done(Next::Close);
+                }
                 let out_framing = match x.req.framing {
                     Framing::Chunked => OutFraming::Chunked,
                     _ => OutFraming::Raw,
                 };
-                let body = std::mem::take(&mut head);
                 let sent = pump(
                     &mut self.down,
                     &mut self.rbuf,
                     x.req.framing,
                     &mut up.stream,
-                    body,
+                    std::mem::take(&mut head),
                     out_framing,
                 )
                 .await;
@@ -606,59 +834,79 @@ impl Conn {
                     }
                     Err(PumpError::Destination(_)) => {
                         x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                        attempt.charge(503);
                         let mut reply = LocalReply::upstream_reset("connection termination");
                         reply.close = true;
-                        return self.fail(x, &attempt, reply).await;
+                        return Tried::Failed(reply, FailKind::Reset);
                     }
                     Err(PumpError::Malformed) => {
                         x.flag(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
-                        return self
-                            .reply(x, &LocalReply::closing(400, "Bad Request"))
-                            .await;
+                        let reply = LocalReply::closing(400, "Bad Request");
+                        return Tried::Done(self.reply(x, &reply).await);
                     }
                     Err(PumpError::Source) => {
                         x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                         self.closed_by_peer = true;
-                        return Next::Close;
+                        return Tried::Done(Next::Close);
                     }
                 }
             }
             // The route timeout runs from the end of the request to the end
-            // of the response, as Envoy's does.
+            // of the response (across attempts); a per-try timeout may cut
+            // one attempt shorter.
+            let now = Instant::now();
+            let deadline = plan.deadline.or(plan.timeout.map(|t| now + t));
+            let per_try = retries.per_try_timeout.map(|t| now + t);
+            let limit = match (deadline, per_try) {
+                (Some(d), Some(p)) => Some(d.min(p)),
+                (d, p) => d.or(p),
+            };
+            let per_try_cut = per_try.is_some_and(|p| deadline.is_none_or(|d| p < d));
             let headers_sent = Cell::new(false);
             self.ubuf.clear();
-            let receive = self.receive(x, &mut up.stream, attempt.started, &headers_sent);
-            let result = match to.forward.timeout {
-                Some(t) => monoio::time::timeout(t, receive).await.ok(),
+            let watch = plan.watch_responses.then_some(retries);
+            let receive = self.receive(x, &mut up.stream, attempt.started, &headers_sent, watch);
+            let result = match limit {
+                Some(l) => {
+                    let left = l.saturating_duration_since(Instant::now());
+                    monoio::time::timeout(left, receive).await.ok()
+                }
                 None => Some(receive.await),
             };
             attempt.received(self.ubuf.take_received());
-            let reply = match result {
+            return match result {
                 Some(Ok(reusable)) => {
                     attempt.charge(x.status.get());
                     if reusable {
                         x.shard.pool.put(addr, up);
                     }
-                    return if x.closing() {
+                    Tried::Done(if x.closing() {
                         Next::Close
                     } else {
                         Next::KeepAlive
-                    };
+                    })
                 }
-                Some(Err(Failure::BeforeHeaders(_))) if retryable && self.ubuf.is_empty() => {
+                Some(Err(Failure::Retriable(status))) => {
+                    attempt.charge(status);
+                    Tried::Retriable(status)
+                }
+                Some(Err(Failure::BeforeHeaders(_))) if resendable && self.ubuf.is_empty() => {
                     fresh_only = true;
                     continue;
                 }
                 Some(Err(Failure::BeforeHeaders(reason))) => {
                     x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
-                    LocalReply::upstream_reset(reason)
+                    attempt.charge(503);
+                    Tried::Failed(LocalReply::upstream_reset(reason), FailKind::Reset)
                 }
                 Some(Err(Failure::Protocol)) => {
                     x.flag(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
-                    LocalReply::new(
+                    attempt.charge(502);
+                    let reply = LocalReply::new(
                         502,
                         "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
-                    )
+                    );
+                    Tried::Failed(reply, FailKind::Protocol)
                 }
                 None => {
                     attempt.timed_out();
@@ -666,9 +914,19 @@ impl Conn {
                     if headers_sent.get() {
                         // Past the response headers the only signal left is closing.
                         attempt.charge(x.status.get());
-                        return Next::Close;
+                        return Tried::Done(Next::Close);
                     }
-                    LocalReply::new(504, "upstream request timeout")
+                    attempt.charge(504);
+                    let reply = LocalReply::new(504, "upstream request timeout");
+                    if per_try_cut {
+                        cluster
+                            .stats
+                            .inc(x.shard.id, ClusterStat::upstream_rq_per_try_timeout);
+                        Tried::Failed(reply, FailKind::PerTryTimeout)
+                    } else {
+                        // The route timeout bounds all attempts: no retry.
+                        Tried::Done(self.reply(x, &reply).await)
+                    }
                 }
                 Some(Err(failure)) => {
                     x.flag(match failure {
@@ -676,23 +934,10 @@ impl Conn {
                         _ => ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
                     });
                     attempt.charge(x.status.get());
-                    return Next::Close;
+                    Tried::Done(Next::Close)
                 }
             };
-            return self.fail(x, &attempt, reply).await;
         }
-    }
-
-    /// Answers a failed forward with `reply`, charging its status to the
-    /// cluster as Envoy does.
-    async fn fail(
-        &mut self,
-        x: &Exchange<'_>,
-        attempt: &Attempt<'_>,
-        reply: LocalReply<'_>,
-    ) -> Next {
-        attempt.charge(reply.status);
-        self.reply(x, &reply).await
     }
 
     /// Reads the upstream response and streams it downstream. Returns
@@ -703,6 +948,7 @@ impl Conn {
         up: &mut TcpStream,
         started: Instant,
         headers_sent: &Cell<bool>,
+        retries: Option<&Retries<'_>>,
     ) -> Result<bool, Failure> {
         loop {
             let mut out = Vec::new();
@@ -725,6 +971,15 @@ impl Conn {
                 ParsedResponse::Interim(n) => self.ubuf.consume(n),
                 ParsedResponse::Invalid => return Err(Failure::Protocol),
                 ParsedResponse::Final(resp) => {
+                    let head = &self.ubuf.data()[..resp.head_len];
+                    if let Some(r) = retries.filter(|r| r.retries_response(resp.status, head)) {
+                        if r.remaining > 0 {
+                            // Nothing has gone downstream: drop this response.
+                            return Err(Failure::Retriable(resp.status));
+                        }
+                        // Retriable, but the budget is spent: it goes out as is.
+                        x.flag(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+                    }
                     if x.log.enabled {
                         x.log.response_at.set(Some(Instant::now()));
                         let head = self.ubuf.data()[..resp.head_len].to_vec();

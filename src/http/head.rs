@@ -9,7 +9,9 @@ use super::local_reply::LocalReply;
 use super::mutate::{self, Edits};
 use crate::access_log::Record;
 use crate::config::ServerHeaderTransformation;
-use crate::config::{HashOn, HashPolicy, HeaderMutations, HostRewrite, PathRedirect, Redirect};
+use crate::config::{
+    HashOn, HashPolicy, HeaderMutations, HostRewrite, PathRedirect, Redirect, RetryOn,
+};
 use crate::router::{port_start, Action, Forward, Matched, RequestView, Route};
 use crate::server::shard::Shard;
 use crate::snapshot::HttpSettings;
@@ -18,7 +20,7 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Header slots parsed on the stack; larger limits use the heap.
 const STACK_HEADERS: usize = 128;
@@ -87,6 +89,8 @@ pub enum Plan<'v> {
         hash: Option<u64>,
         /// A `set-cookie` value for a generated hash-policy cookie.
         set_cookie: Option<Vec<u8>>,
+        /// What the request's `x-envoy-*` headers override.
+        overrides: Overrides,
     },
 }
 
@@ -98,6 +102,45 @@ impl<'v> Plan<'v> {
             Plan::Forward { matched, .. } => Some(*matched),
             Plan::Local(_) | Plan::NoRoute => None,
         }
+    }
+}
+
+/// Per-request overrides from the `x-envoy-*` request headers Envoy
+/// honours (they are consumed, not forwarded).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `x-envoy-retry-on`, added to the route's conditions.
+    pub retry_on: RetryOn,
+    /// `x-envoy-max-retries`.
+    pub max_retries: Option<u32>,
+    /// `x-envoy-retriable-status-codes`.
+    pub retriable_status_codes: Vec<u16>,
+    /// `x-envoy-upstream-rq-timeout-ms` (`Some(None)`: 0, no timeout).
+    pub timeout: Option<Option<Duration>>,
+    /// `x-envoy-upstream-rq-per-try-timeout-ms`.
+    pub per_try_timeout: Option<Duration>,
+}
+
+impl Overrides {
+    /// Reads one request header; false when it is not an override header.
+    fn read(&mut self, name: &str, value: &[u8]) -> bool {
+        let text = std::str::from_utf8(value).unwrap_or("").trim();
+        let ms = || text.parse::<u64>().ok().map(Duration::from_millis);
+        if name.eq_ignore_ascii_case("x-envoy-retry-on") {
+            self.retry_on = self.retry_on.union(RetryOn::parse_lenient(text));
+        } else if name.eq_ignore_ascii_case("x-envoy-max-retries") {
+            self.max_retries = text.parse().ok();
+        } else if name.eq_ignore_ascii_case("x-envoy-retriable-status-codes") {
+            self.retriable_status_codes
+                .extend(text.split(',').filter_map(|c| c.trim().parse::<u16>().ok()));
+        } else if name.eq_ignore_ascii_case("x-envoy-upstream-rq-timeout-ms") {
+            self.timeout = ms().map(|d| (!d.is_zero()).then_some(d));
+        } else if name.eq_ignore_ascii_case("x-envoy-upstream-rq-per-try-timeout-ms") {
+            self.per_try_timeout = ms().filter(|d| !d.is_zero());
+        } else {
+            return false;
+        }
+        true
     }
 }
 
@@ -332,6 +375,7 @@ fn analyse_request<'v>(
             .unwrap_or(host),
         HostRewrite::None | HostRewrite::Auto => host,
     };
+    let mut overrides = Overrides::default();
     let mut head = Vec::with_capacity(head_len + 256);
     head.extend_from_slice(method.as_bytes());
     head.push(b' ');
@@ -353,6 +397,7 @@ fn analyse_request<'v>(
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
             || !edits.keeps(name)
+            || overrides.read(name, h.value)
         {
             continue;
         }
@@ -371,7 +416,7 @@ fn analyse_request<'v>(
     if let Some(id) = &generated_id {
         push_header(&mut head, "x-request-id", id);
     }
-    if let Some(t) = forward.timeout {
+    if let Some(t) = overrides.timeout.unwrap_or(forward.timeout) {
         push_number_header(
             &mut head,
             "x-envoy-expected-rq-timeout-ms",
@@ -392,6 +437,7 @@ fn analyse_request<'v>(
         host_value,
         hash,
         set_cookie,
+        overrides,
     });
     if let ParsedRequest::Request(req, _) = &mut parsed {
         req.generated_id = generated_id;

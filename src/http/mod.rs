@@ -8,3 +8,4 @@ pub mod flags;
 pub mod head;
 pub mod local_reply;
 pub mod mutate;
+pub mod retry;

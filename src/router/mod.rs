@@ -29,6 +29,9 @@ pub enum Action {
     },
 }
 
+/// Request body buffered for retries when no limit is configured.
+const DEFAULT_BUFFER_LIMIT: u64 = 1024 * 1024;
+
 /// Which cluster a forward goes to, resolved to snapshot indexes.
 #[derive(Debug)]
 pub enum Target {
@@ -62,6 +65,12 @@ pub struct Forward {
     pub timeout: Option<Duration>,
     /// `hash_policy`.
     pub hash_policy: Vec<config::HashPolicy>,
+    /// The route's `retry_policy`, else its virtual host's.
+    pub retry: Option<config::RetryPolicy>,
+    /// How much request body may be buffered for retries
+    /// (`per_request_buffer_limit_bytes`; default 1 MiB, Envoy's
+    /// connection buffer limit).
+    pub buffer_limit: u64,
 }
 
 impl Forward {
@@ -119,6 +128,10 @@ pub struct VirtualHost {
     pub request_headers: HeaderMutations,
     /// Response header mutations of the virtual host.
     pub response_headers: HeaderMutations,
+    /// `include_request_attempt_count`.
+    pub attempt_count_in_request: bool,
+    /// `include_attempt_count_in_response`.
+    pub attempt_count_in_response: bool,
 }
 
 /// A matched route with its virtual host and table, for the header
@@ -278,6 +291,11 @@ impl RouteTable {
                             host_rewrite: f.host_rewrite.clone(),
                             timeout: f.timeout,
                             hash_policy: f.hash_policy.clone(),
+                            retry: f.retry_policy.clone().or_else(|| vh.retry_policy.clone()),
+                            buffer_limit: r
+                                .buffer_limit
+                                .or(vh.buffer_limit)
+                                .unwrap_or(DEFAULT_BUFFER_LIMIT),
                         })
                     }
                 };
@@ -319,6 +337,8 @@ impl RouteTable {
                 index,
                 request_headers: vh.request_headers.clone(),
                 response_headers: vh.response_headers.clone(),
+                attempt_count_in_request: vh.attempt_count_in_request,
+                attempt_count_in_response: vh.attempt_count_in_response,
             });
         }
         // Longest first; a stable sort keeps config order among equals.
@@ -485,12 +505,18 @@ mod tests {
                             host_rewrite: HostRewrite::None,
                             timeout: None,
                             hash_policy: Vec::new(),
+                            retry_policy: None,
                         }),
                         request_headers: HeaderMutations::default(),
                         response_headers: HeaderMutations::default(),
+                        buffer_limit: None,
                     }],
                     request_headers: HeaderMutations::default(),
                     response_headers: HeaderMutations::default(),
+                    retry_policy: None,
+                    attempt_count_in_request: false,
+                    attempt_count_in_response: false,
+                    buffer_limit: None,
                 })
                 .collect(),
             request_headers: HeaderMutations::default(),
@@ -561,10 +587,15 @@ mod tests {
                     },
                     request_headers: HeaderMutations::default(),
                     response_headers: HeaderMutations::default(),
+                    buffer_limit: None,
                 })
                 .collect(),
             request_headers: HeaderMutations::default(),
             response_headers: HeaderMutations::default(),
+            retry_policy: None,
+            attempt_count_in_request: false,
+            attempt_count_in_response: false,
+            buffer_limit: None,
         };
         let rc = RouteConfiguration {
             name: "rc".into(),

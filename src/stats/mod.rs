@@ -224,6 +224,7 @@ struct TypedScopes {
     listeners: HashMap<String, Arc<Scope<sets::Listener>>>,
     http: HashMap<String, Arc<Scope<sets::Http>>>,
     clusters: HashMap<String, Arc<Scope<sets::Cluster>>>,
+    retries: HashMap<String, Arc<Scope<sets::Retry>>>,
     hosts: HashMap<(String, String), Arc<Scope<sets::Host>>>,
 }
 
@@ -310,6 +311,11 @@ impl Store {
     /// `cluster.<name>.` stats.
     pub fn cluster(&self, name: &str) -> Arc<Scope<sets::Cluster>> {
         self.scope(format!("cluster.{name}."), |t| &mut t.clusters)
+    }
+
+    /// `cluster.<name>.retry.` stats.
+    pub fn cluster_retry(&self, name: &str) -> Arc<Scope<sets::Retry>> {
+        self.scope(format!("cluster.{name}.retry."), |t| &mut t.retries)
     }
 
     /// Per-endpoint stats, shown by `/clusters` (not by `/stats`, as in Envoy).

@@ -139,12 +139,12 @@ fn tag(name: &str) -> Tagged {
         ("", None, name)
     };
     let mut stat = rest.to_string();
-    if let Some(code) = rest
-        .strip_prefix("upstream_rq_")
-        .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()))
-    {
+    let code = rest
+        .rsplit_once("upstream_rq_")
+        .filter(|(_, c)| c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()));
+    if let Some((head, code)) = code {
         labels.push(("envoy_response_code", code.to_string()));
-        stat = "upstream_rq".to_string();
+        stat = format!("{head}upstream_rq");
     } else if let Some(base) = rest.strip_suffix("xx") {
         if let Some((head, class)) = base.split_at_checked(base.len().saturating_sub(1)) {
             if head.ends_with('_') && class.bytes().all(|b| (b'1'..=b'5').contains(&b)) {
@@ -285,6 +285,10 @@ mod tests {
             vec![("envoy_listener_address", "0.0.0.0_10000".to_string())]
         );
         assert_eq!(tag("server.live").metric, "envoy_server_live");
+        assert_eq!(
+            tag("cluster.b.retry.upstream_rq_503").metric,
+            "envoy_cluster_retry_upstream_rq"
+        );
         assert_eq!(
             tag("cluster.b.upstream_rq_total").metric,
             "envoy_cluster_upstream_rq_total"

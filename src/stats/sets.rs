@@ -52,6 +52,8 @@ stat_set!(
         upstream_rq_total, upstream_rq_completed, upstream_rq_timeout,
         upstream_rq_1xx, upstream_rq_2xx, upstream_rq_3xx, upstream_rq_4xx, upstream_rq_5xx,
         upstream_rq_rx_reset, upstream_rq_tx_reset, membership_change,
+        upstream_rq_retry, upstream_rq_retry_success, upstream_rq_retry_limit_exceeded,
+        upstream_rq_retry_backoff_exponential, upstream_rq_per_try_timeout,
     ],
     gauges [upstream_cx_active, upstream_rq_active, membership_total, membership_healthy]
 );
@@ -61,4 +63,11 @@ stat_set!(
     Host, None,
     counters [cx_total, cx_connect_fail, rq_total, rq_success, rq_error, rq_timeout],
     gauges [cx_active, rq_active]
+);
+
+stat_set!(
+    /// `cluster.<name>.retry.*`: the responses that were retried.
+    Retry, Some("upstream_rq_"),
+    counters [upstream_rq_1xx, upstream_rq_2xx, upstream_rq_3xx, upstream_rq_4xx, upstream_rq_5xx],
+    gauges []
 );

@@ -69,6 +69,8 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     /// `cluster.<name>.*`.
     pub stats: Arc<Scope<sets::Cluster>>,
+    /// `cluster.<name>.retry.*`.
+    pub retry_stats: Arc<Scope<sets::Retry>>,
     /// `cluster.<name>.upstream_rq_time`.
     pub rq_time: HistogramId,
     /// `cluster.<name>.upstream_cx_connect_ms`.
@@ -101,6 +103,7 @@ impl Cluster {
                 .histograms
                 .id(&format!("cluster.{}.upstream_cx_connect_ms", config.name)),
             balancer: lb::Balancer::new(&config.lb_policy, &endpoints),
+            retry_stats: store.cluster_retry(&config.name),
             config,
             endpoints,
             stats,

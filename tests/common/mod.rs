@@ -58,6 +58,16 @@ impl Backend {
     }
 
     pub fn start_on(bind: &str, name: &str) -> Backend {
+        Self::serve(bind, name, None)
+    }
+
+    /// A backend that treats every request as if its path were `path`
+    /// (e.g. `/status/503`, `/close-before`, `/delay/1000`).
+    pub fn start_forced(name: &str, path: &'static str) -> Backend {
+        Self::serve("127.0.0.1:0", name, Some(path))
+    }
+
+    fn serve(bind: &str, name: &str, forced: Option<&'static str>) -> Backend {
         let listener = TcpListener::bind(bind).expect("backend bind");
         let addr = listener.local_addr().expect("addr");
         let backend = Backend {
@@ -80,7 +90,7 @@ impl Backend {
                 conns.fetch_add(1, Ordering::SeqCst);
                 let (reqs, name) = (reqs.clone(), name.clone());
                 std::thread::spawn(move || {
-                    let _ = serve_backend(stream, &reqs, &name);
+                    let _ = serve_backend(stream, &reqs, &name, forced);
                 });
             }
         });
@@ -131,7 +141,12 @@ fn read_chunked(r: &mut impl BufRead, keep: bool) -> std::io::Result<(Vec<u8>, u
     }
 }
 
-fn serve_backend(stream: TcpStream, reqs: &Mutex<Vec<Seen>>, name: &str) -> std::io::Result<()> {
+fn serve_backend(
+    stream: TcpStream,
+    reqs: &Mutex<Vec<Seen>>,
+    name: &str,
+    forced: Option<&str>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     loop {
@@ -185,7 +200,8 @@ fn serve_backend(stream: TcpStream, reqs: &Mutex<Vec<Seen>>, name: &str) -> std:
             headers: headers.clone(),
             body_len: body.1,
         });
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let behaviour = forced.unwrap_or(&path);
+        let segments: Vec<&str> = behaviour.trim_start_matches('/').split('/').collect();
         let is_head = method == "HEAD";
         let respond = |out: &mut TcpStream, status: u16, body: &[u8]| {
             let head = format!(
