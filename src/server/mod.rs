@@ -15,6 +15,7 @@ use crate::stats::Store;
 use crate::upstream::{dns, Endpoint};
 use monoio::net::{ListenerOpts, TcpListener};
 use shard::Shard;
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -52,6 +53,10 @@ pub fn run(
     store: Arc<Store>,
     sinks: Arc<Sinks>,
 ) -> Result<(), String> {
+    // Signal handlers first: a SIGTERM that arrives once shards accept
+    // traffic must drain, not kill the process with its default action.
+    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let addresses = reserve_ports(&snapshot)?;
     sinks.start()?;
     store.register("filesystem.", sinks.clone());
@@ -123,7 +128,7 @@ pub fn run(
         env!("CARGO_PKG_VERSION")
     );
     let mut stop = Some(stop_tx);
-    supervise(&published, &store, &command_rx, &mut stop)?;
+    supervise(signals, &published, &store, &command_rx, &mut stop)?;
     store.set_draining();
     log::info!(
         "draining: no new connections; waiting up to {:?} for in-flight requests",
@@ -309,14 +314,12 @@ impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
 /// or `/quitquitquit`. `/drain_listeners` drops `stop` (the shards drain)
 /// and the loop goes on.
 fn supervise(
+    mut signals: signal_hook::iterator::Signals,
     published: &Published,
     store: &Store,
     commands: &crossbeam_channel::Receiver<Command>,
     stop: &mut Option<flume::Sender<()>>,
 ) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(4);
     std::thread::Builder::new()
         .name("ringway-signals".into())
