@@ -263,12 +263,22 @@ fn stats_and_attempt_count() {
     let bad = Backend::start_forced("bad", "/status/503");
     let good = Backend::start("good");
     let admin = free_port();
-    let vhost = "              include_request_attempt_count: true\n";
+    let vhost = "              include_request_attempt_count: true\n              include_attempt_count_in_response: true\n";
     let cfg = admin_block(admin) + &config(RETRY_5XX, &[&bad, &good], None, vhost);
     let p = Proxy::start(&cfg, &["--concurrency", "2"]);
+    let mut counts = std::collections::HashSet::new();
     for _ in 0..10 {
-        assert_eq!(send(p.port, "").status, 200);
+        let r = send(p.port, "");
+        assert_eq!(r.status, 200);
+        counts.insert(r.header("x-envoy-attempt-count").map(str::to_string));
     }
+    // Responses say how many attempts they took (1, or 2 after a retry).
+    assert!(
+        counts
+            .iter()
+            .all(|c| matches!(c.as_deref(), Some("1") | Some("2"))),
+        "{counts:?}"
+    );
     // The retried attempts said which attempt they were.
     assert!(good
         .seen()

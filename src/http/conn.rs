@@ -188,6 +188,8 @@ struct Exchange<'a> {
     set_cookie: OnceCell<Vec<u8>>,
     /// `100 Continue` was sent.
     sent_continue: Cell<bool>,
+    /// Upstream attempts made so far (for `x-envoy-attempt-count`).
+    attempts: Cell<u32>,
     /// The client asked to close, or the shard was draining when it arrived.
     close: bool,
     /// The status sent downstream (0 until one is).
@@ -427,6 +429,7 @@ impl Conn {
             },
             set_cookie: OnceCell::new(),
             sent_continue: Cell::new(false),
+            attempts: Cell::new(0),
             log: LogDetails {
                 enabled: logging,
                 ..LogDetails::default()
@@ -619,6 +622,7 @@ impl Conn {
                     .await;
             };
             tried.push(endpoint.addr);
+            x.attempts.set(retries.done + 1);
             let mut attempt_head = head.clone();
             if to.forward.host_rewrite == HostRewrite::Auto
                 && cluster.config.discovery == Discovery::StrictDns
@@ -959,6 +963,10 @@ impl Conn {
                 close: x.closing(),
                 mutations: x.response_mutations().map(|levels| (levels, x.record())),
                 set_cookie: x.set_cookie.get().map(Vec::as_slice),
+                attempt_count: x
+                    .matched
+                    .filter(|m| m.vhost.attempt_count_in_response)
+                    .map(|_| x.attempts.get()),
             };
             let parsed = head::parse_response(self.ubuf.data(), x.http, shaping, &mut out);
             match parsed {

@@ -609,6 +609,8 @@ pub struct Shaping<'a> {
     pub mutations: Option<([&'a HeaderMutations; 3], Record<'a>)>,
     /// A `set-cookie` value to add (a generated hash-policy cookie).
     pub set_cookie: Option<&'a [u8]>,
+    /// `x-envoy-attempt-count` to add (`include_attempt_count_in_response`).
+    pub attempt_count: Option<u32>,
 }
 
 /// Parses the upstream response in `data`; for a final response, writes the
@@ -625,6 +627,7 @@ pub fn parse_response(
         close,
         mutations,
         set_cookie,
+        attempt_count,
     } = shaping;
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
@@ -722,6 +725,9 @@ pub fn parse_response(
     }
     if let Some(cookie) = set_cookie {
         push_header(out, "set-cookie", cookie);
+    }
+    if let Some(n) = attempt_count {
+        push_number_header(out, "x-envoy-attempt-count", u64::from(n));
     }
     let add_server = match http.server_header {
         ServerHeaderTransformation::Overwrite => true,
