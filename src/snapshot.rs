@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// HTTP connection manager settings compiled for the request path.
 #[derive(Debug)]
@@ -43,6 +44,12 @@ pub struct HttpSettings {
     pub rq_time: HistogramId,
     /// `access_log`, compiled.
     pub access_logs: Vec<AccessLog>,
+    /// Connection idle timeout between requests.
+    pub idle_timeout: Option<Duration>,
+    /// `stream_idle_timeout`.
+    pub stream_idle_timeout: Option<Duration>,
+    /// `request_timeout`.
+    pub request_timeout: Option<Duration>,
 }
 
 /// A listener as the shards run it.
@@ -197,6 +204,9 @@ fn http_settings(
 ) -> HttpSettings {
     HttpSettings {
         access_logs,
+        idle_timeout: hcm.idle_timeout,
+        stream_idle_timeout: hcm.stream_idle_timeout,
+        request_timeout: hcm.request_timeout,
         stats: store.http(&hcm.stat_prefix),
         rq_time: store
             .histograms

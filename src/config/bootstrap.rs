@@ -78,6 +78,15 @@ pub struct HttpConnectionManager {
     pub strip_matching_host_port: bool,
     /// `access_log`.
     pub access_log: Vec<crate::access_log::AccessLogConfig>,
+    /// `common_http_protocol_options.idle_timeout`: close a connection
+    /// idle this long between requests (default 1 h; 0 disables).
+    pub idle_timeout: Option<Duration>,
+    /// `stream_idle_timeout`: no bytes either way on a request for this
+    /// long ends it (default 5 min; 0 disables).
+    pub stream_idle_timeout: Option<Duration>,
+    /// `request_timeout`: the whole request must arrive within it
+    /// (default: disabled).
+    pub request_timeout: Option<Duration>,
 }
 
 /// `route_config`.
@@ -138,8 +147,8 @@ pub struct Route {
 /// The route's action.
 #[derive(Debug, Clone)]
 pub enum RouteAction {
-    /// `route`: forward to a cluster.
-    Forward(super::ForwardAction),
+    /// `route`: forward to a cluster (boxed: it is by far the largest).
+    Forward(Box<super::ForwardAction>),
     /// `redirect`.
     Redirect(super::Redirect),
     /// `direct_response`.
@@ -289,12 +298,12 @@ static HCM: Fields = Fields {
         "@type", "stat_prefix", "codec_type", "route_config", "http_filters", "server_name",
         "server_header_transformation", "max_request_headers_kb", "generate_request_id",
         "preserve_external_request_id", "strip_any_host_port", "strip_matching_host_port",
-        "common_http_protocol_options", "access_log",
+        "common_http_protocol_options", "access_log", "stream_idle_timeout", "request_timeout",
     ],
     unsupported: &[
         "rds", "scoped_routes", "add_user_agent", "tracing", "http_protocol_options",
         "http2_protocol_options", "http3_protocol_options", "scheme_header_transformation",
-        "stream_idle_timeout", "request_timeout", "request_headers_timeout", "drain_timeout",
+        "request_headers_timeout", "drain_timeout",
         "delayed_close_timeout", "access_log_flush_interval",
         "flush_access_log_on_new_request", "access_log_options", "use_remote_address",
         "xff_num_trusted_hops", "original_ip_detection_extensions",
@@ -311,9 +320,9 @@ static HCM: Fields = Fields {
 };
 #[rustfmt::skip]
 static PROTOCOL_OPTIONS: Fields = Fields {
-    known: &["max_headers_count"],
+    known: &["max_headers_count", "idle_timeout"],
     unsupported: &[
-        "idle_timeout", "max_connection_duration", "max_stream_duration",
+        "max_connection_duration", "max_stream_duration",
         "headers_with_underscores_action", "max_requests_per_connection",
         "max_response_headers_kb",
     ],
@@ -638,8 +647,12 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
         None => 60,
     };
     let mut max_headers_count = 100;
+    let mut idle_timeout = Some(Duration::from_secs(3600));
     if let Some(c) = obj.get("common_http_protocol_options") {
         if let Some(o) = c.object(errs, &PROTOCOL_OPTIONS) {
+            if let Some(t) = o.get("idle_timeout") {
+                idle_timeout = t.duration(errs).filter(|d| !d.is_zero());
+            }
             if let Some(m) = o.get("max_headers_count") {
                 match wrapped_uint(&m, errs, 10_000) {
                     Some(0) => errs.add(m.path(), "expected a value of at least 1"),
@@ -686,6 +699,15 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
         strip_any_host_port: flag(&obj, errs, "strip_any_host_port"),
         strip_matching_host_port: flag(&obj, errs, "strip_matching_host_port"),
         access_log,
+        idle_timeout,
+        stream_idle_timeout: match obj.get("stream_idle_timeout") {
+            Some(t) => t.duration(errs).filter(|d| !d.is_zero()),
+            None => Some(Duration::from_secs(300)),
+        },
+        request_timeout: obj
+            .get("request_timeout")
+            .and_then(|t| t.duration(errs))
+            .filter(|d| !d.is_zero()),
     })
 }
 
@@ -843,7 +865,8 @@ fn route(node: Node, errs: &mut Errors) -> Option<Route> {
     });
     let mut actions = Vec::new();
     if let Some(r) = obj.get("route") {
-        actions.push(super::route_action::forward_action(r, errs).map(RouteAction::Forward));
+        let forward = super::route_action::forward_action(r, errs).map(Box::new);
+        actions.push(forward.map(RouteAction::Forward));
     }
     if let Some(r) = obj.get("redirect") {
         actions.push(super::route_action::redirect(r, errs).map(RouteAction::Redirect));

@@ -54,6 +54,9 @@ pub struct ForwardAction {
     pub hash_policy: Vec<super::HashPolicy>,
     /// `retry_policy` (the virtual host's applies when absent).
     pub retry_policy: Option<super::RetryPolicy>,
+    /// `idle_timeout`: overrides the stream idle timeout (`Some(None)`: 0s,
+    /// disabled).
+    pub idle_timeout: Option<Option<Duration>>,
 }
 
 /// The path part of a `redirect`.
@@ -133,12 +136,12 @@ pub(super) static ROUTE_ACTION: Fields = Fields {
     known: &[
         "cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
-        "host_rewrite_header", "timeout", "hash_policy", "retry_policy",
+        "host_rewrite_header", "timeout", "hash_policy", "retry_policy", "idle_timeout",
     ],
     unsupported: &[
         "cluster_specifier_plugin", "inline_cluster_specifier_plugin", "metadata_match",
         "path_rewrite_policy", "host_rewrite_path_regex", "append_x_forwarded_host",
-        "idle_timeout", "early_data_policy", "retry_policy_typed_config",
+        "early_data_policy", "retry_policy_typed_config",
         "request_mirror_policies", "priority", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset", "upgrade_configs",
         "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
         "hedge_policy", "max_stream_duration", "request_body_buffer_limit",
@@ -336,6 +339,9 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
             Some(r) => Some(super::retry::retry_policy(&r, errs)?),
             None => None,
         },
+        idle_timeout: obj
+            .get("idle_timeout")
+            .map(|t| t.duration(errs).filter(|d| !d.is_zero())),
     })
 }
 

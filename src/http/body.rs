@@ -1,7 +1,9 @@
 //! Streaming a message body from one socket to another with bounded memory,
 //! re-framing it on the way (Envoy re-frames rather than forwarding framing).
 
-use super::codec::{encode_chunk, ChunkedDecoder, Framing, ReadBuf, LAST_CHUNK, READ_CHUNK};
+use super::codec::{
+    encode_chunk, ChunkedDecoder, Framing, Patience, ReadBuf, LAST_CHUNK, READ_CHUNK,
+};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
@@ -13,6 +15,8 @@ const FLUSH_AT: usize = 64 * 1024;
 pub enum PumpError {
     /// The source closed or failed before the body ended.
     Source,
+    /// The source sent nothing for longer than its patience allowed.
+    SourceTimeout,
     /// The source's chunked framing was malformed.
     Malformed,
     /// Writing to the destination failed after this many bytes were written.
@@ -49,6 +53,7 @@ pub async fn pump(
     dst: &mut TcpStream,
     mut out: Vec<u8>,
     out_framing: OutFraming,
+    patience: Patience,
 ) -> Result<Moved, PumpError> {
     let mut moved = 0u64;
     let mut written = 0u64;
@@ -106,7 +111,7 @@ pub async fn pump(
             });
         }
         if rbuf.is_empty() {
-            match rbuf.fill(src, READ_CHUNK).await {
+            match rbuf.fill_within(src, READ_CHUNK, patience).await {
                 Ok(0) if framing == Framing::UntilClose => {
                     if out_framing == OutFraming::Chunked {
                         let (res, _) = dst.write_all(LAST_CHUNK).await;
@@ -116,6 +121,9 @@ pub async fn pump(
                         body: moved,
                         written,
                     });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(PumpError::SourceTimeout)
                 }
                 Ok(0) | Err(_) => return Err(PumpError::Source),
                 Ok(_) => {}

@@ -5,6 +5,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 /// Size of a connection's read buffer when it is not holding a large head.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -73,6 +74,23 @@ impl ReadBuf {
         res
     }
 
+    /// Like [`fill`](Self::fill), giving up with `ErrorKind::TimedOut`
+    /// once `patience` runs out.
+    pub async fn fill_within(
+        &mut self,
+        stream: &mut TcpStream,
+        limit: usize,
+        patience: Patience,
+    ) -> std::io::Result<usize> {
+        match patience.wait() {
+            None => self.fill(stream, limit).await,
+            Some(wait) => match monoio::time::timeout(wait, self.fill(stream, limit)).await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+            },
+        }
+    }
+
     /// Bytes read from the socket since the last call (for byte counters).
     pub fn take_received(&mut self) -> u64 {
         std::mem::take(&mut self.received)
@@ -117,6 +135,34 @@ pub fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How long a read may wait: at most `idle` for the next bytes, and not
+/// past `deadline`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Patience {
+    /// The stream idle timeout.
+    pub idle: Option<Duration>,
+    /// The end of the request timeout.
+    pub deadline: Option<Instant>,
+}
+
+impl Patience {
+    /// How long one read may wait, or None for as long as it takes.
+    pub fn wait(&self) -> Option<Duration> {
+        let left = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        match (self.idle, left) {
+            (Some(i), Some(l)) => Some(i.min(l)),
+            (i, l) => i.or(l),
+        }
+    }
+
+    /// Whether the deadline (rather than idleness) is what ran out.
+    pub fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
 }
 
 /// How a message body is delimited.

@@ -3,7 +3,7 @@
 //! connections taken from and returned to the shard's pool.
 
 use super::body::{pump, OutFraming, PumpError};
-use super::codec::{Framing, ReadBuf, READ_CHUNK};
+use super::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
 use super::flags::ResponseFlags;
 use super::head::{self, ParsedRequest, ParsedResponse, Plan, Request, MAX_RESPONSE_HEAD};
 use super::head::{Overrides, Peer};
@@ -153,6 +153,27 @@ const RETRY_CLASSES: [RetryStat; 5] = [
     RetryStat::upstream_rq_5xx,
 ];
 
+/// Sleeps for `d`, or forever when there is no limit.
+async fn sleep_for(d: Option<Duration>) {
+    match d {
+        Some(d) => monoio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The 408 Envoy answers when a request's patience ran out, counted in
+/// `downstream_rq_timeout` (request_timeout) or
+/// `downstream_rq_idle_timeout` (stream_idle_timeout).
+fn timeout_reply(http: &HttpSettings, w: usize, patience: Patience) -> LocalReply<'static> {
+    let (stat, body) = if patience.past_deadline() {
+        (HttpStat::downstream_rq_timeout, "request timeout")
+    } else {
+        (HttpStat::downstream_rq_idle_timeout, "stream timeout")
+    };
+    http.stats.inc(w, stat);
+    LocalReply::closing(408, body)
+}
+
 /// Counts a retried response in `cluster.<name>.retry.upstream_rq_*`.
 fn charge_status(stats: &Scope<RetryStat>, w: usize, status: u16) {
     if let Some(stat) = class(status, RETRY_CLASSES) {
@@ -190,6 +211,10 @@ struct Exchange<'a> {
     sent_continue: Cell<bool>,
     /// Upstream attempts made so far (for `x-envoy-attempt-count`).
     attempts: Cell<u32>,
+    /// The stream idle timeout (the route's `idle_timeout` if it has one).
+    stream_idle: Option<Duration>,
+    /// When the request timeout ends.
+    request_deadline: Option<Instant>,
     /// The client asked to close, or the shard was draining when it arrived.
     close: bool,
     /// The status sent downstream (0 until one is).
@@ -225,6 +250,14 @@ struct Upstream<'a> {
 }
 
 impl<'a> Exchange<'a> {
+    /// How long reads of the request may wait.
+    fn request_patience(&self) -> Patience {
+        Patience {
+            idle: self.stream_idle,
+            deadline: self.request_deadline,
+        }
+    }
+
     /// Everything known about the request so far, for a log line or a
     /// header substitution.
     fn record(&self) -> Record<'_> {
@@ -286,6 +319,8 @@ enum Failure {
     DownstreamGone,
     /// The response has a status the retry policy retries; it was not sent.
     Retriable(u16),
+    /// The upstream sent nothing for the stream idle timeout.
+    StreamIdle,
 }
 
 /// What one upstream attempt came to.
@@ -326,10 +361,15 @@ pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener
         if conn.rbuf.is_empty() {
             // Read straight away (one ring op). If the drain wins, the read is
             // abandoned, which is fine: the connection closes either way.
+            let idle = conn.listener.http.idle_timeout;
             let read = monoio::select! {
                 r = conn.rbuf.fill(&mut conn.down, READ_CHUNK) => r,
                 _ = shard.drain.wait() => {
                     conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
+                    return;
+                }
+                _ = sleep_for(idle) => {
+                    conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_idle_timeout);
                     return;
                 }
             };
@@ -354,6 +394,7 @@ impl Conn {
         let started = Instant::now();
         let wall = SystemTime::now();
         let logging = !http.access_logs.is_empty();
+        let request_deadline = http.request_timeout.map(|t| started + t);
         let (req, plan) = loop {
             let peer = Peer {
                 remote: self.peer,
@@ -387,8 +428,17 @@ impl Conn {
                 }
                 ParsedRequest::Partial => {
                     let limit = http.max_request_headers_bytes + READ_CHUNK;
-                    match self.rbuf.fill(&mut self.down, limit).await {
+                    let patience = Patience {
+                        idle: http.stream_idle_timeout,
+                        deadline: request_deadline,
+                    };
+                    match self.rbuf.fill_within(&mut self.down, limit, patience).await {
                         Ok(n) if n > 0 => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                            let reply = timeout_reply(http, shard.id, patience);
+                            self.write_reply(shard, http, &reply, false, true).await;
+                            return Next::Close;
+                        }
                         _ => {
                             self.closed_by_peer = true;
                             return Next::Close;
@@ -430,6 +480,13 @@ impl Conn {
             set_cookie: OnceCell::new(),
             sent_continue: Cell::new(false),
             attempts: Cell::new(0),
+            stream_idle: match &plan {
+                Plan::Forward { forward, .. } => {
+                    forward.idle_timeout.unwrap_or(http.stream_idle_timeout)
+                }
+                _ => http.stream_idle_timeout,
+            },
+            request_deadline,
             log: LogDetails {
                 enabled: logging,
                 ..LogDetails::default()
@@ -586,12 +643,15 @@ impl Conn {
                 if x.req.expect_continue && !self.send_continue(x).await {
                     return Next::Close;
                 }
-                match self.buffer_body(n as usize).await {
-                    Some(body) => {
+                match self.buffer_body(n as usize, x.request_patience()).await {
+                    Ok(body) => {
                         x.log.bytes_received.set(n);
                         Some(body)
                     }
-                    None => {
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        return self.request_timed_out(x).await;
+                    }
+                    Err(_) => {
                         x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                         self.closed_by_peer = true;
                         return Next::Close;
@@ -738,21 +798,37 @@ impl Conn {
     }
 
     /// Reads a `Content-Length` body of `len` bytes into memory (for
-    /// replay on retry); None when the client goes away first.
-    async fn buffer_body(&mut self, len: usize) -> Option<Vec<u8>> {
+    /// replay on retry); an error when the client goes away or is too slow.
+    async fn buffer_body(&mut self, len: usize, patience: Patience) -> std::io::Result<Vec<u8>> {
         let mut body = Vec::with_capacity(len);
         loop {
             let take = (len - body.len()).min(self.rbuf.data().len());
             body.extend_from_slice(&self.rbuf.data()[..take]);
             self.rbuf.consume(take);
             if body.len() == len {
-                return Some(body);
+                return Ok(body);
             }
-            match self.rbuf.fill(&mut self.down, READ_CHUNK).await {
-                Ok(n) if n > 0 => {}
-                _ => return None,
+            if self
+                .rbuf
+                .fill_within(&mut self.down, READ_CHUNK, patience)
+                .await?
+                == 0
+            {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
+    }
+
+    /// Answers a request whose head or body did not arrive in time: 408
+    /// and close (the rest of the request is unread).
+    async fn request_timed_out(&mut self, x: &Exchange<'_>) -> Next {
+        let patience = x.request_patience();
+        if !patience.past_deadline() {
+            x.flag(ResponseFlags::STREAM_IDLE_TIMEOUT);
+        }
+        let reply = timeout_reply(x.http, x.shard.id, patience);
+        self.reply(x, &reply).await;
+        Next::Close
     }
 
     /// One attempt against `plan.endpoint`: sends the request (buffered or
@@ -828,6 +904,7 @@ impl Conn {
                     &mut up.stream,
                     std::mem::take(&mut head),
                     out_framing,
+                    x.request_patience(),
                 )
                 .await;
                 // The request body is not fully read after a failure: close.
@@ -852,6 +929,9 @@ impl Conn {
                         x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                         self.closed_by_peer = true;
                         return Tried::Done(Next::Close);
+                    }
+                    Err(PumpError::SourceTimeout) => {
+                        return Tried::Done(self.request_timed_out(x).await);
                     }
                 }
             }
@@ -893,6 +973,19 @@ impl Conn {
                 Some(Err(Failure::Retriable(status))) => {
                     attempt.charge(status);
                     Tried::Retriable(status)
+                }
+                Some(Err(Failure::StreamIdle)) => {
+                    x.flag(ResponseFlags::STREAM_IDLE_TIMEOUT);
+                    x.http
+                        .stats
+                        .inc(x.shard.id, HttpStat::downstream_rq_idle_timeout);
+                    attempt.charge(x.status.get());
+                    if headers_sent.get() {
+                        return Tried::Done(Next::Close);
+                    }
+                    let mut reply = LocalReply::new(408, "stream timeout");
+                    reply.close = true;
+                    Tried::Done(self.reply(x, &reply).await)
                 }
                 Some(Err(Failure::BeforeHeaders(_))) if resendable && self.ubuf.is_empty() => {
                     fresh_only = true;
@@ -971,8 +1064,19 @@ impl Conn {
             let parsed = head::parse_response(self.ubuf.data(), x.http, shaping, &mut out);
             match parsed {
                 ParsedResponse::Partial => {
-                    match self.ubuf.fill(up, MAX_RESPONSE_HEAD + READ_CHUNK).await {
+                    let patience = Patience {
+                        idle: x.stream_idle,
+                        deadline: None,
+                    };
+                    match self
+                        .ubuf
+                        .fill_within(up, MAX_RESPONSE_HEAD + READ_CHUNK, patience)
+                        .await
+                    {
                         Ok(n) if n > 0 => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                            return Err(Failure::StreamIdle)
+                        }
                         _ => return Err(Failure::BeforeHeaders("connection termination")),
                     }
                 }
@@ -1000,6 +1104,10 @@ impl Conn {
                     };
                     headers_sent.set(true);
                     x.status.set(resp.status);
+                    let patience = Patience {
+                        idle: x.stream_idle,
+                        deadline: None,
+                    };
                     let streamed = pump(
                         up,
                         &mut self.ubuf,
@@ -1007,6 +1115,7 @@ impl Conn {
                         &mut self.down,
                         out,
                         out_framing,
+                        patience,
                     )
                     .await;
                     return match streamed {
@@ -1023,6 +1132,7 @@ impl Conn {
                             }
                             Err(Failure::DownstreamGone)
                         }
+                        Err(PumpError::SourceTimeout) => Err(Failure::StreamIdle),
                         Err(_) => Err(Failure::UpstreamBroke),
                     };
                 }

@@ -29,9 +29,11 @@ impl ResponseFlags {
     pub const UPSTREAM_PROTOCOL_ERROR: Self = Self(1 << 9);
     /// NC: no cluster found (`cluster_header` named none).
     pub const NO_CLUSTER_FOUND: Self = Self(1 << 10);
+    /// SI: stream idle timeout.
+    pub const STREAM_IDLE_TIMEOUT: Self = Self(1 << 11);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 11] = [
+    const NAMES: [(Self, &'static str); 12] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
@@ -40,6 +42,7 @@ impl ResponseFlags {
         (Self::NO_ROUTE_FOUND, "NR"),
         (Self::DOWNSTREAM_CONNECTION_TERMINATION, "DC"),
         (Self::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),
+        (Self::STREAM_IDLE_TIMEOUT, "SI"),
         (Self::DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
         (Self::UPSTREAM_PROTOCOL_ERROR, "UPE"),
         (Self::NO_CLUSTER_FOUND, "NC"),

@@ -16,8 +16,8 @@ use std::time::Duration;
 /// What a matched route does.
 #[derive(Debug)]
 pub enum Action {
-    /// Forward to a cluster.
-    Forward(Forward),
+    /// Forward to a cluster (boxed: it is by far the largest).
+    Forward(Box<Forward>),
     /// Answer with a redirect.
     Redirect(Redirect),
     /// Answer locally with a fixed status and body.
@@ -67,6 +67,8 @@ pub struct Forward {
     pub hash_policy: Vec<config::HashPolicy>,
     /// The route's `retry_policy`, else its virtual host's.
     pub retry: Option<config::RetryPolicy>,
+    /// `idle_timeout`, overriding the stream idle timeout when set.
+    pub idle_timeout: Option<Option<Duration>>,
     /// How much request body may be buffered for retries
     /// (`per_request_buffer_limit_bytes`; default 1 MiB, Envoy's
     /// connection buffer limit).
@@ -283,7 +285,7 @@ impl RouteTable {
                                 }
                             }
                         };
-                        Action::Forward(Forward {
+                        Action::Forward(Box::new(Forward {
                             target,
                             cluster_not_found_status: f.cluster_not_found_status,
                             prefix_rewrite: f.prefix_rewrite.clone(),
@@ -292,11 +294,12 @@ impl RouteTable {
                             timeout: f.timeout,
                             hash_policy: f.hash_policy.clone(),
                             retry: f.retry_policy.clone().or_else(|| vh.retry_policy.clone()),
+                            idle_timeout: f.idle_timeout,
                             buffer_limit: r
                                 .buffer_limit
                                 .or(vh.buffer_limit)
                                 .unwrap_or(DEFAULT_BUFFER_LIMIT),
-                        })
+                        }))
                     }
                 };
                 let mut matcher = r.matcher.clone();
@@ -497,7 +500,7 @@ mod tests {
                             query_parameters: Vec::new(),
                             grpc: false,
                         },
-                        action: RouteAction::Forward(ForwardAction {
+                        action: RouteAction::Forward(Box::new(ForwardAction {
                             target: ClusterTarget::Name("c".into()),
                             cluster_not_found_status: 503,
                             prefix_rewrite: None,
@@ -506,7 +509,8 @@ mod tests {
                             timeout: None,
                             hash_policy: Vec::new(),
                             retry_policy: None,
-                        }),
+                            idle_timeout: None,
+                        })),
                         request_headers: HeaderMutations::default(),
                         response_headers: HeaderMutations::default(),
                         buffer_limit: None,

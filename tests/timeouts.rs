@@ -1,0 +1,124 @@
+//! Timeouts, black-box: connection idle, stream idle (HCM and route),
+//! request timeout, and the timeout request headers, each with Envoy's
+//! local reply.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn config(hcm_extra: &str, route_extra: &str, backend: &Backend) -> String {
+    http_config(
+        &catch_all("backend", route_extra),
+        &static_cluster("backend", &[(backend, 1)], ""),
+    )
+    .replace(
+        "          stat_prefix: ingress_http\n",
+        &format!("          stat_prefix: ingress_http\n{hcm_extra}"),
+    )
+}
+
+/// Reads whatever the proxy sends until it closes (or 5 s pass).
+fn read_all(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let backend = Backend::start("b");
+    let idle = "          common_http_protocol_options: { idle_timeout: 0.3s }\n";
+    let p = Proxy::start(&config(idle, "", &backend), &[]);
+    let mut c = Client::connect(p.port);
+    assert_eq!(c.get("h", "/").status, 200);
+    let started = Instant::now();
+    assert!(c.is_closed(), "the proxy closes an idle connection");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    // The default (1 h) keeps it open.
+    let p = Proxy::start(&config("", "", &backend), &[]);
+    let mut c = Client::connect(p.port);
+    assert_eq!(c.get("h", "/").status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.get("h", "/").status, 200);
+}
+
+#[test]
+fn stream_idle_timeout_answers_408() {
+    let backend = Backend::start("b");
+    let hcm = "          stream_idle_timeout: 0.3s\n";
+    let p = Proxy::start(&config(hcm, ", timeout: 0s", &backend), &[]);
+    // A head that stops half way.
+    let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n")
+        .expect("write");
+    let answer = read_all(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.ends_with("stream timeout"), "{answer}");
+    // An upstream that takes longer than the idle timeout (no route timeout).
+    let r = get(p.port, "h", "/delay/1000");
+    assert_eq!((r.status, r.text().as_str()), (408, "stream timeout"));
+    // A route's idle_timeout overrides the connection manager's.
+    let p = Proxy::start(
+        &config("", ", idle_timeout: 0.2s, timeout: 0s", &backend),
+        &[],
+    );
+    let started = Instant::now();
+    assert_eq!(get(p.port, "h", "/delay/1000").status, 408);
+    assert!(started.elapsed() < Duration::from_millis(900));
+}
+
+#[test]
+fn request_timeout_bounds_the_whole_request() {
+    let backend = Backend::start("b");
+    let hcm = "          request_timeout: 0.4s\n";
+    let p = Proxy::start(&config(hcm, "", &backend), &[]);
+    let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    // The body trickles in: each byte resets idleness, not the request timeout.
+    s.write_all(b"POST /echo HTTP/1.1\r\nhost: h\r\ncontent-length: 20\r\n\r\n")
+        .expect("write");
+    let started = Instant::now();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(100));
+        if s.write_all(b"x").is_err() {
+            break;
+        }
+    }
+    let answer = read_all(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.ends_with("request timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn timeout_headers_override_the_route() {
+    let backend = Backend::start("b");
+    let p = Proxy::start(&config("", "", &backend), &[]);
+    let send = |headers: &str| {
+        let mut c = Client::connect(p.port);
+        c.send(format!("GET /delay/800 HTTP/1.1\r\nhost: h\r\n{headers}\r\n").as_bytes());
+        let started = Instant::now();
+        let r = c.read_response(false).expect("response");
+        (r.status, started.elapsed())
+    };
+    let (status, took) = send("x-envoy-upstream-rq-timeout-ms: 200\r\n");
+    assert_eq!(status, 504);
+    assert!(took < Duration::from_millis(700), "{took:?}");
+    // The backend sees the effective timeout, not the override header.
+    let seen = backend.seen();
+    let last = seen.last().expect("seen");
+    assert_eq!(last.header("x-envoy-expected-rq-timeout-ms"), Some("200"));
+    assert_eq!(last.header("x-envoy-upstream-rq-timeout-ms"), None);
+    let (status, took) = send("x-envoy-upstream-rq-per-try-timeout-ms: 200\r\n");
+    assert_eq!(status, 504);
+    assert!(took < Duration::from_millis(700), "{took:?}");
+    // 0 disables the route timeout for this request.
+    assert_eq!(send("x-envoy-upstream-rq-timeout-ms: 0\r\n").0, 200);
+}
