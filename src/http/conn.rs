@@ -627,7 +627,7 @@ impl Conn {
 
     /// Forwards a request to the chosen cluster, retrying as the route's
     /// retry policy (and the request's `x-envoy-*` headers) allow.
-    async fn forward(&mut self, x: &Exchange<'_>, to: Upstream<'_>, head: Vec<u8>) -> Next {
+    async fn forward(&mut self, x: &Exchange<'_>, to: Upstream<'_>, mut head: Vec<u8>) -> Next {
         let view = x.view;
         let Some(cluster) = view.snapshot.clusters.get(to.cluster) else {
             return self
@@ -683,7 +683,12 @@ impl Conn {
             };
             tried.push(endpoint.addr);
             x.attempts.set(retries.done + 1);
-            let mut attempt_head = head.clone();
+            // The head is copied only while another attempt may need it.
+            let mut attempt_head = if retries.remaining > 0 {
+                head.clone()
+            } else {
+                std::mem::take(&mut head)
+            };
             if to.forward.host_rewrite == HostRewrite::Auto
                 && cluster.config.discovery == Discovery::StrictDns
             {
