@@ -50,6 +50,8 @@ pub struct HttpSettings {
     pub stream_idle_timeout: Option<Duration>,
     /// `request_timeout`.
     pub request_timeout: Option<Duration>,
+    /// Client address detection and `x-forwarded-for`.
+    pub xff: config::XffSettings,
 }
 
 /// A listener as the shards run it.
@@ -207,6 +209,7 @@ fn http_settings(
         idle_timeout: hcm.idle_timeout,
         stream_idle_timeout: hcm.stream_idle_timeout,
         request_timeout: hcm.request_timeout,
+        xff: hcm.xff,
         stats: store.http(&hcm.stat_prefix),
         rq_time: store
             .histograms

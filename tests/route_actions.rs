@@ -224,3 +224,71 @@ fn header_mutations_at_three_levels() {
     assert_eq!(r.header("x-vhost"), Some("yes"));
     assert_eq!(r.header("x-level"), Some("config"));
 }
+
+#[test]
+fn x_forwarded_for_follows_use_remote_address() {
+    let backend = Backend::start("b");
+    let route = r#"              - match: { prefix: "/" }
+                route: { cluster: backend }
+                request_headers_to_add:
+                - header: { key: x-client, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
+                - header: { key: x-peer, value: "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%" }
+"#;
+    let with_hcm = |extra: &str| {
+        http_config(
+            &vhost(route, ""),
+            &static_cluster("backend", &[(&backend, 1)], ""),
+        )
+        .replace(
+            "          stat_prefix: ingress_http\n",
+            &format!("          stat_prefix: ingress_http\n{extra}"),
+        )
+    };
+    let send = |port: u16, headers: &str| {
+        let mut c = Client::connect(port);
+        c.send(format!("GET / HTTP/1.1\r\nhost: h\r\n{headers}\r\n").as_bytes());
+        assert_eq!(c.read_response(false).expect("response").status, 200);
+        backend.seen().last().cloned().expect("seen")
+    };
+    // Edge proxy: the connection's address is appended and trusted.
+    let p = Proxy::start(&with_hcm("          use_remote_address: true\n"), &[]);
+    let seen = send(
+        p.port,
+        "x-forwarded-for: 1.2.3.4\r\nx-envoy-external-address: spoofed\r\n",
+    );
+    assert_eq!(seen.header("x-forwarded-for"), Some("1.2.3.4, 127.0.0.1"));
+    assert_eq!(seen.header("x-envoy-internal"), Some("true"));
+    assert_eq!(seen.header("x-envoy-external-address"), None);
+    assert_eq!(seen.header("x-client"), Some("127.0.0.1"));
+    // One trusted hop in front: the client is the header's last entry.
+    let p = Proxy::start(
+        &with_hcm("          use_remote_address: true\n          xff_num_trusted_hops: 1\n"),
+        &[],
+    );
+    let seen = send(
+        p.port,
+        "x-forwarded-for: 203.0.113.7\r\nx-envoy-internal: true\r\n",
+    );
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.7, 127.0.0.1")
+    );
+    assert_eq!(seen.header("x-envoy-external-address"), Some("203.0.113.7"));
+    assert_eq!(
+        seen.header("x-envoy-internal"),
+        None,
+        "a client's claim is dropped"
+    );
+    assert_eq!(seen.header("x-client"), Some("203.0.113.7"));
+    assert_eq!(seen.header("x-peer"), Some("127.0.0.1"));
+    // Default (internal proxy): the header is left alone and its last
+    // entry is the client.
+    let p = Proxy::start(&with_hcm(""), &[]);
+    let seen = send(p.port, "x-forwarded-for: 198.51.100.1, 9.9.9.9\r\n");
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("198.51.100.1, 9.9.9.9")
+    );
+    assert_eq!(seen.header("x-client"), Some("9.9.9.9"));
+    assert_eq!(seen.header("x-envoy-internal"), None);
+}

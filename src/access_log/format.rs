@@ -27,6 +27,8 @@ enum Operator {
     UpstreamCluster,
     DownstreamRemoteAddress,
     DownstreamRemoteAddressWithoutPort,
+    DownstreamDirectRemoteAddress,
+    DownstreamDirectRemoteAddressWithoutPort,
     DownstreamLocalAddress,
     DownstreamLocalAddressWithoutPort,
     RouteName,
@@ -105,12 +107,13 @@ fn parse_operator(name: &str, arg: Option<&str>) -> Result<Operator, String> {
         "RESPONSE_DURATION" => no_arg(Operator::ResponseDuration),
         "UPSTREAM_HOST" | "UPSTREAM_REMOTE_ADDRESS" => no_arg(Operator::UpstreamHost),
         "UPSTREAM_CLUSTER" => no_arg(Operator::UpstreamCluster),
-        "DOWNSTREAM_REMOTE_ADDRESS" | "DOWNSTREAM_DIRECT_REMOTE_ADDRESS" => {
-            no_arg(Operator::DownstreamRemoteAddress)
-        }
-        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT"
-        | "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT" => {
+        "DOWNSTREAM_REMOTE_ADDRESS" => no_arg(Operator::DownstreamRemoteAddress),
+        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => {
             no_arg(Operator::DownstreamRemoteAddressWithoutPort)
+        }
+        "DOWNSTREAM_DIRECT_REMOTE_ADDRESS" => no_arg(Operator::DownstreamDirectRemoteAddress),
+        "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT" => {
+            no_arg(Operator::DownstreamDirectRemoteAddressWithoutPort)
         }
         "DOWNSTREAM_LOCAL_ADDRESS" => no_arg(Operator::DownstreamLocalAddress),
         "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => {
@@ -292,6 +295,12 @@ fn value(op: &Operator, r: &Record, out: &mut String) -> bool {
         Operator::DownstreamRemoteAddress => r.remote.map(|a| write!(out, "{a}")).is_some(),
         Operator::DownstreamRemoteAddressWithoutPort => {
             r.remote.map(|a| write!(out, "{}", a.ip())).is_some()
+        }
+        Operator::DownstreamDirectRemoteAddress => {
+            r.direct_remote.map(|a| write!(out, "{a}")).is_some()
+        }
+        Operator::DownstreamDirectRemoteAddressWithoutPort => {
+            r.direct_remote.map(|a| write!(out, "{}", a.ip())).is_some()
         }
         Operator::DownstreamLocalAddress => r.local.map(|a| write!(out, "{a}")).is_some(),
         Operator::DownstreamLocalAddressWithoutPort => {

@@ -97,8 +97,10 @@ pub struct Record<'a> {
     pub upstream_cluster: Option<&'a str>,
     /// The matched route's name.
     pub route_name: Option<&'a str>,
-    /// The client's address.
+    /// The client's address (trusted, after `x-forwarded-for` rules).
     pub remote: Option<SocketAddr>,
+    /// The address of the connection's peer.
+    pub direct_remote: Option<SocketAddr>,
     /// The address the client connected to.
     pub local: Option<SocketAddr>,
 }
@@ -128,6 +130,7 @@ impl<'a> Record<'a> {
             upstream_cluster: None,
             route_name: None,
             remote: Some(remote),
+            direct_remote: Some(remote),
             local,
         }
     }

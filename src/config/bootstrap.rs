@@ -87,6 +87,20 @@ pub struct HttpConnectionManager {
     /// `request_timeout`: the whole request must arrive within it
     /// (default: disabled).
     pub request_timeout: Option<Duration>,
+    /// `use_remote_address`, `xff_num_trusted_hops`, `skip_xff_append`.
+    pub xff: XffSettings,
+}
+
+/// How the client's address is found and `x-forwarded-for` kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XffSettings {
+    /// `use_remote_address`: the connection's address is trusted, and
+    /// appended to `x-forwarded-for`.
+    pub use_remote_address: bool,
+    /// `xff_num_trusted_hops`.
+    pub trusted_hops: u32,
+    /// `skip_xff_append`.
+    pub skip_append: bool,
 }
 
 /// `route_config`.
@@ -299,15 +313,16 @@ static HCM: Fields = Fields {
         "server_header_transformation", "max_request_headers_kb", "generate_request_id",
         "preserve_external_request_id", "strip_any_host_port", "strip_matching_host_port",
         "common_http_protocol_options", "access_log", "stream_idle_timeout", "request_timeout",
+        "use_remote_address", "xff_num_trusted_hops", "skip_xff_append",
     ],
     unsupported: &[
         "rds", "scoped_routes", "add_user_agent", "tracing", "http_protocol_options",
         "http2_protocol_options", "http3_protocol_options", "scheme_header_transformation",
         "request_headers_timeout", "drain_timeout",
         "delayed_close_timeout", "access_log_flush_interval",
-        "flush_access_log_on_new_request", "access_log_options", "use_remote_address",
-        "xff_num_trusted_hops", "original_ip_detection_extensions",
-        "early_header_mutation_extensions", "internal_address_config", "skip_xff_append", "via",
+        "flush_access_log_on_new_request", "access_log_options",
+        "original_ip_detection_extensions",
+        "early_header_mutation_extensions", "internal_address_config", "via",
         "always_set_request_id_in_response", "forward_client_cert_details",
         "set_current_client_cert_details", "proxy_100_continue",
         "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "upgrade_configs", "normalize_path",
@@ -708,6 +723,20 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
             .get("request_timeout")
             .and_then(|t| t.duration(errs))
             .filter(|d| !d.is_zero()),
+        xff: XffSettings {
+            use_remote_address: match obj.get("use_remote_address") {
+                Some(c) => match c.value() {
+                    serde_json::Value::Object(_) => wrapped_bool(&c, errs),
+                    _ => c.bool(errs).unwrap_or(false),
+                },
+                None => false,
+            },
+            trusted_hops: match obj.get("xff_num_trusted_hops") {
+                Some(n) => n.uint(errs, 64).unwrap_or(0) as u32,
+                None => 0,
+            },
+            skip_append: flag(&obj, errs, "skip_xff_append"),
+        },
     })
 }
 

@@ -279,6 +279,7 @@ impl<'a> Exchange<'a> {
                 .map(|c| c.name()),
             route_name: self.matched.map(|m| m.route.name.as_str()),
             response_head: self.log.response_head.get().map_or(&[], Vec::as_slice),
+            remote: Some(self.req.client.unwrap_or(self.peer.remote)),
             ..Record::new(
                 self.wall,
                 &self.request_head,

@@ -7,6 +7,7 @@ use super::codec::{
 };
 use super::local_reply::LocalReply;
 use super::mutate::{self, Edits};
+use super::xff;
 use crate::access_log::Record;
 use crate::config::ServerHeaderTransformation;
 use crate::config::{
@@ -33,6 +34,9 @@ const MAX_RESPONSE_HEADERS: usize = 100;
 
 /// The result of looking at the buffered start of a request.
 #[derive(Debug)]
+// Returned by value once per request; boxing the large variant would cost
+// an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ParsedRequest<'v> {
     /// More bytes are needed.
     Partial,
@@ -57,6 +61,9 @@ pub struct Request {
     pub is_head: bool,
     /// The `x-request-id` Ringway generated (none when the client sent one).
     pub generated_id: Option<[u8; 36]>,
+    /// The trusted client address (from `x-forwarded-for` rules; port 0
+    /// when it came from the header), when the request was forwarded.
+    pub client: Option<SocketAddr>,
 }
 
 /// What the connection manager does with a request.
@@ -287,6 +294,7 @@ fn analyse_request<'v>(
                 expect_continue: seen.expect_continue,
                 is_head: method == "HEAD",
                 generated_id: None,
+                client: None,
             },
             plan,
         )
@@ -350,12 +358,28 @@ fn analyse_request<'v>(
         Ok(c) => c,
         Err(status) => return request(Plan::NoCluster(status, matched)),
     };
+    let forwarded = xff::resolve(
+        &http.xff,
+        peer.remote.ip(),
+        view.header("x-forwarded-for").as_deref(),
+    );
+    let client = SocketAddr::new(
+        forwarded.client,
+        if forwarded.direct {
+            peer.remote.port()
+        } else {
+            0
+        },
+    );
     let (hash, set_cookie) = request_hash(&forward.hash_policy, &view, peer, shard);
     let levels = matched.request_headers();
     let edits = if levels.iter().all(|l| l.is_empty()) {
         Edits::default()
     } else {
-        let record = Record::new(SystemTime::now(), raw_head, peer.remote, peer.local);
+        let record = Record {
+            remote: Some(client),
+            ..Record::new(SystemTime::now(), raw_head, peer.remote, peer.local)
+        };
         let present = |name: &str| {
             req.headers
                 .iter()
@@ -398,6 +422,10 @@ fn analyse_request<'v>(
                 .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
             || !edits.keeps(name)
             || overrides.read(name, h.value)
+            || (http.xff.use_remote_address
+                && (name.eq_ignore_ascii_case("x-envoy-internal")
+                    || name.eq_ignore_ascii_case("x-envoy-external-address")
+                    || (forwarded.xff.is_some() && name.eq_ignore_ascii_case("x-forwarded-for"))))
         {
             continue;
         }
@@ -408,6 +436,17 @@ fn analyse_request<'v>(
     }
     for (name, value) in &edits.added {
         push_header(&mut head, name, value);
+    }
+    if let Some(xff) = &forwarded.xff {
+        push_header(&mut head, "x-forwarded-for", xff.as_bytes());
+    }
+    if http.xff.use_remote_address {
+        if forwarded.internal {
+            push_header(&mut head, "x-envoy-internal", b"true");
+        } else {
+            let address = forwarded.client.to_string();
+            push_header(&mut head, "x-envoy-external-address", address.as_bytes());
+        }
     }
     if !seen.forwarded_proto {
         push_header(&mut head, "x-forwarded-proto", b"http");
@@ -441,6 +480,7 @@ fn analyse_request<'v>(
     });
     if let ParsedRequest::Request(req, _) = &mut parsed {
         req.generated_id = generated_id;
+        req.client = Some(client);
     }
     parsed
 }

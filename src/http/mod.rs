@@ -9,3 +9,4 @@ pub mod head;
 pub mod local_reply;
 pub mod mutate;
 pub mod retry;
+pub mod xff;
