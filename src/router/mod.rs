@@ -480,57 +480,53 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ForwardAction, Route as RouteCfg, RouteAction, VirtualHost as VhCfg};
 
-    fn table(vhosts: &[(&str, &[&str])]) -> RouteTable {
-        let rc = RouteConfiguration {
-            name: "rc".into(),
-            ignore_port_in_host_matching: false,
-            virtual_hosts: vhosts
-                .iter()
-                .map(|(name, domains)| VhCfg {
-                    name: name.to_string(),
-                    domains: domains.iter().map(|d| d.to_string()).collect(),
-                    routes: vec![RouteCfg {
-                        name: name.to_string(),
-                        matcher: RouteMatch {
-                            path: PathMatch::Prefix("/".into()),
-                            case_sensitive: true,
-                            headers: Vec::new(),
-                            query_parameters: Vec::new(),
-                            grpc: false,
-                        },
-                        action: RouteAction::Forward(Box::new(ForwardAction {
-                            target: ClusterTarget::Name("c".into()),
-                            cluster_not_found_status: 503,
-                            prefix_rewrite: None,
-                            regex_rewrite: None,
-                            host_rewrite: HostRewrite::None,
-                            timeout: None,
-                            hash_policy: Vec::new(),
-                            retry_policy: None,
-                            idle_timeout: None,
-                        })),
-                        request_headers: HeaderMutations::default(),
-                        response_headers: HeaderMutations::default(),
-                        buffer_limit: None,
-                    }],
-                    request_headers: HeaderMutations::default(),
-                    response_headers: HeaderMutations::default(),
-                    retry_policy: None,
-                    attempt_count_in_request: false,
-                    attempt_count_in_response: false,
-                    buffer_limit: None,
-                })
-                .collect(),
-            request_headers: HeaderMutations::default(),
-            response_headers: HeaderMutations::default(),
-        };
+    /// Compiles the route configuration of a bootstrap whose virtual hosts
+    /// are `vhosts_yaml` (with one cluster, `c`).
+    fn compile_yaml(vhosts_yaml: &str) -> RouteTable {
+        let yaml = format!(
+            r#"static_resources:
+  listeners:
+  - name: l
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 1 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: t
+          route_config:
+            name: rc
+            virtual_hosts:
+{vhosts_yaml}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#
+        );
+        let tree = config::parse_document(&yaml, "test").expect("parses");
+        let boot = config::decode(&tree).expect("decodes");
         let mut errors = Vec::new();
         let clusters = HashMap::from([("c".to_string(), 0)]);
-        let t = RouteTable::compile(&rc, "rc", &clusters, &mut errors);
+        let rc = &boot.listeners[0].hcm.route_config;
+        let t = RouteTable::compile(rc, "rc", &clusters, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         t
+    }
+
+    /// One virtual host per (name, domains), each with one catch-all route.
+    fn table(vhosts: &[(&str, &[&str])]) -> RouteTable {
+        let yaml: String = vhosts
+            .iter()
+            .map(|(name, domains)| {
+                let domains: Vec<String> = domains.iter().map(|d| format!("{d:?}")).collect();
+                format!(
+                    "            - name: {name}\n              domains: [{}]\n              routes: [ {{ match: {{ prefix: / }}, route: {{ cluster: c }} }} ]\n",
+                    domains.join(", ")
+                )
+            })
+            .collect();
+        compile_yaml(&yaml)
     }
 
     #[test]
@@ -554,62 +550,19 @@ mod tests {
 
     #[test]
     fn indexed_lookup_equals_a_linear_scan() {
-        use crate::config::FullRegex;
-        let paths = [
-            (PathMatch::Prefix("/api/".into()), true),
-            (
-                PathMatch::Regex(FullRegex::new(r"/api/v\d+/users").expect("re")),
-                true,
-            ),
-            (PathMatch::Prefix("/API/V2".into()), false),
-            (PathMatch::SeparatedPrefix("/api/v1".into()), true),
-            (PathMatch::Exact("/api/v1/users".into()), false),
-            (
-                PathMatch::Regex(FullRegex::new("/a|/b.*").expect("re")),
-                true,
-            ),
-            (PathMatch::Prefix("/".into()), true),
-        ];
-        let vh = VhCfg {
-            name: "v".into(),
-            domains: vec!["*".into()],
-            routes: paths
-                .iter()
-                .enumerate()
-                .map(|(i, (path, case_sensitive))| RouteCfg {
-                    name: i.to_string(),
-                    matcher: RouteMatch {
-                        path: path.clone(),
-                        case_sensitive: *case_sensitive,
-                        headers: Vec::new(),
-                        query_parameters: Vec::new(),
-                        grpc: false,
-                    },
-                    action: RouteAction::Direct {
-                        status: 200,
-                        body: None,
-                    },
-                    request_headers: HeaderMutations::default(),
-                    response_headers: HeaderMutations::default(),
-                    buffer_limit: None,
-                })
-                .collect(),
-            request_headers: HeaderMutations::default(),
-            response_headers: HeaderMutations::default(),
-            retry_policy: None,
-            attempt_count_in_request: false,
-            attempt_count_in_response: false,
-            buffer_limit: None,
-        };
-        let rc = RouteConfiguration {
-            name: "rc".into(),
-            ignore_port_in_host_matching: false,
-            virtual_hosts: vec![vh],
-            request_headers: HeaderMutations::default(),
-            response_headers: HeaderMutations::default(),
-        };
-        let mut errors = Vec::new();
-        let t = RouteTable::compile(&rc, "rc", &HashMap::new(), &mut errors);
+        let t = compile_yaml(
+            r#"            - name: v
+              domains: ["*"]
+              routes:
+              - { match: { prefix: "/api/" }, direct_response: { status: 200 } }
+              - { match: { safe_regex: { regex: "/api/v\\d+/users" } }, direct_response: { status: 200 } }
+              - { match: { prefix: "/API/V2", case_sensitive: false }, direct_response: { status: 200 } }
+              - { match: { path_separated_prefix: "/api/v1" }, direct_response: { status: 200 } }
+              - { match: { path: "/api/v1/users", case_sensitive: false }, direct_response: { status: 200 } }
+              - { match: { safe_regex: { regex: "/a|/b.*" } }, direct_response: { status: 200 } }
+              - { match: { prefix: "/" }, direct_response: { status: 200 } }
+"#,
+        );
         let vh = t.virtual_host("h").expect("vhost");
         let samples = [
             "/api/v1/users",
