@@ -195,6 +195,28 @@ fn bodies_are_replayed_within_the_buffer_limit() {
     let statuses: Vec<u16> = (0..6).map(|_| post(5000).status).collect();
     assert!(statuses.contains(&503), "{statuses:?}");
     assert!(good.seen().iter().filter(|s| s.body_len == 5000).count() < 6);
+    // Chunked bodies too: replayed when they fit, streamed once when not.
+    let chunked = |chunks: usize| {
+        let mut c = Client::connect(p.port);
+        let mut req =
+            String::from("POST /x HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n");
+        for _ in 0..chunks {
+            req.push_str(&format!("3e8\r\n{}\r\n", "c".repeat(1000)));
+        }
+        req.push_str("0\r\n\r\n");
+        c.send(req.as_bytes());
+        c.read_response(false).expect("response")
+    };
+    for _ in 0..4 {
+        assert_eq!(chunked(3).status, 200);
+    }
+    assert!(good.seen().iter().filter(|s| s.body_len == 3000).count() >= 8);
+    let statuses: Vec<u16> = (0..6).map(|_| chunked(6).status).collect();
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(good
+        .seen()
+        .iter()
+        .all(|s| s.body_len != 6000 || s.method == "POST"));
 }
 
 #[test]

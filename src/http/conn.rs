@@ -3,7 +3,7 @@
 //! connections taken from and returned to the shard's pool.
 
 use super::body::{pump, OutFraming, PumpError};
-use super::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
+use super::codec::{ChunkedDecoder, Framing, Patience, ReadBuf, READ_CHUNK};
 use super::flags::ResponseFlags;
 use super::head::{self, ParsedRequest, ParsedResponse, Plan, Request, MAX_RESPONSE_HEAD};
 use super::head::{Overrides, Peer};
@@ -659,6 +659,37 @@ impl Conn {
                     }
                 }
             }
+            Framing::Chunked if retries.enabled() => {
+                if x.req.expect_continue && !self.send_continue(x).await {
+                    return Next::Close;
+                }
+                let limit = usize::try_from(to.forward.buffer_limit).unwrap_or(usize::MAX);
+                match self.buffer_chunked(limit, x.request_patience()).await {
+                    Ok(Some((raw, data_len))) => {
+                        x.log.bytes_received.set(data_len);
+                        Some(raw)
+                    }
+                    // Past the limit: streamed once from what is buffered.
+                    Ok(None) => {
+                        retries.remaining = 0;
+                        None
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        return self.request_timed_out(x).await;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        x.flag(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
+                        return self
+                            .reply(x, &LocalReply::closing(400, "Bad Request"))
+                            .await;
+                    }
+                    Err(_) => {
+                        x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                        self.closed_by_peer = true;
+                        return Next::Close;
+                    }
+                }
+            }
             _ => {
                 retries.remaining = 0;
                 None
@@ -820,6 +851,45 @@ impl Conn {
                 .await?
                 == 0
             {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Reads a chunked body into the read buffer without consuming it,
+    /// until its end or until more than `limit` bytes are buffered. With
+    /// the end in hand, takes the raw chunked bytes (replayed as they
+    /// are) and the decoded length; past the limit, leaves everything
+    /// buffered for streaming and returns None.
+    async fn buffer_chunked(
+        &mut self,
+        limit: usize,
+        patience: Patience,
+    ) -> std::io::Result<Option<(Vec<u8>, u64)>> {
+        let mut decoder = ChunkedDecoder::default();
+        let (mut scanned, mut data_len) = (0, 0u64);
+        loop {
+            while !decoder.is_done() && scanned < self.rbuf.data().len().min(limit + 1) {
+                let end = self.rbuf.data().len().min(limit + 1);
+                let step = decoder
+                    .step(&self.rbuf.data()[scanned..end])
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+                scanned += step.consumed;
+                data_len += step.data.map_or(0, |(_, n)| n as u64);
+            }
+            if scanned > limit {
+                return Ok(None);
+            }
+            if decoder.is_done() {
+                let raw = self.rbuf.data()[..scanned].to_vec();
+                self.rbuf.consume(scanned);
+                return Ok(Some((raw, data_len)));
+            }
+            let read = self
+                .rbuf
+                .fill_within(&mut self.down, limit + READ_CHUNK, patience)
+                .await?;
+            if read == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
