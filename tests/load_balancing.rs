@@ -60,6 +60,22 @@ fn ring_hash_keeps_a_header_on_one_endpoint() {
         3,
         "keys spread over every endpoint: {owners:?}"
     );
+    // A second process with the same endpoints maps every key the same way.
+    let other = Proxy::start(
+        &http_config(
+            &route(hash),
+            &cluster("pool", &[(&a, 1), (&b, 1), (&c, 1)], lb),
+        ),
+        &["--concurrency", "1"],
+    );
+    for user in 0..30 {
+        let headers = format!("x-user: user-{user}\r\n");
+        assert_eq!(
+            backend_for(p.port, "/", &headers).0,
+            backend_for(other.port, "/", &headers).0,
+            "user-{user}"
+        );
+    }
 }
 
 #[test]

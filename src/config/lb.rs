@@ -31,13 +31,6 @@ pub enum LbPolicy {
     },
 }
 
-impl LbPolicy {
-    /// Whether the policy picks by a request hash.
-    pub fn is_hashing(&self) -> bool {
-        matches!(self, LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. })
-    }
-}
-
 /// What one `hash_policy[]` entry hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HashOn {
