@@ -34,6 +34,8 @@ pub struct HttpSettings {
     pub max_headers_count: usize,
     /// `generate_request_id`.
     pub generate_request_id: bool,
+    /// `preserve_external_request_id`.
+    pub preserve_external_request_id: bool,
     /// `strip_any_host_port`.
     pub strip_any_host_port: bool,
     /// `strip_matching_host_port`.
@@ -221,6 +223,7 @@ fn http_settings(
         max_request_headers_bytes: hcm.max_request_headers_bytes,
         max_headers_count: hcm.max_headers_count,
         generate_request_id: hcm.generate_request_id,
+        preserve_external_request_id: hcm.preserve_external_request_id,
         strip_any_host_port: hcm.strip_any_host_port,
         strip_matching_host_port: hcm.strip_matching_host_port,
     }

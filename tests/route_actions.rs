@@ -267,8 +267,11 @@ fn x_forwarded_for_follows_use_remote_address() {
     );
     let seen = send(
         p.port,
-        "x-forwarded-for: 203.0.113.7\r\nx-envoy-internal: true\r\n",
+        "x-forwarded-for: 203.0.113.7\r\nx-envoy-internal: true\r\nx-request-id: from-client\r\n",
     );
+    // An external edge request gets a fresh request id.
+    let id = seen.header("x-request-id").expect("an id");
+    assert!(id != "from-client" && id.len() == 36, "{id}");
     assert_eq!(
         seen.header("x-forwarded-for"),
         Some("203.0.113.7, 127.0.0.1")
@@ -281,10 +284,24 @@ fn x_forwarded_for_follows_use_remote_address() {
     );
     assert_eq!(seen.header("x-client"), Some("203.0.113.7"));
     assert_eq!(seen.header("x-peer"), Some("127.0.0.1"));
+    // ...unless told to keep it.
+    let p = Proxy::start(
+        &with_hcm("          use_remote_address: true\n          xff_num_trusted_hops: 1\n          preserve_external_request_id: true\n"),
+        &[],
+    );
+    let seen = send(
+        p.port,
+        "x-forwarded-for: 203.0.113.7\r\nx-request-id: from-client\r\n",
+    );
+    assert_eq!(seen.header("x-request-id"), Some("from-client"));
     // Default (internal proxy): the header is left alone and its last
     // entry is the client.
     let p = Proxy::start(&with_hcm(""), &[]);
-    let seen = send(p.port, "x-forwarded-for: 198.51.100.1, 9.9.9.9\r\n");
+    let seen = send(
+        p.port,
+        "x-forwarded-for: 198.51.100.1, 9.9.9.9\r\nx-request-id: from-client\r\n",
+    );
+    assert_eq!(seen.header("x-request-id"), Some("from-client"));
     assert_eq!(
         seen.header("x-forwarded-for"),
         Some("198.51.100.1, 9.9.9.9")

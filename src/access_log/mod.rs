@@ -77,7 +77,8 @@ pub struct Record<'a> {
     pub response_duration: Option<Duration>,
     /// The request head as received.
     pub request_head: &'a [u8],
-    /// The generated `x-request-id`, when the client sent none.
+    /// The generated `x-request-id`, when the client sent none (or its
+    /// was replaced).
     pub generated_request_id: Option<&'a str>,
     /// The upstream response head, when there was one.
     pub response_head: &'a [u8],
@@ -164,8 +165,11 @@ impl Record<'_> {
             ":method" => self.request_line().0,
             ":path" => self.request_line().1,
             ":authority" => find_header(self.request_head, "host"),
-            "x-request-id" => find_header(self.request_head, name)
-                .or(self.generated_request_id.map(str::as_bytes)),
+            // A generated id replaced (or stood in for) the client's.
+            "x-request-id" => self
+                .generated_request_id
+                .map(str::as_bytes)
+                .or_else(|| find_header(self.request_head, name)),
             _ => find_header(self.request_head, name),
         }
     }

@@ -371,6 +371,12 @@ fn analyse_request<'v>(
             0
         },
     );
+    // An edge request from an external client gets a fresh x-request-id
+    // unless preserve_external_request_id says to keep the client's.
+    let reset_id = seen.request_id
+        && http.xff.use_remote_address
+        && !forwarded.internal
+        && !http.preserve_external_request_id;
     let (hash, set_cookie) = request_hash(&forward.hash_policy, &view, peer, shard);
     let levels = matched.request_headers();
     let edits = if levels.iter().all(|l| l.is_empty()) {
@@ -422,6 +428,7 @@ fn analyse_request<'v>(
                 .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
             || !edits.keeps(name)
             || overrides.read(name, h.value)
+            || (reset_id && name.eq_ignore_ascii_case("x-request-id"))
             || (http.xff.use_remote_address
                 && (name.eq_ignore_ascii_case("x-envoy-internal")
                     || name.eq_ignore_ascii_case("x-envoy-external-address")
@@ -451,7 +458,8 @@ fn analyse_request<'v>(
     if !seen.forwarded_proto {
         push_header(&mut head, "x-forwarded-proto", b"http");
     }
-    let generated_id = (!seen.request_id && http.generate_request_id).then(|| shard.request_id());
+    let generated_id =
+        ((!seen.request_id || reset_id) && http.generate_request_id).then(|| shard.request_id());
     if let Some(id) = &generated_id {
         push_header(&mut head, "x-request-id", id);
     }
