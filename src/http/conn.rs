@@ -713,7 +713,11 @@ impl Conn {
                     .reply(x, &LocalReply::new(503, "no healthy upstream"))
                     .await;
             };
-            tried.push(endpoint.addr);
+            // Only another attempt looks at the hosts tried (and a request
+            // without one allocates nothing for it).
+            if retries.remaining > 0 && retries.previous_hosts {
+                tried.push(endpoint.addr);
+            }
             x.attempts.set(retries.done + 1);
             // The head is copied only while another attempt may need it.
             let mut attempt_head = if retries.remaining > 0 {
