@@ -17,22 +17,29 @@ pub struct Ring {
 impl Ring {
     /// Builds the ring: each endpoint gets `replicas × weight` points, with
     /// `replicas` the power of two that makes the ring at least `min_size`
-    /// points (at most `max_size`). Rounding to a power of two keeps an
-    /// endpoint's points the same when another joins or leaves, so only
-    /// that endpoint's keys move.
+    /// points. Rounding to a power of two keeps an endpoint's points the
+    /// same when another joins or leaves, so only that endpoint's keys
+    /// move. Weights too large for `max_size` are scaled down to fit (each
+    /// endpoint keeps at least one point).
     pub fn new(endpoints: &[Endpoint], min_size: u64, max_size: u64) -> Self {
         let total: u64 = endpoints.iter().map(|e| u64::from(e.weight)).sum();
         if total == 0 {
             return Ring { points: Vec::new() };
         }
-        let mut replicas = min_size.div_ceil(total).next_power_of_two();
-        if replicas * total > max_size {
-            replicas = (max_size / total).max(1);
-        }
-        let mut points = Vec::with_capacity((replicas * total) as usize);
-        for (i, e) in endpoints.iter().enumerate() {
+        let replicas = min_size.div_ceil(total).next_power_of_two();
+        let per_weight = if replicas.saturating_mul(total) > max_size {
+            max_size as f64 / total as f64
+        } else {
+            replicas as f64
+        };
+        let counts: Vec<u64> = endpoints
+            .iter()
+            .map(|e| ((f64::from(e.weight) * per_weight) as u64).max(1))
+            .collect();
+        let mut points = Vec::with_capacity(counts.iter().sum::<u64>() as usize);
+        for (i, (e, count)) in endpoints.iter().zip(&counts).enumerate() {
             let key = e.addr.to_string();
-            for n in 0..replicas * u64::from(e.weight) {
+            for n in 0..*count {
                 points.push((xxh64(format!("{key}_{n}").as_bytes(), 0), i as u32));
             }
         }
@@ -185,6 +192,17 @@ mod tests {
         // The departed endpoint held 10%; Maglev may shuffle a little more.
         assert!((0.07..0.13).contains(&ring), "ring moved {ring}");
         assert!((0.07..0.15).contains(&maglev), "maglev moved {maglev}");
+    }
+
+    #[test]
+    fn huge_weights_stay_within_the_maximum_ring() {
+        let e = endpoints(3, |i| if i == 0 { u32::MAX } else { 1 });
+        let r = Ring::new(&e, 1024, 4096);
+        assert!(r.points.len() <= 4096 + 3, "{}", r.points.len());
+        assert!(
+            r.points.iter().any(|(_, i)| *i == 2),
+            "every endpoint keeps a point"
+        );
     }
 
     #[test]
