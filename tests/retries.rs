@@ -354,3 +354,30 @@ fn exhausted_retries_are_flagged_urx() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn concurrent_retries_are_capped_per_cluster() {
+    let bad = Backend::start_forced("bad", "/status/503");
+    let admin = free_port();
+    // Long back-offs keep retries in progress while the others fail.
+    let policy = "                  retry_policy: { retry_on: 5xx, num_retries: 3, retry_back_off: { base_interval: 0.3s, max_interval: 0.3s } }\n";
+    let p = Proxy::start(
+        &(admin_block(admin) + &config(policy, &[&bad], None, "")),
+        &["--concurrency", "2"],
+    );
+    let port = p.port;
+    let clients: Vec<_> = (0..10)
+        .map(|_| std::thread::spawn(move || send(port, "").status))
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().expect("client"), 503);
+    }
+    let (_, stats) = admin_request(admin, "GET", "/stats?filter=retry");
+    let overflow = stat(&stats, "cluster.pool.upstream_rq_retry_overflow");
+    let retried = stat(&stats, "cluster.pool.upstream_rq_retry");
+    // At most 3 retries run at once (Envoy's default max_retries): with ten
+    // requests failing together, most cannot retry at first.
+    assert!(overflow > 0, "{stats}");
+    assert!(retried < 30, "{stats}");
+    assert_eq!(bad.seen().len() as u64, 10 + retried);
+}

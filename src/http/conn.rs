@@ -19,7 +19,7 @@ use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpS
 use crate::stats::sets::{Listener as ListenerStat, Retry as RetryStat, Server as ServerStat};
 use crate::stats::Scope;
 use crate::upstream::pool::UpstreamConn;
-use crate::upstream::{Cluster, Endpoint};
+use crate::upstream::{Cluster, Endpoint, RetrySlots};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::cell::{Cell, OnceCell};
@@ -334,6 +334,15 @@ enum Tried {
     /// The upstream answered with a status the policy retries; nothing was
     /// sent downstream.
     Retriable(u16),
+}
+
+/// A cluster retry slot, given back when dropped.
+struct SlotGuard<'a>(&'a RetrySlots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0.give_back();
+    }
 }
 
 /// Where and how one attempt goes.
@@ -702,6 +711,9 @@ impl Conn {
         // every attempt; a streamed body starts it once it is sent.
         let deadline = body.as_ref().and(timeout).map(|t| Instant::now() + t);
         let mut tried: Vec<SocketAddr> = Vec::new();
+        // A cluster retry slot is held from a retry's decision to the end of
+        // that attempt.
+        let mut slot: Option<SlotGuard> = None;
         let random = || x.shard.random();
         loop {
             let Some(endpoint) = self.pick(x, &to, &retries, &tried, &random) else {
@@ -746,27 +758,38 @@ impl Conn {
                 watch_responses,
             };
             let outcome = self.attempt(x, &plan, attempt_head, &retries).await;
+            // The slot held for this retry (if it was one) is free again.
+            drop(slot.take());
             let (reply, retriable, status) = match outcome {
                 Tried::Done(next) => {
-                    let exceeded = x
-                        .flags
-                        .get()
-                        .contains(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
-                    let stat = if exceeded {
-                        ClusterStat::upstream_rq_retry_limit_exceeded
+                    // A relayed response the policy wanted retried says why
+                    // it was not; otherwise a retried request succeeded.
+                    let flags = x.flags.get();
+                    let stat = if flags.contains(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED) {
+                        Some(ClusterStat::upstream_rq_retry_limit_exceeded)
+                    } else if flags.contains(ResponseFlags::UPSTREAM_OVERFLOW) {
+                        Some(ClusterStat::upstream_rq_retry_overflow)
                     } else {
-                        ClusterStat::upstream_rq_retry_success
+                        (retries.done > 0).then_some(ClusterStat::upstream_rq_retry_success)
                     };
-                    if exceeded || retries.done > 0 {
+                    if let Some(stat) = stat {
                         cluster.stats.inc(x.shard.id, stat);
                     }
                     return next;
                 }
                 Tried::Failed(reply, kind) => (Some(reply), retries.retries_failure(kind), None),
-                Tried::Retriable(status) => (None, true, Some(status)),
+                Tried::Retriable(status) => {
+                    // The response was held back with a slot already taken.
+                    slot = Some(SlotGuard(&cluster.retry_slots));
+                    (None, true, Some(status))
+                }
             };
             let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-            if retriable && retries.remaining > 0 && !out_of_time {
+            let wanted = retriable && retries.remaining > 0 && !out_of_time;
+            if wanted && slot.is_none() && cluster.retry_slots.try_take() {
+                slot = Some(SlotGuard(&cluster.retry_slots));
+            }
+            if wanted && slot.is_some() {
                 let w = x.shard.id;
                 cluster.stats.inc(w, ClusterStat::upstream_rq_retry);
                 if let Some(status) = status {
@@ -784,7 +807,14 @@ impl Conn {
                 monoio::time::sleep(pause).await;
                 continue;
             }
-            if retriable && retries.done > 0 {
+            drop(slot.take());
+            if wanted {
+                // Too many retries in progress cluster-wide (circuit breaking).
+                cluster
+                    .stats
+                    .inc(x.shard.id, ClusterStat::upstream_rq_retry_overflow);
+                x.flag(ResponseFlags::UPSTREAM_OVERFLOW);
+            } else if retriable && retries.done > 0 {
                 cluster
                     .stats
                     .inc(x.shard.id, ClusterStat::upstream_rq_retry_limit_exceeded);
@@ -792,10 +822,10 @@ impl Conn {
             }
             return match reply {
                 Some(reply) => self.reply(x, &reply).await,
-                // Unreachable in practice: a retriable response is only
-                // held back while retries remain.
+                // A held-back response whose retry ran out of time.
                 None => {
-                    self.reply(x, &LocalReply::upstream_reset("retry limit"))
+                    x.flag(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
+                    self.reply(x, &LocalReply::new(504, "upstream request timeout"))
                         .await
                 }
             };
@@ -1028,7 +1058,9 @@ impl Conn {
             let per_try_cut = per_try.is_some_and(|p| deadline.is_none_or(|d| p < d));
             let headers_sent = Cell::new(false);
             self.ubuf.clear();
-            let watch = plan.watch_responses.then_some(retries);
+            let watch = plan
+                .watch_responses
+                .then_some((retries, &cluster.retry_slots));
             let receive = self.receive(x, &mut up.stream, attempt.started, &headers_sent, watch);
             let result = match limit {
                 Some(l) => {
@@ -1125,7 +1157,7 @@ impl Conn {
         up: &mut TcpStream,
         started: Instant,
         headers_sent: &Cell<bool>,
-        retries: Option<&Retries<'_>>,
+        retries: Option<(&Retries<'_>, &RetrySlots)>,
     ) -> Result<bool, Failure> {
         loop {
             let mut out = Vec::new();
@@ -1164,13 +1196,20 @@ impl Conn {
                 ParsedResponse::Invalid => return Err(Failure::Protocol),
                 ParsedResponse::Final(resp) => {
                     let head = &self.ubuf.data()[..resp.head_len];
-                    if let Some(r) = retries.filter(|r| r.retries_response(resp.status, head)) {
-                        if r.remaining > 0 {
-                            // Nothing has gone downstream: drop this response.
+                    if let Some((r, slots)) =
+                        retries.filter(|(r, _)| r.retries_response(resp.status, head))
+                    {
+                        if r.remaining == 0 {
+                            // Retriable, but the budget is spent: it goes out as is.
+                            x.flag(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+                        } else if slots.try_take() {
+                            // Nothing has gone downstream: drop this response
+                            // and retry (holding a cluster retry slot).
                             return Err(Failure::Retriable(resp.status));
+                        } else {
+                            // Too many retries in progress: this one goes out.
+                            x.flag(ResponseFlags::UPSTREAM_OVERFLOW);
                         }
-                        // Retriable, but the budget is spent: it goes out as is.
-                        x.flag(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
                     }
                     if x.log.enabled {
                         x.log.response_at.set(Some(Instant::now()));

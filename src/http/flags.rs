@@ -31,14 +31,17 @@ impl ResponseFlags {
     pub const NO_CLUSTER_FOUND: Self = Self(1 << 10);
     /// SI: stream idle timeout.
     pub const STREAM_IDLE_TIMEOUT: Self = Self(1 << 11);
+    /// UO: upstream overflow (circuit breaking).
+    pub const UPSTREAM_OVERFLOW: Self = Self(1 << 12);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 12] = [
+    const NAMES: [(Self, &'static str); 13] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
         (Self::UPSTREAM_CONNECTION_FAILURE, "UF"),
         (Self::UPSTREAM_CONNECTION_TERMINATION, "UC"),
+        (Self::UPSTREAM_OVERFLOW, "UO"),
         (Self::NO_ROUTE_FOUND, "NR"),
         (Self::DOWNSTREAM_CONNECTION_TERMINATION, "DC"),
         (Self::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),

@@ -8,7 +8,7 @@ pub mod pool;
 use crate::config;
 use crate::stats::{sets, HistogramId, Scope, Store};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +77,34 @@ pub struct Cluster {
     pub connect_ms: HistogramId,
     /// The balancer over `endpoints`.
     pub balancer: lb::Balancer,
+    /// Retries in progress across every shard (Envoy's default
+    /// circuit-breaker `max_retries`: 3).
+    pub retry_slots: RetrySlots,
+}
+
+/// Envoy's default `max_retries` circuit-breaker threshold.
+pub const MAX_CONCURRENT_RETRIES: u32 = 3;
+
+/// A cluster-wide count of retries in progress, capped.
+#[derive(Debug, Default)]
+pub struct RetrySlots {
+    in_flight: AtomicU32,
+}
+
+impl RetrySlots {
+    /// Takes a slot for one retry; false when the cap is reached.
+    pub fn try_take(&self) -> bool {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < MAX_CONCURRENT_RETRIES).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back a slot taken by `try_take`.
+    pub fn give_back(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Cluster {
@@ -104,6 +132,7 @@ impl Cluster {
                 .id(&format!("cluster.{}.upstream_cx_connect_ms", config.name)),
             balancer: lb::Balancer::new(&config.lb_policy, &endpoints),
             retry_stats: store.cluster_retry(&config.name),
+            retry_slots: RetrySlots::default(),
             config,
             endpoints,
             stats,
