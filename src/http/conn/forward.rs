@@ -1,150 +1,30 @@
-//! The HTTP/1.1 connection manager: one task per downstream connection,
-//! requests answered in order (pipelining falls out of the loop), upstream
-//! connections taken from and returned to the shard's pool.
+//! Forwarding one request upstream: picking endpoints, buffering bodies
+//! for replay, attempts with retries and timeouts, and relaying the
+//! response.
 
-use super::body::{pump, OutFraming, PumpError};
-use super::codec::{ChunkedDecoder, Framing, Patience, ReadBuf, READ_CHUNK};
-use super::flags::ResponseFlags;
-use super::head::{self, ParsedRequest, ParsedResponse, Plan, Request, MAX_RESPONSE_HEAD};
-use super::head::{Overrides, Peer};
-use super::local_reply::LocalReply;
-use super::mutate;
-use super::retry::{FailKind, Retries};
-use crate::access_log::Record;
-use crate::config::{Discovery, HeaderMutations, HostRewrite};
-use crate::router::{Forward, Matched};
-use crate::server::shard::{Shard, View};
-use crate::snapshot::{HttpSettings, Listener};
+use super::{class, timeout_reply, Conn, Exchange, Next};
+use crate::config::{Discovery, HostRewrite};
+use crate::http::body::{pump, OutFraming, PumpError};
+use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
+use crate::http::flags::ResponseFlags;
+use crate::http::head::{self, Overrides, ParsedResponse, MAX_RESPONSE_HEAD};
+use crate::http::local_reply::LocalReply;
+use crate::http::retry::{FailKind, Retries};
+use crate::router::Forward;
+use crate::server::shard::Shard;
+use crate::stats::sets::Retry as RetryStat;
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpStat};
-use crate::stats::sets::{Listener as ListenerStat, Retry as RetryStat, Server as ServerStat};
 use crate::stats::Scope;
 use crate::upstream::pool::UpstreamConn;
 use crate::upstream::{Cluster, Endpoint, RetrySlots};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
-use std::cell::{Cell, OnceCell};
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-/// What happens to the downstream connection after an exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Next {
-    KeepAlive,
-    Close,
-}
-
-/// One downstream connection: its buffers, reused across requests, and
-/// the stats it counts in from accept to close.
-struct Conn {
-    down: TcpStream,
-    rbuf: ReadBuf,
-    ubuf: ReadBuf,
-    /// Bytes written downstream and not yet counted.
-    tx: u64,
-    /// The client closed (rather than Ringway).
-    closed_by_peer: bool,
-    shard: Rc<Shard>,
-    listener: Arc<Listener>,
-    peer: SocketAddr,
-    local: Option<SocketAddr>,
-}
-
-impl Conn {
-    fn open(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener: Arc<Listener>) -> Self {
-        let w = shard.id;
-        listener.stats.inc(w, ListenerStat::downstream_cx_total);
-        listener.stats.inc(w, ListenerStat::downstream_cx_active);
-        let http = &listener.http.stats;
-        for stat in [
-            HttpStat::downstream_cx_total,
-            HttpStat::downstream_cx_http1_total,
-            HttpStat::downstream_cx_active,
-            HttpStat::downstream_cx_http1_active,
-        ] {
-            http.inc(w, stat);
-        }
-        shard.stats.server.inc(w, ServerStat::total_connections);
-        let local = down.local_addr().ok();
-        Conn {
-            local,
-            peer,
-            down,
-            rbuf: ReadBuf::default(),
-            ubuf: ReadBuf::default(),
-            tx: 0,
-            closed_by_peer: false,
-            shard,
-            listener,
-        }
-    }
-
-    /// Counts the bytes moved since the last call into `http`'s totals.
-    fn count_bytes(&mut self, http: &HttpSettings) {
-        let w = self.shard.id;
-        let rx = self.rbuf.take_received();
-        let tx = std::mem::take(&mut self.tx);
-        http.stats
-            .add(w, HttpStat::downstream_cx_rx_bytes_total, rx);
-        http.stats
-            .add(w, HttpStat::downstream_cx_tx_bytes_total, tx);
-    }
-
-    /// Writes `bytes` downstream, counting them; false when the client is gone.
-    async fn send_down<B: monoio::buf::IoBuf + 'static>(&mut self, bytes: B) -> bool {
-        let (res, _) = self.down.write_all(bytes).await;
-        match res {
-            Ok(n) => {
-                self.tx += n as u64;
-                true
-            }
-            Err(_) => false,
-        }
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        let w = self.shard.id;
-        let listener = self.listener.clone();
-        self.count_bytes(&listener.http);
-        listener.stats.dec(w, ListenerStat::downstream_cx_active);
-        listener.stats.inc(w, ListenerStat::downstream_cx_destroy);
-        let http = &listener.http.stats;
-        http.dec(w, HttpStat::downstream_cx_active);
-        http.dec(w, HttpStat::downstream_cx_http1_active);
-        http.inc(w, HttpStat::downstream_cx_destroy);
-        let side = if self.closed_by_peer {
-            HttpStat::downstream_cx_destroy_remote
-        } else {
-            HttpStat::downstream_cx_destroy_local
-        };
-        http.inc(w, side);
-        self.shard
-            .stats
-            .server
-            .dec(w, ServerStat::total_connections);
-    }
-}
-
-/// The `Nxx` class stat of a status code, for a stat set with all five.
-fn class<S: Copy>(status: u16, classes: [S; 5]) -> Option<S> {
-    match status {
-        100..=599 => Some(classes[usize::from(status / 100 - 1)]),
-        _ => None,
-    }
-}
-
-const HTTP_CLASSES: [HttpStat; 5] = [
-    HttpStat::downstream_rq_1xx,
-    HttpStat::downstream_rq_2xx,
-    HttpStat::downstream_rq_3xx,
-    HttpStat::downstream_rq_4xx,
-    HttpStat::downstream_rq_5xx,
-];
 const RETRY_CLASSES: [RetryStat; 5] = [
     RetryStat::upstream_rq_1xx,
     RetryStat::upstream_rq_2xx,
@@ -152,27 +32,6 @@ const RETRY_CLASSES: [RetryStat; 5] = [
     RetryStat::upstream_rq_4xx,
     RetryStat::upstream_rq_5xx,
 ];
-
-/// Sleeps for `d`, or forever when there is no limit.
-async fn sleep_for(d: Option<Duration>) {
-    match d {
-        Some(d) => monoio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The 408 Envoy answers when a request's patience ran out, counted in
-/// `downstream_rq_timeout` (request_timeout) or
-/// `downstream_rq_idle_timeout` (stream_idle_timeout).
-fn timeout_reply(http: &HttpSettings, w: usize, patience: Patience) -> LocalReply<'static> {
-    let (stat, body) = if patience.past_deadline() {
-        (HttpStat::downstream_rq_timeout, "request timeout")
-    } else {
-        (HttpStat::downstream_rq_idle_timeout, "stream timeout")
-    };
-    http.stats.inc(w, stat);
-    LocalReply::closing(408, body)
-}
 
 /// Counts a retried response in `cluster.<name>.retry.upstream_rq_*`.
 fn charge_status(stats: &Scope<RetryStat>, w: usize, status: u16) {
@@ -190,122 +49,14 @@ const CLUSTER_CLASSES: [ClusterStat; 5] = [
     ClusterStat::upstream_rq_5xx,
 ];
 
-/// What every step of answering one request needs.
-struct Exchange<'a> {
-    shard: &'a Shard,
-    http: &'a HttpSettings,
-    view: &'a View,
-    req: Request,
-    /// The matched route, if any.
-    matched: Option<Matched<'a>>,
-    /// The request head as received, kept when a log or a header quotes it.
-    request_head: Vec<u8>,
-    /// When the request began (wall clock, for `%START_TIME%`).
-    wall: SystemTime,
-    /// When the request began.
-    started: Instant,
-    peer: Peer,
-    /// A hash-policy cookie to set on the response.
-    set_cookie: OnceCell<Vec<u8>>,
-    /// `100 Continue` was sent.
-    sent_continue: Cell<bool>,
-    /// Upstream attempts made so far (for `x-envoy-attempt-count`).
-    attempts: Cell<u32>,
-    /// The stream idle timeout (the route's `idle_timeout` if it has one).
-    stream_idle: Option<Duration>,
-    /// When the request timeout ends.
-    request_deadline: Option<Instant>,
-    /// The client asked to close, or the shard was draining when it arrived.
-    close: bool,
-    /// The status sent downstream (0 until one is).
-    status: Cell<u16>,
-    /// Why the response is what it is.
-    flags: Cell<ResponseFlags>,
-    /// What the access log needs besides status and flags.
-    log: LogDetails,
-}
-
-/// Facts about one request kept for its access-log line; the heads are
-/// copied only when the connection manager has access logs.
-#[derive(Default)]
-struct LogDetails {
-    enabled: bool,
-    bytes_received: Cell<u64>,
-    bytes_sent: Cell<u64>,
-    /// The cluster index and endpoint the request went to.
-    upstream: Cell<Option<(usize, SocketAddr)>>,
-    /// When the upstream's response headers arrived.
-    response_at: Cell<Option<Instant>>,
-    response_head: OnceCell<Vec<u8>>,
-}
-
 /// Where a forward goes: the route's action, the chosen cluster, and
 /// where the upstream head's `host` value is.
-struct Upstream<'a> {
-    forward: &'a Forward,
-    cluster: usize,
-    host_value: Range<usize>,
-    hash: Option<u64>,
-    overrides: Overrides,
-}
-
-impl<'a> Exchange<'a> {
-    /// How long reads of the request may wait.
-    fn request_patience(&self) -> Patience {
-        Patience {
-            idle: self.stream_idle,
-            deadline: self.request_deadline,
-        }
-    }
-
-    /// Everything known about the request so far, for a log line or a
-    /// header substitution.
-    fn record(&self) -> Record<'_> {
-        let upstream = self.log.upstream.get();
-        let generated = self.req.generated_id.as_ref();
-        let response_duration = self.log.response_at.get().map(|t| t - self.started);
-        Record {
-            duration: self.started.elapsed(),
-            response_duration,
-            upstream_service_time: response_duration.map(|d| d.as_millis()),
-            generated_request_id: generated.and_then(|id| std::str::from_utf8(id).ok()),
-            status: self.status.get(),
-            flags: self.flags.get(),
-            bytes_received: self.log.bytes_received.get(),
-            bytes_sent: self.log.bytes_sent.get(),
-            upstream_host: upstream.map(|(_, addr)| addr),
-            upstream_cluster: upstream
-                .and_then(|(c, _)| self.view.snapshot.clusters.get(c))
-                .map(|c| c.name()),
-            route_name: self.matched.map(|m| m.route.name.as_str()),
-            response_head: self.log.response_head.get().map_or(&[], Vec::as_slice),
-            remote: Some(self.req.client.unwrap_or(self.peer.remote)),
-            ..Record::new(
-                self.wall,
-                &self.request_head,
-                self.peer.remote,
-                self.peer.local,
-            )
-        }
-    }
-
-    /// The matched route's response header mutations, when there are any.
-    fn response_mutations(&self) -> Option<[&'a HeaderMutations; 3]> {
-        let levels = self.matched?.response_headers();
-        levels.iter().any(|l| !l.is_empty()).then_some(levels)
-    }
-
-    fn flag(&self, flag: ResponseFlags) {
-        let mut f = self.flags.get();
-        f.insert(flag);
-        self.flags.set(f);
-    }
-
-    /// Whether the connection closes after this response: asked for, or a
-    /// drain began meanwhile.
-    fn closing(&self) -> bool {
-        self.close || self.shard.drain.is_draining()
-    }
+pub(super) struct Upstream<'a> {
+    pub(super) forward: &'a Forward,
+    pub(super) cluster: usize,
+    pub(super) host_value: Range<usize>,
+    pub(super) hash: Option<u64>,
+    pub(super) overrides: Overrides,
 }
 
 /// Why a forwarded request failed.
@@ -360,284 +111,15 @@ struct AttemptPlan<'a> {
     watch_responses: bool,
 }
 
-/// Serves one downstream connection until it closes or the shard drains.
-pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener: usize) {
-    let _ = down.set_nodelay(true);
-    let Some(current) = shard.view().snapshot.listeners.get(listener).cloned() else {
-        return;
-    };
-    let mut conn = Conn::open(down, peer, shard.clone(), current);
-    loop {
-        if conn.rbuf.is_empty() {
-            // Read straight away (one ring op). If the drain wins, the read is
-            // abandoned, which is fine: the connection closes either way.
-            let idle = conn.listener.http.idle_timeout;
-            let read = monoio::select! {
-                r = conn.rbuf.fill(&mut conn.down, READ_CHUNK) => r,
-                _ = shard.drain.wait() => {
-                    conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
-                    return;
-                }
-                _ = sleep_for(idle) => {
-                    conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_idle_timeout);
-                    return;
-                }
-            };
-            if !matches!(read, Ok(n) if n > 0) {
-                conn.closed_by_peer = true;
-                return;
-            }
-        }
-        let view = shard.view();
-        let Some(listener) = view.snapshot.listeners.get(listener) else {
-            return;
-        };
-        if conn.exchange(&shard, &view, &listener.http).await == Next::Close {
-            return;
-        }
-    }
-}
-
 impl Conn {
-    /// Reads one request and answers it.
-    async fn exchange(&mut self, shard: &Shard, view: &View, http: &HttpSettings) -> Next {
-        let started = Instant::now();
-        let wall = SystemTime::now();
-        let logging = !http.access_logs.is_empty();
-        let request_deadline = http.request_timeout.map(|t| started + t);
-        let (req, plan) = loop {
-            let peer = Peer {
-                remote: self.peer,
-                local: self.local,
-            };
-            match head::parse_request(self.rbuf.data(), http, peer, shard) {
-                ParsedRequest::Request(req, plan) => break (req, plan),
-                ParsedRequest::Reject(reply) => {
-                    let w = shard.id;
-                    if reply.status == 400 {
-                        http.stats.inc(w, HttpStat::downstream_cx_protocol_error);
-                    }
-                    http.stats.inc(w, HttpStat::downstream_rq_total);
-                    http.stats.inc(w, HttpStat::downstream_rq_http1_total);
-                    let sent = self.write_reply(shard, http, &reply, false, true).await;
-                    let mut flags = ResponseFlags::default();
-                    flags.insert(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
-                    let status = if sent { reply.status } else { 0 };
-                    self.finish_request(shard, http, status, started);
-                    if logging {
-                        let record = Record {
-                            status,
-                            flags,
-                            bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
-                            duration: started.elapsed(),
-                            ..Record::new(wall, &[], self.peer, self.local)
-                        };
-                        shard.logs.log(&http.access_logs, &record);
-                    }
-                    return Next::Close;
-                }
-                ParsedRequest::Partial => {
-                    let limit = http.max_request_headers_bytes + READ_CHUNK;
-                    let patience = Patience {
-                        idle: http.stream_idle_timeout,
-                        deadline: request_deadline,
-                    };
-                    match self.rbuf.fill_within(&mut self.down, limit, patience).await {
-                        Ok(n) if n > 0 => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                            let reply = timeout_reply(http, shard.id, patience);
-                            self.write_reply(shard, http, &reply, false, true).await;
-                            return Next::Close;
-                        }
-                        _ => {
-                            self.closed_by_peer = true;
-                            return Next::Close;
-                        }
-                    }
-                }
-            }
-        };
-        let matched = plan.matched();
-        // The head is kept only when a log line or a header value may quote it.
-        let quoted = matched.is_some_and(|m| m.response_headers().iter().any(|l| !l.is_empty()));
-        let request_head = if logging || quoted {
-            self.rbuf.data()[..req.head_len].to_vec()
-        } else {
-            Vec::new()
-        };
-        self.rbuf.consume(req.head_len);
-        self.rbuf.shrink();
-        let w = shard.id;
-        http.stats.inc(w, HttpStat::downstream_rq_total);
-        http.stats.inc(w, HttpStat::downstream_rq_http1_total);
-        http.stats.inc(w, HttpStat::downstream_rq_active);
-        let x = Exchange {
-            shard,
-            http,
-            view,
-            close: !req.keep_alive || shard.drain.is_draining(),
-            req,
-            status: Cell::new(0),
-            flags: Cell::new(ResponseFlags::default()),
-            matched,
-            request_head,
-            wall,
-            started,
-            peer: Peer {
-                remote: self.peer,
-                local: self.local,
-            },
-            set_cookie: OnceCell::new(),
-            sent_continue: Cell::new(false),
-            attempts: Cell::new(0),
-            stream_idle: match &plan {
-                Plan::Forward { forward, .. } => {
-                    forward.idle_timeout.unwrap_or(http.stream_idle_timeout)
-                }
-                _ => http.stream_idle_timeout,
-            },
-            request_deadline,
-            log: LogDetails {
-                enabled: logging,
-                ..LogDetails::default()
-            },
-        };
-        let next = match plan {
-            Plan::Local(reply) => self.reply(&x, &reply).await,
-            Plan::Direct(reply, _) => {
-                http.stats.inc(w, HttpStat::rq_direct_response);
-                self.reply(&x, &reply).await
-            }
-            Plan::Redirect(reply, _) => {
-                http.stats.inc(w, HttpStat::rq_redirect);
-                self.reply(&x, &reply).await
-            }
-            Plan::NoRoute => {
-                http.stats.inc(w, HttpStat::no_route);
-                x.flag(ResponseFlags::NO_ROUTE_FOUND);
-                self.reply(&x, &LocalReply::new(404, "")).await
-            }
-            Plan::NoCluster(status, _) => {
-                http.stats.inc(w, HttpStat::no_cluster);
-                x.flag(ResponseFlags::NO_CLUSTER_FOUND);
-                self.reply(&x, &LocalReply::new(status, "")).await
-            }
-            Plan::Forward {
-                forward,
-                cluster,
-                head,
-                host_value,
-                hash,
-                set_cookie,
-                overrides,
-                ..
-            } => {
-                if let Some(cookie) = set_cookie {
-                    let _ = x.set_cookie.set(cookie);
-                }
-                let upstream = Upstream {
-                    forward,
-                    cluster,
-                    host_value,
-                    hash,
-                    overrides,
-                };
-                self.forward(&x, upstream, head).await
-            }
-        };
-        http.stats.dec(w, HttpStat::downstream_rq_active);
-        self.finish_request(shard, http, x.status.get(), started);
-        if logging {
-            x.shard.logs.log(&http.access_logs, &x.record());
-        }
-        next
-    }
-
-    /// Counts a finished request: its status class, its duration and the
-    /// connection's bytes so far.
-    fn finish_request(
-        &mut self,
-        shard: &Shard,
-        http: &HttpSettings,
-        status: u16,
-        started: Instant,
-    ) {
-        let w = shard.id;
-        if let Some(stat) = class(status, HTTP_CLASSES) {
-            http.stats.inc(w, HttpStat::downstream_rq_completed);
-            http.stats.inc(w, stat);
-        }
-        let micros = started.elapsed().as_micros() as u64;
-        shard.histograms.record(http.rq_time, micros);
-        self.count_bytes(http);
-    }
-
-    /// Writes a local reply; the connection stays open only if the request
-    /// body (if any) is already buffered and can be skipped.
-    async fn reply(&mut self, x: &Exchange<'_>, reply: &LocalReply<'_>) -> Next {
-        let skippable = match x.req.framing {
-            Framing::Empty => true,
-            Framing::Length(n) if (self.rbuf.data().len() as u64) >= n => {
-                self.rbuf.consume(n as usize);
-                true
-            }
-            _ => false,
-        };
-        let close = x.closing() || reply.close || !skippable;
-        // The route's response header mutations apply to its local replies too.
-        let mutated;
-        let reply = match x.response_mutations() {
-            Some(levels) => {
-                let record = Record {
-                    status: reply.status,
-                    ..x.record()
-                };
-                let present = |name: &str| reply.headers.iter().any(|(n, _)| n == name);
-                let edits = mutate::plan(&levels, &present, &record);
-                let mut edited = reply.clone();
-                edited.headers.retain(|(n, _)| edits.keeps(n));
-                edited.headers.extend(edits.added);
-                mutated = edited;
-                &mutated
-            }
-            None => reply,
-        };
-        let written = self
-            .write_reply(x.shard, x.http, reply, x.req.is_head, close)
-            .await;
-        if written {
-            x.status.set(reply.status);
-            if !x.req.is_head {
-                x.log.bytes_sent.set(reply.body.len() as u64);
-            }
-        } else {
-            x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-        }
-        if written && !close {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        }
-    }
-
-    /// Encodes and writes a local reply; false when the client is gone.
-    async fn write_reply(
-        &mut self,
-        shard: &Shard,
-        http: &HttpSettings,
-        reply: &LocalReply<'_>,
-        head_only: bool,
-        close: bool,
-    ) -> bool {
-        let bytes = shard
-            .date
-            .with(|date| reply.encode(http, date, head_only, close));
-        self.send_down(bytes).await
-    }
-
     /// Forwards a request to the chosen cluster, retrying as the route's
     /// retry policy (and the request's `x-envoy-*` headers) allow.
-    async fn forward(&mut self, x: &Exchange<'_>, to: Upstream<'_>, mut head: Vec<u8>) -> Next {
+    pub(super) async fn forward(
+        &mut self,
+        x: &Exchange<'_>,
+        to: Upstream<'_>,
+        mut head: Vec<u8>,
+    ) -> Next {
         let view = x.view;
         let Some(cluster) = view.snapshot.clusters.get(to.cluster) else {
             return self
