@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logger;
+pub mod net;
 pub mod proxy_config;
 pub mod router;
 pub mod server;

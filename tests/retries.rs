@@ -381,3 +381,21 @@ fn concurrent_retries_are_capped_per_cluster() {
     assert!(retried < 30, "{stats}");
     assert_eq!(bad.seen().len() as u64, 10 + retried);
 }
+
+#[test]
+fn a_client_that_leaves_gets_no_more_attempts() {
+    let bad = Backend::start_forced("bad", "/status/503");
+    let policy = "                  retry_policy: { retry_on: 5xx, num_retries: 5, retry_back_off: { base_interval: 0.2s, max_interval: 0.2s } }\n";
+    let p = Proxy::start(&config(policy, &[&bad], None, ""), &[]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    std::io::Write::write_all(&mut s, b"GET /x HTTP/1.1\r\nhost: h\r\n\r\n").expect("write");
+    std::thread::sleep(Duration::from_millis(50));
+    drop(s);
+    // Six attempts would take about a second of back-offs; give it that.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        bad.seen().len() <= 2,
+        "{} attempts for a client that left",
+        bad.seen().len()
+    );
+}

@@ -1,11 +1,11 @@
 //! Per-shard, per-endpoint pools of idle upstream HTTP/1.1 connections.
 //! Owned by one shard: `RefCell`, no lock.
 
+use crate::net::{peek, Peeked};
 use crate::stats::{sets, Scope};
 use monoio::net::TcpStream;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,20 +70,6 @@ pub struct Pool {
     idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
 }
 
-/// Whether an idle socket is still open with nothing unread: a non-blocking
-/// peek must find no data and no EOF.
-fn still_open(stream: &TcpStream) -> bool {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    // SAFETY: the descriptor is owned by `stream`, which outlives this borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let sock = socket2::SockRef::from(&fd);
-    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-    match sock.recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
-        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-        Ok(_) => false,
-    }
-}
-
 impl Pool {
     /// Takes the most recently idled usable connection to `addr`, dropping
     /// any that timed out or were closed by the upstream. `now` is the
@@ -93,7 +79,9 @@ impl Pool {
         let list = idle.get_mut(&addr)?;
         while let Some(conn) = list.pop() {
             let idle = now.saturating_duration_since(conn.since);
-            if idle < PROBE_AFTER || (idle < IDLE_TIMEOUT && still_open(&conn.stream.stream)) {
+            if idle < PROBE_AFTER
+                || (idle < IDLE_TIMEOUT && peek(&conn.stream.stream) == Peeked::Nothing)
+            {
                 return Some(conn.stream);
             }
         }

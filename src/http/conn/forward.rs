@@ -10,6 +10,7 @@ use crate::http::flags::ResponseFlags;
 use crate::http::head::{self, Overrides, ParsedResponse, MAX_RESPONSE_HEAD};
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
+use crate::net::{peek, Peeked};
 use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
@@ -287,6 +288,12 @@ impl Conn {
                     pause.min(d.saturating_duration_since(Instant::now()))
                 });
                 monoio::time::sleep(pause).await;
+                // A client that left during the back-off gets no more attempts.
+                if peek(&self.down) == Peeked::Closed {
+                    x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                    self.closed_by_peer = true;
+                    return Next::Close;
+                }
                 continue;
             }
             drop(slot.take());
