@@ -2,6 +2,8 @@
 
 use monoio::net::TcpStream;
 use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
+use std::time::Duration;
 
 /// What a non-blocking peek finds on a connected socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,5 +27,35 @@ pub fn peek(stream: &TcpStream) -> Peeked {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Peeked::Nothing,
         Ok(n) if n > 0 => Peeked::Data,
         _ => Peeked::Closed,
+    }
+}
+
+/// Resolves once the peer of the socket `fd` has closed, watching from
+/// `after` on (so quick exchanges pay only a timer). Never resolves while
+/// the peer is there, nor once it has sent more bytes (a pipelined
+/// request: its close can no longer be told from data). `fd` must stay
+/// open while this future lives.
+pub async fn peer_closed(fd: RawFd, after: Duration) {
+    use std::os::fd::BorrowedFd;
+    monoio::time::sleep(after).await;
+    // SAFETY: the caller keeps `fd` open for the life of this future; the
+    // borrow only lasts for the duplication.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let watched = borrowed
+        .try_clone_to_owned()
+        .map(std::net::TcpStream::from)
+        .and_then(TcpStream::from_std);
+    let Ok(watched) = watched else {
+        return std::future::pending().await;
+    };
+    loop {
+        if watched.readable(false).await.is_err() {
+            return;
+        }
+        match peek(&watched) {
+            Peeked::Closed => return,
+            Peeked::Data => return std::future::pending().await,
+            Peeked::Nothing => {}
+        }
     }
 }

@@ -122,3 +122,28 @@ fn timeout_headers_override_the_route() {
     // 0 disables the route timeout for this request.
     assert_eq!(send("x-envoy-upstream-rq-timeout-ms: 0\r\n").0, 200);
 }
+
+#[test]
+fn a_client_that_leaves_ends_the_upstream_request() {
+    let backend = Backend::start("b");
+    let admin = free_port();
+    let p = Proxy::start(&(admin_block(admin) + &config("", "", &backend)), &[]);
+    let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    s.write_all(b"GET /delay/5000 HTTP/1.1\r\nhost: h\r\n\r\n")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(100));
+    let (_, stats) = admin_request(admin, "GET", "/stats?filter=upstream_rq_active");
+    assert!(stats.contains("cluster.backend.upstream_rq_active: 1"), "{stats}");
+    let left = Instant::now();
+    drop(s);
+    // The upstream request ends long before the upstream would answer.
+    loop {
+        let (_, stats) = admin_request(admin, "GET", "/stats?filter=upstream_rq_active");
+        if stats.contains("cluster.backend.upstream_rq_active: 0") {
+            break;
+        }
+        assert!(left.elapsed() < Duration::from_secs(3), "{stats}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(left.elapsed() < Duration::from_secs(2));
+}

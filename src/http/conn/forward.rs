@@ -10,7 +10,7 @@ use crate::http::flags::ResponseFlags;
 use crate::http::head::{self, Overrides, ParsedResponse, MAX_RESPONSE_HEAD};
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
-use crate::net::{peek, Peeked};
+use crate::net::{peek, peer_closed, Peeked};
 use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
@@ -23,6 +23,7 @@ use monoio::net::TcpStream;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,10 @@ const CLUSTER_CLASSES: [ClusterStat; 5] = [
     ClusterStat::upstream_rq_4xx,
     ClusterStat::upstream_rq_5xx,
 ];
+
+/// How long an attempt runs before Ringway starts watching for the client
+/// leaving (a quick exchange costs only a timer).
+const WATCH_AFTER: Duration = Duration::from_millis(500);
 
 /// Where a forward goes: the route's action, the chosen cluster, and
 /// where the upstream head's `host` value is.
@@ -550,7 +555,16 @@ impl Conn {
             let watch = plan
                 .watch_responses
                 .then_some((retries, &cluster.retry_slots));
+            let down_fd = self.down.as_raw_fd();
             let receive = self.receive(x, &mut up.stream, attempt.started, &headers_sent, watch);
+            // A client that leaves while the upstream works ends the attempt
+            // (Envoy resets the upstream request); checked from WATCH_AFTER on.
+            let receive = async {
+                monoio::select! {
+                    r = receive => r,
+                    _ = peer_closed(down_fd, WATCH_AFTER) => Err(Failure::DownstreamGone),
+                }
+            };
             let result = match limit {
                 Some(l) => {
                     let left = l.saturating_duration_since(Instant::now());
