@@ -1,5 +1,7 @@
 //! Ringway: an Envoy-compatible L4/L7 proxy, thread-per-core on io_uring.
 
+#![warn(missing_docs)]
+
 pub mod access_log;
 pub mod admin;
 pub mod cli;

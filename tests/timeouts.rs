@@ -133,7 +133,10 @@ fn a_client_that_leaves_ends_the_upstream_request() {
         .expect("write");
     std::thread::sleep(Duration::from_millis(100));
     let (_, stats) = admin_request(admin, "GET", "/stats?filter=upstream_rq_active");
-    assert!(stats.contains("cluster.backend.upstream_rq_active: 1"), "{stats}");
+    assert!(
+        stats.contains("cluster.backend.upstream_rq_active: 1"),
+        "{stats}"
+    );
     let left = Instant::now();
     drop(s);
     // The upstream request ends long before the upstream would answer.
