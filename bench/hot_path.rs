@@ -168,6 +168,8 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
                     .expect("addr"),
                 weight: (i % 4 + 1) as u32,
                 hostname: String::new(),
+                explicit_hostname: false,
+                locality: Default::default(),
             };
             Endpoint::new(&store, "bench", resolved)
         })

@@ -240,7 +240,9 @@ fn initial_endpoints(c: &config::Cluster, resolve: bool) -> Vec<Resolved> {
                 Some(Resolved {
                     addr: SocketAddr::new(e.host.parse().ok()?, e.port),
                     weight: e.weight,
-                    hostname: e.host.clone(),
+                    hostname: e.hostname.clone().unwrap_or_else(|| e.host.clone()),
+                    explicit_hostname: e.hostname.is_some(),
+                    locality: e.locality.clone(),
                 })
             })
             .collect(),

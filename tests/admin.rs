@@ -510,3 +510,40 @@ fn proxy_config_prints_istioctl_style_tables() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin API"));
 }
+
+#[test]
+fn clusters_show_endpoint_hostname_and_locality() {
+    let backend = Backend::start("b");
+    let cluster = format!(
+        "  - name: zoned\n    type: STATIC\n    load_assignment:\n      cluster_name: zoned\n      endpoints:\n      - locality: {{ region: eu-west-1, zone: eu-west-1a }}\n        lb_endpoints:\n        - endpoint:\n            hostname: api.internal\n            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }}\n",
+        backend.port()
+    );
+    let p = start(
+        &http_config(&catch_all("zoned", ", auto_host_rewrite: true"), &cluster),
+        &[],
+    );
+    let host = format!("zoned::127.0.0.1:{}", backend.port());
+    let clusters = get_ok(p.admin, "/clusters");
+    for line in [
+        format!("{host}::hostname::api.internal"),
+        format!("{host}::region::eu-west-1"),
+        format!("{host}::zone::eu-west-1a"),
+        format!("{host}::sub_zone::"),
+    ] {
+        assert!(clusters.lines().any(|l| l == line), "{line} in\n{clusters}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&get_ok(p.admin, "/clusters?format=json")).expect("json");
+    assert_eq!(
+        json["cluster_statuses"][0]["host_statuses"][0]["locality"],
+        serde_json::json!({"region": "eu-west-1", "zone": "eu-west-1a"})
+    );
+    // A configured hostname is what auto_host_rewrite uses, whatever the
+    // cluster type.
+    assert_eq!(get(p.proxy.port, "front", "/").status, 200);
+    let seen = backend.seen();
+    assert_eq!(
+        seen.last().and_then(|s| s.header("host")),
+        Some("api.internal")
+    );
+}

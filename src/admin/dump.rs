@@ -43,8 +43,13 @@ pub fn clusters_text(snapshot: &ConfigSnapshot) -> String {
             let _ = writeln!(out, "{host}::hostname::{}", e.hostname);
             let _ = writeln!(out, "{host}::health_flags::healthy");
             let _ = writeln!(out, "{host}::weight::{}", e.weight);
-            for field in ["region", "zone", "sub_zone"] {
-                let _ = writeln!(out, "{host}::{field}::");
+            let l = &e.locality;
+            for (field, value) in [
+                ("region", &l.region),
+                ("zone", &l.zone),
+                ("sub_zone", &l.sub_zone),
+            ] {
+                let _ = writeln!(out, "{host}::{field}::{value}");
             }
             let _ = writeln!(out, "{host}::canary::false");
             let _ = writeln!(out, "{host}::priority::0");
@@ -90,7 +95,7 @@ pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
                         "health_status": {"eds_health_status": "HEALTHY"},
                         "weight": e.weight,
                         "hostname": e.hostname,
-                        "locality": {},
+                        "locality": locality_json(&e.locality),
                     })
                 })
                 .collect();
@@ -104,6 +109,21 @@ pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
         })
         .collect();
     json!({ "cluster_statuses": statuses })
+}
+
+/// A locality as protobuf JSON writes it (empty fields left out).
+fn locality_json(l: &crate::config::Locality) -> Value {
+    let mut map = Map::new();
+    for (field, value) in [
+        ("region", &l.region),
+        ("zone", &l.zone),
+        ("sub_zone", &l.sub_zone),
+    ] {
+        if !value.is_empty() {
+            map.insert(field.into(), json!(value));
+        }
+    }
+    Value::Object(map)
 }
 
 /// `GET /listeners`.

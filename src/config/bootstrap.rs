@@ -226,6 +226,22 @@ pub struct EndpointConfig {
     pub port: u16,
     /// `load_balancing_weight` (default 1).
     pub weight: u32,
+    /// `endpoint.hostname`: the name `/clusters` shows and
+    /// `auto_host_rewrite` uses.
+    pub hostname: Option<String>,
+    /// The `locality` of its `endpoints[]` entry.
+    pub locality: Locality,
+}
+
+/// `locality{region, zone, sub_zone}` (shown by `/clusters`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Locality {
+    /// `region`.
+    pub region: String,
+    /// `zone`.
+    pub zone: String,
+    /// `sub_zone`.
+    pub sub_zone: String,
 }
 
 #[rustfmt::skip]
@@ -440,6 +456,11 @@ static LOCALITY_ENDPOINTS: Fields = Fields {
         "metadata", "leds_cluster_locality_config", "load_balancing_weight", "priority",
         "proximity",
     ],
+};
+#[rustfmt::skip]
+static LOCALITY: Fields = Fields {
+    known: &["region", "zone", "sub_zone"],
+    unsupported: &[],
 };
 #[rustfmt::skip]
 static LB_ENDPOINT: Fields = Fields {
@@ -1043,6 +1064,17 @@ fn locality_endpoints(
     let Some(obj) = node.object(errs, &LOCALITY_ENDPOINTS) else {
         return;
     };
+    let locality = obj
+        .get("locality")
+        .and_then(|l| {
+            let lo = l.object(errs, &LOCALITY)?;
+            Some(Locality {
+                region: string(&lo, errs, "region").unwrap_or_default(),
+                zone: string(&lo, errs, "zone").unwrap_or_default(),
+                sub_zone: string(&lo, errs, "sub_zone").unwrap_or_default(),
+            })
+        })
+        .unwrap_or_default();
     let Some(list) = obj.get("lb_endpoints") else {
         return;
     };
@@ -1068,9 +1100,7 @@ fn locality_endpoints(
         let Some(epo) = ep.object(errs, &ENDPOINT) else {
             continue;
         };
-        if let Some(h) = epo.get("hostname") {
-            h.str(errs);
-        }
+        let hostname = string(&epo, errs, "hostname").filter(|h| !h.is_empty());
         let Some(addr) = epo.require(errs, "address") else {
             continue;
         };
@@ -1091,6 +1121,12 @@ fn locality_endpoints(
             );
             continue;
         }
-        out.push(EndpointConfig { host, port, weight });
+        out.push(EndpointConfig {
+            host,
+            port,
+            weight,
+            hostname,
+            locality: locality.clone(),
+        });
     }
 }

@@ -18,7 +18,9 @@ pub fn resolve(cluster: &Cluster) -> Vec<Resolved> {
                     let endpoint = Resolved {
                         addr,
                         weight: ep.weight,
-                        hostname: ep.host.clone(),
+                        hostname: ep.hostname.clone().unwrap_or_else(|| ep.host.clone()),
+                        explicit_hostname: ep.hostname.is_some(),
+                        locality: ep.locality.clone(),
                     };
                     if !out.contains(&endpoint) {
                         out.push(endpoint);

@@ -154,6 +154,8 @@ mod tests {
                         .expect("addr"),
                     weight: weight(i),
                     hostname: String::new(),
+                    explicit_hostname: false,
+                    locality: Default::default(),
                 };
                 Endpoint::new(&store, "c", r)
             })

@@ -228,6 +228,8 @@ mod tests {
                     addr: format!("127.0.0.1:{}", 1000 + i).parse().expect("addr"),
                     weight: *w,
                     hostname: String::new(),
+                    explicit_hostname: false,
+                    locality: Default::default(),
                 };
                 Endpoint::new(&store, "c", resolved)
             })

@@ -19,8 +19,14 @@ pub struct Resolved {
     pub addr: SocketAddr,
     /// `load_balancing_weight`.
     pub weight: u32,
-    /// The configured host name or address it came from.
+    /// The endpoint's `hostname`, else the host name or address it came
+    /// from.
     pub hostname: String,
+    /// Whether `hostname` was configured on the endpoint (it then serves
+    /// `auto_host_rewrite` whatever the cluster type).
+    pub explicit_hostname: bool,
+    /// Its locality.
+    pub locality: config::Locality,
 }
 
 /// One endpoint of a cluster as requests use it.
@@ -30,8 +36,12 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// `load_balancing_weight`.
     pub weight: u32,
-    /// The configured host name (shown by `/clusters`).
+    /// The host name `/clusters` shows and `auto_host_rewrite` uses.
     pub hostname: String,
+    /// Whether `hostname` was configured on the endpoint.
+    pub explicit_hostname: bool,
+    /// Its locality (shown by `/clusters`).
+    pub locality: config::Locality,
     /// Per-endpoint stats, shared with every snapshot that has this endpoint.
     pub stats: Arc<Scope<sets::Host>>,
     /// Requests in flight to this endpoint from every shard (LEAST_REQUEST
@@ -47,6 +57,8 @@ impl Endpoint {
             addr: r.addr,
             weight: r.weight,
             hostname: r.hostname,
+            explicit_hostname: r.explicit_hostname,
+            locality: r.locality,
             active: Arc::default(),
         }
     }

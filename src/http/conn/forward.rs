@@ -225,8 +225,10 @@ impl Conn {
             } else {
                 std::mem::take(&mut head)
             };
+            // Envoy rewrites to the endpoint's hostname: a configured one, or
+            // the DNS name of a STRICT_DNS endpoint.
             if to.forward.host_rewrite == HostRewrite::Auto
-                && cluster.config.discovery == Discovery::StrictDns
+                && (endpoint.explicit_hostname || cluster.config.discovery == Discovery::StrictDns)
             {
                 attempt_head.splice(to.host_value.clone(), endpoint.hostname.bytes());
             }
