@@ -146,14 +146,7 @@ impl Conn {
                         x.log.bytes_received.set(n);
                         Some(body)
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                        return self.request_timed_out(x).await;
-                    }
-                    Err(_) => {
-                        x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                        self.closed_by_peer = true;
-                        return Next::Close;
-                    }
+                    Err(e) => return self.body_read_failed(x, &e).await,
                 }
             }
             Framing::Chunked if retries.enabled() => {
@@ -171,20 +164,7 @@ impl Conn {
                         retries.remaining = 0;
                         None
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                        return self.request_timed_out(x).await;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        x.flag(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
-                        return self
-                            .reply(x, &LocalReply::closing(400, "Bad Request"))
-                            .await;
-                    }
-                    Err(_) => {
-                        x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                        self.closed_by_peer = true;
-                        return Next::Close;
-                    }
+                    Err(e) => return self.body_read_failed(x, &e).await,
                 }
             }
             _ => {
@@ -421,6 +401,25 @@ impl Conn {
                 .await?;
             if read == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Answers a request whose body could not be buffered: 408 when it
+    /// was too slow, 400 when its chunked framing was malformed, nothing
+    /// (the connection closes) when the client went away.
+    async fn body_read_failed(&mut self, x: &Exchange<'_>, e: &std::io::Error) -> Next {
+        match e.kind() {
+            std::io::ErrorKind::TimedOut => self.request_timed_out(x).await,
+            std::io::ErrorKind::InvalidData => {
+                x.flag(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
+                self.reply(x, &LocalReply::closing(400, "Bad Request"))
+                    .await
+            }
+            _ => {
+                x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                self.closed_by_peer = true;
+                Next::Close
             }
         }
     }
