@@ -10,13 +10,11 @@ use super::mutate::{self, Edits};
 use super::xff;
 use crate::access_log::Record;
 use crate::config::ServerHeaderTransformation;
-use crate::config::{
-    HashOn, HashPolicy, HeaderMutations, HostRewrite, PathRedirect, Redirect, RetryOn,
-};
-use crate::router::{port_start, Action, Forward, Matched, RequestView, Route};
+use crate::config::{HeaderMutations, HostRewrite, RetryOn};
+use crate::router::hash::request_hash;
+use crate::router::{port_start, Action, Forward, Matched, RequestView};
 use crate::server::shard::Shard;
 use crate::snapshot::HttpSettings;
-use crate::upstream::hashing;
 use std::borrow::Cow;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -345,7 +343,7 @@ fn analyse_request<'v>(
             return request(Plan::Direct(LocalReply::bytes(*status, body), matched));
         }
         Action::Redirect(r) => {
-            let location = redirect_location(r, route, host, path);
+            let location = route.redirect_location(r, host, path);
             let mut reply = LocalReply::new(r.status, "");
             reply
                 .headers
@@ -377,7 +375,7 @@ fn analyse_request<'v>(
         && http.xff.use_remote_address
         && !forwarded.internal
         && !http.preserve_external_request_id;
-    let (hash, set_cookie) = request_hash(&forward.hash_policy, &view, peer, shard);
+    let (hash, set_cookie) = request_hash(&forward.hash_policy, &view, client, || shard.random());
     let levels = matched.request_headers();
     let edits = if levels.iter().all(|l| l.is_empty()) {
         Edits::default()
@@ -491,105 +489,6 @@ fn analyse_request<'v>(
         req.client = Some(client);
     }
     parsed
-}
-
-/// Evaluates a route's hash policies in order (Envoy's combination and
-/// `terminal` rule). A cookie policy with a `ttl` whose cookie is missing
-/// makes one up and returns the `set-cookie` value to send.
-fn request_hash(
-    policies: &[HashPolicy],
-    view: &RequestView,
-    peer: Peer,
-    shard: &Shard,
-) -> (Option<u64>, Option<Vec<u8>>) {
-    let mut hash = None;
-    let mut set_cookie = None;
-    for policy in policies {
-        let value: Option<Cow<[u8]>> = match &policy.on {
-            HashOn::Header(name) => view
-                .header(name)
-                .map(|v| Cow::Owned(v.into_owned().into_bytes())),
-            HashOn::SourceIp => Some(Cow::Owned(peer.remote.ip().to_string().into_bytes())),
-            HashOn::QueryParameter(name) => view
-                .query_parameter(name)
-                .map(|v| Cow::Owned(v.into_bytes())),
-            HashOn::Cookie { name, generate } => match cookie(view, name) {
-                Some(v) => Some(Cow::Owned(v.into_bytes())),
-                None => generate.as_ref().map(|(ttl, path)| {
-                    let value = format!("{:016x}", shard.random());
-                    let mut line = format!("{name}=\"{value}\"; Max-Age={ttl}");
-                    if !path.is_empty() {
-                        line.push_str(&format!("; Path={path}"));
-                    }
-                    line.push_str("; HttpOnly");
-                    set_cookie = Some(line.into_bytes());
-                    Cow::Owned(value.into_bytes())
-                }),
-            },
-        };
-        if let Some(v) = value {
-            hash = Some(hashing::combine(hash, hashing::hash_value(&v)));
-        }
-        if policy.terminal && hash.is_some() {
-            break;
-        }
-    }
-    (hash, set_cookie)
-}
-
-/// The value of cookie `name` in the request's `cookie` headers.
-fn cookie(view: &RequestView, name: &str) -> Option<String> {
-    let all = view.header("cookie")?;
-    all.split([';', ','])
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"').to_string())
-}
-
-/// The `location` of a redirect: Envoy keeps what the redirect does not
-/// change (scheme `http`, the request's host and port, its path).
-fn redirect_location(r: &Redirect, route: &Route, host: &str, path: &str) -> String {
-    let scheme = r.scheme.as_deref().unwrap_or("http");
-    let (mut host_only, mut port) = match port_start(host) {
-        Some(p) => (host[..p].to_string(), Some(host[p + 1..].to_string())),
-        None => (host.to_string(), None),
-    };
-    if let Some(h) = &r.host {
-        host_only = h.clone();
-    }
-    if let Some(p) = r.port {
-        port = Some(p.to_string());
-    } else if r.scheme.is_some() && r.host.is_none() {
-        // A scheme change drops the old port (it belonged to the old scheme).
-        port = None;
-    }
-    // The scheme's default port is left out.
-    if matches!(
-        (scheme, port.as_deref()),
-        ("http", Some("80")) | ("https", Some("443"))
-    ) {
-        port = None;
-    }
-    let mut new_path = match &r.path {
-        PathRedirect::Path(p) => {
-            let query = path.split_once('?').map(|(_, q)| q);
-            match (p.contains('?'), query) {
-                (false, Some(q)) => format!("{p}?{q}"),
-                _ => p.clone(),
-            }
-        }
-        PathRedirect::Keep => path.to_string(),
-        PathRedirect::Prefix(_) | PathRedirect::Regex(..) => route.rewrite(path).into_owned(),
-    };
-    if r.strip_query {
-        if let Some(i) = new_path.find('?') {
-            new_path.truncate(i);
-        }
-    }
-    match port {
-        Some(port) => format!("{scheme}://{host_only}:{port}{new_path}"),
-        None => format!("{scheme}://{host_only}{new_path}"),
-    }
 }
 
 /// Splits `http://authority/path` into its authority and path.

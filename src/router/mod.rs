@@ -1,14 +1,15 @@
 //! The compiled route table: virtual-host selection in Envoy's order, then
 //! the first route whose match accepts the request.
 
+pub mod hash;
 mod index;
 mod request;
 
 pub use request::RequestView;
 
 use crate::config::{
-    self, ClusterTarget, HeaderMutations, HostRewrite, PathMatch, Redirect, RouteConfiguration,
-    RouteMatch,
+    self, ClusterTarget, HeaderMutations, HostRewrite, PathMatch, PathRedirect, Redirect,
+    RouteConfiguration, RouteMatch,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -434,6 +435,52 @@ impl Route {
                     (None, _) => false,
                 })
             && (!m.grpc || req.is_grpc())
+    }
+
+    /// The `location` of a redirect: Envoy keeps what the redirect does not
+    /// change (scheme `http`, the request's host and port, its path).
+    pub fn redirect_location(&self, r: &Redirect, host: &str, path: &str) -> String {
+        let scheme = r.scheme.as_deref().unwrap_or("http");
+        let (mut host_only, mut port) = match port_start(host) {
+            Some(p) => (host[..p].to_string(), Some(host[p + 1..].to_string())),
+            None => (host.to_string(), None),
+        };
+        if let Some(h) = &r.host {
+            host_only = h.clone();
+        }
+        if let Some(p) = r.port {
+            port = Some(p.to_string());
+        } else if r.scheme.is_some() && r.host.is_none() {
+            // A scheme change drops the old port (it belonged to the old scheme).
+            port = None;
+        }
+        // The scheme's default port is left out.
+        if matches!(
+            (scheme, port.as_deref()),
+            ("http", Some("80")) | ("https", Some("443"))
+        ) {
+            port = None;
+        }
+        let mut new_path = match &r.path {
+            PathRedirect::Path(p) => {
+                let query = path.split_once('?').map(|(_, q)| q);
+                match (p.contains('?'), query) {
+                    (false, Some(q)) => format!("{p}?{q}"),
+                    _ => p.clone(),
+                }
+            }
+            PathRedirect::Keep => path.to_string(),
+            PathRedirect::Prefix(_) | PathRedirect::Regex(..) => self.rewrite(path).into_owned(),
+        };
+        if r.strip_query {
+            if let Some(i) = new_path.find('?') {
+                new_path.truncate(i);
+            }
+        }
+        match port {
+            Some(port) => format!("{scheme}://{host_only}:{port}{new_path}"),
+            None => format!("{scheme}://{host_only}{new_path}"),
+        }
     }
 
     /// Applies `prefix_rewrite` (the matched part replaced) or
