@@ -21,6 +21,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::cell::{Cell, OnceCell};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -42,6 +43,8 @@ struct Conn {
     tx: u64,
     /// The client closed (rather than Ringway).
     closed_by_peer: bool,
+    /// When the last request finished (or the connection opened).
+    last_active: Instant,
     shard: Rc<Shard>,
     listener: Arc<Listener>,
     peer: SocketAddr,
@@ -72,6 +75,7 @@ impl Conn {
             ubuf: ReadBuf::default(),
             tx: 0,
             closed_by_peer: false,
+            last_active: Instant::now(),
             shard,
             listener,
         }
@@ -141,11 +145,33 @@ const HTTP_CLASSES: [HttpStat; 5] = [
     HttpStat::downstream_rq_5xx,
 ];
 
-/// Sleeps for `d`, or forever when there is no limit.
-async fn sleep_for(d: Option<Duration>) {
-    match d {
-        Some(d) => monoio::time::sleep(d).await,
-        None => std::future::pending().await,
+/// The wall-clock time of `instant` (for `%START_TIME%`), worked out only
+/// when a log line or header value needs it rather than read per request.
+fn wall_clock(instant: Instant) -> SystemTime {
+    SystemTime::now() - instant.elapsed()
+}
+
+/// Resolves once the connection has been idle for `idle` since
+/// `last_active`, re-arming `timer` when it fires early; never without a
+/// limit.
+async fn idle_since(
+    timer: &mut Option<Pin<Box<monoio::time::Sleep>>>,
+    idle: Option<Duration>,
+    last_active: Instant,
+) {
+    let (Some(timer), Some(idle)) = (timer.as_mut(), idle) else {
+        return std::future::pending().await;
+    };
+    let due = monoio::time::Instant::from_std(last_active + idle);
+    loop {
+        if timer.deadline() > due {
+            timer.as_mut().reset(due);
+        }
+        timer.as_mut().await;
+        if monoio::time::Instant::now() >= due {
+            return;
+        }
+        timer.as_mut().reset(due);
     }
 }
 
@@ -172,8 +198,6 @@ struct Exchange<'a> {
     matched: Option<Matched<'a>>,
     /// The request head as received, kept when a log or a header quotes it.
     request_head: Vec<u8>,
-    /// When the request began (wall clock, for `%START_TIME%`).
-    wall: SystemTime,
     /// When the request began.
     started: Instant,
     peer: Peer,
@@ -243,7 +267,7 @@ impl<'a> Exchange<'a> {
             response_head: self.log.response_head.get().map_or(&[], Vec::as_slice),
             remote: Some(self.req.client.unwrap_or(self.peer.remote)),
             ..Record::new(
-                self.wall,
+                wall_clock(self.started),
                 &self.request_head,
                 self.peer.remote,
                 self.peer.local,
@@ -277,18 +301,22 @@ pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener
         return;
     };
     let mut conn = Conn::open(down, peer, shard.clone(), current);
+    // One idle timer for the connection's life, re-armed only when it fires
+    // early: a keep-alive request costs no timer operation.
+    let idle = conn.listener.http.idle_timeout;
+    let mut idle_timer = idle.map(|d| Box::pin(monoio::time::sleep(d)));
     loop {
         if conn.rbuf.is_empty() {
             // Read straight away (one ring op). If the drain wins, the read is
             // abandoned, which is fine: the connection closes either way.
-            let idle = conn.listener.http.idle_timeout;
+            let last_active = conn.last_active;
             let read = monoio::select! {
                 r = conn.rbuf.fill(&mut conn.down, READ_CHUNK) => r,
                 _ = shard.drain.wait() => {
                     conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
                     return;
                 }
-                _ = sleep_for(idle) => {
+                _ = idle_since(&mut idle_timer, idle, last_active) => {
                     conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_idle_timeout);
                     return;
                 }
@@ -312,7 +340,6 @@ impl Conn {
     /// Reads one request and answers it.
     async fn exchange(&mut self, shard: &Shard, view: &View, http: &HttpSettings) -> Next {
         let started = Instant::now();
-        let wall = SystemTime::now();
         let logging = !http.access_logs.is_empty();
         let request_deadline = http.request_timeout.map(|t| started + t);
         let (req, plan) = loop {
@@ -340,7 +367,7 @@ impl Conn {
                             flags,
                             bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
                             duration: started.elapsed(),
-                            ..Record::new(wall, &[], self.peer, self.local)
+                            ..Record::new(wall_clock(started), &[], self.peer, self.local)
                         };
                         shard.logs.log(&http.access_logs, &record);
                     }
@@ -391,7 +418,6 @@ impl Conn {
             flags: Cell::new(ResponseFlags::default()),
             matched,
             request_head,
-            wall,
             started,
             peer: Peer {
                 remote: self.peer,
@@ -477,7 +503,9 @@ impl Conn {
             http.stats.inc(w, HttpStat::downstream_rq_completed);
             http.stats.inc(w, stat);
         }
-        let micros = started.elapsed().as_micros() as u64;
+        let ended = Instant::now();
+        self.last_active = ended;
+        let micros = ended.saturating_duration_since(started).as_micros() as u64;
         shard.histograms.record(http.rq_time, micros);
         self.count_bytes(http);
     }
