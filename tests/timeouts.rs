@@ -54,7 +54,11 @@ fn idle_connections_are_closed() {
 fn stream_idle_timeout_answers_408() {
     let backend = Backend::start("b");
     let hcm = "          stream_idle_timeout: 0.3s\n";
-    let p = Proxy::start(&config(hcm, ", timeout: 0s", &backend), &[]);
+    let admin = free_port();
+    let p = Proxy::start(
+        &(admin_block(admin) + &config(hcm, ", timeout: 0s", &backend)),
+        &[],
+    );
     // A head that stops half way.
     let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
     s.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n")
@@ -62,6 +66,15 @@ fn stream_idle_timeout_answers_408() {
     let answer = read_all(&mut s);
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     assert!(answer.ends_with("stream timeout"), "{answer}");
+    // It is counted like any answered request.
+    let (_, stats) = admin_request(admin, "GET", "/stats?filter=ingress_http%5C.downstream_rq_");
+    for line in [
+        "http.ingress_http.downstream_rq_4xx: 1",
+        "http.ingress_http.downstream_rq_idle_timeout: 1",
+        "http.ingress_http.downstream_rq_total: 1",
+    ] {
+        assert!(stats.lines().any(|l| l == line), "{line} in\n{stats}");
+    }
     // An upstream that takes longer than the idle timeout (no route timeout).
     let r = get(p.port, "h", "/delay/1000");
     assert_eq!((r.status, r.text().as_str()), (408, "stream timeout"));

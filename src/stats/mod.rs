@@ -149,6 +149,19 @@ impl<S: StatSet> Scope<S> {
         }
     }
 
+    /// Counts a response `status` in its `Nxx` class (one of `classes`,
+    /// 1xx to 5xx) and, for sets that have them, its per-code counter.
+    /// False (nothing counted) for a status outside 100..=599.
+    #[inline]
+    pub fn inc_status(&self, writer: usize, status: u16, classes: [S; 5]) -> bool {
+        if !(100..600).contains(&status) {
+            return false;
+        }
+        self.inc(writer, classes[usize::from(status / 100 - 1)]);
+        self.inc_code(writer, status);
+        true
+    }
+
     fn sum(&self, index: usize) -> u64 {
         (0..self.rows.len()).fold(0u64, |acc, w| {
             acc.wrapping_add(self.slot(w, index).load(Ordering::Relaxed))

@@ -2,7 +2,7 @@
 //! for replay, attempts with retries and timeouts, and relaying the
 //! response.
 
-use super::{class, timeout_reply, Conn, Exchange, Next};
+use super::{timeout_reply, Conn, Exchange, Next};
 use crate::config::{Discovery, HostRewrite};
 use crate::http::body::{pump, OutFraming, PumpError};
 use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
@@ -15,7 +15,6 @@ use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpStat};
-use crate::stats::Scope;
 use crate::upstream::pool::UpstreamConn;
 use crate::upstream::{Cluster, Endpoint, RetrySlots};
 use monoio::io::AsyncWriteRentExt;
@@ -34,14 +33,6 @@ const RETRY_CLASSES: [RetryStat; 5] = [
     RetryStat::upstream_rq_4xx,
     RetryStat::upstream_rq_5xx,
 ];
-
-/// Counts a retried response in `cluster.<name>.retry.upstream_rq_*`.
-fn charge_status(stats: &Scope<RetryStat>, w: usize, status: u16) {
-    if let Some(stat) = class(status, RETRY_CLASSES) {
-        stats.inc(w, stat);
-        stats.inc_code(w, status);
-    }
-}
 
 const CLUSTER_CLASSES: [ClusterStat; 5] = [
     ClusterStat::upstream_rq_1xx,
@@ -263,7 +254,7 @@ impl Conn {
                 let w = x.shard.id;
                 cluster.stats.inc(w, ClusterStat::upstream_rq_retry);
                 if let Some(status) = status {
-                    charge_status(&cluster.retry_stats, w, status);
+                    cluster.retry_stats.inc_status(w, status, RETRY_CLASSES);
                 }
                 retries.remaining -= 1;
                 retries.done += 1;
@@ -814,9 +805,7 @@ impl<'a> Attempt<'a> {
     fn charge(&self, status: u16) {
         let w = self.shard.id;
         let stats = &self.cluster.stats;
-        if let Some(stat) = class(status, CLUSTER_CLASSES) {
-            stats.inc(w, stat);
-            stats.inc_code(w, status);
+        if stats.inc_status(w, status, CLUSTER_CLASSES) {
             stats.inc(w, ClusterStat::upstream_rq_completed);
         }
         let outcome = if (500..600).contains(&status) || status == 0 {

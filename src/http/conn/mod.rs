@@ -129,14 +129,6 @@ impl Drop for Conn {
     }
 }
 
-/// The `Nxx` class stat of a status code, for a stat set with all five.
-fn class<S: Copy>(status: u16, classes: [S; 5]) -> Option<S> {
-    match status {
-        100..=599 => Some(classes[usize::from(status / 100 - 1)]),
-        _ => None,
-    }
-}
-
 const HTTP_CLASSES: [HttpStat; 5] = [
     HttpStat::downstream_rq_1xx,
     HttpStat::downstream_rq_2xx,
@@ -350,28 +342,12 @@ impl Conn {
             match head::parse_request(self.rbuf.data(), http, peer, shard) {
                 ParsedRequest::Request(req, plan) => break (req, plan),
                 ParsedRequest::Reject(reply) => {
-                    let w = shard.id;
                     if reply.status == 400 {
-                        http.stats.inc(w, HttpStat::downstream_cx_protocol_error);
+                        http.stats
+                            .inc(shard.id, HttpStat::downstream_cx_protocol_error);
                     }
-                    http.stats.inc(w, HttpStat::downstream_rq_total);
-                    http.stats.inc(w, HttpStat::downstream_rq_http1_total);
-                    let sent = self.write_reply(shard, http, &reply, false, true).await;
-                    let mut flags = ResponseFlags::default();
-                    flags.insert(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
-                    let status = if sent { reply.status } else { 0 };
-                    self.finish_request(shard, http, status, started);
-                    if logging {
-                        let record = Record {
-                            status,
-                            flags,
-                            bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
-                            duration: started.elapsed(),
-                            ..Record::new(wall_clock(started), &[], self.peer, self.local)
-                        };
-                        shard.logs.log(&http.access_logs, &record);
-                    }
-                    return Next::Close;
+                    let flag = ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR;
+                    return self.answer_head(shard, http, &reply, flag, started).await;
                 }
                 ParsedRequest::Partial => {
                     let limit = http.max_request_headers_bytes + READ_CHUNK;
@@ -383,8 +359,12 @@ impl Conn {
                         Ok(n) if n > 0 => {}
                         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                             let reply = timeout_reply(http, shard.id, patience);
-                            self.write_reply(shard, http, &reply, false, true).await;
-                            return Next::Close;
+                            let flag = if patience.past_deadline() {
+                                ResponseFlags::default()
+                            } else {
+                                ResponseFlags::STREAM_IDLE_TIMEOUT
+                            };
+                            return self.answer_head(shard, http, &reply, flag, started).await;
                         }
                         _ => {
                             self.closed_by_peer = true;
@@ -489,6 +469,36 @@ impl Conn {
         next
     }
 
+    /// Answers a request whose head never became a request (malformed, too
+    /// large, or too slow) with `reply` and closes; it is counted and
+    /// logged like any request.
+    async fn answer_head(
+        &mut self,
+        shard: &Shard,
+        http: &HttpSettings,
+        reply: &LocalReply<'_>,
+        flags: ResponseFlags,
+        started: Instant,
+    ) -> Next {
+        let w = shard.id;
+        http.stats.inc(w, HttpStat::downstream_rq_total);
+        http.stats.inc(w, HttpStat::downstream_rq_http1_total);
+        let sent = self.write_reply(shard, http, reply, false, true).await;
+        let status = if sent { reply.status } else { 0 };
+        self.finish_request(shard, http, status, started);
+        if !http.access_logs.is_empty() {
+            let record = Record {
+                status,
+                flags,
+                bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
+                duration: started.elapsed(),
+                ..Record::new(wall_clock(started), &[], self.peer, self.local)
+            };
+            shard.logs.log(&http.access_logs, &record);
+        }
+        Next::Close
+    }
+
     /// Counts a finished request: its status class, its duration and the
     /// connection's bytes so far.
     fn finish_request(
@@ -499,9 +509,8 @@ impl Conn {
         started: Instant,
     ) {
         let w = shard.id;
-        if let Some(stat) = class(status, HTTP_CLASSES) {
+        if http.stats.inc_status(w, status, HTTP_CLASSES) {
             http.stats.inc(w, HttpStat::downstream_rq_completed);
-            http.stats.inc(w, stat);
         }
         let ended = Instant::now();
         self.last_active = ended;
