@@ -389,7 +389,8 @@ fn a_client_that_leaves_gets_no_more_attempts() {
     let p = Proxy::start(&config(policy, &[&bad], None, ""), &[]);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
     std::io::Write::write_all(&mut s, b"GET /x HTTP/1.1\r\nhost: h\r\n\r\n").expect("write");
-    std::thread::sleep(Duration::from_millis(50));
+    // Gone before the first back-off can end (a back-off may be ~0 ms, so
+    // waiting here would let a second attempt through by chance).
     drop(s);
     // Six attempts would take about a second of back-offs; give it that.
     std::thread::sleep(Duration::from_millis(1200));
