@@ -207,8 +207,9 @@ fn admin_endpoints_answer_in_envoy_formats() {
     assert!(help.starts_with("admin commands are:\n") && help.contains("  /stats: "));
     assert_eq!(get_ok(p.admin, "/"), help);
 
-    let clusters = get_ok(p.admin, "/clusters");
     let host = format!("backend::127.0.0.1:{}", backend.port());
+    let settled = format!("{host}::rq_active::0");
+    let clusters = admin_until(p.admin, "/clusters", |c| c.lines().any(|l| l == settled));
     for line in [
         "backend::default_priority::max_connections::1024".to_string(),
         "backend::added_via_api::false".to_string(),

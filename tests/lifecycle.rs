@@ -194,7 +194,10 @@ fn strict_dns_resolves_localhost_and_re_resolves() {
         .contains("cluster dns: DNS now gives 1 endpoints"));
     // The cluster's counters lived through the republished snapshot, and
     // /clusters shows the new endpoint under its DNS name.
-    let (_, stats) = admin_request(admin, "GET", "/stats?filter=%5Ecluster%5C.dns%5C.");
+    let expected = format!("cluster.dns.upstream_rq_200: {requests}\n");
+    let stats = admin_until(admin, "/stats?filter=%5Ecluster%5C.dns%5C.", |s| {
+        s.contains(&expected)
+    });
     assert!(
         stats.contains(&format!("cluster.dns.upstream_rq_200: {requests}\n"))
             && stats.contains("cluster.dns.membership_change: 1\n"),

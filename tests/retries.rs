@@ -311,7 +311,9 @@ fn stats_and_attempt_count() {
         .iter()
         .all(|s| s.header("x-envoy-attempt-count") == Some("1")));
     let retried = bad.seen().len() as u64;
-    let (_, stats) = admin_request(admin, "GET", "/stats?filter=%5Ecluster%5C.pool%5C.");
+    let stats = admin_until(admin, "/stats?filter=%5Ecluster%5C.pool%5C.", |s| {
+        stat(s, "cluster.pool.upstream_rq_retry_success") == retried
+    });
     assert_eq!(stat(&stats, "cluster.pool.upstream_rq_retry"), retried);
     assert_eq!(
         stat(&stats, "cluster.pool.upstream_rq_retry_success"),
@@ -336,7 +338,9 @@ fn exhausted_retries_are_flagged_urx() {
     let p = Proxy::start(&cfg, &[]);
     assert_eq!(send(p.port, "").status, 503);
     assert_eq!(bad.seen().len(), 3);
-    let (_, stats) = admin_request(admin, "GET", "/stats?filter=retry");
+    let stats = admin_until(admin, "/stats?filter=retry", |s| {
+        stat(s, "cluster.pool.upstream_rq_retry_limit_exceeded") == 1
+    });
     assert_eq!(
         stat(&stats, "cluster.pool.upstream_rq_retry_limit_exceeded"),
         1,
@@ -372,7 +376,11 @@ fn concurrent_retries_are_capped_per_cluster() {
     for c in clients {
         assert_eq!(c.join().expect("client"), 503);
     }
-    let (_, stats) = admin_request(admin, "GET", "/stats?filter=retry");
+    // Settled once every retry the backend saw is counted and some overflowed.
+    let stats = admin_until(admin, "/stats?filter=retry", |s| {
+        stat(s, "cluster.pool.upstream_rq_retry") + 10 == bad.seen().len() as u64
+            && stat(s, "cluster.pool.upstream_rq_retry_overflow") > 0
+    });
     let overflow = stat(&stats, "cluster.pool.upstream_rq_retry_overflow");
     let retried = stat(&stats, "cluster.pool.upstream_rq_retry");
     // At most 3 retries run at once (Envoy's default max_retries): with ten

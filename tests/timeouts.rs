@@ -67,7 +67,9 @@ fn stream_idle_timeout_answers_408() {
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     assert!(answer.ends_with("stream timeout"), "{answer}");
     // It is counted like any answered request.
-    let (_, stats) = admin_request(admin, "GET", "/stats?filter=ingress_http%5C.downstream_rq_");
+    let stats = admin_until(admin, "/stats?filter=ingress_http%5C.downstream_rq_", |s| {
+        s.contains("http.ingress_http.downstream_rq_4xx: 1\n")
+    });
     for line in [
         "http.ingress_http.downstream_rq_4xx: 1",
         "http.ingress_http.downstream_rq_idle_timeout: 1",

@@ -598,3 +598,18 @@ pub fn admin_block(port: u16) -> String {
         "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}\n"
     )
 }
+
+/// GETs an admin path until `done` holds for its body (at most 5 s), and
+/// returns the last body for the caller's assertions. A response reaches
+/// the client a moment before the proxy has counted it, so a test that
+/// reads stats right after its last response waits for them to settle.
+pub fn admin_until(port: u16, path: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = admin_request(port, "GET", path);
+        if done(&body) || Instant::now() > deadline {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
