@@ -370,7 +370,7 @@ fn local_replies_match_envoy() {
     let mut client = Client::connect(proxy.port);
     let r = client.get("h", "/dead");
     assert_eq!(r.status, 503);
-    assert_eq!(r.text(), "upstream connect error or disconnect/reset before headers. reset reason: connection failure");
+    assert_eq!(r.text(), "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure");
     let r = client.get("h", "/empty");
     assert_eq!((r.status, r.text().as_str()), (503, "no healthy upstream"));
     let started = Instant::now();

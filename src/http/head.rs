@@ -67,8 +67,8 @@ pub struct Request {
 /// What the connection manager does with a request.
 #[derive(Debug)]
 pub enum Plan<'v> {
-    /// Answer locally.
-    Local(LocalReply<'v>),
+    /// Answer locally, with the matched route's response headers if any.
+    Local(LocalReply<'v>, Option<Matched<'v>>),
     /// A route's `direct_response`.
     Direct(LocalReply<'v>, Matched<'v>),
     /// A route's `redirect`.
@@ -105,7 +105,8 @@ impl<'v> Plan<'v> {
         match self {
             Plan::Direct(_, m) | Plan::Redirect(_, m) | Plan::NoCluster(_, m) => Some(*m),
             Plan::Forward { matched, .. } => Some(*matched),
-            Plan::Local(_) | Plan::NoRoute => None,
+            Plan::Local(_, m) => *m,
+            Plan::NoRoute => None,
         }
     }
 }
@@ -197,6 +198,12 @@ pub fn parse_request<'v>(
     })
 }
 
+/// Whether `b` may appear in an authority: RFC 3986's `host` and `port`
+/// characters plus `@` (userinfo), the set Envoy accepts.
+fn is_authority_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!$%&'()*+,-.:;=@[]_~".contains(&b)
+}
+
 fn too_large() -> LocalReply<'static> {
     LocalReply::closing(431, "Request Header Fields Too Large")
 }
@@ -233,7 +240,7 @@ fn analyse_request<'v>(
     };
     if version == 0 {
         // Envoy's default (accept_http_10: false).
-        return ParsedRequest::Reject(LocalReply::closing(426, ""));
+        return ParsedRequest::Reject(LocalReply::closing(426, "Upgrade Required"));
     }
     let mut seen = Seen::default();
     for h in req.headers.iter() {
@@ -304,10 +311,9 @@ fn analyse_request<'v>(
             .connection_tokens
             .iter()
             .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
-    if upgrading || method == "CONNECT" {
-        // No upgrade_configs yet: Envoy rejects the upgrade.
-        return request(Plan::Local(LocalReply::new(403, "")));
-    }
+    // No upgrade_configs yet: Envoy rejects an upgrade with 403 once the
+    // route is known (its response headers apply) and closes.
+    let upgrading = upgrading || method == "CONNECT";
     // Absolute-form targets carry the authority; it overrides Host.
     let (authority, path) = match split_absolute(target) {
         Some((authority, path)) => (Some(authority.as_bytes()), path),
@@ -316,10 +322,16 @@ fn analyse_request<'v>(
     if !(path.starts_with('/') || (path == "*" && method == "OPTIONS")) {
         return ParsedRequest::Reject(bad_request());
     }
+    if path.contains('#') {
+        // A fragment never belongs in a request target (RFC 9110 §7.1);
+        // matching with it would let `/private#x` past a `/private` rule.
+        // Envoy rejects it in its codec: 400 with no body.
+        return ParsedRequest::Reject(LocalReply::closing(400, ""));
+    }
     let Some(host) = authority.and_then(|h| std::str::from_utf8(h).ok()) else {
         return ParsedRequest::Reject(bad_request());
     };
-    if host.is_empty() || host.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'/') {
+    if !host.bytes().all(is_authority_byte) {
         return ParsedRequest::Reject(bad_request());
     }
     let host = strip_port(host, http, listener_port);
@@ -334,7 +346,11 @@ fn analyse_request<'v>(
         authority: host,
         headers: req.headers,
     };
-    let Some(matched) = http.routes.route(&lower, &view) else {
+    let matched = http.routes.route(&lower, &view);
+    if upgrading {
+        return request(Plan::Local(LocalReply::closing(403, ""), matched));
+    }
+    let Some(matched) = matched else {
         return request(Plan::NoRoute);
     };
     let route = matched.route;

@@ -62,8 +62,12 @@ impl<'b> LocalReply<'b> {
     pub fn encode(&self, http: &HttpSettings, date: &str, head_only: bool, close: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(160 + self.body.len());
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        push_number_header(&mut out, "content-length", self.body.len() as u64);
-        if !self.body.is_empty() {
+        // Envoy sends no body, and so no length, with 1xx and 204.
+        let bodiless = self.status < 200 || self.status == 204;
+        if !bodiless {
+            push_number_header(&mut out, "content-length", self.body.len() as u64);
+        }
+        if !bodiless && !self.body.is_empty() {
             push_header(&mut out, "content-type", b"text/plain");
         }
         push_header(&mut out, "date", date.as_bytes());
@@ -77,7 +81,7 @@ impl<'b> LocalReply<'b> {
             push_header(&mut out, "connection", b"close");
         }
         out.extend_from_slice(b"\r\n");
-        if !head_only {
+        if !head_only && !bodiless {
             out.extend_from_slice(&self.body);
         }
         out

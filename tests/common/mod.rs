@@ -2,6 +2,8 @@
 //! loopback, and a raw HTTP/1.1 client.
 #![allow(dead_code)]
 
+pub mod oracle;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -10,12 +12,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound then released).
+/// A free loopback port for a process under test to bind: free when
+/// checked, and below the kernel's ephemeral range (32768+), so that no
+/// outgoing connection of a parallel test can take it in the meantime, as
+/// a port the kernel picked from that range could be.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Each test binary starts at its own pseudo-random offset.
+    let seed = (std::process::id() as usize).wrapping_mul(7919);
+    for _ in 0..20_000 {
+        let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::SeqCst));
+        let port = 12_000 + (n % 20_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 12000 and 32000");
 }
 
 /// The first header called `name` (case-insensitive).
@@ -309,6 +321,13 @@ impl Client {
             reader: BufReader::new(stream.try_clone().expect("clone")),
             writer: stream,
         }
+    }
+
+    /// How long a read may wait before it fails.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.writer
+            .set_read_timeout(Some(timeout))
+            .expect("timeout");
     }
 
     pub fn reader_mut(&mut self) -> &mut BufReader<TcpStream> {

@@ -850,7 +850,7 @@ async fn connect(
             let conn = UpstreamConn::new(stream, stats.clone(), endpoint.stats.clone(), w);
             return Ok(conn);
         }
-        Ok(Err(_)) => "connection failure",
+        Ok(Err(_)) => "remote connection failure",
         Err(_) => {
             stats.inc(w, ClusterStat::upstream_cx_connect_timeout);
             "connection timeout"

@@ -419,7 +419,7 @@ impl Conn {
             },
         };
         let next = match plan {
-            Plan::Local(reply) => self.reply(&x, &reply).await,
+            Plan::Local(reply, _) => self.reply(&x, &reply).await,
             Plan::Direct(reply, _) => {
                 http.stats.inc(w, HttpStat::rq_direct_response);
                 self.reply(&x, &reply).await

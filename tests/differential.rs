@@ -1,0 +1,199 @@
+//! Ringway against Envoy 1.40: the same bootstrap through both, the same
+//! bytes to both, and what the client and the backend see must match.
+
+mod common;
+use common::oracle::Pair;
+use common::*;
+
+/// A bootstrap exercising routing, route actions, header mutations and
+/// local replies, over the `app` and `other` backends.
+fn bootstrap(app: &Backend, other: &Backend) -> String {
+    let routes = r#"            request_headers_to_add:
+            - header: { key: x-rc, value: rc }
+            response_headers_to_add:
+            - header: { key: x-rc-resp, value: rc }
+            virtual_hosts:
+            - name: api
+              domains: ["api.example.com", "*.api.example.com"]
+              request_headers_to_add:
+              - header: { key: x-vh, value: vh }
+              routes:
+              - match: { prefix: "/v1/" }
+                route: { cluster: other, prefix_rewrite: "/internal/" }
+              - match: { path: "/exact" }
+                route: { cluster: app }
+              - match: { safe_regex: { regex: "/re/[0-9]+" } }
+                route: { cluster: other }
+              - match: { prefix: "/hdr", headers: [{ name: x-pick, string_match: { exact: other } }] }
+                route: { cluster: other }
+              - match: { prefix: "/q", query_parameters: [{ name: pick, present_match: true }] }
+                route: { cluster: other }
+              - match: { prefix: "/" }
+                route: { cluster: app }
+            - name: redirects
+              domains: ["redirect.example.com"]
+              routes:
+              - match: { prefix: "/https" }
+                redirect: { https_redirect: true }
+              - match: { prefix: "/host" }
+                redirect: { host_redirect: "new.example.com", response_code: PERMANENT_REDIRECT }
+              - match: { prefix: "/path" }
+                redirect: { path_redirect: "/elsewhere", strip_query: true }
+              - match: { prefix: "/pre" }
+                redirect: { prefix_rewrite: "/post" }
+            - name: local
+              domains: ["*"]
+              response_headers_to_add:
+              - header: { key: x-vh-resp, value: local }
+              routes:
+              - match: { path: "/private" }
+                direct_response: { status: 403, body: { inline_string: "private" } }
+              - match: { path: "/empty" }
+                direct_response: { status: 204 }
+              - match: { prefix: "/mutate" }
+                request_headers_to_remove: [x-drop]
+                request_headers_to_add:
+                - header: { key: x-route, value: "%REQ(x-src)%" }
+                - header: { key: x-append, value: added }
+                  append_action: APPEND_IF_EXISTS_OR_ADD
+                - header: { key: x-over, value: new }
+                  append_action: OVERWRITE_IF_EXISTS_OR_ADD
+                response_headers_to_add:
+                - header: { key: x-route-resp, value: "%RESPONSE_CODE%" }
+                response_headers_to_remove: [x-backend]
+                route: { cluster: app }
+              - match: { prefix: "/app" }
+                route: { cluster: app }
+              - match: { prefix: "/dead" }
+                route: { cluster: dead }
+"#;
+    let clusters = [
+        static_cluster("app", &[(app, 1)], ""),
+        static_cluster("other", &[(other, 1)], ""),
+        format!(
+            "  - name: dead\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: dead\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}\n",
+            free_port()
+        ),
+    ]
+    .concat();
+    let config = http_config("", &clusters).replace(
+        "            name: local_route\n            virtual_hosts:\n",
+        &format!("            name: local_route\n{routes}"),
+    );
+    format!("{}{config}", admin_block_placeholder())
+}
+
+/// The `admin` block with the `{admin}` placeholder each side fills in.
+fn admin_block_placeholder() -> &'static str {
+    "admin:\n  address: { socket_address: { address: 127.0.0.1, port_value: {admin} } }\n"
+}
+
+fn pair(test: &str) -> Option<Pair> {
+    let app = Backend::start("app");
+    let other = Backend::start("other");
+    let config = bootstrap(&app, &other);
+    Pair::start(test, &config, vec![app, other])
+}
+
+fn get(host: &str, target: &str, extra: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nhost: {host}\r\n{extra}\r\n").into_bytes()
+}
+
+#[test]
+fn routing_and_route_actions_match_envoy() {
+    let Some(pair) = pair("routing_and_route_actions_match_envoy") else {
+        return;
+    };
+    let requests: Vec<Vec<u8>> = [
+        ("api.example.com", "/v1/users?x=1", ""),
+        ("API.EXAMPLE.COM", "/exact", ""),
+        ("api.example.com", "/exact?q=1", ""),
+        ("api.example.com", "/re/123", ""),
+        ("api.example.com", "/re/abc", ""),
+        ("api.example.com", "/hdr", "x-pick: other\r\n"),
+        ("api.example.com", "/hdr", "x-pick: app\r\n"),
+        ("api.example.com", "/q?pick", ""),
+        ("deep.api.example.com", "/anything", ""),
+        ("www.example.org", "/app/x", ""),
+        ("www.example.org", "/nothing", ""),
+        ("www.example.org", "/private", ""),
+        ("www.example.org", "/empty", ""),
+        ("redirect.example.com", "/https/a?b=c", ""),
+        ("redirect.example.com:8080", "/host/a", ""),
+        ("redirect.example.com", "/path/a?b=c", ""),
+        ("redirect.example.com", "/pre/fix?k=v", ""),
+        (
+            "www.example.org",
+            "/mutate",
+            "x-src: s1\r\nx-drop: gone\r\nx-append: mine\r\nx-over: old\r\n",
+        ),
+    ]
+    .iter()
+    .map(|(host, target, extra)| get(host, target, extra))
+    .collect();
+    pair.assert_all_same(&requests);
+}
+
+#[test]
+fn local_replies_match_envoy() {
+    let Some(pair) = pair("local_replies_match_envoy") else {
+        return;
+    };
+    pair.assert_all_same(&[
+        get("www.example.org", "/dead", ""),
+        get("www.example.org", "/private", "connection: close\r\n"),
+        b"HEAD /private HTTP/1.1\r\nhost: www.example.org\r\n\r\n".to_vec(),
+        b"GET /app HTTP/1.0\r\nhost: www.example.org\r\n\r\n".to_vec(),
+        b"GARBAGE\r\n\r\n".to_vec(),
+        b"GET /app HTTP/1.1\r\nhost: a\r\ncontent-length: x\r\n\r\n".to_vec(),
+        b"GET /app HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip\r\n\r\n".to_vec(),
+        b"GET /app HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+            .to_vec(),
+        b"GET /app HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+            .to_vec(),
+    ]);
+}
+
+#[test]
+fn hostile_targets_and_authorities_match_envoy() {
+    let Some(pair) = pair("hostile_targets_and_authorities_match_envoy") else {
+        return;
+    };
+    // A fragment must not let `/private#x` slip past a `path: /private` rule.
+    let fragments = [
+        get("www.example.org", "/private#x", ""),
+        get("www.example.org", "/app?a=b#frag", ""),
+    ];
+    for seen in pair.assert_all_same(&fragments) {
+        assert_eq!(seen.status, 400);
+    }
+    // Every printable byte in a Host, a few others, and an empty Host.
+    let mut hosts: Vec<Vec<u8>> = (0x21u8..0x7f)
+        .chain([0x80, 0xe9, 0xff])
+        .map(|byte| {
+            let mut raw = b"GET /private HTTP/1.1\r\nhost: a".to_vec();
+            raw.push(byte);
+            raw.extend_from_slice(b"b\r\nconnection: close\r\n\r\n");
+            raw
+        })
+        .collect();
+    hosts.push(get("", "/private", "connection: close\r\n"));
+    pair.assert_all_same(&hosts);
+}
+
+/// A deliberate deviation: RFC 9112 §3.2 says a request with two Host
+/// lines gets 400; Envoy joins them (`a,b`) and routes on that.
+#[test]
+fn duplicate_host_is_rejected_where_envoy_merges() {
+    let Some(pair) = pair("duplicate_host_is_rejected_where_envoy_merges") else {
+        return;
+    };
+    let (ringway, envoy) = pair.exchange(b"GET /app HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n");
+    assert_eq!(
+        (ringway.status, ringway.body.as_str()),
+        (400, "Bad Request")
+    );
+    assert_eq!(envoy.status, 200);
+    let upstream = envoy.upstream.expect("Envoy forwards it");
+    assert!(upstream.headers.contains(&("host".into(), "a,b".into())));
+}
