@@ -52,6 +52,10 @@ pub struct HttpSettings {
     pub stream_idle_timeout: Option<Duration>,
     /// `request_timeout`.
     pub request_timeout: Option<Duration>,
+    /// `request_headers_timeout`.
+    pub request_headers_timeout: Option<Duration>,
+    /// `delayed_close_timeout`.
+    pub delayed_close_timeout: Option<Duration>,
     /// Client address detection and `x-forwarded-for`.
     pub xff: config::XffSettings,
 }
@@ -211,6 +215,8 @@ fn http_settings(
         idle_timeout: hcm.idle_timeout,
         stream_idle_timeout: hcm.stream_idle_timeout,
         request_timeout: hcm.request_timeout,
+        request_headers_timeout: hcm.request_headers_timeout,
+        delayed_close_timeout: hcm.delayed_close_timeout,
         xff: hcm.xff,
         stats: store.http(&hcm.stat_prefix),
         rq_time: store

@@ -87,6 +87,14 @@ pub struct HttpConnectionManager {
     /// `request_timeout`: the whole request must arrive within it
     /// (default: disabled).
     pub request_timeout: Option<Duration>,
+    /// `request_headers_timeout`: a request head must be complete this
+    /// long after its first byte (Ringway's default 10 s, Envoy's edge
+    /// value; Envoy's own default is off; 0 disables).
+    pub request_headers_timeout: Option<Duration>,
+    /// `delayed_close_timeout`: after a reply that closes the connection,
+    /// how long to drain the client's unread bytes first (default 1 s; 0
+    /// closes at once).
+    pub delayed_close_timeout: Option<Duration>,
     /// `use_remote_address`, `xff_num_trusted_hops`, `skip_xff_append`.
     pub xff: XffSettings,
 }
@@ -326,6 +334,7 @@ static FILTER: Fields = Fields {
 static HCM: Fields = Fields {
     known: &[
         "@type", "stat_prefix", "codec_type", "route_config", "http_filters", "server_name",
+        "request_headers_timeout", "delayed_close_timeout",
         "server_header_transformation", "max_request_headers_kb", "generate_request_id",
         "preserve_external_request_id", "strip_any_host_port", "strip_matching_host_port",
         "common_http_protocol_options", "access_log", "stream_idle_timeout", "request_timeout",
@@ -334,8 +343,7 @@ static HCM: Fields = Fields {
     unsupported: &[
         "rds", "scoped_routes", "add_user_agent", "tracing", "http_protocol_options",
         "http2_protocol_options", "http3_protocol_options", "scheme_header_transformation",
-        "request_headers_timeout", "drain_timeout",
-        "delayed_close_timeout", "access_log_flush_interval",
+        "drain_timeout", "access_log_flush_interval",
         "flush_access_log_on_new_request", "access_log_options",
         "original_ip_detection_extensions",
         "early_header_mutation_extensions", "internal_address_config", "via",
@@ -744,6 +752,14 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
             .get("request_timeout")
             .and_then(|t| t.duration(errs))
             .filter(|d| !d.is_zero()),
+        request_headers_timeout: match obj.get("request_headers_timeout") {
+            Some(t) => t.duration(errs).filter(|d| !d.is_zero()),
+            None => Some(Duration::from_secs(10)),
+        },
+        delayed_close_timeout: match obj.get("delayed_close_timeout") {
+            Some(t) => t.duration(errs).filter(|d| !d.is_zero()),
+            None => Some(Duration::from_secs(1)),
+        },
         xff: XffSettings {
             use_remote_address: match obj.get("use_remote_address") {
                 Some(c) => match c.value() {

@@ -338,6 +338,11 @@ impl Client {
         self.writer.write_all(raw).expect("write request");
     }
 
+    /// Sends `raw`, reporting failure (the proxy closed) instead of panicking.
+    pub fn try_send(&mut self, raw: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(raw)
+    }
+
     /// Reads one response; `head_request` when the request was HEAD.
     pub fn read_response(&mut self, head_request: bool) -> std::io::Result<Response> {
         loop {
@@ -599,16 +604,13 @@ pub fn catch_all(cluster: &str, route_extra: &str) -> String {
 
 /// One request to an admin API; returns status and body.
 pub fn admin_request(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("admin connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(s, "{method} {path} HTTP/1.1\r\nhost: admin\r\n\r\n").expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let status = head[9..12].parse().expect("status");
-    (status, body.to_string())
+    let mut c = Client::connect(port);
+    c.set_timeout(Duration::from_secs(10));
+    c.send(
+        format!("{method} {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes(),
+    );
+    let r = c.read_response(method == "HEAD").expect("admin response");
+    (r.status, r.text())
 }
 
 /// The bootstrap's `admin` block on `port`, to prepend to a config.

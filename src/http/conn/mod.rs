@@ -17,7 +17,7 @@ use crate::router::Matched;
 use crate::server::shard::{Shard, View};
 use crate::snapshot::{HttpSettings, Listener};
 use crate::stats::sets::{Http as HttpStat, Listener as ListenerStat, Server as ServerStat};
-use monoio::io::AsyncWriteRentExt;
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::cell::{Cell, OnceCell};
 use std::net::SocketAddr;
@@ -323,17 +323,52 @@ pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener
             return;
         };
         if conn.exchange(&shard, &view, &listener.http).await == Next::Close {
+            conn.close_gracefully(listener.http.delayed_close_timeout)
+                .await;
             return;
         }
     }
 }
 
+/// Most unread client bytes discarded while a closing connection drains.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
 impl Conn {
+    /// Envoy's `delayed_close_timeout`: after a response that ends the
+    /// connection, half-close so the client sees the end, then read and
+    /// discard what it still sends (for at most `delay` and
+    /// [`DRAIN_LIMIT`] bytes) before closing. Closing with unread bytes
+    /// would make the kernel answer with a reset, which can destroy the
+    /// response before the client reads it.
+    async fn close_gracefully(&mut self, delay: Option<Duration>) {
+        let Some(delay) = delay else { return };
+        if self.closed_by_peer || self.down.shutdown().await.is_err() {
+            return;
+        }
+        let drain = async {
+            let mut left = DRAIN_LIMIT;
+            loop {
+                self.rbuf.clear();
+                match self.rbuf.fill(&mut self.down, READ_CHUNK).await {
+                    Ok(n) if n > 0 && n < left => left -= n,
+                    _ => return,
+                }
+            }
+        };
+        let _ = monoio::time::timeout(delay, drain).await;
+    }
+
     /// Reads one request and answers it.
     async fn exchange(&mut self, shard: &Shard, view: &View, http: &HttpSettings) -> Next {
         let started = Instant::now();
         let logging = !http.access_logs.is_empty();
         let request_deadline = http.request_timeout.map(|t| started + t);
+        // The head's own deadline runs from its first byte, which is here.
+        let header_deadline = http.request_headers_timeout.map(|t| started + t);
+        let head_deadline = match (request_deadline, header_deadline) {
+            (Some(r), Some(h)) => Some(r.min(h)),
+            (r, h) => r.or(h),
+        };
         let (req, plan) = loop {
             let peer = Peer {
                 remote: self.peer,
@@ -353,12 +388,18 @@ impl Conn {
                     let limit = http.max_request_headers_bytes + READ_CHUNK;
                     let patience = Patience {
                         idle: http.stream_idle_timeout,
-                        deadline: request_deadline,
+                        deadline: head_deadline,
                     };
                     match self.rbuf.fill_within(&mut self.down, limit, patience).await {
                         Ok(n) if n > 0 => {}
                         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                            let reply = timeout_reply(http, shard.id, patience);
+                            let reply = if header_deadline.is_some_and(|d| Instant::now() >= d) {
+                                http.stats
+                                    .inc(shard.id, HttpStat::downstream_rq_header_timeout);
+                                LocalReply::closing(408, "request header timeout")
+                            } else {
+                                timeout_reply(http, shard.id, patience)
+                            };
                             let flag = if patience.past_deadline() {
                                 ResponseFlags::default()
                             } else {
