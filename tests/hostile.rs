@@ -144,3 +144,36 @@ fn delayed_close_can_be_disabled() {
     assert_eq!(c.read_response(false).expect("reply").status, 200);
     assert!(c.is_closed());
 }
+
+/// An idle keep-alive connection holds no read buffer: 900 of them (under
+/// the common 1,024-descriptor limit) cost a few KiB each, not the 140 KiB
+/// that two 64 KiB buffers per connection once did.
+#[test]
+fn idle_connections_hold_no_buffers() {
+    let backend = Backend::start("b");
+    let config = http_config(
+        &catch_all("b", ""),
+        &static_cluster("b", &[(&backend, 1)], ""),
+    );
+    let proxy = Proxy::start(&config, &["--concurrency", "1"]);
+    // Warm up pools and the allocator before the baseline.
+    for _ in 0..20 {
+        get(proxy.port, "a", "/");
+    }
+    let before = proxy.rss_kib();
+    let count = 900;
+    let clients: Vec<Client> = (0..count)
+        .map(|_| {
+            let mut c = Client::connect(proxy.port);
+            assert_eq!(c.get("a", "/").status, 200);
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let per_connection = proxy.rss_kib().saturating_sub(before) / count;
+    assert!(
+        per_connection < 16,
+        "{per_connection} KiB per idle connection"
+    );
+    drop(clients);
+}

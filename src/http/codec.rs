@@ -10,21 +10,14 @@ use std::time::{Duration, Instant};
 /// Size of a connection's read buffer when it is not holding a large head.
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// A connection's read buffer: `buf[start..]` is unread data.
+/// A connection's read buffer: `buf[start..]` is unread data. It holds no
+/// memory until the first read, and gives it back on [`release`](Self::release)
+/// so that an idle connection costs no buffer.
+#[derive(Default)]
 pub struct ReadBuf {
     buf: Vec<u8>,
     start: usize,
     received: u64,
-}
-
-impl Default for ReadBuf {
-    fn default() -> Self {
-        ReadBuf {
-            buf: Vec::with_capacity(READ_CHUNK),
-            start: 0,
-            received: 0,
-        }
-    }
 }
 
 impl ReadBuf {
@@ -47,9 +40,17 @@ impl ReadBuf {
         }
     }
 
-    /// Reads more from `stream`, growing the buffer up to `limit` bytes of
-    /// unread data. Returns the number of bytes read (0 at EOF).
-    pub async fn fill(&mut self, stream: &mut TcpStream, limit: usize) -> std::io::Result<usize> {
+    /// Frees the buffer's memory when it holds no unread data.
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
+    /// Makes room for another read, growing the buffer up to `limit`
+    /// bytes of unread data.
+    fn make_room(&mut self, limit: usize) -> std::io::Result<()> {
         if self.start > 0 && (self.buf.len() == self.buf.capacity() || self.start > READ_CHUNK / 2)
         {
             self.buf.drain(..self.start);
@@ -63,6 +64,46 @@ impl ReadBuf {
             }
             self.buf.reserve(want - self.buf.len());
         }
+        Ok(())
+    }
+
+    /// Reads what `stream` has ready without waiting (one non-blocking
+    /// `recv`): `Ok(None)` when nothing is there yet, else the bytes read
+    /// (0 at EOF). Meant for right after the socket polled readable, so
+    /// that the buffer exists only once data does.
+    pub fn fill_ready(&mut self, stream: &TcpStream) -> std::io::Result<Option<usize>> {
+        use std::os::fd::AsRawFd;
+        self.make_room(READ_CHUNK)?;
+        let spare = self.buf.spare_capacity_mut();
+        // SAFETY: `spare` is the Vec's own unused capacity, valid for
+        // `spare.len()` bytes of writes; recv writes at most that many.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            self.release();
+            return match err.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(err),
+            };
+        }
+        let n = n as usize;
+        // SAFETY: recv initialised the first `n` bytes of the spare capacity.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        self.received += n as u64;
+        Ok(Some(n))
+    }
+
+    /// Reads more from `stream`, growing the buffer up to `limit` bytes of
+    /// unread data. Returns the number of bytes read (0 at EOF).
+    pub async fn fill(&mut self, stream: &mut TcpStream, limit: usize) -> std::io::Result<usize> {
+        self.make_room(limit)?;
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();
         let cap = buf.capacity();

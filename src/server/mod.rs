@@ -206,6 +206,22 @@ fn reserve_ports(snapshot: &ConfigSnapshot) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
+/// How often a shard hands memory its allocator no longer uses back to
+/// the system.
+const MEMORY_RETURN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Gives the shard's freed memory back to the system now and then:
+/// mimalloc keeps a thread's free pages for reuse and purges them only
+/// when that thread allocates again, so after a burst of connections an
+/// idle shard would keep the burst's memory for good.
+async fn return_free_memory() {
+    loop {
+        monoio::time::sleep(MEMORY_RETURN_INTERVAL).await;
+        // SAFETY: mi_collect only walks this thread's mimalloc heap.
+        unsafe { libmimalloc_sys::mi_collect(true) };
+    }
+}
+
 async fn run_shard(
     shard: Rc<Shard>,
     addresses: Vec<SocketAddr>,
@@ -230,6 +246,7 @@ async fn run_shard(
             logs.logs.flush();
         }
     });
+    monoio::spawn(return_free_memory());
     let opts = ListenerOpts::new().reuse_port(true).backlog(BACKLOG);
     let mut listeners = Vec::with_capacity(addresses.len());
     for addr in &addresses {

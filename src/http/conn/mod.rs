@@ -298,12 +298,14 @@ pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener
     let idle = conn.listener.http.idle_timeout;
     let mut idle_timer = idle.map(|d| Box::pin(monoio::time::sleep(d)));
     loop {
-        if conn.rbuf.is_empty() {
-            // Read straight away (one ring op). If the drain wins, the read is
-            // abandoned, which is fine: the connection closes either way.
+        while conn.rbuf.is_empty() {
+            // Idle between requests: hold no buffer, wait for readiness (one
+            // ring op), then read what is there with one recv.
+            conn.rbuf.release();
+            conn.ubuf.release();
             let last_active = conn.last_active;
-            let read = monoio::select! {
-                r = conn.rbuf.fill(&mut conn.down, READ_CHUNK) => r,
+            let ready = monoio::select! {
+                r = conn.down.readable(false) => r,
                 _ = shard.drain.wait() => {
                     conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
                     return;
@@ -313,16 +315,23 @@ pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener
                     return;
                 }
             };
-            if !matches!(read, Ok(n) if n > 0) {
-                conn.closed_by_peer = true;
-                return;
+            match ready.and_then(|()| conn.rbuf.fill_ready(&conn.down)) {
+                Ok(Some(n)) if n > 0 => {}
+                Ok(None) => {}
+                _ => {
+                    conn.closed_by_peer = true;
+                    return;
+                }
             }
         }
         let view = shard.view();
         let Some(listener) = view.snapshot.listeners.get(listener) else {
             return;
         };
-        if conn.exchange(&shard, &view, &listener.http).await == Next::Close {
+        // Boxed: the exchange's state (several KiB) exists only while a
+        // request is in flight, not for the whole life of an idle connection.
+        let exchange = Box::pin(conn.exchange(&shard, &view, &listener.http));
+        if exchange.await == Next::Close {
             conn.close_gracefully(listener.http.delayed_close_timeout)
                 .await;
             return;
