@@ -548,3 +548,75 @@ fn clusters_show_endpoint_hostname_and_locality() {
         Some("api.internal")
     );
 }
+
+/// Idle, slow-drip and non-reading admin clients, many at once, never
+/// delay a readiness probe or `/quitquitquit` past 100 ms.
+#[test]
+fn misbehaving_admin_clients_do_not_block_probes() {
+    let backend = Backend::start("b");
+    let mut a = start(&config_with(&backend), &["--concurrency", "1"]);
+    let connect = || TcpStream::connect(("127.0.0.1", a.admin)).expect("admin connect");
+    // Silent connections, and ones that stop half-way through a head.
+    let mut held: Vec<TcpStream> = (0..200).map(|_| connect()).collect();
+    for _ in 0..20 {
+        let mut s = connect();
+        s.write_all(b"GET /stats HTTP/1.1\r\nhost: a")
+            .expect("write");
+        held.push(s);
+    }
+    // Clients that ask for the largest reply and never read it.
+    for _ in 0..20 {
+        let mut s = connect();
+        s.write_all(b"GET /stats?format=json HTTP/1.1\r\nhost: a\r\n\r\n")
+            .expect("write");
+        held.push(s);
+    }
+    let timed = |path: &str, method: &str| {
+        let started = Instant::now();
+        let (status, body) = admin(a.admin, method, path);
+        (status, body, started.elapsed())
+    };
+    for _ in 0..5 {
+        let (status, body, took) = timed("/ready", "GET");
+        assert_eq!((status, body.as_str()), (200, "LIVE\n"));
+        assert!(took < Duration::from_millis(100), "/ready took {took:?}");
+    }
+    let (status, _, took) = timed("/quitquitquit", "POST");
+    assert_eq!(status, 200);
+    assert!(
+        took < Duration::from_millis(100),
+        "/quitquitquit took {took:?}"
+    );
+    assert_eq!(a.proxy.wait_exit(Duration::from_secs(10)), Some(0));
+    drop(held);
+}
+
+/// A request head that trickles in is cut off at the read deadline.
+#[test]
+fn slow_admin_request_is_cut_off() {
+    let backend = Backend::start("b");
+    let a = start(&config_with(&backend), &["--concurrency", "1"]);
+    let mut s = TcpStream::connect(("127.0.0.1", a.admin)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    // One byte a second: each read times out, the whole head never arrives.
+    while started.elapsed() < Duration::from_secs(9) {
+        if s.write_all(b"G").is_err() {
+            break;
+        }
+        let mut byte = [0u8; 512];
+        match s.read(&mut byte) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&byte[..n]),
+            Err(_) => {}
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 400"),
+        "{reply:?}"
+    );
+    assert!(took < Duration::from_secs(7), "{took:?}");
+}

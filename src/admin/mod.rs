@@ -2,8 +2,11 @@
 //! config dump, readiness, logging and the server-state mutations.
 //!
 //! It runs beside the main thread and never on a shard. Each connection
-//! carries one request (`connection: close`); the admin API is for operators
-//! and scrapers, not for load.
+//! carries one request (`connection: close`) and is served by a task of
+//! its own on the admin thread's event loop, up to [`MAX_CONNECTIONS`] at
+//! once, with deadlines for reading the request and writing the reply: an idle, slow or non-reading client never delays
+//! a readiness probe or `/quitquitquit`. The admin API is for operators and
+//! scrapers, not for load.
 
 mod dump;
 
@@ -12,16 +15,26 @@ use crate::http::codec::percent_decode;
 use crate::snapshot::Published;
 use crate::stats::render::{self, Selection};
 use crate::stats::Store;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest request head the admin API reads.
 const MAX_HEAD: usize = 64 * 1024;
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to send its whole request head.
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a client may take to read its whole reply.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Admin connections served at once; past it, new ones get a 503.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a client turned away may take to read its 503.
+const BUSY_DEADLINE: Duration = Duration::from_millis(100);
 
 /// What the admin API asks of the main thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +81,22 @@ impl Reply {
             content_type: "text/plain; charset=UTF-8",
             body: body.into().into_bytes(),
         }
+    }
+
+    /// The reply as an HTTP/1.1 response that closes the connection.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\
+             cache-control: no-cache, max-age=0\r\nx-content-type-options: nosniff\r\n\
+             connection: close\r\n\r\n",
+            self.status,
+            crate::http::codec::reason(self.status),
+            self.content_type,
+            self.body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.body);
+        out
     }
 
     fn json(value: &Value) -> Self {
@@ -131,8 +160,8 @@ fn help() -> String {
 }
 
 /// Binds the admin listener (start-up fails if it cannot, as Envoy's does).
-pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).map_err(|e| format!("admin: cannot bind {addr}: {e}"))
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+    std::net::TcpListener::bind(addr).map_err(|e| format!("admin: cannot bind {addr}: {e}"))
 }
 
 impl Admin {
@@ -152,44 +181,36 @@ impl Admin {
         }
     }
 
-    /// Serves `listener` on a new thread for the life of the process.
-    pub fn spawn(self, listener: TcpListener) -> Result<(), String> {
+    /// Serves `listener` on a thread of its own for the life of the
+    /// process, one task per connection on a monoio runtime.
+    pub fn spawn(self, listener: std::net::TcpListener) -> Result<(), String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         log::info!("admin address: {addr}");
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("admin: {e}"))?;
         std::thread::Builder::new()
             .name("ringway-admin".into())
             .spawn(move || {
-                for stream in listener.incoming() {
-                    match stream {
-                        Ok(stream) => self.serve(stream),
-                        Err(e) => {
-                            log::warn!("admin: accept failed: {e}");
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                    }
+                let admin = Rc::new(self);
+                let served = crate::server::block_on(|| accept_loop(admin, listener));
+                if let Err(e) = served {
+                    log::error!("admin: cannot start its event loop: {e}");
                 }
             })
             .map(|_| ())
             .map_err(|e| format!("cannot spawn the admin thread: {e}"))
     }
 
-    fn serve(&self, mut stream: TcpStream) {
-        let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-        let (reply, command) = match read_head(&mut stream) {
-            Some((method, target)) => self.handle(&method, &target),
-            None => (Reply::text(400, "bad request\n"), None),
+    /// Answers one connection: its request within [`READ_DEADLINE`], its
+    /// reply within [`WRITE_DEADLINE`].
+    async fn serve(&self, mut stream: TcpStream) {
+        let head = monoio::time::timeout(READ_DEADLINE, read_head(&mut stream)).await;
+        let (reply, command) = match head {
+            Ok(Some((method, target))) => self.handle(&method, &target),
+            _ => (Reply::text(400, "bad request\n"), None),
         };
-        let head = format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\
-             cache-control: no-cache, max-age=0\r\nx-content-type-options: nosniff\r\n\
-             connection: close\r\n\r\n",
-            reply.status,
-            crate::http::codec::reason(reply.status),
-            reply.content_type,
-            reply.body.len()
-        );
-        let _ = stream.write_all(head.as_bytes());
-        let _ = stream.write_all(&reply.body);
+        let _ = monoio::time::timeout(WRITE_DEADLINE, stream.write_all(reply.encode())).await;
         drop(stream);
         // Only now: `/quitquitquit` may end the process.
         if let Some(command) = command {
@@ -362,15 +383,53 @@ fn format_param(params: &[(String, String)]) -> Option<&str> {
 }
 
 /// Reads a request head; returns its method and target.
-fn read_head(stream: &mut TcpStream) -> Option<(String, String)> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
+/// Accepts admin connections, each served by a task of its own; past
+/// [`MAX_CONNECTIONS`] at once a new one gets a 503 straight away.
+async fn accept_loop(admin: Rc<Admin>, listener: std::net::TcpListener) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return log::error!("admin: {e}"),
+    };
+    let active = Rc::new(Cell::new(0usize));
     loop {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                log::warn!("admin: accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if active.get() >= MAX_CONNECTIONS {
+            monoio::spawn(async move {
+                let busy = Reply::text(503, "too many admin connections\n").encode();
+                let _ = monoio::time::timeout(BUSY_DEADLINE, stream.write_all(busy)).await;
+            });
+            continue;
+        }
+        active.set(active.get() + 1);
+        let (admin, active) = (admin.clone(), active.clone());
+        monoio::spawn(async move {
+            admin.serve(stream).await;
+            active.set(active.get() - 1);
+        });
+    }
+}
+
+/// Reads a request head (at most [`MAX_HEAD`] bytes): method and target.
+async fn read_head(stream: &mut TcpStream) -> Option<(String, String)> {
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len());
+        }
+        let len = buf.len();
+        let cap = buf.capacity().min(MAX_HEAD);
+        let (res, slice) = stream.read(buf.slice_mut(len..cap)).await;
+        buf = slice.into_inner();
+        if res.ok()? == 0 {
             return None;
         }
-        buf.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {

@@ -157,7 +157,7 @@ pub fn run(
 /// Builds the shard's runtime and runs the future `make` returns on it:
 /// io_uring with cooperative task running where the kernel has it, plain
 /// io_uring where not, epoll where io_uring is unavailable.
-fn block_on<F: Future<Output = ()>>(make: impl FnOnce() -> F) -> std::io::Result<()> {
+pub(crate) fn block_on<F: Future<Output = ()>>(make: impl FnOnce() -> F) -> std::io::Result<()> {
     // COOP_TASKRUN: completions are processed at the shard's next ring
     // entry instead of by interrupting it (each shard is the ring's only
     // user, hence SINGLE_ISSUER too).
