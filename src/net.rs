@@ -30,22 +30,39 @@ pub fn peek(stream: &TcpStream) -> Peeked {
     }
 }
 
+/// A duplicate of the socket `fd` to wait on while the original is busy
+/// with another operation. `fd` must be open.
+fn watcher(fd: RawFd) -> Option<TcpStream> {
+    use std::os::fd::BorrowedFd;
+    // SAFETY: the caller keeps `fd` open for this call; the borrow only
+    // lasts for the duplication.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    borrowed
+        .try_clone_to_owned()
+        .map(std::net::TcpStream::from)
+        .and_then(TcpStream::from_std)
+        .ok()
+}
+
+/// Resolves once the socket `fd` has bytes to read, or its peer closed
+/// or reset it. `fd` must stay open while this future lives.
+pub async fn peer_spoke(fd: RawFd) {
+    match watcher(fd) {
+        Some(watched) => {
+            let _ = watched.readable(false).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves once the peer of the socket `fd` has closed, watching from
 /// `after` on (so quick exchanges pay only a timer). Never resolves while
 /// the peer is there, nor once it has sent more bytes (a pipelined
 /// request: its close can no longer be told from data). `fd` must stay
 /// open while this future lives.
 pub async fn peer_closed(fd: RawFd, after: Duration) {
-    use std::os::fd::BorrowedFd;
     monoio::time::sleep(after).await;
-    // SAFETY: the caller keeps `fd` open for the life of this future; the
-    // borrow only lasts for the duplication.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let watched = borrowed
-        .try_clone_to_owned()
-        .map(std::net::TcpStream::from)
-        .and_then(TcpStream::from_std);
-    let Ok(watched) = watched else {
+    let Some(watched) = watcher(fd) else {
         return std::future::pending().await;
     };
     loop {

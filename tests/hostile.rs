@@ -177,3 +177,68 @@ fn idle_connections_hold_no_buffers() {
     );
     drop(clients);
 }
+
+/// An upstream that answers before the request body is all there (a 413
+/// for an upload it will not take) and then stops reading: the client gets
+/// that answer, not a 503, and its connection ends after it.
+#[test]
+fn early_upstream_response_reaches_the_client_mid_upload() {
+    use std::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream_port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big!",
+                );
+                // Closing with the body unread: the kernel resets.
+                std::thread::sleep(Duration::from_millis(100));
+            });
+        }
+    });
+    let cluster = format!(
+        "  - name: up\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: up\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }}\n"
+    );
+    let proxy = Proxy::start(
+        &http_config(&catch_all("up", ""), &cluster),
+        &["--concurrency", "1"],
+    );
+    for _ in 0..3 {
+        let size = 64 * 1024 * 1024;
+        let s = TcpStream::connect(("127.0.0.1", proxy.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut writer = s.try_clone().expect("clone");
+        let uploader = std::thread::spawn(move || {
+            let head =
+                format!("POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: {size}\r\n\r\n");
+            let _ = writer.write_all(head.as_bytes());
+            let block = vec![b'u'; 64 * 1024];
+            let mut sent = 0;
+            while sent < size && writer.write_all(&block).is_ok() {
+                sent += block.len();
+            }
+            sent
+        });
+        let mut client = Client::from_stream(s);
+        let r = client.read_response(false).expect("a response");
+        assert_eq!((r.status, r.text().as_str()), (413, "too big!"));
+        assert!(
+            client.is_closed(),
+            "the connection ends after an early response"
+        );
+        let sent = uploader.join().expect("uploader");
+        assert!(
+            sent < size,
+            "the upload was cut short ({sent} of {size} bytes)"
+        );
+    }
+    assert_eq!(get(proxy.port, "a", "/").status, 413, "still serving");
+}

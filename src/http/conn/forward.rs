@@ -10,7 +10,7 @@ use crate::http::flags::ResponseFlags;
 use crate::http::head::{self, Overrides, ParsedResponse, MAX_RESPONSE_HEAD};
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
-use crate::net::{peek, peer_closed, Peeked};
+use crate::net::{peek, peer_closed, peer_spoke, Peeked};
 use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
@@ -445,6 +445,10 @@ impl Conn {
             head.extend_from_slice(body);
         }
         let mut fresh_only = false;
+        // The upstream answered or stopped reading before the whole request
+        // was sent: its connection is not reused, and a streamed body's
+        // unread rest ends the client's connection after the response.
+        let mut body_unfinished = false;
         loop {
             let pooled = if fresh_only {
                 None
@@ -478,12 +482,9 @@ impl Conn {
                         fresh_only = true;
                         continue;
                     }
-                    Err(_) => {
-                        x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
-                        attempt.charge(503);
-                        let reply = LocalReply::upstream_reset("connection termination");
-                        return Tried::Failed(reply, FailKind::Reset);
-                    }
+                    // The upstream stopped reading: it may have answered
+                    // early (a 413, say) before closing; read what it said.
+                    Err(_) => body_unfinished = true,
                 }
             } else {
                 if x.req.expect_continue && !self.send_continue(x).await {
@@ -493,7 +494,8 @@ impl Conn {
                     Framing::Chunked => OutFraming::Chunked,
                     _ => OutFraming::Raw,
                 };
-                let sent = pump(
+                let up_fd = up.stream.as_raw_fd();
+                let pumping = pump(
                     &mut self.down,
                     &mut self.rbuf,
                     x.req.framing,
@@ -501,32 +503,32 @@ impl Conn {
                     std::mem::take(&mut head),
                     out_framing,
                     x.request_patience(),
-                )
-                .await;
+                );
+                // Full duplex: an upstream that answers (or closes) while the
+                // body still streams ends the upload; its answer is relayed.
+                let sent = monoio::select! {
+                    sent = pumping => Some(sent),
+                    _ = peer_spoke(up_fd) => None,
+                };
                 // The request body is not fully read after a failure: close.
                 match sent {
-                    Ok(moved) => {
+                    None => body_unfinished = true,
+                    Some(Ok(moved)) => {
                         attempt.sent(moved.written);
                         x.log.bytes_received.set(moved.body);
                     }
-                    Err(PumpError::Destination(_)) => {
-                        x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
-                        attempt.charge(503);
-                        let mut reply = LocalReply::upstream_reset("connection termination");
-                        reply.close = true;
-                        return Tried::Failed(reply, FailKind::Reset);
-                    }
-                    Err(PumpError::Malformed) => {
+                    Some(Err(PumpError::Destination(_))) => body_unfinished = true,
+                    Some(Err(PumpError::Malformed)) => {
                         x.flag(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
                         let reply = LocalReply::closing(400, "Bad Request");
                         return Tried::Done(self.reply(x, &reply).await);
                     }
-                    Err(PumpError::Source) => {
+                    Some(Err(PumpError::Source)) => {
                         x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                         self.closed_by_peer = true;
                         return Tried::Done(Next::Close);
                     }
-                    Err(PumpError::SourceTimeout) => {
+                    Some(Err(PumpError::SourceTimeout)) => {
                         return Tried::Done(self.request_timed_out(x).await);
                     }
                 }
@@ -568,10 +570,12 @@ impl Conn {
             return match result {
                 Some(Ok(reusable)) => {
                     attempt.charge(x.status.get());
-                    if reusable {
+                    // The client's unread body ends its connection too.
+                    let client_unread = body_unfinished && plan.body.is_none();
+                    if reusable && !body_unfinished {
                         x.shard.pool.put(addr, up);
                     }
-                    Tried::Done(if x.closing() {
+                    Tried::Done(if x.closing() || client_unread {
                         Next::Close
                     } else {
                         Next::KeepAlive
@@ -601,7 +605,10 @@ impl Conn {
                 Some(Err(Failure::BeforeHeaders(reason))) => {
                     x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
                     attempt.charge(503);
-                    Tried::Failed(LocalReply::upstream_reset(reason), FailKind::Reset)
+                    let mut reply = LocalReply::upstream_reset(reason);
+                    // A body the client is still sending is never read.
+                    reply.close = body_unfinished && plan.body.is_none();
+                    Tried::Failed(reply, FailKind::Reset)
                 }
                 Some(Err(Failure::Protocol)) => {
                     x.flag(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
