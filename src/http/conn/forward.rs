@@ -506,9 +506,17 @@ impl Conn {
                 );
                 // Full duplex: an upstream that answers (or closes) while the
                 // body still streams ends the upload; its answer is relayed.
-                let sent = monoio::select! {
-                    sent = pumping => Some(sent),
-                    _ = peer_spoke(up_fd) => None,
+                // The pump goes first, so that an upload that has ended is
+                // never taken for an unfinished one; a request without a
+                // body needs no watch.
+                let sent = if x.req.framing == Framing::Empty {
+                    Some(pumping.await)
+                } else {
+                    monoio::select! {
+                        biased;
+                        sent = pumping => Some(sent),
+                        _ = peer_spoke(up_fd) => None,
+                    }
                 };
                 // The request body is not fully read after a failure: close.
                 match sent {
