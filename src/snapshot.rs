@@ -217,7 +217,7 @@ fn http_settings(
         request_timeout: hcm.request_timeout,
         request_headers_timeout: hcm.request_headers_timeout,
         delayed_close_timeout: hcm.delayed_close_timeout,
-        xff: hcm.xff,
+        xff: hcm.xff.clone(),
         stats: store.http(&hcm.stat_prefix),
         rq_time: store
             .histograms

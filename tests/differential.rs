@@ -197,3 +197,97 @@ fn duplicate_host_is_rejected_where_envoy_merges() {
     let upstream = envoy.upstream.expect("Envoy forwards it");
     assert!(upstream.headers.contains(&("host".into(), "a,b".into())));
 }
+
+/// The edge: `use_remote_address`, trusted hops, and which client headers
+/// an external client may not set.
+fn edge_pair(test: &str, hcm: &str) -> Option<Pair> {
+    let app = Backend::start("app");
+    let config = http_config(
+        &catch_all("app", ""),
+        &static_cluster("app", &[(&app, 1)], ""),
+    )
+    .replace(
+        "          stat_prefix: ingress_http\n",
+        &format!("          stat_prefix: ingress_http\n{hcm}"),
+    );
+    Pair::start(
+        test,
+        &format!("{}{config}", admin_block_placeholder()),
+        vec![app],
+    )
+}
+
+#[test]
+fn edge_headers_match_envoy() {
+    let Some(pair) = edge_pair(
+        "edge_headers_match_envoy",
+        "          use_remote_address: true\n",
+    ) else {
+        return;
+    };
+    pair.assert_all_same(&[
+        get("a", "/", ""),
+        get("a", "/", "x-forwarded-for: 203.0.113.9\r\n"),
+        get("a", "/", "x-forwarded-for: 10.0.0.1, 192.168.1.1\r\n"),
+        get(
+            "a",
+            "/",
+            "x-envoy-internal: true\r\nx-envoy-external-address: 1.2.3.4\r\n",
+        ),
+        get("a", "/", "x-request-id: client-chosen\r\n"),
+        get(
+            "a",
+            "/",
+            "x-envoy-retry-on: 5xx\r\nx-envoy-max-retries: 5\r\n",
+        ),
+        get("a", "/", "x-envoy-upstream-rq-timeout-ms: 100\r\n"),
+        get(
+            "a",
+            "/",
+            "x-envoy-expected-rq-timeout-ms: 7\r\nx-envoy-original-path: /x\r\n",
+        ),
+        get("a", "/", "x-forwarded-proto: https\r\n"),
+        get(
+            "a",
+            "/",
+            "te: trailers\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\n",
+        ),
+    ]);
+}
+
+#[test]
+fn trusted_hops_match_envoy() {
+    let Some(pair) = edge_pair(
+        "trusted_hops_match_envoy",
+        "          use_remote_address: true\n          xff_num_trusted_hops: 1\n",
+    ) else {
+        return;
+    };
+    pair.assert_all_same(&[
+        get("a", "/", ""),
+        get("a", "/", "x-forwarded-for: 203.0.113.9\r\n"),
+        get("a", "/", "x-forwarded-for: 10.0.0.1, 203.0.113.9\r\n"),
+        get(
+            "a",
+            "/",
+            "x-forwarded-for: 10.0.0.1\r\nx-request-id: abc\r\n",
+        ),
+    ]);
+}
+
+#[test]
+fn behind_another_proxy_matches_envoy() {
+    let Some(pair) = edge_pair("behind_another_proxy_matches_envoy", "") else {
+        return;
+    };
+    pair.assert_all_same(&[
+        get("a", "/", ""),
+        get("a", "/", "x-forwarded-for: 203.0.113.9\r\n"),
+        get(
+            "a",
+            "/",
+            "x-request-id: keep-me\r\nx-envoy-internal: true\r\n",
+        ),
+        get("a", "/", "x-envoy-retry-on: 5xx\r\n"),
+    ]);
+}

@@ -124,8 +124,28 @@ fn each_retry_on_condition_retries_its_failure() {
 fn request_headers_drive_retries() {
     let bad = Backend::start_forced("bad", "/status/503");
     let good = Backend::start("good");
-    // No retry policy on the route: the headers alone ask for retries.
-    let p = Proxy::start(&config("", &[&bad, &good], None, ""), &[]);
+    // From a client that is not internal the headers are ignored (and
+    // removed), as in Envoy: any client could multiply upstream load.
+    let external = Proxy::start(&config("", &[&bad, &good], None, ""), &[]);
+    let ignored: Vec<u16> = (0..10)
+        .map(|_| {
+            send(
+                external.port,
+                "x-envoy-retry-on: 5xx\r\nx-envoy-max-retries: 3\r\n",
+            )
+            .status
+        })
+        .collect();
+    assert!(
+        ignored.contains(&503),
+        "an external client cannot ask for retries"
+    );
+    // No retry policy on the route: an internal client's headers alone ask
+    // for retries.
+    let p = Proxy::start(
+        &internal_loopback(&config("", &[&bad, &good], None, "")),
+        &[],
+    );
     let statuses: Vec<u16> = (0..10).map(|_| send(p.port, "").status).collect();
     assert!(
         statuses.contains(&503),
@@ -158,7 +178,10 @@ fn request_headers_drive_retries() {
     assert_eq!(bad.seen().len() + good.seen().len(), before + 10);
     // x-envoy-retriable-status-codes with retriable-status-codes.
     let teapot = Backend::start_forced("teapot", "/status/418");
-    let p = Proxy::start(&config("", &[&teapot, &good], None, ""), &[]);
+    let p = Proxy::start(
+        &internal_loopback(&config("", &[&teapot, &good], None, "")),
+        &[],
+    );
     for _ in 0..6 {
         let r = send(
             p.port,

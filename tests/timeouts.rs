@@ -115,7 +115,7 @@ fn request_timeout_bounds_the_whole_request() {
 #[test]
 fn timeout_headers_override_the_route() {
     let backend = Backend::start("b");
-    let p = Proxy::start(&config("", "", &backend), &[]);
+    let p = Proxy::start(&internal_loopback(&config("", "", &backend)), &[]);
     let send = |headers: &str| {
         let mut c = Client::connect(p.port);
         c.send(format!("GET /delay/800 HTTP/1.1\r\nhost: h\r\n{headers}\r\n").as_bytes());

@@ -100,7 +100,7 @@ pub struct HttpConnectionManager {
 }
 
 /// How the client's address is found and `x-forwarded-for` kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct XffSettings {
     /// `use_remote_address`: the connection's address is trusted, and
     /// appended to `x-forwarded-for`.
@@ -109,6 +109,28 @@ pub struct XffSettings {
     pub trusted_hops: u32,
     /// `skip_xff_append`.
     pub skip_append: bool,
+    /// `internal_address_config.cidr_ranges`: the addresses whose requests
+    /// are internal (none by default, as in Envoy 1.40).
+    pub internal_ranges: Vec<(IpAddr, u8)>,
+}
+
+impl XffSettings {
+    /// Whether `ip` lies in one of the internal ranges.
+    pub fn is_internal(&self, ip: IpAddr) -> bool {
+        self.internal_ranges
+            .iter()
+            .any(|&(prefix, len)| match (prefix, ip) {
+                (IpAddr::V4(p), IpAddr::V4(a)) => {
+                    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                    u32::from(p) & mask == u32::from(a) & mask
+                }
+                (IpAddr::V6(p), IpAddr::V6(a)) => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                    u128::from(p) & mask == u128::from(a) & mask
+                }
+                _ => false,
+            })
+    }
 }
 
 /// `route_config`.
@@ -334,7 +356,7 @@ static FILTER: Fields = Fields {
 static HCM: Fields = Fields {
     known: &[
         "@type", "stat_prefix", "codec_type", "route_config", "http_filters", "server_name",
-        "request_headers_timeout", "delayed_close_timeout",
+        "request_headers_timeout", "delayed_close_timeout", "internal_address_config",
         "server_header_transformation", "max_request_headers_kb", "generate_request_id",
         "preserve_external_request_id", "strip_any_host_port", "strip_matching_host_port",
         "common_http_protocol_options", "access_log", "stream_idle_timeout", "request_timeout",
@@ -346,7 +368,7 @@ static HCM: Fields = Fields {
         "drain_timeout", "access_log_flush_interval",
         "flush_access_log_on_new_request", "access_log_options",
         "original_ip_detection_extensions",
-        "early_header_mutation_extensions", "internal_address_config", "via",
+        "early_header_mutation_extensions", "via",
         "always_set_request_id_in_response", "forward_client_cert_details",
         "set_current_client_cert_details", "proxy_100_continue",
         "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "upgrade_configs", "normalize_path",
@@ -773,8 +795,55 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
                 None => 0,
             },
             skip_append: flag(&obj, errs, "skip_xff_append"),
+            internal_ranges: obj
+                .get("internal_address_config")
+                .map(|c| internal_address_config(&c, errs))
+                .unwrap_or_default(),
         },
     })
+}
+
+#[rustfmt::skip]
+static INTERNAL_ADDRESS_CONFIG: Fields = Fields {
+    known: &["unix_sockets", "cidr_ranges"],
+    unsupported: &[],
+};
+#[rustfmt::skip]
+static CIDR_RANGE: Fields = Fields {
+    known: &["address_prefix", "prefix_len"],
+    unsupported: &[],
+};
+
+/// Decodes `internal_address_config` into CIDR ranges. `unix_sockets` is
+/// accepted: Ringway has no Unix-socket listeners, so it can change nothing.
+fn internal_address_config(node: &Node, errs: &mut Errors) -> Vec<(IpAddr, u8)> {
+    let Some(obj) = node.object(errs, &INTERNAL_ADDRESS_CONFIG) else {
+        return Vec::new();
+    };
+    if let Some(u) = obj.get("unix_sockets") {
+        u.bool(errs);
+    }
+    let ranges = obj
+        .get("cidr_ranges")
+        .map(|l| l.list(errs))
+        .unwrap_or_default();
+    ranges
+        .into_iter()
+        .filter_map(|range| {
+            let r = range.object(errs, &CIDR_RANGE)?;
+            let prefix_node = r.require(errs, "address_prefix")?;
+            let Ok(prefix) = prefix_node.str(errs)?.parse::<IpAddr>() else {
+                errs.add(prefix_node.path(), "expected an IP address");
+                return None;
+            };
+            let max = if prefix.is_ipv4() { 32 } else { 128 };
+            let len = match r.get("prefix_len") {
+                Some(l) => l.uint(errs, max)? as u8,
+                None => 0,
+            };
+            Some((prefix, len))
+        })
+        .collect()
 }
 
 /// Decodes a `google.protobuf.BoolValue` written as `{value: bool}`.

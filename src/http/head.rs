@@ -198,6 +198,33 @@ pub fn parse_request<'v>(
     })
 }
 
+/// The `x-envoy-*` request headers only an internal client may send
+/// (Envoy removes them from every other request); `edge` adds those an
+/// edge request may not carry either.
+fn is_internal_only(name: &str, edge: bool) -> bool {
+    const INTERNAL_ONLY: [&str; 10] = [
+        "x-envoy-retry-on",
+        "x-envoy-retry-grpc-on",
+        "x-envoy-max-retries",
+        "x-envoy-upstream-alt-stat-name",
+        "x-envoy-upstream-rq-timeout-ms",
+        "x-envoy-upstream-rq-per-try-timeout-ms",
+        "x-envoy-upstream-rq-timeout-alt-response",
+        "x-envoy-expected-rq-timeout-ms",
+        "x-envoy-force-trace",
+        "x-envoy-ip-tags",
+    ];
+    const EDGE_ONLY: [&str; 3] = [
+        "x-envoy-decorator-operation",
+        "x-envoy-downstream-service-cluster",
+        "x-envoy-downstream-service-node",
+    ];
+    let is = |list: &[&str]| list.iter().any(|h| name.eq_ignore_ascii_case(h));
+    name.len() > 8
+        && name.as_bytes()[..8].eq_ignore_ascii_case(b"x-envoy-")
+        && (is(&INTERNAL_ONLY) || (edge && is(&EDGE_ONLY)))
+}
+
 /// Whether `b` may appear in an authority: RFC 3986's `host` and `port`
 /// characters plus `@` (userinfo), the set Envoy accepts.
 fn is_authority_byte(b: u8) -> bool {
@@ -224,6 +251,7 @@ struct Seen<'a> {
     expect_continue: bool,
     request_id: bool,
     forwarded_proto: bool,
+    te_trailers: bool,
 }
 
 fn analyse_request<'v>(
@@ -278,6 +306,8 @@ fn analyse_request<'v>(
             seen.request_id = true;
         } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
             seen.forwarded_proto = true;
+        } else if name.eq_ignore_ascii_case("te") {
+            seen.te_trailers |= has_token(h.value, "trailers");
         }
     }
     let framing = match (seen.transfer_encoding, seen.content_length) {
@@ -375,6 +405,7 @@ fn analyse_request<'v>(
     let forwarded = xff::resolve(
         &http.xff,
         peer.remote.ip(),
+        xff::local_address(peer.remote.is_ipv6()),
         view.header("x-forwarded-for").as_deref(),
     );
     let client = SocketAddr::new(
@@ -387,10 +418,10 @@ fn analyse_request<'v>(
     );
     // An edge request from an external client gets a fresh x-request-id
     // unless preserve_external_request_id says to keep the client's.
-    let reset_id = seen.request_id
-        && http.xff.use_remote_address
-        && !forwarded.internal
-        && !http.preserve_external_request_id;
+    let reset_id = seen.request_id && forwarded.edge && !http.preserve_external_request_id;
+    // A client the edge does not trust cannot choose the scheme.
+    let set_proto =
+        !seen.forwarded_proto || (http.xff.use_remote_address && http.xff.trusted_hops == 0);
     let (hash, set_cookie) = request_hash(&forward.hash_policy, &view, client, || shard.random());
     let levels = matched.request_headers();
     let edits = if levels.iter().all(|l| l.is_empty()) {
@@ -441,11 +472,13 @@ fn analyse_request<'v>(
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
             || !edits.keeps(name)
+            || (!forwarded.internal && is_internal_only(name, forwarded.edge))
             || overrides.read(name, h.value)
             || (reset_id && name.eq_ignore_ascii_case("x-request-id"))
+            || name.eq_ignore_ascii_case("x-envoy-internal")
+            || (set_proto && name.eq_ignore_ascii_case("x-forwarded-proto"))
             || (http.xff.use_remote_address
-                && (name.eq_ignore_ascii_case("x-envoy-internal")
-                    || name.eq_ignore_ascii_case("x-envoy-external-address")
+                && (name.eq_ignore_ascii_case("x-envoy-external-address")
                     || (forwarded.xff.is_some() && name.eq_ignore_ascii_case("x-forwarded-for"))))
         {
             continue;
@@ -461,16 +494,18 @@ fn analyse_request<'v>(
     if let Some(xff) = &forwarded.xff {
         push_header(&mut head, "x-forwarded-for", xff.as_bytes());
     }
-    if http.xff.use_remote_address {
-        if forwarded.internal {
-            push_header(&mut head, "x-envoy-internal", b"true");
-        } else {
-            let address = forwarded.client.to_string();
-            push_header(&mut head, "x-envoy-external-address", address.as_bytes());
-        }
+    if forwarded.internal {
+        push_header(&mut head, "x-envoy-internal", b"true");
+    } else if forwarded.edge {
+        let address = forwarded.client.to_string();
+        push_header(&mut head, "x-envoy-external-address", address.as_bytes());
     }
-    if !seen.forwarded_proto {
+    if set_proto {
         push_header(&mut head, "x-forwarded-proto", b"http");
+    }
+    if seen.te_trailers {
+        // The one transfer coding a client may ask of the upstream.
+        push_header(&mut head, "te", b"trailers");
     }
     let generated_id =
         ((!seen.request_id || reset_id) && http.generate_request_id).then(|| shard.request_id());

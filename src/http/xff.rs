@@ -1,8 +1,10 @@
-//! Finding the client's address with `x-forwarded-for`, Envoy's way
-//! (`use_remote_address`, `xff_num_trusted_hops`, `skip_xff_append`).
+//! Finding the client's address with `x-forwarded-for`, and whether the
+//! request is internal, Envoy's way (`use_remote_address`,
+//! `xff_num_trusted_hops`, `skip_xff_append`, `internal_address_config`).
 
 use crate::config::XffSettings;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 /// What `x-forwarded-for` handling decided for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,22 +15,26 @@ pub struct Forwarded {
     pub direct: bool,
     /// The `x-forwarded-for` to send upstream, when it changes.
     pub xff: Option<String>,
-    /// Whether the client is internal (loopback or private), for
-    /// `x-envoy-internal`.
+    /// Internal: one address in `x-forwarded-for` (after appending), and
+    /// inside `internal_address_config` (none by default, as in Envoy
+    /// 1.40). Only internal requests may carry `x-envoy-internal` and the
+    /// `x-envoy-*` control headers (retry-on, timeouts).
     pub internal: bool,
-}
-
-/// Loopback, RFC 1918 and IPv6 unique-local addresses.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
-        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
-    }
+    /// An edge request: external, on a connection manager that uses the
+    /// remote address. It gets `x-envoy-external-address` and a fresh
+    /// `x-request-id`.
+    pub edge: bool,
 }
 
 /// Applies the settings to a request from `peer` carrying `xff` (all
-/// `x-forwarded-for` values joined with `,`).
-pub fn resolve(settings: &XffSettings, peer: IpAddr, xff: Option<&str>) -> Forwarded {
+/// `x-forwarded-for` values joined with `,`). `local` is the host's own
+/// address, which Envoy appends instead of a loopback peer.
+pub fn resolve(
+    settings: &XffSettings,
+    peer: IpAddr,
+    local: IpAddr,
+    xff: Option<&str>,
+) -> Forwarded {
     let entries: Vec<&str> = xff
         .map(|v| {
             v.split(',')
@@ -45,26 +51,83 @@ pub fn resolve(settings: &XffSettings, peer: IpAddr, xff: Option<&str>) -> Forwa
             .checked_sub(n)
             .and_then(|i| entries.get(i)?.parse().ok())
     };
-    let from_header = if settings.use_remote_address {
-        (hops > 0).then(|| from_right(hops)).flatten()
-    } else {
-        from_right(hops + 1)
-    };
-    let client = from_header.unwrap_or(peer);
-    let xff = (settings.use_remote_address && !settings.skip_append).then(|| {
-        let mut v = entries.join(", ");
-        if !v.is_empty() {
-            v.push_str(", ");
+    let (from_header, single) = if settings.use_remote_address {
+        if hops > 0 {
+            (from_right(hops), entries.len() == hops)
+        } else {
+            (None, entries.is_empty())
         }
-        v.push_str(&peer.to_string());
-        v
+    } else {
+        (from_right(hops + 1), entries.len() == hops + 1)
+    };
+    // Without use_remote_address and no usable header, nothing is trusted.
+    let trusted = from_header.or(settings.use_remote_address.then_some(peer));
+    let client = trusted.unwrap_or(peer);
+    let xff = (settings.use_remote_address && !settings.skip_append).then(|| {
+        let appended = if peer.is_loopback() { local } else { peer };
+        match xff.map(str::trim).filter(|v| !v.is_empty()) {
+            Some(existing) => format!("{existing},{appended}"),
+            None => appended.to_string(),
+        }
     });
+    let internal = single && trusted.is_some_and(|ip| settings.is_internal(ip));
     Forwarded {
         client,
         direct: from_header.is_none(),
         xff,
-        internal: is_internal(client),
+        internal,
+        edge: !internal && settings.use_remote_address,
     }
+}
+
+/// The host's first non-loopback address of `peer`'s family (what Envoy
+/// appends to `x-forwarded-for` for a loopback peer), or loopback if it
+/// has none.
+pub fn local_address(v6: bool) -> IpAddr {
+    static V4: OnceLock<IpAddr> = OnceLock::new();
+    static V6: OnceLock<IpAddr> = OnceLock::new();
+    *if v6 { &V6 } else { &V4 }.get_or_init(|| find_local_address(v6))
+}
+
+fn find_local_address(v6: bool) -> IpAddr {
+    let fallback = if v6 {
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+    };
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return fallback;
+    }
+    let mut found = None;
+    let mut at = list;
+    while !at.is_null() && found.is_none() {
+        // SAFETY: `at` is a node of the list getifaddrs returned, not yet freed.
+        let entry = unsafe { &*at };
+        at = entry.ifa_next;
+        if entry.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points at a sockaddr whose family says its type.
+        let ip = unsafe {
+            match i32::from((*entry.ifa_addr).sa_family) {
+                libc::AF_INET if !v6 => {
+                    let sa = &*(entry.ifa_addr as *const libc::sockaddr_in);
+                    Some(IpAddr::from(u32::from_be(sa.sin_addr.s_addr).to_be_bytes()))
+                }
+                libc::AF_INET6 if v6 => {
+                    let sa = &*(entry.ifa_addr as *const libc::sockaddr_in6);
+                    Some(IpAddr::from(sa.sin6_addr.s6_addr))
+                }
+                _ => None,
+            }
+        };
+        found = ip.filter(|ip| !ip.is_loopback());
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found.unwrap_or(fallback)
 }
 
 #[cfg(test)]
@@ -76,33 +139,63 @@ mod tests {
             use_remote_address,
             trusted_hops,
             skip_append: false,
+            internal_ranges: vec![("10.0.0.0".parse().expect("ip"), 8)],
         }
     }
 
     #[test]
     fn envoy_documented_examples() {
         let peer: IpAddr = "192.0.2.10".parse().expect("ip");
+        let local: IpAddr = "192.0.2.1".parse().expect("ip");
         let xff = Some("203.0.113.128, 203.0.113.10, 203.0.113.1");
         // use_remote_address true, no trusted hops: the peer; appended.
-        let f = resolve(&settings(true, 0), peer, xff);
+        let f = resolve(&settings(true, 0), peer, local, xff);
         assert_eq!(f.client, peer);
         assert_eq!(
             f.xff.as_deref(),
-            Some("203.0.113.128, 203.0.113.10, 203.0.113.1, 192.0.2.10")
+            Some("203.0.113.128, 203.0.113.10, 203.0.113.1,192.0.2.10")
         );
+        assert!(f.edge && !f.internal);
         // Two trusted hops: the second from the right.
-        let f = resolve(&settings(true, 2), peer, xff);
+        let f = resolve(&settings(true, 2), peer, local, xff);
         assert_eq!(f.client.to_string(), "203.0.113.10");
         // use_remote_address false: the last entry (hops 0), untouched.
-        let f = resolve(&settings(false, 0), peer, xff);
+        let f = resolve(&settings(false, 0), peer, local, xff);
         assert_eq!(f.client.to_string(), "203.0.113.1");
         assert_eq!(f.xff, None);
-        let f = resolve(&settings(false, 1), peer, xff);
+        assert!(!f.edge);
+        let f = resolve(&settings(false, 1), peer, local, xff);
         assert_eq!(f.client.to_string(), "203.0.113.10");
         // Not enough entries, or none: the peer.
-        assert_eq!(resolve(&settings(false, 5), peer, xff).client, peer);
-        assert_eq!(resolve(&settings(false, 0), peer, None).client, peer);
-        assert!(is_internal("10.1.2.3".parse().expect("ip")));
-        assert!(!is_internal("203.0.113.1".parse().expect("ip")));
+        assert_eq!(resolve(&settings(false, 5), peer, local, xff).client, peer);
+        assert_eq!(resolve(&settings(false, 0), peer, local, None).client, peer);
+    }
+
+    #[test]
+    fn internal_needs_one_address_inside_the_configured_ranges() {
+        let inside: IpAddr = "10.1.2.3".parse().expect("ip");
+        let local: IpAddr = "192.0.2.1".parse().expect("ip");
+        assert!(resolve(&settings(true, 0), inside, local, None).internal);
+        // A header entry before it: more than one address, so external.
+        let f = resolve(&settings(true, 0), inside, local, Some("10.9.9.9"));
+        assert!(!f.internal && f.edge);
+        // Behind a proxy: the single header entry decides.
+        let peer: IpAddr = "203.0.113.1".parse().expect("ip");
+        assert!(resolve(&settings(false, 0), peer, local, Some("10.0.0.7")).internal);
+        assert!(!resolve(&settings(false, 0), inside, local, None).internal);
+        // A loopback peer is replaced by the host's address in the header.
+        let f = resolve(
+            &settings(true, 0),
+            "127.0.0.1".parse().expect("ip"),
+            local,
+            None,
+        );
+        assert_eq!(f.xff.as_deref(), Some("192.0.2.1"));
+        // Nothing is internal without ranges.
+        let none = XffSettings {
+            internal_ranges: Vec::new(),
+            ..settings(true, 0)
+        };
+        assert!(!resolve(&none, inside, local, None).internal);
     }
 }

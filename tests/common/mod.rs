@@ -634,3 +634,14 @@ pub fn admin_until(port: u16, path: &str, done: impl Fn(&str) -> bool) -> String
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `config` with its connection manager trusting loopback clients as
+/// internal (`use_remote_address` and an `internal_address_config` of
+/// 127.0.0.1/32): only internal clients may send the `x-envoy-*` control
+/// headers (retry-on, timeouts), as in Envoy 1.40.
+pub fn internal_loopback(config: &str) -> String {
+    config.replace(
+        "          stat_prefix: ingress_http\n",
+        "          stat_prefix: ingress_http\n          use_remote_address: true\n          internal_address_config: { cidr_ranges: [ { address_prefix: 127.0.0.1, prefix_len: 32 } ] }\n",
+    )
+}
