@@ -194,7 +194,7 @@ fn duplicate_host_is_rejected_where_envoy_merges() {
         (400, "Bad Request")
     );
     assert_eq!(envoy.status, 200);
-    let upstream = envoy.upstream.expect("Envoy forwards it");
+    let upstream = envoy.upstream.first().expect("Envoy forwards it");
     assert!(upstream.headers.contains(&("host".into(), "a,b".into())));
 }
 
@@ -290,4 +290,97 @@ fn behind_another_proxy_matches_envoy() {
         ),
         get("a", "/", "x-envoy-retry-on: 5xx\r\n"),
     ]);
+}
+
+/// Host rewrites, retries and their headers, over a flaky and a good
+/// backend.
+#[test]
+fn rewrites_and_retries_match_envoy() {
+    let flaky = Backend::start_forced("flaky", "/status/503");
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/rewrite" }
+                route: { cluster: flaky, host_rewrite_literal: upstream.example }
+              - match: { prefix: "/retry" }
+                route:
+                  cluster: flaky
+                  timeout: 3s
+                  retry_policy: { retry_on: 5xx, num_retries: 2, per_try_timeout: 1s, retry_back_off: { base_interval: 0.001s, max_interval: 0.002s } }
+"#;
+    let config = http_config(routes, &static_cluster("flaky", &[(&flaky, 1)], ""));
+    let Some(pair) = Pair::start(
+        "rewrites_and_retries_match_envoy",
+        &format!("{}{config}", admin_block_placeholder()),
+        vec![flaky],
+    ) else {
+        return;
+    };
+    let seen = pair.assert_all_same(&[
+        get("client.example", "/rewrite", ""),
+        get("client.example", "/retry", ""),
+    ]);
+    // Three attempts, each told its own timeout.
+    assert_eq!(seen[1].upstream.len(), 3);
+}
+
+/// Counters after the same traffic: what each request kind counts.
+#[test]
+fn stats_match_envoy() {
+    let Some(pair) = pair("stats_match_envoy") else {
+        return;
+    };
+    let traffic = [
+        get("api.example.com", "/exact", ""),
+        get("www.example.org", "/private", ""),
+        get("www.example.org", "/nothing", ""),
+        get("redirect.example.com", "/https/a", ""),
+        get("www.example.org", "/dead", ""),
+        get("www.example.org", "/app/x", "x-src: 1\r\n"),
+        b"POST /app HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\ncontent-length: 3\r\n\r\nabc"
+            .to_vec(),
+        b"GARBAGE\r\n\r\n".to_vec(),
+    ];
+    for raw in &traffic {
+        pair.exchange(raw);
+    }
+    let names = [
+        "cluster.app.upstream_rq_200",
+        "cluster.app.upstream_rq_2xx",
+        "cluster.app.upstream_rq_total",
+        "cluster.app.upstream_cx_total",
+        "cluster.dead.upstream_cx_connect_fail",
+        "cluster.dead.upstream_rq_503",
+        "cluster.dead.upstream_rq_total",
+        "http.ingress_http.downstream_rq_total",
+        "http.ingress_http.downstream_rq_1xx",
+        "http.ingress_http.downstream_rq_2xx",
+        "http.ingress_http.downstream_rq_3xx",
+        "http.ingress_http.downstream_rq_4xx",
+        "http.ingress_http.downstream_rq_5xx",
+        "http.ingress_http.downstream_rq_completed",
+        "http.ingress_http.downstream_cx_protocol_error",
+        "http.ingress_http.no_route",
+        "http.ingress_http.rq_direct_response",
+        "http.ingress_http.rq_redirect",
+    ];
+    let read = |port: u16| {
+        let body = admin_until(port, "/stats", |b| b.contains("downstream_rq_total: 8"));
+        names
+            .iter()
+            .map(|n| {
+                let line = body.lines().find(|l| l.split(':').next() == Some(n));
+                format!(
+                    "{n}: {}",
+                    line.map_or("<absent>", |l| l.split(": ").nth(1).unwrap_or(""))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (ringway, envoy) = (read(pair.ringway_admin), read(pair.envoy.admin));
+    assert_eq!(
+        ringway, envoy,
+        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
+    );
 }

@@ -87,9 +87,8 @@ pub enum Plan<'v> {
         cluster: usize,
         /// The request head to send upstream, framing header included.
         head: Vec<u8>,
-        /// Where the `host` line's value is in `head` (for
-        /// `auto_host_rewrite`, which needs the endpoint).
-        host_value: Range<usize>,
+        /// Where values an attempt may rewrite are in `head`.
+        slots: HeadSlots,
         /// The route's hash-policy hash, if its policies produced one.
         hash: Option<u64>,
         /// A `set-cookie` value for a generated hash-policy cookie.
@@ -109,6 +108,16 @@ impl<'v> Plan<'v> {
             Plan::NoRoute => None,
         }
     }
+}
+
+/// Where the values that differ per attempt are in an upstream head.
+#[derive(Debug, Clone)]
+pub struct HeadSlots {
+    /// The `host` value (for `auto_host_rewrite`, which needs the endpoint).
+    pub host: Range<usize>,
+    /// The `x-envoy-expected-rq-timeout-ms` value (it shrinks to what is
+    /// left, or to the per-try timeout, on each attempt).
+    pub expected_timeout: Option<Range<usize>>,
 }
 
 /// Per-request overrides from the `x-envoy-*` request headers Envoy
@@ -467,6 +476,7 @@ fn analyse_request<'v>(
             || (seen.expect_continue && name.eq_ignore_ascii_case("expect"))
             || name.eq_ignore_ascii_case("x-envoy-expected-rq-timeout-ms")
             || name.eq_ignore_ascii_case("x-envoy-original-path")
+            || name.eq_ignore_ascii_case("x-envoy-original-host")
             || seen
                 .connection_tokens
                 .iter()
@@ -487,6 +497,9 @@ fn analyse_request<'v>(
     }
     if rewritten != path {
         push_header(&mut head, "x-envoy-original-path", path.as_bytes());
+    }
+    if upstream_host != host {
+        push_header(&mut head, "x-envoy-original-host", host.as_bytes());
     }
     for (name, value) in &edits.added {
         push_header(&mut head, name, value);
@@ -512,13 +525,19 @@ fn analyse_request<'v>(
     if let Some(id) = &generated_id {
         push_header(&mut head, "x-request-id", id);
     }
-    if let Some(t) = overrides.timeout.unwrap_or(forward.timeout) {
+    let expected_timeout = overrides.timeout.unwrap_or(forward.timeout).map(|t| {
         push_number_header(
             &mut head,
             "x-envoy-expected-rq-timeout-ms",
             t.as_millis() as u64,
         );
-    }
+        let end = head.len() - 2;
+        let start = head[..end]
+            .iter()
+            .rposition(|&b| b == b' ')
+            .map_or(end, |i| i + 1);
+        start..end
+    });
     match framing {
         Framing::Length(n) => push_number_header(&mut head, "content-length", n),
         Framing::Chunked => push_header(&mut head, "transfer-encoding", b"chunked"),
@@ -530,7 +549,10 @@ fn analyse_request<'v>(
         forward,
         cluster,
         head,
-        host_value,
+        slots: HeadSlots {
+            host: host_value,
+            expected_timeout,
+        },
         hash,
         set_cookie,
         overrides,

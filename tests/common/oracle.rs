@@ -149,8 +149,9 @@ pub struct Observed {
     /// values that differ by nature masked.
     pub headers: Vec<(String, String)>,
     pub body: String,
-    /// The request as the backend saw it, if it got one.
-    pub upstream: Option<UpstreamView>,
+    /// Every request the backends saw for it (retries included), in the
+    /// order they arrived at each backend.
+    pub upstream: Vec<UpstreamView>,
 }
 
 /// A request as it reached a backend, normalised for comparison.
@@ -189,7 +190,7 @@ fn normalise(headers: &[(String, String)], ignored: &[&str]) -> Vec<(String, Str
     out
 }
 
-fn observe(response: std::io::Result<Response>, seen: Option<Seen>) -> Observed {
+fn observe(response: std::io::Result<Response>, seen: Vec<Seen>) -> Observed {
     let (status, headers, body) = match response {
         Ok(r) => (r.status, normalise(&r.headers, &IGNORED), r.text()),
         Err(_) => (0, Vec::new(), String::new()),
@@ -198,12 +199,15 @@ fn observe(response: std::io::Result<Response>, seen: Option<Seen>) -> Observed 
         status,
         headers,
         body,
-        upstream: seen.map(|s| UpstreamView {
-            method: s.method,
-            path: s.path,
-            headers: normalise(&s.headers, &[]),
-            body_len: s.body_len,
-        }),
+        upstream: seen
+            .into_iter()
+            .map(|s| UpstreamView {
+                method: s.method,
+                path: s.path,
+                headers: normalise(&s.headers, &[]),
+                body_len: s.body_len,
+            })
+            .collect(),
     }
 }
 
@@ -247,7 +251,8 @@ impl Pair {
             .backends
             .iter()
             .zip(&counts)
-            .find_map(|(b, &n)| b.seen().get(n).cloned());
+            .flat_map(|(b, &n)| b.seen().into_iter().skip(n))
+            .collect();
         observe(response, seen)
     }
 

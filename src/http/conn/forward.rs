@@ -7,7 +7,7 @@ use crate::config::{Discovery, HostRewrite};
 use crate::http::body::{pump, OutFraming, PumpError};
 use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
-use crate::http::head::{self, Overrides, ParsedResponse, MAX_RESPONSE_HEAD};
+use crate::http::head::{self, HeadSlots, Overrides, ParsedResponse, MAX_RESPONSE_HEAD};
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
 use crate::net::{peek, peer_closed, peer_spoke, Peeked};
@@ -21,7 +21,6 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -47,11 +46,11 @@ const CLUSTER_CLASSES: [ClusterStat; 5] = [
 const WATCH_AFTER: Duration = Duration::from_millis(500);
 
 /// Where a forward goes: the route's action, the chosen cluster, and
-/// where the upstream head's `host` value is.
+/// where the upstream head's per-attempt values are.
 pub(super) struct Upstream<'a> {
     pub(super) forward: &'a Forward,
     pub(super) cluster: usize,
-    pub(super) host_value: Range<usize>,
+    pub(super) slots: HeadSlots,
     pub(super) hash: Option<u64>,
     pub(super) overrides: Overrides,
 }
@@ -196,12 +195,39 @@ impl Conn {
             } else {
                 std::mem::take(&mut head)
             };
+            // The upstream learns how long this attempt may take: the per-try
+            // timeout, or what is left of the route's (its value sits after
+            // the host, so it is rewritten before the host may move).
+            if let Some(slot) = &to.slots.expected_timeout {
+                let left = match deadline {
+                    Some(d) if retries.done > 0 => {
+                        Some(d.saturating_duration_since(Instant::now()))
+                    }
+                    _ => timeout,
+                };
+                let expected = match (retries.per_try_timeout, left) {
+                    (Some(p), Some(l)) => Some(p.min(l)),
+                    (p, l) => p.or(l),
+                };
+                if expected != timeout {
+                    if let Some(e) = expected {
+                        let ms = e.as_millis().to_string();
+                        attempt_head.splice(slot.clone(), ms.into_bytes());
+                    }
+                }
+            }
             // Envoy rewrites to the endpoint's hostname: a configured one, or
             // the DNS name of a STRICT_DNS endpoint.
             if to.forward.host_rewrite == HostRewrite::Auto
                 && (endpoint.explicit_hostname || cluster.config.discovery == Discovery::StrictDns)
             {
-                attempt_head.splice(to.host_value.clone(), endpoint.hostname.bytes());
+                let original = attempt_head[to.slots.host.clone()].to_vec();
+                attempt_head.splice(to.slots.host.clone(), endpoint.hostname.bytes());
+                let at = attempt_head.len() - 2;
+                let mut line = b"x-envoy-original-host: ".to_vec();
+                line.extend_from_slice(&original);
+                line.extend_from_slice(b"\r\n");
+                attempt_head.splice(at..at, line);
             }
             if x.matched.is_some_and(|m| m.vhost.attempt_count_in_request) {
                 // Before the blank line that ends the head.
@@ -328,6 +354,10 @@ impl Conn {
             return true;
         }
         if self.send_down(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await {
+            // Envoy counts the interim response as a response of its own.
+            let w = self.shard.id;
+            x.http.stats.inc(w, HttpStat::downstream_rq_1xx);
+            x.http.stats.inc(w, HttpStat::downstream_rq_completed);
             true
         } else {
             x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
@@ -473,6 +503,7 @@ impl Conn {
                     }
                 },
             };
+            attempt.connected();
             if plan.body.is_some() {
                 let (res, buf) = up.stream.write_all(head).await;
                 head = buf;
@@ -777,14 +808,14 @@ struct Attempt<'a> {
     cluster: &'a Cluster,
     endpoint: &'a Endpoint,
     started: Instant,
+    /// Counted in `upstream_rq_total` already.
+    on_connection: Cell<bool>,
 }
 
 impl<'a> Attempt<'a> {
     fn start(shard: &'a Shard, cluster: &'a Cluster, endpoint: &'a Endpoint) -> Self {
         let w = shard.id;
-        cluster.stats.inc(w, ClusterStat::upstream_rq_total);
         cluster.stats.inc(w, ClusterStat::upstream_rq_active);
-        endpoint.stats.inc(w, HostStat::rq_total);
         endpoint.stats.inc(w, HostStat::rq_active);
         endpoint.active.fetch_add(1, Ordering::Relaxed);
         Attempt {
@@ -792,6 +823,18 @@ impl<'a> Attempt<'a> {
             cluster,
             endpoint,
             started: Instant::now(),
+            on_connection: Cell::new(false),
+        }
+    }
+
+    /// The attempt has a connection to send on: only now is it an upstream
+    /// request in `upstream_rq_total` (a failed connect is not one, as in
+    /// Envoy).
+    fn connected(&self) {
+        if !self.on_connection.replace(true) {
+            let w = self.shard.id;
+            self.cluster.stats.inc(w, ClusterStat::upstream_rq_total);
+            self.endpoint.stats.inc(w, HostStat::rq_total);
         }
     }
 

@@ -470,12 +470,9 @@ impl Conn {
         };
         let next = match plan {
             Plan::Local(reply, _) => self.reply(&x, &reply).await,
-            Plan::Direct(reply, _) => {
+            // Envoy counts a route's redirect as a direct response too.
+            Plan::Direct(reply, _) | Plan::Redirect(reply, _) => {
                 http.stats.inc(w, HttpStat::rq_direct_response);
-                self.reply(&x, &reply).await
-            }
-            Plan::Redirect(reply, _) => {
-                http.stats.inc(w, HttpStat::rq_redirect);
                 self.reply(&x, &reply).await
             }
             Plan::NoRoute => {
@@ -492,7 +489,7 @@ impl Conn {
                 forward,
                 cluster,
                 head,
-                host_value,
+                slots,
                 hash,
                 set_cookie,
                 overrides,
@@ -504,7 +501,7 @@ impl Conn {
                 let upstream = Upstream {
                     forward,
                     cluster,
-                    host_value,
+                    slots,
                     hash,
                     overrides,
                 };
