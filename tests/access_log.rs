@@ -174,9 +174,11 @@ fn response_flags_for_each_failure() {
         "/empty 503 UH",
         "/dead 503 UF",
         "/delay/2000 504 UT",
-        "/b/close-before 503 UC",
-        "/b/garbage 502 UPE",
-        "/b/delay/400 0 DC",
+        // %REQ(:PATH)% is the path as forwarded (after prefix_rewrite), as
+        // in Envoy, whose default format reads x-envoy-original-path first.
+        "/close-before 503 UC",
+        "/garbage 502 UPE",
+        "/delay/400 0 DC",
         "- 400 DPE",
     ];
     let mut got: Vec<&str> = got.iter().map(String::as_str).collect();

@@ -384,3 +384,92 @@ fn stats_match_envoy() {
         "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
     );
 }
+
+/// The same format string gives the same access-log lines.
+#[test]
+fn access_log_lines_match_envoy() {
+    let app = Backend::start("app");
+    let format = "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% [%REQ(X-REQUEST-ID)%] [%REQ(X-ROUTE)%] [%REQ(X-DROP)%] [%RESP(X-BACKEND)%] %UPSTREAM_CLUSTER% %ROUTE_NAME%\n";
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - name: rewritten
+                match: { prefix: "/old/" }
+                route: { cluster: app, prefix_rewrite: "/new/" }
+                request_headers_to_add: [ { header: { key: x-route, value: added } } ]
+                request_headers_to_remove: [ x-drop ]
+              - name: direct
+                match: { prefix: "/direct" }
+                direct_response: { status: 200, body: { inline_string: "hi" } }
+              - name: dead
+                match: { prefix: "/dead" }
+                route: { cluster: dead }
+"#;
+    let dead = format!(
+        "  - name: dead\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: dead\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}\n",
+        free_port()
+    );
+    let config = http_config(routes, &(static_cluster("app", &[(&app, 1)], "") + &dead)).replace(
+        "          stat_prefix: ingress_http\n",
+        &format!(
+            "          stat_prefix: ingress_http\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: \"{{log}}\"\n              log_format: {{ text_format_source: {{ inline_string: {format:?} }} }}\n"
+        ),
+    );
+    let Some(pair) = Pair::start(
+        "access_log_lines_match_envoy",
+        &format!("{}{config}", admin_block_placeholder()),
+        vec![app],
+    ) else {
+        return;
+    };
+    let traffic = [
+        get("a", "/old/x?q=1", "x-drop: d\r\n"),
+        get("a", "/direct", "x-request-id: given\r\n"),
+        get("a", "/dead", ""),
+        get("a", "/none", ""),
+        b"POST /old/up HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello".to_vec(),
+    ];
+    for raw in &traffic {
+        pair.exchange(raw);
+    }
+    let uuid = regex_lite_uuid();
+    let read = |path: &std::path::Path| {
+        for _ in 0..100 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().count() >= traffic.len() {
+                return uuid(&text);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::fs::read_to_string(path).unwrap_or_default()
+    };
+    let (ringway, envoy) = (read(&pair.logs.0), read(&pair.logs.1));
+    assert_eq!(
+        ringway, envoy,
+        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
+    );
+}
+
+/// Replaces each UUID in `text` with `<uuid>`.
+fn regex_lite_uuid() -> impl Fn(&str) -> String {
+    |text: &str| {
+        text.split(['[', ']'])
+            .map(|part| {
+                let is_uuid = part.len() == 36
+                    && part.bytes().enumerate().all(|(i, b)| {
+                        if [8, 13, 18, 23].contains(&i) {
+                            b == b'-'
+                        } else {
+                            b.is_ascii_hexdigit()
+                        }
+                    });
+                if is_uuid {
+                    "<uuid>"
+                } else {
+                    part
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+}

@@ -329,7 +329,9 @@ fn analyse_request<'v>(
         (None, Some(n)) => Framing::Length(n),
     };
     let keep_alive = !seen.close;
-    let request = |plan| {
+    // Every request without an id gets one (Envoy's connection manager
+    // does it before routing, so local replies log one too).
+    let request_with = |plan, generated_id, client| {
         ParsedRequest::Request(
             Request {
                 head_len,
@@ -337,11 +339,15 @@ fn analyse_request<'v>(
                 keep_alive,
                 expect_continue: seen.expect_continue,
                 is_head: method == "HEAD",
-                generated_id: None,
-                client: None,
+                generated_id,
+                client,
             },
             plan,
         )
+    };
+    let request = |plan| {
+        let id = (!seen.request_id && http.generate_request_id).then(|| shard.request_id());
+        request_with(plan, id, None)
     };
     let upgrading = seen
         .upgrade
@@ -544,24 +550,23 @@ fn analyse_request<'v>(
         Framing::Empty | Framing::UntilClose => {}
     }
     head.extend_from_slice(b"\r\n");
-    let mut parsed = request(Plan::Forward {
-        matched,
-        forward,
-        cluster,
-        head,
-        slots: HeadSlots {
-            host: host_value,
-            expected_timeout,
+    request_with(
+        Plan::Forward {
+            matched,
+            forward,
+            cluster,
+            head,
+            slots: HeadSlots {
+                host: host_value,
+                expected_timeout,
+            },
+            hash,
+            set_cookie,
+            overrides,
         },
-        hash,
-        set_cookie,
-        overrides,
-    });
-    if let ParsedRequest::Request(req, _) = &mut parsed {
-        req.generated_id = generated_id;
-        req.client = Some(client);
-    }
-    parsed
+        generated_id,
+        Some(client),
+    )
 }
 
 /// Splits `http://authority/path` into its authority and path.

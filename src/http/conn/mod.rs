@@ -425,12 +425,14 @@ impl Conn {
             }
         };
         let matched = plan.matched();
-        // The head is kept only when a log line or a header value may quote it.
+        // The head is kept only when a log line or a header value may quote
+        // it: as forwarded when forwarded (after rewrites and header
+        // mutations, as Envoy's %REQ()% sees it), else as received.
         let quoted = matched.is_some_and(|m| m.response_headers().iter().any(|l| !l.is_empty()));
-        let request_head = if logging || quoted {
-            self.rbuf.data()[..req.head_len].to_vec()
-        } else {
-            Vec::new()
+        let request_head = match &plan {
+            _ if !(logging || quoted) => Vec::new(),
+            Plan::Forward { head, .. } => head.clone(),
+            _ => self.rbuf.data()[..req.head_len].to_vec(),
         };
         self.rbuf.consume(req.head_len);
         self.rbuf.shrink();
