@@ -473,3 +473,29 @@ fn regex_lite_uuid() -> impl Fn(&str) -> String {
             .join("|")
     }
 }
+
+/// Admin output for the same bootstrap.
+#[test]
+fn admin_output_matches_envoy() {
+    let Some(pair) = pair("admin_output_matches_envoy") else {
+        return;
+    };
+    pair.exchange(&get("www.example.org", "/app", ""));
+    for path in ["/ready", "/listeners", "/clusters"] {
+        let (ringway, envoy) = pair.admin(path);
+        let normalise = |text: &str| {
+            let mut lines: Vec<String> = text
+                .lines()
+                .map(|l| {
+                    // Listener addresses and ports differ by construction.
+                    l.replace(&pair.ringway.port.to_string(), "<port>")
+                        .replace(&pair.envoy.port.to_string(), "<port>")
+                })
+                .collect();
+            lines.sort();
+            lines.join("\n")
+        };
+        let (r, e) = (normalise(&ringway), normalise(&envoy));
+        assert_eq!(r, e, "{path}\n--- ringway\n{r}\n--- envoy\n{e}");
+    }
+}

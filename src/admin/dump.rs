@@ -40,7 +40,8 @@ pub fn clusters_text(snapshot: &ConfigSnapshot) -> String {
             for (stat, _, value) in host_stats(e.stats.as_ref()) {
                 let _ = writeln!(out, "{host}::{stat}::{value}");
             }
-            let _ = writeln!(out, "{host}::hostname::{}", e.hostname);
+            let hostname = c.endpoint_hostname(e).unwrap_or("");
+            let _ = writeln!(out, "{host}::hostname::{hostname}");
             let _ = writeln!(out, "{host}::health_flags::healthy");
             let _ = writeln!(out, "{host}::weight::{}", e.weight);
             let l = &e.locality;
@@ -94,7 +95,7 @@ pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
                         "stats": stats,
                         "health_status": {"eds_health_status": "HEALTHY"},
                         "weight": e.weight,
-                        "hostname": e.hostname,
+                        "hostname": c.endpoint_hostname(e).unwrap_or(""),
                         "locality": locality_json(&e.locality),
                     })
                 })

@@ -64,7 +64,8 @@ stat_set!(
     /// Per-endpoint stats, as `/clusters` shows them.
     Host, None,
     counters [cx_total, cx_connect_fail, rq_total, rq_success, rq_error, rq_timeout],
-    gauges [cx_active, rq_active]
+    // rq_pending_active stays 0: an attempt never queues for a connection.
+    gauges [cx_active, rq_active, rq_pending_active]
 );
 
 stat_set!(

@@ -120,6 +120,14 @@ impl RetrySlots {
 }
 
 impl Cluster {
+    /// The host name Envoy knows `endpoint` by: a configured `hostname`,
+    /// or the DNS name of a STRICT_DNS endpoint; none for a bare address.
+    /// `/clusters` shows it and `auto_host_rewrite` uses it.
+    pub fn endpoint_hostname<'e>(&self, endpoint: &'e Endpoint) -> Option<&'e str> {
+        (endpoint.explicit_hostname || self.config.discovery == config::Discovery::StrictDns)
+            .then_some(endpoint.hostname.as_str())
+    }
+
     /// Builds a cluster with `endpoints`, its stats taken from `store` and
     /// its membership gauges set.
     pub fn new(store: &Store, config: config::Cluster, endpoints: Vec<Endpoint>) -> Self {

@@ -3,7 +3,7 @@
 //! response.
 
 use super::{timeout_reply, Conn, Exchange, Next};
-use crate::config::{Discovery, HostRewrite};
+use crate::config::HostRewrite;
 use crate::http::body::{pump, OutFraming, PumpError};
 use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
@@ -218,11 +218,12 @@ impl Conn {
             }
             // Envoy rewrites to the endpoint's hostname: a configured one, or
             // the DNS name of a STRICT_DNS endpoint.
-            if to.forward.host_rewrite == HostRewrite::Auto
-                && (endpoint.explicit_hostname || cluster.config.discovery == Discovery::StrictDns)
-            {
+            let auto_host = (to.forward.host_rewrite == HostRewrite::Auto)
+                .then(|| cluster.endpoint_hostname(endpoint))
+                .flatten();
+            if let Some(hostname) = auto_host {
                 let original = attempt_head[to.slots.host.clone()].to_vec();
-                attempt_head.splice(to.slots.host.clone(), endpoint.hostname.bytes());
+                attempt_head.splice(to.slots.host.clone(), hostname.bytes());
                 let at = attempt_head.len() - 2;
                 let mut line = b"x-envoy-original-host: ".to_vec();
                 line.extend_from_slice(&original);
