@@ -36,7 +36,7 @@ fn send(port: u16, extra_headers: &str) -> Response {
     c.read_response(false).expect("response")
 }
 
-const RETRY_5XX: &str = "                  retry_policy:\n                    retry_on: 5xx\n                    num_retries: 1\n                    retry_host_predicate: [ { name: envoy.retry_host_predicates.previous_hosts } ]\n                    host_selection_retry_max_attempts: 5\n";
+const RETRY_5XX: &str = "                  retry_policy:\n                    retry_on: 5xx\n                    num_retries: 1\n                    retry_host_predicate: [ { name: envoy.retry_host_predicates.previous_hosts, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate } } ]\n                    host_selection_retry_max_attempts: 5\n";
 
 #[test]
 fn five_xx_is_retried_on_another_host() {
@@ -98,7 +98,7 @@ fn each_retry_on_condition_retries_its_failure() {
     ];
     for (on, failing, dead) in cases {
         let policy = format!(
-            "                  retry_policy:\n                    retry_on: {on}\n                    num_retries: 2\n                    retry_host_predicate: [ {{ name: envoy.retry_host_predicates.previous_hosts }} ]\n                    host_selection_retry_max_attempts: 5\n"
+            "                  retry_policy:\n                    retry_on: {on}\n                    num_retries: 2\n                    retry_host_predicate: [ {{ name: envoy.retry_host_predicates.previous_hosts, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate }} }} ]\n                    host_selection_retry_max_attempts: 5\n"
         );
         let pool: Vec<&Backend> = failing.into_iter().chain([&good]).collect();
         let p = Proxy::start(&config(&policy, &pool, dead, ""), &[]);
@@ -113,7 +113,7 @@ fn each_retry_on_condition_retries_its_failure() {
     assert_eq!(send(p.port, "").status, 500);
     assert_eq!(internal.seen().len(), before + 1);
     // retriable-status-codes, from the config and from the header.
-    let policy = "                  retry_policy: { retry_on: retriable-status-codes, retriable_status_codes: [418], num_retries: 1, retry_host_predicate: [ { name: envoy.retry_host_predicates.previous_hosts } ], host_selection_retry_max_attempts: 5 }\n";
+    let policy = "                  retry_policy: { retry_on: retriable-status-codes, retriable_status_codes: [418], num_retries: 1, retry_host_predicate: [ { name: envoy.retry_host_predicates.previous_hosts, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate } } ], host_selection_retry_max_attempts: 5 }\n";
     let p = Proxy::start(&config(policy, &[&teapot, &good], None, ""), &[]);
     for _ in 0..4 {
         assert_eq!(send(p.port, "").status, 200);
@@ -246,7 +246,7 @@ fn bodies_are_replayed_within_the_buffer_limit() {
 fn per_try_timeout_retries_and_route_timeout_bounds_all() {
     let slow = Backend::start_forced("slow", "/delay/1000");
     let good = Backend::start("good");
-    let policy = "                  timeout: 2s\n                  retry_policy:\n                    retry_on: 5xx\n                    num_retries: 2\n                    per_try_timeout: 0.2s\n                    retry_host_predicate: [ { name: envoy.retry_host_predicates.previous_hosts } ]\n                    host_selection_retry_max_attempts: 5\n";
+    let policy = "                  timeout: 2s\n                  retry_policy:\n                    retry_on: 5xx\n                    num_retries: 2\n                    per_try_timeout: 0.2s\n                    retry_host_predicate: [ { name: envoy.retry_host_predicates.previous_hosts, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate } } ]\n                    host_selection_retry_max_attempts: 5\n";
     let p = Proxy::start(&config(policy, &[&slow, &good], None, ""), &[]);
     for _ in 0..4 {
         let started = Instant::now();

@@ -836,9 +836,10 @@ fn internal_address_config(node: &Node, errs: &mut Errors) -> Vec<(IpAddr, u8)> 
                 errs.add(prefix_node.path(), "expected an IP address");
                 return None;
             };
+            // Envoy takes up to 128 and caps it at the address's length.
             let max = if prefix.is_ipv4() { 32 } else { 128 };
             let len = match r.get("prefix_len") {
-                Some(l) => l.uint(errs, max)? as u8,
+                Some(l) => l.uint(errs, 128)?.min(max) as u8,
                 None => 0,
             };
             Some((prefix, len))

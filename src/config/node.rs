@@ -232,7 +232,8 @@ impl<'a> Node<'a> {
     /// Decodes one of the given enum names (proto JSON also allows the number).
     pub fn enumeration(&self, errs: &mut Errors, names: &[&'static str]) -> Option<&'static str> {
         let found = match self.value {
-            Value::String(s) => names.iter().find(|n| **n == s.as_str()).copied(),
+            // Envoy accepts enum names in any case (`codec_type: auto`).
+            Value::String(s) => names.iter().find(|n| n.eq_ignore_ascii_case(s)).copied(),
             Value::Number(n) => n.as_u64().and_then(|i| names.get(i as usize).copied()),
             _ => None,
         };

@@ -93,7 +93,7 @@ pub struct RetryPolicy {
     pub retriable_status_codes: Vec<u16>,
     /// `retriable_headers`.
     pub retriable_headers: Vec<HeaderMatcher>,
-    /// `retry_host_predicate` has `envoy.retry_host_predicates.previous_hosts`.
+    /// `retry_host_predicate` has the previous-hosts predicate.
     pub previous_hosts: bool,
     /// `host_selection_retry_max_attempts` (default 1).
     pub host_selection_max_attempts: u32,
@@ -138,7 +138,14 @@ static PREDICATE: Fields = Fields {
     unsupported: &[],
 };
 
-const PREVIOUS_HOSTS: &str = "envoy.retry_host_predicates.previous_hosts";
+const PREVIOUS_HOSTS_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
+/// `PreviousHostsPredicate` has no fields.
+#[rustfmt::skip]
+static PREVIOUS_HOSTS_CONFIG: Fields = Fields {
+    known: &["@type"],
+    unsupported: &[],
+};
 
 /// Decodes a `retry_policy`.
 pub fn retry_policy(node: &Node, errs: &mut Errors) -> Option<RetryPolicy> {
@@ -190,13 +197,18 @@ pub fn retry_policy(node: &Node, errs: &mut Errors) -> Option<RetryPolicy> {
     }
     if let Some(preds) = obj.get("retry_host_predicate") {
         for p in preds.list(errs) {
+            // Envoy 1.40 picks the predicate by its typed_config's type.
             let po = p.object(errs, &PREDICATE)?;
-            let name = po.require(errs, "name")?;
-            match name.str(errs)? {
-                PREVIOUS_HOSTS => policy.previous_hosts = true,
+            let config = po.require(errs, "typed_config")?;
+            let typed = config.object(errs, &PREVIOUS_HOSTS_CONFIG)?;
+            let kind = typed.require(errs, "@type")?;
+            match kind.str(errs)? {
+                PREVIOUS_HOSTS_TYPE => policy.previous_hosts = true,
                 other => errs.add(
-                    name.path(),
-                    format!("retry host predicate {other:?} is not supported yet"),
+                    kind.path(),
+                    format!(
+                        "retry host predicate {other:?} is not supported yet (only {PREVIOUS_HOSTS_TYPE})"
+                    ),
                 ),
             }
         }

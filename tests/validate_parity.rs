@@ -1,0 +1,299 @@
+//! `--mode validate` parity: for configs using only what Ringway supports,
+//! Envoy 1.40's verdict and Ringway's must agree, valid and invalid alike.
+
+mod common;
+use common::oracle::{envoy_or_skip, envoy_validate, ringway_validate};
+
+/// A bootstrap with one listener, one route table and two clusters; each
+/// case below edits it.
+const BASE: &str = r#"admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: 9901 } }
+static_resources:
+  listeners:
+  - name: main
+    address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            name: local_route
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: app }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: app
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: app
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }
+  - name: dns
+    type: STRICT_DNS
+    dns_lookup_family: V4_ONLY
+    lb_policy: LEAST_REQUEST
+    load_assignment:
+      cluster_name: dns
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: localhost, port_value: 8081 } } }
+"#;
+
+const ROUTE: &str =
+    "              - match: { prefix: \"/\" }\n                route: { cluster: app }\n";
+const HCM: &str = "          stat_prefix: ingress_http\n";
+
+/// BASE with `from` replaced by `to` (which must occur).
+fn edit(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "{from:?} is not in BASE");
+    BASE.replacen(from, to, 1)
+}
+
+fn routes(extra: &str) -> String {
+    edit(ROUTE, &format!("{extra}{ROUTE}"))
+}
+
+fn hcm(extra: &str) -> String {
+    edit(HCM, &format!("{HCM}{extra}"))
+}
+
+/// (what the case is, the config, whether it is valid).
+fn corpus() -> Vec<(&'static str, String, bool)> {
+    vec![
+        ("the base config", BASE.to_string(), true),
+        (
+            "enum names in lower case",
+            edit("type: STATIC", "type: static\n    lb_policy: round_robin")
+                .replace(HCM, &format!("{HCM}          codec_type: auto\n")),
+            true,
+        ),
+        (
+            "every route match kind",
+            routes(
+                r#"              - match: { path: "/exact", case_sensitive: false }
+                route: { cluster: app }
+              - match: { safe_regex: { regex: "/re/[0-9]+" } }
+                route: { cluster: app }
+              - match: { path_separated_prefix: "/sep" }
+                route: { cluster: app }
+              - match:
+                  prefix: "/h"
+                  headers:
+                  - { name: x-a, string_match: { exact: v, ignore_case: true } }
+                  - { name: x-b, present_match: true, invert_match: true }
+                  - { name: x-c, range_match: { start: 1, end: 10 } }
+                  - { name: x-d, string_match: { safe_regex: { regex: "a.*" } } }
+                  query_parameters:
+                  - { name: q, string_match: { prefix: p } }
+                  - { name: r, present_match: true }
+                route: { cluster: app }
+              - match: { prefix: "/g", grpc: {} }
+                route: { cluster: app }
+"#,
+            ),
+            true,
+        ),
+        (
+            "every route action",
+            routes(
+                r#"              - match: { prefix: "/w" }
+                route:
+                  weighted_clusters:
+                    clusters: [ { name: app, weight: 70 }, { name: dns, weight: 30 } ]
+              - match: { prefix: "/ch" }
+                route: { cluster_header: x-cluster, cluster_not_found_response_code: NOT_FOUND }
+              - match: { prefix: "/redir" }
+                redirect: { https_redirect: true, host_redirect: a.example, port_redirect: 8443, response_code: PERMANENT_REDIRECT, strip_query: true }
+              - match: { prefix: "/pre" }
+                redirect: { prefix_rewrite: "/post" }
+              - match: { prefix: "/direct" }
+                direct_response: { status: 418, body: { inline_string: "teapot" } }
+              - match: { prefix: "/rw" }
+                route:
+                  cluster: app
+                  prefix_rewrite: "/new"
+                  host_rewrite_literal: upstream.example
+                  timeout: 2s
+                  idle_timeout: 10s
+                  retry_policy:
+                    retry_on: 5xx,reset,connect-failure,retriable-status-codes
+                    num_retries: 3
+                    per_try_timeout: 0.5s
+                    retriable_status_codes: [409]
+                    retry_back_off: { base_interval: 0.01s, max_interval: 0.1s }
+                    retry_host_predicate: [ { name: envoy.retry_host_predicates.previous_hosts, typed_config: { "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate } } ]
+                    host_selection_retry_max_attempts: 3
+                  hash_policy:
+                  - header: { header_name: x-user }
+                  - cookie: { name: sticky, ttl: 60s }
+                  - connection_properties: { source_ip: true }
+                    terminal: true
+              - match: { prefix: "/rx" }
+                route:
+                  cluster: app
+                  regex_rewrite: { pattern: { regex: "^/rx/(.*)$" }, substitution: "/\\1" }
+                  auto_host_rewrite: true
+                request_headers_to_add:
+                - header: { key: x-a, value: "%DOWNSTREAM_REMOTE_ADDRESS%" }
+                  append_action: OVERWRITE_IF_EXISTS_OR_ADD
+                request_headers_to_remove: [x-b]
+                response_headers_to_add:
+                - header: { key: x-c, value: c }
+"#,
+            ),
+            true,
+        ),
+        (
+            "connection manager options",
+            hcm(
+                r#"          server_name: edge
+          server_header_transformation: APPEND_IF_ABSENT
+          max_request_headers_kb: 80
+          common_http_protocol_options: { idle_timeout: 60s, max_headers_count: 50 }
+          stream_idle_timeout: 30s
+          request_timeout: 60s
+          request_headers_timeout: 5s
+          delayed_close_timeout: 0.5s
+          use_remote_address: true
+          xff_num_trusted_hops: 1
+          skip_xff_append: false
+          internal_address_config: { cidr_ranges: [ { address_prefix: 10.0.0.0, prefix_len: 8 } ] }
+          generate_request_id: false
+          preserve_external_request_id: true
+          strip_any_host_port: true
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format: { text_format_source: { inline_string: "%START_TIME% %REQ(:PATH)% %RESPONSE_CODE%\n" } }
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: /dev/null
+              log_format: { json_format: { code: "%RESPONSE_CODE%", flags: "%RESPONSE_FLAGS%" } }
+"#,
+            ),
+            true,
+        ),
+        (
+            "load balancers and their settings",
+            edit(
+                "    lb_policy: LEAST_REQUEST\n",
+                "    lb_policy: RING_HASH\n    ring_hash_lb_config: { minimum_ring_size: 1024, maximum_ring_size: 8192 }\n    dns_refresh_rate: 10s\n",
+            ),
+            true,
+        ),
+        (
+            "maglev with a table size",
+            edit(
+                "    lb_policy: LEAST_REQUEST\n",
+                "    lb_policy: MAGLEV\n    maglev_lb_config: { table_size: 65537 }\n",
+            ),
+            true,
+        ),
+        (
+            "endpoints with locality, hostname and weights",
+            edit(
+                "      - lb_endpoints:\n        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }\n",
+                "      - locality: { region: r, zone: z }\n        lb_endpoints:\n        - endpoint: { hostname: api.internal, address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }\n          load_balancing_weight: 5\n",
+            ),
+            true,
+        ),
+        // Invalid, and both must say so.
+        (
+            "a route to an undefined cluster",
+            edit("route: { cluster: app }", "route: { cluster: nowhere }"),
+            false,
+        ),
+        (
+            "a regex that does not compile",
+            routes("              - match: { safe_regex: { regex: \"(\" } }\n                route: { cluster: app }\n"),
+            false,
+        ),
+        (
+            "an unknown connection manager field",
+            hcm("          no_such_field: 1\n"),
+            false,
+        ),
+        ("an unknown enum value", edit("type: STATIC", "type: STATICALLY"), false),
+        (
+            "two clusters with one name",
+            edit("  - name: dns\n", "  - name: app\n"),
+            false,
+        ),
+        ("no stat_prefix", edit(HCM, ""), false),
+        (
+            "an IPv4 prefix length past 32 (clamped)",
+            hcm("          internal_address_config: { cidr_ranges: [ { address_prefix: 10.0.0.0, prefix_len: 33 } ] }\n"),
+            true,
+        ),
+        (
+            "a prefix length past 128",
+            hcm("          internal_address_config: { cidr_ranges: [ { address_prefix: 10.0.0.0, prefix_len: 129 } ] }\n"),
+            false,
+        ),
+        ("a port past 65535", edit("port_value: 8080", "port_value: 70000"), false),
+        ("a malformed duration", edit("connect_timeout: 1s", "connect_timeout: soon"), false),
+        (
+            "a negative retry count",
+            edit("route: { cluster: app }", "route: { cluster: app, retry_policy: { num_retries: -1 } }"),
+            false,
+        ),
+        (
+            "one domain in two virtual hosts",
+            routes("")
+                .replace(
+                    "            - name: all\n",
+                    "            - name: twin\n              domains: [\"*\"]\n              routes: []\n            - name: all\n",
+                ),
+            false,
+        ),
+        (
+            "a route with no action",
+            routes("              - match: { prefix: \"/none\" }\n"),
+            false,
+        ),
+        (
+            "an endpoint without an address",
+            edit(
+                "        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }\n",
+                "        - endpoint: {}\n",
+            ),
+            false,
+        ),
+    ]
+}
+
+#[test]
+fn envoy_and_ringway_agree_on_validity() {
+    let Some(envoy) = envoy_or_skip("envoy_and_ringway_agree_on_validity") else {
+        return;
+    };
+    let mut disagreements = String::new();
+    for (what, config, valid) in corpus() {
+        let (envoy_ok, envoy_said) = envoy_validate(&envoy, &config);
+        let (ringway_ok, ringway_said) = ringway_validate(&config);
+        if envoy_ok != valid {
+            disagreements += &format!(
+                "\n== {what}: the corpus says valid={valid}, Envoy says {envoy_ok}\n{envoy_said}\n"
+            );
+        }
+        if ringway_ok != envoy_ok {
+            disagreements += &format!(
+                "\n== {what}: Envoy valid={envoy_ok}, Ringway valid={ringway_ok}\n--- envoy\n{envoy_said}\n--- ringway\n{ringway_said}\n"
+            );
+        }
+    }
+    assert!(disagreements.is_empty(), "{disagreements}");
+}
