@@ -1,0 +1,26 @@
+//! The upstream response-head parser on arbitrary bytes.
+#![no_main]
+
+mod common;
+
+use libfuzzer_sys::fuzz_target;
+use ringway::http::head::{parse_response, Shaping};
+
+thread_local! {
+    static FIXTURE: common::Fixture = common::Fixture::new();
+}
+
+fuzz_target!(|data: &[u8]| {
+    FIXTURE.with(|f| {
+        let shaping = Shaping {
+            is_head: data.first().is_some_and(|b| b & 1 == 1),
+            service_time_ms: 3,
+            close: data.first().is_some_and(|b| b & 2 == 2),
+            mutations: None,
+            set_cookie: Some(b"c=1"),
+            attempt_count: Some(2),
+        };
+        let mut out = Vec::new();
+        let _ = parse_response(data, &f.http, shaping, &mut out);
+    });
+});
