@@ -26,6 +26,8 @@ pub struct Cli {
     pub log_level: log::LevelFilter,
     /// `--drain-time-s`.
     pub drain_time: Duration,
+    /// `-o json`: configuration errors as JSON records on stdout.
+    pub json_errors: bool,
 }
 
 impl Cli {
@@ -72,6 +74,8 @@ USAGE: ringway -c FILE [options]
       --concurrency N      shards (default: number of cores)
       --mode serve|validate
                            validate: check the config, print the result, exit
+  -o, --output text|json   how configuration errors are reported (json: one
+                           record per error with path, message, suggestion)
   -l, --log-level LEVEL    trace, debug, info, warning, error, critical, off
       --drain-time-s N     seconds to wait for in-flight requests on SIGTERM
                            (default {DEFAULT_DRAIN_SECONDS})
@@ -91,6 +95,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         mode: Mode::Serve,
         log_level: log::LevelFilter::Info,
         drain_time: Duration::from_secs(DEFAULT_DRAIN_SECONDS),
+        json_errors: false,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -134,6 +139,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 let v = value(&flag)?;
                 cli.log_level = crate::logger::parse_level(&v)
                     .ok_or_else(|| format!("--log-level: unknown level {v:?}"))?;
+            }
+            "-o" | "--output" => {
+                cli.json_errors = match value(&flag)?.as_str() {
+                    "json" => true,
+                    "text" => false,
+                    other => return Err(format!("--output: expected text or json, got {other:?}")),
+                }
             }
             "--drain-time-s" => {
                 let v = value(&flag)?;

@@ -67,15 +67,26 @@ fn main() -> ExitCode {
     let (tree, boot, snapshot) = match loaded {
         Ok(s) => s,
         Err(errors) => {
-            eprintln!("configuration '{name}' is invalid:");
-            for e in &errors {
-                eprintln!("  {e}");
+            if cli.json_errors {
+                let records: Vec<_> = errors.iter().map(|e| e.to_json()).collect();
+                let report = serde_json::json!({"config": name, "valid": false, "errors": records});
+                println!("{report:#}");
+            } else {
+                eprintln!("configuration '{name}' is invalid:");
+                for e in &errors {
+                    eprintln!("  {e}");
+                }
             }
             return ExitCode::from(1);
         }
     };
     if validate {
-        println!("configuration '{name}' OK");
+        if cli.json_errors {
+            let report = serde_json::json!({"config": name, "valid": true, "errors": []});
+            println!("{report:#}");
+        } else {
+            println!("configuration '{name}' OK");
+        }
         return ExitCode::SUCCESS;
     }
     let options = ringway::server::Options {

@@ -103,6 +103,7 @@ impl ConfigSnapshot {
                 errors.push(ConfigError {
                     path: format!("static_resources.clusters[{i}].name"),
                     message: format!("duplicate cluster name {:?}", c.name),
+                    suggestion: None,
                 });
             }
         }
@@ -131,12 +132,14 @@ impl ConfigSnapshot {
                 errors.push(ConfigError {
                     path: format!("{path}.name"),
                     message: format!("duplicate listener name {:?}", l.name),
+                    suggestion: None,
                 });
             }
             if l.address.port() != 0 && seen_addrs.insert(l.address, i).is_some() {
                 errors.push(ConfigError {
                     path: format!("{path}.address"),
                     message: format!("another listener already binds {}", l.address),
+                    suggestion: None,
                 });
             }
             let rc_path = format!("{path}.filter_chains[0].filters[0].typed_config.route_config");
@@ -150,6 +153,7 @@ impl ConfigSnapshot {
                             "{path}.filter_chains[0].filters[0].typed_config.access_log[{j}]"
                         ),
                         message,
+                        suggestion: None,
                     }),
                 }
             }

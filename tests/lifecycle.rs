@@ -338,3 +338,71 @@ fn quickstart_config_serves_curl() {
     );
     assert!(proxied.ends_with("hello from ringway\n"), "{proxied}");
 }
+
+/// `--mode validate -o json`: every error at once as records, unknown
+/// names with a "did you mean", and no error hiding another (an
+/// unsupported cluster type no longer hides a bad lb_policy; an
+/// unsupported network filter is named next to the connection manager's
+/// own errors).
+#[test]
+fn validate_reports_every_error_as_json_with_suggestions() {
+    let config = r#"static_resources:
+  listeners:
+  - name: l
+    address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c }
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefx: x
+          route_config: { virtual_hosts: [ { name: a, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: c } } ] } ] }
+          http_filters: [ { name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } } ]
+  clusters:
+  - name: c
+    type: EDS
+    lb_policy: ROUND_ROBN
+    conect_timeout: 1s
+"#;
+    let (ok, stdout, _) = validate(config, &["-o", "json"]);
+    assert!(!ok);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json on stdout");
+    assert_eq!(report["valid"], false);
+    let errors = report["errors"].as_array().expect("errors");
+    let find = |path_end: &str| {
+        errors
+            .iter()
+            .find(|e| e["path"].as_str().is_some_and(|p| p.ends_with(path_end)))
+            .unwrap_or_else(|| panic!("no error at {path_end}: {report:#}"))
+    };
+    assert_eq!(
+        find("filters[1].typed_config.stat_prefx")["suggestion"],
+        "stat_prefix"
+    );
+    assert_eq!(
+        find("clusters[0].conect_timeout")["suggestion"],
+        "connect_timeout"
+    );
+    assert_eq!(find("clusters[0].lb_policy")["suggestion"], "ROUND_ROBIN");
+    assert!(find("clusters[0].type")["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("EDS is not supported yet")));
+    assert!(find("filters[0].typed_config.@type")["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("TcpProxy")));
+    // The text form says the same, with the suggestions inline.
+    let (_, _, stderr) = validate(config, &[]);
+    assert!(
+        stderr.contains("conect_timeout: unknown field (did you mean `connect_timeout`?)"),
+        "{stderr}"
+    );
+    // A valid config reports valid with no errors.
+    let good = std::fs::read_to_string("configs/quickstart.yaml").expect("bundled config");
+    let (ok, stdout, _) = validate(&good, &["-o", "json"]);
+    assert!(ok);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["errors"], serde_json::json!([]));
+}

@@ -615,16 +615,18 @@ fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
             "more than one filter chain is not supported yet",
         );
     }
-    let hcm = match chains.into_iter().next() {
-        Some(chain) => filter_chain(chain, errs),
-        None => {
-            errs.add(
-                &format!("{}.filter_chains", obj.path()),
-                "expected one filter chain",
-            );
-            None
-        }
-    };
+    if chains.is_empty() {
+        errs.add(
+            &format!("{}.filter_chains", obj.path()),
+            "expected one filter chain",
+        );
+    }
+    // Every chain is checked; the first one serves.
+    let decoded: Vec<_> = chains
+        .into_iter()
+        .map(|chain| filter_chain(chain, errs))
+        .collect();
+    let hcm = decoded.into_iter().next().flatten();
     let address = address?;
     Some(Listener {
         name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
@@ -635,18 +637,33 @@ fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
 
 fn filter_chain(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
     let obj = node.object(errs, &FILTER_CHAIN)?;
-    let filters = obj.require(errs, "filters")?.list(errs);
-    if filters.len() != 1 {
+    let list = obj.require(errs, "filters")?;
+    let filters = list.list(errs);
+    if filters.is_empty() {
         errs.add(
-            &format!("{}.filters", obj.path()),
-            format!(
-                "expected exactly one network filter ({HCM_NAME}), found {}",
-                filters.len()
-            ),
+            list.path(),
+            format!("expected a network filter ({HCM_NAME})"),
         );
-        return None;
     }
-    let filter = filters.into_iter().next()?;
+    // Every filter is checked, so that each unsupported one is named.
+    let mut found = None;
+    for filter in filters {
+        let path = filter.path().to_string();
+        if let Some(hcm) = network_filter(filter, errs) {
+            if found.replace(hcm).is_some() {
+                errs.add(
+                    &path,
+                    format!("more than one {HCM_NAME} is not supported yet"),
+                );
+            }
+        }
+    }
+    found
+}
+
+/// One network filter: the connection manager it configures, or errors
+/// for a filter Ringway does not run.
+fn network_filter(filter: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
     let fobj = filter.object(errs, &FILTER)?;
     let name = string(&fobj, errs, "name").unwrap_or_default();
     let Some(tc) = fobj.get("typed_config") else {
@@ -1074,22 +1091,24 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
     let name = obj
         .require(errs, "name")
         .and_then(|c| c.str(errs).map(str::to_string));
+    // A bad type does not stop the rest of the cluster being checked.
     let discovery = match obj.get("type") {
         Some(t) => match t.enumeration(
             errs,
             &["STATIC", "STRICT_DNS", "LOGICAL_DNS", "EDS", "ORIGINAL_DST"],
-        )? {
-            "STATIC" => Discovery::Static,
-            "STRICT_DNS" => Discovery::StrictDns,
-            other => {
+        ) {
+            Some("STATIC") => Some(Discovery::Static),
+            Some("STRICT_DNS") => Some(Discovery::StrictDns),
+            Some(other) => {
                 errs.add(
                     t.path(),
                     format!("cluster type {other} is not supported yet"),
                 );
-                return None;
+                None
             }
+            None => None,
         },
-        None => Discovery::Static,
+        None => Some(Discovery::Static),
     };
     let lb_policy = super::lb::lb_policy(&obj, errs);
     let connect_timeout = obj
@@ -1125,14 +1144,15 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
             if let Some(eps) = lao.get("endpoints") {
                 for item in eps.list(errs) {
                     let child = item;
-                    locality_endpoints(child, errs, discovery, &mut endpoints);
+                    let checked_as = discovery.unwrap_or(Discovery::Static);
+                    locality_endpoints(child, errs, checked_as, &mut endpoints);
                 }
             }
         }
     }
     Some(Cluster {
         name: name?,
-        discovery,
+        discovery: discovery?,
         connect_timeout,
         endpoints,
         dns_refresh_rate,

@@ -23,6 +23,7 @@ pub fn parse_document(text: &str, origin: &str) -> Result<Value, ConfigError> {
     let value: Value = serde_yaml::from_str(text).map_err(|e| ConfigError {
         path: String::new(),
         message: format!("{origin}: cannot parse as YAML or JSON: {e}"),
+        suggestion: None,
     })?;
     Ok(if value.is_null() {
         Value::Object(Default::default())
@@ -68,6 +69,7 @@ pub fn load(path: Option<&str>, inline: Option<&str>) -> Result<Value, ConfigErr
             let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
                 path: String::new(),
                 message: format!("cannot read {p}: {e}"),
+                suggestion: None,
             })?;
             parse_document(&text, p)?
         }

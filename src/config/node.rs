@@ -16,16 +16,61 @@ pub struct ConfigError {
     pub path: String,
     /// What was wrong and what was expected.
     pub message: String,
+    /// What was probably meant (a known field close to an unknown one).
+    pub suggestion: Option<String>,
+}
+
+impl ConfigError {
+    /// The error as a JSON record: `path`, `message`, `suggestion`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "path": self.path,
+            "message": self.message,
+            "suggestion": self.suggestion,
+        })
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", &self.path, self.message)
+        if !self.path.is_empty() {
+            write!(f, "{}: ", &self.path)?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(s) = &self.suggestion {
+            write!(f, " (did you mean `{s}`?)")?;
+        }
+        Ok(())
+    }
+}
+
+/// The candidate closest to `name` by edit distance, if it is close enough
+/// to be a likely typo (at most a third of the name's length, and 1 for
+/// short names).
+pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    let limit = (name.len() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance between two strings, by bytes.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
         }
     }
+    row[b.len()]
 }
 
 /// The errors found while decoding one configuration.
@@ -38,6 +83,16 @@ impl Errors {
         self.0.push(ConfigError {
             path: path.to_string(),
             message: message.into(),
+            suggestion: None,
+        });
+    }
+
+    /// Records an error at `path` with what was probably meant.
+    pub fn suggest(&mut self, path: &str, message: impl Into<String>, suggestion: Option<&str>) {
+        self.0.push(ConfigError {
+            path: path.to_string(),
+            message: message.into(),
+            suggestion: suggestion.map(str::to_string),
         });
     }
 }
@@ -135,7 +190,8 @@ impl<'a> Node<'a> {
             } else if fields.unsupported.contains(&name.as_str()) {
                 errs.add(&child, "not supported yet");
             } else {
-                errs.add(&child, "unknown field");
+                let all = fields.known.iter().chain(fields.unsupported).copied();
+                errs.suggest(&child, "unknown field", closest(&name, all));
             }
         }
         Some(Obj {
@@ -238,9 +294,12 @@ impl<'a> Node<'a> {
             _ => None,
         };
         if found.is_none() {
-            errs.add(
+            let upper = self.value.as_str().map(str::to_ascii_uppercase);
+            let near = upper.and_then(|u| closest(&u, names.iter().copied()));
+            errs.suggest(
                 &self.path,
                 format!("expected one of {}, found {}", names.join(", "), self.value),
+                near,
             );
         }
         found
@@ -330,6 +389,16 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggestions_are_close_names_only() {
+        let names = ["route_config", "stat_prefix", "server_name"];
+        assert_eq!(closest("stat_prefx", names), Some("stat_prefix"));
+        assert_eq!(closest("route_configs", names), Some("route_config"));
+        assert_eq!(closest("tracing", names), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
 
     #[test]
     fn durations_in_envoy_forms() {

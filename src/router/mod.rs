@@ -243,6 +243,7 @@ impl RouteTable {
                             "domain {domain:?} appears in more than one virtual host of route config {:?}",
                             rc.name
                         ),
+                        suggestion: None,
                     });
                 }
             }
@@ -262,6 +263,7 @@ impl RouteTable {
                                 errors.push(config::ConfigError {
                                     path: format!("{rpath}.{field}"),
                                     message: format!("unknown cluster {name:?}"),
+                                    suggestion: None,
                                 });
                             }
                             found
@@ -319,6 +321,7 @@ impl RouteTable {
                             message:
                                 "prefix_rewrite needs a prefix, path or path_separated_prefix match"
                                     .into(),
+                            suggestion: None,
                         });
                     }
                 }
