@@ -1,4 +1,5 @@
-//! Looking at a socket's receive queue without reading it.
+//! Socket helpers: looking at a receive queue without reading it, waiting
+//! on a socket another operation is using, and integer socket options.
 
 use monoio::net::TcpStream;
 use std::mem::MaybeUninit;
@@ -74,5 +75,31 @@ pub async fn peer_closed(fd: RawFd, after: Duration) {
             Peeked::Data => return std::future::pending().await,
             Peeked::Nothing => {}
         }
+    }
+}
+
+/// `setsockopt(level, name)` with an integer value, on any socket.
+pub fn set_int_option(
+    socket: &impl std::os::fd::AsRawFd,
+    level: i32,
+    name: i32,
+    value: i32,
+) -> std::io::Result<()> {
+    let value: libc::c_int = value;
+    // SAFETY: `value` is a live c_int and its size is passed with it; the
+    // descriptor belongs to `socket`, borrowed for the whole call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

@@ -54,6 +54,8 @@ pub struct HttpSettings {
     pub request_timeout: Option<Duration>,
     /// `request_headers_timeout`.
     pub request_headers_timeout: Option<Duration>,
+    /// `common_http_protocol_options.max_requests_per_connection`.
+    pub max_requests_per_connection: Option<u32>,
     /// `delayed_close_timeout`.
     pub delayed_close_timeout: Option<Duration>,
     /// Client address detection and `x-forwarded-for`.
@@ -71,6 +73,8 @@ pub struct Listener {
     pub http: Arc<HttpSettings>,
     /// `listener.<address>.*`.
     pub stats: Arc<Scope<sets::Listener>>,
+    /// How its sockets are made and read.
+    pub socket: config::ListenerSocket,
 }
 
 /// Everything a request needs, frozen at one epoch.
@@ -162,6 +166,7 @@ impl ConfigSnapshot {
                 address: l.address,
                 http: Arc::new(http_settings(&l.hcm, routes, store, access_logs)),
                 stats: store.listener(&l.address.to_string()),
+                socket: l.socket.clone(),
             }));
         }
         if errors.is_empty() {
@@ -220,6 +225,7 @@ fn http_settings(
         stream_idle_timeout: hcm.stream_idle_timeout,
         request_timeout: hcm.request_timeout,
         request_headers_timeout: hcm.request_headers_timeout,
+        max_requests_per_connection: hcm.max_requests_per_connection,
         delayed_close_timeout: hcm.delayed_close_timeout,
         xff: hcm.xff.clone(),
         stats: store.http(&hcm.stat_prefix),

@@ -210,6 +210,30 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             ),
             true,
         ),
+        (
+            "listener socket fields",
+            edit(
+                "    filter_chains:\n",
+                "    traffic_direction: OUTBOUND\n    enable_reuse_port: false\n    per_connection_buffer_limit_bytes: 32768\n    socket_options: [ { description: keepalive, level: 1, name: 9, int_value: 1, state: STATE_LISTENING } ]\n    filter_chains:\n",
+            ),
+            true,
+        ),
+        (
+            "cluster connection fields",
+            edit(
+                "    connect_timeout: 1s\n",
+                "    connect_timeout: 1s\n    alt_stat_name: app_stats\n    per_connection_buffer_limit_bytes: 32768\n    max_requests_per_connection: 100\n    upstream_connection_options: { tcp_keepalive: { keepalive_time: 300, keepalive_interval: 30, keepalive_probes: 3 } }\n",
+            ),
+            true,
+        ),
+        (
+            "max requests per connection both ways",
+            hcm("          common_http_protocol_options: { max_requests_per_connection: 1000 }\n").replace(
+                "    dns_lookup_family: V4_ONLY\n",
+                "    dns_lookup_family: V4_ONLY\n    common_http_protocol_options: { max_requests_per_connection: 10 }\n",
+            ),
+            true,
+        ),
         // Invalid, and both must say so.
         (
             "a route to an undefined cluster",

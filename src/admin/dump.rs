@@ -28,7 +28,7 @@ pub fn clusters_text(snapshot: &ConfigSnapshot) -> String {
     let mut out = String::new();
     for c in &snapshot.clusters {
         let name = c.name();
-        let _ = writeln!(out, "{name}::observability_name::{name}");
+        let _ = writeln!(out, "{name}::observability_name::{}", c.stat_name());
         for priority in ["default_priority", "high_priority"] {
             for (field, value) in THRESHOLDS {
                 let _ = writeln!(out, "{name}::{priority}::{field}::{value}");
@@ -102,7 +102,7 @@ pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
                 .collect();
             json!({
                 "name": c.name(),
-                "observability_name": c.name(),
+                "observability_name": c.stat_name(),
                 "added_via_api": false,
                 "circuit_breakers": {"thresholds": [Value::Object(thresholds.clone()), Value::Object(high.clone())]},
                 "host_statuses": hosts,

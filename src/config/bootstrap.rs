@@ -40,6 +40,49 @@ pub struct Listener {
     pub address: SocketAddr,
     /// The HTTP connection manager of the listener's filter chain.
     pub hcm: HttpConnectionManager,
+    /// How its sockets are made.
+    pub socket: ListenerSocket,
+}
+
+/// How a listener's sockets are made and read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSocket {
+    /// `enable_reuse_port` (default true): each shard binds its own socket
+    /// with SO_REUSEPORT; false, one socket that every shard accepts on.
+    pub reuse_port: bool,
+    /// `socket_options`, applied in their `state`.
+    pub options: Vec<SocketOption>,
+    /// `per_connection_buffer_limit_bytes` (default 1 MiB): the most read
+    /// from a connection at once.
+    pub buffer_limit: usize,
+    /// `traffic_direction` (`UNSPECIFIED`, `INBOUND`, `OUTBOUND`). Envoy
+    /// uses it for tracing and original-destination listeners, neither of
+    /// which Ringway has; it is kept so `/config_dump` shows it.
+    pub traffic_direction: &'static str,
+}
+
+/// One `socket_options` entry: `setsockopt(level, name, int_value)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOption {
+    /// `level`.
+    pub level: i32,
+    /// `name`.
+    pub name: i32,
+    /// `int_value`.
+    pub value: i32,
+    /// `state`: when it is set.
+    pub state: SocketState,
+}
+
+/// When a socket option is applied (`SocketOption.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketState {
+    /// `STATE_PREBIND` (the default): before `bind`.
+    Prebind,
+    /// `STATE_BOUND`: after `bind`, before `listen`.
+    Bound,
+    /// `STATE_LISTENING`: after `listen`.
+    Listening,
 }
 
 /// How the `server` response header is produced.
@@ -87,6 +130,9 @@ pub struct HttpConnectionManager {
     /// `request_timeout`: the whole request must arrive within it
     /// (default: disabled).
     pub request_timeout: Option<Duration>,
+    /// `common_http_protocol_options.max_requests_per_connection`: the
+    /// connection closes after this many requests (default: no limit).
+    pub max_requests_per_connection: Option<u32>,
     /// `request_headers_timeout`: a request head must be complete this
     /// long after its first byte (Ringway's default 10 s, Envoy's edge
     /// value; Envoy's own default is off; 0 disables).
@@ -221,6 +267,28 @@ pub struct Cluster {
     pub dns_lookup_family: DnsLookupFamily,
     /// `lb_policy` and its settings.
     pub lb_policy: super::LbPolicy,
+    /// `alt_stat_name`: the name its stats carry instead of `name`.
+    pub alt_stat_name: Option<String>,
+    /// `per_connection_buffer_limit_bytes` (default 1 MiB): the most read
+    /// from an upstream connection at once.
+    pub buffer_limit: usize,
+    /// `max_requests_per_connection` (or the same field of
+    /// `common_http_protocol_options`): an upstream connection is closed
+    /// after this many requests.
+    pub max_requests_per_connection: Option<u32>,
+    /// `upstream_connection_options.tcp_keepalive`.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+}
+
+/// `tcp_keepalive`: unset fields keep the kernel's values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    /// `keepalive_probes`.
+    pub probes: Option<u32>,
+    /// `keepalive_time`, seconds idle before the first probe.
+    pub time: Option<u32>,
+    /// `keepalive_interval`, seconds between probes.
+    pub interval: Option<u32>,
 }
 
 /// Cluster discovery `type`.
@@ -314,14 +382,17 @@ static STATIC_RESOURCES: Fields = Fields {
 };
 #[rustfmt::skip]
 static LISTENER: Fields = Fields {
-    known: &["name", "address", "filter_chains"],
+    known: &[
+        "name", "address", "filter_chains", "per_connection_buffer_limit_bytes",
+        "traffic_direction", "enable_reuse_port", "socket_options",
+    ],
     unsupported: &[
         "additional_addresses", "stat_prefix", "filter_chain_matcher", "use_original_dst",
-        "default_filter_chain", "per_connection_buffer_limit_bytes", "metadata", "deprecated_v1",
+        "default_filter_chain", "metadata", "deprecated_v1",
         "drain_type", "listener_filters", "listener_filters_timeout",
-        "continue_on_listener_filters_timeout", "transparent", "freebind", "socket_options",
-        "tcp_fast_open_queue_length", "traffic_direction", "udp_listener_config", "api_listener",
-        "connection_balance_config", "reuse_port", "enable_reuse_port", "access_log",
+        "continue_on_listener_filters_timeout", "transparent", "freebind",
+        "tcp_fast_open_queue_length", "udp_listener_config", "api_listener",
+        "connection_balance_config", "reuse_port", "access_log",
         "tcp_backlog_size", "max_connections_to_accept_per_socket_event", "bind_to_port",
         "internal_listener", "enable_mptcp", "ignore_global_conn_limit",
         "bypass_overload_manager",
@@ -381,11 +452,10 @@ static HCM: Fields = Fields {
 };
 #[rustfmt::skip]
 static PROTOCOL_OPTIONS: Fields = Fields {
-    known: &["max_headers_count", "idle_timeout"],
+    known: &["max_headers_count", "idle_timeout", "max_requests_per_connection"],
     unsupported: &[
         "max_connection_duration", "max_stream_duration",
-        "headers_with_underscores_action", "max_requests_per_connection",
-        "max_response_headers_kb",
+        "headers_with_underscores_action", "max_response_headers_kb",
     ],
 };
 #[rustfmt::skip]
@@ -456,19 +526,20 @@ static CLUSTER: Fields = Fields {
     known: &[
         "name", "type", "connect_timeout", "lb_policy", "load_assignment", "dns_refresh_rate",
         "dns_lookup_family", "least_request_lb_config", "ring_hash_lb_config",
-        "maglev_lb_config",
+        "maglev_lb_config", "alt_stat_name", "per_connection_buffer_limit_bytes",
+        "max_requests_per_connection", "common_http_protocol_options",
+        "upstream_connection_options",
     ],
     unsupported: &[
-        "transport_socket_matches", "alt_stat_name", "cluster_type", "eds_cluster_config",
-        "per_connection_buffer_limit_bytes", "health_checks", "max_requests_per_connection",
-        "circuit_breakers", "upstream_http_protocol_options", "common_http_protocol_options",
+        "transport_socket_matches", "cluster_type", "eds_cluster_config",
+        "health_checks", "circuit_breakers", "upstream_http_protocol_options",
         "http_protocol_options", "http2_protocol_options", "typed_extension_protocol_options",
         "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
         "wait_for_warm_on_init", "outlier_detection", "cleanup_interval", "upstream_bind_config",
         "lb_subset_config", "original_dst_lb_config", "round_robin_lb_config",
         "common_lb_config",
-        "transport_socket", "metadata", "protocol_selection", "upstream_connection_options",
+        "transport_socket", "metadata", "protocol_selection",
         "close_connections_on_host_health_failure", "ignore_health_on_host_removal", "filters",
         "load_balancing_policy", "lrs_server", "track_timeout_budgets", "upstream_config",
         "track_cluster_stats", "preconnect_policy", "connection_pool_per_downstream_connection",
@@ -632,7 +703,80 @@ fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
         name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
         address,
         hcm: hcm?,
+        socket: ListenerSocket {
+            reuse_port: obj
+                .get("enable_reuse_port")
+                .map(|r| match r.value() {
+                    serde_json::Value::Object(_) => wrapped_bool(&r, errs),
+                    _ => r.bool(errs).unwrap_or(true),
+                })
+                .unwrap_or(true),
+            options: socket_options(&obj, errs),
+            buffer_limit: obj
+                .get("per_connection_buffer_limit_bytes")
+                .map(|b| wrapped_uint(&b, errs, u32::MAX as u64).unwrap_or(0) as usize)
+                .unwrap_or(DEFAULT_BUFFER_LIMIT),
+            traffic_direction: obj
+                .get("traffic_direction")
+                .and_then(|t| t.enumeration(errs, &["UNSPECIFIED", "INBOUND", "OUTBOUND"]))
+                .unwrap_or("UNSPECIFIED"),
+        },
     })
+}
+
+#[rustfmt::skip]
+static SOCKET_OPTION: Fields = Fields {
+    known: &["description", "level", "name", "int_value", "state"],
+    unsupported: &["buf_value", "type"],
+};
+
+/// Decodes `socket_options` (integer values only).
+pub(super) fn socket_options(obj: &Obj, errs: &mut Errors) -> Vec<SocketOption> {
+    let list = obj
+        .get("socket_options")
+        .map(|l| l.list(errs))
+        .unwrap_or_default();
+    list.into_iter()
+        .filter_map(|item| {
+            let o = item.object(errs, &SOCKET_OPTION)?;
+            if let Some(d) = o.get("description") {
+                d.str(errs);
+            }
+            let int = |errs: &mut Errors, name: &str| {
+                let node = o.require(errs, name)?;
+                let value = match node.value() {
+                    serde_json::Value::String(s) => s.parse::<i64>().ok(),
+                    v => v.as_i64(),
+                };
+                match value.and_then(|v| i32::try_from(v).ok()) {
+                    Some(v) => Some(v),
+                    None => {
+                        errs.add(node.path(), "expected a 32-bit integer");
+                        None
+                    }
+                }
+            };
+            let level = int(errs, "level");
+            let name = int(errs, "name");
+            let value = int(errs, "int_value");
+            let state = match o.get("state") {
+                Some(s) => match s
+                    .enumeration(errs, &["STATE_PREBIND", "STATE_BOUND", "STATE_LISTENING"])?
+                {
+                    "STATE_BOUND" => SocketState::Bound,
+                    "STATE_LISTENING" => SocketState::Listening,
+                    _ => SocketState::Prebind,
+                },
+                None => SocketState::Prebind,
+            };
+            Some(SocketOption {
+                level: level?,
+                name: name?,
+                value: value?,
+                state,
+            })
+        })
+        .collect()
 }
 
 fn filter_chain(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
@@ -730,11 +874,17 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
         None => 60,
     };
     let mut max_headers_count = 100;
+    let mut max_requests_per_connection = None;
     let mut idle_timeout = Some(Duration::from_secs(3600));
     if let Some(c) = obj.get("common_http_protocol_options") {
         if let Some(o) = c.object(errs, &PROTOCOL_OPTIONS) {
             if let Some(t) = o.get("idle_timeout") {
                 idle_timeout = t.duration(errs).filter(|d| !d.is_zero());
+            }
+            if let Some(m) = o.get("max_requests_per_connection") {
+                max_requests_per_connection = wrapped_uint(&m, errs, u32::MAX as u64)
+                    .filter(|&n| n > 0)
+                    .map(|n| n as u32);
             }
             if let Some(m) = o.get("max_headers_count") {
                 match wrapped_uint(&m, errs, 10_000) {
@@ -791,6 +941,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
             .get("request_timeout")
             .and_then(|t| t.duration(errs))
             .filter(|d| !d.is_zero()),
+        max_requests_per_connection,
         request_headers_timeout: match obj.get("request_headers_timeout") {
             Some(t) => t.duration(errs).filter(|d| !d.is_zero()),
             None => Some(Duration::from_secs(10)),
@@ -1150,14 +1301,77 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
             }
         }
     }
+    let alt_stat_name = string(&obj, errs, "alt_stat_name").filter(|n| !n.is_empty());
+    let buffer_limit = match obj.get("per_connection_buffer_limit_bytes") {
+        Some(b) => wrapped_uint(&b, errs, u32::MAX as u64).unwrap_or(0) as usize,
+        None => DEFAULT_BUFFER_LIMIT,
+    };
+    let mut max_requests_per_connection = obj
+        .get("max_requests_per_connection")
+        .and_then(|m| wrapped_uint(&m, errs, u32::MAX as u64));
+    if let Some(c) = obj.get("common_http_protocol_options") {
+        if let Some(o) = c.object(errs, &UPSTREAM_PROTOCOL_OPTIONS) {
+            if let Some(m) = o.get("max_requests_per_connection") {
+                max_requests_per_connection = wrapped_uint(&m, errs, u32::MAX as u64);
+            }
+        }
+    }
+    let tcp_keepalive = obj
+        .get("upstream_connection_options")
+        .and_then(|c| c.object(errs, &CONNECTION_OPTIONS))
+        .and_then(|o| o.get("tcp_keepalive"))
+        .and_then(|k| tcp_keepalive(&k, errs));
     Some(Cluster {
         name: name?,
         discovery: discovery?,
+        alt_stat_name,
+        buffer_limit,
+        // 0 means no limit, as in Envoy.
+        max_requests_per_connection: max_requests_per_connection
+            .filter(|&m| m > 0)
+            .map(|m| m as u32),
+        tcp_keepalive,
         connect_timeout,
         endpoints,
         dns_refresh_rate,
         dns_lookup_family,
         lb_policy: lb_policy?,
+    })
+}
+
+/// Envoy's default `per_connection_buffer_limit_bytes`.
+pub const DEFAULT_BUFFER_LIMIT: usize = 1024 * 1024;
+
+#[rustfmt::skip]
+static UPSTREAM_PROTOCOL_OPTIONS: Fields = Fields {
+    known: &["max_requests_per_connection"],
+    unsupported: &[
+        "idle_timeout", "max_headers_count", "max_connection_duration", "max_stream_duration",
+        "headers_with_underscores_action", "max_response_headers_kb",
+    ],
+};
+#[rustfmt::skip]
+static CONNECTION_OPTIONS: Fields = Fields {
+    known: &["tcp_keepalive"],
+    unsupported: &["set_local_interface_name_on_upstream_connections", "happy_eyeballs_config"],
+};
+#[rustfmt::skip]
+static TCP_KEEPALIVE: Fields = Fields {
+    known: &["keepalive_probes", "keepalive_time", "keepalive_interval"],
+    unsupported: &[],
+};
+
+fn tcp_keepalive(node: &Node, errs: &mut Errors) -> Option<TcpKeepalive> {
+    let o = node.object(errs, &TCP_KEEPALIVE)?;
+    let field = |errs: &mut Errors, name: &str| {
+        o.get(name)
+            .and_then(|v| wrapped_uint(&v, errs, u32::MAX as u64))
+            .map(|v| v as u32)
+    };
+    Some(TcpKeepalive {
+        probes: field(errs, "keepalive_probes"),
+        time: field(errs, "keepalive_time"),
+        interval: field(errs, "keepalive_interval"),
     })
 }
 

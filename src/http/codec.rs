@@ -18,6 +18,8 @@ pub struct ReadBuf {
     buf: Vec<u8>,
     start: usize,
     received: u64,
+    /// Most bytes one read takes (0: [`READ_CHUNK`]).
+    chunk: usize,
 }
 
 impl ReadBuf {
@@ -40,6 +42,20 @@ impl ReadBuf {
         }
     }
 
+    /// Bounds each read to `limit` bytes (`per_connection_buffer_limit_bytes`);
+    /// at most [`READ_CHUNK`], at least 1 KiB.
+    pub fn set_chunk(&mut self, limit: usize) {
+        self.chunk = limit.clamp(1024, READ_CHUNK);
+    }
+
+    fn chunk(&self) -> usize {
+        if self.chunk == 0 {
+            READ_CHUNK
+        } else {
+            self.chunk
+        }
+    }
+
     /// Frees the buffer's memory when it holds no unread data.
     pub fn release(&mut self) {
         if self.is_empty() {
@@ -51,14 +67,14 @@ impl ReadBuf {
     /// Makes room for another read, growing the buffer up to `limit`
     /// bytes of unread data.
     fn make_room(&mut self, limit: usize) -> std::io::Result<()> {
-        if self.start > 0 && (self.buf.len() == self.buf.capacity() || self.start > READ_CHUNK / 2)
-        {
+        let chunk = self.chunk();
+        if self.start > 0 && (self.buf.len() == self.buf.capacity() || self.start > chunk / 2) {
             self.buf.drain(..self.start);
             self.start = 0;
         }
         if self.buf.len() == self.buf.capacity() {
             let unread = self.buf.len() - self.start;
-            let want = (unread * 2).clamp(READ_CHUNK, limit.max(READ_CHUNK));
+            let want = (unread * 2).clamp(chunk, limit.max(chunk));
             if want <= unread {
                 return Err(std::io::Error::other("read buffer limit reached"));
             }
@@ -145,10 +161,11 @@ impl ReadBuf {
 
     /// Shrinks the buffer back after a large head was consumed.
     pub fn shrink(&mut self) {
-        if self.buf.capacity() > READ_CHUNK && self.buf.len() - self.start <= READ_CHUNK {
+        let chunk = self.chunk();
+        if self.buf.capacity() > chunk && self.buf.len() - self.start <= chunk {
             self.buf.drain(..self.start);
             self.start = 0;
-            self.buf.shrink_to(READ_CHUNK);
+            self.buf.shrink_to(chunk);
         }
     }
 }

@@ -5,15 +5,17 @@
 
 pub mod drain;
 pub mod shard;
+mod socket;
 
 use crate::access_log::{self, Sinks};
 use crate::admin::{self, Admin, Command, ServerInfo};
+use crate::config::ListenerSocket;
 use crate::config::{Discovery, NodeInfo};
 use crate::http::conn;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::Store;
 use crate::upstream::{dns, Endpoint};
-use monoio::net::{ListenerOpts, TcpListener};
+use monoio::net::TcpListener;
 use shard::Shard;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::future::Future;
@@ -57,7 +59,7 @@ pub fn run(
     // traffic must drain, not kill the process with its default action.
     let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let addresses = reserve_ports(&snapshot)?;
+    let binds = bind_plan(&snapshot)?;
     sinks.start()?;
     store.register("filesystem.", sinks.clone());
     let admin_listener = options.admin.map(admin::bind).transpose()?;
@@ -72,7 +74,7 @@ pub fn run(
         let published = published.clone();
         let store = store.clone();
         let sinks = sinks.clone();
-        let addresses = addresses.clone();
+        let binds = binds.clone();
         let stop_rx = stop_rx.clone();
         let ready_tx = ready_tx.clone();
         let done_tx = done_tx.clone();
@@ -85,7 +87,7 @@ pub fn run(
                 let ready = ready_tx.clone();
                 let shard_run = move || {
                     let shard = Rc::new(Shard::new(id, published, store, sinks));
-                    run_shard(shard, addresses, stop_rx, ready)
+                    run_shard(shard, binds, stop_rx, ready)
                 };
                 if let Err(e) = block_on(shard_run) {
                     let _ = ready_tx.send(Err(format!("shard {id}: cannot start a runtime: {e}")));
@@ -107,8 +109,8 @@ pub fn run(
         .load()
         .listeners
         .iter()
-        .zip(&addresses)
-        .map(|(l, addr)| (l.name.clone(), *addr))
+        .zip(&binds)
+        .map(|(l, bind)| (l.name.clone(), bind.address()))
         .collect();
     for (name, addr) in &listeners {
         log::info!("listener {name} serving on {addr}");
@@ -188,20 +190,58 @@ pub(crate) fn block_on<F: Future<Output = ()>>(make: impl FnOnce() -> F) -> std:
     Ok(())
 }
 
-/// Resolves listener ports: a port of 0 is bound once here to pick a free
-/// port, which every shard then binds with SO_REUSEPORT.
-fn reserve_ports(snapshot: &ConfigSnapshot) -> Result<Vec<SocketAddr>, String> {
+/// How the shards get their socket for one listener.
+#[derive(Clone)]
+enum Bind {
+    /// Each shard binds its own with SO_REUSEPORT (the kernel spreads
+    /// connections over them).
+    PerShard(SocketAddr, ListenerSocket),
+    /// One socket, bound here, that every shard accepts on
+    /// (`enable_reuse_port: false`).
+    Shared(Arc<std::net::TcpListener>),
+}
+
+impl Bind {
+    fn address(&self) -> SocketAddr {
+        match self {
+            Bind::PerShard(addr, _) => *addr,
+            Bind::Shared(l) => l
+                .local_addr()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        }
+    }
+
+    /// This shard's socket.
+    fn open(&self) -> std::io::Result<TcpListener> {
+        let std = match self {
+            Bind::PerShard(addr, spec) => socket::listen(*addr, spec, BACKLOG)?,
+            Bind::Shared(l) => l.try_clone()?,
+        };
+        TcpListener::from_std(std)
+    }
+}
+
+/// Decides each listener's binding: a port of 0 is bound once here to
+/// pick a free port, which every shard then binds with SO_REUSEPORT; a
+/// listener without reuse_port is bound here once, for all shards.
+fn bind_plan(snapshot: &ConfigSnapshot) -> Result<Vec<Bind>, String> {
     snapshot
         .listeners
         .iter()
         .map(|l| {
+            let failed =
+                |e: std::io::Error| format!("listener {}: cannot bind {}: {e}", l.name, l.address);
+            if !l.socket.reuse_port {
+                let shared = socket::listen(l.address, &l.socket, BACKLOG).map_err(failed)?;
+                return Ok(Bind::Shared(Arc::new(shared)));
+            }
             if l.address.port() != 0 {
-                return Ok(l.address);
+                return Ok(Bind::PerShard(l.address, l.socket.clone()));
             }
             let probe = std::net::TcpListener::bind(l.address)
                 .and_then(|s| s.local_addr())
-                .map_err(|e| format!("listener {}: cannot bind {}: {e}", l.name, l.address))?;
-            Ok(probe)
+                .map_err(failed)?;
+            Ok(Bind::PerShard(probe, l.socket.clone()))
         })
         .collect()
 }
@@ -224,7 +264,7 @@ async fn return_free_memory() {
 
 async fn run_shard(
     shard: Rc<Shard>,
-    addresses: Vec<SocketAddr>,
+    binds: Vec<Bind>,
     stop: flume::Receiver<()>,
     ready: crossbeam_channel::Sender<Result<(), String>>,
 ) {
@@ -247,13 +287,12 @@ async fn run_shard(
         }
     });
     monoio::spawn(return_free_memory());
-    let opts = ListenerOpts::new().reuse_port(true).backlog(BACKLOG);
-    let mut listeners = Vec::with_capacity(addresses.len());
-    for addr in &addresses {
-        match TcpListener::bind_with_config(addr, &opts) {
+    let mut listeners = Vec::with_capacity(binds.len());
+    for bind in &binds {
+        match bind.open() {
             Ok(l) => listeners.push(l),
             Err(e) => {
-                let _ = ready.send(Err(format!("cannot bind {addr}: {e}")));
+                let _ = ready.send(Err(format!("cannot bind {}: {e}", bind.address())));
                 return;
             }
         }

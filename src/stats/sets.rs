@@ -32,6 +32,7 @@ stat_set!(
         downstream_cx_destroy_local, downstream_cx_destroy_remote,
         downstream_cx_rx_bytes_total, downstream_cx_tx_bytes_total,
         downstream_cx_protocol_error, downstream_cx_drain_close,
+        downstream_cx_max_requests_reached,
         downstream_rq_total, downstream_rq_http1_total, downstream_rq_completed,
         downstream_rq_1xx, downstream_rq_2xx, downstream_rq_3xx, downstream_rq_4xx,
         downstream_rq_5xx, downstream_rq_timeout, downstream_rq_idle_timeout, downstream_rq_header_timeout,
@@ -48,6 +49,7 @@ stat_set!(
     counters [
         upstream_cx_total, upstream_cx_http1_total, upstream_cx_connect_fail,
         upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_destroy_local,
+        upstream_cx_max_requests,
         upstream_cx_destroy_remote, upstream_cx_none_healthy, upstream_cx_protocol_error,
         upstream_cx_rx_bytes_total, upstream_cx_tx_bytes_total,
         upstream_rq_total, upstream_rq_completed, upstream_rq_timeout,

@@ -131,7 +131,8 @@ impl Cluster {
     /// Builds a cluster with `endpoints`, its stats taken from `store` and
     /// its membership gauges set.
     pub fn new(store: &Store, config: config::Cluster, endpoints: Vec<Endpoint>) -> Self {
-        let stats = store.cluster(&config.name);
+        let stat_name = config.alt_stat_name.as_deref().unwrap_or(&config.name);
+        let stats = store.cluster(stat_name);
         let main = store.main_row();
         stats.set(
             main,
@@ -146,12 +147,12 @@ impl Cluster {
         Cluster {
             rq_time: store
                 .histograms
-                .id(&format!("cluster.{}.upstream_rq_time", config.name)),
+                .id(&format!("cluster.{stat_name}.upstream_rq_time")),
             connect_ms: store
                 .histograms
-                .id(&format!("cluster.{}.upstream_cx_connect_ms", config.name)),
+                .id(&format!("cluster.{stat_name}.upstream_cx_connect_ms")),
             balancer: lb::Balancer::new(&config.lb_policy, &endpoints),
-            retry_stats: store.cluster_retry(&config.name),
+            retry_stats: store.cluster_retry(stat_name),
             retry_slots: RetrySlots::default(),
             config,
             endpoints,
@@ -162,6 +163,14 @@ impl Cluster {
     /// Cluster name.
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The name its stats carry: `alt_stat_name`, else its name.
+    pub fn stat_name(&self) -> &str {
+        self.config
+            .alt_stat_name
+            .as_deref()
+            .unwrap_or(&self.config.name)
     }
 
     /// `connect_timeout`.

@@ -25,6 +25,8 @@ const PROBE_AFTER: Duration = Duration::from_millis(500);
 pub struct UpstreamConn {
     /// The socket.
     pub stream: TcpStream,
+    /// Requests completed on it (for `max_requests_per_connection`).
+    pub requests: u32,
     cluster: Arc<Scope<sets::Cluster>>,
     host: Arc<Scope<sets::Host>>,
     shard: usize,
@@ -42,6 +44,7 @@ impl UpstreamConn {
         host.inc(shard, sets::Host::cx_active);
         UpstreamConn {
             stream,
+            requests: 0,
             cluster,
             host,
             shard,

@@ -10,7 +10,7 @@ use crate::http::flags::ResponseFlags;
 use crate::http::head::{self, HeadSlots, Overrides, ParsedResponse, MAX_RESPONSE_HEAD};
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
-use crate::net::{peek, peer_closed, peer_spoke, Peeked};
+use crate::net::{peek, peer_closed, peer_spoke, set_int_option, Peeked};
 use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
@@ -586,6 +586,7 @@ impl Conn {
             let per_try_cut = per_try.is_some_and(|p| deadline.is_none_or(|d| p < d));
             let headers_sent = Cell::new(false);
             self.ubuf.clear();
+            self.ubuf.set_chunk(cluster.config.buffer_limit);
             let watch = plan
                 .watch_responses
                 .then_some((retries, &cluster.retry_slots));
@@ -612,7 +613,17 @@ impl Conn {
                     attempt.charge(x.status.get());
                     // The client's unread body ends its connection too.
                     let client_unread = body_unfinished && plan.body.is_none();
-                    if reusable && !body_unfinished {
+                    up.requests += 1;
+                    let spent = cluster
+                        .config
+                        .max_requests_per_connection
+                        .is_some_and(|max| up.requests >= max);
+                    if spent {
+                        cluster
+                            .stats
+                            .inc(x.shard.id, ClusterStat::upstream_cx_max_requests);
+                    }
+                    if reusable && !body_unfinished && !spent {
                         x.shard.pool.put(addr, up);
                     }
                     Tried::Done(if x.closing() || client_unread {
@@ -904,6 +915,9 @@ async fn connect(
     let failure = match monoio::time::timeout(cluster.connect_timeout(), connecting).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
+            if let Some(k) = &cluster.config.tcp_keepalive {
+                set_keepalive(&stream, k);
+            }
             let micros = started.elapsed().as_micros() as u64;
             shard.histograms.record(cluster.connect_ms, micros);
             let conn = UpstreamConn::new(stream, stats.clone(), endpoint.stats.clone(), w);
@@ -918,4 +932,22 @@ async fn connect(
     stats.inc(w, ClusterStat::upstream_cx_connect_fail);
     endpoint.stats.inc(w, HostStat::cx_connect_fail);
     Err(failure)
+}
+
+/// `upstream_connection_options.tcp_keepalive` on a new upstream socket;
+/// fields left unset keep the kernel's values.
+fn set_keepalive(stream: &TcpStream, k: &crate::config::TcpKeepalive) {
+    let tcp = libc::IPPROTO_TCP;
+    let settings = [
+        Some((libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)),
+        k.time.map(|t| (tcp, libc::TCP_KEEPIDLE, t)),
+        k.interval.map(|i| (tcp, libc::TCP_KEEPINTVL, i)),
+        k.probes.map(|p| (tcp, libc::TCP_KEEPCNT, p)),
+    ];
+    for (level, name, value) in settings.into_iter().flatten() {
+        let value = i32::try_from(value).unwrap_or(i32::MAX);
+        if let Err(e) = set_int_option(stream, level, name, value) {
+            log::debug!("tcp_keepalive option {name}: {e}");
+        }
+    }
 }

@@ -43,6 +43,8 @@ struct Conn {
     tx: u64,
     /// The client closed (rather than Ringway).
     closed_by_peer: bool,
+    /// Requests answered on this connection so far.
+    requests: u32,
     /// When the last request finished (or the connection opened).
     last_active: Instant,
     shard: Rc<Shard>,
@@ -67,14 +69,17 @@ impl Conn {
         }
         shard.stats.server.inc(w, ServerStat::total_connections);
         let local = down.local_addr().ok();
+        let mut rbuf = ReadBuf::default();
+        rbuf.set_chunk(listener.socket.buffer_limit);
         Conn {
             local,
             peer,
             down,
-            rbuf: ReadBuf::default(),
+            rbuf,
             ubuf: ReadBuf::default(),
             tx: 0,
             closed_by_peer: false,
+            requests: 0,
             last_active: Instant::now(),
             shard,
             listener,
@@ -339,6 +344,21 @@ pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener
     }
 }
 
+impl Conn {
+    /// Whether this request is the last `max_requests_per_connection`
+    /// allows (counted in `downstream_cx_max_requests_reached`).
+    fn last_allowed(&self, http: &HttpSettings, w: usize) -> bool {
+        let last = http
+            .max_requests_per_connection
+            .is_some_and(|max| self.requests + 1 >= max);
+        if last {
+            http.stats
+                .inc(w, HttpStat::downstream_cx_max_requests_reached);
+        }
+        last
+    }
+}
+
 /// Most unread client bytes discarded while a closing connection drains.
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -444,7 +464,7 @@ impl Conn {
             shard,
             http,
             view,
-            close: !req.keep_alive || shard.drain.is_draining(),
+            close: !req.keep_alive || shard.drain.is_draining() || self.last_allowed(http, w),
             req,
             status: Cell::new(0),
             flags: Cell::new(ResponseFlags::default()),
@@ -558,6 +578,7 @@ impl Conn {
         started: Instant,
     ) {
         let w = shard.id;
+        self.requests = self.requests.saturating_add(1);
         if http.stats.inc_status(w, status, HTTP_CLASSES) {
             http.stats.inc(w, HttpStat::downstream_rq_completed);
         }

@@ -1,0 +1,181 @@
+//! Listener, cluster and connection-manager fields that real bootstraps
+//! carry, each observed doing what it says (not merely accepted).
+
+mod common;
+use common::oracle::Pair;
+use common::*;
+use std::process::Command;
+
+/// `ss` lines for sockets matching `filter` (e.g. `sport = :8080`).
+fn ss(args: &[&str], filter: &str) -> Vec<String> {
+    let out = Command::new("ss")
+        .args(args)
+        .arg(filter)
+        .output()
+        .expect("ss (iproute2) is installed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn with_hcm(config: &str, extra: &str) -> String {
+    config.replace(
+        "          stat_prefix: ingress_http\n",
+        &format!("          stat_prefix: ingress_http\n{extra}"),
+    )
+}
+
+fn with_listener(config: &str, extra: &str) -> String {
+    config.replace(
+        "    filter_chains:\n",
+        &format!("{extra}    filter_chains:\n"),
+    )
+}
+
+/// `common_http_protocol_options.max_requests_per_connection` on the
+/// connection manager: the last allowed response says `connection: close`
+/// and the connection ends, as in Envoy.
+#[test]
+fn downstream_max_requests_per_connection_matches_envoy() {
+    let app = Backend::start("app");
+    let config = with_hcm(
+        &http_config(
+            &catch_all("app", ""),
+            &static_cluster("app", &[(&app, 1)], ""),
+        ),
+        "          common_http_protocol_options: { max_requests_per_connection: 2 }\n",
+    );
+    let config = format!(
+        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{admin}} }} }}\n{config}"
+    );
+    let Some(pair) = Pair::start(
+        "downstream_max_requests_per_connection_matches_envoy",
+        &config,
+        vec![app],
+    ) else {
+        return;
+    };
+    let run = |port: u16| {
+        let mut c = Client::connect(port);
+        let first = c.get("a", "/1");
+        let second = c.get("a", "/2");
+        (
+            first.header("connection").map(str::to_owned),
+            second.header("connection").map(str::to_owned),
+            c.is_closed(),
+        )
+    };
+    let (ringway, envoy) = (run(pair.ringway.port), run(pair.envoy.port));
+    assert_eq!(ringway, (None, Some("close".to_string()), true));
+    assert_eq!(ringway, envoy);
+    let stat = "http.ingress_http.downstream_cx_max_requests_reached";
+    let (r, e) = pair.admin(&format!("/stats?filter={stat}"));
+    assert_eq!(r, e);
+}
+
+/// Cluster `max_requests_per_connection`, `alt_stat_name` and
+/// `upstream_connection_options.tcp_keepalive`.
+#[test]
+fn cluster_connection_fields_take_effect() {
+    let app = Backend::start("app");
+    let extra = "    alt_stat_name: app_alt\n    max_requests_per_connection: 2\n    per_connection_buffer_limit_bytes: 4096\n    upstream_connection_options: { tcp_keepalive: { keepalive_time: 77, keepalive_interval: 5, keepalive_probes: 3 } }\n";
+    let admin = free_port();
+    let config = format!(
+        "{}{}",
+        admin_block(admin),
+        http_config(
+            &catch_all("app", ""),
+            &static_cluster("app", &[(&app, 1)], extra)
+        )
+    );
+    let p = Proxy::start(&config, &["--concurrency", "1"]);
+    let mut c = Client::connect(p.port);
+    for i in 0..4 {
+        assert_eq!(c.get("a", &format!("/{i}")).status, 200);
+    }
+    // Two requests per upstream connection: four requests, two connections.
+    assert_eq!(app.connection_count(), 2);
+    // Stats carry the alternative name.
+    let stats = admin_until(admin, "/stats", |b| {
+        b.contains("upstream_cx_max_requests: 2")
+    });
+    assert!(
+        stats.contains("cluster.app_alt.upstream_rq_total: 4"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("cluster.app_alt.upstream_cx_max_requests: 2"),
+        "{stats}"
+    );
+    assert!(!stats.contains("cluster.app.upstream_rq_total"), "{stats}");
+    let (_, clusters) = admin_request(admin, "GET", "/clusters");
+    assert!(
+        clusters.contains("app::observability_name::app_alt"),
+        "{clusters}"
+    );
+    // A 4 KiB read limit still moves a 1 MiB response whole.
+    let big = c.get("a", "/big/1048576");
+    assert_eq!(big.body.len(), 1_048_576);
+    // The pooled upstream connection has the keep-alive timer armed with
+    // the configured idle time.
+    let sockets = ss(
+        &["-tno", "state", "established"],
+        &format!("dport = :{}", app.port()),
+    );
+    // 77 s of idle time: `ss` shows the timer at 1min1xsec.
+    assert!(
+        sockets.iter().any(|l| l.contains("timer:(keepalive,1min1")),
+        "{sockets:?}"
+    );
+}
+
+/// `enable_reuse_port: false`: one listening socket that both shards
+/// accept on; the default binds one per shard.
+#[test]
+fn enable_reuse_port_false_binds_one_socket() {
+    let app = Backend::start("app");
+    let base = http_config(
+        &catch_all("app", ""),
+        &static_cluster("app", &[(&app, 1)], ""),
+    );
+    let shared = Proxy::start(
+        &with_listener(&base, "    enable_reuse_port: false\n"),
+        &["--concurrency", "2"],
+    );
+    let per_shard = Proxy::start(&base, &["--concurrency", "2"]);
+    let listening = |port: u16| ss(&["-tln"], &format!("sport = :{port}")).len();
+    assert_eq!(listening(shared.port), 1);
+    assert_eq!(listening(per_shard.port), 2);
+    for _ in 0..20 {
+        assert_eq!(get(shared.port, "a", "/").status, 200);
+    }
+}
+
+/// `socket_options` reach the listening socket (SO_RCVBUF, which the
+/// kernel doubles), and `traffic_direction` and the buffer limit are taken.
+#[test]
+fn listener_socket_options_are_applied() {
+    let app = Backend::start("app");
+    let config = with_listener(
+        &http_config(&catch_all("app", ""), &static_cluster("app", &[(&app, 1)], "")),
+        "    traffic_direction: INBOUND\n    per_connection_buffer_limit_bytes: 2048\n    socket_options:\n    - { description: rcvbuf, level: 1, name: 8, int_value: 24576, state: STATE_PREBIND }\n",
+    );
+    let p = Proxy::start(&config, &["--concurrency", "1"]);
+    let lines = ss(&["-tlnm"], &format!("sport = :{}", p.port)).join(" ");
+    assert!(lines.contains("rb49152"), "{lines}");
+    // A 2 KiB read limit still serves bodies and large-ish heads whole.
+    let mut c = Client::connect(p.port);
+    let body = "b".repeat(300_000);
+    c.send(
+        format!(
+            "POST /echo HTTP/1.1\r\nhost: a\r\nx-long: {}\r\ncontent-length: {}\r\n\r\n{body}",
+            "h".repeat(10_000),
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response(false).expect("response");
+    assert_eq!(r.body.len(), body.len());
+}
