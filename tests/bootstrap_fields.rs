@@ -179,3 +179,67 @@ fn listener_socket_options_are_applied() {
     let r = c.read_response(false).expect("response");
     assert_eq!(r.body.len(), body.len());
 }
+
+/// The admin API's own access logs (`access_log_path` in Envoy's default
+/// format, `access_log[]` with a format of its own), its socket options,
+/// and `profile_path`, compared with Envoy.
+#[test]
+fn admin_access_logs_match_envoy() {
+    let app = Backend::start("app");
+    let admin = "admin:\n  access_log_path: \"{log}\"\n  profile_path: /tmp/ringway-test.prof\n  access_log:\n  - name: envoy.access_loggers.file\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n      path: \"{log}.custom\"\n      log_format: { text_format_source: { inline_string: \"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %BYTES_SENT%\\n\" } }\n  socket_options: [ { level: 1, name: 8, int_value: 24576 } ]\n  address: { socket_address: { address: 127.0.0.1, port_value: {admin} } }\n";
+    let config = format!(
+        "{admin}{}",
+        http_config(
+            &catch_all("app", ""),
+            &static_cluster("app", &[(&app, 1)], "")
+        )
+    );
+    let Some(pair) = Pair::start("admin_access_logs_match_envoy", &config, vec![app]) else {
+        return;
+    };
+    pair.admin("/ready");
+    pair.admin("/nope");
+    let read = |path: &std::path::Path| {
+        for _ in 0..100 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().count() >= 2 {
+                return text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::fs::read_to_string(path).unwrap_or_default()
+    };
+    let custom = |p: &std::path::Path| read(&p.with_extension("log.custom"));
+    let (r, e) = (custom(&pair.logs.0), custom(&pair.logs.1));
+    // The 404's body is the endpoint list, which differs; the rest agrees.
+    let first_two = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.rsplit_once(' ').map_or(l, |(head, _)| head).to_string())
+            .collect()
+    };
+    assert_eq!(r.lines().next(), Some("GET /ready 200 5"));
+    assert_eq!(r.lines().next(), e.lines().next());
+    assert_eq!(first_two(&r), first_two(&e));
+    // The default format, start time, duration and body size aside.
+    let strip = |text: String| -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                let after_time = l.split_once("] ").map_or(l, |(_, rest)| rest);
+                let fields: Vec<&str> = after_time.split(' ').collect();
+                // Fields 6 and 7 after the time: %BYTES_SENT% and %DURATION%.
+                fields
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != 6 && *i != 7)
+                    .map(|(_, f)| *f)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    let (r_default, e_default) = (strip(read(&pair.logs.0)), strip(read(&pair.logs.1)));
+    assert_eq!(r_default.len(), 2, "{r_default:?}");
+    assert_eq!(r_default, e_default);
+    let lines = ss(&["-tlnm"], &format!("sport = :{}", pair.ringway_admin)).join(" ");
+    assert!(lines.contains("rb49152"), "{lines}");
+}

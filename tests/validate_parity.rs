@@ -234,6 +234,14 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             ),
             true,
         ),
+        (
+            "admin access logs, socket options and profile path",
+            edit(
+                "admin:\n",
+                "admin:\n  access_log_path: /dev/null\n  profile_path: /tmp/envoy.prof\n  socket_options: [ { level: 1, name: 9, int_value: 1 } ]\n  access_log:\n  - name: envoy.access_loggers.stdout\n    typed_config: { \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog }\n",
+            ),
+            true,
+        ),
         // Invalid, and both must say so.
         (
             "a route to an undefined cluster",

@@ -10,6 +10,7 @@
 
 mod dump;
 
+use crate::access_log::{AccessLog, Record, ShardLogs, Sinks};
 use crate::config::NodeInfo;
 use crate::http::codec::percent_decode;
 use crate::snapshot::Published;
@@ -65,6 +66,8 @@ pub struct Admin {
     info: ServerInfo,
     commands: crossbeam_channel::Sender<Command>,
     started: std::time::SystemTime,
+    access_logs: Vec<AccessLog>,
+    sinks: Option<Arc<Sinks>>,
 }
 
 /// A response: status, content type, body.
@@ -159,11 +162,6 @@ fn help() -> String {
     out
 }
 
-/// Binds the admin listener (start-up fails if it cannot, as Envoy's does).
-pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
-    std::net::TcpListener::bind(addr).map_err(|e| format!("admin: cannot bind {addr}: {e}"))
-}
-
 impl Admin {
     /// An admin API over the process's stats and snapshots.
     pub fn new(
@@ -178,7 +176,17 @@ impl Admin {
             info,
             commands,
             started: std::time::SystemTime::now(),
+            access_logs: Vec::new(),
+            sinks: None,
         }
+    }
+
+    /// Logs every admin request to `logs` (`admin.access_log`,
+    /// `admin.access_log_path`), written through `sinks`.
+    pub fn with_access_logs(mut self, logs: Vec<AccessLog>, sinks: Arc<Sinks>) -> Self {
+        self.access_logs = logs;
+        self.sinks = Some(sinks);
+        self
     }
 
     /// Serves `listener` on a thread of its own for the life of the
@@ -192,8 +200,9 @@ impl Admin {
         std::thread::Builder::new()
             .name("ringway-admin".into())
             .spawn(move || {
+                let logs = self.sinks.clone().map(ShardLogs::new);
                 let admin = Rc::new(self);
-                let served = crate::server::block_on(|| accept_loop(admin, listener));
+                let served = crate::server::block_on(|| accept_loop(admin, listener, logs));
                 if let Err(e) = served {
                     log::error!("admin: cannot start its event loop: {e}");
                 }
@@ -204,13 +213,26 @@ impl Admin {
 
     /// Answers one connection: its request within [`READ_DEADLINE`], its
     /// reply within [`WRITE_DEADLINE`].
-    async fn serve(&self, mut stream: TcpStream) {
+    async fn serve(&self, mut stream: TcpStream, logs: Option<&ShardLogs>) {
+        let started = std::time::SystemTime::now();
         let head = monoio::time::timeout(READ_DEADLINE, read_head(&mut stream)).await;
-        let (reply, command) = match head {
-            Ok(Some((method, target))) => self.handle(&method, &target),
-            _ => (Reply::text(400, "bad request\n"), None),
+        let (raw, (reply, command)) = match head {
+            Ok(Some((raw, method, target))) => (raw, self.handle(&method, &target)),
+            _ => (Vec::new(), (Reply::text(400, "bad request\n"), None)),
         };
-        let _ = monoio::time::timeout(WRITE_DEADLINE, stream.write_all(reply.encode())).await;
+        let written = monoio::time::timeout(WRITE_DEADLINE, stream.write_all(reply.encode())).await;
+        if let (Some(logs), Ok(peer)) = (logs, stream.peer_addr()) {
+            let sent = matches!(written, Ok((Ok(_), _)));
+            let raw = as_forwarded(raw, peer);
+            let record = Record {
+                status: if sent { reply.status } else { 0 },
+                bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
+                duration: started.elapsed().unwrap_or_default(),
+                ..Record::new(started, &raw, peer, stream.local_addr().ok())
+            };
+            logs.log(&self.access_logs, &record);
+            logs.flush();
+        }
         drop(stream);
         // Only now: `/quitquitquit` may end the process.
         if let Some(command) = command {
@@ -385,7 +407,8 @@ fn format_param(params: &[(String, String)]) -> Option<&str> {
 /// Reads a request head; returns its method and target.
 /// Accepts admin connections, each served by a task of its own; past
 /// [`MAX_CONNECTIONS`] at once a new one gets a 503 straight away.
-async fn accept_loop(admin: Rc<Admin>, listener: std::net::TcpListener) {
+async fn accept_loop(admin: Rc<Admin>, listener: std::net::TcpListener, logs: Option<ShardLogs>) {
+    let logs = Rc::new(logs);
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => return log::error!("admin: {e}"),
@@ -408,16 +431,48 @@ async fn accept_loop(admin: Rc<Admin>, listener: std::net::TcpListener) {
             continue;
         }
         active.set(active.get() + 1);
-        let (admin, active) = (admin.clone(), active.clone());
+        let (admin, active, logs) = (admin.clone(), active.clone(), logs.clone());
         monoio::spawn(async move {
-            admin.serve(stream).await;
+            admin.serve(stream, logs.as_ref().as_ref()).await;
             active.set(active.get() - 1);
         });
     }
 }
 
-/// Reads a request head (at most [`MAX_HEAD`] bytes): method and target.
-async fn read_head(stream: &mut TcpStream) -> Option<(String, String)> {
+/// The request head as Envoy's admin connection manager sees it for its
+/// log: it uses the remote address, so `x-forwarded-for` gains the peer
+/// (the host's own address for a loopback peer).
+fn as_forwarded(mut head: Vec<u8>, peer: SocketAddr) -> Vec<u8> {
+    let settings = crate::config::XffSettings {
+        use_remote_address: true,
+        ..Default::default()
+    };
+    let existing = httparse_header(&head, "x-forwarded-for");
+    let local = crate::http::xff::local_address(peer.is_ipv6());
+    let forwarded = crate::http::xff::resolve(&settings, peer.ip(), local, existing.as_deref());
+    if let (Some(xff), true) = (forwarded.xff, head.ends_with(b"\r\n\r\n")) {
+        if existing.is_none() {
+            head.truncate(head.len() - 2);
+            head.extend_from_slice(format!("x-forwarded-for: {xff}\r\n\r\n").as_bytes());
+        }
+    }
+    head
+}
+
+/// The first value of header `name` in a raw request head.
+fn httparse_header(head: &[u8], name: &str) -> Option<String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(head).ok()?;
+    req.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned())
+}
+
+/// Reads a request head (at most [`MAX_HEAD`] bytes): the head as read,
+/// its method and its target.
+async fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, String, String)> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         if buf.len() == buf.capacity() {
@@ -433,8 +488,10 @@ async fn read_head(stream: &mut TcpStream) -> Option<(String, String)> {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                return Some((req.method?.to_string(), req.path?.to_string()));
+            Ok(httparse::Status::Complete(n)) => {
+                let (method, target) = (req.method?.to_string(), req.path?.to_string());
+                buf.truncate(n);
+                return Some((buf, method, target));
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
             _ => return None,

@@ -90,6 +90,14 @@ fn default_format() -> Option<Format> {
     Template::parse(DEFAULT_FORMAT).ok().map(Format::Text)
 }
 
+/// A file log in Envoy's default format (the admin's `access_log_path`).
+pub fn file_log(path: String) -> Option<AccessLogConfig> {
+    Some(AccessLogConfig {
+        destination: Destination::File(path),
+        format: default_format()?,
+    })
+}
+
 /// Decodes one `access_log[]` entry.
 pub fn access_log(node: Node, errs: &mut Errors) -> Option<AccessLogConfig> {
     let obj = node.object(errs, &ACCESS_LOG)?;

@@ -18,8 +18,8 @@ pub struct Bootstrap {
     pub listeners: Vec<Listener>,
     /// `static_resources.clusters`.
     pub clusters: Vec<Cluster>,
-    /// `admin.address`: where the admin API listens (none without `admin`).
-    pub admin: Option<SocketAddr>,
+    /// `admin`: the admin API (none without it).
+    pub admin: Option<AdminConfig>,
 }
 
 /// `node`: who this proxy is.
@@ -42,6 +42,21 @@ pub struct Listener {
     pub hcm: HttpConnectionManager,
     /// How its sockets are made.
     pub socket: ListenerSocket,
+}
+
+/// `admin`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// `address`.
+    pub address: SocketAddr,
+    /// `access_log[]`, and `access_log_path` as a file log in Envoy's
+    /// default format.
+    pub access_logs: Vec<crate::access_log::AccessLogConfig>,
+    /// `socket_options` of its listening socket.
+    pub socket_options: Vec<SocketOption>,
+    /// `profile_path`: where Envoy's CPU profiler writes. Ringway has no
+    /// `/cpuprofiler`, so nothing is written there; it is checked and shown.
+    pub profile_path: Option<String>,
 }
 
 /// How a listener's sockets are made and read.
@@ -361,11 +376,8 @@ static BOOTSTRAP: Fields = Fields {
 };
 #[rustfmt::skip]
 static ADMIN: Fields = Fields {
-    known: &["address"],
-    unsupported: &[
-        "access_log", "access_log_path", "profile_path", "socket_options",
-        "ignore_global_conn_limit",
-    ],
+    known: &["address", "access_log", "access_log_path", "profile_path", "socket_options"],
+    unsupported: &["ignore_global_conn_limit"],
 };
 #[rustfmt::skip]
 static NODE: Fields = Fields {
@@ -625,15 +637,35 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
             }
         }
     }
-    let admin = obj.get("admin").and_then(|a| {
-        let o = a.object(errs, &ADMIN)?;
-        ip_address(&o.require(errs, "address")?, errs, "the admin API")
-    });
+    let admin = obj.get("admin").and_then(|a| admin(&a, errs));
     Some(Bootstrap {
         node,
         listeners,
         clusters,
         admin,
+    })
+}
+
+fn admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
+    let o = node.object(errs, &ADMIN)?;
+    let address = o
+        .require(errs, "address")
+        .and_then(|a| ip_address(&a, errs, "the admin API"));
+    let mut access_logs: Vec<_> = o
+        .get("access_log")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|entry| super::access_log::access_log(entry, errs))
+        .collect();
+    if let Some(path) = string(&o, errs, "access_log_path").filter(|p| !p.is_empty()) {
+        access_logs.extend(super::access_log::file_log(path));
+    }
+    Some(AdminConfig {
+        address: address?,
+        access_logs,
+        socket_options: socket_options(&o, errs),
+        profile_path: string(&o, errs, "profile_path"),
     })
 }
 

@@ -8,7 +8,7 @@ pub mod shard;
 mod socket;
 
 use crate::access_log::{self, Sinks};
-use crate::admin::{self, Admin, Command, ServerInfo};
+use crate::admin::{Admin, Command, ServerInfo};
 use crate::config::ListenerSocket;
 use crate::config::{Discovery, NodeInfo};
 use crate::http::conn;
@@ -37,8 +37,8 @@ const BACKLOG: i32 = 4096;
 pub struct Options {
     /// Longest a drain waits for in-flight requests before exiting.
     pub drain_time: Duration,
-    /// Where the admin API listens, if anywhere.
-    pub admin: Option<SocketAddr>,
+    /// The admin API, if any.
+    pub admin: Option<crate::config::AdminConfig>,
     /// The command line as `/server_info` reports it.
     pub command_line: serde_json::Value,
     /// The bootstrap `node`.
@@ -62,7 +62,11 @@ pub fn run(
     let binds = bind_plan(&snapshot)?;
     sinks.start()?;
     store.register("filesystem.", sinks.clone());
-    let admin_listener = options.admin.map(admin::bind).transpose()?;
+    let admin_listener = options
+        .admin
+        .as_ref()
+        .map(|a| admin_socket(a, &sinks))
+        .transpose()?;
     let published = Arc::new(Published::new(snapshot));
     let concurrency = store.shards();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -116,14 +120,16 @@ pub fn run(
         log::info!("listener {name} serving on {addr}");
     }
     let (command_tx, command_rx) = crossbeam_channel::unbounded();
-    if let Some(listener) = admin_listener {
+    if let Some((listener, logs)) = admin_listener {
         let info = ServerInfo {
             command_line: options.command_line.clone(),
             node: options.node.clone(),
             bootstrap: options.bootstrap.clone(),
             listeners,
         };
-        Admin::new(store.clone(), published.clone(), info, command_tx).spawn(listener)?;
+        Admin::new(store.clone(), published.clone(), info, command_tx)
+            .with_access_logs(logs, sinks.clone())
+            .spawn(listener)?;
     }
     log::info!(
         "ringway {} started with {concurrency} shards",
@@ -188,6 +194,32 @@ pub(crate) fn block_on<F: Future<Output = ()>>(make: impl FnOnce() -> F) -> std:
         .build()?
         .block_on(make());
     Ok(())
+}
+
+/// Binds the admin API's socket with its socket options (start-up fails if
+/// it cannot, as Envoy's does) and opens its access logs.
+fn admin_socket(
+    config: &crate::config::AdminConfig,
+    sinks: &Sinks,
+) -> Result<(std::net::TcpListener, Vec<crate::access_log::AccessLog>), String> {
+    let spec = ListenerSocket {
+        reuse_port: false,
+        options: config.socket_options.clone(),
+        buffer_limit: crate::config::DEFAULT_BUFFER_LIMIT,
+        traffic_direction: "UNSPECIFIED",
+    };
+    let listener = socket::listen(config.address, &spec, BACKLOG)
+        .map_err(|e| format!("admin: cannot bind {}: {e}", config.address))?;
+    let logs = config
+        .access_logs
+        .iter()
+        .map(|l| {
+            sinks
+                .compile(l, true)
+                .map_err(|e| format!("admin access log: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((listener, logs))
 }
 
 /// How the shards get their socket for one listener.
