@@ -247,8 +247,8 @@ fn http_settings(
 
 fn initial_endpoints(c: &config::Cluster, resolve: bool) -> Vec<Resolved> {
     match c.discovery {
-        Discovery::StrictDns if resolve => upstream::dns::resolve(c),
-        Discovery::StrictDns => Vec::new(),
+        Discovery::StrictDns | Discovery::LogicalDns if resolve => upstream::dns::resolve(c),
+        Discovery::StrictDns | Discovery::LogicalDns => Vec::new(),
         Discovery::Static => c
             .endpoints
             .iter()

@@ -208,6 +208,45 @@ fn strict_dns_resolves_localhost_and_re_resolves() {
     assert!(clusters.lines().any(|l| l == host), "{clusters}");
 }
 
+/// LOGICAL_DNS: one logical host at the name's first address; when the
+/// name moves, new connections follow it.
+#[test]
+fn logical_dns_follows_the_first_address() {
+    let (_dir, hosts) = private_hosts("127.0.0.1 localhost\n127.0.0.1 backend-service\n");
+    let first = Backend::start("first");
+    let _second = Backend::start_on(&format!("127.0.0.2:{}", first.port()), "second");
+    let cluster = format!(
+        "  - name: logical\n    type: LOGICAL_DNS\n    dns_refresh_rate: 0.2s\n    dns_lookup_family: V4_ONLY\n    load_assignment:\n      cluster_name: logical\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: backend-service, port_value: {} }} }} }}\n",
+        first.port()
+    );
+    let admin = free_port();
+    let config = admin_block(admin) + &http_config(&catch_all("logical", ""), &cluster);
+    let proxy = Proxy::start_with(&config, &["--concurrency", "1"], with_hosts_file(&hosts));
+    assert_eq!(get(proxy.port, "h", "/").header("x-backend"), Some("first"));
+    let (_, clusters) = admin_request(admin, "GET", "/clusters");
+    let hosts_shown: Vec<&str> = clusters
+        .lines()
+        .filter(|l| l.ends_with("::hostname::backend-service"))
+        .collect();
+    assert_eq!(hosts_shown.len(), 1, "one logical host:\n{clusters}");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.2 backend-service\n").expect("hosts");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(proxy.port, "h", "/").header("x-backend") != Some("second") {
+        assert!(
+            Instant::now() < deadline,
+            "never followed the name:\n{}",
+            proxy.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            get(proxy.port, "h", "/").header("x-backend"),
+            Some("second")
+        );
+    }
+}
+
 #[test]
 fn strict_dns_with_plain_localhost() {
     let backend = Backend::start("local");

@@ -242,6 +242,11 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             ),
             true,
         ),
+        (
+            "a LOGICAL_DNS cluster",
+            edit("    type: STRICT_DNS\n", "    type: LOGICAL_DNS\n"),
+            true,
+        ),
         // Invalid, and both must say so.
         (
             "a route to an undefined cluster",
@@ -289,6 +294,14 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
                     "            - name: all\n",
                     "            - name: twin\n              domains: [\"*\"]\n              routes: []\n            - name: all\n",
                 ),
+            false,
+        ),
+        (
+            "a LOGICAL_DNS cluster with two endpoints",
+            edit("    type: STRICT_DNS\n", "    type: LOGICAL_DNS\n").replace(
+                "        - endpoint: { address: { socket_address: { address: localhost, port_value: 8081 } } }\n",
+                "        - endpoint: { address: { socket_address: { address: localhost, port_value: 8081 } } }\n        - endpoint: { address: { socket_address: { address: localhost, port_value: 8082 } } }\n",
+            ),
             false,
         ),
         (

@@ -313,6 +313,16 @@ pub enum Discovery {
     Static,
     /// `STRICT_DNS`: names resolved in the background; every address is an endpoint.
     StrictDns,
+    /// `LOGICAL_DNS`: one name, resolved in the background; its first
+    /// address is the one endpoint, and new connections follow it.
+    LogicalDns,
+}
+
+impl Discovery {
+    /// Whether endpoints come from resolving names.
+    pub fn uses_dns(self) -> bool {
+        matches!(self, Discovery::StrictDns | Discovery::LogicalDns)
+    }
 }
 
 /// `dns_lookup_family`.
@@ -1282,6 +1292,7 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         ) {
             Some("STATIC") => Some(Discovery::Static),
             Some("STRICT_DNS") => Some(Discovery::StrictDns),
+            Some("LOGICAL_DNS") => Some(Discovery::LogicalDns),
             Some(other) => {
                 errs.add(
                     t.path(),
@@ -1325,10 +1336,18 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
     if let Some(la) = obj.get("load_assignment") {
         if let Some(lao) = la.object(errs, &LOAD_ASSIGNMENT) {
             if let Some(eps) = lao.get("endpoints") {
-                for item in eps.list(errs) {
-                    let child = item;
+                let localities = eps.list(errs);
+                let count = localities.len();
+                for item in localities {
                     let checked_as = discovery.unwrap_or(Discovery::Static);
-                    locality_endpoints(child, errs, checked_as, &mut endpoints);
+                    locality_endpoints(item, errs, checked_as, &mut endpoints);
+                }
+                if discovery == Some(Discovery::LogicalDns) && (count != 1 || endpoints.len() != 1)
+                {
+                    errs.add(
+                        eps.path(),
+                        "LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint",
+                    );
                 }
             }
         }

@@ -10,7 +10,7 @@ mod socket;
 use crate::access_log::{self, Sinks};
 use crate::admin::{Admin, Command, ServerInfo};
 use crate::config::ListenerSocket;
-use crate::config::{Discovery, NodeInfo};
+use crate::config::NodeInfo;
 use crate::http::conn;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::Store;
@@ -431,7 +431,7 @@ fn supervise(
         .clusters
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.config.discovery == Discovery::StrictDns)
+        .filter(|(_, c)| c.config.discovery.uses_dns())
         .map(|(i, c)| (i, Instant::now() + c.config.dns_refresh_rate))
         .collect();
     loop {

@@ -1,14 +1,23 @@
-//! STRICT_DNS resolution. Runs only on the main thread: the system resolver
-//! blocks, and shards must never block.
+//! STRICT_DNS and LOGICAL_DNS resolution. Runs only on the main thread:
+//! the system resolver blocks, and shards must never block.
 
 use super::Resolved;
-use crate::config::{Cluster, DnsLookupFamily};
+use crate::config::{Cluster, Discovery, DnsLookupFamily};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Resolves every endpoint of a STRICT_DNS cluster; each address becomes an
 /// endpoint carrying its configured weight. Names that fail to resolve
-/// contribute nothing (and are logged).
+/// contribute nothing (and are logged). A LOGICAL_DNS cluster keeps only
+/// the first address: one logical host whose address follows the answers.
 pub fn resolve(cluster: &Cluster) -> Vec<Resolved> {
+    let mut all = resolve_all(cluster);
+    if cluster.discovery == Discovery::LogicalDns {
+        all.truncate(1);
+    }
+    all
+}
+
+fn resolve_all(cluster: &Cluster) -> Vec<Resolved> {
     let mut out = Vec::new();
     for ep in &cluster.endpoints {
         match (ep.host.as_str(), ep.port).to_socket_addrs() {

@@ -121,10 +121,11 @@ impl RetrySlots {
 
 impl Cluster {
     /// The host name Envoy knows `endpoint` by: a configured `hostname`,
-    /// or the DNS name of a STRICT_DNS endpoint; none for a bare address.
+    /// or the DNS name of a STRICT_DNS or LOGICAL_DNS endpoint; none for a
+    /// bare address.
     /// `/clusters` shows it and `auto_host_rewrite` uses it.
     pub fn endpoint_hostname<'e>(&self, endpoint: &'e Endpoint) -> Option<&'e str> {
-        (endpoint.explicit_hostname || self.config.discovery == config::Discovery::StrictDns)
+        (endpoint.explicit_hostname || self.config.discovery.uses_dns())
             .then_some(endpoint.hostname.as_str())
     }
 
