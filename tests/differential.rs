@@ -378,7 +378,16 @@ fn stats_match_envoy() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let (ringway, envoy) = (read(pair.ringway_admin), read(pair.envoy.admin));
+    // Counters settle a moment after the last response: compare until
+    // they agree or 3 s have passed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let (ringway, envoy) = loop {
+        let (r, e) = (read(pair.ringway_admin), read(pair.envoy.admin));
+        if r == e || std::time::Instant::now() > deadline {
+            break (r, e);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(
         ringway, envoy,
         "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
@@ -482,7 +491,6 @@ fn admin_output_matches_envoy() {
     };
     pair.exchange(&get("www.example.org", "/app", ""));
     for path in ["/ready", "/listeners", "/clusters"] {
-        let (ringway, envoy) = pair.admin(path);
         let normalise = |text: &str| {
             let mut lines: Vec<String> = text
                 .lines()
@@ -495,7 +503,17 @@ fn admin_output_matches_envoy() {
             lines.sort();
             lines.join("\n")
         };
-        let (r, e) = (normalise(&ringway), normalise(&envoy));
+        // Per-host counters settle a moment after the response: compare
+        // until they agree or 3 s have passed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let (r, e) = loop {
+            let (ringway, envoy) = pair.admin(path);
+            let (r, e) = (normalise(&ringway), normalise(&envoy));
+            if r == e || std::time::Instant::now() > deadline {
+                break (r, e);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
         assert_eq!(r, e, "{path}\n--- ringway\n{r}\n--- envoy\n{e}");
     }
 }
