@@ -322,6 +322,43 @@ fn rewrites_and_retries_match_envoy() {
     ]);
     // Three attempts, each told its own timeout.
     assert_eq!(seen[1].upstream.len(), 3);
+    // How the attempts are counted.
+    let names = [
+        "cluster.flaky.upstream_rq_503",
+        "cluster.flaky.upstream_rq_5xx",
+        "cluster.flaky.upstream_rq_total",
+        "cluster.flaky.upstream_rq_completed",
+        "cluster.flaky.upstream_rq_retry",
+        "cluster.flaky.upstream_rq_retry_limit_exceeded",
+        "cluster.flaky.retry.upstream_rq_503",
+        "http.ingress_http.downstream_rq_5xx",
+    ];
+    let read = |port: u16| {
+        let body = admin_request(port, "GET", "/stats").1;
+        names
+            .iter()
+            .map(|n| {
+                let line = body.lines().find(|l| l.split(':').next() == Some(n));
+                format!(
+                    "{n}: {}",
+                    line.map_or("<absent>", |l| l.split(": ").nth(1).unwrap_or(""))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let (ringway, envoy) = loop {
+        let (r, e) = (read(pair.ringway_admin), read(pair.envoy.admin));
+        if r == e || std::time::Instant::now() > deadline {
+            break (r, e);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        ringway, envoy,
+        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
+    );
 }
 
 /// Counters after the same traffic: what each request kind counts.

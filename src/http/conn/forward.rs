@@ -633,7 +633,10 @@ impl Conn {
                     })
                 }
                 Some(Err(Failure::Retriable(status))) => {
-                    attempt.charge(status);
+                    // A response retried rather than relayed counts, as in
+                    // Envoy, in retry.upstream_rq_<code> (by the retry) and
+                    // for its host, not in the cluster's upstream_rq_<code>.
+                    attempt.charge_host(status);
                     Tried::Retriable(status)
                 }
                 Some(Err(Failure::StreamIdle)) => {
@@ -878,6 +881,12 @@ impl<'a> Attempt<'a> {
         if stats.inc_status(w, status, CLUSTER_CLASSES) {
             stats.inc(w, ClusterStat::upstream_rq_completed);
         }
+        self.charge_host(status);
+    }
+
+    /// The host's success or error, and the request's upstream time.
+    fn charge_host(&self, status: u16) {
+        let w = self.shard.id;
         let outcome = if (500..600).contains(&status) || status == 0 {
             HostStat::rq_error
         } else {
