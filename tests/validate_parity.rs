@@ -305,6 +305,14 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "a router named without typed_config",
+            edit(
+                "          - name: envoy.filters.http.router\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n",
+                "          - name: envoy.filters.http.router\n",
+            ),
+            false,
+        ),
+        (
             "a route with no action",
             routes("              - match: { prefix: \"/none\" }\n"),
             false,

@@ -1091,24 +1091,27 @@ fn http_filters(obj: &Obj, errs: &mut Errors) {
             continue;
         };
         let name = string(&f, errs, "name").unwrap_or_default();
-        let type_url = match f.get("typed_config") {
-            Some(tc) => type_url(&tc, errs).map(|t| {
-                if t == ROUTER_TYPE {
-                    tc.object(errs, &ROUTER);
-                }
-                t.to_string()
-            }),
-            None => None,
+        // Envoy 1.40 finds a filter by its typed_config's type, never by
+        // its name alone.
+        let Some(tc) = f.get("typed_config") else {
+            errs.add(
+                &format!("{}.typed_config", child.path()),
+                format!("required field is missing (HTTP filter {name:?})"),
+            );
+            continue;
         };
-        let is_router =
-            type_url.as_deref() == Some(ROUTER_TYPE) || (type_url.is_none() && name == ROUTER_NAME);
-        if !is_router {
-            let what = type_url.unwrap_or(name);
+        let Some(type_url) = type_url(&tc, errs) else {
+            continue;
+        };
+        if type_url != ROUTER_TYPE {
             errs.add(
                 child.path(),
-                format!("HTTP filter {what:?} is not supported yet"),
+                format!("HTTP filter {type_url:?} is not supported yet"),
             );
-        } else if i + 1 != count {
+            continue;
+        }
+        tc.object(errs, &ROUTER);
+        if i + 1 != count {
             errs.add(
                 child.path(),
                 format!("{ROUTER_NAME} must be the last HTTP filter"),
