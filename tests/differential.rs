@@ -554,3 +554,44 @@ fn admin_output_matches_envoy() {
         assert_eq!(r, e, "{path}\n--- ringway\n{r}\n--- envoy\n{e}");
     }
 }
+
+/// Timeouts and their replies: the route timeout, a per-try timeout with
+/// retries, and a request whose body never finishes (request_timeout).
+#[test]
+fn timeouts_match_envoy() {
+    let slow = Backend::start("slow");
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/route/" }
+                route: { cluster: slow, timeout: 0.3s, prefix_rewrite: "/" }
+              - match: { prefix: "/per-try/" }
+                route:
+                  cluster: slow
+                  prefix_rewrite: "/"
+                  timeout: 2s
+                  retry_policy: { retry_on: 5xx, num_retries: 1, per_try_timeout: 0.2s, retry_back_off: { base_interval: 0.001s, max_interval: 0.002s } }
+              - match: { prefix: "/" }
+                route: { cluster: slow }
+"#;
+    let config = http_config(routes, &static_cluster("slow", &[(&slow, 1)], "")).replace(
+        "          stat_prefix: ingress_http\n",
+        "          stat_prefix: ingress_http\n          request_timeout: 0.5s\n",
+    );
+    let Some(pair) = Pair::start(
+        "timeouts_match_envoy",
+        &format!("{}{config}", admin_block_placeholder()),
+        vec![slow],
+    ) else {
+        return;
+    };
+    let seen = pair.assert_all_same(&[
+        get("a", "/route/delay/1000", ""),
+        get("a", "/per-try/delay/1000", ""),
+        b"POST /body HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nabc".to_vec(),
+    ]);
+    assert_eq!(seen[0].status, 504);
+    // Two attempts, each cut by the per-try timeout.
+    assert_eq!(seen[1].upstream.len(), 2);
+    assert_eq!(seen[2].status, 408);
+}
