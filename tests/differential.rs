@@ -595,3 +595,62 @@ fn timeouts_match_envoy() {
     assert_eq!(seen[1].upstream.len(), 2);
     assert_eq!(seen[2].status, 408);
 }
+
+/// Odd but legal requests, and a few illegal ones, through the proxy.
+#[test]
+fn request_edge_cases_match_envoy() {
+    let Some(pair) = pair("request_edge_cases_match_envoy") else {
+        return;
+    };
+    let long_header = format!("x-long: {}\r\n", "v".repeat(8000));
+    let many: String = (0..99).map(|i| format!("x-h{i}: {i}\r\n")).collect();
+    let too_many: String = (0..101).map(|i| format!("x-h{i}: {i}\r\n")).collect();
+    pair.assert_all_same(&[
+        b"HEAD /app HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        b"GET http://www.example.org/app?x=1 HTTP/1.1\r\nhost: ignored\r\n\r\n".to_vec(),
+        b"OPTIONS * HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        get("a", "/app/%2e%2e/x?q=%20", ""),
+        get("a", "/app//double", ""),
+        get("a", "/app", "x_under: score\r\n"),
+        get("a", "/app", &long_header),
+        get("a", "/app", &many),
+        get("a", "/app", &too_many),
+        get("a", "/app", "x-empty:\r\n"),
+        get("a", "/app", "x-dup: 1\r\nx-dup: 2\r\n"),
+        b"GET /app HTTP/1.1\r\nhost: a\r\nbad header: x\r\n\r\n".to_vec(),
+        b"GET /app HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\nabc"
+            .to_vec(),
+        b"GET /app HTTP/1.1\r\nhost: a\r\ncontent-length: +3\r\n\r\nabc".to_vec(),
+        b"GET /app HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            .to_vec(),
+        b"GET /app HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+        b"GET /app HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n".to_vec(),
+        b"get /app HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        b"FOO /app HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        b"M-SEARCH /app HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        b"PATCH /app HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\n\r\nab".to_vec(),
+        b"PURGE /app HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        b"POST /app HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        b"PUT /app HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        b"DELETE /app HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        b"OPTIONS /app HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        b"TRACE /app HTTP/1.1\r\nhost: a\r\n\r\n".to_vec(),
+        b"POST /app HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n".to_vec(),
+        b"GET /app HTTP/1.2\r\nhost: a\r\n\r\n".to_vec(),
+        b"GET /app HTTP/2.0\r\nhost: a\r\n\r\n".to_vec(),
+        b"GET /app HTTP/1.1\r\n\r\n".to_vec(),
+    ]);
+}
+
+/// A deliberate deviation: a folded header line (obs-fold) gets a 400,
+/// one of the two answers RFC 9112 §5.2 allows; Envoy unfolds it instead.
+#[test]
+fn folded_header_is_rejected_where_envoy_unfolds() {
+    let Some(pair) = pair("folded_header_is_rejected_where_envoy_unfolds") else {
+        return;
+    };
+    let (ringway, envoy) =
+        pair.exchange(b"GET /app HTTP/1.1\r\nhost: a\r\nx-fold: a\r\n b\r\n\r\n");
+    assert_eq!(ringway.status, 400);
+    assert_eq!(envoy.status, 200);
+}

@@ -198,6 +198,10 @@ pub fn parse_request<'v>(
                 };
             }
             Err(httparse::Error::TooManyHeaders) => return ParsedRequest::Reject(too_large()),
+            // Another HTTP version: Envoy asks for an upgrade to 1.1.
+            Err(httparse::Error::Version) if names_a_version(data) => {
+                return ParsedRequest::Reject(LocalReply::closing(426, "Upgrade Required"))
+            }
             Err(_) => return ParsedRequest::Reject(bad_request()),
         };
         if head_len > http.max_request_headers_bytes {
@@ -232,6 +236,60 @@ fn is_internal_only(name: &str, edge: bool) -> bool {
     name.len() > 8
         && name.as_bytes()[..8].eq_ignore_ascii_case(b"x-envoy-")
         && (is(&INTERNAL_ONLY) || (edge && is(&EDGE_ONLY)))
+}
+
+/// The request methods Envoy's HTTP/1 codec accepts (its parser's list;
+/// `MSEARCH` is spelled as Envoy spells it). Others are a 400.
+fn is_known_method(method: &str) -> bool {
+    const METHODS: [&str; 34] = [
+        "GET",
+        "POST",
+        "PUT",
+        "DELETE",
+        "HEAD",
+        "OPTIONS",
+        "PATCH",
+        "CONNECT",
+        "TRACE",
+        "ACL",
+        "BIND",
+        "CHECKOUT",
+        "COPY",
+        "LINK",
+        "LOCK",
+        "MERGE",
+        "MKACTIVITY",
+        "MKCALENDAR",
+        "MKCOL",
+        "MOVE",
+        "MSEARCH",
+        "NOTIFY",
+        "PROPFIND",
+        "PROPPATCH",
+        "PURGE",
+        "REBIND",
+        "REPORT",
+        "SEARCH",
+        "SOURCE",
+        "SUBSCRIBE",
+        "UNBIND",
+        "UNLINK",
+        "UNLOCK",
+        "UNSUBSCRIBE",
+    ];
+    METHODS.contains(&method)
+}
+
+/// Whether the request line ends in `HTTP/<digit>.<digit>` (a version,
+/// just not 1.0 or 1.1).
+fn names_a_version(data: &[u8]) -> bool {
+    let line = data.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    matches!(
+        line.rsplit(|&b| b == b' ').next(),
+        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
+            if major.is_ascii_digit() && minor.is_ascii_digit()
+    )
 }
 
 /// Whether `b` may appear in an authority: RFC 3986's `host` and `port`
@@ -275,6 +333,9 @@ fn analyse_request<'v>(
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return ParsedRequest::Reject(bad_request());
     };
+    if !is_known_method(method) {
+        return ParsedRequest::Reject(bad_request());
+    }
     if version == 0 {
         // Envoy's default (accept_http_10: false).
         return ParsedRequest::Reject(LocalReply::closing(426, "Upgrade Required"));
@@ -290,7 +351,9 @@ fn analyse_request<'v>(
             let Some(n) = parse_content_length(h.value) else {
                 return ParsedRequest::Reject(bad_request());
             };
-            if seen.content_length.replace(n).is_some_and(|prev| prev != n) {
+            // Even equal values: two lengths are how requests get smuggled,
+            // and Envoy rejects them.
+            if seen.content_length.replace(n).is_some() {
                 return ParsedRequest::Reject(bad_request());
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -373,7 +436,11 @@ fn analyse_request<'v>(
         // Envoy rejects it in its codec: 400 with no body.
         return ParsedRequest::Reject(LocalReply::closing(400, ""));
     }
-    let Some(host) = authority.and_then(|h| std::str::from_utf8(h).ok()) else {
+    let Some(authority) = authority else {
+        // Envoy's codec rejects a request without a host: no body.
+        return ParsedRequest::Reject(LocalReply::closing(400, ""));
+    };
+    let Ok(host) = std::str::from_utf8(authority) else {
         return ParsedRequest::Reject(bad_request());
     };
     if !host.bytes().all(is_authority_byte) {
@@ -547,6 +614,14 @@ fn analyse_request<'v>(
     match framing {
         Framing::Length(n) => push_number_header(&mut head, "content-length", n),
         Framing::Chunked => push_header(&mut head, "transfer-encoding", b"chunked"),
+        // As Envoy: a bodiless request says so, unless its method never
+        // carries a body (or the client said so itself).
+        Framing::Empty
+            if seen.content_length.is_some()
+                || !matches!(method, "GET" | "HEAD" | "DELETE" | "TRACE" | "CONNECT") =>
+        {
+            push_header(&mut head, "content-length", b"0")
+        }
         Framing::Empty | Framing::UntilClose => {}
     }
     head.extend_from_slice(b"\r\n");
