@@ -654,3 +654,59 @@ fn folded_header_is_rejected_where_envoy_unfolds() {
     assert_eq!(ringway.status, 400);
     assert_eq!(envoy.status, 200);
 }
+
+/// Upstream responses with odd framing or heads, relayed by both.
+#[test]
+fn upstream_response_edge_cases_match_envoy() {
+    use std::io::{Read, Write};
+    const RESPONSES: [&[u8]; 11] = [
+        b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\netag: x\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil close",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 999 Odd\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nkeep-alive: timeout=5\r\nproxy-connection: x\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head);
+                let n: usize = text
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.trim_start_matches("/raw/").parse().ok())
+                    .unwrap_or(0);
+                let _ = s.write_all(RESPONSES[n.min(RESPONSES.len() - 1)]);
+                // One response per connection, then close.
+            });
+        }
+    });
+    let cluster = format!(
+        "  - name: raw\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: raw\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+    );
+    let config = http_config(&catch_all("raw", ""), &cluster);
+    let Some(pair) = Pair::start(
+        "upstream_response_edge_cases_match_envoy",
+        &format!("{}{config}", admin_block_placeholder()),
+        vec![],
+    ) else {
+        return;
+    };
+    let requests: Vec<Vec<u8>> = (0..RESPONSES.len())
+        .map(|i| get("a", &format!("/raw/{i}"), ""))
+        .collect();
+    pair.assert_all_same(&requests);
+}

@@ -749,23 +749,23 @@ pub fn parse_response(
         };
     }
     let mut content_length = None;
-    let mut chunked = None;
+    let mut chunked = false;
     let mut upstream_close = version == 0;
     let mut connection_values: Vec<&[u8]> = Vec::new();
     let mut has_server = false;
     for h in resp.headers.iter() {
+        // As Envoy's codec: one content-length, and a transfer-encoding
+        // that is exactly `chunked`; anything else is a protocol error.
         if h.name.eq_ignore_ascii_case("content-length") {
             match parse_content_length(h.value) {
-                Some(n) if content_length.is_none_or(|p| p == n) => content_length = Some(n),
+                Some(n) if content_length.is_none() => content_length = Some(n),
                 _ => return ParsedResponse::Invalid,
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = Some(
-                h.value
-                    .rsplit(|b| *b == b',')
-                    .next()
-                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked")),
-            );
+            if chunked || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return ParsedResponse::Invalid;
+            }
+            chunked = true;
         } else if h.name.eq_ignore_ascii_case("connection") {
             if version == 0 && has_token(h.value, "keep-alive") {
                 upstream_close = false;
@@ -776,16 +776,18 @@ pub fn parse_response(
             has_server = true;
         }
     }
+    if chunked && content_length.is_some() {
+        return ParsedResponse::Invalid;
+    }
     let bodyless = is_head || status == 204 || status == 304;
     let framing = if bodyless {
         Framing::Empty
     } else {
         match (chunked, content_length) {
-            (Some(true), _) => Framing::Chunked,
-            (Some(false), _) => Framing::UntilClose,
-            (None, Some(0)) => Framing::Empty,
-            (None, Some(n)) => Framing::Length(n),
-            (None, None) => Framing::UntilClose,
+            (true, _) => Framing::Chunked,
+            (false, Some(0)) => Framing::Empty,
+            (false, Some(n)) => Framing::Length(n),
+            (false, None) => Framing::UntilClose,
         }
     };
     let reason_text = match reason(status) {
@@ -809,7 +811,8 @@ pub fn parse_response(
     let nominated = |name: &str| connection_values.iter().any(|v| has_token(v, name));
     for h in resp.headers.iter() {
         let name = h.name;
-        let keep_length = bodyless && name.eq_ignore_ascii_case("content-length");
+        // A HEAD or 304 answer keeps the length it describes; a 204 has none.
+        let keep_length = bodyless && status != 204 && name.eq_ignore_ascii_case("content-length");
         if (is_hop_by_hop(name) && !keep_length)
             || nominated(name)
             || (http.server_header == ServerHeaderTransformation::Overwrite
