@@ -24,27 +24,11 @@ trap 'kill $(jobs -p) 2>/dev/null || true; stop_nginx "$WORK/backend"; stop_ngin
 
 source scripts/bench-lib.sh
 
-mkdir -p "$WORK/proxy/logs"
-cat >"$WORK/proxy/nginx.conf" <<NGX
-worker_processes 1;
-pid $WORK/proxy/nginx.pid;
-error_log $WORK/proxy/logs/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 128; keepalive_requests 1000000; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-NGX
 ringway_config "$A_PORT" >"$WORK/a.yaml"
 ringway_config "$B_PORT" >"$WORK/b.yaml"
 
 start_backend
-taskset -c $PROXY_CPU nginx -p "$WORK/proxy" -c nginx.conf
+start_nginx_proxy "$NGINX_PORT"
 taskset -c $PROXY_CPU "$BIN_A" -c "$WORK/a.yaml" --concurrency 1 -l warning &
 A_PID=$!
 taskset -c $PROXY_CPU "$BIN_B" -c "$WORK/b.yaml" --concurrency 1 -l warning &

@@ -22,6 +22,28 @@ NGX
   taskset -c "$LOAD_CPU" nginx -p "$WORK/backend" -c nginx.conf
 }
 
+# nginx as a proxy to the backend on PORT: 1 worker, upstream keepalive,
+# access log off; its prefix is $WORK/proxy.
+start_nginx_proxy() {  # port
+  mkdir -p "$WORK/proxy/logs"
+  cat >"$WORK/proxy/nginx.conf" <<NGX
+worker_processes 1;
+pid $WORK/proxy/nginx.pid;
+error_log $WORK/proxy/logs/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 128; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$1;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGX
+  taskset -c "$PROXY_CPU" nginx -p "$WORK/proxy" -c nginx.conf
+}
+
 stop_nginx() {  # prefix dir
   nginx -p "$1" -c nginx.conf -s stop 2>/dev/null || true
 }

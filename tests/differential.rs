@@ -333,32 +333,7 @@ fn rewrites_and_retries_match_envoy() {
         "cluster.flaky.retry.upstream_rq_503",
         "http.ingress_http.downstream_rq_5xx",
     ];
-    let read = |port: u16| {
-        let body = admin_request(port, "GET", "/stats").1;
-        names
-            .iter()
-            .map(|n| {
-                let line = body.lines().find(|l| l.split(':').next() == Some(n));
-                format!(
-                    "{n}: {}",
-                    line.map_or("<absent>", |l| l.split(": ").nth(1).unwrap_or(""))
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    let (ringway, envoy) = loop {
-        let (r, e) = (read(pair.ringway_admin), read(pair.envoy.admin));
-        if r == e || std::time::Instant::now() > deadline {
-            break (r, e);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert_eq!(
-        ringway, envoy,
-        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
-    );
+    pair.assert_same_stats(&names);
 }
 
 /// Counters after the same traffic: what each request kind counts.
@@ -401,34 +376,7 @@ fn stats_match_envoy() {
         "http.ingress_http.rq_direct_response",
         "http.ingress_http.rq_redirect",
     ];
-    let read = |port: u16| {
-        let body = admin_until(port, "/stats", |b| b.contains("downstream_rq_total: 8"));
-        names
-            .iter()
-            .map(|n| {
-                let line = body.lines().find(|l| l.split(':').next() == Some(n));
-                format!(
-                    "{n}: {}",
-                    line.map_or("<absent>", |l| l.split(": ").nth(1).unwrap_or(""))
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    // Counters settle a moment after the last response: compare until
-    // they agree or 3 s have passed.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    let (ringway, envoy) = loop {
-        let (r, e) = (read(pair.ringway_admin), read(pair.envoy.admin));
-        if r == e || std::time::Instant::now() > deadline {
-            break (r, e);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert_eq!(
-        ringway, envoy,
-        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
-    );
+    pair.assert_same_stats(&names);
 }
 
 /// The same format string gives the same access-log lines.
@@ -527,31 +475,21 @@ fn admin_output_matches_envoy() {
         return;
     };
     pair.exchange(&get("www.example.org", "/app", ""));
+    // Listener ports differ by construction.
+    let (ringway_port, envoy_port) = (pair.ringway.port.to_string(), pair.envoy.port.to_string());
+    let normalise = |text: &str| {
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                l.replace(&ringway_port, "<port>")
+                    .replace(&envoy_port, "<port>")
+            })
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    };
     for path in ["/ready", "/listeners", "/clusters"] {
-        let normalise = |text: &str| {
-            let mut lines: Vec<String> = text
-                .lines()
-                .map(|l| {
-                    // Listener addresses and ports differ by construction.
-                    l.replace(&pair.ringway.port.to_string(), "<port>")
-                        .replace(&pair.envoy.port.to_string(), "<port>")
-                })
-                .collect();
-            lines.sort();
-            lines.join("\n")
-        };
-        // Per-host counters settle a moment after the response: compare
-        // until they agree or 3 s have passed.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        let (r, e) = loop {
-            let (ringway, envoy) = pair.admin(path);
-            let (r, e) = (normalise(&ringway), normalise(&envoy));
-            if r == e || std::time::Instant::now() > deadline {
-                break (r, e);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        };
-        assert_eq!(r, e, "{path}\n--- ringway\n{r}\n--- envoy\n{e}");
+        pair.assert_same_admin(path, normalise);
     }
 }
 
@@ -658,7 +596,7 @@ fn folded_header_is_rejected_where_envoy_unfolds() {
 /// Upstream responses with odd framing or heads, relayed by both.
 #[test]
 fn upstream_response_edge_cases_match_envoy() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     const RESPONSES: [&[u8]; 11] = [
         b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
         b"HTTP/1.1 304 Not Modified\r\netag: x\r\n\r\n",
@@ -672,31 +610,15 @@ fn upstream_response_edge_cases_match_envoy() {
         b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
     ];
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-                    head.push(byte[0]);
-                }
-                let text = String::from_utf8_lossy(&head);
-                let n: usize = text
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|p| p.trim_start_matches("/raw/").parse().ok())
-                    .unwrap_or(0);
-                let _ = s.write_all(RESPONSES[n.min(RESPONSES.len() - 1)]);
-                // One response per connection, then close.
-            });
-        }
+    let port = raw_upstream(|head, s| {
+        let n: usize = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.trim_start_matches("/raw/").parse().ok())
+            .unwrap_or(0);
+        let _ = s.write_all(RESPONSES[n.min(RESPONSES.len() - 1)]);
     });
-    let cluster = format!(
-        "  - name: raw\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: raw\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
-    );
+    let cluster = port_cluster("raw", port);
     let config = http_config(&catch_all("raw", ""), &cluster);
     let Some(pair) = Pair::start(
         "upstream_response_edge_cases_match_envoy",

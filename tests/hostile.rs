@@ -183,29 +183,14 @@ fn idle_connections_hold_no_buffers() {
 /// that answer, not a 503, and its connection ends after it.
 #[test]
 fn early_upstream_response_reaches_the_client_mid_upload() {
-    use std::net::TcpListener;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let upstream_port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-                    head.push(byte[0]);
-                }
-                let _ = s.write_all(
-                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big!",
-                );
-                // Closing with the body unread: the kernel resets.
-                std::thread::sleep(Duration::from_millis(100));
-            });
-        }
+    let upstream_port = raw_upstream(|_, s| {
+        let _ = s.write_all(
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big!",
+        );
+        // Closing with the body unread: the kernel resets.
+        std::thread::sleep(Duration::from_millis(100));
     });
-    let cluster = format!(
-        "  - name: up\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: up\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }}\n"
-    );
+    let cluster = port_cluster("up", upstream_port);
     let proxy = Proxy::start(
         &http_config(&catch_all("up", ""), &cluster),
         &["--concurrency", "1"],

@@ -645,3 +645,32 @@ pub fn internal_loopback(config: &str) -> String {
         "          stat_prefix: ingress_http\n          use_remote_address: true\n          internal_address_config: { cidr_ranges: [ { address_prefix: 127.0.0.1, prefix_len: 32 } ] }\n",
     )
 }
+
+/// An upstream that reads each request head and answers with whatever
+/// `answer` makes of it, raw, then leaves the connection to `answer`'s
+/// caller to drop (one exchange per connection). Returns its port.
+pub fn raw_upstream(answer: fn(&str, &mut TcpStream)) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                answer(&String::from_utf8_lossy(&head), &mut s);
+            });
+        }
+    });
+    port
+}
+
+/// A STATIC cluster `name` with one endpoint on 127.0.0.1:`port`.
+pub fn port_cluster(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+    )
+}

@@ -11,7 +11,7 @@ use super::{free_port, wait_for_port, Backend, Client, Proxy, Response, Seen, Te
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The Envoy binary to compare against, if there is one.
 pub fn envoy_binary() -> Option<String> {
@@ -301,6 +301,37 @@ impl Pair {
             "Ringway and Envoy differ:{differences}"
         );
         observed
+    }
+
+    /// Reads `path` from both admin APIs until `view` of the two bodies
+    /// agrees or 3 s pass (counters settle a moment after the last
+    /// response), then asserts they agree.
+    pub fn assert_same_admin(&self, path: &str, view: impl Fn(&str) -> String) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let (r, e) = loop {
+            let (ringway, envoy) = self.admin(path);
+            let (r, e) = (view(&ringway), view(&envoy));
+            if r == e || Instant::now() > deadline {
+                break (r, e);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(r, e, "{path}\n--- ringway\n{r}\n--- envoy\n{e}");
+    }
+
+    /// Asserts that the named stats have the same values on both.
+    pub fn assert_same_stats(&self, names: &[&str]) {
+        self.assert_same_admin("/stats", |body| {
+            names
+                .iter()
+                .map(|n| {
+                    let line = body.lines().find(|l| l.split(':').next() == Some(n));
+                    let value = line.map_or("<absent>", |l| l.split(": ").nth(1).unwrap_or(""));
+                    format!("{n}: {value}")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
     }
 
     /// GETs an admin path from both: (Ringway's body, Envoy's body).
