@@ -632,3 +632,75 @@ fn upstream_response_edge_cases_match_envoy() {
         .collect();
     pair.assert_all_same(&requests);
 }
+
+/// Connection-manager and route options that shape headers: server header
+/// transformations, attempt counts, cluster_header misses, host port
+/// stripping, request ids off, and a generated hash-policy cookie.
+#[test]
+fn header_shaping_options_match_envoy() {
+    let app = Backend::start("app");
+    let routes = r#"            - name: all
+              domains: ["*"]
+              include_request_attempt_count: true
+              include_attempt_count_in_response: true
+              routes:
+              - match: { prefix: "/ch" }
+                route: { cluster_header: x-cluster, cluster_not_found_response_code: NOT_FOUND }
+              - match: { prefix: "/cookie" }
+                route: { cluster: app, hash_policy: [ { cookie: { name: sticky, ttl: 60s, path: /cookie } } ] }
+              - match: { prefix: "/ring-cookie" }
+                route: { cluster: ring, hash_policy: [ { cookie: { name: sticky, ttl: 60s, path: /ring-cookie } } ] }
+              - match: { prefix: "/" }
+                route: { cluster: app }
+"#;
+    let clusters = static_cluster("app", &[(&app, 1)], "")
+        + &static_cluster("ring", &[(&app, 1)], "    lb_policy: RING_HASH\n");
+    let config = http_config(routes, &clusters).replace(
+        "          stat_prefix: ingress_http\n",
+        "          stat_prefix: ingress_http\n          server_header_transformation: APPEND_IF_ABSENT\n          server_name: edge-proxy\n          strip_any_host_port: true\n          generate_request_id: false\n          max_request_headers_kb: 2\n",
+    );
+    let Some(pair) = Pair::start(
+        "header_shaping_options_match_envoy",
+        &format!("{}{config}", admin_block_placeholder()),
+        vec![app],
+    ) else {
+        return;
+    };
+    pair.assert_all_same(&[
+        get("a.example:8080", "/x", ""),
+        get("a", "/ch", "x-cluster: nowhere\r\n"),
+        get("a", "/ch", "x-cluster: app\r\n"),
+        get("a", "/x", &format!("x-big: {}\r\n", "b".repeat(3000))),
+    ]);
+    // The cookie's value is a hash; compare everything around it. A
+    // round-robin cluster gets none, a ring-hash one does.
+    let shape = |o: &common::oracle::Observed| {
+        o.headers
+            .iter()
+            .map(|(n, v)| {
+                let v = if n == "set-cookie" {
+                    v.split_once(';').map_or("", |(_, rest)| rest).to_string()
+                } else {
+                    v.clone()
+                };
+                (n.clone(), v)
+            })
+            .collect::<Vec<_>>()
+    };
+    for path in ["/cookie", "/ring-cookie"] {
+        let (ringway, envoy) = pair.exchange(&get("a", path, ""));
+        assert_eq!(shape(&ringway), shape(&envoy), "{path}");
+        let has_cookie = ringway.headers.iter().any(|(n, _)| n == "set-cookie");
+        assert_eq!(has_cookie, path == "/ring-cookie", "{path}");
+    }
+    // The server header: passed through when the upstream sets one (the
+    // test backend does), else the configured name.
+    let server = |port: u16| get_server(port);
+    assert_eq!(server(pair.ringway.port), server(pair.envoy.port));
+}
+
+/// The `server` header of a direct request to the proxy at `port`.
+fn get_server(port: u16) -> Option<String> {
+    let r = common::get(port, "a", "/x");
+    r.header("server").map(str::to_owned)
+}

@@ -31,6 +31,13 @@ pub enum LbPolicy {
     },
 }
 
+impl LbPolicy {
+    /// Whether the balancer picks by a request hash (hash policies apply).
+    pub fn is_hashing(&self) -> bool {
+        matches!(self, LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. })
+    }
+}
+
 /// What one `hash_policy[]` entry hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HashOn {

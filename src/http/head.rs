@@ -504,7 +504,20 @@ fn analyse_request<'v>(
     // A client the edge does not trust cannot choose the scheme.
     let set_proto =
         !seen.forwarded_proto || (http.xff.use_remote_address && http.xff.trusted_hops == 0);
-    let (hash, set_cookie) = request_hash(&forward.hash_policy, &view, client, || shard.random());
+    // As Envoy, hash policies run only for a cluster whose balancer hashes
+    // (so no cookie is generated for a round-robin cluster).
+    let hashing = !forward.hash_policy.is_empty()
+        && shard
+            .view()
+            .snapshot
+            .clusters
+            .get(cluster)
+            .is_some_and(|c| c.config.lb_policy.is_hashing());
+    let (hash, set_cookie) = if hashing {
+        request_hash(&forward.hash_policy, &view, client, || shard.random())
+    } else {
+        (None, None)
+    };
     let levels = matched.request_headers();
     let edits = if levels.iter().all(|l| l.is_empty()) {
         Edits::default()
