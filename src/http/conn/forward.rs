@@ -224,17 +224,11 @@ impl Conn {
             if let Some(hostname) = auto_host {
                 let original = attempt_head[to.slots.host.clone()].to_vec();
                 attempt_head.splice(to.slots.host.clone(), hostname.bytes());
-                let at = attempt_head.len() - 2;
-                let mut line = b"x-envoy-original-host: ".to_vec();
-                line.extend_from_slice(&original);
-                line.extend_from_slice(b"\r\n");
-                attempt_head.splice(at..at, line);
+                append_header(&mut attempt_head, "x-envoy-original-host", &original);
             }
             if x.matched.is_some_and(|m| m.vhost.attempt_count_in_request) {
-                // Before the blank line that ends the head.
-                let at = attempt_head.len() - 2;
-                let line = format!("x-envoy-attempt-count: {}\r\n", retries.done + 1);
-                attempt_head.splice(at..at, line.into_bytes());
+                let count = (retries.done + 1).to_string();
+                append_header(&mut attempt_head, "x-envoy-attempt-count", count.as_bytes());
             }
             let plan = AttemptPlan {
                 cluster,
@@ -959,4 +953,12 @@ fn set_keepalive(stream: &TcpStream, k: &crate::config::TcpKeepalive) {
             log::debug!("tcp_keepalive option {name}: {e}");
         }
     }
+}
+
+/// Adds a header line to a complete head, before the blank line ending it.
+fn append_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    let mut line = Vec::with_capacity(name.len() + value.len() + 4);
+    crate::http::codec::push_header(&mut line, name, value);
+    let at = head.len() - 2;
+    head.splice(at..at, line);
 }

@@ -320,13 +320,10 @@ pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener
                     return;
                 }
             };
-            match ready.and_then(|()| conn.rbuf.fill_ready(&conn.down)) {
-                Ok(Some(n)) if n > 0 => {}
-                Ok(None) => {}
-                _ => {
-                    conn.closed_by_peer = true;
-                    return;
-                }
+            // Ok(None): a spurious wake-up, nothing to read yet.
+            if let Ok(Some(0)) | Err(_) = ready.and_then(|()| conn.rbuf.fill_ready(&conn.down)) {
+                conn.closed_by_peer = true;
+                return;
             }
         }
         let view = shard.view();
@@ -344,6 +341,9 @@ pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener
     }
 }
 
+/// Most unread client bytes discarded while a closing connection drains.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
 impl Conn {
     /// Whether this request is the last `max_requests_per_connection`
     /// allows (counted in `downstream_cx_max_requests_reached`).
@@ -357,12 +357,7 @@ impl Conn {
         }
         last
     }
-}
 
-/// Most unread client bytes discarded while a closing connection drains.
-const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
-
-impl Conn {
     /// Envoy's `delayed_close_timeout`: after a response that ends the
     /// connection, half-close so the client sees the end, then read and
     /// discard what it still sends (for at most `delay` and
