@@ -392,8 +392,6 @@ fn analyse_request<'v>(
         (None, Some(n)) => Framing::Length(n),
     };
     let keep_alive = !seen.close;
-    // Every request without an id gets one (Envoy's connection manager
-    // does it before routing, so local replies log one too).
     let request_with = |plan, generated_id, client| {
         ParsedRequest::Request(
             Request {
@@ -408,6 +406,8 @@ fn analyse_request<'v>(
             plan,
         )
     };
+    // A request answered locally gets an id too when it has none (Envoy's
+    // connection manager does it before routing, so its log shows one).
     let request = |plan| {
         let id = (!seen.request_id && http.generate_request_id).then(|| shard.request_id());
         request_with(plan, id, None)
