@@ -54,6 +54,8 @@ pub struct HttpSettings {
     pub request_timeout: Option<Duration>,
     /// `request_headers_timeout`.
     pub request_headers_timeout: Option<Duration>,
+    /// A `#fragment` is stripped rather than rejected (a runtime key).
+    pub strip_fragment: bool,
     /// `common_http_protocol_options.max_requests_per_connection`.
     pub max_requests_per_connection: Option<u32>,
     /// `delayed_close_timeout`.
@@ -225,6 +227,7 @@ fn http_settings(
         stream_idle_timeout: hcm.stream_idle_timeout,
         request_timeout: hcm.request_timeout,
         request_headers_timeout: hcm.request_headers_timeout,
+        strip_fragment: hcm.strip_fragment,
         max_requests_per_connection: hcm.max_requests_per_connection,
         delayed_close_timeout: hcm.delayed_close_timeout,
         xff: hcm.xff.clone(),

@@ -704,3 +704,26 @@ fn get_server(port: u16) -> Option<String> {
     let r = common::get(port, "a", "/x");
     r.header("server").map(str::to_owned)
 }
+
+/// With Envoy's runtime key `http_reject_path_with_fragment: false`, a
+/// fragment is stripped instead of rejected, by both.
+#[test]
+fn fragment_stripping_runtime_key_matches_envoy() {
+    let app = Backend::start("app");
+    let other = Backend::start("other");
+    let runtime = "layered_runtime:\n  layers:\n  - name: static\n    static_layer:\n      envoy.reloadable_features.http_reject_path_with_fragment: false\n";
+    let config = format!("{runtime}{}", bootstrap(&app, &other));
+    let Some(pair) = Pair::start(
+        "fragment_stripping_runtime_key_matches_envoy",
+        &config,
+        vec![app, other],
+    ) else {
+        return;
+    };
+    let seen = pair.assert_all_same(&[
+        get("www.example.org", "/private#x", ""),
+        get("www.example.org", "/app?a=b#frag", ""),
+    ]);
+    assert_eq!(seen[0].status, 403, "the stripped path meets its rule");
+    assert_eq!(seen[1].upstream[0].path, "/app?a=b");
+}

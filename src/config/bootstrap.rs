@@ -158,6 +158,10 @@ pub struct HttpConnectionManager {
     pub delayed_close_timeout: Option<Duration>,
     /// `use_remote_address`, `xff_num_trusted_hops`, `skip_xff_append`.
     pub xff: XffSettings,
+    /// Strip a `#fragment` from the request target instead of rejecting
+    /// the request: the runtime key
+    /// `envoy.reloadable_features.http_reject_path_with_fragment: false`.
+    pub strip_fragment: bool,
 }
 
 /// How the client's address is found and `x-forwarded-for` kept.
@@ -369,12 +373,12 @@ pub struct Locality {
 
 #[rustfmt::skip]
 static BOOTSTRAP: Fields = Fields {
-    known: &["static_resources", "node", "admin"],
+    known: &["static_resources", "node", "admin", "layered_runtime"],
     unsupported: &[
         "node_context_params", "dynamic_resources", "cluster_manager", "hds_config",
         "flags_path", "stats_sinks", "deferred_stat_options", "stats_config",
         "stats_flush_interval", "stats_flush_on_admin", "watchdog", "watchdogs", "tracing",
-        "layered_runtime", "overload_manager", "enable_dispatcher_stats",
+        "overload_manager", "enable_dispatcher_stats",
         "header_prefix", "stats_server_version_override", "use_tcp_for_dns_lookups",
         "dns_resolution_config", "typed_dns_resolver_config", "bootstrap_extensions",
         "fatal_actions", "config_sources", "default_config_source", "default_socket_interface",
@@ -648,6 +652,12 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         }
     }
     let admin = obj.get("admin").and_then(|a| admin(&a, errs));
+    let strip_fragment = obj
+        .get("layered_runtime")
+        .is_some_and(|r| layered_runtime(&r, errs));
+    for l in &mut listeners {
+        l.hcm.strip_fragment = strip_fragment;
+    }
     Some(Bootstrap {
         node,
         listeners,
@@ -1010,7 +1020,55 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
                 .map(|c| internal_address_config(&c, errs))
                 .unwrap_or_default(),
         },
+        // Set from layered_runtime once the whole bootstrap is decoded.
+        strip_fragment: false,
     })
+}
+
+/// The runtime keys Ringway reads from `layered_runtime`.
+const FRAGMENT_KEY: &str = "envoy.reloadable_features.http_reject_path_with_fragment";
+
+#[rustfmt::skip]
+static LAYERED_RUNTIME: Fields = Fields { known: &["layers"], unsupported: &[] };
+#[rustfmt::skip]
+static RUNTIME_LAYER: Fields = Fields {
+    known: &["name", "static_layer"],
+    unsupported: &["disk_layer", "admin_layer", "rtds_layer"],
+};
+
+/// Decodes `layered_runtime`: static layers only, and of their keys only
+/// the ones Ringway acts on (any other key is an error, never ignored).
+/// Returns whether a `#fragment` is stripped rather than rejected.
+fn layered_runtime(node: &Node, errs: &mut Errors) -> bool {
+    let mut strip_fragment = false;
+    let Some(obj) = node.object(errs, &LAYERED_RUNTIME) else {
+        return false;
+    };
+    let layers = obj.get("layers").map(|l| l.list(errs)).unwrap_or_default();
+    for layer in layers {
+        let Some(lo) = layer.object(errs, &RUNTIME_LAYER) else {
+            continue;
+        };
+        let _ = string(&lo, errs, "name");
+        let Some(values) = lo.get("static_layer") else {
+            continue;
+        };
+        let serde_json::Value::Object(map) = values.value() else {
+            errs.add(values.path(), "expected a mapping of runtime keys");
+            continue;
+        };
+        for key in map.keys() {
+            let Some(entry) = values.entry(key) else {
+                continue;
+            };
+            if key == FRAGMENT_KEY {
+                strip_fragment = entry.bool(errs).is_some_and(|reject| !reject);
+            } else {
+                errs.add(entry.path(), "runtime key not supported yet");
+            }
+        }
+    }
+    strip_fragment
 }
 
 #[rustfmt::skip]

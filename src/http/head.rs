@@ -430,12 +430,15 @@ fn analyse_request<'v>(
     if !(path.starts_with('/') || (path == "*" && method == "OPTIONS")) {
         return ParsedRequest::Reject(bad_request());
     }
-    if path.contains('#') {
-        // A fragment never belongs in a request target (RFC 9110 §7.1);
-        // matching with it would let `/private#x` past a `/private` rule.
-        // Envoy rejects it in its codec: 400 with no body.
-        return ParsedRequest::Reject(LocalReply::closing(400, ""));
-    }
+    // A fragment never belongs in a request target (RFC 9110 §7.1);
+    // matching with it would let `/private#x` past a `/private` rule.
+    // Envoy rejects it in its codec (400, no body), or strips it when the
+    // runtime says so.
+    let path = match path.split_once('#') {
+        Some((before, _)) if http.strip_fragment => before,
+        Some(_) => return ParsedRequest::Reject(LocalReply::closing(400, "")),
+        None => path,
+    };
     let Some(authority) = authority else {
         // Envoy's codec rejects a request without a host: no body.
         return ParsedRequest::Reject(LocalReply::closing(400, ""));
