@@ -68,9 +68,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(errors) => {
             if cli.json_errors {
-                let records: Vec<_> = errors.iter().map(|e| e.to_json()).collect();
-                let report = serde_json::json!({"config": name, "valid": false, "errors": records});
-                println!("{report:#}");
+                print_report(&name, &errors);
             } else {
                 eprintln!("configuration '{name}' is invalid:");
                 for e in &errors {
@@ -82,8 +80,7 @@ fn main() -> ExitCode {
     };
     if validate {
         if cli.json_errors {
-            let report = serde_json::json!({"config": name, "valid": true, "errors": []});
-            println!("{report:#}");
+            print_report(&name, &[]);
         } else {
             println!("configuration '{name}' OK");
         }
@@ -103,4 +100,11 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--mode validate -o json`: the verdict on `name` as one JSON document.
+fn print_report(name: &str, errors: &[config::ConfigError]) {
+    let records: Vec<_> = errors.iter().map(|e| e.to_json()).collect();
+    let report = serde_json::json!({"config": name, "valid": errors.is_empty(), "errors": records});
+    println!("{report:#}");
 }

@@ -138,7 +138,7 @@ impl<'a> Record<'a> {
 }
 
 /// Finds header `name` (lower case) in a raw HTTP/1 head.
-fn find_header<'h>(head: &'h [u8], name: &str) -> Option<&'h [u8]> {
+pub(crate) fn find_header<'h>(head: &'h [u8], name: &str) -> Option<&'h [u8]> {
     let mut lines = head.split(|b| *b == b'\n').skip(1);
     lines.find_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);

@@ -4,8 +4,9 @@
 //! It runs beside the main thread and never on a shard. Each connection
 //! carries one request (`connection: close`) and is served by a task of
 //! its own on the admin thread's event loop, up to [`MAX_CONNECTIONS`] at
-//! once, with deadlines for reading the request and writing the reply: an idle, slow or non-reading client never delays
-//! a readiness probe or `/quitquitquit`. The admin API is for operators and
+//! once, with deadlines for reading the request and writing the reply: an
+//! idle, slow or non-reading client never delays a readiness probe or
+//! `/quitquitquit`. The admin API is for operators and
 //! scrapers, not for load.
 
 mod dump;
@@ -442,32 +443,23 @@ async fn accept_loop(admin: Rc<Admin>, listener: std::net::TcpListener, logs: Op
 /// The request head as Envoy's admin connection manager sees it for its
 /// log: it uses the remote address, so `x-forwarded-for` gains the peer
 /// (the host's own address for a loopback peer).
+/// A head that already carries one is logged as it is.
 fn as_forwarded(mut head: Vec<u8>, peer: SocketAddr) -> Vec<u8> {
+    if !head.ends_with(b"\r\n\r\n")
+        || crate::access_log::find_header(&head, "x-forwarded-for").is_some()
+    {
+        return head;
+    }
     let settings = crate::config::XffSettings {
         use_remote_address: true,
         ..Default::default()
     };
-    let existing = httparse_header(&head, "x-forwarded-for");
     let local = crate::http::xff::local_address(peer.is_ipv6());
-    let forwarded = crate::http::xff::resolve(&settings, peer.ip(), local, existing.as_deref());
-    if let (Some(xff), true) = (forwarded.xff, head.ends_with(b"\r\n\r\n")) {
-        if existing.is_none() {
-            head.truncate(head.len() - 2);
-            head.extend_from_slice(format!("x-forwarded-for: {xff}\r\n\r\n").as_bytes());
-        }
+    if let Some(xff) = crate::http::xff::resolve(&settings, peer.ip(), local, None).xff {
+        head.truncate(head.len() - 2);
+        head.extend_from_slice(format!("x-forwarded-for: {xff}\r\n\r\n").as_bytes());
     }
     head
-}
-
-/// The first value of header `name` in a raw request head.
-fn httparse_header(head: &[u8], name: &str) -> Option<String> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    req.parse(head).ok()?;
-    req.headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| String::from_utf8_lossy(h.value).into_owned())
 }
 
 /// Reads a request head (at most [`MAX_HEAD`] bytes): the head as read,

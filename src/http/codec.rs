@@ -13,13 +13,23 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// A connection's read buffer: `buf[start..]` is unread data. It holds no
 /// memory until the first read, and gives it back on [`release`](Self::release)
 /// so that an idle connection costs no buffer.
-#[derive(Default)]
 pub struct ReadBuf {
     buf: Vec<u8>,
     start: usize,
     received: u64,
-    /// Most bytes one read takes (0: [`READ_CHUNK`]).
+    /// Most bytes one read takes.
     chunk: usize,
+}
+
+impl Default for ReadBuf {
+    fn default() -> Self {
+        ReadBuf {
+            buf: Vec::new(),
+            start: 0,
+            received: 0,
+            chunk: READ_CHUNK,
+        }
+    }
 }
 
 impl ReadBuf {
@@ -48,14 +58,6 @@ impl ReadBuf {
         self.chunk = limit.clamp(1024, READ_CHUNK);
     }
 
-    fn chunk(&self) -> usize {
-        if self.chunk == 0 {
-            READ_CHUNK
-        } else {
-            self.chunk
-        }
-    }
-
     /// Frees the buffer's memory when it holds no unread data.
     pub fn release(&mut self) {
         if self.is_empty() {
@@ -67,7 +69,7 @@ impl ReadBuf {
     /// Makes room for another read, growing the buffer up to `limit`
     /// bytes of unread data.
     fn make_room(&mut self, limit: usize) -> std::io::Result<()> {
-        let chunk = self.chunk();
+        let chunk = self.chunk;
         if self.start > 0 && (self.buf.len() == self.buf.capacity() || self.start > chunk / 2) {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -161,7 +163,7 @@ impl ReadBuf {
 
     /// Shrinks the buffer back after a large head was consumed.
     pub fn shrink(&mut self) {
-        let chunk = self.chunk();
+        let chunk = self.chunk;
         if self.buf.capacity() > chunk && self.buf.len() - self.start <= chunk {
             self.buf.drain(..self.start);
             self.start = 0;

@@ -202,13 +202,7 @@ fn admin_socket(
     config: &crate::config::AdminConfig,
     sinks: &Sinks,
 ) -> Result<(std::net::TcpListener, Vec<crate::access_log::AccessLog>), String> {
-    let spec = ListenerSocket {
-        reuse_port: false,
-        options: config.socket_options.clone(),
-        buffer_limit: crate::config::DEFAULT_BUFFER_LIMIT,
-        traffic_direction: "UNSPECIFIED",
-    };
-    let listener = socket::listen(config.address, &spec, BACKLOG)
+    let listener = socket::listen(config.address, false, &config.socket_options, BACKLOG)
         .map_err(|e| format!("admin: cannot bind {}: {e}", config.address))?;
     let logs = config
         .access_logs
@@ -246,7 +240,7 @@ impl Bind {
     /// This shard's socket.
     fn open(&self) -> std::io::Result<TcpListener> {
         let std = match self {
-            Bind::PerShard(addr, spec) => socket::listen(*addr, spec, BACKLOG)?,
+            Bind::PerShard(addr, spec) => socket::listen(*addr, true, &spec.options, BACKLOG)?,
             Bind::Shared(l) => l.try_clone()?,
         };
         TcpListener::from_std(std)
@@ -264,7 +258,8 @@ fn bind_plan(snapshot: &ConfigSnapshot) -> Result<Vec<Bind>, String> {
             let failed =
                 |e: std::io::Error| format!("listener {}: cannot bind {}: {e}", l.name, l.address);
             if !l.socket.reuse_port {
-                let shared = socket::listen(l.address, &l.socket, BACKLOG).map_err(failed)?;
+                let shared =
+                    socket::listen(l.address, false, &l.socket.options, BACKLOG).map_err(failed)?;
                 return Ok(Bind::Shared(Arc::new(shared)));
             }
             if l.address.port() != 0 {

@@ -1,16 +1,18 @@
 //! Listening sockets made as a listener's config says: SO_REUSEPORT or
 //! one shared socket, and `socket_options` applied in their state.
 
-use crate::config::{ListenerSocket, SocketOption, SocketState};
+use crate::config::{SocketOption, SocketState};
 use crate::net::set_int_option;
 use socket2::{Domain, Socket, Type};
 use std::net::SocketAddr;
 
-/// Opens a listening socket on `addr`, non-blocking, ready for a runtime
-/// to adopt.
+/// Opens a listening socket on `addr` (with SO_REUSEPORT when
+/// `reuse_port`), its `options` set in their state; non-blocking, ready for
+/// a runtime to adopt.
 pub fn listen(
     addr: SocketAddr,
-    spec: &ListenerSocket,
+    reuse_port: bool,
+    options: &[SocketOption],
     backlog: i32,
 ) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
@@ -19,13 +21,13 @@ pub fn listen(
         &socket,
         libc::SOL_SOCKET,
         libc::SO_REUSEPORT,
-        i32::from(spec.reuse_port),
+        i32::from(reuse_port),
     )?;
-    apply(&socket, &spec.options, SocketState::Prebind)?;
+    apply(&socket, options, SocketState::Prebind)?;
     socket.bind(&addr.into())?;
-    apply(&socket, &spec.options, SocketState::Bound)?;
+    apply(&socket, options, SocketState::Bound)?;
     socket.listen(backlog)?;
-    apply(&socket, &spec.options, SocketState::Listening)?;
+    apply(&socket, options, SocketState::Listening)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
