@@ -756,13 +756,7 @@ fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
         address,
         hcm: hcm?,
         socket: ListenerSocket {
-            reuse_port: obj
-                .get("enable_reuse_port")
-                .map(|r| match r.value() {
-                    serde_json::Value::Object(_) => wrapped_bool(&r, errs),
-                    _ => r.bool(errs).unwrap_or(true),
-                })
-                .unwrap_or(true),
+            reuse_port: any_bool(obj.get("enable_reuse_port"), errs, true),
             options: socket_options(&obj, errs),
             buffer_limit: obj
                 .get("per_connection_buffer_limit_bytes")
@@ -947,13 +941,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
             }
         }
     }
-    let generate_request_id = match obj.get("generate_request_id") {
-        Some(c) => match c.value() {
-            serde_json::Value::Object(_) => wrapped_bool(&c, errs),
-            _ => c.bool(errs).unwrap_or(true),
-        },
-        None => true,
-    };
+    let generate_request_id = any_bool(obj.get("generate_request_id"), errs, true);
     http_filters(&obj, errs);
     let access_log = obj
         .get("access_log")
@@ -1003,13 +991,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
             None => Some(Duration::from_secs(1)),
         },
         xff: XffSettings {
-            use_remote_address: match obj.get("use_remote_address") {
-                Some(c) => match c.value() {
-                    serde_json::Value::Object(_) => wrapped_bool(&c, errs),
-                    _ => c.bool(errs).unwrap_or(false),
-                },
-                None => false,
-            },
+            use_remote_address: any_bool(obj.get("use_remote_address"), errs, false),
             trusted_hops: match obj.get("xff_num_trusted_hops") {
                 Some(n) => n.uint(errs, 64).unwrap_or(0) as u32,
                 None => 0,
@@ -1113,6 +1095,16 @@ fn internal_address_config(node: &Node, errs: &mut Errors) -> Vec<(IpAddr, u8)> 
             Some((prefix, len))
         })
         .collect()
+}
+
+/// Decodes a boolean written plainly or as a `BoolValue` (`{value: bool}`);
+/// `default` when absent.
+pub(super) fn any_bool(child: Option<Node>, errs: &mut Errors, default: bool) -> bool {
+    match child {
+        Some(c) if c.value().is_object() => wrapped_bool(&c, errs),
+        Some(c) => c.bool(errs).unwrap_or(default),
+        None => default,
+    }
 }
 
 /// Decodes a `google.protobuf.BoolValue` written as `{value: bool}`.
@@ -1261,13 +1253,7 @@ fn route(node: Node, errs: &mut Errors) -> Option<Route> {
     let obj = node.object(errs, &ROUTE)?;
     let matcher = obj.require(errs, "match").and_then(|m| {
         // case_sensitive may be a BoolValue wrapper; read it before the rest.
-        let case_sensitive = match m.entry("case_sensitive") {
-            Some(c) => match c.value() {
-                serde_json::Value::Object(_) => wrapped_bool(&c, errs),
-                _ => c.bool(errs).unwrap_or(true),
-            },
-            None => true,
-        };
+        let case_sensitive = any_bool(m.entry("case_sensitive"), errs, true);
         super::route_match::route_match(&m, errs, case_sensitive)
     });
     let mut actions = Vec::new();

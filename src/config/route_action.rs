@@ -442,10 +442,9 @@ fn header_to_add(node: Node, errs: &mut Errors) -> Option<HeaderToAdd> {
             return None;
         }
     };
-    let legacy = obj.get("append").map(|a| match a.value() {
-        serde_json::Value::Object(_) => super::bootstrap::wrapped_bool(&a, errs),
-        _ => a.bool(errs).unwrap_or(true),
-    });
+    let legacy = obj
+        .get("append")
+        .map(|a| super::bootstrap::any_bool(Some(a), errs, true));
     let action = match (obj.get("append_action"), legacy) {
         (Some(_), Some(_)) => {
             errs.add(obj.path(), "append and append_action are exclusive");
