@@ -137,8 +137,8 @@ fn head_parsing(c: &mut Criterion) {
     let store = ringway::stats::Store::new(1);
     let sinks = ringway::access_log::Sinks::new();
     let peer = Peer {
-        remote: "127.0.0.1:40000".parse().expect("addr"),
-        local: Some("127.0.0.1:80".parse().expect("addr")),
+        remote: std::net::SocketAddr::from(([127, 0, 0, 1], 40000)).into(),
+        local: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 80)).into()),
     };
     let shard = Shard::new(
         0,
@@ -149,7 +149,7 @@ fn head_parsing(c: &mut Criterion) {
     let request = b"GET /api/v3/users/42?expand=true HTTP/1.1\r\nHost: host0.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) bench\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\nCookie: session=0123456789abcdef; theme=dark\r\nx-request-id: 5f3c1c8e-2b7a-4b8e-9f0e-1d2c3b4a5968\r\n\r\n";
     c.bench_function("request head: parse, route, build upstream head", |b| {
         b.iter(
-            || match parse_request(black_box(request), &http, peer, &shard) {
+            || match parse_request(black_box(request), &http, peer.clone(), &shard) {
                 ParsedRequest::Request(req, _) => black_box(req.head_len),
                 _ => unreachable!("the bench request is valid"),
             },
@@ -164,8 +164,9 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
         .map(|i| {
             let resolved = Resolved {
                 addr: format!("10.{}.{}.{}:8080", i / 65536, i / 256 % 256, i % 256)
-                    .parse()
-                    .expect("addr"),
+                    .parse::<std::net::SocketAddr>()
+                    .expect("addr")
+                    .into(),
                 weight: (i % 4 + 1) as u32,
                 hostname: String::new(),
                 explicit_hostname: false,

@@ -5,6 +5,8 @@
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixStream};
 use std::time::Duration;
 
 /// Where the admin API is by default (Envoy's customary port).
@@ -12,7 +14,7 @@ const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 
 /// The `proxy-config` help text.
 pub fn usage() -> &'static str {
-    "USAGE: ringway proxy-config listeners|routes|clusters|endpoints|dump [--admin HOST:PORT] [-o table|json]
+    "USAGE: ringway proxy-config listeners|routes|clusters|endpoints|dump [--admin ADDRESS] [-o table|json]
 
   listeners   listener names, addresses and the route configs they serve
   routes      every route: route config, virtual host, domains, match, destination
@@ -20,7 +22,8 @@ pub fn usage() -> &'static str {
   endpoints   every endpoint with its health status and cluster
   dump        the whole /config_dump
 
-  --admin HOST:PORT   the instance's admin address (default 127.0.0.1:9901)
+  --admin ADDRESS     the instance's admin address: HOST:PORT, or a pipe's
+                      /path or @abstract-name (default 127.0.0.1:9901)
   -o table|json       output format (default table)
 "
 }
@@ -34,7 +37,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--admin" => admin = it.next().ok_or("--admin needs HOST:PORT")?.clone(),
+            "--admin" => admin = it.next().ok_or("--admin needs an address")?.clone(),
             "-o" | "--output" => {
                 json = match it.next().map(String::as_str) {
                     Some("json") => true,
@@ -84,18 +87,8 @@ fn pretty(v: &Value) -> String {
 
 /// GETs `path` from the admin API at `admin` and parses the JSON body.
 fn fetch_json(admin: &str, path: &str) -> Result<Value, String> {
-    let mut stream = TcpStream::connect(admin)
-        .map_err(|e| format!("cannot reach the admin API at {admin}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("{admin}: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("{admin}: {e}"))?;
+    let raw =
+        exchange(admin, path).map_err(|e| format!("cannot reach the admin API at {admin}: {e}"))?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -105,6 +98,33 @@ fn fetch_json(admin: &str, path: &str) -> Result<Value, String> {
         return Err(format!("{admin}{path}: {line}"));
     }
     serde_json::from_str(body).map_err(|e| format!("{admin}{path}: invalid JSON: {e}"))
+}
+
+/// Sends one `GET path` to the admin API at `admin` (TCP, or a pipe when it
+/// starts with `/` or `@`) and reads the whole response.
+fn exchange(admin: &str, path: &str) -> std::io::Result<Vec<u8>> {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    let timeout = Some(Duration::from_secs(10));
+    if admin.starts_with(['/', '@']) {
+        let stream = match admin.strip_prefix('@') {
+            Some(name) => UnixStream::connect_addr(&SocketAddr::from_abstract_name(name)?)?,
+            None => UnixStream::connect(admin)?,
+        };
+        stream.set_read_timeout(timeout)?;
+        round_trip(stream, request.as_bytes())
+    } else {
+        let stream = TcpStream::connect(admin)?;
+        stream.set_read_timeout(timeout)?;
+        round_trip(stream, request.as_bytes())
+    }
+}
+
+/// Writes `request` and reads the response until the server closes.
+fn round_trip(mut stream: impl Read + Write, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    stream.write_all(request)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    Ok(raw)
 }
 
 /// The items of one repeated field across the dump's configs.
@@ -166,6 +186,18 @@ fn managers(listener: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// An `Address` message as its host and port text; a pipe is its path
+/// and no port.
+fn address_text(addr: &Value) -> (String, String) {
+    match addr.get("pipe") {
+        Some(pipe) => (text(&pipe["path"]), String::new()),
+        None => {
+            let sa = &addr["socket_address"];
+            (text(&sa["address"]), text(&sa["port_value"]))
+        }
+    }
+}
+
 fn listeners(dump: &Value, bound: &Value) -> String {
     let bound_addr = |name: &str| {
         bound["listener_statuses"]
@@ -173,7 +205,7 @@ fn listeners(dump: &Value, bound: &Value) -> String {
             .into_iter()
             .flatten()
             .find(|l| l["name"] == name)
-            .map(|l| l["local_address"]["socket_address"].clone())
+            .map(|l| l["local_address"].clone())
     };
     let rows = section(dump, "static_listeners")
         .as_array()
@@ -182,18 +214,13 @@ fn listeners(dump: &Value, bound: &Value) -> String {
         .map(|entry| {
             let l = &entry["listener"];
             let name = text(&l["name"]);
-            let addr = bound_addr(&name).unwrap_or_else(|| l["address"]["socket_address"].clone());
+            let addr = bound_addr(&name).unwrap_or_else(|| l["address"].clone());
+            let (host, port) = address_text(&addr);
             let destinations: Vec<String> = managers(l)
                 .iter()
                 .map(|hcm| format!("Route: {}", text(&hcm["route_config"]["name"])))
                 .collect();
-            vec![
-                name,
-                text(&addr["address"]),
-                text(&addr["port_value"]),
-                "ALL".to_string(),
-                destinations.join(", "),
-            ]
+            vec![name, host, port, "ALL".to_string(), destinations.join(", ")]
         })
         .collect();
     table(&["NAME", "ADDRESS", "PORT", "MATCH", "DESTINATION"], rows)
@@ -299,9 +326,12 @@ fn endpoints(status: &Value) -> String {
     let mut rows = Vec::new();
     for c in status["cluster_statuses"].as_array().into_iter().flatten() {
         for h in c["host_statuses"].as_array().into_iter().flatten() {
-            let sa = &h["address"]["socket_address"];
+            let endpoint = match address_text(&h["address"]) {
+                (path, port) if port.is_empty() => path,
+                (host, port) => format!("{host}:{port}"),
+            };
             rows.push(vec![
-                format!("{}:{}", text(&sa["address"]), text(&sa["port_value"])),
+                endpoint,
                 text(&h["health_status"]["eds_health_status"]),
                 "OK".to_string(),
                 text(&h["weight"]),

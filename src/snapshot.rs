@@ -6,7 +6,10 @@
 //! never changes a request mid-flight.
 
 use crate::access_log::{AccessLog, Sinks};
-use crate::config::{self, Bootstrap, ConfigError, Discovery, ServerHeaderTransformation};
+use crate::config::{
+    self, Bootstrap, ConfigError, Discovery, EndpointAddress, ServerHeaderTransformation,
+};
+use crate::net::Address;
 use crate::router::RouteTable;
 use crate::stats::{sets, HistogramId, Scope, Store};
 use crate::upstream::{self, Endpoint, Resolved};
@@ -70,7 +73,7 @@ pub struct Listener {
     /// `name`.
     pub name: String,
     /// Bound address.
-    pub address: SocketAddr,
+    pub address: Address,
     /// Its HTTP connection manager.
     pub http: Arc<HttpSettings>,
     /// `listener.<address>.*`.
@@ -141,7 +144,9 @@ impl ConfigSnapshot {
                     suggestion: None,
                 });
             }
-            if l.address.port() != 0 && seen_addrs.insert(l.address, i).is_some() {
+            // Port 0 asks for a fresh port each time, so never clashes.
+            let fixed = l.address.ip().is_none_or(|a| a.port() != 0);
+            if fixed && seen_addrs.insert(l.address.clone(), i).is_some() {
                 errors.push(ConfigError {
                     path: format!("{path}.address"),
                     message: format!("another listener already binds {}", l.address),
@@ -165,7 +170,7 @@ impl ConfigSnapshot {
             }
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
-                address: l.address,
+                address: l.address.clone(),
                 http: Arc::new(http_settings(&l.hcm, routes, store, access_logs)),
                 stats: store.listener(&l.address.to_string()),
                 socket: l.socket.clone(),
@@ -256,10 +261,17 @@ fn initial_endpoints(c: &config::Cluster, resolve: bool) -> Vec<Resolved> {
             .endpoints
             .iter()
             .filter_map(|e| {
+                let (addr, host) = match &e.address {
+                    EndpointAddress::Socket { host, port } => (
+                        Address::Ip(SocketAddr::new(host.parse().ok()?, *port)),
+                        host,
+                    ),
+                    EndpointAddress::Pipe(pipe) => (pipe.clone(), &String::new()),
+                };
                 Some(Resolved {
-                    addr: SocketAddr::new(e.host.parse().ok()?, e.port),
+                    addr,
                     weight: e.weight,
-                    hostname: e.hostname.clone().unwrap_or_else(|| e.host.clone()),
+                    hostname: e.hostname.clone().unwrap_or_else(|| host.clone()),
                     explicit_hostname: e.hostname.is_some(),
                     locality: e.locality.clone(),
                 })

@@ -247,7 +247,39 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             edit("    type: STRICT_DNS\n", "    type: LOGICAL_DNS\n"),
             true,
         ),
+        (
+            "pipe addresses for a listener (with a mode), an endpoint and admin",
+            edit("address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }", "address: { pipe: { path: /tmp/ringway-parity.sock, mode: 0644 } }")
+                .replace("address: { socket_address: { address: 127.0.0.1, port_value: 8080 } }", "address: { pipe: { path: /tmp/ringway-up.sock } }")
+                .replace("address: { socket_address: { address: 127.0.0.1, port_value: 9901 } }", "address: { pipe: { path: \"@ringway-parity-admin\" } }"),
+            true,
+        ),
         // Invalid, and both must say so.
+        (
+            "a mode on an abstract pipe",
+            edit("address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }", "address: { pipe: { path: \"@ringway-parity\", mode: 0600 } }"),
+            false,
+        ),
+        (
+            "a pipe mode past 0777",
+            edit("address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }", "address: { pipe: { path: /tmp/ringway-parity.sock, mode: 01777 } }"),
+            false,
+        ),
+        (
+            "an empty pipe path",
+            edit("address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }", "address: { pipe: { path: \"\" } }"),
+            false,
+        ),
+        (
+            "a pipe path past 107 bytes",
+            edit("address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }", &format!("address: {{ pipe: {{ path: /tmp/{} }} }}", "x".repeat(110))),
+            false,
+        ),
+        (
+            "both a socket address and a pipe",
+            edit("address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }", "address: { pipe: { path: /tmp/ringway-parity.sock }, socket_address: { address: 127.0.0.1, port_value: 1 } }"),
+            false,
+        ),
         (
             "a route to an undefined cluster",
             edit("route: { cluster: app }", "route: { cluster: nowhere }"),

@@ -14,8 +14,8 @@ thread_local! {
 fuzz_target!(|data: &[u8]| {
     FIXTURE.with(|f| {
         let peer = Peer {
-            remote: "10.1.2.3:40000".parse().expect("addr"),
-            local: Some("127.0.0.1:80".parse().expect("addr")),
+            remote: std::net::SocketAddr::from(([10, 1, 2, 3], 40000)).into(),
+            local: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 80)).into()),
         };
         if let ParsedRequest::Request(req, _) = parse_request(data, &f.http, peer, &f.shard) {
             assert!(req.head_len <= data.len());

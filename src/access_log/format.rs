@@ -290,22 +290,36 @@ fn value(op: &Operator, r: &Record, out: &mut String) -> bool {
             .response_duration
             .map(|d| write!(out, "{}", millis(d)))
             .is_some(),
-        Operator::UpstreamHost => r.upstream_host.map(|a| write!(out, "{a}")).is_some(),
+        Operator::UpstreamHost => r
+            .upstream_host
+            .as_ref()
+            .map(|a| write!(out, "{a}"))
+            .is_some(),
         Operator::UpstreamCluster => r.upstream_cluster.map(|c| out.push_str(c)).is_some(),
-        Operator::DownstreamRemoteAddress => r.remote.map(|a| write!(out, "{a}")).is_some(),
-        Operator::DownstreamRemoteAddressWithoutPort => {
-            r.remote.map(|a| write!(out, "{}", a.ip())).is_some()
+        Operator::DownstreamRemoteAddress => {
+            r.remote.as_ref().map(|a| write!(out, "{a}")).is_some()
         }
-        Operator::DownstreamDirectRemoteAddress => {
-            r.direct_remote.map(|a| write!(out, "{a}")).is_some()
-        }
-        Operator::DownstreamDirectRemoteAddressWithoutPort => {
-            r.direct_remote.map(|a| write!(out, "{}", a.ip())).is_some()
-        }
-        Operator::DownstreamLocalAddress => r.local.map(|a| write!(out, "{a}")).is_some(),
-        Operator::DownstreamLocalAddressWithoutPort => {
-            r.local.map(|a| write!(out, "{}", a.ip())).is_some()
-        }
+        Operator::DownstreamRemoteAddressWithoutPort => r
+            .remote
+            .as_ref()
+            .map(|a| write!(out, "{}", a.without_port()))
+            .is_some(),
+        Operator::DownstreamDirectRemoteAddress => r
+            .direct_remote
+            .as_ref()
+            .map(|a| write!(out, "{a}"))
+            .is_some(),
+        Operator::DownstreamDirectRemoteAddressWithoutPort => r
+            .direct_remote
+            .as_ref()
+            .map(|a| write!(out, "{}", a.without_port()))
+            .is_some(),
+        Operator::DownstreamLocalAddress => r.local.as_ref().map(|a| write!(out, "{a}")).is_some(),
+        Operator::DownstreamLocalAddressWithoutPort => r
+            .local
+            .as_ref()
+            .map(|a| write!(out, "{}", a.without_port()))
+            .is_some(),
         Operator::RouteName => r
             .route_name
             .filter(|n| !n.is_empty())

@@ -13,12 +13,12 @@ pub mod format;
 pub use format::{Format, Template};
 
 use crate::http::flags::ResponseFlags;
+use crate::net::Address;
 use crate::stats::{Kind, Visit};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -93,17 +93,17 @@ pub struct Record<'a> {
     /// Response body bytes.
     pub bytes_sent: u64,
     /// The endpoint the request went to.
-    pub upstream_host: Option<SocketAddr>,
+    pub upstream_host: Option<Address>,
     /// The cluster it went to.
     pub upstream_cluster: Option<&'a str>,
     /// The matched route's name.
     pub route_name: Option<&'a str>,
     /// The client's address (trusted, after `x-forwarded-for` rules).
-    pub remote: Option<SocketAddr>,
+    pub remote: Option<Address>,
     /// The address of the connection's peer.
-    pub direct_remote: Option<SocketAddr>,
+    pub direct_remote: Option<Address>,
     /// The address the client connected to.
-    pub local: Option<SocketAddr>,
+    pub local: Option<Address>,
 }
 
 impl<'a> Record<'a> {
@@ -112,8 +112,8 @@ impl<'a> Record<'a> {
     pub fn new(
         start: SystemTime,
         request_head: &'a [u8],
-        remote: SocketAddr,
-        local: Option<SocketAddr>,
+        remote: Address,
+        local: Option<Address>,
     ) -> Self {
         Record {
             start,
@@ -130,7 +130,7 @@ impl<'a> Record<'a> {
             upstream_host: None,
             upstream_cluster: None,
             route_name: None,
-            remote: Some(remote),
+            remote: Some(remote.clone()),
             direct_remote: Some(remote),
             local,
         }

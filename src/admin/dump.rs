@@ -1,10 +1,10 @@
 //! `/clusters`, `/listeners` and `/config_dump` in Envoy's formats.
 
+use crate::net::Address;
 use crate::snapshot::ConfigSnapshot;
 use crate::stats::{Kind, Visit};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Envoy's default circuit-breaker thresholds, shown per priority.
@@ -61,8 +61,14 @@ pub fn clusters_text(snapshot: &ConfigSnapshot) -> String {
     out
 }
 
-fn socket_address(addr: &SocketAddr) -> Value {
-    json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
+/// An address as Envoy's admin JSON writes it.
+fn address_json(addr: &Address) -> Value {
+    match addr {
+        Address::Ip(a) => {
+            json!({"socket_address": {"address": a.ip().to_string(), "port_value": a.port()}})
+        }
+        Address::Pipe(path) => json!({"pipe": {"path": &**path}}),
+    }
 }
 
 /// `GET /clusters?format=json`.
@@ -91,7 +97,7 @@ pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
                         })
                         .collect();
                     json!({
-                        "address": socket_address(&e.addr),
+                        "address": address_json(&e.addr),
                         "stats": stats,
                         "health_status": {"eds_health_status": "HEALTHY"},
                         "weight": e.weight,
@@ -128,7 +134,7 @@ fn locality_json(l: &crate::config::Locality) -> Value {
 }
 
 /// `GET /listeners`.
-pub fn listeners_text(listeners: &[(String, SocketAddr)]) -> String {
+pub fn listeners_text(listeners: &[(String, Address)]) -> String {
     listeners
         .iter()
         .map(|(name, addr)| format!("{name}::{addr}\n"))
@@ -136,10 +142,10 @@ pub fn listeners_text(listeners: &[(String, SocketAddr)]) -> String {
 }
 
 /// `GET /listeners?format=json`.
-pub fn listeners_json(listeners: &[(String, SocketAddr)]) -> Value {
+pub fn listeners_json(listeners: &[(String, Address)]) -> Value {
     let statuses: Vec<Value> = listeners
         .iter()
-        .map(|(name, addr)| json!({"name": name, "local_address": socket_address(addr)}))
+        .map(|(name, addr)| json!({"name": name, "local_address": address_json(addr)}))
         .collect();
     json!({ "listener_statuses": statuses })
 }

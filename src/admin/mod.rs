@@ -14,15 +14,14 @@ mod dump;
 use crate::access_log::{AccessLog, Record, ShardLogs, Sinks};
 use crate::config::NodeInfo;
 use crate::http::codec::percent_decode;
+use crate::net::{Address, Bound, Stream};
 use crate::snapshot::Published;
 use crate::stats::render::{self, Selection};
 use crate::stats::Store;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::{TcpListener, TcpStream};
 use serde_json::{json, Value};
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +56,7 @@ pub struct ServerInfo {
     /// The merged bootstrap as loaded.
     pub bootstrap: Value,
     /// Every listener's name and bound address.
-    pub listeners: Vec<(String, SocketAddr)>,
+    pub listeners: Vec<(String, Address)>,
 }
 
 /// Everything a request to the admin API can read or change.
@@ -192,12 +191,9 @@ impl Admin {
 
     /// Serves `listener` on a thread of its own for the life of the
     /// process, one task per connection on a monoio runtime.
-    pub fn spawn(self, listener: std::net::TcpListener) -> Result<(), String> {
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    pub fn spawn(self, listener: Bound) -> Result<(), String> {
+        let addr = listener.local_address().map_err(|e| e.to_string())?;
         log::info!("admin address: {addr}");
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("admin: {e}"))?;
         std::thread::Builder::new()
             .name("ringway-admin".into())
             .spawn(move || {
@@ -214,7 +210,13 @@ impl Admin {
 
     /// Answers one connection: its request within [`READ_DEADLINE`], its
     /// reply within [`WRITE_DEADLINE`].
-    async fn serve(&self, mut stream: TcpStream, logs: Option<&ShardLogs>) {
+    async fn serve(
+        &self,
+        mut stream: Stream,
+        peer: Address,
+        local: Option<Address>,
+        logs: Option<&ShardLogs>,
+    ) {
         let started = std::time::SystemTime::now();
         let head = monoio::time::timeout(READ_DEADLINE, read_head(&mut stream)).await;
         let (raw, (reply, command)) = match head {
@@ -222,14 +224,14 @@ impl Admin {
             _ => (Vec::new(), (Reply::text(400, "bad request\n"), None)),
         };
         let written = monoio::time::timeout(WRITE_DEADLINE, stream.write_all(reply.encode())).await;
-        if let (Some(logs), Ok(peer)) = (logs, stream.peer_addr()) {
+        if let Some(logs) = logs {
             let sent = matches!(written, Ok((Ok(_), _)));
-            let raw = as_forwarded(raw, peer);
+            let raw = as_forwarded(raw, &peer);
             let record = Record {
                 status: if sent { reply.status } else { 0 },
                 bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
                 duration: started.elapsed().unwrap_or_default(),
-                ..Record::new(started, &raw, peer, stream.local_addr().ok())
+                ..Record::new(started, &raw, peer, local)
             };
             logs.log(&self.access_logs, &record);
             logs.flush();
@@ -408,16 +410,16 @@ fn format_param(params: &[(String, String)]) -> Option<&str> {
 /// Reads a request head; returns its method and target.
 /// Accepts admin connections, each served by a task of its own; past
 /// [`MAX_CONNECTIONS`] at once a new one gets a 503 straight away.
-async fn accept_loop(admin: Rc<Admin>, listener: std::net::TcpListener, logs: Option<ShardLogs>) {
+async fn accept_loop(admin: Rc<Admin>, listener: Bound, logs: Option<ShardLogs>) {
     let logs = Rc::new(logs);
-    let listener = match TcpListener::from_std(listener) {
+    let listener = match listener.adopt() {
         Ok(l) => l,
         Err(e) => return log::error!("admin: {e}"),
     };
     let active = Rc::new(Cell::new(0usize));
     loop {
-        let mut stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (mut stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 log::warn!("admin: accept failed: {e}");
                 monoio::time::sleep(Duration::from_millis(50)).await;
@@ -433,8 +435,11 @@ async fn accept_loop(admin: Rc<Admin>, listener: std::net::TcpListener, logs: Op
         }
         active.set(active.get() + 1);
         let (admin, active, logs) = (admin.clone(), active.clone(), logs.clone());
+        let local = listener.local_address(&stream);
         monoio::spawn(async move {
-            admin.serve(stream, logs.as_ref().as_ref()).await;
+            admin
+                .serve(stream, peer, local, logs.as_ref().as_ref())
+                .await;
             active.set(active.get() - 1);
         });
     }
@@ -444,7 +449,7 @@ async fn accept_loop(admin: Rc<Admin>, listener: std::net::TcpListener, logs: Op
 /// log: it uses the remote address, so `x-forwarded-for` gains the peer
 /// (the host's own address for a loopback peer).
 /// A head that already carries one is logged as it is.
-fn as_forwarded(mut head: Vec<u8>, peer: SocketAddr) -> Vec<u8> {
+fn as_forwarded(mut head: Vec<u8>, peer: &Address) -> Vec<u8> {
     if !head.ends_with(b"\r\n\r\n")
         || crate::access_log::find_header(&head, "x-forwarded-for").is_some()
     {
@@ -454,8 +459,9 @@ fn as_forwarded(mut head: Vec<u8>, peer: SocketAddr) -> Vec<u8> {
         use_remote_address: true,
         ..Default::default()
     };
-    let local = crate::http::xff::local_address(peer.is_ipv6());
-    if let Some(xff) = crate::http::xff::resolve(&settings, peer.ip(), local, None).xff {
+    let peer = peer.ip().map(|a| a.ip());
+    let local = crate::http::xff::local_address(peer.is_some_and(|ip| ip.is_ipv6()));
+    if let Some(xff) = crate::http::xff::resolve(&settings, peer, local, None).xff {
         head.truncate(head.len() - 2);
         head.extend_from_slice(format!("x-forwarded-for: {xff}\r\n\r\n").as_bytes());
     }
@@ -464,7 +470,7 @@ fn as_forwarded(mut head: Vec<u8>, peer: SocketAddr) -> Vec<u8> {
 
 /// Reads a request head (at most [`MAX_HEAD`] bytes): the head as read,
 /// its method and its target.
-async fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, String, String)> {
+async fn read_head(stream: &mut Stream) -> Option<(Vec<u8>, String, String)> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         if buf.len() == buf.capacity() {

@@ -1,6 +1,7 @@
 //! The Envoy v3 bootstrap subset Ringway implements, decoded from the tree.
 
 use super::node::{Errors, Fields, Node, Obj};
+use crate::net::Address;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ pub struct Listener {
     /// `name` (Envoy generates one when absent).
     pub name: String,
     /// The bound address.
-    pub address: SocketAddr,
+    pub address: Address,
     /// The HTTP connection manager of the listener's filter chain.
     pub hcm: HttpConnectionManager,
     /// How its sockets are made.
@@ -48,7 +49,9 @@ pub struct Listener {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminConfig {
     /// `address`.
-    pub address: SocketAddr,
+    pub address: Address,
+    /// `address.pipe.mode` (0: left as the umask makes it).
+    pub pipe_mode: u32,
     /// `access_log[]`, and `access_log_path` as a file log in Envoy's
     /// default format.
     pub access_logs: Vec<crate::access_log::AccessLogConfig>,
@@ -70,6 +73,8 @@ pub struct ListenerSocket {
     /// `per_connection_buffer_limit_bytes` (default 1 MiB): the most read
     /// from a connection at once.
     pub buffer_limit: usize,
+    /// `address.pipe.mode` (0: left as the umask makes it).
+    pub pipe_mode: u32,
     /// `traffic_direction` (`UNSPECIFIED`, `INBOUND`, `OUTBOUND`). Envoy
     /// uses it for tracing and original-destination listeners, neither of
     /// which Ringway has; it is kept so `/config_dump` shows it.
@@ -177,6 +182,9 @@ pub struct XffSettings {
     /// `internal_address_config.cidr_ranges`: the addresses whose requests
     /// are internal (none by default, as in Envoy 1.40).
     pub internal_ranges: Vec<(IpAddr, u8)>,
+    /// `internal_address_config.unix_sockets`: a client on a pipe is
+    /// internal.
+    pub internal_unix_sockets: bool,
 }
 
 impl XffSettings {
@@ -347,10 +355,8 @@ pub enum DnsLookupFamily {
 /// One `lb_endpoints[]` entry.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
-    /// `socket_address.address` (an IP for STATIC, a name for STRICT_DNS).
-    pub host: String,
-    /// `socket_address.port_value`.
-    pub port: u16,
+    /// Its `address`.
+    pub address: EndpointAddress,
     /// `load_balancing_weight` (default 1).
     pub weight: u32,
     /// `endpoint.hostname`: the name `/clusters` shows and
@@ -358,6 +364,20 @@ pub struct EndpointConfig {
     pub hostname: Option<String>,
     /// The `locality` of its `endpoints[]` entry.
     pub locality: Locality,
+}
+
+/// An endpoint's `address`.
+#[derive(Debug, Clone)]
+pub enum EndpointAddress {
+    /// `socket_address`: an IP for STATIC, a name for the DNS types.
+    Socket {
+        /// `address`.
+        host: String,
+        /// `port_value`.
+        port: u16,
+    },
+    /// `pipe` (STATIC clusters only).
+    Pipe(Address),
 }
 
 /// `locality{region, zone, sub_zone}` (shown by `/clusters`).
@@ -426,8 +446,13 @@ static LISTENER: Fields = Fields {
 };
 #[rustfmt::skip]
 static ADDRESS: Fields = Fields {
-    known: &["socket_address"],
-    unsupported: &["pipe", "envoy_internal_address"],
+    known: &["socket_address", "pipe"],
+    unsupported: &["envoy_internal_address"],
+};
+#[rustfmt::skip]
+static PIPE: Fields = Fields {
+    known: &["path", "mode"],
+    unsupported: &[],
 };
 #[rustfmt::skip]
 static SOCKET_ADDRESS: Fields = Fields {
@@ -670,7 +695,7 @@ fn admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
     let o = node.object(errs, &ADMIN)?;
     let address = o
         .require(errs, "address")
-        .and_then(|a| ip_address(&a, errs, "the admin API"));
+        .and_then(|a| bind_address(&a, errs, "the admin API"));
     let mut access_logs: Vec<_> = o
         .get("access_log")
         .map(|l| l.list(errs))
@@ -681,45 +706,92 @@ fn admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
     if let Some(path) = string(&o, errs, "access_log_path").filter(|p| !p.is_empty()) {
         access_logs.extend(super::access_log::file_log(path));
     }
+    let (address, pipe_mode) = address?;
     Some(AdminConfig {
-        address: address?,
+        address,
+        pipe_mode,
         access_logs,
         socket_options: socket_options(&o, errs),
         profile_path: string(&o, errs, "profile_path"),
     })
 }
 
-/// Decodes an `address` that must be a literal IP (what Ringway binds).
-fn ip_address(a: &Node, errs: &mut Errors, what: &str) -> Option<SocketAddr> {
-    let (host, port) = socket_address(a, errs)?;
-    match host.parse::<IpAddr>() {
-        Ok(ip) => Some(SocketAddr::new(ip, port)),
-        Err(_) => {
-            errs.add(
-                &format!("{}.socket_address.address", a.path()),
-                format!("expected an IP address for {what}, found {host:?}"),
-            );
-            None
-        }
+/// Decodes an address Ringway binds: a literal IP, or a pipe with its
+/// `mode`.
+fn bind_address(a: &Node, errs: &mut Errors, what: &str) -> Option<(Address, u32)> {
+    match address(a, errs)? {
+        (EndpointAddress::Pipe(pipe), mode) => Some((pipe, mode)),
+        (EndpointAddress::Socket { host, port }, _) => match host.parse::<IpAddr>() {
+            Ok(ip) => Some((Address::Ip(SocketAddr::new(ip, port)), 0)),
+            Err(_) => {
+                errs.add(
+                    &format!("{}.socket_address.address", a.path()),
+                    format!("expected an IP address for {what}, found {host:?}"),
+                );
+                None
+            }
+        },
     }
 }
 
-/// Decodes `address.socket_address` into its host text and port.
-fn socket_address(child: &Node, errs: &mut Errors) -> Option<(String, u16)> {
+/// The longest pipe path the kernel takes (`sun_path`, its NUL included).
+const MAX_PIPE_PATH: usize = 108;
+
+/// Decodes `address`: exactly one of `socket_address` (host text and
+/// port) or `pipe` (with its `mode`; 0 for a socket address).
+fn address(child: &Node, errs: &mut Errors) -> Option<(EndpointAddress, u32)> {
     let addr = child.object(errs, &ADDRESS)?;
-    let sa = addr.require(errs, "socket_address")?;
-    let sa = sa.object(errs, &SOCKET_ADDRESS)?;
-    if let Some(p) = sa.get("protocol") {
-        if p.enumeration(errs, &["TCP", "UDP"]) == Some("UDP") {
-            errs.add(p.path(), "UDP is not supported yet");
+    let Some(pipe) = addr.get("pipe") else {
+        let sa = addr.require(errs, "socket_address")?;
+        let sa = sa.object(errs, &SOCKET_ADDRESS)?;
+        if let Some(p) = sa.get("protocol") {
+            if p.enumeration(errs, &["TCP", "UDP"]) == Some("UDP") {
+                errs.add(p.path(), "UDP is not supported yet");
+            }
         }
+        let host = sa.require(errs, "address")?.str(errs)?.to_string();
+        let port = match sa.get("port_value") {
+            Some(p) => p.uint(errs, u16::MAX as u64)? as u16,
+            None => 0,
+        };
+        return Some((EndpointAddress::Socket { host, port }, 0));
+    };
+    if addr.get("socket_address").is_some() {
+        errs.add(
+            child.path(),
+            "expected one of socket_address or pipe, found both",
+        );
+        return None;
     }
-    let host = sa.require(errs, "address")?.str(errs)?.to_string();
-    let port = match sa.get("port_value") {
-        Some(p) => p.uint(errs, u16::MAX as u64)? as u16,
+    let p = pipe.object(errs, &PIPE)?;
+    let path_node = p.require(errs, "path")?;
+    let path = path_node.str(errs)?;
+    if path.is_empty() {
+        errs.add(path_node.path(), "expected a path of at least 1 character");
+        return None;
+    }
+    if path.len() >= MAX_PIPE_PATH {
+        errs.add(
+            path_node.path(),
+            format!(
+                "path {path:?} exceeds the maximum UNIX domain socket path size of {MAX_PIPE_PATH}"
+            ),
+        );
+        return None;
+    }
+    let pipe = Address::Pipe(path.into());
+    let mode = match p.get("mode") {
+        Some(node) => {
+            let mode = node.uint(errs, 0o777)? as u32;
+            if mode != 0 && pipe.is_abstract() {
+                errs.add(node.path(), "cannot set mode for abstract AF_UNIX sockets");
+                return None;
+            }
+            mode
+        }
         None => 0,
     };
-    Some((host, port))
+    Some((EndpointAddress::Pipe(pipe), mode))
 }
 
 fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
@@ -727,7 +799,7 @@ fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
     let name = string(&obj, errs, "name");
     let address = obj
         .require(errs, "address")
-        .and_then(|a| ip_address(&a, errs, "a listener"));
+        .and_then(|a| bind_address(&a, errs, "a listener"));
     let chains = obj
         .require(errs, "filter_chains")
         .map(|c| c.list(errs))
@@ -750,13 +822,14 @@ fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
         .map(|chain| filter_chain(chain, errs))
         .collect();
     let hcm = decoded.into_iter().next().flatten();
-    let address = address?;
+    let (address, pipe_mode) = address?;
     Some(Listener {
         name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
         address,
         hcm: hcm?,
         socket: ListenerSocket {
             reuse_port: any_bool(obj.get("enable_reuse_port"), errs, true),
+            pipe_mode,
             options: socket_options(&obj, errs),
             buffer_limit: obj
                 .get("per_connection_buffer_limit_bytes")
@@ -997,10 +1070,10 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
                 None => 0,
             },
             skip_append: flag(&obj, errs, "skip_xff_append"),
-            internal_ranges: obj
+            ..obj
                 .get("internal_address_config")
                 .map(|c| internal_address_config(&c, errs))
-                .unwrap_or_default(),
+                .unwrap_or_default()
         },
         // Set from layered_runtime once the whole bootstrap is decoded.
         strip_fragment: false,
@@ -1064,20 +1137,18 @@ static CIDR_RANGE: Fields = Fields {
     unsupported: &[],
 };
 
-/// Decodes `internal_address_config` into CIDR ranges. `unix_sockets` is
-/// accepted: Ringway has no Unix-socket listeners, so it can change nothing.
-fn internal_address_config(node: &Node, errs: &mut Errors) -> Vec<(IpAddr, u8)> {
+/// Decodes `internal_address_config` into the internal CIDR ranges and
+/// whether pipe clients are internal.
+fn internal_address_config(node: &Node, errs: &mut Errors) -> XffSettings {
     let Some(obj) = node.object(errs, &INTERNAL_ADDRESS_CONFIG) else {
-        return Vec::new();
+        return XffSettings::default();
     };
-    if let Some(u) = obj.get("unix_sockets") {
-        u.bool(errs);
-    }
+    let internal_unix_sockets = flag(&obj, errs, "unix_sockets");
     let ranges = obj
         .get("cidr_ranges")
         .map(|l| l.list(errs))
         .unwrap_or_default();
-    ranges
+    let internal_ranges = ranges
         .into_iter()
         .filter_map(|range| {
             let r = range.object(errs, &CIDR_RANGE)?;
@@ -1094,7 +1165,12 @@ fn internal_address_config(node: &Node, errs: &mut Errors) -> Vec<(IpAddr, u8)> 
             };
             Some((prefix, len))
         })
-        .collect()
+        .collect();
+    XffSettings {
+        internal_ranges,
+        internal_unix_sockets,
+        ..XffSettings::default()
+    }
 }
 
 /// Decodes a boolean written plainly or as a `BoolValue` (`{value: bool}`);
@@ -1522,8 +1598,25 @@ fn locality_endpoints(
         let Some(addr) = epo.require(errs, "address") else {
             continue;
         };
-        let Some((host, port)) = socket_address(&addr, errs) else {
-            continue;
+        let (host, port) = match address(&addr, errs) {
+            Some((EndpointAddress::Socket { host, port }, _)) => (host, port),
+            Some((pipe @ EndpointAddress::Pipe(_), _)) if discovery == Discovery::Static => {
+                out.push(EndpointConfig {
+                    address: pipe,
+                    weight,
+                    hostname,
+                    locality: locality.clone(),
+                });
+                continue;
+            }
+            Some((EndpointAddress::Pipe(_), _)) => {
+                errs.add(
+                    &format!("{}.pipe", addr.path()),
+                    "a pipe endpoint needs a STATIC cluster (DNS resolves socket_address names)",
+                );
+                continue;
+            }
+            None => continue,
         };
         if discovery == Discovery::Static && host.parse::<IpAddr>().is_err() {
             errs.add(
@@ -1540,8 +1633,7 @@ fn locality_endpoints(
             continue;
         }
         out.push(EndpointConfig {
-            host,
-            port,
+            address: EndpointAddress::Socket { host, port },
             weight,
             hostname,
             locality: locality.clone(),

@@ -237,7 +237,7 @@ impl<'a> Node<'a> {
     pub fn uint(&self, errs: &mut Errors, max: u64) -> Option<u64> {
         let n = match self.value {
             Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.parse().ok(),
+            Value::String(s) => parse_uint(s),
             _ => None,
         };
         match n {
@@ -325,6 +325,20 @@ impl<'a> Node<'a> {
 }
 
 /// Builds a child path.
+/// An unsigned integer written as text. YAML leaves `0644` and `0x1f`
+/// as strings; Envoy's YAML reader (yaml-cpp) reads a leading `0` as octal
+/// and `0x` as hex, so they are read the same way here (`mode: 0666` is
+/// the usual way to write a pipe's permissions).
+fn parse_uint(text: &str) -> Option<u64> {
+    if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        return u64::from_str_radix(hex, 16).ok();
+    }
+    match text.strip_prefix('0') {
+        Some(octal) if !octal.is_empty() => u64::from_str_radix(octal, 8).ok(),
+        _ => text.parse().ok(),
+    }
+}
+
 fn join(path: &str, name: &str) -> String {
     if path.is_empty() {
         name.to_string()
@@ -398,6 +412,15 @@ mod tests {
         assert_eq!(closest("tracing", names), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn integers_as_yaml_cpp_reads_them() {
+        assert_eq!(parse_uint("0666"), Some(0o666));
+        assert_eq!(parse_uint("0x1f"), Some(31));
+        assert_eq!(parse_uint("0"), Some(0));
+        assert_eq!(parse_uint("8080"), Some(8080));
+        assert_eq!(parse_uint("09"), None);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use super::codec::{
     encode_chunk, ChunkedDecoder, Framing, Patience, ReadBuf, LAST_CHUNK, READ_CHUNK,
 };
+use crate::net::Stream;
 use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
 
 /// Output is flushed once this much is pending.
 const FLUSH_AT: usize = 64 * 1024;
@@ -47,10 +47,10 @@ pub enum OutFraming {
 /// `rbuf` are used first; bytes past the body's end stay there.
 /// Returns the number of body bytes moved and of bytes written to `dst`.
 pub async fn pump(
-    src: &mut TcpStream,
+    src: &mut Stream,
     rbuf: &mut ReadBuf,
     framing: Framing,
-    dst: &mut TcpStream,
+    dst: &mut Stream,
     mut out: Vec<u8>,
     out_framing: OutFraming,
     patience: Patience,

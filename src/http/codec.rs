@@ -1,9 +1,9 @@
 //! HTTP/1.1 framing: the connection read buffer, body framing, a streaming
 //! chunked decoder and the small header helpers the proxy needs.
 
+use crate::net::Stream;
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
-use monoio::net::TcpStream;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -89,7 +89,7 @@ impl ReadBuf {
     /// `recv`): `Ok(None)` when nothing is there yet, else the bytes read
     /// (0 at EOF). Meant for right after the socket polled readable, so
     /// that the buffer exists only once data does.
-    pub fn fill_ready(&mut self, stream: &TcpStream) -> std::io::Result<Option<usize>> {
+    pub fn fill_ready(&mut self, stream: &Stream) -> std::io::Result<Option<usize>> {
         use std::os::fd::AsRawFd;
         self.make_room(READ_CHUNK)?;
         let spare = self.buf.spare_capacity_mut();
@@ -120,7 +120,7 @@ impl ReadBuf {
 
     /// Reads more from `stream`, growing the buffer up to `limit` bytes of
     /// unread data. Returns the number of bytes read (0 at EOF).
-    pub async fn fill(&mut self, stream: &mut TcpStream, limit: usize) -> std::io::Result<usize> {
+    pub async fn fill(&mut self, stream: &mut Stream, limit: usize) -> std::io::Result<usize> {
         self.make_room(limit)?;
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();
@@ -137,7 +137,7 @@ impl ReadBuf {
     /// once `patience` runs out.
     pub async fn fill_within(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Stream,
         limit: usize,
         patience: Patience,
     ) -> std::io::Result<usize> {

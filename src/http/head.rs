@@ -11,6 +11,7 @@ use super::xff;
 use crate::access_log::Record;
 use crate::config::ServerHeaderTransformation;
 use crate::config::{HeaderMutations, HostRewrite, RetryOn};
+use crate::net::Address;
 use crate::router::hash::request_hash;
 use crate::router::{port_start, Action, Forward, Matched, RequestView};
 use crate::server::shard::Shard;
@@ -61,7 +62,7 @@ pub struct Request {
     pub generated_id: Option<[u8; 36]>,
     /// The trusted client address (from `x-forwarded-for` rules; port 0
     /// when it came from the header), when the request was forwarded.
-    pub client: Option<SocketAddr>,
+    pub client: Option<Address>,
 }
 
 /// What the connection manager does with a request.
@@ -160,12 +161,12 @@ impl Overrides {
 }
 
 /// The downstream connection's addresses (for header substitutions).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// The client's address.
-    pub remote: SocketAddr,
+    pub remote: Address,
     /// The address it connected to.
-    pub local: Option<SocketAddr>,
+    pub local: Option<Address>,
 }
 
 fn with_headers<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -> R) -> R {
@@ -329,7 +330,7 @@ fn analyse_request<'v>(
     shard: &Shard,
 ) -> ParsedRequest<'v> {
     let head_len = raw_head.len();
-    let listener_port = peer.local.map_or(0, |a| a.port());
+    let listener_port = peer.local.as_ref().map_or(0, Address::port);
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return ParsedRequest::Reject(bad_request());
     };
@@ -487,20 +488,18 @@ fn analyse_request<'v>(
         Ok(c) => c,
         Err(status) => return request(Plan::NoCluster(status, matched)),
     };
+    let peer_ip = peer.remote.ip().map(|a| a.ip());
     let forwarded = xff::resolve(
         &http.xff,
-        peer.remote.ip(),
-        xff::local_address(peer.remote.is_ipv6()),
+        peer_ip,
+        xff::local_address(peer_ip.is_some_and(|ip| ip.is_ipv6())),
         view.header("x-forwarded-for").as_deref(),
     );
-    let client = SocketAddr::new(
-        forwarded.client,
-        if forwarded.direct {
-            peer.remote.port()
-        } else {
-            0
-        },
-    );
+    let client = match forwarded.client {
+        Some(ip) if forwarded.direct => Address::Ip(SocketAddr::new(ip, peer.remote.port())),
+        Some(ip) => Address::Ip(SocketAddr::new(ip, 0)),
+        None => peer.remote.clone(),
+    };
     // An edge request from an external client gets a fresh x-request-id
     // unless preserve_external_request_id says to keep the client's.
     let reset_id = seen.request_id && forwarded.edge && !http.preserve_external_request_id;
@@ -517,7 +516,7 @@ fn analyse_request<'v>(
             .get(cluster)
             .is_some_and(|c| c.config.lb_policy.is_hashing());
     let (hash, set_cookie) = if hashing {
-        request_hash(&forward.hash_policy, &view, client, || shard.random())
+        request_hash(&forward.hash_policy, &view, &client, || shard.random())
     } else {
         (None, None)
     };
@@ -526,7 +525,7 @@ fn analyse_request<'v>(
         Edits::default()
     } else {
         let record = Record {
-            remote: Some(client),
+            remote: Some(client.clone()),
             ..Record::new(SystemTime::now(), raw_head, peer.remote, peer.local)
         };
         let present = |name: &str| {
@@ -598,8 +597,8 @@ fn analyse_request<'v>(
     }
     if forwarded.internal {
         push_header(&mut head, "x-envoy-internal", b"true");
-    } else if forwarded.edge {
-        let address = forwarded.client.to_string();
+    } else if let Some(external) = forwarded.client.filter(|_| forwarded.edge) {
+        let address = external.to_string();
         push_header(&mut head, "x-envoy-external-address", address.as_bytes());
     }
     if set_proto {

@@ -9,15 +9,16 @@ use std::sync::OnceLock;
 /// What `x-forwarded-for` handling decided for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarded {
-    /// The trusted client address.
-    pub client: IpAddr,
+    /// The trusted client address (none for a pipe peer that no
+    /// `x-forwarded-for` entry stands in for).
+    pub client: Option<IpAddr>,
     /// Whether `client` came from the connection (not from the header).
     pub direct: bool,
     /// The `x-forwarded-for` to send upstream, when it changes.
     pub xff: Option<String>,
     /// Internal: one address in `x-forwarded-for` (after appending), and
     /// inside `internal_address_config` (none by default, as in Envoy
-    /// 1.40). Only internal requests may carry `x-envoy-internal` and the
+    /// 1.40), or a pipe client with `unix_sockets`. Only internal requests may carry `x-envoy-internal` and the
     /// `x-envoy-*` control headers (retry-on, timeouts).
     pub internal: bool,
     /// An edge request: external, on a connection manager that uses the
@@ -28,10 +29,12 @@ pub struct Forwarded {
 
 /// Applies the settings to a request from `peer` carrying `xff` (all
 /// `x-forwarded-for` values joined with `,`). `local` is the host's own
-/// address, which Envoy appends instead of a loopback peer.
+/// address, which Envoy appends instead of a loopback peer. A peer on a
+/// pipe has no IP (`None`): as in Envoy, nothing is appended for it and it
+/// is never the client address.
 pub fn resolve(
     settings: &XffSettings,
-    peer: IpAddr,
+    peer: Option<IpAddr>,
     local: IpAddr,
     xff: Option<&str>,
 ) -> Forwarded {
@@ -61,16 +64,23 @@ pub fn resolve(
         (from_right(hops + 1), entries.len() == hops + 1)
     };
     // Without use_remote_address and no usable header, nothing is trusted.
-    let trusted = from_header.or(settings.use_remote_address.then_some(peer));
-    let client = trusted.unwrap_or(peer);
-    let xff = (settings.use_remote_address && !settings.skip_append).then(|| {
-        let appended = if peer.is_loopback() { local } else { peer };
-        match xff.map(str::trim).filter(|v| !v.is_empty()) {
+    let trusted = from_header.or(peer.filter(|_| settings.use_remote_address));
+    let client = trusted.or(peer);
+    let appended = peer
+        .filter(|_| settings.use_remote_address && !settings.skip_append)
+        .map(|p| if p.is_loopback() { local } else { p });
+    let xff = appended.map(
+        |appended| match xff.map(str::trim).filter(|v| !v.is_empty()) {
             Some(existing) => format!("{existing},{appended}"),
             None => appended.to_string(),
-        }
-    });
-    let internal = single && trusted.is_some_and(|ip| settings.is_internal(ip));
+        },
+    );
+    let internal = single
+        && match trusted {
+            Some(ip) => settings.is_internal(ip),
+            // The trusted address is the pipe peer itself.
+            None => settings.use_remote_address && peer.is_none() && settings.internal_unix_sockets,
+        };
     Forwarded {
         client,
         direct: from_header.is_none(),
@@ -140,12 +150,13 @@ mod tests {
             trusted_hops,
             skip_append: false,
             internal_ranges: vec![("10.0.0.0".parse().expect("ip"), 8)],
+            internal_unix_sockets: false,
         }
     }
 
     #[test]
     fn envoy_documented_examples() {
-        let peer: IpAddr = "192.0.2.10".parse().expect("ip");
+        let peer: Option<IpAddr> = "192.0.2.10".parse().ok();
         let local: IpAddr = "192.0.2.1".parse().expect("ip");
         let xff = Some("203.0.113.128, 203.0.113.10, 203.0.113.1");
         // use_remote_address true, no trusted hops: the peer; appended.
@@ -158,14 +169,14 @@ mod tests {
         assert!(f.edge && !f.internal);
         // Two trusted hops: the second from the right.
         let f = resolve(&settings(true, 2), peer, local, xff);
-        assert_eq!(f.client.to_string(), "203.0.113.10");
+        assert_eq!(f.client, "203.0.113.10".parse().ok());
         // use_remote_address false: the last entry (hops 0), untouched.
         let f = resolve(&settings(false, 0), peer, local, xff);
-        assert_eq!(f.client.to_string(), "203.0.113.1");
+        assert_eq!(f.client, "203.0.113.1".parse().ok());
         assert_eq!(f.xff, None);
         assert!(!f.edge);
         let f = resolve(&settings(false, 1), peer, local, xff);
-        assert_eq!(f.client.to_string(), "203.0.113.10");
+        assert_eq!(f.client, "203.0.113.10".parse().ok());
         // Not enough entries, or none: the peer.
         assert_eq!(resolve(&settings(false, 5), peer, local, xff).client, peer);
         assert_eq!(resolve(&settings(false, 0), peer, local, None).client, peer);
@@ -173,23 +184,18 @@ mod tests {
 
     #[test]
     fn internal_needs_one_address_inside_the_configured_ranges() {
-        let inside: IpAddr = "10.1.2.3".parse().expect("ip");
+        let inside: Option<IpAddr> = "10.1.2.3".parse().ok();
         let local: IpAddr = "192.0.2.1".parse().expect("ip");
         assert!(resolve(&settings(true, 0), inside, local, None).internal);
         // A header entry before it: more than one address, so external.
         let f = resolve(&settings(true, 0), inside, local, Some("10.9.9.9"));
         assert!(!f.internal && f.edge);
         // Behind a proxy: the single header entry decides.
-        let peer: IpAddr = "203.0.113.1".parse().expect("ip");
+        let peer: Option<IpAddr> = "203.0.113.1".parse().ok();
         assert!(resolve(&settings(false, 0), peer, local, Some("10.0.0.7")).internal);
         assert!(!resolve(&settings(false, 0), inside, local, None).internal);
         // A loopback peer is replaced by the host's address in the header.
-        let f = resolve(
-            &settings(true, 0),
-            "127.0.0.1".parse().expect("ip"),
-            local,
-            None,
-        );
+        let f = resolve(&settings(true, 0), "127.0.0.1".parse().ok(), local, None);
         assert_eq!(f.xff.as_deref(), Some("192.0.2.1"));
         // Nothing is internal without ranges.
         let none = XffSettings {
@@ -197,5 +203,23 @@ mod tests {
             ..settings(true, 0)
         };
         assert!(!resolve(&none, inside, local, None).internal);
+    }
+
+    #[test]
+    fn a_pipe_peer_is_never_appended_nor_the_client() {
+        let local: IpAddr = "192.0.2.1".parse().expect("ip");
+        let f = resolve(&settings(true, 0), None, local, Some("1.2.3.4"));
+        assert_eq!((f.client, f.xff), (None, None));
+        assert!(f.edge && !f.internal);
+        // Behind a proxy, the header still names the client.
+        let f = resolve(&settings(false, 0), None, local, Some("1.2.3.4"));
+        assert_eq!(f.client, "1.2.3.4".parse().ok());
+        // `unix_sockets` makes it internal, unless a header names others.
+        let unix = XffSettings {
+            internal_unix_sockets: true,
+            ..settings(true, 0)
+        };
+        assert!(resolve(&unix, None, local, None).internal);
+        assert!(!resolve(&unix, None, local, Some("1.2.3.4")).internal);
     }
 }

@@ -3,9 +3,9 @@
 
 use super::RequestView;
 use crate::config::{HashOn, HashPolicy};
+use crate::net::Address;
 use crate::upstream::hashing;
 use std::borrow::Cow;
-use std::net::SocketAddr;
 
 /// Evaluates a route's hash policies in order (Envoy's combination and
 /// `terminal` rule). A cookie policy with a `ttl` whose cookie is missing
@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 pub fn request_hash(
     policies: &[HashPolicy],
     view: &RequestView,
-    client: SocketAddr,
+    client: &Address,
     random: impl Fn() -> u64,
 ) -> (Option<u64>, Option<Vec<u8>>) {
     let mut hash = None;
@@ -23,7 +23,10 @@ pub fn request_hash(
             HashOn::Header(name) => view
                 .header(name)
                 .map(|v| Cow::Owned(v.into_owned().into_bytes())),
-            HashOn::SourceIp => Some(Cow::Owned(client.ip().to_string().into_bytes())),
+            // As Envoy: a pipe client has no address to hash.
+            HashOn::SourceIp => client
+                .ip()
+                .map(|a| Cow::Owned(a.ip().to_string().into_bytes())),
             HashOn::QueryParameter(name) => view
                 .query_parameter(name)
                 .map(|v| Cow::Owned(v.into_bytes())),

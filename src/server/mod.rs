@@ -12,10 +12,10 @@ use crate::admin::{Admin, Command, ServerInfo};
 use crate::config::ListenerSocket;
 use crate::config::NodeInfo;
 use crate::http::conn;
+use crate::net::{Address, Bound, Listener};
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::Store;
 use crate::upstream::{dns, Endpoint};
-use monoio::net::TcpListener;
 use shard::Shard;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::future::Future;
@@ -109,7 +109,7 @@ pub fn run(
             Err(_) => return Err("a shard exited during start-up".to_string()),
         }
     }
-    let listeners: Vec<(String, SocketAddr)> = published
+    let listeners: Vec<(String, Address)> = published
         .load()
         .listeners
         .iter()
@@ -201,9 +201,15 @@ pub(crate) fn block_on<F: Future<Output = ()>>(make: impl FnOnce() -> F) -> std:
 fn admin_socket(
     config: &crate::config::AdminConfig,
     sinks: &Sinks,
-) -> Result<(std::net::TcpListener, Vec<crate::access_log::AccessLog>), String> {
-    let listener = socket::listen(config.address, false, &config.socket_options, BACKLOG)
-        .map_err(|e| format!("admin: cannot bind {}: {e}", config.address))?;
+) -> Result<(Bound, Vec<crate::access_log::AccessLog>), String> {
+    let listener = socket::listen(
+        &config.address,
+        false,
+        &config.socket_options,
+        BACKLOG,
+        config.pipe_mode,
+    )
+    .map_err(|e| format!("admin: cannot bind {}: {e}", config.address))?;
     let logs = config
         .access_logs
         .iter()
@@ -223,33 +229,36 @@ enum Bind {
     /// connections over them).
     PerShard(SocketAddr, ListenerSocket),
     /// One socket, bound here, that every shard accepts on
-    /// (`enable_reuse_port: false`).
-    Shared(Arc<std::net::TcpListener>),
+    /// (`enable_reuse_port: false`, and every pipe).
+    Shared(Arc<Bound>),
 }
 
 impl Bind {
-    fn address(&self) -> SocketAddr {
+    fn address(&self) -> Address {
         match self {
-            Bind::PerShard(addr, _) => *addr,
+            Bind::PerShard(addr, _) => Address::Ip(*addr),
             Bind::Shared(l) => l
-                .local_addr()
-                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+                .local_address()
+                .unwrap_or(Address::Ip(SocketAddr::from(([0, 0, 0, 0], 0)))),
         }
     }
 
     /// This shard's socket.
-    fn open(&self) -> std::io::Result<TcpListener> {
-        let std = match self {
-            Bind::PerShard(addr, spec) => socket::listen(*addr, true, &spec.options, BACKLOG)?,
+    fn open(&self) -> std::io::Result<Listener> {
+        let bound = match self {
+            Bind::PerShard(addr, spec) => {
+                socket::listen(&(*addr).into(), true, &spec.options, BACKLOG, 0)?
+            }
             Bind::Shared(l) => l.try_clone()?,
         };
-        TcpListener::from_std(std)
+        bound.adopt()
     }
 }
 
 /// Decides each listener's binding: a port of 0 is bound once here to
 /// pick a free port, which every shard then binds with SO_REUSEPORT; a
-/// listener without reuse_port is bound here once, for all shards.
+/// listener without reuse_port, or on a pipe (a Unix socket has no
+/// SO_REUSEPORT group), is bound here once, for all shards.
 fn bind_plan(snapshot: &ConfigSnapshot) -> Result<Vec<Bind>, String> {
     snapshot
         .listeners
@@ -257,15 +266,20 @@ fn bind_plan(snapshot: &ConfigSnapshot) -> Result<Vec<Bind>, String> {
         .map(|l| {
             let failed =
                 |e: std::io::Error| format!("listener {}: cannot bind {}: {e}", l.name, l.address);
-            if !l.socket.reuse_port {
-                let shared =
-                    socket::listen(l.address, false, &l.socket.options, BACKLOG).map_err(failed)?;
-                return Ok(Bind::Shared(Arc::new(shared)));
+            let ip = match l.address.ip() {
+                Some(ip) if l.socket.reuse_port => ip,
+                _ => {
+                    let spec = &l.socket;
+                    let shared =
+                        socket::listen(&l.address, false, &spec.options, BACKLOG, spec.pipe_mode)
+                            .map_err(failed)?;
+                    return Ok(Bind::Shared(Arc::new(shared)));
+                }
+            };
+            if ip.port() != 0 {
+                return Ok(Bind::PerShard(ip, l.socket.clone()));
             }
-            if l.address.port() != 0 {
-                return Ok(Bind::PerShard(l.address, l.socket.clone()));
-            }
-            let probe = std::net::TcpListener::bind(l.address)
+            let probe = std::net::TcpListener::bind(ip)
                 .and_then(|s| s.local_addr())
                 .map_err(failed)?;
             Ok(Bind::PerShard(probe, l.socket.clone()))
@@ -340,7 +354,7 @@ async fn run_shard(
     shard.logs.flush();
 }
 
-async fn accept_loop(listener: TcpListener, index: usize, shard: Rc<Shard>) {
+async fn accept_loop(listener: Listener, index: usize, shard: Rc<Shard>) {
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => Some(r),
@@ -351,11 +365,12 @@ async fn accept_loop(listener: TcpListener, index: usize, shard: Rc<Shard>) {
             None => return,
             Some(Ok((stream, peer))) => {
                 log::debug!("accepted connection from {peer}");
+                let local = listener.local_address(&stream);
                 shard.connections.set(shard.connections.get() + 1);
                 let guard = ConnectionGuard(shard.clone());
                 monoio::spawn(CatchUnwind(Box::pin(async move {
                     let shard = guard.0.clone();
-                    conn::serve(stream, peer, shard, index).await;
+                    conn::serve(stream, peer, local, shard, index).await;
                     drop(guard);
                 })));
             }
@@ -479,7 +494,10 @@ fn refresh_dns(published: &Published, store: &Store, due: &mut [(usize, Instant)
             "cluster {}: DNS now gives {} endpoints: {:?}",
             cluster.name(),
             resolved.len(),
-            resolved.iter().map(|e| e.addr).collect::<Vec<_>>()
+            resolved
+                .iter()
+                .map(|e| e.addr.to_string())
+                .collect::<Vec<_>>()
         );
         published.publish(current.with_endpoints(*index, resolved, store));
         store.forget_unused_hosts();

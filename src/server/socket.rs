@@ -1,35 +1,69 @@
 //! Listening sockets made as a listener's config says: SO_REUSEPORT or
-//! one shared socket, and `socket_options` applied in their state.
+//! one shared socket, TCP or a Unix-domain socket (`pipe`, with its
+//! `mode`), and `socket_options` applied in their state.
 
 use crate::config::{SocketOption, SocketState};
-use crate::net::set_int_option;
-use socket2::{Domain, Socket, Type};
-use std::net::SocketAddr;
+use crate::net::{set_int_option, Address, Bound};
+use socket2::{Domain, SockAddr, Socket, Type};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
 /// Opens a listening socket on `addr` (with SO_REUSEPORT when
-/// `reuse_port`), its `options` set in their state; non-blocking, ready for
-/// a runtime to adopt.
+/// `reuse_port` and it is TCP), its `options` set in their state;
+/// non-blocking, ready for a runtime to adopt. A pipe gets file mode
+/// `mode` unless it is 0 or abstract, and replaces a stale socket file left
+/// at its path, as Envoy does (any other kind of file is left alone and
+/// the bind fails).
 pub fn listen(
-    addr: SocketAddr,
+    addr: &Address,
     reuse_port: bool,
     options: &[SocketOption],
     backlog: i32,
-) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    set_int_option(
-        &socket,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEPORT,
-        i32::from(reuse_port),
-    )?;
+    mode: u32,
+) -> std::io::Result<Bound> {
+    let (socket, sockaddr) = match addr {
+        Address::Ip(ip) => {
+            let socket = Socket::new(Domain::for_address(*ip), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            set_int_option(
+                &socket,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEPORT,
+                i32::from(reuse_port),
+            )?;
+            (socket, SockAddr::from(*ip))
+        }
+        Address::Pipe(path) => {
+            if !addr.is_abstract() {
+                remove_stale_socket(path)?;
+            }
+            let sockaddr = SockAddr::unix(addr.pipe_path().unwrap_or_default())?;
+            (Socket::new(Domain::UNIX, Type::STREAM, None)?, sockaddr)
+        }
+    };
     apply(&socket, options, SocketState::Prebind)?;
-    socket.bind(&addr.into())?;
+    socket.bind(&sockaddr)?;
+    if let Address::Pipe(path) = addr {
+        if mode != 0 && !addr.is_abstract() {
+            std::fs::set_permissions(&**path, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
     apply(&socket, options, SocketState::Bound)?;
     socket.listen(backlog)?;
     apply(&socket, options, SocketState::Listening)?;
     socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    Ok(match addr {
+        Address::Ip(_) => Bound::Tcp(socket.into()),
+        Address::Pipe(_) => Bound::Unix(OwnedFd::from(socket).into(), addr.clone()),
+    })
+}
+
+/// Removes the socket file a previous run left at `path`.
+fn remove_stale_socket(path: &str) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+        _ => Ok(()),
+    }
 }
 
 /// Sets the options meant for `state`.

@@ -2,7 +2,7 @@
 //! the system resolver blocks, and shards must never block.
 
 use super::Resolved;
-use crate::config::{Cluster, Discovery, DnsLookupFamily};
+use crate::config::{Cluster, Discovery, DnsLookupFamily, EndpointAddress};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Resolves every endpoint of a STRICT_DNS cluster; each address becomes an
@@ -20,14 +20,18 @@ pub fn resolve(cluster: &Cluster) -> Vec<Resolved> {
 fn resolve_all(cluster: &Cluster) -> Vec<Resolved> {
     let mut out = Vec::new();
     for ep in &cluster.endpoints {
-        match (ep.host.as_str(), ep.port).to_socket_addrs() {
+        // The config accepts only socket addresses in a DNS cluster.
+        let EndpointAddress::Socket { host, port } = &ep.address else {
+            continue;
+        };
+        match (host.as_str(), *port).to_socket_addrs() {
             Ok(addrs) => {
                 let addrs: Vec<SocketAddr> = addrs.collect();
                 for addr in select_family(&addrs, cluster.dns_lookup_family) {
                     let endpoint = Resolved {
-                        addr,
+                        addr: addr.into(),
                         weight: ep.weight,
-                        hostname: ep.hostname.clone().unwrap_or_else(|| ep.host.clone()),
+                        hostname: ep.hostname.clone().unwrap_or_else(|| host.clone()),
                         explicit_hostname: ep.hostname.is_some(),
                         locality: ep.locality.clone(),
                     };
@@ -37,10 +41,8 @@ fn resolve_all(cluster: &Cluster) -> Vec<Resolved> {
                 }
             }
             Err(e) => log::warn!(
-                "cluster {}: cannot resolve {}:{}: {e}",
+                "cluster {}: cannot resolve {host}:{port}: {e}",
                 cluster.name,
-                ep.host,
-                ep.port
             ),
         }
     }

@@ -150,8 +150,9 @@ mod tests {
             .map(|i| {
                 let r = Resolved {
                     addr: format!("10.0.{}.{}:80", i / 250, i % 250 + 1)
-                        .parse()
-                        .expect("addr"),
+                        .parse::<std::net::SocketAddr>()
+                        .expect("addr")
+                        .into(),
                     weight: weight(i),
                     hostname: String::new(),
                     explicit_hostname: false,
@@ -182,7 +183,7 @@ mod tests {
         let moved = (0..keys)
             .filter(|k| {
                 let h = hash_value(format!("user-{k}").as_bytes());
-                before(h).map(|i| all[i].addr) != after(h).map(|i| fewer[i].addr)
+                before(h).map(|i| &all[i].addr) != after(h).map(|i| &fewer[i].addr)
             })
             .count();
         moved as f64 / f64::from(keys)

@@ -225,7 +225,10 @@ mod tests {
             .enumerate()
             .map(|(i, w)| {
                 let resolved = crate::upstream::Resolved {
-                    addr: format!("127.0.0.1:{}", 1000 + i).parse().expect("addr"),
+                    addr: format!("127.0.0.1:{}", 1000 + i)
+                        .parse::<std::net::SocketAddr>()
+                        .expect("addr")
+                        .into(),
                     weight: *w,
                     hostname: String::new(),
                     explicit_hostname: false,

@@ -6,8 +6,8 @@ pub mod lb;
 pub mod pool;
 
 use crate::config;
+use crate::net::Address;
 use crate::stats::{sets, HistogramId, Scope, Store};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     /// Where to connect.
-    pub addr: SocketAddr,
+    pub addr: Address,
     /// `load_balancing_weight`.
     pub weight: u32,
     /// The endpoint's `hostname`, else the host name or address it came
@@ -33,7 +33,7 @@ pub struct Resolved {
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Where to connect.
-    pub addr: SocketAddr,
+    pub addr: Address,
     /// `load_balancing_weight`.
     pub weight: u32,
     /// The host name `/clusters` shows and `auto_host_rewrite` uses.

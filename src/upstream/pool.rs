@@ -1,12 +1,10 @@
 //! Per-shard, per-endpoint pools of idle upstream HTTP/1.1 connections.
 //! Owned by one shard: `RefCell`, no lock.
 
-use crate::net::{peek, Peeked};
+use crate::net::{peek, Address, Peeked, Stream};
 use crate::stats::{sets, Scope};
-use monoio::net::TcpStream;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +22,7 @@ const PROBE_AFTER: Duration = Duration::from_millis(500);
 /// `cx_active` gauges count it until it is dropped.
 pub struct UpstreamConn {
     /// The socket.
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Requests completed on it (for `max_requests_per_connection`).
     pub requests: u32,
     cluster: Arc<Scope<sets::Cluster>>,
@@ -35,7 +33,7 @@ pub struct UpstreamConn {
 impl UpstreamConn {
     /// Wraps a newly connected socket of `host` in `cluster`, on `shard`.
     pub fn new(
-        stream: TcpStream,
+        stream: Stream,
         cluster: Arc<Scope<sets::Cluster>>,
         host: Arc<Scope<sets::Host>>,
         shard: usize,
@@ -70,16 +68,16 @@ struct Idle {
 /// The idle connections of one shard, by endpoint address.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: RefCell<HashMap<Address, Vec<Idle>>>,
 }
 
 impl Pool {
     /// Takes the most recently idled usable connection to `addr`, dropping
     /// any that timed out or were closed by the upstream. `now` is the
     /// caller's clock reading (one per request, not one per pool call).
-    pub fn take(&self, addr: SocketAddr, now: Instant) -> Option<UpstreamConn> {
+    pub fn take(&self, addr: &Address, now: Instant) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(addr)?;
         while let Some(conn) = list.pop() {
             let idle = now.saturating_duration_since(conn.since);
             if idle < PROBE_AFTER
@@ -92,7 +90,7 @@ impl Pool {
     }
 
     /// Returns a connection that finished a response cleanly.
-    pub fn put(&self, addr: SocketAddr, stream: UpstreamConn) {
+    pub fn put(&self, addr: Address, stream: UpstreamConn) {
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(addr).or_default();
         if list.len() >= MAX_IDLE_PER_ENDPOINT {

@@ -102,7 +102,39 @@ impl Backend {
                 conns.fetch_add(1, Ordering::SeqCst);
                 let (reqs, name) = (reqs.clone(), name.clone());
                 std::thread::spawn(move || {
-                    let _ = serve_backend(stream, &reqs, &name, forced);
+                    if let Ok(input) = stream.try_clone() {
+                        let _ = serve_backend(input, stream, &reqs, &name, forced);
+                    }
+                });
+            }
+        });
+        backend
+    }
+
+    /// A backend on a Unix-domain socket at `path` (an Envoy `pipe`);
+    /// its `addr` is unspecified.
+    pub fn start_unix(path: &std::path::Path, name: &str) -> Backend {
+        let listener = std::os::unix::net::UnixListener::bind(path).expect("unix backend bind");
+        let backend = Backend {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            name: name.to_string(),
+            connections: Arc::new(AtomicUsize::new(0)),
+            requests: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (conns, reqs, name) = (
+            backend.connections.clone(),
+            backend.requests.clone(),
+            backend.name.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (reqs, name) = (reqs.clone(), name.clone());
+                std::thread::spawn(move || {
+                    if let Ok(input) = stream.try_clone() {
+                        let _ = serve_backend(input, stream, &reqs, &name, None);
+                    }
                 });
             }
         });
@@ -153,14 +185,14 @@ fn read_chunked(r: &mut impl BufRead, keep: bool) -> std::io::Result<(Vec<u8>, u
     }
 }
 
-fn serve_backend(
-    stream: TcpStream,
+fn serve_backend<W: Write>(
+    input: impl Read,
+    mut out: W,
     reqs: &Mutex<Vec<Seen>>,
     name: &str,
     forced: Option<&str>,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
+    let mut reader = BufReader::new(input);
     loop {
         let request_line = read_line(&mut reader)?;
         if request_line.is_empty() {
@@ -215,7 +247,7 @@ fn serve_backend(
         let behaviour = forced.unwrap_or(&path);
         let segments: Vec<&str> = behaviour.trim_start_matches('/').split('/').collect();
         let is_head = method == "HEAD";
-        let respond = |out: &mut TcpStream, status: u16, body: &[u8]| {
+        let respond = |out: &mut W, status: u16, body: &[u8]| {
             let head = format!(
                 "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nx-backend: {name}\r\nserver: test-backend\r\n\r\n",
                 body.len()

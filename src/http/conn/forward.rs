@@ -10,7 +10,7 @@ use crate::http::flags::ResponseFlags;
 use crate::http::head::{self, HeadSlots, Overrides, ParsedResponse, MAX_RESPONSE_HEAD};
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
-use crate::net::{peek, peer_closed, peer_spoke, set_int_option, Peeked};
+use crate::net::{peek, peer_closed, peer_spoke, set_int_option, Address, Peeked, Stream};
 use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
@@ -18,9 +18,7 @@ use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpS
 use crate::upstream::pool::UpstreamConn;
 use crate::upstream::{Cluster, Endpoint, RetrySlots};
 use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -168,7 +166,7 @@ impl Conn {
         // With the body in hand the route timeout starts now and bounds
         // every attempt; a streamed body starts it once it is sent.
         let deadline = body.as_ref().and(timeout).map(|t| Instant::now() + t);
-        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut tried: Vec<Address> = Vec::new();
         // A cluster retry slot is held from a retry's decision to the end of
         // that attempt.
         let mut slot: Option<SlotGuard> = None;
@@ -186,7 +184,7 @@ impl Conn {
             // Only another attempt looks at the hosts tried (and a request
             // without one allocates nothing for it).
             if retries.remaining > 0 && retries.previous_hosts {
-                tried.push(endpoint.addr);
+                tried.push(endpoint.addr.clone());
             }
             x.attempts.set(retries.done + 1);
             // The head is copied only while another attempt may need it.
@@ -327,7 +325,7 @@ impl Conn {
         x: &'v Exchange<'_>,
         to: &Upstream<'_>,
         retries: &Retries,
-        tried: &[SocketAddr],
+        tried: &[Address],
         random: &dyn Fn() -> u64,
     ) -> Option<&'v Endpoint> {
         let mut picked = x.view.pick(to.cluster, to.hash, random)?;
@@ -464,8 +462,10 @@ impl Conn {
     ) -> Tried {
         let (cluster, endpoint) = (plan.cluster, plan.endpoint);
         let attempt = Attempt::start(x.shard, cluster, endpoint);
-        let addr = endpoint.addr;
-        x.log.upstream.set(Some((plan.cluster_index, addr)));
+        let addr = &endpoint.addr;
+        x.log
+            .upstream
+            .replace(Some((plan.cluster_index, addr.clone())));
         if let Some(body) = plan.body.filter(|b| !b.is_empty()) {
             head.extend_from_slice(body);
         }
@@ -618,7 +618,7 @@ impl Conn {
                             .inc(x.shard.id, ClusterStat::upstream_cx_max_requests);
                     }
                     if reusable && !body_unfinished && !spent {
-                        x.shard.pool.put(addr, up);
+                        x.shard.pool.put(addr.clone(), up);
                     }
                     Tried::Done(if x.closing() || client_unread {
                         Next::Close
@@ -704,7 +704,7 @@ impl Conn {
     async fn receive(
         &mut self,
         x: &Exchange<'_>,
-        up: &mut TcpStream,
+        up: &mut Stream,
         started: Instant,
         headers_sent: &Cell<bool>,
         retries: Option<(&Retries<'_>, &RetrySlots)>,
@@ -914,12 +914,12 @@ async fn connect(
     stats.inc(w, ClusterStat::upstream_cx_http1_total);
     endpoint.stats.inc(w, HostStat::cx_total);
     let started = Instant::now();
-    let connecting = TcpStream::connect_addr(endpoint.addr);
+    let connecting = Stream::connect(&endpoint.addr);
     let failure = match monoio::time::timeout(cluster.connect_timeout(), connecting).await {
         Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            if let Some(k) = &cluster.config.tcp_keepalive {
-                set_keepalive(&stream, k);
+            stream.set_nodelay();
+            if let (Some(k), Some(tcp)) = (&cluster.config.tcp_keepalive, stream.tcp()) {
+                set_keepalive(tcp, k);
             }
             let micros = started.elapsed().as_micros() as u64;
             shard.histograms.record(cluster.connect_ms, micros);
@@ -939,7 +939,7 @@ async fn connect(
 
 /// `upstream_connection_options.tcp_keepalive` on a new upstream socket;
 /// fields left unset keep the kernel's values.
-fn set_keepalive(stream: &TcpStream, k: &crate::config::TcpKeepalive) {
+fn set_keepalive(stream: &monoio::net::TcpStream, k: &crate::config::TcpKeepalive) {
     let tcp = libc::IPPROTO_TCP;
     let settings = [
         Some((libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)),

@@ -13,14 +13,13 @@ use super::local_reply::LocalReply;
 use super::mutate;
 use crate::access_log::Record;
 use crate::config::HeaderMutations;
+use crate::net::{Address, Stream};
 use crate::router::Matched;
 use crate::server::shard::{Shard, View};
 use crate::snapshot::{HttpSettings, Listener};
 use crate::stats::sets::{Http as HttpStat, Listener as ListenerStat, Server as ServerStat};
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
-use std::cell::{Cell, OnceCell};
-use std::net::SocketAddr;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -36,7 +35,7 @@ enum Next {
 /// One downstream connection: its buffers, reused across requests, and
 /// the stats it counts in from accept to close.
 struct Conn {
-    down: TcpStream,
+    down: Stream,
     rbuf: ReadBuf,
     ubuf: ReadBuf,
     /// Bytes written downstream and not yet counted.
@@ -49,12 +48,18 @@ struct Conn {
     last_active: Instant,
     shard: Rc<Shard>,
     listener: Arc<Listener>,
-    peer: SocketAddr,
-    local: Option<SocketAddr>,
+    peer: Address,
+    local: Option<Address>,
 }
 
 impl Conn {
-    fn open(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener: Arc<Listener>) -> Self {
+    fn open(
+        down: Stream,
+        peer: Address,
+        local: Option<Address>,
+        shard: Rc<Shard>,
+        listener: Arc<Listener>,
+    ) -> Self {
         let w = shard.id;
         listener.stats.inc(w, ListenerStat::downstream_cx_total);
         listener.stats.inc(w, ListenerStat::downstream_cx_active);
@@ -68,7 +73,6 @@ impl Conn {
             http.inc(w, stat);
         }
         shard.stats.server.inc(w, ServerStat::total_connections);
-        let local = down.local_addr().ok();
         let mut rbuf = ReadBuf::default();
         rbuf.set_chunk(listener.socket.buffer_limit);
         Conn {
@@ -226,7 +230,7 @@ struct LogDetails {
     bytes_received: Cell<u64>,
     bytes_sent: Cell<u64>,
     /// The cluster index and endpoint the request went to.
-    upstream: Cell<Option<(usize, SocketAddr)>>,
+    upstream: RefCell<Option<(usize, Address)>>,
     /// When the upstream's response headers arrived.
     response_at: Cell<Option<Instant>>,
     response_head: OnceCell<Vec<u8>>,
@@ -244,7 +248,7 @@ impl<'a> Exchange<'a> {
     /// Everything known about the request so far, for a log line or a
     /// header substitution.
     fn record(&self) -> Record<'_> {
-        let upstream = self.log.upstream.get();
+        let upstream = self.log.upstream.borrow();
         let generated = self.req.generated_id.as_ref();
         let response_duration = self.log.response_at.get().map(|t| t - self.started);
         Record {
@@ -256,18 +260,24 @@ impl<'a> Exchange<'a> {
             flags: self.flags.get(),
             bytes_received: self.log.bytes_received.get(),
             bytes_sent: self.log.bytes_sent.get(),
-            upstream_host: upstream.map(|(_, addr)| addr),
+            upstream_host: upstream.as_ref().map(|(_, addr)| addr.clone()),
             upstream_cluster: upstream
-                .and_then(|(c, _)| self.view.snapshot.clusters.get(c))
+                .as_ref()
+                .and_then(|(c, _)| self.view.snapshot.clusters.get(*c))
                 .map(|c| c.name()),
             route_name: self.matched.map(|m| m.route.name.as_str()),
             response_head: self.log.response_head.get().map_or(&[], Vec::as_slice),
-            remote: Some(self.req.client.unwrap_or(self.peer.remote)),
+            remote: Some(
+                self.req
+                    .client
+                    .clone()
+                    .unwrap_or_else(|| self.peer.remote.clone()),
+            ),
             ..Record::new(
                 wall_clock(self.started),
                 &self.request_head,
-                self.peer.remote,
-                self.peer.local,
+                self.peer.remote.clone(),
+                self.peer.local.clone(),
             )
         }
     }
@@ -292,12 +302,18 @@ impl<'a> Exchange<'a> {
 }
 
 /// Serves one downstream connection until it closes or the shard drains.
-pub async fn serve(down: TcpStream, peer: SocketAddr, shard: Rc<Shard>, listener: usize) {
-    let _ = down.set_nodelay(true);
+pub async fn serve(
+    down: Stream,
+    peer: Address,
+    local: Option<Address>,
+    shard: Rc<Shard>,
+    listener: usize,
+) {
+    down.set_nodelay();
     let Some(current) = shard.view().snapshot.listeners.get(listener).cloned() else {
         return;
     };
-    let mut conn = Conn::open(down, peer, shard.clone(), current);
+    let mut conn = Conn::open(down, peer, local, shard.clone(), current);
     // One idle timer for the connection's life, re-armed only when it fires
     // early: a keep-alive request costs no timer operation.
     let idle = conn.listener.http.idle_timeout;
@@ -395,8 +411,8 @@ impl Conn {
         };
         let (req, plan) = loop {
             let peer = Peer {
-                remote: self.peer,
-                local: self.local,
+                remote: self.peer.clone(),
+                local: self.local.clone(),
             };
             match head::parse_request(self.rbuf.data(), http, peer, shard) {
                 ParsedRequest::Request(req, plan) => break (req, plan),
@@ -467,8 +483,8 @@ impl Conn {
             request_head,
             started,
             peer: Peer {
-                remote: self.peer,
-                local: self.local,
+                remote: self.peer.clone(),
+                local: self.local.clone(),
             },
             set_cookie: OnceCell::new(),
             sent_continue: Cell::new(false),
@@ -556,7 +572,12 @@ impl Conn {
                 flags,
                 bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
                 duration: started.elapsed(),
-                ..Record::new(wall_clock(started), &[], self.peer, self.local)
+                ..Record::new(
+                    wall_clock(started),
+                    &[],
+                    self.peer.clone(),
+                    self.local.clone(),
+                )
             };
             shard.logs.log(&http.access_logs, &record);
         }

@@ -1,5 +1,13 @@
-//! Socket helpers: looking at a receive queue without reading it, waiting
-//! on a socket another operation is using, and integer socket options.
+//! Sockets: addresses, streams and listeners over TCP or Unix-domain
+//! sockets, and helpers for looking at a receive queue without reading it,
+//! waiting on a socket another operation is using, and integer socket
+//! options.
+
+mod address;
+mod stream;
+
+pub use address::Address;
+pub use stream::{Bound, Listener, Stream};
 
 use monoio::net::TcpStream;
 use std::mem::MaybeUninit;
@@ -18,8 +26,8 @@ pub enum Peeked {
 }
 
 /// Peeks at `stream` (one `recv(MSG_PEEK | MSG_DONTWAIT)`, no byte consumed).
-pub fn peek(stream: &TcpStream) -> Peeked {
-    use std::os::fd::{AsRawFd, BorrowedFd};
+pub fn peek(stream: &impl std::os::fd::AsRawFd) -> Peeked {
+    use std::os::fd::BorrowedFd;
     // SAFETY: the descriptor is owned by `stream`, which outlives this borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
     let sock = socket2::SockRef::from(&fd);
@@ -32,7 +40,8 @@ pub fn peek(stream: &TcpStream) -> Peeked {
 }
 
 /// A duplicate of the socket `fd` to wait on while the original is busy
-/// with another operation. `fd` must be open.
+/// with another operation. `fd` must be open; any stream socket will do,
+/// as only its readiness is awaited.
 fn watcher(fd: RawFd) -> Option<TcpStream> {
     use std::os::fd::BorrowedFd;
     // SAFETY: the caller keeps `fd` open for this call; the borrow only

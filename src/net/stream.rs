@@ -1,0 +1,181 @@
+//! Connections and listening sockets over TCP or a Unix-domain socket,
+//! one type for each so the HTTP path is written once for both.
+
+use super::Address;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use monoio::BufResult;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+/// A connected stream socket.
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// A Unix-domain stream socket (`pipe`).
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Connects to `addr`.
+    pub async fn connect(addr: &Address) -> io::Result<Stream> {
+        match addr {
+            Address::Ip(a) => TcpStream::connect_addr(*a).await.map(Stream::Tcp),
+            Address::Pipe(_) => {
+                let path = addr.pipe_path().unwrap_or_default();
+                UnixStream::connect(path).await.map(Stream::Unix)
+            }
+        }
+    }
+
+    /// Resolves once the socket is readable (or failed).
+    pub async fn readable(&self, relaxed: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable(relaxed).await,
+            Stream::Unix(s) => s.readable(relaxed).await,
+        }
+    }
+
+    /// Turns off Nagle's algorithm (TCP only; a pipe has none).
+    pub fn set_nodelay(&self) {
+        if let Stream::Tcp(s) = self {
+            let _ = s.set_nodelay(true);
+        }
+    }
+
+    /// The TCP stream, when this is one (for TCP-only socket options).
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Tcp(s) => Some(s),
+            Stream::Unix(_) => None,
+        }
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl AsyncReadRent for Stream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Tcp(s) => s.read(buf).await,
+            Stream::Unix(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Tcp(s) => s.readv(buf).await,
+            Stream::Unix(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for Stream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Tcp(s) => s.write(buf).await,
+            Stream::Unix(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Tcp(s) => s.writev(buf).await,
+            Stream::Unix(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush().await,
+            Stream::Unix(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown().await,
+            Stream::Unix(s) => s.shutdown().await,
+        }
+    }
+}
+
+/// A listening socket a runtime has adopted.
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A Unix-domain socket, with the address it was bound to.
+    Unix(UnixListener, Address),
+}
+
+/// A listening socket bound but not yet adopted by a runtime (it can be
+/// duplicated for every shard that accepts on it).
+pub enum Bound {
+    /// TCP.
+    Tcp(std::net::TcpListener),
+    /// A Unix-domain socket, with the address it was bound to.
+    Unix(std::os::unix::net::UnixListener, Address),
+}
+
+impl Bound {
+    /// Another descriptor for the same socket.
+    pub fn try_clone(&self) -> io::Result<Bound> {
+        Ok(match self {
+            Bound::Tcp(l) => Bound::Tcp(l.try_clone()?),
+            Bound::Unix(l, a) => Bound::Unix(l.try_clone()?, a.clone()),
+        })
+    }
+
+    /// The address it is bound to (an IP listener's real port once 0 was
+    /// asked for).
+    pub fn local_address(&self) -> io::Result<Address> {
+        match self {
+            Bound::Tcp(l) => l.local_addr().map(Address::Ip),
+            Bound::Unix(_, a) => Ok(a.clone()),
+        }
+    }
+
+    /// Hands the socket to the current thread's runtime.
+    pub fn adopt(self) -> io::Result<Listener> {
+        Ok(match self {
+            Bound::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
+            Bound::Unix(l, a) => Listener::Unix(UnixListener::from_std(l)?, a),
+        })
+    }
+}
+
+impl Listener {
+    /// The next connection and its peer's address. A Unix peer is given
+    /// the listener's own address, as Envoy does (the kernel names no
+    /// client socket).
+    pub async fn accept(&self) -> io::Result<(Stream, Address)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                Ok((Stream::Tcp(s), Address::Ip(peer)))
+            }
+            Listener::Unix(l, a) => {
+                let (s, _) = l.accept().await?;
+                Ok((Stream::Unix(s), a.clone()))
+            }
+        }
+    }
+
+    /// The address a connection accepted here reached: a TCP stream's own
+    /// local address, else the listener's.
+    pub fn local_address(&self, stream: &Stream) -> Option<Address> {
+        match (self, stream) {
+            (_, Stream::Tcp(s)) => s.local_addr().ok().map(Address::Ip),
+            (Listener::Unix(_, a), Stream::Unix(_)) => Some(a.clone()),
+            (Listener::Tcp(_), Stream::Unix(_)) => None,
+        }
+    }
+}
