@@ -78,6 +78,8 @@ pub struct Listener {
     pub http: Arc<HttpSettings>,
     /// `listener.<address>.*`.
     pub stats: Arc<Scope<sets::Listener>>,
+    /// `listener.<address>.http.<stat_prefix>.*`.
+    pub http_stats: Arc<Scope<sets::ListenerHttp>>,
     /// How its sockets are made and read.
     pub socket: config::ListenerSocket,
 }
@@ -173,6 +175,7 @@ impl ConfigSnapshot {
                 address: l.address.clone(),
                 http: Arc::new(http_settings(&l.hcm, routes, store, access_logs)),
                 stats: store.listener(&l.address.to_string()),
+                http_stats: store.listener_http(&l.address.to_string(), &l.hcm.stat_prefix),
                 socket: l.socket.clone(),
             }));
         }

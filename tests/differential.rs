@@ -377,6 +377,17 @@ fn stats_match_envoy() {
         "http.ingress_http.rq_redirect",
     ];
     pair.assert_same_stats(&names);
+    // The same classes per listener: `listener.<address>.http.<prefix>.*`
+    // (the addresses differ, so they are left out).
+    pair.assert_same_admin("/stats", |body| {
+        let mut lines: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("listener.") && !l.starts_with("listener.admin."))
+            .filter_map(|l| l.split_once(".http.").map(|(_, rest)| rest))
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    });
 }
 
 /// The same format string gives the same access-log lines.

@@ -248,12 +248,13 @@ fn pipe_addresses_match_envoy() {
             .filter(|l| {
                 l.starts_with("listener.{dir}/in.sock.downstream_cx_total")
                     || l.starts_with("listener.{dir}/in.sock.downstream_cx_destroy")
+                    || l.starts_with("listener.{dir}/in.sock.http.ingress_http.downstream_rq_")
             })
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
     let ringway_stats = stats(&ringway_side);
-    assert_eq!(ringway_stats.len(), 2, "{ringway_stats:?}");
+    assert_eq!(ringway_stats.len(), 8, "{ringway_stats:?}");
     assert_eq!(ringway_stats, stats(&envoy_side));
 
     for side in [&ringway_side, &envoy_side] {

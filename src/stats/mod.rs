@@ -235,6 +235,7 @@ pub struct Store {
 #[derive(Default)]
 struct TypedScopes {
     listeners: HashMap<String, Arc<Scope<sets::Listener>>>,
+    listener_http: HashMap<String, Arc<Scope<sets::ListenerHttp>>>,
     http: HashMap<String, Arc<Scope<sets::Http>>>,
     clusters: HashMap<String, Arc<Scope<sets::Cluster>>>,
     retries: HashMap<String, Arc<Scope<sets::Retry>>>,
@@ -314,6 +315,16 @@ impl Store {
     pub fn listener(&self, address: &str) -> Arc<Scope<sets::Listener>> {
         let prefix = format!("listener.{}.", address.replace(':', "_"));
         self.scope(prefix, |t| &mut t.listeners)
+    }
+
+    /// `listener.<address>.http.<stat_prefix>.` stats.
+    pub fn listener_http(
+        &self,
+        address: &str,
+        stat_prefix: &str,
+    ) -> Arc<Scope<sets::ListenerHttp>> {
+        let prefix = format!("listener.{}.http.{stat_prefix}.", address.replace(':', "_"));
+        self.scope(prefix, |t| &mut t.listener_http)
     }
 
     /// `http.<stat_prefix>.` stats.

@@ -25,6 +25,17 @@ stat_set!(
 );
 
 stat_set!(
+    /// `listener.<address>.http.<stat_prefix>.*`: the responses one
+    /// connection manager sent on one listener.
+    ListenerHttp, None,
+    counters [
+        downstream_rq_1xx, downstream_rq_2xx, downstream_rq_3xx, downstream_rq_4xx,
+        downstream_rq_5xx, downstream_rq_completed,
+    ],
+    gauges []
+);
+
+stat_set!(
     /// `http.<stat_prefix>.*`: one HTTP connection manager.
     Http, None,
     counters [

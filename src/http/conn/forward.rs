@@ -348,9 +348,7 @@ impl Conn {
         }
         if self.send_down(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await {
             // Envoy counts the interim response as a response of its own.
-            let w = self.shard.id;
-            x.http.stats.inc(w, HttpStat::downstream_rq_1xx);
-            x.http.stats.inc(w, HttpStat::downstream_rq_completed);
+            self.count_response(x.http, self.shard.id, 100);
             true
         } else {
             x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);

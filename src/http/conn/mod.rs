@@ -17,7 +17,10 @@ use crate::net::{Address, Stream};
 use crate::router::Matched;
 use crate::server::shard::{Shard, View};
 use crate::snapshot::{HttpSettings, Listener};
-use crate::stats::sets::{Http as HttpStat, Listener as ListenerStat, Server as ServerStat};
+use crate::stats::sets::{
+    Http as HttpStat, Listener as ListenerStat, ListenerHttp as ListenerHttpStat,
+    Server as ServerStat,
+};
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use std::cell::{Cell, OnceCell, RefCell};
 use std::pin::Pin;
@@ -144,6 +147,14 @@ const HTTP_CLASSES: [HttpStat; 5] = [
     HttpStat::downstream_rq_3xx,
     HttpStat::downstream_rq_4xx,
     HttpStat::downstream_rq_5xx,
+];
+
+const LISTENER_HTTP_CLASSES: [ListenerHttpStat; 5] = [
+    ListenerHttpStat::downstream_rq_1xx,
+    ListenerHttpStat::downstream_rq_2xx,
+    ListenerHttpStat::downstream_rq_3xx,
+    ListenerHttpStat::downstream_rq_4xx,
+    ListenerHttpStat::downstream_rq_5xx,
 ];
 
 /// The wall-clock time of `instant` (for `%START_TIME%`), worked out only
@@ -584,6 +595,17 @@ impl Conn {
         Next::Close
     }
 
+    /// Counts a response sent (interim ones too, as Envoy does) by its
+    /// status class, for the connection manager and for this listener.
+    fn count_response(&self, http: &HttpSettings, w: usize, status: u16) {
+        if http.stats.inc_status(w, status, HTTP_CLASSES) {
+            http.stats.inc(w, HttpStat::downstream_rq_completed);
+            let on_listener = &self.listener.http_stats;
+            on_listener.inc(w, LISTENER_HTTP_CLASSES[usize::from(status / 100 - 1)]);
+            on_listener.inc(w, ListenerHttpStat::downstream_rq_completed);
+        }
+    }
+
     /// Counts a finished request: its status class, its duration and the
     /// connection's bytes so far.
     fn finish_request(
@@ -595,9 +617,7 @@ impl Conn {
     ) {
         let w = shard.id;
         self.requests = self.requests.saturating_add(1);
-        if http.stats.inc_status(w, status, HTTP_CLASSES) {
-            http.stats.inc(w, HttpStat::downstream_rq_completed);
-        }
+        self.count_response(http, w, status);
         let ended = Instant::now();
         self.last_active = ended;
         let micros = ended.saturating_duration_since(started).as_micros() as u64;
