@@ -59,10 +59,22 @@ fn main() -> ExitCode {
     let sinks = Sinks::new();
     let loaded = config::load(cli.config_path.as_deref(), cli.config_yaml.as_deref())
         .map_err(|e| vec![e])
-        .and_then(|tree| config::decode(&tree).map(|boot| (tree, boot)))
-        .and_then(|(tree, boot)| {
-            let snapshot = ConfigSnapshot::compile(&boot, !validate, &store, &sinks)?;
-            Ok((tree, boot, snapshot))
+        .and_then(|tree| {
+            // A bootstrap with errors is still compiled (never served), so
+            // one error does not hide another found only there.
+            let (boot, mut errors) = config::decode_partial(&tree);
+            let serve = !validate && errors.is_empty();
+            let compiled = boot
+                .as_ref()
+                .map(|b| ConfigSnapshot::compile(b, serve, &store, &sinks));
+            match (boot, compiled) {
+                (Some(boot), Some(Ok(snapshot))) if errors.is_empty() => Ok((tree, boot, snapshot)),
+                (_, Some(Err(more))) => {
+                    errors.extend(more);
+                    Err(errors)
+                }
+                _ => Err(errors),
+            }
         });
     let (tree, boot, snapshot) = match loaded {
         Ok(s) => s,

@@ -112,7 +112,7 @@ impl ConfigSnapshot {
         for (i, c) in boot.clusters.iter().enumerate() {
             if by_name.insert(c.name.clone(), i).is_some() {
                 errors.push(ConfigError {
-                    path: format!("static_resources.clusters[{i}].name"),
+                    path: format!("static_resources.clusters[{}].name", c.index),
                     message: format!("duplicate cluster name {:?}", c.name),
                     suggestion: None,
                 });
@@ -137,8 +137,13 @@ impl ConfigSnapshot {
         let mut listeners = Vec::new();
         let mut seen_names = HashMap::new();
         let mut seen_addrs = HashMap::new();
+        // Known by name so routes to them are not reported twice; such a
+        // bootstrap only ever reaches here to have its errors reported.
+        for broken in &boot.broken_clusters {
+            by_name.entry(broken.clone()).or_insert(usize::MAX);
+        }
         for (i, l) in boot.listeners.iter().enumerate() {
-            let path = format!("static_resources.listeners[{i}]");
+            let path = format!("static_resources.listeners[{}]", l.index);
             if seen_names.insert(l.name.clone(), i).is_some() {
                 errors.push(ConfigError {
                     path: format!("{path}.name"),

@@ -378,6 +378,51 @@ fn quickstart_config_serves_curl() {
     assert!(proxied.ends_with("hello from ringway\n"), "{proxied}");
 }
 
+/// Errors found only once the bootstrap is put together (unknown
+/// clusters, duplicate names and domains) are reported beside field
+/// errors elsewhere, at the entry's own index, and a route to a cluster
+/// whose config is wrong is not also called unknown.
+#[test]
+fn validate_reports_reference_errors_beside_field_errors() {
+    let config = r#"static_resources:
+  listeners:
+  - name: broken
+    address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+    bogus_field: 1
+    filter_chains: []
+  - name: a
+    address: { socket_address: { address: 127.0.0.1, port_value: 2 } }
+    unknown_too: 1
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: x
+          route_config:
+            virtual_hosts:
+            - { name: v, domains: ["*"], routes: [ { match: { prefix: "/a" }, route: { cluster: nowhere } }, { match: { prefix: "/b" }, route: { cluster: wrong } } ] }
+            - { name: w, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: ok } } ] }
+          http_filters: [ { name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } } ]
+  clusters:
+  - { name: wrong, lb_policy: ROUND_ROBINN }
+  - { name: ok }
+  - { name: ok }
+"#;
+    let (ok, _, stderr) = validate(config, &[]);
+    assert!(!ok);
+    for expected in [
+        "static_resources.listeners[1].unknown_too: unknown field",
+        "static_resources.clusters[0].lb_policy: expected one of",
+        "static_resources.clusters[2].name: duplicate cluster name \"ok\"",
+        "static_resources.listeners[1].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].route.cluster: unknown cluster \"nowhere\"",
+        "static_resources.listeners[1].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[1].domains: domain \"*\" appears in more than one virtual host",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in\n{stderr}");
+    }
+    assert!(!stderr.contains("unknown cluster \"wrong\""), "{stderr}");
+}
+
 /// `--mode validate -o json`: every error at once as records, unknown
 /// names with a "did you mean", and no error hiding another (an
 /// unsupported cluster type no longer hides a bad lb_policy; an

@@ -21,6 +21,9 @@ pub struct Bootstrap {
     pub clusters: Vec<Cluster>,
     /// `admin`: the admin API (none without it).
     pub admin: Option<AdminConfig>,
+    /// Names of clusters whose config has errors (only while errors are
+    /// reported): routes to them are not reported again as unknown.
+    pub broken_clusters: Vec<String>,
 }
 
 /// `node`: who this proxy is.
@@ -35,6 +38,8 @@ pub struct NodeInfo {
 /// A TCP listener carrying one HTTP connection manager.
 #[derive(Debug, Clone)]
 pub struct Listener {
+    /// Its position in `static_resources.listeners`.
+    pub index: usize,
     /// `name` (Envoy generates one when absent).
     pub name: String,
     /// The bound address.
@@ -280,6 +285,8 @@ pub enum RouteAction {
 /// `clusters[]`.
 #[derive(Debug, Clone)]
 pub struct Cluster {
+    /// Its position in `static_resources.clusters`.
+    pub index: usize,
     /// `name`.
     pub name: String,
     /// `type`.
@@ -656,21 +663,22 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     });
     let mut listeners = Vec::new();
     let mut clusters = Vec::new();
+    let mut broken_clusters = Vec::new();
     if let Some(sr) = obj.get("static_resources") {
         if let Some(sr) = sr.object(errs, &STATIC_RESOURCES) {
             if let Some(l) = sr.get("listeners") {
-                for item in l.list(errs) {
-                    let child = item;
-                    if let Some(listener) = listener(child, errs, listeners.len()) {
-                        listeners.push(listener);
-                    }
+                for (index, item) in l.list(errs).into_iter().enumerate() {
+                    listeners.extend(listener(item, errs, index));
                 }
             }
             if let Some(c) = sr.get("clusters") {
-                for item in c.list(errs) {
-                    let child = item;
-                    if let Some(cluster) = cluster(child, errs) {
-                        clusters.push(cluster);
+                for (index, item) in c.list(errs).into_iter().enumerate() {
+                    let errors_before = errs.0.len();
+                    let name = item.value().get("name").and_then(|n| n.as_str());
+                    let name = name.map(str::to_string);
+                    match cluster(item, errs, index) {
+                        Some(c) if errs.0.len() == errors_before => clusters.push(c),
+                        _ => broken_clusters.extend(name),
                     }
                 }
             }
@@ -688,6 +696,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         listeners,
         clusters,
         admin,
+        broken_clusters,
     })
 }
 
@@ -824,6 +833,7 @@ fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
     let hcm = decoded.into_iter().next().flatten();
     let (address, pipe_mode) = address?;
     Some(Listener {
+        index,
         name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
         address,
         hcm: hcm?,
@@ -1402,7 +1412,7 @@ fn direct_response(node: Node, errs: &mut Errors) -> Option<RouteAction> {
     })
 }
 
-fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
+fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
     let obj = node.object(errs, &CLUSTER)?;
     let name = obj
         .require(errs, "name")
@@ -1496,6 +1506,7 @@ fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         .and_then(|o| o.get("tcp_keepalive"))
         .and_then(|k| tcp_keepalive(&k, errs));
     Some(Cluster {
+        index,
         name: name?,
         discovery: discovery?,
         alt_stat_name,

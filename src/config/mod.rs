@@ -54,12 +54,19 @@ pub fn merge(base: &mut Value, overlay: Value) {
 
 /// Decodes a parsed tree into a [`Bootstrap`], or every error found.
 pub fn decode(tree: &Value) -> Result<Bootstrap, Vec<ConfigError>> {
+    match decode_partial(tree) {
+        (Some(b), errors) if errors.is_empty() => Ok(b),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Decodes what can be decoded, and every error found: with errors, the
+/// bootstrap holds the listeners and clusters that decoded cleanly (and
+/// names the broken clusters), so later checks can still report theirs.
+pub fn decode_partial(tree: &Value) -> (Option<Bootstrap>, Vec<ConfigError>) {
     let mut errs = node::Errors::default();
     let decoded = bootstrap::decode(node::Node::root(tree), &mut errs);
-    match decoded {
-        Some(b) if errs.0.is_empty() => Ok(b),
-        _ => Err(errs.0),
-    }
+    (decoded, errs.0)
 }
 
 /// Reads the file and the inline YAML (either may be absent) and merges them.
