@@ -4,6 +4,7 @@
 mod common;
 use common::oracle::Pair;
 use common::*;
+use std::io::Write;
 
 /// A bootstrap exercising routing, route actions, header mutations and
 /// local replies, over the `app` and `other` backends.
@@ -152,6 +153,92 @@ fn local_replies_match_envoy() {
         b"GET /app HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
             .to_vec(),
     ]);
+}
+
+/// A gRPC request (`application/grpc`, `application/grpc+proto`; not
+/// `grpc-web`) gets every local reply as Envoy sends it: `200` with
+/// `grpc-status` mapped from the HTTP status and the text as
+/// `grpc-message`, route response headers still added.
+#[test]
+fn grpc_local_replies_match_envoy() {
+    let Some(pair) = pair("grpc_local_replies_match_envoy") else {
+        return;
+    };
+    let grpc = "content-type: application/grpc\r\nte: trailers\r\n";
+    let seen = pair.assert_all_same(&[
+        get("www.example.org", "/dead", grpc),
+        get("www.example.org", "/private", grpc),
+        get("www.example.org", "/empty", grpc),
+        get("redirect.example.com", "/path/x?q=1", grpc),
+        get("api.example.com", "/exact", grpc),
+        get("www.example.org", "/private", "content-type: application/grpc+proto\r\n"),
+        get("www.example.org", "/private", "content-type: application/grpc-web\r\n"),
+        b"POST /dead HTTP/1.1\r\nhost: a\r\ncontent-type: application/grpc\r\ncontent-length: 5\r\n\r\n\x00\x00\x00\x00\x00".to_vec(),
+    ]);
+    assert_eq!(seen[0].status, 200);
+    assert!(seen[0]
+        .headers
+        .contains(&("grpc-status".into(), "14".into())));
+    assert_eq!(seen[6].status, 403);
+}
+
+/// gRPC `retry_on` conditions read `grpc-status` from a trailers-only
+/// response (over HTTP/1.1 here); `x-envoy-retry-grpc-on` adds them for an
+/// internal client, and `x-envoy-retry-on` does not take gRPC names.
+#[test]
+fn grpc_retry_conditions_match_envoy() {
+    let grpc_up = raw_upstream(|head, s| {
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|path| path.rsplit('/').next())
+            .unwrap_or("0")
+            .to_string();
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: {code}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+    });
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/policy/" }
+                route:
+                  cluster: grpc
+                  retry_policy: { retry_on: "cancelled,unavailable", num_retries: 2, retry_back_off: { base_interval: 0.001s, max_interval: 0.002s } }
+              - match: { prefix: "/" }
+                route: { cluster: grpc }
+"#;
+    let config = internal_loopback(&http_config(routes, &port_cluster("grpc", grpc_up)));
+    let Some(pair) = Pair::start(
+        "grpc_retry_conditions_match_envoy",
+        &format!("{}{config}", admin_block_placeholder()),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    let grpc = "content-type: application/grpc\r\n";
+    pair.assert_all_same(&[
+        get("a", "/policy/14", grpc),
+        get("a", "/policy/1", grpc),
+        get("a", "/policy/13", grpc),
+        get("a", "/policy/0", grpc),
+        get("a", "/header/13", &format!("{grpc}x-envoy-retry-grpc-on: internal\r\n")),
+        get("a", "/header/13", &format!("{grpc}x-envoy-retry-on: internal\r\n")),
+        get("a", "/header/8", &format!("{grpc}x-envoy-retry-grpc-on: resource-exhausted,bogus\r\nx-envoy-max-retries: 1\r\n")),
+    ]);
+    pair.assert_same_stats(&[
+        "cluster.grpc.upstream_rq_total",
+        "cluster.grpc.upstream_rq_retry",
+        "cluster.grpc.upstream_rq_retry_limit_exceeded",
+        "cluster.grpc.upstream_rq_retry_success",
+        "cluster.grpc.retry.upstream_rq_200",
+    ]);
+    let (ringway, _) = pair.admin("/stats");
+    assert!(
+        ringway.contains("cluster.grpc.upstream_rq_retry: 6"),
+        "statuses 14 and 1 retried twice by the policy, 13 and 8 once by the header: {ringway}"
+    );
 }
 
 #[test]

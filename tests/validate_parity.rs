@@ -254,6 +254,16 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
                 .replace("address: { socket_address: { address: 127.0.0.1, port_value: 9901 } }", "address: { pipe: { path: \"@ringway-parity-admin\" } }"),
             true,
         ),
+        (
+            "gRPC retry conditions",
+            edit("route: { cluster: app }", "route: { cluster: app, retry_policy: { retry_on: \"cancelled,deadline-exceeded,internal,resource-exhausted,unavailable,5xx\" } }"),
+            true,
+        ),
+        (
+            "a gRPC route match",
+            edit("match: { prefix: \"/\" }", "match: { prefix: \"/\", grpc: {} }"),
+            true,
+        ),
         // Invalid, and both must say so.
         (
             "a mode on an abstract pipe",

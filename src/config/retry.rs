@@ -27,6 +27,24 @@ impl RetryOn {
     pub const RETRIABLE_HEADERS: Self = Self(1 << 7);
     /// `reset-before-request`: a reset before any request byte was sent.
     pub const RESET_BEFORE_REQUEST: Self = Self(1 << 8);
+    /// `cancelled`: a response whose `grpc-status` is 1.
+    pub const CANCELLED: Self = Self(1 << 9);
+    /// `deadline-exceeded`: `grpc-status` 4.
+    pub const DEADLINE_EXCEEDED: Self = Self(1 << 10);
+    /// `internal`: `grpc-status` 13.
+    pub const INTERNAL: Self = Self(1 << 11);
+    /// `resource-exhausted`: `grpc-status` 8.
+    pub const RESOURCE_EXHAUSTED: Self = Self(1 << 12);
+    /// `unavailable`: `grpc-status` 14.
+    pub const UNAVAILABLE: Self = Self(1 << 13);
+    /// Every gRPC condition, each with the `grpc-status` it retries.
+    pub const GRPC: [(Self, u8); 5] = [
+        (Self::CANCELLED, 1),
+        (Self::DEADLINE_EXCEEDED, 4),
+        (Self::INTERNAL, 13),
+        (Self::RESOURCE_EXHAUSTED, 8),
+        (Self::UNAVAILABLE, 14),
+    ];
 
     const TOKENS: [(&'static str, Self); 9] = [
         ("5xx", Self::FIVE_XX),
@@ -39,12 +57,21 @@ impl RetryOn {
         ("retriable-headers", Self::RETRIABLE_HEADERS),
         ("reset-before-request", Self::RESET_BEFORE_REQUEST),
     ];
+    const GRPC_TOKENS: [(&'static str, Self); 5] = [
+        ("cancelled", Self::CANCELLED),
+        ("deadline-exceeded", Self::DEADLINE_EXCEEDED),
+        ("internal", Self::INTERNAL),
+        ("resource-exhausted", Self::RESOURCE_EXHAUSTED),
+        ("unavailable", Self::UNAVAILABLE),
+    ];
 
-    /// Parses a comma-separated `retry_on` list; Err names an unknown token.
+    /// Parses a comma-separated `retry_on` list (HTTP and gRPC
+    /// conditions); Err names an unknown token.
     pub fn parse(list: &str) -> Result<Self, String> {
         let mut on = RetryOn::default();
         for token in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            match Self::TOKENS.iter().find(|(name, _)| *name == token) {
+            let known = Self::TOKENS.iter().chain(&Self::GRPC_TOKENS);
+            match known.clone().find(|(name, _)| *name == token) {
                 Some((_, flag)) => on.0 |= flag.0,
                 None => return Err(format!("unknown retry_on condition {token:?}")),
             }
@@ -52,12 +79,22 @@ impl RetryOn {
         Ok(on)
     }
 
-    /// Parses the `x-envoy-retry-on` header: unknown tokens are ignored,
-    /// as Envoy ignores them.
+    /// Parses the `x-envoy-retry-on` header: its HTTP conditions, unknown
+    /// tokens ignored, as Envoy ignores them.
     pub fn parse_lenient(list: &str) -> Self {
+        Self::lenient(list, &Self::TOKENS)
+    }
+
+    /// Parses the `x-envoy-retry-grpc-on` header: its gRPC conditions,
+    /// unknown tokens ignored.
+    pub fn parse_grpc_lenient(list: &str) -> Self {
+        Self::lenient(list, &Self::GRPC_TOKENS)
+    }
+
+    fn lenient(list: &str, tokens: &[(&str, Self)]) -> Self {
         list.split(',')
-            .filter_map(|t| Self::parse(t).ok())
-            .fold(RetryOn::default(), |a, b| a.union(b))
+            .filter_map(|t| tokens.iter().find(|(name, _)| *name == t.trim()))
+            .fold(RetryOn::default(), |a, (_, b)| a.union(*b))
     }
 
     /// Both sets' conditions.
@@ -230,5 +267,14 @@ mod tests {
         assert!(!on.any(RetryOn::RESET));
         assert!(RetryOn::parse("5xx,bogus").is_err());
         assert_eq!(RetryOn::parse_lenient("bogus,reset"), RetryOn::RESET);
+        assert_eq!(RetryOn::parse_lenient("unavailable"), RetryOn::default());
+        assert_eq!(
+            RetryOn::parse_grpc_lenient("5xx, unavailable"),
+            RetryOn::UNAVAILABLE
+        );
+        assert_eq!(
+            RetryOn::parse("5xx,cancelled"),
+            Ok(RetryOn::FIVE_XX.union(RetryOn::CANCELLED))
+        );
     }
 }

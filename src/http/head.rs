@@ -5,6 +5,7 @@ use super::codec::{
     has_token, is_hop_by_hop, parse_content_length, push_header, push_number_header, reason,
     Framing,
 };
+use super::grpc;
 use super::local_reply::LocalReply;
 use super::mutate::{self, Edits};
 use super::xff;
@@ -58,6 +59,8 @@ pub struct Request {
     pub expect_continue: bool,
     /// A HEAD request (the response has no body).
     pub is_head: bool,
+    /// A gRPC request: local replies to it are gRPC statuses.
+    pub grpc: bool,
     /// The `x-request-id` Ringway generated (none when the client sent one).
     pub generated_id: Option<[u8; 36]>,
     /// The trusted client address (from `x-forwarded-for` rules; port 0
@@ -125,7 +128,8 @@ pub struct HeadSlots {
 /// honours (they are consumed, not forwarded).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    /// `x-envoy-retry-on`, added to the route's conditions.
+    /// `x-envoy-retry-on` and `x-envoy-retry-grpc-on`, added to the
+    /// route's conditions.
     pub retry_on: RetryOn,
     /// `x-envoy-max-retries`.
     pub max_retries: Option<u32>,
@@ -144,6 +148,8 @@ impl Overrides {
         let ms = || text.parse::<u64>().ok().map(Duration::from_millis);
         if name.eq_ignore_ascii_case("x-envoy-retry-on") {
             self.retry_on = self.retry_on.union(RetryOn::parse_lenient(text));
+        } else if name.eq_ignore_ascii_case("x-envoy-retry-grpc-on") {
+            self.retry_on = self.retry_on.union(RetryOn::parse_grpc_lenient(text));
         } else if name.eq_ignore_ascii_case("x-envoy-max-retries") {
             self.max_retries = text.parse().ok();
         } else if name.eq_ignore_ascii_case("x-envoy-retriable-status-codes") {
@@ -320,6 +326,7 @@ struct Seen<'a> {
     request_id: bool,
     forwarded_proto: bool,
     te_trailers: bool,
+    grpc: bool,
 }
 
 fn analyse_request<'v>(
@@ -381,6 +388,8 @@ fn analyse_request<'v>(
             seen.forwarded_proto = true;
         } else if name.eq_ignore_ascii_case("te") {
             seen.te_trailers |= has_token(h.value, "trailers");
+        } else if name.eq_ignore_ascii_case("content-type") {
+            seen.grpc = grpc::is_grpc_content_type(h.value);
         }
     }
     let framing = match (seen.transfer_encoding, seen.content_length) {
@@ -401,6 +410,7 @@ fn analyse_request<'v>(
                 keep_alive,
                 expect_continue: seen.expect_continue,
                 is_head: method == "HEAD",
+                grpc: seen.grpc,
                 generated_id,
                 client,
             },

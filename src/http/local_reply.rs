@@ -57,6 +57,26 @@ impl<'b> LocalReply<'b> {
         }
     }
 
+    /// The reply as Envoy sends it to a gRPC request: `200` with the
+    /// status mapped to `grpc-status`, the body as `grpc-message`, and no
+    /// body (a trailers-only response); extra headers are kept.
+    pub fn for_grpc(&self) -> LocalReply<'static> {
+        let mut headers = self.headers.clone();
+        headers.push(("content-type".into(), b"application/grpc".to_vec()));
+        let status = super::grpc::status_for_http(self.status);
+        headers.push(("grpc-status".into(), status.to_string().into_bytes()));
+        if !self.body.is_empty() {
+            let message = super::grpc::encode_message(&self.body);
+            headers.push(("grpc-message".into(), message));
+        }
+        LocalReply {
+            status: 200,
+            body: Cow::Borrowed(&[]),
+            close: self.close,
+            headers,
+        }
+    }
+
     /// Serializes the reply as an HTTP/1.1 response; `close` adds
     /// `connection: close`.
     pub fn encode(&self, http: &HttpSettings, date: &str, head_only: bool, close: bool) -> Vec<u8> {

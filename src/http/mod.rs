@@ -5,6 +5,7 @@ pub mod codec;
 pub mod conn;
 pub mod date;
 pub mod flags;
+pub mod grpc;
 pub mod head;
 pub mod local_reply;
 pub mod mutate;

@@ -92,6 +92,7 @@ impl<'a> Retries<'a> {
             || (self.on.any(RetryOn::RETRIABLE_4XX) && status == 409)
             || (self.on.any(RetryOn::RETRIABLE_STATUS_CODES) && self.status_codes.contains(&status))
             || (self.on.any(RetryOn::RETRIABLE_HEADERS) && self.headers_match(head))
+            || (self.on.any(Self::grpc_conditions()) && self.grpc_status_matches(head))
     }
 
     /// Whether the policy retries any kind of response (so response heads
@@ -102,16 +103,41 @@ impl<'a> Retries<'a> {
                 .union(RetryOn::GATEWAY_ERROR)
                 .union(RetryOn::RETRIABLE_4XX)
                 .union(RetryOn::RETRIABLE_STATUS_CODES)
-                .union(RetryOn::RETRIABLE_HEADERS),
+                .union(RetryOn::RETRIABLE_HEADERS)
+                .union(Self::grpc_conditions()),
         )
+    }
+
+    fn grpc_conditions() -> RetryOn {
+        RetryOn::GRPC
+            .iter()
+            .fold(RetryOn::default(), |all, (on, _)| all.union(*on))
+    }
+
+    /// Whether the response head's `grpc-status` (a trailers-only gRPC
+    /// response) is one the policy's gRPC conditions retry.
+    fn grpc_status_matches(&self, head: &[u8]) -> bool {
+        let mut storage = [httparse::EMPTY_HEADER; 100];
+        let Some(resp) = parse_head(head, &mut storage) else {
+            return false;
+        };
+        let status = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("grpc-status"))
+            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<u8>().ok());
+        status.is_some_and(|code| {
+            RetryOn::GRPC
+                .iter()
+                .any(|(on, retried)| self.on.any(*on) && *retried == code)
+        })
     }
 
     fn headers_match(&self, head: &[u8]) -> bool {
         let mut storage = [httparse::EMPTY_HEADER; 100];
-        let mut resp = httparse::Response::new(&mut storage);
-        if resp.parse(head).is_err() {
+        let Some(resp) = parse_head(head, &mut storage) else {
             return false;
-        }
+        };
         self.headers.iter().any(|m| {
             let values: Vec<String> = resp
                 .headers
@@ -135,6 +161,16 @@ impl<'a> Retries<'a> {
         let micros = ceiling.as_micros().max(1) as u64;
         Duration::from_micros(random % micros)
     }
+}
+
+/// Parses a response head for a look at its headers.
+fn parse_head<'h, 'b>(
+    head: &'b [u8],
+    storage: &'h mut [httparse::Header<'b>],
+) -> Option<httparse::Response<'h, 'b>> {
+    let mut resp = httparse::Response::new(storage);
+    resp.parse(head).ok()?;
+    Some(resp)
 }
 
 #[cfg(test)]

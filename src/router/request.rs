@@ -2,6 +2,7 @@
 //! the raw headers, read in place from the parsed head.
 
 use crate::http::codec::percent_decode;
+use crate::http::grpc::is_grpc_content_type;
 use std::borrow::Cow;
 
 /// A parsed request head, borrowed for route matching.
@@ -57,10 +58,10 @@ impl RequestView<'_> {
         })
     }
 
-    /// Whether this is a gRPC request (`content-type: application/grpc…`).
+    /// Whether this is a gRPC request (see [`is_grpc_content_type`]).
     pub fn is_grpc(&self) -> bool {
         self.header("content-type")
-            .is_some_and(|ct| ct.starts_with("application/grpc"))
+            .is_some_and(|ct| is_grpc_content_type(ct.as_bytes()))
     }
 }
 

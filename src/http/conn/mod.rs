@@ -637,6 +637,13 @@ impl Conn {
             _ => false,
         };
         let close = x.closing() || reply.close || !skippable;
+        let as_grpc;
+        let reply = if x.req.grpc {
+            as_grpc = reply.for_grpc();
+            &as_grpc
+        } else {
+            reply
+        };
         // The route's response header mutations apply to its local replies too.
         let mutated;
         let reply = match x.response_mutations() {
