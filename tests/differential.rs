@@ -182,23 +182,97 @@ fn grpc_local_replies_match_envoy() {
     assert_eq!(seen[6].status, 403);
 }
 
-/// gRPC `retry_on` conditions read `grpc-status` from a trailers-only
-/// response (over HTTP/1.1 here); `x-envoy-retry-grpc-on` adds them for an
-/// internal client, and `x-envoy-retry-on` does not take gRPC names.
-#[test]
-fn grpc_retry_conditions_match_envoy() {
-    let grpc_up = raw_upstream(|head, s| {
-        let code = head
+/// An upstream answering every request with a trailers-only gRPC
+/// response whose `grpc-status` is the last path segment (`/x/14`), or,
+/// for a segment `hNNN`, plain HTTP status NNN.
+fn grpc_upstream() -> u16 {
+    raw_upstream(|head, s| {
+        let last = head
             .split_whitespace()
             .nth(1)
             .and_then(|path| path.rsplit('/').next())
             .unwrap_or("0")
             .to_string();
-        let _ = write!(
-            s,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: {code}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-        );
-    });
+        let _ = match last.strip_prefix('h') {
+            Some(status) => write!(
+                s,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            ),
+            None => write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: {last}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            ),
+        };
+    })
+}
+
+/// `%GRPC_STATUS%` in each format, for gRPC requests (the upstream's
+/// `grpc-status`, else one inferred from the HTTP status; a local reply's
+/// mapped status) and not for others, as Envoy logs it.
+#[test]
+fn grpc_status_access_log_matches_envoy() {
+    let format = "%REQ(:PATH)% %RESPONSE_CODE% [%GRPC_STATUS%] [%GRPC_STATUS(SNAKE_STRING)%] [%GRPC_STATUS(NUMBER)%]\n";
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/up/" }
+                route: { cluster: grpc }
+"#;
+    let config = http_config(routes, &port_cluster("grpc", grpc_upstream())).replace(
+        "          stat_prefix: ingress_http\n",
+        &format!(
+            "          stat_prefix: ingress_http\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: \"{{log}}\"\n              log_format: {{ text_format_source: {{ inline_string: {format:?} }} }}\n"
+        ),
+    );
+    let Some(pair) = Pair::start(
+        "grpc_status_access_log_matches_envoy",
+        &format!("{}{config}", admin_block_placeholder()),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    let grpc = "content-type: application/grpc\r\n";
+    let traffic = [
+        get("a", "/up/0", grpc),
+        get("a", "/up/1", grpc),
+        get("a", "/up/16", grpc),
+        get("a", "/up/99", grpc),
+        get("a", "/up/abc", grpc),
+        get("a", "/up/h200", grpc),
+        get("a", "/up/h404", grpc),
+        get("a", "/nothing", grpc),
+        get("a", "/up/14", ""),
+    ];
+    for raw in &traffic {
+        pair.exchange(raw);
+    }
+    let read = |path: &std::path::Path| {
+        for _ in 0..100 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().count() >= traffic.len() {
+                return text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::fs::read_to_string(path).unwrap_or_default()
+    };
+    let (ringway, envoy) = (read(&pair.logs.0), read(&pair.logs.1));
+    assert_eq!(
+        ringway, envoy,
+        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
+    );
+    assert!(
+        ringway.contains("/up/1 200 [Canceled] [CANCELLED] [1]"),
+        "{ringway}"
+    );
+}
+
+/// gRPC `retry_on` conditions read `grpc-status` from a trailers-only
+/// response (over HTTP/1.1 here); `x-envoy-retry-grpc-on` adds them for an
+/// internal client, and `x-envoy-retry-on` does not take gRPC names.
+#[test]
+fn grpc_retry_conditions_match_envoy() {
+    let grpc_up = grpc_upstream();
     let routes = r#"            - name: all
               domains: ["*"]
               routes:

@@ -3,6 +3,7 @@
 
 use super::Record;
 use crate::http::date::civil_from_days;
+use crate::http::grpc::StatusFormat;
 use serde_json::Value;
 use std::fmt::Write;
 use std::time::{Duration, UNIX_EPOCH};
@@ -34,6 +35,7 @@ enum Operator {
     RouteName,
     RequestId,
     Hostname,
+    GrpcStatus(StatusFormat),
 }
 
 impl Operator {
@@ -46,6 +48,7 @@ impl Operator {
                 | Operator::BytesSent
                 | Operator::Duration
                 | Operator::ResponseDuration
+                | Operator::GrpcStatus(StatusFormat::Number)
         )
     }
 }
@@ -122,6 +125,7 @@ fn parse_operator(name: &str, arg: Option<&str>) -> Result<Operator, String> {
         "ROUTE_NAME" => no_arg(Operator::RouteName),
         "REQUEST_ID" => no_arg(Operator::RequestId),
         "HOSTNAME" => no_arg(Operator::Hostname),
+        "GRPC_STATUS" => StatusFormat::parse(arg).map(Operator::GrpcStatus),
         _ => Err(format!("unknown command operator %{name}%")),
     }
 }
@@ -330,6 +334,7 @@ fn value(op: &Operator, r: &Record, out: &mut String) -> bool {
             out.push_str(super::hostname());
             true
         }
+        Operator::GrpcStatus(format) => r.grpc_status.map(|c| format.write(c, out)).is_some(),
     }
 }
 

@@ -104,6 +104,9 @@ pub struct Record<'a> {
     pub direct_remote: Option<Address>,
     /// The address the client connected to.
     pub local: Option<Address>,
+    /// For a gRPC request, the response's gRPC status (-1 when its
+    /// `grpc-status` is malformed).
+    pub grpc_status: Option<i64>,
 }
 
 impl<'a> Record<'a> {
@@ -133,6 +136,7 @@ impl<'a> Record<'a> {
             remote: Some(remote.clone()),
             direct_remote: Some(remote),
             local,
+            grpc_status: None,
         }
     }
 }

@@ -35,6 +35,71 @@ pub fn encode_message(text: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The names Envoy gives the known gRPC statuses: camel case, snake case.
+const NAMES: [(&str, &str); 17] = [
+    ("OK", "OK"),
+    ("Canceled", "CANCELLED"),
+    ("Unknown", "UNKNOWN"),
+    ("InvalidArgument", "INVALID_ARGUMENT"),
+    ("DeadlineExceeded", "DEADLINE_EXCEEDED"),
+    ("NotFound", "NOT_FOUND"),
+    ("AlreadyExists", "ALREADY_EXISTS"),
+    ("PermissionDenied", "PERMISSION_DENIED"),
+    ("ResourceExhausted", "RESOURCE_EXHAUSTED"),
+    ("FailedPrecondition", "FAILED_PRECONDITION"),
+    ("Aborted", "ABORTED"),
+    ("OutOfRange", "OUT_OF_RANGE"),
+    ("Unimplemented", "UNIMPLEMENTED"),
+    ("Internal", "INTERNAL"),
+    ("Unavailable", "UNAVAILABLE"),
+    ("DataLoss", "DATA_LOSS"),
+    ("Unauthenticated", "UNAUTHENTICATED"),
+];
+
+/// How `%GRPC_STATUS(…)%` writes a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFormat {
+    /// `CAMEL_STRING` (the default): `DeadlineExceeded`.
+    Camel,
+    /// `SNAKE_STRING`: `DEADLINE_EXCEEDED`.
+    Snake,
+    /// `NUMBER`: `4`.
+    Number,
+}
+
+impl StatusFormat {
+    /// Parses the operator's argument.
+    pub fn parse(arg: Option<&str>) -> Result<Self, String> {
+        match arg {
+            None | Some("CAMEL_STRING") => Ok(StatusFormat::Camel),
+            Some("SNAKE_STRING") => Ok(StatusFormat::Snake),
+            Some("NUMBER") => Ok(StatusFormat::Number),
+            Some(other) => Err(format!(
+                "GRPC_STATUS format {other:?} is not CAMEL_STRING, SNAKE_STRING or NUMBER"
+            )),
+        }
+    }
+
+    /// Writes `code` (-1 for a malformed one; unknown codes as numbers).
+    pub fn write(self, code: i64, out: &mut String) {
+        let name = usize::try_from(code).ok().and_then(|i| NAMES.get(i));
+        match (self, name) {
+            (StatusFormat::Camel, Some((camel, _))) => out.push_str(camel),
+            (StatusFormat::Snake, Some((_, snake))) => out.push_str(snake),
+            _ => out.push_str(&code.to_string()),
+        }
+    }
+}
+
+/// A `grpc-status` value as Envoy reads it: a decimal number (surrounding
+/// spaces allowed), any other text -1.
+pub fn parse_status(value: &[u8]) -> i64 {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .map_or(-1, i64::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +118,24 @@ mod tests {
         assert_eq!(status_for_http(504), 14);
         assert_eq!(status_for_http(301), 2);
         assert_eq!(encode_message(b"a b%\n\xc3"), b"a b%25%0A%C3".to_vec());
+    }
+
+    #[test]
+    fn statuses_print_as_envoy_prints_them() {
+        let show = |format, code| {
+            let mut out = String::new();
+            StatusFormat::write(format, code, &mut out);
+            out
+        };
+        assert_eq!(show(StatusFormat::Camel, 1), "Canceled");
+        assert_eq!(show(StatusFormat::Snake, 1), "CANCELLED");
+        assert_eq!(show(StatusFormat::Camel, 0), "OK");
+        assert_eq!(show(StatusFormat::Number, 4), "4");
+        assert_eq!(show(StatusFormat::Camel, 99), "99");
+        assert_eq!(show(StatusFormat::Camel, -1), "-1");
+        assert_eq!(parse_status(b"007"), 7);
+        assert_eq!(parse_status(b" 4 "), 4);
+        assert_eq!(parse_status(b"-1"), -1);
+        assert_eq!(parse_status(b"abc"), -1);
     }
 }

@@ -57,13 +57,12 @@ impl<'b> LocalReply<'b> {
         }
     }
 
-    /// The reply as Envoy sends it to a gRPC request: `200` with the
-    /// status mapped to `grpc-status`, the body as `grpc-message`, and no
-    /// body (a trailers-only response); extra headers are kept.
-    pub fn for_grpc(&self) -> LocalReply<'static> {
+    /// The reply as Envoy sends it to a gRPC request: `200` with
+    /// `grpc-status: status`, the body as `grpc-message`, and no body (a
+    /// trailers-only response); extra headers are kept.
+    pub fn for_grpc(&self, status: u8) -> LocalReply<'static> {
         let mut headers = self.headers.clone();
         headers.push(("content-type".into(), b"application/grpc".to_vec()));
-        let status = super::grpc::status_for_http(self.status);
         headers.push(("grpc-status".into(), status.to_string().into_bytes()));
         if !self.body.is_empty() {
             let message = super::grpc::encode_message(&self.body);

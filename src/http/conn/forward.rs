@@ -7,6 +7,7 @@ use crate::config::HostRewrite;
 use crate::http::body::{pump, OutFraming, PumpError};
 use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
+use crate::http::grpc;
 use crate::http::head::{self, HeadSlots, Overrides, ParsedResponse, MAX_RESPONSE_HEAD};
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
@@ -758,6 +759,10 @@ impl Conn {
                             // Too many retries in progress: this one goes out.
                             x.flag(ResponseFlags::UPSTREAM_OVERFLOW);
                         }
+                    }
+                    if x.req.grpc {
+                        let status = crate::access_log::find_header(head, "grpc-status");
+                        x.grpc_status.set(status.map(grpc::parse_status));
                     }
                     if x.log.enabled {
                         x.log.response_at.set(Some(Instant::now()));

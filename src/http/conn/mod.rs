@@ -8,6 +8,7 @@ use forward::Upstream;
 
 use super::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
 use super::flags::ResponseFlags;
+use super::grpc;
 use super::head::{self, ParsedRequest, Peer, Plan, Request};
 use super::local_reply::LocalReply;
 use super::mutate;
@@ -219,6 +220,9 @@ struct Exchange<'a> {
     sent_continue: Cell<bool>,
     /// Upstream attempts made so far (for `x-envoy-attempt-count`).
     attempts: Cell<u32>,
+    /// A gRPC request's status, once a response says it (a local reply's
+    /// mapped status, an upstream's `grpc-status`).
+    grpc_status: Cell<Option<i64>>,
     /// The stream idle timeout (the route's `idle_timeout` if it has one).
     stream_idle: Option<Duration>,
     /// When the request timeout ends.
@@ -284,6 +288,12 @@ impl<'a> Exchange<'a> {
                     .clone()
                     .unwrap_or_else(|| self.peer.remote.clone()),
             ),
+            // Without a grpc-status, Envoy infers one from the HTTP status.
+            grpc_status: self.req.grpc.then(|| {
+                self.grpc_status
+                    .get()
+                    .unwrap_or_else(|| i64::from(grpc::status_for_http(self.status.get())))
+            }),
             ..Record::new(
                 wall_clock(self.started),
                 &self.request_head,
@@ -500,6 +510,7 @@ impl Conn {
             set_cookie: OnceCell::new(),
             sent_continue: Cell::new(false),
             attempts: Cell::new(0),
+            grpc_status: Cell::new(None),
             stream_idle: match &plan {
                 Plan::Forward { forward, .. } => {
                     forward.idle_timeout.unwrap_or(http.stream_idle_timeout)
@@ -639,7 +650,9 @@ impl Conn {
         let close = x.closing() || reply.close || !skippable;
         let as_grpc;
         let reply = if x.req.grpc {
-            as_grpc = reply.for_grpc();
+            let status = grpc::status_for_http(reply.status);
+            x.grpc_status.set(Some(i64::from(status)));
+            as_grpc = reply.for_grpc(status);
             &as_grpc
         } else {
             reply
