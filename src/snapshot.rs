@@ -61,6 +61,8 @@ pub struct HttpSettings {
     pub strip_fragment: bool,
     /// `common_http_protocol_options.max_requests_per_connection`.
     pub max_requests_per_connection: Option<u32>,
+    /// `common_http_protocol_options.max_stream_duration`.
+    pub max_stream_duration: Option<Duration>,
     /// `delayed_close_timeout`.
     pub delayed_close_timeout: Option<Duration>,
     /// Client address detection and `x-forwarded-for`.
@@ -242,6 +244,7 @@ fn http_settings(
         request_headers_timeout: hcm.request_headers_timeout,
         strip_fragment: hcm.strip_fragment,
         max_requests_per_connection: hcm.max_requests_per_connection,
+        max_stream_duration: hcm.max_stream_duration,
         delayed_close_timeout: hcm.delayed_close_timeout,
         xff: hcm.xff.clone(),
         stats: store.http(&hcm.stat_prefix),

@@ -267,6 +267,88 @@ fn grpc_status_access_log_matches_envoy() {
     );
 }
 
+/// `max_stream_duration`: a gRPC request's `grpc-timeout` (capped, less
+/// the offset) is forwarded rewritten and bounds the stream; the route's
+/// and the connection manager's durations bound the others; the limit
+/// answers 504 `downstream duration timeout` (gRPC: DEADLINE_EXCEEDED).
+#[test]
+fn max_stream_duration_and_grpc_timeout_match_envoy() {
+    let slow = Backend::start("slow");
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/capped/" }
+                route: { cluster: slow, prefix_rewrite: "/", max_stream_duration: { grpc_timeout_header_max: 5s, grpc_timeout_header_offset: 0.1s } }
+              - match: { prefix: "/uncapped/" }
+                route: { cluster: slow, prefix_rewrite: "/", max_stream_duration: { grpc_timeout_header_max: 0s } }
+              - match: { prefix: "/route/" }
+                route: { cluster: slow, prefix_rewrite: "/", max_stream_duration: { max_stream_duration: 0.3s } }
+              - match: { prefix: "/off/" }
+                route: { cluster: slow, prefix_rewrite: "/", max_stream_duration: { max_stream_duration: 0s } }
+              - match: { prefix: "/" }
+                route: { cluster: slow }
+"#;
+    let config = http_config(routes, &static_cluster("slow", &[(&slow, 1)], "")).replace(
+        "          stat_prefix: ingress_http\n",
+        "          stat_prefix: ingress_http\n          common_http_protocol_options: { max_stream_duration: 0.4s }\n",
+    );
+    let Some(pair) = Pair::start(
+        "max_stream_duration_and_grpc_timeout_match_envoy",
+        &format!("{}{config}", admin_block_placeholder()),
+        vec![slow],
+    ) else {
+        return;
+    };
+    let grpc =
+        |timeout: &str| format!("content-type: application/grpc\r\ngrpc-timeout: {timeout}\r\n");
+    let seen = pair.assert_all_same(&[
+        get("a", "/capped/x", &grpc("2S")),
+        get("a", "/capped/x", &grpc("10S")),
+        get("a", "/capped/x", &grpc("abc")),
+        get("a", "/capped/x", "grpc-timeout: 2S\r\n"),
+        get("a", "/uncapped/x", &grpc("3H")),
+        get("a", "/uncapped/x", &grpc("2500000n")),
+        get("a", "/capped/delay/1000", &grpc("300m")),
+        get("a", "/route/delay/1000", ""),
+        get(
+            "a",
+            "/route/delay/1000",
+            "content-type: application/grpc\r\n",
+        ),
+        get("a", "/off/delay/600", ""),
+        get("a", "/delay/1000", ""),
+        get("a", "/x", ""),
+    ]);
+    let grpc_status = |o: &common::oracle::Observed| {
+        o.headers
+            .iter()
+            .find(|(n, _)| n == "grpc-status")
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(grpc_status(&seen[6]).as_deref(), Some("4"));
+    assert_eq!(seen[7].status, 504);
+    assert_eq!(seen[9].status, 200);
+    assert_eq!(seen[10].status, 504);
+    // A deadline the offset uses up ends the stream at once (Envoy may
+    // still send the request upstream, Ringway does not): only the
+    // answers are compared, last, so a late upstream request is not
+    // taken for another's.
+    for raw in [
+        get("a", "/capped/x", &grpc("50m")),
+        get("a", "/capped/x", &grpc("1500u")),
+    ] {
+        let (ringway, envoy) = pair.exchange(&raw);
+        assert_eq!(
+            (ringway.status, &ringway.headers),
+            (envoy.status, &envoy.headers)
+        );
+        assert!(ringway
+            .headers
+            .contains(&("grpc-status".into(), "4".into())));
+    }
+    pair.assert_same_stats(&["http.ingress_http.downstream_rq_max_duration_reached"]);
+}
+
 /// gRPC `retry_on` conditions read `grpc-status` from a trailers-only
 /// response (over HTTP/1.1 here); `x-envoy-retry-grpc-on` adds them for an
 /// internal client, and `x-envoy-retry-on` does not take gRPC names.

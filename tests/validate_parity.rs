@@ -260,6 +260,12 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             true,
         ),
         (
+            "max_stream_duration on a route and the connection manager",
+            edit("route: { cluster: app }", "route: { cluster: app, max_stream_duration: { max_stream_duration: 5s, grpc_timeout_header_max: 10s, grpc_timeout_header_offset: 0.1s } }")
+                .replace(HCM, &format!("{HCM}          common_http_protocol_options: {{ max_stream_duration: 30s }}\n")),
+            true,
+        ),
+        (
             "a gRPC route match",
             edit("match: { prefix: \"/\" }", "match: { prefix: \"/\", grpc: {} }"),
             true,

@@ -158,6 +158,10 @@ pub struct HttpConnectionManager {
     /// `common_http_protocol_options.max_requests_per_connection`: the
     /// connection closes after this many requests (default: no limit).
     pub max_requests_per_connection: Option<u32>,
+    /// `common_http_protocol_options.max_stream_duration`: how long a
+    /// request may last from its start to its response's end (default:
+    /// no limit; a route's `max_stream_duration` overrides it).
+    pub max_stream_duration: Option<Duration>,
     /// `request_headers_timeout`: a request head must be complete this
     /// long after its first byte (Ringway's default 10 s, Envoy's edge
     /// value; Envoy's own default is off; 0 disables).
@@ -510,9 +514,9 @@ static HCM: Fields = Fields {
 };
 #[rustfmt::skip]
 static PROTOCOL_OPTIONS: Fields = Fields {
-    known: &["max_headers_count", "idle_timeout", "max_requests_per_connection"],
+    known: &["max_headers_count", "idle_timeout", "max_requests_per_connection", "max_stream_duration"],
     unsupported: &[
-        "max_connection_duration", "max_stream_duration",
+        "max_connection_duration",
         "headers_with_underscores_action", "max_response_headers_kb",
     ],
 };
@@ -1004,11 +1008,15 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
     };
     let mut max_headers_count = 100;
     let mut max_requests_per_connection = None;
+    let mut max_stream_duration = None;
     let mut idle_timeout = Some(Duration::from_secs(3600));
     if let Some(c) = obj.get("common_http_protocol_options") {
         if let Some(o) = c.object(errs, &PROTOCOL_OPTIONS) {
             if let Some(t) = o.get("idle_timeout") {
                 idle_timeout = t.duration(errs).filter(|d| !d.is_zero());
+            }
+            if let Some(t) = o.get("max_stream_duration") {
+                max_stream_duration = t.duration(errs).filter(|d| !d.is_zero());
             }
             if let Some(m) = o.get("max_requests_per_connection") {
                 max_requests_per_connection = wrapped_uint(&m, errs, u32::MAX as u64)
@@ -1056,6 +1064,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
         strip_matching_host_port: flag(&obj, errs, "strip_matching_host_port"),
         access_log,
         idle_timeout,
+        max_stream_duration,
         stream_idle_timeout: match obj.get("stream_idle_timeout") {
             Some(t) => t.duration(errs).filter(|d| !d.is_zero()),
             None => Some(Duration::from_secs(300)),

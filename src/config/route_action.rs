@@ -57,6 +57,21 @@ pub struct ForwardAction {
     /// `idle_timeout`: overrides the stream idle timeout (`Some(None)`: 0s,
     /// disabled).
     pub idle_timeout: Option<Option<Duration>>,
+    /// `max_stream_duration`.
+    pub max_stream_duration: Option<MaxStreamDuration>,
+}
+
+/// A route's `max_stream_duration`: how long a whole stream may last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaxStreamDuration {
+    /// `max_stream_duration` (`Some(ZERO)`: none, not even the connection
+    /// manager's).
+    pub max: Option<Duration>,
+    /// `grpc_timeout_header_max`: a gRPC request's `grpc-timeout` sets the
+    /// duration, capped at this (zero: no cap).
+    pub grpc_header_max: Option<Duration>,
+    /// `grpc_timeout_header_offset`: taken off the `grpc-timeout` value.
+    pub grpc_header_offset: Option<Duration>,
 }
 
 /// The path part of a `redirect`.
@@ -137,6 +152,7 @@ pub(super) static ROUTE_ACTION: Fields = Fields {
         "cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
         "host_rewrite_header", "timeout", "hash_policy", "retry_policy", "idle_timeout",
+        "max_stream_duration",
     ],
     unsupported: &[
         "cluster_specifier_plugin", "inline_cluster_specifier_plugin", "metadata_match",
@@ -144,8 +160,13 @@ pub(super) static ROUTE_ACTION: Fields = Fields {
         "early_data_policy", "retry_policy_typed_config",
         "request_mirror_policies", "priority", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset", "upgrade_configs",
         "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
-        "hedge_policy", "max_stream_duration", "request_body_buffer_limit",
+        "hedge_policy", "request_body_buffer_limit",
     ],
+};
+#[rustfmt::skip]
+static MAX_STREAM_DURATION: Fields = Fields {
+    known: &["max_stream_duration", "grpc_timeout_header_max", "grpc_timeout_header_offset"],
+    unsupported: &[],
 };
 #[rustfmt::skip]
 static WEIGHTED_CLUSTERS: Fields = Fields {
@@ -342,6 +363,18 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
         idle_timeout: obj
             .get("idle_timeout")
             .map(|t| t.duration(errs).filter(|d| !d.is_zero())),
+        max_stream_duration: match obj.get("max_stream_duration") {
+            Some(m) => {
+                let o = m.object(errs, &MAX_STREAM_DURATION)?;
+                let mut field = |name| o.get(name).and_then(|d| d.duration(errs));
+                Some(MaxStreamDuration {
+                    max: field("max_stream_duration"),
+                    grpc_header_max: field("grpc_timeout_header_max"),
+                    grpc_header_offset: field("grpc_timeout_header_offset"),
+                })
+            }
+            None => None,
+        },
     })
 }
 

@@ -1,5 +1,7 @@
 //! gRPC over the connection manager, as Envoy treats it: which requests
-//! are gRPC, and how a local reply becomes a gRPC status.
+//! are gRPC, how a local reply becomes a gRPC status, and `grpc-timeout`.
+
+use std::time::Duration;
 
 /// Whether a `content-type` value makes a request gRPC: exactly
 /// `application/grpc` or `application/grpc+<codec>` (so not
@@ -8,6 +10,9 @@ pub fn is_grpc_content_type(value: &[u8]) -> bool {
     const GRPC: &[u8] = b"application/grpc";
     value.starts_with(GRPC) && (value.len() == GRPC.len() || value[GRPC.len()] == b'+')
 }
+
+/// `DEADLINE_EXCEEDED`.
+pub const DEADLINE_EXCEEDED: u8 = 4;
 
 /// The gRPC status Envoy gives an HTTP status in a local reply.
 pub fn status_for_http(status: u16) -> u8 {
@@ -33,6 +38,43 @@ pub fn encode_message(text: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The largest `grpc-timeout` value (eight digits).
+const MAX_TIMEOUT_VALUE: u64 = 99_999_999;
+
+/// Parses a `grpc-timeout` value (`<up to 8 digits><H|M|S|m|u|n>`), as
+/// Envoy does: sub-millisecond units round up to whole milliseconds;
+/// anything else is no timeout.
+pub fn parse_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    let n: u64 = std::str::from_utf8(digits).ok()?.trim().parse().ok()?;
+    if n > MAX_TIMEOUT_VALUE {
+        return None;
+    }
+    let ms = |d: Duration| Duration::from_millis(d.as_nanos().div_ceil(1_000_000) as u64);
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => ms(Duration::from_micros(n)),
+        b'n' => ms(Duration::from_nanos(n)),
+        _ => return None,
+    })
+}
+
+/// Writes a timeout as a `grpc-timeout` value, as Envoy does: whole
+/// milliseconds, or a coarser unit once that needs more than eight digits.
+pub fn format_timeout(timeout: Duration) -> String {
+    let mut value = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    for (unit, to_next) in [('m', 1000), ('S', 60), ('M', 60)] {
+        if value <= MAX_TIMEOUT_VALUE {
+            return format!("{value}{unit}");
+        }
+        value /= to_next;
+    }
+    format!("{}H", value.min(MAX_TIMEOUT_VALUE))
 }
 
 /// The names Envoy gives the known gRPC statuses: camel case, snake case.
@@ -137,5 +179,22 @@ mod tests {
         assert_eq!(parse_status(b" 4 "), 4);
         assert_eq!(parse_status(b"-1"), -1);
         assert_eq!(parse_status(b"abc"), -1);
+    }
+
+    #[test]
+    fn grpc_timeouts_as_envoy_reads_and_writes_them() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_timeout(b"2S"), Some(ms(2000)));
+        assert_eq!(parse_timeout(b"1500u"), Some(ms(2)));
+        assert_eq!(parse_timeout(b"2500000n"), Some(ms(3)));
+        assert_eq!(parse_timeout(b"3H"), Some(ms(10_800_000)));
+        assert_eq!(parse_timeout(b"99999999m"), Some(ms(99_999_999)));
+        assert_eq!(parse_timeout(b"100000000m"), None);
+        assert_eq!(parse_timeout(b"abc"), None);
+        assert_eq!(parse_timeout(b""), None);
+        assert_eq!(format_timeout(ms(4900)), "4900m");
+        assert_eq!(format_timeout(ms(10_800_000)), "10800000m");
+        assert_eq!(format_timeout(ms(200_000_000)), "200000S");
+        assert_eq!(format_timeout(Duration::from_secs(200_000_000)), "3333333M");
     }
 }

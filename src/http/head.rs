@@ -99,6 +99,8 @@ pub enum Plan<'v> {
         set_cookie: Option<Vec<u8>>,
         /// What the request's `x-envoy-*` headers override.
         overrides: Overrides,
+        /// How long the whole stream may last (`max_stream_duration`).
+        stream_duration: Option<Duration>,
     },
 }
 
@@ -557,6 +559,7 @@ fn analyse_request<'v>(
             .unwrap_or(host),
         HostRewrite::None | HostRewrite::Auto => host,
     };
+    let (grpc_timeout, stream_duration) = stream_duration(forward, http, seen.grpc, req);
     let mut overrides = Overrides::default();
     let mut head = Vec::with_capacity(head_len + 256);
     head.extend_from_slice(method.as_bytes());
@@ -583,6 +586,7 @@ fn analyse_request<'v>(
             || (!forwarded.internal && is_internal_only(name, forwarded.edge))
             || overrides.read(name, h.value)
             || (reset_id && name.eq_ignore_ascii_case("x-request-id"))
+            || (grpc_timeout.is_some() && name.eq_ignore_ascii_case("grpc-timeout"))
             || name.eq_ignore_ascii_case("x-envoy-internal")
             || (set_proto && name.eq_ignore_ascii_case("x-forwarded-proto"))
             || (http.xff.use_remote_address
@@ -623,7 +627,18 @@ fn analyse_request<'v>(
     if let Some(id) = &generated_id {
         push_header(&mut head, "x-request-id", id);
     }
-    let expected_timeout = overrides.timeout.unwrap_or(forward.timeout).map(|t| {
+    if let Some(t) = grpc_timeout {
+        push_header(
+            &mut head,
+            "grpc-timeout",
+            grpc::format_timeout(t).as_bytes(),
+        );
+    }
+    // A route with max_stream_duration gets no expected-timeout header (as
+    // in Envoy, whose router then uses its newer timeout rules).
+    let route_timeout = overrides.timeout.unwrap_or(forward.timeout);
+    let route_timeout = route_timeout.filter(|_| forward.max_stream_duration.is_none());
+    let expected_timeout = route_timeout.map(|t| {
         push_number_header(
             &mut head,
             "x-envoy-expected-rq-timeout-ms",
@@ -663,10 +678,50 @@ fn analyse_request<'v>(
             hash,
             set_cookie,
             overrides,
+            stream_duration,
         },
         generated_id,
         Some(client),
     )
+}
+
+/// A forwarded request's `max_stream_duration`, Envoy's way, on a route
+/// that sets one: for a gRPC request on a route with
+/// `grpc_timeout_header_max`, its valid `grpc-timeout` (capped at that
+/// maximum unless it is 0, less the offset, at least 0: zero then means
+/// at once); else the route's `max_stream_duration` (0: none); else the
+/// connection manager's. A gRPC request on such a route carries the limit
+/// upstream as its `grpc-timeout`. Returns (the `grpc-timeout` to send,
+/// the stream's limit).
+fn stream_duration(
+    forward: &Forward,
+    http: &HttpSettings,
+    grpc: bool,
+    req: &httparse::Request<'_, '_>,
+) -> (Option<Duration>, Option<Duration>) {
+    let Some(route) = forward.max_stream_duration else {
+        return (None, http.max_stream_duration);
+    };
+    let from_header = route.grpc_header_max.filter(|_| grpc).and_then(|max| {
+        let header = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("grpc-timeout"))?;
+        let mut timeout = grpc::parse_timeout(header.value)?;
+        if !max.is_zero() && timeout > max {
+            timeout = max;
+        }
+        Some(match route.grpc_header_offset {
+            Some(offset) => timeout.saturating_sub(offset),
+            None => timeout,
+        })
+    });
+    let limit = match (from_header, route.max) {
+        (Some(t), _) => Some(t),
+        (None, Some(max)) => (!max.is_zero()).then_some(max),
+        (None, None) => http.max_stream_duration,
+    };
+    (limit.filter(|_| grpc), limit)
 }
 
 /// Splits `http://authority/path` into its authority and path.

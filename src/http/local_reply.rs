@@ -18,6 +18,9 @@ pub struct LocalReply<'b> {
     pub close: bool,
     /// Extra headers (a redirect's `location`, configured additions).
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The `grpc-status` it carries to a gRPC request, when not the one
+    /// mapped from `status`.
+    pub grpc_status: Option<u8>,
 }
 
 impl<'b> LocalReply<'b> {
@@ -33,6 +36,7 @@ impl<'b> LocalReply<'b> {
             body: Cow::Borrowed(body),
             close: false,
             headers: Vec::new(),
+            grpc_status: None,
         }
     }
 
@@ -54,6 +58,7 @@ impl<'b> LocalReply<'b> {
             body: Cow::Owned(text.into_bytes()),
             close: false,
             headers: Vec::new(),
+            grpc_status: None,
         }
     }
 
@@ -73,6 +78,7 @@ impl<'b> LocalReply<'b> {
             body: Cow::Borrowed(&[]),
             close: self.close,
             headers,
+            grpc_status: None,
         }
     }
 

@@ -70,6 +70,8 @@ pub struct Forward {
     pub retry: Option<config::RetryPolicy>,
     /// `idle_timeout`, overriding the stream idle timeout when set.
     pub idle_timeout: Option<Option<Duration>>,
+    /// `max_stream_duration`.
+    pub max_stream_duration: Option<config::MaxStreamDuration>,
     /// How much request body may be buffered for retries
     /// (`per_request_buffer_limit_bytes`; default 1 MiB, Envoy's
     /// connection buffer limit).
@@ -298,6 +300,7 @@ impl RouteTable {
                             hash_policy: f.hash_policy.clone(),
                             retry: f.retry_policy.clone().or_else(|| vh.retry_policy.clone()),
                             idle_timeout: f.idle_timeout,
+                            max_stream_duration: f.max_stream_duration,
                             buffer_limit: r
                                 .buffer_limit
                                 .or(vh.buffer_limit)

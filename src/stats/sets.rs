@@ -47,7 +47,7 @@ stat_set!(
         downstream_rq_total, downstream_rq_http1_total, downstream_rq_completed,
         downstream_rq_1xx, downstream_rq_2xx, downstream_rq_3xx, downstream_rq_4xx,
         downstream_rq_5xx, downstream_rq_timeout, downstream_rq_idle_timeout, downstream_rq_header_timeout,
-        downstream_cx_idle_timeout, downstream_rq_too_large,
+        downstream_cx_idle_timeout, downstream_rq_too_large, downstream_rq_max_duration_reached,
         downstream_rq_rx_reset, downstream_rq_tx_reset, no_route, no_cluster,
         rq_direct_response, rq_redirect,
     ],

@@ -548,6 +548,7 @@ impl Conn {
                 hash,
                 set_cookie,
                 overrides,
+                stream_duration,
                 ..
             } => {
                 if let Some(cookie) = set_cookie {
@@ -560,7 +561,22 @@ impl Conn {
                     hash,
                     overrides,
                 };
-                self.forward(&x, upstream, head).await
+                let forwarding = self.forward(&x, upstream, head);
+                match stream_duration {
+                    None => forwarding.await,
+                    // A gRPC deadline its offset used up: over before it began.
+                    Some(limit) if limit.is_zero() => {
+                        drop(forwarding);
+                        self.stream_duration_reached(&x).await
+                    }
+                    Some(limit) => {
+                        let left = (started + limit).saturating_duration_since(Instant::now());
+                        match monoio::time::timeout(left, forwarding).await {
+                            Ok(next) => next,
+                            Err(_) => self.stream_duration_reached(&x).await,
+                        }
+                    }
+                }
             }
         };
         http.stats.dec(w, HttpStat::downstream_rq_active);
@@ -636,6 +652,23 @@ impl Conn {
         self.count_bytes(http);
     }
 
+    /// The stream outlived `max_stream_duration`: Envoy's 504 (a gRPC
+    /// request's status is DEADLINE_EXCEEDED) if no response has started,
+    /// else the connection ends.
+    async fn stream_duration_reached(&mut self, x: &Exchange<'_>) -> Next {
+        x.http
+            .stats
+            .inc(self.shard.id, HttpStat::downstream_rq_max_duration_reached);
+        if x.status.get() != 0 {
+            return Next::Close;
+        }
+        let mut reply = LocalReply::new(504, "downstream duration timeout");
+        reply.grpc_status = Some(grpc::DEADLINE_EXCEEDED);
+        // A request body may be partly read: that connection cannot go on.
+        reply.close = x.req.framing != Framing::Empty;
+        self.reply(x, &reply).await
+    }
+
     /// Writes a local reply; the connection stays open only if the request
     /// body (if any) is already buffered and can be skipped.
     async fn reply(&mut self, x: &Exchange<'_>, reply: &LocalReply<'_>) -> Next {
@@ -650,7 +683,9 @@ impl Conn {
         let close = x.closing() || reply.close || !skippable;
         let as_grpc;
         let reply = if x.req.grpc {
-            let status = grpc::status_for_http(reply.status);
+            let status = reply
+                .grpc_status
+                .unwrap_or_else(|| grpc::status_for_http(reply.status));
             x.grpc_status.set(Some(i64::from(status)));
             as_grpc = reply.for_grpc(status);
             &as_grpc
