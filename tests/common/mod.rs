@@ -82,6 +82,28 @@ impl Backend {
     fn serve(bind: &str, name: &str, forced: Option<&'static str>) -> Backend {
         let listener = TcpListener::bind(bind).expect("backend bind");
         let addr = listener.local_addr().expect("addr");
+        Self::accepting(addr, name, forced, move || {
+            listener.accept().map(|(s, _)| s)
+        })
+    }
+
+    /// A backend on a Unix-domain socket at `path` (an Envoy `pipe`);
+    /// its `addr` is unspecified.
+    pub fn start_unix(path: &std::path::Path, name: &str) -> Backend {
+        let listener = std::os::unix::net::UnixListener::bind(path).expect("unix backend bind");
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        Self::accepting(unspecified, name, None, move || {
+            listener.accept().map(|(s, _)| s)
+        })
+    }
+
+    /// Serves each connection `accept` returns on a thread of its own.
+    fn accepting<S: BackendSocket>(
+        addr: SocketAddr,
+        name: &str,
+        forced: Option<&'static str>,
+        mut accept: impl FnMut() -> std::io::Result<S> + Send + 'static,
+    ) -> Backend {
         let backend = Backend {
             addr,
             name: name.to_string(),
@@ -93,50 +115,16 @@ impl Backend {
             backend.requests.clone(),
             backend.name.clone(),
         );
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                // Head and body go out in separate writes: without this,
-                // Nagle holds the body for the proxy's delayed ACK (40 ms).
-                let _ = stream.set_nodelay(true);
-                conns.fetch_add(1, Ordering::SeqCst);
-                let (reqs, name) = (reqs.clone(), name.clone());
-                std::thread::spawn(move || {
-                    if let Ok(input) = stream.try_clone() {
-                        let _ = serve_backend(input, stream, &reqs, &name, forced);
-                    }
-                });
-            }
-        });
-        backend
-    }
-
-    /// A backend on a Unix-domain socket at `path` (an Envoy `pipe`);
-    /// its `addr` is unspecified.
-    pub fn start_unix(path: &std::path::Path, name: &str) -> Backend {
-        let listener = std::os::unix::net::UnixListener::bind(path).expect("unix backend bind");
-        let backend = Backend {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            name: name.to_string(),
-            connections: Arc::new(AtomicUsize::new(0)),
-            requests: Arc::new(Mutex::new(Vec::new())),
-        };
-        let (conns, reqs, name) = (
-            backend.connections.clone(),
-            backend.requests.clone(),
-            backend.name.clone(),
-        );
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                conns.fetch_add(1, Ordering::SeqCst);
-                let (reqs, name) = (reqs.clone(), name.clone());
-                std::thread::spawn(move || {
-                    if let Ok(input) = stream.try_clone() {
-                        let _ = serve_backend(input, stream, &reqs, &name, None);
-                    }
-                });
-            }
+        std::thread::spawn(move || loop {
+            let Ok(stream) = accept() else { continue };
+            stream.tune();
+            conns.fetch_add(1, Ordering::SeqCst);
+            let (reqs, name) = (reqs.clone(), name.clone());
+            std::thread::spawn(move || {
+                if let Ok(input) = stream.duplicate() {
+                    let _ = serve_backend(input, stream, &reqs, &name, forced);
+                }
+            });
         });
         backend
     }
@@ -151,6 +139,32 @@ impl Backend {
 
     pub fn connection_count(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// A connection a test backend serves.
+trait BackendSocket: Read + Write + Send + Sized + 'static {
+    /// Another handle on it (one reads, one writes).
+    fn duplicate(&self) -> std::io::Result<Self>;
+    /// Per-connection socket settings.
+    fn tune(&self) {}
+}
+
+impl BackendSocket for TcpStream {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+
+    // Head and body go out in separate writes: without this, Nagle holds
+    // the body for the proxy's delayed ACK (40 ms).
+    fn tune(&self) {
+        let _ = self.set_nodelay(true);
+    }
+}
+
+impl BackendSocket for std::os::unix::net::UnixStream {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
     }
 }
 
