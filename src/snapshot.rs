@@ -63,6 +63,8 @@ pub struct HttpSettings {
     pub max_requests_per_connection: Option<u32>,
     /// `common_http_protocol_options.max_stream_duration`.
     pub max_stream_duration: Option<Duration>,
+    /// `upgrade_configs`.
+    pub upgrades: Vec<config::Upgrade>,
     /// `delayed_close_timeout`.
     pub delayed_close_timeout: Option<Duration>,
     /// Client address detection and `x-forwarded-for`.
@@ -245,6 +247,7 @@ fn http_settings(
         strip_fragment: hcm.strip_fragment,
         max_requests_per_connection: hcm.max_requests_per_connection,
         max_stream_duration: hcm.max_stream_duration,
+        upgrades: hcm.upgrades.clone(),
         delayed_close_timeout: hcm.delayed_close_timeout,
         xff: hcm.xff.clone(),
         stats: store.http(&hcm.stat_prefix),

@@ -266,6 +266,12 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             true,
         ),
         (
+            "upgrade_configs on the connection manager and a route",
+            edit("route: { cluster: app }", "route: { cluster: app, upgrade_configs: [ { upgrade_type: websocket, enabled: false } ] }")
+                .replace(HCM, &format!("{HCM}          upgrade_configs: [ {{ upgrade_type: websocket }}, {{ upgrade_type: custom, enabled: false }} ]\n")),
+            true,
+        ),
+        (
             "a gRPC route match",
             edit("match: { prefix: \"/\" }", "match: { prefix: \"/\", grpc: {} }"),
             true,

@@ -167,7 +167,11 @@ impl Record<'_> {
     fn request_one(&self, name: &str) -> Option<&[u8]> {
         match name {
             ":method" => self.request_line().0,
-            ":path" => self.request_line().1,
+            // A CONNECT target is an authority, not a path (Envoy has none).
+            ":path" => match self.request_line() {
+                (Some(b"CONNECT"), _) => None,
+                (_, path) => path,
+            },
             ":authority" => find_header(self.request_head, "host"),
             // A generated id replaced (or stood in for) the client's.
             "x-request-id" => self

@@ -158,6 +158,8 @@ pub struct HttpConnectionManager {
     /// `common_http_protocol_options.max_requests_per_connection`: the
     /// connection closes after this many requests (default: no limit).
     pub max_requests_per_connection: Option<u32>,
+    /// `upgrade_configs`: the upgrades (`websocket`, …) it tunnels.
+    pub upgrades: Vec<super::Upgrade>,
     /// `common_http_protocol_options.max_stream_duration`: how long a
     /// request may last from its start to its response's end (default:
     /// no limit; a route's `max_stream_duration` overrides it).
@@ -493,7 +495,7 @@ static HCM: Fields = Fields {
         "server_header_transformation", "max_request_headers_kb", "generate_request_id",
         "preserve_external_request_id", "strip_any_host_port", "strip_matching_host_port",
         "common_http_protocol_options", "access_log", "stream_idle_timeout", "request_timeout",
-        "use_remote_address", "xff_num_trusted_hops", "skip_xff_append",
+        "use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "upgrade_configs",
     ],
     unsupported: &[
         "rds", "scoped_routes", "add_user_agent", "tracing", "http_protocol_options",
@@ -504,13 +506,18 @@ static HCM: Fields = Fields {
         "early_header_mutation_extensions", "via",
         "always_set_request_id_in_response", "forward_client_cert_details",
         "set_current_client_cert_details", "proxy_100_continue",
-        "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "upgrade_configs", "normalize_path",
+        "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "normalize_path",
         "merge_slashes", "path_with_escaped_slashes_action", "request_id_extension",
         "local_reply_config", "stream_error_on_invalid_http_message", "strip_trailing_host_dot",
         "proxy_status_config", "typed_header_validation_config", "append_x_forwarded_port",
         "append_local_overload", "add_proxy_protocol_connection_state",
         "max_requests_per_connection",
     ],
+};
+#[rustfmt::skip]
+static HCM_UPGRADE: Fields = Fields {
+    known: &["upgrade_type", "enabled"],
+    unsupported: &["filters"],
 };
 #[rustfmt::skip]
 static PROTOCOL_OPTIONS: Fields = Fields {
@@ -1065,6 +1072,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
         access_log,
         idle_timeout,
         max_stream_duration,
+        upgrades: super::route_action::upgrades(&obj, errs, &HCM_UPGRADE),
         stream_idle_timeout: match obj.get("stream_idle_timeout") {
             Some(t) => t.duration(errs).filter(|d| !d.is_zero()),
             None => Some(Duration::from_secs(300)),

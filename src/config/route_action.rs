@@ -59,6 +59,37 @@ pub struct ForwardAction {
     pub idle_timeout: Option<Option<Duration>>,
     /// `max_stream_duration`.
     pub max_stream_duration: Option<MaxStreamDuration>,
+    /// `upgrade_configs`: per-route overrides of the connection manager's.
+    pub upgrades: Vec<Upgrade>,
+}
+
+/// One `upgrade_configs` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// `upgrade_type`, lower-cased (matched without case, as Envoy does).
+    pub kind: String,
+    /// `enabled` (default true).
+    pub enabled: bool,
+}
+
+/// Decodes `upgrade_configs` of `obj` (a connection manager's or a
+/// route's, whose extra fields `fields` names).
+pub(super) fn upgrades(obj: &Obj, errs: &mut Errors, fields: &'static Fields) -> Vec<Upgrade> {
+    let list = obj
+        .get("upgrade_configs")
+        .map(|l| l.list(errs))
+        .unwrap_or_default();
+    list.into_iter()
+        .filter_map(|item| {
+            let o = item.object(errs, fields)?;
+            let kind = o
+                .require(errs, "upgrade_type")?
+                .str(errs)?
+                .to_ascii_lowercase();
+            let enabled = super::bootstrap::any_bool(o.get("enabled"), errs, true);
+            Some(Upgrade { kind, enabled })
+        })
+        .collect()
 }
 
 /// A route's `max_stream_duration`: how long a whole stream may last.
@@ -152,16 +183,21 @@ pub(super) static ROUTE_ACTION: Fields = Fields {
         "cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
         "host_rewrite_header", "timeout", "hash_policy", "retry_policy", "idle_timeout",
-        "max_stream_duration",
+        "max_stream_duration", "upgrade_configs",
     ],
     unsupported: &[
         "cluster_specifier_plugin", "inline_cluster_specifier_plugin", "metadata_match",
         "path_rewrite_policy", "host_rewrite_path_regex", "append_x_forwarded_host",
         "early_data_policy", "retry_policy_typed_config",
-        "request_mirror_policies", "priority", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset", "upgrade_configs",
+        "request_mirror_policies", "priority", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset",
         "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
         "hedge_policy", "request_body_buffer_limit",
     ],
+};
+#[rustfmt::skip]
+static ROUTE_UPGRADE: Fields = Fields {
+    known: &["upgrade_type", "enabled"],
+    unsupported: &["connect_config"],
 };
 #[rustfmt::skip]
 static MAX_STREAM_DURATION: Fields = Fields {
@@ -375,6 +411,7 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
             }
             None => None,
         },
+        upgrades: upgrades(&obj, errs, &ROUTE_UPGRADE),
     })
 }
 

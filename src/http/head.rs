@@ -8,6 +8,7 @@ use super::codec::{
 use super::grpc;
 use super::local_reply::LocalReply;
 use super::mutate::{self, Edits};
+use super::upgrade;
 use super::xff;
 use crate::access_log::Record;
 use crate::config::ServerHeaderTransformation;
@@ -61,6 +62,11 @@ pub struct Request {
     pub is_head: bool,
     /// A gRPC request: local replies to it are gRPC statuses.
     pub grpc: bool,
+    /// An upgrade (`upgrade_configs` allowed it): a `101` answer turns the
+    /// connection into a tunnel.
+    pub upgrade: bool,
+    /// The upgrade is to WebSocket.
+    pub websocket: bool,
     /// The `x-request-id` Ringway generated (none when the client sent one).
     pub generated_id: Option<[u8; 36]>,
     /// The trusted client address (from `x-forwarded-for` rules; port 0
@@ -403,7 +409,17 @@ fn analyse_request<'v>(
         (None, Some(0)) | (None, None) => Framing::Empty,
         (None, Some(n)) => Framing::Length(n),
     };
-    let keep_alive = !seen.close;
+    let keep_alive = !seen.close && method != "CONNECT";
+    // An upgrade names its protocol in `upgrade` and `connection: upgrade`
+    // (`h2c` is ignored, as Envoy ignores it).
+    let upgrade_kind = seen
+        .upgrade
+        .filter(|u| !u.eq_ignore_ascii_case(b"h2c"))
+        .filter(|_| {
+            seen.connection_tokens
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
+        });
     let request_with = |plan, generated_id, client| {
         ParsedRequest::Request(
             Request {
@@ -413,6 +429,8 @@ fn analyse_request<'v>(
                 expect_continue: seen.expect_continue,
                 is_head: method == "HEAD",
                 grpc: seen.grpc,
+                upgrade: upgrade_kind.is_some(),
+                websocket: upgrade_kind.is_some_and(|k| k.eq_ignore_ascii_case(b"websocket")),
                 generated_id,
                 client,
             },
@@ -425,16 +443,12 @@ fn analyse_request<'v>(
         let id = (!seen.request_id && http.generate_request_id).then(|| shard.request_id());
         request_with(plan, id, None)
     };
-    let upgrading = seen
-        .upgrade
-        .is_some_and(|u| !u.eq_ignore_ascii_case(b"h2c"))
-        && seen
-            .connection_tokens
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
-    // No upgrade_configs yet: Envoy rejects an upgrade with 403 once the
-    // route is known (its response headers apply) and closes.
-    let upgrading = upgrading || method == "CONNECT";
+    // No route matches CONNECT without a connect_matcher, which Ringway
+    // does not have yet: Envoy's 404, and the connection closes (it is
+    // not kept alive, below).
+    if method == "CONNECT" {
+        return request(Plan::NoRoute);
+    }
     // Absolute-form targets carry the authority; it overrides Host.
     let (authority, path) = match split_absolute(target) {
         Some((authority, path)) => (Some(authority.as_bytes()), path),
@@ -475,7 +489,15 @@ fn analyse_request<'v>(
         headers: req.headers,
     };
     let matched = http.routes.route(&lower, &view);
-    if upgrading {
+    // An upgrade no upgrade_configs allows gets Envoy's 403 once the route
+    // is known (its response headers apply), and the connection closes.
+    let route_upgrades = matched.and_then(|m| match &m.route.action {
+        Action::Forward(f) => Some(f.upgrades.as_slice()),
+        _ => None,
+    });
+    let refused = upgrade_kind
+        .is_some_and(|kind| !upgrade::allowed(kind, route_upgrades.unwrap_or(&[]), &http.upgrades));
+    if refused {
         return request(Plan::Local(LocalReply::closing(403, ""), matched));
     }
     let Some(matched) = matched else {
@@ -570,8 +592,17 @@ fn analyse_request<'v>(
     head.extend_from_slice(upstream_host.as_bytes());
     let host_value = host_start..head.len();
     head.extend_from_slice(b"\r\n");
+    // An upgrade keeps the two headers that ask for it.
+    let asks_upgrade = |name: &str| {
+        upgrade_kind.is_some()
+            && (name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("connection"))
+    };
     for h in req.headers.iter() {
         let name = h.name;
+        if asks_upgrade(name) {
+            push_header(&mut head, name, h.value);
+            continue;
+        }
         if name.eq_ignore_ascii_case("host")
             || is_hop_by_hop(name)
             || (seen.expect_continue && name.eq_ignore_ascii_case("expect"))
@@ -762,6 +793,8 @@ pub struct Response {
     pub framing: Framing,
     /// Whether the upstream connection may be reused afterwards.
     pub reusable: bool,
+    /// The upstream switched protocols for an upgrade: tunnel from here.
+    pub switched: bool,
 }
 
 /// What parsing the buffered upstream response produced.
@@ -791,6 +824,14 @@ pub struct Shaping<'a> {
     pub set_cookie: Option<&'a [u8]>,
     /// `x-envoy-attempt-count` to add (`include_attempt_count_in_response`).
     pub attempt_count: Option<u32>,
+    /// The request asked to upgrade: a `101` is final and keeps its
+    /// `upgrade`/`connection` headers; any other answer closes the
+    /// connection, as Envoy's does. Neither carries
+    /// `x-envoy-upstream-service-time`.
+    pub upgrade: bool,
+    /// The upgrade was to WebSocket: an answer other than `101` goes out
+    /// without its body (`content-length: 0`), as Envoy sends it.
+    pub websocket: bool,
 }
 
 /// Parses the upstream response in `data`; for a final response, writes the
@@ -808,7 +849,10 @@ pub fn parse_response(
         mutations,
         set_cookie,
         attempt_count,
+        upgrade,
+        websocket,
     } = shaping;
+    let close = close || upgrade;
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
     let head_len = match resp.parse(data) {
@@ -821,7 +865,8 @@ pub fn parse_response(
     let (Some(status), Some(version)) = (resp.code, resp.version) else {
         return ParsedResponse::Invalid;
     };
-    if (100..200).contains(&status) {
+    let switched = upgrade && status == 101;
+    if (100..200).contains(&status) && !switched {
         return if status == 101 {
             ParsedResponse::Invalid
         } else {
@@ -859,7 +904,8 @@ pub fn parse_response(
     if chunked && content_length.is_some() {
         return ParsedResponse::Invalid;
     }
-    let bodyless = is_head || status == 204 || status == 304;
+    let refused_websocket = websocket && !switched;
+    let bodyless = is_head || status == 204 || status == 304 || switched || refused_websocket;
     let framing = if bodyless {
         Framing::Empty
     } else {
@@ -892,7 +938,16 @@ pub fn parse_response(
     for h in resp.headers.iter() {
         let name = h.name;
         // A HEAD or 304 answer keeps the length it describes; a 204 has none.
-        let keep_length = bodyless && status != 204 && name.eq_ignore_ascii_case("content-length");
+        let keep_length = bodyless
+            && status != 204
+            && !refused_websocket
+            && name.eq_ignore_ascii_case("content-length");
+        let tunnel_header = switched
+            && (name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("connection"));
+        if tunnel_header {
+            push_header(out, name, h.value);
+            continue;
+        }
         if (is_hop_by_hop(name) && !keep_length)
             || nominated(name)
             || (http.server_header == ServerHeaderTransformation::Overwrite
@@ -920,14 +975,19 @@ pub fn parse_response(
     if add_server {
         push_header(out, "server", http.server_name.as_bytes());
     }
-    push_number_header(out, "x-envoy-upstream-service-time", service_time_ms as u64);
+    if !upgrade {
+        push_number_header(out, "x-envoy-upstream-service-time", service_time_ms as u64);
+    }
     match framing {
+        _ if switched => {}
         Framing::Length(n) => push_number_header(out, "content-length", n),
         Framing::Chunked | Framing::UntilClose => push_header(out, "transfer-encoding", b"chunked"),
-        Framing::Empty if !bodyless => push_header(out, "content-length", b"0"),
+        Framing::Empty if !bodyless || refused_websocket => {
+            push_header(out, "content-length", b"0")
+        }
         Framing::Empty => {}
     }
-    if close {
+    if close && !switched {
         push_header(out, "connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
@@ -935,6 +995,7 @@ pub fn parse_response(
         head_len,
         status,
         framing,
-        reusable: !upstream_close && framing != Framing::UntilClose,
+        reusable: !upstream_close && framing != Framing::UntilClose && !switched,
+        switched,
     })
 }

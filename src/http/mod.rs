@@ -10,4 +10,5 @@ pub mod head;
 pub mod local_reply;
 pub mod mutate;
 pub mod retry;
+pub mod upgrade;
 pub mod xff;

@@ -54,6 +54,12 @@ fn watcher(fd: RawFd) -> Option<TcpStream> {
         .ok()
 }
 
+/// Another stream on the socket `fd` (a duplicated descriptor), to read
+/// from while the original is written to. `fd` must be open.
+pub fn duplicate(fd: RawFd) -> Option<Stream> {
+    watcher(fd).map(Stream::Tcp)
+}
+
 /// Resolves once the socket `fd` has bytes to read, or its peer closed
 /// or reset it. `fd` must stay open while this future lives.
 pub async fn peer_spoke(fd: RawFd) {

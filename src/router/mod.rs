@@ -72,6 +72,8 @@ pub struct Forward {
     pub idle_timeout: Option<Option<Duration>>,
     /// `max_stream_duration`.
     pub max_stream_duration: Option<config::MaxStreamDuration>,
+    /// `upgrade_configs`.
+    pub upgrades: Vec<config::Upgrade>,
     /// How much request body may be buffered for retries
     /// (`per_request_buffer_limit_bytes`; default 1 MiB, Envoy's
     /// connection buffer limit).
@@ -120,6 +122,19 @@ pub struct Route {
     pub request_headers: HeaderMutations,
     /// Response header mutations of the route.
     pub response_headers: HeaderMutations,
+}
+
+impl Route {
+    /// The one cluster a forwarding route always goes to, if it has one.
+    pub fn single_cluster(&self) -> Option<usize> {
+        match &self.action {
+            Action::Forward(f) => match f.target {
+                Target::Cluster(c) => Some(c),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// A compiled virtual host.
@@ -301,6 +316,7 @@ impl RouteTable {
                             retry: f.retry_policy.clone().or_else(|| vh.retry_policy.clone()),
                             idle_timeout: f.idle_timeout,
                             max_stream_duration: f.max_stream_duration,
+                            upgrades: f.upgrades.clone(),
                             buffer_limit: r
                                 .buffer_limit
                                 .or(vh.buffer_limit)

@@ -48,10 +48,14 @@ stat_set!(
         downstream_rq_1xx, downstream_rq_2xx, downstream_rq_3xx, downstream_rq_4xx,
         downstream_rq_5xx, downstream_rq_timeout, downstream_rq_idle_timeout, downstream_rq_header_timeout,
         downstream_cx_idle_timeout, downstream_rq_too_large, downstream_rq_max_duration_reached,
+        downstream_cx_upgrades_total,
         downstream_rq_rx_reset, downstream_rq_tx_reset, no_route, no_cluster,
         rq_direct_response, rq_redirect,
     ],
-    gauges [downstream_cx_active, downstream_cx_http1_active, downstream_rq_active]
+    gauges [
+        downstream_cx_active, downstream_cx_http1_active, downstream_rq_active,
+        downstream_cx_upgrades_active,
+    ]
 );
 
 stat_set!(

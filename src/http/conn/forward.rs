@@ -11,6 +11,7 @@ use crate::http::grpc;
 use crate::http::head::{self, HeadSlots, Overrides, ParsedResponse, MAX_RESPONSE_HEAD};
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
+use crate::http::upgrade;
 use crate::net::{peek, peer_closed, peer_spoke, set_int_option, Address, Peeked, Stream};
 use crate::router::Forward;
 use crate::server::shard::Shard;
@@ -55,6 +56,15 @@ pub(super) struct Upstream<'a> {
 }
 
 /// Why a forwarded request failed.
+/// How an upstream response ended.
+enum Received {
+    /// Relayed in full; whether the upstream connection may be reused.
+    Complete { reusable: bool },
+    /// The upstream switched protocols (`101` to an upgrade): the head is
+    /// sent and the connection is now a tunnel.
+    Switched,
+}
+
 enum Failure {
     /// Before response headers: answer 503 with this reset reason.
     BeforeHeaders(&'static str),
@@ -122,6 +132,10 @@ impl Conn {
                 .await;
         };
         let mut retries = Retries::new(to.forward.retry.as_ref(), &to.overrides);
+        if x.req.upgrade {
+            // A tunnel cannot be replayed.
+            retries.remaining = 0;
+        }
         // A body is replayed on retry only when it fits the buffer limit;
         // otherwise it is streamed once and the request is not retried.
         let body = match x.req.framing {
@@ -317,6 +331,39 @@ impl Conn {
                 }
             };
         }
+    }
+
+    /// Runs the tunnel an upgrade became, with the stream idle timeout,
+    /// counting it in `downstream_cx_upgrades_active` while it lasts; the
+    /// connection ends with it.
+    async fn tunnel(&mut self, x: &Exchange<'_>, up: &mut Stream) -> Next {
+        let (w, stats) = (self.shard.id, &x.http.stats);
+        stats.inc(w, HttpStat::downstream_cx_upgrades_active);
+        let from_client = self.rbuf.data().to_vec();
+        self.rbuf.clear();
+        let from_upstream = self.ubuf.data().to_vec();
+        self.ubuf.clear();
+        let moved = upgrade::tunnel(
+            &mut self.down,
+            up,
+            from_client,
+            from_upstream,
+            x.stream_idle,
+        )
+        .await;
+        stats.dec(w, HttpStat::downstream_cx_upgrades_active);
+        self.tx += moved.to_downstream;
+        x.log.bytes_received.set(moved.to_upstream);
+        x.log.bytes_sent.set(moved.to_downstream);
+        match moved.end {
+            upgrade::End::Downstream => {
+                self.closed_by_peer = true;
+                x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            }
+            upgrade::End::Upstream => x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
+            upgrade::End::Idle => x.flag(ResponseFlags::STREAM_IDLE_TIMEOUT),
+        }
+        Next::Close
     }
 
     /// Picks an endpoint, avoiding those already tried when the policy has
@@ -602,7 +649,11 @@ impl Conn {
             };
             attempt.received(self.ubuf.take_received());
             return match result {
-                Some(Ok(reusable)) => {
+                Some(Ok(Received::Switched)) => {
+                    attempt.charge(x.status.get());
+                    Tried::Done(self.tunnel(x, &mut up.stream).await)
+                }
+                Some(Ok(Received::Complete { reusable })) => {
                     attempt.charge(x.status.get());
                     // The client's unread body ends its connection too.
                     let client_unread = body_unfinished && plan.body.is_none();
@@ -619,7 +670,7 @@ impl Conn {
                     if reusable && !body_unfinished && !spent {
                         x.shard.pool.put(addr.clone(), up);
                     }
-                    Tried::Done(if x.closing() || client_unread {
+                    Tried::Done(if x.closing() || client_unread || x.req.upgrade {
                         Next::Close
                     } else {
                         Next::KeepAlive
@@ -707,7 +758,7 @@ impl Conn {
         started: Instant,
         headers_sent: &Cell<bool>,
         retries: Option<(&Retries<'_>, &RetrySlots)>,
-    ) -> Result<bool, Failure> {
+    ) -> Result<Received, Failure> {
         loop {
             let mut out = Vec::new();
             let elapsed = started.elapsed().as_millis();
@@ -721,6 +772,8 @@ impl Conn {
                     .matched
                     .filter(|m| m.vhost.attempt_count_in_response)
                     .map(|_| x.attempts.get()),
+                upgrade: x.req.upgrade,
+                websocket: x.req.websocket,
             };
             let parsed = head::parse_response(self.ubuf.data(), x.http, shaping, &mut out);
             match parsed {
@@ -776,6 +829,12 @@ impl Conn {
                     };
                     headers_sent.set(true);
                     x.status.set(resp.status);
+                    if resp.switched {
+                        return match self.send_down(out).await {
+                            true => Ok(Received::Switched),
+                            false => Err(Failure::DownstreamGone),
+                        };
+                    }
                     let patience = Patience {
                         idle: x.stream_idle,
                         deadline: None,
@@ -794,7 +853,9 @@ impl Conn {
                         Ok(moved) => {
                             self.tx += moved.written;
                             x.log.bytes_sent.set(moved.body);
-                            Ok(resp.reusable && self.ubuf.is_empty())
+                            Ok(Received::Complete {
+                                reusable: resp.reusable && self.ubuf.is_empty(),
+                            })
                         }
                         Err(PumpError::Destination(written)) => {
                             self.tx += written;

@@ -276,9 +276,13 @@ impl<'a> Exchange<'a> {
             bytes_received: self.log.bytes_received.get(),
             bytes_sent: self.log.bytes_sent.get(),
             upstream_host: upstream.as_ref().map(|(_, addr)| addr.clone()),
+            // Before any attempt, a route to one cluster names it (as
+            // Envoy's log does for, say, a refused upgrade).
             upstream_cluster: upstream
                 .as_ref()
-                .and_then(|(c, _)| self.view.snapshot.clusters.get(*c))
+                .map(|(c, _)| *c)
+                .or_else(|| self.matched.and_then(|m| m.route.single_cluster()))
+                .and_then(|c| self.view.snapshot.clusters.get(c))
                 .map(|c| c.name()),
             route_name: self.matched.map(|m| m.route.name.as_str()),
             response_head: self.log.response_head.get().map_or(&[], Vec::as_slice),
@@ -554,6 +558,9 @@ impl Conn {
                 if let Some(cookie) = set_cookie {
                     let _ = x.set_cookie.set(cookie);
                 }
+                if x.req.upgrade {
+                    http.stats.inc(w, HttpStat::downstream_cx_upgrades_total);
+                }
                 let upstream = Upstream {
                     forward,
                     cluster,
@@ -680,7 +687,9 @@ impl Conn {
             }
             _ => false,
         };
-        let close = x.closing() || reply.close || !skippable;
+        // An upgrade answered locally is not going to be tunnelled: close,
+        // as Envoy does.
+        let close = x.closing() || reply.close || !skippable || x.req.upgrade;
         let as_grpc;
         let reply = if x.req.grpc {
             let status = reply

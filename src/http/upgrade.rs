@@ -1,0 +1,167 @@
+//! HTTP/1.1 upgrades (`upgrade_configs`: WebSocket and the like): whether a
+//! request may upgrade, and the byte tunnel both ways once the upstream
+//! switched protocols.
+
+use crate::config::Upgrade;
+use crate::net::{duplicate, Stream};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use std::cell::Cell;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Whether an `upgrade: kind` request may go through, Envoy's way: a
+/// route's entry for the kind decides (enabled or not); without one, the
+/// connection manager's entry must exist and be enabled.
+pub fn allowed(kind: &[u8], route: &[Upgrade], manager: &[Upgrade]) -> bool {
+    let find = |list: &[Upgrade]| {
+        list.iter()
+            .find(|u| u.kind.as_bytes().eq_ignore_ascii_case(kind))
+            .map(|u| u.enabled)
+    };
+    find(route).or_else(|| find(manager)).unwrap_or(false)
+}
+
+/// Which side ended a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The client closed (or its socket failed).
+    Downstream,
+    /// The upstream closed (or its socket failed).
+    Upstream,
+    /// Nothing moved either way for the idle timeout.
+    Idle,
+}
+
+/// What a tunnel moved, and why it ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Tunneled {
+    /// Bytes from the client to the upstream.
+    pub to_upstream: u64,
+    /// Bytes from the upstream to the client.
+    pub to_downstream: u64,
+    /// Who ended it.
+    pub end: End,
+}
+
+/// Size of each direction's read buffer while tunnelling.
+const TUNNEL_CHUNK: usize = 16 * 1024;
+
+/// Relays bytes both ways between `down` and `up` until one side closes or
+/// nothing moves for `idle`. `to_up` and `to_down` are bytes already read
+/// (after the request head, after the `101` head) that go first.
+pub async fn tunnel(
+    down: &mut Stream,
+    up: &mut Stream,
+    to_up: Vec<u8>,
+    to_down: Vec<u8>,
+    idle: Option<Duration>,
+) -> Tunneled {
+    let sent_up = Cell::new(0u64);
+    let sent_down = Cell::new(0u64);
+    let ended = |end| Tunneled {
+        to_upstream: sent_up.get(),
+        to_downstream: sent_down.get(),
+        end,
+    };
+    if !to_up.is_empty() {
+        let n = to_up.len() as u64;
+        if up.write_all(to_up).await.0.is_err() {
+            return ended(End::Upstream);
+        }
+        sent_up.set(n);
+    }
+    if !to_down.is_empty() {
+        let n = to_down.len() as u64;
+        if down.write_all(to_down).await.0.is_err() {
+            return ended(End::Downstream);
+        }
+        sent_down.set(n);
+    }
+    // Each direction reads from a duplicate of its source socket, so that
+    // one direction's read and the other's write never share a stream.
+    let (Some(mut down_reader), Some(mut up_reader)) =
+        (duplicate(down.as_raw_fd()), duplicate(up.as_raw_fd()))
+    else {
+        return ended(End::Downstream);
+    };
+    let last = Cell::new(Instant::now());
+    let upward = relay(&mut down_reader, up, &sent_up, &last);
+    let downward = relay(&mut up_reader, down, &sent_down, &last);
+    monoio::select! {
+        end = upward => ended(if end == Side::Source { End::Downstream } else { End::Upstream }),
+        end = downward => ended(if end == Side::Source { End::Upstream } else { End::Downstream }),
+        _ = quiet_for(&last, idle) => ended(End::Idle),
+    }
+}
+
+/// The side of a relay that stopped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Destination,
+}
+
+/// Copies `src` to `dst` until either fails or `src` ends.
+async fn relay(
+    src: &mut Stream,
+    dst: &mut Stream,
+    moved: &Cell<u64>,
+    last: &Cell<Instant>,
+) -> Side {
+    let mut buf = Vec::with_capacity(TUNNEL_CHUNK);
+    loop {
+        buf.clear();
+        let (res, read) = src.read(buf).await;
+        buf = read;
+        match res {
+            Ok(n) if n > 0 => {}
+            _ => return Side::Source,
+        }
+        last.set(Instant::now());
+        let n = buf.len() as u64;
+        let (res, written) = dst.write_all(buf).await;
+        buf = written;
+        if res.is_err() {
+            return Side::Destination;
+        }
+        moved.set(moved.get() + n);
+        last.set(Instant::now());
+    }
+}
+
+/// Resolves once nothing has moved for `idle` (never without a limit).
+async fn quiet_for(last: &Cell<Instant>, idle: Option<Duration>) {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    loop {
+        let due = last.get() + idle;
+        let now = Instant::now();
+        if now >= due {
+            return;
+        }
+        monoio::time::sleep(due - now).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(kind: &str, enabled: bool) -> Upgrade {
+        Upgrade {
+            kind: kind.into(),
+            enabled,
+        }
+    }
+
+    #[test]
+    fn routes_override_the_connection_manager() {
+        let manager = [up("websocket", true)];
+        assert!(allowed(b"WebSocket", &[], &manager));
+        assert!(!allowed(b"websocket", &[up("websocket", false)], &manager));
+        assert!(allowed(b"custom", &[up("custom", true)], &manager));
+        assert!(!allowed(b"custom", &[], &manager));
+        assert!(!allowed(b"websocket", &[], &[up("websocket", false)]));
+    }
+}
