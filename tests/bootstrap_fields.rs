@@ -199,17 +199,7 @@ fn admin_access_logs_match_envoy() {
     };
     pair.admin("/ready");
     pair.admin("/nope");
-    let read = |path: &std::path::Path| {
-        for _ in 0..100 {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if text.lines().count() >= 2 {
-                return text;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        std::fs::read_to_string(path).unwrap_or_default()
-    };
-    let custom = |p: &std::path::Path| read(&p.with_extension("log.custom"));
+    let custom = |p: &std::path::Path| log_lines(&p.with_extension("log.custom"), 2);
     let (r, e) = (custom(&pair.logs.0), custom(&pair.logs.1));
     // The 404's body is the endpoint list, which differs; the rest agrees.
     let first_two = |text: &str| -> Vec<String> {
@@ -237,7 +227,10 @@ fn admin_access_logs_match_envoy() {
             })
             .collect()
     };
-    let (r_default, e_default) = (strip(read(&pair.logs.0)), strip(read(&pair.logs.1)));
+    let (r_default, e_default) = (
+        strip(log_lines(&pair.logs.0, 2)),
+        strip(log_lines(&pair.logs.1, 2)),
+    );
     assert_eq!(r_default.len(), 2, "{r_default:?}");
     assert_eq!(r_default, e_default);
     let lines = ss(&["-tlnm"], &format!("sport = :{}", pair.ringway_admin)).join(" ");

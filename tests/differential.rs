@@ -246,16 +246,7 @@ fn grpc_status_access_log_matches_envoy() {
     for raw in &traffic {
         pair.exchange(raw);
     }
-    let read = |path: &std::path::Path| {
-        for _ in 0..100 {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if text.lines().count() >= traffic.len() {
-                return text;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        std::fs::read_to_string(path).unwrap_or_default()
-    };
+    let read = |path: &std::path::Path| log_lines(path, traffic.len());
     let (ringway, envoy) = (read(&pair.logs.0), read(&pair.logs.1));
     assert_eq!(
         ringway, envoy,
@@ -681,16 +672,7 @@ fn access_log_lines_match_envoy() {
         pair.exchange(raw);
     }
     let uuid = regex_lite_uuid();
-    let read = |path: &std::path::Path| {
-        for _ in 0..100 {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if text.lines().count() >= traffic.len() {
-                return uuid(&text);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        std::fs::read_to_string(path).unwrap_or_default()
-    };
+    let read = |path: &std::path::Path| uuid(&log_lines(path, traffic.len()));
     let (ringway, envoy) = (read(&pair.logs.0), read(&pair.logs.1));
     assert_eq!(
         ringway, envoy,

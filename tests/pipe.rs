@@ -119,14 +119,7 @@ impl Side {
 
     /// The access log once it holds `lines` lines.
     fn access_log(&self, lines: usize) -> String {
-        for _ in 0..250 {
-            let text = std::fs::read_to_string(self.path("access.log")).unwrap_or_default();
-            if text.lines().count() >= lines {
-                return self.neutral(&text);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the access log never reached {lines} lines");
+        self.neutral(&log_lines(&self.path("access.log"), lines))
     }
 
     /// GETs `path` from the admin API on its pipe.

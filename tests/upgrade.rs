@@ -139,16 +139,7 @@ fn websocket_upgrades_match_envoy() {
         "http.ingress_http.downstream_rq_1xx",
         "http.ingress_http.downstream_rq_4xx",
     ]);
-    let read = |path: &std::path::Path| {
-        for _ in 0..100 {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if text.lines().count() >= 5 {
-                return text;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        std::fs::read_to_string(path).unwrap_or_default()
-    };
+    let read = |path: &std::path::Path| log_lines(path, 5);
     let (ringway, envoy) = (read(&pair.logs.0), read(&pair.logs.1));
     assert_eq!(
         ringway, envoy,

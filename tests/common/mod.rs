@@ -720,3 +720,16 @@ pub fn port_cluster(name: &str, port: u16) -> String {
         "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
     )
 }
+
+/// The text of the log file at `path` once it has `lines` lines (access
+/// logs reach the disk on a flush interval), or what it has after 5 s.
+pub fn log_lines(path: &std::path::Path, lines: usize) -> String {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= lines {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::read_to_string(path).unwrap_or_default()
+}
