@@ -6,7 +6,7 @@
 mod common;
 use common::oracle::Pair;
 use common::*;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
 /// Whether Python's `websockets` is importable; under CI it must be.
@@ -33,6 +33,8 @@ impl EchoServer {
         let mut child = Command::new("python3")
             .arg("tests/peers/ws_echo.py")
             .stdout(Stdio::piped())
+            // Connections the idle test drops unclosed make it log tracebacks.
+            .stderr(Stdio::null())
             .spawn()
             .expect("start the websockets echo server");
         let mut line = String::new();
@@ -171,4 +173,52 @@ fn upgrade_requests_and_refusals_match_envoy() {
         upgrade_request("/direct", "websocket"),
         b"GET /chat HTTP/1.1\r\nhost: a\r\nupgrade: h2c\r\nconnection: upgrade, http2-settings\r\nhttp2-settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n".to_vec(),
     ]);
+}
+
+/// An idle tunnel ends after the stream idle timeout, in both.
+#[test]
+fn idle_tunnels_close_after_the_stream_idle_timeout_as_in_envoy() {
+    if !websockets_or_skip("idle_tunnels_close_after_the_stream_idle_timeout_as_in_envoy") {
+        return;
+    }
+    let echo = EchoServer::start();
+    let config = format!(
+        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{admin}} }} }}\n{}",
+        config(echo.1).replace(
+            "          stat_prefix: ingress_http\n",
+            "          stat_prefix: ingress_http\n          stream_idle_timeout: 0.3s\n",
+        )
+    );
+    let Some(pair) = Pair::start(
+        "idle_tunnels_close_after_the_stream_idle_timeout_as_in_envoy",
+        &config,
+        Vec::new(),
+    ) else {
+        return;
+    };
+    for port in [pair.ringway.port, pair.envoy.port] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .expect("timeout");
+        s.write_all(&upgrade_request("/chat", "websocket"))
+            .expect("send");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let idle = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        let waited = idle.elapsed();
+        assert!(
+            (250..2000).contains(&waited.as_millis()),
+            "port {port}: closed after {waited:?}"
+        );
+    }
 }

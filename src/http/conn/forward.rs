@@ -55,7 +55,6 @@ pub(super) struct Upstream<'a> {
     pub(super) overrides: Overrides,
 }
 
-/// Why a forwarded request failed.
 /// How an upstream response ended.
 enum Received {
     /// Relayed in full; whether the upstream connection may be reused.
@@ -65,6 +64,7 @@ enum Received {
     Switched,
 }
 
+/// Why a forwarded request failed.
 enum Failure {
     /// Before response headers: answer 503 with this reset reason.
     BeforeHeaders(&'static str),
