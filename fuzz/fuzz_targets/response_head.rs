@@ -19,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
             mutations: None,
             set_cookie: Some(b"c=1"),
             attempt_count: Some(2),
+            upgrade: data.first().is_some_and(|b| b & 4 == 4),
+            websocket: data.first().is_some_and(|b| b & 8 == 8),
         };
         let mut out = Vec::new();
         let _ = parse_response(data, &f.http, shaping, &mut out);
