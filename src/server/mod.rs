@@ -298,9 +298,8 @@ const MEMORY_RETURN_INTERVAL: Duration = Duration::from_secs(5);
 async fn return_free_memory() {
     loop {
         monoio::time::sleep(MEMORY_RETURN_INTERVAL).await;
-        // Not forced: with eager arena commit off, a forced collect returned
-        // no more memory after a 10k-connection burst (10.4 vs 10.7 MB) and
-        // walks every page of the heap.
+        // Not forced: a forced collect walks every page of the heap, and
+        // returned no more memory after a 10k-connection burst.
         // SAFETY: mi_collect only walks this thread's mimalloc heap.
         unsafe { libmimalloc_sys::mi_collect(false) };
     }
