@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
             attempt_count: Some(2),
             upgrade: data.first().is_some_and(|b| b & 4 == 4),
             websocket: data.first().is_some_and(|b| b & 8 == 8),
+            date: "Wed, 25 Nov 2026 00:00:00 GMT",
         };
         let mut out = Vec::new();
         let _ = parse_response(data, &f.http, shaping, &mut out);

@@ -832,6 +832,9 @@ pub struct Shaping<'a> {
     /// The upgrade was to WebSocket: an answer other than `101` goes out
     /// without its body (`content-length: 0`), as Envoy sends it.
     pub websocket: bool,
+    /// The `date` value to add when the upstream sent none (Envoy keeps an
+    /// upstream's own).
+    pub date: &'a str,
 }
 
 /// Parses the upstream response in `data`; for a final response, writes the
@@ -851,6 +854,7 @@ pub fn parse_response(
         attempt_count,
         upgrade,
         websocket,
+        date,
     } = shaping;
     let close = close || upgrade;
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
@@ -878,6 +882,7 @@ pub fn parse_response(
     let mut upstream_close = version == 0;
     let mut connection_values: Vec<&[u8]> = Vec::new();
     let mut has_server = false;
+    let mut has_date = false;
     for h in resp.headers.iter() {
         // As Envoy's codec: one content-length, and a transfer-encoding
         // that is exactly `chunked`; anything else is a protocol error.
@@ -899,6 +904,8 @@ pub fn parse_response(
             connection_values.push(h.value);
         } else if h.name.eq_ignore_ascii_case("server") {
             has_server = true;
+        } else if h.name.eq_ignore_ascii_case("date") {
+            has_date = true;
         }
     }
     if chunked && content_length.is_some() {
@@ -972,6 +979,9 @@ pub fn parse_response(
         ServerHeaderTransformation::AppendIfAbsent => !has_server,
         ServerHeaderTransformation::PassThrough => false,
     };
+    if !has_date {
+        push_header(out, "date", date.as_bytes());
+    }
     if add_server {
         push_header(out, "server", http.server_name.as_bytes());
     }

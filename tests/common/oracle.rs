@@ -165,14 +165,16 @@ pub struct UpstreamView {
     pub body_len: usize,
 }
 
-/// Response headers whose values differ by nature between two processes.
-const MASKED: [&str; 3] = [
+/// Response headers whose values differ by nature between two processes
+/// (present on one side must be present on the other).
+const MASKED: [&str; 4] = [
+    "date",
     "x-request-id",
     "x-envoy-upstream-service-time",
     "x-envoy-external-address",
 ];
 /// Response headers left out of the comparison.
-const IGNORED: [&str; 2] = ["date", "server"];
+const IGNORED: [&str; 1] = ["server"];
 
 fn normalise(headers: &[(String, String)], ignored: &[&str]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = headers

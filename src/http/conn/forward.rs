@@ -762,20 +762,23 @@ impl Conn {
         loop {
             let mut out = Vec::new();
             let elapsed = started.elapsed().as_millis();
-            let shaping = head::Shaping {
-                is_head: x.req.is_head,
-                service_time_ms: elapsed,
-                close: x.closing(),
-                mutations: x.response_mutations().map(|levels| (levels, x.record())),
-                set_cookie: x.set_cookie.get().map(Vec::as_slice),
-                attempt_count: x
-                    .matched
-                    .filter(|m| m.vhost.attempt_count_in_response)
-                    .map(|_| x.attempts.get()),
-                upgrade: x.req.upgrade,
-                websocket: x.req.websocket,
-            };
-            let parsed = head::parse_response(self.ubuf.data(), x.http, shaping, &mut out);
+            let parsed = x.shard.date.with(|date| {
+                let shaping = head::Shaping {
+                    is_head: x.req.is_head,
+                    service_time_ms: elapsed,
+                    close: x.closing(),
+                    mutations: x.response_mutations().map(|levels| (levels, x.record())),
+                    set_cookie: x.set_cookie.get().map(Vec::as_slice),
+                    attempt_count: x
+                        .matched
+                        .filter(|m| m.vhost.attempt_count_in_response)
+                        .map(|_| x.attempts.get()),
+                    upgrade: x.req.upgrade,
+                    websocket: x.req.websocket,
+                    date,
+                };
+                head::parse_response(self.ubuf.data(), x.http, shaping, &mut out)
+            });
             match parsed {
                 ParsedResponse::Partial => {
                     let patience = Patience {
