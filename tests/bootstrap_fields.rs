@@ -131,6 +131,33 @@ fn cluster_connection_fields_take_effect() {
     );
 }
 
+/// `typed_extension_protocol_options` with Envoy's `HttpProtocolOptions`
+/// (HTTP/1.1, explicitly or following the downstream protocol): its
+/// `common_http_protocol_options.max_requests_per_connection` applies.
+#[test]
+fn typed_protocol_options_take_effect() {
+    for choice in [
+        "explicit_http_config: { http_protocol_options: {} }",
+        "use_downstream_protocol_config: {}",
+    ] {
+        let app = Backend::start("app");
+        let extra = format!(
+            "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        {choice}\n        common_http_protocol_options: {{ max_requests_per_connection: 3 }}\n"
+        );
+        let config = http_config(
+            &catch_all("app", ""),
+            &static_cluster("app", &[(&app, 1)], &extra),
+        );
+        let p = Proxy::start(&config, &["--concurrency", "1"]);
+        let mut c = Client::connect(p.port);
+        for i in 0..6 {
+            assert_eq!(c.get("a", &format!("/{i}")).status, 200);
+        }
+        // Three requests per upstream connection: six requests, two.
+        assert_eq!(app.connection_count(), 2, "{choice}");
+    }
+}
+
 /// `enable_reuse_port: false`: one listening socket that both shards
 /// accept on; the default binds one per shard.
 #[test]

@@ -272,11 +272,31 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             true,
         ),
         (
+            "typed_extension_protocol_options asking for HTTP/1.1",
+            edit("    connect_timeout: 1s\n", "    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http_protocol_options: {} }\n        common_http_protocol_options: { max_requests_per_connection: 5 }\n"),
+            true,
+        ),
+        (
+            "typed_extension_protocol_options following the downstream protocol",
+            edit("    connect_timeout: 1s\n", "    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        use_downstream_protocol_config: {}\n"),
+            true,
+        ),
+        (
             "a gRPC route match",
             edit("match: { prefix: \"/\" }", "match: { prefix: \"/\", grpc: {} }"),
             true,
         ),
         // Invalid, and both must say so.
+        (
+            "HttpProtocolOptions naming no protocol",
+            edit("    connect_timeout: 1s\n", "    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {}\n"),
+            false,
+        ),
+        (
+            "HttpProtocolOptions choosing nothing",
+            edit("    connect_timeout: 1s\n", "    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n"),
+            false,
+        ),
         (
             "a mode on an abstract pipe",
             edit("address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }", "address: { pipe: { path: \"@ringway-parity\", mode: 0600 } }"),

@@ -597,12 +597,12 @@ static CLUSTER: Fields = Fields {
         "dns_lookup_family", "least_request_lb_config", "ring_hash_lb_config",
         "maglev_lb_config", "alt_stat_name", "per_connection_buffer_limit_bytes",
         "max_requests_per_connection", "common_http_protocol_options",
-        "upstream_connection_options",
+        "upstream_connection_options", "typed_extension_protocol_options",
     ],
     unsupported: &[
         "transport_socket_matches", "cluster_type", "eds_cluster_config",
         "health_checks", "circuit_breakers", "upstream_http_protocol_options",
-        "http_protocol_options", "http2_protocol_options", "typed_extension_protocol_options",
+        "http_protocol_options", "http2_protocol_options",
         "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
         "wait_for_warm_on_init", "outlier_detection", "cleanup_interval", "upstream_bind_config",
@@ -1511,11 +1511,11 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
         .get("max_requests_per_connection")
         .and_then(|m| wrapped_uint(&m, errs, u32::MAX as u64));
     if let Some(c) = obj.get("common_http_protocol_options") {
-        if let Some(o) = c.object(errs, &UPSTREAM_PROTOCOL_OPTIONS) {
-            if let Some(m) = o.get("max_requests_per_connection") {
-                max_requests_per_connection = wrapped_uint(&m, errs, u32::MAX as u64);
-            }
-        }
+        max_requests_per_connection =
+            common_upstream_options(&c, errs).or(max_requests_per_connection);
+    }
+    if let Some(t) = obj.get("typed_extension_protocol_options") {
+        max_requests_per_connection = protocol_options(&t, errs).or(max_requests_per_connection);
     }
     let tcp_keepalive = obj
         .get("upstream_connection_options")
@@ -1543,6 +1543,130 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
 
 /// Envoy's default `per_connection_buffer_limit_bytes`.
 pub const DEFAULT_BUFFER_LIMIT: usize = 1024 * 1024;
+
+/// The `typed_extension_protocol_options` key (and its `@type`) Ringway reads.
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+#[rustfmt::skip]
+static HTTP_PROTOCOL_OPTIONS_FIELDS: Fields = Fields {
+    known: &[
+        "@type", "explicit_http_config", "use_downstream_protocol_config",
+        "common_http_protocol_options", "auto_config",
+    ],
+    unsupported: &[
+        "upstream_http_protocol_options", "http_filters", "header_validation_config",
+        "outlier_detection",
+    ],
+};
+#[rustfmt::skip]
+static HTTP_CONFIG: Fields = Fields {
+    known: &["http_protocol_options"],
+    unsupported: &["http2_protocol_options", "http3_protocol_options"],
+};
+#[rustfmt::skip]
+static HTTP1_PROTOCOL_OPTIONS: Fields = Fields {
+    known: &[],
+    unsupported: &[
+        "allow_absolute_url", "accept_http_10", "default_host_for_http_10", "header_key_format",
+        "enable_trailers", "allow_chunked_length", "override_stream_error_on_invalid_http_message",
+        "send_fully_qualified_url", "use_balsa_parser", "allow_custom_methods",
+        "ignore_http_11_upgrade",
+    ],
+};
+
+/// Decodes a cluster's `typed_extension_protocol_options`: Envoy's
+/// `HttpProtocolOptions` asking for HTTP/1.1 upstreams (explicitly, or by
+/// following the downstream protocol, which is HTTP/1.1 until HTTP/2
+/// lands). Returns its `common_http_protocol_options.max_requests_per_connection`.
+fn protocol_options(node: &Node, errs: &mut Errors) -> Option<u64> {
+    let serde_json::Value::Object(map) = node.value() else {
+        errs.add(
+            node.path(),
+            "expected a mapping of extension names to options",
+        );
+        return None;
+    };
+    let mut max_requests = None;
+    for name in map.keys() {
+        let Some(entry) = node.entry(name) else {
+            continue;
+        };
+        if name != HTTP_PROTOCOL_OPTIONS {
+            errs.add(
+                entry.path(),
+                format!("protocol options {name:?} are not supported yet"),
+            );
+            continue;
+        }
+        let expected = format!("type.googleapis.com/{HTTP_PROTOCOL_OPTIONS}");
+        match type_url(&entry, errs) {
+            Some(t) if t == expected => {}
+            Some(t) => {
+                errs.add(
+                    &format!("{}.@type", entry.path()),
+                    format!("expected {expected:?}, found {t:?}"),
+                );
+                continue;
+            }
+            None => continue,
+        }
+        let Some(o) = entry.object(errs, &HTTP_PROTOCOL_OPTIONS_FIELDS) else {
+            continue;
+        };
+        let chosen: Vec<&str> = [
+            "explicit_http_config",
+            "use_downstream_protocol_config",
+            "auto_config",
+        ]
+        .into_iter()
+        .filter(|c| o.get(c).is_some())
+        .collect();
+        if chosen.len() != 1 {
+            errs.add(
+                entry.path(),
+                "expected exactly one of explicit_http_config, use_downstream_protocol_config or auto_config",
+            );
+        }
+        if let Some(a) = o.get("auto_config") {
+            errs.add(
+                a.path(),
+                "auto_config picks the protocol by TLS ALPN: not supported yet",
+            );
+        }
+        for config in ["explicit_http_config", "use_downstream_protocol_config"] {
+            let Some(c) = o.get(config).and_then(|c| c.object(errs, &HTTP_CONFIG)) else {
+                continue;
+            };
+            match c.get("http_protocol_options") {
+                Some(h1) => {
+                    h1.object(errs, &HTTP1_PROTOCOL_OPTIONS);
+                }
+                // Envoy requires the explicit choice to name a protocol.
+                None if config == "explicit_http_config"
+                    && c.get("http2_protocol_options").is_none() =>
+                {
+                    errs.add(
+                        c.path(),
+                        "expected http_protocol_options (the protocol to use)",
+                    );
+                }
+                None => {}
+            }
+        }
+        if let Some(c) = o.get("common_http_protocol_options") {
+            max_requests = common_upstream_options(&c, errs);
+        }
+    }
+    max_requests
+}
+
+/// Decodes an upstream `common_http_protocol_options`: its
+/// `max_requests_per_connection`.
+fn common_upstream_options(node: &Node, errs: &mut Errors) -> Option<u64> {
+    let o = node.object(errs, &UPSTREAM_PROTOCOL_OPTIONS)?;
+    let m = o.get("max_requests_per_connection")?;
+    wrapped_uint(&m, errs, u32::MAX as u64)
+}
 
 #[rustfmt::skip]
 static UPSTREAM_PROTOCOL_OPTIONS: Fields = Fields {
