@@ -37,6 +37,14 @@ impl RetryOn {
     pub const RESOURCE_EXHAUSTED: Self = Self(1 << 12);
     /// `unavailable`: `grpc-status` 14.
     pub const UNAVAILABLE: Self = Self(1 << 13);
+    /// Any of the gRPC conditions.
+    pub const ANY_GRPC: Self = Self(
+        Self::CANCELLED.0
+            | Self::DEADLINE_EXCEEDED.0
+            | Self::INTERNAL.0
+            | Self::RESOURCE_EXHAUSTED.0
+            | Self::UNAVAILABLE.0,
+    );
     /// Every gRPC condition, each with the `grpc-status` it retries.
     pub const GRPC: [(Self, u8); 5] = [
         (Self::CANCELLED, 1),

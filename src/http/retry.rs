@@ -92,7 +92,7 @@ impl<'a> Retries<'a> {
             || (self.on.any(RetryOn::RETRIABLE_4XX) && status == 409)
             || (self.on.any(RetryOn::RETRIABLE_STATUS_CODES) && self.status_codes.contains(&status))
             || (self.on.any(RetryOn::RETRIABLE_HEADERS) && self.headers_match(head))
-            || (self.on.any(Self::grpc_conditions()) && self.grpc_status_matches(head))
+            || (self.on.any(RetryOn::ANY_GRPC) && self.grpc_status_matches(head))
     }
 
     /// Whether the policy retries any kind of response (so response heads
@@ -104,14 +104,8 @@ impl<'a> Retries<'a> {
                 .union(RetryOn::RETRIABLE_4XX)
                 .union(RetryOn::RETRIABLE_STATUS_CODES)
                 .union(RetryOn::RETRIABLE_HEADERS)
-                .union(Self::grpc_conditions()),
+                .union(RetryOn::ANY_GRPC),
         )
-    }
-
-    fn grpc_conditions() -> RetryOn {
-        RetryOn::GRPC
-            .iter()
-            .fold(RetryOn::default(), |all, (on, _)| all.union(*on))
     }
 
     /// Whether the response head's `grpc-status` (a trailers-only gRPC
