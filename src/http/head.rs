@@ -198,7 +198,7 @@ fn with_headers<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -
 pub fn parse_request<'v>(
     data: &[u8],
     http: &'v HttpSettings,
-    peer: Peer,
+    peer: &Peer,
     shard: &Shard,
 ) -> ParsedRequest<'v> {
     with_headers(http.max_headers_count, |headers| {
@@ -341,7 +341,7 @@ fn analyse_request<'v>(
     req: &httparse::Request<'_, '_>,
     raw_head: &[u8],
     http: &'v HttpSettings,
-    peer: Peer,
+    peer: &Peer,
     shard: &Shard,
 ) -> ParsedRequest<'v> {
     let head_len = raw_head.len();
@@ -560,7 +560,12 @@ fn analyse_request<'v>(
     } else {
         let record = Record {
             remote: Some(client.clone()),
-            ..Record::new(SystemTime::now(), raw_head, peer.remote, peer.local)
+            ..Record::new(
+                SystemTime::now(),
+                raw_head,
+                peer.remote.clone(),
+                peer.local.clone(),
+            )
         };
         let present = |name: &str| {
             req.headers

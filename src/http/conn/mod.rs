@@ -52,8 +52,8 @@ struct Conn {
     last_active: Instant,
     shard: Rc<Shard>,
     listener: Arc<Listener>,
-    peer: Address,
-    local: Option<Address>,
+    /// The client's and the listener's addresses.
+    peer: Peer,
 }
 
 impl Conn {
@@ -80,8 +80,10 @@ impl Conn {
         let mut rbuf = ReadBuf::default();
         rbuf.set_chunk(listener.socket.buffer_limit);
         Conn {
-            local,
-            peer,
+            peer: Peer {
+                remote: peer,
+                local,
+            },
             down,
             rbuf,
             ubuf: ReadBuf::default(),
@@ -435,11 +437,7 @@ impl Conn {
             (r, h) => r.or(h),
         };
         let (req, plan) = loop {
-            let peer = Peer {
-                remote: self.peer.clone(),
-                local: self.local.clone(),
-            };
-            match head::parse_request(self.rbuf.data(), http, peer, shard) {
+            match head::parse_request(self.rbuf.data(), http, &self.peer, shard) {
                 ParsedRequest::Request(req, plan) => break (req, plan),
                 ParsedRequest::Reject(reply) => {
                     if reply.status == 400 {
@@ -507,10 +505,7 @@ impl Conn {
             matched,
             request_head,
             started,
-            peer: Peer {
-                remote: self.peer.clone(),
-                local: self.local.clone(),
-            },
+            peer: self.peer.clone(),
             set_cookie: OnceCell::new(),
             sent_continue: Cell::new(false),
             attempts: Cell::new(0),
@@ -620,8 +615,8 @@ impl Conn {
                 ..Record::new(
                     wall_clock(started),
                     &[],
-                    self.peer.clone(),
-                    self.local.clone(),
+                    self.peer.remote.clone(),
+                    self.peer.local.clone(),
                 )
             };
             shard.logs.log(&http.access_logs, &record);
@@ -635,7 +630,7 @@ impl Conn {
         if http.stats.inc_status(w, status, HTTP_CLASSES) {
             http.stats.inc(w, HttpStat::downstream_rq_completed);
             let on_listener = &self.listener.http_stats;
-            on_listener.inc(w, LISTENER_HTTP_CLASSES[usize::from(status / 100 - 1)]);
+            on_listener.inc_status(w, status, LISTENER_HTTP_CLASSES);
             on_listener.inc(w, ListenerHttpStat::downstream_rq_completed);
         }
     }
