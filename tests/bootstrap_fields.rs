@@ -2,7 +2,7 @@
 //! carry, each observed doing what it says (not merely accepted).
 
 mod common;
-use common::oracle::Pair;
+use common::oracle::{with_admin, Pair};
 use common::*;
 use std::process::Command;
 
@@ -47,9 +47,7 @@ fn downstream_max_requests_per_connection_matches_envoy() {
         ),
         "          common_http_protocol_options: { max_requests_per_connection: 2 }\n",
     );
-    let config = format!(
-        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{admin}} }} }}\n{config}"
-    );
+    let config = with_admin(&config);
     let Some(pair) = Pair::start(
         "downstream_max_requests_per_connection_matches_envoy",
         &config,

@@ -2,7 +2,7 @@
 //! bytes to both, and what the client and the backend see must match.
 
 mod common;
-use common::oracle::Pair;
+use common::oracle::{with_admin, Pair};
 use common::*;
 use std::io::Write;
 
@@ -81,12 +81,7 @@ fn bootstrap(app: &Backend, other: &Backend) -> String {
         "            name: local_route\n            virtual_hosts:\n",
         &format!("            name: local_route\n{routes}"),
     );
-    format!("{}{config}", admin_block_placeholder())
-}
-
-/// The `admin` block with the `{admin}` placeholder each side fills in.
-fn admin_block_placeholder() -> &'static str {
-    "admin:\n  address: { socket_address: { address: 127.0.0.1, port_value: {admin} } }\n"
+    with_admin(&config)
 }
 
 fn pair(test: &str) -> Option<Pair> {
@@ -226,7 +221,7 @@ fn grpc_status_access_log_matches_envoy() {
     );
     let Some(pair) = Pair::start(
         "grpc_status_access_log_matches_envoy",
-        &format!("{}{config}", admin_block_placeholder()),
+        &with_admin(&config),
         Vec::new(),
     ) else {
         return;
@@ -285,7 +280,7 @@ fn max_stream_duration_and_grpc_timeout_match_envoy() {
     );
     let Some(pair) = Pair::start(
         "max_stream_duration_and_grpc_timeout_match_envoy",
-        &format!("{}{config}", admin_block_placeholder()),
+        &with_admin(&config),
         vec![slow],
     ) else {
         return;
@@ -359,7 +354,7 @@ fn grpc_retry_conditions_match_envoy() {
     let config = internal_loopback(&http_config(routes, &port_cluster("grpc", grpc_up)));
     let Some(pair) = Pair::start(
         "grpc_retry_conditions_match_envoy",
-        &format!("{}{config}", admin_block_placeholder()),
+        &with_admin(&config),
         Vec::new(),
     ) else {
         return;
@@ -444,11 +439,7 @@ fn edge_pair(test: &str, hcm: &str) -> Option<Pair> {
         "          stat_prefix: ingress_http\n",
         &format!("          stat_prefix: ingress_http\n{hcm}"),
     );
-    Pair::start(
-        test,
-        &format!("{}{config}", admin_block_placeholder()),
-        vec![app],
-    )
+    Pair::start(test, &with_admin(&config), vec![app])
 }
 
 #[test]
@@ -545,7 +536,7 @@ fn rewrites_and_retries_match_envoy() {
     let config = http_config(routes, &static_cluster("flaky", &[(&flaky, 1)], ""));
     let Some(pair) = Pair::start(
         "rewrites_and_retries_match_envoy",
-        &format!("{}{config}", admin_block_placeholder()),
+        &with_admin(&config),
         vec![flaky],
     ) else {
         return;
@@ -656,7 +647,7 @@ fn access_log_lines_match_envoy() {
     );
     let Some(pair) = Pair::start(
         "access_log_lines_match_envoy",
-        &format!("{}{config}", admin_block_placeholder()),
+        &with_admin(&config),
         vec![app],
     ) else {
         return;
@@ -752,11 +743,7 @@ fn timeouts_match_envoy() {
         "          stat_prefix: ingress_http\n",
         "          stat_prefix: ingress_http\n          request_timeout: 0.5s\n",
     );
-    let Some(pair) = Pair::start(
-        "timeouts_match_envoy",
-        &format!("{}{config}", admin_block_placeholder()),
-        vec![slow],
-    ) else {
+    let Some(pair) = Pair::start("timeouts_match_envoy", &with_admin(&config), vec![slow]) else {
         return;
     };
     let seen = pair.assert_all_same(&[
@@ -858,7 +845,7 @@ fn upstream_response_edge_cases_match_envoy() {
     let config = http_config(&catch_all("raw", ""), &cluster);
     let Some(pair) = Pair::start(
         "upstream_response_edge_cases_match_envoy",
-        &format!("{}{config}", admin_block_placeholder()),
+        &with_admin(&config),
         vec![],
     ) else {
         return;
@@ -897,7 +884,7 @@ fn header_shaping_options_match_envoy() {
     );
     let Some(pair) = Pair::start(
         "header_shaping_options_match_envoy",
-        &format!("{}{config}", admin_block_placeholder()),
+        &with_admin(&config),
         vec![app],
     ) else {
         return;

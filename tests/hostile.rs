@@ -2,7 +2,7 @@
 //! whose bytes are still arriving, and clients that misbehave.
 
 mod common;
-use common::oracle::Pair;
+use common::oracle::{with_admin, Pair};
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -33,10 +33,7 @@ fn send_and_read(port: u16, raw: &[u8]) -> std::io::Result<Vec<u8>> {
 
 #[test]
 fn request_headers_timeout_matches_envoy() {
-    let config = format!(
-        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{admin}} }} }}\n{}",
-        direct_config("          request_headers_timeout: 0.5s\n")
-    );
+    let config = with_admin(&direct_config("          request_headers_timeout: 0.5s\n"));
     let Some(pair) = Pair::start("request_headers_timeout_matches_envoy", &config, vec![]) else {
         return;
     };

@@ -4,7 +4,7 @@
 //! compared byte for byte.
 
 mod common;
-use common::oracle::Pair;
+use common::oracle::{with_admin, Pair};
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -102,10 +102,7 @@ fn websocket_upgrades_match_envoy() {
         return;
     }
     let echo = EchoServer::start();
-    let config = format!(
-        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{admin}} }} }}\n{}",
-        config(echo.1)
-    );
+    let config = with_admin(&config(echo.1));
     let Some(pair) = Pair::start("websocket_upgrades_match_envoy", &config, Vec::new()) else {
         return;
     };
@@ -156,10 +153,7 @@ fn websocket_upgrades_match_envoy() {
 #[test]
 fn upgrade_requests_and_refusals_match_envoy() {
     let app = Backend::start("app");
-    let config = format!(
-        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{admin}} }} }}\n{}",
-        config(app.port())
-    );
+    let config = with_admin(&config(app.port()));
     let Some(pair) = Pair::start(
         "upgrade_requests_and_refusals_match_envoy",
         &config,
@@ -182,13 +176,10 @@ fn idle_tunnels_close_after_the_stream_idle_timeout_as_in_envoy() {
         return;
     }
     let echo = EchoServer::start();
-    let config = format!(
-        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{admin}} }} }}\n{}",
-        config(echo.1).replace(
-            "          stat_prefix: ingress_http\n",
-            "          stat_prefix: ingress_http\n          stream_idle_timeout: 0.3s\n",
-        )
-    );
+    let config = with_admin(&config(echo.1).replace(
+        "          stat_prefix: ingress_http\n",
+        "          stat_prefix: ingress_http\n          stream_idle_timeout: 0.3s\n",
+    ));
     let Some(pair) = Pair::start(
         "idle_tunnels_close_after_the_stream_idle_timeout_as_in_envoy",
         &config,

@@ -13,6 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// `config` behind an `admin` block whose `{admin}` port each side fills in.
+pub fn with_admin(config: &str) -> String {
+    format!("admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{admin}} }} }}\n{config}")
+}
+
 /// The Envoy binary to compare against, if there is one.
 pub fn envoy_binary() -> Option<String> {
     if let Ok(bin) = std::env::var("ENVOY_BIN") {
