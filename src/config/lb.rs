@@ -115,7 +115,10 @@ fn uint(obj: &Obj, errs: &mut Errors, name: &str, max: u64) -> Option<Option<u64
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 /// Decodes `lb_policy` and the matching `*_lb_config` of a cluster.

@@ -6,6 +6,7 @@ use super::codec::{
 };
 use crate::net::Stream;
 use monoio::io::AsyncWriteRentExt;
+use std::io;
 
 /// Output is flushed once this much is pending.
 const FLUSH_AT: usize = 64 * 1024;
@@ -42,15 +43,51 @@ pub enum OutFraming {
     Chunked,
 }
 
+/// Where a body's bytes come from: a socket, or a codec's stream that
+/// presents its body as the framing its head announced.
+pub(crate) trait Source {
+    /// Reads more into `rbuf` (up to `limit` unread bytes), giving up with
+    /// `ErrorKind::TimedOut` once `patience` runs out; 0 at the end.
+    async fn fill(
+        &mut self,
+        rbuf: &mut ReadBuf,
+        limit: usize,
+        patience: Patience,
+    ) -> io::Result<usize>;
+}
+
+impl Source for Stream {
+    async fn fill(
+        &mut self,
+        rbuf: &mut ReadBuf,
+        limit: usize,
+        patience: Patience,
+    ) -> io::Result<usize> {
+        rbuf.fill_within(self, limit, patience).await
+    }
+}
+
+/// Where a body's bytes go.
+pub(crate) trait Sink {
+    /// Writes all of `out`, handing the buffer back for reuse.
+    async fn write(&mut self, out: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+}
+
+impl Sink for Stream {
+    async fn write(&mut self, out: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        self.write_all(out).await
+    }
+}
+
 /// Sends `out` (a head, possibly empty) followed by the body read from
 /// `src` per `framing`, written to `dst` per `out_framing`. Bytes already in
 /// `rbuf` are used first; bytes past the body's end stay there.
 /// Returns the number of body bytes moved and of bytes written to `dst`.
-pub async fn pump(
-    src: &mut Stream,
+pub(crate) async fn pump<S: Source, D: Sink>(
+    src: &mut S,
     rbuf: &mut ReadBuf,
     framing: Framing,
-    dst: &mut Stream,
+    dst: &mut D,
     mut out: Vec<u8>,
     out_framing: OutFraming,
     patience: Patience,
@@ -99,7 +136,7 @@ pub async fn pump(
             out.extend_from_slice(LAST_CHUNK);
         }
         if !out.is_empty() && (done || out.len() >= FLUSH_AT || rbuf.is_empty()) {
-            let (res, buf) = dst.write_all(out).await;
+            let (res, buf) = dst.write(out).await;
             written += res.map_err(|_| PumpError::Destination(written))? as u64;
             out = buf;
             out.clear();
@@ -111,10 +148,10 @@ pub async fn pump(
             });
         }
         if rbuf.is_empty() {
-            match rbuf.fill_within(src, READ_CHUNK, patience).await {
+            match src.fill(rbuf, READ_CHUNK, patience).await {
                 Ok(0) if framing == Framing::UntilClose => {
                     if out_framing == OutFraming::Chunked {
-                        let (res, _) = dst.write_all(LAST_CHUNK).await;
+                        let (res, _) = dst.write(LAST_CHUNK.to_vec()).await;
                         written += res.map_err(|_| PumpError::Destination(written))? as u64;
                     }
                     return Ok(Moved {

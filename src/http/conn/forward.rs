@@ -2,9 +2,10 @@
 //! for replay, attempts with retries and timeouts, and relaying the
 //! response.
 
-use super::{timeout_reply, Conn, Exchange, Next};
+use super::downstream::Downstream;
+use super::{timeout_reply, Exchange, Next, Proxy};
 use crate::config::HostRewrite;
-use crate::http::body::{pump, OutFraming, PumpError};
+use crate::http::body::{pump, OutFraming, PumpError, Source};
 use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
 use crate::http::grpc;
@@ -12,7 +13,7 @@ use crate::http::head::{self, HeadSlots, Overrides, ParsedResponse, MAX_RESPONSE
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
 use crate::http::upgrade;
-use crate::net::{peek, peer_closed, peer_spoke, set_int_option, Address, Peeked, Stream};
+use crate::net::{peer_spoke, set_int_option, Address, Stream};
 use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
@@ -40,10 +41,6 @@ const CLUSTER_CLASSES: [ClusterStat; 5] = [
     ClusterStat::upstream_rq_4xx,
     ClusterStat::upstream_rq_5xx,
 ];
-
-/// How long an attempt runs before Ringway starts watching for the client
-/// leaving (a quick exchange costs only a timer).
-const WATCH_AFTER: Duration = Duration::from_millis(500);
 
 /// Where a forward goes: the route's action, the chosen cluster, and
 /// where the upstream head's per-attempt values are.
@@ -116,7 +113,7 @@ struct AttemptPlan<'a> {
     watch_responses: bool,
 }
 
-impl Conn {
+impl<D: Downstream> Proxy<D> {
     /// Forwards a request to the chosen cluster, retrying as the route's
     /// retry policy (and the request's `x-envoy-*` headers) allow.
     pub(super) async fn forward(
@@ -301,9 +298,9 @@ impl Conn {
                 });
                 monoio::time::sleep(pause).await;
                 // A client that left during the back-off gets no more attempts.
-                if peek(&self.down) == Peeked::Closed {
+                if self.down.is_gone() {
                     x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                    self.closed_by_peer = true;
+                    self.down.lost();
                     return Next::Close;
                 }
                 continue;
@@ -337,27 +334,23 @@ impl Conn {
     /// counting it in `downstream_cx_upgrades_active` while it lasts; the
     /// connection ends with it.
     async fn tunnel(&mut self, x: &Exchange<'_>, up: &mut Stream) -> Next {
-        let (w, stats) = (self.shard.id, &x.http.stats);
+        let (w, stats) = (x.shard.id, &x.http.stats);
+        let Some((down, rbuf)) = self.down.tunnel() else {
+            return Next::Close;
+        };
         stats.inc(w, HttpStat::downstream_cx_upgrades_active);
-        let from_client = self.rbuf.data().to_vec();
-        self.rbuf.clear();
+        let from_client = rbuf.data().to_vec();
+        rbuf.clear();
         let from_upstream = self.ubuf.data().to_vec();
         self.ubuf.clear();
-        let moved = upgrade::tunnel(
-            &mut self.down,
-            up,
-            from_client,
-            from_upstream,
-            x.stream_idle,
-        )
-        .await;
+        let moved = upgrade::tunnel(down, up, from_client, from_upstream, x.stream_idle).await;
         stats.dec(w, HttpStat::downstream_cx_upgrades_active);
-        self.tx += moved.to_downstream;
+        self.down.count_sent(moved.to_downstream);
         x.log.bytes_received.set(moved.to_upstream);
         x.log.bytes_sent.set(moved.to_downstream);
         match moved.end {
             upgrade::End::Downstream => {
-                self.closed_by_peer = true;
+                self.down.lost();
                 x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
             }
             upgrade::End::Upstream => x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
@@ -394,9 +387,9 @@ impl Conn {
         if x.sent_continue.replace(true) {
             return true;
         }
-        if self.send_down(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await {
+        if self.down.send_continue().await {
             // Envoy counts the interim response as a response of its own.
-            self.count_response(x.http, self.shard.id, 100);
+            x.count_response(100);
             true
         } else {
             x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
@@ -408,19 +401,15 @@ impl Conn {
     /// replay on retry); an error when the client goes away or is too slow.
     async fn buffer_body(&mut self, len: usize, patience: Patience) -> std::io::Result<Vec<u8>> {
         let mut body = Vec::with_capacity(len);
+        let (src, rbuf) = self.down.request_body();
         loop {
-            let take = (len - body.len()).min(self.rbuf.data().len());
-            body.extend_from_slice(&self.rbuf.data()[..take]);
-            self.rbuf.consume(take);
+            let take = (len - body.len()).min(rbuf.data().len());
+            body.extend_from_slice(&rbuf.data()[..take]);
+            rbuf.consume(take);
             if body.len() == len {
                 return Ok(body);
             }
-            if self
-                .rbuf
-                .fill_within(&mut self.down, READ_CHUNK, patience)
-                .await?
-                == 0
-            {
+            if src.fill(rbuf, READ_CHUNK, patience).await? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
@@ -438,11 +427,12 @@ impl Conn {
     ) -> std::io::Result<Option<(Vec<u8>, u64)>> {
         let mut decoder = ChunkedDecoder::default();
         let (mut scanned, mut data_len) = (0, 0u64);
+        let (src, rbuf) = self.down.request_body();
         loop {
-            while !decoder.is_done() && scanned < self.rbuf.data().len().min(limit + 1) {
-                let end = self.rbuf.data().len().min(limit + 1);
+            while !decoder.is_done() && scanned < rbuf.data().len().min(limit + 1) {
+                let end = rbuf.data().len().min(limit + 1);
                 let step = decoder
-                    .step(&self.rbuf.data()[scanned..end])
+                    .step(&rbuf.data()[scanned..end])
                     .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
                 scanned += step.consumed;
                 data_len += step.data.map_or(0, |(_, n)| n as u64);
@@ -451,14 +441,11 @@ impl Conn {
                 return Ok(None);
             }
             if decoder.is_done() {
-                let raw = self.rbuf.data()[..scanned].to_vec();
-                self.rbuf.consume(scanned);
+                let raw = rbuf.data()[..scanned].to_vec();
+                rbuf.consume(scanned);
                 return Ok(Some((raw, data_len)));
             }
-            let read = self
-                .rbuf
-                .fill_within(&mut self.down, limit + READ_CHUNK, patience)
-                .await?;
+            let read = src.fill(rbuf, limit + READ_CHUNK, patience).await?;
             if read == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
@@ -478,7 +465,7 @@ impl Conn {
             }
             _ => {
                 x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                self.closed_by_peer = true;
+                self.down.lost();
                 Next::Close
             }
         }
@@ -567,9 +554,10 @@ impl Conn {
                     _ => OutFraming::Raw,
                 };
                 let up_fd = up.stream.as_raw_fd();
+                let (src, rbuf) = self.down.request_body();
                 let pumping = pump(
-                    &mut self.down,
-                    &mut self.rbuf,
+                    src,
+                    rbuf,
                     x.req.framing,
                     &mut up.stream,
                     std::mem::take(&mut head),
@@ -605,7 +593,7 @@ impl Conn {
                     }
                     Some(Err(PumpError::Source)) => {
                         x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                        self.closed_by_peer = true;
+                        self.down.lost();
                         return Tried::Done(Next::Close);
                     }
                     Some(Err(PumpError::SourceTimeout)) => {
@@ -630,14 +618,14 @@ impl Conn {
             let watch = plan
                 .watch_responses
                 .then_some((retries, &cluster.retry_slots));
-            let down_fd = self.down.as_raw_fd();
+            let client_gone = self.down.closed();
             let receive = self.receive(x, &mut up.stream, attempt.started, &headers_sent, watch);
             // A client that leaves while the upstream works ends the attempt
             // (Envoy resets the upstream request); checked from WATCH_AFTER on.
             let receive = async {
                 monoio::select! {
                     r = receive => r,
-                    _ = peer_closed(down_fd, WATCH_AFTER) => Err(Failure::DownstreamGone),
+                    _ = client_gone => Err(Failure::DownstreamGone),
                 }
             };
             let result = match limit {
@@ -826,14 +814,10 @@ impl Conn {
                         let _ = x.log.response_head.set(head);
                     }
                     self.ubuf.consume(resp.head_len);
-                    let out_framing = match resp.framing {
-                        Framing::Chunked | Framing::UntilClose => OutFraming::Chunked,
-                        _ => OutFraming::Raw,
-                    };
                     headers_sent.set(true);
                     x.status.set(resp.status);
                     if resp.switched {
-                        return match self.send_down(out).await {
+                        return match self.down.send_switch(out).await {
                             true => Ok(Received::Switched),
                             false => Err(Failure::DownstreamGone),
                         };
@@ -842,26 +826,18 @@ impl Conn {
                         idle: x.stream_idle,
                         deadline: None,
                     };
-                    let streamed = pump(
-                        up,
-                        &mut self.ubuf,
-                        resp.framing,
-                        &mut self.down,
-                        out,
-                        out_framing,
-                        patience,
-                    )
-                    .await;
+                    let streamed = self
+                        .down
+                        .relay(out, up, &mut self.ubuf, resp.framing, patience)
+                        .await;
                     return match streamed {
                         Ok(moved) => {
-                            self.tx += moved.written;
                             x.log.bytes_sent.set(moved.body);
                             Ok(Received::Complete {
                                 reusable: resp.reusable && self.ubuf.is_empty(),
                             })
                         }
                         Err(PumpError::Destination(written)) => {
-                            self.tx += written;
                             if written == 0 {
                                 // Nothing reached the client: no status was sent.
                                 x.status.set(0);

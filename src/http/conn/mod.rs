@@ -2,8 +2,10 @@
 //! requests answered in order (pipelining falls out of the loop), upstream
 //! connections taken from and returned to the shard's pool.
 
+mod downstream;
 mod forward;
 
+use downstream::{Downstream, H1Down};
 use forward::Upstream;
 
 use super::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
@@ -22,7 +24,8 @@ use crate::stats::sets::{
     Http as HttpStat, Listener as ListenerStat, ListenerHttp as ListenerHttpStat,
     Server as ServerStat,
 };
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+use crate::stats::Scope;
+use monoio::io::AsyncWriteRent;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -36,16 +39,19 @@ enum Next {
     Close,
 }
 
-/// One downstream connection: its buffers, reused across requests, and
-/// the stats it counts in from accept to close.
-struct Conn {
-    down: Stream,
-    rbuf: ReadBuf,
+/// One exchange's two sides: the downstream codec, and the buffer the
+/// upstream response is read into. Everything between them (routing
+/// decisions applied, retries, timeouts, replies) is written once, for
+/// any [`Downstream`].
+struct Proxy<D> {
+    down: D,
     ubuf: ReadBuf,
-    /// Bytes written downstream and not yet counted.
-    tx: u64,
-    /// The client closed (rather than Ringway).
-    closed_by_peer: bool,
+}
+
+/// One HTTP/1.1 downstream connection: its buffers, reused across
+/// requests, and the stats it counts in from accept to close.
+struct Conn {
+    proxy: Proxy<H1Down>,
     /// Requests answered on this connection so far.
     requests: u32,
     /// When the last request finished (or the connection opened).
@@ -84,11 +90,15 @@ impl Conn {
                 remote: peer,
                 local,
             },
-            down,
-            rbuf,
-            ubuf: ReadBuf::default(),
-            tx: 0,
-            closed_by_peer: false,
+            proxy: Proxy {
+                down: H1Down {
+                    stream: down,
+                    rbuf,
+                    tx: 0,
+                    closed_by_peer: false,
+                },
+                ubuf: ReadBuf::default(),
+            },
             requests: 0,
             last_active: Instant::now(),
             shard,
@@ -99,24 +109,13 @@ impl Conn {
     /// Counts the bytes moved since the last call into `http`'s totals.
     fn count_bytes(&mut self, http: &HttpSettings) {
         let w = self.shard.id;
-        let rx = self.rbuf.take_received();
-        let tx = std::mem::take(&mut self.tx);
+        let down = &mut self.proxy.down;
+        let rx = down.rbuf.take_received();
+        let tx = std::mem::take(&mut down.tx);
         http.stats
             .add(w, HttpStat::downstream_cx_rx_bytes_total, rx);
         http.stats
             .add(w, HttpStat::downstream_cx_tx_bytes_total, tx);
-    }
-
-    /// Writes `bytes` downstream, counting them; false when the client is gone.
-    async fn send_down<B: monoio::buf::IoBuf + 'static>(&mut self, bytes: B) -> bool {
-        let (res, _) = self.down.write_all(bytes).await;
-        match res {
-            Ok(n) => {
-                self.tx += n as u64;
-                true
-            }
-            Err(_) => false,
-        }
     }
 }
 
@@ -131,7 +130,7 @@ impl Drop for Conn {
         http.dec(w, HttpStat::downstream_cx_active);
         http.dec(w, HttpStat::downstream_cx_http1_active);
         http.inc(w, HttpStat::downstream_cx_destroy);
-        let side = if self.closed_by_peer {
+        let side = if self.proxy.down.closed_by_peer {
             HttpStat::downstream_cx_destroy_remote
         } else {
             HttpStat::downstream_cx_destroy_local
@@ -207,6 +206,8 @@ fn timeout_reply(http: &HttpSettings, w: usize, patience: Patience) -> LocalRepl
 struct Exchange<'a> {
     shard: &'a Shard,
     http: &'a HttpSettings,
+    /// The listener's own HTTP stats.
+    listener_http: &'a Scope<ListenerHttpStat>,
     view: &'a View,
     req: Request,
     /// The matched route, if any.
@@ -326,6 +327,106 @@ impl<'a> Exchange<'a> {
     fn closing(&self) -> bool {
         self.close || self.shard.drain.is_draining()
     }
+
+    /// Counts a response sent (interim ones too, as Envoy does).
+    fn count_response(&self, status: u16) {
+        count_response(self.http, self.listener_http, self.shard.id, status);
+    }
+}
+
+impl<'a> Exchange<'a> {
+    /// Starts an exchange for a request and the plan made for it, counting
+    /// it as active.
+    #[allow(clippy::too_many_arguments)]
+    fn begin(
+        shard: &'a Shard,
+        view: &'a View,
+        http: &'a HttpSettings,
+        listener_http: &'a Scope<ListenerHttpStat>,
+        req: Request,
+        plan: &Plan<'a>,
+        request_head: Vec<u8>,
+        started: Instant,
+        peer: Peer,
+        close: bool,
+    ) -> Self {
+        let w = shard.id;
+        http.stats.inc(w, HttpStat::downstream_rq_total);
+        http.stats.inc(w, HttpStat::downstream_rq_active);
+        Exchange {
+            shard,
+            http,
+            listener_http,
+            view,
+            close,
+            req,
+            status: Cell::new(0),
+            flags: Cell::new(ResponseFlags::default()),
+            matched: plan.matched(),
+            request_head,
+            started,
+            peer,
+            set_cookie: OnceCell::new(),
+            sent_continue: Cell::new(false),
+            attempts: Cell::new(0),
+            grpc_status: Cell::new(None),
+            stream_idle: match plan {
+                Plan::Forward { forward, .. } => {
+                    forward.idle_timeout.unwrap_or(http.stream_idle_timeout)
+                }
+                _ => http.stream_idle_timeout,
+            },
+            request_deadline: http.request_timeout.map(|t| started + t),
+            log: LogDetails {
+                enabled: !http.access_logs.is_empty(),
+                ..LogDetails::default()
+            },
+        }
+    }
+
+    /// Ends the exchange: counts its response and duration, and logs it.
+    fn finish(&self) {
+        let w = self.shard.id;
+        self.http.stats.dec(w, HttpStat::downstream_rq_active);
+        count_finished(
+            self.shard,
+            self.http,
+            self.listener_http,
+            self.status.get(),
+            self.started,
+        );
+        if self.log.enabled {
+            self.shard.logs.log(&self.http.access_logs, &self.record());
+        }
+    }
+}
+
+/// Counts a finished request's response and its duration.
+fn count_finished(
+    shard: &Shard,
+    http: &HttpSettings,
+    listener_http: &Scope<ListenerHttpStat>,
+    status: u16,
+    started: Instant,
+) {
+    count_response(http, listener_http, shard.id, status);
+    let micros = started.elapsed().as_micros() as u64;
+    shard.histograms.record(http.rq_time, micros);
+}
+
+/// Counts a response sent by its status class, for the connection manager
+/// and for its listener.
+fn count_response(
+    http: &HttpSettings,
+    listener_http: &Scope<ListenerHttpStat>,
+    w: usize,
+    status: u16,
+) {
+    if http.stats.inc_status(w, status, HTTP_CLASSES) {
+        http.stats.inc(w, HttpStat::downstream_rq_completed);
+        listener_http.inc_status(w, status, LISTENER_HTTP_CLASSES);
+        listener_http.inc(w, ListenerHttpStat::downstream_rq_completed);
+    }
 }
 
 /// Serves one downstream connection until it closes or the shard drains.
@@ -346,14 +447,14 @@ pub async fn serve(
     let idle = conn.listener.http.idle_timeout;
     let mut idle_timer = idle.map(|d| Box::pin(monoio::time::sleep(d)));
     loop {
-        while conn.rbuf.is_empty() {
+        while conn.proxy.down.rbuf.is_empty() {
             // Idle between requests: hold no buffer, wait for readiness (one
             // ring op), then read what is there with one recv.
-            conn.rbuf.release();
-            conn.ubuf.release();
+            conn.proxy.down.rbuf.release();
+            conn.proxy.ubuf.release();
             let last_active = conn.last_active;
             let ready = monoio::select! {
-                r = conn.down.readable(false) => r,
+                r = conn.proxy.down.stream.readable(false) => r,
                 _ = shard.drain.wait() => {
                     conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
                     return;
@@ -364,8 +465,9 @@ pub async fn serve(
                 }
             };
             // Ok(None): a spurious wake-up, nothing to read yet.
-            if let Ok(Some(0)) | Err(_) = ready.and_then(|()| conn.rbuf.fill_ready(&conn.down)) {
-                conn.closed_by_peer = true;
+            let down = &mut conn.proxy.down;
+            if let Ok(Some(0)) | Err(_) = ready.and_then(|()| down.rbuf.fill_ready(&down.stream)) {
+                down.closed_by_peer = true;
                 return;
             }
         }
@@ -409,14 +511,15 @@ impl Conn {
     /// response before the client reads it.
     async fn close_gracefully(&mut self, delay: Option<Duration>) {
         let Some(delay) = delay else { return };
-        if self.closed_by_peer || self.down.shutdown().await.is_err() {
+        let down = &mut self.proxy.down;
+        if down.closed_by_peer || down.stream.shutdown().await.is_err() {
             return;
         }
         let drain = async {
             let mut left = DRAIN_LIMIT;
             loop {
-                self.rbuf.clear();
-                match self.rbuf.fill(&mut self.down, READ_CHUNK).await {
+                down.rbuf.clear();
+                match down.rbuf.fill(&mut down.stream, READ_CHUNK).await {
                     Ok(n) if n > 0 && n < left => left -= n,
                     _ => return,
                 }
@@ -437,7 +540,7 @@ impl Conn {
             (r, h) => r.or(h),
         };
         let (req, plan) = loop {
-            match head::parse_request(self.rbuf.data(), http, &self.peer, shard) {
+            match head::parse_request(self.proxy.down.rbuf.data(), http, &self.peer, shard) {
                 ParsedRequest::Request(req, plan) => break (req, plan),
                 ParsedRequest::Reject(reply) => {
                     if reply.status == 400 {
@@ -453,7 +556,12 @@ impl Conn {
                         idle: http.stream_idle_timeout,
                         deadline: head_deadline,
                     };
-                    match self.rbuf.fill_within(&mut self.down, limit, patience).await {
+                    let down = &mut self.proxy.down;
+                    match down
+                        .rbuf
+                        .fill_within(&mut down.stream, limit, patience)
+                        .await
+                    {
                         Ok(n) if n > 0 => {}
                         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                             let reply = if header_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -471,7 +579,7 @@ impl Conn {
                             return self.answer_head(shard, http, &reply, flag, started).await;
                         }
                         _ => {
-                            self.closed_by_peer = true;
+                            self.proxy.down.closed_by_peer = true;
                             return Next::Close;
                         }
                     }
@@ -486,58 +594,102 @@ impl Conn {
         let request_head = match &plan {
             _ if !(logging || quoted) => Vec::new(),
             Plan::Forward { head, .. } => head.clone(),
-            _ => self.rbuf.data()[..req.head_len].to_vec(),
+            _ => self.proxy.down.rbuf.data()[..req.head_len].to_vec(),
         };
-        self.rbuf.consume(req.head_len);
-        self.rbuf.shrink();
+        let rbuf = &mut self.proxy.down.rbuf;
+        rbuf.consume(req.head_len);
+        rbuf.shrink();
+        let w = shard.id;
+        let close = !req.keep_alive || shard.drain.is_draining() || self.last_allowed(http, w);
+        http.stats.inc(w, HttpStat::downstream_rq_http1_total);
+        let x = Exchange::begin(
+            shard,
+            view,
+            http,
+            &self.listener.http_stats,
+            req,
+            &plan,
+            request_head,
+            started,
+            self.peer.clone(),
+            close,
+        );
+        let next = self.proxy.run(&x, plan).await;
+        x.finish();
+        self.finish_request(http);
+        next
+    }
+
+    /// Answers a request whose head never became a request (malformed, too
+    /// large, or too slow) with `reply` and closes; it is counted and
+    /// logged like any request.
+    async fn answer_head(
+        &mut self,
+        shard: &Shard,
+        http: &HttpSettings,
+        reply: &LocalReply<'_>,
+        flags: ResponseFlags,
+        started: Instant,
+    ) -> Next {
         let w = shard.id;
         http.stats.inc(w, HttpStat::downstream_rq_total);
         http.stats.inc(w, HttpStat::downstream_rq_http1_total);
-        http.stats.inc(w, HttpStat::downstream_rq_active);
-        let x = Exchange {
-            shard,
-            http,
-            view,
-            close: !req.keep_alive || shard.drain.is_draining() || self.last_allowed(http, w),
-            req,
-            status: Cell::new(0),
-            flags: Cell::new(ResponseFlags::default()),
-            matched,
-            request_head,
-            started,
-            peer: self.peer.clone(),
-            set_cookie: OnceCell::new(),
-            sent_continue: Cell::new(false),
-            attempts: Cell::new(0),
-            grpc_status: Cell::new(None),
-            stream_idle: match &plan {
-                Plan::Forward { forward, .. } => {
-                    forward.idle_timeout.unwrap_or(http.stream_idle_timeout)
-                }
-                _ => http.stream_idle_timeout,
-            },
-            request_deadline,
-            log: LogDetails {
-                enabled: logging,
-                ..LogDetails::default()
-            },
-        };
-        let next = match plan {
-            Plan::Local(reply, _) => self.reply(&x, &reply).await,
+        let sent = self
+            .proxy
+            .down
+            .send_reply(shard, http, reply, false, true)
+            .await;
+        let status = if sent { reply.status } else { 0 };
+        count_finished(shard, http, &self.listener.http_stats, status, started);
+        self.finish_request(http);
+        if !http.access_logs.is_empty() {
+            let record = Record {
+                status,
+                flags,
+                bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
+                duration: started.elapsed(),
+                ..Record::new(
+                    wall_clock(started),
+                    &[],
+                    self.peer.remote.clone(),
+                    self.peer.local.clone(),
+                )
+            };
+            shard.logs.log(&http.access_logs, &record);
+        }
+        Next::Close
+    }
+
+    /// Counts a finished request on the connection, and the connection's
+    /// bytes so far.
+    fn finish_request(&mut self, http: &HttpSettings) {
+        self.requests = self.requests.saturating_add(1);
+        self.last_active = Instant::now();
+        self.count_bytes(http);
+    }
+}
+
+impl<D: Downstream> Proxy<D> {
+    /// Carries out the plan made for a request: a local answer, or a
+    /// forward (bounded by `max_stream_duration`).
+    async fn run(&mut self, x: &Exchange<'_>, plan: Plan<'_>) -> Next {
+        let (w, http) = (x.shard.id, x.http);
+        match plan {
+            Plan::Local(reply, _) => self.reply(x, &reply).await,
             // Envoy counts a route's redirect as a direct response too.
             Plan::Direct(reply, _) | Plan::Redirect(reply, _) => {
                 http.stats.inc(w, HttpStat::rq_direct_response);
-                self.reply(&x, &reply).await
+                self.reply(x, &reply).await
             }
             Plan::NoRoute => {
                 http.stats.inc(w, HttpStat::no_route);
                 x.flag(ResponseFlags::NO_ROUTE_FOUND);
-                self.reply(&x, &LocalReply::new(404, "")).await
+                self.reply(x, &LocalReply::new(404, "")).await
             }
             Plan::NoCluster(status, _) => {
                 http.stats.inc(w, HttpStat::no_cluster);
                 x.flag(ResponseFlags::NO_CLUSTER_FOUND);
-                self.reply(&x, &LocalReply::new(status, "")).await
+                self.reply(x, &LocalReply::new(status, "")).await
             }
             Plan::Forward {
                 forward,
@@ -563,95 +715,24 @@ impl Conn {
                     hash,
                     overrides,
                 };
-                let forwarding = self.forward(&x, upstream, head);
+                let forwarding = self.forward(x, upstream, head);
                 match stream_duration {
                     None => forwarding.await,
                     // A gRPC deadline its offset used up: over before it began.
                     Some(limit) if limit.is_zero() => {
                         drop(forwarding);
-                        self.stream_duration_reached(&x).await
+                        self.stream_duration_reached(x).await
                     }
                     Some(limit) => {
-                        let left = (started + limit).saturating_duration_since(Instant::now());
+                        let left = (x.started + limit).saturating_duration_since(Instant::now());
                         match monoio::time::timeout(left, forwarding).await {
                             Ok(next) => next,
-                            Err(_) => self.stream_duration_reached(&x).await,
+                            Err(_) => self.stream_duration_reached(x).await,
                         }
                     }
                 }
             }
-        };
-        http.stats.dec(w, HttpStat::downstream_rq_active);
-        self.finish_request(shard, http, x.status.get(), started);
-        if logging {
-            x.shard.logs.log(&http.access_logs, &x.record());
         }
-        next
-    }
-
-    /// Answers a request whose head never became a request (malformed, too
-    /// large, or too slow) with `reply` and closes; it is counted and
-    /// logged like any request.
-    async fn answer_head(
-        &mut self,
-        shard: &Shard,
-        http: &HttpSettings,
-        reply: &LocalReply<'_>,
-        flags: ResponseFlags,
-        started: Instant,
-    ) -> Next {
-        let w = shard.id;
-        http.stats.inc(w, HttpStat::downstream_rq_total);
-        http.stats.inc(w, HttpStat::downstream_rq_http1_total);
-        let sent = self.write_reply(shard, http, reply, false, true).await;
-        let status = if sent { reply.status } else { 0 };
-        self.finish_request(shard, http, status, started);
-        if !http.access_logs.is_empty() {
-            let record = Record {
-                status,
-                flags,
-                bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
-                duration: started.elapsed(),
-                ..Record::new(
-                    wall_clock(started),
-                    &[],
-                    self.peer.remote.clone(),
-                    self.peer.local.clone(),
-                )
-            };
-            shard.logs.log(&http.access_logs, &record);
-        }
-        Next::Close
-    }
-
-    /// Counts a response sent (interim ones too, as Envoy does) by its
-    /// status class, for the connection manager and for this listener.
-    fn count_response(&self, http: &HttpSettings, w: usize, status: u16) {
-        if http.stats.inc_status(w, status, HTTP_CLASSES) {
-            http.stats.inc(w, HttpStat::downstream_rq_completed);
-            let on_listener = &self.listener.http_stats;
-            on_listener.inc_status(w, status, LISTENER_HTTP_CLASSES);
-            on_listener.inc(w, ListenerHttpStat::downstream_rq_completed);
-        }
-    }
-
-    /// Counts a finished request: its status class, its duration and the
-    /// connection's bytes so far.
-    fn finish_request(
-        &mut self,
-        shard: &Shard,
-        http: &HttpSettings,
-        status: u16,
-        started: Instant,
-    ) {
-        let w = shard.id;
-        self.requests = self.requests.saturating_add(1);
-        self.count_response(http, w, status);
-        let ended = Instant::now();
-        self.last_active = ended;
-        let micros = ended.saturating_duration_since(started).as_micros() as u64;
-        shard.histograms.record(http.rq_time, micros);
-        self.count_bytes(http);
     }
 
     /// The stream outlived `max_stream_duration`: Envoy's 504 (a gRPC
@@ -660,7 +741,7 @@ impl Conn {
     async fn stream_duration_reached(&mut self, x: &Exchange<'_>) -> Next {
         x.http
             .stats
-            .inc(self.shard.id, HttpStat::downstream_rq_max_duration_reached);
+            .inc(x.shard.id, HttpStat::downstream_rq_max_duration_reached);
         if x.status.get() != 0 {
             return Next::Close;
         }
@@ -674,14 +755,7 @@ impl Conn {
     /// Writes a local reply; the connection stays open only if the request
     /// body (if any) is already buffered and can be skipped.
     async fn reply(&mut self, x: &Exchange<'_>, reply: &LocalReply<'_>) -> Next {
-        let skippable = match x.req.framing {
-            Framing::Empty => true,
-            Framing::Length(n) if (self.rbuf.data().len() as u64) >= n => {
-                self.rbuf.consume(n as usize);
-                true
-            }
-            _ => false,
-        };
+        let skippable = self.down.skip_body(x.req.framing);
         // An upgrade answered locally is not going to be tunnelled: close,
         // as Envoy does.
         let close = x.closing() || reply.close || !skippable || x.req.upgrade;
@@ -715,7 +789,8 @@ impl Conn {
             None => reply,
         };
         let written = self
-            .write_reply(x.shard, x.http, reply, x.req.is_head, close)
+            .down
+            .send_reply(x.shard, x.http, reply, x.req.is_head, close)
             .await;
         if written {
             x.status.set(reply.status);
@@ -730,20 +805,5 @@ impl Conn {
         } else {
             Next::Close
         }
-    }
-
-    /// Encodes and writes a local reply; false when the client is gone.
-    async fn write_reply(
-        &mut self,
-        shard: &Shard,
-        http: &HttpSettings,
-        reply: &LocalReply<'_>,
-        head_only: bool,
-        close: bool,
-    ) -> bool {
-        let bytes = shard
-            .date
-            .with(|date| reply.encode(http, date, head_only, close));
-        self.send_down(bytes).await
     }
 }

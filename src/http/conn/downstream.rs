@@ -1,0 +1,200 @@
+//! The downstream side of one exchange, as the protocol-neutral part of
+//! the connection manager sees it: where the request body comes from,
+//! where replies and the relayed response go, and whether the client is
+//! still there. Each downstream codec implements it; the HTTP/1.1 one
+//! writes heads as they are (the fast path), HTTP/2 translates them.
+//!
+//! Heads cross this seam as HTTP/1.1 head blocks: the request analysis
+//! and the response shaping in [`crate::http::head`] read and write that
+//! form once for every protocol, and a codec translates at its edge.
+
+use crate::http::body::{pump, Moved, OutFraming, PumpError, Source};
+use crate::http::codec::{Framing, Patience, ReadBuf};
+use crate::http::local_reply::LocalReply;
+use crate::net::{peek, peer_closed, Peeked, Stream};
+use crate::server::shard::Shard;
+use crate::snapshot::HttpSettings;
+use monoio::io::AsyncWriteRentExt;
+use std::future::Future;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// How long an attempt runs before Ringway starts watching for the client
+/// leaving (a quick exchange costs only a timer).
+const WATCH_AFTER: Duration = Duration::from_millis(500);
+
+/// The downstream side of one exchange.
+pub(super) trait Downstream {
+    /// Where the request body is read from.
+    type Body: Source;
+
+    /// The request body's source and the bytes of it already buffered.
+    fn request_body(&mut self) -> (&mut Self::Body, &mut ReadBuf);
+
+    /// Sends a local reply; false when the client is gone.
+    async fn send_reply(
+        &mut self,
+        shard: &Shard,
+        http: &HttpSettings,
+        reply: &LocalReply<'_>,
+        head_only: bool,
+        close: bool,
+    ) -> bool;
+
+    /// Sends `100 Continue`; false when the client is gone.
+    async fn send_continue(&mut self) -> bool;
+
+    /// Sends the response `head` (an HTTP/1.1 head block, shaped for the
+    /// client) and then the body read from `up` as `framing` says.
+    async fn relay(
+        &mut self,
+        head: Vec<u8>,
+        up: &mut Stream,
+        ubuf: &mut ReadBuf,
+        framing: Framing,
+        patience: Patience,
+    ) -> Result<Moved, PumpError>;
+
+    /// Sends a `101 Switching Protocols` head before a tunnel; false when
+    /// the client is gone.
+    async fn send_switch(&mut self, head: Vec<u8>) -> bool;
+
+    /// The socket and unread bytes a tunnel continues with, when this
+    /// protocol tunnels upgrades on its connection.
+    fn tunnel(&mut self) -> Option<(&mut Stream, &mut ReadBuf)>;
+
+    /// Skips a request body that will not be forwarded; false when it
+    /// cannot be skipped (not all buffered), so the connection must close.
+    fn skip_body(&mut self, framing: Framing) -> bool;
+
+    /// Resolves once the client has gone while an attempt runs (holding
+    /// no borrow of the downstream, which the attempt keeps using).
+    fn closed(&self) -> impl Future<Output = ()> + use<Self>;
+
+    /// Whether the client has gone, checked without waiting.
+    fn is_gone(&self) -> bool;
+
+    /// Notes that the client went away (the close was its doing).
+    fn lost(&mut self);
+
+    /// Counts bytes sent to the client outside [`relay`](Self::relay)
+    /// (through a tunnel).
+    fn count_sent(&mut self, bytes: u64);
+}
+
+/// An HTTP/1.1 client connection: requests and responses are written and
+/// read as bytes on the socket.
+pub(super) struct H1Down {
+    pub(super) stream: Stream,
+    pub(super) rbuf: ReadBuf,
+    /// Bytes written and not yet counted.
+    pub(super) tx: u64,
+    /// The client closed (rather than Ringway).
+    pub(super) closed_by_peer: bool,
+}
+
+impl H1Down {
+    /// Writes `bytes`, counting them; false when the client is gone.
+    pub(super) async fn send<B: monoio::buf::IoBuf + 'static>(&mut self, bytes: B) -> bool {
+        let (res, _) = self.stream.write_all(bytes).await;
+        match res {
+            Ok(n) => {
+                self.tx += n as u64;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Downstream for H1Down {
+    type Body = Stream;
+
+    fn request_body(&mut self) -> (&mut Stream, &mut ReadBuf) {
+        (&mut self.stream, &mut self.rbuf)
+    }
+
+    async fn send_reply(
+        &mut self,
+        shard: &Shard,
+        http: &HttpSettings,
+        reply: &LocalReply<'_>,
+        head_only: bool,
+        close: bool,
+    ) -> bool {
+        let bytes = shard
+            .date
+            .with(|date| reply.encode(http, date, head_only, close));
+        self.send(bytes).await
+    }
+
+    async fn send_continue(&mut self) -> bool {
+        self.send(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await
+    }
+
+    async fn relay(
+        &mut self,
+        head: Vec<u8>,
+        up: &mut Stream,
+        ubuf: &mut ReadBuf,
+        framing: Framing,
+        patience: Patience,
+    ) -> Result<Moved, PumpError> {
+        // The head and the first body bytes leave in one write.
+        let out_framing = match framing {
+            Framing::Chunked | Framing::UntilClose => OutFraming::Chunked,
+            _ => OutFraming::Raw,
+        };
+        let moved = pump(
+            up,
+            ubuf,
+            framing,
+            &mut self.stream,
+            head,
+            out_framing,
+            patience,
+        )
+        .await;
+        self.tx += match &moved {
+            Ok(m) => m.written,
+            Err(PumpError::Destination(written)) => *written,
+            Err(_) => 0,
+        };
+        moved
+    }
+
+    async fn send_switch(&mut self, head: Vec<u8>) -> bool {
+        self.send(head).await
+    }
+
+    fn tunnel(&mut self) -> Option<(&mut Stream, &mut ReadBuf)> {
+        Some((&mut self.stream, &mut self.rbuf))
+    }
+
+    fn skip_body(&mut self, framing: Framing) -> bool {
+        match framing {
+            Framing::Empty => true,
+            Framing::Length(n) if (self.rbuf.data().len() as u64) >= n => {
+                self.rbuf.consume(n as usize);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn closed(&self) -> impl Future<Output = ()> + use<> {
+        peer_closed(self.stream.as_raw_fd(), WATCH_AFTER)
+    }
+
+    fn is_gone(&self) -> bool {
+        peek(&self.stream) == Peeked::Closed
+    }
+
+    fn lost(&mut self) {
+        self.closed_by_peer = true;
+    }
+
+    fn count_sent(&mut self, bytes: u64) {
+        self.tx += bytes;
+    }
+}
