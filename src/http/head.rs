@@ -1010,7 +1010,9 @@ pub fn parse_response(
         head_len,
         status,
         framing,
-        reusable: !upstream_close && framing != Framing::UntilClose && !switched,
+        // An upgrade's connection is not reused: a refused WebSocket's
+        // body is never read from it.
+        reusable: !upstream_close && framing != Framing::UntilClose && !upgrade,
         switched,
     })
 }
