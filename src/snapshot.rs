@@ -33,6 +33,10 @@ pub struct HttpSettings {
     pub server_header: ServerHeaderTransformation,
     /// Request head size limit in bytes.
     pub max_request_headers_bytes: usize,
+    /// `codec_type`.
+    pub codec: config::Codec,
+    /// `http2_protocol_options`.
+    pub http2: config::Http2Options,
     /// Request header count limit.
     pub max_headers_count: usize,
     /// `generate_request_id`.
@@ -259,6 +263,8 @@ fn http_settings(
         server_name: hcm.server_name.clone(),
         server_header: hcm.server_header_transformation,
         max_request_headers_bytes: hcm.max_request_headers_bytes,
+        codec: hcm.codec,
+        http2: hcm.http2.clone(),
         max_headers_count: hcm.max_headers_count,
         generate_request_id: hcm.generate_request_id,
         preserve_external_request_id: hcm.preserve_external_request_id,

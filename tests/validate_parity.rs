@@ -155,6 +155,46 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             true,
         ),
         (
+            "HTTP/2 options",
+            hcm(
+                r#"          codec_type: HTTP2
+          http2_protocol_options:
+            hpack_table_size: 0
+            max_concurrent_streams: 100
+            initial_stream_window_size: 65535
+            initial_connection_window_size: { value: 2147483647 }
+            allow_connect: false
+            connection_keepalive: { interval: 30s, timeout: 5s }
+"#,
+            ),
+            true,
+        ),
+        (
+            "zero max_concurrent_streams",
+            hcm("          http2_protocol_options: { max_concurrent_streams: 0 }\n"),
+            false,
+        ),
+        (
+            "stream window below 65535",
+            hcm("          http2_protocol_options: { initial_stream_window_size: 65534 }\n"),
+            false,
+        ),
+        (
+            "connection window above 2^31-1",
+            hcm("          http2_protocol_options: { initial_connection_window_size: 2147483648 }\n"),
+            false,
+        ),
+        (
+            "keepalive without a timeout",
+            hcm("          http2_protocol_options: { connection_keepalive: { interval: 1s } }\n"),
+            false,
+        ),
+        (
+            "an unknown codec_type",
+            hcm("          codec_type: HTTP4\n"),
+            false,
+        ),
+        (
             "connection manager options",
             hcm(
                 r#"          server_name: edge

@@ -267,7 +267,7 @@ fn value(op: &Operator, r: &Record, out: &mut String) -> bool {
             header_value(r.response_header(name, alt.as_deref()).as_deref(), out)
         }
         Operator::Protocol => {
-            out.push_str("HTTP/1.1");
+            out.push_str(r.protocol);
             true
         }
         Operator::ResponseCode => {

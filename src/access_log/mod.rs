@@ -107,6 +107,8 @@ pub struct Record<'a> {
     /// For a gRPC request, the response's gRPC status (-1 when its
     /// `grpc-status` is malformed).
     pub grpc_status: Option<i64>,
+    /// `%PROTOCOL%`: the downstream protocol.
+    pub protocol: &'static str,
 }
 
 impl<'a> Record<'a> {
@@ -137,6 +139,7 @@ impl<'a> Record<'a> {
             direct_remote: Some(remote),
             local,
             grpc_status: None,
+            protocol: "HTTP/1.1",
         }
     }
 }

@@ -132,6 +132,10 @@ pub struct HttpConnectionManager {
     pub server_name: String,
     /// `server_header_transformation` (default OVERWRITE).
     pub server_header_transformation: ServerHeaderTransformation,
+    /// `codec_type`.
+    pub codec: super::Codec,
+    /// `http2_protocol_options`.
+    pub http2: super::Http2Options,
     /// `max_request_headers_kb` in bytes (default 60 KiB).
     pub max_request_headers_bytes: usize,
     /// `common_http_protocol_options.max_headers_count` (default 100).
@@ -496,10 +500,11 @@ static HCM: Fields = Fields {
         "preserve_external_request_id", "strip_any_host_port", "strip_matching_host_port",
         "common_http_protocol_options", "access_log", "stream_idle_timeout", "request_timeout",
         "use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "upgrade_configs",
+        "http2_protocol_options",
     ],
     unsupported: &[
         "rds", "scoped_routes", "add_user_agent", "tracing", "http_protocol_options",
-        "http2_protocol_options", "http3_protocol_options", "scheme_header_transformation",
+        "http3_protocol_options", "scheme_header_transformation",
         "drain_timeout", "access_log_flush_interval",
         "flush_access_log_on_new_request", "access_log_options",
         "original_ip_detection_extensions",
@@ -987,13 +992,11 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
     let stat_prefix = obj
         .require(errs, "stat_prefix")
         .and_then(|c| c.str(errs).map(str::to_string));
-    if let Some(c) = obj.get("codec_type") {
-        if let Some(codec) = c.enumeration(errs, &["AUTO", "HTTP1", "HTTP2", "HTTP3"]) {
-            if codec == "HTTP2" || codec == "HTTP3" {
-                errs.add(c.path(), format!("codec_type {codec} is not supported yet"));
-            }
-        }
-    }
+    let codec = super::http2::codec(obj.get("codec_type"), errs);
+    let http2 = obj
+        .get("http2_protocol_options")
+        .map(|o| super::http2::options(&o, errs))
+        .unwrap_or_default();
     let server_header_transformation = match obj.get("server_header_transformation") {
         Some(c) => match c.enumeration(errs, &["OVERWRITE", "APPEND_IF_ABSENT", "PASS_THROUGH"]) {
             Some("APPEND_IF_ABSENT") => ServerHeaderTransformation::AppendIfAbsent,
@@ -1063,6 +1066,8 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
         route_config: route_config?,
         server_name: string(&obj, errs, "server_name").unwrap_or_else(|| "ringway".to_string()),
         server_header_transformation,
+        codec,
+        http2,
         max_request_headers_bytes: max_request_headers_kb * 1024,
         max_headers_count,
         generate_request_id,

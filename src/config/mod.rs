@@ -3,6 +3,7 @@
 
 mod access_log;
 mod bootstrap;
+mod http2;
 mod lb;
 mod node;
 mod retry;
@@ -10,6 +11,7 @@ mod route_action;
 mod route_match;
 
 pub use bootstrap::*;
+pub use http2::{Codec, Http2Options, Keepalive};
 pub use lb::*;
 pub use node::{parse_duration, ConfigError};
 pub use retry::*;

@@ -155,6 +155,17 @@ impl ReadBuf {
         std::mem::take(&mut self.received)
     }
 
+    /// Takes the unread bytes, leaving the buffer empty.
+    pub fn into_unread(mut self) -> Vec<u8> {
+        self.buf.drain(..self.start);
+        self.buf
+    }
+
+    /// Appends bytes another codec decoded (an HTTP/2 stream's body).
+    pub fn append(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// Drops all buffered data.
     pub fn clear(&mut self) {
         self.buf.clear();

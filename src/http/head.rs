@@ -213,6 +213,11 @@ pub fn parse_request<'v>(
                 };
             }
             Err(httparse::Error::TooManyHeaders) => return ParsedRequest::Reject(too_large()),
+            // The HTTP/2 preface where only HTTP/1.1 is spoken: Envoy's
+            // codec calls it malformed.
+            Err(httparse::Error::Version) if data.starts_with(b"PRI * HTTP/2.0") => {
+                return ParsedRequest::Reject(bad_request())
+            }
             // Another HTTP version: Envoy asks for an upgrade to 1.1.
             Err(httparse::Error::Version) if names_a_version(data) => {
                 return ParsedRequest::Reject(LocalReply::closing(426, "Upgrade Required"))

@@ -4,9 +4,11 @@
 //! options.
 
 mod address;
+mod poll;
 mod stream;
 
 pub use address::Address;
+pub use poll::{ByteCounts, PollStream};
 pub use stream::{Bound, Listener, Stream};
 
 use monoio::net::TcpStream;

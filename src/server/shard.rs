@@ -7,7 +7,7 @@ use crate::access_log::{ShardLogs, Sinks};
 use crate::http::date::DateCache;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::histogram::ShardHistograms;
-use crate::stats::Store;
+use crate::stats::{sets, Scope, Store};
 use crate::upstream::lb::{self, Balancer, RoundRobin};
 use crate::upstream::pool::Pool;
 use crate::upstream::Endpoint;
@@ -104,6 +104,8 @@ pub struct Shard {
     pub histograms: ShardHistograms,
     /// This shard's pending access-log lines.
     pub logs: ShardLogs,
+    /// The downstream `http2.*` stats, once a connection speaks HTTP/2.
+    http2_stats: std::cell::OnceCell<Arc<Scope<sets::Http2>>>,
     rng: Cell<u64>,
 }
 
@@ -127,8 +129,15 @@ impl Shard {
             stats,
             histograms: ShardHistograms::default(),
             logs: ShardLogs::new(sinks),
+            http2_stats: std::cell::OnceCell::new(),
             rng: Cell::new(seed),
         }
+    }
+
+    /// The downstream `http2.*` stats (registered on first use, as Envoy
+    /// creates them with its first HTTP/2 codec).
+    pub fn http2_stats(&self) -> &Scope<sets::Http2> {
+        self.http2_stats.get_or_init(|| self.stats.http2())
     }
 
     /// The view of the newest snapshot: one relaxed load when nothing changed.

@@ -237,6 +237,7 @@ struct TypedScopes {
     listeners: HashMap<String, Arc<Scope<sets::Listener>>>,
     listener_http: HashMap<String, Arc<Scope<sets::ListenerHttp>>>,
     http: HashMap<String, Arc<Scope<sets::Http>>>,
+    http2: HashMap<String, Arc<Scope<sets::Http2>>>,
     clusters: HashMap<String, Arc<Scope<sets::Cluster>>>,
     retries: HashMap<String, Arc<Scope<sets::Retry>>>,
     hosts: HashMap<(String, String), Arc<Scope<sets::Host>>>,
@@ -330,6 +331,11 @@ impl Store {
     /// `http.<stat_prefix>.` stats.
     pub fn http(&self, stat_prefix: &str) -> Arc<Scope<sets::Http>> {
         self.scope(format!("http.{stat_prefix}."), |t| &mut t.http)
+    }
+
+    /// The downstream `http2.` stats.
+    pub fn http2(&self) -> Arc<Scope<sets::Http2>> {
+        self.scope("http2.".to_string(), |t| &mut t.http2)
     }
 
     /// `cluster.<name>.` stats.

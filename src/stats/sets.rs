@@ -39,12 +39,14 @@ stat_set!(
     /// `http.<stat_prefix>.*`: one HTTP connection manager.
     Http, None,
     counters [
-        downstream_cx_total, downstream_cx_http1_total, downstream_cx_destroy,
+        downstream_cx_total, downstream_cx_http1_total, downstream_cx_http2_total,
+        downstream_cx_destroy,
         downstream_cx_destroy_local, downstream_cx_destroy_remote,
         downstream_cx_rx_bytes_total, downstream_cx_tx_bytes_total,
         downstream_cx_protocol_error, downstream_cx_drain_close,
         downstream_cx_max_requests_reached,
-        downstream_rq_total, downstream_rq_http1_total, downstream_rq_completed,
+        downstream_rq_total, downstream_rq_http1_total, downstream_rq_http2_total,
+        downstream_rq_completed,
         downstream_rq_1xx, downstream_rq_2xx, downstream_rq_3xx, downstream_rq_4xx,
         downstream_rq_5xx, downstream_rq_timeout, downstream_rq_idle_timeout, downstream_rq_header_timeout,
         downstream_cx_idle_timeout, downstream_rq_too_large, downstream_rq_max_duration_reached,
@@ -53,9 +55,18 @@ stat_set!(
         rq_direct_response, rq_redirect,
     ],
     gauges [
-        downstream_cx_active, downstream_cx_http1_active, downstream_rq_active,
+        downstream_cx_active, downstream_cx_http1_active, downstream_cx_http2_active,
+        downstream_rq_active,
         downstream_cx_upgrades_active,
     ]
+);
+
+stat_set!(
+    /// `http2.*`: the downstream HTTP/2 codec (created with the first
+    /// HTTP/2 connection, as Envoy's are).
+    Http2, None,
+    counters [rx_reset, tx_reset, trailers, goaway_sent, keepalive_timeout, rx_messaging_error],
+    gauges [streams_active]
 );
 
 stat_set!(

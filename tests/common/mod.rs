@@ -341,6 +341,75 @@ impl Response {
     }
 }
 
+/// Whether `tool` runs here (`probe` is its version flag); when it does
+/// not, says loudly that `test` is skipped, and fails under CI (which
+/// installs every peer the tests use).
+pub fn tool_or_skip(test: &str, tool: &[&str]) -> bool {
+    let found = Command::new(tool[0])
+        .args(&tool[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: {tool:?} is not available and CI needs it"
+        );
+        eprintln!("SKIPPED {test}: {tool:?} is not available");
+    }
+    found
+}
+
+/// One HTTP/2 request with curl (prior knowledge) to `port`, for
+/// authority `test.local`: `args` are curl's, with the URL's path
+/// (starting with `/`) last.
+pub fn curl_h2(port: u16, args: &[&str]) -> std::io::Result<Response> {
+    let (path, options) = args.split_last().expect("a path");
+    // The authority is the same whichever proxy answers.
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--http2-prior-knowledge", "--max-time", "10"])
+        .arg("--connect-to")
+        .arg(format!("test.local:80:127.0.0.1:{port}"))
+        .args(options)
+        .arg(format!("http://test.local{path}"))
+        .output()?;
+    parse_curl_output(&out.stdout)
+}
+
+/// Splits curl's `-i` output into the final response's status, headers
+/// and body (interim `100` heads are skipped).
+fn parse_curl_output(out: &[u8]) -> std::io::Result<Response> {
+    let mut rest = out;
+    loop {
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| std::io::Error::other("no response head"))?;
+        let head = String::from_utf8_lossy(&rest[..end]).into_owned();
+        let body = &rest[end + 4..];
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other("no status"))?;
+        if (100..200).contains(&status) {
+            rest = body;
+            continue;
+        }
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.to_string(), v.trim().to_string()))
+            .collect();
+        return Ok(Response {
+            status,
+            headers,
+            body: body.to_vec(),
+        });
+    }
+}
+
 /// A keep-alive client connection to the proxy.
 pub struct Client {
     reader: BufReader<TcpStream>,

@@ -260,11 +260,19 @@ impl Pair {
 
     /// Sends `raw` on a new connection to `port` and observes the answer.
     fn ask(&self, port: u16, raw: &[u8], head: bool) -> Observed {
+        self.ask_with(port, |port| {
+            let mut client = Client::connect(port);
+            client.set_timeout(Duration::from_secs(5));
+            client.send(raw);
+            client.read_response(head)
+        })
+    }
+
+    /// Asks `port` with `send` and observes the answer and what the
+    /// backends saw meanwhile.
+    fn ask_with(&self, port: u16, send: impl FnOnce(u16) -> std::io::Result<Response>) -> Observed {
         let counts: Vec<usize> = self.backends.iter().map(|b| b.seen().len()).collect();
-        let mut client = Client::connect(port);
-        client.set_timeout(Duration::from_secs(5));
-        client.send(raw);
-        let response = client.read_response(head);
+        let response = send(port);
         let seen = self
             .backends
             .iter()
@@ -272,6 +280,30 @@ impl Pair {
             .flat_map(|(b, &n)| b.seen().into_iter().skip(n))
             .collect();
         observe(response, seen)
+    }
+
+    /// Sends each request with curl over HTTP/2 (prior knowledge; `args`
+    /// are curl's, the URL's path last) to both; fails after the last one,
+    /// printing every request whose answers a client or backend could tell
+    /// apart.
+    pub fn assert_all_same_h2(&self, requests: &[&[&str]]) -> Vec<Observed> {
+        let mut differences = String::new();
+        let mut observed = Vec::new();
+        for args in requests {
+            let ringway = self.ask_with(self.ringway.port, |port| super::curl_h2(port, args));
+            let envoy = self.ask_with(self.envoy.port, |port| super::curl_h2(port, args));
+            if ringway != envoy {
+                differences += &format!(
+                    "\n=== curl {args:?}\n--- ringway\n{ringway:?}\n--- envoy\n{envoy:?}\n"
+                );
+            }
+            observed.push(ringway);
+        }
+        assert!(
+            differences.is_empty(),
+            "Ringway and Envoy differ:{differences}"
+        );
+        observed
     }
 
     /// Sends `raw` to both and returns (Ringway's, Envoy's) observations.

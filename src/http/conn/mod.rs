@@ -4,6 +4,7 @@
 
 mod downstream;
 mod forward;
+mod h2;
 
 use downstream::{Downstream, H1Down};
 use forward::Upstream;
@@ -15,7 +16,7 @@ use super::head::{self, ParsedRequest, Peer, Plan, Request};
 use super::local_reply::LocalReply;
 use super::mutate;
 use crate::access_log::Record;
-use crate::config::HeaderMutations;
+use crate::config::{Codec, HeaderMutations};
 use crate::net::{Address, Stream};
 use crate::router::Matched;
 use crate::server::shard::{Shard, View};
@@ -48,48 +49,106 @@ struct Proxy<D> {
     ubuf: ReadBuf,
 }
 
+/// The protocol a downstream connection speaks, once its first bytes
+/// have said which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// A downstream connection's place in the stats, from accept to close.
+/// The protocol's own counts start when its codec does (on the first
+/// bytes, as Envoy's do).
+struct CxStats {
+    shard: Rc<Shard>,
+    listener: Arc<Listener>,
+    protocol: Option<Protocol>,
+    /// The client closed (rather than Ringway).
+    closed_by_peer: bool,
+}
+
+impl CxStats {
+    fn open(shard: Rc<Shard>, listener: Arc<Listener>) -> Self {
+        let w = shard.id;
+        listener.stats.inc(w, ListenerStat::downstream_cx_total);
+        listener.stats.inc(w, ListenerStat::downstream_cx_active);
+        let http = &listener.http.stats;
+        http.inc(w, HttpStat::downstream_cx_total);
+        http.inc(w, HttpStat::downstream_cx_active);
+        shard.stats.server.inc(w, ServerStat::total_connections);
+        CxStats {
+            shard,
+            listener,
+            protocol: None,
+            closed_by_peer: false,
+        }
+    }
+
+    /// Counts the connection as speaking `protocol` from now on.
+    fn speaks(&mut self, protocol: Protocol) {
+        let (total, active) = match protocol {
+            Protocol::Http1 => (
+                HttpStat::downstream_cx_http1_total,
+                HttpStat::downstream_cx_http1_active,
+            ),
+            Protocol::Http2 => (
+                HttpStat::downstream_cx_http2_total,
+                HttpStat::downstream_cx_http2_active,
+            ),
+        };
+        let (w, http) = (self.shard.id, &self.listener.http.stats);
+        http.inc(w, total);
+        http.inc(w, active);
+        self.protocol = Some(protocol);
+    }
+}
+
+impl Drop for CxStats {
+    fn drop(&mut self) {
+        let (w, listener) = (self.shard.id, &self.listener);
+        listener.stats.dec(w, ListenerStat::downstream_cx_active);
+        listener.stats.inc(w, ListenerStat::downstream_cx_destroy);
+        let http = &listener.http.stats;
+        http.dec(w, HttpStat::downstream_cx_active);
+        match self.protocol {
+            Some(Protocol::Http1) => http.dec(w, HttpStat::downstream_cx_http1_active),
+            Some(Protocol::Http2) => http.dec(w, HttpStat::downstream_cx_http2_active),
+            None => {}
+        }
+        http.inc(w, HttpStat::downstream_cx_destroy);
+        let side = if self.closed_by_peer {
+            HttpStat::downstream_cx_destroy_remote
+        } else {
+            HttpStat::downstream_cx_destroy_local
+        };
+        http.inc(w, side);
+        self.shard
+            .stats
+            .server
+            .dec(w, ServerStat::total_connections);
+    }
+}
+
 /// One HTTP/1.1 downstream connection: its buffers, reused across
-/// requests, and the stats it counts in from accept to close.
+/// requests.
 struct Conn {
+    cx: CxStats,
     proxy: Proxy<H1Down>,
     /// Requests answered on this connection so far.
     requests: u32,
     /// When the last request finished (or the connection opened).
     last_active: Instant,
-    shard: Rc<Shard>,
-    listener: Arc<Listener>,
     /// The client's and the listener's addresses.
     peer: Peer,
 }
 
 impl Conn {
-    fn open(
-        down: Stream,
-        peer: Address,
-        local: Option<Address>,
-        shard: Rc<Shard>,
-        listener: Arc<Listener>,
-    ) -> Self {
-        let w = shard.id;
-        listener.stats.inc(w, ListenerStat::downstream_cx_total);
-        listener.stats.inc(w, ListenerStat::downstream_cx_active);
-        let http = &listener.http.stats;
-        for stat in [
-            HttpStat::downstream_cx_total,
-            HttpStat::downstream_cx_http1_total,
-            HttpStat::downstream_cx_active,
-            HttpStat::downstream_cx_http1_active,
-        ] {
-            http.inc(w, stat);
-        }
-        shard.stats.server.inc(w, ServerStat::total_connections);
+    fn open(down: Stream, peer: Peer, cx: CxStats) -> Self {
         let mut rbuf = ReadBuf::default();
-        rbuf.set_chunk(listener.socket.buffer_limit);
+        rbuf.set_chunk(cx.listener.socket.buffer_limit);
         Conn {
-            peer: Peer {
-                remote: peer,
-                local,
-            },
+            peer,
             proxy: Proxy {
                 down: H1Down {
                     stream: down,
@@ -101,14 +160,14 @@ impl Conn {
             },
             requests: 0,
             last_active: Instant::now(),
-            shard,
-            listener,
+            cx,
         }
     }
 
-    /// Counts the bytes moved since the last call into `http`'s totals.
-    fn count_bytes(&mut self, http: &HttpSettings) {
-        let w = self.shard.id;
+    /// Counts the bytes moved since the last call into the connection
+    /// manager's totals.
+    fn count_bytes(&mut self) {
+        let (w, http) = (self.cx.shard.id, &self.cx.listener.http);
         let down = &mut self.proxy.down;
         let rx = down.rbuf.take_received();
         let tx = std::mem::take(&mut down.tx);
@@ -116,30 +175,6 @@ impl Conn {
             .add(w, HttpStat::downstream_cx_rx_bytes_total, rx);
         http.stats
             .add(w, HttpStat::downstream_cx_tx_bytes_total, tx);
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        let w = self.shard.id;
-        let listener = self.listener.clone();
-        self.count_bytes(&listener.http);
-        listener.stats.dec(w, ListenerStat::downstream_cx_active);
-        listener.stats.inc(w, ListenerStat::downstream_cx_destroy);
-        let http = &listener.http.stats;
-        http.dec(w, HttpStat::downstream_cx_active);
-        http.dec(w, HttpStat::downstream_cx_http1_active);
-        http.inc(w, HttpStat::downstream_cx_destroy);
-        let side = if self.proxy.down.closed_by_peer {
-            HttpStat::downstream_cx_destroy_remote
-        } else {
-            HttpStat::downstream_cx_destroy_local
-        };
-        http.inc(w, side);
-        self.shard
-            .stats
-            .server
-            .dec(w, ServerStat::total_connections);
     }
 }
 
@@ -232,6 +267,8 @@ struct Exchange<'a> {
     request_deadline: Option<Instant>,
     /// The client asked to close, or the shard was draining when it arrived.
     close: bool,
+    /// The downstream protocol, as `%PROTOCOL%` names it.
+    protocol: &'static str,
     /// The status sent downstream (0 until one is).
     status: Cell<u16>,
     /// Why the response is what it is.
@@ -287,6 +324,7 @@ impl<'a> Exchange<'a> {
                 .or_else(|| self.matched.and_then(|m| m.route.single_cluster()))
                 .and_then(|c| self.view.snapshot.clusters.get(c))
                 .map(|c| c.name()),
+            protocol: self.protocol,
             route_name: self.matched.map(|m| m.route.name.as_str()),
             response_head: self.log.response_head.get().map_or(&[], Vec::as_slice),
             remote: Some(
@@ -349,6 +387,7 @@ impl<'a> Exchange<'a> {
         started: Instant,
         peer: Peer,
         close: bool,
+        protocol: &'static str,
     ) -> Self {
         let w = shard.id;
         http.stats.inc(w, HttpStat::downstream_rq_total);
@@ -359,6 +398,7 @@ impl<'a> Exchange<'a> {
             listener_http,
             view,
             close,
+            protocol,
             req,
             status: Cell::new(0),
             flags: Cell::new(ResponseFlags::default()),
@@ -401,6 +441,49 @@ impl<'a> Exchange<'a> {
     }
 }
 
+/// The request head kept only when a log line or a header value may
+/// quote it: as forwarded when forwarded (after rewrites and header
+/// mutations, as Envoy's %REQ()% sees it), else as `received`.
+fn kept_head(plan: &Plan, http: &HttpSettings, received: &[u8]) -> Vec<u8> {
+    let quoted = plan
+        .matched()
+        .is_some_and(|m| m.response_headers().iter().any(|l| !l.is_empty()));
+    match plan {
+        _ if !quoted && http.access_logs.is_empty() => Vec::new(),
+        Plan::Forward { head, .. } => head.clone(),
+        _ => received.to_vec(),
+    }
+}
+
+/// Logs a request that was answered before it became one (its head was
+/// refused).
+fn log_unparsed(
+    shard: &Shard,
+    http: &HttpSettings,
+    peer: &Peer,
+    status: u16,
+    flags: ResponseFlags,
+    bytes_sent: u64,
+    started: Instant,
+) {
+    if http.access_logs.is_empty() {
+        return;
+    }
+    let record = Record {
+        status,
+        flags,
+        bytes_sent,
+        duration: started.elapsed(),
+        ..Record::new(
+            wall_clock(started),
+            &[],
+            peer.remote.clone(),
+            peer.local.clone(),
+        )
+    };
+    shard.logs.log(&http.access_logs, &record);
+}
+
 /// Counts a finished request's response and its duration.
 fn count_finished(
     shard: &Shard,
@@ -441,47 +524,99 @@ pub async fn serve(
     let Some(current) = shard.view().snapshot.listeners.get(listener).cloned() else {
         return;
     };
-    let mut conn = Conn::open(down, peer, local, shard.clone(), current);
-    // One idle timer for the connection's life, re-armed only when it fires
-    // early: a keep-alive request costs no timer operation.
-    let idle = conn.listener.http.idle_timeout;
-    let mut idle_timer = idle.map(|d| Box::pin(monoio::time::sleep(d)));
-    loop {
-        while conn.proxy.down.rbuf.is_empty() {
-            // Idle between requests: hold no buffer, wait for readiness (one
-            // ring op), then read what is there with one recv.
-            conn.proxy.down.rbuf.release();
-            conn.proxy.ubuf.release();
-            let last_active = conn.last_active;
-            let ready = monoio::select! {
-                r = conn.proxy.down.stream.readable(false) => r,
-                _ = shard.drain.wait() => {
-                    conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
-                    return;
+    let peer = Peer {
+        remote: peer,
+        local,
+    };
+    let cx = CxStats::open(shard.clone(), current);
+    let mut conn = Conn::open(down, peer, cx);
+    let served = conn.serve_http1(&shard, listener).await;
+    conn.count_bytes();
+    conn.cx.closed_by_peer |= conn.proxy.down.closed_by_peer;
+    if served == Some(Protocol::Http2) {
+        let Conn {
+            mut cx,
+            proxy,
+            peer,
+            ..
+        } = conn;
+        cx.speaks(Protocol::Http2);
+        let H1Down { stream, rbuf, .. } = proxy.down;
+        h2::serve(stream, rbuf.into_unread(), cx, peer, listener).await;
+    }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Which protocol a connection's first bytes speak under `codec`; None
+/// while too few have arrived to tell.
+fn detect(codec: Codec, first: &[u8]) -> Option<Protocol> {
+    let n = first.len().min(H2_PREFACE.len());
+    match codec {
+        Codec::Http1 => Some(Protocol::Http1),
+        Codec::Http2 => Some(Protocol::Http2),
+        Codec::Auto if first[..n] != H2_PREFACE[..n] => Some(Protocol::Http1),
+        // "PRI " is no HTTP/1.1 method Ringway serves: four bytes tell.
+        Codec::Auto if n >= 4 => Some(Protocol::Http2),
+        Codec::Auto => None,
+    }
+}
+
+impl Conn {
+    /// Serves HTTP/1.1 requests until the connection closes or the shard
+    /// drains; returns HTTP/2 instead when the first bytes asked for it.
+    async fn serve_http1(&mut self, shard: &Rc<Shard>, listener: usize) -> Option<Protocol> {
+        // One idle timer for the connection's life, re-armed only when it
+        // fires early: a keep-alive request costs no timer operation.
+        let idle = self.cx.listener.http.idle_timeout;
+        let mut idle_timer = idle.map(|d| Box::pin(monoio::time::sleep(d)));
+        loop {
+            while self.proxy.down.rbuf.is_empty() || self.cx.protocol.is_none() {
+                // Idle between requests: hold no buffer, wait for readiness
+                // (one ring op), then read what is there with one recv.
+                self.proxy.down.rbuf.release();
+                self.proxy.ubuf.release();
+                let last_active = self.last_active;
+                let http_stats = &self.cx.listener.http.stats;
+                let ready = monoio::select! {
+                    r = self.proxy.down.stream.readable(false) => r,
+                    _ = shard.drain.wait() => {
+                        http_stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
+                        return None;
+                    }
+                    _ = idle_since(&mut idle_timer, idle, last_active) => {
+                        http_stats.inc(shard.id, HttpStat::downstream_cx_idle_timeout);
+                        return None;
+                    }
+                };
+                // Ok(None): a spurious wake-up, nothing to read yet.
+                let down = &mut self.proxy.down;
+                if let Ok(Some(0)) | Err(_) =
+                    ready.and_then(|()| down.rbuf.fill_ready(&down.stream))
+                {
+                    down.closed_by_peer = true;
+                    return None;
                 }
-                _ = idle_since(&mut idle_timer, idle, last_active) => {
-                    conn.listener.http.stats.inc(shard.id, HttpStat::downstream_cx_idle_timeout);
-                    return;
+                if self.cx.protocol.is_none() {
+                    match detect(self.cx.listener.http.codec, down.rbuf.data()) {
+                        Some(Protocol::Http2) => return Some(Protocol::Http2),
+                        Some(Protocol::Http1) => self.cx.speaks(Protocol::Http1),
+                        None => {}
+                    }
                 }
-            };
-            // Ok(None): a spurious wake-up, nothing to read yet.
-            let down = &mut conn.proxy.down;
-            if let Ok(Some(0)) | Err(_) = ready.and_then(|()| down.rbuf.fill_ready(&down.stream)) {
-                down.closed_by_peer = true;
-                return;
             }
-        }
-        let view = shard.view();
-        let Some(listener) = view.snapshot.listeners.get(listener) else {
-            return;
-        };
-        // Boxed: the exchange's state (several KiB) exists only while a
-        // request is in flight, not for the whole life of an idle connection.
-        let exchange = Box::pin(conn.exchange(&shard, &view, &listener.http));
-        if exchange.await == Next::Close {
-            conn.close_gracefully(listener.http.delayed_close_timeout)
-                .await;
-            return;
+            let view = shard.view();
+            let listener = view.snapshot.listeners.get(listener)?;
+            // Boxed: the exchange's state (several KiB) exists only while a
+            // request is in flight, not for the whole life of an idle
+            // connection.
+            let exchange = Box::pin(self.exchange(shard, &view, &listener.http));
+            if exchange.await == Next::Close {
+                self.close_gracefully(listener.http.delayed_close_timeout)
+                    .await;
+                return None;
+            }
         }
     }
 }
@@ -531,7 +666,6 @@ impl Conn {
     /// Reads one request and answers it.
     async fn exchange(&mut self, shard: &Shard, view: &View, http: &HttpSettings) -> Next {
         let started = Instant::now();
-        let logging = !http.access_logs.is_empty();
         let request_deadline = http.request_timeout.map(|t| started + t);
         // The head's own deadline runs from its first byte, which is here.
         let header_deadline = http.request_headers_timeout.map(|t| started + t);
@@ -586,16 +720,7 @@ impl Conn {
                 }
             }
         };
-        let matched = plan.matched();
-        // The head is kept only when a log line or a header value may quote
-        // it: as forwarded when forwarded (after rewrites and header
-        // mutations, as Envoy's %REQ()% sees it), else as received.
-        let quoted = matched.is_some_and(|m| m.response_headers().iter().any(|l| !l.is_empty()));
-        let request_head = match &plan {
-            _ if !(logging || quoted) => Vec::new(),
-            Plan::Forward { head, .. } => head.clone(),
-            _ => self.proxy.down.rbuf.data()[..req.head_len].to_vec(),
-        };
+        let request_head = kept_head(&plan, http, &self.proxy.down.rbuf.data()[..req.head_len]);
         let rbuf = &mut self.proxy.down.rbuf;
         rbuf.consume(req.head_len);
         rbuf.shrink();
@@ -606,17 +731,18 @@ impl Conn {
             shard,
             view,
             http,
-            &self.listener.http_stats,
+            &self.cx.listener.http_stats,
             req,
             &plan,
             request_head,
             started,
             self.peer.clone(),
             close,
+            "HTTP/1.1",
         );
         let next = self.proxy.run(&x, plan).await;
         x.finish();
-        self.finish_request(http);
+        self.finish_request();
         next
     }
 
@@ -640,32 +766,19 @@ impl Conn {
             .send_reply(shard, http, reply, false, true)
             .await;
         let status = if sent { reply.status } else { 0 };
-        count_finished(shard, http, &self.listener.http_stats, status, started);
-        self.finish_request(http);
-        if !http.access_logs.is_empty() {
-            let record = Record {
-                status,
-                flags,
-                bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
-                duration: started.elapsed(),
-                ..Record::new(
-                    wall_clock(started),
-                    &[],
-                    self.peer.remote.clone(),
-                    self.peer.local.clone(),
-                )
-            };
-            shard.logs.log(&http.access_logs, &record);
-        }
+        count_finished(shard, http, &self.cx.listener.http_stats, status, started);
+        self.finish_request();
+        let body = if sent { reply.body.len() as u64 } else { 0 };
+        log_unparsed(shard, http, &self.peer, status, flags, body, started);
         Next::Close
     }
 
     /// Counts a finished request on the connection, and the connection's
     /// bytes so far.
-    fn finish_request(&mut self, http: &HttpSettings) {
+    fn finish_request(&mut self) {
         self.requests = self.requests.saturating_add(1);
         self.last_active = Instant::now();
-        self.count_bytes(http);
+        self.count_bytes();
     }
 }
 

@@ -1,0 +1,622 @@
+//! HTTP/2 downstream connections. The h2 codec drives the connection;
+//! each stream is one exchange on the protocol-neutral path, run as its
+//! own task on the shard so that one stream's slow upstream never holds
+//! up another. A stream's head is translated into the head block the
+//! request analysis reads, and response heads back into HEADERS frames.
+
+use super::downstream::Downstream;
+use super::{count_finished, kept_head, log_unparsed, CxStats, Exchange, Next, Proxy};
+use crate::http::body::{pump, Moved, OutFraming, PumpError, Sink, Source};
+use crate::http::codec::{encode_chunk, is_hop_by_hop, push_header, Framing, Patience, ReadBuf};
+use crate::http::codec::{LAST_CHUNK, READ_CHUNK};
+use crate::http::flags::ResponseFlags;
+use crate::http::head::{self, ParsedRequest, Peer};
+use crate::http::local_reply::LocalReply;
+use crate::net::{ByteCounts, Stream};
+use crate::server::shard::Shard;
+use crate::snapshot::HttpSettings;
+use crate::stats::sets::{Http as HttpStat, Http2 as Http2Stat};
+use bytes::Bytes;
+use h2::server::{Builder, SendResponse};
+use h2::{Reason, RecvStream, SendStream};
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How long a client has to finish the connection preface and SETTINGS.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves an HTTP/2 connection whose first bytes (`replay`) were already
+/// read, until the client leaves or a drain's GOAWAY has let every
+/// stream finish.
+pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Peer, index: usize) {
+    let shard = cx.shard.clone();
+    let http = &cx.listener.http;
+    let options = &http.http2;
+    let w = shard.id;
+    let counts = Rc::new(ByteCounts::default());
+    let Ok(io) = stream.into_poll(replay, counts.clone()) else {
+        return;
+    };
+    let mut builder = Builder::new();
+    builder
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .initial_window_size(options.initial_stream_window_size)
+        .initial_connection_window_size(options.initial_connection_window_size)
+        .header_table_size(options.hpack_table_size)
+        .max_header_list_size(u32::try_from(http.max_request_headers_bytes).unwrap_or(u32::MAX))
+        .max_send_buffer_size(READ_CHUNK);
+    let handshake = monoio::time::timeout(HANDSHAKE_TIMEOUT, builder.handshake::<_, Bytes>(io));
+    let mut conn = match handshake.await {
+        Ok(Ok(conn)) => conn,
+        _ => {
+            http.stats.inc(w, HttpStat::downstream_cx_protocol_error);
+            count_bytes(&counts, http, w);
+            return;
+        }
+    };
+    let h2_stats = shard.http2_stats();
+    let active = Rc::new(Cell::new(0usize));
+    let last_active = Rc::new(Cell::new(Instant::now()));
+    let mut keepalive = std::pin::pin!(keepalive(conn.ping_pong(), options.keepalive));
+    let mut idle = std::pin::pin!(idle(active.clone(), last_active.clone(), http.idle_timeout));
+    let mut accepted = 0u32;
+    let mut closing = false;
+    loop {
+        let next = monoio::select! {
+            next = conn.accept() => next,
+            _ = shard.drain.wait(), if !closing => {
+                http.stats.inc(w, HttpStat::downstream_cx_drain_close);
+                h2_stats.inc(w, Http2Stat::goaway_sent);
+                conn.graceful_shutdown();
+                closing = true;
+                continue;
+            }
+            _ = &mut idle, if !closing => {
+                http.stats.inc(w, HttpStat::downstream_cx_idle_timeout);
+                h2_stats.inc(w, Http2Stat::goaway_sent);
+                conn.graceful_shutdown();
+                closing = true;
+                continue;
+            }
+            _ = &mut keepalive => {
+                h2_stats.inc(w, Http2Stat::keepalive_timeout);
+                conn.abrupt_shutdown(Reason::NO_ERROR);
+                break;
+            }
+        };
+        match next {
+            Some(Ok((request, respond))) => {
+                accepted = accepted.saturating_add(1);
+                // max_requests_per_connection: this stream is the last.
+                if !closing
+                    && http
+                        .max_requests_per_connection
+                        .is_some_and(|max| accepted >= max)
+                {
+                    http.stats
+                        .inc(w, HttpStat::downstream_cx_max_requests_reached);
+                    h2_stats.inc(w, Http2Stat::goaway_sent);
+                    conn.graceful_shutdown();
+                    closing = true;
+                }
+                let task = StreamTask {
+                    shard: shard.clone(),
+                    listener: index,
+                    peer: peer.clone(),
+                    active: active.clone(),
+                    last_active: last_active.clone(),
+                };
+                monoio::spawn(task.run(request, respond));
+            }
+            Some(Err(e)) => {
+                if e.is_go_away() || e.reason().is_some_and(|r| r != Reason::NO_ERROR) {
+                    http.stats.inc(w, HttpStat::downstream_cx_protocol_error);
+                    h2_stats.inc(w, Http2Stat::rx_messaging_error);
+                }
+                break;
+            }
+            None => break,
+        }
+        count_bytes(&counts, http, w);
+    }
+    count_bytes(&counts, http, w);
+    let mut cx = cx;
+    cx.closed_by_peer = !closing;
+}
+
+/// Adds the connection's bytes moved since the last call to the totals.
+fn count_bytes(counts: &ByteCounts, http: &HttpSettings, w: usize) {
+    let (rx, tx) = counts.take();
+    http.stats
+        .add(w, HttpStat::downstream_cx_rx_bytes_total, rx);
+    http.stats
+        .add(w, HttpStat::downstream_cx_tx_bytes_total, tx);
+}
+
+/// Resolves when a `connection_keepalive` PING goes unanswered for its
+/// timeout; never without keepalive.
+async fn keepalive(ping: Option<h2::PingPong>, options: Option<crate::config::Keepalive>) {
+    let (Some(mut ping), Some(options)) = (ping, options) else {
+        return std::future::pending().await;
+    };
+    loop {
+        monoio::time::sleep(options.interval).await;
+        if ping.send_ping(h2::Ping::opaque()).is_err() {
+            return std::future::pending().await;
+        }
+        let pong = poll_fn(|cx| ping.poll_pong(cx));
+        match monoio::time::timeout(options.timeout, pong).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Resolves once the connection has had no stream for `limit`.
+async fn idle(active: Rc<Cell<usize>>, last_active: Rc<Cell<Instant>>, limit: Option<Duration>) {
+    let Some(limit) = limit else {
+        return std::future::pending().await;
+    };
+    loop {
+        let due = last_active.get() + limit;
+        monoio::time::sleep_until(monoio::time::Instant::from_std(due)).await;
+        if active.get() == 0 && Instant::now() >= last_active.get() + limit {
+            return;
+        }
+        if active.get() > 0 {
+            last_active.set(Instant::now());
+        }
+    }
+}
+
+/// What one stream's task needs from its connection.
+struct StreamTask {
+    shard: Rc<Shard>,
+    listener: usize,
+    peer: Peer,
+    active: Rc<Cell<usize>>,
+    last_active: Rc<Cell<Instant>>,
+}
+
+impl StreamTask {
+    async fn run(self, request: http::Request<RecvStream>, respond: SendResponse<Bytes>) {
+        let shard = &*self.shard;
+        let w = shard.id;
+        let h2_stats = shard.http2_stats();
+        self.active.set(self.active.get() + 1);
+        h2_stats.inc(w, Http2Stat::streams_active);
+        let started = Instant::now();
+        let view = shard.view();
+        let down = if let Some(listener) = view.snapshot.listeners.get(self.listener) {
+            let http = &listener.http;
+            let (parts, body) = request.into_parts();
+            let chunked = !body.is_end_stream() && !parts.headers.contains_key("content-length");
+            let head = request_head(&parts, chunked);
+            let mut down = H2Down::new(respond, body, chunked);
+            http.stats.inc(w, HttpStat::downstream_rq_http2_total);
+            match head::parse_request(&head, http, &self.peer, shard) {
+                ParsedRequest::Request(req, plan) => {
+                    let request_head = kept_head(&plan, http, &head);
+                    let x = Exchange::begin(
+                        shard,
+                        &view,
+                        http,
+                        &listener.http_stats,
+                        req,
+                        &plan,
+                        request_head,
+                        started,
+                        self.peer.clone(),
+                        false,
+                        "HTTP/2",
+                    );
+                    let mut proxy = Proxy {
+                        down,
+                        ubuf: ReadBuf::default(),
+                    };
+                    let _: Next = proxy.run(&x, plan).await;
+                    x.finish();
+                    proxy.down
+                }
+                // A head HTTP/2 carried but Ringway would not forward.
+                ParsedRequest::Reject(reply) => {
+                    http.stats.inc(w, HttpStat::downstream_rq_total);
+                    let sent = down.send_reply(shard, http, &reply, false, false).await;
+                    let status = if sent { reply.status } else { 0 };
+                    count_finished(shard, http, &listener.http_stats, status, started);
+                    let flags = ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR;
+                    let body = if sent { reply.body.len() as u64 } else { 0 };
+                    log_unparsed(shard, http, &self.peer, status, flags, body, started);
+                    down
+                }
+                ParsedRequest::Partial => down,
+            }
+        } else {
+            return;
+        };
+        down.end(h2_stats, w);
+        h2_stats.dec(w, Http2Stat::streams_active);
+        self.active.set(self.active.get() - 1);
+        self.last_active.set(Instant::now());
+    }
+}
+
+/// The HTTP/1.1 head block the request analysis reads, for an HTTP/2
+/// request: `:authority` becomes `host`, split `cookie` headers are
+/// joined with `; ` (RFC 9113 §8.2.3), and a body without a length is
+/// announced as chunked (and presented so by [`H2Body`]).
+fn request_head(parts: &http::request::Parts, chunked: bool) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(parts.method.as_str().as_bytes());
+    head.push(b' ');
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    let target = match (&parts.method, authority) {
+        (&http::Method::CONNECT, Some(a)) => a,
+        _ => parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+    };
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(a) = authority {
+        push_header(&mut head, "host", a.as_bytes());
+    }
+    let mut cookies: Vec<&[u8]> = Vec::new();
+    for (name, value) in &parts.headers {
+        if name == http::header::COOKIE {
+            cookies.push(value.as_bytes());
+        } else if !(authority.is_some() && name == http::header::HOST) {
+            push_header(&mut head, name.as_str(), value.as_bytes());
+        }
+    }
+    if !cookies.is_empty() {
+        push_header(&mut head, "cookie", &cookies.join(&b"; "[..]));
+    }
+    if chunked {
+        push_header(&mut head, "transfer-encoding", b"chunked");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// An HTTP/1.1 response head block (as the shared path shapes it) as an
+/// HTTP/2 response, without the hop-by-hop headers HTTP/2 forbids; with
+/// the block's length.
+fn response_from_head(block: &[u8]) -> Option<(http::Response<()>, usize)> {
+    let mut storage = [httparse::EMPTY_HEADER; 128];
+    let mut parsed = httparse::Response::new(&mut storage);
+    let Ok(httparse::Status::Complete(len)) = parsed.parse(block) else {
+        return None;
+    };
+    let mut response = http::Response::builder().status(parsed.code?);
+    let headers = response.headers_mut()?;
+    for h in parsed.headers.iter() {
+        // The length stays: it describes the DATA frames that follow.
+        if is_hop_by_hop(h.name) && !h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(h.name.as_bytes()),
+            http::HeaderValue::from_bytes(h.value),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    Some((response.body(()).ok()?, len))
+}
+
+/// Where an HTTP/2 stream's response stands.
+enum Reply {
+    /// No response head sent yet.
+    Waiting(SendResponse<Bytes>),
+    /// The head is sent; the body is going.
+    Streaming(SendStream<Bytes>),
+    /// The stream ended (or was abandoned).
+    Done,
+}
+
+impl Reply {
+    /// Whether the client reset the stream (or the connection is gone).
+    fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self {
+            Reply::Waiting(r) => r.poll_reset(cx).map(|_| ()),
+            Reply::Streaming(s) => s.poll_reset(cx).map(|_| ()),
+            Reply::Done => Poll::Pending,
+        }
+    }
+}
+
+/// An HTTP/2 stream as the shared path's downstream.
+pub(super) struct H2Down {
+    reply: Rc<RefCell<Reply>>,
+    body: H2Body,
+    rbuf: ReadBuf,
+    /// The client reset the stream or left.
+    gone: bool,
+}
+
+impl H2Down {
+    fn new(respond: SendResponse<Bytes>, recv: RecvStream, chunked: bool) -> Self {
+        H2Down {
+            reply: Rc::new(RefCell::new(Reply::Waiting(respond))),
+            body: H2Body {
+                recv,
+                chunked,
+                ended: false,
+            },
+            rbuf: ReadBuf::default(),
+            gone: false,
+        }
+    }
+
+    /// Sends the response head; false when the stream is gone.
+    fn start(&mut self, response: http::Response<()>, end: bool) -> bool {
+        let mut reply = self.reply.borrow_mut();
+        let Reply::Waiting(respond) = &mut *reply else {
+            return false;
+        };
+        match respond.send_response(response, end) {
+            Ok(stream) if !end => {
+                *reply = Reply::Streaming(stream);
+                true
+            }
+            Ok(_) => {
+                *reply = Reply::Done;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Ends the body with an empty DATA frame; false when the stream is gone.
+    fn finish(&mut self) -> bool {
+        let mut reply = self.reply.borrow_mut();
+        let ended = match &mut *reply {
+            Reply::Streaming(s) => s.send_data(Bytes::new(), true).is_ok(),
+            _ => false,
+        };
+        *reply = Reply::Done;
+        ended
+    }
+
+    /// Closes the stream's books: a client reset counts in `rx_reset`; a
+    /// response left unfinished is reset (`tx_reset`), as Envoy resets a
+    /// stream whose upstream broke.
+    fn end(self, stats: &crate::stats::Scope<Http2Stat>, w: usize) {
+        let mut reply = self.reply.borrow_mut();
+        let mut cx = Context::from_waker(Waker::noop());
+        if self.gone || reply.poll_reset(&mut cx).is_ready() {
+            stats.inc(w, Http2Stat::rx_reset);
+            return;
+        }
+        match &mut *reply {
+            Reply::Waiting(r) => r.send_reset(Reason::INTERNAL_ERROR),
+            Reply::Streaming(s) => s.send_reset(Reason::INTERNAL_ERROR),
+            Reply::Done => return,
+        }
+        stats.inc(w, Http2Stat::tx_reset);
+    }
+}
+
+impl Downstream for H2Down {
+    type Body = H2Body;
+
+    fn request_body(&mut self) -> (&mut H2Body, &mut ReadBuf) {
+        (&mut self.body, &mut self.rbuf)
+    }
+
+    async fn send_reply(
+        &mut self,
+        shard: &Shard,
+        http: &HttpSettings,
+        reply: &LocalReply<'_>,
+        head_only: bool,
+        _close: bool,
+    ) -> bool {
+        let block = shard
+            .date
+            .with(|date| reply.encode(http, date, head_only, false));
+        let Some((mut response, len)) = response_from_head(&block) else {
+            return false;
+        };
+        let body = &block[len..];
+        // Envoy's HTTP/2 local replies say no length when they have no body.
+        if reply.body.is_empty() {
+            response.headers_mut().remove(http::header::CONTENT_LENGTH);
+        }
+        if !self.start(response, body.is_empty()) {
+            return false;
+        }
+        if body.is_empty() {
+            return true;
+        }
+        let mut sink = H2Sink { reply: &self.reply };
+        let (sent, _) = sink.write(body.to_vec()).await;
+        sent.is_ok() && self.finish()
+    }
+
+    async fn send_continue(&mut self) -> bool {
+        let mut reply = self.reply.borrow_mut();
+        let Reply::Waiting(respond) = &mut *reply else {
+            return false;
+        };
+        let interim = http::Response::builder()
+            .status(100)
+            .body(())
+            .map_err(|_| ());
+        interim.is_ok_and(|r| respond.send_informational(r).is_ok())
+    }
+
+    async fn relay(
+        &mut self,
+        head: Vec<u8>,
+        up: &mut Stream,
+        ubuf: &mut ReadBuf,
+        framing: Framing,
+        patience: Patience,
+    ) -> Result<Moved, PumpError> {
+        let Some((response, _)) = response_from_head(&head) else {
+            return Err(PumpError::Destination(0));
+        };
+        let end = framing == Framing::Empty;
+        if !self.start(response, end) {
+            return Err(PumpError::Destination(0));
+        }
+        let written = head.len() as u64;
+        if end {
+            return Ok(Moved { body: 0, written });
+        }
+        let mut sink = H2Sink { reply: &self.reply };
+        let moved = pump(
+            up,
+            ubuf,
+            framing,
+            &mut sink,
+            Vec::new(),
+            OutFraming::Raw,
+            patience,
+        )
+        .await?;
+        if !self.finish() {
+            return Err(PumpError::Destination(written + moved.written));
+        }
+        Ok(Moved {
+            body: moved.body,
+            written: written + moved.written,
+        })
+    }
+
+    async fn send_switch(&mut self, _head: Vec<u8>) -> bool {
+        // An HTTP/2 request never asks to upgrade (extended CONNECT is
+        // not supported yet): nothing switches.
+        false
+    }
+
+    fn tunnel(&mut self) -> Option<(&mut Stream, &mut ReadBuf)> {
+        None
+    }
+
+    fn skip_body(&mut self, _framing: Framing) -> bool {
+        // The stream's unread body ends with the stream; the connection
+        // goes on.
+        true
+    }
+
+    fn closed(&self) -> impl Future<Output = ()> + use<> {
+        let reply = self.reply.clone();
+        poll_fn(move |cx| reply.borrow_mut().poll_reset(cx))
+    }
+
+    fn is_gone(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.reply.borrow_mut().poll_reset(&mut cx).is_ready()
+    }
+
+    fn lost(&mut self) {
+        self.gone = true;
+    }
+
+    fn count_sent(&mut self, _bytes: u64) {
+        // Counted at the connection's socket.
+    }
+}
+
+/// An HTTP/2 request body, presented as the framing its head block
+/// announced: as it is under a `content-length`, else as chunks.
+pub(super) struct H2Body {
+    recv: RecvStream,
+    chunked: bool,
+    ended: bool,
+}
+
+impl Source for H2Body {
+    async fn fill(
+        &mut self,
+        rbuf: &mut ReadBuf,
+        _limit: usize,
+        patience: Patience,
+    ) -> io::Result<usize> {
+        if self.ended {
+            return Ok(0);
+        }
+        loop {
+            let next = match patience.wait() {
+                None => self.recv.data().await,
+                Some(wait) => monoio::time::timeout(wait, self.recv.data())
+                    .await
+                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?,
+            };
+            match next {
+                Some(Ok(data)) if data.is_empty() => {}
+                Some(Ok(data)) => {
+                    // The window reopens as the bytes move on: what a stream
+                    // holds is bounded by what the path buffers.
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    if self.chunked {
+                        let mut chunk = Vec::with_capacity(data.len() + 16);
+                        encode_chunk(&mut chunk, &data);
+                        rbuf.append(&chunk);
+                    } else {
+                        rbuf.append(&data);
+                    }
+                    return Ok(data.len());
+                }
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                None => {
+                    self.ended = true;
+                    if self.chunked {
+                        rbuf.append(LAST_CHUNK);
+                        return Ok(LAST_CHUNK.len());
+                    }
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+/// Writes body bytes as DATA frames, within the stream's flow-control
+/// window.
+struct H2Sink<'a> {
+    reply: &'a RefCell<Reply>,
+}
+
+impl Sink for H2Sink<'_> {
+    async fn write(&mut self, out: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let len = out.len();
+        let mut data = Bytes::from(out);
+        while !data.is_empty() {
+            let capacity = poll_fn(|cx| match &mut *self.reply.borrow_mut() {
+                Reply::Streaming(s) => {
+                    s.reserve_capacity(data.len());
+                    match s.capacity() {
+                        0 => s.poll_capacity(cx),
+                        n => Poll::Ready(Some(Ok(n))),
+                    }
+                }
+                _ => Poll::Ready(None),
+            })
+            .await;
+            let n = match capacity {
+                Some(Ok(n)) => n.min(data.len()),
+                _ => return (Err(io::ErrorKind::BrokenPipe.into()), Vec::new()),
+            };
+            if n == 0 {
+                continue;
+            }
+            let chunk = data.split_to(n);
+            let sent = match &mut *self.reply.borrow_mut() {
+                Reply::Streaming(s) => s.send_data(chunk, false).is_ok(),
+                _ => false,
+            };
+            if !sent {
+                return (Err(io::ErrorKind::BrokenPipe.into()), Vec::new());
+            }
+        }
+        (Ok(len), Vec::new())
+    }
+}

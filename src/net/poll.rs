@@ -1,0 +1,140 @@
+//! A readiness-based view of a [`Stream`] with tokio's IO traits, for
+//! codecs written against them (h2). It rides monoio's poll-io (an epoll
+//! set armed with one io_uring POLL_ADD): no copies, and cancel-safe.
+
+use super::Stream;
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
+use monoio::net::unix::stream_poll::UnixStreamPoll;
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A stream in poll mode; bytes read before the switch are replayed first.
+pub struct PollStream {
+    replay: Vec<u8>,
+    replayed: usize,
+    io: PollIo,
+    counts: Rc<ByteCounts>,
+}
+
+/// Bytes a [`PollStream`] moved, for the connection's byte counters
+/// (the codec owns the stream; its connection task reads these).
+#[derive(Default)]
+pub struct ByteCounts {
+    rx: Cell<u64>,
+    tx: Cell<u64>,
+}
+
+impl ByteCounts {
+    /// Bytes (received, sent) since the last call.
+    pub fn take(&self) -> (u64, u64) {
+        (self.rx.take(), self.tx.take())
+    }
+
+    fn count(cell: &Cell<u64>, n: usize) {
+        cell.set(cell.get() + n as u64);
+    }
+}
+
+enum PollIo {
+    Tcp(TcpStreamPoll),
+    Unix(UnixStreamPoll),
+}
+
+impl Stream {
+    /// Switches the stream to poll mode; `replay` holds bytes already read
+    /// from it that the codec must see first.
+    pub fn into_poll(self, replay: Vec<u8>, counts: Rc<ByteCounts>) -> io::Result<PollStream> {
+        let io = match self {
+            Stream::Tcp(s) => PollIo::Tcp(s.try_into_poll_io().map_err(|(e, _)| e)?),
+            Stream::Unix(s) => PollIo::Unix(s.try_into_poll_io().map_err(|(e, _)| e)?),
+        };
+        Ok(PollStream {
+            replay,
+            replayed: 0,
+            io,
+            counts,
+        })
+    }
+}
+
+impl AsyncRead for PollStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.replayed < this.replay.len() {
+            let rest = &this.replay[this.replayed..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.replayed += n;
+            if this.replayed == this.replay.len() {
+                this.replay = Vec::new();
+                this.replayed = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let read = match &mut this.io {
+            PollIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            PollIo::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        ByteCounts::count(&this.counts.rx, buf.filled().len() - before);
+        read
+    }
+}
+
+impl AsyncWrite for PollStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = match &mut self.io {
+            PollIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            PollIo::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        };
+        if let Poll::Ready(Ok(n)) = written {
+            ByteCounts::count(&self.counts.tx, n);
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = match &mut self.io {
+            PollIo::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            PollIo::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        };
+        if let Poll::Ready(Ok(n)) = written {
+            ByteCounts::count(&self.counts.tx, n);
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            PollIo::Tcp(s) => Pin::new(s).poll_flush(cx),
+            PollIo::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            PollIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            PollIo::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

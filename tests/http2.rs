@@ -1,0 +1,352 @@
+//! HTTP/2 from downstream clients nobody here wrote: curl (prior
+//! knowledge) compared with Envoy 1.40 on the same bootstrap, h2load for
+//! load, and python-hyper's `h2` (tests/peers/h2_peer.py) for
+//! multiplexing, GOAWAY on drain and the flood attacks.
+
+mod common;
+use common::oracle::{with_admin, Pair};
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether python-hyper's `h2` is importable; under CI it must be.
+fn h2_peer_or_skip(test: &str) -> bool {
+    tool_or_skip(test, &["python3", "-c", "import h2"])
+}
+
+/// Runs tests/peers/h2_peer.py and returns its output lines.
+fn h2_peer(args: &[&str]) -> Vec<String> {
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg("python3")
+        .arg("tests/peers/h2_peer.py")
+        .args(args)
+        .output()
+        .expect("run h2_peer.py");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Routes: `/direct` answered by the proxy, `/b/...` to the backend with
+/// the prefix stripped, anything else unrouted.
+fn routes() -> String {
+    r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/direct" }
+                direct_response: { status: 200, body: { inline_string: "direct answer" } }
+              - match: { prefix: "/b/" }
+                route: { cluster: backend, prefix_rewrite: "/" }
+"#
+    .to_string()
+}
+
+#[test]
+fn prior_knowledge_requests_match_envoy() {
+    let backend = Backend::start("b");
+    let format = "%PROTOCOL% %REQ(:METHOD)% %REQ(:AUTHORITY)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %GRPC_STATUS% %UPSTREAM_CLUSTER% %REQ(COOKIE)%\n";
+    let access_log = format!(
+        "          stat_prefix: ingress_http\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: \"{{log}}\"\n              log_format: {{ text_format_source: {{ inline_string: {format:?} }} }}\n"
+    );
+    let config = with_admin(&http_config(
+        &routes(),
+        &static_cluster("backend", &[(&backend, 1)], ""),
+    ))
+    .replace("          stat_prefix: ingress_http\n", &access_log);
+    let Some(pair) = Pair::start(
+        "prior_knowledge_requests_match_envoy",
+        &config,
+        vec![backend],
+    ) else {
+        return;
+    };
+    let requests: &[&[&str]] = &[
+        &["/b/plain"],
+        &[
+            "-H",
+            "x-custom: one",
+            "-H",
+            "user-agent: test",
+            "/b/headers",
+        ],
+        // Split cookie headers are joined for an HTTP/1.1 upstream.
+        &["-H", "cookie: a=1", "-H", "cookie: b=2", "/b/cookies"],
+        &["--data-binary", "a body with a length", "/b/echo"],
+        // A body without a length goes upstream chunked.
+        &[
+            "--data-binary",
+            "no length",
+            "-H",
+            "content-length:",
+            "/b/echo",
+        ],
+        &["-I", "/b/head"],
+        &["/b/status/503"],
+        &["/b/chunked"],
+        &["/b/big/300000"],
+        &["/b/until-close"],
+        &["/direct"],
+        &["/nowhere"],
+        &["-H", "content-type: application/grpc", "/nowhere"],
+        &[
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "/b/status/503",
+        ],
+        &["-X", "OPTIONS", "/b/options"],
+    ];
+    pair.assert_all_same_h2(requests);
+    assert_eq!(
+        log_lines(&pair.logs.0, requests.len()),
+        log_lines(&pair.logs.1, requests.len()),
+        "access-log lines"
+    );
+    pair.assert_same_stats(&[
+        "http.ingress_http.downstream_cx_total",
+        "http.ingress_http.downstream_cx_http2_total",
+        "http.ingress_http.downstream_cx_http1_total",
+        "http.ingress_http.downstream_rq_total",
+        "http.ingress_http.downstream_rq_http2_total",
+        "http.ingress_http.downstream_rq_2xx",
+        "http.ingress_http.downstream_rq_4xx",
+        "http.ingress_http.downstream_rq_5xx",
+        "http2.rx_reset",
+        "http2.tx_reset",
+    ]);
+}
+
+/// A bootstrap whose connection manager says `codec`.
+fn with_codec(codec: &str, backend: &Backend) -> String {
+    with_admin(&http_config(
+        &catch_all("backend", ""),
+        &static_cluster("backend", &[(backend, 1)], ""),
+    ))
+    .replace(
+        "          stat_prefix: ingress_http\n",
+        &format!("          stat_prefix: ingress_http\n          codec_type: {codec}\n"),
+    )
+}
+
+#[test]
+fn codec_type_choices_match_envoy() {
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let h1 = b"GET /h1 HTTP/1.1\r\nhost: x\r\n\r\n";
+    let h2c = b"GET /h2c HTTP/1.1\r\nhost: x\r\nconnection: upgrade, http2-settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+    for codec in ["AUTO", "HTTP1", "HTTP2"] {
+        let backend = Backend::start("b");
+        let config = with_codec(codec, &backend);
+        let Some(pair) = Pair::start("codec_type_choices_match_envoy", &config, vec![backend])
+        else {
+            return;
+        };
+        // An HTTP/1.1 request (refused by an HTTP2-only manager), one asking
+        // for h2c (ignored, as Envoy ignores it), and the HTTP/2 preface
+        // (refused by an HTTP1-only manager).
+        pair.assert_all_same(&[h1.to_vec(), h2c.to_vec(), preface.to_vec()]);
+        let h2 = pair.assert_all_same_h2(&[&["/over-h2"]]);
+        assert_eq!(
+            h2[0].status,
+            if codec == "HTTP1" { 0 } else { 200 },
+            "{codec}"
+        );
+        pair.assert_same_stats(&[
+            "http.ingress_http.downstream_cx_http1_total",
+            "http.ingress_http.downstream_cx_http2_total",
+            "http.ingress_http.downstream_rq_http1_total",
+            "http.ingress_http.downstream_rq_http2_total",
+        ]);
+    }
+}
+
+#[test]
+fn http2_protocol_options_reach_the_client() {
+    let backend = Backend::start("b");
+    let config = with_codec("AUTO", &backend).replace(
+        "          codec_type: AUTO\n",
+        "          codec_type: AUTO\n          http2_protocol_options: { max_concurrent_streams: 7, initial_stream_window_size: 70000, initial_connection_window_size: 1048576, hpack_table_size: 0 }\n",
+    );
+    let proxy = Proxy::start(&config.replace("{admin}", &free_port().to_string()), &[]);
+    // nghttp prints the server's SETTINGS frame.
+    if !tool_or_skip(
+        "http2_protocol_options_reach_the_client",
+        &["nghttp", "--version"],
+    ) {
+        return;
+    }
+    let out = Command::new("nghttp")
+        .args(["-nv", &format!("http://127.0.0.1:{}/", proxy.port)])
+        .output()
+        .expect("nghttp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for setting in [
+        "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7",
+        "SETTINGS_INITIAL_WINDOW_SIZE(0x04):70000",
+        "SETTINGS_HEADER_TABLE_SIZE(0x01):0",
+    ] {
+        assert!(text.contains(setting), "{setting} missing from\n{text}");
+    }
+    // The connection window is opened to the configured size at once.
+    let increment = 1048576 - 65535;
+    assert!(
+        text.contains(&format!("window_size_increment={increment}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn h2load_streams_all_succeed() {
+    if !tool_or_skip("h2load_streams_all_succeed", &["h2load", "--version"]) {
+        return;
+    }
+    let backend = Backend::start("b");
+    let config = http_config(
+        &catch_all("backend", ""),
+        &static_cluster("backend", &[(&backend, 1)], ""),
+    );
+    let admin = free_port();
+    let proxy = Proxy::start(&(admin_block(admin) + &config), &["--concurrency", "2"]);
+    for streams in ["1", "50"] {
+        let out = Command::new("h2load")
+            .args(["-n", "2000", "-c", "4", "-m", streams])
+            .arg(format!("http://127.0.0.1:{}/load", proxy.port))
+            .output()
+            .expect("h2load");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("2000 succeeded, 0 failed, 0 errored, 0 timeout"),
+            "{text}"
+        );
+        assert!(text.contains("status codes: 2000 2xx"), "{text}");
+    }
+    let stats = admin_until(admin, "/stats", |s| {
+        s.contains("http.ingress_http.downstream_rq_http2_total: 4000")
+    });
+    assert!(
+        stats.contains("http.ingress_http.downstream_rq_http2_total: 4000"),
+        "{stats}"
+    );
+    assert!(stats.contains("http.ingress_http.downstream_cx_http2_total: 8"));
+    assert!(stats.contains("http2.streams_active: 0"), "{stats}");
+}
+
+#[test]
+fn a_slow_stream_does_not_hold_up_others_on_its_connection() {
+    if !h2_peer_or_skip("a_slow_stream_does_not_hold_up_others_on_its_connection") {
+        return;
+    }
+    let backend = Backend::start("b");
+    let config = http_config(
+        &catch_all("backend", ""),
+        &static_cluster("backend", &[(&backend, 1)], ""),
+    );
+    let proxy = Proxy::start(&config, &["--concurrency", "1"]);
+    let port = proxy.port.to_string();
+    let mut lines = h2_peer(&["streams", &port, "/delay/1500", "/fast", "/echo"]);
+    // The slow stream, sent first, finishes last; the others in any order.
+    assert_eq!(lines.pop().as_deref(), Some("/delay/1500 200 7"), "{lines:?}");
+    lines.sort();
+    assert_eq!(lines, ["/echo 200 0", "/fast 200 7"]);
+}
+
+#[test]
+fn drain_sends_goaway_and_in_flight_streams_finish() {
+    if !h2_peer_or_skip("drain_sends_goaway_and_in_flight_streams_finish") {
+        return;
+    }
+    let backend = Backend::start("b");
+    let config = http_config(
+        &catch_all("backend", ""),
+        &static_cluster("backend", &[(&backend, 1)], ""),
+    );
+    let admin = free_port();
+    let proxy = Proxy::start(&(admin_block(admin) + &config), &["--concurrency", "1"]);
+    let mut peer = Command::new("python3")
+        .args([
+            "tests/peers/h2_peer.py",
+            "drain",
+            &proxy.port.to_string(),
+            "/delay/1000",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("h2_peer drain");
+    let mut lines = BufReader::new(peer.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("sent"));
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let (status, _) = admin_request(admin, "POST", "/drain_listeners?graceful");
+    assert_eq!(status, 200);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = peer.wait();
+    // A graceful GOAWAY (NO_ERROR; h2 sends a second one naming the last
+    // stream), then the in-flight stream's answer, then the close.
+    let mut events = rest.clone();
+    events.dedup();
+    assert_eq!(
+        events,
+        ["goaway 0", "done 200", "closed"],
+        "after the drain: {rest:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let stats = admin_until(admin, "/stats", |s| s.contains("http2.goaway_sent: 1"));
+    assert!(stats.contains("http2.goaway_sent: 1"), "{stats}");
+}
+
+/// RSS of the proxy stays bounded through `attack`, the attacked
+/// connection ends as `expected` says, and a new connection is served.
+fn survives(proxy: &Proxy, attack: &[&str], expected: &[&str]) {
+    let port = proxy.port.to_string();
+    let before = proxy.rss_kib();
+    let mut args = vec![attack[0], port.as_str()];
+    args.extend_from_slice(&attack[1..]);
+    let outcome = h2_peer(&args);
+    assert!(
+        outcome.len() == 1 && expected.contains(&outcome[0].as_str()),
+        "{attack:?}: {outcome:?}, expected one of {expected:?}"
+    );
+    let grown = proxy.rss_kib().saturating_sub(before);
+    assert!(grown < 32 * 1024, "{attack:?}: RSS grew {grown} KiB");
+    let after = h2_peer(&["streams", &port, "/after"]);
+    assert_eq!(after, ["/after 200 8"], "served after {attack:?}");
+}
+
+#[test]
+fn flood_attacks_end_the_connection_and_others_are_served() {
+    if !h2_peer_or_skip("flood_attacks_end_the_connection_and_others_are_served") {
+        return;
+    }
+    let backend = Backend::start("b");
+    let config = http_config(
+        &catch_all("backend", ""),
+        &static_cluster("backend", &[(&backend, 1)], ""),
+    );
+    let proxy = Proxy::start(&config, &["--concurrency", "1"]);
+    // Rapid reset (CVE-2023-44487): h2's pending-accept reset limit sends
+    // GOAWAY (ENHANCE_YOUR_CALM, 11); the client may see only the close.
+    survives(&proxy, &["rapid-reset", "5000"], &["goaway 11", "closed"]);
+    // A CONTINUATION flood (CVE-2024-27316 family) is cut off at the
+    // header-list limit.
+    survives(
+        &proxy,
+        &["continuation", "5000"],
+        &["goaway 11", "goaway 1", "closed"],
+    );
+    // PING and SETTINGS floods are absorbed with backpressure: h2 keeps one
+    // pending answer and stops reading until it is written, so memory
+    // stays bounded and the connection keeps working.
+    survives(
+        &proxy,
+        &["ping-flood", "200000"],
+        &["open", "goaway 11", "closed"],
+    );
+    survives(
+        &proxy,
+        &["settings-flood", "100000"],
+        &["open", "goaway 11", "closed"],
+    );
+}

@@ -1,0 +1,276 @@
+"""An HTTP/2 client for the tests, on the python-hyper `h2` library (and its
+`hyperframe`/`hpack` for the raw frames of the attacks).
+
+    h2_peer.py streams PORT PATH...       concurrent GETs on one connection;
+                                          one line per finished stream:
+                                          "<path> <status> <body bytes>"
+    h2_peer.py drain PORT PATH            GET PATH, print "sent", then report
+                                          "goaway <code>" and "done <status>"
+    h2_peer.py rapid-reset PORT N         N x (HEADERS, RST_STREAM)
+    h2_peer.py continuation PORT N        one HEADERS then N CONTINUATIONs
+    h2_peer.py ping-flood PORT N          N PINGs without reading answers
+    h2_peer.py settings-flood PORT N      N SETTINGS without reading answers
+
+The attacks end with one line: "goaway <code>" when the server sent GOAWAY,
+"closed" when it closed without one, "open" when it still answers a PING
+after the flood.
+"""
+
+import socket
+import sys
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import hpack
+from hyperframe.frame import (
+    ContinuationFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
+
+
+def connect(port):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = h2.connection.H2Connection(
+        config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+    )
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    return sock, conn
+
+
+def request_headers(port, path):
+    return [
+        (":method", "GET"),
+        (":path", path),
+        (":scheme", "http"),
+        (":authority", "127.0.0.1:%d" % port),
+    ]
+
+
+def events(sock, conn):
+    """Yields h2 events until the connection closes."""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            data = b""
+        if not data:
+            yield None
+            return
+        for event in conn.receive_data(data):
+            yield event
+        out = conn.data_to_send()
+        if out:
+            try:
+                sock.sendall(out)
+            except OSError:
+                pass
+
+
+def streams(port, paths):
+    sock, conn = connect(port)
+    by_id = {}
+    for path in paths:
+        stream_id = conn.get_next_available_stream_id()
+        conn.send_headers(stream_id, request_headers(port, path), end_stream=True)
+        by_id[stream_id] = {"path": path, "status": 0, "body": 0}
+    sock.sendall(conn.data_to_send())
+    left = len(paths)
+    for event in events(sock, conn):
+        if event is None:
+            break
+        if isinstance(event, h2.events.ResponseReceived):
+            by_id[event.stream_id]["status"] = int(dict(event.headers)[":status"])
+        elif isinstance(event, h2.events.DataReceived):
+            by_id[event.stream_id]["body"] += len(event.data)
+            conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+            s = by_id[event.stream_id]
+            print("%s %d %d" % (s["path"], s["status"], s["body"]), flush=True)
+            left -= 1
+            if left == 0:
+                break
+    sock.close()
+
+
+def frames(sock):
+    """Yields (type, flags, stream id, payload) for each frame received,
+    then None when the connection closes. Raw, because python-hyper's
+    state machine treats a first GOAWAY as the end of the connection,
+    while a graceful shutdown (RFC 9113 section 6.8) goes on after it."""
+    buf = b""
+    while True:
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[0:3], "big"):
+            length = int.from_bytes(buf[0:3], "big")
+            stream_id = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            yield buf[3], buf[4], stream_id, buf[9 : 9 + length]
+            buf = buf[9 + length :]
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            yield None
+            return
+        buf += data
+
+
+def drain(port, path):
+    sock = raw_preface(port)
+    headers = HeadersFrame(1)
+    headers.data = hpack.Encoder().encode(request_headers(port, path))
+    headers.flags.add("END_HEADERS")
+    headers.flags.add("END_STREAM")
+    sock.sendall(headers.serialize())
+    print("sent", flush=True)
+    decoder = hpack.Decoder()
+    status = 0
+    for frame in frames(sock):
+        if frame is None:
+            print("closed", flush=True)
+            break
+        kind, flags, stream_id, payload = frame
+        if kind == 0x4 and not flags & 0x1:  # SETTINGS: acknowledge
+            sock.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+        elif kind == 0x6 and not flags & 0x1:  # PING: answer
+            sock.sendall(PingFrame(0, opaque_data=payload, flags=["ACK"]).serialize())
+        elif kind == 0x7:
+            print("goaway %d" % int.from_bytes(payload[4:8], "big"), flush=True)
+        elif kind == 0x1 and stream_id == 1:
+            status = int(dict(decoder.decode(payload))[":status"])
+        if kind in (0x0, 0x1) and stream_id == 1 and flags & 0x1:
+            print("done %d" % status, flush=True)
+    sock.close()
+
+
+def raw_preface(port):
+    """A connection past the preface and SETTINGS, for hand-made frames."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize())
+    return sock
+
+
+def outcome(sock):
+    """Reads what the server says after an attack: GOAWAY, a close, or
+    the answer to a PING (the connection still works)."""
+    try:
+        sock.sendall(PingFrame(0, opaque_data=b"stillok!").serialize())
+    except OSError:
+        print("closed", flush=True)
+        return
+    buf = b""
+    deadline = time.time() + 5
+    sock.settimeout(1)
+    while time.time() < deadline:
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            data = b""
+        if not data:
+            print("closed", flush=True)
+            return
+        buf += data
+        while len(buf) >= 9:
+            length = int.from_bytes(buf[0:3], "big")
+            kind = buf[3]
+            flags = buf[4]
+            if len(buf) < 9 + length:
+                break
+            payload = buf[9 : 9 + length]
+            buf = buf[9 + length :]
+            if kind == 0x7:
+                print("goaway %d" % int.from_bytes(payload[4:8], "big"), flush=True)
+                return
+            if kind == 0x6 and flags & 0x1 and payload == b"stillok!":
+                print("open", flush=True)
+                return
+    print("open", flush=True)
+
+
+def rapid_reset(port, n):
+    sock = raw_preface(port)
+    encoder = hpack.Encoder()
+    block = b""
+    for i in range(n):
+        stream_id = 1 + 2 * i
+        headers = HeadersFrame(stream_id)
+        headers.data = encoder.encode(request_headers(port, "/"))
+        headers.flags.add("END_HEADERS")
+        headers.flags.add("END_STREAM")
+        reset = RstStreamFrame(stream_id)
+        reset.error_code = 8  # CANCEL
+        block += headers.serialize() + reset.serialize()
+        if len(block) > 32768:
+            try:
+                sock.sendall(block)
+            except OSError:
+                break
+            block = b""
+    try:
+        sock.sendall(block)
+    except OSError:
+        pass
+    outcome(sock)
+
+
+def continuation(port, n):
+    sock = raw_preface(port)
+    encoder = hpack.Encoder()
+    headers = HeadersFrame(1)
+    headers.data = encoder.encode(request_headers(port, "/"))
+    try:
+        sock.sendall(headers.serialize())
+        filler = b"\x40\x01a\x03xyz" * 120  # literal headers, no indexing
+        for _ in range(n):
+            frame = ContinuationFrame(1)
+            frame.data = filler
+            sock.sendall(frame.serialize())
+    except OSError:
+        pass
+    outcome(sock)
+
+
+def flood(port, n, frame):
+    sock = raw_preface(port)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    block = frame.serialize() * 1000
+    sent = 0
+    sock.settimeout(3)
+    try:
+        while sent < n:
+            sock.sendall(block)
+            sent += 1000
+    except OSError:
+        pass
+    outcome(sock)
+
+
+def main():
+    command, port = sys.argv[1], int(sys.argv[2])
+    args = sys.argv[3:]
+    if command == "streams":
+        streams(port, args)
+    elif command == "drain":
+        drain(port, args[0])
+    elif command == "rapid-reset":
+        rapid_reset(port, int(args[0]))
+    elif command == "continuation":
+        continuation(port, int(args[0]))
+    elif command == "ping-flood":
+        flood(port, int(args[0]), PingFrame(0, opaque_data=b"flooding"))
+    elif command == "settings-flood":
+        flood(port, int(args[0]), SettingsFrame(0))
+    else:
+        sys.exit("unknown command " + command)
+
+
+if __name__ == "__main__":
+    main()
