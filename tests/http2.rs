@@ -248,7 +248,11 @@ fn a_slow_stream_does_not_hold_up_others_on_its_connection() {
     let port = proxy.port.to_string();
     let mut lines = h2_peer(&["streams", &port, "/delay/1500", "/fast", "/echo"]);
     // The slow stream, sent first, finishes last; the others in any order.
-    assert_eq!(lines.pop().as_deref(), Some("/delay/1500 200 7"), "{lines:?}");
+    assert_eq!(
+        lines.pop().as_deref(),
+        Some("/delay/1500 200 7"),
+        "{lines:?}"
+    );
     lines.sort();
     assert_eq!(lines, ["/echo 200 0", "/fast 200 7"]);
 }

@@ -322,6 +322,26 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             true,
         ),
         (
+            "typed_extension_protocol_options asking for HTTP/2",
+            edit("    connect_timeout: 1s\n", "    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http2_protocol_options: { max_concurrent_streams: 100, initial_stream_window_size: 65536, connection_keepalive: { interval: 10s, timeout: 2s } } }\n"),
+            true,
+        ),
+        (
+            "use_downstream_protocol_config with both protocols",
+            edit("    connect_timeout: 1s\n", "    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: {} }\n"),
+            true,
+        ),
+        (
+            "the legacy cluster http2_protocol_options",
+            edit("    connect_timeout: 1s\n", "    connect_timeout: 1s\n    http2_protocol_options: { hpack_table_size: 0 }\n"),
+            true,
+        ),
+        (
+            "an upstream HTTP/2 window below 65535",
+            edit("    connect_timeout: 1s\n", "    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http2_protocol_options: { initial_connection_window_size: 100 } }\n"),
+            false,
+        ),
+        (
             "a gRPC route match",
             edit("match: { prefix: \"/\" }", "match: { prefix: \"/\", grpc: {} }"),
             true,

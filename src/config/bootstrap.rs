@@ -322,9 +322,24 @@ pub struct Cluster {
     pub max_requests_per_connection: Option<u32>,
     /// `upstream_connection_options.tcp_keepalive`.
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// The HTTP protocol spoken to the endpoints.
+    pub upstream_protocol: UpstreamProtocol,
 }
 
-/// `tcp_keepalive`: unset fields keep the kernel's values.
+/// The protocol a cluster speaks to its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (the default).
+    Http1,
+    /// HTTP/2 with these options (prior knowledge over plaintext).
+    Http2(super::Http2Options),
+    /// Whatever the downstream speaks (`use_downstream_protocol_config`),
+    /// with these options when that is HTTP/2.
+    FollowDownstream(super::Http2Options),
+}
+
+/// `upstream_connection_options.tcp_keepalive`: unset fields keep the
+/// kernel's values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpKeepalive {
     /// `keepalive_probes`.
@@ -603,11 +618,12 @@ static CLUSTER: Fields = Fields {
         "maglev_lb_config", "alt_stat_name", "per_connection_buffer_limit_bytes",
         "max_requests_per_connection", "common_http_protocol_options",
         "upstream_connection_options", "typed_extension_protocol_options",
+        "http2_protocol_options",
     ],
     unsupported: &[
         "transport_socket_matches", "cluster_type", "eds_cluster_config",
         "health_checks", "circuit_breakers", "upstream_http_protocol_options",
-        "http_protocol_options", "http2_protocol_options",
+        "http_protocol_options",
         "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
         "wait_for_warm_on_init", "outlier_detection", "cleanup_interval", "upstream_bind_config",
@@ -1519,8 +1535,15 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
         max_requests_per_connection =
             common_upstream_options(&c, errs).or(max_requests_per_connection);
     }
+    // The legacy cluster-level field asks for HTTP/2 too.
+    let mut upstream_protocol = match obj.get("http2_protocol_options") {
+        Some(o) => UpstreamProtocol::Http2(super::http2::options(&o, errs)),
+        None => UpstreamProtocol::Http1,
+    };
     if let Some(t) = obj.get("typed_extension_protocol_options") {
-        max_requests_per_connection = protocol_options(&t, errs).or(max_requests_per_connection);
+        let (max, protocol) = protocol_options(&t, errs);
+        max_requests_per_connection = max.or(max_requests_per_connection);
+        upstream_protocol = protocol.unwrap_or(upstream_protocol);
     }
     let tcp_keepalive = obj
         .get("upstream_connection_options")
@@ -1538,6 +1561,7 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
             .filter(|&m| m > 0)
             .map(|m| m as u32),
         tcp_keepalive,
+        upstream_protocol,
         connect_timeout,
         endpoints,
         dns_refresh_rate,
@@ -1565,8 +1589,8 @@ static HTTP_PROTOCOL_OPTIONS_FIELDS: Fields = Fields {
 };
 #[rustfmt::skip]
 static HTTP_CONFIG: Fields = Fields {
-    known: &["http_protocol_options"],
-    unsupported: &["http2_protocol_options", "http3_protocol_options"],
+    known: &["http_protocol_options", "http2_protocol_options"],
+    unsupported: &["http3_protocol_options"],
 };
 #[rustfmt::skip]
 static HTTP1_PROTOCOL_OPTIONS: Fields = Fields {
@@ -1580,18 +1604,20 @@ static HTTP1_PROTOCOL_OPTIONS: Fields = Fields {
 };
 
 /// Decodes a cluster's `typed_extension_protocol_options`: Envoy's
-/// `HttpProtocolOptions` asking for HTTP/1.1 upstreams (explicitly, or by
-/// following the downstream protocol, which is HTTP/1.1 until HTTP/2
-/// lands). Returns its `common_http_protocol_options.max_requests_per_connection`.
-fn protocol_options(node: &Node, errs: &mut Errors) -> Option<u64> {
+/// `HttpProtocolOptions` choosing the upstream protocol (explicitly, or
+/// following the downstream's). Returns its
+/// `common_http_protocol_options.max_requests_per_connection` and the
+/// protocol it chose.
+fn protocol_options(node: &Node, errs: &mut Errors) -> (Option<u64>, Option<UpstreamProtocol>) {
     let serde_json::Value::Object(map) = node.value() else {
         errs.add(
             node.path(),
             "expected a mapping of extension names to options",
         );
-        return None;
+        return (None, None);
     };
     let mut max_requests = None;
+    let mut protocol = None;
     for name in map.keys() {
         let Some(entry) = node.entry(name) else {
             continue;
@@ -1642,27 +1668,34 @@ fn protocol_options(node: &Node, errs: &mut Errors) -> Option<u64> {
             let Some(c) = o.get(config).and_then(|c| c.object(errs, &HTTP_CONFIG)) else {
                 continue;
             };
-            match c.get("http_protocol_options") {
-                Some(h1) => {
-                    h1.object(errs, &HTTP1_PROTOCOL_OPTIONS);
-                }
-                // Envoy requires the explicit choice to name a protocol.
-                None if config == "explicit_http_config"
-                    && c.get("http2_protocol_options").is_none() =>
-                {
-                    errs.add(
-                        c.path(),
-                        "expected http_protocol_options (the protocol to use)",
-                    );
-                }
-                None => {}
+            if let Some(h1) = c.get("http_protocol_options") {
+                h1.object(errs, &HTTP1_PROTOCOL_OPTIONS);
             }
+            let h2 = c
+                .get("http2_protocol_options")
+                .map(|o| super::http2::options(&o, errs));
+            protocol = Some(match (config, h2) {
+                ("use_downstream_protocol_config", h2) => {
+                    UpstreamProtocol::FollowDownstream(h2.unwrap_or_default())
+                }
+                (_, Some(h2)) => UpstreamProtocol::Http2(h2),
+                (_, None) => {
+                    // Envoy requires the explicit choice to name a protocol.
+                    if c.get("http_protocol_options").is_none() {
+                        errs.add(
+                            c.path(),
+                            "expected http_protocol_options or http2_protocol_options (the protocol to use)",
+                        );
+                    }
+                    UpstreamProtocol::Http1
+                }
+            });
         }
         if let Some(c) = o.get("common_http_protocol_options") {
             max_requests = common_upstream_options(&c, errs);
         }
     }
-    max_requests
+    (max_requests, protocol)
 }
 
 /// Decodes an upstream `common_http_protocol_options`: its

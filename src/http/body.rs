@@ -54,6 +54,12 @@ pub(crate) trait Source {
         limit: usize,
         patience: Patience,
     ) -> io::Result<usize>;
+
+    /// The trailers that ended the body, once it has ended with some
+    /// (HTTP/2; an HTTP/1.1 source's chunked trailers are not kept).
+    fn trailers(&self) -> Option<&http::HeaderMap> {
+        None
+    }
 }
 
 impl Source for Stream {

@@ -33,9 +33,11 @@ impl ResponseFlags {
     pub const STREAM_IDLE_TIMEOUT: Self = Self(1 << 11);
     /// UO: upstream overflow (circuit breaking).
     pub const UPSTREAM_OVERFLOW: Self = Self(1 << 12);
+    /// DR: the downstream reset its stream (HTTP/2).
+    pub const DOWNSTREAM_REMOTE_RESET: Self = Self(1 << 13);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 13] = [
+    const NAMES: [(Self, &'static str); 14] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
@@ -49,6 +51,7 @@ impl ResponseFlags {
         (Self::DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
         (Self::UPSTREAM_PROTOCOL_ERROR, "UPE"),
         (Self::NO_CLUSTER_FOUND, "NC"),
+        (Self::DOWNSTREAM_REMOTE_RESET, "DR"),
     ];
 
     /// Adds `other`'s flags.

@@ -1,4 +1,5 @@
-//! HTTP/1.1: the connection manager, codec helpers, body streaming and local replies.
+//! HTTP: the connection manager, codec helpers (HTTP/1.1 and HTTP/2),
+//! body streaming and local replies.
 
 pub mod body;
 pub mod codec;
@@ -6,6 +7,7 @@ pub mod conn;
 pub mod date;
 pub mod flags;
 pub mod grpc;
+pub mod h2;
 pub mod head;
 pub mod local_reply;
 pub mod mutate;

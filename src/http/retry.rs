@@ -16,6 +16,9 @@ pub enum FailKind {
     PerTryTimeout,
     /// The upstream did not speak HTTP/1.1.
     Protocol,
+    /// An HTTP/2 upstream refused the stream (REFUSED_STREAM, or GOAWAY
+    /// before it was processed): it never saw the request.
+    RefusedStream,
 }
 
 /// The retry policy in force for one request, and what is left of it.
@@ -81,6 +84,8 @@ impl<'a> Retries<'a> {
                     .union(RetryOn::RESET_BEFORE_REQUEST),
             ),
             FailKind::Reset | FailKind::PerTryTimeout | FailKind::Protocol => self.on.any(resets),
+            // Envoy's 5xx and reset conditions include refused streams.
+            FailKind::RefusedStream => self.on.any(resets.union(RetryOn::REFUSED_STREAM)),
         }
     }
 

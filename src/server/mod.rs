@@ -347,6 +347,7 @@ async fn run_shard(
     let _ = stop.recv_async().await;
     shard.drain.start();
     shard.pool.clear();
+    shard.h2_pool.clear();
     while shard.connections.get() > 0 {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }

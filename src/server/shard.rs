@@ -8,6 +8,7 @@ use crate::http::date::DateCache;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::histogram::ShardHistograms;
 use crate::stats::{sets, Scope, Store};
+use crate::upstream::h2pool::H2Pool;
 use crate::upstream::lb::{self, Balancer, RoundRobin};
 use crate::upstream::pool::Pool;
 use crate::upstream::Endpoint;
@@ -92,6 +93,8 @@ pub struct Shard {
     view: RefCell<Rc<View>>,
     /// Idle upstream connections.
     pub pool: Pool,
+    /// Upstream HTTP/2 connections.
+    pub h2_pool: H2Pool,
     /// Cached `date` header value.
     pub date: DateCache,
     /// Drain flag and idle-connection wakeups.
@@ -123,6 +126,7 @@ impl Shard {
             view: RefCell::new(Rc::new(View::new(published.load(), id))),
             published,
             pool: Pool::default(),
+            h2_pool: H2Pool::default(),
             date: DateCache::default(),
             drain: LocalDrain::default(),
             connections: Cell::new(0),

@@ -73,7 +73,8 @@ stat_set!(
     /// `cluster.<name>.*`.
     Cluster, Some("upstream_rq_"),
     counters [
-        upstream_cx_total, upstream_cx_http1_total, upstream_cx_connect_fail,
+        upstream_cx_total, upstream_cx_http1_total, upstream_cx_http2_total,
+        upstream_cx_connect_fail,
         upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_destroy_local,
         upstream_cx_max_requests,
         upstream_cx_destroy_remote, upstream_cx_none_healthy, upstream_cx_protocol_error,

@@ -1,6 +1,7 @@
 //! Clusters, their endpoints, load balancing, DNS and per-shard pools.
 
 pub mod dns;
+pub mod h2pool;
 pub mod hashing;
 pub mod lb;
 pub mod pool;

@@ -18,31 +18,24 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// dead connection is retried on a fresh one by the connection manager.
 const PROBE_AFTER: Duration = Duration::from_millis(500);
 
-/// An open upstream connection; its cluster's and endpoint's
-/// `cx_active` gauges count it until it is dropped.
-pub struct UpstreamConn {
-    /// The socket.
-    pub stream: Stream,
-    /// Requests completed on it (for `max_requests_per_connection`).
-    pub requests: u32,
+/// An open upstream connection's place in its cluster's and endpoint's
+/// `cx_active` gauges, from connect until it is dropped.
+pub struct CxGuard {
     cluster: Arc<Scope<sets::Cluster>>,
     host: Arc<Scope<sets::Host>>,
     shard: usize,
 }
 
-impl UpstreamConn {
-    /// Wraps a newly connected socket of `host` in `cluster`, on `shard`.
+impl CxGuard {
+    /// Counts a newly connected socket of `host` in `cluster`, on `shard`.
     pub fn new(
-        stream: Stream,
         cluster: Arc<Scope<sets::Cluster>>,
         host: Arc<Scope<sets::Host>>,
         shard: usize,
     ) -> Self {
         cluster.inc(shard, sets::Cluster::upstream_cx_active);
         host.inc(shard, sets::Host::cx_active);
-        UpstreamConn {
-            stream,
-            requests: 0,
+        CxGuard {
             cluster,
             host,
             shard,
@@ -50,7 +43,7 @@ impl UpstreamConn {
     }
 }
 
-impl Drop for UpstreamConn {
+impl Drop for CxGuard {
     fn drop(&mut self) {
         self.cluster
             .dec(self.shard, sets::Cluster::upstream_cx_active);
@@ -58,6 +51,16 @@ impl Drop for UpstreamConn {
             .inc(self.shard, sets::Cluster::upstream_cx_destroy);
         self.host.dec(self.shard, sets::Host::cx_active);
     }
+}
+
+/// An open upstream HTTP/1.1 connection.
+pub struct UpstreamConn {
+    /// The socket.
+    pub stream: Stream,
+    /// Requests completed on it (for `max_requests_per_connection`).
+    pub requests: u32,
+    /// Its place in the stats.
+    pub guard: CxGuard,
 }
 
 struct Idle {

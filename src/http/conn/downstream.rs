@@ -10,6 +10,7 @@
 
 use crate::http::body::{pump, Moved, OutFraming, PumpError, Source};
 use crate::http::codec::{Framing, Patience, ReadBuf};
+use crate::http::flags::ResponseFlags;
 use crate::http::local_reply::LocalReply;
 use crate::net::{peek, peer_closed, Peeked, Stream};
 use crate::server::shard::Shard;
@@ -28,8 +29,20 @@ pub(super) trait Downstream {
     /// Where the request body is read from.
     type Body: Source;
 
+    /// The response flag for a client that went away mid-exchange.
+    const GONE: ResponseFlags;
+
     /// The request body's source and the bytes of it already buffered.
     fn request_body(&mut self) -> (&mut Self::Body, &mut ReadBuf);
+
+    /// Takes the request body away, when this protocol reads it apart
+    /// from writing the response (an HTTP/2 stream), so that it can
+    /// stream upstream while the response streams back (gRPC's
+    /// bidirectional calls); None for HTTP/1.1, whose body and response
+    /// share the socket.
+    fn detach_body(&mut self) -> Option<(Self::Body, ReadBuf)> {
+        None
+    }
 
     /// Sends a local reply; false when the client is gone.
     async fn send_reply(
@@ -45,11 +58,13 @@ pub(super) trait Downstream {
     async fn send_continue(&mut self) -> bool;
 
     /// Sends the response `head` (an HTTP/1.1 head block, shaped for the
-    /// client) and then the body read from `up` as `framing` says.
-    async fn relay(
+    /// client) and then the body read from `up` as `framing` says, and
+    /// the trailers that ended it where the protocol carries them
+    /// (HTTP/1.1 drops them, as Envoy does by default).
+    async fn relay<S: Source>(
         &mut self,
         head: Vec<u8>,
-        up: &mut Stream,
+        up: &mut S,
         ubuf: &mut ReadBuf,
         framing: Framing,
         patience: Patience,
@@ -109,6 +124,7 @@ impl H1Down {
 
 impl Downstream for H1Down {
     type Body = Stream;
+    const GONE: ResponseFlags = ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION;
 
     fn request_body(&mut self) -> (&mut Stream, &mut ReadBuf) {
         (&mut self.stream, &mut self.rbuf)
@@ -132,10 +148,10 @@ impl Downstream for H1Down {
         self.send(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await
     }
 
-    async fn relay(
+    async fn relay<S: Source>(
         &mut self,
         head: Vec<u8>,
-        up: &mut Stream,
+        up: &mut S,
         ubuf: &mut ReadBuf,
         framing: Framing,
         patience: Patience,

@@ -2,9 +2,11 @@
 //! for replay, attempts with retries and timeouts, and relaying the
 //! response.
 
+mod upstream_h2;
+
 use super::downstream::Downstream;
 use super::{timeout_reply, Exchange, Next, Proxy};
-use crate::config::HostRewrite;
+use crate::config::{HostRewrite, UpstreamProtocol};
 use crate::http::body::{pump, OutFraming, PumpError, Source};
 use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
@@ -18,7 +20,7 @@ use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpStat};
-use crate::upstream::pool::UpstreamConn;
+use crate::upstream::pool::{CxGuard, UpstreamConn};
 use crate::upstream::{Cluster, Endpoint, RetrySlots};
 use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
@@ -75,6 +77,16 @@ enum Failure {
     Retriable(u16),
     /// The upstream sent nothing for the stream idle timeout.
     StreamIdle,
+}
+
+/// What waiting for one attempt's response came to.
+struct Awaited {
+    /// None: the route or per-try timeout ran out.
+    result: Option<Result<Received, Failure>>,
+    /// The per-try timeout (not the route's) was the one to run out.
+    per_try_cut: bool,
+    /// The response head went downstream.
+    headers_sent: bool,
 }
 
 /// What one upstream attempt came to.
@@ -299,7 +311,7 @@ impl<D: Downstream> Proxy<D> {
                 monoio::time::sleep(pause).await;
                 // A client that left during the back-off gets no more attempts.
                 if self.down.is_gone() {
-                    x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                    x.flag(D::GONE);
                     self.down.lost();
                     return Next::Close;
                 }
@@ -351,7 +363,7 @@ impl<D: Downstream> Proxy<D> {
         match moved.end {
             upgrade::End::Downstream => {
                 self.down.lost();
-                x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                x.flag(D::GONE);
             }
             upgrade::End::Upstream => x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
             upgrade::End::Idle => x.flag(ResponseFlags::STREAM_IDLE_TIMEOUT),
@@ -392,7 +404,7 @@ impl<D: Downstream> Proxy<D> {
             x.count_response(100);
             true
         } else {
-            x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            x.flag(D::GONE);
             false
         }
     }
@@ -464,7 +476,7 @@ impl<D: Downstream> Proxy<D> {
                     .await
             }
             _ => {
-                x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                x.flag(D::GONE);
                 self.down.lost();
                 Next::Close
             }
@@ -499,6 +511,18 @@ impl<D: Downstream> Proxy<D> {
         x.log
             .upstream
             .replace(Some((plan.cluster_index, addr.clone())));
+        let http2 = match &cluster.config.upstream_protocol {
+            UpstreamProtocol::Http1 => None,
+            UpstreamProtocol::Http2(options) => Some(options),
+            UpstreamProtocol::FollowDownstream(options) => {
+                (x.protocol == "HTTP/2").then_some(options)
+            }
+        };
+        if let Some(options) = http2 {
+            return self
+                .attempt_h2(x, plan, head, retries, attempt, options)
+                .await;
+        }
         if let Some(body) = plan.body.filter(|b| !b.is_empty()) {
             head.extend_from_slice(body);
         }
@@ -519,7 +543,14 @@ impl<D: Downstream> Proxy<D> {
             let resendable = pooled.is_some() && plan.body.is_some();
             let mut up = match pooled {
                 Some(up) => up,
-                None => match connect(x.shard, cluster, endpoint).await {
+                None => match connect(
+                    x.shard,
+                    cluster,
+                    endpoint,
+                    ClusterStat::upstream_cx_http1_total,
+                )
+                .await
+                {
                     Ok(up) => up,
                     Err(reason) => {
                         x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
@@ -592,7 +623,7 @@ impl<D: Downstream> Proxy<D> {
                         return Tried::Done(self.reply(x, &reply).await);
                     }
                     Some(Err(PumpError::Source)) => {
-                        x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                        x.flag(D::GONE);
                         self.down.lost();
                         return Tried::Done(Next::Close);
                     }
@@ -601,50 +632,16 @@ impl<D: Downstream> Proxy<D> {
                     }
                 }
             }
-            // The route timeout runs from the end of the request to the end
-            // of the response (across attempts); a per-try timeout may cut
-            // one attempt shorter.
-            let now = Instant::now();
-            let deadline = plan.deadline.or(plan.timeout.map(|t| now + t));
-            let per_try = retries.per_try_timeout.map(|t| now + t);
-            let limit = match (deadline, per_try) {
-                (Some(d), Some(p)) => Some(d.min(p)),
-                (d, p) => d.or(p),
-            };
-            let per_try_cut = per_try.is_some_and(|p| deadline.is_none_or(|d| p < d));
-            let headers_sent = Cell::new(false);
-            self.ubuf.clear();
-            self.ubuf.set_chunk(cluster.config.buffer_limit);
-            let watch = plan
-                .watch_responses
-                .then_some((retries, &cluster.retry_slots));
-            let client_gone = self.down.closed();
-            let receive = self.receive(x, &mut up.stream, attempt.started, &headers_sent, watch);
-            // A client that leaves while the upstream works ends the attempt
-            // (Envoy resets the upstream request); checked from WATCH_AFTER on.
-            let receive = async {
-                monoio::select! {
-                    r = receive => r,
-                    _ = client_gone => Err(Failure::DownstreamGone),
-                }
-            };
-            let result = match limit {
-                Some(l) => {
-                    let left = l.saturating_duration_since(Instant::now());
-                    monoio::time::timeout(left, receive).await.ok()
-                }
-                None => Some(receive.await),
-            };
+            let awaited = self
+                .await_response(x, &mut up.stream, plan, retries, attempt.started)
+                .await;
             attempt.received(self.ubuf.take_received());
-            return match result {
+            match awaited.result {
                 Some(Ok(Received::Switched)) => {
                     attempt.charge(x.status.get());
-                    Tried::Done(self.tunnel(x, &mut up.stream).await)
+                    return Tried::Done(self.tunnel(x, &mut up.stream).await);
                 }
                 Some(Ok(Received::Complete { reusable })) => {
-                    attempt.charge(x.status.get());
-                    // The client's unread body ends its connection too.
-                    let client_unread = body_unfinished && plan.body.is_none();
                     up.requests += 1;
                     let spent = cluster
                         .config
@@ -658,91 +655,165 @@ impl<D: Downstream> Proxy<D> {
                     if reusable && !body_unfinished && !spent {
                         x.shard.pool.put(addr.clone(), up);
                     }
-                    Tried::Done(if x.closing() || client_unread || x.req.upgrade {
-                        Next::Close
-                    } else {
-                        Next::KeepAlive
-                    })
-                }
-                Some(Err(Failure::Retriable(status))) => {
-                    // A response retried rather than relayed counts, as in
-                    // Envoy, in retry.upstream_rq_<code> (by the retry) and
-                    // for its host, not in the cluster's upstream_rq_<code>.
-                    attempt.charge_host(status);
-                    Tried::Retriable(status)
-                }
-                Some(Err(Failure::StreamIdle)) => {
-                    x.flag(ResponseFlags::STREAM_IDLE_TIMEOUT);
-                    x.http
-                        .stats
-                        .inc(x.shard.id, HttpStat::downstream_rq_idle_timeout);
-                    attempt.charge(x.status.get());
-                    if headers_sent.get() {
-                        return Tried::Done(Next::Close);
-                    }
-                    let mut reply = LocalReply::new(408, "stream timeout");
-                    reply.close = true;
-                    Tried::Done(self.reply(x, &reply).await)
                 }
                 Some(Err(Failure::BeforeHeaders(_))) if resendable && self.ubuf.is_empty() => {
                     fresh_only = true;
                     continue;
                 }
-                Some(Err(Failure::BeforeHeaders(reason))) => {
-                    x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
-                    attempt.charge(503);
-                    let mut reply = LocalReply::upstream_reset(reason);
-                    // A body the client is still sending is never read.
-                    reply.close = body_unfinished && plan.body.is_none();
-                    Tried::Failed(reply, FailKind::Reset)
+                _ => {}
+            }
+            // A streamed body the upstream did not read to its end.
+            let client_unread = body_unfinished && plan.body.is_none();
+            return self.settle(x, plan, &attempt, awaited, client_unread).await;
+        }
+    }
+
+    /// Waits for the response to an attempt whose request is sent, within
+    /// the route timeout (from the end of the request to the end of the
+    /// response, across attempts) and the per-try timeout, relaying it
+    /// downstream unless the retry policy wants it retried; a client that
+    /// leaves meanwhile ends the attempt (Envoy resets the upstream
+    /// request).
+    async fn await_response<U: Source>(
+        &mut self,
+        x: &Exchange<'_>,
+        up: &mut U,
+        plan: &AttemptPlan<'_>,
+        retries: &Retries<'_>,
+        started: Instant,
+    ) -> Awaited {
+        let now = Instant::now();
+        let deadline = plan.deadline.or(plan.timeout.map(|t| now + t));
+        let per_try = retries.per_try_timeout.map(|t| now + t);
+        let limit = match (deadline, per_try) {
+            (Some(d), Some(p)) => Some(d.min(p)),
+            (d, p) => d.or(p),
+        };
+        let per_try_cut = per_try.is_some_and(|p| deadline.is_none_or(|d| p < d));
+        let headers_sent = Cell::new(false);
+        self.ubuf.clear();
+        self.ubuf.set_chunk(plan.cluster.config.buffer_limit);
+        let watch = plan
+            .watch_responses
+            .then_some((retries, &plan.cluster.retry_slots));
+        let client_gone = self.down.closed();
+        let receive = self.receive(x, up, started, &headers_sent, watch);
+        let receive = async {
+            monoio::select! {
+                r = receive => r,
+                _ = client_gone => Err(Failure::DownstreamGone),
+            }
+        };
+        let result = match limit {
+            Some(l) => {
+                let left = l.saturating_duration_since(Instant::now());
+                monoio::time::timeout(left, receive).await.ok()
+            }
+            None => Some(receive.await),
+        };
+        Awaited {
+            result,
+            per_try_cut,
+            headers_sent: headers_sent.get(),
+        }
+    }
+
+    /// What an attempt came to, the same for every upstream protocol once
+    /// the protocol's own concerns (reuse, tunnels, resending) are dealt
+    /// with. `client_unread`: the client's body was not read to its end,
+    /// so its connection ends after the response.
+    async fn settle(
+        &mut self,
+        x: &Exchange<'_>,
+        plan: &AttemptPlan<'_>,
+        attempt: &Attempt<'_>,
+        awaited: Awaited,
+        client_unread: bool,
+    ) -> Tried {
+        let headers_sent = awaited.headers_sent;
+        match awaited.result {
+            Some(Ok(_)) => {
+                attempt.charge(x.status.get());
+                Tried::Done(if x.closing() || client_unread || x.req.upgrade {
+                    Next::Close
+                } else {
+                    Next::KeepAlive
+                })
+            }
+            Some(Err(Failure::Retriable(status))) => {
+                // A response retried rather than relayed counts, as in
+                // Envoy, in retry.upstream_rq_<code> (by the retry) and
+                // for its host, not in the cluster's upstream_rq_<code>.
+                attempt.charge_host(status);
+                Tried::Retriable(status)
+            }
+            Some(Err(Failure::StreamIdle)) => {
+                x.flag(ResponseFlags::STREAM_IDLE_TIMEOUT);
+                x.http
+                    .stats
+                    .inc(x.shard.id, HttpStat::downstream_rq_idle_timeout);
+                attempt.charge(x.status.get());
+                if headers_sent {
+                    return Tried::Done(Next::Close);
                 }
-                Some(Err(Failure::Protocol)) => {
-                    x.flag(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
-                    attempt.charge(502);
-                    let reply = LocalReply::new(
-                        502,
-                        "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
-                    );
-                    Tried::Failed(reply, FailKind::Protocol)
-                }
-                None => {
-                    attempt.timed_out();
-                    x.flag(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
-                    if headers_sent.get() {
-                        // Past the response headers the only signal left is closing.
-                        attempt.charge(x.status.get());
-                        return Tried::Done(Next::Close);
-                    }
-                    attempt.charge(504);
-                    let reply = LocalReply::new(504, "upstream request timeout");
-                    if per_try_cut {
-                        cluster
-                            .stats
-                            .inc(x.shard.id, ClusterStat::upstream_rq_per_try_timeout);
-                        Tried::Failed(reply, FailKind::PerTryTimeout)
-                    } else {
-                        // The route timeout bounds all attempts: no retry.
-                        Tried::Done(self.reply(x, &reply).await)
-                    }
-                }
-                Some(Err(failure)) => {
-                    x.flag(match failure {
-                        Failure::DownstreamGone => ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION,
-                        _ => ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
-                    });
+                let mut reply = LocalReply::new(408, "stream timeout");
+                reply.close = true;
+                Tried::Done(self.reply(x, &reply).await)
+            }
+            Some(Err(Failure::BeforeHeaders(reason))) => {
+                x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                attempt.charge(503);
+                let mut reply = LocalReply::upstream_reset(reason);
+                // A body the client is still sending is never read.
+                reply.close = client_unread;
+                Tried::Failed(reply, FailKind::Reset)
+            }
+            Some(Err(Failure::Protocol)) => {
+                x.flag(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
+                attempt.charge(502);
+                let reply = LocalReply::new(
+                    502,
+                    "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
+                );
+                Tried::Failed(reply, FailKind::Protocol)
+            }
+            None => {
+                attempt.timed_out();
+                x.flag(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
+                if headers_sent {
+                    // Past the response headers the only signal left is closing.
                     attempt.charge(x.status.get());
-                    Tried::Done(Next::Close)
+                    return Tried::Done(Next::Close);
                 }
-            };
+                attempt.charge(504);
+                let reply = LocalReply::new(504, "upstream request timeout");
+                if awaited.per_try_cut {
+                    plan.cluster
+                        .stats
+                        .inc(x.shard.id, ClusterStat::upstream_rq_per_try_timeout);
+                    Tried::Failed(reply, FailKind::PerTryTimeout)
+                } else {
+                    // The route timeout bounds all attempts: no retry.
+                    Tried::Done(self.reply(x, &reply).await)
+                }
+            }
+            Some(Err(failure)) => {
+                x.flag(match failure {
+                    Failure::DownstreamGone => D::GONE,
+                    _ => ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                });
+                attempt.charge(x.status.get());
+                Tried::Done(Next::Close)
+            }
         }
     }
 
     /// Reads the upstream response and streams it downstream. Returns
     /// whether the upstream connection can go back to the pool.
-    async fn receive(
+    async fn receive<U: Source>(
         &mut self,
         x: &Exchange<'_>,
-        up: &mut Stream,
+        up: &mut U,
         started: Instant,
         headers_sent: &Cell<bool>,
         retries: Option<(&Retries<'_>, &RetrySlots)>,
@@ -773,9 +844,8 @@ impl<D: Downstream> Proxy<D> {
                         idle: x.stream_idle,
                         deadline: None,
                     };
-                    match self
-                        .ubuf
-                        .fill_within(up, MAX_RESPONSE_HEAD + READ_CHUNK, patience)
+                    match up
+                        .fill(&mut self.ubuf, MAX_RESPONSE_HEAD + READ_CHUNK, patience)
                         .await
                     {
                         Ok(n) if n > 0 => {}
@@ -830,6 +900,12 @@ impl<D: Downstream> Proxy<D> {
                         .down
                         .relay(out, up, &mut self.ubuf, resp.framing, patience)
                         .await;
+                    // A gRPC status in the trailers is the call's final word.
+                    let trailer_status = up.trailers().and_then(|t| t.get("grpc-status"));
+                    if let Some(status) = trailer_status.filter(|_| x.req.grpc) {
+                        x.grpc_status
+                            .set(Some(grpc::parse_status(status.as_bytes())));
+                    }
                     return match streamed {
                         Ok(moved) => {
                             x.log.bytes_sent.set(moved.body);
@@ -945,16 +1021,17 @@ impl Drop for Attempt<'_> {
 }
 
 /// Opens a new upstream connection to `endpoint` within the cluster's
-/// connect timeout.
+/// connect timeout, counted in `protocol`'s connection total.
 async fn connect(
     shard: &Shard,
     cluster: &Cluster,
     endpoint: &Endpoint,
+    protocol: ClusterStat,
 ) -> Result<UpstreamConn, &'static str> {
     let w = shard.id;
     let stats = &cluster.stats;
     stats.inc(w, ClusterStat::upstream_cx_total);
-    stats.inc(w, ClusterStat::upstream_cx_http1_total);
+    stats.inc(w, protocol);
     endpoint.stats.inc(w, HostStat::cx_total);
     let started = Instant::now();
     let connecting = Stream::connect(&endpoint.addr);
@@ -966,8 +1043,11 @@ async fn connect(
             }
             let micros = started.elapsed().as_micros() as u64;
             shard.histograms.record(cluster.connect_ms, micros);
-            let conn = UpstreamConn::new(stream, stats.clone(), endpoint.stats.clone(), w);
-            return Ok(conn);
+            return Ok(UpstreamConn {
+                stream,
+                requests: 0,
+                guard: CxGuard::new(stats.clone(), endpoint.stats.clone(), w),
+            });
         }
         Ok(Err(_)) => "remote connection failure",
         Err(_) => {

@@ -7,9 +7,9 @@
 use super::downstream::Downstream;
 use super::{count_finished, kept_head, log_unparsed, CxStats, Exchange, Next, Proxy};
 use crate::http::body::{pump, Moved, OutFraming, PumpError, Sink, Source};
-use crate::http::codec::{encode_chunk, is_hop_by_hop, push_header, Framing, Patience, ReadBuf};
-use crate::http::codec::{LAST_CHUNK, READ_CHUNK};
+use crate::http::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
+use crate::http::h2::{keepalive, poll_capacity, request_head, response_from_head, H2Body};
 use crate::http::head::{self, ParsedRequest, Peer};
 use crate::http::local_reply::LocalReply;
 use crate::net::{ByteCounts, Stream};
@@ -137,26 +137,6 @@ fn count_bytes(counts: &ByteCounts, http: &HttpSettings, w: usize) {
         .add(w, HttpStat::downstream_cx_tx_bytes_total, tx);
 }
 
-/// Resolves when a `connection_keepalive` PING goes unanswered for its
-/// timeout; never without keepalive.
-async fn keepalive(ping: Option<h2::PingPong>, options: Option<crate::config::Keepalive>) {
-    let (Some(mut ping), Some(options)) = (ping, options) else {
-        return std::future::pending().await;
-    };
-    loop {
-        monoio::time::sleep(options.interval).await;
-        if ping.send_ping(h2::Ping::opaque()).is_err() {
-            return std::future::pending().await;
-        }
-        let pong = poll_fn(|cx| ping.poll_pong(cx));
-        match monoio::time::timeout(options.timeout, pong).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => return std::future::pending().await,
-            Err(_) => return,
-        }
-    }
-}
-
 /// Resolves once the connection has had no stream for `limit`.
 async fn idle(active: Rc<Cell<usize>>, last_active: Rc<Cell<Instant>>, limit: Option<Duration>) {
     let Some(limit) = limit else {
@@ -246,69 +226,6 @@ impl StreamTask {
     }
 }
 
-/// The HTTP/1.1 head block the request analysis reads, for an HTTP/2
-/// request: `:authority` becomes `host`, split `cookie` headers are
-/// joined with `; ` (RFC 9113 §8.2.3), and a body without a length is
-/// announced as chunked (and presented so by [`H2Body`]).
-fn request_head(parts: &http::request::Parts, chunked: bool) -> Vec<u8> {
-    let mut head = Vec::with_capacity(512);
-    head.extend_from_slice(parts.method.as_str().as_bytes());
-    head.push(b' ');
-    let authority = parts.uri.authority().map(|a| a.as_str());
-    let target = match (&parts.method, authority) {
-        (&http::Method::CONNECT, Some(a)) => a,
-        _ => parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-    };
-    head.extend_from_slice(target.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\n");
-    if let Some(a) = authority {
-        push_header(&mut head, "host", a.as_bytes());
-    }
-    let mut cookies: Vec<&[u8]> = Vec::new();
-    for (name, value) in &parts.headers {
-        if name == http::header::COOKIE {
-            cookies.push(value.as_bytes());
-        } else if !(authority.is_some() && name == http::header::HOST) {
-            push_header(&mut head, name.as_str(), value.as_bytes());
-        }
-    }
-    if !cookies.is_empty() {
-        push_header(&mut head, "cookie", &cookies.join(&b"; "[..]));
-    }
-    if chunked {
-        push_header(&mut head, "transfer-encoding", b"chunked");
-    }
-    head.extend_from_slice(b"\r\n");
-    head
-}
-
-/// An HTTP/1.1 response head block (as the shared path shapes it) as an
-/// HTTP/2 response, without the hop-by-hop headers HTTP/2 forbids; with
-/// the block's length.
-fn response_from_head(block: &[u8]) -> Option<(http::Response<()>, usize)> {
-    let mut storage = [httparse::EMPTY_HEADER; 128];
-    let mut parsed = httparse::Response::new(&mut storage);
-    let Ok(httparse::Status::Complete(len)) = parsed.parse(block) else {
-        return None;
-    };
-    let mut response = http::Response::builder().status(parsed.code?);
-    let headers = response.headers_mut()?;
-    for h in parsed.headers.iter() {
-        // The length stays: it describes the DATA frames that follow.
-        if is_hop_by_hop(h.name) && !h.name.eq_ignore_ascii_case("content-length") {
-            continue;
-        }
-        let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(h.name.as_bytes()),
-            http::HeaderValue::from_bytes(h.value),
-        ) else {
-            continue;
-        };
-        headers.append(name, value);
-    }
-    Some((response.body(()).ok()?, len))
-}
-
 /// Where an HTTP/2 stream's response stands.
 enum Reply {
     /// No response head sent yet.
@@ -343,11 +260,7 @@ impl H2Down {
     fn new(respond: SendResponse<Bytes>, recv: RecvStream, chunked: bool) -> Self {
         H2Down {
             reply: Rc::new(RefCell::new(Reply::Waiting(respond))),
-            body: H2Body {
-                recv,
-                chunked,
-                ended: false,
-            },
+            body: H2Body::new(recv, chunked),
             rbuf: ReadBuf::default(),
             gone: false,
         }
@@ -383,6 +296,17 @@ impl H2Down {
         ended
     }
 
+    /// Ends the body with trailers; false when the stream is gone.
+    fn send_trailers(&mut self, trailers: http::HeaderMap) -> bool {
+        let mut reply = self.reply.borrow_mut();
+        let sent = match &mut *reply {
+            Reply::Streaming(s) => s.send_trailers(trailers).is_ok(),
+            _ => false,
+        };
+        *reply = Reply::Done;
+        sent
+    }
+
     /// Closes the stream's books: a client reset counts in `rx_reset`; a
     /// response left unfinished is reset (`tx_reset`), as Envoy resets a
     /// stream whose upstream broke.
@@ -404,9 +328,14 @@ impl H2Down {
 
 impl Downstream for H2Down {
     type Body = H2Body;
+    const GONE: ResponseFlags = ResponseFlags::DOWNSTREAM_REMOTE_RESET;
 
     fn request_body(&mut self) -> (&mut H2Body, &mut ReadBuf) {
         (&mut self.body, &mut self.rbuf)
+    }
+
+    fn detach_body(&mut self) -> Option<(H2Body, ReadBuf)> {
+        Some((self.body.take(), std::mem::take(&mut self.rbuf)))
     }
 
     async fn send_reply(
@@ -451,10 +380,10 @@ impl Downstream for H2Down {
         interim.is_ok_and(|r| respond.send_informational(r).is_ok())
     }
 
-    async fn relay(
+    async fn relay<S: Source>(
         &mut self,
         head: Vec<u8>,
-        up: &mut Stream,
+        up: &mut S,
         ubuf: &mut ReadBuf,
         framing: Framing,
         patience: Patience,
@@ -481,7 +410,11 @@ impl Downstream for H2Down {
             patience,
         )
         .await?;
-        if !self.finish() {
+        let ended = match up.trailers() {
+            Some(trailers) => self.send_trailers(trailers.clone()),
+            None => self.finish(),
+        };
+        if !ended {
             return Err(PumpError::Destination(written + moved.written));
         }
         Ok(Moved {
@@ -525,62 +458,8 @@ impl Downstream for H2Down {
     }
 }
 
-/// An HTTP/2 request body, presented as the framing its head block
-/// announced: as it is under a `content-length`, else as chunks.
-pub(super) struct H2Body {
-    recv: RecvStream,
-    chunked: bool,
-    ended: bool,
-}
-
-impl Source for H2Body {
-    async fn fill(
-        &mut self,
-        rbuf: &mut ReadBuf,
-        _limit: usize,
-        patience: Patience,
-    ) -> io::Result<usize> {
-        if self.ended {
-            return Ok(0);
-        }
-        loop {
-            let next = match patience.wait() {
-                None => self.recv.data().await,
-                Some(wait) => monoio::time::timeout(wait, self.recv.data())
-                    .await
-                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?,
-            };
-            match next {
-                Some(Ok(data)) if data.is_empty() => {}
-                Some(Ok(data)) => {
-                    // The window reopens as the bytes move on: what a stream
-                    // holds is bounded by what the path buffers.
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    if self.chunked {
-                        let mut chunk = Vec::with_capacity(data.len() + 16);
-                        encode_chunk(&mut chunk, &data);
-                        rbuf.append(&chunk);
-                    } else {
-                        rbuf.append(&data);
-                    }
-                    return Ok(data.len());
-                }
-                Some(Err(e)) => return Err(io::Error::other(e)),
-                None => {
-                    self.ended = true;
-                    if self.chunked {
-                        rbuf.append(LAST_CHUNK);
-                        return Ok(LAST_CHUNK.len());
-                    }
-                    return Ok(0);
-                }
-            }
-        }
-    }
-}
-
-/// Writes body bytes as DATA frames, within the stream's flow-control
-/// window.
+/// Writes body bytes as DATA frames on the downstream stream, within its
+/// flow-control window.
 struct H2Sink<'a> {
     reply: &'a RefCell<Reply>,
 }
@@ -591,19 +470,12 @@ impl Sink for H2Sink<'_> {
         let mut data = Bytes::from(out);
         while !data.is_empty() {
             let capacity = poll_fn(|cx| match &mut *self.reply.borrow_mut() {
-                Reply::Streaming(s) => {
-                    s.reserve_capacity(data.len());
-                    match s.capacity() {
-                        0 => s.poll_capacity(cx),
-                        n => Poll::Ready(Some(Ok(n))),
-                    }
-                }
+                Reply::Streaming(s) => poll_capacity(s, data.len(), cx),
                 _ => Poll::Ready(None),
             })
             .await;
-            let n = match capacity {
-                Some(Ok(n)) => n.min(data.len()),
-                _ => return (Err(io::ErrorKind::BrokenPipe.into()), Vec::new()),
+            let Some(n) = capacity.map(|n| n.min(data.len())) else {
+                return (Err(io::ErrorKind::BrokenPipe.into()), Vec::new());
             };
             if n == 0 {
                 continue;

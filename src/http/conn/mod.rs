@@ -334,7 +334,8 @@ impl<'a> Exchange<'a> {
                     .unwrap_or_else(|| self.peer.remote.clone()),
             ),
             // Without a grpc-status, Envoy infers one from the HTTP status.
-            grpc_status: self.req.grpc.then(|| {
+            // None at all when no response reached the client.
+            grpc_status: (self.req.grpc && self.status.get() != 0).then(|| {
                 self.grpc_status
                     .get()
                     .unwrap_or_else(|| i64::from(grpc::status_for_http(self.status.get())))
@@ -911,7 +912,7 @@ impl<D: Downstream> Proxy<D> {
                 x.log.bytes_sent.set(reply.body.len() as u64);
             }
         } else {
-            x.flag(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            x.flag(D::GONE);
         }
         if written && !close {
             Next::KeepAlive
