@@ -519,9 +519,8 @@ impl<D: Downstream> Proxy<D> {
             }
         };
         if let Some(options) = http2 {
-            return self
-                .attempt_h2(x, plan, head, retries, attempt, options)
-                .await;
+            // Boxed: the HTTP/1.1 attempt's future stays as small as it was.
+            return Box::pin(self.attempt_h2(x, plan, head, retries, attempt, options)).await;
         }
         if let Some(body) = plan.body.filter(|b| !b.is_empty()) {
             head.extend_from_slice(body);

@@ -543,7 +543,8 @@ pub async fn serve(
         } = conn;
         cx.speaks(Protocol::Http2);
         let H1Down { stream, rbuf, .. } = proxy.down;
-        h2::serve(stream, rbuf.into_unread(), cx, peer, listener).await;
+        // Boxed: an HTTP/1.1 connection's task stays as small as it was.
+        Box::pin(h2::serve(stream, rbuf.into_unread(), cx, peer, listener)).await;
     }
 }
 
