@@ -4,7 +4,7 @@
 //! multiplexing, GOAWAY on drain and the flood attacks.
 
 mod common;
-use common::oracle::{with_admin, Pair};
+use common::oracle::{self, with_admin, Pair};
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -353,4 +353,127 @@ fn flood_attacks_end_the_connection_and_others_are_served() {
         &["settings-flood", "100000"],
         &["open", "goaway 11", "closed"],
     );
+}
+
+/// The python-hyper HTTP/2 upstream (tests/peers/h2_peer.py upstream),
+/// killed when dropped; it answers "<connection> <stream>".
+struct H2Upstream(std::process::Child, u16);
+
+impl H2Upstream {
+    fn start(goaway_after: u32) -> H2Upstream {
+        let mut child = Command::new("python3")
+            .args([
+                "tests/peers/h2_peer.py",
+                "upstream",
+                &goaway_after.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the h2 upstream");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("port");
+        H2Upstream(child, line.trim().parse().expect("a port number"))
+    }
+}
+
+impl Drop for H2Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A bootstrap whose cluster speaks HTTP/2 to `port`, with `extra`
+/// cluster fields.
+fn h2_cluster_config(port: u16, extra: &str) -> String {
+    let cluster = format!(
+        "  - name: up\n    type: STATIC\n    connect_timeout: 1s\n{extra}    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http2_protocol_options: {{}} }}\n    load_assignment:\n      cluster_name: up\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+    );
+    with_admin(&http_config(&catch_all("up", ""), &cluster))
+}
+
+/// Five sequential HTTP/1.1 requests through `port`: the answers (which
+/// upstream connection and stream served each) and the cluster's stats.
+fn five_requests(port: u16, admin: u16) -> (Vec<String>, Vec<String>) {
+    let answers = (0..5)
+        .map(|i| {
+            let r = get(port, "x", &format!("/{i}"));
+            format!("{} {}", r.status, r.text())
+        })
+        .collect();
+    let names = [
+        "cluster.up.upstream_cx_http2_total",
+        "cluster.up.upstream_cx_max_requests",
+        "cluster.up.upstream_rq_200",
+    ];
+    let stats = admin_until(admin, "/stats", |s| {
+        s.contains("cluster.up.upstream_rq_200: 5")
+    });
+    let values = names
+        .iter()
+        .map(|n| {
+            stats
+                .lines()
+                .find(|l| l.split(':').next() == Some(n))
+                .unwrap_or("<absent>")
+                .to_string()
+        })
+        .collect();
+    (answers, values)
+}
+
+/// Runs the five requests through Ringway and through Envoy, each with an
+/// upstream of its own built by `upstream`, on `config(port)`.
+fn through_both(
+    test: &str,
+    upstream: impl Fn() -> H2Upstream,
+    config: impl Fn(u16) -> String,
+) -> Option<[(Vec<String>, Vec<String>); 2]> {
+    let bin = oracle::envoy_or_skip(test)?;
+    if !h2_peer_or_skip(test) {
+        return None;
+    }
+    let up = upstream();
+    let admin = free_port();
+    let ringway = Proxy::start(
+        &config(up.1).replace("{admin}", &admin.to_string()),
+        &["--concurrency", "1"],
+    );
+    let ringway_seen = five_requests(ringway.port, admin);
+    let up = upstream();
+    let envoy = oracle::Envoy::start(&bin, &config(up.1));
+    let envoy_seen = five_requests(envoy.port, envoy.admin);
+    Some([ringway_seen, envoy_seen])
+}
+
+#[test]
+fn upstream_goaway_moves_streams_to_a_new_connection_as_in_envoy() {
+    let Some([ringway, envoy]) = through_both(
+        "upstream_goaway_moves_streams_to_a_new_connection_as_in_envoy",
+        || H2Upstream::start(2),
+        |port| h2_cluster_config(port, ""),
+    ) else {
+        return;
+    };
+    assert_eq!(ringway, envoy);
+    // Two streams per connection, then a GOAWAY: three connections.
+    assert_eq!(
+        ringway.0,
+        ["200 1 1", "200 1 3", "200 2 1", "200 2 3", "200 3 1"]
+    );
+}
+
+#[test]
+fn upstream_max_requests_per_connection_spreads_streams_as_in_envoy() {
+    let Some([ringway, envoy]) = through_both(
+        "upstream_max_requests_per_connection_spreads_streams_as_in_envoy",
+        || H2Upstream::start(0),
+        |port| h2_cluster_config(port, "    max_requests_per_connection: 2\n"),
+    ) else {
+        return;
+    };
+    assert_eq!(ringway, envoy);
+    assert_eq!(ringway.1[0], "cluster.up.upstream_cx_http2_total: 3");
 }

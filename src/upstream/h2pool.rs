@@ -12,19 +12,29 @@ use h2::client::SendRequest;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// Streams opened on a new connection before the peer's SETTINGS say how
 /// many it allows (h2 would otherwise open any number).
 const INITIAL_STREAMS: usize = 100;
+/// How long a connection without streams stays in the pool (as the
+/// HTTP/1.1 pool's idle connections do).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One HTTP/2 connection to an endpoint.
 pub struct H2Conn {
     send: SendRequest<Bytes>,
     /// Streams open on it now.
     in_flight: Cell<usize>,
-    /// Most streams Ringway opens on it (`max_concurrent_streams`; the
-    /// peer's own limit applies too).
+    /// Most streams Ringway opens on it at once (`max_concurrent_streams`;
+    /// the peer's own limit applies too).
     cap: usize,
+    /// Streams opened on it so far, and how many it may carry in all
+    /// (`max_requests_per_connection`).
+    opened: Cell<u32>,
+    max_streams: Option<u32>,
+    /// When its last stream ended (or it opened).
+    idle_since: Cell<Instant>,
     /// Cleared when the connection ends (closed, failed, or drained after
     /// a GOAWAY).
     alive: Rc<Cell<bool>>,
@@ -37,11 +47,27 @@ impl H2Conn {
     /// to send its request on.
     pub fn open(self: &Rc<Self>) -> (StreamSlot, SendRequest<Bytes>) {
         self.in_flight.set(self.in_flight.get() + 1);
+        self.opened.set(self.opened.get().saturating_add(1));
         (StreamSlot(self.clone()), self.send.clone())
     }
 
+    /// Whether this stream is the last `max_requests_per_connection`
+    /// allows on the connection.
+    pub fn spent(&self) -> bool {
+        self.max_streams.is_some_and(|max| self.opened.get() >= max)
+    }
+
     fn usable(&self) -> bool {
-        self.alive.get() && self.in_flight.get() < self.cap
+        self.alive.get() && self.in_flight.get() < self.cap && !self.spent()
+    }
+
+    /// Whether the pool should let it go: ended, spent, or idle too long
+    /// (its streams, if any, keep it open until they end).
+    fn retired(&self, now: Instant) -> bool {
+        let idle = self.in_flight.get() == 0;
+        !self.alive.get()
+            || (idle && self.spent())
+            || (idle && now.saturating_duration_since(self.idle_since.get()) > IDLE_TIMEOUT)
     }
 }
 
@@ -52,6 +78,7 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         let conn = &self.0;
         conn.in_flight.set(conn.in_flight.get().saturating_sub(1));
+        conn.idle_since.set(Instant::now());
     }
 }
 
@@ -63,10 +90,12 @@ pub struct H2Pool {
 
 impl H2Pool {
     /// The least busy live connection to `addr` with room for a stream.
-    pub fn take(&self, addr: &Address) -> Option<Rc<H2Conn>> {
+    /// Connections retired meanwhile leave the pool; once their last
+    /// handle goes, h2 closes them.
+    pub fn take(&self, addr: &Address, now: Instant) -> Option<Rc<H2Conn>> {
         let mut conns = self.conns.borrow_mut();
         let list = conns.get_mut(addr)?;
-        list.retain(|c| c.alive.get());
+        list.retain(|c| !c.retired(now));
         list.iter()
             .filter(|c| c.usable())
             .min_by_key(|c| c.in_flight.get())
@@ -92,6 +121,7 @@ pub async fn handshake(
     stream: Stream,
     guard: CxGuard,
     options: &Http2Options,
+    max_streams: Option<u32>,
 ) -> std::io::Result<Rc<H2Conn>> {
     let counts = Rc::new(ByteCounts::default());
     let io = stream.into_poll(Vec::new(), counts.clone())?;
@@ -124,6 +154,9 @@ pub async fn handshake(
         send,
         in_flight: Cell::new(0),
         cap,
+        opened: Cell::new(0),
+        max_streams,
+        idle_since: Cell::new(Instant::now()),
         alive,
         counts,
     }))

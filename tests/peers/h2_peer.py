@@ -11,6 +11,12 @@
     h2_peer.py ping-flood PORT N          N PINGs without reading answers
     h2_peer.py settings-flood PORT N      N SETTINGS without reading answers
 
+    h2_peer.py upstream GOAWAY_AFTER     an HTTP/2 server on a free port
+                                          (printed): answers each request
+                                          "<connection> <stream>", and sends
+                                          GOAWAY after GOAWAY_AFTER streams
+                                          on a connection (0: never)
+
 The attacks end with one line: "goaway <code>" when the server sent GOAWAY,
 "closed" when it closed without one, "open" when it still answers a PING
 after the flood.
@@ -23,6 +29,7 @@ import time
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import hpack
 from hyperframe.frame import (
     ContinuationFrame,
@@ -253,8 +260,56 @@ def flood(port, n, frame):
     outcome(sock)
 
 
+def upstream(goaway_after):
+    import socketserver
+
+    connections = [0]
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            connections[0] += 1
+            number = connections[0]
+            conn = h2.connection.H2Connection(
+                config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+            )
+            conn.initiate_connection()
+            self.request.sendall(conn.data_to_send())
+            served = 0
+            while True:
+                try:
+                    data = self.request.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                try:
+                    events = conn.receive_data(data)
+                except h2.exceptions.ProtocolError:
+                    return
+                for event in events:
+                    if isinstance(event, h2.events.RequestReceived):
+                        served += 1
+                        body = ("%d %d" % (number, event.stream_id)).encode()
+                        conn.send_headers(
+                            event.stream_id,
+                            [(":status", "200"), ("content-length", str(len(body)))],
+                        )
+                        conn.send_data(event.stream_id, body, end_stream=True)
+                        if goaway_after and served == goaway_after:
+                            conn.close_connection(last_stream_id=event.stream_id)
+                self.request.sendall(conn.data_to_send())
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
 def main():
-    command, port = sys.argv[1], int(sys.argv[2])
+    command, port = sys.argv[1], int(sys.argv[2])  # upstream: GOAWAY_AFTER
     args = sys.argv[3:]
     if command == "streams":
         streams(port, args)
@@ -266,6 +321,8 @@ def main():
         continuation(port, int(args[0]))
     elif command == "ping-flood":
         flood(port, int(args[0]), PingFrame(0, opaque_data=b"flooding"))
+    elif command == "upstream":
+        upstream(port)
     elif command == "settings-flood":
         flood(port, int(args[0]), SettingsFrame(0))
     else:

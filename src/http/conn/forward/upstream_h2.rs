@@ -22,6 +22,7 @@ use h2::{Reason, SendStream};
 use std::future::Future;
 use std::io;
 use std::rc::Rc;
+use std::time::Instant;
 
 impl<D: Downstream> Proxy<D> {
     /// One attempt against `plan.endpoint` over HTTP/2.
@@ -34,6 +35,7 @@ impl<D: Downstream> Proxy<D> {
         attempt: Attempt<'_>,
         options: &Http2Options,
     ) -> Tried {
+        let cluster = plan.cluster;
         let conn = match self.h2_connection(x, plan, options).await {
             Ok(conn) => conn,
             Err(reply) => {
@@ -49,6 +51,11 @@ impl<D: Downstream> Proxy<D> {
             return Tried::Failed(reply, FailKind::Protocol);
         };
         let (_slot, send) = conn.open();
+        if conn.spent() {
+            cluster
+                .stats
+                .inc(x.shard.id, ClusterStat::upstream_cx_max_requests);
+        }
         let bodiless = x.req.framing == Framing::Empty;
         let sent = match send.ready().await {
             Ok(mut send) => send.send_request(request, bodiless),
@@ -135,14 +142,15 @@ impl<D: Downstream> Proxy<D> {
         options: &Http2Options,
     ) -> Result<Rc<H2Conn>, LocalReply<'static>> {
         let (cluster, endpoint) = (plan.cluster, plan.endpoint);
-        if let Some(conn) = x.shard.h2_pool.take(&endpoint.addr) {
+        if let Some(conn) = x.shard.h2_pool.take(&endpoint.addr, Instant::now()) {
             return Ok(conn);
         }
         let protocol = ClusterStat::upstream_cx_http2_total;
         let up = connect(x.shard, cluster, endpoint, protocol)
             .await
             .map_err(LocalReply::upstream_reset)?;
-        let handshake = h2pool::handshake(up.stream, up.guard, options);
+        let max_streams = cluster.config.max_requests_per_connection;
+        let handshake = h2pool::handshake(up.stream, up.guard, options, max_streams);
         match monoio::time::timeout(cluster.connect_timeout(), handshake).await {
             Ok(Ok(conn)) => {
                 x.shard.h2_pool.add(endpoint.addr.clone(), conn.clone());
