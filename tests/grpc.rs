@@ -7,33 +7,11 @@
 mod common;
 use common::oracle::{with_admin, Pair};
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// The grpcio test server, killed when dropped.
-struct GrpcServer(Child, u16);
-
-impl GrpcServer {
-    fn start() -> GrpcServer {
-        let mut child = Command::new("python3")
-            .args(["tests/peers/grpc_peer.py", "server"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the grpcio server");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("port");
-        let port = line.trim().parse().expect("a port number");
-        GrpcServer(child, port)
-    }
-}
-
-impl Drop for GrpcServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The grpcio test server.
+fn grpc_server() -> PortPeer {
+    PortPeer::start(&["python3", "tests/peers/grpc_peer.py", "server"])
 }
 
 /// The grpcio client's result lines through `port`.
@@ -76,7 +54,7 @@ fn grpc_calls_match_envoy() {
     if !grpcio_or_skip("grpc_calls_match_envoy") {
         return;
     }
-    let server = GrpcServer::start();
+    let server = grpc_server();
     let Some(pair) = Pair::start(
         "grpc_calls_match_envoy",
         &config(server.1, EXPLICIT_H2),
@@ -131,7 +109,7 @@ fn follow_downstream_and_http1_clients_reach_an_http2_upstream() {
     if !grpcio_or_skip("follow_downstream_and_http1_clients_reach_an_http2_upstream") {
         return;
     }
-    let server = GrpcServer::start();
+    let server = grpc_server();
     // An HTTP/1.1 client's gRPC request to the HTTP/2 upstream: the
     // answer's trailers cannot reach it (Envoy drops them too), its body
     // does.

@@ -355,34 +355,11 @@ fn flood_attacks_end_the_connection_and_others_are_served() {
     );
 }
 
-/// The python-hyper HTTP/2 upstream (tests/peers/h2_peer.py upstream),
-/// killed when dropped; it answers "<connection> <stream>".
-struct H2Upstream(std::process::Child, u16);
-
-impl H2Upstream {
-    fn start(goaway_after: u32) -> H2Upstream {
-        let mut child = Command::new("python3")
-            .args([
-                "tests/peers/h2_peer.py",
-                "upstream",
-                &goaway_after.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the h2 upstream");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("port");
-        H2Upstream(child, line.trim().parse().expect("a port number"))
-    }
-}
-
-impl Drop for H2Upstream {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The python-hyper HTTP/2 upstream (tests/peers/h2_peer.py upstream);
+/// it answers "<connection> <stream>".
+fn h2_upstream(goaway_after: u32) -> PortPeer {
+    let after = goaway_after.to_string();
+    PortPeer::start(&["python3", "tests/peers/h2_peer.py", "upstream", &after])
 }
 
 /// A bootstrap whose cluster speaks HTTP/2 to `port`, with `extra`
@@ -428,7 +405,7 @@ fn five_requests(port: u16, admin: u16) -> (Vec<String>, Vec<String>) {
 /// upstream of its own built by `upstream`, on `config(port)`.
 fn through_both(
     test: &str,
-    upstream: impl Fn() -> H2Upstream,
+    upstream: impl Fn() -> PortPeer,
     config: impl Fn(u16) -> String,
 ) -> Option<[(Vec<String>, Vec<String>); 2]> {
     let bin = oracle::envoy_or_skip(test)?;
@@ -452,7 +429,7 @@ fn through_both(
 fn upstream_goaway_moves_streams_to_a_new_connection_as_in_envoy() {
     let Some([ringway, envoy]) = through_both(
         "upstream_goaway_moves_streams_to_a_new_connection_as_in_envoy",
-        || H2Upstream::start(2),
+        || h2_upstream(2),
         |port| h2_cluster_config(port, ""),
     ) else {
         return;
@@ -469,11 +446,66 @@ fn upstream_goaway_moves_streams_to_a_new_connection_as_in_envoy() {
 fn upstream_max_requests_per_connection_spreads_streams_as_in_envoy() {
     let Some([ringway, envoy]) = through_both(
         "upstream_max_requests_per_connection_spreads_streams_as_in_envoy",
-        || H2Upstream::start(0),
+        || h2_upstream(0),
         |port| h2_cluster_config(port, "    max_requests_per_connection: 2\n"),
     ) else {
         return;
     };
     assert_eq!(ringway, envoy);
     assert_eq!(ringway.1[0], "cluster.up.upstream_cx_http2_total: 3");
+}
+
+#[test]
+fn websocket_over_http2_extended_connect_matches_envoy() {
+    let test = "websocket_over_http2_extended_connect_matches_envoy";
+    if !h2_peer_or_skip(test) || !tool_or_skip(test, &["python3", "-c", "import websockets"]) {
+        return;
+    }
+    let echo = PortPeer::start(&["python3", "tests/peers/ws_echo.py"]);
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/off" }
+                route: { cluster: ws, upgrade_configs: [ { upgrade_type: websocket, enabled: false } ] }
+              - match: { prefix: "/" }
+                route: { cluster: ws }
+"#;
+    let base = with_admin(&http_config(routes, &port_cluster("ws", echo.1)));
+    let hcm = "          stat_prefix: ingress_http\n";
+    let upgrades = "          upgrade_configs: [ { upgrade_type: websocket } ]\n";
+    for (allow, expected) in [
+        (
+            true,
+            vec!["extended-connect 1", "status 200", "echo hello over h2"],
+        ),
+        // Without allow_connect the server does not offer extended CONNECT
+        // and refuses the stream that uses it anyway.
+        (false, vec!["extended-connect 0", "reset 1"]),
+    ] {
+        let options = format!("          http2_protocol_options: {{ allow_connect: {allow} }}\n");
+        let config = base.replace(hcm, &format!("{hcm}{upgrades}{options}"));
+        let Some(pair) = Pair::start(test, &config, Vec::new()) else {
+            return;
+        };
+        let through = |port: u16| h2_peer(&["websocket", &port.to_string(), "/chat"]);
+        let ringway = through(pair.ringway.port);
+        assert_eq!(ringway, expected, "allow_connect {allow}");
+        // Refused, Envoy closes the whole connection; Ringway resets the
+        // stream, which RFC 9113 §8.1.1 asks for a malformed request.
+        if allow {
+            assert_eq!(ringway, through(pair.envoy.port));
+        }
+        if allow {
+            // A route that disables the upgrade refuses it with Envoy's 403
+            // and a GOAWAY.
+            let off = h2_peer(&["websocket", &pair.ringway.port.to_string(), "/off"]);
+            let envoy_off = h2_peer(&["websocket", &pair.envoy.port.to_string(), "/off"]);
+            assert_eq!(off, envoy_off);
+            assert!(off.contains(&"status 403".to_string()), "{off:?}");
+            pair.assert_same_stats(&[
+                "http.ingress_http.downstream_cx_upgrades_total",
+                "http.ingress_http.downstream_cx_upgrades_active",
+            ]);
+        }
+    }
 }

@@ -6,8 +6,8 @@
 mod common;
 use common::oracle::{with_admin, Pair};
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Command;
 
 /// Whether Python's `websockets` is importable; under CI it must be.
 fn websockets_or_skip(test: &str) -> bool {
@@ -25,31 +25,9 @@ fn websockets_or_skip(test: &str) -> bool {
     ok
 }
 
-/// The `websockets` echo server, killed when dropped.
-struct EchoServer(Child, u16);
-
-impl EchoServer {
-    fn start() -> EchoServer {
-        let mut child = Command::new("python3")
-            .arg("tests/peers/ws_echo.py")
-            .stdout(Stdio::piped())
-            // Connections the idle test drops unclosed make it log tracebacks.
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the websockets echo server");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("port");
-        let port = line.trim().parse().expect("a port number");
-        EchoServer(child, port)
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The `websockets` echo server.
+fn echo_server() -> PortPeer {
+    PortPeer::start(&["python3", "tests/peers/ws_echo.py"])
 }
 
 /// Runs the `websockets` client through `port` to `path`: its summary line.
@@ -101,7 +79,7 @@ fn websocket_upgrades_match_envoy() {
     if !websockets_or_skip("websocket_upgrades_match_envoy") {
         return;
     }
-    let echo = EchoServer::start();
+    let echo = echo_server();
     let config = with_admin(&config(echo.1));
     let Some(pair) = Pair::start("websocket_upgrades_match_envoy", &config, Vec::new()) else {
         return;
@@ -175,7 +153,7 @@ fn idle_tunnels_close_after_the_stream_idle_timeout_as_in_envoy() {
     if !websockets_or_skip("idle_tunnels_close_after_the_stream_idle_timeout_as_in_envoy") {
         return;
     }
-    let echo = EchoServer::start();
+    let echo = echo_server();
     let config = with_admin(&config(echo.1).replace(
         "          stat_prefix: ingress_http\n",
         "          stat_prefix: ingress_http\n          stream_idle_timeout: 0.3s\n",

@@ -32,6 +32,9 @@ pub struct Http2Options {
     /// `connection_keepalive`: PING every `interval`, close when no answer
     /// comes within `timeout`.
     pub keepalive: Option<Keepalive>,
+    /// `allow_connect`: extended CONNECT (RFC 8441), for WebSocket over
+    /// HTTP/2.
+    pub allow_connect: bool,
 }
 
 /// `connection_keepalive`.
@@ -51,6 +54,7 @@ impl Default for Http2Options {
             initial_stream_window_size: 16 * 1024 * 1024,
             initial_connection_window_size: 24 * 1024 * 1024,
             keepalive: None,
+            allow_connect: false,
         }
     }
 }
@@ -129,14 +133,7 @@ pub(super) fn options(node: &Node, errs: &mut Errors) -> Http2Options {
     if let Some(n) = ranged("initial_connection_window_size", 65_535, errs) {
         options.initial_connection_window_size = n;
     }
-    if let Some(c) = o.get("allow_connect") {
-        if any_bool(Some(c.clone()), errs, false) {
-            errs.add(
-                c.path(),
-                "allow_connect (extended CONNECT over HTTP/2) is not supported yet",
-            );
-        }
-    }
+    options.allow_connect = any_bool(o.get("allow_connect"), errs, false);
     if let Some(k) = o.get("connection_keepalive") {
         options.keepalive = keepalive(&k, errs);
     }

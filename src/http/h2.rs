@@ -38,15 +38,23 @@ pub(crate) async fn keepalive(
 
 /// The HTTP/1.1 head block the request analysis reads, for an HTTP/2
 /// request: `:authority` becomes `host`, split `cookie` headers are
-/// joined with `; ` (RFC 9113 §8.2.3), and a body without a length is
-/// announced as chunked (and presented so by [`H2Body`]).
+/// joined with `; ` (RFC 9113 §8.2.3), an extended CONNECT becomes the
+/// upgrade it names, and a body without a length is announced as chunked
+/// (and presented so by [`H2Body`]).
 pub(crate) fn request_head(parts: &http::request::Parts, chunked: bool) -> Vec<u8> {
     let mut head = Vec::with_capacity(512);
-    head.extend_from_slice(parts.method.as_str().as_bytes());
+    // An extended CONNECT (RFC 8441) is the HTTP/1.1 upgrade its
+    // `:protocol` names, as Envoy turns it into one.
+    let upgrade = parts.extensions.get::<h2::ext::Protocol>();
+    let method = match upgrade {
+        Some(_) => "GET",
+        None => parts.method.as_str(),
+    };
+    head.extend_from_slice(method.as_bytes());
     head.push(b' ');
     let authority = parts.uri.authority().map(|a| a.as_str());
     let target = match (&parts.method, authority) {
-        (&http::Method::CONNECT, Some(a)) => a,
+        (&http::Method::CONNECT, Some(a)) if upgrade.is_none() => a,
         _ => parts.uri.path_and_query().map_or("/", |p| p.as_str()),
     };
     head.extend_from_slice(target.as_bytes());
@@ -64,6 +72,10 @@ pub(crate) fn request_head(parts: &http::request::Parts, chunked: bool) -> Vec<u
     }
     if !cookies.is_empty() {
         push_header(&mut head, "cookie", &cookies.join(&b"; "[..]));
+    }
+    if let Some(protocol) = upgrade {
+        push_header(&mut head, "upgrade", protocol.as_str().as_bytes());
+        push_header(&mut head, "connection", b"upgrade");
     }
     if chunked {
         push_header(&mut head, "transfer-encoding", b"chunked");

@@ -2,9 +2,11 @@
 //! request may upgrade, and the byte tunnel both ways once the upstream
 //! switched protocols.
 
+use super::body::{Sink, Source};
+use super::codec::{Patience, ReadBuf};
 use crate::config::Upgrade;
 use crate::net::{duplicate, Stream};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -46,11 +48,13 @@ pub struct Tunneled {
 /// Size of each direction's read buffer while tunnelling.
 const TUNNEL_CHUNK: usize = 16 * 1024;
 
-/// Relays bytes both ways between `down` and `up` until one side closes or
-/// nothing moves for `idle`. `to_up` and `to_down` are bytes already read
-/// (after the request head, after the `101` head) that go first.
-pub async fn tunnel(
-    down: &mut Stream,
+/// Relays bytes both ways between the client (read from `down_read`,
+/// written to `down_write`) and the upstream socket until either side
+/// ends or nothing moves for `idle`. `to_up` and `to_down` are bytes
+/// already read from each side, sent first.
+pub(crate) async fn tunnel<R: Source, W: Sink>(
+    down_read: &mut R,
+    down_write: &mut W,
     up: &mut Stream,
     to_up: Vec<u8>,
     to_down: Vec<u8>,
@@ -72,21 +76,19 @@ pub async fn tunnel(
     }
     if !to_down.is_empty() {
         let n = to_down.len() as u64;
-        if down.write_all(to_down).await.0.is_err() {
+        if down_write.write(to_down).await.0.is_err() {
             return ended(End::Downstream);
         }
         sent_down.set(n);
     }
-    // Each direction reads from a duplicate of its source socket, so that
-    // one direction's read and the other's write never share a stream.
-    let (Some(mut down_reader), Some(mut up_reader)) =
-        (duplicate(down.as_raw_fd()), duplicate(up.as_raw_fd()))
-    else {
-        return ended(End::Downstream);
+    // The upstream socket is read through a duplicate descriptor while
+    // the original is written, so the two directions never share a stream.
+    let Some(mut up_reader) = duplicate(up.as_raw_fd()) else {
+        return ended(End::Upstream);
     };
     let last = Cell::new(Instant::now());
-    let upward = relay(&mut down_reader, up, &sent_up, &last);
-    let downward = relay(&mut up_reader, down, &sent_down, &last);
+    let upward = relay(down_read, up, &sent_up, &last);
+    let downward = relay(&mut up_reader, down_write, &sent_down, &last);
     monoio::select! {
         end = upward => ended(if end == Side::Source { End::Downstream } else { End::Upstream }),
         end = downward => ended(if end == Side::Source { End::Upstream } else { End::Downstream }),
@@ -94,34 +96,32 @@ pub async fn tunnel(
     }
 }
 
-/// The side of a relay that stopped it.
+/// Which side of a relay failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
     Source,
     Destination,
 }
 
-/// Copies `src` to `dst` until either fails or `src` ends.
-async fn relay(
-    src: &mut Stream,
-    dst: &mut Stream,
+/// Copies from `src` to `dst` until one fails, counting into `moved` and
+/// noting activity in `last`.
+async fn relay<R: Source, W: Sink>(
+    src: &mut R,
+    dst: &mut W,
     moved: &Cell<u64>,
     last: &Cell<Instant>,
 ) -> Side {
-    let mut buf = Vec::with_capacity(TUNNEL_CHUNK);
+    let mut rbuf = ReadBuf::default();
     loop {
-        buf.clear();
-        let (res, read) = src.read(buf).await;
-        buf = read;
-        match res {
+        match src.fill(&mut rbuf, TUNNEL_CHUNK, Patience::default()).await {
             Ok(n) if n > 0 => {}
             _ => return Side::Source,
         }
         last.set(Instant::now());
-        let n = buf.len() as u64;
-        let (res, written) = dst.write_all(buf).await;
-        buf = written;
-        if res.is_err() {
+        let data = rbuf.data().to_vec();
+        rbuf.clear();
+        let n = data.len() as u64;
+        if dst.write(data).await.0.is_err() {
             return Side::Destination;
         }
         moved.set(moved.get() + n);

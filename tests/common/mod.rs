@@ -341,6 +341,38 @@ impl Response {
     }
 }
 
+/// A test peer process (tests/peers) that prints the port it listens on
+/// as its first line; killed when dropped.
+pub struct PortPeer(Child, pub u16);
+
+impl PortPeer {
+    /// Runs `command` (e.g. `["python3", "tests/peers/ws_echo.py"]`) and
+    /// reads its port.
+    pub fn start(command: &[&str]) -> PortPeer {
+        let mut child = Command::new(command[0])
+            .args(&command[1..])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("port");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{command:?} printed {line:?}, not a port"));
+        PortPeer(child, port)
+    }
+}
+
+impl Drop for PortPeer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Whether `tool` runs here (`probe` is its version flag); when it does
 /// not, says loudly that `test` is skipped, and fails under CI (which
 /// installs every peer the tests use).

@@ -11,6 +11,11 @@
     h2_peer.py ping-flood PORT N          N PINGs without reading answers
     h2_peer.py settings-flood PORT N      N SETTINGS without reading answers
 
+    h2_peer.py websocket PORT PATH        WebSocket over HTTP/2 (RFC 8441
+                                          extended CONNECT): whether SETTINGS
+                                          allow it, "status <code>" (or the
+                                          reset or GOAWAY), then "echo <text>"
+                                          for a text message sent and echoed
     h2_peer.py upstream GOAWAY_AFTER     an HTTP/2 server on a free port
                                           (printed): answers each request
                                           "<connection> <stream>", and sends
@@ -33,6 +38,7 @@ import h2.exceptions
 import hpack
 from hyperframe.frame import (
     ContinuationFrame,
+    DataFrame,
     HeadersFrame,
     PingFrame,
     RstStreamFrame,
@@ -153,6 +159,72 @@ def drain(port, path):
             status = int(dict(decoder.decode(payload))[":status"])
         if kind in (0x0, 0x1) and stream_id == 1 and flags & 0x1:
             print("done %d" % status, flush=True)
+    sock.close()
+
+
+def websocket(port, path):
+    """Raw frames: python-hyper's state machine refuses a HEADERS frame
+    that follows a GOAWAY, which is how a refused upgrade is answered."""
+    sock = raw_preface(port)
+    encoder, decoder = hpack.Encoder(), hpack.Decoder()
+    text = b"hello over h2"
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+    ws_frame = bytes([0x81, 0x80 | len(text)]) + mask + masked
+    sent = False
+    received = b""
+    for frame in frames(sock):
+        if frame is None:
+            print("closed", flush=True)
+            break
+        kind, flags, stream_id, payload = frame
+        if kind == 0x4 and not flags & 0x1:
+            settings = {
+                int.from_bytes(payload[i : i + 2], "big"): int.from_bytes(payload[i + 2 : i + 6], "big")
+                for i in range(0, len(payload), 6)
+            }
+            print("extended-connect %d" % settings.get(0x8, 0), flush=True)
+            sock.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+            if not sent:
+                headers = HeadersFrame(1)
+                headers.data = encoder.encode(
+                    [
+                        (":method", "CONNECT"),
+                        (":protocol", "websocket"),
+                        (":scheme", "http"),
+                        (":path", path),
+                        (":authority", "127.0.0.1:%d" % port),
+                        ("sec-websocket-version", "13"),
+                        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                    ]
+                )
+                headers.flags.add("END_HEADERS")
+                sock.sendall(headers.serialize())
+                sent = True
+        elif kind == 0x6 and not flags & 0x1:
+            sock.sendall(PingFrame(0, opaque_data=payload, flags=["ACK"]).serialize())
+        elif kind == 0x7:
+            print("goaway %d" % int.from_bytes(payload[4:8], "big"), flush=True)
+        elif kind == 0x3 and stream_id == 1:
+            print("reset %d" % int.from_bytes(payload[0:4], "big"), flush=True)
+            break
+        elif kind == 0x1 and stream_id == 1:
+            status = int(dict(decoder.decode(payload))[":status"])
+            print("status %d" % status, flush=True)
+            if status == 200:
+                data = DataFrame(1)
+                data.data = ws_frame
+                sock.sendall(data.serialize())
+            if flags & 0x1:
+                break
+        elif kind == 0x0 and stream_id == 1:
+            received += payload
+            if len(received) >= 2 and len(received) >= 2 + (received[1] & 0x7F):
+                length = received[1] & 0x7F
+                print("echo %s" % received[2 : 2 + length].decode(), flush=True)
+                break
+            if flags & 0x1:
+                break
     sock.close()
 
 
@@ -321,6 +393,8 @@ def main():
         continuation(port, int(args[0]))
     elif command == "ping-flood":
         flood(port, int(args[0]), PingFrame(0, opaque_data=b"flooding"))
+    elif command == "websocket":
+        websocket(port, args[0])
     elif command == "upstream":
         upstream(port)
     elif command == "settings-flood":

@@ -12,7 +12,8 @@ use crate::http::body::{pump, Moved, OutFraming, PumpError, Source};
 use crate::http::codec::{Framing, Patience, ReadBuf};
 use crate::http::flags::ResponseFlags;
 use crate::http::local_reply::LocalReply;
-use crate::net::{peek, peer_closed, Peeked, Stream};
+use crate::http::upgrade::{self, End, Tunneled};
+use crate::net::{duplicate, peek, peer_closed, Peeked, Stream};
 use crate::server::shard::Shard;
 use crate::snapshot::HttpSettings;
 use monoio::io::AsyncWriteRentExt;
@@ -74,9 +75,15 @@ pub(super) trait Downstream {
     /// the client is gone.
     async fn send_switch(&mut self, head: Vec<u8>) -> bool;
 
-    /// The socket and unread bytes a tunnel continues with, when this
-    /// protocol tunnels upgrades on its connection.
-    fn tunnel(&mut self) -> Option<(&mut Stream, &mut ReadBuf)>;
+    /// Relays an upgraded exchange's bytes both ways with the upstream
+    /// socket (`from_upstream`: bytes it sent after its `101`) until one
+    /// side ends or nothing moves for `idle`.
+    async fn tunnel(
+        &mut self,
+        up: &mut Stream,
+        from_upstream: Vec<u8>,
+        idle: Option<Duration>,
+    ) -> Tunneled;
 
     /// Skips a request body that will not be forwarded; false when it
     /// cannot be skipped (not all buffered), so the connection must close.
@@ -91,10 +98,6 @@ pub(super) trait Downstream {
 
     /// Notes that the client went away (the close was its doing).
     fn lost(&mut self);
-
-    /// Counts bytes sent to the client outside [`relay`](Self::relay)
-    /// (through a tunnel).
-    fn count_sent(&mut self, bytes: u64);
 }
 
 /// An HTTP/1.1 client connection: requests and responses are written and
@@ -183,8 +186,34 @@ impl Downstream for H1Down {
         self.send(head).await
     }
 
-    fn tunnel(&mut self) -> Option<(&mut Stream, &mut ReadBuf)> {
-        Some((&mut self.stream, &mut self.rbuf))
+    async fn tunnel(
+        &mut self,
+        up: &mut Stream,
+        from_upstream: Vec<u8>,
+        idle: Option<Duration>,
+    ) -> Tunneled {
+        let from_client = self.rbuf.data().to_vec();
+        self.rbuf.clear();
+        // The client's socket is read through a duplicate descriptor while
+        // the original is written.
+        let Some(mut reader) = duplicate(self.stream.as_raw_fd()) else {
+            return Tunneled {
+                to_upstream: 0,
+                to_downstream: 0,
+                end: End::Downstream,
+            };
+        };
+        let moved = upgrade::tunnel(
+            &mut reader,
+            &mut self.stream,
+            up,
+            from_client,
+            from_upstream,
+            idle,
+        )
+        .await;
+        self.tx += moved.to_downstream;
+        moved
     }
 
     fn skip_body(&mut self, framing: Framing) -> bool {
@@ -208,9 +237,5 @@ impl Downstream for H1Down {
 
     fn lost(&mut self) {
         self.closed_by_peer = true;
-    }
-
-    fn count_sent(&mut self, bytes: u64) {
-        self.tx += bytes;
     }
 }

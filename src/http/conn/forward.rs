@@ -347,17 +347,11 @@ impl<D: Downstream> Proxy<D> {
     /// connection ends with it.
     async fn tunnel(&mut self, x: &Exchange<'_>, up: &mut Stream) -> Next {
         let (w, stats) = (x.shard.id, &x.http.stats);
-        let Some((down, rbuf)) = self.down.tunnel() else {
-            return Next::Close;
-        };
         stats.inc(w, HttpStat::downstream_cx_upgrades_active);
-        let from_client = rbuf.data().to_vec();
-        rbuf.clear();
         let from_upstream = self.ubuf.data().to_vec();
         self.ubuf.clear();
-        let moved = upgrade::tunnel(down, up, from_client, from_upstream, x.stream_idle).await;
+        let moved = self.down.tunnel(up, from_upstream, x.stream_idle).await;
         stats.dec(w, HttpStat::downstream_cx_upgrades_active);
-        self.down.count_sent(moved.to_downstream);
         x.log.bytes_received.set(moved.to_upstream);
         x.log.bytes_sent.set(moved.to_downstream);
         match moved.end {

@@ -12,6 +12,7 @@ use crate::http::flags::ResponseFlags;
 use crate::http::h2::{keepalive, poll_capacity, request_head, response_from_head, H2Body};
 use crate::http::head::{self, ParsedRequest, Peer};
 use crate::http::local_reply::LocalReply;
+use crate::http::upgrade::{self, End, Tunneled};
 use crate::net::{ByteCounts, Stream};
 use crate::server::shard::Shard;
 use crate::snapshot::HttpSettings;
@@ -49,6 +50,9 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
         .header_table_size(options.hpack_table_size)
         .max_header_list_size(u32::try_from(http.max_request_headers_bytes).unwrap_or(u32::MAX))
         .max_send_buffer_size(READ_CHUNK);
+    if options.allow_connect {
+        builder.enable_connect_protocol();
+    }
     let handshake = monoio::time::timeout(HANDSHAKE_TIMEOUT, builder.handshake::<_, Bytes>(io));
     let mut conn = match handshake.await {
         Ok(Ok(conn)) => conn,
@@ -65,6 +69,7 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
     let mut idle = std::pin::pin!(idle(active.clone(), last_active.clone(), http.idle_timeout));
     let mut accepted = 0u32;
     let mut closing = false;
+    let close = Rc::new(Signal::default());
     loop {
         let next = monoio::select! {
             next = conn.accept() => next,
@@ -77,6 +82,12 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
             }
             _ = &mut idle, if !closing => {
                 http.stats.inc(w, HttpStat::downstream_cx_idle_timeout);
+                h2_stats.inc(w, Http2Stat::goaway_sent);
+                conn.graceful_shutdown();
+                closing = true;
+                continue;
+            }
+            _ = close.fired(), if !closing => {
                 h2_stats.inc(w, Http2Stat::goaway_sent);
                 conn.graceful_shutdown();
                 closing = true;
@@ -109,6 +120,7 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
                     peer: peer.clone(),
                     active: active.clone(),
                     last_active: last_active.clone(),
+                    close: close.clone(),
                 };
                 monoio::spawn(task.run(request, respond));
             }
@@ -161,6 +173,36 @@ struct StreamTask {
     peer: Peer,
     active: Rc<Cell<usize>>,
     last_active: Rc<Cell<Instant>>,
+    /// Asks the connection for a GOAWAY.
+    close: Rc<Signal>,
+}
+
+/// A one-shot signal from stream tasks to their connection's task.
+#[derive(Default)]
+struct Signal {
+    fired: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Signal {
+    fn fire(&self) {
+        self.fired.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once fired.
+    async fn fired(&self) {
+        poll_fn(|cx| {
+            if self.fired.get() {
+                return Poll::Ready(());
+            }
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 impl StreamTask {
@@ -175,7 +217,10 @@ impl StreamTask {
         let down = if let Some(listener) = view.snapshot.listeners.get(self.listener) {
             let http = &listener.http;
             let (parts, body) = request.into_parts();
-            let chunked = !body.is_end_stream() && !parts.headers.contains_key("content-length");
+            // An extended CONNECT's DATA is its tunnel, not a framed body.
+            let chunked = !body.is_end_stream()
+                && !parts.headers.contains_key("content-length")
+                && parts.extensions.get::<h2::ext::Protocol>().is_none();
             let head = request_head(&parts, chunked);
             let mut down = H2Down::new(respond, body, chunked);
             http.stats.inc(w, HttpStat::downstream_rq_http2_total);
@@ -199,7 +244,12 @@ impl StreamTask {
                         down,
                         ubuf: ReadBuf::default(),
                     };
-                    let _: Next = proxy.run(&x, plan).await;
+                    let next = proxy.run(&x, plan).await;
+                    // An upgrade that did not switch ends the connection, as
+                    // it does over HTTP/1.1: Envoy sends GOAWAY.
+                    if next == Next::Close && x.req.upgrade && x.status.get() != 101 {
+                        self.close.fire();
+                    }
                     x.finish();
                     proxy.down
                 }
@@ -423,14 +473,34 @@ impl Downstream for H2Down {
         })
     }
 
-    async fn send_switch(&mut self, _head: Vec<u8>) -> bool {
-        // An HTTP/2 request never asks to upgrade (extended CONNECT is
-        // not supported yet): nothing switches.
-        false
+    async fn send_switch(&mut self, head: Vec<u8>) -> bool {
+        // An extended CONNECT's tunnel opens with a 200 (RFC 8441 §5),
+        // without the HTTP/1.1 upgrade headers, as Envoy answers it.
+        let Some((mut response, _)) = response_from_head(&head) else {
+            return false;
+        };
+        *response.status_mut() = http::StatusCode::OK;
+        self.start(response, false)
     }
 
-    fn tunnel(&mut self) -> Option<(&mut Stream, &mut ReadBuf)> {
-        None
+    async fn tunnel(
+        &mut self,
+        up: &mut Stream,
+        from_upstream: Vec<u8>,
+        idle: Option<Duration>,
+    ) -> Tunneled {
+        let from_client = self.rbuf.data().to_vec();
+        self.rbuf.clear();
+        let mut body = self.body.take();
+        let mut sink = H2Sink { reply: &self.reply };
+        let moved =
+            upgrade::tunnel(&mut body, &mut sink, up, from_client, from_upstream, idle).await;
+        // An upstream that closed ends the stream cleanly; anything else
+        // resets it when the stream's books close.
+        if moved.end == End::Upstream {
+            self.finish();
+        }
+        moved
     }
 
     fn skip_body(&mut self, _framing: Framing) -> bool {
@@ -451,10 +521,6 @@ impl Downstream for H2Down {
 
     fn lost(&mut self) {
         self.gone = true;
-    }
-
-    fn count_sent(&mut self, _bytes: u64) {
-        // Counted at the connection's socket.
     }
 }
 
