@@ -509,3 +509,43 @@ fn websocket_over_http2_extended_connect_matches_envoy() {
         }
     }
 }
+
+#[test]
+fn upstream_idle_timeout_closes_pooled_connections_as_in_envoy() {
+    let test = "upstream_idle_timeout_closes_pooled_connections_as_in_envoy";
+    if !h2_peer_or_skip(test) {
+        return;
+    }
+    let idle = "    common_http_protocol_options: { idle_timeout: 0.3s }\n";
+    let backend = Backend::start("b");
+    let h1 = with_admin(&http_config(
+        &catch_all("up", ""),
+        &static_cluster("up", &[(&backend, 1)], idle),
+    ));
+    let up = h2_upstream(0);
+    // The HTTP/2 cluster takes the option inside its HttpProtocolOptions.
+    let h2 = h2_cluster_config(up.1, "").replace(
+        "        explicit_http_config:",
+        "        common_http_protocol_options: { idle_timeout: 0.3s }\n        explicit_http_config:",
+    );
+    for (config, backends) in [(h1, vec![backend]), (h2, Vec::new())] {
+        let Some(pair) = Pair::start(test, &config, backends) else {
+            return;
+        };
+        for port in [pair.ringway.port, pair.envoy.port] {
+            assert_eq!(get(port, "x", "/1").status, 200);
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            assert_eq!(get(port, "x", "/2").status, 200);
+        }
+        pair.assert_same_stats(&[
+            "cluster.up.upstream_cx_total",
+            "cluster.up.upstream_cx_idle_timeout",
+        ]);
+        let (stats, _) = pair.admin("/stats");
+        assert!(
+            stats.contains("cluster.up.upstream_cx_idle_timeout: 1"),
+            "{stats}"
+        );
+        assert!(stats.contains("cluster.up.upstream_cx_total: 2"), "{stats}");
+    }
+}

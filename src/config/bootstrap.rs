@@ -324,6 +324,9 @@ pub struct Cluster {
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// The HTTP protocol spoken to the endpoints.
     pub upstream_protocol: UpstreamProtocol,
+    /// `common_http_protocol_options.idle_timeout`: how long a pooled
+    /// connection may go without a request (default 1 h; None: forever).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The protocol a cluster speaks to its endpoints.
@@ -1531,9 +1534,9 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
     let mut max_requests_per_connection = obj
         .get("max_requests_per_connection")
         .and_then(|m| wrapped_uint(&m, errs, u32::MAX as u64));
+    let mut common = UpstreamCommon::default();
     if let Some(c) = obj.get("common_http_protocol_options") {
-        max_requests_per_connection =
-            common_upstream_options(&c, errs).or(max_requests_per_connection);
+        common = common_upstream_options(&c, errs);
     }
     // The legacy cluster-level field asks for HTTP/2 too.
     let mut upstream_protocol = match obj.get("http2_protocol_options") {
@@ -1541,10 +1544,11 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
         None => UpstreamProtocol::Http1,
     };
     if let Some(t) = obj.get("typed_extension_protocol_options") {
-        let (max, protocol) = protocol_options(&t, errs);
-        max_requests_per_connection = max.or(max_requests_per_connection);
+        let (typed, protocol) = protocol_options(&t, errs);
+        common = typed.unwrap_or(common);
         upstream_protocol = protocol.unwrap_or(upstream_protocol);
     }
+    max_requests_per_connection = common.max_requests.or(max_requests_per_connection);
     let tcp_keepalive = obj
         .get("upstream_connection_options")
         .and_then(|c| c.object(errs, &CONNECTION_OPTIONS))
@@ -1562,6 +1566,7 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
             .map(|m| m as u32),
         tcp_keepalive,
         upstream_protocol,
+        idle_timeout: common.idle_timeout,
         connect_timeout,
         endpoints,
         dns_refresh_rate,
@@ -1608,7 +1613,10 @@ static HTTP1_PROTOCOL_OPTIONS: Fields = Fields {
 /// following the downstream's). Returns its
 /// `common_http_protocol_options.max_requests_per_connection` and the
 /// protocol it chose.
-fn protocol_options(node: &Node, errs: &mut Errors) -> (Option<u64>, Option<UpstreamProtocol>) {
+fn protocol_options(
+    node: &Node,
+    errs: &mut Errors,
+) -> (Option<UpstreamCommon>, Option<UpstreamProtocol>) {
     let serde_json::Value::Object(map) = node.value() else {
         errs.add(
             node.path(),
@@ -1616,7 +1624,7 @@ fn protocol_options(node: &Node, errs: &mut Errors) -> (Option<u64>, Option<Upst
         );
         return (None, None);
     };
-    let mut max_requests = None;
+    let mut common = None;
     let mut protocol = None;
     for name in map.keys() {
         let Some(entry) = node.entry(name) else {
@@ -1692,25 +1700,49 @@ fn protocol_options(node: &Node, errs: &mut Errors) -> (Option<u64>, Option<Upst
             });
         }
         if let Some(c) = o.get("common_http_protocol_options") {
-            max_requests = common_upstream_options(&c, errs);
+            common = Some(common_upstream_options(&c, errs));
         }
     }
-    (max_requests, protocol)
+    (common, protocol)
 }
 
-/// Decodes an upstream `common_http_protocol_options`: its
-/// `max_requests_per_connection`.
-fn common_upstream_options(node: &Node, errs: &mut Errors) -> Option<u64> {
-    let o = node.object(errs, &UPSTREAM_PROTOCOL_OPTIONS)?;
-    let m = o.get("max_requests_per_connection")?;
-    wrapped_uint(&m, errs, u32::MAX as u64)
+/// An upstream `common_http_protocol_options`.
+struct UpstreamCommon {
+    max_requests: Option<u64>,
+    idle_timeout: Option<Duration>,
+}
+
+impl Default for UpstreamCommon {
+    fn default() -> Self {
+        UpstreamCommon {
+            max_requests: None,
+            // Envoy's default: an hour.
+            idle_timeout: Some(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// Decodes an upstream `common_http_protocol_options`:
+/// `max_requests_per_connection` and `idle_timeout` (0: none).
+fn common_upstream_options(node: &Node, errs: &mut Errors) -> UpstreamCommon {
+    let mut common = UpstreamCommon::default();
+    let Some(o) = node.object(errs, &UPSTREAM_PROTOCOL_OPTIONS) else {
+        return common;
+    };
+    if let Some(m) = o.get("max_requests_per_connection") {
+        common.max_requests = wrapped_uint(&m, errs, u32::MAX as u64);
+    }
+    if let Some(t) = o.get("idle_timeout") {
+        common.idle_timeout = t.duration(errs).filter(|d| !d.is_zero());
+    }
+    common
 }
 
 #[rustfmt::skip]
 static UPSTREAM_PROTOCOL_OPTIONS: Fields = Fields {
-    known: &["max_requests_per_connection"],
+    known: &["max_requests_per_connection", "idle_timeout"],
     unsupported: &[
-        "idle_timeout", "max_headers_count", "max_connection_duration", "max_stream_duration",
+        "max_headers_count", "max_connection_duration", "max_stream_duration",
         "headers_with_underscores_action", "max_response_headers_kb",
     ],
 };

@@ -3,7 +3,7 @@
 //! every one is full, and a connection the peer closed or sent GOAWAY on
 //! leaves the pool. Owned by one shard: `Rc`/`RefCell`, no lock.
 
-use super::pool::CxGuard;
+use super::pool::{CxGuard, IdleCounter};
 use crate::config::Http2Options;
 use crate::http::codec::READ_CHUNK;
 use crate::net::{Address, ByteCounts, Stream};
@@ -17,9 +17,6 @@ use std::time::{Duration, Instant};
 /// Streams opened on a new connection before the peer's SETTINGS say how
 /// many it allows (h2 would otherwise open any number).
 const INITIAL_STREAMS: usize = 100;
-/// How long a connection without streams stays in the pool (as the
-/// HTTP/1.1 pool's idle connections do).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One HTTP/2 connection to an endpoint.
 pub struct H2Conn {
@@ -35,6 +32,7 @@ pub struct H2Conn {
     max_streams: Option<u32>,
     /// When its last stream ended (or it opened).
     idle_since: Cell<Instant>,
+    idle_counter: IdleCounter,
     /// Cleared when the connection ends (closed, failed, or drained after
     /// a GOAWAY).
     alive: Rc<Cell<bool>>,
@@ -61,13 +59,17 @@ impl H2Conn {
         self.alive.get() && self.in_flight.get() < self.cap && !self.spent()
     }
 
-    /// Whether the pool should let it go: ended, spent, or idle too long
-    /// (its streams, if any, keep it open until they end).
-    fn retired(&self, now: Instant) -> bool {
+    /// Whether the pool should let it go: ended, spent, or without a
+    /// stream for longer than `idle_timeout` (its streams, if any, keep
+    /// it open until they end).
+    fn retired(&self, now: Instant, idle_timeout: Option<Duration>) -> bool {
         let idle = self.in_flight.get() == 0;
-        !self.alive.get()
-            || (idle && self.spent())
-            || (idle && now.saturating_duration_since(self.idle_since.get()) > IDLE_TIMEOUT)
+        let idled = now.saturating_duration_since(self.idle_since.get());
+        if idle && self.alive.get() && idle_timeout.is_some_and(|t| idled > t) {
+            self.idle_counter.count();
+            return true;
+        }
+        !self.alive.get() || (idle && self.spent())
     }
 }
 
@@ -90,12 +92,17 @@ pub struct H2Pool {
 
 impl H2Pool {
     /// The least busy live connection to `addr` with room for a stream.
-    /// Connections retired meanwhile leave the pool; once their last
-    /// handle goes, h2 closes them.
-    pub fn take(&self, addr: &Address, now: Instant) -> Option<Rc<H2Conn>> {
+    /// Connections retired meanwhile (`idle_timeout`: the cluster's) leave
+    /// the pool; once their last handle goes, h2 closes them.
+    pub fn take(
+        &self,
+        addr: &Address,
+        now: Instant,
+        idle_timeout: Option<Duration>,
+    ) -> Option<Rc<H2Conn>> {
         let mut conns = self.conns.borrow_mut();
         let list = conns.get_mut(addr)?;
-        list.retain(|c| !c.retired(now));
+        list.retain(|c| !c.retired(now, idle_timeout));
         list.iter()
             .filter(|c| c.usable())
             .min_by_key(|c| c.in_flight.get())
@@ -138,6 +145,7 @@ pub async fn handshake(
         .map_err(std::io::Error::other)?;
     let alive = Rc::new(Cell::new(true));
     let ended = alive.clone();
+    let idle_counter = guard.idle_counter();
     let keepalive = options.keepalive;
     monoio::spawn(async move {
         let mut connection = connection;
@@ -157,6 +165,7 @@ pub async fn handshake(
         opened: Cell::new(0),
         max_streams,
         idle_since: Cell::new(Instant::now()),
+        idle_counter,
         alive,
         counts,
     }))

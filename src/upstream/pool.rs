@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 /// Idle connections kept per endpoint per shard.
 const MAX_IDLE_PER_ENDPOINT: usize = 128;
-/// How long an idle connection may wait for reuse.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections idle at least this long are probed before reuse. Upstreams
 /// close idle keep-alive connections after seconds, not microseconds, and a
 /// probe costs a syscall per request; a bodiless request that still meets a
@@ -40,6 +38,31 @@ impl CxGuard {
             host,
             shard,
         }
+    }
+}
+
+impl CxGuard {
+    /// Counts the connection as closed for idling past the cluster's
+    /// `idle_timeout` (`upstream_cx_idle_timeout`).
+    pub fn idle_timed_out(&self) {
+        self.cluster
+            .inc(self.shard, sets::Cluster::upstream_cx_idle_timeout);
+    }
+
+    /// A handle that counts the same connection's idle timeout, for an
+    /// owner that keeps the guard elsewhere.
+    pub fn idle_counter(&self) -> IdleCounter {
+        IdleCounter(self.cluster.clone(), self.shard)
+    }
+}
+
+/// Counts one connection's idle timeout in its cluster's stats.
+pub struct IdleCounter(Arc<Scope<sets::Cluster>>, usize);
+
+impl IdleCounter {
+    /// Counts it (`upstream_cx_idle_timeout`).
+    pub fn count(&self) {
+        self.0.inc(self.1, sets::Cluster::upstream_cx_idle_timeout);
     }
 }
 
@@ -76,16 +99,24 @@ pub struct Pool {
 
 impl Pool {
     /// Takes the most recently idled usable connection to `addr`, dropping
-    /// any that timed out or were closed by the upstream. `now` is the
-    /// caller's clock reading (one per request, not one per pool call).
-    pub fn take(&self, addr: &Address, now: Instant) -> Option<UpstreamConn> {
+    /// any idle for longer than `idle_timeout` (the cluster's) or closed
+    /// by the upstream. `now` is the caller's clock reading (one per
+    /// request, not one per pool call).
+    pub fn take(
+        &self,
+        addr: &Address,
+        now: Instant,
+        idle_timeout: Option<Duration>,
+    ) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(addr)?;
         while let Some(conn) = list.pop() {
             let idle = now.saturating_duration_since(conn.since);
-            if idle < PROBE_AFTER
-                || (idle < IDLE_TIMEOUT && peek(&conn.stream.stream) == Peeked::Nothing)
-            {
+            if idle_timeout.is_some_and(|t| idle >= t) {
+                conn.stream.guard.idle_timed_out();
+                continue;
+            }
+            if idle < PROBE_AFTER || peek(&conn.stream.stream) == Peeked::Nothing {
                 return Some(conn.stream);
             }
         }

@@ -528,7 +528,9 @@ impl<D: Downstream> Proxy<D> {
             let pooled = if fresh_only {
                 None
             } else {
-                x.shard.pool.take(addr, attempt.started)
+                x.shard
+                    .pool
+                    .take(addr, attempt.started, cluster.config.idle_timeout)
             };
             // A buffered request that meets a dead pooled connection before
             // any response byte is resent once on a new connection (not a

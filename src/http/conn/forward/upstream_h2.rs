@@ -142,7 +142,11 @@ impl<D: Downstream> Proxy<D> {
         options: &Http2Options,
     ) -> Result<Rc<H2Conn>, LocalReply<'static>> {
         let (cluster, endpoint) = (plan.cluster, plan.endpoint);
-        if let Some(conn) = x.shard.h2_pool.take(&endpoint.addr, Instant::now()) {
+        if let Some(conn) =
+            x.shard
+                .h2_pool
+                .take(&endpoint.addr, Instant::now(), cluster.config.idle_timeout)
+        {
             return Ok(conn);
         }
         let protocol = ClusterStat::upstream_cx_http2_total;
