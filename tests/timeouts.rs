@@ -3,6 +3,7 @@
 //! local reply.
 
 mod common;
+use common::oracle::{with_admin, Pair};
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -164,4 +165,51 @@ fn a_client_that_leaves_ends_the_upstream_request() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(left.elapsed() < Duration::from_secs(2));
+}
+
+/// A cluster's `common_http_protocol_options.max_stream_duration` cuts
+/// each upstream request, as Envoy does: 504 `upstream max stream duration
+/// reached`, retried under `5xx`, flags `URX,UMSDR`, counted per attempt.
+#[test]
+fn cluster_max_stream_duration_matches_envoy() {
+    let backend = Backend::start("b");
+    let format = "%RESPONSE_CODE% %RESPONSE_FLAGS%\\n";
+    let cluster = static_cluster(
+        "backend",
+        &[(&backend, 1)],
+        "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http_protocol_options: {} }\n        common_http_protocol_options: { max_stream_duration: 0.3s }\n",
+    );
+    let config = with_admin(&http_config(
+        &catch_all("backend", ", retry_policy: { retry_on: \"5xx\", num_retries: 1 }"),
+        &cluster,
+    ))
+    .replace(
+        "          stat_prefix: ingress_http\n",
+        &format!("          stat_prefix: ingress_http\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: \"{{log}}\"\n              log_format: {{ text_format_source: {{ inline_string: \"{format}\" }} }}\n"),
+    );
+    let Some(pair) = Pair::start(
+        "cluster_max_stream_duration_matches_envoy",
+        &config,
+        vec![backend],
+    ) else {
+        return;
+    };
+    let raws = [
+        b"GET /delay/1000 HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+        b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+    ];
+    let seen = pair.assert_all_same(&raws);
+    assert_eq!(seen[0].status, 504);
+    assert_eq!(seen[0].body, "upstream max stream duration reached");
+    assert_eq!(
+        log_lines(&pair.logs.0, 2),
+        log_lines(&pair.logs.1, 2),
+        "access-log lines"
+    );
+    pair.assert_same_stats(&[
+        "cluster.backend.upstream_rq_max_duration_reached",
+        "cluster.backend.upstream_rq_retry",
+        "cluster.backend.upstream_rq_timeout",
+        "cluster.backend.upstream_rq_total",
+    ]);
 }

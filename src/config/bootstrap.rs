@@ -327,6 +327,9 @@ pub struct Cluster {
     /// `common_http_protocol_options.idle_timeout`: how long a pooled
     /// connection may go without a request (default 1 h; None: forever).
     pub idle_timeout: Option<Duration>,
+    /// `common_http_protocol_options.max_stream_duration`: how long one
+    /// upstream request may last (none by default).
+    pub max_stream_duration: Option<Duration>,
 }
 
 /// The protocol a cluster speaks to its endpoints.
@@ -1567,6 +1570,7 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
         tcp_keepalive,
         upstream_protocol,
         idle_timeout: common.idle_timeout,
+        max_stream_duration: common.max_stream_duration,
         connect_timeout,
         endpoints,
         dns_refresh_rate,
@@ -1710,6 +1714,7 @@ fn protocol_options(
 struct UpstreamCommon {
     max_requests: Option<u64>,
     idle_timeout: Option<Duration>,
+    max_stream_duration: Option<Duration>,
 }
 
 impl Default for UpstreamCommon {
@@ -1718,12 +1723,14 @@ impl Default for UpstreamCommon {
             max_requests: None,
             // Envoy's default: an hour.
             idle_timeout: Some(Duration::from_secs(3600)),
+            max_stream_duration: None,
         }
     }
 }
 
 /// Decodes an upstream `common_http_protocol_options`:
-/// `max_requests_per_connection` and `idle_timeout` (0: none).
+/// `max_requests_per_connection`, `idle_timeout` and
+/// `max_stream_duration` (0: none).
 fn common_upstream_options(node: &Node, errs: &mut Errors) -> UpstreamCommon {
     let mut common = UpstreamCommon::default();
     let Some(o) = node.object(errs, &UPSTREAM_PROTOCOL_OPTIONS) else {
@@ -1735,14 +1742,17 @@ fn common_upstream_options(node: &Node, errs: &mut Errors) -> UpstreamCommon {
     if let Some(t) = o.get("idle_timeout") {
         common.idle_timeout = t.duration(errs).filter(|d| !d.is_zero());
     }
+    if let Some(t) = o.get("max_stream_duration") {
+        common.max_stream_duration = t.duration(errs).filter(|d| !d.is_zero());
+    }
     common
 }
 
 #[rustfmt::skip]
 static UPSTREAM_PROTOCOL_OPTIONS: Fields = Fields {
-    known: &["max_requests_per_connection", "idle_timeout"],
+    known: &["max_requests_per_connection", "idle_timeout", "max_stream_duration"],
     unsupported: &[
-        "max_headers_count", "max_connection_duration", "max_stream_duration",
+        "max_headers_count", "max_connection_duration",
         "headers_with_underscores_action", "max_response_headers_kb",
     ],
 };

@@ -35,9 +35,11 @@ impl ResponseFlags {
     pub const UPSTREAM_OVERFLOW: Self = Self(1 << 12);
     /// DR: the downstream reset its stream (HTTP/2).
     pub const DOWNSTREAM_REMOTE_RESET: Self = Self(1 << 13);
+    /// UMSDR: the cluster's `max_stream_duration` cut the upstream stream.
+    pub const UPSTREAM_MAX_STREAM_DURATION_REACHED: Self = Self(1 << 14);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 14] = [
+    const NAMES: [(Self, &'static str); 15] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
@@ -49,6 +51,7 @@ impl ResponseFlags {
         (Self::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),
         (Self::STREAM_IDLE_TIMEOUT, "SI"),
         (Self::DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
+        (Self::UPSTREAM_MAX_STREAM_DURATION_REACHED, "UMSDR"),
         (Self::UPSTREAM_PROTOCOL_ERROR, "UPE"),
         (Self::NO_CLUSTER_FOUND, "NC"),
         (Self::DOWNSTREAM_REMOTE_RESET, "DR"),

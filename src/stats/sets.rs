@@ -84,7 +84,7 @@ stat_set!(
         upstream_rq_rx_reset, upstream_rq_tx_reset, membership_change,
         upstream_rq_retry, upstream_rq_retry_success, upstream_rq_retry_limit_exceeded,
         upstream_rq_retry_backoff_exponential, upstream_rq_per_try_timeout,
-        upstream_rq_retry_overflow,
+        upstream_rq_retry_overflow, upstream_rq_max_duration_reached,
     ],
     gauges [upstream_cx_active, upstream_rq_active, membership_total, membership_healthy]
 );

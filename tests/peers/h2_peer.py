@@ -172,10 +172,13 @@ def websocket(port, path):
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
     ws_frame = bytes([0x81, 0x80 | len(text)]) + mask + masked
     sent = False
+    finished = False
     received = b""
     for frame in frames(sock):
         if frame is None:
-            print("closed", flush=True)
+            # After the stream ended, the wait was only for a late GOAWAY.
+            if not finished:
+                print("closed", flush=True)
             break
         kind, flags, stream_id, payload = frame
         if kind == 0x4 and not flags & 0x1:
@@ -207,7 +210,8 @@ def websocket(port, path):
             print("goaway %d" % int.from_bytes(payload[4:8], "big"), flush=True)
         elif kind == 0x3 and stream_id == 1:
             print("reset %d" % int.from_bytes(payload[0:4], "big"), flush=True)
-            break
+            finished = True
+            sock.settimeout(0.5)
         elif kind == 0x1 and stream_id == 1:
             status = int(dict(decoder.decode(payload))[":status"])
             print("status %d" % status, flush=True)
@@ -216,7 +220,9 @@ def websocket(port, path):
                 data.data = ws_frame
                 sock.sendall(data.serialize())
             if flags & 0x1:
-                break
+                # A refusal may come with a GOAWAY, before or after it.
+                finished = True
+                sock.settimeout(0.5)
         elif kind == 0x0 and stream_id == 1:
             received += payload
             if len(received) >= 2 and len(received) >= 2 + (received[1] & 0x7F):

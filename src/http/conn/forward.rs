@@ -83,10 +83,21 @@ enum Failure {
 struct Awaited {
     /// None: the route or per-try timeout ran out.
     result: Option<Result<Received, Failure>>,
-    /// The per-try timeout (not the route's) was the one to run out.
-    per_try_cut: bool,
+    /// Which limit would end the attempt first.
+    cut: Cut,
     /// The response head went downstream.
     headers_sent: bool,
+}
+
+/// The limits on waiting for an attempt's response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The route timeout (across attempts).
+    Route,
+    /// The retry policy's per-try timeout.
+    PerTry,
+    /// The cluster's `max_stream_duration`, from the attempt's start.
+    StreamDuration,
 }
 
 /// What one upstream attempt came to.
@@ -680,11 +691,18 @@ impl<D: Downstream> Proxy<D> {
         let now = Instant::now();
         let deadline = plan.deadline.or(plan.timeout.map(|t| now + t));
         let per_try = retries.per_try_timeout.map(|t| now + t);
-        let limit = match (deadline, per_try) {
-            (Some(d), Some(p)) => Some(d.min(p)),
-            (d, p) => d.or(p),
-        };
-        let per_try_cut = per_try.is_some_and(|p| deadline.is_none_or(|d| p < d));
+        let stream_end = plan.cluster.config.max_stream_duration.map(|d| started + d);
+        // The earliest limit cuts the attempt; on a tie the route's wins,
+        // then the per-try timeout.
+        let (limit, cut) = [
+            (deadline, Cut::Route),
+            (per_try, Cut::PerTry),
+            (stream_end, Cut::StreamDuration),
+        ]
+        .into_iter()
+        .filter_map(|(at, cut)| at.map(|at| (at, cut)))
+        .min_by_key(|&(at, _)| at)
+        .map_or((None, Cut::Route), |(at, cut)| (Some(at), cut));
         let headers_sent = Cell::new(false);
         self.ubuf.clear();
         self.ubuf.set_chunk(plan.cluster.config.buffer_limit);
@@ -708,7 +726,7 @@ impl<D: Downstream> Proxy<D> {
         };
         Awaited {
             result,
-            per_try_cut,
+            cut,
             headers_sent: headers_sent.get(),
         }
     }
@@ -772,6 +790,20 @@ impl<D: Downstream> Proxy<D> {
                 );
                 Tried::Failed(reply, FailKind::Protocol)
             }
+            None if awaited.cut == Cut::StreamDuration => {
+                // Envoy resets the upstream stream and treats it as a reset.
+                plan.cluster
+                    .stats
+                    .inc(x.shard.id, ClusterStat::upstream_rq_max_duration_reached);
+                x.flag(ResponseFlags::UPSTREAM_MAX_STREAM_DURATION_REACHED);
+                if headers_sent {
+                    attempt.charge(x.status.get());
+                    return Tried::Done(Next::Close);
+                }
+                attempt.charge(504);
+                let reply = LocalReply::new(504, "upstream max stream duration reached");
+                Tried::Failed(reply, FailKind::Reset)
+            }
             None => {
                 attempt.timed_out();
                 x.flag(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
@@ -782,7 +814,7 @@ impl<D: Downstream> Proxy<D> {
                 }
                 attempt.charge(504);
                 let reply = LocalReply::new(504, "upstream request timeout");
-                if awaited.per_try_cut {
+                if awaited.cut == Cut::PerTry {
                     plan.cluster
                         .stats
                         .inc(x.shard.id, ClusterStat::upstream_rq_per_try_timeout);
