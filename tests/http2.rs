@@ -557,3 +557,37 @@ fn upstream_idle_timeout_closes_pooled_connections_as_in_envoy() {
         assert!(stats.contains("cluster.up.upstream_cx_total: 2"), "{stats}");
     }
 }
+
+#[test]
+fn connection_keepalive_closes_a_client_that_stops_answering() {
+    if !h2_peer_or_skip("connection_keepalive_closes_a_client_that_stops_answering") {
+        return;
+    }
+    let backend = Backend::start("b");
+    let admin = free_port();
+    let config = admin_block(admin)
+        + &http_config(
+            &catch_all("backend", ""),
+            &static_cluster("backend", &[(&backend, 1)], ""),
+        )
+        .replace(
+            "          stat_prefix: ingress_http\n",
+            "          stat_prefix: ingress_http\n          http2_protocol_options: { connection_keepalive: { interval: 0.2s, timeout: 0.2s } }\n",
+        );
+    let proxy = Proxy::start(&config, &["--concurrency", "1"]);
+    let started = Instant::now();
+    assert_eq!(
+        h2_peer(&["silent", &proxy.port.to_string(), "5"]),
+        ["closed"]
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let stats = admin_until(admin, "/stats", |s| {
+        s.contains("http2.keepalive_timeout: 1")
+    });
+    assert!(stats.contains("http2.keepalive_timeout: 1"), "{stats}");
+    // A client that answers keeps its connection past several intervals.
+    assert_eq!(
+        h2_peer(&["streams", &proxy.port.to_string(), "/delay/900"]),
+        ["/delay/900 200 7"]
+    );
+}

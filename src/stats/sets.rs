@@ -65,7 +65,7 @@ stat_set!(
     /// `http2.*`: the downstream HTTP/2 codec (created with the first
     /// HTTP/2 connection, as Envoy's are).
     Http2, None,
-    counters [rx_reset, tx_reset, trailers, goaway_sent, keepalive_timeout, rx_messaging_error],
+    counters [rx_reset, tx_reset, goaway_sent, keepalive_timeout, rx_messaging_error],
     gauges [streams_active]
 );
 

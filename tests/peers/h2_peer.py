@@ -16,6 +16,9 @@
                                           allow it, "status <code>" (or the
                                           reset or GOAWAY), then "echo <text>"
                                           for a text message sent and echoed
+    h2_peer.py silent PORT SECONDS        a connection that never answers a
+                                          PING: "closed" when the server ends
+                                          it within SECONDS, else "open"
     h2_peer.py upstream GOAWAY_AFTER     an HTTP/2 server on a free port
                                           (printed): answers each request
                                           "<connection> <stream>", and sends
@@ -234,6 +237,20 @@ def websocket(port, path):
     sock.close()
 
 
+def silent(port, seconds):
+    sock = raw_preface(port)
+    sock.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+        print("closed", flush=True)
+    except socket.timeout:
+        print("open", flush=True)
+    except OSError:
+        print("closed", flush=True)
+
+
 def raw_preface(port):
     """A connection past the preface and SETTINGS, for hand-made frames."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -401,6 +418,8 @@ def main():
         flood(port, int(args[0]), PingFrame(0, opaque_data=b"flooding"))
     elif command == "websocket":
         websocket(port, args[0])
+    elif command == "silent":
+        silent(port, float(args[0]))
     elif command == "upstream":
         upstream(port)
     elif command == "settings-flood":
