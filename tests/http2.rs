@@ -10,6 +10,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A listener sending everything to `backend`.
+fn to_backend(backend: &Backend) -> String {
+    http_config(
+        &catch_all("backend", ""),
+        &static_cluster("backend", &[(backend, 1)], ""),
+    )
+}
+
 /// Whether python-hyper's `h2` is importable; under CI it must be.
 fn h2_peer_or_skip(test: &str) -> bool {
     tool_or_skip(test, &["python3", "-c", "import h2"])
@@ -204,10 +212,7 @@ fn h2load_streams_all_succeed() {
         return;
     }
     let backend = Backend::start("b");
-    let config = http_config(
-        &catch_all("backend", ""),
-        &static_cluster("backend", &[(&backend, 1)], ""),
-    );
+    let config = to_backend(&backend);
     let admin = free_port();
     let proxy = Proxy::start(&(admin_block(admin) + &config), &["--concurrency", "2"]);
     for streams in ["1", "50"] {
@@ -240,10 +245,7 @@ fn a_slow_stream_does_not_hold_up_others_on_its_connection() {
         return;
     }
     let backend = Backend::start("b");
-    let config = http_config(
-        &catch_all("backend", ""),
-        &static_cluster("backend", &[(&backend, 1)], ""),
-    );
+    let config = to_backend(&backend);
     let proxy = Proxy::start(&config, &["--concurrency", "1"]);
     let port = proxy.port.to_string();
     let mut lines = h2_peer(&["streams", &port, "/delay/1500", "/fast", "/echo"]);
@@ -263,10 +265,7 @@ fn drain_sends_goaway_and_in_flight_streams_finish() {
         return;
     }
     let backend = Backend::start("b");
-    let config = http_config(
-        &catch_all("backend", ""),
-        &static_cluster("backend", &[(&backend, 1)], ""),
-    );
+    let config = to_backend(&backend);
     let admin = free_port();
     let proxy = Proxy::start(&(admin_block(admin) + &config), &["--concurrency", "1"]);
     let mut peer = Command::new("python3")
@@ -325,10 +324,7 @@ fn flood_attacks_end_the_connection_and_others_are_served() {
         return;
     }
     let backend = Backend::start("b");
-    let config = http_config(
-        &catch_all("backend", ""),
-        &static_cluster("backend", &[(&backend, 1)], ""),
-    );
+    let config = to_backend(&backend);
     let proxy = Proxy::start(&config, &["--concurrency", "1"]);
     // Rapid reset (CVE-2023-44487): h2's pending-accept reset limit sends
     // GOAWAY (ENHANCE_YOUR_CALM, 11); the client may see only the close.
@@ -566,10 +562,7 @@ fn connection_keepalive_closes_a_client_that_stops_answering() {
     let backend = Backend::start("b");
     let admin = free_port();
     let config = admin_block(admin)
-        + &http_config(
-            &catch_all("backend", ""),
-            &static_cluster("backend", &[(&backend, 1)], ""),
-        )
+        + &to_backend(&backend)
         .replace(
             "          stat_prefix: ingress_http\n",
             "          stat_prefix: ingress_http\n          http2_protocol_options: { connection_keepalive: { interval: 0.2s, timeout: 0.2s } }\n",
