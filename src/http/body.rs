@@ -60,6 +60,11 @@ pub(crate) trait Source {
     fn trailers(&self) -> Option<&http::HeaderMap> {
         None
     }
+
+    /// Whether trailers may follow the body's last bytes.
+    fn may_have_trailers(&self) -> bool {
+        false
+    }
 }
 
 impl Source for Stream {

@@ -257,6 +257,10 @@ impl Source for H2Body {
         self.trailers.as_ref()
     }
 
+    fn may_have_trailers(&self) -> bool {
+        true
+    }
+
     async fn fill(
         &mut self,
         rbuf: &mut ReadBuf,

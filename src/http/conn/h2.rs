@@ -335,12 +335,14 @@ impl H2Down {
         }
     }
 
-    /// Ends the body with an empty DATA frame; false when the stream is gone.
+    /// Ends the body with an empty DATA frame, unless its last bytes
+    /// ended it; false when the stream is gone.
     fn finish(&mut self) -> bool {
         let mut reply = self.reply.borrow_mut();
         let ended = match &mut *reply {
             Reply::Streaming(s) => s.send_data(Bytes::new(), true).is_ok(),
-            _ => false,
+            Reply::Done => true,
+            Reply::Waiting(_) => false,
         };
         *reply = Reply::Done;
         ended
@@ -413,7 +415,10 @@ impl Downstream for H2Down {
         if body.is_empty() {
             return true;
         }
-        let mut sink = H2Sink { reply: &self.reply };
+        let mut sink = H2Sink {
+            reply: &self.reply,
+            remaining: Some(body.len() as u64),
+        };
         let (sent, _) = sink.write(body.to_vec()).await;
         sent.is_ok() && self.finish()
     }
@@ -449,7 +454,15 @@ impl Downstream for H2Down {
         if end {
             return Ok(Moved { body: 0, written });
         }
-        let mut sink = H2Sink { reply: &self.reply };
+        // The last bytes end the stream, unless trailers may follow them.
+        let remaining = match framing {
+            Framing::Length(n) if !up.may_have_trailers() => Some(n),
+            _ => None,
+        };
+        let mut sink = H2Sink {
+            reply: &self.reply,
+            remaining,
+        };
         let moved = pump(
             up,
             ubuf,
@@ -492,7 +505,10 @@ impl Downstream for H2Down {
         let from_client = self.rbuf.data().to_vec();
         self.rbuf.clear();
         let mut body = self.body.take();
-        let mut sink = H2Sink { reply: &self.reply };
+        let mut sink = H2Sink {
+            reply: &self.reply,
+            remaining: None,
+        };
         let moved =
             upgrade::tunnel(&mut body, &mut sink, up, from_client, from_upstream, idle).await;
         // An upstream that closed ends the stream cleanly; anything else
@@ -525,9 +541,12 @@ impl Downstream for H2Down {
 }
 
 /// Writes body bytes as DATA frames on the downstream stream, within its
-/// flow-control window.
+/// flow-control window. A body of known length ends the stream with its
+/// last bytes rather than with an empty frame after them.
 struct H2Sink<'a> {
     reply: &'a RefCell<Reply>,
+    /// Bytes still to come of a body with a known length.
+    remaining: Option<u64>,
 }
 
 impl Sink for H2Sink<'_> {
@@ -547,10 +566,17 @@ impl Sink for H2Sink<'_> {
                 continue;
             }
             let chunk = data.split_to(n);
-            let sent = match &mut *self.reply.borrow_mut() {
-                Reply::Streaming(s) => s.send_data(chunk, false).is_ok(),
+            let left = self.remaining.map(|r| r.saturating_sub(n as u64));
+            let last = left == Some(0);
+            self.remaining = left;
+            let mut reply = self.reply.borrow_mut();
+            let sent = match &mut *reply {
+                Reply::Streaming(s) => s.send_data(chunk, last).is_ok(),
                 _ => false,
             };
+            if sent && last {
+                *reply = Reply::Done;
+            }
             if !sent {
                 return (Err(io::ErrorKind::BrokenPipe.into()), Vec::new());
             }

@@ -320,4 +320,8 @@ impl Source for H2Response {
             H2Response::Head(_) => None,
         }
     }
+
+    fn may_have_trailers(&self) -> bool {
+        true
+    }
 }
