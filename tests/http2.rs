@@ -358,6 +358,18 @@ fn h2_upstream(goaway_after: u32) -> PortPeer {
     PortPeer::start(&["python3", "tests/peers/h2_peer.py", "upstream", &after])
 }
 
+/// The HTTP/2 upstream, resetting its very first stream with
+/// REFUSED_STREAM.
+fn refusing_h2_upstream() -> PortPeer {
+    PortPeer::start(&[
+        "python3",
+        "tests/peers/h2_peer.py",
+        "upstream",
+        "0",
+        "refuse-first",
+    ])
+}
+
 /// A bootstrap whose cluster speaks HTTP/2 to `port`, with `extra`
 /// cluster fields.
 fn h2_cluster_config(port: u16, extra: &str) -> String {
@@ -583,4 +595,45 @@ fn connection_keepalive_closes_a_client_that_stops_answering() {
         h2_peer(&["streams", &proxy.port.to_string(), "/delay/900"]),
         ["/delay/900 200 7"]
     );
+}
+
+#[test]
+fn request_trailers_reach_an_http2_upstream_as_in_envoy() {
+    let test = "request_trailers_reach_an_http2_upstream_as_in_envoy";
+    if !h2_peer_or_skip(test) {
+        return;
+    }
+    // An upstream each, so that both see their own first connection.
+    let (up_r, up_e) = (h2_upstream(0), h2_upstream(0));
+    let Some(bin) = oracle::envoy_or_skip(test) else {
+        return;
+    };
+    let ringway = Proxy::start(
+        &h2_cluster_config(up_r.1, "").replace("{admin}", &free_port().to_string()),
+        &["--concurrency", "1"],
+    );
+    let envoy = oracle::Envoy::start(&bin, &h2_cluster_config(up_e.1, ""));
+    let through = |port: u16| h2_peer(&["trailers", &port.to_string(), "/t"]);
+    let answer = through(ringway.port);
+    assert_eq!(answer, through(envoy.port));
+    assert_eq!(answer, ["200 1 1 trailers x-checksum=abc,x-count=1"]);
+}
+
+#[test]
+fn a_refused_stream_is_retried_as_in_envoy() {
+    let Some([ringway, envoy]) = through_both(
+        "a_refused_stream_is_retried_as_in_envoy",
+        refusing_h2_upstream,
+        |port| {
+            h2_cluster_config(port, "").replace(
+                "route: { cluster: up }",
+                "route: { cluster: up, retry_policy: { retry_on: refused-stream, num_retries: 1 } }",
+            )
+        },
+    ) else {
+        return;
+    };
+    assert_eq!(ringway, envoy);
+    // The first stream was refused and retried on the same connection.
+    assert_eq!(ringway.0[0], "200 1 3");
 }

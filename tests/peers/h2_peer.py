@@ -4,6 +4,8 @@
     h2_peer.py streams PORT PATH...       concurrent GETs on one connection;
                                           one line per finished stream:
                                           "<path> <status> <body bytes>"
+    h2_peer.py trailers PORT PATH         POST PATH with a body and trailers;
+                                          prints "<status> <body>"
     h2_peer.py drain PORT PATH            GET PATH, print "sent", then report
                                           "goaway <code>" and "done <status>"
     h2_peer.py rapid-reset PORT N         N x (HEADERS, RST_STREAM)
@@ -19,11 +21,16 @@
     h2_peer.py silent PORT SECONDS        a connection that never answers a
                                           PING: "closed" when the server ends
                                           it within SECONDS, else "open"
-    h2_peer.py upstream GOAWAY_AFTER     an HTTP/2 server on a free port
+    h2_peer.py upstream GOAWAY_AFTER [refuse-first]
+                                          an HTTP/2 server on a free port
                                           (printed): answers each request
-                                          "<connection> <stream>", and sends
-                                          GOAWAY after GOAWAY_AFTER streams
-                                          on a connection (0: never)
+                                          "<connection> <stream>" (and
+                                          "trailers k=v,..." when it had
+                                          some), sends GOAWAY after
+                                          GOAWAY_AFTER streams on a
+                                          connection (0: never), and with
+                                          refuse-first resets its very first
+                                          stream with REFUSED_STREAM
 
 The attacks end with one line: "goaway <code>" when the server sent GOAWAY,
 "closed" when it closed without one, "open" when it still answers a PING
@@ -135,6 +142,30 @@ def frames(sock):
             yield None
             return
         buf += data
+
+
+def trailers(port, path):
+    """A POST with a body and trailers; prints the answer."""
+    sock, conn = connect(port)
+    headers = request_headers(port, path)
+    headers[0] = (":method", "POST")
+    conn.send_headers(1, headers + [("te", "trailers")])
+    conn.send_data(1, b"payload")
+    conn.send_headers(1, [("x-checksum", "abc"), ("x-count", "1")], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    status, body = 0, b""
+    for event in events(sock, conn):
+        if event is None:
+            break
+        if isinstance(event, h2.events.ResponseReceived):
+            status = int(dict(event.headers)[":status"])
+        elif isinstance(event, h2.events.DataReceived):
+            body += event.data
+            conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+            break
+    print("%d %s" % (status, body.decode()), flush=True)
+    sock.close()
 
 
 def drain(port, path):
@@ -355,7 +386,7 @@ def flood(port, n, frame):
     outcome(sock)
 
 
-def upstream(goaway_after):
+def upstream(goaway_after, refuse_first):
     import socketserver
 
     connections = [0]
@@ -370,6 +401,7 @@ def upstream(goaway_after):
             conn.initiate_connection()
             self.request.sendall(conn.data_to_send())
             served = 0
+            trailers = {}
             while True:
                 try:
                     data = self.request.recv(65536)
@@ -382,9 +414,23 @@ def upstream(goaway_after):
                 except h2.exceptions.ProtocolError:
                     return
                 for event in events:
-                    if isinstance(event, h2.events.RequestReceived):
+                    if isinstance(event, h2.events.DataReceived):
+                        conn.acknowledge_received_data(
+                            event.flow_controlled_length, event.stream_id
+                        )
+                    elif isinstance(event, h2.events.TrailersReceived):
+                        trailers[event.stream_id] = event.headers
+                    elif isinstance(event, h2.events.StreamEnded):
                         served += 1
-                        body = ("%d %d" % (number, event.stream_id)).encode()
+                        if refuse_first and number == 1 and served == 1:
+                            conn.reset_stream(event.stream_id, error_code=7)  # REFUSED_STREAM
+                            continue
+                        text = "%d %d" % (number, event.stream_id)
+                        if event.stream_id in trailers:
+                            text += " trailers " + ",".join(
+                                "%s=%s" % (k, v) for k, v in trailers[event.stream_id]
+                            )
+                        body = text.encode()
                         conn.send_headers(
                             event.stream_id,
                             [(":status", "200"), ("content-length", str(len(body)))],
@@ -408,6 +454,8 @@ def main():
     args = sys.argv[3:]
     if command == "streams":
         streams(port, args)
+    elif command == "trailers":
+        trailers(port, args[0])
     elif command == "drain":
         drain(port, args[0])
     elif command == "rapid-reset":
@@ -421,7 +469,7 @@ def main():
     elif command == "silent":
         silent(port, float(args[0]))
     elif command == "upstream":
-        upstream(port)
+        upstream(port, args[:1] == ["refuse-first"])
     elif command == "settings-flood":
         flood(port, int(args[0]), SettingsFrame(0))
     else:

@@ -69,6 +69,9 @@ enum Failure {
     BeforeHeaders(&'static str),
     /// The upstream's response was not valid HTTP/1.1.
     Protocol,
+    /// An HTTP/2 upstream refused the stream (REFUSED_STREAM) before
+    /// answering.
+    Refused,
     /// The upstream broke the response after its headers.
     UpstreamBroke,
     /// The downstream went away during the response.
@@ -781,6 +784,13 @@ impl<D: Downstream> Proxy<D> {
                 reply.close = client_unread;
                 Tried::Failed(reply, FailKind::Reset)
             }
+            Some(Err(Failure::Refused)) => {
+                x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                attempt.charge(503);
+                let mut reply = LocalReply::upstream_reset("remote refused stream reset");
+                reply.close = client_unread;
+                Tried::Failed(reply, FailKind::RefusedStream)
+            }
             Some(Err(Failure::Protocol)) => {
                 x.flag(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
                 attempt.charge(502);
@@ -878,6 +888,11 @@ impl<D: Downstream> Proxy<D> {
                         Ok(n) if n > 0 => {}
                         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                             return Err(Failure::StreamIdle)
+                        }
+                        // An HTTP/2 upstream refused the stream: it never
+                        // saw the request.
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                            return Err(Failure::Refused)
                         }
                         _ => return Err(Failure::BeforeHeaders("connection termination")),
                     }

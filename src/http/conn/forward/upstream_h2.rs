@@ -298,7 +298,14 @@ impl Source for H2Response {
                 .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?,
         };
         let (parts, recv) = answered
-            .map_err(|e| io::Error::new(io::ErrorKind::ConnectionReset, e))?
+            .map_err(|e| {
+                // A refused stream is told apart: it may be retried.
+                let kind = match e.reason() {
+                    Some(Reason::REFUSED_STREAM) => io::ErrorKind::ConnectionRefused,
+                    _ => io::ErrorKind::ConnectionReset,
+                };
+                io::Error::new(kind, e)
+            })?
             .into_parts();
         let length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
         let ended = recv.is_end_stream();
