@@ -71,29 +71,27 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
     let mut closing = false;
     let close = Rc::new(Signal::default());
     loop {
-        let next = monoio::select! {
-            next = conn.accept() => next,
+        let event = monoio::select! {
+            next = conn.accept() => Event::Accepted(next),
             _ = shard.drain.wait(), if !closing => {
-                http.stats.inc(w, HttpStat::downstream_cx_drain_close);
+                Event::GoAway(Some(HttpStat::downstream_cx_drain_close))
+            }
+            _ = &mut idle, if !closing => Event::GoAway(Some(HttpStat::downstream_cx_idle_timeout)),
+            _ = close.fired(), if !closing => Event::GoAway(None),
+            _ = &mut keepalive => Event::KeepaliveLost,
+        };
+        let next = match event {
+            Event::Accepted(next) => next,
+            Event::GoAway(stat) => {
+                if let Some(stat) = stat {
+                    http.stats.inc(w, stat);
+                }
                 h2_stats.inc(w, Http2Stat::goaway_sent);
                 conn.graceful_shutdown();
                 closing = true;
                 continue;
             }
-            _ = &mut idle, if !closing => {
-                http.stats.inc(w, HttpStat::downstream_cx_idle_timeout);
-                h2_stats.inc(w, Http2Stat::goaway_sent);
-                conn.graceful_shutdown();
-                closing = true;
-                continue;
-            }
-            _ = close.fired(), if !closing => {
-                h2_stats.inc(w, Http2Stat::goaway_sent);
-                conn.graceful_shutdown();
-                closing = true;
-                continue;
-            }
-            _ = &mut keepalive => {
+            Event::KeepaliveLost => {
                 h2_stats.inc(w, Http2Stat::keepalive_timeout);
                 conn.abrupt_shutdown(Reason::NO_ERROR);
                 break;
@@ -138,6 +136,16 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
     count_bytes(&counts, http, w);
     let mut cx = cx;
     cx.closed_by_peer = !closing;
+}
+
+/// What woke an HTTP/2 connection's task.
+enum Event<T> {
+    /// The codec accepted a stream, failed, or ended.
+    Accepted(T),
+    /// Time to send GOAWAY, counted in this stat if any.
+    GoAway(Option<HttpStat>),
+    /// A keepalive PING went unanswered.
+    KeepaliveLost,
 }
 
 /// Adds the connection's bytes moved since the last call to the totals.
