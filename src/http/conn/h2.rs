@@ -214,73 +214,85 @@ impl Signal {
 }
 
 impl StreamTask {
+    /// Serves one stream, counted active while it lasts.
     async fn run(self, request: http::Request<RecvStream>, respond: SendResponse<Bytes>) {
-        let shard = &*self.shard;
-        let w = shard.id;
-        let h2_stats = shard.http2_stats();
+        let (w, h2_stats) = (self.shard.id, self.shard.http2_stats());
         self.active.set(self.active.get() + 1);
         h2_stats.inc(w, Http2Stat::streams_active);
-        let started = Instant::now();
-        let view = shard.view();
-        let down = if let Some(listener) = view.snapshot.listeners.get(self.listener) {
-            let http = &listener.http;
-            let (parts, body) = request.into_parts();
-            // An extended CONNECT's DATA is its tunnel, not a framed body.
-            let chunked = !body.is_end_stream()
-                && !parts.headers.contains_key("content-length")
-                && parts.extensions.get::<h2::ext::Protocol>().is_none();
-            let head = request_head(&parts, chunked);
-            let mut down = H2Down::new(respond, body, chunked);
-            http.stats.inc(w, HttpStat::downstream_rq_http2_total);
-            match head::parse_request(&head, http, &self.peer, shard) {
-                ParsedRequest::Request(req, plan) => {
-                    let request_head = kept_head(&plan, http, &head);
-                    let x = Exchange::begin(
-                        shard,
-                        &view,
-                        http,
-                        &listener.http_stats,
-                        req,
-                        &plan,
-                        request_head,
-                        started,
-                        self.peer.clone(),
-                        false,
-                        "HTTP/2",
-                    );
-                    let mut proxy = Proxy {
-                        down,
-                        ubuf: ReadBuf::default(),
-                    };
-                    let next = proxy.run(&x, plan).await;
-                    // An upgrade that did not switch ends the connection, as
-                    // it does over HTTP/1.1: Envoy sends GOAWAY.
-                    if next == Next::Close && x.req.upgrade && x.status.get() != 101 {
-                        self.close.fire();
-                    }
-                    x.finish();
-                    proxy.down
-                }
-                // A head HTTP/2 carried but Ringway would not forward.
-                ParsedRequest::Reject(reply) => {
-                    http.stats.inc(w, HttpStat::downstream_rq_total);
-                    let sent = down.send_reply(shard, http, &reply, false, false).await;
-                    let status = if sent { reply.status } else { 0 };
-                    count_finished(shard, http, &listener.http_stats, status, started);
-                    let flags = ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR;
-                    let body = if sent { reply.body.len() as u64 } else { 0 };
-                    log_unparsed(shard, http, &self.peer, status, flags, body, started);
-                    down
-                }
-                ParsedRequest::Partial => down,
-            }
-        } else {
-            return;
-        };
-        down.end(h2_stats, w);
+        // None: the listener went away meanwhile; dropping the stream
+        // resets it.
+        if let Some(down) = self.exchange(request, respond).await {
+            down.end(h2_stats, w);
+        }
         h2_stats.dec(w, Http2Stat::streams_active);
         self.active.set(self.active.get() - 1);
         self.last_active.set(Instant::now());
+    }
+
+    /// Answers the stream's request on the shared path; returns the
+    /// stream for its books to be closed.
+    async fn exchange(
+        &self,
+        request: http::Request<RecvStream>,
+        respond: SendResponse<Bytes>,
+    ) -> Option<H2Down> {
+        let shard = &*self.shard;
+        let w = shard.id;
+        let started = Instant::now();
+        let view = shard.view();
+        let listener = view.snapshot.listeners.get(self.listener)?;
+        let http = &listener.http;
+        let (parts, body) = request.into_parts();
+        // An extended CONNECT's DATA is its tunnel, not a framed body.
+        let chunked = !body.is_end_stream()
+            && !parts.headers.contains_key("content-length")
+            && parts.extensions.get::<h2::ext::Protocol>().is_none();
+        let head = request_head(&parts, chunked);
+        let mut down = H2Down::new(respond, body, chunked);
+        http.stats.inc(w, HttpStat::downstream_rq_http2_total);
+        let down = match head::parse_request(&head, http, &self.peer, shard) {
+            ParsedRequest::Request(req, plan) => {
+                let request_head = kept_head(&plan, http, &head);
+                let x = Exchange::begin(
+                    shard,
+                    &view,
+                    http,
+                    &listener.http_stats,
+                    req,
+                    &plan,
+                    request_head,
+                    started,
+                    self.peer.clone(),
+                    false,
+                    "HTTP/2",
+                );
+                let mut proxy = Proxy {
+                    down,
+                    ubuf: ReadBuf::default(),
+                };
+                let next = proxy.run(&x, plan).await;
+                // An upgrade that did not switch ends the connection, as
+                // it does over HTTP/1.1: Envoy sends GOAWAY.
+                if next == Next::Close && x.req.upgrade && x.status.get() != 101 {
+                    self.close.fire();
+                }
+                x.finish();
+                proxy.down
+            }
+            // A head HTTP/2 carried but Ringway would not forward.
+            ParsedRequest::Reject(reply) => {
+                http.stats.inc(w, HttpStat::downstream_rq_total);
+                let sent = down.send_reply(shard, http, &reply, false, false).await;
+                let status = if sent { reply.status } else { 0 };
+                count_finished(shard, http, &listener.http_stats, status, started);
+                let flags = ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR;
+                let body = if sent { reply.body.len() as u64 } else { 0 };
+                log_unparsed(shard, http, &self.peer, status, flags, body, started);
+                down
+            }
+            ParsedRequest::Partial => down,
+        };
+        Some(down)
     }
 }
 
