@@ -228,8 +228,10 @@ fn h2load_streams_all_succeed() {
         );
         assert!(text.contains("status codes: 2000 2xx"), "{text}");
     }
+    // A stream's books close a moment after its answer reached h2load.
     let stats = admin_until(admin, "/stats", |s| {
         s.contains("http.ingress_http.downstream_rq_http2_total: 4000")
+            && s.contains("http2.streams_active: 0")
     });
     assert!(
         stats.contains("http.ingress_http.downstream_rq_http2_total: 4000"),
