@@ -1,25 +1,53 @@
 #!/usr/bin/env python3
 """Opens COUNT keep-alive connections to 127.0.0.1:PORT, sends one GET on
 each and reads its response, then leaves them idle. Prints "ready" when all
-are idle, closes them all when a line arrives on stdin, prints "closed"."""
+are idle, closes them all when a line arrives on stdin, prints "closed".
+With a third argument `h2`, the connections speak HTTP/2 (prior knowledge,
+python-hyper's h2)."""
 import socket
 import sys
 
 
+def http1(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nhost: bench\r\n\r\n")
+    got = b""
+    while b"\r\n\r\n" not in got or not got.endswith(b"hello"):
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit(f"connection closed early: {got!r}")
+        got += chunk
+    return s
+
+
+def http2(port: int) -> socket.socket:
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    s = socket.create_connection(("127.0.0.1", port))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(
+        1,
+        [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "bench")],
+        end_stream=True,
+    )
+    s.sendall(conn.data_to_send())
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise SystemExit("connection closed early")
+        events = conn.receive_data(chunk)
+        s.sendall(conn.data_to_send())
+        if any(isinstance(e, h2.events.StreamEnded) for e in events):
+            return s
+
+
 def main() -> None:
     port, count = int(sys.argv[1]), int(sys.argv[2])
-    conns = []
-    request = b"GET / HTTP/1.1\r\nhost: bench\r\n\r\n"
-    for _ in range(count):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(request)
-        got = b""
-        while b"\r\n\r\n" not in got or not got.endswith(b"hello"):
-            chunk = s.recv(4096)
-            if not chunk:
-                raise SystemExit(f"connection {len(conns)} closed early: {got!r}")
-            got += chunk
-        conns.append(s)
+    open_one = http2 if sys.argv[3:] == ["h2"] else http1
+    conns = [open_one(port) for _ in range(count)]
     print("ready", flush=True)
     sys.stdin.readline()
     for s in conns:
