@@ -224,3 +224,46 @@ fn early_upstream_response_reaches_the_client_mid_upload() {
     }
     assert_eq!(get(proxy.port, "a", "/").status, 413, "still serving");
 }
+
+/// The early answer's head as Envoy sends it: `connection: close` (the
+/// rest of the upload is never read) and no upstream service time.
+#[test]
+fn early_upstream_response_head_matches_envoy() {
+    let upstream_port = raw_upstream(|_, s| {
+        let _ = s.write_all(b"HTTP/1.1 413 X\r\ncontent-length: 5\r\n\r\nearly");
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    let config = with_admin(&http_config(
+        &catch_all("up", ""),
+        &port_cluster("up", upstream_port),
+    ));
+    let Some(pair) = Pair::start(
+        "early_upstream_response_head_matches_envoy",
+        &config,
+        Vec::new(),
+    ) else {
+        return;
+    };
+    let ask = |port: u16| {
+        let mut client = Client::connect(port);
+        client.set_timeout(Duration::from_secs(5));
+        client.send(b"POST /u HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n0123456789");
+        let r = client.read_response(false).expect("an early answer");
+        let mut names: Vec<String> = r
+            .headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect();
+        names.retain(|n| n != "server");
+        names.sort();
+        (
+            r.status,
+            r.text(),
+            r.header("connection").map(str::to_string),
+            names,
+        )
+    };
+    let answered = ask(pair.ringway.port);
+    assert_eq!(answered, ask(pair.envoy.port));
+    assert_eq!(answered.2.as_deref(), Some("close"));
+}

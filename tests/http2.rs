@@ -639,3 +639,48 @@ fn a_refused_stream_is_retried_as_in_envoy() {
     // The first stream was refused and retried on the same connection.
     assert_eq!(ringway.0[0], "200 1 3");
 }
+
+#[test]
+fn an_http2_upstream_answering_before_the_body_is_relayed_as_in_envoy() {
+    let test = "an_http2_upstream_answering_before_the_body_is_relayed_as_in_envoy";
+    if !h2_peer_or_skip(test) {
+        return;
+    }
+    let Some(bin) = oracle::envoy_or_skip(test) else {
+        return;
+    };
+    let early = || {
+        PortPeer::start(&[
+            "python3",
+            "tests/peers/h2_peer.py",
+            "upstream",
+            "0",
+            "early",
+        ])
+    };
+    let (up_r, up_e) = (early(), early());
+    let ringway = Proxy::start(
+        &h2_cluster_config(up_r.1, "").replace("{admin}", &free_port().to_string()),
+        &["--concurrency", "1"],
+    );
+    let envoy = oracle::Envoy::start(&bin, &h2_cluster_config(up_e.1, ""));
+    // An HTTP/1.1 upload announced at 1 MB of which 10 bytes ever come:
+    // the upstream's early 413 must reach the client anyway.
+    let ask = |port: u16| {
+        let mut client = Client::connect(port);
+        client.set_timeout(Duration::from_secs(5));
+        client
+            .send(b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n0123456789");
+        let r = client
+            .read_response(false)
+            .expect("an answer before the body ends");
+        (
+            r.status,
+            r.text(),
+            r.header("connection").map(str::to_string),
+        )
+    };
+    let answered = ask(ringway.port);
+    assert_eq!(answered, ask(envoy.port));
+    assert_eq!((answered.0, answered.1.as_str()), (413, "early"));
+}

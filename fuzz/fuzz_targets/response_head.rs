@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     FIXTURE.with(|f| {
         let shaping = Shaping {
             is_head: data.first().is_some_and(|b| b & 1 == 1),
-            service_time_ms: 3,
+            service_time_ms: Some(3),
             close: data.first().is_some_and(|b| b & 2 == 2),
             mutations: None,
             set_cookie: Some(b"c=1"),

@@ -824,8 +824,8 @@ pub enum ParsedResponse {
 pub struct Shaping<'a> {
     /// The request was HEAD (no body follows).
     pub is_head: bool,
-    /// `x-envoy-upstream-service-time`, in ms.
-    pub service_time_ms: u128,
+    /// `x-envoy-upstream-service-time`, in ms (None: not sent).
+    pub service_time_ms: Option<u128>,
     /// Add `connection: close`.
     pub close: bool,
     /// The route's response header mutations, with the request's record.
@@ -995,8 +995,8 @@ pub fn parse_response(
     if add_server {
         push_header(out, "server", http.server_name.as_bytes());
     }
-    if !upgrade {
-        push_number_header(out, "x-envoy-upstream-service-time", service_time_ms as u64);
+    if let Some(ms) = service_time_ms.filter(|_| !upgrade) {
+        push_number_header(out, "x-envoy-upstream-service-time", ms as u64);
     }
     match framing {
         _ if switched => {}

@@ -21,7 +21,7 @@
     h2_peer.py silent PORT SECONDS        a connection that never answers a
                                           PING: "closed" when the server ends
                                           it within SECONDS, else "open"
-    h2_peer.py upstream GOAWAY_AFTER [refuse-first]
+    h2_peer.py upstream GOAWAY_AFTER [refuse-first] [early]
                                           an HTTP/2 server on a free port
                                           (printed): answers each request
                                           "<connection> <stream>" (and
@@ -30,7 +30,9 @@
                                           GOAWAY_AFTER streams on a
                                           connection (0: never), and with
                                           refuse-first resets its very first
-                                          stream with REFUSED_STREAM
+                                          stream with REFUSED_STREAM; with
+                                          early answers 413 "early" to each
+                                          request's head, reading no body
 
 The attacks end with one line: "goaway <code>" when the server sent GOAWAY,
 "closed" when it closed without one, "open" when it still answers a PING
@@ -386,7 +388,7 @@ def flood(port, n, frame):
     outcome(sock)
 
 
-def upstream(goaway_after, refuse_first):
+def upstream(goaway_after, refuse_first, early):
     import socketserver
 
     connections = [0]
@@ -414,13 +416,21 @@ def upstream(goaway_after, refuse_first):
                 except h2.exceptions.ProtocolError:
                     return
                 for event in events:
+                    if early and isinstance(event, h2.events.RequestReceived):
+                        body = b"early"
+                        conn.send_headers(
+                            event.stream_id,
+                            [(":status", "413"), ("content-length", str(len(body)))],
+                        )
+                        conn.send_data(event.stream_id, body, end_stream=True)
+                        continue
                     if isinstance(event, h2.events.DataReceived):
                         conn.acknowledge_received_data(
                             event.flow_controlled_length, event.stream_id
                         )
                     elif isinstance(event, h2.events.TrailersReceived):
                         trailers[event.stream_id] = event.headers
-                    elif isinstance(event, h2.events.StreamEnded):
+                    elif isinstance(event, h2.events.StreamEnded) and not early:
                         served += 1
                         if refuse_first and number == 1 and served == 1:
                             conn.reset_stream(event.stream_id, error_code=7)  # REFUSED_STREAM
@@ -469,7 +479,7 @@ def main():
     elif command == "silent":
         silent(port, float(args[0]))
     elif command == "upstream":
-        upstream(port, args[:1] == ["refuse-first"])
+        upstream(port, "refuse-first" in args, "early" in args)
     elif command == "settings-flood":
         flood(port, int(args[0]), SettingsFrame(0))
     else:

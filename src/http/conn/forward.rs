@@ -620,12 +620,18 @@ impl<D: Downstream> Proxy<D> {
                 };
                 // The request body is not fully read after a failure: close.
                 match sent {
-                    None => body_unfinished = true,
+                    None => {
+                        body_unfinished = true;
+                        x.request_cut.set(true);
+                    }
                     Some(Ok(moved)) => {
                         attempt.sent(moved.written);
                         x.log.bytes_received.set(moved.body);
                     }
-                    Some(Err(PumpError::Destination(_))) => body_unfinished = true,
+                    Some(Err(PumpError::Destination(_))) => {
+                        body_unfinished = true;
+                        x.request_cut.set(true);
+                    }
                     Some(Err(PumpError::Malformed)) => {
                         x.flag(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
                         let reply = LocalReply::closing(400, "Bad Request");
@@ -861,7 +867,9 @@ impl<D: Downstream> Proxy<D> {
             let parsed = x.shard.date.with(|date| {
                 let shaping = head::Shaping {
                     is_head: x.req.is_head,
-                    service_time_ms: elapsed,
+                    // Envoy reports no upstream service time for an answer
+                    // that came before the request was all sent.
+                    service_time_ms: (!x.request_cut.get()).then_some(elapsed),
                     close: x.closing(),
                     mutations: x.response_mutations().map(|levels| (levels, x.record())),
                     set_cookie: x.set_cookie.get().map(Vec::as_slice),

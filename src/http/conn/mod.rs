@@ -267,6 +267,10 @@ struct Exchange<'a> {
     request_deadline: Option<Instant>,
     /// The client asked to close, or the shard was draining when it arrived.
     close: bool,
+    /// The upstream answered before the client's streamed body was all
+    /// sent: the rest is never read, so the response closes the
+    /// connection, as Envoy's does.
+    request_cut: Cell<bool>,
     /// The downstream protocol, as `%PROTOCOL%` names it.
     protocol: &'static str,
     /// The status sent downstream (0 until one is).
@@ -364,7 +368,7 @@ impl<'a> Exchange<'a> {
     /// Whether the connection closes after this response: asked for, or a
     /// drain began meanwhile.
     fn closing(&self) -> bool {
-        self.close || self.shard.drain.is_draining()
+        self.close || self.request_cut.get() || self.shard.drain.is_draining()
     }
 
     /// Counts a response sent (interim ones too, as Envoy does).
@@ -399,6 +403,7 @@ impl<'a> Exchange<'a> {
             listener_http,
             view,
             close,
+            request_cut: Cell::new(false),
             protocol,
             req,
             status: Cell::new(0),

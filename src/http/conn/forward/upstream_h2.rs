@@ -18,10 +18,12 @@ use crate::stats::sets::Cluster as ClusterStat;
 use crate::upstream::h2pool::{self, H2Conn};
 use bytes::Bytes;
 use h2::client::ResponseFuture;
-use h2::{Reason, SendStream};
-use std::future::Future;
+use h2::{Reason, RecvStream, SendStream};
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 impl<D: Downstream> Proxy<D> {
@@ -97,7 +99,20 @@ impl<D: Downstream> Proxy<D> {
             awaited
         } else {
             if !bodiless {
-                match self.send_body(x, plan, &mut stream).await {
+                // An upstream that answers before the whole body is sent
+                // has its answer relayed, and the upload stops (as over
+                // HTTP/1.1); the client's unread rest ends its connection.
+                let upload = self.send_body(x, plan, &mut stream);
+                let answered = poll_fn(|cx| up.poll_answer(cx));
+                let sent = monoio::select! {
+                    biased;
+                    sent = upload => sent,
+                    _ = answered => {
+                        x.request_cut.set(plan.body.is_none());
+                        Err(PumpError::Destination(0))
+                    }
+                };
+                match sent {
                     Ok(()) => {}
                     // The upstream stopped taking the body: its answer, if
                     // it gave one, is still read.
@@ -276,8 +291,27 @@ impl Source for Buffered {
 /// An HTTP/2 response, read as the shared response path reads an
 /// HTTP/1.1 one: first its head block, then its framed body.
 enum H2Response {
+    /// Waiting for the response head.
     Head(ResponseFuture),
+    /// The head arrived (while the request body was still going up).
+    Answered(Option<Result<http::Response<RecvStream>, h2::Error>>),
     Body(H2Body),
+}
+
+impl H2Response {
+    /// Resolves once the response head is in (and keeps it).
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let H2Response::Head(response) = self else {
+            return Poll::Ready(());
+        };
+        match Pin::new(response).poll(cx) {
+            Poll::Ready(answered) => {
+                *self = H2Response::Answered(Some(answered));
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl Source for H2Response {
@@ -287,15 +321,17 @@ impl Source for H2Response {
         limit: usize,
         patience: Patience,
     ) -> io::Result<usize> {
-        let response = match self {
+        let answered = match self {
             H2Response::Body(body) => return body.fill(rbuf, limit, patience).await,
-            H2Response::Head(response) => response,
-        };
-        let answered = match patience.wait() {
-            None => response.await,
-            Some(wait) => monoio::time::timeout(wait, response)
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?,
+            H2Response::Answered(answered) => answered
+                .take()
+                .ok_or_else(|| io::Error::from(io::ErrorKind::ConnectionReset))?,
+            H2Response::Head(response) => match patience.wait() {
+                None => response.await,
+                Some(wait) => monoio::time::timeout(wait, response)
+                    .await
+                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?,
+            },
         };
         let (parts, recv) = answered
             .map_err(|e| {
@@ -324,7 +360,7 @@ impl Source for H2Response {
     fn trailers(&self) -> Option<&http::HeaderMap> {
         match self {
             H2Response::Body(body) => body.trailers(),
-            H2Response::Head(_) => None,
+            H2Response::Head(_) | H2Response::Answered(_) => None,
         }
     }
 
