@@ -120,7 +120,9 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
                     last_active: last_active.clone(),
                     close: close.clone(),
                 };
-                monoio::spawn(task.run(request, respond));
+                // Boxed before spawning: the task then moves a pointer, not
+                // the stream's whole (10 KiB) future, on its way in.
+                monoio::spawn(Box::pin(task.run(request, respond)));
             }
             Some(Err(e)) => {
                 if e.is_go_away() || e.reason().is_some_and(|r| r != Reason::NO_ERROR) {
