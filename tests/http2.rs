@@ -686,3 +686,54 @@ fn an_http2_upstream_answering_before_the_body_is_relayed_as_in_envoy() {
     assert_eq!(answered, ask(envoy.port));
     assert_eq!((answered.0, answered.1.as_str()), (413, "early"));
 }
+
+#[test]
+fn streams_queued_for_an_upstream_slot_are_bounded_by_the_route_timeout() {
+    let test = "streams_queued_for_an_upstream_slot_are_bounded_by_the_route_timeout";
+    if !h2_peer_or_skip(test) {
+        return;
+    }
+    // One stream per connection upstream, and /hold never answered (and
+    // not bounded: timeout 0s); /other has 0.5 s.
+    let up = PortPeer::start(&[
+        "python3",
+        "tests/peers/h2_peer.py",
+        "upstream",
+        "0",
+        "one-stream",
+    ]);
+    let routes = "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: { prefix: \"/hold\" }\n                route: { cluster: up, timeout: 0s }\n              - match: { prefix: \"/\" }\n                route: { cluster: up, timeout: 0.5s }\n";
+    let config = h2_cluster_config(up.1, "").replace(&catch_all("up", ""), routes);
+    let proxy = Proxy::start(
+        &config.replace("{admin}", &free_port().to_string()),
+        &["--concurrency", "1"],
+    );
+    let mut holder = Client::connect(proxy.port);
+    holder.send(b"GET /hold HTTP/1.1\r\nhost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    // Their streams queue inside h2 until the peer frees a slot, which it
+    // never does: the route timeout still bounds them.
+    let started = Instant::now();
+    let mut waiters: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut waiting = Client::connect(proxy.port);
+            waiting.set_timeout(Duration::from_secs(5));
+            waiting.send(b"GET /other HTTP/1.1\r\nhost: x\r\n\r\n");
+            waiting
+        })
+        .collect();
+    for waiting in &mut waiters {
+        let r = waiting
+            .read_response(false)
+            .expect("an answer within the route timeout");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (504, "upstream request timeout")
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -21,7 +21,7 @@
     h2_peer.py silent PORT SECONDS        a connection that never answers a
                                           PING: "closed" when the server ends
                                           it within SECONDS, else "open"
-    h2_peer.py upstream GOAWAY_AFTER [refuse-first] [early]
+    h2_peer.py upstream GOAWAY_AFTER [refuse-first] [early] [one-stream]
                                           an HTTP/2 server on a free port
                                           (printed): answers each request
                                           "<connection> <stream>" (and
@@ -32,7 +32,10 @@
                                           refuse-first resets its very first
                                           stream with REFUSED_STREAM; with
                                           early answers 413 "early" to each
-                                          request's head, reading no body
+                                          request's head, reading no body;
+                                          with one-stream allows one stream
+                                          per connection; /hold is never
+                                          answered
 
 The attacks end with one line: "goaway <code>" when the server sent GOAWAY,
 "closed" when it closed without one, "open" when it still answers a PING
@@ -47,6 +50,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 import hpack
 from hyperframe.frame import (
     ContinuationFrame,
@@ -388,7 +392,7 @@ def flood(port, n, frame):
     outcome(sock)
 
 
-def upstream(goaway_after, refuse_first, early):
+def upstream(goaway_after, refuse_first, early, one_stream):
     import socketserver
 
     connections = [0]
@@ -401,9 +405,12 @@ def upstream(goaway_after, refuse_first, early):
                 config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
             )
             conn.initiate_connection()
+            if one_stream:
+                conn.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
             self.request.sendall(conn.data_to_send())
             served = 0
             trailers = {}
+            paths = {}
             while True:
                 try:
                     data = self.request.recv(65536)
@@ -424,12 +431,16 @@ def upstream(goaway_after, refuse_first, early):
                         )
                         conn.send_data(event.stream_id, body, end_stream=True)
                         continue
+                    if isinstance(event, h2.events.RequestReceived):
+                        paths[event.stream_id] = dict(event.headers).get(":path")
                     if isinstance(event, h2.events.DataReceived):
                         conn.acknowledge_received_data(
                             event.flow_controlled_length, event.stream_id
                         )
                     elif isinstance(event, h2.events.TrailersReceived):
                         trailers[event.stream_id] = event.headers
+                    elif isinstance(event, h2.events.StreamEnded) and paths.get(event.stream_id) == "/hold":
+                        pass  # never answered: the stream holds its slot
                     elif isinstance(event, h2.events.StreamEnded) and not early:
                         served += 1
                         if refuse_first and number == 1 and served == 1:
@@ -479,7 +490,7 @@ def main():
     elif command == "silent":
         silent(port, float(args[0]))
     elif command == "upstream":
-        upstream(port, "refuse-first" in args, "early" in args)
+        upstream(port, "refuse-first" in args, "early" in args, "one-stream" in args)
     elif command == "settings-flood":
         flood(port, int(args[0]), SettingsFrame(0))
     else:
