@@ -5,7 +5,7 @@
 mod upstream_h2;
 
 use super::downstream::Downstream;
-use super::{timeout_reply, Exchange, Next, Proxy};
+use super::{timeout_reply, Exchange, Next, Protocol, Proxy};
 use crate::config::{HostRewrite, UpstreamProtocol};
 use crate::http::body::{pump, OutFraming, PumpError, Source};
 use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
@@ -523,7 +523,7 @@ impl<D: Downstream> Proxy<D> {
             UpstreamProtocol::Http1 => None,
             UpstreamProtocol::Http2(options) => Some(options),
             UpstreamProtocol::FollowDownstream(options) => {
-                (x.protocol == "HTTP/2").then_some(options)
+                (x.protocol == Protocol::Http2).then_some(options)
             }
         };
         if let Some(options) = http2 {

@@ -5,7 +5,7 @@
 //! request analysis reads, and response heads back into HEADERS frames.
 
 use super::downstream::Downstream;
-use super::{count_finished, kept_head, log_unparsed, CxStats, Exchange, Next, Proxy};
+use super::{count_finished, kept_head, log_unparsed, CxStats, Exchange, Next, Protocol, Proxy};
 use crate::http::body::{pump, Moved, OutFraming, PumpError, Sink, Source};
 use crate::http::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
@@ -266,7 +266,7 @@ impl StreamTask {
                     started,
                     self.peer.clone(),
                     false,
-                    "HTTP/2",
+                    Protocol::Http2,
                 );
                 let mut proxy = Proxy {
                     down,

@@ -57,6 +57,16 @@ enum Protocol {
     Http2,
 }
 
+impl Protocol {
+    /// The name `%PROTOCOL%` gives it.
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "HTTP/1.1",
+            Protocol::Http2 => "HTTP/2",
+        }
+    }
+}
+
 /// A downstream connection's place in the stats, from accept to close.
 /// The protocol's own counts start when its codec does (on the first
 /// bytes, as Envoy's do).
@@ -271,8 +281,8 @@ struct Exchange<'a> {
     /// sent: the rest is never read, so the response closes the
     /// connection, as Envoy's does.
     request_cut: Cell<bool>,
-    /// The downstream protocol, as `%PROTOCOL%` names it.
-    protocol: &'static str,
+    /// The downstream protocol.
+    protocol: Protocol,
     /// The status sent downstream (0 until one is).
     status: Cell<u16>,
     /// Why the response is what it is.
@@ -328,7 +338,7 @@ impl<'a> Exchange<'a> {
                 .or_else(|| self.matched.and_then(|m| m.route.single_cluster()))
                 .and_then(|c| self.view.snapshot.clusters.get(c))
                 .map(|c| c.name()),
-            protocol: self.protocol,
+            protocol: self.protocol.name(),
             route_name: self.matched.map(|m| m.route.name.as_str()),
             response_head: self.log.response_head.get().map_or(&[], Vec::as_slice),
             remote: Some(
@@ -392,7 +402,7 @@ impl<'a> Exchange<'a> {
         started: Instant,
         peer: Peer,
         close: bool,
-        protocol: &'static str,
+        protocol: Protocol,
     ) -> Self {
         let w = shard.id;
         http.stats.inc(w, HttpStat::downstream_rq_total);
@@ -745,7 +755,7 @@ impl Conn {
             started,
             self.peer.clone(),
             close,
-            "HTTP/1.1",
+            Protocol::Http1,
         );
         let next = self.proxy.run(&x, plan).await;
         x.finish();
