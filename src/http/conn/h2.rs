@@ -5,7 +5,7 @@
 //! request analysis reads, and response heads back into HEADERS frames.
 
 use super::downstream::Downstream;
-use super::{count_finished, kept_head, log_unparsed, CxStats, Exchange, Next, Protocol, Proxy};
+use super::{answer_unparsed, kept_head, CxStats, Exchange, Next, Protocol, Proxy};
 use crate::http::body::{pump, Moved, OutFraming, PumpError, Sink, Source};
 use crate::http::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
@@ -258,8 +258,7 @@ impl StreamTask {
                 let x = Exchange::begin(
                     shard,
                     &view,
-                    http,
-                    &listener.http_stats,
+                    listener,
                     req,
                     &plan,
                     request_head,
@@ -283,13 +282,11 @@ impl StreamTask {
             }
             // A head HTTP/2 carried but Ringway would not forward.
             ParsedRequest::Reject(reply) => {
-                http.stats.inc(w, HttpStat::downstream_rq_total);
-                let sent = down.send_reply(shard, http, &reply, false, false).await;
-                let status = if sent { reply.status } else { 0 };
-                count_finished(shard, http, &listener.http_stats, status, started);
                 let flags = ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR;
-                let body = if sent { reply.body.len() as u64 } else { 0 };
-                log_unparsed(shard, http, &self.peer, status, flags, body, started);
+                answer_unparsed(
+                    &mut down, shard, listener, &self.peer, &reply, flags, started,
+                )
+                .await;
                 down
             }
             ParsedRequest::Partial => down,

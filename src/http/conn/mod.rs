@@ -394,8 +394,7 @@ impl<'a> Exchange<'a> {
     fn begin(
         shard: &'a Shard,
         view: &'a View,
-        http: &'a HttpSettings,
-        listener_http: &'a Scope<ListenerHttpStat>,
+        listener: &'a Listener,
         req: Request,
         plan: &Plan<'a>,
         request_head: Vec<u8>,
@@ -404,13 +403,13 @@ impl<'a> Exchange<'a> {
         close: bool,
         protocol: Protocol,
     ) -> Self {
-        let w = shard.id;
+        let (w, http) = (shard.id, &*listener.http);
         http.stats.inc(w, HttpStat::downstream_rq_total);
         http.stats.inc(w, HttpStat::downstream_rq_active);
         Exchange {
             shard,
             http,
-            listener_http,
+            listener_http: &listener.http_stats,
             view,
             close,
             request_cut: Cell::new(false),
@@ -471,24 +470,30 @@ fn kept_head(plan: &Plan, http: &HttpSettings, received: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Logs a request that was answered before it became one (its head was
-/// refused).
-fn log_unparsed(
+/// Answers a request whose head never became a request (malformed,
+/// refused, too large or too slow) with `reply`; it is counted and logged
+/// like any request.
+async fn answer_unparsed<D: Downstream>(
+    down: &mut D,
     shard: &Shard,
-    http: &HttpSettings,
+    listener: &Listener,
     peer: &Peer,
-    status: u16,
+    reply: &LocalReply<'_>,
     flags: ResponseFlags,
-    bytes_sent: u64,
     started: Instant,
 ) {
+    let http = &*listener.http;
+    http.stats.inc(shard.id, HttpStat::downstream_rq_total);
+    let sent = down.send_reply(shard, http, reply, false, true).await;
+    let status = if sent { reply.status } else { 0 };
+    count_finished(shard, http, &listener.http_stats, status, started);
     if http.access_logs.is_empty() {
         return;
     }
     let record = Record {
         status,
         flags,
-        bytes_sent,
+        bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
         duration: started.elapsed(),
         ..Record::new(
             wall_clock(started),
@@ -628,7 +633,7 @@ impl Conn {
             // Boxed: the exchange's state (several KiB) exists only while a
             // request is in flight, not for the whole life of an idle
             // connection.
-            let exchange = Box::pin(self.exchange(shard, &view, &listener.http));
+            let exchange = Box::pin(self.exchange(shard, &view, listener));
             if exchange.await == Next::Close {
                 self.close_gracefully(listener.http.delayed_close_timeout)
                     .await;
@@ -681,7 +686,8 @@ impl Conn {
     }
 
     /// Reads one request and answers it.
-    async fn exchange(&mut self, shard: &Shard, view: &View, http: &HttpSettings) -> Next {
+    async fn exchange(&mut self, shard: &Shard, view: &View, listener: &Listener) -> Next {
+        let http = &*listener.http;
         let started = Instant::now();
         let request_deadline = http.request_timeout.map(|t| started + t);
         // The head's own deadline runs from its first byte, which is here.
@@ -699,7 +705,9 @@ impl Conn {
                             .inc(shard.id, HttpStat::downstream_cx_protocol_error);
                     }
                     let flag = ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR;
-                    return self.answer_head(shard, http, &reply, flag, started).await;
+                    return self
+                        .answer_head(shard, listener, &reply, flag, started)
+                        .await;
                 }
                 ParsedRequest::Partial => {
                     let limit = http.max_request_headers_bytes + READ_CHUNK;
@@ -727,7 +735,9 @@ impl Conn {
                             } else {
                                 ResponseFlags::STREAM_IDLE_TIMEOUT
                             };
-                            return self.answer_head(shard, http, &reply, flag, started).await;
+                            return self
+                                .answer_head(shard, listener, &reply, flag, started)
+                                .await;
                         }
                         _ => {
                             self.proxy.down.closed_by_peer = true;
@@ -747,8 +757,7 @@ impl Conn {
         let x = Exchange::begin(
             shard,
             view,
-            http,
-            &self.cx.listener.http_stats,
+            listener,
             req,
             &plan,
             request_head,
@@ -769,24 +778,18 @@ impl Conn {
     async fn answer_head(
         &mut self,
         shard: &Shard,
-        http: &HttpSettings,
+        listener: &Listener,
         reply: &LocalReply<'_>,
         flags: ResponseFlags,
         started: Instant,
     ) -> Next {
-        let w = shard.id;
-        http.stats.inc(w, HttpStat::downstream_rq_total);
-        http.stats.inc(w, HttpStat::downstream_rq_http1_total);
-        let sent = self
-            .proxy
-            .down
-            .send_reply(shard, http, reply, false, true)
-            .await;
-        let status = if sent { reply.status } else { 0 };
-        count_finished(shard, http, &self.cx.listener.http_stats, status, started);
+        listener
+            .http
+            .stats
+            .inc(shard.id, HttpStat::downstream_rq_http1_total);
+        let down = &mut self.proxy.down;
+        answer_unparsed(down, shard, listener, &self.peer, reply, flags, started).await;
         self.finish_request();
-        let body = if sent { reply.body.len() as u64 } else { 0 };
-        log_unparsed(shard, http, &self.peer, status, flags, body, started);
         Next::Close
     }
 
