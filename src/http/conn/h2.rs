@@ -5,7 +5,7 @@
 //! request analysis reads, and response heads back into HEADERS frames.
 
 use super::downstream::Downstream;
-use super::{answer_unparsed, kept_head, CxStats, Exchange, Next, Protocol, Proxy};
+use super::{answer_unparsed, count_cx_bytes, kept_head, CxStats, Exchange, Next, Protocol, Proxy};
 use crate::http::body::{pump, Moved, OutFraming, PumpError, Sink, Source};
 use crate::http::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
@@ -58,18 +58,20 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
         Ok(Ok(conn)) => conn,
         _ => {
             http.stats.inc(w, HttpStat::downstream_cx_protocol_error);
-            count_bytes(&counts, http, w);
+            count_cx_bytes(http, w, counts.take());
             return;
         }
     };
     let h2_stats = shard.http2_stats();
-    let active = Rc::new(Cell::new(0usize));
-    let last_active = Rc::new(Cell::new(Instant::now()));
+    let streams = Rc::new(Streams {
+        active: Cell::new(0),
+        last_active: Cell::new(Instant::now()),
+        close: Signal::default(),
+    });
     let mut keepalive = std::pin::pin!(keepalive(conn.ping_pong(), options.keepalive));
-    let mut idle = std::pin::pin!(idle(active.clone(), last_active.clone(), http.idle_timeout));
+    let mut idle = std::pin::pin!(idle(&streams, http.idle_timeout));
     let mut accepted = 0u32;
     let mut closing = false;
-    let close = Rc::new(Signal::default());
     loop {
         let event = monoio::select! {
             next = conn.accept() => Event::Accepted(next),
@@ -77,7 +79,7 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
                 Event::GoAway(Some(HttpStat::downstream_cx_drain_close))
             }
             _ = &mut idle, if !closing => Event::GoAway(Some(HttpStat::downstream_cx_idle_timeout)),
-            _ = close.fired(), if !closing => Event::GoAway(None),
+            _ = streams.close.fired(), if !closing => Event::GoAway(None),
             _ = &mut keepalive => Event::KeepaliveLost,
         };
         let next = match event {
@@ -116,9 +118,7 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
                     shard: shard.clone(),
                     listener: index,
                     peer: peer.clone(),
-                    active: active.clone(),
-                    last_active: last_active.clone(),
-                    close: close.clone(),
+                    streams: streams.clone(),
                 };
                 // Boxed before spawning: the task then moves a pointer, not
                 // the stream's whole (10 KiB) future, on its way in.
@@ -133,9 +133,9 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
             }
             None => break,
         }
-        count_bytes(&counts, http, w);
+        count_cx_bytes(http, w, counts.take());
     }
-    count_bytes(&counts, http, w);
+    count_cx_bytes(http, w, counts.take());
     let mut cx = cx;
     cx.closed_by_peer = !closing;
 }
@@ -150,20 +150,22 @@ enum Event<T> {
     KeepaliveLost,
 }
 
-/// Adds the connection's bytes moved since the last call to the totals.
-fn count_bytes(counts: &ByteCounts, http: &HttpSettings, w: usize) {
-    let (rx, tx) = counts.take();
-    http.stats
-        .add(w, HttpStat::downstream_cx_rx_bytes_total, rx);
-    http.stats
-        .add(w, HttpStat::downstream_cx_tx_bytes_total, tx);
+/// What an HTTP/2 connection's task and its streams' tasks share.
+struct Streams {
+    /// Streams being served.
+    active: Cell<usize>,
+    /// When the last stream ended (or the connection opened).
+    last_active: Cell<Instant>,
+    /// Asks the connection for a GOAWAY.
+    close: Signal,
 }
 
 /// Resolves once the connection has had no stream for `limit`.
-async fn idle(active: Rc<Cell<usize>>, last_active: Rc<Cell<Instant>>, limit: Option<Duration>) {
+async fn idle(streams: &Streams, limit: Option<Duration>) {
     let Some(limit) = limit else {
         return std::future::pending().await;
     };
+    let (active, last_active) = (&streams.active, &streams.last_active);
     loop {
         let due = last_active.get() + limit;
         monoio::time::sleep_until(monoio::time::Instant::from_std(due)).await;
@@ -181,10 +183,7 @@ struct StreamTask {
     shard: Rc<Shard>,
     listener: usize,
     peer: Peer,
-    active: Rc<Cell<usize>>,
-    last_active: Rc<Cell<Instant>>,
-    /// Asks the connection for a GOAWAY.
-    close: Rc<Signal>,
+    streams: Rc<Streams>,
 }
 
 /// A one-shot signal from stream tasks to their connection's task.
@@ -219,7 +218,8 @@ impl StreamTask {
     /// Serves one stream, counted active while it lasts.
     async fn run(self, request: http::Request<RecvStream>, respond: SendResponse<Bytes>) {
         let (w, h2_stats) = (self.shard.id, self.shard.http2_stats());
-        self.active.set(self.active.get() + 1);
+        let streams = &self.streams;
+        streams.active.set(streams.active.get() + 1);
         h2_stats.inc(w, Http2Stat::streams_active);
         // None: the listener went away meanwhile; dropping the stream
         // resets it.
@@ -227,8 +227,8 @@ impl StreamTask {
             down.end(h2_stats, w);
         }
         h2_stats.dec(w, Http2Stat::streams_active);
-        self.active.set(self.active.get() - 1);
-        self.last_active.set(Instant::now());
+        streams.active.set(streams.active.get() - 1);
+        streams.last_active.set(Instant::now());
     }
 
     /// Answers the stream's request on the shared path; returns the
@@ -275,7 +275,7 @@ impl StreamTask {
                 // An upgrade that did not switch ends the connection, as
                 // it does over HTTP/1.1: Envoy sends GOAWAY.
                 if next == Next::Close && x.req.upgrade && x.status.get() != 101 {
-                    self.close.fire();
+                    self.streams.close.fire();
                 }
                 x.finish();
                 proxy.down

@@ -179,13 +179,18 @@ impl Conn {
     fn count_bytes(&mut self) {
         let (w, http) = (self.cx.shard.id, &self.cx.listener.http);
         let down = &mut self.proxy.down;
-        let rx = down.rbuf.take_received();
-        let tx = std::mem::take(&mut down.tx);
-        http.stats
-            .add(w, HttpStat::downstream_cx_rx_bytes_total, rx);
-        http.stats
-            .add(w, HttpStat::downstream_cx_tx_bytes_total, tx);
+        let moved = (down.rbuf.take_received(), std::mem::take(&mut down.tx));
+        count_cx_bytes(http, w, moved);
     }
+}
+
+/// Adds a connection's bytes moved since its last count, (received,
+/// sent), to its connection manager's totals.
+fn count_cx_bytes(http: &HttpSettings, w: usize, (rx, tx): (u64, u64)) {
+    http.stats
+        .add(w, HttpStat::downstream_cx_rx_bytes_total, rx);
+    http.stats
+        .add(w, HttpStat::downstream_cx_tx_bytes_total, tx);
 }
 
 const HTTP_CLASSES: [HttpStat; 5] = [
