@@ -490,3 +490,26 @@ fn validate_reports_every_error_as_json_with_suggestions() {
     assert_eq!(report["valid"], true);
     assert_eq!(report["errors"], serde_json::json!([]));
 }
+
+/// A cluster's HTTP/2 `allow_connect` would ask for extended CONNECT to
+/// its endpoints, which Ringway does not do: an error naming it, not a
+/// field read and ignored (a connection manager's is implemented).
+#[test]
+fn cluster_allow_connect_is_named_as_unsupported() {
+    let cluster = "  - name: up\n    type: STATIC\n    http2_protocol_options: { allow_connect: true }\n    load_assignment: { cluster_name: up, endpoints: [] }\n";
+    let config = http_config(&catch_all("up", ""), cluster);
+    let (ok, _, stderr) = validate(&config, &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("static_resources.clusters[0].http2_protocol_options.allow_connect: allow_connect on a cluster"),
+        "{stderr}"
+    );
+    let manager = config
+        .replace("    http2_protocol_options: { allow_connect: true }\n", "")
+        .replace(
+            "          stat_prefix: ingress_http\n",
+            "          stat_prefix: ingress_http\n          http2_protocol_options: { allow_connect: true }\n",
+        );
+    let (ok, _, stderr) = validate(&manager, &[]);
+    assert!(ok, "{stderr}");
+}

@@ -1017,7 +1017,7 @@ fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
     let codec = super::http2::codec(obj.get("codec_type"), errs);
     let http2 = obj
         .get("http2_protocol_options")
-        .map(|o| super::http2::options(&o, errs))
+        .map(|o| super::http2::options(&o, errs, false))
         .unwrap_or_default();
     let server_header_transformation = match obj.get("server_header_transformation") {
         Some(c) => match c.enumeration(errs, &["OVERWRITE", "APPEND_IF_ABSENT", "PASS_THROUGH"]) {
@@ -1543,7 +1543,7 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
     }
     // The legacy cluster-level field asks for HTTP/2 too.
     let mut upstream_protocol = match obj.get("http2_protocol_options") {
-        Some(o) => UpstreamProtocol::Http2(super::http2::options(&o, errs)),
+        Some(o) => UpstreamProtocol::Http2(super::http2::options(&o, errs, true)),
         None => UpstreamProtocol::Http1,
     };
     if let Some(t) = obj.get("typed_extension_protocol_options") {
@@ -1685,7 +1685,7 @@ fn protocol_options(
             }
             let h2 = c
                 .get("http2_protocol_options")
-                .map(|o| super::http2::options(&o, errs));
+                .map(|o| super::http2::options(&o, errs, true));
             protocol = Some(match (config, h2) {
                 ("use_downstream_protocol_config", h2) => {
                     UpstreamProtocol::FollowDownstream(h2.unwrap_or_default())

@@ -101,8 +101,10 @@ pub(super) fn codec(node: Option<Node>, errs: &mut Errors) -> Codec {
     }
 }
 
-/// Decodes `http2_protocol_options` with Envoy's ranges.
-pub(super) fn options(node: &Node, errs: &mut Errors) -> Http2Options {
+/// Decodes `http2_protocol_options` with Envoy's ranges, for a connection
+/// manager or (`for_cluster`) for the connections to a cluster's
+/// endpoints.
+pub(super) fn options(node: &Node, errs: &mut Errors, for_cluster: bool) -> Http2Options {
     let mut options = Http2Options::default();
     let Some(o) = node.object(errs, &HTTP2_OPTIONS) else {
         return options;
@@ -133,7 +135,15 @@ pub(super) fn options(node: &Node, errs: &mut Errors) -> Http2Options {
     if let Some(n) = ranged("initial_connection_window_size", 65_535, errs) {
         options.initial_connection_window_size = n;
     }
-    options.allow_connect = any_bool(o.get("allow_connect"), errs, false);
+    if let Some(c) = o.get("allow_connect") {
+        options.allow_connect = any_bool(Some(c.clone()), errs, false);
+        if for_cluster && options.allow_connect {
+            errs.add(
+                c.path(),
+                "allow_connect on a cluster (extended CONNECT to HTTP/2 upstreams) is not supported yet",
+            );
+        }
+    }
     if let Some(k) = o.get("connection_keepalive") {
         options.keepalive = keepalive(&k, errs);
     }
