@@ -110,7 +110,11 @@ fn route_matching(c: &mut Criterion) {
     ];
     for (vhosts, routes, matchers, kind) in cases {
         let snap = snapshot(vhosts, routes, matchers);
-        let table = &snap.listeners[0].http.routes;
+        let table = &snap.listeners[0]
+            .http_chain(0)
+            .expect("an HTTP chain")
+            .http
+            .routes;
         let host = format!("host{}.example.com", vhosts - 1);
         // The last route of the last virtual host matches (route 999 of the
         // mix is a query-parameter route).
@@ -133,7 +137,11 @@ fn route_matching(c: &mut Criterion) {
 
 fn head_parsing(c: &mut Criterion) {
     let snap = snapshot(1, 10, Matchers::Prefix);
-    let http = snap.listeners[0].http.clone();
+    let http = snap.listeners[0]
+        .http_chain(0)
+        .expect("an HTTP chain")
+        .http
+        .clone();
     let store = ringway::stats::Store::new(1);
     let sinks = ringway::access_log::Sinks::new();
     let peer = Peer {

@@ -11,7 +11,9 @@ use crate::config::{
 };
 use crate::net::Address;
 use crate::router::RouteTable;
+use crate::stats::ssl::SslStats;
 use crate::stats::{sets, HistogramId, Scope, Store};
+use crate::tls::ServerTls;
 use crate::upstream::{self, Endpoint, Resolved};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -82,14 +84,82 @@ pub struct Listener {
     pub name: String,
     /// Bound address.
     pub address: Address,
-    /// Its HTTP connection manager.
-    pub http: Arc<HttpSettings>,
     /// `listener.<address>.*`.
     pub stats: Arc<Scope<sets::Listener>>,
-    /// `listener.<address>.http.<stat_prefix>.*`.
-    pub http_stats: Arc<Scope<sets::ListenerHttp>>,
     /// How its sockets are made and read.
     pub socket: config::ListenerSocket,
+    /// `listener_filters` and their timeout.
+    pub filters: config::ListenerFilters,
+    /// `tls_inspector.*`, when the listener runs it.
+    pub tls_inspector: Option<Arc<Scope<sets::TlsInspector>>>,
+    /// `http_inspector.*`, when the listener runs it.
+    pub http_inspector: Option<Arc<Scope<sets::HttpInspector>>>,
+    /// `filter_chains`, then `default_filter_chain` when there is one.
+    pub chains: Vec<FilterChain>,
+    /// Whether the last chain is the `default_filter_chain`.
+    pub has_default: bool,
+    /// `listener.<address>.ssl.*` (every TLS chain of the listener).
+    pub ssl: Arc<SslStats>,
+}
+
+/// One filter chain, compiled.
+#[derive(Debug)]
+pub struct FilterChain {
+    /// `filter_chain_match`.
+    pub matcher: config::ChainMatch,
+    /// The TLS context of its `transport_socket`.
+    pub tls: Option<Arc<ServerTls>>,
+    /// What serves its connections.
+    pub serve: Serve,
+}
+
+/// A chain's terminal network filter.
+#[derive(Debug)]
+pub enum Serve {
+    /// `http_connection_manager`.
+    Http(Arc<HttpChain>),
+    /// `tcp_proxy`.
+    Tcp(Arc<TcpProxy>),
+}
+
+/// An HTTP connection manager on one listener.
+#[derive(Debug)]
+pub struct HttpChain {
+    /// Its settings.
+    pub http: Arc<HttpSettings>,
+    /// `listener.<address>.http.<stat_prefix>.*`.
+    pub http_stats: Arc<Scope<sets::ListenerHttp>>,
+    /// `per_connection_buffer_limit_bytes` of the listener.
+    pub buffer_limit: usize,
+}
+
+/// A `tcp_proxy`, compiled.
+#[derive(Debug)]
+pub struct TcpProxy {
+    /// Cluster indices with their weights.
+    pub clusters: Vec<(usize, u32)>,
+    /// `idle_timeout`.
+    pub idle_timeout: Option<Duration>,
+    /// `max_downstream_connection_duration`.
+    pub max_duration: Option<Duration>,
+    /// `max_connect_attempts`.
+    pub max_connect_attempts: u32,
+    /// Hash the client's address for the load balancer.
+    pub hash_source_ip: bool,
+    /// `tcp.<stat_prefix>.*`.
+    pub stats: Arc<Scope<sets::TcpProxy>>,
+    /// `access_log`.
+    pub access_logs: Vec<AccessLog>,
+}
+
+impl Listener {
+    /// The HTTP connection manager of chain `chain`, if it has one.
+    pub fn http_chain(&self, chain: usize) -> Option<&Arc<HttpChain>> {
+        match &self.chains.get(chain)?.serve {
+            Serve::Http(h) => Some(h),
+            Serve::Tcp(_) => None,
+        }
+    }
 }
 
 /// Everything a request needs, frozen at one epoch.
@@ -168,28 +238,29 @@ impl ConfigSnapshot {
                     suggestion: None,
                 });
             }
-            let rc_path = format!("{path}.filter_chains[0].filters[0].typed_config.route_config");
-            let routes = RouteTable::compile(&l.hcm.route_config, &rc_path, &by_name, &mut errors);
-            let mut access_logs = Vec::new();
-            for (j, config) in l.hcm.access_log.iter().enumerate() {
-                match sinks.compile(config, serve) {
-                    Ok(log) => access_logs.push(log),
-                    Err(message) => errors.push(ConfigError {
-                        path: format!(
-                            "{path}.filter_chains[0].filters[0].typed_config.access_log[{j}]"
-                        ),
-                        message,
-                        suggestion: None,
-                    }),
-                }
+            let compiled = Compiler {
+                store,
+                sinks,
+                serve,
+                by_name: &by_name,
+                listener: l,
+            };
+            let mut chains = Vec::new();
+            for chain in l.chains.iter().chain(&l.default_chain) {
+                chains.extend(compiled.chain(chain, &mut errors));
             }
+            let owner = format!("listener.{}.", l.address.to_string().replace(':', "_"));
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 address: l.address.clone(),
-                http: Arc::new(http_settings(&l.hcm, routes, store, access_logs)),
                 stats: store.listener(&l.address.to_string()),
-                http_stats: store.listener_http(&l.address.to_string(), &l.hcm.stat_prefix),
                 socket: l.socket.clone(),
+                filters: l.filters.clone(),
+                tls_inspector: l.filters.tls_inspector.then(|| store.tls_inspector()),
+                http_inspector: l.filters.http_inspector.then(|| store.http_inspector()),
+                chains,
+                has_default: l.default_chain.is_some(),
+                ssl: store.ssl(&owner),
             }));
         }
         if errors.is_empty() {
@@ -233,6 +304,96 @@ impl ConfigSnapshot {
             listeners: self.listeners.clone(),
             clusters,
         }
+    }
+}
+
+/// Compiles one listener's filter chains.
+struct Compiler<'a> {
+    store: &'a Store,
+    sinks: &'a Sinks,
+    serve: bool,
+    by_name: &'a HashMap<String, usize>,
+    listener: &'a config::Listener,
+}
+
+impl Compiler<'_> {
+    fn chain(&self, c: &config::FilterChain, errors: &mut Vec<ConfigError>) -> Option<FilterChain> {
+        let error = |path: String, message: String| ConfigError {
+            path,
+            message,
+            suggestion: None,
+        };
+        let tls = match &c.tls {
+            Some(t) => match ServerTls::compile(t) {
+                Ok(t) => Some(Arc::new(t)),
+                Err(message) => {
+                    errors.push(error(format!("{}.transport_socket", c.path), message));
+                    None
+                }
+            },
+            None => None,
+        };
+        let serve = match &c.filter {
+            config::NetworkFilter::Http(hcm) => {
+                let rc_path = format!("{}.route_config", c.filter_path);
+                let routes = RouteTable::compile(&hcm.route_config, &rc_path, self.by_name, errors);
+                let access_logs = self.logs(&hcm.access_log, &c.filter_path, errors);
+                let address = self.listener.address.to_string();
+                Serve::Http(Arc::new(HttpChain {
+                    http: Arc::new(http_settings(hcm, routes, self.store, access_logs)),
+                    http_stats: self.store.listener_http(&address, &hcm.stat_prefix),
+                    buffer_limit: self.listener.socket.buffer_limit,
+                }))
+            }
+            config::NetworkFilter::Tcp(t) => {
+                let mut clusters = Vec::new();
+                for ((name, weight), path) in t.clusters.iter().zip(&t.cluster_paths) {
+                    match self.by_name.get(name) {
+                        Some(&i) => clusters.push((i, *weight)),
+                        None => {
+                            errors.push(error(path.clone(), format!("unknown cluster {name:?}")))
+                        }
+                    }
+                }
+                Serve::Tcp(Arc::new(TcpProxy {
+                    clusters,
+                    idle_timeout: t.idle_timeout,
+                    max_duration: t.max_duration,
+                    max_connect_attempts: t.max_connect_attempts,
+                    hash_source_ip: t.hash_source_ip,
+                    stats: self.store.tcp_proxy(&t.stat_prefix),
+                    access_logs: self.logs(&t.access_log, &c.filter_path, errors),
+                }))
+            }
+        };
+        if c.tls.is_some() && tls.is_none() {
+            return None;
+        }
+        Some(FilterChain {
+            matcher: c.matcher.clone(),
+            tls,
+            serve,
+        })
+    }
+
+    fn logs(
+        &self,
+        configs: &[crate::access_log::AccessLogConfig],
+        filter_path: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> Vec<AccessLog> {
+        let mut logs = Vec::new();
+        for (j, config) in configs.iter().enumerate() {
+            match self.sinks.compile(config, self.serve) {
+                Ok(log) => logs.push(log),
+                Err(message) => errors.push(ConfigError {
+                    path: format!("{filter_path}.access_log[{j}]"),
+                    message,
+                    suggestion: None,
+                }),
+            }
+        }
+        logs
     }
 }
 

@@ -437,7 +437,7 @@ fn validate_reports_every_error_as_json_with_suggestions() {
     filter_chains:
     - filters:
       - name: envoy.filters.network.tcp_proxy
-        typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c }
+        typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz, stat_prefix: t }
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -475,7 +475,7 @@ fn validate_reports_every_error_as_json_with_suggestions() {
         .is_some_and(|m| m.contains("EDS is not supported yet")));
     assert!(find("filters[0].typed_config.@type")["message"]
         .as_str()
-        .is_some_and(|m| m.contains("TcpProxy")));
+        .is_some_and(|m| m.contains("ExtAuthz")));
     // The text form says the same, with the suggestions inline.
     let (_, _, stderr) = validate(config, &[]);
     assert!(

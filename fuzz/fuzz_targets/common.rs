@@ -67,7 +67,7 @@ impl Fixture {
         let sinks = Sinks::new();
         let snapshot = ConfigSnapshot::compile(&boot, false, &store, &sinks)
             .expect("the fuzz bootstrap compiles");
-        let http = snapshot.listeners[0].http.clone();
+        let http = snapshot.listeners[0].http_chain(0).expect("an HTTP chain").http.clone();
         let shard = Shard::new(0, Arc::new(Published::new(snapshot)), store, sinks);
         Fixture { http, shard }
     }

@@ -1,12 +1,11 @@
 //! The Envoy v3 bootstrap subset Ringway implements, decoded from the tree.
 
+use super::listener::Listener;
 use super::node::{Errors, Fields, Node, Obj};
 use crate::net::Address;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const HCM_NAME: &str = "envoy.filters.network.http_connection_manager";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 const ROUTER_NAME: &str = "envoy.filters.http.router";
 
@@ -33,21 +32,6 @@ pub struct NodeInfo {
     pub id: String,
     /// `node.cluster`.
     pub cluster: String,
-}
-
-/// A TCP listener carrying one HTTP connection manager.
-#[derive(Debug, Clone)]
-pub struct Listener {
-    /// Its position in `static_resources.listeners`.
-    pub index: usize,
-    /// `name` (Envoy generates one when absent).
-    pub name: String,
-    /// The bound address.
-    pub address: Address,
-    /// The HTTP connection manager of the listener's filter chain.
-    pub hcm: HttpConnectionManager,
-    /// How its sockets are made.
-    pub socket: ListenerSocket,
 }
 
 /// `admin`.
@@ -465,24 +449,6 @@ static STATIC_RESOURCES: Fields = Fields {
     unsupported: &["secrets"],
 };
 #[rustfmt::skip]
-static LISTENER: Fields = Fields {
-    known: &[
-        "name", "address", "filter_chains", "per_connection_buffer_limit_bytes",
-        "traffic_direction", "enable_reuse_port", "socket_options",
-    ],
-    unsupported: &[
-        "additional_addresses", "stat_prefix", "filter_chain_matcher", "use_original_dst",
-        "default_filter_chain", "metadata", "deprecated_v1",
-        "drain_type", "listener_filters", "listener_filters_timeout",
-        "continue_on_listener_filters_timeout", "transparent", "freebind",
-        "tcp_fast_open_queue_length", "udp_listener_config", "api_listener",
-        "connection_balance_config", "reuse_port", "access_log",
-        "tcp_backlog_size", "max_connections_to_accept_per_socket_event", "bind_to_port",
-        "internal_listener", "enable_mptcp", "ignore_global_conn_limit",
-        "bypass_overload_manager",
-    ],
-};
-#[rustfmt::skip]
 static ADDRESS: Fields = Fields {
     known: &["socket_address", "pipe"],
     unsupported: &["envoy_internal_address"],
@@ -498,19 +464,6 @@ static SOCKET_ADDRESS: Fields = Fields {
     unsupported: &[
         "named_port", "resolver_name", "ipv4_compat", "network_namespace_filepath",
     ],
-};
-#[rustfmt::skip]
-static FILTER_CHAIN: Fields = Fields {
-    known: &["filters", "name"],
-    unsupported: &[
-        "filter_chain_match", "use_proxy_proto", "metadata", "transport_socket",
-        "transport_socket_connect_timeout",
-    ],
-};
-#[rustfmt::skip]
-static FILTER: Fields = Fields {
-    known: &["name", "typed_config"],
-    unsupported: &["config_discovery"],
 };
 #[rustfmt::skip]
 static HCM: Fields = Fields {
@@ -706,7 +659,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         if let Some(sr) = sr.object(errs, &STATIC_RESOURCES) {
             if let Some(l) = sr.get("listeners") {
                 for (index, item) in l.list(errs).into_iter().enumerate() {
-                    listeners.extend(listener(item, errs, index));
+                    listeners.extend(super::listener::listener(item, errs, index));
                 }
             }
             if let Some(c) = sr.get("clusters") {
@@ -726,8 +679,13 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     let strip_fragment = obj
         .get("layered_runtime")
         .is_some_and(|r| layered_runtime(&r, errs));
-    for l in &mut listeners {
-        l.hcm.strip_fragment = strip_fragment;
+    for chain in listeners
+        .iter_mut()
+        .flat_map(|l| l.chains.iter_mut().chain(l.default_chain.as_mut()))
+    {
+        if let super::NetworkFilter::Http(hcm) = &mut chain.filter {
+            hcm.strip_fragment = strip_fragment;
+        }
     }
     Some(Bootstrap {
         node,
@@ -765,7 +723,7 @@ fn admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
 
 /// Decodes an address Ringway binds: a literal IP, or a pipe with its
 /// `mode`.
-fn bind_address(a: &Node, errs: &mut Errors, what: &str) -> Option<(Address, u32)> {
+pub(super) fn bind_address(a: &Node, errs: &mut Errors, what: &str) -> Option<(Address, u32)> {
     match address(a, errs)? {
         (EndpointAddress::Pipe(pipe), mode) => Some((pipe, mode)),
         (EndpointAddress::Socket { host, port }, _) => match host.parse::<IpAddr>() {
@@ -841,56 +799,6 @@ fn address(child: &Node, errs: &mut Errors) -> Option<(EndpointAddress, u32)> {
     Some((EndpointAddress::Pipe(pipe), mode))
 }
 
-fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
-    let obj = node.object(errs, &LISTENER)?;
-    let name = string(&obj, errs, "name");
-    let address = obj
-        .require(errs, "address")
-        .and_then(|a| bind_address(&a, errs, "a listener"));
-    let chains = obj
-        .require(errs, "filter_chains")
-        .map(|c| c.list(errs))
-        .unwrap_or_default();
-    if chains.len() > 1 {
-        errs.add(
-            &format!("{}.filter_chains", obj.path()),
-            "more than one filter chain is not supported yet",
-        );
-    }
-    if chains.is_empty() {
-        errs.add(
-            &format!("{}.filter_chains", obj.path()),
-            "expected one filter chain",
-        );
-    }
-    // Every chain is checked; the first one serves.
-    let decoded: Vec<_> = chains
-        .into_iter()
-        .map(|chain| filter_chain(chain, errs))
-        .collect();
-    let hcm = decoded.into_iter().next().flatten();
-    let (address, pipe_mode) = address?;
-    Some(Listener {
-        index,
-        name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
-        address,
-        hcm: hcm?,
-        socket: ListenerSocket {
-            reuse_port: any_bool(obj.get("enable_reuse_port"), errs, true),
-            pipe_mode,
-            options: socket_options(&obj, errs),
-            buffer_limit: obj
-                .get("per_connection_buffer_limit_bytes")
-                .map(|b| wrapped_uint(&b, errs, u32::MAX as u64).unwrap_or(0) as usize)
-                .unwrap_or(DEFAULT_BUFFER_LIMIT),
-            traffic_direction: obj
-                .get("traffic_direction")
-                .and_then(|t| t.enumeration(errs, &["UNSPECIFIED", "INBOUND", "OUTBOUND"]))
-                .unwrap_or("UNSPECIFIED"),
-        },
-    })
-}
-
 #[rustfmt::skip]
 static SOCKET_OPTION: Fields = Fields {
     known: &["description", "level", "name", "int_value", "state"],
@@ -946,55 +854,6 @@ pub(super) fn socket_options(obj: &Obj, errs: &mut Errors) -> Vec<SocketOption> 
         .collect()
 }
 
-fn filter_chain(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
-    let obj = node.object(errs, &FILTER_CHAIN)?;
-    let list = obj.require(errs, "filters")?;
-    let filters = list.list(errs);
-    if filters.is_empty() {
-        errs.add(
-            list.path(),
-            format!("expected a network filter ({HCM_NAME})"),
-        );
-    }
-    // Every filter is checked, so that each unsupported one is named.
-    let mut found = None;
-    for filter in filters {
-        let path = filter.path().to_string();
-        if let Some(hcm) = network_filter(filter, errs) {
-            if found.replace(hcm).is_some() {
-                errs.add(
-                    &path,
-                    format!("more than one {HCM_NAME} is not supported yet"),
-                );
-            }
-        }
-    }
-    found
-}
-
-/// One network filter: the connection manager it configures, or errors
-/// for a filter Ringway does not run.
-fn network_filter(filter: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
-    let fobj = filter.object(errs, &FILTER)?;
-    let name = string(&fobj, errs, "name").unwrap_or_default();
-    let Some(tc) = fobj.get("typed_config") else {
-        errs.add(
-            &format!("{}.typed_config", filter.path()),
-            format!("required field is missing (network filter {name:?})"),
-        );
-        return None;
-    };
-    let type_url = type_url(&tc, errs)?;
-    if type_url != HCM_TYPE {
-        errs.add(
-            &format!("{}.@type", tc.path()),
-            format!("network filter {type_url:?} is not supported yet (only {HCM_NAME})"),
-        );
-        return None;
-    }
-    hcm(tc, errs)
-}
-
 /// Reads the `@type` of a `typed_config`.
 pub(super) fn type_url<'a>(tc: &Node<'a>, errs: &mut Errors) -> Option<&'a str> {
     match tc.value().get("@type") {
@@ -1009,7 +868,7 @@ pub(super) fn type_url<'a>(tc: &Node<'a>, errs: &mut Errors) -> Option<&'a str> 
     }
 }
 
-fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
+pub(super) fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager> {
     let obj = node.object(errs, &HCM)?;
     let stat_prefix = obj
         .require(errs, "stat_prefix")

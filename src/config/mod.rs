@@ -5,18 +5,24 @@ mod access_log;
 mod bootstrap;
 mod http2;
 mod lb;
+mod listener;
 mod node;
 mod retry;
 mod route_action;
 mod route_match;
+mod tcp_proxy;
+mod tls;
 
 pub use bootstrap::*;
 pub use http2::{Codec, Http2Options, Keepalive};
 pub use lb::*;
+pub use listener::*;
 pub use node::{parse_duration, ConfigError};
 pub use retry::*;
 pub use route_action::*;
 pub use route_match::*;
+pub use tcp_proxy::TcpProxy;
+pub use tls::*;
 
 use serde_json::Value;
 

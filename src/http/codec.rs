@@ -93,29 +93,46 @@ impl ReadBuf {
         use std::os::fd::AsRawFd;
         self.make_room(READ_CHUNK)?;
         let spare = self.buf.spare_capacity_mut();
-        // SAFETY: `spare` is the Vec's own unused capacity, valid for
-        // `spare.len()` bytes of writes; recv writes at most that many.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                spare.len(),
-                libc::MSG_DONTWAIT,
-            )
+        let read = match stream {
+            Stream::Tls(tls) => tls.try_read(spare),
+            _ => {
+                // SAFETY: `spare` is the Vec's own unused capacity, valid
+                // for `spare.len()` bytes of writes; recv writes at most
+                // that many.
+                let n = unsafe {
+                    libc::recv(
+                        stream.as_raw_fd(),
+                        spare.as_mut_ptr().cast(),
+                        spare.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n < 0 {
+                    let err = std::io::Error::last_os_error();
+                    match err.kind() {
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {
+                            Ok(None)
+                        }
+                        _ => Err(err),
+                    }
+                } else {
+                    Ok(Some(n as usize))
+                }
+            }
         };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            self.release();
-            return match err.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(err),
-            };
+        match read {
+            Ok(Some(n)) => {
+                // SAFETY: the read initialised the first `n` bytes of the
+                // spare capacity.
+                unsafe { self.buf.set_len(self.buf.len() + n) };
+                self.received += n as u64;
+                Ok(Some(n))
+            }
+            other => {
+                self.release();
+                other
+            }
         }
-        let n = n as usize;
-        // SAFETY: recv initialised the first `n` bytes of the spare capacity.
-        unsafe { self.buf.set_len(self.buf.len() + n) };
-        self.received += n as u64;
-        Ok(Some(n))
     }
 
     /// Reads more from `stream`, growing the buffer up to `limit` bytes of

@@ -37,9 +37,11 @@ impl ResponseFlags {
     pub const DOWNSTREAM_REMOTE_RESET: Self = Self(1 << 13);
     /// UMSDR: the cluster's `max_stream_duration` cut the upstream stream.
     pub const UPSTREAM_MAX_STREAM_DURATION_REACHED: Self = Self(1 << 14);
+    /// DT: a connection outlived `max_downstream_connection_duration`.
+    pub const DURATION_TIMEOUT: Self = Self(1 << 15);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 15] = [
+    const NAMES: [(Self, &'static str); 16] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
@@ -55,6 +57,7 @@ impl ResponseFlags {
         (Self::UPSTREAM_PROTOCOL_ERROR, "UPE"),
         (Self::NO_CLUSTER_FOUND, "NC"),
         (Self::DOWNSTREAM_REMOTE_RESET, "DR"),
+        (Self::DURATION_TIMEOUT, "DT"),
     ];
 
     /// Adds `other`'s flags.

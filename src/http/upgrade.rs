@@ -5,10 +5,9 @@
 use super::body::{Sink, Source};
 use super::codec::{Patience, ReadBuf};
 use crate::config::Upgrade;
-use crate::net::{duplicate, Stream};
+use crate::net::Stream;
 use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// Whether an `upgrade: kind` request may go through, Envoy's way: a
@@ -81,9 +80,9 @@ pub(crate) async fn tunnel<R: Source, W: Sink>(
         }
         sent_down.set(n);
     }
-    // The upstream socket is read through a duplicate descriptor while
-    // the original is written, so the two directions never share a stream.
-    let Some(mut up_reader) = duplicate(up.as_raw_fd()) else {
+    // The upstream is read through a second handle while the first is
+    // written, so the two directions never wait on each other.
+    let Some(mut up_reader) = up.reader() else {
         return ended(End::Upstream);
     };
     let last = Cell::new(Instant::now());

@@ -6,10 +6,12 @@
 mod address;
 mod poll;
 mod stream;
+mod tls;
 
 pub use address::Address;
 pub use poll::{ByteCounts, PollStream};
 pub use stream::{Bound, Listener, Stream};
+pub use tls::TlsStream;
 
 use monoio::net::TcpStream;
 use std::mem::MaybeUninit;

@@ -2,7 +2,7 @@
 //! codecs written against them (h2). It rides monoio's poll-io (an epoll
 //! set armed with one io_uring POLL_ADD): no copies, and cancel-safe.
 
-use super::Stream;
+use super::{Stream, TlsStream};
 use monoio::net::tcp::stream_poll::TcpStreamPoll;
 use monoio::net::unix::stream_poll::UnixStreamPoll;
 use std::cell::Cell;
@@ -18,6 +18,8 @@ pub struct PollStream {
     replayed: usize,
     io: PollIo,
     counts: Rc<ByteCounts>,
+    /// The socket's descriptor (for readiness watches beside the codec).
+    fd: std::os::fd::RawFd,
 }
 
 /// Bytes a [`PollStream`] moved, for the connection's byte counters
@@ -42,22 +44,33 @@ impl ByteCounts {
 enum PollIo {
     Tcp(TcpStreamPoll),
     Unix(UnixStreamPoll),
+    /// A TLS session, itself over a socket in poll mode.
+    Tls(TlsStream),
 }
 
 impl Stream {
     /// Switches the stream to poll mode; `replay` holds bytes already read
     /// from it that the codec must see first.
     pub fn into_poll(self, replay: Vec<u8>, counts: Rc<ByteCounts>) -> io::Result<PollStream> {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self);
         let io = match self {
             Stream::Tcp(s) => PollIo::Tcp(s.try_into_poll_io().map_err(|(e, _)| e)?),
             Stream::Unix(s) => PollIo::Unix(s.try_into_poll_io().map_err(|(e, _)| e)?),
+            Stream::Tls(s) => PollIo::Tls(s),
         };
         Ok(PollStream {
             replay,
             replayed: 0,
             io,
             counts,
+            fd,
         })
+    }
+}
+
+impl std::os::fd::AsRawFd for PollStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd
     }
 }
 
@@ -83,6 +96,7 @@ impl AsyncRead for PollStream {
         let read = match &mut this.io {
             PollIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             PollIo::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            PollIo::Tls(s) => Pin::new(s).poll_read(cx, buf),
         };
         ByteCounts::count(&this.counts.rx, buf.filled().len() - before);
         read
@@ -98,6 +112,7 @@ impl AsyncWrite for PollStream {
         let written = match &mut self.io {
             PollIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             PollIo::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            PollIo::Tls(s) => Pin::new(s).poll_write(cx, buf),
         };
         if let Poll::Ready(Ok(n)) = written {
             ByteCounts::count(&self.counts.tx, n);
@@ -113,6 +128,7 @@ impl AsyncWrite for PollStream {
         let written = match &mut self.io {
             PollIo::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             PollIo::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            PollIo::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         };
         if let Poll::Ready(Ok(n)) = written {
             ByteCounts::count(&self.counts.tx, n);
@@ -128,6 +144,7 @@ impl AsyncWrite for PollStream {
         match &mut self.io {
             PollIo::Tcp(s) => Pin::new(s).poll_flush(cx),
             PollIo::Unix(s) => Pin::new(s).poll_flush(cx),
+            PollIo::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -135,6 +152,7 @@ impl AsyncWrite for PollStream {
         match &mut self.io {
             PollIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             PollIo::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            PollIo::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

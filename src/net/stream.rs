@@ -1,7 +1,7 @@
 //! Connections and listening sockets over TCP or a Unix-domain socket,
 //! one type for each so the HTTP path is written once for both.
 
-use super::Address;
+use super::{Address, TlsStream};
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -15,6 +15,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// A Unix-domain stream socket (`pipe`).
     Unix(UnixStream),
+    /// A TLS session (over either).
+    Tls(TlsStream),
 }
 
 impl Stream {
@@ -34,6 +36,16 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.readable(relaxed).await,
             Stream::Unix(s) => s.readable(relaxed).await,
+            Stream::Tls(s) => s.readable().await,
+        }
+    }
+
+    /// Another handle to read from while this one is written: a duplicate
+    /// descriptor of a socket, or the same TLS session.
+    pub fn reader(&self) -> Option<Stream> {
+        match self {
+            Stream::Tls(s) => Some(Stream::Tls(s.clone())),
+            _ => super::duplicate(self.as_raw_fd()),
         }
     }
 
@@ -48,7 +60,7 @@ impl Stream {
     pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
             Stream::Tcp(s) => Some(s),
-            Stream::Unix(_) => None,
+            Stream::Unix(_) | Stream::Tls(_) => None,
         }
     }
 }
@@ -58,6 +70,7 @@ impl AsRawFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.raw_fd(),
         }
     }
 }
@@ -67,6 +80,7 @@ impl AsyncReadRent for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf).await,
             Stream::Unix(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
         }
     }
 
@@ -74,6 +88,7 @@ impl AsyncReadRent for Stream {
         match self {
             Stream::Tcp(s) => s.readv(buf).await,
             Stream::Unix(s) => s.readv(buf).await,
+            Stream::Tls(s) => s.readv(buf).await,
         }
     }
 }
@@ -83,6 +98,7 @@ impl AsyncWriteRent for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf).await,
             Stream::Unix(s) => s.write(buf).await,
+            Stream::Tls(s) => s.write(buf).await,
         }
     }
 
@@ -90,6 +106,7 @@ impl AsyncWriteRent for Stream {
         match self {
             Stream::Tcp(s) => s.writev(buf).await,
             Stream::Unix(s) => s.writev(buf).await,
+            Stream::Tls(s) => s.writev(buf).await,
         }
     }
 
@@ -97,6 +114,7 @@ impl AsyncWriteRent for Stream {
         match self {
             Stream::Tcp(s) => s.flush().await,
             Stream::Unix(s) => s.flush().await,
+            Stream::Tls(s) => s.flush().await,
         }
     }
 
@@ -104,6 +122,7 @@ impl AsyncWriteRent for Stream {
         match self {
             Stream::Tcp(s) => s.shutdown().await,
             Stream::Unix(s) => s.shutdown().await,
+            Stream::Tls(s) => s.shutdown().await,
         }
     }
 }
@@ -175,7 +194,7 @@ impl Listener {
         match (self, stream) {
             (_, Stream::Tcp(s)) => s.local_addr().ok().map(Address::Ip),
             (Listener::Unix(_, a), Stream::Unix(_)) => Some(a.clone()),
-            (Listener::Tcp(_), Stream::Unix(_)) => None,
+            (Listener::Tcp(_), _) | (Listener::Unix(..), _) => None,
         }
     }
 }

@@ -577,8 +577,10 @@ mod tests {
         let boot = config::decode(&tree).expect("decodes");
         let mut errors = Vec::new();
         let clusters = HashMap::from([("c".to_string(), 0)]);
-        let rc = &boot.listeners[0].hcm.route_config;
-        let t = RouteTable::compile(rc, "rc", &clusters, &mut errors);
+        let config::NetworkFilter::Http(hcm) = &boot.listeners[0].chains[0].filter else {
+            panic!("the listener serves HTTP");
+        };
+        let t = RouteTable::compile(&hcm.route_config, "rc", &clusters, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         t
     }

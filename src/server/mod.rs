@@ -11,7 +11,6 @@ use crate::access_log::{self, Sinks};
 use crate::admin::{Admin, Command, ServerInfo};
 use crate::config::ListenerSocket;
 use crate::config::NodeInfo;
-use crate::http::conn;
 use crate::net::{Address, Bound, Listener};
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::Store;
@@ -370,7 +369,7 @@ async fn accept_loop(listener: Listener, index: usize, shard: Rc<Shard>) {
                 let guard = ConnectionGuard(shard.clone());
                 monoio::spawn(CatchUnwind(Box::pin(async move {
                     let shard = guard.0.clone();
-                    conn::serve(stream, peer, local, shard, index).await;
+                    crate::listener::serve(stream, peer, local, shard, index).await;
                     drop(guard);
                 })));
             }

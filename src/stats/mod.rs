@@ -11,6 +11,7 @@
 pub mod histogram;
 pub mod render;
 pub mod sets;
+pub mod ssl;
 
 use crossbeam_utils::CachePadded;
 use std::collections::HashMap;
@@ -241,6 +242,8 @@ struct TypedScopes {
     clusters: HashMap<String, Arc<Scope<sets::Cluster>>>,
     retries: HashMap<String, Arc<Scope<sets::Retry>>>,
     hosts: HashMap<(String, String), Arc<Scope<sets::Host>>>,
+    ssl: HashMap<String, Arc<ssl::SslStats>>,
+    named: HashMap<String, Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Lock poisoning only means another admin request panicked; the data is
@@ -336,6 +339,49 @@ impl Store {
     /// The downstream `http2.` stats.
     pub fn http2(&self) -> Arc<Scope<sets::Http2>> {
         self.scope("http2.".to_string(), |t| &mut t.http2)
+    }
+
+    /// `<owner>ssl.` stats (`listener.<address>.` or `cluster.<name>.`
+    /// as `owner`).
+    pub fn ssl(&self, owner: &str) -> Arc<ssl::SslStats> {
+        let prefix = format!("{owner}ssl.");
+        let mut typed = lock(&self.typed);
+        if let Some(s) = typed.ssl.get(&prefix) {
+            return s.clone();
+        }
+        let stats = Arc::new(ssl::SslStats::new(prefix.clone(), self.shards + 1));
+        typed.ssl.insert(prefix.clone(), stats.clone());
+        lock(&self.scopes).insert(prefix, stats.clone());
+        stats
+    }
+
+    /// `tls_inspector.` stats.
+    pub fn tls_inspector(&self) -> Arc<Scope<sets::TlsInspector>> {
+        self.named("tls_inspector.".into())
+    }
+
+    /// `http_inspector.` stats.
+    pub fn http_inspector(&self) -> Arc<Scope<sets::HttpInspector>> {
+        self.named("http_inspector.".into())
+    }
+
+    /// `tcp.<stat_prefix>.` stats.
+    pub fn tcp_proxy(&self, stat_prefix: &str) -> Arc<Scope<sets::TcpProxy>> {
+        self.named(format!("tcp.{stat_prefix}."))
+    }
+
+    /// A scope kept by its prefix alone.
+    fn named<S: StatSet + Send + Sync + 'static>(&self, prefix: String) -> Arc<Scope<S>> {
+        let mut typed = lock(&self.typed);
+        if let Some(s) = typed.named.get(&prefix).cloned() {
+            if let Ok(scope) = s.downcast::<Scope<S>>() {
+                return scope;
+            }
+        }
+        let scope = Arc::new(Scope::new(prefix.clone(), self.shards + 1));
+        typed.named.insert(prefix.clone(), scope.clone());
+        lock(&self.scopes).insert(prefix, scope.clone());
+        scope
     }
 
     /// `cluster.<name>.` stats.

@@ -20,7 +20,7 @@ stat_set!(
 stat_set!(
     /// `listener.<address>.*`.
     Listener, None,
-    counters [downstream_cx_total, downstream_cx_destroy],
+    counters [downstream_cx_total, downstream_cx_destroy, no_filter_chain_match],
     gauges [downstream_cx_active]
 );
 
@@ -102,4 +102,33 @@ stat_set!(
     Retry, Some("upstream_rq_"),
     counters [upstream_rq_1xx, upstream_rq_2xx, upstream_rq_3xx, upstream_rq_4xx, upstream_rq_5xx],
     gauges []
+);
+
+stat_set!(
+    /// `tls_inspector.*`: what the TLS inspector found in first bytes.
+    TlsInspector, None,
+    counters [
+        tls_found, tls_not_found, sni_found, sni_not_found, alpn_found, alpn_not_found,
+        client_hello_too_large, read_error,
+    ],
+    gauges []
+);
+
+stat_set!(
+    /// `http_inspector.*`: what the HTTP inspector found in first bytes.
+    HttpInspector, None,
+    counters [http10_found, http11_found, http2_found, http_not_found, read_error],
+    gauges []
+);
+
+stat_set!(
+    /// `tcp.<stat_prefix>.*`: one TCP proxy.
+    TcpProxy, None,
+    counters [
+        downstream_cx_total, downstream_cx_no_route, downstream_cx_rx_bytes_total,
+        downstream_cx_tx_bytes_total, downstream_flow_control_paused_reading_total,
+        downstream_flow_control_resumed_reading_total, idle_timeout, max_downstream_connection_duration,
+        upstream_flush_total,
+    ],
+    gauges [downstream_cx_rx_bytes_buffered, downstream_cx_tx_bytes_buffered, upstream_flush_active]
 );

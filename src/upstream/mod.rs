@@ -1,5 +1,6 @@
 //! Clusters, their endpoints, load balancing, DNS and per-shard pools.
 
+pub mod connect;
 pub mod dns;
 pub mod h2pool;
 pub mod hashing;

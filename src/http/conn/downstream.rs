@@ -13,7 +13,7 @@ use crate::http::codec::{Framing, Patience, ReadBuf};
 use crate::http::flags::ResponseFlags;
 use crate::http::local_reply::LocalReply;
 use crate::http::upgrade::{self, End, Tunneled};
-use crate::net::{duplicate, peek, peer_closed, Peeked, Stream};
+use crate::net::{peek, peer_closed, Peeked, Stream};
 use crate::server::shard::Shard;
 use crate::snapshot::HttpSettings;
 use monoio::io::AsyncWriteRentExt;
@@ -194,9 +194,9 @@ impl Downstream for H1Down {
     ) -> Tunneled {
         let from_client = self.rbuf.data().to_vec();
         self.rbuf.clear();
-        // The client's socket is read through a duplicate descriptor while
-        // the original is written.
-        let Some(mut reader) = duplicate(self.stream.as_raw_fd()) else {
+        // The client's socket is read through a second handle while the
+        // first is written.
+        let Some(mut reader) = self.stream.reader() else {
             return Tunneled {
                 to_upstream: 0,
                 to_downstream: 0,

@@ -15,12 +15,12 @@ use crate::http::head::{self, HeadSlots, Overrides, ParsedResponse, MAX_RESPONSE
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
 use crate::http::upgrade;
-use crate::net::{peer_spoke, set_int_option, Address, Stream};
+use crate::net::{peer_spoke, Address, Stream};
 use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpStat};
-use crate::upstream::pool::{CxGuard, UpstreamConn};
+use crate::upstream::connect::connect;
 use crate::upstream::{Cluster, Endpoint, RetrySlots};
 use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
@@ -556,7 +556,7 @@ impl<D: Downstream> Proxy<D> {
                     x.shard,
                     cluster,
                     endpoint,
-                    ClusterStat::upstream_cx_http1_total,
+                    Some(ClusterStat::upstream_cx_http1_total),
                 )
                 .await
                 {
@@ -1067,64 +1067,6 @@ impl Drop for Attempt<'_> {
         self.cluster.stats.dec(w, ClusterStat::upstream_rq_active);
         self.endpoint.stats.dec(w, HostStat::rq_active);
         self.endpoint.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Opens a new upstream connection to `endpoint` within the cluster's
-/// connect timeout, counted in `protocol`'s connection total.
-async fn connect(
-    shard: &Shard,
-    cluster: &Cluster,
-    endpoint: &Endpoint,
-    protocol: ClusterStat,
-) -> Result<UpstreamConn, &'static str> {
-    let w = shard.id;
-    let stats = &cluster.stats;
-    stats.inc(w, ClusterStat::upstream_cx_total);
-    stats.inc(w, protocol);
-    endpoint.stats.inc(w, HostStat::cx_total);
-    let started = Instant::now();
-    let connecting = Stream::connect(&endpoint.addr);
-    let failure = match monoio::time::timeout(cluster.connect_timeout(), connecting).await {
-        Ok(Ok(stream)) => {
-            stream.set_nodelay();
-            if let (Some(k), Some(tcp)) = (&cluster.config.tcp_keepalive, stream.tcp()) {
-                set_keepalive(tcp, k);
-            }
-            let micros = started.elapsed().as_micros() as u64;
-            shard.histograms.record(cluster.connect_ms, micros);
-            return Ok(UpstreamConn {
-                stream,
-                requests: 0,
-                guard: CxGuard::new(stats.clone(), endpoint.stats.clone(), w),
-            });
-        }
-        Ok(Err(_)) => "remote connection failure",
-        Err(_) => {
-            stats.inc(w, ClusterStat::upstream_cx_connect_timeout);
-            "connection timeout"
-        }
-    };
-    stats.inc(w, ClusterStat::upstream_cx_connect_fail);
-    endpoint.stats.inc(w, HostStat::cx_connect_fail);
-    Err(failure)
-}
-
-/// `upstream_connection_options.tcp_keepalive` on a new upstream socket;
-/// fields left unset keep the kernel's values.
-fn set_keepalive(stream: &monoio::net::TcpStream, k: &crate::config::TcpKeepalive) {
-    let tcp = libc::IPPROTO_TCP;
-    let settings = [
-        Some((libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)),
-        k.time.map(|t| (tcp, libc::TCP_KEEPIDLE, t)),
-        k.interval.map(|i| (tcp, libc::TCP_KEEPINTVL, i)),
-        k.probes.map(|p| (tcp, libc::TCP_KEEPCNT, p)),
-    ];
-    for (level, name, value) in settings.into_iter().flatten() {
-        let value = i32::try_from(value).unwrap_or(i32::MAX);
-        if let Err(e) = set_int_option(stream, level, name, value) {
-            log::debug!("tcp_keepalive option {name}: {e}");
-        }
     }
 }
 

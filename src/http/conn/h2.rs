@@ -5,7 +5,9 @@
 //! request analysis reads, and response heads back into HEADERS frames.
 
 use super::downstream::Downstream;
-use super::{answer_unparsed, count_cx_bytes, kept_head, CxStats, Exchange, Next, Protocol, Proxy};
+use super::{
+    answer_unparsed, count_cx_bytes, kept_head, ChainAt, CxStats, Exchange, Next, Protocol, Proxy,
+};
 use crate::http::body::{pump, Moved, OutFraming, PumpError, Sink, Source};
 use crate::http::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
@@ -33,7 +35,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves an HTTP/2 connection whose first bytes (`replay`) were already
 /// read, until the client leaves or a drain's GOAWAY has let every
 /// stream finish.
-pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Peer, index: usize) {
+pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Peer, at: ChainAt) {
     let shard = cx.shard.clone();
     let http = &cx.listener.http;
     let options = &http.http2;
@@ -116,7 +118,7 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
                 }
                 let task = StreamTask {
                     shard: shard.clone(),
-                    listener: index,
+                    at,
                     peer: peer.clone(),
                     streams: streams.clone(),
                 };
@@ -181,7 +183,7 @@ async fn idle(streams: &Streams, limit: Option<Duration>) {
 /// What one stream's task needs from its connection.
 struct StreamTask {
     shard: Rc<Shard>,
-    listener: usize,
+    at: ChainAt,
     peer: Peer,
     streams: Rc<Streams>,
 }
@@ -242,7 +244,12 @@ impl StreamTask {
         let w = shard.id;
         let started = Instant::now();
         let view = shard.view();
-        let listener = view.snapshot.listeners.get(self.listener)?;
+        let at = self.at;
+        let listener = view
+            .snapshot
+            .listeners
+            .get(at.listener)?
+            .http_chain(at.chain)?;
         let http = &listener.http;
         let (parts, body) = request.into_parts();
         // An extended CONNECT's DATA is its tunnel, not a framed body.

@@ -20,11 +20,8 @@ use crate::config::{Codec, HeaderMutations};
 use crate::net::{Address, Stream};
 use crate::router::Matched;
 use crate::server::shard::{Shard, View};
-use crate::snapshot::{HttpSettings, Listener};
-use crate::stats::sets::{
-    Http as HttpStat, Listener as ListenerStat, ListenerHttp as ListenerHttpStat,
-    Server as ServerStat,
-};
+use crate::snapshot::{HttpChain, HttpSettings};
+use crate::stats::sets::{Http as HttpStat, ListenerHttp as ListenerHttpStat};
 use crate::stats::Scope;
 use monoio::io::AsyncWriteRent;
 use std::cell::{Cell, OnceCell, RefCell};
@@ -72,21 +69,18 @@ impl Protocol {
 /// bytes, as Envoy's do).
 struct CxStats {
     shard: Rc<Shard>,
-    listener: Arc<Listener>,
+    listener: Arc<HttpChain>,
     protocol: Option<Protocol>,
     /// The client closed (rather than Ringway).
     closed_by_peer: bool,
 }
 
 impl CxStats {
-    fn open(shard: Rc<Shard>, listener: Arc<Listener>) -> Self {
+    fn open(shard: Rc<Shard>, listener: Arc<HttpChain>) -> Self {
         let w = shard.id;
-        listener.stats.inc(w, ListenerStat::downstream_cx_total);
-        listener.stats.inc(w, ListenerStat::downstream_cx_active);
         let http = &listener.http.stats;
         http.inc(w, HttpStat::downstream_cx_total);
         http.inc(w, HttpStat::downstream_cx_active);
-        shard.stats.server.inc(w, ServerStat::total_connections);
         CxStats {
             shard,
             listener,
@@ -116,10 +110,7 @@ impl CxStats {
 
 impl Drop for CxStats {
     fn drop(&mut self) {
-        let (w, listener) = (self.shard.id, &self.listener);
-        listener.stats.dec(w, ListenerStat::downstream_cx_active);
-        listener.stats.inc(w, ListenerStat::downstream_cx_destroy);
-        let http = &listener.http.stats;
+        let (w, http) = (self.shard.id, &self.listener.http.stats);
         http.dec(w, HttpStat::downstream_cx_active);
         match self.protocol {
             Some(Protocol::Http1) => http.dec(w, HttpStat::downstream_cx_http1_active),
@@ -133,10 +124,6 @@ impl Drop for CxStats {
             HttpStat::downstream_cx_destroy_local
         };
         http.inc(w, side);
-        self.shard
-            .stats
-            .server
-            .dec(w, ServerStat::total_connections);
     }
 }
 
@@ -156,7 +143,7 @@ struct Conn {
 impl Conn {
     fn open(down: Stream, peer: Peer, cx: CxStats) -> Self {
         let mut rbuf = ReadBuf::default();
-        rbuf.set_chunk(cx.listener.socket.buffer_limit);
+        rbuf.set_chunk(cx.listener.buffer_limit);
         Conn {
             peer,
             proxy: Proxy {
@@ -399,7 +386,7 @@ impl<'a> Exchange<'a> {
     fn begin(
         shard: &'a Shard,
         view: &'a View,
-        listener: &'a Listener,
+        listener: &'a HttpChain,
         req: Request,
         plan: &Plan<'a>,
         request_head: Vec<u8>,
@@ -481,7 +468,7 @@ fn kept_head(plan: &Plan, http: &HttpSettings, received: &[u8]) -> Vec<u8> {
 async fn answer_unparsed<D: Downstream>(
     down: &mut D,
     shard: &Shard,
-    listener: &Listener,
+    listener: &HttpChain,
     peer: &Peer,
     reply: &LocalReply<'_>,
     flags: ResponseFlags,
@@ -541,22 +528,31 @@ fn count_response(
 /// Serves one downstream connection until it closes or the shard drains.
 pub async fn serve(
     down: Stream,
-    peer: Address,
-    local: Option<Address>,
+    replay: Vec<u8>,
+    peer: Peer,
     shard: Rc<Shard>,
-    listener: usize,
+    at: ChainAt,
+    h2: bool,
 ) {
-    down.set_nodelay();
-    let Some(current) = shard.view().snapshot.listeners.get(listener).cloned() else {
+    let Some(current) = shard
+        .view()
+        .snapshot
+        .listeners
+        .get(at.listener)
+        .and_then(|l| l.http_chain(at.chain))
+        .cloned()
+    else {
         return;
     };
-    let peer = Peer {
-        remote: peer,
-        local,
-    };
-    let cx = CxStats::open(shard.clone(), current);
+    let mut cx = CxStats::open(shard.clone(), current);
+    if h2 {
+        cx.speaks(Protocol::Http2);
+        Box::pin(h2::serve(down, replay, cx, peer, at)).await;
+        return;
+    }
     let mut conn = Conn::open(down, peer, cx);
-    let served = conn.serve_http1(&shard, listener).await;
+    conn.proxy.down.rbuf.append(&replay);
+    let served = conn.serve_http1(&shard, at).await;
     conn.count_bytes();
     conn.cx.closed_by_peer |= conn.proxy.down.closed_by_peer;
     if served == Some(Protocol::Http2) {
@@ -569,8 +565,19 @@ pub async fn serve(
         cx.speaks(Protocol::Http2);
         let H1Down { stream, rbuf, .. } = proxy.down;
         // Boxed: an HTTP/1.1 connection's task stays as small as it was.
-        Box::pin(h2::serve(stream, rbuf.into_unread(), cx, peer, listener)).await;
+        Box::pin(h2::serve(stream, rbuf.into_unread(), cx, peer, at)).await;
     }
+}
+
+/// Where a connection's HTTP connection manager is in the snapshot: a
+/// listener and one of its filter chains (looked up again per request, so
+/// each request runs on the newest snapshot).
+#[derive(Debug, Clone, Copy)]
+pub struct ChainAt {
+    /// The listener's index.
+    pub listener: usize,
+    /// The filter chain's index in the listener.
+    pub chain: usize,
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -593,7 +600,7 @@ fn detect(codec: Codec, first: &[u8]) -> Option<Protocol> {
 impl Conn {
     /// Serves HTTP/1.1 requests until the connection closes or the shard
     /// drains; returns HTTP/2 instead when the first bytes asked for it.
-    async fn serve_http1(&mut self, shard: &Rc<Shard>, listener: usize) -> Option<Protocol> {
+    async fn serve_http1(&mut self, shard: &Rc<Shard>, at: ChainAt) -> Option<Protocol> {
         // One idle timer for the connection's life, re-armed only when it
         // fires early: a keep-alive request costs no timer operation.
         let idle = self.cx.listener.http.idle_timeout;
@@ -634,7 +641,11 @@ impl Conn {
                 }
             }
             let view = shard.view();
-            let listener = view.snapshot.listeners.get(listener)?;
+            let listener = view
+                .snapshot
+                .listeners
+                .get(at.listener)?
+                .http_chain(at.chain)?;
             // Boxed: the exchange's state (several KiB) exists only while a
             // request is in flight, not for the whole life of an idle
             // connection.
@@ -691,7 +702,7 @@ impl Conn {
     }
 
     /// Reads one request and answers it.
-    async fn exchange(&mut self, shard: &Shard, view: &View, listener: &Listener) -> Next {
+    async fn exchange(&mut self, shard: &Shard, view: &View, listener: &HttpChain) -> Next {
         let http = &*listener.http;
         let started = Instant::now();
         let request_deadline = http.request_timeout.map(|t| started + t);
@@ -783,7 +794,7 @@ impl Conn {
     async fn answer_head(
         &mut self,
         shard: &Shard,
-        listener: &Listener,
+        listener: &HttpChain,
         reply: &LocalReply<'_>,
         flags: ResponseFlags,
         started: Instant,

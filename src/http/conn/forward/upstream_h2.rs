@@ -4,7 +4,7 @@
 //! and the response presented to the shared response path as the head
 //! block and framed body an HTTP/1.1 upstream would have sent.
 
-use super::{connect, Attempt, AttemptPlan, Tried};
+use super::{Attempt, AttemptPlan, Tried};
 use crate::config::Http2Options;
 use crate::http::body::{pump, OutFraming, PumpError, Source};
 use crate::http::codec::{Framing, Patience, ReadBuf};
@@ -15,6 +15,7 @@ use crate::http::h2::{request_from_head, response_head, DataSink, H2Body};
 use crate::http::local_reply::LocalReply;
 use crate::http::retry::{FailKind, Retries};
 use crate::stats::sets::Cluster as ClusterStat;
+use crate::upstream::connect::connect;
 use crate::upstream::h2pool::{self, H2Conn};
 use bytes::Bytes;
 use h2::client::ResponseFuture;
@@ -165,7 +166,7 @@ impl<D: Downstream> Proxy<D> {
             return Ok(conn);
         }
         let protocol = ClusterStat::upstream_cx_http2_total;
-        let up = connect(x.shard, cluster, endpoint, protocol)
+        let up = connect(x.shard, cluster, endpoint, Some(protocol))
             .await
             .map_err(LocalReply::upstream_reset)?;
         let max_streams = cluster.config.max_requests_per_connection;

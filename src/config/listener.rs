@@ -1,0 +1,493 @@
+//! Decoding listeners: their filter chains with `filter_chain_match`,
+//! `default_filter_chain`, listener filters, transport sockets and
+//! network filters.
+
+use super::bootstrap::{
+    any_bool, bind_address, hcm, socket_options, type_url, wrapped_uint, HttpConnectionManager,
+    DEFAULT_BUFFER_LIMIT,
+};
+use super::node::{Errors, Fields, Node, Obj};
+use super::tcp_proxy::{tcp_proxy, TcpProxy};
+use super::tls::{self, DownstreamTls};
+use crate::net::Address;
+use std::net::IpAddr;
+use std::time::Duration;
+
+const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const TCP_PROXY_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+const TLS_INSPECTOR_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
+const HTTP_INSPECTOR_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+
+#[rustfmt::skip]
+static LISTENER: Fields = Fields {
+    known: &[
+        "name", "address", "filter_chains", "per_connection_buffer_limit_bytes",
+        "traffic_direction", "enable_reuse_port", "socket_options", "default_filter_chain",
+        "listener_filters", "listener_filters_timeout", "continue_on_listener_filters_timeout",
+    ],
+    unsupported: &[
+        "additional_addresses", "stat_prefix", "filter_chain_matcher", "use_original_dst",
+        "metadata", "deprecated_v1", "drain_type", "transparent", "freebind",
+        "tcp_fast_open_queue_length", "udp_listener_config", "api_listener",
+        "connection_balance_config", "reuse_port", "access_log",
+        "tcp_backlog_size", "max_connections_to_accept_per_socket_event", "bind_to_port",
+        "internal_listener", "enable_mptcp", "ignore_global_conn_limit",
+        "bypass_overload_manager",
+    ],
+};
+#[rustfmt::skip]
+static FILTER_CHAIN: Fields = Fields {
+    known: &["filters", "name", "filter_chain_match", "transport_socket"],
+    unsupported: &["use_proxy_proto", "metadata", "transport_socket_connect_timeout"],
+};
+#[rustfmt::skip]
+static CHAIN_MATCH: Fields = Fields {
+    known: &[
+        "destination_port", "prefix_ranges", "server_names", "transport_protocol",
+        "application_protocols", "source_type", "source_prefix_ranges", "source_ports",
+    ],
+    unsupported: &["direct_source_prefix_ranges", "address_suffix", "suffix_len"],
+};
+#[rustfmt::skip]
+static CIDR_RANGE: Fields = Fields {
+    known: &["address_prefix", "prefix_len"],
+    unsupported: &[],
+};
+#[rustfmt::skip]
+static FILTER: Fields = Fields {
+    known: &["name", "typed_config"],
+    unsupported: &["config_discovery"],
+};
+#[rustfmt::skip]
+static LISTENER_FILTER: Fields = Fields {
+    known: &["name", "typed_config"],
+    unsupported: &["config_discovery", "filter_disabled"],
+};
+#[rustfmt::skip]
+static TLS_INSPECTOR: Fields = Fields {
+    known: &["@type"],
+    unsupported: &[
+        "enable_ja3_fingerprinting", "enable_ja4_fingerprinting", "initial_read_buffer_size",
+        "max_client_hello_size",
+    ],
+};
+#[rustfmt::skip]
+static HTTP_INSPECTOR: Fields = Fields {
+    known: &["@type"],
+    unsupported: &[],
+};
+
+/// Envoy's default `listener_filters_timeout`.
+const DEFAULT_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A TCP listener: its sockets, listener filters and filter chains.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Its position in `static_resources.listeners`.
+    pub index: usize,
+    /// `name` (Envoy generates one when absent).
+    pub name: String,
+    /// The bound address.
+    pub address: Address,
+    /// `filter_chains`.
+    pub chains: Vec<FilterChain>,
+    /// `default_filter_chain`: serves connections no chain matches.
+    pub default_chain: Option<FilterChain>,
+    /// `listener_filters` and their timeout.
+    pub filters: ListenerFilters,
+    /// How its sockets are made.
+    pub socket: super::ListenerSocket,
+}
+
+/// The listener filters Ringway runs, in Envoy's terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerFilters {
+    /// `envoy.filters.listener.tls_inspector`: SNI, ALPN and "tls".
+    pub tls_inspector: bool,
+    /// `envoy.filters.listener.http_inspector`: "http/1.1" or "h2c".
+    pub http_inspector: bool,
+    /// `listener_filters_timeout` (15 s; 0 disables).
+    pub timeout: Option<Duration>,
+    /// `continue_on_listener_filters_timeout`.
+    pub continue_on_timeout: bool,
+}
+
+/// One filter chain.
+#[derive(Debug, Clone)]
+pub struct FilterChain {
+    /// Its YAML path (`static_resources.listeners[i].filter_chains[j]`).
+    pub path: String,
+    /// `name`.
+    pub name: String,
+    /// `filter_chain_match`.
+    pub matcher: ChainMatch,
+    /// `transport_socket` when it is TLS.
+    pub tls: Option<DownstreamTls>,
+    /// The terminal network filter.
+    pub filter: NetworkFilter,
+    /// The YAML path of its `typed_config`.
+    pub filter_path: String,
+}
+
+/// The network filter that serves a chain's connections.
+#[derive(Debug, Clone)]
+pub enum NetworkFilter {
+    /// `envoy.filters.network.http_connection_manager`.
+    Http(Box<HttpConnectionManager>),
+    /// `envoy.filters.network.tcp_proxy`.
+    Tcp(TcpProxy),
+}
+
+/// Which clients a `source_type` admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SourceType {
+    /// `ANY`.
+    #[default]
+    Any,
+    /// `SAME_IP_OR_LOOPBACK`.
+    Local,
+    /// `EXTERNAL`.
+    External,
+}
+
+/// An address prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    /// The prefix's address.
+    pub ip: IpAddr,
+    /// Its length in bits.
+    pub len: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` lies in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.ip, ip) {
+            (IpAddr::V4(p), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                u32::from(p) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(p), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                u128::from(p) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `filter_chain_match`: empty fields match anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainMatch {
+    /// `destination_port`.
+    pub destination_port: Option<u16>,
+    /// `prefix_ranges` (destination address).
+    pub prefix_ranges: Vec<Cidr>,
+    /// `server_names`, lower-cased; `*.` wildcards allowed.
+    pub server_names: Vec<String>,
+    /// `transport_protocol` (`raw_buffer`, `tls`).
+    pub transport_protocol: Option<String>,
+    /// `application_protocols`.
+    pub application_protocols: Vec<String>,
+    /// `source_type`.
+    pub source_type: SourceType,
+    /// `source_prefix_ranges`.
+    pub source_prefix_ranges: Vec<Cidr>,
+    /// `source_ports`.
+    pub source_ports: Vec<u16>,
+}
+
+pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Listener> {
+    let obj = node.object(errs, &LISTENER)?;
+    let name = obj
+        .get("name")
+        .and_then(|n| n.str(errs))
+        .map(str::to_string);
+    let address = obj
+        .require(errs, "address")
+        .and_then(|a| bind_address(&a, errs, "a listener"));
+    let chains: Vec<_> = obj
+        .get("filter_chains")
+        .map(|c| c.list(errs))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| filter_chain(c, errs))
+        .collect();
+    let default_chain = obj
+        .get("default_filter_chain")
+        .and_then(|c| filter_chain(c, errs));
+    if obj.get("filter_chains").is_none() && default_chain.is_none() {
+        errs.add(
+            &format!("{}.filter_chains", obj.path()),
+            "expected at least one filter chain (or a default_filter_chain)",
+        );
+    }
+    check_distinct(&chains, &obj, errs);
+    let filters = listener_filters(&obj, errs);
+    let (address, pipe_mode) = address?;
+    Some(Listener {
+        index,
+        name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
+        address,
+        chains,
+        default_chain,
+        filters,
+        socket: super::ListenerSocket {
+            reuse_port: any_bool(obj.get("enable_reuse_port"), errs, true),
+            pipe_mode,
+            options: socket_options(&obj, errs),
+            buffer_limit: obj
+                .get("per_connection_buffer_limit_bytes")
+                .map(|b| wrapped_uint(&b, errs, u32::MAX as u64).unwrap_or(0) as usize)
+                .unwrap_or(DEFAULT_BUFFER_LIMIT),
+            traffic_direction: obj
+                .get("traffic_direction")
+                .and_then(|t| t.enumeration(errs, &["UNSPECIFIED", "INBOUND", "OUTBOUND"]))
+                .unwrap_or("UNSPECIFIED"),
+        },
+    })
+}
+
+/// Envoy refuses two chains that match the same connections.
+fn check_distinct(chains: &[FilterChain], obj: &Obj, errs: &mut Errors) {
+    for (i, chain) in chains.iter().enumerate() {
+        if chains[..i]
+            .iter()
+            .any(|c| same_rules(&c.matcher, &chain.matcher))
+        {
+            errs.add(
+                &format!("{}.filter_chains", obj.path()),
+                format!(
+                    "multiple filter chains with the same matching rules are defined (filter_chains[{i}])"
+                ),
+            );
+            return;
+        }
+    }
+}
+
+/// Whether two matchers list the same values, in any order.
+fn same_rules(a: &ChainMatch, b: &ChainMatch) -> bool {
+    fn same<T: Ord + Clone>(x: &[T], y: &[T]) -> bool {
+        let (mut x, mut y) = (x.to_vec(), y.to_vec());
+        x.sort();
+        x.dedup();
+        y.sort();
+        y.dedup();
+        x == y
+    }
+    let cidrs = |v: &[Cidr]| -> Vec<(IpAddr, u8)> { v.iter().map(|c| (c.ip, c.len)).collect() };
+    a.destination_port == b.destination_port
+        && same(&cidrs(&a.prefix_ranges), &cidrs(&b.prefix_ranges))
+        && same(&a.server_names, &b.server_names)
+        && a.transport_protocol == b.transport_protocol
+        && same(&a.application_protocols, &b.application_protocols)
+        && a.source_type == b.source_type
+        && same(
+            &cidrs(&a.source_prefix_ranges),
+            &cidrs(&b.source_prefix_ranges),
+        )
+        && same(&a.source_ports, &b.source_ports)
+}
+
+fn listener_filters(obj: &Obj, errs: &mut Errors) -> ListenerFilters {
+    let mut out = ListenerFilters {
+        timeout: Some(DEFAULT_FILTERS_TIMEOUT),
+        ..ListenerFilters::default()
+    };
+    for item in obj
+        .get("listener_filters")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+    {
+        let Some(f) = item.object(errs, &LISTENER_FILTER) else {
+            continue;
+        };
+        let Some(tc) = f.require(errs, "typed_config") else {
+            continue;
+        };
+        match type_url(&tc, errs) {
+            Some(TLS_INSPECTOR_TYPE) => {
+                tc.object(errs, &TLS_INSPECTOR);
+                out.tls_inspector = true;
+            }
+            Some(HTTP_INSPECTOR_TYPE) => {
+                tc.object(errs, &HTTP_INSPECTOR);
+                out.http_inspector = true;
+            }
+            Some(other) => errs.add(
+                &format!("{}.@type", tc.path()),
+                format!("listener filter {other:?} is not supported yet (tls_inspector and http_inspector are)"),
+            ),
+            None => {}
+        }
+    }
+    if let Some(t) = obj.get("listener_filters_timeout") {
+        out.timeout = t.duration(errs).filter(|d| !d.is_zero());
+    }
+    out.continue_on_timeout = obj
+        .get("continue_on_listener_filters_timeout")
+        .and_then(|b| b.bool(errs))
+        .unwrap_or(false);
+    out
+}
+
+fn filter_chain(node: Node, errs: &mut Errors) -> Option<FilterChain> {
+    let obj = node.object(errs, &FILTER_CHAIN)?;
+    let name = obj.get("name").and_then(|n| n.str(errs)).unwrap_or("");
+    let matcher = obj
+        .get("filter_chain_match")
+        .and_then(|m| chain_match(&m, errs))
+        .unwrap_or_default();
+    let tls = obj
+        .get("transport_socket")
+        .and_then(|t| tls::downstream(&t, errs));
+    let list = obj.require(errs, "filters")?;
+    let filters = list.list(errs);
+    if filters.is_empty() {
+        errs.add(
+            list.path(),
+            "expected a network filter (http_connection_manager or tcp_proxy)",
+        );
+    }
+    // Every filter is checked, so that each unsupported one is named.
+    let mut found: Option<NetworkFilter> = None;
+    let mut filter_path = String::new();
+    for filter in filters {
+        let path = filter.path().to_string();
+        if let Some(f) = network_filter(filter, errs) {
+            filter_path = format!("{path}.typed_config");
+            if found.replace(f).is_some() {
+                errs.add(
+                    &path,
+                    "a terminal filter (http_connection_manager or tcp_proxy) must be the last filter",
+                );
+            }
+        }
+    }
+    Some(FilterChain {
+        path: node.path().to_string(),
+        name: name.to_string(),
+        matcher,
+        tls,
+        filter: found?,
+        filter_path,
+    })
+}
+
+/// One network filter: the terminal filter it configures, or errors for a
+/// filter Ringway does not run.
+fn network_filter(filter: Node, errs: &mut Errors) -> Option<NetworkFilter> {
+    let fobj = filter.object(errs, &FILTER)?;
+    let name = fobj
+        .get("name")
+        .and_then(|n| n.str(errs))
+        .unwrap_or_default();
+    let Some(tc) = fobj.get("typed_config") else {
+        errs.add(
+            &format!("{}.typed_config", filter.path()),
+            format!("required field is missing (network filter {name:?})"),
+        );
+        return None;
+    };
+    match type_url(&tc, errs)? {
+        HCM_TYPE => hcm(tc, errs).map(|h| NetworkFilter::Http(Box::new(h))),
+        TCP_PROXY_TYPE => tcp_proxy(&tc, errs).map(NetworkFilter::Tcp),
+        other => {
+            errs.add(
+                &format!("{}.@type", tc.path()),
+                format!("network filter {other:?} is not supported yet (http_connection_manager and tcp_proxy are)"),
+            );
+            None
+        }
+    }
+}
+
+fn chain_match(node: &Node, errs: &mut Errors) -> Option<ChainMatch> {
+    let obj = node.object(errs, &CHAIN_MATCH)?;
+    let mut m = ChainMatch {
+        destination_port: obj
+            .get("destination_port")
+            .and_then(|p| wrapped_uint(&p, errs, u16::MAX as u64))
+            .map(|p| p as u16),
+        prefix_ranges: cidrs(&obj, errs, "prefix_ranges"),
+        source_prefix_ranges: cidrs(&obj, errs, "source_prefix_ranges"),
+        ..ChainMatch::default()
+    };
+    for item in obj
+        .get("server_names")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+    {
+        let Some(name) = item.str(errs) else { continue };
+        let wildcard_ok = name.starts_with("*.") && !name[1..].contains('*');
+        if name.contains('*') && !wildcard_ok {
+            errs.add(
+                item.path(),
+                format!("partial wildcards are not supported in server_names ({name:?})"),
+            );
+            continue;
+        }
+        m.server_names.push(name.to_ascii_lowercase());
+    }
+    m.transport_protocol = obj
+        .get("transport_protocol")
+        .and_then(|t| t.str(errs))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    for item in obj
+        .get("application_protocols")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+    {
+        m.application_protocols
+            .extend(item.str(errs).map(str::to_string));
+    }
+    if let Some(t) = obj.get("source_type") {
+        m.source_type = match t.enumeration(errs, &["ANY", "SAME_IP_OR_LOOPBACK", "EXTERNAL"]) {
+            Some("SAME_IP_OR_LOOPBACK") => SourceType::Local,
+            Some("EXTERNAL") => SourceType::External,
+            _ => SourceType::Any,
+        };
+    }
+    for item in obj
+        .get("source_ports")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+    {
+        if let Some(p) = item.uint(errs, u16::MAX as u64) {
+            m.source_ports.push(p as u16);
+        }
+    }
+    Some(m)
+}
+
+fn cidrs(obj: &Obj, errs: &mut Errors, name: &str) -> Vec<Cidr> {
+    obj.get(name)
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|range| cidr(&range, errs))
+        .collect()
+}
+
+/// Decodes a `CidrRange`; Envoy caps `prefix_len` at the address's length.
+pub(super) fn cidr(node: &Node, errs: &mut Errors) -> Option<Cidr> {
+    let r = node.object(errs, &CIDR_RANGE)?;
+    let prefix_node = r.require(errs, "address_prefix")?;
+    let Ok(ip) = prefix_node.str(errs)?.parse::<IpAddr>() else {
+        errs.add(prefix_node.path(), "expected an IP address");
+        return None;
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match r.get("prefix_len") {
+        Some(l) => wrapped_uint(&l, errs, 128)?.min(max) as u8,
+        None => 0,
+    };
+    Some(Cidr { ip, len })
+}

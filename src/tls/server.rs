@@ -1,0 +1,185 @@
+//! Server-side TLS: a `DownstreamTlsContext` compiled to one rustls
+//! configuration that every shard shares (so a session ticket issued on
+//! one shard resumes on any other), the handshake, and its stats.
+
+use super::cert::{self, CertInfo, Loaded};
+use super::verify::{ClientVerifier, PinFailure};
+use super::{cipher_name, curve_name, provider, version_name, versions};
+use crate::config::{DownstreamTls, TlsVersion};
+use crate::net::{ByteCounts, Stream, TlsStream};
+use crate::stats::ssl::{Ssl, SslStats};
+use rustls::server::{Accepted, ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, Error, ServerConfig};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest a client may take to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sessions kept for resumption by ID (TLS 1.2 clients without tickets).
+const SESSION_CACHE: usize = 4096;
+
+/// A compiled server TLS context.
+#[derive(Debug)]
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+    /// What `/certs` shows of each certificate.
+    pub certificates: Vec<CertInfo>,
+}
+
+/// Picks the certificate for a ClientHello: one whose names cover the SNI
+/// and whose key the client can verify, else the first usable one.
+#[derive(Debug)]
+struct SniResolver {
+    certs: Vec<Loaded>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        let usable = |c: &&Loaded| c.key.key.choose_scheme(schemes).is_some();
+        let sni = hello.server_name().map(str::to_ascii_lowercase);
+        let by_name = sni.as_deref().and_then(|sni| {
+            let covers = |c: &&Loaded| c.names.iter().any(|n| cert::name_matches(n, sni));
+            let exact = |c: &&Loaded| c.names.iter().any(|n| n == sni);
+            self.certs
+                .iter()
+                .filter(usable)
+                .find(exact)
+                .or_else(|| self.certs.iter().filter(usable).find(covers))
+        });
+        by_name
+            .or_else(|| self.certs.iter().find(usable))
+            .map(|c| c.key.clone())
+    }
+}
+
+impl ServerTls {
+    /// Compiles a server context; errors name what is wrong.
+    pub fn compile(tls: &DownstreamTls) -> Result<ServerTls, String> {
+        let common = &tls.common;
+        let provider = provider(&common.cipher_suites, &common.curves)?;
+        let mut certs = Vec::new();
+        for source in &common.certificates {
+            certs.push(cert::load(source, &provider).map_err(|e| format!("{}: {e}", source.path))?);
+        }
+        let certificates = certs.iter().map(|c| c.info.clone()).collect();
+        let verifier = ClientVerifier::new(
+            common.validation.as_ref(),
+            tls.require_client_certificate,
+            provider.clone(),
+        )?;
+        let offer_client_auth = tls.require_client_certificate || common.validation.is_some();
+        let builder = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions(
+                common.min_version,
+                common.max_version,
+                TlsVersion::V1_3,
+            ))
+            .map_err(|e| format!("{}: {e}", common.params_path))?;
+        let builder = if offer_client_auth {
+            builder.with_client_cert_verifier(Arc::new(verifier))
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(SniResolver { certs }));
+        config.alpn_protocols = common.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+        if !tls.disable_tickets {
+            config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| format!("cannot make a session ticket key: {e}"))?;
+        }
+        Ok(ServerTls {
+            config: Arc::new(config),
+            certificates,
+        })
+    }
+
+    /// Finishes the handshake on `stream`: from the ClientHello the
+    /// listener's inspector already read (`hello`), or from the start.
+    /// Counts the outcome in `stats`.
+    pub async fn accept(
+        &self,
+        stream: Stream,
+        hello: Option<Accepted>,
+        replay: Vec<u8>,
+        stats: &SslStats,
+        w: usize,
+    ) -> Option<TlsStream> {
+        let counts = Rc::new(ByteCounts::default());
+        let io = stream.into_poll(replay, counts).ok()?;
+        let handshake = async {
+            match hello {
+                Some(accepted) => {
+                    tokio_rustls::StartHandshake::from_parts(accepted, io)
+                        .into_stream(self.config.clone())
+                        .await
+                }
+                None => {
+                    tokio_rustls::TlsAcceptor::from(self.config.clone())
+                        .accept(io)
+                        .await
+                }
+            }
+        };
+        let done = monoio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
+        match done {
+            Ok(Ok(session)) => {
+                let tls = TlsStream::new(session.into());
+                tls.with_state(|state| count_handshake(state, stats, w));
+                Some(tls)
+            }
+            Ok(Err(e)) => {
+                count_failure(&e, stats, w);
+                None
+            }
+            Err(_) => {
+                stats.inc(w, Ssl::connection_error);
+                None
+            }
+        }
+    }
+}
+
+fn count_handshake(state: &rustls::CommonState, stats: &SslStats, w: usize) {
+    stats.inc(w, Ssl::handshake);
+    if let Some(v) = state.protocol_version() {
+        stats.inc_label(w, "versions", version_name(v));
+    }
+    if let Some(suite) = state.negotiated_cipher_suite() {
+        stats.inc_label(w, "ciphers", cipher_name(suite.suite()));
+    }
+    if let Some(group) = state.negotiated_key_exchange_group() {
+        stats.inc_label(w, "curves", curve_name(group.name()));
+    }
+    if state.peer_certificates().is_none_or(|c| c.is_empty()) {
+        stats.inc(w, Ssl::no_certificate);
+    }
+    if state.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        stats.inc(w, Ssl::session_reused);
+    }
+}
+
+/// Counts a failed handshake as Envoy does: `connection_error`, and the
+/// verification failure that caused it.
+fn count_failure(e: &std::io::Error, stats: &SslStats, w: usize) {
+    stats.inc(w, Ssl::connection_error);
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
+        return;
+    };
+    let failed = match tls {
+        Error::NoCertificatesPresented => Ssl::fail_verify_no_cert,
+        Error::InvalidCertificate(CertificateError::Other(other)) => {
+            match other.0.downcast_ref::<PinFailure>() {
+                Some(PinFailure::San) => Ssl::fail_verify_san,
+                Some(PinFailure::Hash) => Ssl::fail_verify_cert_hash,
+                None => Ssl::fail_verify_error,
+            }
+        }
+        Error::InvalidCertificate(_) => Ssl::fail_verify_error,
+        _ => return,
+    };
+    stats.inc(w, failed);
+}

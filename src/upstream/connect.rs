@@ -1,0 +1,70 @@
+//! Opening upstream connections: the cluster's connect timeout, socket
+//! options and connection stats, for every protocol that proxies.
+
+use super::pool::{CxGuard, UpstreamConn};
+use super::{Cluster, Endpoint};
+use crate::net::{set_int_option, Stream};
+use crate::server::shard::Shard;
+use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat};
+use std::time::Instant;
+
+/// Opens a new upstream connection to `endpoint` within the cluster's
+/// connect timeout, counted in `protocol`'s connection total when the
+/// connection carries one.
+pub async fn connect(
+    shard: &Shard,
+    cluster: &Cluster,
+    endpoint: &Endpoint,
+    protocol: Option<ClusterStat>,
+) -> Result<UpstreamConn, &'static str> {
+    let w = shard.id;
+    let stats = &cluster.stats;
+    stats.inc(w, ClusterStat::upstream_cx_total);
+    if let Some(protocol) = protocol {
+        stats.inc(w, protocol);
+    }
+    endpoint.stats.inc(w, HostStat::cx_total);
+    let started = Instant::now();
+    let connecting = Stream::connect(&endpoint.addr);
+    let failure = match monoio::time::timeout(cluster.connect_timeout(), connecting).await {
+        Ok(Ok(stream)) => {
+            stream.set_nodelay();
+            if let (Some(k), Some(tcp)) = (&cluster.config.tcp_keepalive, stream.tcp()) {
+                set_keepalive(tcp, k);
+            }
+            let micros = started.elapsed().as_micros() as u64;
+            shard.histograms.record(cluster.connect_ms, micros);
+            return Ok(UpstreamConn {
+                stream,
+                requests: 0,
+                guard: CxGuard::new(stats.clone(), endpoint.stats.clone(), w),
+            });
+        }
+        Ok(Err(_)) => "remote connection failure",
+        Err(_) => {
+            stats.inc(w, ClusterStat::upstream_cx_connect_timeout);
+            "connection timeout"
+        }
+    };
+    stats.inc(w, ClusterStat::upstream_cx_connect_fail);
+    endpoint.stats.inc(w, HostStat::cx_connect_fail);
+    Err(failure)
+}
+
+/// `upstream_connection_options.tcp_keepalive` on a new upstream socket;
+/// fields left unset keep the kernel's values.
+fn set_keepalive(stream: &monoio::net::TcpStream, k: &crate::config::TcpKeepalive) {
+    let tcp = libc::IPPROTO_TCP;
+    let settings = [
+        Some((libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)),
+        k.time.map(|t| (tcp, libc::TCP_KEEPIDLE, t)),
+        k.interval.map(|i| (tcp, libc::TCP_KEEPINTVL, i)),
+        k.probes.map(|p| (tcp, libc::TCP_KEEPCNT, p)),
+    ];
+    for (level, name, value) in settings.into_iter().flatten() {
+        let value = i32::try_from(value).unwrap_or(i32::MAX);
+        if let Err(e) = set_int_option(stream, level, name, value) {
+            log::debug!("tcp_keepalive option {name}: {e}");
+        }
+    }
+}
