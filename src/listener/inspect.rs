@@ -125,10 +125,9 @@ pub async fn inspect(
             }
         };
         if n == 0 {
-            // The client stopped sending: what arrived is all there is.
-            tls = Verdict::Not;
-            http = Verdict::Not;
-            break;
+            // The client left before the filters could decide: as in
+            // Envoy, the connection ends uncounted.
+            return None;
         }
         out.bytes.extend_from_slice(&chunk[..n]);
         if let (Verdict::Undecided, Some(a)) = (&tls, acceptor.as_mut()) {

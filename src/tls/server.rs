@@ -162,11 +162,11 @@ fn count_handshake(state: &rustls::CommonState, stats: &SslStats, w: usize) {
     }
 }
 
-/// Counts a failed handshake as Envoy does: `connection_error`, and the
-/// verification failure that caused it.
+/// Counts a failed handshake as Envoy does: a refused peer certificate
+/// under its `fail_verify_*` reason, anything else as `connection_error`.
 fn count_failure(e: &std::io::Error, stats: &SslStats, w: usize) {
-    stats.inc(w, Ssl::connection_error);
     let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
+        stats.inc(w, Ssl::connection_error);
         return;
     };
     let failed = match tls {
@@ -179,7 +179,7 @@ fn count_failure(e: &std::io::Error, stats: &SslStats, w: usize) {
             }
         }
         Error::InvalidCertificate(_) => Ssl::fail_verify_error,
-        _ => return,
+        _ => Ssl::connection_error,
     };
     stats.inc(w, failed);
 }

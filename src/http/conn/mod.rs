@@ -607,6 +607,18 @@ impl Conn {
         let mut idle_timer = idle.map(|d| Box::pin(monoio::time::sleep(d)));
         loop {
             while self.proxy.down.rbuf.is_empty() || self.cx.protocol.is_none() {
+                // The first bytes (perhaps read by a listener filter) say
+                // which protocol the connection speaks.
+                if self.cx.protocol.is_none() && !self.proxy.down.rbuf.is_empty() {
+                    match detect(self.cx.listener.http.codec, self.proxy.down.rbuf.data()) {
+                        Some(Protocol::Http2) => return Some(Protocol::Http2),
+                        Some(Protocol::Http1) => {
+                            self.cx.speaks(Protocol::Http1);
+                            continue;
+                        }
+                        None => {}
+                    }
+                }
                 // Idle between requests: hold no buffer, wait for readiness
                 // (one ring op), then read what is there with one recv.
                 self.proxy.down.rbuf.release();
@@ -631,13 +643,6 @@ impl Conn {
                 {
                     down.closed_by_peer = true;
                     return None;
-                }
-                if self.cx.protocol.is_none() {
-                    match detect(self.cx.listener.http.codec, down.rbuf.data()) {
-                        Some(Protocol::Http2) => return Some(Protocol::Http2),
-                        Some(Protocol::Http1) => self.cx.speaks(Protocol::Http1),
-                        None => {}
-                    }
                 }
             }
             let view = shard.view();

@@ -1,0 +1,260 @@
+//! TLS test material and clients nobody here wrote: certificates made by
+//! the `openssl` CLI, handshakes by `openssl s_client`, requests by curl.
+
+use super::{Response, TempDir};
+use std::process::{Command, Stdio};
+
+/// A CA, server certificates for `a.example.com` and `b.example.com`, a
+/// client certificate with a SPIFFE ID, and one from a CA nobody trusts.
+pub struct Certs {
+    dir: TempDir,
+}
+
+impl Certs {
+    /// Generates everything (P-256 keys, valid 30 days).
+    pub fn generate() -> Certs {
+        let dir = TempDir::new();
+        let certs = Certs { dir };
+        certs.ca("ca");
+        certs.ca("rogue");
+        certs.leaf(
+            "ca",
+            "a",
+            "DNS:a.example.com,URI:spiffe://cluster.local/ns/default/sa/a",
+        );
+        certs.leaf("ca", "b", "DNS:b.example.com,DNS:*.wild.example.com");
+        certs.leaf(
+            "ca",
+            "client",
+            "URI:spiffe://cluster.local/ns/default/sa/client",
+        );
+        certs.leaf(
+            "rogue",
+            "stranger",
+            "URI:spiffe://cluster.local/ns/default/sa/client",
+        );
+        certs
+    }
+
+    /// The path of `name` (`a.crt`, `a.key`, `ca.crt`, …).
+    pub fn path(&self, name: &str) -> String {
+        self.dir.0.join(name).display().to_string()
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir.0)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ca(&self, name: &str) {
+        let (key, crt, subject) = (
+            format!("{name}.key"),
+            format!("{name}.crt"),
+            format!("/CN={name} CA"),
+        );
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "30",
+            "-subj",
+            &subject,
+        ]);
+    }
+
+    fn leaf(&self, ca: &str, name: &str, sans: &str) {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let subject = format!("/CN={name}");
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &subject,
+        ]);
+        let ext = self.dir.0.join(format!("{name}.ext"));
+        std::fs::write(&ext, format!("subjectAltName={sans}\n")).expect("write ext");
+        let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "30",
+            "-extfile",
+            &ext.display().to_string(),
+        ]);
+    }
+
+    /// A `DownstreamTlsContext` transport socket serving `names`'
+    /// certificates (first one first), with `extra` YAML lines (indented
+    /// for `typed_config`) after `common_tls_context`.
+    pub fn server_socket(&self, names: &[&str], common_extra: &str, extra: &str) -> String {
+        let certs: Vec<String> = names
+            .iter()
+            .map(|n| {
+                format!(
+                    "{{ certificate_chain: {{ filename: {} }}, private_key: {{ filename: {} }} }}",
+                    self.path(&format!("{n}.crt")),
+                    self.path(&format!("{n}.key"))
+                )
+            })
+            .collect();
+        format!(
+            "      transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n{extra}          common_tls_context:\n            tls_certificates: [{}]\n{common_extra}",
+            certs.join(", ")
+        )
+    }
+}
+
+/// What `openssl s_client` saw of one handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    /// The server certificate's subject CN, when a handshake completed.
+    pub subject: Option<String>,
+    /// The ALPN protocol negotiated.
+    pub alpn: Option<String>,
+    /// The protocol version (`TLSv1.3`).
+    pub version: Option<String>,
+    /// The HTTP response the server answered `send` with, if any.
+    pub answer: String,
+}
+
+/// One handshake to `port` with `openssl s_client`: `sni`, `alpn`, and
+/// more s_client arguments; `send` is written once the session is up and
+/// the answer read until the server closes (so `send` should ask it to).
+pub fn s_client(port: u16, sni: Option<&str>, extra: &[&str], send: &str) -> Handshake {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(extra);
+    // With something to send, the answer is read until the server closes.
+    if !send.is_empty() {
+        cmd.arg("-ign_eof");
+    }
+    match sni {
+        Some(name) => cmd.args(["-servername", name]),
+        None => cmd.arg("-noservername"),
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl s_client");
+    // Written once the handshake is over: s_client sends nothing read
+    // before it.
+    let mut stdin = child.stdin.take().expect("stdin");
+    let send = send.to_string();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        if !send.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let _ = stdin.write_all(send.as_bytes());
+        }
+    });
+    let out = wait_with_timeout(child);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_string()))
+    };
+    let subject = field("subject=").map(|s| s.trim_start_matches("CN = ").to_string());
+    // The server's answer: an HTTP response, from its status line on.
+    let answer = text
+        .find("HTTP/1.")
+        .map_or(String::new(), |at| text[at..].to_string());
+    Handshake {
+        subject: subject
+            .filter(|_| text.contains("Cipher is") && !text.contains("Cipher is (NONE)")),
+        alpn: field("ALPN protocol:"),
+        version: field("Protocol  :").or_else(|| {
+            text.lines()
+                .find(|l| l.starts_with("New, TLSv"))
+                .and_then(|l| l.split(',').nth(1))
+                .map(|v| v.trim().to_string())
+        }),
+        answer,
+    }
+}
+
+/// The child's stdout, killing it after 10 s.
+fn wait_with_timeout(mut child: std::process::Child) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if child.try_wait().ok().flatten().is_some() || std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child
+        .wait_with_output()
+        .map(|o| o.stdout)
+        .unwrap_or_default()
+}
+
+/// One HTTPS request with curl to `port` as `host`: status 0 when no
+/// response came (a failed handshake); `args` are curl's, the URL's path
+/// last.
+pub fn curl_https(port: u16, host: &str, args: &[&str]) -> (Response, String) {
+    let (path, options) = args.split_last().expect("a path");
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--max-time", "10", "-w", "\n%{http_version}"])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(options)
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .expect("run curl");
+    let mut stdout = out.stdout;
+    let version = match stdout.iter().rposition(|&b| b == b'\n') {
+        Some(at) => {
+            let v = String::from_utf8_lossy(&stdout[at + 1..]).into_owned();
+            stdout.truncate(at);
+            v
+        }
+        None => String::new(),
+    };
+    let response = super::parse_curl_output(&stdout).unwrap_or(Response {
+        status: 0,
+        headers: Vec::new(),
+        body: Vec::new(),
+    });
+    (response, version)
+}

@@ -1,0 +1,151 @@
+//! `tcp_proxy` against Envoy 1.40 on the same bootstrap: bytes both ways
+//! with half-close, the idle timeout, connect failures, and their stats
+//! and access-log lines.
+
+mod common;
+use common::oracle::{with_admin, Pair};
+use common::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A listener on `{port}` whose one chain is a TCP proxy to cluster `c`
+/// (`extra` lines go into the TcpProxy config), and cluster `c` on
+/// `upstream`.
+fn config(extra: &str, upstream: u16) -> String {
+    with_admin(&format!(
+        r#"static_resources:
+  listeners:
+  - name: tcp
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: t
+          cluster: c
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {{log}}
+              log_format: {{ text_format: "%RESPONSE_FLAGS% %RESPONSE_CODE% %PROTOCOL% %BYTES_RECEIVED% %BYTES_SENT% %UPSTREAM_CLUSTER%\n" }}
+{extra}  clusters:
+{}"#,
+        port_cluster("c", upstream)
+    ))
+}
+
+/// An upstream that reads until the client's half-close, then answers
+/// with how many bytes it got and closes.
+fn counting_upstream() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let _ = s.read_to_end(&mut got);
+                let _ = s.write_all(format!("got {} bytes", got.len()).as_bytes());
+            });
+        }
+    });
+    port
+}
+
+/// Sends `size` bytes, half-closes, and reads the answer to the end.
+fn send_and_half_close(port: u16, size: usize) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(&vec![b'x'; size]).expect("send");
+    s.shutdown(Shutdown::Write).expect("half-close");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn bytes_flow_both_ways_through_half_closes_as_in_envoy() {
+    let upstream = counting_upstream();
+    let Some(pair) = Pair::start("tcp half-close", &config("", upstream), vec![]) else {
+        return;
+    };
+    for port in [pair.ringway.port, pair.envoy.port] {
+        assert_eq!(
+            send_and_half_close(port, 100_000),
+            "got 100000 bytes",
+            "port {port}"
+        );
+        assert_eq!(send_and_half_close(port, 0), "got 0 bytes", "port {port}");
+    }
+    pair.assert_same_stats(&[
+        "tcp.t.downstream_cx_total",
+        "tcp.t.downstream_cx_rx_bytes_total",
+        "tcp.t.downstream_cx_tx_bytes_total",
+        "cluster.c.upstream_cx_total",
+        "cluster.c.upstream_cx_rx_bytes_total",
+        "cluster.c.upstream_cx_tx_bytes_total",
+    ]);
+    let (ringway, envoy) = (log_lines(&pair.logs.0, 2), log_lines(&pair.logs.1, 2));
+    assert_eq!(ringway, envoy);
+    assert!(ringway.contains("- 0 - 100000 16 c"), "{ringway}");
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_idle_timeout_as_in_envoy() {
+    // An upstream that accepts and says nothing.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming() {
+            held.push(s);
+        }
+    });
+    let extra = "          idle_timeout: 0.3s\n";
+    let Some(pair) = Pair::start("tcp idle", &config(extra, upstream), vec![]) else {
+        return;
+    };
+    for port in [pair.ringway.port, pair.envoy.port] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let started = Instant::now();
+        let mut byte = [0u8; 1];
+        assert_eq!(s.read(&mut byte).unwrap_or(0), 0, "port {port}: closed");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+            "port {port}: closed after {waited:?}"
+        );
+    }
+    pair.assert_same_stats(&["tcp.t.idle_timeout", "tcp.t.downstream_cx_total"]);
+}
+
+#[test]
+fn a_refused_upstream_is_logged_and_counted_as_in_envoy() {
+    let closed = free_port();
+    let Some(pair) = Pair::start("tcp refused", &config("", closed), vec![]) else {
+        return;
+    };
+    for port in [pair.ringway.port, pair.envoy.port] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "port {port}: nothing comes back");
+    }
+    pair.assert_same_stats(&[
+        "tcp.t.downstream_cx_total",
+        "cluster.c.upstream_cx_connect_fail",
+        "cluster.c.upstream_cx_total",
+    ]);
+    // Two connections each: the start-up probe's and the test's.
+    let (ringway, envoy) = (log_lines(&pair.logs.0, 2), log_lines(&pair.logs.1, 2));
+    assert_eq!(ringway, envoy);
+    assert_eq!(ringway.trim(), "UF,URX 0 - 0 0 c\nUF,URX 0 - 0 0 c");
+}

@@ -1,0 +1,359 @@
+//! TLS termination, filter-chain matching and listener filters, each
+//! checked against Envoy 1.40 on the same bootstrap with clients nobody
+//! here wrote (curl, `openssl s_client`).
+
+mod common;
+use common::oracle::{with_admin, Pair};
+use common::tls::{curl_https, s_client, Certs};
+use common::*;
+
+/// An HCM chain answering every request with `body` (a direct response).
+fn http_filter(body: &str) -> String {
+    format!(
+        r#"      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {body}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 200, body: {{ inline_string: "{body}" }} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#
+    )
+}
+
+/// A listener on `{port}` with the TLS inspector and `chains` (each a
+/// `- ` item of `filter_chains`), then `tail` (clusters and more).
+fn listener(chains: &str, tail: &str) -> String {
+    with_admin(&format!(
+        r#"static_resources:
+  listeners:
+  - name: edge
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }}
+    filter_chains:
+{chains}{tail}"#
+    ))
+}
+
+/// Sends the same curl request to both proxies and compares status,
+/// body and HTTP version.
+fn assert_same_https(pair: &Pair, host: &str, args: &[&str]) -> (u16, String, String) {
+    let answer = |port| {
+        let (r, version) = curl_https(port, host, args);
+        (r.status, r.text(), version)
+    };
+    let ringway = answer(pair.ringway.port);
+    let envoy = answer(pair.envoy.port);
+    assert_eq!(ringway, envoy, "curl {host} {args:?}: ringway vs envoy");
+    ringway
+}
+
+#[test]
+fn server_names_choose_the_chain_and_its_certificate_as_envoy_does() {
+    if !tool_or_skip("tls sni", &["openssl", "version"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let chains = format!(
+        "    - filter_chain_match: {{ server_names: [a.example.com] }}\n{}{}    - filter_chain_match: {{ server_names: [\"*.wild.example.com\"] }}\n{}{}    - filter_chain_match: {{ transport_protocol: raw_buffer }}\n{}",
+        certs.server_socket(&["a"], "", ""),
+        http_filter("exact"),
+        certs.server_socket(&["b"], "", ""),
+        http_filter("wildcard"),
+        http_filter("plaintext"),
+    );
+    let Some(pair) = Pair::start("tls sni", &listener(&chains, ""), vec![]) else {
+        return;
+    };
+    let (status, body, _) = assert_same_https(&pair, "a.example.com", &["-k", "/"]);
+    assert_eq!((status, body.as_str()), (200, "exact"));
+    let (status, body, _) = assert_same_https(&pair, "x.wild.example.com", &["-k", "/"]);
+    assert_eq!((status, body.as_str()), (200, "wildcard"));
+    // No chain serves other names, nor TLS without SNI.
+    let (status, ..) = assert_same_https(&pair, "c.example.com", &["-k", "/"]);
+    assert_eq!(status, 0);
+    for port in [pair.ringway.port, pair.envoy.port] {
+        let seen = s_client(port, Some("a.example.com"), &[], "");
+        assert_eq!(seen.subject.as_deref(), Some("a"), "port {port}: {seen:?}");
+        let seen = s_client(port, Some("x.wild.example.com"), &[], "");
+        assert_eq!(seen.subject.as_deref(), Some("b"), "port {port}: {seen:?}");
+        assert_eq!(s_client(port, None, &[], "").subject, None);
+        // Plaintext reaches the raw_buffer chain.
+        assert_eq!(get(port, "x", "/").text(), "plaintext");
+    }
+    assert_same_stats(
+        &pair,
+        &[
+            "listener.*.no_filter_chain_match",
+            "listener.*.downstream_cx_total",
+            "listener.*.ssl.handshake",
+            "listener.*.ssl.versions.TLSv1.3",
+            "listener.*.ssl.curves.X25519",
+            "listener.*.ssl.no_certificate",
+            "tls_inspector.tls_found",
+            "tls_inspector.tls_not_found",
+            "tls_inspector.sni_found",
+            "tls_inspector.sni_not_found",
+            "tls_inspector.alpn_found",
+        ],
+    );
+}
+
+/// Compares stats on both sides, `listener.*.` standing for the one
+/// listener's address (whose port differs between the two).
+fn assert_same_stats(pair: &Pair, names: &[&str]) {
+    pair.assert_same_admin("/stats", |body| {
+        names
+            .iter()
+            .map(|name| {
+                let value = body.lines().find_map(|line| {
+                    let (stat, value) = line.split_once(": ")?;
+                    let matches = match name.strip_prefix("listener.*.") {
+                        Some(rest) => stat
+                            .strip_prefix("listener.127.0.0.1_")
+                            .and_then(|s| s.split_once('.'))
+                            .is_some_and(|(_, tail)| tail == rest),
+                        None => stat == *name,
+                    };
+                    matches.then(|| value.to_string())
+                });
+                format!("{name}: {}", value.unwrap_or_else(|| "<absent>".into()))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+}
+
+#[test]
+fn alpn_chooses_http2_or_http11_as_envoy_does() {
+    if !tool_or_skip("tls alpn", &["openssl", "version"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let alpn = "            alpn_protocols: [h2, http/1.1]\n";
+    let chains = format!(
+        "    - {}{}",
+        &certs.server_socket(&["a"], alpn, "")[6..],
+        http_filter("alpn")
+    );
+    let Some(pair) = Pair::start("tls alpn", &listener(&chains, ""), vec![]) else {
+        return;
+    };
+    let (status, body, version) =
+        assert_same_https(&pair, "a.example.com", &["-k", "--http2", "/"]);
+    assert_eq!(
+        (status, body.as_str(), version.as_str()),
+        (200, "alpn", "2")
+    );
+    let (status, _, version) = assert_same_https(&pair, "a.example.com", &["-k", "--http1.1", "/"]);
+    assert_eq!((status, version.as_str()), (200, "1.1"));
+    for port in [pair.ringway.port, pair.envoy.port] {
+        let seen = s_client(port, Some("a.example.com"), &["-alpn", "h2"], "");
+        assert_eq!(seen.alpn.as_deref(), Some("h2"), "port {port}");
+    }
+}
+
+#[test]
+fn client_certificates_are_required_and_checked_as_envoy_does() {
+    if !tool_or_skip("tls mtls", &["openssl", "version"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let validation = format!(
+        "            validation_context:\n              trusted_ca: {{ filename: {} }}\n              match_typed_subject_alt_names:\n              - san_type: URI\n                matcher: {{ exact: spiffe://cluster.local/ns/default/sa/client }}\n",
+        certs.path("ca.crt")
+    );
+    let socket = certs.server_socket(
+        &["a"],
+        &validation,
+        "          require_client_certificate: true\n",
+    );
+    let chains = format!("    - {}{}", &socket[6..], http_filter("mtls"));
+    let Some(pair) = Pair::start("tls mtls", &listener(&chains, ""), vec![]) else {
+        return;
+    };
+    let with = |name: &str| {
+        vec![
+            "-k".to_string(),
+            "--cert".to_string(),
+            certs.path(&format!("{name}.crt")),
+            "--key".to_string(),
+            certs.path(&format!("{name}.key")),
+            "/".to_string(),
+        ]
+    };
+    let ask = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_same_https(&pair, "a.example.com", &args).0
+    };
+    // The right certificate passes; none, an untrusted one, and a trusted
+    // one with the wrong SPIFFE ID fail.
+    assert_eq!(ask(&with("client")), 200);
+    assert_eq!(ask(&["-k".to_string(), "/".to_string()]), 0);
+    assert_eq!(ask(&with("stranger")), 0);
+    assert_eq!(ask(&with("a")), 0);
+    assert_same_stats(
+        &pair,
+        &[
+            "listener.*.ssl.handshake",
+            "listener.*.ssl.connection_error",
+            "listener.*.ssl.fail_verify_no_cert",
+            "listener.*.ssl.fail_verify_error",
+            "listener.*.ssl.fail_verify_san",
+            "listener.*.ssl.no_certificate",
+        ],
+    );
+}
+
+#[test]
+fn protocol_versions_and_cipher_suites_follow_tls_params() {
+    if !tool_or_skip("tls params", &["openssl", "version"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let params = "            tls_params:\n              tls_maximum_protocol_version: TLSv1_2\n              cipher_suites: [ECDHE-ECDSA-AES256-GCM-SHA384]\n";
+    let chains = format!(
+        "    - {}{}",
+        &certs.server_socket(&["a"], params, "")[6..],
+        http_filter("params")
+    );
+    let Some(pair) = Pair::start("tls params", &listener(&chains, ""), vec![]) else {
+        return;
+    };
+    for port in [pair.ringway.port, pair.envoy.port] {
+        let seen = s_client(port, Some("a.example.com"), &[], "");
+        assert_eq!(
+            seen.version.as_deref(),
+            Some("TLSv1.2"),
+            "port {port}: {seen:?}"
+        );
+        let refused = s_client(port, Some("a.example.com"), &["-tls1_3"], "");
+        assert_eq!(refused.subject, None, "port {port}: TLS 1.3 was refused");
+        let other = s_client(
+            port,
+            Some("a.example.com"),
+            &["-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+            "",
+        );
+        assert_eq!(
+            other.subject, None,
+            "port {port}: an unlisted cipher was refused"
+        );
+    }
+    assert_same_stats(
+        &pair,
+        &[
+            "listener.*.ssl.handshake",
+            "listener.*.ssl.versions.TLSv1.2",
+            "listener.*.ssl.ciphers.ECDHE-ECDSA-AES256-GCM-SHA384",
+        ],
+    );
+}
+
+#[test]
+fn tls_passes_through_by_server_name_to_a_tls_upstream() {
+    if !tool_or_skip("tls passthrough", &["openssl", "version"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    // openssl s_server is the upstream that terminates TLS.
+    let upstream = free_port();
+    let _server = Reaped(
+        std::process::Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                &upstream.to_string(),
+                "-www",
+                "-cert",
+            ])
+            .arg(certs.path("b.crt"))
+            .arg("-key")
+            .arg(certs.path("b.key"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start s_server"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", upstream)).is_err()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let chains = "    - filter_chain_match: { server_names: [b.example.com] }\n      filters:\n      - name: envoy.filters.network.tcp_proxy\n        typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: passthrough, cluster: tls_upstream }\n";
+    let config = listener(
+        chains,
+        &format!("  clusters:\n{}", port_cluster("tls_upstream", upstream)),
+    );
+    let Some(pair) = Pair::start("tls passthrough", &config, vec![]) else {
+        return;
+    };
+    for port in [pair.ringway.port, pair.envoy.port] {
+        let seen = s_client(port, Some("b.example.com"), &[], "GET / HTTP/1.0\r\n\r\n");
+        // The certificate and the page are s_server's own.
+        assert_eq!(seen.subject.as_deref(), Some("b"), "port {port}: {seen:?}");
+        assert!(
+            seen.answer.contains("s_server"),
+            "port {port}: {}",
+            seen.answer
+        );
+    }
+    assert_same_stats(
+        &pair,
+        &[
+            "tcp.passthrough.downstream_cx_total",
+            "tls_inspector.sni_found",
+        ],
+    );
+}
+
+/// A child process killed and reaped when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tls_configs_get_envoys_verdicts() {
+    let Some(bin) = common::oracle::envoy_or_skip("tls validate") else {
+        return;
+    };
+    let certs = Certs::generate();
+    let params = |p: &str| format!("            tls_params: {{ {p} }}\n");
+    let cases = [
+        ("valid", params("tls_minimum_protocol_version: TLSv1_2"), true),
+        ("tls 1.3 suite named", params("cipher_suites: [TLS_AES_128_GCM_SHA256]"), false),
+        ("unknown suite", params("cipher_suites: [BOGUS-CIPHER]"), false),
+        ("equal-preference group", params("cipher_suites: [\"[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]\"]"), true),
+        ("curves", params("ecdh_curves: [X25519, P-256]"), true),
+    ];
+    for (what, common_extra, valid) in cases {
+        let chains = format!(
+            "    - {}{}",
+            &certs.server_socket(&["a"], &common_extra, "")[6..],
+            http_filter("v")
+        );
+        let config = listener(&chains, "")
+            .replace("{admin}", "0")
+            .replace("{port}", "0");
+        let (envoy_ok, envoy_out) = common::oracle::envoy_validate(&bin, &config);
+        let (ringway_ok, ringway_out) = common::oracle::ringway_validate(&config);
+        assert_eq!(envoy_ok, valid, "{what}: envoy said {envoy_out}");
+        assert_eq!(ringway_ok, valid, "{what}: ringway said {ringway_out}");
+    }
+}
