@@ -13,7 +13,7 @@ use crate::net::Address;
 use crate::router::RouteTable;
 use crate::stats::ssl::SslStats;
 use crate::stats::{sets, HistogramId, Scope, Store};
-use crate::tls::ServerTls;
+use crate::tls::{ClientTls, ServerTls};
 use crate::upstream::{self, Endpoint, Resolved};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -196,17 +196,36 @@ impl ConfigSnapshot {
                 });
             }
         }
-        let clusters = boot
-            .clusters
-            .iter()
-            .map(|c| {
-                let endpoints = initial_endpoints(c, resolve)
-                    .into_iter()
-                    .map(|r| Endpoint::new(store, &c.name, r))
-                    .collect();
-                Arc::new(upstream::Cluster::new(store, c.clone(), endpoints))
-            })
-            .collect::<Vec<_>>();
+        let mut clusters = Vec::new();
+        for c in &boot.clusters {
+            let tls = match &c.tls {
+                Some(t) => match ClientTls::compile(t, &c.upstream_protocol) {
+                    Ok(t) => Some(Arc::new(t)),
+                    Err(message) => {
+                        errors.push(ConfigError {
+                            path: format!(
+                                "static_resources.clusters[{}].transport_socket",
+                                c.index
+                            ),
+                            message,
+                            suggestion: None,
+                        });
+                        None
+                    }
+                },
+                None => None,
+            };
+            let endpoints = initial_endpoints(c, resolve)
+                .into_iter()
+                .map(|r| Endpoint::new(store, &c.name, r))
+                .collect();
+            clusters.push(Arc::new(upstream::Cluster::new(
+                store,
+                c.clone(),
+                endpoints,
+                tls,
+            )));
+        }
         let main = store.main_row();
         let active = clusters.len() as u64;
         store
@@ -295,7 +314,7 @@ impl ConfigSnapshot {
                 e
             })
             .collect();
-        let next = upstream::Cluster::new(store, config, endpoints);
+        let next = upstream::Cluster::new(store, config, endpoints, previous.tls.clone());
         next.stats
             .inc(store.main_row(), sets::Cluster::membership_change);
         clusters[cluster] = Arc::new(next);

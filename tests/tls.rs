@@ -357,3 +357,79 @@ fn tls_configs_get_envoys_verdicts() {
         assert_eq!(ringway_ok, valid, "{what}: ringway said {ringway_out}");
     }
 }
+
+/// `openssl s_server -www` with `name`'s certificate on a fresh port,
+/// requiring a client certificate from the test CA when `mutual`.
+fn s_server(certs: &Certs, name: &str, mutual: bool) -> (Reaped, u16) {
+    let port = free_port();
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["s_server", "-accept", &port.to_string(), "-www", "-cert"])
+        .arg(certs.path(&format!("{name}.crt")))
+        .arg("-key")
+        .arg(certs.path(&format!("{name}.key")));
+    if mutual {
+        cmd.args(["-Verify", "1", "-CAfile"])
+            .arg(certs.path("ca.crt"));
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start s_server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (Reaped(child), port)
+}
+
+#[test]
+fn clusters_originate_tls_with_client_certificates_and_checks_as_envoy_does() {
+    if !tool_or_skip("upstream tls", &["openssl", "version"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let (_good, good_port) = s_server(&certs, "b", true);
+    let (_bad, bad_port) = s_server(&certs, "b", false);
+    let tls_cluster = |name: &str, port: u16, san: &str| {
+        format!(
+            "{}    transport_socket:\n      name: envoy.transport_sockets.tls\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n        sni: b.example.com\n        common_tls_context:\n          tls_certificates: [{{ certificate_chain: {{ filename: {} }}, private_key: {{ filename: {} }} }}]\n          validation_context:\n            trusted_ca: {{ filename: {} }}\n            match_typed_subject_alt_names: [{{ san_type: DNS, matcher: {{ exact: {san} }} }}]\n",
+            port_cluster(name, port),
+            certs.path("client.crt"),
+            certs.path("client.key"),
+            certs.path("ca.crt"),
+        )
+    };
+    let routes = "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: { prefix: \"/good\" }\n                route: { cluster: good }\n              - match: { prefix: \"/bad\" }\n                route: { cluster: bad }\n";
+    let clusters = format!(
+        "{}{}",
+        tls_cluster("good", good_port, "b.example.com"),
+        tls_cluster("bad", bad_port, "other.example.com")
+    );
+    let config = with_admin(&http_config(routes, &clusters));
+    let Some(pair) = Pair::start("upstream tls", &config, vec![]) else {
+        return;
+    };
+    let ask = |port: u16, path: &str| {
+        let mut c = Client::connect(port);
+        c.set_timeout(std::time::Duration::from_secs(10));
+        c.send(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes());
+        c.read_response(false).expect("a response")
+    };
+    for port in [pair.ringway.port, pair.envoy.port] {
+        let good = ask(port, "/good");
+        assert_eq!(good.status, 200, "port {port}: {}", good.text());
+        // s_server's status page names the client certificate it got.
+        assert!(good.text().contains("s_server"), "port {port}");
+        assert_eq!(ask(port, "/bad").status, 503, "port {port}");
+    }
+    pair.assert_same_stats(&[
+        "cluster.good.ssl.handshake",
+        "cluster.good.upstream_cx_total",
+        "cluster.bad.ssl.handshake",
+        "cluster.bad.ssl.fail_verify_san",
+        "cluster.bad.upstream_cx_connect_fail",
+    ]);
+}

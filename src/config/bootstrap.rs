@@ -314,6 +314,8 @@ pub struct Cluster {
     /// `common_http_protocol_options.max_stream_duration`: how long one
     /// upstream request may last (none by default).
     pub max_stream_duration: Option<Duration>,
+    /// `transport_socket` when it is TLS.
+    pub tls: Option<super::UpstreamTls>,
 }
 
 /// The protocol a cluster speaks to its endpoints.
@@ -577,7 +579,7 @@ static CLUSTER: Fields = Fields {
         "maglev_lb_config", "alt_stat_name", "per_connection_buffer_limit_bytes",
         "max_requests_per_connection", "common_http_protocol_options",
         "upstream_connection_options", "typed_extension_protocol_options",
-        "http2_protocol_options",
+        "http2_protocol_options", "transport_socket",
     ],
     unsupported: &[
         "transport_socket_matches", "cluster_type", "eds_cluster_config",
@@ -587,8 +589,7 @@ static CLUSTER: Fields = Fields {
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
         "wait_for_warm_on_init", "outlier_detection", "cleanup_interval", "upstream_bind_config",
         "lb_subset_config", "original_dst_lb_config", "round_robin_lb_config",
-        "common_lb_config",
-        "transport_socket", "metadata", "protocol_selection",
+        "common_lb_config", "metadata", "protocol_selection",
         "close_connections_on_host_health_failure", "ignore_health_on_host_removal", "filters",
         "load_balancing_policy", "lrs_server", "track_timeout_budgets", "upstream_config",
         "track_cluster_stats", "preconnect_policy", "connection_pool_per_downstream_connection",
@@ -1416,6 +1417,9 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
         .and_then(|c| c.object(errs, &CONNECTION_OPTIONS))
         .and_then(|o| o.get("tcp_keepalive"))
         .and_then(|k| tcp_keepalive(&k, errs));
+    let tls = obj
+        .get("transport_socket")
+        .and_then(|t| super::tls::upstream(&t, errs));
     Some(Cluster {
         index,
         name: name?,
@@ -1435,6 +1439,7 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
         dns_refresh_rate,
         dns_lookup_family,
         lb_policy: lb_policy?,
+        tls,
     })
 }
 

@@ -1,5 +1,5 @@
 //! Decoding `envoy.transport_sockets.tls`: `DownstreamTlsContext` on a
-//! filter chain. Only the shape is
+//! filter chain and `UpstreamTlsContext` on a cluster. Only the shape is
 //! decoded here; certificates are read and checked when the snapshot is
 //! compiled (`crate::tls`), so that a rotation re-reads the same sources.
 
@@ -13,6 +13,8 @@ const RAW_BUFFER_TYPE: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
 const DOWNSTREAM_TYPE: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+const UPSTREAM_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
 #[rustfmt::skip]
 static TRANSPORT_SOCKET: Fields = Fields {
@@ -31,6 +33,16 @@ static DOWNSTREAM: Fields = Fields {
         "disable_stateful_session_resumption", "ocsp_staple_policy",
         "full_scan_certs_on_sni_mismatch", "prefer_client_ciphers",
         "disable_session_resumption_with_client_cert",
+    ],
+};
+#[rustfmt::skip]
+static UPSTREAM: Fields = Fields {
+    known: &[
+        "@type", "common_tls_context", "sni", "max_session_keys",
+    ],
+    unsupported: &[
+        "auto_host_sni", "auto_sni_san_validation", "allow_renegotiation",
+        "enforce_rsa_key_usage",
     ],
 };
 #[rustfmt::skip]
@@ -209,6 +221,17 @@ pub struct DownstreamTls {
     pub disable_tickets: bool,
 }
 
+/// `UpstreamTlsContext`.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// `common_tls_context`.
+    pub common: CommonTls,
+    /// `sni`.
+    pub sni: Option<String>,
+    /// `max_session_keys` (default 1; 0 disables resumption).
+    pub max_session_keys: usize,
+}
+
 /// What a `transport_socket` asks for.
 enum TransportSocket<'a> {
     /// `raw_buffer`: plaintext.
@@ -266,6 +289,29 @@ pub(super) fn downstream(node: &Node, errs: &mut Errors) -> Option<DownstreamTls
             .get("disable_stateless_session_resumption")
             .and_then(|b| b.bool(errs))
             .unwrap_or(false),
+    })
+}
+
+/// Decodes a cluster's `transport_socket`: None for plaintext.
+pub(super) fn upstream(node: &Node, errs: &mut Errors) -> Option<UpstreamTls> {
+    let TransportSocket::Tls(tc) = transport_socket(node, errs, UPSTREAM_TYPE)? else {
+        return None;
+    };
+    let obj = tc.object(errs, &UPSTREAM)?;
+    let sni = obj.get("sni").and_then(|s| s.str(errs)).map(str::to_string);
+    if let (Some(name), Some(node)) = (&sni, obj.get("sni")) {
+        if name.len() > 255 {
+            errs.add(node.path(), "expected at most 255 bytes");
+        }
+    }
+    let max_session_keys = match obj.get("max_session_keys") {
+        Some(n) => super::bootstrap::wrapped_uint(&n, errs, u32::MAX as u64).unwrap_or(1) as usize,
+        None => 1,
+    };
+    Some(UpstreamTls {
+        common: common(&obj, errs),
+        sni,
+        max_session_keys,
     })
 }
 

@@ -1,18 +1,23 @@
 //! TLS on rustls with the aws-lc-rs provider: server contexts compiled
-//! from `DownstreamTlsContext`, and the names Envoy gives versions,
+//! from `DownstreamTlsContext`, client contexts from `UpstreamTlsContext`,
+//! and the names Envoy gives versions,
 //! ciphers and curves in stats and access logs.
 
 mod cert;
+mod client;
 mod server;
 mod verify;
 
 pub use cert::CertInfo;
+pub use client::ClientTls;
 pub use server::ServerTls;
 
 use crate::config::TlsVersion;
+use crate::stats::ssl::{Ssl, SslStats};
 use rustls::crypto::{aws_lc_rs, CryptoProvider, SupportedKxGroup};
-use rustls::{CipherSuite, NamedGroup, SupportedCipherSuite};
+use rustls::{CertificateError, CipherSuite, Error, NamedGroup, SupportedCipherSuite};
 use std::sync::Arc;
+use verify::PinFailure;
 
 /// TLS 1.2 suites by the OpenSSL names Envoy's `cipher_suites` uses.
 const TLS12_SUITES: &[(&str, SupportedCipherSuite)] = &[
@@ -170,4 +175,47 @@ fn versions(
         out.push(&rustls::version::TLS12);
     }
     out
+}
+
+/// Counts a finished handshake in `stats`: Envoy's `ssl.handshake` and
+/// the version, cipher and curve it settled on.
+pub(crate) fn count_handshake(state: &rustls::CommonState, stats: &SslStats, w: usize) {
+    stats.inc(w, Ssl::handshake);
+    if let Some(v) = state.protocol_version() {
+        stats.inc_label(w, "versions", version_name(v));
+    }
+    if let Some(suite) = state.negotiated_cipher_suite() {
+        stats.inc_label(w, "ciphers", cipher_name(suite.suite()));
+    }
+    if let Some(group) = state.negotiated_key_exchange_group() {
+        stats.inc_label(w, "curves", curve_name(group.name()));
+    }
+    if state.peer_certificates().is_none_or(|c| c.is_empty()) {
+        stats.inc(w, Ssl::no_certificate);
+    }
+    if state.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        stats.inc(w, Ssl::session_reused);
+    }
+}
+
+/// Counts a failed handshake as Envoy does: a refused peer certificate
+/// under its `fail_verify_*` reason, anything else as `connection_error`.
+pub(crate) fn count_failure(e: &std::io::Error, stats: &SslStats, w: usize) {
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
+        stats.inc(w, Ssl::connection_error);
+        return;
+    };
+    let failed = match tls {
+        Error::NoCertificatesPresented => Ssl::fail_verify_no_cert,
+        Error::InvalidCertificate(CertificateError::Other(other)) => {
+            match other.0.downcast_ref::<PinFailure>() {
+                Some(PinFailure::San) => Ssl::fail_verify_san,
+                Some(PinFailure::Hash) => Ssl::fail_verify_cert_hash,
+                None => Ssl::fail_verify_error,
+            }
+        }
+        Error::InvalidCertificate(_) => Ssl::fail_verify_error,
+        _ => Ssl::connection_error,
+    };
+    stats.inc(w, failed);
 }

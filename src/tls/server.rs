@@ -3,14 +3,15 @@
 //! one shard resumes on any other), the handshake, and its stats.
 
 use super::cert::{self, CertInfo, Loaded};
-use super::verify::{ClientVerifier, PinFailure};
-use super::{cipher_name, curve_name, provider, version_name, versions};
+use super::verify::ClientVerifier;
+use super::{count_failure, count_handshake};
+use super::{provider, versions};
 use crate::config::{DownstreamTls, TlsVersion};
 use crate::net::{ByteCounts, Stream, TlsStream};
 use crate::stats::ssl::{Ssl, SslStats};
 use rustls::server::{Accepted, ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
-use rustls::{CertificateError, Error, ServerConfig};
+use rustls::ServerConfig;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,45 +142,4 @@ impl ServerTls {
             }
         }
     }
-}
-
-fn count_handshake(state: &rustls::CommonState, stats: &SslStats, w: usize) {
-    stats.inc(w, Ssl::handshake);
-    if let Some(v) = state.protocol_version() {
-        stats.inc_label(w, "versions", version_name(v));
-    }
-    if let Some(suite) = state.negotiated_cipher_suite() {
-        stats.inc_label(w, "ciphers", cipher_name(suite.suite()));
-    }
-    if let Some(group) = state.negotiated_key_exchange_group() {
-        stats.inc_label(w, "curves", curve_name(group.name()));
-    }
-    if state.peer_certificates().is_none_or(|c| c.is_empty()) {
-        stats.inc(w, Ssl::no_certificate);
-    }
-    if state.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
-        stats.inc(w, Ssl::session_reused);
-    }
-}
-
-/// Counts a failed handshake as Envoy does: a refused peer certificate
-/// under its `fail_verify_*` reason, anything else as `connection_error`.
-fn count_failure(e: &std::io::Error, stats: &SslStats, w: usize) {
-    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
-        stats.inc(w, Ssl::connection_error);
-        return;
-    };
-    let failed = match tls {
-        Error::NoCertificatesPresented => Ssl::fail_verify_no_cert,
-        Error::InvalidCertificate(CertificateError::Other(other)) => {
-            match other.0.downcast_ref::<PinFailure>() {
-                Some(PinFailure::San) => Ssl::fail_verify_san,
-                Some(PinFailure::Hash) => Ssl::fail_verify_cert_hash,
-                None => Ssl::fail_verify_error,
-            }
-        }
-        Error::InvalidCertificate(_) => Ssl::fail_verify_error,
-        _ => Ssl::connection_error,
-    };
-    stats.inc(w, failed);
 }

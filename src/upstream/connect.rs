@@ -1,11 +1,13 @@
 //! Opening upstream connections: the cluster's connect timeout, socket
-//! options and connection stats, for every protocol that proxies.
+//! options, TLS handshake and connection stats, for every protocol that
+//! proxies.
 
 use super::pool::{CxGuard, UpstreamConn};
 use super::{Cluster, Endpoint};
 use crate::net::{set_int_option, Stream};
 use crate::server::shard::Shard;
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat};
+use crate::tls::{count_failure, count_handshake};
 use std::time::Instant;
 
 /// Opens a new upstream connection to `endpoint` within the cluster's
@@ -25,13 +27,34 @@ pub async fn connect(
     }
     endpoint.stats.inc(w, HostStat::cx_total);
     let started = Instant::now();
-    let connecting = Stream::connect(&endpoint.addr);
+    // The TLS handshake is part of connecting, within the same timeout.
+    let connecting = async {
+        let stream = Stream::connect(&endpoint.addr)
+            .await
+            .map_err(|_| "remote connection failure")?;
+        stream.set_nodelay();
+        if let (Some(k), Some(tcp)) = (&cluster.config.tcp_keepalive, stream.tcp()) {
+            set_keepalive(tcp, k);
+        }
+        let (Some(tls), Some(ssl)) = (&cluster.tls, &cluster.ssl) else {
+            return Ok(stream);
+        };
+        match tls
+            .connect(stream, endpoint.addr.ip().map(|a| a.ip()))
+            .await
+        {
+            Ok(session) => {
+                session.with_state(|state| count_handshake(state, ssl, w));
+                Ok(Stream::Tls(session))
+            }
+            Err(e) => {
+                count_failure(&e, ssl, w);
+                Err("remote connection failure")
+            }
+        }
+    };
     let failure = match monoio::time::timeout(cluster.connect_timeout(), connecting).await {
         Ok(Ok(stream)) => {
-            stream.set_nodelay();
-            if let (Some(k), Some(tcp)) = (&cluster.config.tcp_keepalive, stream.tcp()) {
-                set_keepalive(tcp, k);
-            }
             let micros = started.elapsed().as_micros() as u64;
             shard.histograms.record(cluster.connect_ms, micros);
             return Ok(UpstreamConn {
@@ -40,7 +63,7 @@ pub async fn connect(
                 guard: CxGuard::new(stats.clone(), endpoint.stats.clone(), w),
             });
         }
-        Ok(Err(_)) => "remote connection failure",
+        Ok(Err(reason)) => reason,
         Err(_) => {
             stats.inc(w, ClusterStat::upstream_cx_connect_timeout);
             "connection timeout"

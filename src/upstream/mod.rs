@@ -9,7 +9,9 @@ pub mod pool;
 
 use crate::config;
 use crate::net::Address;
+use crate::stats::ssl::SslStats;
 use crate::stats::{sets, HistogramId, Scope, Store};
+use crate::tls::ClientTls;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +96,10 @@ pub struct Cluster {
     /// Retries in progress across every shard (Envoy's default
     /// circuit-breaker `max_retries`: 3).
     pub retry_slots: RetrySlots,
+    /// The TLS context of its `transport_socket`.
+    pub tls: Option<Arc<ClientTls>>,
+    /// `cluster.<name>.ssl.*`, when it speaks TLS.
+    pub ssl: Option<Arc<SslStats>>,
 }
 
 /// Envoy's default `max_retries` circuit-breaker threshold.
@@ -133,7 +139,12 @@ impl Cluster {
 
     /// Builds a cluster with `endpoints`, its stats taken from `store` and
     /// its membership gauges set.
-    pub fn new(store: &Store, config: config::Cluster, endpoints: Vec<Endpoint>) -> Self {
+    pub fn new(
+        store: &Store,
+        config: config::Cluster,
+        endpoints: Vec<Endpoint>,
+        tls: Option<Arc<ClientTls>>,
+    ) -> Self {
         let stat_name = config.alt_stat_name.as_deref().unwrap_or(&config.name);
         let stats = store.cluster(stat_name);
         let main = store.main_row();
@@ -157,6 +168,10 @@ impl Cluster {
             balancer: lb::Balancer::new(&config.lb_policy, &endpoints),
             retry_stats: store.cluster_retry(stat_name),
             retry_slots: RetrySlots::default(),
+            ssl: tls
+                .as_ref()
+                .map(|_| store.ssl(&format!("cluster.{stat_name}."))),
+            tls,
             config,
             endpoints,
             stats,

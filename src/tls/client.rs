@@ -1,0 +1,204 @@
+//! Client-side TLS for clusters: an `UpstreamTlsContext` compiled to one
+//! rustls configuration shared by every shard (so resumption tickets
+//! learnt on one shard serve all), and the handshake on a new upstream
+//! connection.
+//!
+//! As in Envoy, a server certificate is checked only as far as the
+//! `validation_context` asks: the chain when `trusted_ca` is set, the
+//! names only through `match_typed_subject_alt_names`, never the SNI.
+
+use super::cert;
+use super::verify::{roots, PeerChecks};
+use super::{provider, versions};
+use crate::config::{TlsVersion, UpstreamProtocol, UpstreamTls};
+use crate::net::{ByteCounts, Stream, TlsStream};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// A compiled client TLS context.
+#[derive(Debug)]
+pub struct ClientTls {
+    config: Arc<ClientConfig>,
+    /// `sni`; without it no SNI is sent (an IP address name sends none).
+    sni: Option<ServerName<'static>>,
+}
+
+/// Checks a server's certificate as the validation context asks.
+#[derive(Debug)]
+struct ServerVerifier {
+    roots: Option<RootCertStore>,
+    checks: PeerChecks,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        if let Some(roots) = &self.roots {
+            let parsed = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &parsed,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
+        self.checks.check(end_entity)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The one client certificate a context has, offered whatever the server
+/// asks for.
+#[derive(Debug)]
+struct OneCertificate(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for OneCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl ClientTls {
+    /// Compiles a cluster's context; `protocol` gives the ALPN offered
+    /// when `alpn_protocols` is empty.
+    pub fn compile(tls: &UpstreamTls, protocol: &UpstreamProtocol) -> Result<ClientTls, String> {
+        let common = &tls.common;
+        let provider = provider(&common.cipher_suites, &common.curves)?;
+        let mut checks = PeerChecks::default();
+        let mut trust = None;
+        if let Some(v) = &common.validation {
+            if v.crl.is_some() {
+                return Err(format!(
+                    "{}.crl: revocation lists are not supported on clusters yet",
+                    v.path
+                ));
+            }
+            checks = PeerChecks::new(v);
+            trust = if v.accept_untrusted { None } else { roots(v)? };
+        }
+        let verifier = ServerVerifier {
+            roots: trust,
+            checks,
+            provider: provider.clone(),
+        };
+        // Envoy's client default tops out at TLS 1.2 unless raised.
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions(
+                common.min_version,
+                common.max_version,
+                TlsVersion::V1_2,
+            ))
+            .map_err(|e| format!("{}: {e}", common.params_path))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let mut config = match common.certificates.as_slice() {
+            [] => builder.with_no_client_auth(),
+            [one] => {
+                let loaded =
+                    cert::load(one, &provider).map_err(|e| format!("{}: {e}", one.path))?;
+                builder.with_client_cert_resolver(Arc::new(OneCertificate(loaded.key)))
+            }
+            [_, second, ..] => {
+                return Err(format!(
+                    "{}: a client context takes one certificate",
+                    second.path
+                ))
+            }
+        };
+        config.alpn_protocols = if common.alpn.is_empty() {
+            match protocol {
+                UpstreamProtocol::Http2(_) => vec![b"h2".to_vec()],
+                _ => vec![b"http/1.1".to_vec()],
+            }
+        } else {
+            common.alpn.iter().map(|p| p.as_bytes().to_vec()).collect()
+        };
+        config.resumption = match tls.max_session_keys {
+            0 => Resumption::disabled(),
+            n => Resumption::in_memory_sessions(n),
+        };
+        let sni = match &tls.sni {
+            Some(name) => {
+                Some(ServerName::try_from(name.clone()).map_err(|e| format!("sni {name:?}: {e}"))?)
+            }
+            None => None,
+        };
+        Ok(ClientTls {
+            config: Arc::new(config),
+            sni,
+        })
+    }
+
+    /// Runs the client handshake on a new connection to `ip` (the
+    /// endpoint's address, which keys resumption when there is no SNI).
+    pub async fn connect(&self, stream: Stream, ip: Option<IpAddr>) -> std::io::Result<TlsStream> {
+        let name = match (&self.sni, ip) {
+            (Some(n), _) => n.clone(),
+            // No SNI: rustls sends none for an address.
+            (None, Some(ip)) => ServerName::IpAddress(ip.into()),
+            (None, None) => ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        };
+        let io = stream.into_poll(Vec::new(), Rc::new(ByteCounts::default()))?;
+        let session = tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, io)
+            .await?;
+        Ok(TlsStream::new(session.into()))
+    }
+}
