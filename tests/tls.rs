@@ -29,6 +29,14 @@ fn http_filter(body: &str) -> String {
     )
 }
 
+/// Like [`http_filter`], logging each request's TLS details to `{log}`.
+fn logged_http_filter(body: &str) -> String {
+    http_filter(body).replace(
+        "          http_filters:\n",
+        "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {log}\n              log_format: { text_format: \"%DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER% %DOWNSTREAM_PEER_URI_SAN% %DOWNSTREAM_PEER_SUBJECT% %REQUESTED_SERVER_NAME%\\n\" }\n          http_filters:\n",
+    )
+}
+
 /// A listener on `{port}` with the TLS inspector and `chains` (each a
 /// `- ` item of `filter_chains`), then `tail` (clusters and more).
 fn listener(chains: &str, tail: &str) -> String {
@@ -178,7 +186,7 @@ fn client_certificates_are_required_and_checked_as_envoy_does() {
         &validation,
         "          require_client_certificate: true\n",
     );
-    let chains = format!("    - {}{}", &socket[6..], http_filter("mtls"));
+    let chains = format!("    - {}{}", &socket[6..], logged_http_filter("mtls"));
     let Some(pair) = Pair::start("tls mtls", &listener(&chains, ""), vec![]) else {
         return;
     };
@@ -212,6 +220,13 @@ fn client_certificates_are_required_and_checked_as_envoy_does() {
             "listener.*.ssl.fail_verify_san",
             "listener.*.ssl.no_certificate",
         ],
+    );
+    // One request got through; its log line tells the session apart.
+    let (ringway, envoy) = (log_lines(&pair.logs.0, 1), log_lines(&pair.logs.1, 1));
+    assert_eq!(ringway, envoy);
+    assert_eq!(
+        ringway.trim(),
+        "TLSv1.3 TLS_AES_256_GCM_SHA384 spiffe://cluster.local/ns/default/sa/client CN=client a.example.com"
     );
 }
 

@@ -36,6 +36,11 @@ enum Operator {
     RequestId,
     Hostname,
     GrpcStatus(StatusFormat),
+    DownstreamTlsVersion,
+    DownstreamTlsCipher,
+    DownstreamPeerUriSan,
+    DownstreamPeerSubject,
+    RequestedServerName,
 }
 
 impl Operator {
@@ -126,6 +131,11 @@ fn parse_operator(name: &str, arg: Option<&str>) -> Result<Operator, String> {
         "REQUEST_ID" => no_arg(Operator::RequestId),
         "HOSTNAME" => no_arg(Operator::Hostname),
         "GRPC_STATUS" => StatusFormat::parse(arg).map(Operator::GrpcStatus),
+        "DOWNSTREAM_TLS_VERSION" => no_arg(Operator::DownstreamTlsVersion),
+        "DOWNSTREAM_TLS_CIPHER" => no_arg(Operator::DownstreamTlsCipher),
+        "DOWNSTREAM_PEER_URI_SAN" => no_arg(Operator::DownstreamPeerUriSan),
+        "DOWNSTREAM_PEER_SUBJECT" => no_arg(Operator::DownstreamPeerSubject),
+        "REQUESTED_SERVER_NAME" => no_arg(Operator::RequestedServerName),
         _ => Err(format!("unknown command operator %{name}%")),
     }
 }
@@ -300,6 +310,23 @@ fn value(op: &Operator, r: &Record, out: &mut String) -> bool {
             .map(|a| write!(out, "{a}"))
             .is_some(),
         Operator::UpstreamCluster => r.upstream_cluster.map(|c| out.push_str(c)).is_some(),
+        Operator::DownstreamTlsVersion => r.tls.map(|t| out.push_str(t.version)).is_some(),
+        Operator::DownstreamTlsCipher => r.tls.map(|t| out.push_str(t.cipher)).is_some(),
+        Operator::DownstreamPeerUriSan => r
+            .tls
+            .and_then(|t| t.peer_uri_san.as_deref())
+            .map(|s| out.push_str(s))
+            .is_some(),
+        Operator::DownstreamPeerSubject => r
+            .tls
+            .and_then(|t| t.peer_subject.as_deref())
+            .map(|s| out.push_str(s))
+            .is_some(),
+        Operator::RequestedServerName => r
+            .tls
+            .and_then(|t| t.server_name.as_deref())
+            .map(|s| out.push_str(s))
+            .is_some(),
         Operator::DownstreamRemoteAddress => {
             r.remote.as_ref().map(|a| write!(out, "{a}")).is_some()
         }

@@ -109,6 +109,8 @@ pub struct Record<'a> {
     pub grpc_status: Option<i64>,
     /// `%PROTOCOL%`: the downstream protocol.
     pub protocol: &'static str,
+    /// The downstream TLS session, if any.
+    pub tls: Option<&'a crate::tls::SessionInfo>,
 }
 
 impl<'a> Record<'a> {
@@ -140,6 +142,7 @@ impl<'a> Record<'a> {
             local,
             grpc_status: None,
             protocol: "HTTP/1.1",
+            tls: None,
         }
     }
 }

@@ -181,6 +181,8 @@ pub struct Peer {
     pub remote: Address,
     /// The address it connected to.
     pub local: Option<Address>,
+    /// The TLS session the connection runs in, if any.
+    pub tls: Option<std::rc::Rc<crate::tls::SessionInfo>>,
 }
 
 fn with_headers<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -> R) -> R {
@@ -565,6 +567,7 @@ fn analyse_request<'v>(
     } else {
         let record = Record {
             remote: Some(client.clone()),
+            tls: peer.tls.as_deref(),
             ..Record::new(
                 SystemTime::now(),
                 raw_head,

@@ -14,6 +14,7 @@ use crate::net::{Address, Stream};
 use crate::server::shard::Shard;
 use crate::snapshot::{Listener, Serve};
 use crate::stats::sets::{Listener as ListenerStat, Server as ServerStat};
+use crate::tls::SessionInfo;
 use chain::ConnInfo;
 use inspect::{Inspected, Inspectors};
 use std::rc::Rc;
@@ -52,6 +53,7 @@ pub async fn serve(
     stream.set_nodelay();
     let Inspected { bytes, hello, .. } = inspected;
     let chain_config = &listener.chains[chain];
+    let mut session_info = None;
     let (stream, replay, alpn_h2) = match &chain_config.tls {
         Some(tls) => {
             // A parsed ClientHello carries the bytes it was read from.
@@ -62,12 +64,19 @@ pub async fn serve(
             let Some(session) = tls.accept(stream, accepted, replay, &listener.ssl, w).await else {
                 return;
             };
-            let h2 = session.with_state(|s| s.alpn_protocol() == Some(b"h2"));
+            let sni = session.server_name();
+            let (h2, info) =
+                session.with_state(|s| (s.alpn_protocol() == Some(b"h2"), SessionInfo::of(s, sni)));
+            session_info = Some(Rc::new(info));
             (Stream::Tls(session), Vec::new(), h2)
         }
         None => (stream, bytes, false),
     };
-    let peer = Peer { remote, local };
+    let peer = Peer {
+        remote,
+        local,
+        tls: session_info,
+    };
     let at = ChainAt {
         listener: index,
         chain,

@@ -81,6 +81,7 @@ pub(super) async fn serve(
     }
     let mut record = Record::new(wall, &[], peer.remote.clone(), peer.local.clone());
     record.protocol = "-";
+    record.tls = peer.tls.as_deref();
     record.upstream_cluster = Some(cluster.name());
     let Some((mut up, addr)) = upstream else {
         if flags.contains(ResponseFlags::UPSTREAM_CONNECTION_FAILURE) {

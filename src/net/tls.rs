@@ -123,6 +123,14 @@ impl TlsStream {
         f(self.0.borrow().get_ref().1)
     }
 
+    /// The SNI a client sent, on a server session.
+    pub fn server_name(&self) -> Option<String> {
+        match &*self.0.borrow() {
+            tokio_rustls::TlsStream::Server(s) => s.get_ref().1.server_name().map(str::to_string),
+            tokio_rustls::TlsStream::Client(_) => None,
+        }
+    }
+
     /// The socket under the session.
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;

@@ -6,11 +6,13 @@
 mod cert;
 mod client;
 mod server;
+mod session;
 mod verify;
 
 pub use cert::CertInfo;
 pub use client::ClientTls;
 pub use server::ServerTls;
+pub use session::SessionInfo;
 
 use crate::config::TlsVersion;
 use crate::stats::ssl::{Ssl, SslStats};

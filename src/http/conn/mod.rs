@@ -346,6 +346,7 @@ impl<'a> Exchange<'a> {
                     .get()
                     .unwrap_or_else(|| i64::from(grpc::status_for_http(self.status.get())))
             }),
+            tls: self.peer.tls.as_deref(),
             ..Record::new(
                 wall_clock(self.started),
                 &self.request_head,
@@ -487,6 +488,7 @@ async fn answer_unparsed<D: Downstream>(
         flags,
         bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
         duration: started.elapsed(),
+        tls: peer.tls.as_deref(),
         ..Record::new(
             wall_clock(started),
             &[],
