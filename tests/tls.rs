@@ -169,6 +169,13 @@ fn alpn_chooses_http2_or_http11_as_envoy_does() {
         let seen = s_client(port, Some("a.example.com"), &["-alpn", "h2"], "");
         assert_eq!(seen.alpn.as_deref(), Some("h2"), "port {port}");
     }
+    // The certificate view and its expiry gauge.
+    pair.assert_same_admin("/certs", |body| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|e| format!("not JSON ({e}): {body}"))
+    });
+    pair.assert_same_stats(&["server.days_until_first_cert_expiring"]);
 }
 
 #[test]

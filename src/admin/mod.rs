@@ -9,7 +9,10 @@
 //! `/quitquitquit`. The admin API is for operators and
 //! scrapers, not for load.
 
+mod certs;
 mod dump;
+
+pub use certs::first_expiry as first_cert_expiry;
 
 use crate::access_log::{AccessLog, Record, ShardLogs, Sinks};
 use crate::config::NodeInfo;
@@ -115,8 +118,9 @@ impl Reply {
 
 /// The endpoints, with whether they change server state (POST only) and
 /// their help text.
-const ENDPOINTS: [(&str, bool, &str); 16] = [
+const ENDPOINTS: [(&str, bool, &str); 17] = [
     ("/", false, "Admin home page"),
+    ("/certs", false, "print certs on machine"),
     ("/clusters", false, "upstream cluster status"),
     ("/config_dump", false, "dump current Envoy configs"),
     ("/drain_listeners", true, "drain listeners"),
@@ -294,6 +298,7 @@ impl Admin {
                 }
             }
             "/server_info" => Reply::json(&self.server_info()),
+            "/certs" => Reply::json(&certs::certs_json(&self.published.load())),
             "/memory" => {
                 let rss = crate::stats::resident_bytes().to_string();
                 Reply::json(&json!({

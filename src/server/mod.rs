@@ -66,6 +66,7 @@ pub fn run(
         .as_ref()
         .map(|a| admin_socket(a, &sinks))
         .transpose()?;
+    store.set_first_cert_expiry(crate::admin::first_cert_expiry(&snapshot));
     let published = Arc::new(Published::new(snapshot));
     let concurrency = store.shards();
     let cores = core_affinity::get_core_ids().unwrap_or_default();

@@ -16,7 +16,7 @@ pub mod ssl;
 use crossbeam_utils::CachePadded;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -230,6 +230,8 @@ pub struct Store {
     baseline: Mutex<HashMap<String, u64>>,
     state: AtomicU8,
     healthcheck_failed: AtomicBool,
+    /// The soonest certificate expiry, seconds since the epoch (MAX: none).
+    first_cert_expiry: AtomicI64,
 }
 
 /// Scopes by name with their concrete types, for reuse across snapshots.
@@ -276,6 +278,7 @@ impl Store {
             baseline: Mutex::default(),
             state: AtomicU8::new(ServerState::Live as u8),
             healthcheck_failed: AtomicBool::new(false),
+            first_cert_expiry: AtomicI64::new(i64::MAX),
         })
     }
 
@@ -433,9 +436,33 @@ impl Store {
         out
     }
 
+    /// Notes the soonest certificate expiry of the serving configuration
+    /// (seconds since the epoch), for `server.days_until_first_cert_expiring`.
+    pub fn set_first_cert_expiry(&self, expires: Option<i64>) {
+        self.first_cert_expiry
+            .store(expires.unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// Whole days until the soonest certificate expiry (u32::MAX without
+    /// certificates, as Envoy reports it).
+    fn days_until_first_cert_expiring(&self) -> u64 {
+        let expires = self.first_cert_expiry.load(Ordering::Relaxed);
+        if expires == i64::MAX {
+            return u64::from(u32::MAX);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        ((expires - now).max(0) / 86_400) as u64
+    }
+
     /// Gauges computed when read rather than written.
-    fn computed(&self) -> [(&'static str, u64); 3] {
+    fn computed(&self) -> [(&'static str, u64); 4] {
         [
+            (
+                "server.days_until_first_cert_expiring",
+                self.days_until_first_cert_expiring(),
+            ),
             ("server.uptime", self.uptime_secs()),
             ("server.memory_allocated", resident_bytes()),
             ("server.state", self.state() as u64),

@@ -7,7 +7,7 @@
 //! `validation_context` asks: the chain when `trusted_ca` is set, the
 //! names only through `match_typed_subject_alt_names`, never the SNI.
 
-use super::cert;
+use super::cert::{self, CertInfo};
 use super::verify::{roots, PeerChecks};
 use super::{provider, versions};
 use crate::config::{TlsVersion, UpstreamProtocol, UpstreamTls};
@@ -28,6 +28,10 @@ pub struct ClientTls {
     config: Arc<ClientConfig>,
     /// `sni`; without it no SNI is sent (an IP address name sends none).
     sni: Option<ServerName<'static>>,
+    /// What `/certs` shows of the client certificate.
+    pub certificates: Vec<CertInfo>,
+    /// What `/certs` shows of each trusted CA certificate.
+    pub ca: Vec<CertInfo>,
 }
 
 /// Checks a server's certificate as the validation context asks.
@@ -148,11 +152,13 @@ impl ClientTls {
             .map_err(|e| format!("{}: {e}", common.params_path))?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier));
+        let mut certificates = Vec::new();
         let mut config = match common.certificates.as_slice() {
             [] => builder.with_no_client_auth(),
             [one] => {
                 let loaded =
                     cert::load(one, &provider).map_err(|e| format!("{}: {e}", one.path))?;
+                certificates.push(loaded.info);
                 builder.with_client_cert_resolver(Arc::new(OneCertificate(loaded.key)))
             }
             [_, second, ..] => {
@@ -183,6 +189,8 @@ impl ClientTls {
         Ok(ClientTls {
             config: Arc::new(config),
             sni,
+            certificates,
+            ca: super::verify::ca_infos(common.validation.as_ref()),
         })
     }
 

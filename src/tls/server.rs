@@ -28,6 +28,8 @@ pub struct ServerTls {
     config: Arc<ServerConfig>,
     /// What `/certs` shows of each certificate.
     pub certificates: Vec<CertInfo>,
+    /// What `/certs` shows of each trusted CA certificate.
+    pub ca: Vec<CertInfo>,
 }
 
 /// Picks the certificate for a ClientHello: one whose names cover the SNI
@@ -95,6 +97,7 @@ impl ServerTls {
         Ok(ServerTls {
             config: Arc::new(config),
             certificates,
+            ca: super::verify::ca_infos(common.validation.as_ref()),
         })
     }
 

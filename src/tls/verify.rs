@@ -1,8 +1,8 @@
 //! Checking a peer's certificate as a `validation_context` asks: the
 //! chain against `trusted_ca` (and CRLs), then the pins and SAN matchers.
 
-use super::cert::{certificates, crls, subject_alt_names};
-use crate::config::{SanMatcher, SanType, Validation};
+use super::cert::{certificates, crls, inspect, subject_alt_names, CertInfo};
+use crate::config::{DataSource, SanMatcher, SanType, Validation};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -109,6 +109,22 @@ pub(super) fn roots(v: &Validation) -> Result<Option<RootCertStore>, String> {
             .map_err(|e| format!("cannot use a trusted_ca certificate: {e}"))?;
     }
     Ok(Some(store))
+}
+
+/// What `/certs` shows of the `trusted_ca` certificates.
+pub(super) fn ca_infos(v: Option<&Validation>) -> Vec<CertInfo> {
+    let Some(ca) = v.and_then(|v| v.trusted_ca.as_ref()) else {
+        return Vec::new();
+    };
+    let path = match ca {
+        DataSource::File(p) => p.display().to_string(),
+        DataSource::Inline(_) => "<inline>".to_string(),
+    };
+    certificates(ca)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| inspect(c.as_ref(), path.clone()).ok().map(|(info, _)| info))
+        .collect()
 }
 
 /// A client-certificate verifier for a server context.
