@@ -147,6 +147,7 @@ fn head_parsing(c: &mut Criterion) {
     let peer = Peer {
         remote: std::net::SocketAddr::from(([127, 0, 0, 1], 40000)).into(),
         local: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 80)).into()),
+        tls: None,
     };
     let shard = Shard::new(
         0,
