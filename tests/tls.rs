@@ -455,3 +455,48 @@ fn clusters_originate_tls_with_client_certificates_and_checks_as_envoy_does() {
         "cluster.bad.upstream_cx_connect_fail",
     ]);
 }
+
+#[test]
+fn session_tickets_resume_on_any_shard_unless_disabled() {
+    if !tool_or_skip("tls resumption", &["openssl", "version"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let config = |extra: &str| {
+        let chains = format!(
+            "    - {}{}",
+            &certs.server_socket(&["a"], "", extra)[6..],
+            http_filter("resumed")
+        );
+        listener(&chains, "").replace("{admin}", &free_port().to_string())
+    };
+    let resumptions = |proxy: &Proxy| {
+        let dir = TempDir::new();
+        let session = dir.0.join("session.pem").display().to_string();
+        // The first handshake stores the ticket; each later one offers it,
+        // landing on whichever of the two shards the kernel picks.
+        let request = "GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n";
+        s_client(
+            proxy.port,
+            Some("a.example.com"),
+            &["-sess_out", &session],
+            request,
+        );
+        (0..6)
+            .filter(|_| {
+                let seen = s_client(
+                    proxy.port,
+                    Some("a.example.com"),
+                    &["-sess_in", &session],
+                    request,
+                );
+                seen.resumed
+            })
+            .count()
+    };
+    let resuming = Proxy::start(&config(""), &["--concurrency", "2"]);
+    assert_eq!(resumptions(&resuming), 6, "every reconnection resumed");
+    let off = "          disable_stateless_session_resumption: true\n          disable_stateful_session_resumption: true\n";
+    let full = Proxy::start(&config(off), &["--concurrency", "2"]);
+    assert_eq!(resumptions(&full), 0, "no reconnection resumed");
+}

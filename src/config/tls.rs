@@ -25,12 +25,12 @@ static TRANSPORT_SOCKET: Fields = Fields {
 static DOWNSTREAM: Fields = Fields {
     known: &[
         "@type", "common_tls_context", "require_client_certificate",
-        "disable_stateless_session_resumption",
+        "disable_stateless_session_resumption", "disable_stateful_session_resumption",
     ],
     unsupported: &[
         "session_timeout",
         "require_sni", "session_ticket_keys", "session_ticket_keys_sds_secret_config",
-        "disable_stateful_session_resumption", "ocsp_staple_policy",
+        "ocsp_staple_policy",
         "full_scan_certs_on_sni_mismatch", "prefer_client_ciphers",
         "disable_session_resumption_with_client_cert",
     ],
@@ -219,6 +219,8 @@ pub struct DownstreamTls {
     pub require_client_certificate: bool,
     /// `disable_stateless_session_resumption`.
     pub disable_tickets: bool,
+    /// `disable_stateful_session_resumption`.
+    pub disable_session_cache: bool,
 }
 
 /// `UpstreamTlsContext`.
@@ -287,6 +289,10 @@ pub(super) fn downstream(node: &Node, errs: &mut Errors) -> Option<DownstreamTls
         require_client_certificate: any_bool(obj.get("require_client_certificate"), errs, false),
         disable_tickets: obj
             .get("disable_stateless_session_resumption")
+            .and_then(|b| b.bool(errs))
+            .unwrap_or(false),
+        disable_session_cache: obj
+            .get("disable_stateful_session_resumption")
             .and_then(|b| b.bool(errs))
             .unwrap_or(false),
     })

@@ -89,7 +89,11 @@ impl ServerTls {
         };
         let mut config = builder.with_cert_resolver(Arc::new(SniResolver { certs }));
         config.alpn_protocols = common.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+        config.session_storage = if tls.disable_session_cache {
+            Arc::new(rustls::server::NoServerSessionStorage {})
+        } else {
+            ServerSessionMemoryCache::new(SESSION_CACHE)
+        };
         if !tls.disable_tickets {
             config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
                 .map_err(|e| format!("cannot make a session ticket key: {e}"))?;

@@ -154,6 +154,8 @@ pub struct Handshake {
     pub version: Option<String>,
     /// The HTTP response the server answered `send` with, if any.
     pub answer: String,
+    /// The session was resumed rather than new.
+    pub resumed: bool,
 }
 
 /// One handshake to `port` with `openssl s_client`: `sni`, `alpn`, and
@@ -210,6 +212,7 @@ pub fn s_client(port: u16, sni: Option<&str>, extra: &[&str], send: &str) -> Han
                 .map(|v| v.trim().to_string())
         }),
         answer,
+        resumed: text.contains("Reused, TLS"),
     }
 }
 
