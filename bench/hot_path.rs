@@ -148,6 +148,7 @@ fn head_parsing(c: &mut Criterion) {
         remote: std::net::SocketAddr::from(([127, 0, 0, 1], 40000)).into(),
         local: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 80)).into()),
         tls: None,
+        direct_remote: None,
     };
     let shard = Shard::new(
         0,

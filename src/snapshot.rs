@@ -94,6 +94,9 @@ pub struct Listener {
     pub tls_inspector: Option<Arc<Scope<sets::TlsInspector>>>,
     /// `http_inspector.*`, when the listener runs it.
     pub http_inspector: Option<Arc<Scope<sets::HttpInspector>>>,
+    /// The PROXY protocol filter's stats, and the root counter of its
+    /// failures, when the listener runs it.
+    pub proxy_protocol: Option<(Arc<Scope<sets::ProxyProto>>, Arc<Scope<sets::Root>>)>,
     /// `filter_chains`, then `default_filter_chain` when there is one.
     pub chains: Vec<FilterChain>,
     /// Whether the last chain is the `default_filter_chain`.
@@ -277,6 +280,11 @@ impl ConfigSnapshot {
                 filters: l.filters.clone(),
                 tls_inspector: l.filters.tls_inspector.then(|| store.tls_inspector()),
                 http_inspector: l.filters.http_inspector.then(|| store.http_inspector()),
+                proxy_protocol: l
+                    .filters
+                    .proxy_protocol
+                    .as_ref()
+                    .map(|p| (store.proxy_protocol(&p.stat_prefix), store.root())),
                 chains,
                 has_default: l.default_chain.is_some(),
                 ssl: store.ssl(&owner),

@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
             remote: std::net::SocketAddr::from(([10, 1, 2, 3], 40000)).into(),
             local: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 80)).into()),
             tls: None,
+            direct_remote: None,
         };
         if let ParsedRequest::Request(req, _) = parse_request(data, &f.http, &peer, &f.shard) {
             assert!(req.head_len <= data.len());

@@ -20,6 +20,8 @@ const TLS_INSPECTOR_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
 const HTTP_INSPECTOR_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+const PROXY_PROTOCOL_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol";
 
 #[rustfmt::skip]
 static LISTENER: Fields = Fields {
@@ -75,6 +77,11 @@ static TLS_INSPECTOR: Fields = Fields {
     ],
 };
 #[rustfmt::skip]
+static PROXY_PROTOCOL: Fields = Fields {
+    known: &["@type", "allow_requests_without_proxy_protocol", "disallowed_versions", "stat_prefix"],
+    unsupported: &["rules", "pass_through_tlvs"],
+};
+#[rustfmt::skip]
 static HTTP_INSPECTOR: Fields = Fields {
     known: &["@type"],
     unsupported: &[],
@@ -109,10 +116,23 @@ pub struct ListenerFilters {
     pub tls_inspector: bool,
     /// `envoy.filters.listener.http_inspector`: "http/1.1" or "h2c".
     pub http_inspector: bool,
+    /// `envoy.filters.listener.proxy_protocol` (always run first).
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// `listener_filters_timeout` (15 s; 0 disables).
     pub timeout: Option<Duration>,
     /// `continue_on_listener_filters_timeout`.
     pub continue_on_timeout: bool,
+}
+
+/// `envoy.filters.listener.proxy_protocol`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// `allow_requests_without_proxy_protocol`.
+    pub allow_without: bool,
+    /// `disallowed_versions`: 1 and/or 2.
+    pub disallowed: Vec<u8>,
+    /// `stat_prefix`: stats are `proxy_proto.<stat_prefix>.*`.
+    pub stat_prefix: String,
 }
 
 /// One filter chain.
@@ -320,9 +340,10 @@ fn listener_filters(obj: &Obj, errs: &mut Errors) -> ListenerFilters {
                 tc.object(errs, &HTTP_INSPECTOR);
                 out.http_inspector = true;
             }
+            Some(PROXY_PROTOCOL_TYPE) => out.proxy_protocol = proxy_protocol(&tc, errs),
             Some(other) => errs.add(
                 &format!("{}.@type", tc.path()),
-                format!("listener filter {other:?} is not supported yet (tls_inspector and http_inspector are)"),
+                format!("listener filter {other:?} is not supported yet (tls_inspector, http_inspector and proxy_protocol are)"),
             ),
             None => {}
         }
@@ -335,6 +356,34 @@ fn listener_filters(obj: &Obj, errs: &mut Errors) -> ListenerFilters {
         .and_then(|b| b.bool(errs))
         .unwrap_or(false);
     out
+}
+
+fn proxy_protocol(node: &Node, errs: &mut Errors) -> Option<ProxyProtocol> {
+    let obj = node.object(errs, &PROXY_PROTOCOL)?;
+    let mut out = ProxyProtocol {
+        allow_without: obj
+            .get("allow_requests_without_proxy_protocol")
+            .and_then(|b| b.bool(errs))
+            .unwrap_or(false),
+        stat_prefix: obj
+            .get("stat_prefix")
+            .and_then(|p| p.str(errs))
+            .unwrap_or("")
+            .to_string(),
+        ..ProxyProtocol::default()
+    };
+    for v in obj
+        .get("disallowed_versions")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+    {
+        match v.enumeration(errs, &["V1", "V2"]) {
+            Some("V1") => out.disallowed.push(1),
+            Some(_) => out.disallowed.push(2),
+            None => {}
+        }
+    }
+    Some(out)
 }
 
 fn filter_chain(node: Node, errs: &mut Errors) -> Option<FilterChain> {

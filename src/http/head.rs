@@ -183,6 +183,9 @@ pub struct Peer {
     pub local: Option<Address>,
     /// The TLS session the connection runs in, if any.
     pub tls: Option<std::rc::Rc<crate::tls::SessionInfo>>,
+    /// The socket's own peer, when a PROXY protocol header named another
+    /// client as `remote`.
+    pub direct_remote: Option<Address>,
 }
 
 fn with_headers<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -> R) -> R {
@@ -568,6 +571,11 @@ fn analyse_request<'v>(
         let record = Record {
             remote: Some(client.clone()),
             tls: peer.tls.as_deref(),
+            direct_remote: Some(
+                peer.direct_remote
+                    .clone()
+                    .unwrap_or_else(|| peer.remote.clone()),
+            ),
             ..Record::new(
                 SystemTime::now(),
                 raw_head,

@@ -60,12 +60,14 @@ enum Verdict<T> {
     Not,
 }
 
-/// Runs the inspectors on `stream` until each has decided, the client
-/// stops sending, or `timeout` passes. None when the connection failed.
+/// Runs the inspectors on `stream` (after the `initial` bytes an earlier
+/// filter read) until each has decided, the client stops sending, or
+/// `timeout` passes. None when the connection failed.
 pub async fn inspect(
     stream: &mut Stream,
     which: Inspectors<'_>,
     timeout: Option<Duration>,
+    initial: Vec<u8>,
 ) -> Option<Inspected> {
     let mut out = Inspected::default();
     let mut acceptor = which.tls.map(|_| Acceptor::default());
@@ -81,6 +83,16 @@ pub async fn inspect(
     };
     let deadline = timeout.map(|t| monoio::time::Instant::now() + t);
     let w = which.w;
+    // Bytes an earlier filter read are looked at first.
+    if !initial.is_empty() {
+        if let Some(a) = acceptor.as_mut() {
+            tls = client_hello(a, &initial, initial[0]);
+        }
+        if which.http.is_some() {
+            http = http_version(&initial);
+        }
+        out.bytes = initial;
+    }
     while matches!(tls, Verdict::Undecided) || matches!(http, Verdict::Undecided) {
         let want = if out.bytes.is_empty() {
             FIRST_READ

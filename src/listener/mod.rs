@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod inspect;
+mod proxy_protocol;
 mod tcp_proxy;
 
 use crate::http::conn::{self, ChainAt};
@@ -13,7 +14,9 @@ use crate::http::head::Peer;
 use crate::net::{Address, Stream};
 use crate::server::shard::Shard;
 use crate::snapshot::{Listener, Serve};
-use crate::stats::sets::{Listener as ListenerStat, Server as ServerStat};
+use crate::stats::sets::{
+    Listener as ListenerStat, ProxyProto as ProxyStat, Root as RootStat, Server as ServerStat,
+};
 use crate::tls::SessionInfo;
 use chain::ConnInfo;
 use inspect::{Inspected, Inspectors};
@@ -32,18 +35,56 @@ pub async fn serve(
         return;
     };
     let w = shard.id;
+    let timeout = listener.filters.timeout;
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let direct = remote.clone();
+    let (mut remote, mut local) = (remote, local);
+    let mut first = Vec::new();
+    if let (Some(config), Some((stats, root))) =
+        (&listener.filters.proxy_protocol, &listener.proxy_protocol)
+    {
+        let read = proxy_protocol::read(&mut stream);
+        let read = match timeout {
+            Some(t) => monoio::time::timeout(t, read).await.ok(),
+            None => Some(read.await),
+        };
+        match proxied(read, config, stats, w) {
+            Ok((header, rest)) => {
+                if let proxy_protocol::Header::Proxied {
+                    source,
+                    destination,
+                    ..
+                } = header
+                {
+                    remote = source;
+                    local = Some(destination);
+                }
+                first = rest;
+            }
+            Err(counted) => {
+                if counted {
+                    root.inc(w, RootStat::downstream_cx_proxy_proto_error);
+                }
+                return;
+            }
+        }
+    }
     let inspected = if listener.tls_inspector.is_some() || listener.http_inspector.is_some() {
         let which = Inspectors {
             tls: listener.tls_inspector.as_deref(),
             http: listener.http_inspector.as_deref(),
             w,
         };
-        match inspect::inspect(&mut stream, which, listener.filters.timeout).await {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        match inspect::inspect(&mut stream, which, left, first).await {
             Some(found) if !found.timed_out || listener.filters.continue_on_timeout => found,
             _ => return,
         }
     } else {
-        Inspected::default()
+        Inspected {
+            bytes: first,
+            ..Inspected::default()
+        }
     };
     let Some(chain) = choose(&listener, &inspected, &remote, local.as_ref()) else {
         listener.stats.inc(w, ListenerStat::no_filter_chain_match);
@@ -73,6 +114,7 @@ pub async fn serve(
         None => (stream, bytes, false),
     };
     let peer = Peer {
+        direct_remote: (direct != remote).then_some(direct),
         remote,
         local,
         tls: session_info,
@@ -92,6 +134,69 @@ pub async fn serve(
             tcp_proxy::serve(stream, replay, peer, &shard, &proxy).await;
         }
     }
+}
+
+/// Counts what the PROXY protocol filter read and gives the header and the
+/// bytes after it. Err when the connection must close: true when that
+/// counts as `downstream_cx_proxy_proto_error` (a malformed or missing
+/// header, or a timeout), false when the client just left or sent a
+/// version refused by `disallowed_versions`.
+fn proxied(
+    read: Option<Result<proxy_protocol::Read, proxy_protocol::Failure>>,
+    config: &crate::config::ProxyProtocol,
+    stats: &crate::stats::Scope<ProxyStat>,
+    w: usize,
+) -> Result<(proxy_protocol::Header, Vec<u8>), bool> {
+    use proxy_protocol::{Failure, Header};
+    // (found, disallowed, error) of a version.
+    let of = |version: u8| match version {
+        1 => (
+            ProxyStat::V1Found,
+            ProxyStat::V1Disallowed,
+            ProxyStat::V1Error,
+        ),
+        _ => (
+            ProxyStat::V2Found,
+            ProxyStat::V2Disallowed,
+            ProxyStat::V2Error,
+        ),
+    };
+    let read = match read {
+        None => return Err(true),
+        Some(Ok(read)) => read,
+        Some(Err(Failure::Malformed(version))) => {
+            stats.inc(w, of(version).2);
+            return Err(true);
+        }
+        Some(Err(Failure::Closed)) => return Err(false),
+    };
+    let version = match &read.header {
+        Header::Proxied { version, .. } | Header::Local { version } => *version,
+        Header::Absent if config.allow_without => {
+            stats.inc(w, ProxyStat::NotFoundAllowed);
+            return Ok((Header::Absent, read.bytes));
+        }
+        Header::Absent => {
+            stats.inc(w, ProxyStat::NotFoundDisallowed);
+            return Err(true);
+        }
+    };
+    if config.disallowed.contains(&version) {
+        // As Envoy 1.40: where a header may be missing, a refused version
+        // is taken for no header (its bytes go on as they came); where
+        // not, it is found, refused, and the connection closed.
+        if config.allow_without {
+            stats.inc(w, ProxyStat::NotFoundAllowed);
+            return Ok((Header::Absent, read.bytes));
+        }
+        stats.inc(w, of(version).0);
+        stats.inc(w, of(version).1);
+        return Err(false);
+    }
+    stats.inc(w, of(version).0);
+    let mut rest = read.bytes;
+    rest.drain(..read.header_len);
+    Ok((read.header, rest))
 }
 
 /// The chain that serves the connection, by `filter_chain_match`, else

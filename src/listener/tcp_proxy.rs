@@ -82,6 +82,11 @@ pub(super) async fn serve(
     let mut record = Record::new(wall, &[], peer.remote.clone(), peer.local.clone());
     record.protocol = "-";
     record.tls = peer.tls.as_deref();
+    record.direct_remote = Some(
+        peer.direct_remote
+            .clone()
+            .unwrap_or_else(|| peer.remote.clone()),
+    );
     record.upstream_cluster = Some(cluster.name());
     let Some((mut up, addr)) = upstream else {
         if flags.contains(ResponseFlags::UPSTREAM_CONNECTION_FAILURE) {

@@ -368,6 +368,20 @@ impl Store {
         self.named("http_inspector.".into())
     }
 
+    /// `proxy_proto.[<stat_prefix>.]` stats.
+    pub fn proxy_protocol(&self, stat_prefix: &str) -> Arc<Scope<sets::ProxyProto>> {
+        if stat_prefix.is_empty() {
+            self.named("proxy_proto.".into())
+        } else {
+            self.named(format!("proxy_proto.{stat_prefix}."))
+        }
+    }
+
+    /// Counters with no prefix (`downstream_cx_proxy_proto_error`).
+    pub fn root(&self) -> Arc<Scope<sets::Root>> {
+        self.named(String::new())
+    }
+
     /// `tcp.<stat_prefix>.` stats.
     pub fn tcp_proxy(&self, stat_prefix: &str) -> Arc<Scope<sets::TcpProxy>> {
         self.named(format!("tcp.{stat_prefix}."))

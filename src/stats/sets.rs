@@ -132,3 +132,40 @@ stat_set!(
     ],
     gauges [downstream_cx_rx_bytes_buffered, downstream_cx_tx_bytes_buffered, upstream_flush_active]
 );
+
+/// `proxy_proto.[<stat_prefix>.]*`: what the PROXY protocol filter found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum ProxyProto {
+    NotFoundAllowed,
+    NotFoundDisallowed,
+    V1Found,
+    V1Disallowed,
+    V1Error,
+    V2Found,
+    V2Disallowed,
+    V2Error,
+}
+
+impl crate::stats::StatSet for ProxyProto {
+    const NAMES: &'static [(&'static str, crate::stats::Kind)] = &[
+        ("not_found_allowed", crate::stats::Kind::Counter),
+        ("not_found_disallowed", crate::stats::Kind::Counter),
+        ("versions.v1.found", crate::stats::Kind::Counter),
+        ("versions.v1.disallowed", crate::stats::Kind::Counter),
+        ("versions.v1.error", crate::stats::Kind::Counter),
+        ("versions.v2.found", crate::stats::Kind::Counter),
+        ("versions.v2.disallowed", crate::stats::Kind::Counter),
+        ("versions.v2.error", crate::stats::Kind::Counter),
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+stat_set!(
+    /// Counters at the root of the stats tree.
+    Root, None,
+    counters [downstream_cx_proxy_proto_error],
+    gauges []
+);

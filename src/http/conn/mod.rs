@@ -347,6 +347,12 @@ impl<'a> Exchange<'a> {
                     .unwrap_or_else(|| i64::from(grpc::status_for_http(self.status.get())))
             }),
             tls: self.peer.tls.as_deref(),
+            direct_remote: Some(
+                self.peer
+                    .direct_remote
+                    .clone()
+                    .unwrap_or_else(|| self.peer.remote.clone()),
+            ),
             ..Record::new(
                 wall_clock(self.started),
                 &self.request_head,
@@ -489,6 +495,11 @@ async fn answer_unparsed<D: Downstream>(
         bytes_sent: if sent { reply.body.len() as u64 } else { 0 },
         duration: started.elapsed(),
         tls: peer.tls.as_deref(),
+        direct_remote: Some(
+            peer.direct_remote
+                .clone()
+                .unwrap_or_else(|| peer.remote.clone()),
+        ),
         ..Record::new(
             wall_clock(started),
             &[],
