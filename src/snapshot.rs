@@ -94,15 +94,23 @@ pub struct Listener {
     pub tls_inspector: Option<Arc<Scope<sets::TlsInspector>>>,
     /// `http_inspector.*`, when the listener runs it.
     pub http_inspector: Option<Arc<Scope<sets::HttpInspector>>>,
-    /// The PROXY protocol filter's stats, and the root counter of its
-    /// failures, when the listener runs it.
-    pub proxy_protocol: Option<(Arc<Scope<sets::ProxyProto>>, Arc<Scope<sets::Root>>)>,
+    /// The PROXY protocol filter's stats, when the listener runs it.
+    pub proxy_protocol: Option<ProxyProtocolStats>,
     /// `filter_chains`, then `default_filter_chain` when there is one.
     pub chains: Vec<FilterChain>,
     /// Whether the last chain is the `default_filter_chain`.
     pub has_default: bool,
     /// `listener.<address>.ssl.*` (every TLS chain of the listener).
     pub ssl: Arc<SslStats>,
+}
+
+/// Where the PROXY protocol filter counts.
+#[derive(Debug)]
+pub struct ProxyProtocolStats {
+    /// `proxy_proto.[<stat_prefix>.]*`.
+    pub filter: Arc<Scope<sets::ProxyProto>>,
+    /// `downstream_cx_proxy_proto_error`.
+    pub root: Arc<Scope<sets::Root>>,
 }
 
 /// One filter chain, compiled.
@@ -284,7 +292,10 @@ impl ConfigSnapshot {
                     .filters
                     .proxy_protocol
                     .as_ref()
-                    .map(|p| (store.proxy_protocol(&p.stat_prefix), store.root())),
+                    .map(|p| ProxyProtocolStats {
+                        filter: store.proxy_protocol(&p.stat_prefix),
+                        root: store.root(),
+                    }),
                 chains,
                 has_default: l.default_chain.is_some(),
                 ssl: store.ssl(&owner),

@@ -40,7 +40,7 @@ pub async fn serve(
     let direct = remote.clone();
     let (mut remote, mut local) = (remote, local);
     let mut first = Vec::new();
-    if let (Some(config), Some((stats, root))) =
+    if let (Some(config), Some(stats)) =
         (&listener.filters.proxy_protocol, &listener.proxy_protocol)
     {
         let read = proxy_protocol::read(&mut stream);
@@ -48,7 +48,7 @@ pub async fn serve(
             Some(t) => monoio::time::timeout(t, read).await.ok(),
             None => Some(read.await),
         };
-        match proxied(read, config, stats, w) {
+        match proxied(read, config, &stats.filter, w) {
             Ok((header, rest)) => {
                 if let proxy_protocol::Header::Proxied {
                     source,
@@ -63,7 +63,7 @@ pub async fn serve(
             }
             Err(counted) => {
                 if counted {
-                    root.inc(w, RootStat::downstream_cx_proxy_proto_error);
+                    stats.root.inc(w, RootStat::downstream_cx_proxy_proto_error);
                 }
                 return;
             }
