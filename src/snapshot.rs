@@ -78,7 +78,7 @@ pub struct HttpSettings {
 }
 
 /// A listener as the shards run it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Listener {
     /// `name`.
     pub name: String,
@@ -105,7 +105,7 @@ pub struct Listener {
 }
 
 /// Where the PROXY protocol filter counts.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ProxyProtocolStats {
     /// `proxy_proto.[<stat_prefix>.]*`.
     pub filter: Arc<Scope<sets::ProxyProto>>,
@@ -114,7 +114,7 @@ pub struct ProxyProtocolStats {
 }
 
 /// One filter chain, compiled.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FilterChain {
     /// `filter_chain_match`.
     pub matcher: config::ChainMatch,
@@ -125,7 +125,7 @@ pub struct FilterChain {
 }
 
 /// A chain's terminal network filter.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Serve {
     /// `http_connection_manager`.
     Http(Arc<HttpChain>),
@@ -310,6 +310,57 @@ impl ConfigSnapshot {
         } else {
             Err(errors)
         }
+    }
+
+    /// Every file a TLS context of this snapshot reads.
+    pub fn tls_files(&self) -> Vec<std::path::PathBuf> {
+        let servers = self.listeners.iter().flat_map(|l| &l.chains);
+        let servers = servers.filter_map(|c| c.tls.as_ref());
+        let clients = self.clusters.iter().filter_map(|c| c.tls.as_ref());
+        servers
+            .flat_map(|t| t.source.common.files())
+            .chain(clients.flat_map(|t| t.source.0.common.files()))
+            .collect()
+    }
+
+    /// A copy of this snapshot with every TLS context compiled again from
+    /// its files (a rotated certificate); errors say which failed, and
+    /// leave the whole snapshot as it was.
+    pub fn with_tls_reloaded(&self, store: &Store) -> Result<ConfigSnapshot, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut listeners = Vec::new();
+        for l in &self.listeners {
+            let mut next = (**l).clone();
+            for chain in &mut next.chains {
+                if let Some(tls) = &chain.tls {
+                    match ServerTls::compile(&tls.source) {
+                        Ok(t) => chain.tls = Some(Arc::new(t)),
+                        Err(e) => errors.push(format!("listener {}: {e}", l.name)),
+                    }
+                }
+            }
+            listeners.push(Arc::new(next));
+        }
+        let mut clusters = Vec::new();
+        for c in &self.clusters {
+            let Some(tls) = &c.tls else {
+                clusters.push(c.clone());
+                continue;
+            };
+            let (source, protocol) = &tls.source;
+            match ClientTls::compile(source, protocol) {
+                Ok(t) => clusters.push(Arc::new(c.with_tls(store, Arc::new(t)))),
+                Err(e) => errors.push(format!("cluster {}: {e}", c.name())),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(ConfigSnapshot {
+            epoch: self.epoch,
+            listeners,
+            clusters,
+        })
     }
 
     /// A copy of this snapshot with one cluster's endpoints replaced.

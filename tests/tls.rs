@@ -500,3 +500,93 @@ fn session_tickets_resume_on_any_shard_unless_disabled() {
     let full = Proxy::start(&config(off), &["--concurrency", "2"]);
     assert_eq!(resumptions(&full), 0, "no reconnection resumed");
 }
+
+#[test]
+fn rotated_certificate_files_are_served_without_dropping_connections() {
+    if !tool_or_skip("tls rotation", &["openssl", "version"]) {
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::os::unix::fs::symlink;
+    let certs = Certs::generate();
+    let dir = TempDir::new();
+    let live = |name: &str| dir.0.join(name).display().to_string();
+    // Kubernetes-style: the configured paths are symlinks swapped by rename.
+    let point = |cert: &str| {
+        for ext in ["crt", "key"] {
+            let tmp = dir.0.join(format!("next.{ext}"));
+            let _ = std::fs::remove_file(&tmp);
+            symlink(certs.path(&format!("{cert}.{ext}")), &tmp).expect("symlink");
+            std::fs::rename(&tmp, dir.0.join(format!("live.{ext}"))).expect("swap");
+        }
+    };
+    point("a");
+    let socket = format!(
+        "      transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n          common_tls_context:\n            tls_certificates: [{{ certificate_chain: {{ filename: {} }}, private_key: {{ filename: {} }} }}]\n",
+        live("live.crt"),
+        live("live.key")
+    );
+    let chains = format!("    - {}{}", &socket[6..], http_filter("rotated"));
+    let config = listener(&chains, "").replace("{admin}", &free_port().to_string());
+    let proxy = Proxy::start(&config, &["--concurrency", "2"]);
+    let subject = || s_client(proxy.port, Some("a.example.com"), &[], "").subject;
+    assert_eq!(subject().as_deref(), Some("a"));
+    // A connection opened before the rotation.
+    let mut held = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{}", proxy.port),
+        ])
+        .args(["-servername", "a.example.com"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("s_client");
+    let mut input = held.stdin.take().expect("stdin");
+    let mut output = held.stdout.take().expect("stdout");
+    let mut ask = || {
+        input
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .expect("send");
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !seen.ends_with(b"rotated") {
+            let n = output.read(&mut chunk).expect("read");
+            assert!(
+                n > 0,
+                "the held connection closed: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    };
+    ask();
+    point("b");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while subject().as_deref() != Some("b") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The connection from before still works.
+    ask();
+    // A certificate whose key does not match is refused; the last good
+    // pair stays.
+    let tmp = dir.0.join("next.crt");
+    let _ = std::fs::remove_file(&tmp);
+    symlink(certs.path("a.crt"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, dir.0.join("live.crt")).expect("swap");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !proxy.log_text().contains("were not taken") {
+        assert!(std::time::Instant::now() < deadline, "{}", proxy.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(subject().as_deref(), Some("b"));
+    let _ = held.kill();
+    let _ = held.wait();
+}

@@ -210,6 +210,22 @@ pub struct CommonTls {
     pub params_path: String,
 }
 
+impl CommonTls {
+    /// Every file the context reads (certificates, keys, CAs, CRLs).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let validation = self.validation.iter();
+        self.certificates
+            .iter()
+            .flat_map(|c| [&c.chain, &c.key])
+            .chain(validation.flat_map(|v| v.trusted_ca.iter().chain(&v.crl)))
+            .filter_map(|d| match d {
+                DataSource::File(p) => Some(p.clone()),
+                DataSource::Inline(_) => None,
+            })
+            .collect()
+    }
+}
+
 /// `DownstreamTlsContext`.
 #[derive(Debug, Clone)]
 pub struct DownstreamTls {

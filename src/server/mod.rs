@@ -3,6 +3,7 @@
 //! The main thread never touches a request. It binds nothing a shard
 //! serves, publishes snapshots, watches signals and DNS, and runs the drain.
 
+mod cert_watch;
 pub mod drain;
 pub mod shard;
 mod socket;
@@ -410,8 +411,9 @@ impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
     }
 }
 
-/// Main-thread loop: re-resolves STRICT_DNS clusters and publishes new
-/// snapshots, and carries out admin commands, until a termination signal
+/// Main-thread loop: re-resolves STRICT_DNS clusters and reloads rotated
+/// certificates, publishing new snapshots, and carries out admin
+/// commands, until a termination signal
 /// or `/quitquitquit`. `/drain_listeners` drops `stop` (the shards drain)
 /// and the loop goes on.
 fn supervise(
@@ -447,6 +449,12 @@ fn supervise(
         .filter(|(_, c)| c.config.discovery.uses_dns())
         .map(|(i, c)| (i, Instant::now() + c.config.dns_refresh_rate))
         .collect();
+    let mut certs = cert_watch::CertWatch::new(published);
+    let cert_ticks = if certs.is_empty() {
+        crossbeam_channel::never()
+    } else {
+        crossbeam_channel::tick(cert_watch::INTERVAL)
+    };
     loop {
         let timer = match due.iter().map(|(_, t)| *t).min() {
             Some(t) => crossbeam_channel::at(t),
@@ -471,6 +479,7 @@ fn supervise(
                 Err(_) => {}
             },
             recv(timer) -> _ => refresh_dns(published, store, &mut due),
+            recv(cert_ticks) -> _ => certs.check(published, store),
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct ClientTls {
     pub certificates: Vec<CertInfo>,
     /// What `/certs` shows of each trusted CA certificate.
     pub ca: Vec<CertInfo>,
+    /// The context and protocol it was compiled from, to compile again
+    /// when its files change.
+    pub source: (UpstreamTls, UpstreamProtocol),
 }
 
 /// Checks a server's certificate as the validation context asks.
@@ -191,6 +194,7 @@ impl ClientTls {
             sni,
             certificates,
             ca: super::verify::ca_infos(common.validation.as_ref()),
+            source: (tls.clone(), protocol.clone()),
         })
     }
 

@@ -30,6 +30,9 @@ pub struct ServerTls {
     pub certificates: Vec<CertInfo>,
     /// What `/certs` shows of each trusted CA certificate.
     pub ca: Vec<CertInfo>,
+    /// The context it was compiled from, to compile again when its files
+    /// change.
+    pub source: DownstreamTls,
 }
 
 /// Picks the certificate for a ClientHello: one whose names cover the SNI
@@ -102,6 +105,7 @@ impl ServerTls {
             config: Arc::new(config),
             certificates,
             ca: super::verify::ca_infos(common.validation.as_ref()),
+            source: tls.clone(),
         })
     }
 

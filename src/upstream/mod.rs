@@ -178,6 +178,17 @@ impl Cluster {
         }
     }
 
+    /// The same cluster with another TLS context; in-flight requests keep
+    /// counting against the same endpoints.
+    pub fn with_tls(&self, store: &Store, tls: Arc<ClientTls>) -> Cluster {
+        Cluster::new(
+            store,
+            self.config.clone(),
+            self.endpoints.clone(),
+            Some(tls),
+        )
+    }
+
     /// Cluster name.
     pub fn name(&self) -> &str {
         &self.config.name
