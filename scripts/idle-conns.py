@@ -3,13 +3,20 @@
 each and reads its response, then leaves them idle. Prints "ready" when all
 are idle, closes them all when a line arrives on stdin, prints "closed".
 With a third argument `h2`, the connections speak HTTP/2 (prior knowledge,
-python-hyper's h2)."""
+python-hyper's h2); with `tls`, HTTP/1.1 over TLS (certificate unchecked)."""
 import socket
+import ssl
 import sys
 
+TLS = ssl.create_default_context()
+TLS.check_hostname = False
+TLS.verify_mode = ssl.CERT_NONE
 
-def http1(port: int) -> socket.socket:
+
+def http1(port: int, tls: bool = False) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port))
+    if tls:
+        s = TLS.wrap_socket(s, server_hostname="bench.local")
     s.sendall(b"GET / HTTP/1.1\r\nhost: bench\r\n\r\n")
     got = b""
     while b"\r\n\r\n" not in got or not got.endswith(b"hello"):
@@ -46,7 +53,14 @@ def http2(port: int) -> socket.socket:
 
 def main() -> None:
     port, count = int(sys.argv[1]), int(sys.argv[2])
-    open_one = http2 if sys.argv[3:] == ["h2"] else http1
+    mode = sys.argv[3:]
+    if mode == ["h2"]:
+        open_one = http2
+    elif mode == ["tls"]:
+        def open_one(port: int) -> socket.socket:
+            return http1(port, tls=True)
+    else:
+        open_one = http1
     conns = [open_one(port) for _ in range(count)]
     print("ready", flush=True)
     sys.stdin.readline()
