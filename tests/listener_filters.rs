@@ -221,3 +221,30 @@ fn source_and_destination_criteria_choose_chains_as_in_envoy() {
     // The most specific source prefix wins.
     assert!(ringway.ends_with("loopback32"), "{ringway}");
 }
+
+#[test]
+fn listener_configs_get_envoys_verdicts() {
+    let Some(bin) = common::oracle::envoy_or_skip("listener validate") else {
+        return;
+    };
+    let names = |list: &str| format!("filter_chain_match: {{ server_names: [{list}] }}\n      ");
+    let cases = [
+        ("distinct chains", format!("{}{}", chain(&names("a.test"), "a"), chain(&names("b.test"), "b")), true),
+        ("duplicate rules", format!("{}{}", chain(&names("a.test"), "a"), chain(&names("a.test"), "b")), false),
+        ("same names in another order", format!("{}{}", chain(&names("a.test, b.test"), "a"), chain(&names("b.test, a.test"), "b")), false),
+        ("wildcard", chain(&names("\"*.a.test\""), "a"), true),
+        ("partial wildcard", chain(&names("\"a*.test\""), "a"), false),
+        ("ports", chain("filter_chain_match: { destination_port: 8080, source_ports: [1, 2] }\n      ", "p"), true),
+    ];
+    for (what, chains, valid) in cases {
+        let config = listener("", &chains)
+            .replace("    listener_filters:\n", "")
+            .replace("{admin}", "0")
+            .replace("{port}", "0")
+            .replace("{log}", "/dev/null");
+        let (envoy_ok, envoy_out) = common::oracle::envoy_validate(&bin, &config);
+        let (ringway_ok, ringway_out) = common::oracle::ringway_validate(&config);
+        assert_eq!(envoy_ok, valid, "{what}: envoy said {envoy_out}");
+        assert_eq!(ringway_ok, valid, "{what}: ringway said {ringway_out}");
+    }
+}
