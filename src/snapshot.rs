@@ -102,6 +102,23 @@ pub struct Listener {
     pub has_default: bool,
     /// `listener.<address>.ssl.*` (every TLS chain of the listener).
     pub ssl: Arc<SslStats>,
+    /// A UDP listener's proxy (it then has no chains).
+    pub udp: Option<Arc<UdpProxy>>,
+}
+
+/// A `udp_proxy`, compiled.
+#[derive(Debug)]
+pub struct UdpProxy {
+    /// The cluster's index.
+    pub cluster: usize,
+    /// `idle_timeout`.
+    pub idle_timeout: Option<Duration>,
+    /// Hash the client's address for the load balancer.
+    pub hash_source_ip: bool,
+    /// `udp.<stat_prefix>.*`.
+    pub stats: Arc<Scope<sets::Udp>>,
+    /// `cluster.<name>.udp.*`.
+    pub cluster_stats: Arc<Scope<sets::ClusterUdp>>,
 }
 
 /// Where the PROXY protocol filter counts.
@@ -299,6 +316,7 @@ impl ConfigSnapshot {
                 chains,
                 has_default: l.default_chain.is_some(),
                 ssl: store.ssl(&owner),
+                udp: l.udp.as_ref().map(|u| compiled.udp(u)),
             }));
         }
         if errors.is_empty() {
@@ -462,6 +480,18 @@ impl Compiler<'_> {
             matcher: c.matcher.clone(),
             tls,
             serve,
+        })
+    }
+
+    /// A UDP proxy; as in Envoy, its cluster may be unknown (each session
+    /// is then counted in `downstream_sess_no_route`).
+    fn udp(&self, u: &config::UdpProxy) -> Arc<UdpProxy> {
+        Arc::new(UdpProxy {
+            cluster: self.by_name.get(&u.cluster).copied().unwrap_or(usize::MAX),
+            idle_timeout: u.idle_timeout,
+            hash_source_ip: u.hash_source_ip,
+            stats: self.store.udp_proxy(&u.stat_prefix),
+            cluster_stats: self.store.cluster_udp(&u.cluster),
         })
     }
 

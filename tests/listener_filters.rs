@@ -229,12 +229,43 @@ fn listener_configs_get_envoys_verdicts() {
     };
     let names = |list: &str| format!("filter_chain_match: {{ server_names: [{list}] }}\n      ");
     let cases = [
-        ("distinct chains", format!("{}{}", chain(&names("a.test"), "a"), chain(&names("b.test"), "b")), true),
-        ("duplicate rules", format!("{}{}", chain(&names("a.test"), "a"), chain(&names("a.test"), "b")), false),
-        ("same names in another order", format!("{}{}", chain(&names("a.test, b.test"), "a"), chain(&names("b.test, a.test"), "b")), false),
+        (
+            "distinct chains",
+            format!(
+                "{}{}",
+                chain(&names("a.test"), "a"),
+                chain(&names("b.test"), "b")
+            ),
+            true,
+        ),
+        (
+            "duplicate rules",
+            format!(
+                "{}{}",
+                chain(&names("a.test"), "a"),
+                chain(&names("a.test"), "b")
+            ),
+            false,
+        ),
+        (
+            "same names in another order",
+            format!(
+                "{}{}",
+                chain(&names("a.test, b.test"), "a"),
+                chain(&names("b.test, a.test"), "b")
+            ),
+            false,
+        ),
         ("wildcard", chain(&names("\"*.a.test\""), "a"), true),
         ("partial wildcard", chain(&names("\"a*.test\""), "a"), false),
-        ("ports", chain("filter_chain_match: { destination_port: 8080, source_ports: [1, 2] }\n      ", "p"), true),
+        (
+            "ports",
+            chain(
+                "filter_chain_match: { destination_port: 8080, source_ports: [1, 2] }\n      ",
+                "p",
+            ),
+            true,
+        ),
     ];
     for (what, chains, valid) in cases {
         let config = listener("", &chains)

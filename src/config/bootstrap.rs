@@ -701,7 +701,7 @@ fn admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
     let o = node.object(errs, &ADMIN)?;
     let address = o
         .require(errs, "address")
-        .and_then(|a| bind_address(&a, errs, "the admin API"));
+        .and_then(|a| bind_address(&a, errs, "the admin API", false));
     let mut access_logs: Vec<_> = o
         .get("access_log")
         .map(|l| l.list(errs))
@@ -724,8 +724,13 @@ fn admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
 
 /// Decodes an address Ringway binds: a literal IP, or a pipe with its
 /// `mode`.
-pub(super) fn bind_address(a: &Node, errs: &mut Errors, what: &str) -> Option<(Address, u32)> {
-    match address(a, errs)? {
+pub(super) fn bind_address(
+    a: &Node,
+    errs: &mut Errors,
+    what: &str,
+    udp_ok: bool,
+) -> Option<(Address, u32)> {
+    match address(a, errs, udp_ok)? {
         (EndpointAddress::Pipe(pipe), mode) => Some((pipe, mode)),
         (EndpointAddress::Socket { host, port }, _) => match host.parse::<IpAddr>() {
             Ok(ip) => Some((Address::Ip(SocketAddr::new(ip, port)), 0)),
@@ -745,14 +750,14 @@ const MAX_PIPE_PATH: usize = 108;
 
 /// Decodes `address`: exactly one of `socket_address` (host text and
 /// port) or `pipe` (with its `mode`; 0 for a socket address).
-fn address(child: &Node, errs: &mut Errors) -> Option<(EndpointAddress, u32)> {
+fn address(child: &Node, errs: &mut Errors, udp_ok: bool) -> Option<(EndpointAddress, u32)> {
     let addr = child.object(errs, &ADDRESS)?;
     let Some(pipe) = addr.get("pipe") else {
         let sa = addr.require(errs, "socket_address")?;
         let sa = sa.object(errs, &SOCKET_ADDRESS)?;
         if let Some(p) = sa.get("protocol") {
-            if p.enumeration(errs, &["TCP", "UDP"]) == Some("UDP") {
-                errs.add(p.path(), "UDP is not supported yet");
+            if p.enumeration(errs, &["TCP", "UDP"]) == Some("UDP") && !udp_ok {
+                errs.add(p.path(), "UDP is not supported here (only on a listener)");
             }
         }
         let host = sa.require(errs, "address")?.str(errs)?.to_string();
@@ -1694,7 +1699,7 @@ fn locality_endpoints(
         let Some(addr) = epo.require(errs, "address") else {
             continue;
         };
-        let (host, port) = match address(&addr, errs) {
+        let (host, port) = match address(&addr, errs, false) {
             Some((EndpointAddress::Socket { host, port }, _)) => (host, port),
             Some((pipe @ EndpointAddress::Pipe(_), _)) if discovery == Discovery::Static => {
                 out.push(EndpointConfig {

@@ -9,6 +9,7 @@ use super::bootstrap::{
 use super::node::{Errors, Fields, Node, Obj};
 use super::tcp_proxy::{tcp_proxy, TcpProxy};
 use super::tls::{self, DownstreamTls};
+use super::udp_proxy::{udp_proxy, UdpProxy, UDP_PROXY_TYPE};
 use crate::net::Address;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -107,6 +108,8 @@ pub struct Listener {
     pub filters: ListenerFilters,
     /// How its sockets are made.
     pub socket: super::ListenerSocket,
+    /// A UDP listener's `udp_proxy` (it then has no filter chains).
+    pub udp: Option<UdpProxy>,
 }
 
 /// The listener filters Ringway runs, in Envoy's terms.
@@ -230,7 +233,10 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
         .map(str::to_string);
     let address = obj
         .require(errs, "address")
-        .and_then(|a| bind_address(&a, errs, "a listener"));
+        .and_then(|a| bind_address(&a, errs, "a listener", true));
+    if is_udp(&obj) {
+        return udp_listener(&obj, errs, index, name, address?);
+    }
     let chains: Vec<_> = obj
         .get("filter_chains")
         .map(|c| c.list(errs))
@@ -249,7 +255,8 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
     }
     check_distinct(&chains, &obj, errs);
     let filters = listener_filters(&obj, errs);
-    let (address, pipe_mode) = address?;
+    let socket = listener_socket(&obj, errs, address.as_ref().map_or(0, |a| a.1));
+    let (address, _) = address?;
     Some(Listener {
         index,
         name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
@@ -257,20 +264,89 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
         chains,
         default_chain,
         filters,
-        socket: super::ListenerSocket {
-            reuse_port: any_bool(obj.get("enable_reuse_port"), errs, true),
-            pipe_mode,
-            options: socket_options(&obj, errs),
-            buffer_limit: obj
-                .get("per_connection_buffer_limit_bytes")
-                .map(|b| wrapped_uint(&b, errs, u32::MAX as u64).unwrap_or(0) as usize)
-                .unwrap_or(DEFAULT_BUFFER_LIMIT),
-            traffic_direction: obj
-                .get("traffic_direction")
-                .and_then(|t| t.enumeration(errs, &["UNSPECIFIED", "INBOUND", "OUTBOUND"]))
-                .unwrap_or("UNSPECIFIED"),
-        },
+        socket,
+        udp: None,
     })
+}
+
+/// Whether the listener's `socket_address.protocol` is UDP.
+fn is_udp(obj: &Obj) -> bool {
+    obj.get("address")
+        .and_then(|a| a.value().pointer("/socket_address/protocol").cloned())
+        .and_then(|p| p.as_str().map(|p| p.eq_ignore_ascii_case("UDP")))
+        .unwrap_or(false)
+}
+
+/// A UDP listener: one `udp_proxy` listener filter and no filter chains.
+fn udp_listener(
+    obj: &Obj,
+    errs: &mut Errors,
+    index: usize,
+    name: Option<String>,
+    (address, _): (Address, u32),
+) -> Option<Listener> {
+    if obj
+        .get("filter_chains")
+        .is_some_and(|c| !c.list(errs).is_empty())
+    {
+        errs.add(
+            &format!("{}.filter_chains", obj.path()),
+            "a UDP listener takes no filter chains (its udp_proxy is a listener filter)",
+        );
+    }
+    let mut udp = None;
+    let filters = obj
+        .get("listener_filters")
+        .map(|l| l.list(errs))
+        .unwrap_or_default();
+    for item in filters {
+        let Some(f) = item.object(errs, &LISTENER_FILTER) else {
+            continue;
+        };
+        let Some(tc) = f.require(errs, "typed_config") else {
+            continue;
+        };
+        match type_url(&tc, errs) {
+            Some(UDP_PROXY_TYPE) if udp.is_none() => udp = udp_proxy(&tc, errs),
+            Some(other) => errs.add(
+                &format!("{}.@type", tc.path()),
+                format!("a UDP listener takes one udp_proxy listener filter, not {other:?}"),
+            ),
+            None => {}
+        }
+    }
+    if udp.is_none() {
+        errs.add(
+            &format!("{}.listener_filters", obj.path()),
+            "a UDP listener needs an envoy.filters.udp_listener.udp_proxy",
+        );
+    }
+    Some(Listener {
+        index,
+        name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
+        address,
+        chains: Vec::new(),
+        default_chain: None,
+        filters: ListenerFilters::default(),
+        socket: listener_socket(obj, errs, 0),
+        udp: Some(udp?),
+    })
+}
+
+fn listener_socket(obj: &Obj, errs: &mut Errors, pipe_mode: u32) -> super::ListenerSocket {
+    super::ListenerSocket {
+        reuse_port: any_bool(obj.get("enable_reuse_port"), errs, true),
+        pipe_mode,
+        options: socket_options(obj, errs),
+        buffer_limit: obj
+            .get("per_connection_buffer_limit_bytes")
+            .map(|b| wrapped_uint(&b, errs, u32::MAX as u64).unwrap_or(0) as usize)
+            .unwrap_or(DEFAULT_BUFFER_LIMIT),
+        traffic_direction: obj
+            .get("traffic_direction")
+            .and_then(|t| t.enumeration(errs, &["UNSPECIFIED", "INBOUND", "OUTBOUND"]))
+            .unwrap_or("UNSPECIFIED"),
+    }
 }
 
 /// Envoy refuses two chains that match the same connections.

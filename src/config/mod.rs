@@ -12,6 +12,7 @@ mod route_action;
 mod route_match;
 mod tcp_proxy;
 mod tls;
+mod udp_proxy;
 
 pub use bootstrap::*;
 pub use http2::{Codec, Http2Options, Keepalive};
@@ -23,6 +24,7 @@ pub use route_action::*;
 pub use route_match::*;
 pub use tcp_proxy::TcpProxy;
 pub use tls::*;
+pub use udp_proxy::UdpProxy;
 
 use serde_json::Value;
 

@@ -8,6 +8,7 @@ pub mod chain;
 pub mod inspect;
 mod proxy_protocol;
 mod tcp_proxy;
+pub mod udp_proxy;
 
 use crate::http::conn::{self, ChainAt};
 use crate::http::head::Peer;

@@ -232,12 +232,22 @@ enum Bind {
     /// One socket, bound here, that every shard accepts on
     /// (`enable_reuse_port: false`, and every pipe).
     Shared(Arc<Bound>),
+    /// A UDP listener: each shard binds its own with SO_REUSEPORT.
+    Datagram(SocketAddr, ListenerSocket),
+}
+
+/// A shard's socket for one listener.
+enum Opened {
+    /// Connections to accept.
+    Stream(Listener),
+    /// Datagrams to receive.
+    Datagram(monoio::net::udp::UdpSocket),
 }
 
 impl Bind {
     fn address(&self) -> Address {
         match self {
-            Bind::PerShard(addr, _) => Address::Ip(*addr),
+            Bind::PerShard(addr, _) | Bind::Datagram(addr, _) => Address::Ip(*addr),
             Bind::Shared(l) => l
                 .local_address()
                 .unwrap_or(Address::Ip(SocketAddr::from(([0, 0, 0, 0], 0)))),
@@ -245,14 +255,18 @@ impl Bind {
     }
 
     /// This shard's socket.
-    fn open(&self) -> std::io::Result<Listener> {
+    fn open(&self) -> std::io::Result<Opened> {
         let bound = match self {
             Bind::PerShard(addr, spec) => {
                 socket::listen(&(*addr).into(), true, &spec.options, BACKLOG, 0)?
             }
             Bind::Shared(l) => l.try_clone()?,
+            Bind::Datagram(addr, spec) => {
+                let socket = socket::bind_udp(*addr, &spec.options)?;
+                return monoio::net::udp::UdpSocket::from_std(socket).map(Opened::Datagram);
+            }
         };
-        bound.adopt()
+        bound.adopt().map(Opened::Stream)
     }
 }
 
@@ -267,6 +281,17 @@ fn bind_plan(snapshot: &ConfigSnapshot) -> Result<Vec<Bind>, String> {
         .map(|l| {
             let failed =
                 |e: std::io::Error| format!("listener {}: cannot bind {}: {e}", l.name, l.address);
+            if l.udp.is_some() {
+                let Some(mut ip) = l.address.ip() else {
+                    return Err(format!("listener {}: UDP needs an IP address", l.name));
+                };
+                if ip.port() == 0 {
+                    ip = std::net::UdpSocket::bind(ip)
+                        .and_then(|s| s.local_addr())
+                        .map_err(failed)?;
+                }
+                return Ok(Bind::Datagram(ip, l.socket.clone()));
+            }
             let ip = match l.address.ip() {
                 Some(ip) if l.socket.reuse_port => ip,
                 _ => {
@@ -342,8 +367,15 @@ async fn run_shard(
         }
     }
     let _ = ready.send(Ok(()));
-    for (index, listener) in listeners.into_iter().enumerate() {
-        monoio::spawn(accept_loop(listener, index, shard.clone()));
+    for (index, opened) in listeners.into_iter().enumerate() {
+        match opened {
+            Opened::Stream(l) => monoio::spawn(accept_loop(l, index, shard.clone())),
+            Opened::Datagram(socket) => monoio::spawn(crate::listener::udp_proxy::serve(
+                socket,
+                index,
+                shard.clone(),
+            )),
+        };
     }
     let _ = stop.recv_async().await;
     shard.drain.start();

@@ -5,6 +5,7 @@
 use crate::config::{SocketOption, SocketState};
 use crate::net::{set_int_option, Address, Bound};
 use socket2::{Domain, SockAddr, Socket, Type};
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
@@ -56,6 +57,23 @@ pub fn listen(
         Address::Ip(_) => Bound::Tcp(socket.into()),
         Address::Pipe(_) => Bound::Unix(OwnedFd::from(socket).into(), addr.clone()),
     })
+}
+
+/// Binds a UDP socket on `addr` with SO_REUSEPORT (the kernel then keeps
+/// each client on one shard's socket), its `options` set; non-blocking.
+pub fn bind_udp(
+    addr: SocketAddr,
+    options: &[SocketOption],
+) -> std::io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    socket.set_reuse_address(true)?;
+    set_int_option(&socket, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    apply(&socket, options, SocketState::Prebind)?;
+    socket.bind(&SockAddr::from(addr))?;
+    apply(&socket, options, SocketState::Bound)?;
+    apply(&socket, options, SocketState::Listening)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Removes the socket file a previous run left at `path`.

@@ -382,6 +382,16 @@ impl Store {
         self.named(String::new())
     }
 
+    /// `udp.<stat_prefix>.` stats.
+    pub fn udp_proxy(&self, stat_prefix: &str) -> Arc<Scope<sets::Udp>> {
+        self.named(format!("udp.{stat_prefix}."))
+    }
+
+    /// `cluster.<name>.udp.` stats.
+    pub fn cluster_udp(&self, name: &str) -> Arc<Scope<sets::ClusterUdp>> {
+        self.named(format!("cluster.{name}.udp."))
+    }
+
     /// `tcp.<stat_prefix>.` stats.
     pub fn tcp_proxy(&self, stat_prefix: &str) -> Arc<Scope<sets::TcpProxy>> {
         self.named(format!("tcp.{stat_prefix}."))

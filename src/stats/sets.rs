@@ -169,3 +169,22 @@ stat_set!(
     counters [downstream_cx_proxy_proto_error],
     gauges []
 );
+
+stat_set!(
+    /// `udp.<stat_prefix>.*`: one UDP proxy.
+    Udp, None,
+    counters [
+        downstream_sess_total, downstream_sess_rx_bytes, downstream_sess_rx_datagrams,
+        downstream_sess_tx_bytes, downstream_sess_tx_datagrams, downstream_sess_rx_errors,
+        downstream_sess_tx_errors, downstream_sess_no_route, idle_timeout,
+    ],
+    gauges [downstream_sess_active]
+);
+
+stat_set!(
+    /// `cluster.<name>.udp.*`: datagrams a UDP proxy moved to and from a
+    /// cluster.
+    ClusterUdp, None,
+    counters [sess_rx_datagrams, sess_tx_datagrams, sess_rx_errors, sess_tx_errors],
+    gauges []
+);

@@ -615,6 +615,26 @@ pub fn wait_for_port(port: u16, child: &mut Child, log: &PathBuf) {
     panic!("ringway did not listen on {port}");
 }
 
+/// The TCP port that shows a process with `config` is serving: its
+/// listener's `port`, or, when that listener is UDP (nothing to connect
+/// to), the admin port of the config's `admin` block.
+pub fn ready_port(config: &str, port: u16) -> u16 {
+    if !config.contains("protocol: UDP") {
+        return port;
+    }
+    config
+        .split("admin:")
+        .nth(1)
+        .and_then(|admin| admin.split("port_value:").nth(1))
+        .and_then(|rest| {
+            rest.trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .expect("a UDP listener's config needs an admin block to wait on")
+}
+
 impl Proxy {
     /// Starts ringway on a config whose `{port}` placeholder is the listener port.
     pub fn start(config: &str, args: &[&str]) -> Proxy {
@@ -645,7 +665,8 @@ impl Proxy {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn ringway");
-        wait_for_port(port, &mut child, &log);
+        let text = config.replace("{port}", &port.to_string());
+        wait_for_port(ready_port(&text, port), &mut child, &log);
         Proxy {
             child,
             port,

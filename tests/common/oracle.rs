@@ -69,7 +69,7 @@ impl Envoy {
         let text = config
             .replace("{port}", &port.to_string())
             .replace("{admin}", &admin.to_string());
-        std::fs::write(&path, text).expect("write envoy config");
+        std::fs::write(&path, &text).expect("write envoy config");
         let log = dir.0.join("envoy.log");
         let base_id = (std::process::id() % 10_000) * 100 + BASE_ID.fetch_add(1, Ordering::SeqCst);
         let mut child = Command::new(bin)
@@ -89,7 +89,7 @@ impl Envoy {
             .stderr(std::fs::File::create(&log).expect("envoy log"))
             .spawn()
             .expect("spawn envoy");
-        wait_for_port(port, &mut child, &log);
+        wait_for_port(super::ready_port(&text, port), &mut child, &log);
         // A port that accepts is not yet a server that is ready: Envoy
         // hands its listening socket to its workers after binding it, and a
         // connection in between was once refused. Asking /ready would show
