@@ -633,6 +633,20 @@ fn flag(obj: &Obj, errs: &mut Errors, name: &str) -> bool {
     obj.get(name).and_then(|c| c.bool(errs)).unwrap_or(false)
 }
 
+/// Decodes an optional `UInt32Value` that must be at least 1 (1 when
+/// absent); 0 is an error saying `expected`.
+pub(super) fn at_least_one(child: Option<Node>, errs: &mut Errors, expected: &str) -> u32 {
+    let Some(node) = child else { return 1 };
+    match wrapped_uint(&node, errs, u32::MAX as u64) {
+        Some(0) => {
+            errs.add(node.path(), format!("expected {expected}"));
+            1
+        }
+        Some(n) => n as u32,
+        None => 1,
+    }
+}
+
 /// Decodes a `google.protobuf.UInt32Value`-style field: a bare number or `{value: n}`.
 pub(super) fn wrapped_uint(child: &Node, errs: &mut Errors, max: u64) -> Option<u64> {
     match child.value() {
@@ -1678,17 +1692,11 @@ fn locality_endpoints(
         let Some(lbe) = child.object(errs, &LB_ENDPOINT) else {
             continue;
         };
-        let weight = match lbe.get("load_balancing_weight") {
-            Some(w) => match wrapped_uint(&w, errs, u32::MAX as u64) {
-                Some(0) => {
-                    errs.add(w.path(), "expected a weight of at least 1");
-                    1
-                }
-                Some(n) => n as u32,
-                None => 1,
-            },
-            None => 1,
-        };
+        let weight = at_least_one(
+            lbe.get("load_balancing_weight"),
+            errs,
+            "a weight of at least 1",
+        );
         let Some(ep) = lbe.require(errs, "endpoint") else {
             continue;
         };

@@ -1,6 +1,6 @@
 //! Decoding `envoy.filters.network.tcp_proxy`.
 
-use super::bootstrap::wrapped_uint;
+use super::bootstrap::at_least_one;
 use super::node::{Errors, Fields, Node};
 use crate::access_log::AccessLogConfig;
 use std::time::Duration;
@@ -116,17 +116,7 @@ pub(super) fn tcp_proxy(node: &Node, errs: &mut Errors) -> Option<TcpProxy> {
         .get("max_downstream_connection_duration")
         .and_then(|d| d.duration(errs))
         .filter(|d| !d.is_zero());
-    let max_connect_attempts = match obj.get("max_connect_attempts") {
-        Some(n) => match wrapped_uint(&n, errs, u32::MAX as u64) {
-            Some(0) => {
-                errs.add(n.path(), "expected at least 1");
-                1
-            }
-            Some(v) => v as u32,
-            None => 1,
-        },
-        None => 1,
-    };
+    let max_connect_attempts = at_least_one(obj.get("max_connect_attempts"), errs, "at least 1");
     let mut hash_source_ip = false;
     for item in obj
         .get("hash_policy")

@@ -8,13 +8,12 @@
 //! names only through `match_typed_subject_alt_names`, never the SNI.
 
 use super::cert::{self, CertInfo};
-use super::verify::{roots, PeerChecks};
+use super::verify::{roots, PeerChecks, Signatures};
 use super::{provider, versions};
 use crate::config::{TlsVersion, UpstreamProtocol, UpstreamTls};
 use crate::net::{ByteCounts, Stream, TlsStream};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
@@ -42,7 +41,7 @@ pub struct ClientTls {
 struct ServerVerifier {
     roots: Option<RootCertStore>,
     checks: PeerChecks,
-    provider: Arc<CryptoProvider>,
+    signatures: Signatures,
 }
 
 impl ServerCertVerifier for ServerVerifier {
@@ -61,7 +60,7 @@ impl ServerCertVerifier for ServerVerifier {
                 roots,
                 intermediates,
                 now,
-                self.provider.signature_verification_algorithms.all,
+                self.signatures.0.signature_verification_algorithms.all,
             )?;
         }
         self.checks.check(end_entity)?;
@@ -74,12 +73,7 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -88,18 +82,11 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.schemes()
     }
 }
 
@@ -143,7 +130,7 @@ impl ClientTls {
         let verifier = ServerVerifier {
             roots: trust,
             checks,
-            provider: provider.clone(),
+            signatures: Signatures(provider.clone()),
         };
         // Envoy's client default tops out at TLS 1.2 unless raised.
         let builder = ClientConfig::builder_with_provider(provider.clone())

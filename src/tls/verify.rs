@@ -127,6 +127,45 @@ pub(super) fn ca_infos(v: Option<&Validation>) -> Vec<CertInfo> {
         .collect()
 }
 
+/// Handshake signature checks with a provider's algorithms, shared by the
+/// client- and server-certificate verifiers.
+#[derive(Debug)]
+pub(super) struct Signatures(pub(super) Arc<CryptoProvider>);
+
+impl Signatures {
+    pub(super) fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    pub(super) fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    pub(super) fn schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// A client-certificate verifier for a server context.
 #[derive(Debug)]
 pub(super) struct ClientVerifier {
@@ -134,7 +173,7 @@ pub(super) struct ClientVerifier {
     chain: Option<Arc<dyn ClientCertVerifier>>,
     checks: PeerChecks,
     mandatory: bool,
-    provider: Arc<CryptoProvider>,
+    signatures: Signatures,
 }
 
 impl ClientVerifier {
@@ -166,7 +205,7 @@ impl ClientVerifier {
             chain,
             checks,
             mandatory,
-            provider,
+            signatures: Signatures(provider),
         })
     }
 }
@@ -202,12 +241,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -216,17 +250,10 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.schemes()
     }
 }
