@@ -293,7 +293,9 @@ fn max_stream_duration_and_grpc_timeout_match_envoy() {
         get("a", "/capped/x", &grpc("abc")),
         get("a", "/capped/x", "grpc-timeout: 2S\r\n"),
         get("a", "/uncapped/x", &grpc("3H")),
-        get("a", "/uncapped/x", &grpc("2500000n")),
+        // Nanoseconds round up to whole milliseconds; long enough that the
+        // backend always answers first (2.5 ms raced it under CI load).
+        get("a", "/uncapped/x", &grpc("250000001n")),
         get("a", "/capped/delay/1000", &grpc("300m")),
         get("a", "/route/delay/1000", ""),
         get(
