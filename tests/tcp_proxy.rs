@@ -149,3 +149,64 @@ fn a_refused_upstream_is_logged_and_counted_as_in_envoy() {
     assert_eq!(ringway, envoy);
     assert_eq!(ringway.trim(), "UF,URX 0 - 0 0 c\nUF,URX 0 - 0 0 c");
 }
+
+#[test]
+fn max_downstream_connection_duration_ends_a_busy_connection_as_in_envoy() {
+    // An upstream that answers each line, so the connection is never idle.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let extra = "          max_downstream_connection_duration: 0.5s\n";
+    let Some(pair) = Pair::start("tcp duration", &config(extra, upstream), vec![]) else {
+        return;
+    };
+    for port in [pair.ringway.port, pair.envoy.port] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let started = Instant::now();
+        let mut byte = [0u8; 1];
+        // Keep talking until the proxy ends the connection.
+        let ended = loop {
+            if s.write_all(b"x").is_err() || s.read(&mut byte).unwrap_or(0) == 0 {
+                break started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "port {port}: never ended"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            ended >= Duration::from_millis(400),
+            "port {port}: ended after {ended:?}"
+        );
+    }
+    pair.assert_same_stats(&[
+        "tcp.t.max_downstream_connection_duration",
+        "tcp.t.idle_timeout",
+    ]);
+    let (ringway, envoy) = (log_lines(&pair.logs.0, 2), log_lines(&pair.logs.1, 2));
+    let flags = |text: &str| {
+        text.lines()
+            .map(|l| l.split(' ').next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        flags(&ringway),
+        flags(&envoy),
+        "ringway:\n{ringway}\nenvoy:\n{envoy}"
+    );
+}
