@@ -1,7 +1,7 @@
 //! Decoding `access_log` entries of the HTTP connection manager.
 
 use super::bootstrap::type_url;
-use super::node::{Errors, Fields, Node};
+use super::node::{Errors, Fields, Node, Obj};
 use crate::access_log::format::DEFAULT_FORMAT;
 use crate::access_log::{AccessLogConfig, Destination, Format, Template};
 
@@ -96,6 +96,16 @@ pub fn file_log(path: String) -> Option<AccessLogConfig> {
         destination: Destination::File(path),
         format: default_format()?,
     })
+}
+
+/// Decodes the `access_log` list of `obj` (empty when absent).
+pub fn access_logs(obj: &Obj, errs: &mut Errors) -> Vec<AccessLogConfig> {
+    obj.get("access_log")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|entry| access_log(entry, errs))
+        .collect()
 }
 
 /// Decodes one `access_log[]` entry.

@@ -180,7 +180,7 @@ pub struct XffSettings {
     pub skip_append: bool,
     /// `internal_address_config.cidr_ranges`: the addresses whose requests
     /// are internal (none by default, as in Envoy 1.40).
-    pub internal_ranges: Vec<(IpAddr, u8)>,
+    pub internal_ranges: Vec<super::Cidr>,
     /// `internal_address_config.unix_sockets`: a client on a pipe is
     /// internal.
     pub internal_unix_sockets: bool,
@@ -189,19 +189,7 @@ pub struct XffSettings {
 impl XffSettings {
     /// Whether `ip` lies in one of the internal ranges.
     pub fn is_internal(&self, ip: IpAddr) -> bool {
-        self.internal_ranges
-            .iter()
-            .any(|&(prefix, len)| match (prefix, ip) {
-                (IpAddr::V4(p), IpAddr::V4(a)) => {
-                    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                    u32::from(p) & mask == u32::from(a) & mask
-                }
-                (IpAddr::V6(p), IpAddr::V6(a)) => {
-                    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                    u128::from(p) & mask == u128::from(a) & mask
-                }
-                _ => false,
-            })
+        self.internal_ranges.iter().any(|range| range.contains(ip))
     }
 }
 
@@ -716,13 +704,7 @@ fn admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
     let address = o
         .require(errs, "address")
         .and_then(|a| bind_address(&a, errs, "the admin API", false));
-    let mut access_logs: Vec<_> = o
-        .get("access_log")
-        .map(|l| l.list(errs))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|entry| super::access_log::access_log(entry, errs))
-        .collect();
+    let mut access_logs = super::access_log::access_logs(&o, errs);
     if let Some(path) = string(&o, errs, "access_log_path").filter(|p| !p.is_empty()) {
         access_logs.extend(super::access_log::file_log(path));
     }
@@ -945,13 +927,7 @@ pub(super) fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager
     }
     let generate_request_id = any_bool(obj.get("generate_request_id"), errs, true);
     http_filters(&obj, errs);
-    let access_log = obj
-        .get("access_log")
-        .map(|l| l.list(errs))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|entry| super::access_log::access_log(entry, errs))
-        .collect();
+    let access_log = super::access_log::access_logs(&obj, errs);
     let route_config = match obj.get("route_config") {
         Some(rc) => route_configuration(rc, errs),
         None => {
@@ -1096,7 +1072,7 @@ fn internal_address_config(node: &Node, errs: &mut Errors) -> XffSettings {
                 Some(l) => l.uint(errs, 128)?.min(max) as u8,
                 None => 0,
             };
-            Some((prefix, len))
+            Some(super::Cidr { ip: prefix, len })
         })
         .collect();
     XffSettings {

@@ -127,13 +127,7 @@ pub(super) fn tcp_proxy(node: &Node, errs: &mut Errors) -> Option<TcpProxy> {
             hash_source_ip |= o.get("source_ip").is_some();
         }
     }
-    let access_log = obj
-        .get("access_log")
-        .map(|l| l.list(errs))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|entry| super::access_log::access_log(entry, errs))
-        .collect();
+    let access_log = super::access_log::access_logs(&obj, errs);
     Some(TcpProxy {
         stat_prefix,
         clusters,

@@ -6,7 +6,9 @@ use super::codec::{
 };
 use crate::net::Stream;
 use monoio::io::AsyncWriteRentExt;
+use std::cell::Cell;
 use std::io;
+use std::time::{Duration, Instant};
 
 /// Output is flushed once this much is pending.
 const FLUSH_AT: usize = 64 * 1024;
@@ -184,5 +186,69 @@ fn emit(out: &mut Vec<u8>, data: &[u8], framing: OutFraming) {
     match framing {
         OutFraming::Raw => out.extend_from_slice(data),
         OutFraming::Chunked => encode_chunk(out, data),
+    }
+}
+
+/// Size of each direction's read buffer in a byte relay.
+const RELAY_CHUNK: usize = 16 * 1024;
+
+/// How a byte relay stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relayed {
+    /// The source reached its end.
+    SourceEnded,
+    /// Reading the source failed.
+    SourceFailed,
+    /// Writing the destination failed.
+    DestinationFailed,
+}
+
+impl Relayed {
+    /// Whether the source side stopped it (ended or failed).
+    pub(crate) fn by_source(self) -> bool {
+        self != Relayed::DestinationFailed
+    }
+}
+
+/// Copies from `src` to `dst` until one ends or fails, counting into
+/// `moved` and noting activity in `last` (tunnels and the TCP proxy).
+pub(crate) async fn relay<R: Source, W: Sink>(
+    src: &mut R,
+    dst: &mut W,
+    moved: &Cell<u64>,
+    last: &Cell<Instant>,
+) -> Relayed {
+    let mut rbuf = ReadBuf::default();
+    loop {
+        match src.fill(&mut rbuf, RELAY_CHUNK, Patience::default()).await {
+            Ok(0) => return Relayed::SourceEnded,
+            Ok(_) => {}
+            Err(_) => return Relayed::SourceFailed,
+        }
+        last.set(Instant::now());
+        let data = rbuf.data().to_vec();
+        rbuf.clear();
+        let n = data.len() as u64;
+        if dst.write(data).await.0.is_err() {
+            return Relayed::DestinationFailed;
+        }
+        moved.set(moved.get() + n);
+        last.set(Instant::now());
+    }
+}
+
+/// Resolves once nothing has moved for `idle` since `last` (never without
+/// a limit).
+pub(crate) async fn quiet_for(last: &Cell<Instant>, idle: Option<Duration>) {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    loop {
+        let due = last.get() + idle;
+        let now = Instant::now();
+        if now >= due {
+            return;
+        }
+        monoio::time::sleep(due - now).await;
     }
 }

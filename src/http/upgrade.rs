@@ -2,8 +2,7 @@
 //! request may upgrade, and the byte tunnel both ways once the upstream
 //! switched protocols.
 
-use super::body::{Sink, Source};
-use super::codec::{Patience, ReadBuf};
+use super::body::{quiet_for, relay, Sink, Source};
 use crate::config::Upgrade;
 use crate::net::Stream;
 use monoio::io::AsyncWriteRentExt;
@@ -43,9 +42,6 @@ pub struct Tunneled {
     /// Who ended it.
     pub end: End,
 }
-
-/// Size of each direction's read buffer while tunnelling.
-const TUNNEL_CHUNK: usize = 16 * 1024;
 
 /// Relays bytes both ways between the client (read from `down_read`,
 /// written to `down_write`) and the upstream socket until either side
@@ -89,57 +85,9 @@ pub(crate) async fn tunnel<R: Source, W: Sink>(
     let upward = relay(down_read, up, &sent_up, &last);
     let downward = relay(&mut up_reader, down_write, &sent_down, &last);
     monoio::select! {
-        end = upward => ended(if end == Side::Source { End::Downstream } else { End::Upstream }),
-        end = downward => ended(if end == Side::Source { End::Upstream } else { End::Downstream }),
+        end = upward => ended(if end.by_source() { End::Downstream } else { End::Upstream }),
+        end = downward => ended(if end.by_source() { End::Upstream } else { End::Downstream }),
         _ = quiet_for(&last, idle) => ended(End::Idle),
-    }
-}
-
-/// Which side of a relay failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Source,
-    Destination,
-}
-
-/// Copies from `src` to `dst` until one fails, counting into `moved` and
-/// noting activity in `last`.
-async fn relay<R: Source, W: Sink>(
-    src: &mut R,
-    dst: &mut W,
-    moved: &Cell<u64>,
-    last: &Cell<Instant>,
-) -> Side {
-    let mut rbuf = ReadBuf::default();
-    loop {
-        match src.fill(&mut rbuf, TUNNEL_CHUNK, Patience::default()).await {
-            Ok(n) if n > 0 => {}
-            _ => return Side::Source,
-        }
-        last.set(Instant::now());
-        let data = rbuf.data().to_vec();
-        rbuf.clear();
-        let n = data.len() as u64;
-        if dst.write(data).await.0.is_err() {
-            return Side::Destination;
-        }
-        moved.set(moved.get() + n);
-        last.set(Instant::now());
-    }
-}
-
-/// Resolves once nothing has moved for `idle` (never without a limit).
-async fn quiet_for(last: &Cell<Instant>, idle: Option<Duration>) {
-    let Some(idle) = idle else {
-        return std::future::pending().await;
-    };
-    loop {
-        let due = last.get() + idle;
-        let now = Instant::now();
-        if now >= due {
-            return;
-        }
-        monoio::time::sleep(due - now).await;
     }
 }
 

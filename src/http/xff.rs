@@ -149,7 +149,10 @@ mod tests {
             use_remote_address,
             trusted_hops,
             skip_append: false,
-            internal_ranges: vec![("10.0.0.0".parse().expect("ip"), 8)],
+            internal_ranges: vec![crate::config::Cidr {
+                ip: "10.0.0.0".parse().expect("ip"),
+                len: 8,
+            }],
             internal_unix_sockets: false,
         }
     }

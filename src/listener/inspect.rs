@@ -7,6 +7,7 @@
 //! they are replayed to whatever serves the connection, or handed to the
 //! TLS handshake already parsed.
 
+use crate::http::conn::H2_PREFACE;
 use crate::net::Stream;
 use crate::stats::sets::{HttpInspector, TlsInspector};
 use crate::stats::Scope;
@@ -84,21 +85,22 @@ pub async fn inspect(
     let deadline = timeout.map(|t| monoio::time::Instant::now() + t);
     let w = which.w;
     // Bytes an earlier filter read are looked at first.
-    if !initial.is_empty() {
-        if let Some(a) = acceptor.as_mut() {
-            tls = client_hello(a, &initial, initial[0]);
+    out.bytes = initial;
+    // How many of the bytes the inspectors have seen.
+    let mut seen = 0;
+    loop {
+        if seen < out.bytes.len() {
+            if let (Verdict::Undecided, Some(a)) = (&tls, acceptor.as_mut()) {
+                tls = client_hello(a, &out.bytes[seen..], out.bytes[0]);
+            }
+            if matches!(http, Verdict::Undecided) {
+                http = http_version(&out.bytes);
+            }
+            seen = out.bytes.len();
         }
-        if which.http.is_some() {
-            http = http_version(&initial);
+        if !matches!(tls, Verdict::Undecided) && !matches!(http, Verdict::Undecided) {
+            break;
         }
-        out.bytes = initial;
-    }
-    while matches!(tls, Verdict::Undecided) || matches!(http, Verdict::Undecided) {
-        let want = if out.bytes.is_empty() {
-            FIRST_READ
-        } else {
-            out.bytes.len()
-        };
         if out.bytes.len() >= MAX_HELLO {
             if let (Some(s), Verdict::Undecided) = (which.tls, &tls) {
                 s.inc(w, TlsInspector::client_hello_too_large);
@@ -118,35 +120,31 @@ pub async fn inspect(
             },
             None => ready.await,
         };
-        let chunk = Vec::with_capacity(want.min(MAX_HELLO - out.bytes.len()));
-        let (res, buf) = match ready {
+        // Read straight into the kept bytes: the first read FIRST_READ,
+        // each later one doubling them, up to MAX_HELLO.
+        let len = out.bytes.len();
+        let want = if len == 0 { FIRST_READ } else { len }.min(MAX_HELLO - len);
+        out.bytes.reserve_exact(want);
+        let res = match ready {
             Ok(()) => {
-                let (res, buf) = stream.read(chunk.slice_mut(..)).await;
-                (res, buf.into_inner())
+                let bytes = std::mem::take(&mut out.bytes);
+                let (res, slice) = stream.read(bytes.slice_mut(len..len + want)).await;
+                out.bytes = slice.into_inner();
+                res
             }
-            Err(e) => (Err(e), chunk),
+            Err(e) => Err(e),
         };
-        let chunk = buf;
-        let n = match res {
-            Ok(n) => n,
+        match res {
+            // The client left before the filters could decide: as in
+            // Envoy, the connection ends uncounted.
+            Ok(0) => return None,
+            Ok(_) => {}
             Err(_) => {
                 if let Some(s) = which.tls {
                     s.inc(w, TlsInspector::read_error);
                 }
                 return None;
             }
-        };
-        if n == 0 {
-            // The client left before the filters could decide: as in
-            // Envoy, the connection ends uncounted.
-            return None;
-        }
-        out.bytes.extend_from_slice(&chunk[..n]);
-        if let (Verdict::Undecided, Some(a)) = (&tls, acceptor.as_mut()) {
-            tls = client_hello(a, &chunk[..n], out.bytes[0]);
-        }
-        if matches!(http, Verdict::Undecided) {
-            http = http_version(&out.bytes);
         }
     }
     if let Some(s) = which.tls {
@@ -231,9 +229,6 @@ fn describe(accepted: Accepted) -> Hello {
         accepted,
     }
 }
-
-/// The h2c preface.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Envoy's HTTP inspector: the h2c preface, or a request line ending in
 /// `HTTP/1.0` or `HTTP/1.1`.

@@ -126,14 +126,11 @@ pub async fn serve(
     };
     match &chain_config.serve {
         Serve::Http(http) => {
+            // ALPN's h2 is served as HTTP/2 unless the manager is HTTP/1.1 only.
             let h2 = alpn_h2 && http.http.codec != crate::config::Codec::Http1;
-            let http1_only = http.http.codec == crate::config::Codec::Http1;
-            conn::serve(stream, replay, peer, shard.clone(), at, h2 && !http1_only).await;
+            conn::serve(stream, replay, peer, shard.clone(), at, h2).await;
         }
-        Serve::Tcp(proxy) => {
-            let proxy = Arc::clone(proxy);
-            tcp_proxy::serve(stream, replay, peer, &shard, &proxy).await;
-        }
+        Serve::Tcp(proxy) => tcp_proxy::serve(stream, replay, peer, &shard, proxy).await,
     }
 }
 

@@ -4,8 +4,7 @@
 //! idle timeout and the connection's maximum duration.
 
 use crate::access_log::Record;
-use crate::http::body::Source;
-use crate::http::codec::{Patience, ReadBuf};
+use crate::http::body::{quiet_for, relay, Relayed, Source};
 use crate::http::flags::ResponseFlags;
 use crate::http::head::Peer;
 use crate::net::Stream;
@@ -18,9 +17,6 @@ use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use std::cell::Cell;
 use std::pin::pin;
 use std::time::{Instant, SystemTime};
-
-/// Each direction's read size.
-const CHUNK: usize = 16 * 1024;
 
 /// How a relayed connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +96,7 @@ pub(super) async fn serve(
     record.upstream_host = Some(addr);
     let received = Cell::new(0u64);
     let sent = Cell::new(0u64);
-    let end = relay(&mut down, replay, &mut up.stream, proxy, &received, &sent).await;
+    let end = both_ways(&mut down, replay, &mut up.stream, proxy, &received, &sent).await;
     match end {
         End::Idle => proxy.stats.inc(w, TcpStat::idle_timeout),
         End::Duration => {
@@ -149,7 +145,7 @@ fn pick_cluster(proxy: &TcpProxy, shard: &Shard) -> Option<usize> {
 
 /// Copies both ways until both directions have ended (each passing its
 /// end on as a half-close), one fails, or a timeout fires.
-async fn relay(
+async fn both_ways(
     down: &mut Stream,
     replay: Vec<u8>,
     up: &mut Stream,
@@ -179,7 +175,7 @@ async fn relay(
     });
     let (mut up_done, mut down_done) = (false, false);
     while !(up_done && down_done) {
-        let idle = quiet(&last, proxy.idle_timeout);
+        let idle = quiet_for(&last, proxy.idle_timeout);
         monoio::select! {
             ok = &mut upward, if !up_done => {
                 if !ok { return End::Closed; }
@@ -204,35 +200,8 @@ async fn copy<R: Source>(
     moved: &Cell<u64>,
     last: &Cell<Instant>,
 ) -> bool {
-    let mut buf = ReadBuf::default();
-    loop {
-        match src.fill(&mut buf, CHUNK, Patience::default()).await {
-            Ok(0) => return dst.shutdown().await.is_ok(),
-            Ok(_) => {}
-            Err(_) => return false,
-        }
-        last.set(Instant::now());
-        let bytes = buf.data().to_vec();
-        let n = bytes.len();
-        buf.clear();
-        if dst.write_all(bytes).await.0.is_err() {
-            return false;
-        }
-        moved.set(moved.get() + n as u64);
-        last.set(Instant::now());
-    }
-}
-
-/// Resolves once nothing has moved for `idle`; never without a limit.
-async fn quiet(last: &Cell<Instant>, idle: Option<std::time::Duration>) {
-    let Some(idle) = idle else {
-        return std::future::pending().await;
-    };
-    loop {
-        let due = last.get() + idle;
-        if Instant::now() >= due {
-            return;
-        }
-        monoio::time::sleep_until(monoio::time::Instant::from_std(due)).await;
+    match relay(src, dst, moved, last).await {
+        Relayed::SourceEnded => dst.shutdown().await.is_ok(),
+        Relayed::SourceFailed | Relayed::DestinationFailed => false,
     }
 }

@@ -8,7 +8,7 @@ use crate::server::shard::Shard;
 use crate::snapshot::UdpProxy;
 use crate::stats::sets::{Cluster as ClusterStat, ClusterUdp, Udp as UdpStat};
 use crate::upstream::hashing;
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::net::udp::UdpSocket;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -77,8 +77,9 @@ pub async fn serve(socket: UdpSocket, index: usize, shard: Rc<Shard>) {
             },
         };
         session.last_active.set(Instant::now());
-        let (res, back) = session.upstream.send(buf[..n].to_vec()).await;
-        drop(back);
+        // The receive buffer goes out as it is and comes back for the next.
+        let (res, back) = session.upstream.send(buf.slice(..n)).await;
+        buf = back.into_inner();
         match res {
             Ok(sent) => {
                 proxy.cluster_stats.inc(w, ClusterUdp::sess_tx_datagrams);
@@ -168,7 +169,9 @@ async fn answer(
             c.stats
                 .add(w, ClusterStat::upstream_cx_rx_bytes_total, n as u64);
         }
-        match socket.send_to(buf[..n].to_vec(), client).await.0 {
+        let (res, back) = socket.send_to(buf.slice(..n), client).await;
+        buf = back.into_inner();
+        match res {
             Ok(sent) => {
                 proxy.stats.inc(w, UdpStat::downstream_sess_tx_datagrams);
                 proxy
