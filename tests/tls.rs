@@ -148,6 +148,7 @@ fn alpn_chooses_http2_or_http11_as_envoy_does() {
         return;
     }
     let certs = Certs::generate();
+    certs.wait_past_issue_second();
     let alpn = "            alpn_protocols: [h2, http/1.1]\n";
     let chains = format!(
         "    - {}{}",

@@ -8,13 +8,15 @@ use std::process::{Command, Stdio};
 /// client certificate with a SPIFFE ID, and one from a CA nobody trusts.
 pub struct Certs {
     dir: TempDir,
+    /// The wall-clock second (since the epoch) the last one was issued in.
+    issued_by: u64,
 }
 
 impl Certs {
     /// Generates everything (P-256 keys, valid 30 days).
     pub fn generate() -> Certs {
         let dir = TempDir::new();
-        let certs = Certs { dir };
+        let certs = Certs { dir, issued_by: 0 };
         certs.ca("ca");
         certs.ca("rogue");
         certs.leaf(
@@ -33,7 +35,20 @@ impl Certs {
             "stranger",
             "URI:spiffe://cluster.local/ns/default/sa/client",
         );
-        certs
+        Certs {
+            issued_by: unix_secs(),
+            ..certs
+        }
+    }
+
+    /// Waits until the wall clock has left the second the certificates were
+    /// issued in. Envoy samples `server.days_until_first_cert_expiring` when
+    /// it starts; a sample taken in the issuing second reads 30 days, any
+    /// later one 29, so a comparison must not race the second boundary.
+    pub fn wait_past_issue_second(&self) {
+        while unix_secs() <= self.issued_by {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// The path of `name` (`a.crt`, `a.key`, `ca.crt`, …).
@@ -260,4 +275,10 @@ pub fn curl_https(port: u16, host: &str, args: &[&str]) -> (Response, String) {
         body: Vec::new(),
     });
     (response, version)
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
