@@ -218,3 +218,42 @@ fn cluster_max_stream_duration_matches_envoy() {
         "cluster.backend.upstream_rq_total",
     ]);
 }
+
+/// A limit that runs out while the response is leaving must not swallow
+/// it: the client reads either the response or the limit's 504, never a
+/// bare close. Envoy, whose timers cannot interleave with its own write,
+/// behaves the same; here each limit is set to expire around the moment an
+/// instant backend's answer is relayed.
+#[test]
+fn limits_expiring_as_the_response_leaves_never_lose_it() {
+    let backend = Backend::start("b");
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/grpc/" }
+                route: { cluster: backend, prefix_rewrite: "/", max_stream_duration: { grpc_timeout_header_max: 5s } }
+              - match: { prefix: "/route/" }
+                route: { cluster: backend, prefix_rewrite: "/", timeout: 0.001s }
+"#;
+    let config = http_config(routes, &static_cluster("backend", &[(&backend, 1)], ""));
+    let p = Proxy::start(&config, &[]);
+    // gRPC deadlines sweep the instant of the relay in 25 µs steps.
+    let requests = (0..200)
+        .map(|i| format!("GET /grpc/delay/1 HTTP/1.1\r\nhost: h\r\ncontent-type: application/grpc\r\ngrpc-timeout: {}u\r\nconnection: close\r\n\r\n", 500 + 10 * i))
+        .chain((0..100).map(|_| "GET /route/delay/1 HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n".to_string()));
+    let mut seen = std::collections::BTreeMap::new();
+    for request in requests {
+        let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+        s.write_all(request.as_bytes()).expect("write");
+        let answer = read_all(&mut s);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 ") || answer.starts_with("HTTP/1.1 504 "),
+            "{request:?} got {answer:?}"
+        );
+        let deadline = answer.contains("grpc-status: 4\r\n");
+        *seen
+            .entry((answer[..12].to_string(), deadline))
+            .or_insert(0) += 1;
+    }
+    eprintln!("answers: {seen:?}");
+}

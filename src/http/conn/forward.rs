@@ -80,6 +80,11 @@ enum Failure {
     Retriable(u16),
     /// The upstream sent nothing for the stream idle timeout.
     StreamIdle,
+    /// `max_stream_duration` ended the response's relay.
+    StreamDuration,
+    /// The attempt's own limit (route, per-try or the cluster's stream
+    /// duration) ended the response's relay.
+    Deadline,
 }
 
 /// What waiting for one attempt's response came to.
@@ -719,7 +724,7 @@ impl<D: Downstream> Proxy<D> {
             .watch_responses
             .then_some((retries, &plan.cluster.retry_slots));
         let client_gone = self.down.closed();
-        let receive = self.receive(x, up, started, &headers_sent, watch);
+        let receive = self.receive(x, up, started, &headers_sent, watch, limit);
         let receive = async {
             monoio::select! {
                 r = receive => r,
@@ -728,11 +733,22 @@ impl<D: Downstream> Proxy<D> {
         };
         let result = match limit {
             Some(l) => {
-                let left = l.saturating_duration_since(Instant::now());
-                monoio::time::timeout(left, receive).await.ok()
+                let mut receive = std::pin::pin!(receive);
+                let finished = monoio::select! {
+                    r = &mut receive => Some(r),
+                    _ = monoio::time::sleep_until(l.into()) => None,
+                };
+                match finished {
+                    // Once the head is chosen its bytes may be on their way
+                    // downstream: the relay stops itself at the limit,
+                    // between writes, never in the middle of one.
+                    None if headers_sent.get() => Some(receive.await),
+                    finished => finished,
+                }
             }
             None => Some(receive.await),
         };
+        let result = result.filter(|r| !matches!(r, Err(Failure::Deadline)));
         Awaited {
             result,
             cut,
@@ -768,6 +784,15 @@ impl<D: Downstream> Proxy<D> {
                 // for its host, not in the cluster's upstream_rq_<code>.
                 attempt.charge_host(status);
                 Tried::Retriable(status)
+            }
+            // Only the relay ends this way: the response has begun, so
+            // the connection ends as Envoy resets the stream.
+            Some(Err(Failure::StreamDuration)) => {
+                x.http
+                    .stats
+                    .inc(x.shard.id, HttpStat::downstream_rq_max_duration_reached);
+                attempt.charge(x.status.get());
+                Tried::Done(Next::Close)
             }
             Some(Err(Failure::StreamIdle)) => {
                 x.flag(ResponseFlags::STREAM_IDLE_TIMEOUT);
@@ -860,6 +885,7 @@ impl<D: Downstream> Proxy<D> {
         started: Instant,
         headers_sent: &Cell<bool>,
         retries: Option<(&Retries<'_>, &RetrySlots)>,
+        deadline: Option<Instant>,
     ) -> Result<Received, Failure> {
         loop {
             let mut out = Vec::new();
@@ -944,7 +970,7 @@ impl<D: Downstream> Proxy<D> {
                     }
                     let patience = Patience {
                         idle: x.stream_idle,
-                        deadline: None,
+                        deadline: [deadline, x.stream_ends].into_iter().flatten().min(),
                     };
                     let streamed = self
                         .down
@@ -970,7 +996,17 @@ impl<D: Downstream> Proxy<D> {
                             }
                             Err(Failure::DownstreamGone)
                         }
-                        Err(PumpError::SourceTimeout) => Err(Failure::StreamIdle),
+                        Err(PumpError::SourceTimeout) => {
+                            let now = Instant::now();
+                            let passed = |t: Option<Instant>| t.is_some_and(|t| now >= t);
+                            Err(if passed(x.stream_ends) {
+                                Failure::StreamDuration
+                            } else if passed(deadline) {
+                                Failure::Deadline
+                            } else {
+                                Failure::StreamIdle
+                            })
+                        }
                         Err(_) => Err(Failure::UpstreamBroke),
                     };
                 }

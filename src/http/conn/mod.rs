@@ -267,6 +267,8 @@ struct Exchange<'a> {
     stream_idle: Option<Duration>,
     /// When the request timeout ends.
     request_deadline: Option<Instant>,
+    /// When `max_stream_duration` (or a gRPC deadline) ends the stream.
+    stream_ends: Option<Instant>,
     /// The client asked to close, or the shard was draining when it arrived.
     close: bool,
     /// The upstream answered before the client's streamed body was all
@@ -431,6 +433,12 @@ impl<'a> Exchange<'a> {
                 _ => http.stream_idle_timeout,
             },
             request_deadline: http.request_timeout.map(|t| started + t),
+            stream_ends: match plan {
+                Plan::Forward {
+                    stream_duration, ..
+                } => stream_duration.map(|limit| started + limit),
+                _ => None,
+            },
             log: LogDetails {
                 enabled: !http.access_logs.is_empty(),
                 ..LogDetails::default()
@@ -883,35 +891,40 @@ impl<D: Downstream> Proxy<D> {
                     overrides,
                 };
                 let forwarding = self.forward(x, upstream, head);
-                match stream_duration {
-                    None => forwarding.await,
-                    // A gRPC deadline its offset used up: over before it began.
-                    Some(limit) if limit.is_zero() => {
-                        drop(forwarding);
-                        self.stream_duration_reached(x).await
+                let Some(ends) = x.stream_ends else {
+                    return forwarding.await;
+                };
+                // A gRPC deadline its offset used up: over before it began.
+                if stream_duration.is_some_and(|limit| limit.is_zero()) {
+                    drop(forwarding);
+                    return self.stream_duration_reached(x).await;
+                }
+                // Before a response head is chosen the limit cuts the
+                // attempt short for a 504. After, bytes may be on their way
+                // to the client: the relay itself stops at the limit (see
+                // `Failure::StreamDuration`), between writes, never in one.
+                {
+                    let mut forwarding = std::pin::pin!(forwarding);
+                    monoio::select! {
+                        next = &mut forwarding => return next,
+                        _ = monoio::time::sleep_until(ends.into()) => {}
                     }
-                    Some(limit) => {
-                        let left = (x.started + limit).saturating_duration_since(Instant::now());
-                        match monoio::time::timeout(left, forwarding).await {
-                            Ok(next) => next,
-                            Err(_) => self.stream_duration_reached(x).await,
-                        }
+                    if x.status.get() != 0 {
+                        return forwarding.await;
                     }
                 }
+                // The attempt is dropped with nothing sent downstream.
+                self.stream_duration_reached(x).await
             }
         }
     }
 
-    /// The stream outlived `max_stream_duration`: Envoy's 504 (a gRPC
-    /// request's status is DEADLINE_EXCEEDED) if no response has started,
-    /// else the connection ends.
+    /// The stream outlived `max_stream_duration` before a response began:
+    /// Envoy's 504 (a gRPC request's status is DEADLINE_EXCEEDED).
     async fn stream_duration_reached(&mut self, x: &Exchange<'_>) -> Next {
         x.http
             .stats
             .inc(x.shard.id, HttpStat::downstream_rq_max_duration_reached);
-        if x.status.get() != 0 {
-            return Next::Close;
-        }
         let mut reply = LocalReply::new(504, "downstream duration timeout");
         reply.grpc_status = Some(grpc::DEADLINE_EXCEEDED);
         // A request body may be partly read: that connection cannot go on.
