@@ -13,7 +13,7 @@ use crate::net::Address;
 use crate::router::RouteTable;
 use crate::stats::ssl::SslStats;
 use crate::stats::{sets, HistogramId, Scope, Store};
-use crate::tls::{ClientTls, ServerTls};
+use crate::tls::{ClientTls, Secrets, ServerTls};
 use crate::upstream::{self, Endpoint, Resolved};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -199,6 +199,18 @@ pub struct ConfigSnapshot {
     pub listeners: Vec<Arc<Listener>>,
     /// Clusters, in config order (routes hold their index).
     pub clusters: Vec<Arc<upstream::Cluster>>,
+    /// The SDS secrets its TLS contexts read, kept across reloads.
+    pub secrets: Arc<Secrets>,
+}
+
+/// The stat prefix a listener's TLS stats go under.
+fn listener_owner(address: &Address) -> String {
+    format!("listener.{}.", address.to_string().replace(':', "_"))
+}
+
+/// The stat prefix a cluster's TLS stats go under.
+fn cluster_owner(c: &config::Cluster) -> String {
+    format!("cluster.{}.", c.alt_stat_name.as_deref().unwrap_or(&c.name))
 }
 
 impl ConfigSnapshot {
@@ -213,6 +225,8 @@ impl ConfigSnapshot {
         sinks: &Sinks,
     ) -> Result<ConfigSnapshot, Vec<ConfigError>> {
         let resolve = serve;
+        let secrets = Arc::new(Secrets::default());
+        secrets.begin_pass();
         let mut errors = Vec::new();
         let mut by_name = HashMap::new();
         for (i, c) in boot.clusters.iter().enumerate() {
@@ -227,7 +241,13 @@ impl ConfigSnapshot {
         let mut clusters = Vec::new();
         for c in &boot.clusters {
             let tls = match &c.tls {
-                Some(t) => match ClientTls::compile(t, &c.upstream_protocol) {
+                Some(t) => match ClientTls::compile(
+                    t,
+                    &c.upstream_protocol,
+                    &secrets,
+                    store,
+                    &cluster_owner(c),
+                ) {
                     Ok(t) => Some(Arc::new(t)),
                     Err(message) => {
                         errors.push(ConfigError {
@@ -287,6 +307,7 @@ impl ConfigSnapshot {
             }
             let compiled = Compiler {
                 store,
+                secrets: &secrets,
                 sinks,
                 serve,
                 by_name: &by_name,
@@ -296,7 +317,7 @@ impl ConfigSnapshot {
             for chain in l.chains.iter().chain(&l.default_chain) {
                 chains.extend(compiled.chain(chain, &mut errors));
             }
-            let owner = format!("listener.{}.", l.address.to_string().replace(':', "_"));
+            let owner = listener_owner(&l.address);
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 address: l.address.clone(),
@@ -324,34 +345,38 @@ impl ConfigSnapshot {
                 epoch: 0,
                 listeners,
                 clusters,
+                secrets,
             })
         } else {
             Err(errors)
         }
     }
 
-    /// Every file a TLS context of this snapshot reads.
+    /// Every file a TLS context of this snapshot reads (secret files and
+    /// the files they name included).
     pub fn tls_files(&self) -> Vec<std::path::PathBuf> {
         let servers = self.listeners.iter().flat_map(|l| &l.chains);
         let servers = servers.filter_map(|c| c.tls.as_ref());
         let clients = self.clusters.iter().filter_map(|c| c.tls.as_ref());
         servers
-            .flat_map(|t| t.source.common.files())
-            .chain(clients.flat_map(|t| t.source.0.common.files()))
+            .flat_map(|t| t.files.iter().cloned())
+            .chain(clients.flat_map(|t| t.files.iter().cloned()))
             .collect()
     }
 
     /// A copy of this snapshot with every TLS context compiled again from
-    /// its files (a rotated certificate); errors say which failed, and
-    /// leave the whole snapshot as it was.
-    pub fn with_tls_reloaded(&self, store: &Store) -> Result<ConfigSnapshot, Vec<String>> {
+    /// its files (a rotated certificate, an updated secret). A context that
+    /// fails to compile keeps its previous version; the errors say which.
+    pub fn with_tls_reloaded(&self, store: &Store) -> (ConfigSnapshot, Vec<String>) {
+        self.secrets.begin_pass();
         let mut errors = Vec::new();
         let mut listeners = Vec::new();
         for l in &self.listeners {
             let mut next = (**l).clone();
+            let owner = listener_owner(&l.address);
             for chain in &mut next.chains {
                 if let Some(tls) = &chain.tls {
-                    match ServerTls::compile(&tls.source) {
+                    match ServerTls::compile(&tls.source, &self.secrets, store, &owner) {
                         Ok(t) => chain.tls = Some(Arc::new(t)),
                         Err(e) => errors.push(format!("listener {}: {e}", l.name)),
                     }
@@ -366,19 +391,22 @@ impl ConfigSnapshot {
                 continue;
             };
             let (source, protocol) = &tls.source;
-            match ClientTls::compile(source, protocol) {
+            let owner = cluster_owner(&c.config);
+            match ClientTls::compile(source, protocol, &self.secrets, store, &owner) {
                 Ok(t) => clusters.push(Arc::new(c.with_tls(store, Arc::new(t)))),
-                Err(e) => errors.push(format!("cluster {}: {e}", c.name())),
+                Err(e) => {
+                    errors.push(format!("cluster {}: {e}", c.name()));
+                    clusters.push(c.clone());
+                }
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(ConfigSnapshot {
+        let next = ConfigSnapshot {
             epoch: self.epoch,
             listeners,
             clusters,
-        })
+            secrets: self.secrets.clone(),
+        };
+        (next, errors)
     }
 
     /// A copy of this snapshot with one cluster's endpoints replaced.
@@ -410,6 +438,7 @@ impl ConfigSnapshot {
             epoch: self.epoch,
             listeners: self.listeners.clone(),
             clusters,
+            secrets: self.secrets.clone(),
         }
     }
 }
@@ -417,6 +446,7 @@ impl ConfigSnapshot {
 /// Compiles one listener's filter chains.
 struct Compiler<'a> {
     store: &'a Store,
+    secrets: &'a Secrets,
     sinks: &'a Sinks,
     serve: bool,
     by_name: &'a HashMap<String, usize>,
@@ -431,7 +461,12 @@ impl Compiler<'_> {
             suggestion: None,
         };
         let tls = match &c.tls {
-            Some(t) => match ServerTls::compile(t) {
+            Some(t) => match ServerTls::compile(
+                t,
+                self.secrets,
+                self.store,
+                &listener_owner(&self.listener.address),
+            ) {
                 Ok(t) => Some(Arc::new(t)),
                 Err(message) => {
                     errors.push(error(format!("{}.transport_socket", c.path), message));

@@ -347,15 +347,18 @@ impl Admin {
             used_only: params.iter().any(|(k, _)| k == "usedonly"),
         };
         let values = self.store.values();
+        let texts = self.store.texts();
         let histograms = self.store.histograms.collect();
         match forced.or(format_param(params)) {
-            Some("json") => Reply::json(&render::json(&values, &histograms, &selection)),
+            Some("json") => Reply::json(&render::json(&values, &texts, &histograms, &selection)),
             Some("prometheus") => Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=UTF-8",
                 body: render::prometheus(&values, &histograms, &selection).into_bytes(),
             },
-            None | Some("text") => Reply::text(200, render::text(&values, &histograms, &selection)),
+            None | Some("text") => {
+                Reply::text(200, render::text(&values, &texts, &histograms, &selection))
+            }
             Some(other) => Reply::text(
                 404,
                 format!("usage: /stats?format=json|prometheus|text (not {other:?})\n"),

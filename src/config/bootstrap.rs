@@ -678,6 +678,22 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
             }
         }
     }
+    let sds_listener = listeners
+        .iter()
+        .flat_map(|l| l.chains.iter().chain(l.default_chain.as_ref()))
+        .any(|c| c.tls.as_ref().is_some_and(|t| t.common.uses_sds()));
+    let sds_cluster = clusters
+        .iter()
+        .any(|c| c.tls.as_ref().is_some_and(|t| t.common.uses_sds()));
+    let identified = node
+        .as_ref()
+        .is_some_and(|n| !n.id.is_empty() && !n.cluster.is_empty());
+    if (sds_listener || sds_cluster) && !identified {
+        errs.add(
+            "node",
+            "secrets from SDS need node.id and node.cluster (Envoy requires both for an SDS subscription)",
+        );
+    }
     let admin = obj.get("admin").and_then(|a| admin(&a, errs));
     let strip_fragment = obj
         .get("layered_runtime")

@@ -6,6 +6,7 @@
 use super::bootstrap::{any_bool, type_url};
 use super::node::{Errors, Fields, Node, Obj};
 use super::route_match::{string_matcher, StringMatcher};
+use super::sds::SecretSource;
 use std::path::PathBuf;
 
 const TLS_SOCKET_NAME: &str = "envoy.transport_sockets.tls";
@@ -47,15 +48,24 @@ static UPSTREAM: Fields = Fields {
 };
 #[rustfmt::skip]
 static COMMON: Fields = Fields {
-    known: &["tls_params", "tls_certificates", "validation_context", "alpn_protocols"],
+    known: &[
+        "tls_params", "tls_certificates", "validation_context", "alpn_protocols",
+        "tls_certificate_sds_secret_configs", "validation_context_sds_secret_config",
+        "combined_validation_context",
+    ],
     unsupported: &[
-        "tls_certificate_sds_secret_configs", "tls_certificate_provider_instance",
+        "tls_certificate_provider_instance",
         "tls_certificate_certificate_provider", "tls_certificate_certificate_provider_instance",
-        "validation_context_sds_secret_config", "combined_validation_context",
         "validation_context_certificate_provider",
         "validation_context_certificate_provider_instance", "custom_handshaker", "key_log",
         "custom_tls_certificate_selector",
     ],
+};
+#[rustfmt::skip]
+static COMBINED_VALIDATION: Fields = Fields {
+    known: &["default_validation_context", "validation_context_sds_secret_config"],
+    unsupported: &["validation_context_certificate_provider",
+        "validation_context_certificate_provider_instance", "custom_validator_config"],
 };
 #[rustfmt::skip]
 static PARAMS: Fields = Fields {
@@ -204,13 +214,24 @@ pub struct CommonTls {
     pub curves: Vec<String>,
     /// `alpn_protocols`.
     pub alpn: Vec<String>,
-    /// `validation_context`.
+    /// `validation_context`, or `combined_validation_context`'s
+    /// `default_validation_context`.
     pub validation: Option<Validation>,
+    /// `tls_certificate_sds_secret_configs`: certificates from files.
+    pub certificate_secrets: Vec<SecretSource>,
+    /// `validation_context_sds_secret_config` (or the combined context's):
+    /// a validation context from a file, merged over `validation`.
+    pub validation_secret: Option<SecretSource>,
     /// The YAML path of `tls_params`, for errors in the names it lists.
     pub params_path: String,
 }
 
 impl CommonTls {
+    /// Whether it reads any secret from an SDS file.
+    pub fn uses_sds(&self) -> bool {
+        !self.certificate_secrets.is_empty() || self.validation_secret.is_some()
+    }
+
     /// Every file the context reads (certificates, keys, CAs, CRLs).
     pub fn files(&self) -> Vec<PathBuf> {
         let validation = self.validation.iter();
@@ -294,7 +315,7 @@ pub(super) fn downstream(node: &Node, errs: &mut Errors) -> Option<DownstreamTls
     };
     let obj = tc.object(errs, &DOWNSTREAM)?;
     let common = common(&obj, errs);
-    if common.certificates.is_empty() {
+    if common.certificates.is_empty() && common.certificate_secrets.is_empty() {
         errs.add(
             &format!("{}.common_tls_context.tls_certificates", tc.path()),
             "a server TLS context needs at least one certificate",
@@ -346,6 +367,8 @@ fn common(obj: &Obj, errs: &mut Errors) -> CommonTls {
         curves: Vec::new(),
         alpn: Vec::new(),
         validation: None,
+        certificate_secrets: Vec::new(),
+        validation_secret: None,
         params_path: String::new(),
     };
     let Some(node) = obj.get("common_tls_context") else {
@@ -387,9 +410,37 @@ fn common(obj: &Obj, errs: &mut Errors) -> CommonTls {
             );
         }
     }
-    out.validation = c
-        .get("validation_context")
-        .and_then(|v| validation(&v, errs));
+    if let Some(list) = c.get("tls_certificate_sds_secret_configs") {
+        for item in list.list(errs) {
+            out.certificate_secrets
+                .extend(super::sds::secret_source(&item, errs));
+        }
+    }
+    let plain = c.get("validation_context");
+    let from_file = c.get("validation_context_sds_secret_config");
+    let combined = c.get("combined_validation_context");
+    if [&plain, &from_file, &combined]
+        .iter()
+        .filter(|v| v.is_some())
+        .count()
+        > 1
+    {
+        errs.add(
+            node.path(),
+            "expected only one of validation_context, validation_context_sds_secret_config or combined_validation_context",
+        );
+        return out;
+    }
+    out.validation = plain.and_then(|v| validation(&v, errs));
+    out.validation_secret = from_file.and_then(|s| super::sds::secret_source(&s, errs));
+    if let Some(cvc) = combined.and_then(|n| n.object(errs, &COMBINED_VALIDATION)) {
+        out.validation = cvc
+            .require(errs, "default_validation_context")
+            .and_then(|v| validation(&v, errs));
+        out.validation_secret = cvc
+            .require(errs, "validation_context_sds_secret_config")
+            .and_then(|s| super::sds::secret_source(&s, errs));
+    }
     out
 }
 
@@ -423,7 +474,7 @@ fn version(node: &Node, errs: &mut Errors) -> Option<TlsVersion> {
     }
 }
 
-fn certificate(node: &Node, errs: &mut Errors) -> Option<CertificateSource> {
+pub(super) fn certificate(node: &Node, errs: &mut Errors) -> Option<CertificateSource> {
     let obj = node.object(errs, &CERTIFICATE)?;
     let chain = obj
         .require(errs, "certificate_chain")
@@ -479,7 +530,7 @@ pub(super) fn data_source(node: &Node, errs: &mut Errors) -> Option<DataSource> 
     }
 }
 
-fn validation(node: &Node, errs: &mut Errors) -> Option<Validation> {
+pub(super) fn validation(node: &Node, errs: &mut Errors) -> Option<Validation> {
     let obj = node.object(errs, &VALIDATION)?;
     let mut v = Validation {
         path: node.path().to_string(),

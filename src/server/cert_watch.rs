@@ -1,13 +1,14 @@
-//! Certificate rotation without a restart (beyond Envoy, which watches
-//! only SDS files): every file a TLS context reads is checked once a
-//! second on the main thread; a change that has held still for one more
+//! Certificate rotation without a restart: every file a TLS context reads
+//! — SDS secret files and, beyond Envoy, every certificate, key, CA and
+//! CRL file, named inline or by a secret — is checked once a second on
+//! the main thread; a change that has held still for one more
 //! check (so a file half-written, or a certificate swapped before its key,
 //! is not taken) recompiles the contexts and publishes them. Established
 //! connections keep their sessions; new handshakes use the new files.
 //! Symlink swaps, as Kubernetes does them, change what the path resolves
 //! to and are seen the same way.
 
-use crate::snapshot::Published;
+use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::Store;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -37,19 +38,20 @@ pub struct CertWatch {
 impl CertWatch {
     /// Starts from the files of the published snapshot as they are now.
     pub fn new(published: &Published) -> Self {
-        let stamps = published
-            .load()
-            .tls_files()
-            .into_iter()
-            .map(|p| {
-                let s = stamp(&p);
-                (p, s)
-            })
-            .collect();
-        CertWatch {
-            stamps,
-            settling: false,
+        let mut watch = CertWatch::default();
+        watch.follow(&published.load());
+        watch
+    }
+
+    /// Watches the files `snapshot` reads: a secret's update may name
+    /// other files. Files already watched keep their stamps.
+    fn follow(&mut self, snapshot: &ConfigSnapshot) {
+        let mut stamps = HashMap::new();
+        for path in snapshot.tls_files() {
+            let s = self.stamps.remove(&path).unwrap_or_else(|| stamp(&path));
+            stamps.insert(path, s);
         }
+        self.stamps = stamps;
     }
 
     /// Whether there is anything to watch.
@@ -77,18 +79,13 @@ impl CertWatch {
             return;
         }
         self.settling = false;
-        let current = published.load();
-        match current.with_tls_reloaded(store) {
-            Ok(next) => {
-                log::info!("TLS files changed: certificates reloaded");
-                store.set_first_cert_expiry(crate::admin::first_cert_expiry(&next));
-                published.publish(next);
-            }
-            Err(errors) => {
-                for e in errors {
-                    log::warn!("TLS files changed but were not taken (the old ones stay): {e}");
-                }
-            }
+        let (next, errors) = published.load().with_tls_reloaded(store);
+        for e in errors {
+            log::warn!("TLS files changed but were not taken (the old ones stay): {e}");
         }
+        log::info!("TLS files changed: contexts compiled again");
+        store.set_first_cert_expiry(crate::admin::first_cert_expiry(&next));
+        self.follow(&next);
+        published.publish(next);
     }
 }

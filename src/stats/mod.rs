@@ -14,7 +14,7 @@ pub mod sets;
 pub mod ssl;
 
 use crossbeam_utils::CachePadded;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -232,6 +232,8 @@ pub struct Store {
     healthcheck_failed: AtomicBool,
     /// The soonest certificate expiry, seconds since the epoch (MAX: none).
     first_cert_expiry: AtomicI64,
+    /// Text readouts (`sds.<name>.version_text`), by full name.
+    texts: Mutex<BTreeMap<String, String>>,
 }
 
 /// Scopes by name with their concrete types, for reuse across snapshots.
@@ -279,6 +281,7 @@ impl Store {
             state: AtomicU8::new(ServerState::Live as u8),
             healthcheck_failed: AtomicBool::new(false),
             first_cert_expiry: AtomicI64::new(i64::MAX),
+            texts: Mutex::default(),
         })
     }
 
@@ -356,6 +359,35 @@ impl Store {
         typed.ssl.insert(prefix.clone(), stats.clone());
         lock(&self.scopes).insert(prefix, stats.clone());
         stats
+    }
+
+    /// `sds.<name>.` stats of one secret read from a file.
+    pub fn sds(&self, name: &str) -> Arc<Scope<sets::Sds>> {
+        self.named(format!("sds.{name}."))
+    }
+
+    /// A TLS context's `server_ssl_socket_factory.` (listeners) or
+    /// `client_ssl_socket_factory.` (clusters) stats under `owner`.
+    pub fn ssl_socket_factory(
+        &self,
+        owner: &str,
+        server: bool,
+    ) -> Arc<Scope<sets::SslSocketFactory>> {
+        let side = if server { "server" } else { "client" };
+        self.named(format!("{owner}{side}_ssl_socket_factory."))
+    }
+
+    /// Sets a text readout.
+    pub fn set_text(&self, name: String, value: String) {
+        lock(&self.texts).insert(name, value);
+    }
+
+    /// Every text readout, by name.
+    pub fn texts(&self) -> Vec<(String, String)> {
+        lock(&self.texts)
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
     }
 
     /// `tls_inspector.` stats.

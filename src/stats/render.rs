@@ -39,9 +39,20 @@ fn ms_text(v: Option<f64>) -> String {
     v.map_or_else(|| "nan".to_string(), |v| format!("{v}"))
 }
 
-/// Envoy's plain-text `/stats`.
-pub fn text(values: &[(String, Kind, u64)], histograms: &[Merged], sel: &Selection) -> String {
+/// Envoy's plain-text `/stats`: text readouts, then counters and gauges,
+/// then histograms.
+pub fn text(
+    values: &[(String, Kind, u64)],
+    texts: &[(String, String)],
+    histograms: &[Merged],
+    sel: &Selection,
+) -> String {
     let mut out = String::new();
+    for (name, value) in texts {
+        if sel.keeps(name, !value.is_empty()) {
+            let _ = writeln!(out, "{name}: {value:?}");
+        }
+    }
     for (name, _, value) in values {
         if sel.keeps(name, *value != 0) {
             let _ = writeln!(out, "{name}: {value}");
@@ -71,12 +82,21 @@ pub fn text(values: &[(String, Kind, u64)], histograms: &[Merged], sel: &Selecti
 }
 
 /// Envoy's `/stats?format=json`.
-pub fn json(values: &[(String, Kind, u64)], histograms: &[Merged], sel: &Selection) -> Value {
-    let mut stats: Vec<Value> = values
+pub fn json(
+    values: &[(String, Kind, u64)],
+    texts: &[(String, String)],
+    histograms: &[Merged],
+    sel: &Selection,
+) -> Value {
+    let readouts = texts
+        .iter()
+        .filter(|(name, value)| sel.keeps(name, !value.is_empty()))
+        .map(|(name, value)| json!({"name": name, "value": value}));
+    let numbers = values
         .iter()
         .filter(|(name, _, value)| sel.keeps(name, *value != 0))
-        .map(|(name, _, value)| json!({"name": name, "value": value}))
-        .collect();
+        .map(|(name, _, value)| json!({"name": name, "value": value}));
+    let mut stats: Vec<Value> = readouts.chain(numbers).collect();
     let computed: Vec<Value> = histograms
         .iter()
         .filter(|h| sel.keeps(&h.name, !h.cumulative.is_empty()))

@@ -188,3 +188,24 @@ stat_set!(
     counters [sess_rx_datagrams, sess_tx_datagrams, sess_rx_errors, sess_tx_errors],
     gauges []
 );
+
+stat_set!(
+    /// `sds.<secret name>.*`: one secret's updates from its file
+    /// (`version_text` is a text readout beside them).
+    Sds, None,
+    counters [
+        init_fetch_timeout, update_attempt, update_failure, update_rejected, update_success,
+    ],
+    gauges [update_time, version]
+);
+
+stat_set!(
+    /// `<owner>server_ssl_socket_factory.*` / `client_ssl_socket_factory.*`:
+    /// one TLS context's secrets.
+    SslSocketFactory, None,
+    counters [
+        downstream_context_secrets_not_ready, ssl_context_update_by_sds,
+        upstream_context_secrets_not_ready,
+    ],
+    gauges []
+);

@@ -8,23 +8,31 @@
 //! names only through `match_typed_subject_alt_names`, never the SNI.
 
 use super::cert::{self, CertInfo};
+use super::sds::Secrets;
 use super::verify::{roots, PeerChecks, Signatures};
 use super::{provider, versions};
 use crate::config::{TlsVersion, UpstreamProtocol, UpstreamTls};
 use crate::net::{ByteCounts, Stream, TlsStream};
+use crate::stats::{sets::SslSocketFactory, Scope, Store};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
 /// A compiled client TLS context.
 #[derive(Debug)]
 pub struct ClientTls {
-    config: Arc<ClientConfig>,
+    /// None while an SDS secret it needs has never been good: connections
+    /// fail, as Envoy's do.
+    config: Option<Arc<ClientConfig>>,
+    factory: Arc<Scope<SslSocketFactory>>,
+    /// Every file it was compiled from, to watch.
+    pub files: Vec<PathBuf>,
     /// `sni`; without it no SNI is sent (an IP address name sends none).
     sni: Option<ServerName<'static>>,
     /// What `/certs` shows of the client certificate.
@@ -110,10 +118,39 @@ impl rustls::client::ResolvesClientCert for OneCertificate {
 }
 
 impl ClientTls {
-    /// Compiles a cluster's context; `protocol` gives the ALPN offered
-    /// when `alpn_protocols` is empty.
-    pub fn compile(tls: &UpstreamTls, protocol: &UpstreamProtocol) -> Result<ClientTls, String> {
-        let common = &tls.common;
+    /// Compiles a cluster's context, reading its SDS secrets through
+    /// `secrets`; `protocol` gives the ALPN offered when `alpn_protocols`
+    /// is empty, `owner` (`cluster.<name>.`) names its stats.
+    pub fn compile(
+        tls: &UpstreamTls,
+        protocol: &UpstreamProtocol,
+        secrets: &Secrets,
+        store: &Store,
+        owner: &str,
+    ) -> Result<ClientTls, String> {
+        let resolved = secrets.resolve(&tls.common, store);
+        let factory = store.ssl_socket_factory(owner, false);
+        let main = store.main_row();
+        factory.add(
+            main,
+            SslSocketFactory::ssl_context_update_by_sds,
+            resolved.updated,
+        );
+        let mut files = tls.common.files();
+        files.extend(resolved.files);
+        let source = (tls.clone(), protocol.clone());
+        if !resolved.ready {
+            return Ok(ClientTls {
+                config: None,
+                factory,
+                files,
+                sni: None,
+                certificates: Vec::new(),
+                ca: Vec::new(),
+                source,
+            });
+        }
+        let common = &resolved.common;
         let provider = provider(&common.cipher_suites, &common.curves)?;
         let mut checks = PeerChecks::default();
         let mut trust = None;
@@ -177,17 +214,32 @@ impl ClientTls {
             None => None,
         };
         Ok(ClientTls {
-            config: Arc::new(config),
+            config: Some(Arc::new(config)),
+            factory,
+            files,
             sni,
             certificates,
             ca: super::verify::ca_infos(common.validation.as_ref()),
-            source: (tls.clone(), protocol.clone()),
+            source,
         })
+    }
+
+    /// Whether its secrets are ready; if not, counts the connection that
+    /// cannot be made (`upstream_context_secrets_not_ready`).
+    pub fn check_ready(&self, w: usize) -> bool {
+        if self.config.is_none() {
+            self.factory
+                .inc(w, SslSocketFactory::upstream_context_secrets_not_ready);
+        }
+        self.config.is_some()
     }
 
     /// Runs the client handshake on a new connection to `ip` (the
     /// endpoint's address, which keys resumption when there is no SNI).
     pub async fn connect(&self, stream: Stream, ip: Option<IpAddr>) -> std::io::Result<TlsStream> {
+        let Some(config) = &self.config else {
+            return Err(std::io::Error::other("TLS secrets are not ready"));
+        };
         let name = match (&self.sni, ip) {
             (Some(n), _) => n.clone(),
             // No SNI: rustls sends none for an address.
@@ -195,7 +247,7 @@ impl ClientTls {
             (None, None) => ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
         };
         let io = stream.into_poll(Vec::new(), Rc::new(ByteCounts::default()))?;
-        let session = tokio_rustls::TlsConnector::from(self.config.clone())
+        let session = tokio_rustls::TlsConnector::from(config.clone())
             .connect(name, io)
             .await?;
         Ok(TlsStream::new(session.into()))

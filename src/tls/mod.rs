@@ -5,12 +5,14 @@
 
 mod cert;
 mod client;
+mod sds;
 mod server;
 mod session;
 mod verify;
 
 pub use cert::CertInfo;
 pub use client::ClientTls;
+pub use sds::Secrets;
 pub use server::ServerTls;
 pub use session::SessionInfo;
 

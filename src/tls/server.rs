@@ -3,15 +3,18 @@
 //! one shard resumes on any other), the handshake, and its stats.
 
 use super::cert::{self, CertInfo, Loaded};
+use super::sds::Secrets;
 use super::verify::ClientVerifier;
 use super::{count_failure, count_handshake};
 use super::{provider, versions};
 use crate::config::{DownstreamTls, TlsVersion};
 use crate::net::{ByteCounts, Stream, TlsStream};
 use crate::stats::ssl::{Ssl, SslStats};
+use crate::stats::{sets::SslSocketFactory, Scope, Store};
 use rustls::server::{Accepted, ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +28,12 @@ const SESSION_CACHE: usize = 4096;
 /// A compiled server TLS context.
 #[derive(Debug)]
 pub struct ServerTls {
-    config: Arc<ServerConfig>,
+    /// None while an SDS secret it needs has never been good: connections
+    /// are closed, as Envoy does.
+    config: Option<Arc<ServerConfig>>,
+    factory: Arc<Scope<SslSocketFactory>>,
+    /// Every file it was compiled from, to watch.
+    pub files: Vec<PathBuf>,
     /// What `/certs` shows of each certificate.
     pub certificates: Vec<CertInfo>,
     /// What `/certs` shows of each trusted CA certificate.
@@ -63,9 +71,36 @@ impl ResolvesServerCert for SniResolver {
 }
 
 impl ServerTls {
-    /// Compiles a server context; errors name what is wrong.
-    pub fn compile(tls: &DownstreamTls) -> Result<ServerTls, String> {
-        let common = &tls.common;
+    /// Compiles a server context, reading its SDS secrets through
+    /// `secrets`; `owner` (`listener.<address>.`) names its stats. Errors
+    /// name what is wrong.
+    pub fn compile(
+        tls: &DownstreamTls,
+        secrets: &Secrets,
+        store: &Store,
+        owner: &str,
+    ) -> Result<ServerTls, String> {
+        let resolved = secrets.resolve(&tls.common, store);
+        let factory = store.ssl_socket_factory(owner, true);
+        let main = store.main_row();
+        factory.add(
+            main,
+            SslSocketFactory::ssl_context_update_by_sds,
+            resolved.updated,
+        );
+        let mut files = tls.common.files();
+        files.extend(resolved.files);
+        if !resolved.ready {
+            return Ok(ServerTls {
+                config: None,
+                factory,
+                files,
+                certificates: Vec::new(),
+                ca: Vec::new(),
+                source: tls.clone(),
+            });
+        }
+        let common = &resolved.common;
         let provider = provider(&common.cipher_suites, &common.curves)?;
         let mut certs = Vec::new();
         for source in &common.certificates {
@@ -102,7 +137,9 @@ impl ServerTls {
                 .map_err(|e| format!("cannot make a session ticket key: {e}"))?;
         }
         Ok(ServerTls {
-            config: Arc::new(config),
+            config: Some(Arc::new(config)),
+            factory,
+            files,
             certificates,
             ca: super::verify::ca_infos(common.validation.as_ref()),
             source: tls.clone(),
@@ -120,17 +157,22 @@ impl ServerTls {
         stats: &SslStats,
         w: usize,
     ) -> Option<TlsStream> {
+        let Some(config) = &self.config else {
+            self.factory
+                .inc(w, SslSocketFactory::downstream_context_secrets_not_ready);
+            return None;
+        };
         let counts = Rc::new(ByteCounts::default());
         let io = stream.into_poll(replay, counts).ok()?;
         let handshake = async {
             match hello {
                 Some(accepted) => {
                     tokio_rustls::StartHandshake::from_parts(accepted, io)
-                        .into_stream(self.config.clone())
+                        .into_stream(config.clone())
                         .await
                 }
                 None => {
-                    tokio_rustls::TlsAcceptor::from(self.config.clone())
+                    tokio_rustls::TlsAcceptor::from(config.clone())
                         .accept(io)
                         .await
                 }

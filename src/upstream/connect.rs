@@ -29,6 +29,9 @@ pub async fn connect(
     let started = Instant::now();
     // The TLS handshake is part of connecting, within the same timeout.
     let connecting = async {
+        if cluster.tls.as_ref().is_some_and(|t| !t.check_ready(w)) {
+            return Err("remote connection failure");
+        }
         let stream = Stream::connect(&endpoint.addr)
             .await
             .map_err(|_| "remote connection failure")?;

@@ -1,0 +1,248 @@
+//! Secrets from files: an `SdsSecretConfig` whose `sds_config` is a file
+//! (`path_config_source`, or the older `path`), and that file itself — a
+//! `DiscoveryResponse` in YAML or JSON holding one `Secret`. Dynamic
+//! sources (`ads`, `api_config_source`) come with xDS.
+
+use super::node::{ConfigError, Errors, Fields, Node};
+use super::tls::{certificate, validation, CertificateSource, DataSource, Validation};
+use std::path::PathBuf;
+
+const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
+#[rustfmt::skip]
+static SDS_SECRET_CONFIG: Fields = Fields {
+    known: &["name", "sds_config"],
+    unsupported: &[],
+};
+#[rustfmt::skip]
+static CONFIG_SOURCE: Fields = Fields {
+    known: &["path_config_source", "path", "resource_api_version", "initial_fetch_timeout"],
+    unsupported: &["api_config_source", "ads", "self", "authorities"],
+};
+#[rustfmt::skip]
+static PATH_CONFIG_SOURCE: Fields = Fields {
+    known: &["path", "watched_directory"],
+    unsupported: &[],
+};
+#[rustfmt::skip]
+static WATCHED_DIRECTORY: Fields = Fields {
+    known: &["path"],
+    unsupported: &[],
+};
+#[rustfmt::skip]
+static DISCOVERY_RESPONSE: Fields = Fields {
+    known: &["version_info", "resources", "type_url", "nonce"],
+    unsupported: &["canary", "control_plane", "resource_errors"],
+};
+#[rustfmt::skip]
+static SECRET: Fields = Fields {
+    known: &["@type", "name", "tls_certificate", "validation_context"],
+    unsupported: &["session_ticket_keys", "generic_secret"],
+};
+
+/// One secret a TLS context reads from a file, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSource {
+    /// The secret's `name`, which the file's one resource must carry.
+    pub name: String,
+    /// The `DiscoveryResponse` file.
+    pub path: PathBuf,
+    /// Where it was configured, for errors.
+    pub yaml_path: String,
+}
+
+/// What a secret file holds for a context.
+#[derive(Debug, Clone)]
+pub enum Secret {
+    /// `tls_certificate`.
+    Certificate(CertificateSource),
+    /// `validation_context`.
+    Validation(Validation),
+}
+
+/// A secret read from its file, and the file's `version_info`.
+#[derive(Debug, Clone)]
+pub struct SecretFile {
+    /// `version_info` ("" when absent).
+    pub version: String,
+    /// The named secret.
+    pub secret: Secret,
+}
+
+/// Why a secret file was not taken, in Envoy's two kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretError {
+    /// The file could not be read or is not a `DiscoveryResponse`
+    /// (`update_failure`).
+    Failure(String),
+    /// It is one, but not a usable secret of that name (`update_rejected`).
+    Rejected(String),
+}
+
+/// Decodes an `SdsSecretConfig` with a file source.
+pub(super) fn secret_source(node: &Node, errs: &mut Errors) -> Option<SecretSource> {
+    let obj = node.object(errs, &SDS_SECRET_CONFIG)?;
+    let name = obj.require(errs, "name").and_then(|n| n.str(errs));
+    if name == Some("") {
+        errs.add(&format!("{}.name", node.path()), "expected a secret name");
+    }
+    // Without `sds_config` Envoy looks the name up among static secrets,
+    // which Ringway does not have.
+    let source = obj.require(errs, "sds_config")?;
+    let path = config_source_path(&source, errs)?;
+    Some(SecretSource {
+        name: name?.to_string(),
+        path,
+        yaml_path: node.path().to_string(),
+    })
+}
+
+/// The file a `ConfigSource` names; it must exist, as in Envoy.
+fn config_source_path(node: &Node, errs: &mut Errors) -> Option<PathBuf> {
+    let obj = node.object(errs, &CONFIG_SOURCE)?;
+    if let Some(v) = obj.get("resource_api_version") {
+        if v.enumeration(errs, &["AUTO", "V2", "V3"]) == Some("V2") {
+            errs.add(v.path(), "the V2 API is not supported (use V3)");
+        }
+    }
+    if let Some(t) = obj.get("initial_fetch_timeout") {
+        // A file is read at once: nothing ever waits for it.
+        t.duration(errs);
+    }
+    let (path_node, path) = match (obj.get("path_config_source"), obj.get("path")) {
+        (Some(p), None) => {
+            let p = p.object(errs, &PATH_CONFIG_SOURCE)?;
+            if let Some(dir) = p.get("watched_directory") {
+                // Every file a secret names is watched anyway, moved in or
+                // written in place.
+                if let Some(d) = dir.object(errs, &WATCHED_DIRECTORY) {
+                    d.require(errs, "path").and_then(|n| n.str(errs));
+                }
+            }
+            let node = p.require(errs, "path")?;
+            let path = node.str(errs)?;
+            (node, path)
+        }
+        (None, Some(node)) => {
+            let path = node.str(errs)?;
+            (node, path)
+        }
+        (Some(_), Some(_)) => {
+            errs.add(
+                node.path(),
+                "expected only one of path_config_source or path",
+            );
+            return None;
+        }
+        (None, None) => {
+            errs.add(
+                node.path(),
+                "expected path_config_source (secrets from a control plane come with xDS)",
+            );
+            return None;
+        }
+    };
+    if !std::path::Path::new(path).exists() {
+        errs.add(
+            path_node.path(),
+            format!("paths must refer to an existing path in the system: '{path}' does not exist"),
+        );
+        return None;
+    }
+    Some(path.into())
+}
+
+/// Reads a secret file and picks the secret `source` names, the way
+/// Envoy's file subscription and SDS API take an update.
+pub fn read_secret(source: &SecretSource) -> Result<SecretFile, SecretError> {
+    let origin = source.path.display().to_string();
+    let text = std::fs::read_to_string(&source.path)
+        .map_err(|e| SecretError::Failure(format!("cannot read {origin}: {e}")))?;
+    let tree =
+        super::parse_document(&text, &origin).map_err(|e| SecretError::Failure(e.message))?;
+    let mut errs = Errors::default();
+    let decoded = decode_response(Node::root(&tree), &mut errs);
+    let failure = |errors: Vec<ConfigError>| {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        SecretError::Failure(format!("in {origin}: {}", listed.join("; ")))
+    };
+    let (version, resources) = match decoded {
+        Some(d) if errs.0.is_empty() => d,
+        _ => return Err(failure(errs.0)),
+    };
+    let [(name, secret)] = <[_; 1]>::try_from(resources).map_err(|all: Vec<_>| {
+        SecretError::Rejected(format!("Unexpected SDS secrets length: {}", all.len()))
+    })?;
+    if name != source.name {
+        return Err(SecretError::Rejected(format!(
+            "Unexpected SDS secret (expecting {}): {name}",
+            source.name
+        )));
+    }
+    Ok(SecretFile {
+        version,
+        secret: secret.ok_or_else(|| {
+            SecretError::Rejected(format!(
+                "secret {name} has neither tls_certificate nor validation_context"
+            ))
+        })?,
+    })
+}
+
+/// A `DiscoveryResponse` of secrets: its version and each resource's name
+/// and content.
+type Resources = (String, Vec<(String, Option<Secret>)>);
+
+fn decode_response(root: Node, errs: &mut Errors) -> Option<Resources> {
+    let obj = root.object(errs, &DISCOVERY_RESPONSE)?;
+    let version = obj
+        .get("version_info")
+        .and_then(|v| v.str(errs))
+        .unwrap_or("")
+        .to_string();
+    if let Some(t) = obj.get("type_url") {
+        if t.str(errs).is_some_and(|t| t != SECRET_TYPE) {
+            errs.add(t.path(), format!("expected {SECRET_TYPE}"));
+        }
+    }
+    let mut resources = Vec::new();
+    for item in obj
+        .get("resources")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+    {
+        let Some(r) = item.object(errs, &SECRET) else {
+            continue;
+        };
+        match r.require(errs, "@type").and_then(|t| t.str(errs)) {
+            Some(SECRET_TYPE) | None => {}
+            Some(other) => errs.add(
+                &format!("{}.@type", item.path()),
+                format!("expected {SECRET_TYPE}, found {other}"),
+            ),
+        }
+        let name = r.get("name").and_then(|n| n.str(errs)).unwrap_or("");
+        let secret = match (r.get("tls_certificate"), r.get("validation_context")) {
+            (Some(c), None) => certificate(&c, errs).map(Secret::Certificate),
+            (None, Some(v)) => validation(&v, errs).map(Secret::Validation),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                errs.add(
+                    item.path(),
+                    "expected only one of tls_certificate or validation_context",
+                );
+                None
+            }
+        };
+        resources.push((name.to_string(), secret));
+    }
+    Some((version, resources))
+}
+
+/// Every file a secret names (certificate, key, CA, CRL).
+pub fn secret_files(secret: &Secret) -> Vec<&DataSource> {
+    match secret {
+        Secret::Certificate(c) => vec![&c.chain, &c.key],
+        Secret::Validation(v) => v.trusted_ca.iter().chain(&v.crl).collect(),
+    }
+}
