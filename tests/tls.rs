@@ -4,7 +4,7 @@
 
 mod common;
 use common::oracle::{with_admin, Pair};
-use common::tls::{curl_https, s_client, Certs};
+use common::tls::{curl_https, s_client, s_server, Certs, Reaped};
 use common::*;
 
 /// An HCM chain answering every request with `body` (a direct response).
@@ -341,16 +341,6 @@ fn tls_passes_through_by_server_name_to_a_tls_upstream() {
     );
 }
 
-/// A child process killed and reaped when dropped.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn tls_configs_get_envoys_verdicts() {
     let Some(bin) = common::oracle::envoy_or_skip("tls validate") else {
@@ -379,33 +369,6 @@ fn tls_configs_get_envoys_verdicts() {
         assert_eq!(envoy_ok, valid, "{what}: envoy said {envoy_out}");
         assert_eq!(ringway_ok, valid, "{what}: ringway said {ringway_out}");
     }
-}
-
-/// `openssl s_server -www` with `name`'s certificate on a fresh port,
-/// requiring a client certificate from the test CA when `mutual`.
-fn s_server(certs: &Certs, name: &str, mutual: bool) -> (Reaped, u16) {
-    let port = free_port();
-    let mut cmd = std::process::Command::new("openssl");
-    cmd.args(["s_server", "-accept", &port.to_string(), "-www", "-cert"])
-        .arg(certs.path(&format!("{name}.crt")))
-        .arg("-key")
-        .arg(certs.path(&format!("{name}.key")));
-    if mutual {
-        cmd.args(["-Verify", "1", "-CAfile"])
-            .arg(certs.path("ca.crt"));
-    }
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start s_server");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    (Reaped(child), port)
 }
 
 #[test]

@@ -282,3 +282,40 @@ fn unix_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+/// A child process killed and reaped when dropped.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `openssl s_server -www` with `name`'s certificate on a fresh port,
+/// requiring a client certificate from the test CA when `mutual`.
+pub fn s_server(certs: &Certs, name: &str, mutual: bool) -> (Reaped, u16) {
+    let port = super::free_port();
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["s_server", "-accept", &port.to_string(), "-www", "-cert"])
+        .arg(certs.path(&format!("{name}.crt")))
+        .arg("-key")
+        .arg(certs.path(&format!("{name}.key")));
+    if mutual {
+        cmd.args(["-Verify", "1", "-CAfile"])
+            .arg(certs.path("ca.crt"));
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start s_server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (Reaped(child), port)
+}
