@@ -554,3 +554,97 @@ fn rotated_certificate_files_are_served_without_dropping_connections() {
     let _ = held.kill();
     let _ = held.wait();
 }
+
+#[test]
+fn shared_ticket_keys_resume_across_proxies_and_key_rotations() {
+    if !tool_or_skip("tls ticket keys", &["openssl", "version"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let dir = TempDir::new();
+    let key = |name: &str, len: usize| {
+        let path = dir.0.join(name);
+        let seed = name.bytes().map(usize::from).sum::<usize>();
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + seed) as u8).collect();
+        std::fs::write(&path, bytes).expect("key file");
+        path.display().to_string()
+    };
+    let (old, new, short) = (key("old.key", 80), key("new.key", 80), key("short.key", 79));
+    let keys = |files: &[&str]| {
+        let list: Vec<String> = files
+            .iter()
+            .map(|f| format!("{{ filename: {f} }}"))
+            .collect();
+        format!(
+            "          session_ticket_keys: {{ keys: [{}] }}\n",
+            list.join(", ")
+        )
+    };
+    let config = |extra: &str| {
+        let chains = format!(
+            "    - {}{}",
+            &certs.server_socket(&["a"], "", extra)[6..],
+            http_filter("tickets")
+        );
+        listener(&chains, "")
+    };
+    let start = |extra: &str| {
+        Proxy::start(
+            &config(extra).replace("{admin}", &free_port().to_string()),
+            &[],
+        )
+    };
+    let issuer = start(&keys(&[&old]));
+    let session = dir.0.join("session.pem").display().to_string();
+    let request = "GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n";
+    s_client(
+        issuer.port,
+        Some("a.example.com"),
+        &["-sess_out", &session],
+        request,
+    );
+    let resumes = |proxy: &Proxy| {
+        s_client(
+            proxy.port,
+            Some("a.example.com"),
+            &["-sess_in", &session],
+            request,
+        )
+        .resumed
+    };
+    assert!(
+        resumes(&start(&keys(&[&old]))),
+        "another proxy with the same key"
+    );
+    assert!(resumes(&start(&keys(&[&new, &old]))), "a rotated key list");
+    assert!(!resumes(&start(&keys(&[&new]))), "a proxy without the key");
+    assert!(!resumes(&start("")), "a proxy with a key of its own");
+
+    // Envoy's verdicts on the field.
+    let Some(bin) = common::oracle::envoy_or_skip("tls ticket key verdicts") else {
+        return;
+    };
+    let cases = [
+        ("two keys", keys(&[&new, &old]), true),
+        ("a 79-byte key", keys(&[&short]), false),
+        (
+            "no keys",
+            "          session_ticket_keys: { keys: [] }\n".to_string(),
+            false,
+        ),
+        (
+            "keys and tickets off",
+            keys(&[&old]) + "          disable_stateless_session_resumption: true\n",
+            false,
+        ),
+    ];
+    for (what, extra, valid) in cases {
+        let config = config(&extra)
+            .replace("{admin}", "0")
+            .replace("{port}", "0");
+        let (envoy_ok, envoy_out) = common::oracle::envoy_validate(&bin, &config);
+        let (ringway_ok, ringway_out) = common::oracle::ringway_validate(&config);
+        assert_eq!(envoy_ok, valid, "{what}: envoy said {envoy_out}");
+        assert_eq!(ringway_ok, valid, "{what}: ringway said {ringway_out}");
+    }
+}

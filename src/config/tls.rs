@@ -27,10 +27,11 @@ static DOWNSTREAM: Fields = Fields {
     known: &[
         "@type", "common_tls_context", "require_client_certificate",
         "disable_stateless_session_resumption", "disable_stateful_session_resumption",
+        "session_ticket_keys",
     ],
     unsupported: &[
         "session_timeout",
-        "require_sni", "session_ticket_keys", "session_ticket_keys_sds_secret_config",
+        "require_sni", "session_ticket_keys_sds_secret_config",
         "ocsp_staple_policy",
         "full_scan_certs_on_sni_mismatch", "prefer_client_ciphers",
         "disable_session_resumption_with_client_cert",
@@ -60,6 +61,11 @@ static COMMON: Fields = Fields {
         "validation_context_certificate_provider_instance", "custom_handshaker", "key_log",
         "custom_tls_certificate_selector",
     ],
+};
+#[rustfmt::skip]
+static TICKET_KEYS: Fields = Fields {
+    known: &["keys"],
+    unsupported: &[],
 };
 #[rustfmt::skip]
 static COMBINED_VALIDATION: Fields = Fields {
@@ -117,6 +123,14 @@ pub enum DataSource {
 }
 
 impl DataSource {
+    /// The file it reads, if it is one.
+    pub fn path(&self) -> Option<PathBuf> {
+        match self {
+            DataSource::File(p) => Some(p.clone()),
+            DataSource::Inline(_) => None,
+        }
+    }
+
     /// The bytes, or why they cannot be had.
     pub fn load(&self) -> Result<Vec<u8>, String> {
         match self {
@@ -239,10 +253,7 @@ impl CommonTls {
             .iter()
             .flat_map(|c| [&c.chain, &c.key])
             .chain(validation.flat_map(|v| v.trusted_ca.iter().chain(&v.crl)))
-            .filter_map(|d| match d {
-                DataSource::File(p) => Some(p.clone()),
-                DataSource::Inline(_) => None,
-            })
+            .filter_map(DataSource::path)
             .collect()
     }
 }
@@ -258,6 +269,9 @@ pub struct DownstreamTls {
     pub disable_tickets: bool,
     /// `disable_stateful_session_resumption`.
     pub disable_session_cache: bool,
+    /// `session_ticket_keys.keys`: tickets sealed with these (80 bytes
+    /// each) rather than with a key made at start.
+    pub ticket_keys: Vec<DataSource>,
 }
 
 /// `UpstreamTlsContext`.
@@ -321,13 +335,31 @@ pub(super) fn downstream(node: &Node, errs: &mut Errors) -> Option<DownstreamTls
             "a server TLS context needs at least one certificate",
         );
     }
+    let disable_tickets = obj.get("disable_stateless_session_resumption");
+    let mut ticket_keys = Vec::new();
+    if let Some(k) = obj.get("session_ticket_keys") {
+        if disable_tickets.is_some() {
+            errs.add(
+                tc.path(),
+                "expected only one of session_ticket_keys or disable_stateless_session_resumption",
+            );
+        }
+        if let Some(k) = k.object(errs, &TICKET_KEYS) {
+            let keys = k
+                .require(errs, "keys")
+                .map(|l| l.list(errs))
+                .unwrap_or_default();
+            if keys.is_empty() {
+                errs.add(&format!("{}.keys", k.path()), "expected at least one key");
+            }
+            ticket_keys = keys.iter().filter_map(|d| data_source(d, errs)).collect();
+        }
+    }
     Some(DownstreamTls {
         common,
         require_client_certificate: any_bool(obj.get("require_client_certificate"), errs, false),
-        disable_tickets: obj
-            .get("disable_stateless_session_resumption")
-            .and_then(|b| b.bool(errs))
-            .unwrap_or(false),
+        disable_tickets: disable_tickets.and_then(|b| b.bool(errs)).unwrap_or(false),
+        ticket_keys,
         disable_session_cache: obj
             .get("disable_stateful_session_resumption")
             .and_then(|b| b.bool(errs))

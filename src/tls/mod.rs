@@ -8,6 +8,7 @@ mod client;
 mod sds;
 mod server;
 mod session;
+mod tickets;
 mod verify;
 
 pub use cert::CertInfo;

@@ -177,10 +177,7 @@ fn read_inlined(source: &SecretSource) -> (Result<SecretFile, SecretError>, u64,
     if let Ok(file) = &mut read {
         files = secret_files(&file.secret)
             .into_iter()
-            .filter_map(|d| match d {
-                DataSource::File(p) => Some(p.clone()),
-                DataSource::Inline(_) => None,
-            })
+            .filter_map(DataSource::path)
             .collect();
         if let Err(e) = inline_files(&mut file.secret, &mut digest) {
             read = Err(SecretError::Rejected(e));

@@ -4,10 +4,11 @@
 
 use super::cert::{self, CertInfo, Loaded};
 use super::sds::Secrets;
+use super::tickets::SharedKeys;
 use super::verify::ClientVerifier;
 use super::{count_failure, count_handshake};
 use super::{provider, versions};
-use crate::config::{DownstreamTls, TlsVersion};
+use crate::config::{DataSource, DownstreamTls, TlsVersion};
 use crate::net::{ByteCounts, Stream, TlsStream};
 use crate::stats::ssl::{Ssl, SslStats};
 use crate::stats::{sets::SslSocketFactory, Scope, Store};
@@ -89,6 +90,7 @@ impl ServerTls {
             resolved.updated,
         );
         let mut files = tls.common.files();
+        files.extend(tls.ticket_keys.iter().filter_map(DataSource::path));
         files.extend(resolved.files);
         if !resolved.ready {
             return Ok(ServerTls {
@@ -132,7 +134,14 @@ impl ServerTls {
         } else {
             ServerSessionMemoryCache::new(SESSION_CACHE)
         };
-        if !tls.disable_tickets {
+        if !tls.ticket_keys.is_empty() {
+            let keys = tls
+                .ticket_keys
+                .iter()
+                .map(DataSource::load)
+                .collect::<Result<Vec<_>, _>>()?;
+            config.ticketer = Arc::new(SharedKeys::new(&keys)?);
+        } else if !tls.disable_tickets {
             config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
                 .map_err(|e| format!("cannot make a session ticket key: {e}"))?;
         }
