@@ -304,6 +304,17 @@ pub struct Cluster {
     pub max_stream_duration: Option<Duration>,
     /// `transport_socket` when it is TLS.
     pub tls: Option<super::UpstreamTls>,
+    /// `upstream_http_protocol_options.auto_sni`: each new connection's
+    /// SNI is the request's host (or another header's value).
+    pub auto_sni: Option<AutoSni>,
+}
+
+/// `upstream_http_protocol_options` with `auto_sni`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoSni {
+    /// `override_auto_sni_header`: the header naming the server instead of
+    /// the host (lower case).
+    pub header: Option<String>,
 }
 
 /// The protocol a cluster speaks to its endpoints.
@@ -567,11 +578,11 @@ static CLUSTER: Fields = Fields {
         "maglev_lb_config", "alt_stat_name", "per_connection_buffer_limit_bytes",
         "max_requests_per_connection", "common_http_protocol_options",
         "upstream_connection_options", "typed_extension_protocol_options",
-        "http2_protocol_options", "transport_socket",
+        "http2_protocol_options", "transport_socket", "upstream_http_protocol_options",
     ],
     unsupported: &[
         "transport_socket_matches", "cluster_type", "eds_cluster_config",
-        "health_checks", "circuit_breakers", "upstream_http_protocol_options",
+        "health_checks", "circuit_breakers",
         "http_protocol_options",
         "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
@@ -1417,20 +1428,30 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
         Some(o) => UpstreamProtocol::Http2(super::http2::options(&o, errs, true)),
         None => UpstreamProtocol::Http1,
     };
+    let mut upstream_http = obj
+        .get("upstream_http_protocol_options")
+        .map(|u| upstream_http_options(&u, errs));
     if let Some(t) = obj.get("typed_extension_protocol_options") {
-        let (typed, protocol) = protocol_options(&t, errs);
-        common = typed.unwrap_or(common);
-        upstream_protocol = protocol.unwrap_or(upstream_protocol);
+        let typed = protocol_options(&t, errs);
+        common = typed.common.unwrap_or(common);
+        upstream_protocol = typed.protocol.unwrap_or(upstream_protocol);
+        upstream_http = typed.upstream_http.or(upstream_http);
     }
+    let (auto_sni, auto_san_validation) = upstream_http.unwrap_or((None, false));
     max_requests_per_connection = common.max_requests.or(max_requests_per_connection);
     let tcp_keepalive = obj
         .get("upstream_connection_options")
         .and_then(|c| c.object(errs, &CONNECTION_OPTIONS))
         .and_then(|o| o.get("tcp_keepalive"))
         .and_then(|k| tcp_keepalive(&k, errs));
-    let tls = obj
+    let mut tls = obj
         .get("transport_socket")
         .and_then(|t| super::tls::upstream(&t, errs));
+    if let Some(t) = &mut tls {
+        // The certificate is checked against the SNI sent, which auto_sni
+        // makes the request's host.
+        t.auto_sni_san_validation |= auto_san_validation;
+    }
     Some(Cluster {
         index,
         name: name?,
@@ -1451,6 +1472,7 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
         dns_lookup_family,
         lb_policy: lb_policy?,
         tls,
+        auto_sni,
     })
 }
 
@@ -1464,12 +1486,17 @@ const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProt
 static HTTP_PROTOCOL_OPTIONS_FIELDS: Fields = Fields {
     known: &[
         "@type", "explicit_http_config", "use_downstream_protocol_config",
-        "common_http_protocol_options", "auto_config",
+        "common_http_protocol_options", "auto_config", "upstream_http_protocol_options",
     ],
     unsupported: &[
-        "upstream_http_protocol_options", "http_filters", "header_validation_config",
+        "http_filters", "header_validation_config",
         "outlier_detection",
     ],
+};
+#[rustfmt::skip]
+static UPSTREAM_HTTP_OPTIONS: Fields = Fields {
+    known: &["auto_sni", "auto_san_validation", "override_auto_sni_header"],
+    unsupported: &[],
 };
 #[rustfmt::skip]
 static HTTP_CONFIG: Fields = Fields {
@@ -1492,19 +1519,15 @@ static HTTP1_PROTOCOL_OPTIONS: Fields = Fields {
 /// following the downstream's). Returns its
 /// `common_http_protocol_options.max_requests_per_connection` and the
 /// protocol it chose.
-fn protocol_options(
-    node: &Node,
-    errs: &mut Errors,
-) -> (Option<UpstreamCommon>, Option<UpstreamProtocol>) {
+fn protocol_options(node: &Node, errs: &mut Errors) -> ProtocolOptions {
     let serde_json::Value::Object(map) = node.value() else {
         errs.add(
             node.path(),
             "expected a mapping of extension names to options",
         );
-        return (None, None);
+        return ProtocolOptions::default();
     };
-    let mut common = None;
-    let mut protocol = None;
+    let mut out = ProtocolOptions::default();
     for name in map.keys() {
         let Some(entry) = node.entry(name) else {
             continue;
@@ -1561,7 +1584,7 @@ fn protocol_options(
             let h2 = c
                 .get("http2_protocol_options")
                 .map(|o| super::http2::options(&o, errs, true));
-            protocol = Some(match (config, h2) {
+            out.protocol = Some(match (config, h2) {
                 ("use_downstream_protocol_config", h2) => {
                     UpstreamProtocol::FollowDownstream(h2.unwrap_or_default())
                 }
@@ -1579,10 +1602,46 @@ fn protocol_options(
             });
         }
         if let Some(c) = o.get("common_http_protocol_options") {
-            common = Some(common_upstream_options(&c, errs));
+            out.common = Some(common_upstream_options(&c, errs));
+        }
+        if let Some(u) = o.get("upstream_http_protocol_options") {
+            out.upstream_http = Some(upstream_http_options(&u, errs));
         }
     }
-    (common, protocol)
+    out
+}
+
+/// What a cluster's `HttpProtocolOptions` set.
+#[derive(Default)]
+struct ProtocolOptions {
+    common: Option<UpstreamCommon>,
+    protocol: Option<UpstreamProtocol>,
+    /// `upstream_http_protocol_options`: auto SNI, and whether the
+    /// certificate must name it (`auto_san_validation`).
+    upstream_http: Option<(Option<AutoSni>, bool)>,
+}
+
+/// Decodes `upstream_http_protocol_options`: the auto SNI it asks for,
+/// and whether the server certificate must name that server.
+fn upstream_http_options(node: &Node, errs: &mut Errors) -> (Option<AutoSni>, bool) {
+    let Some(o) = node.object(errs, &UPSTREAM_HTTP_OPTIONS) else {
+        return (None, false);
+    };
+    let flag =
+        |name: &str, errs: &mut Errors| o.get(name).and_then(|b| b.bool(errs)).unwrap_or(false);
+    let (sni, san) = (flag("auto_sni", errs), flag("auto_san_validation", errs));
+    let header = o
+        .get("override_auto_sni_header")
+        .and_then(|h| h.str(errs))
+        .filter(|h| !h.is_empty())
+        .map(str::to_ascii_lowercase);
+    if san && !sni {
+        errs.add(
+            node.path(),
+            "auto_san_validation without auto_sni is not supported (the certificate is checked against the SNI sent)",
+        );
+    }
+    (sni.then_some(AutoSni { header }), san)
 }
 
 /// An upstream `common_http_protocol_options`.

@@ -40,10 +40,11 @@ static DOWNSTREAM: Fields = Fields {
 #[rustfmt::skip]
 static UPSTREAM: Fields = Fields {
     known: &[
-        "@type", "common_tls_context", "sni", "max_session_keys",
+        "@type", "common_tls_context", "sni", "max_session_keys", "auto_host_sni",
+        "auto_sni_san_validation",
     ],
     unsupported: &[
-        "auto_host_sni", "auto_sni_san_validation", "allow_renegotiation",
+        "allow_renegotiation",
         "enforce_rsa_key_usage",
     ],
 };
@@ -283,6 +284,13 @@ pub struct UpstreamTls {
     pub sni: Option<String>,
     /// `max_session_keys` (default 1; 0 disables resumption).
     pub max_session_keys: usize,
+    /// `auto_host_sni`: the SNI is the endpoint's host name (when it has
+    /// one that is not an address).
+    pub auto_host_sni: bool,
+    /// `auto_sni_san_validation` (or the cluster's `auto_san_validation`):
+    /// the certificate must have a DNS SAN for the SNI sent, in place of
+    /// the SAN matchers.
+    pub auto_sni_san_validation: bool,
 }
 
 /// What a `transport_socket` asks for.
@@ -383,10 +391,14 @@ pub(super) fn upstream(node: &Node, errs: &mut Errors) -> Option<UpstreamTls> {
         Some(n) => super::bootstrap::wrapped_uint(&n, errs, u32::MAX as u64).unwrap_or(1) as usize,
         None => 1,
     };
+    let flag =
+        |name: &str, errs: &mut Errors| obj.get(name).and_then(|b| b.bool(errs)).unwrap_or(false);
     Some(UpstreamTls {
         common: common(&obj, errs),
         sni,
         max_session_keys,
+        auto_host_sni: flag("auto_host_sni", errs),
+        auto_sni_san_validation: flag("auto_sni_san_validation", errs),
     })
 }
 

@@ -67,7 +67,15 @@ pub(super) async fn serve(
             flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
             break;
         };
-        match connect(shard, cluster, endpoint, None).await {
+        match connect(
+            shard,
+            cluster,
+            endpoint,
+            None,
+            cluster.server_name(endpoint, None),
+        )
+        .await
+        {
             Ok(up) => {
                 upstream = Some((up, endpoint.addr.clone()));
                 break;

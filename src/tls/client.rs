@@ -34,7 +34,9 @@ pub struct ClientTls {
     /// Every file it was compiled from, to watch.
     pub files: Vec<PathBuf>,
     /// `sni`; without it no SNI is sent (an IP address name sends none).
-    sni: Option<ServerName<'static>>,
+    sni: Option<String>,
+    /// `auto_host_sni`.
+    auto_host_sni: bool,
     /// What `/certs` shows of the client certificate.
     pub certificates: Vec<CertInfo>,
     /// What `/certs` shows of each trusted CA certificate.
@@ -50,6 +52,8 @@ struct ServerVerifier {
     roots: Option<RootCertStore>,
     checks: PeerChecks,
     signatures: Signatures,
+    /// `auto_sni_san_validation`: a DNS SAN must name the SNI sent.
+    sni_san: bool,
 }
 
 impl ServerCertVerifier for ServerVerifier {
@@ -57,7 +61,7 @@ impl ServerCertVerifier for ServerVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
@@ -71,7 +75,11 @@ impl ServerCertVerifier for ServerVerifier {
                 self.signatures.0.signature_verification_algorithms.all,
             )?;
         }
-        self.checks.check(end_entity)?;
+        let san_override = match server_name {
+            ServerName::DnsName(name) if self.sni_san => Some(name.as_ref()),
+            _ => None,
+        };
+        self.checks.check(end_entity, san_override)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -145,6 +153,7 @@ impl ClientTls {
                 factory,
                 files,
                 sni: None,
+                auto_host_sni: false,
                 certificates: Vec::new(),
                 ca: Vec::new(),
                 source,
@@ -168,6 +177,7 @@ impl ClientTls {
             roots: trust,
             checks,
             signatures: Signatures(provider.clone()),
+            sni_san: tls.auto_sni_san_validation,
         };
         // Envoy's client default tops out at TLS 1.2 unless raised.
         let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -207,17 +217,15 @@ impl ClientTls {
             0 => Resumption::disabled(),
             n => Resumption::in_memory_sessions(n),
         };
-        let sni = match &tls.sni {
-            Some(name) => {
-                Some(ServerName::try_from(name.clone()).map_err(|e| format!("sni {name:?}: {e}"))?)
-            }
-            None => None,
-        };
+        if let Some(name) = &tls.sni {
+            ServerName::try_from(name.as_str()).map_err(|e| format!("sni {name:?}: {e}"))?;
+        }
         Ok(ClientTls {
             config: Some(Arc::new(config)),
             factory,
             files,
-            sni,
+            sni: tls.sni.clone(),
+            auto_host_sni: tls.auto_host_sni,
             certificates,
             ca: super::verify::ca_infos(common.validation.as_ref()),
             source,
@@ -234,14 +242,36 @@ impl ClientTls {
         self.config.is_some()
     }
 
+    /// The server name a new connection sends and is checked against:
+    /// the request's (`auto_sni`), else the endpoint's host name
+    /// (`auto_host_sni`, unless it is an address), else `sni`.
+    pub fn server_name<'a>(
+        &'a self,
+        request: Option<&'a str>,
+        hostname: &'a str,
+    ) -> Option<&'a str> {
+        let host_name =
+            self.auto_host_sni && !hostname.is_empty() && hostname.parse::<IpAddr>().is_err();
+        request
+            .or(host_name.then_some(hostname))
+            .or(self.sni.as_deref())
+    }
+
     /// Runs the client handshake on a new connection to `ip` (the
-    /// endpoint's address, which keys resumption when there is no SNI).
-    pub async fn connect(&self, stream: Stream, ip: Option<IpAddr>) -> std::io::Result<TlsStream> {
+    /// endpoint's address, which keys resumption when there is no
+    /// server name to send).
+    pub async fn connect(
+        &self,
+        stream: Stream,
+        ip: Option<IpAddr>,
+        name: Option<&str>,
+    ) -> std::io::Result<TlsStream> {
         let Some(config) = &self.config else {
             return Err(std::io::Error::other("TLS secrets are not ready"));
         };
-        let name = match (&self.sni, ip) {
-            (Some(n), _) => n.clone(),
+        let name = match (name, ip) {
+            (Some(n), _) => ServerName::try_from(n.to_string())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
             // No SNI: rustls sends none for an address.
             (None, Some(ip)) => ServerName::IpAddress(ip.into()),
             (None, None) => ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),

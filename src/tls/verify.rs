@@ -52,8 +52,9 @@ impl PeerChecks {
         }
     }
 
-    /// Checks the leaf certificate `der`.
-    pub(super) fn check(&self, der: &[u8]) -> Result<(), Error> {
+    /// Checks the leaf certificate `der`; with `san_override`, a DNS SAN
+    /// must cover that name, in place of the SAN matchers.
+    pub(super) fn check(&self, der: &[u8], san_override: Option<&str>) -> Result<(), Error> {
         let fail = |f: PinFailure| {
             Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(f))))
         };
@@ -65,6 +66,21 @@ impl PeerChecks {
             if !hash_ok && !spki_ok {
                 return Err(fail(PinFailure::Hash));
             }
+        }
+        if let Some(name) = san_override {
+            let Ok((_, cert)) = X509Certificate::from_der(der) else {
+                return Err(fail(PinFailure::San));
+            };
+            let name = name.to_ascii_lowercase();
+            let covered = subject_alt_names(&cert)
+                .iter()
+                .filter_map(|s| s.strip_prefix("DNS:"))
+                .any(|san| super::cert::name_matches(&san.to_ascii_lowercase(), &name));
+            return if covered {
+                Ok(())
+            } else {
+                Err(fail(PinFailure::San))
+            };
         }
         if !self.san_matchers.is_empty() {
             let Ok((_, cert)) = X509Certificate::from_der(der) else {
@@ -231,7 +247,7 @@ impl ClientCertVerifier for ClientVerifier {
         if let Some(chain) = &self.chain {
             chain.verify_client_cert(end_entity, intermediates, now)?;
         }
-        self.checks.check(end_entity)?;
+        self.checks.check(end_entity, None)?;
         Ok(ClientCertVerified::assertion())
     }
 

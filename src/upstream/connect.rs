@@ -2,7 +2,7 @@
 //! options, TLS handshake and connection stats, for every protocol that
 //! proxies.
 
-use super::pool::{CxGuard, UpstreamConn};
+use super::pool::{CxGuard, PoolKey, UpstreamConn};
 use super::{Cluster, Endpoint};
 use crate::net::{set_int_option, Stream};
 use crate::server::shard::Shard;
@@ -18,6 +18,7 @@ pub async fn connect(
     cluster: &Cluster,
     endpoint: &Endpoint,
     protocol: Option<ClusterStat>,
+    server_name: Option<&str>,
 ) -> Result<UpstreamConn, &'static str> {
     let w = shard.id;
     let stats = &cluster.stats;
@@ -43,7 +44,7 @@ pub async fn connect(
             return Ok(stream);
         };
         match tls
-            .connect(stream, endpoint.addr.ip().map(|a| a.ip()))
+            .connect(stream, endpoint.addr.ip().map(|a| a.ip()), server_name)
             .await
         {
             Ok(session) => {
@@ -62,6 +63,10 @@ pub async fn connect(
             shard.histograms.record(cluster.connect_ms, micros);
             return Ok(UpstreamConn {
                 stream,
+                key: PoolKey {
+                    cluster: cluster.config.index,
+                    server_name: server_name.map(Box::from),
+                },
                 requests: 0,
                 guard: CxGuard::new(stats.clone(), endpoint.stats.clone(), w),
             });

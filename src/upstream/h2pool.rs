@@ -3,10 +3,10 @@
 //! every one is full, and a connection the peer closed or sent GOAWAY on
 //! leaves the pool. Owned by one shard: `Rc`/`RefCell`, no lock.
 
-use super::pool::{CxGuard, IdleCounter};
+use super::pool::{IdleCounter, PoolKey, UpstreamConn};
 use crate::config::Http2Options;
 use crate::http::codec::READ_CHUNK;
-use crate::net::{Address, ByteCounts, Stream};
+use crate::net::{Address, ByteCounts};
 use bytes::Bytes;
 use h2::client::SendRequest;
 use std::cell::{Cell, RefCell};
@@ -21,6 +21,8 @@ const INITIAL_STREAMS: usize = 100;
 /// One HTTP/2 connection to an endpoint.
 pub struct H2Conn {
     send: SendRequest<Bytes>,
+    /// What it may be used for besides its endpoint.
+    key: PoolKey,
     /// Streams open on it now.
     in_flight: Cell<usize>,
     /// Most streams Ringway opens on it at once (`max_concurrent_streams`;
@@ -91,12 +93,15 @@ pub struct H2Pool {
 }
 
 impl H2Pool {
-    /// The least busy live connection to `addr` with room for a stream.
+    /// The least busy live connection to `addr` that `cluster` opened with
+    /// `server_name`, with room for a stream.
     /// Connections retired meanwhile (`idle_timeout`: the cluster's) leave
     /// the pool; once their last handle goes, h2 closes them.
     pub fn take(
         &self,
         addr: &Address,
+        cluster: usize,
+        server_name: Option<&str>,
         now: Instant,
         idle_timeout: Option<Duration>,
     ) -> Option<Rc<H2Conn>> {
@@ -104,7 +109,7 @@ impl H2Pool {
         let list = conns.get_mut(addr)?;
         list.retain(|c| !c.retired(now, idle_timeout));
         list.iter()
-            .filter(|c| c.usable())
+            .filter(|c| c.usable() && c.key.matches(cluster, server_name))
             .min_by_key(|c| c.in_flight.get())
             .cloned()
     }
@@ -122,14 +127,16 @@ impl H2Pool {
 }
 
 /// Speaks HTTP/2 (prior knowledge) on a connected socket: the handshake,
-/// then the connection's driver task on this shard, which holds `guard`
-/// until the connection ends.
+/// then the connection's driver task on this shard, which holds the
+/// connection's stats guard until the connection ends.
 pub async fn handshake(
-    stream: Stream,
-    guard: CxGuard,
+    up: UpstreamConn,
     options: &Http2Options,
     max_streams: Option<u32>,
 ) -> std::io::Result<Rc<H2Conn>> {
+    let UpstreamConn {
+        stream, key, guard, ..
+    } = up;
     let counts = Rc::new(ByteCounts::default());
     let io = stream.into_poll(Vec::new(), counts.clone())?;
     let cap = options.max_concurrent_streams as usize;
@@ -160,6 +167,7 @@ pub async fn handshake(
     });
     Ok(Rc::new(H2Conn {
         send,
+        key,
         in_flight: Cell::new(0),
         cap,
         opened: Cell::new(0),

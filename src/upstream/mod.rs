@@ -206,4 +206,41 @@ impl Cluster {
     pub fn connect_timeout(&self) -> Duration {
         self.config.connect_timeout
     }
+
+    /// With `auto_sni`, the server name a request asks for: its host (or
+    /// the override header's value) from its forwarded `head`, unless
+    /// that is an address.
+    pub fn requested_server_name<'h>(&self, head: &'h [u8]) -> Option<&'h str> {
+        let auto = self.config.auto_sni.as_ref()?;
+        self.tls.as_ref()?;
+        let header = auto.header.as_deref().unwrap_or("host");
+        let value = crate::access_log::find_header(head, header)?;
+        host_name(std::str::from_utf8(value).ok()?)
+    }
+
+    /// The TLS server name a new connection to `endpoint` sends: the
+    /// `requested` one, else what the TLS context names for it.
+    pub fn server_name<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        requested: Option<&'a str>,
+    ) -> Option<&'a str> {
+        self.tls
+            .as_ref()?
+            .server_name(requested, &endpoint.hostname)
+    }
+}
+
+/// The host of an authority (`name`, `name:port`, `[v6]:port`), or None
+/// when it is empty or an address.
+fn host_name(authority: &str) -> Option<&str> {
+    if authority.starts_with('[') {
+        return None;
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let is_address = host.parse::<std::net::IpAddr>().is_ok();
+    (!host.is_empty() && !is_address).then_some(host)
 }

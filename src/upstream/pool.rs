@@ -76,10 +76,30 @@ impl Drop for CxGuard {
     }
 }
 
+/// What a pooled connection may be reused for besides its endpoint: the
+/// same cluster (whose TLS settings it was opened with) and the same TLS
+/// server name (`auto_sni` varies it by request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolKey {
+    /// The cluster's place in the configuration.
+    pub cluster: usize,
+    /// The TLS server name sent.
+    pub server_name: Option<Box<str>>,
+}
+
+impl PoolKey {
+    /// Whether a connection with this key serves `cluster` and `server_name`.
+    pub fn matches(&self, cluster: usize, server_name: Option<&str>) -> bool {
+        self.cluster == cluster && self.server_name.as_deref() == server_name
+    }
+}
+
 /// An open upstream HTTP/1.1 connection.
 pub struct UpstreamConn {
     /// The socket.
     pub stream: Stream,
+    /// What it may be reused for: see [`PoolKey`].
+    pub key: PoolKey,
     /// Requests completed on it (for `max_requests_per_connection`).
     pub requests: u32,
     /// Its place in the stats.
@@ -98,19 +118,24 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Takes the most recently idled usable connection to `addr`, dropping
+    /// Takes the most recently idled usable connection to `addr` that
+    /// `cluster` opened with `server_name`, dropping
     /// any idle for longer than `idle_timeout` (the cluster's) or closed
     /// by the upstream. `now` is the caller's clock reading (one per
     /// request, not one per pool call).
     pub fn take(
         &self,
         addr: &Address,
+        cluster: usize,
+        server_name: Option<&str>,
         now: Instant,
         idle_timeout: Option<Duration>,
     ) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(addr)?;
-        while let Some(conn) = list.pop() {
+        let reusable = |c: &Idle| c.stream.key.matches(cluster, server_name);
+        while let Some(at) = list.iter().rposition(reusable) {
+            let conn = list.remove(at);
             let idle = now.saturating_duration_since(conn.since);
             if idle_timeout.is_some_and(|t| idle >= t) {
                 conn.stream.guard.idle_timed_out();

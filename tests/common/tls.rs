@@ -319,3 +319,46 @@ pub fn s_server(certs: &Certs, name: &str, mutual: bool) -> (Reaped, u16) {
     }
     (Reaped(child), port)
 }
+
+/// nginx serving HTTPS on a fresh port with `name`'s certificate,
+/// answering every request with the server name the client sent
+/// (`sni=<name>`, empty without SNI) over keep-alive connections.
+pub struct NginxTls {
+    _process: Reaped,
+    _dir: super::TempDir,
+    pub port: u16,
+}
+
+impl NginxTls {
+    pub fn start(certs: &Certs, name: &str) -> NginxTls {
+        let dir = super::TempDir::new();
+        let port = super::free_port();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {dir};\n  proxy_temp_path {dir};\n  fastcgi_temp_path {dir};\n  uwsgi_temp_path {dir};\n  scgi_temp_path {dir};\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n    keepalive_requests 10000;\n    location / {{ return 200 \"sni=$ssl_server_name\"; }}\n  }}\n}}\n",
+            dir = dir.0.display(),
+            cert = certs.path(&format!("{name}.crt")),
+            key = certs.path(&format!("{name}.key")),
+        );
+        let path = dir.0.join("nginx.conf");
+        std::fs::write(&path, conf).expect("nginx.conf");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        NginxTls {
+            _process: Reaped(child),
+            _dir: dir,
+            port,
+        }
+    }
+}

@@ -538,6 +538,8 @@ impl<D: Downstream> Proxy<D> {
         if let Some(body) = plan.body.filter(|b| !b.is_empty()) {
             head.extend_from_slice(body);
         }
+        let requested = cluster.requested_server_name(&head).map(Box::<str>::from);
+        let server_name = cluster.server_name(endpoint, requested.as_deref());
         let mut fresh_only = false;
         // The upstream answered or stopped reading before the whole request
         // was sent: its connection is not reused, and a streamed body's
@@ -547,9 +549,13 @@ impl<D: Downstream> Proxy<D> {
             let pooled = if fresh_only {
                 None
             } else {
-                x.shard
-                    .pool
-                    .take(addr, attempt.started, cluster.config.idle_timeout)
+                x.shard.pool.take(
+                    addr,
+                    cluster.config.index,
+                    server_name,
+                    attempt.started,
+                    cluster.config.idle_timeout,
+                )
             };
             // A buffered request that meets a dead pooled connection before
             // any response byte is resent once on a new connection (not a
@@ -562,6 +568,7 @@ impl<D: Downstream> Proxy<D> {
                     cluster,
                     endpoint,
                     Some(ClusterStat::upstream_cx_http1_total),
+                    server_name,
                 )
                 .await
                 {

@@ -39,7 +39,9 @@ impl<D: Downstream> Proxy<D> {
         options: &Http2Options,
     ) -> Tried {
         let cluster = plan.cluster;
-        let conn = match self.h2_connection(x, plan, options).await {
+        let requested = cluster.requested_server_name(&head).map(Box::<str>::from);
+        let server_name = cluster.server_name(plan.endpoint, requested.as_deref());
+        let conn = match self.h2_connection(x, plan, options, server_name).await {
             Ok(conn) => conn,
             Err(reply) => {
                 x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
@@ -156,21 +158,24 @@ impl<D: Downstream> Proxy<D> {
         x: &Exchange<'_>,
         plan: &AttemptPlan<'_>,
         options: &Http2Options,
+        server_name: Option<&str>,
     ) -> Result<Rc<H2Conn>, LocalReply<'static>> {
         let (cluster, endpoint) = (plan.cluster, plan.endpoint);
-        if let Some(conn) =
-            x.shard
-                .h2_pool
-                .take(&endpoint.addr, Instant::now(), cluster.config.idle_timeout)
-        {
+        if let Some(conn) = x.shard.h2_pool.take(
+            &endpoint.addr,
+            cluster.config.index,
+            server_name,
+            Instant::now(),
+            cluster.config.idle_timeout,
+        ) {
             return Ok(conn);
         }
         let protocol = ClusterStat::upstream_cx_http2_total;
-        let up = connect(x.shard, cluster, endpoint, Some(protocol))
+        let up = connect(x.shard, cluster, endpoint, Some(protocol), server_name)
             .await
             .map_err(LocalReply::upstream_reset)?;
         let max_streams = cluster.config.max_requests_per_connection;
-        let handshake = h2pool::handshake(up.stream, up.guard, options, max_streams);
+        let handshake = h2pool::handshake(up, options, max_streams);
         match monoio::time::timeout(cluster.connect_timeout(), handshake).await {
             Ok(Ok(conn)) => {
                 x.shard.h2_pool.add(endpoint.addr.clone(), conn.clone());

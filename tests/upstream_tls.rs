@@ -1,0 +1,96 @@
+//! The server name a cluster's TLS connections send and check, against
+//! Envoy 1.40 on the same bootstrap, with nginx (which answers with the
+//! SNI it received) as the upstream: `auto_sni` from the request's host
+//! or another header, `auto_san_validation` / `auto_sni_san_validation`,
+//! `auto_host_sni`, and connections reused only for the same name.
+
+mod common;
+use common::oracle::{with_admin, Pair};
+use common::tls::{Certs, NginxTls};
+use common::*;
+
+/// A TLS cluster trusting the test CA, with `tls_extra` in its
+/// `UpstreamTlsContext` and `extra` at cluster level.
+fn tls_cluster(name: &str, port: u16, tls_extra: &str, extra: &str, certs: &Certs) -> String {
+    format!(
+        "{}{extra}    transport_socket:\n      name: envoy.transport_sockets.tls\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n{tls_extra}        common_tls_context:\n          validation_context: {{ trusted_ca: {{ filename: {} }} }}\n",
+        port_cluster(name, port),
+        certs.path("ca.crt"),
+    )
+}
+
+fn auto_sni(options: &str) -> String {
+    format!(
+        "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http_protocol_options: {{}} }}\n        upstream_http_protocol_options: {{ {options} }}\n"
+    )
+}
+
+#[test]
+fn upstream_server_names_follow_the_request_as_envoy_does() {
+    if !tool_or_skip("upstream sni", &["nginx", "-v"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let nginx = NginxTls::start(&certs, "b");
+    let port = nginx.port;
+    let clusters = [
+        tls_cluster("auto", port, "", &auto_sni("auto_sni: true, auto_san_validation: true"), &certs),
+        tls_cluster("header", port, "", &auto_sni("auto_sni: true, override_auto_sni_header: x-sni"), &certs),
+        tls_cluster("pinned", port, "        sni: b.example.com\n        auto_sni_san_validation: true\n", "", &certs),
+        tls_cluster("mismatch", port, "        sni: other.example.com\n        auto_sni_san_validation: true\n", "", &certs),
+        format!(
+            "{}    transport_socket:\n      name: envoy.transport_sockets.tls\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n        auto_host_sni: true\n",
+            port_cluster("by_host", port)
+                .replace("type: STATIC", "type: STRICT_DNS\n    dns_lookup_family: V4_ONLY")
+                .replace("address: 127.0.0.1", "address: localhost")
+        ),
+    ]
+    .concat();
+    let route = |prefix: &str, cluster: &str| {
+        format!("              - match: {{ prefix: \"/{prefix}\" }}\n                route: {{ cluster: {cluster} }}\n")
+    };
+    let routes = format!(
+        "            - name: all\n              domains: [\"*\"]\n              routes:\n{}{}{}{}{}",
+        route("auto", "auto"),
+        route("header", "header"),
+        route("pinned", "pinned"),
+        route("mismatch", "mismatch"),
+        route("by_host", "by_host"),
+    );
+    let config = with_admin(&http_config(&routes, &clusters));
+    let Some(pair) = Pair::start("upstream sni", &config, vec![]) else {
+        return;
+    };
+    let get = |path: &str, host: &str, extra: &str| {
+        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n{extra}\r\n").into_bytes()
+    };
+    let seen = pair.assert_all_same(&[
+        get("/auto", "b.example.com", ""),
+        get("/auto", "x.wild.example.com:8443", ""),
+        // The certificate does not name it: auto_san_validation fails.
+        get("/auto", "other.example.com", ""),
+        // Same name again: the pooled connection serves it.
+        get("/auto", "b.example.com", ""),
+        get("/header", "anything", "x-sni: b.example.com\r\n"),
+        get("/pinned", "anything", ""),
+        get("/mismatch", "anything", ""),
+        get("/by_host", "anything", ""),
+    ]);
+    let bodies: Vec<(u16, &str)> = seen.iter().map(|o| (o.status, o.body.as_str())).collect();
+    assert_eq!(bodies[0], (200, "sni=b.example.com"));
+    assert_eq!(bodies[1], (200, "sni=x.wild.example.com"));
+    assert_eq!(bodies[2].0, 503);
+    assert_eq!(bodies[3], (200, "sni=b.example.com"));
+    assert_eq!(bodies[4], (200, "sni=b.example.com"));
+    assert_eq!(bodies[5], (200, "sni=b.example.com"));
+    assert_eq!(bodies[6].0, 503);
+    assert_eq!(bodies[7], (200, "sni=localhost"));
+    pair.assert_same_stats(&[
+        "cluster.auto.upstream_cx_total",
+        "cluster.auto.ssl.handshake",
+        "cluster.auto.ssl.fail_verify_san",
+        "cluster.mismatch.ssl.fail_verify_san",
+        "cluster.pinned.ssl.handshake",
+        "cluster.by_host.ssl.handshake",
+    ]);
+}
