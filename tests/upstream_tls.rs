@@ -31,7 +31,7 @@ fn upstream_server_names_follow_the_request_as_envoy_does() {
         return;
     }
     let certs = Certs::generate();
-    let nginx = NginxTls::start(&certs, "b");
+    let nginx = NginxTls::start(&certs, "b", false);
     let port = nginx.port;
     let clusters = [
         tls_cluster("auto", port, "", &auto_sni("auto_sni: true, auto_san_validation: true"), &certs),
@@ -93,4 +93,81 @@ fn upstream_server_names_follow_the_request_as_envoy_does() {
         "cluster.pinned.ssl.handshake",
         "cluster.by_host.ssl.handshake",
     ]);
+}
+
+#[test]
+fn auto_config_speaks_what_alpn_chooses_as_envoy_does() {
+    if !tool_or_skip("upstream auto_config", &["nginx", "-v"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let (h2, h1) = (
+        NginxTls::start(&certs, "b", true),
+        NginxTls::start(&certs, "b", false),
+    );
+    let auto = |name: &str, port: u16| {
+        tls_cluster(
+            name,
+            port,
+            "        sni: b.example.com\n",
+            "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        auto_config: { http_protocol_options: {}, http2_protocol_options: {} }\n",
+            &certs,
+        )
+    };
+    let clusters = [auto("offers_h2", h2.port), auto("http1_only", h1.port)].concat();
+    let routes = "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: { prefix: \"/h2\" }\n                route: { cluster: offers_h2 }\n              - match: { prefix: \"/h1\" }\n                route: { cluster: http1_only }\n";
+    let config = with_admin(&http_config(routes, &clusters));
+    let Some(pair) = Pair::start("upstream auto_config", &config, vec![]) else {
+        return;
+    };
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nhost: b.example.com\r\n\r\n").into_bytes();
+    let seen = pair.assert_all_same(&[get("/h2"), get("/h1"), get("/h2"), get("/h1")]);
+    let protocol = |i: usize| {
+        seen[i]
+            .headers
+            .iter()
+            .find(|(n, _)| n == "x-upstream-protocol")
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(protocol(0).as_deref(), Some("HTTP/2.0"));
+    assert_eq!(protocol(1).as_deref(), Some("HTTP/1.1"));
+    pair.assert_same_stats(&[
+        "cluster.offers_h2.upstream_cx_http2_total",
+        "cluster.offers_h2.upstream_cx_http1_total",
+        "cluster.http1_only.upstream_cx_http1_total",
+        "cluster.http1_only.upstream_cx_http2_total",
+    ]);
+    // Deviation (README): Envoy's mixed pool opens a second connection
+    // for the second request of each cluster; Ringway reuses the first.
+    let (ringway, _) = pair.admin("/stats?filter=upstream_cx_total");
+    for cluster in ["offers_h2", "http1_only"] {
+        let line = format!("cluster.{cluster}.upstream_cx_total: 1");
+        assert!(ringway.contains(&line), "{line} in {ringway}");
+    }
+    // Without TLS there is no ALPN to choose by: a config error.
+    let Some(bin) = common::oracle::envoy_or_skip("auto_config verdicts") else {
+        return;
+    };
+    let plain = config
+        .replace("{admin}", "0")
+        .replace("{port}", "0")
+        .split("    transport_socket:\n")
+        .next()
+        .map(|head| head.to_string() + "\n")
+        .unwrap_or_default();
+    let plain = plain.replace(
+        &format!("{}    typed_extension", port_cluster("http1_only", h1.port)),
+        "    typed_extension",
+    );
+    let (envoy_ok, envoy_out) = common::oracle::envoy_validate(&bin, &plain);
+    let (ringway_ok, ringway_out) = common::oracle::ringway_validate(&plain);
+    assert!(
+        !envoy_ok,
+        "envoy accepted auto_config without TLS: {envoy_out}"
+    );
+    assert!(
+        !ringway_ok,
+        "ringway accepted auto_config without TLS: {ringway_out}"
+    );
 }

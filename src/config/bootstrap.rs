@@ -327,6 +327,21 @@ pub enum UpstreamProtocol {
     /// Whatever the downstream speaks (`use_downstream_protocol_config`),
     /// with these options when that is HTTP/2.
     FollowDownstream(super::Http2Options),
+    /// Whatever TLS ALPN chooses on each connection (`auto_config`):
+    /// HTTP/2 with these options if the endpoint offers it, else HTTP/1.1.
+    Auto(super::Http2Options),
+}
+
+impl UpstreamProtocol {
+    /// The HTTP/2 options it carries (every choice but plain HTTP/1.1).
+    pub fn http2_options(&self) -> Option<&super::Http2Options> {
+        match self {
+            UpstreamProtocol::Http1 => None,
+            UpstreamProtocol::Http2(o)
+            | UpstreamProtocol::FollowDownstream(o)
+            | UpstreamProtocol::Auto(o) => Some(o),
+        }
+    }
 }
 
 /// `upstream_connection_options.tcp_keepalive`: unset fields keep the
@@ -1452,6 +1467,12 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
         // makes the request's host.
         t.auto_sni_san_validation |= auto_san_validation;
     }
+    if matches!(upstream_protocol, UpstreamProtocol::Auto(_)) && tls.is_none() {
+        errs.add(
+            &format!("{}.typed_extension_protocol_options", node.path()),
+            "auto_config picks the protocol by TLS ALPN: the cluster needs a TLS transport_socket",
+        );
+    }
     Some(Cluster {
         index,
         name: name?,
@@ -1568,13 +1589,11 @@ fn protocol_options(node: &Node, errs: &mut Errors) -> ProtocolOptions {
                 "expected exactly one of explicit_http_config, use_downstream_protocol_config or auto_config",
             );
         }
-        if let Some(a) = o.get("auto_config") {
-            errs.add(
-                a.path(),
-                "auto_config picks the protocol by TLS ALPN: not supported yet",
-            );
-        }
-        for config in ["explicit_http_config", "use_downstream_protocol_config"] {
+        for config in [
+            "explicit_http_config",
+            "use_downstream_protocol_config",
+            "auto_config",
+        ] {
             let Some(c) = o.get(config).and_then(|c| c.object(errs, &HTTP_CONFIG)) else {
                 continue;
             };
@@ -1588,6 +1607,7 @@ fn protocol_options(node: &Node, errs: &mut Errors) -> ProtocolOptions {
                 ("use_downstream_protocol_config", h2) => {
                     UpstreamProtocol::FollowDownstream(h2.unwrap_or_default())
                 }
+                ("auto_config", h2) => UpstreamProtocol::Auto(h2.unwrap_or_default()),
                 (_, Some(h2)) => UpstreamProtocol::Http2(h2),
                 (_, None) => {
                     // Envoy requires the explicit choice to name a protocol.

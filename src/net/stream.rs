@@ -56,6 +56,14 @@ impl Stream {
         }
     }
 
+    /// Whether TLS ALPN chose HTTP/2.
+    pub fn alpn_h2(&self) -> bool {
+        match self {
+            Stream::Tls(t) => t.with_state(|s| s.alpn_protocol() == Some(b"h2")),
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
+    }
+
     /// The TCP stream, when this is one (for TCP-only socket options).
     pub fn tcp(&self) -> Option<&TcpStream> {
         match self {

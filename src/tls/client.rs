@@ -208,6 +208,7 @@ impl ClientTls {
         config.alpn_protocols = if common.alpn.is_empty() {
             match protocol {
                 UpstreamProtocol::Http2(_) => vec![b"h2".to_vec()],
+                UpstreamProtocol::Auto(_) => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
                 _ => vec![b"http/1.1".to_vec()],
             }
         } else {

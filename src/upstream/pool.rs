@@ -148,6 +148,15 @@ impl Pool {
         None
     }
 
+    /// Whether `cluster` has an idle connection to `addr` for `server_name`
+    /// (possibly one `take` then finds closed).
+    pub fn has_idle(&self, addr: &Address, cluster: usize, server_name: Option<&str>) -> bool {
+        self.idle.borrow().get(addr).is_some_and(|list| {
+            list.iter()
+                .any(|c| c.stream.key.matches(cluster, server_name))
+        })
+    }
+
     /// Returns a connection that finished a response cleanly.
     pub fn put(&self, addr: Address, stream: UpstreamConn) {
         let mut idle = self.idle.borrow_mut();

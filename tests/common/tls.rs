@@ -322,7 +322,9 @@ pub fn s_server(certs: &Certs, name: &str, mutual: bool) -> (Reaped, u16) {
 
 /// nginx serving HTTPS on a fresh port with `name`'s certificate,
 /// answering every request with the server name the client sent
-/// (`sni=<name>`, empty without SNI) over keep-alive connections.
+/// (`sni=<name>`, empty without SNI) and the protocol it spoke (header
+/// `x-upstream-protocol`) over keep-alive connections; with `http2`, it
+/// offers HTTP/2 by ALPN.
 pub struct NginxTls {
     _process: Reaped,
     _dir: super::TempDir,
@@ -330,14 +332,15 @@ pub struct NginxTls {
 }
 
 impl NginxTls {
-    pub fn start(certs: &Certs, name: &str) -> NginxTls {
+    pub fn start(certs: &Certs, name: &str, http2: bool) -> NginxTls {
         let dir = super::TempDir::new();
         let port = super::free_port();
         let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {dir};\n  proxy_temp_path {dir};\n  fastcgi_temp_path {dir};\n  uwsgi_temp_path {dir};\n  scgi_temp_path {dir};\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n    keepalive_requests 10000;\n    location / {{ return 200 \"sni=$ssl_server_name\"; }}\n  }}\n}}\n",
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {dir};\n  proxy_temp_path {dir};\n  fastcgi_temp_path {dir};\n  uwsgi_temp_path {dir};\n  scgi_temp_path {dir};\n  server {{\n    listen 127.0.0.1:{port} ssl{h2};\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n    keepalive_requests 10000;\n    add_header x-upstream-protocol $server_protocol;\n    location / {{ return 200 \"sni=$ssl_server_name\"; }}\n  }}\n}}\n",
             dir = dir.0.display(),
             cert = certs.path(&format!("{name}.crt")),
             key = certs.path(&format!("{name}.key")),
+            h2 = if http2 { " http2" } else { "" },
         );
         let path = dir.0.join("nginx.conf");
         std::fs::write(&path, conf).expect("nginx.conf");

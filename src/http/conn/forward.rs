@@ -4,6 +4,8 @@
 
 mod upstream_h2;
 
+use upstream_h2::Negotiated;
+
 use super::downstream::Downstream;
 use super::{timeout_reply, Exchange, Next, Protocol, Proxy};
 use crate::config::{HostRewrite, UpstreamProtocol};
@@ -524,29 +526,47 @@ impl<D: Downstream> Proxy<D> {
         x.log
             .upstream
             .replace(Some((plan.cluster_index, addr.clone())));
+        let requested = cluster.requested_server_name(&head).map(Box::<str>::from);
+        let server_name = cluster.server_name(endpoint, requested.as_deref());
+        // A connection ALPN chose HTTP/1.1 on (`auto_config`).
+        let mut negotiated = None;
         let http2 = match &cluster.config.upstream_protocol {
             UpstreamProtocol::Http1 => None,
-            UpstreamProtocol::Http2(options) => Some(options),
-            UpstreamProtocol::FollowDownstream(options) => {
-                (x.protocol == Protocol::Http2).then_some(options)
+            UpstreamProtocol::Http2(_) => Some(None),
+            UpstreamProtocol::FollowDownstream(_) => {
+                (x.protocol == Protocol::Http2).then_some(None)
+            }
+            UpstreamProtocol::Auto(options) => {
+                match Box::pin(self.auto_connection(x, plan, options, server_name)).await {
+                    Ok(Negotiated::Http2(conn)) => Some(Some(conn)),
+                    Ok(Negotiated::Http1(conn)) => {
+                        negotiated = conn;
+                        None
+                    }
+                    Err(reply) => {
+                        x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+                        attempt.charge(503);
+                        return Tried::Failed(reply, FailKind::ConnectFailure);
+                    }
+                }
             }
         };
-        if let Some(options) = http2 {
+        if let Some(conn) = http2 {
             // Boxed: the HTTP/1.1 attempt's future stays as small as it was.
-            return Box::pin(self.attempt_h2(x, plan, head, retries, attempt, options)).await;
+            let h2 = self.attempt_h2(x, plan, head, retries, attempt, conn);
+            return Box::pin(h2).await;
         }
         if let Some(body) = plan.body.filter(|b| !b.is_empty()) {
             head.extend_from_slice(body);
         }
-        let requested = cluster.requested_server_name(&head).map(Box::<str>::from);
-        let server_name = cluster.server_name(endpoint, requested.as_deref());
         let mut fresh_only = false;
         // The upstream answered or stopped reading before the whole request
         // was sent: its connection is not reused, and a streamed body's
         // unread rest ends the client's connection after the response.
         let mut body_unfinished = false;
         loop {
-            let pooled = if fresh_only {
+            let fresh = negotiated.take();
+            let pooled = if fresh_only || fresh.is_some() {
                 None
             } else {
                 x.shard.pool.take(
@@ -561,7 +581,7 @@ impl<D: Downstream> Proxy<D> {
             // any response byte is resent once on a new connection (not a
             // retry: the upstream never saw it).
             let resendable = pooled.is_some() && plan.body.is_some();
-            let mut up = match pooled {
+            let mut up = match fresh.or(pooled) {
                 Some(up) => up,
                 None => match connect(
                     x.shard,

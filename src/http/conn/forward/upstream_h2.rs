@@ -17,6 +17,7 @@ use crate::http::retry::{FailKind, Retries};
 use crate::stats::sets::Cluster as ClusterStat;
 use crate::upstream::connect::connect;
 use crate::upstream::h2pool::{self, H2Conn};
+use crate::upstream::pool::UpstreamConn;
 use bytes::Bytes;
 use h2::client::ResponseFuture;
 use h2::{Reason, RecvStream, SendStream};
@@ -27,8 +28,17 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+/// The connection `auto_config` found or opened, by the protocol it speaks.
+pub(super) enum Negotiated {
+    /// HTTP/2.
+    Http2(Rc<H2Conn>),
+    /// HTTP/1.1: a new connection, or None to take one from the pool.
+    Http1(Option<UpstreamConn>),
+}
+
 impl<D: Downstream> Proxy<D> {
-    /// One attempt against `plan.endpoint` over HTTP/2.
+    /// One attempt against `plan.endpoint` over HTTP/2 (on `negotiated`,
+    /// when `auto_config` has opened it).
     pub(super) async fn attempt_h2(
         &mut self,
         x: &Exchange<'_>,
@@ -36,12 +46,24 @@ impl<D: Downstream> Proxy<D> {
         head: Vec<u8>,
         retries: &Retries<'_>,
         attempt: Attempt<'_>,
-        options: &Http2Options,
+        negotiated: Option<Rc<H2Conn>>,
     ) -> Tried {
         let cluster = plan.cluster;
+        let fallback;
+        let options = match cluster.config.upstream_protocol.http2_options() {
+            Some(options) => options,
+            None => {
+                fallback = Http2Options::default();
+                &fallback
+            }
+        };
         let requested = cluster.requested_server_name(&head).map(Box::<str>::from);
         let server_name = cluster.server_name(plan.endpoint, requested.as_deref());
-        let conn = match self.h2_connection(x, plan, options, server_name).await {
+        let connection = match negotiated {
+            Some(conn) => Ok(conn),
+            None => self.h2_connection(x, plan, options, server_name).await,
+        };
+        let conn = match connection {
             Ok(conn) => conn,
             Err(reply) => {
                 x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
@@ -174,6 +196,60 @@ impl<D: Downstream> Proxy<D> {
         let up = connect(x.shard, cluster, endpoint, Some(protocol), server_name)
             .await
             .map_err(LocalReply::upstream_reset)?;
+        self.h2_handshake(x, plan, options, up).await
+    }
+
+    /// `auto_config`: a pooled HTTP/2 connection if there is one; else the
+    /// HTTP/1.1 pool if it has one; else a new connection, offering both
+    /// protocols by ALPN and speaking the one the endpoint picked.
+    pub(super) async fn auto_connection(
+        &self,
+        x: &Exchange<'_>,
+        plan: &AttemptPlan<'_>,
+        options: &Http2Options,
+        server_name: Option<&str>,
+    ) -> Result<Negotiated, LocalReply<'static>> {
+        let (cluster, endpoint) = (plan.cluster, plan.endpoint);
+        let index = cluster.config.index;
+        let now = Instant::now();
+        let idle_timeout = cluster.config.idle_timeout;
+        let shard = x.shard;
+        if let Some(conn) =
+            shard
+                .h2_pool
+                .take(&endpoint.addr, index, server_name, now, idle_timeout)
+        {
+            return Ok(Negotiated::Http2(conn));
+        }
+        if shard.pool.has_idle(&endpoint.addr, index, server_name) {
+            return Ok(Negotiated::Http1(None));
+        }
+        let up = connect(x.shard, cluster, endpoint, None, server_name)
+            .await
+            .map_err(LocalReply::upstream_reset)?;
+        if !up.stream.alpn_h2() {
+            cluster
+                .stats
+                .inc(x.shard.id, ClusterStat::upstream_cx_http1_total);
+            return Ok(Negotiated::Http1(Some(up)));
+        }
+        cluster
+            .stats
+            .inc(x.shard.id, ClusterStat::upstream_cx_http2_total);
+        self.h2_handshake(x, plan, options, up)
+            .await
+            .map(Negotiated::Http2)
+    }
+
+    /// Starts HTTP/2 on a new connection and pools it.
+    async fn h2_handshake(
+        &self,
+        x: &Exchange<'_>,
+        plan: &AttemptPlan<'_>,
+        options: &Http2Options,
+        up: UpstreamConn,
+    ) -> Result<Rc<H2Conn>, LocalReply<'static>> {
+        let (cluster, endpoint) = (plan.cluster, plan.endpoint);
         let max_streams = cluster.config.max_requests_per_connection;
         let handshake = h2pool::handshake(up, options, max_streams);
         match monoio::time::timeout(cluster.connect_timeout(), handshake).await {
