@@ -171,3 +171,54 @@ fn auto_config_speaks_what_alpn_chooses_as_envoy_does() {
         "ringway accepted auto_config without TLS: {ringway_out}"
     );
 }
+
+#[test]
+fn transport_failure_reasons_are_logged_as_envoy_logs_them() {
+    if !tool_or_skip("transport failure reason", &["nginx", "-v"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let nginx = NginxTls::start(&certs, "b", false);
+    let untrusted = tls_cluster("untrusted", nginx.port, "", "", &certs)
+        .replace(&certs.path("ca.crt"), &certs.path("rogue.crt"));
+    let clusters = [
+        tls_cluster("fine", nginx.port, "", "", &certs),
+        untrusted,
+        port_cluster("refused", free_port()),
+    ]
+    .concat();
+    let routes = "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: { prefix: \"/fine\" }\n                route: { cluster: fine }\n              - match: { prefix: \"/untrusted\" }\n                route: { cluster: untrusted }\n              - match: { prefix: \"/refused\" }\n                route: { cluster: refused }\n";
+    let format = "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_TRANSPORT_FAILURE_REASON%\\n";
+    let config = with_admin(&http_config(routes, &clusters)).replace(
+        "          stat_prefix: ingress_http\n",
+        &format!("          stat_prefix: ingress_http\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: \"{{log}}\"\n              log_format: {{ text_format_source: {{ inline_string: \"{format}\" }} }}\n"),
+    );
+    let Some(pair) = Pair::start("transport failure reason", &config, vec![]) else {
+        return;
+    };
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nhost: b.example.com\r\n\r\n").into_bytes();
+    pair.assert_all_same(&[get("/fine"), get("/refused"), get("/untrusted")]);
+    let (ringway, envoy) = (log_lines(&pair.logs.0, 3), log_lines(&pair.logs.1, 3));
+    let (ringway, envoy): (Vec<&str>, Vec<&str>) =
+        (ringway.lines().collect(), envoy.lines().collect());
+    assert_eq!(
+        ringway[..2],
+        envoy[..2],
+        "ringway {ringway:?}\nenvoy {envoy:?}"
+    );
+    assert_eq!(
+        ringway[1],
+        "503 UF delayed_connect_error:_Connection_refused"
+    );
+    // BoringSSL adds its verifier's detail before the end marker; the
+    // code and reason are the same.
+    let verify =
+        "503 UF TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:";
+    for line in [ringway[2], envoy[2]] {
+        assert!(
+            line.starts_with(verify) && line.ends_with(":TLS_error_end"),
+            "{line}"
+        );
+    }
+}

@@ -41,6 +41,7 @@ enum Operator {
     DownstreamPeerUriSan,
     DownstreamPeerSubject,
     RequestedServerName,
+    UpstreamTransportFailureReason,
 }
 
 impl Operator {
@@ -136,6 +137,7 @@ fn parse_operator(name: &str, arg: Option<&str>) -> Result<Operator, String> {
         "DOWNSTREAM_PEER_URI_SAN" => no_arg(Operator::DownstreamPeerUriSan),
         "DOWNSTREAM_PEER_SUBJECT" => no_arg(Operator::DownstreamPeerSubject),
         "REQUESTED_SERVER_NAME" => no_arg(Operator::RequestedServerName),
+        "UPSTREAM_TRANSPORT_FAILURE_REASON" => no_arg(Operator::UpstreamTransportFailureReason),
         _ => Err(format!("unknown command operator %{name}%")),
     }
 }
@@ -326,6 +328,12 @@ fn value(op: &Operator, r: &Record, out: &mut String) -> bool {
             .tls
             .and_then(|t| t.server_name.as_deref())
             .map(|s| out.push_str(s))
+            .is_some(),
+        // Envoy writes it with spaces as underscores.
+        Operator::UpstreamTransportFailureReason => r
+            .upstream_transport_failure
+            .as_deref()
+            .map(|s| out.push_str(&s.replace(' ', "_")))
             .is_some(),
         Operator::DownstreamRemoteAddress => {
             r.remote.as_ref().map(|a| write!(out, "{a}")).is_some()

@@ -96,6 +96,8 @@ pub struct Record<'a> {
     pub upstream_host: Option<Address>,
     /// The cluster it went to.
     pub upstream_cluster: Option<&'a str>,
+    /// What the transport said of a failed upstream connect.
+    pub upstream_transport_failure: Option<String>,
     /// The matched route's name.
     pub route_name: Option<&'a str>,
     /// The client's address (trusted, after `x-forwarded-for` rules).
@@ -136,6 +138,7 @@ impl<'a> Record<'a> {
             bytes_sent: 0,
             upstream_host: None,
             upstream_cluster: None,
+            upstream_transport_failure: None,
             route_name: None,
             remote: Some(remote.clone()),
             direct_remote: Some(remote),

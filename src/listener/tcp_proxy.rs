@@ -61,6 +61,7 @@ pub(super) async fn serve(
     let random = || shard.random();
     let mut flags = ResponseFlags::default();
     let mut upstream = None;
+    let mut transport_failure = None;
     for _ in 0..proxy.max_connect_attempts {
         let Some(endpoint) = view.pick(cluster_index, hash, &random) else {
             cluster.stats.inc(w, ClusterStat::upstream_cx_none_healthy);
@@ -80,7 +81,10 @@ pub(super) async fn serve(
                 upstream = Some((up, endpoint.addr.clone()));
                 break;
             }
-            Err(_) => flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE),
+            Err(failure) => {
+                flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+                transport_failure = failure.transport;
+            }
         }
     }
     let mut record = Record::new(wall, &[], peer.remote.clone(), peer.local.clone());
@@ -93,6 +97,7 @@ pub(super) async fn serve(
     );
     record.upstream_cluster = Some(cluster.name());
     let Some((mut up, addr)) = upstream else {
+        record.upstream_transport_failure = transport_failure;
         if flags.contains(ResponseFlags::UPSTREAM_CONNECTION_FAILURE) {
             flags.insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
         }

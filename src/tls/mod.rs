@@ -205,6 +205,20 @@ pub(crate) fn count_handshake(state: &rustls::CommonState, stats: &SslStats, w: 
 
 /// Counts a failed handshake as Envoy does: a refused peer certificate
 /// under its `fail_verify_*` reason, anything else as `connection_error`.
+/// A failed handshake in the shape of Envoy's transport failure reason
+/// (`TLS_error:|…:TLS_error_end`): a certificate that failed its checks is
+/// BoringSSL's CERTIFICATE_VERIFY_FAILED; anything else names rustls'
+/// error.
+pub(crate) fn tls_failure(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(_) | Error::NoCertificatesPresented) => {
+            "TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end".into()
+        }
+        Some(other) => format!("TLS_error:|{other}:TLS_error_end"),
+        None => format!("TLS_error:|{e}:TLS_error_end"),
+    }
+}
+
 pub(crate) fn count_failure(e: &std::io::Error, stats: &SslStats, w: usize) {
     let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
         stats.inc(w, Ssl::connection_error);

@@ -7,8 +7,35 @@ use super::{Cluster, Endpoint};
 use crate::net::{set_int_option, Stream};
 use crate::server::shard::Shard;
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat};
-use crate::tls::{count_failure, count_handshake};
+use crate::tls::{count_failure, count_handshake, tls_failure};
 use std::time::Instant;
+
+/// Why a new upstream connection failed: Envoy's reset reason, and the
+/// transport's own account (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`).
+#[derive(Debug, Clone)]
+pub struct ConnectFailure {
+    /// `remote connection failure`, `connection timeout`.
+    pub reason: &'static str,
+    /// What the socket or TLS said, in Envoy's shape.
+    pub transport: Option<String>,
+}
+
+impl ConnectFailure {
+    fn remote(transport: String) -> Self {
+        ConnectFailure {
+            reason: "remote connection failure",
+            transport: Some(transport),
+        }
+    }
+}
+
+/// Envoy's account of a failed TCP connect: `delayed connect error:
+/// <strerror>`.
+fn socket_failure(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    format!("delayed connect error: {text}")
+}
 
 /// Opens a new upstream connection to `endpoint` within the cluster's
 /// connect timeout, counted in `protocol`'s connection total when the
@@ -19,7 +46,7 @@ pub async fn connect(
     endpoint: &Endpoint,
     protocol: Option<ClusterStat>,
     server_name: Option<&str>,
-) -> Result<UpstreamConn, &'static str> {
+) -> Result<UpstreamConn, ConnectFailure> {
     let w = shard.id;
     let stats = &cluster.stats;
     stats.inc(w, ClusterStat::upstream_cx_total);
@@ -31,11 +58,11 @@ pub async fn connect(
     // The TLS handshake is part of connecting, within the same timeout.
     let connecting = async {
         if cluster.tls.as_ref().is_some_and(|t| !t.check_ready(w)) {
-            return Err("remote connection failure");
+            return Err(ConnectFailure::remote("TLS secrets are not ready".into()));
         }
         let stream = Stream::connect(&endpoint.addr)
             .await
-            .map_err(|_| "remote connection failure")?;
+            .map_err(|e| ConnectFailure::remote(socket_failure(&e)))?;
         stream.set_nodelay();
         if let (Some(k), Some(tcp)) = (&cluster.config.tcp_keepalive, stream.tcp()) {
             set_keepalive(tcp, k);
@@ -53,7 +80,7 @@ pub async fn connect(
             }
             Err(e) => {
                 count_failure(&e, ssl, w);
-                Err("remote connection failure")
+                Err(ConnectFailure::remote(tls_failure(&e)))
             }
         }
     };
@@ -71,10 +98,13 @@ pub async fn connect(
                 guard: CxGuard::new(stats.clone(), endpoint.stats.clone(), w),
             });
         }
-        Ok(Err(reason)) => reason,
+        Ok(Err(failure)) => failure,
         Err(_) => {
             stats.inc(w, ClusterStat::upstream_cx_connect_timeout);
-            "connection timeout"
+            ConnectFailure {
+                reason: "connection timeout",
+                transport: None,
+            }
         }
     };
     stats.inc(w, ClusterStat::upstream_cx_connect_fail);

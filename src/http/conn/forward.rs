@@ -22,7 +22,7 @@ use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpStat};
-use crate::upstream::connect::connect;
+use crate::upstream::connect::{connect, ConnectFailure};
 use crate::upstream::{Cluster, Endpoint, RetrySlots};
 use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
@@ -593,17 +593,15 @@ impl<D: Downstream> Proxy<D> {
                 .await
                 {
                     Ok(up) => up,
-                    Err(reason) => {
+                    Err(failure) => {
                         x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
                         attempt.charge(503);
-                        return Tried::Failed(
-                            LocalReply::upstream_reset(reason),
-                            FailKind::ConnectFailure,
-                        );
+                        let reply = connect_failed(x, failure);
+                        return Tried::Failed(reply, FailKind::ConnectFailure);
                     }
                 },
             };
-            attempt.connected();
+            attempt.connected(x);
             if plan.body.is_some() {
                 let (res, buf) = up.stream.write_all(head).await;
                 head = buf;
@@ -1042,6 +1040,13 @@ impl<D: Downstream> Proxy<D> {
     }
 }
 
+/// The reply to a failed connect, with the transport's account of it
+/// kept for the access log.
+fn connect_failed(x: &Exchange<'_>, failure: ConnectFailure) -> LocalReply<'static> {
+    x.log.transport_failure.replace(failure.transport);
+    LocalReply::upstream_reset(failure.reason)
+}
+
 /// One upstream request: counted active from start to drop, charged with
 /// its status once.
 struct Attempt<'a> {
@@ -1071,7 +1076,9 @@ impl<'a> Attempt<'a> {
     /// The attempt has a connection to send on: only now is it an upstream
     /// request in `upstream_rq_total` (a failed connect is not one, as in
     /// Envoy).
-    fn connected(&self) {
+    fn connected(&self, x: &Exchange<'_>) {
+        // A later attempt that connects clears an earlier one's failure.
+        x.log.transport_failure.replace(None);
         if !self.on_connection.replace(true) {
             let w = self.shard.id;
             self.cluster.stats.inc(w, ClusterStat::upstream_rq_total);

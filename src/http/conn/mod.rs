@@ -296,6 +296,8 @@ struct LogDetails {
     upstream: RefCell<Option<(usize, Address)>>,
     /// When the upstream's response headers arrived.
     response_at: Cell<Option<Instant>>,
+    /// What the transport said of the last failed upstream connect.
+    transport_failure: RefCell<Option<String>>,
     response_head: OnceCell<Vec<u8>>,
 }
 
@@ -332,6 +334,7 @@ impl<'a> Exchange<'a> {
                 .or_else(|| self.matched.and_then(|m| m.route.single_cluster()))
                 .and_then(|c| self.view.snapshot.clusters.get(c))
                 .map(|c| c.name()),
+            upstream_transport_failure: self.log.transport_failure.borrow().clone(),
             protocol: self.protocol.name(),
             route_name: self.matched.map(|m| m.route.name.as_str()),
             response_head: self.log.response_head.get().map_or(&[], Vec::as_slice),

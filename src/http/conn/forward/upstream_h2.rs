@@ -71,7 +71,7 @@ impl<D: Downstream> Proxy<D> {
                 return Tried::Failed(reply, FailKind::ConnectFailure);
             }
         };
-        attempt.connected();
+        attempt.connected(x);
         let Some(request) = request_from_head(&head) else {
             attempt.charge(503);
             let reply = LocalReply::upstream_reset("protocol error");
@@ -195,7 +195,7 @@ impl<D: Downstream> Proxy<D> {
         let protocol = ClusterStat::upstream_cx_http2_total;
         let up = connect(x.shard, cluster, endpoint, Some(protocol), server_name)
             .await
-            .map_err(LocalReply::upstream_reset)?;
+            .map_err(|f| super::connect_failed(x, f))?;
         self.h2_handshake(x, plan, options, up).await
     }
 
@@ -226,7 +226,7 @@ impl<D: Downstream> Proxy<D> {
         }
         let up = connect(x.shard, cluster, endpoint, None, server_name)
             .await
-            .map_err(LocalReply::upstream_reset)?;
+            .map_err(|f| super::connect_failed(x, f))?;
         if !up.stream.alpn_h2() {
             cluster
                 .stats
