@@ -23,6 +23,8 @@ const HTTP_INSPECTOR_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
 const PROXY_PROTOCOL_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol";
+const ORIGINAL_DST_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst";
 
 #[rustfmt::skip]
 static LISTENER: Fields = Fields {
@@ -40,6 +42,11 @@ static LISTENER: Fields = Fields {
         "internal_listener", "enable_mptcp", "ignore_global_conn_limit",
         "bypass_overload_manager",
     ],
+};
+#[rustfmt::skip]
+static ORIGINAL_DST: Fields = Fields {
+    known: &["@type"],
+    unsupported: &["traffic_direction"],
 };
 #[rustfmt::skip]
 static FILTER_CHAIN: Fields = Fields {
@@ -119,8 +126,12 @@ pub struct ListenerFilters {
     pub tls_inspector: bool,
     /// `envoy.filters.listener.http_inspector`: "http/1.1" or "h2c".
     pub http_inspector: bool,
-    /// `envoy.filters.listener.proxy_protocol` (always run first).
+    /// `envoy.filters.listener.proxy_protocol` (run first, after
+    /// `original_dst`).
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// `envoy.filters.listener.original_dst`: the connection's local
+    /// address is where it was going before a NAT redirect.
+    pub original_dst: bool,
     /// `listener_filters_timeout` (15 s; 0 disables).
     pub timeout: Option<Duration>,
     /// `continue_on_listener_filters_timeout`.
@@ -417,9 +428,13 @@ fn listener_filters(obj: &Obj, errs: &mut Errors) -> ListenerFilters {
                 out.http_inspector = true;
             }
             Some(PROXY_PROTOCOL_TYPE) => out.proxy_protocol = proxy_protocol(&tc, errs),
+            Some(ORIGINAL_DST_TYPE) => {
+                tc.object(errs, &ORIGINAL_DST);
+                out.original_dst = true;
+            }
             Some(other) => errs.add(
                 &format!("{}.@type", tc.path()),
-                format!("listener filter {other:?} is not supported yet (tls_inspector, http_inspector and proxy_protocol are)"),
+                format!("listener filter {other:?} is not supported yet (tls_inspector, http_inspector, proxy_protocol and original_dst are)"),
             ),
             None => {}
         }

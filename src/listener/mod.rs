@@ -41,6 +41,12 @@ pub async fn serve(
     let direct = remote.clone();
     let (mut remote, mut local) = (remote, local);
     let mut first = Vec::new();
+    if listener.filters.original_dst {
+        let ipv6 = matches!(&local, Some(Address::Ip(a)) if a.is_ipv6());
+        if let Some(original) = crate::net::original_destination(&stream, ipv6) {
+            local = Some(Address::Ip(original));
+        }
+    }
     if let (Some(config), Some(stats)) =
         (&listener.filters.proxy_protocol, &listener.proxy_protocol)
     {
