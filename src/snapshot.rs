@@ -9,6 +9,7 @@ use crate::access_log::{AccessLog, Sinks};
 use crate::config::{
     self, Bootstrap, ConfigError, Discovery, EndpointAddress, ServerHeaderTransformation,
 };
+use crate::listener::ConnectionFilters;
 use crate::net::Address;
 use crate::router::RouteTable;
 use crate::stats::ssl::SslStats;
@@ -137,6 +138,8 @@ pub struct FilterChain {
     pub matcher: config::ChainMatch,
     /// The TLS context of its `transport_socket`.
     pub tls: Option<Arc<ServerTls>>,
+    /// The network filters before the terminal one.
+    pub connection_filters: ConnectionFilters,
     /// What serves its connections.
     pub serve: Serve,
 }
@@ -514,6 +517,7 @@ impl Compiler<'_> {
         Some(FilterChain {
             matcher: c.matcher.clone(),
             tls,
+            connection_filters: ConnectionFilters::compile(&c.connection_filters, self.store),
             serve,
         })
     }

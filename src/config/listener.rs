@@ -6,6 +6,7 @@ use super::bootstrap::{
     any_bool, bind_address, hcm, socket_options, type_url, wrapped_uint, HttpConnectionManager,
     DEFAULT_BUFFER_LIMIT,
 };
+use super::connection_filters::{connection_filter, ConnectionFilter};
 use super::node::{Errors, Fields, Node, Obj};
 use super::tcp_proxy::{tcp_proxy, TcpProxy};
 use super::tls::{self, DownstreamTls};
@@ -160,6 +161,8 @@ pub struct FilterChain {
     pub matcher: ChainMatch,
     /// `transport_socket` when it is TLS.
     pub tls: Option<DownstreamTls>,
+    /// The network filters before the terminal one, in order.
+    pub connection_filters: Vec<ConnectionFilter>,
     /// The terminal network filter.
     pub filter: NetworkFilter,
     /// The YAML path of its `typed_config`.
@@ -497,17 +500,32 @@ fn filter_chain(node: Node, errs: &mut Errors) -> Option<FilterChain> {
     }
     // Every filter is checked, so that each unsupported one is named.
     let mut found: Option<NetworkFilter> = None;
+    let mut connection_filters = Vec::new();
     let mut filter_path = String::new();
-    for filter in filters {
+    let last = filters.len().saturating_sub(1);
+    for (i, filter) in filters.into_iter().enumerate() {
         let path = filter.path().to_string();
-        if let Some(f) = network_filter(filter, errs) {
-            filter_path = format!("{path}.typed_config");
-            if found.replace(f).is_some() {
-                errs.add(
-                    &path,
-                    "a terminal filter (http_connection_manager or tcp_proxy) must be the last filter",
-                );
+        match network_filter(filter, errs) {
+            Some(Filter::Terminal(f)) => {
+                filter_path = format!("{path}.typed_config");
+                if i != last {
+                    errs.add(
+                        &path,
+                        "a terminal filter (http_connection_manager or tcp_proxy) must be the last filter",
+                    );
+                }
+                found = Some(f);
             }
+            Some(Filter::OnConnection(f)) => {
+                if i == last {
+                    errs.add(
+                        &path,
+                        "the last filter must be a terminal one (http_connection_manager or tcp_proxy)",
+                    );
+                }
+                connection_filters.push(f);
+            }
+            None => {}
         }
     }
     Some(FilterChain {
@@ -515,14 +533,22 @@ fn filter_chain(node: Node, errs: &mut Errors) -> Option<FilterChain> {
         name: name.to_string(),
         matcher,
         tls,
+        connection_filters,
         filter: found?,
         filter_path,
     })
 }
 
-/// One network filter: the terminal filter it configures, or errors for a
-/// filter Ringway does not run.
-fn network_filter(filter: Node, errs: &mut Errors) -> Option<NetworkFilter> {
+/// A network filter as a chain holds it.
+enum Filter {
+    /// Runs on each new connection, before the terminal filter.
+    OnConnection(ConnectionFilter),
+    /// Serves the connection.
+    Terminal(NetworkFilter),
+}
+
+/// One network filter, or errors for a filter Ringway does not run.
+fn network_filter(filter: Node, errs: &mut Errors) -> Option<Filter> {
     let fobj = filter.object(errs, &FILTER)?;
     let name = fobj
         .get("name")
@@ -535,13 +561,17 @@ fn network_filter(filter: Node, errs: &mut Errors) -> Option<NetworkFilter> {
         );
         return None;
     };
-    match type_url(&tc, errs)? {
-        HCM_TYPE => hcm(tc, errs).map(|h| NetworkFilter::Http(Box::new(h))),
-        TCP_PROXY_TYPE => tcp_proxy(&tc, errs).map(NetworkFilter::Tcp),
+    let type_url = type_url(&tc, errs)?;
+    if let Some(f) = connection_filter(type_url, &tc, errs) {
+        return f.map(Filter::OnConnection);
+    }
+    match type_url {
+        HCM_TYPE => hcm(tc, errs).map(|h| Filter::Terminal(NetworkFilter::Http(Box::new(h)))),
+        TCP_PROXY_TYPE => tcp_proxy(&tc, errs).map(|t| Filter::Terminal(NetworkFilter::Tcp(t))),
         other => {
             errs.add(
                 &format!("{}.@type", tc.path()),
-                format!("network filter {other:?} is not supported yet (http_connection_manager and tcp_proxy are)"),
+                format!("network filter {other:?} is not supported yet (http_connection_manager, tcp_proxy, connection_limit and local_ratelimit are)"),
             );
             None
         }

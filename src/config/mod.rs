@@ -3,6 +3,7 @@
 
 mod access_log;
 mod bootstrap;
+mod connection_filters;
 mod http2;
 mod lb;
 mod listener;
@@ -16,6 +17,7 @@ mod tls;
 mod udp_proxy;
 
 pub use bootstrap::*;
+pub use connection_filters::{ConnectionFilter, TokenBucket};
 pub use http2::{Codec, Http2Options, Keepalive};
 pub use lb::*;
 pub use listener::*;

@@ -5,10 +5,13 @@
 //! the TCP proxy) takes over.
 
 pub mod chain;
+mod connection_filters;
 pub mod inspect;
 mod proxy_protocol;
 mod tcp_proxy;
 pub mod udp_proxy;
+
+pub use connection_filters::ConnectionFilters;
 
 use crate::http::conn::{self, ChainAt};
 use crate::http::head::Peer;
@@ -98,9 +101,12 @@ pub async fn serve(
         return;
     };
     let _counted = Accepted::open(&shard, &listener);
+    let chain_config = &listener.chains[chain];
+    let Some(_admitted) = chain_config.connection_filters.admit(w).await else {
+        return;
+    };
     stream.set_nodelay();
     let Inspected { bytes, hello, .. } = inspected;
-    let chain_config = &listener.chains[chain];
     let mut session_info = None;
     let (stream, replay, alpn_h2) = match &chain_config.tls {
         Some(tls) => {

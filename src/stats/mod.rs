@@ -377,6 +377,16 @@ impl Store {
         self.named(format!("{owner}{side}_ssl_socket_factory."))
     }
 
+    /// `connection_limit.<stat_prefix>.` stats.
+    pub fn connection_limit(&self, stat_prefix: &str) -> Arc<Scope<sets::ConnectionLimit>> {
+        self.named(format!("connection_limit.{stat_prefix}."))
+    }
+
+    /// The network `local_ratelimit` filter's `local_rate_limit.<stat_prefix>.` stats.
+    pub fn local_ratelimit(&self, stat_prefix: &str) -> Arc<Scope<sets::LocalRateLimit>> {
+        self.named(format!("local_rate_limit.{stat_prefix}."))
+    }
+
     /// Sets a text readout.
     pub fn set_text(&self, name: String, value: String) {
         lock(&self.texts).insert(name, value);

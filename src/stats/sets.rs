@@ -209,3 +209,17 @@ stat_set!(
     ],
     gauges []
 );
+
+stat_set!(
+    /// `connection_limit.<stat_prefix>.*`.
+    ConnectionLimit, None,
+    counters [limited_connections],
+    gauges [active_connections]
+);
+
+stat_set!(
+    /// `local_rate_limit.<stat_prefix>.*` of the network `local_ratelimit` filter.
+    LocalRateLimit, None,
+    counters [rate_limited],
+    gauges []
+);
