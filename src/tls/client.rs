@@ -7,6 +7,7 @@
 //! `validation_context` asks: the chain when `trusted_ca` is set, the
 //! names only through `match_typed_subject_alt_names`, never the SNI.
 
+use super::cert::crls;
 use super::cert::{self, CertInfo};
 use super::sds::Secrets;
 use super::verify::{roots, PeerChecks, Signatures};
@@ -15,10 +16,9 @@ use crate::config::{TlsVersion, UpstreamProtocol, UpstreamTls};
 use crate::net::{ByteCounts, Stream, TlsStream};
 use crate::stats::{sets::SslSocketFactory, Scope, Store};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::Resumption;
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
-use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, Error, SignatureScheme};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -49,7 +49,8 @@ pub struct ClientTls {
 /// Checks a server's certificate as the validation context asks.
 #[derive(Debug)]
 struct ServerVerifier {
-    roots: Option<RootCertStore>,
+    /// The chain (and revocation) check when `trusted_ca` is set.
+    chain: Option<Arc<WebPkiServerVerifier>>,
     checks: PeerChecks,
     signatures: Signatures,
     /// `auto_sni_san_validation`: a DNS SAN must name the SNI sent.
@@ -62,18 +63,26 @@ impl ServerCertVerifier for ServerVerifier {
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
+        ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if let Some(roots) = &self.roots {
-            let parsed = ParsedCertificate::try_from(end_entity)?;
-            rustls::client::verify_server_cert_signed_by_trust_anchor(
-                &parsed,
-                roots,
+        if let Some(chain) = &self.chain {
+            match chain.verify_server_cert(
+                end_entity,
                 intermediates,
+                server_name,
+                ocsp_response,
                 now,
-                self.signatures.0.signature_verification_algorithms.all,
-            )?;
+            ) {
+                Ok(_) => {}
+                // Chain and revocation passed; as in Envoy, the name is
+                // never checked (only SAN matchers look at it).
+                Err(Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => {}
+                Err(e) => return Err(e),
+            }
         }
         let san_override = match server_name {
             ServerName::DnsName(name) if self.sni_san => Some(name.as_ref()),
@@ -164,17 +173,18 @@ impl ClientTls {
         let mut checks = PeerChecks::default();
         let mut trust = None;
         if let Some(v) = &common.validation {
-            if v.crl.is_some() {
-                return Err(format!(
-                    "{}.crl: revocation lists are not supported on clusters yet",
-                    v.path
-                ));
-            }
             checks = PeerChecks::new(v);
-            trust = if v.accept_untrusted { None } else { roots(v)? };
+            if let (Some(roots), false) = (roots(v)?, v.accept_untrusted) {
+                let mut builder =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                if let Some(crl) = &v.crl {
+                    builder = builder.with_crls(crls(crl)?);
+                }
+                trust = Some(builder.build().map_err(|e| format!("{}: {e}", v.path))?);
+            }
         }
         let verifier = ServerVerifier {
-            roots: trust,
+            chain: trust,
             checks,
             signatures: Signatures(provider.clone()),
             sni_san: tls.auto_sni_san_validation,

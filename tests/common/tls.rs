@@ -56,6 +56,58 @@ impl Certs {
         self.dir.0.join(name).display().to_string()
     }
 
+    /// A revocation list from the test CA revoking the certificates of
+    /// `revoked` (none: an empty list); its path.
+    pub fn crl(&self, revoked: &[&str]) -> String {
+        let tag = if revoked.is_empty() {
+            "none".to_string()
+        } else {
+            revoked.join("-")
+        };
+        let db = self.dir.0.join(format!("crl-{tag}"));
+        std::fs::create_dir_all(&db).expect("crl dir");
+        std::fs::write(db.join("index.txt"), "").expect("index");
+        std::fs::write(db.join("crlnumber"), "01\n").expect("crlnumber");
+        let conf = db.join("ca.cnf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[ca]\ndefault_ca = test\n[test]\ndatabase = {db}/index.txt\ncrlnumber = {db}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n",
+                db = db.display()
+            ),
+        )
+        .expect("ca.cnf");
+        let conf = conf.display().to_string();
+        let base = ["-config", &conf, "-keyfile", "ca.key", "-cert", "ca.crt"];
+        for name in revoked {
+            let cert = format!("{name}.crt");
+            self.openssl(&[&["ca"][..], &base, &["-revoke", &cert]].concat());
+        }
+        let out = format!("{tag}.crl");
+        self.openssl(&[&["ca"][..], &base, &["-gencrl", "-out", &out]].concat());
+        self.path(&out)
+    }
+
+    /// The SHA-256 digests Envoy's validation context pins: of `name`'s
+    /// whole certificate (hex) and of its public key info (base64).
+    pub fn digests(&self, name: &str) -> (String, String) {
+        let run = |script: String| {
+            let out = Command::new("sh")
+                .args(["-c", &script])
+                .current_dir(&self.dir.0)
+                .output()
+                .expect("run openssl");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let hash = run(format!(
+            "openssl x509 -in {name}.crt -outform der | openssl dgst -sha256 -r | cut -d' ' -f1"
+        ));
+        let spki = run(format!(
+            "openssl x509 -in {name}.crt -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64"
+        ));
+        (hash, spki)
+    }
+
     fn openssl(&self, args: &[&str]) {
         let out = Command::new("openssl")
             .args(args)
