@@ -279,3 +279,61 @@ fn listener_configs_get_envoys_verdicts() {
         assert_eq!(ringway_ok, valid, "{what}: ringway said {ringway_out}");
     }
 }
+
+#[test]
+fn listener_filters_timeout_closes_or_continues_as_in_envoy() {
+    let proxy_protocol = "    - name: envoy.filters.listener.proxy_protocol\n      typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol, allow_requests_without_proxy_protocol: true }\n";
+    let inspector = "    - name: envoy.filters.listener.tls_inspector\n      typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }\n";
+    let filters = format!("{proxy_protocol}{inspector}");
+    let config = |continues: bool| {
+        listener(&filters, &chain("", "plain")).replace(
+            "    listener_filters:\n",
+            &format!("    listener_filters_timeout: 0.3s\n    continue_on_listener_filters_timeout: {continues}\n    listener_filters:\n"),
+        )
+    };
+    // A client that says nothing (or only a PROXY header) until after the
+    // timeout: the first times out reading the header, the second the
+    // TLS inspector.
+    let late_after = |port: u16, first: &[u8]| {
+        let started = std::time::Instant::now();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let _ = s.write_all(first);
+        std::thread::sleep(Duration::from_millis(600));
+        let _ = s.write_all(REQUEST);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        (
+            text.lines().next().unwrap_or("").to_string(),
+            started.elapsed(),
+        )
+    };
+    let Some(closing) = Pair::start("listener filters timeout", &config(false), vec![]) else {
+        return;
+    };
+    let header = b"PROXY TCP4 10.1.2.3 10.9.9.9 1111 80\r\n";
+    for port in [closing.ringway.port, closing.envoy.port] {
+        for first in [&b""[..], header] {
+            let (status, took) = late_after(port, first);
+            assert_eq!(status, "", "port {port}: closed before the request");
+            assert!(took < Duration::from_secs(2), "port {port}: {took:?}");
+        }
+    }
+    closing.assert_same_stats(&[
+        "listener.*.downstream_pre_cx_timeout",
+        "listener.*.downstream_cx_total",
+        "downstream_cx_proxy_proto_error",
+    ]);
+    let Some(continuing) = Pair::start("listener filters continue", &config(true), vec![]) else {
+        return;
+    };
+    for port in [continuing.ringway.port, continuing.envoy.port] {
+        let (status, _) = late_after(port, header);
+        assert_eq!(
+            status, "HTTP/1.1 200 OK",
+            "port {port}: served after the timeout"
+        );
+    }
+}

@@ -94,31 +94,6 @@ const SECRET_STATS: &[&str] = &[
     "listener.*.server_ssl_socket_factory.ssl_context_update_by_sds",
 ];
 
-/// Compares stats on both sides, `listener.*.` standing for the one
-/// listener's address (whose port differs between the two).
-fn assert_same_stats(pair: &Pair, names: &[&str]) {
-    pair.assert_same_admin("/stats", |body| {
-        names
-            .iter()
-            .map(|name| {
-                let value = body.lines().find_map(|line| {
-                    let (stat, value) = line.split_once(": ")?;
-                    let matches = match name.strip_prefix("listener.*.") {
-                        Some(rest) => stat
-                            .strip_prefix("listener.127.0.0.1_")
-                            .and_then(|s| s.split_once('.'))
-                            .is_some_and(|(_, tail)| tail == rest),
-                        None => stat == *name,
-                    };
-                    matches.then(|| value.to_string())
-                });
-                format!("{name}: {}", value.unwrap_or_else(|| "<absent>".into()))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
-}
-
 /// Waits (up to 10 s) until both serve the certificate of `cn`.
 fn wait_for_subject(pair: &Pair, cn: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -206,14 +181,11 @@ fn secrets_from_files_serve_rotate_and_reject_as_envoy_does() {
         // A client certificate from a CA the secret does not trust.
         assert_eq!(stranger(port).status, 0, "port {port}");
     }
-    assert_same_stats(&pair, SECRET_STATS);
-    assert_same_stats(
-        &pair,
-        &[
-            "listener.*.ssl.fail_verify_error",
-            "listener.*.ssl.handshake",
-        ],
-    );
+    pair.assert_same_stats(SECRET_STATS);
+    pair.assert_same_stats(&[
+        "listener.*.ssl.fail_verify_error",
+        "listener.*.ssl.handshake",
+    ]);
 
     // A new version, renamed into place: new handshakes get it.
     swap(
@@ -221,7 +193,7 @@ fn secrets_from_files_serve_rotate_and_reject_as_envoy_does() {
         &certificate_secret("v2", "server_cert", &certs, "b"),
     );
     wait_for_subject(&pair, "b");
-    assert_same_stats(&pair, SECRET_STATS);
+    pair.assert_same_stats(SECRET_STATS);
 
     // A secret of another name is rejected; one that does not parse
     // fails. Either way the last good one stays.
@@ -232,7 +204,7 @@ fn secrets_from_files_serve_rotate_and_reject_as_envoy_does() {
     wait_for_stat(&pair, "sds.server_cert.update_rejected", "1");
     swap(&server, "resources: [ {\n");
     wait_for_stat(&pair, "sds.server_cert.update_failure", "1");
-    assert_same_stats(&pair, SECRET_STATS);
+    pair.assert_same_stats(SECRET_STATS);
     for port in [pair.ringway.port, pair.envoy.port] {
         assert_eq!(
             s_client(port, Some("a.example.com"), &[], "")
@@ -274,18 +246,17 @@ fn a_secret_never_good_closes_connections_as_envoy_does() {
             "port {port}"
         );
     }
-    assert_same_stats(&pair, SECRET_STATS);
-    assert_same_stats(
-        &pair,
-        &["listener.*.server_ssl_socket_factory.downstream_context_secrets_not_ready"],
-    );
+    pair.assert_same_stats(SECRET_STATS);
+    pair.assert_same_stats(&[
+        "listener.*.server_ssl_socket_factory.downstream_context_secrets_not_ready",
+    ]);
     // The right secret arrives: the listener serves.
     swap(
         &server,
         &certificate_secret("v2", "server_cert", &certs, "a"),
     );
     wait_for_subject(&pair, "a");
-    assert_same_stats(&pair, SECRET_STATS);
+    pair.assert_same_stats(SECRET_STATS);
 }
 
 #[test]

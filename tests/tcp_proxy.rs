@@ -210,3 +210,101 @@ fn max_downstream_connection_duration_ends_a_busy_connection_as_in_envoy() {
         "ringway:\n{ringway}\nenvoy:\n{envoy}"
     );
 }
+
+/// A TCP upstream that greets each connection with `name` and closes.
+fn greeting_upstream(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.write_all(name.as_bytes());
+        }
+    });
+    port
+}
+
+/// Connects through the proxy and reads the upstream's greeting.
+fn greeting(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn weighted_clusters_and_source_ip_hashing_pick_upstreams_as_in_envoy() {
+    let names = ["u0", "u1", "u2"];
+    let ports: Vec<u16> = names.iter().map(|n| greeting_upstream(n)).collect();
+    let endpoints: String = ports
+        .iter()
+        .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
+        .collect();
+    let ring = format!(
+        "  - name: ring\n    type: STATIC\n    lb_policy: RING_HASH\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: ring\n      endpoints:\n      - lb_endpoints:\n{endpoints}"
+    );
+    let clusters = format!(
+        "{ring}{}{}",
+        port_cluster("one", ports[0]),
+        port_cluster("two", ports[1])
+    );
+    let listener = |prefix: &str, route: &str| {
+        format!(
+            r#"  - name: {prefix}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: {prefix}
+{route}"#
+        )
+    };
+    let hashed = "          cluster: ring\n          hash_policy: [ { source_ip: {} } ]\n";
+    let weighted = "          weighted_clusters:\n            clusters: [ { name: one, weight: 1 }, { name: two, weight: 1 } ]\n";
+    // The first listener takes {port}; the second an ephemeral port found
+    // through /listeners.
+    let config = with_admin(&format!(
+        "static_resources:\n  listeners:\n{}{}  clusters:\n{clusters}",
+        listener("hashed", hashed).replacen("port_value: 0", "port_value: {port}", 1),
+        listener("weighted", weighted),
+    ));
+    let Some(pair) = Pair::start("tcp hashing and weights", &config, vec![]) else {
+        return;
+    };
+    // One client address: every connection lands on the same ring host,
+    // the one Envoy's ring (xxHash64 of the address) picks.
+    let hashed_on = |port: u16| {
+        let seen: Vec<String> = (0..6).map(|_| greeting(port)).collect();
+        assert!(seen.iter().all(|s| *s == seen[0]), "port {port}: {seen:?}");
+        seen[0].clone()
+    };
+    assert_eq!(hashed_on(pair.ringway.port), hashed_on(pair.envoy.port));
+    // Even weights: both clusters take connections.
+    let (ringway, envoy) = pair.admin("/listeners?format=json");
+    let weighted_port = |json: &str| {
+        let v: serde_json::Value = serde_json::from_str(json).expect("json");
+        v["listener_statuses"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["name"] == "weighted"))
+            .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
+            .expect("the weighted listener's port") as u16
+    };
+    for port in [weighted_port(&ringway), weighted_port(&envoy)] {
+        let seen: Vec<String> = (0..40).map(|_| greeting(port)).collect();
+        for name in ["u0", "u1"] {
+            assert!(
+                seen.iter().any(|s| s == name),
+                "port {port}: {name} never chosen"
+            );
+        }
+    }
+    pair.assert_same_stats(&[
+        "tcp.hashed.downstream_cx_total",
+        "tcp.weighted.downstream_cx_total",
+        "cluster.ring.upstream_cx_total",
+    ]);
+}

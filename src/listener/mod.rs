@@ -58,6 +58,14 @@ pub async fn serve(
             Some(t) => monoio::time::timeout(t, read).await.ok(),
             None => Some(read.await),
         };
+        // The listener filters' time ran out reading the header: Envoy's
+        // pre-connection timeout, not a PROXY protocol error.
+        let Some(read) = read else {
+            listener
+                .stats
+                .inc(w, ListenerStat::downstream_pre_cx_timeout);
+            return;
+        };
         match proxied(read, config, &stats.filter, w) {
             Ok((header, rest)) => {
                 if let proxy_protocol::Header::Proxied {
@@ -88,7 +96,13 @@ pub async fn serve(
         let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
         match inspect::inspect(&mut stream, which, left, first).await {
             Some(found) if !found.timed_out || listener.filters.continue_on_timeout => found,
-            _ => return,
+            Some(_) => {
+                listener
+                    .stats
+                    .inc(w, ListenerStat::downstream_pre_cx_timeout);
+                return;
+            }
+            None => return,
         }
     } else {
         Inspected {
@@ -152,7 +166,7 @@ pub async fn serve(
 /// header, or a timeout), false when the client just left or sent a
 /// version refused by `disallowed_versions`.
 fn proxied(
-    read: Option<Result<proxy_protocol::Read, proxy_protocol::Failure>>,
+    read: Result<proxy_protocol::Read, proxy_protocol::Failure>,
     config: &crate::config::ProxyProtocol,
     stats: &crate::stats::Scope<ProxyStat>,
     w: usize,
@@ -172,13 +186,12 @@ fn proxied(
         ),
     };
     let read = match read {
-        None => return Err(true),
-        Some(Ok(read)) => read,
-        Some(Err(Failure::Malformed(version))) => {
+        Ok(read) => read,
+        Err(Failure::Malformed(version)) => {
             stats.inc(w, of(version).2);
             return Err(true);
         }
-        Some(Err(Failure::Closed)) => return Err(false),
+        Err(Failure::Closed) => return Err(false),
     };
     let version = match &read.header {
         Header::Proxied { version, .. } | Header::Local { version } => *version,

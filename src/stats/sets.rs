@@ -20,7 +20,10 @@ stat_set!(
 stat_set!(
     /// `listener.<address>.*`.
     Listener, None,
-    counters [downstream_cx_total, downstream_cx_destroy, no_filter_chain_match],
+    counters [
+        downstream_cx_total, downstream_cx_destroy, no_filter_chain_match,
+        downstream_pre_cx_timeout,
+    ],
     gauges [downstream_cx_active]
 );
 

@@ -363,15 +363,26 @@ impl Pair {
         assert_eq!(r, e, "{path}\n--- ringway\n{r}\n--- envoy\n{e}");
     }
 
-    /// Asserts that the named stats have the same values on both.
+    /// Asserts that the named stats have the same values on both;
+    /// `listener.*.` stands for the one loopback listener's address (whose
+    /// port differs between the two).
     pub fn assert_same_stats(&self, names: &[&str]) {
         self.assert_same_admin("/stats", |body| {
             names
                 .iter()
-                .map(|n| {
-                    let line = body.lines().find(|l| l.split(':').next() == Some(n));
-                    let value = line.map_or("<absent>", |l| l.split(": ").nth(1).unwrap_or(""));
-                    format!("{n}: {value}")
+                .map(|name| {
+                    let value = body.lines().find_map(|line| {
+                        let (stat, value) = line.split_once(": ")?;
+                        let matches = match name.strip_prefix("listener.*.") {
+                            Some(rest) => stat
+                                .strip_prefix("listener.127.0.0.1_")
+                                .and_then(|s| s.split_once('.'))
+                                .is_some_and(|(_, tail)| tail == rest),
+                            None => stat == *name,
+                        };
+                        matches.then(|| value.to_string())
+                    });
+                    format!("{name}: {}", value.unwrap_or_else(|| "<absent>".into()))
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
