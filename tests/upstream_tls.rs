@@ -222,3 +222,99 @@ fn transport_failure_reasons_are_logged_as_envoy_logs_them() {
         );
     }
 }
+
+/// A TLS listener requiring a client certificate from the test CA with the
+/// client's SPIFFE ID, answering "mtls".
+fn mtls_server(certs: &Certs) -> String {
+    with_admin(&format!(
+        r#"static_resources:
+  listeners:
+  - name: mtls
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates: [{{ certificate_chain: {{ filename: {} }}, private_key: {{ filename: {} }} }}]
+            validation_context:
+              trusted_ca: {{ filename: {} }}
+              match_typed_subject_alt_names: [{{ san_type: URI, matcher: {{ exact: "spiffe://cluster.local/ns/default/sa/client" }} }}]
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: mtls
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 200, body: {{ inline_string: "mtls" }} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#,
+        certs.path("b.crt"),
+        certs.path("b.key"),
+        certs.path("ca.crt"),
+    ))
+}
+
+/// A plaintext listener proxying to `peer` over mutual TLS, presenting
+/// `cert`'s certificate and checking the server's name and CA.
+fn mtls_client(certs: &Certs, peer: u16, cert: &str) -> String {
+    let cluster = format!(
+        "{}    transport_socket:\n      name: envoy.transport_sockets.tls\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n        sni: b.example.com\n        common_tls_context:\n          tls_certificates: [{{ certificate_chain: {{ filename: {} }}, private_key: {{ filename: {} }} }}]\n          validation_context:\n            trusted_ca: {{ filename: {} }}\n            match_typed_subject_alt_names: [{{ san_type: DNS, matcher: {{ exact: b.example.com }} }}]\n",
+        port_cluster("peer", peer),
+        certs.path(&format!("{cert}.crt")),
+        certs.path(&format!("{cert}.key")),
+        certs.path("ca.crt"),
+    );
+    with_admin(&http_config(&catch_all("peer", ""), &cluster))
+}
+
+/// One request through `port`: (status, body).
+fn through(port: u16) -> (u16, String) {
+    let mut c = Client::connect(port);
+    c.set_timeout(std::time::Duration::from_secs(10));
+    c.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    let r = c.read_response(false).expect("a response");
+    (r.status, r.text())
+}
+
+#[test]
+fn mutual_tls_with_envoy_as_the_peer_both_ways() {
+    if !tool_or_skip("mtls with envoy", &["openssl", "version"]) {
+        return;
+    }
+    let Some(bin) = common::oracle::envoy_or_skip("mtls with envoy") else {
+        return;
+    };
+    let certs = Certs::generate();
+    let admin = || free_port().to_string();
+    // Ringway originates mutual TLS to Envoy.
+    let envoy_server = common::oracle::Envoy::start(&bin, &mtls_server(&certs));
+    let client = Proxy::start(
+        &mtls_client(&certs, envoy_server.port, "client").replace("{admin}", &admin()),
+        &[],
+    );
+    assert_eq!(through(client.port), (200, "mtls".to_string()));
+    // With a certificate Envoy's CA never signed, Envoy refuses it.
+    let stranger = Proxy::start(
+        &mtls_client(&certs, envoy_server.port, "stranger").replace("{admin}", &admin()),
+        &[],
+    );
+    assert_eq!(through(stranger.port).0, 503);
+    // Envoy originates mutual TLS to Ringway.
+    let server = Proxy::start(&mtls_server(&certs).replace("{admin}", &admin()), &[]);
+    let envoy_client =
+        common::oracle::Envoy::start(&bin, &mtls_client(&certs, server.port, "client"));
+    assert_eq!(through(envoy_client.port), (200, "mtls".to_string()));
+    let envoy_stranger =
+        common::oracle::Envoy::start(&bin, &mtls_client(&certs, server.port, "stranger"));
+    assert_eq!(through(envoy_stranger.port).0, 503);
+}
