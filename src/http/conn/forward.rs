@@ -759,7 +759,9 @@ impl<D: Downstream> Proxy<D> {
         let result = match limit {
             Some(l) => {
                 let mut receive = std::pin::pin!(receive);
+                // The response first, as monoio's own timeout polls it.
                 let finished = monoio::select! {
+                    biased;
                     r = &mut receive => Some(r),
                     _ = monoio::time::sleep_until(l.into()) => None,
                 };

@@ -909,6 +909,7 @@ impl<D: Downstream> Proxy<D> {
                 {
                     let mut forwarding = std::pin::pin!(forwarding);
                     monoio::select! {
+                        biased;
                         next = &mut forwarding => return next,
                         _ = monoio::time::sleep_until(ends.into()) => {}
                     }
