@@ -3,6 +3,7 @@
 //! closing the connections past their limits, and their stats.
 
 mod common;
+use common::direct_response_filter;
 use common::oracle::{with_admin, Pair};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,21 +19,8 @@ fn config(filters: &str) -> String {
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}
     filter_chains:
     - filters:
-{filters}      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: limited
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "served" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#
+{filters}{hcm}"#,
+        hcm = direct_response_filter("limited", "served"),
     ))
 }
 

@@ -21,6 +21,15 @@ fn certificate_secret(version: &str, name: &str, certs: &Certs, cert: &str) -> S
     )
 }
 
+/// A `DiscoveryResponse` file holding the secret `ca`: the test CA as a
+/// validation context.
+fn ca_secret(certs: &Certs) -> String {
+    format!(
+        "resources:\n- \"@type\": {SECRET_TYPE}\n  name: ca\n  validation_context:\n    trusted_ca: {{ filename: {} }}\n",
+        certs.path("ca.crt")
+    )
+}
+
 /// Replaces `path` by a rename, as Envoy's file watch expects.
 fn swap(path: &Path, content: &str) {
     let next = path.with_extension("next");
@@ -59,23 +68,10 @@ static_resources:
                 match_typed_subject_alt_names: [{{ san_type: URI, matcher: {{ exact: "spiffe://cluster.local/ns/default/sa/client" }} }}]
               validation_context_sds_secret_config: {}
       filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: sds
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "sds" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#,
+{hcm}"#,
         sds("server_cert", server),
-        sds("ca", ca)
+        sds("ca", ca),
+        hcm = direct_response_filter("sds", "sds"),
     ))
 }
 
@@ -139,13 +135,7 @@ fn secrets_from_files_serve_rotate_and_reject_as_envoy_does() {
         &server,
         &certificate_secret("v1", "server_cert", &certs, "a"),
     );
-    swap(
-        &ca,
-        &format!(
-            "resources:\n- \"@type\": {SECRET_TYPE}\n  name: ca\n  validation_context:\n    trusted_ca: {{ filename: {} }}\n",
-            certs.path("ca.crt")
-        ),
-    );
+    swap(&ca, &ca_secret(&certs));
     let Some(pair) = Pair::start("sds files", &listener(&server, &ca), vec![]) else {
         return;
     };
@@ -229,13 +219,7 @@ fn a_secret_never_good_closes_connections_as_envoy_does() {
         &server,
         &certificate_secret("v1", "not_the_one", &certs, "a"),
     );
-    swap(
-        &ca,
-        &format!(
-            "resources:\n- \"@type\": {SECRET_TYPE}\n  name: ca\n  validation_context:\n    trusted_ca: {{ filename: {} }}\n",
-            certs.path("ca.crt")
-        ),
-    );
+    swap(&ca, &ca_secret(&certs));
     let Some(pair) = Pair::start("sds not ready", &listener(&server, &ca), vec![]) else {
         return;
     };

@@ -9,24 +9,7 @@ use common::*;
 
 /// An HCM chain answering every request with `body` (a direct response).
 fn http_filter(body: &str) -> String {
-    format!(
-        r#"      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {body}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "{body}" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#
-    )
+    format!("      filters:\n{}", direct_response_filter(body, body))
 }
 
 /// Like [`http_filter`], logging each request's TLS details to `{log}`.

@@ -27,23 +27,10 @@ fn client_certificates_meet_crls_and_pins_as_in_envoy() {
             tls_certificates: [{{ certificate_chain: {{ filename: {crt} }}, private_key: {{ filename: {key} }} }}]
             validation_context: {validation}
       filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: checks
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "admitted" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#,
+{hcm}"#,
             crt = certs.path(&format!("{cert}.crt")),
             key = certs.path(&format!("{cert}.key")),
+            hcm = direct_response_filter("checks", "admitted"),
         )
     };
     let trusted = |crl: &str| {

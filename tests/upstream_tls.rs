@@ -243,24 +243,11 @@ fn mtls_server(certs: &Certs) -> String {
               trusted_ca: {{ filename: {} }}
               match_typed_subject_alt_names: [{{ san_type: URI, matcher: {{ exact: "spiffe://cluster.local/ns/default/sa/client" }} }}]
       filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: mtls
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "mtls" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#,
+{hcm}"#,
         certs.path("b.crt"),
         certs.path("b.key"),
         certs.path("ca.crt"),
+        hcm = direct_response_filter("mtls", "mtls"),
     ))
 }
 

@@ -145,16 +145,8 @@ impl ClientTls {
         store: &Store,
         owner: &str,
     ) -> Result<ClientTls, String> {
-        let resolved = secrets.resolve(&tls.common, store);
-        let factory = store.ssl_socket_factory(owner, false);
-        let main = store.main_row();
-        factory.add(
-            main,
-            SslSocketFactory::ssl_context_update_by_sds,
-            resolved.updated,
-        );
-        let mut files = tls.common.files();
-        files.extend(resolved.files);
+        let resolved = secrets.resolve(&tls.common, store, owner, false);
+        let (files, factory) = (resolved.files, resolved.factory);
         let source = (tls.clone(), protocol.clone());
         if !resolved.ready {
             return Ok(ClientTls {

@@ -10,11 +10,11 @@ use crate::config::{
     read_secret, secret_files, CommonTls, DataSource, Secret, SecretError, SecretFile,
     SecretSource, Validation,
 };
-use crate::stats::sets::Sds;
-use crate::stats::Store;
+use crate::stats::sets::{Sds, SslSocketFactory};
+use crate::stats::{Scope, Store};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use xxhash_rust::xxh64::Xxh64;
 
 /// What one secret was last read as.
@@ -46,12 +46,14 @@ impl std::fmt::Debug for Secrets {
 pub struct Resolved {
     /// The context to compile.
     pub common: CommonTls,
-    /// The secret files and the files they name, to watch.
+    /// Every file it reads, secret files and the files they name
+    /// included, to watch.
     pub files: Vec<PathBuf>,
     /// Every secret has had good content.
     pub ready: bool,
-    /// How many of its secrets changed in this pass.
-    pub updated: u64,
+    /// Its `server_ssl_socket_factory.` / `client_ssl_socket_factory.`
+    /// stats, its secrets' updates in this pass already counted.
+    pub factory: Arc<Scope<SslSocketFactory>>,
 }
 
 impl Secrets {
@@ -61,14 +63,23 @@ impl Secrets {
     }
 
     /// Reads `common`'s secrets (once per pass and file content) and
-    /// merges them into a copy of it.
-    pub fn resolve(&self, common: &CommonTls, store: &Store) -> Resolved {
+    /// merges them into a copy of it, for the context whose stats go
+    /// under `owner` (`listener.<address>.` with `server`, else
+    /// `cluster.<name>.`).
+    pub fn resolve(
+        &self,
+        common: &CommonTls,
+        store: &Store,
+        owner: &str,
+        server: bool,
+    ) -> Resolved {
         let mut out = Resolved {
             common: common.clone(),
-            files: Vec::new(),
+            files: common.files(),
             ready: true,
-            updated: 0,
+            factory: store.ssl_socket_factory(owner, server),
         };
+        let mut updated = 0;
         let sources = common
             .certificate_secrets
             .iter()
@@ -77,7 +88,7 @@ impl Secrets {
             let (good, changed, files) = self.take(source, store);
             out.files.push(source.path.clone());
             out.files.extend(files);
-            out.updated += u64::from(changed);
+            updated += u64::from(changed);
             match good.map(|g| g.secret) {
                 Some(Secret::Certificate(c)) => out.common.certificates.push(c),
                 Some(Secret::Validation(v)) => {
@@ -86,6 +97,9 @@ impl Secrets {
                 None => out.ready = false,
             }
         }
+        let main = store.main_row();
+        out.factory
+            .add(main, SslSocketFactory::ssl_context_update_by_sds, updated);
         out
     }
 

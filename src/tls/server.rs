@@ -81,17 +81,10 @@ impl ServerTls {
         store: &Store,
         owner: &str,
     ) -> Result<ServerTls, String> {
-        let resolved = secrets.resolve(&tls.common, store);
-        let factory = store.ssl_socket_factory(owner, true);
-        let main = store.main_row();
-        factory.add(
-            main,
-            SslSocketFactory::ssl_context_update_by_sds,
-            resolved.updated,
-        );
-        let mut files = tls.common.files();
+        let resolved = secrets.resolve(&tls.common, store, owner, true);
+        let mut files = resolved.files;
         files.extend(tls.ticket_keys.iter().filter_map(DataSource::path));
-        files.extend(resolved.files);
+        let factory = resolved.factory;
         if !resolved.ready {
             return Ok(ServerTls {
                 config: None,

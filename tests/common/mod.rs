@@ -765,6 +765,28 @@ pub fn static_cluster(name: &str, backends: &[(&Backend, u32)], extra: &str) -> 
 }
 
 /// A single catch-all virtual host routing `/` to `cluster`.
+/// One `filters:` item (six-space indent): a connection manager with
+/// `stat_prefix` answering every request with `200` and `body`.
+pub fn direct_response_filter(stat_prefix: &str, body: &str) -> String {
+    format!(
+        r#"      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {stat_prefix}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 200, body: {{ inline_string: "{body}" }} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#
+    )
+}
+
 pub fn catch_all(cluster: &str, route_extra: &str) -> String {
     format!(
         "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: {cluster}{route_extra} }}\n"
