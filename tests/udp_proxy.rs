@@ -59,6 +59,31 @@ fn talk(port: u16, datagrams: &[&[u8]]) -> Vec<String> {
         .collect()
 }
 
+/// Waits (up to 10 s) until the proxy on `port` relays a datagram: a UDP
+/// listener may start relaying after the admin port a start-up waits on
+/// answers (CI once lost a first datagram). Each try is a new client, so
+/// a lost try leaves no half-used session behind.
+fn wait_until_relaying(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        client
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        client
+            .send_to(b"ready?", ("127.0.0.1", port))
+            .expect("send");
+        let mut buf = [0u8; 64];
+        if client.recv_from(&mut buf).is_ok() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port {port} never relayed"
+        );
+    }
+}
+
 #[test]
 fn datagrams_are_relayed_in_sessions_as_in_envoy() {
     let upstream = echo_server();
@@ -70,6 +95,7 @@ fn datagrams_are_relayed_in_sessions_as_in_envoy() {
         // Envoy reads at most 1,500 bytes per datagram by default.
         let big = vec![b'x'; 1400];
         for port in [pair.ringway.port, pair.envoy.port] {
+            wait_until_relaying(port);
             let answers = talk(port, &[b"one", b"two", &big]);
             assert_eq!(answers[..2], ["echo:one", "echo:two"], "port {port}");
             assert_eq!(answers[2].len(), 1405, "port {port}");
