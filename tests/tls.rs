@@ -564,6 +564,24 @@ fn shared_ticket_keys_resume_across_proxies_and_key_rotations() {
     );
     assert!(resumes(&start(&keys(&[&new, &old]))), "a rotated key list");
     assert!(!resumes(&start(&keys(&[&new]))), "a proxy without the key");
+    // The same key from an SDS secret file.
+    let secret = dir.0.join("tickets.yaml");
+    std::fs::write(
+        &secret,
+        format!("resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: tickets\n  session_ticket_keys: {{ keys: [{{ filename: {old} }}] }}\n"),
+    )
+    .expect("secret file");
+    let from_secret = format!(
+        "          session_ticket_keys_sds_secret_config: {{ name: tickets, sds_config: {{ path_config_source: {{ path: {} }} }} }}\n",
+        secret.display()
+    );
+    let with_node =
+        |config: String| format!("node: {{ id: test-node, cluster: test-cluster }}\n{config}");
+    let sds_proxy = Proxy::start(
+        &with_node(config(&from_secret)).replace("{admin}", &free_port().to_string()),
+        &[],
+    );
+    assert!(resumes(&sds_proxy), "a proxy with the key from a secret");
     assert!(!resumes(&start("")), "a proxy with a key of its own");
 
     // Envoy's verdicts on the field.
@@ -572,6 +590,7 @@ fn shared_ticket_keys_resume_across_proxies_and_key_rotations() {
     };
     let cases = [
         ("two keys", keys(&[&new, &old]), true),
+        ("keys from a secret", from_secret.clone(), true),
         ("a 79-byte key", keys(&[&short]), false),
         (
             "no keys",
@@ -585,7 +604,7 @@ fn shared_ticket_keys_resume_across_proxies_and_key_rotations() {
         ),
     ];
     for (what, extra, valid) in cases {
-        let config = config(&extra)
+        let config = with_node(config(&extra))
             .replace("{admin}", "0")
             .replace("{port}", "0");
         let (envoy_ok, envoy_out) = common::oracle::envoy_validate(&bin, &config);

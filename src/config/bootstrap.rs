@@ -707,7 +707,11 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     let sds_listener = listeners
         .iter()
         .flat_map(|l| l.chains.iter().chain(l.default_chain.as_ref()))
-        .any(|c| c.tls.as_ref().is_some_and(|t| t.common.uses_sds()));
+        .any(|c| {
+            c.tls
+                .as_ref()
+                .is_some_and(|t| t.common.uses_sds() || t.ticket_keys_secret.is_some())
+        });
     let sds_cluster = clusters
         .iter()
         .any(|c| c.tls.as_ref().is_some_and(|t| t.common.uses_sds()));

@@ -4,7 +4,7 @@
 //! sources (`ads`, `api_config_source`) come with xDS.
 
 use super::node::{ConfigError, Errors, Fields, Node};
-use super::tls::{certificate, validation, CertificateSource, DataSource, Validation};
+use super::tls::{certificate, ticket_keys, validation, CertificateSource, DataSource, Validation};
 use std::path::PathBuf;
 
 const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
@@ -36,8 +36,8 @@ static DISCOVERY_RESPONSE: Fields = Fields {
 };
 #[rustfmt::skip]
 static SECRET: Fields = Fields {
-    known: &["@type", "name", "tls_certificate", "validation_context"],
-    unsupported: &["session_ticket_keys", "generic_secret"],
+    known: &["@type", "name", "tls_certificate", "validation_context", "session_ticket_keys"],
+    unsupported: &["generic_secret"],
 };
 
 /// One secret a TLS context reads from a file, by name.
@@ -58,6 +58,8 @@ pub enum Secret {
     Certificate(CertificateSource),
     /// `validation_context`.
     Validation(Validation),
+    /// `session_ticket_keys.keys`.
+    TicketKeys(Vec<DataSource>),
 }
 
 /// A secret read from its file, and the file's `version_info`.
@@ -183,7 +185,7 @@ pub fn read_secret(source: &SecretSource) -> Result<SecretFile, SecretError> {
         version,
         secret: secret.ok_or_else(|| {
             SecretError::Rejected(format!(
-                "secret {name} has neither tls_certificate nor validation_context"
+                "secret {name} has no tls_certificate, validation_context or session_ticket_keys"
             ))
         })?,
     })
@@ -222,14 +224,23 @@ fn decode_response(root: Node, errs: &mut Errors) -> Option<Resources> {
             ),
         }
         let name = r.get("name").and_then(|n| n.str(errs)).unwrap_or("");
-        let secret = match (r.get("tls_certificate"), r.get("validation_context")) {
-            (Some(c), None) => certificate(&c, errs).map(Secret::Certificate),
-            (None, Some(v)) => validation(&v, errs).map(Secret::Validation),
-            (None, None) => None,
-            (Some(_), Some(_)) => {
+        let kinds = [
+            "tls_certificate",
+            "validation_context",
+            "session_ticket_keys",
+        ];
+        let present: Vec<_> = kinds.iter().filter_map(|k| r.get(k)).collect();
+        let secret = match present.as_slice() {
+            [] => None,
+            [one] => match one.path().rsplit('.').next() {
+                Some("tls_certificate") => certificate(one, errs).map(Secret::Certificate),
+                Some("validation_context") => validation(one, errs).map(Secret::Validation),
+                _ => ticket_keys(one, errs).map(Secret::TicketKeys),
+            },
+            _ => {
                 errs.add(
                     item.path(),
-                    "expected only one of tls_certificate or validation_context",
+                    "expected only one of tls_certificate, validation_context or session_ticket_keys",
                 );
                 None
             }
@@ -244,5 +255,6 @@ pub fn secret_files(secret: &Secret) -> Vec<&DataSource> {
     match secret {
         Secret::Certificate(c) => vec![&c.chain, &c.key],
         Secret::Validation(v) => v.trusted_ca.iter().chain(&v.crl).collect(),
+        Secret::TicketKeys(keys) => keys.iter().collect(),
     }
 }

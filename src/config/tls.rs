@@ -27,11 +27,11 @@ static DOWNSTREAM: Fields = Fields {
     known: &[
         "@type", "common_tls_context", "require_client_certificate",
         "disable_stateless_session_resumption", "disable_stateful_session_resumption",
-        "session_ticket_keys",
+        "session_ticket_keys", "session_ticket_keys_sds_secret_config",
     ],
     unsupported: &[
         "session_timeout",
-        "require_sni", "session_ticket_keys_sds_secret_config",
+        "require_sni",
         "ocsp_staple_policy",
         "full_scan_certs_on_sni_mismatch", "prefer_client_ciphers",
         "disable_session_resumption_with_client_cert",
@@ -242,7 +242,8 @@ pub struct CommonTls {
 }
 
 impl CommonTls {
-    /// Whether it reads any secret from an SDS file.
+    /// Whether it reads any certificate or validation secret from an SDS
+    /// file.
     pub fn uses_sds(&self) -> bool {
         !self.certificate_secrets.is_empty() || self.validation_secret.is_some()
     }
@@ -273,6 +274,8 @@ pub struct DownstreamTls {
     /// `session_ticket_keys.keys`: tickets sealed with these (80 bytes
     /// each) rather than with a key made at start.
     pub ticket_keys: Vec<DataSource>,
+    /// `session_ticket_keys_sds_secret_config`: the same keys from a file.
+    pub ticket_keys_secret: Option<SecretSource>,
 }
 
 /// `UpstreamTlsContext`.
@@ -344,30 +347,34 @@ pub(super) fn downstream(node: &Node, errs: &mut Errors) -> Option<DownstreamTls
         );
     }
     let disable_tickets = obj.get("disable_stateless_session_resumption");
-    let mut ticket_keys = Vec::new();
-    if let Some(k) = obj.get("session_ticket_keys") {
-        if disable_tickets.is_some() {
-            errs.add(
-                tc.path(),
-                "expected only one of session_ticket_keys or disable_stateless_session_resumption",
-            );
-        }
-        if let Some(k) = k.object(errs, &TICKET_KEYS) {
-            let keys = k
-                .require(errs, "keys")
-                .map(|l| l.list(errs))
-                .unwrap_or_default();
-            if keys.is_empty() {
-                errs.add(&format!("{}.keys", k.path()), "expected at least one key");
-            }
-            ticket_keys = keys.iter().filter_map(|d| data_source(d, errs)).collect();
-        }
+    let ticket_choices = [
+        "session_ticket_keys",
+        "session_ticket_keys_sds_secret_config",
+    ];
+    let chosen = ticket_choices
+        .iter()
+        .filter(|k| obj.get(k).is_some())
+        .count()
+        + usize::from(disable_tickets.is_some());
+    if chosen > 1 {
+        errs.add(
+            tc.path(),
+            "expected only one of session_ticket_keys, session_ticket_keys_sds_secret_config or disable_stateless_session_resumption",
+        );
     }
+    let ticket_keys = obj
+        .get("session_ticket_keys")
+        .and_then(|k| ticket_keys(&k, errs))
+        .unwrap_or_default();
+    let ticket_keys_secret = obj
+        .get("session_ticket_keys_sds_secret_config")
+        .and_then(|s| super::sds::secret_source(&s, errs));
     Some(DownstreamTls {
         common,
         require_client_certificate: any_bool(obj.get("require_client_certificate"), errs, false),
         disable_tickets: disable_tickets.and_then(|b| b.bool(errs)).unwrap_or(false),
         ticket_keys,
+        ticket_keys_secret,
         disable_session_cache: obj
             .get("disable_stateful_session_resumption")
             .and_then(|b| b.bool(errs))
@@ -516,6 +523,23 @@ fn version(node: &Node, errs: &mut Errors) -> Option<TlsVersion> {
             None
         }
     }
+}
+
+/// Decodes `TlsSessionTicketKeys`: at least one key.
+pub(super) fn ticket_keys(node: &Node, errs: &mut Errors) -> Option<Vec<DataSource>> {
+    let k = node.object(errs, &TICKET_KEYS)?;
+    let keys = k
+        .require(errs, "keys")
+        .map(|l| l.list(errs))
+        .unwrap_or_default();
+    if keys.is_empty() {
+        errs.add(
+            &format!("{}.keys", node.path()),
+            "expected at least one key",
+        );
+        return None;
+    }
+    Some(keys.iter().filter_map(|d| data_source(d, errs)).collect())
 }
 
 pub(super) fn certificate(node: &Node, errs: &mut Errors) -> Option<CertificateSource> {

@@ -145,7 +145,7 @@ impl ClientTls {
         store: &Store,
         owner: &str,
     ) -> Result<ClientTls, String> {
-        let resolved = secrets.resolve(&tls.common, store, owner, false);
+        let resolved = secrets.resolve(&tls.common, None, store, owner, false);
         let (files, factory) = (resolved.files, resolved.factory);
         let source = (tls.clone(), protocol.clone());
         if !resolved.ready {

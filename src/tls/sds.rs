@@ -54,6 +54,16 @@ pub struct Resolved {
     /// Its `server_ssl_socket_factory.` / `client_ssl_socket_factory.`
     /// stats, its secrets' updates in this pass already counted.
     pub factory: Arc<Scope<SslSocketFactory>>,
+    /// Session ticket keys from their secret, when one was asked for.
+    pub ticket_keys: Option<Vec<DataSource>>,
+}
+
+/// What a secret is asked for as.
+#[derive(Clone, Copy)]
+enum Kind {
+    Certificate,
+    Validation,
+    TicketKeys,
 }
 
 impl Secrets {
@@ -62,13 +72,15 @@ impl Secrets {
         *lock(&self.pass) += 1;
     }
 
-    /// Reads `common`'s secrets (once per pass and file content) and
-    /// merges them into a copy of it, for the context whose stats go
+    /// Reads `common`'s secrets, and the session ticket keys' secret if
+    /// named (once per pass and file content), and merges them into a
+    /// copy of it, for the context whose stats go
     /// under `owner` (`listener.<address>.` with `server`, else
     /// `cluster.<name>.`).
     pub fn resolve(
         &self,
         common: &CommonTls,
+        ticket_keys: Option<&SecretSource>,
         store: &Store,
         owner: &str,
         server: bool,
@@ -78,23 +90,35 @@ impl Secrets {
             files: common.files(),
             ready: true,
             factory: store.ssl_socket_factory(owner, server),
+            ticket_keys: None,
         };
         let mut updated = 0;
-        let sources = common
+        let sources = (common
             .certificate_secrets
             .iter()
-            .chain(&common.validation_secret);
-        for source in sources {
+            .map(|s| (s, Kind::Certificate)))
+        .chain(
+            common
+                .validation_secret
+                .iter()
+                .map(|s| (s, Kind::Validation)),
+        )
+        .chain(ticket_keys.map(|s| (s, Kind::TicketKeys)));
+        for (source, kind) in sources {
             let (good, changed, files) = self.take(source, store);
             out.files.push(source.path.clone());
             out.files.extend(files);
             updated += u64::from(changed);
-            match good.map(|g| g.secret) {
-                Some(Secret::Certificate(c)) => out.common.certificates.push(c),
-                Some(Secret::Validation(v)) => {
+            match (kind, good.map(|g| g.secret)) {
+                (Kind::Certificate, Some(Secret::Certificate(c))) => {
+                    out.common.certificates.push(c)
+                }
+                (Kind::Validation, Some(Secret::Validation(v))) => {
                     out.common.validation = Some(merged(out.common.validation.take(), v));
                 }
-                None => out.ready = false,
+                (Kind::TicketKeys, Some(Secret::TicketKeys(keys))) => out.ticket_keys = Some(keys),
+                // Never good, or a secret of another kind under that name.
+                _ => out.ready = false,
             }
         }
         let main = store.main_row();
@@ -208,6 +232,7 @@ fn inline_files(secret: &mut Secret, digest: &mut Xxh64) -> Result<(), String> {
     let sources: Vec<&mut DataSource> = match secret {
         Secret::Certificate(c) => vec![&mut c.chain, &mut c.key],
         Secret::Validation(v) => v.trusted_ca.iter_mut().chain(v.crl.as_mut()).collect(),
+        Secret::TicketKeys(keys) => keys.iter_mut().collect(),
     };
     for source in sources {
         if let DataSource::File(path) = source {

@@ -81,7 +81,13 @@ impl ServerTls {
         store: &Store,
         owner: &str,
     ) -> Result<ServerTls, String> {
-        let resolved = secrets.resolve(&tls.common, store, owner, true);
+        let resolved = secrets.resolve(
+            &tls.common,
+            tls.ticket_keys_secret.as_ref(),
+            store,
+            owner,
+            true,
+        );
         let mut files = resolved.files;
         files.extend(tls.ticket_keys.iter().filter_map(DataSource::path));
         let factory = resolved.factory;
@@ -127,9 +133,9 @@ impl ServerTls {
         } else {
             ServerSessionMemoryCache::new(SESSION_CACHE)
         };
-        if !tls.ticket_keys.is_empty() {
-            let keys = tls
-                .ticket_keys
+        let ticket_keys = resolved.ticket_keys.as_ref().unwrap_or(&tls.ticket_keys);
+        if !ticket_keys.is_empty() {
+            let keys = ticket_keys
                 .iter()
                 .map(DataSource::load)
                 .collect::<Result<Vec<_>, _>>()?;
