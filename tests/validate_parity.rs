@@ -410,6 +410,11 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             true,
         ),
         (
+            "a prefix length written as a UInt32Value",
+            hcm("          internal_address_config: { cidr_ranges: [ { address_prefix: 10.0.0.0, prefix_len: { value: 8 } } ] }\n"),
+            true,
+        ),
+        (
             "a prefix length past 128",
             hcm("          internal_address_config: { cidr_ranges: [ { address_prefix: 10.0.0.0, prefix_len: 129 } ] }\n"),
             false,

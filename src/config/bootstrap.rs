@@ -1086,12 +1086,6 @@ static INTERNAL_ADDRESS_CONFIG: Fields = Fields {
     known: &["unix_sockets", "cidr_ranges"],
     unsupported: &[],
 };
-#[rustfmt::skip]
-static CIDR_RANGE: Fields = Fields {
-    known: &["address_prefix", "prefix_len"],
-    unsupported: &[],
-};
-
 /// Decodes `internal_address_config` into the internal CIDR ranges and
 /// whether pipe clients are internal.
 fn internal_address_config(node: &Node, errs: &mut Errors) -> XffSettings {
@@ -1105,21 +1099,7 @@ fn internal_address_config(node: &Node, errs: &mut Errors) -> XffSettings {
         .unwrap_or_default();
     let internal_ranges = ranges
         .into_iter()
-        .filter_map(|range| {
-            let r = range.object(errs, &CIDR_RANGE)?;
-            let prefix_node = r.require(errs, "address_prefix")?;
-            let Ok(prefix) = prefix_node.str(errs)?.parse::<IpAddr>() else {
-                errs.add(prefix_node.path(), "expected an IP address");
-                return None;
-            };
-            // Envoy takes up to 128 and caps it at the address's length.
-            let max = if prefix.is_ipv4() { 32 } else { 128 };
-            let len = match r.get("prefix_len") {
-                Some(l) => l.uint(errs, 128)?.min(max) as u8,
-                None => 0,
-            };
-            Some(super::Cidr { ip: prefix, len })
-        })
+        .filter_map(|range| super::listener::cidr(&range, errs))
         .collect();
     XffSettings {
         internal_ranges,
