@@ -22,6 +22,54 @@ NGX
   taskset -c "$LOAD_CPU" nginx -p "$WORK/backend" -c nginx.conf
 }
 
+# The backend also serving /big, a 1 MiB file (for bulk-transfer rows).
+start_backend_with_big() {
+  head -c 1048576 /dev/urandom >"$WORK/big"
+  # nginx workers run as another user: they must reach the file.
+  chmod 755 "$WORK" && chmod 644 "$WORK/big"
+  start_backend
+  stop_nginx "$WORK/backend"
+  sed -i "s|location / { return 200 \"hello\"; }|location / { return 200 \"hello\"; } location = /big { alias $WORK/big; }|" "$WORK/backend/nginx.conf"
+  taskset -c "$LOAD_CPU" nginx -p "$WORK/backend" -c nginx.conf
+}
+
+# A Ringway (or Envoy) bootstrap whose listener on PORT is a tcp_proxy to
+# the backend.
+tcp_proxy_config() {  # port
+  cat <<YAML
+static_resources:
+  listeners:
+  - name: l4
+    address: { socket_address: { address: 127.0.0.1, port_value: $1 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: l4, cluster: backend }
+  clusters:
+  - name: backend
+    load_assignment: { cluster_name: backend, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $BACKEND_PORT } } } } ] } ] }
+YAML
+}
+
+# HAProxy in TCP mode on PORT to the backend, one thread on the proxy CPU;
+# in the background (its pid is $! after the call).
+start_haproxy_tcp() {  # port
+  cat >"$WORK/haproxy.cfg" <<HAP
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+listen l4
+  bind 127.0.0.1:$1
+  server backend 127.0.0.1:$BACKEND_PORT
+HAP
+  taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
+}
+
 # nginx as a proxy to the backend on PORT: 1 worker, upstream keepalive,
 # access log off; its prefix is $WORK/proxy.
 start_nginx_proxy() {  # port

@@ -25,47 +25,15 @@ trap 'kill $(jobs -p) 2>/dev/null || true; stop_nginx "$WORK/backend"; rm -rf "$
 source scripts/bench-lib.sh
 command -v haproxy >/dev/null || { echo "needs haproxy" >&2; exit 1; }
 
-head -c 1048576 /dev/urandom >"$WORK/big"
-chmod 755 "$WORK" && chmod 644 "$WORK/big"
-start_backend
-stop_nginx "$WORK/backend"
-sed -i "s|location / { return 200 \"hello\"; }|location / { return 200 \"hello\"; } location = /big { alias $WORK/big; }|" "$WORK/backend/nginx.conf"
-taskset -c "$LOAD_CPU" nginx -p "$WORK/backend" -c nginx.conf
+start_backend_with_big
 
-tcp_config() {  # port
-  cat <<YAML
-static_resources:
-  listeners:
-  - name: l4
-    address: { socket_address: { address: 127.0.0.1, port_value: $1 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: l4, cluster: backend }
-  clusters:
-  - name: backend
-    load_assignment: { cluster_name: backend, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $BACKEND_PORT } } } } ] } ] }
-YAML
-}
-tcp_config "$A_PORT" >"$WORK/a.yaml"
-tcp_config "$B_PORT" >"$WORK/b.yaml"
+tcp_proxy_config "$A_PORT" >"$WORK/a.yaml"
+tcp_proxy_config "$B_PORT" >"$WORK/b.yaml"
 taskset -c $PROXY_CPU "$A" -c "$WORK/a.yaml" --concurrency 1 -l warning &
 A_PID=$!
 taskset -c $PROXY_CPU "$B" -c "$WORK/b.yaml" --concurrency 1 -l warning &
 B_PID=$!
-cat >"$WORK/haproxy.cfg" <<HAP
-global
-  nbthread 1
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-listen l4
-  bind 127.0.0.1:$HAP_PORT
-  server backend 127.0.0.1:$BACKEND_PORT
-HAP
-taskset -c $PROXY_CPU haproxy -f "$WORK/haproxy.cfg" -q &
+start_haproxy_tcp "$HAP_PORT"
 HAP_PID=$!
 sleep 1
 

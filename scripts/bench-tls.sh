@@ -35,15 +35,8 @@ done
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=bench.local -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-head -c 1048576 /dev/urandom >"$WORK/big"
-# nginx workers run as another user: they must reach the file.
-chmod 755 "$WORK" && chmod 644 "$WORK/big"
-
 # The backend also serves /big (1 MiB) for the L4 rows.
-start_backend
-stop_nginx "$WORK/backend"
-sed -i "s|location / { return 200 \"hello\"; }|location / { return 200 \"hello\"; } location = /big { alias $WORK/big; }|" "$WORK/backend/nginx.conf"
-taskset -c "$LOAD_CPU" nginx -p "$WORK/backend" -c nginx.conf
+start_backend_with_big
 
 # Ringway and Envoy: one TLS chain proxying to the backend; admin on PORT+100.
 tls_config() {  # port
@@ -81,19 +74,7 @@ YAML
 }
 tls_config "$RW_TLS" >"$WORK/ringway-tls.yaml"
 tls_config "$ENVOY_TLS" >"$WORK/envoy-tls.yaml"
-cat >"$WORK/ringway-tcp.yaml" <<YAML
-static_resources:
-  listeners:
-  - name: l4
-    address: { socket_address: { address: 127.0.0.1, port_value: $RW_TCP } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: l4, cluster: backend }
-  clusters:
-  - name: backend
-    load_assignment: { cluster_name: backend, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $BACKEND_PORT } } } } ] } ] }
-YAML
+tcp_proxy_config "$RW_TCP" >"$WORK/ringway-tcp.yaml"
 
 taskset -c $PROXY_CPU "$BIN" -c "$WORK/ringway-tls.yaml" --concurrency 1 2>"$WORK/ringway-tls.log" &
 RW_TLS_PID=$!
@@ -126,20 +107,7 @@ http {
 NGX
 taskset -c "$PROXY_CPU" nginx -p "$WORK/proxy" -c nginx.conf
 
-cat >"$WORK/haproxy.cfg" <<HAP
-global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-listen l4
-  bind 127.0.0.1:$HAP_TCP
-  server backend 127.0.0.1:$BACKEND_PORT
-HAP
-taskset -c $PROXY_CPU haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
+start_haproxy_tcp "$HAP_TCP"
 HAP_PID=$!
 
 STREAM=""
