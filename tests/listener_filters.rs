@@ -12,30 +12,11 @@ use std::time::Duration;
 /// A direct-response HCM chain answering `body`, logging the addresses
 /// it saw to `{log}`.
 fn chain(matcher: &str, body: &str) -> String {
-    format!(
-        r#"    - {matcher}filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {body}
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {{log}}
-              log_format: {{ text_format: "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT% {body}\n" }}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "{body}" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#
-    )
+    let format = format!(
+        r"%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT% {body}\n"
+    );
+    let filter = with_file_log(&direct_response_filter(body, body), "{log}", &format);
+    format!("    - {matcher}filters:\n{filter}")
 }
 
 fn listener(filters: &str, chains: &str) -> String {

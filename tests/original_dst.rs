@@ -12,31 +12,10 @@ use std::process::Command;
 /// A listener on `port` with the original_dst filter: a chain for
 /// connections that were going to port 8080, and a default chain.
 fn config(port: u16, admin: u16, log: &str) -> String {
-    let chain = |matched: &str, body: &str| {
-        format!(
-            r#"      {matched}filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {body}
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {log}
-              log_format: {{ text_format_source: {{ inline_string: "{body} %DOWNSTREAM_LOCAL_ADDRESS%\n" }} }}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "{body}" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#
-        )
+    let chain = |body: &str| {
+        let format = format!(r"{body} %DOWNSTREAM_LOCAL_ADDRESS%\n");
+        let filter = with_file_log(&direct_response_filter(body, body), log, &format);
+        format!("      filters:\n{filter}")
     };
     format!(
         r#"admin:
@@ -52,8 +31,8 @@ static_resources:
     - filter_chain_match: {{ destination_port: 8080 }}
 {}    default_filter_chain:
 {}"#,
-        chain("", "to-8080"),
-        chain("", "elsewhere"),
+        chain("to-8080"),
+        chain("elsewhere"),
     )
 }
 

@@ -7,7 +7,7 @@ mod common;
 use common::oracle::{envoy_or_skip, envoy_validate, ringway_validate, with_admin, Pair};
 use common::tls::{curl_https, s_client, s_server, Certs};
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
@@ -75,6 +75,24 @@ static_resources:
     ))
 }
 
+/// Starts both proxies on [`listener`], its certificate secret file named
+/// `secret` (certificate `a`, version v1) and the `ca` secret: the
+/// certificates, their directory, the certificate secret's path and the
+/// pair (None: skipped).
+fn start_listener(test: &str, secret: &str) -> Option<(Certs, TempDir, PathBuf, Pair)> {
+    if !tool_or_skip(test, &["openssl", "version"]) {
+        return None;
+    }
+    let certs = Certs::generate();
+    let dir = TempDir::new();
+    let server = dir.0.join("server.yaml");
+    let ca = dir.0.join("ca.yaml");
+    swap(&server, &certificate_secret("v1", secret, &certs, "a"));
+    swap(&ca, &ca_secret(&certs));
+    let pair = Pair::start(test, &listener(&server, &ca), vec![])?;
+    Some((certs, dir, server, pair))
+}
+
 /// The `sds.*` and socket-factory stats both sides must agree on
 /// (`listener.*.` stands for the listener's address).
 const SECRET_STATS: &[&str] = &[
@@ -124,19 +142,7 @@ fn wait_for_stat(pair: &Pair, stat: &str, value: &str) {
 
 #[test]
 fn secrets_from_files_serve_rotate_and_reject_as_envoy_does() {
-    if !tool_or_skip("sds files", &["openssl", "version"]) {
-        return;
-    }
-    let certs = Certs::generate();
-    let dir = TempDir::new();
-    let server = dir.0.join("server.yaml");
-    let ca = dir.0.join("ca.yaml");
-    swap(
-        &server,
-        &certificate_secret("v1", "server_cert", &certs, "a"),
-    );
-    swap(&ca, &ca_secret(&certs));
-    let Some(pair) = Pair::start("sds files", &listener(&server, &ca), vec![]) else {
+    let Some((certs, _dir, server, pair)) = start_listener("sds files", "server_cert") else {
         return;
     };
     let with_cert = |name: &str| {
@@ -208,19 +214,7 @@ fn secrets_from_files_serve_rotate_and_reject_as_envoy_does() {
 
 #[test]
 fn a_secret_never_good_closes_connections_as_envoy_does() {
-    if !tool_or_skip("sds not ready", &["openssl", "version"]) {
-        return;
-    }
-    let certs = Certs::generate();
-    let dir = TempDir::new();
-    let server = dir.0.join("server.yaml");
-    let ca = dir.0.join("ca.yaml");
-    swap(
-        &server,
-        &certificate_secret("v1", "not_the_one", &certs, "a"),
-    );
-    swap(&ca, &ca_secret(&certs));
-    let Some(pair) = Pair::start("sds not ready", &listener(&server, &ca), vec![]) else {
+    let Some((certs, _dir, server, pair)) = start_listener("sds not ready", "not_the_one") else {
         return;
     };
     for port in [pair.ringway.port, pair.envoy.port] {

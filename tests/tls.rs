@@ -14,9 +14,10 @@ fn http_filter(body: &str) -> String {
 
 /// Like [`http_filter`], logging each request's TLS details to `{log}`.
 fn logged_http_filter(body: &str) -> String {
-    http_filter(body).replace(
-        "          http_filters:\n",
-        "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {log}\n              log_format: { text_format: \"%DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER% %DOWNSTREAM_PEER_URI_SAN% %DOWNSTREAM_PEER_SUBJECT% %REQUESTED_SERVER_NAME%\\n\" }\n          http_filters:\n",
+    let format = r"%DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER% %DOWNSTREAM_PEER_URI_SAN% %DOWNSTREAM_PEER_SUBJECT% %REQUESTED_SERVER_NAME%\n";
+    format!(
+        "      filters:\n{}",
+        with_file_log(&direct_response_filter(body, body), "{log}", format)
     )
 }
 

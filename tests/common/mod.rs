@@ -787,6 +787,17 @@ pub fn direct_response_filter(stat_prefix: &str, body: &str) -> String {
     )
 }
 
+/// `filter` (a connection manager item, as [`direct_response_filter`]
+/// makes) logging each request to the file `path` in `format` (a YAML
+/// double-quoted string's contents).
+pub fn with_file_log(filter: &str, path: &str, format: &str) -> String {
+    filter.replacen(
+        "          route_config:\n",
+        &format!("          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {path}\n              log_format: {{ text_format_source: {{ inline_string: \"{format}\" }} }}\n          route_config:\n"),
+        1,
+    )
+}
+
 pub fn catch_all(cluster: &str, route_extra: &str) -> String {
     format!(
         "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: {cluster}{route_extra} }}\n"
