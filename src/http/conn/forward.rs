@@ -526,8 +526,6 @@ impl<D: Downstream> Proxy<D> {
         x.log
             .upstream
             .replace(Some((plan.cluster_index, addr.clone())));
-        let requested = cluster.requested_server_name(&head).map(Box::<str>::from);
-        let server_name = cluster.server_name(endpoint, requested.as_deref());
         // A connection ALPN chose HTTP/1.1 on (`auto_config`).
         let mut negotiated = None;
         let http2 = match &cluster.config.upstream_protocol {
@@ -537,6 +535,8 @@ impl<D: Downstream> Proxy<D> {
                 (x.protocol == Protocol::Http2).then_some(None)
             }
             UpstreamProtocol::Auto(options) => {
+                let requested = cluster.requested_server_name(&head);
+                let server_name = cluster.server_name(endpoint, requested);
                 match Box::pin(self.auto_connection(x, plan, options, server_name)).await {
                     Ok(Negotiated::Http2(conn)) => Some(Some(conn)),
                     Ok(Negotiated::Http1(conn)) => {
@@ -556,6 +556,10 @@ impl<D: Downstream> Proxy<D> {
             let h2 = self.attempt_h2(x, plan, head, retries, attempt, conn);
             return Box::pin(h2).await;
         }
+        // HTTP/2 attempts find their own server name; HTTP/1.1 moves the
+        // head into each write, so what it names is copied out first.
+        let requested = cluster.requested_server_name(&head).map(Box::<str>::from);
+        let server_name = cluster.server_name(endpoint, requested.as_deref());
         if let Some(body) = plan.body.filter(|b| !b.is_empty()) {
             head.extend_from_slice(body);
         }
