@@ -25,7 +25,7 @@ pub use node::{parse_duration, ConfigError};
 pub use retry::*;
 pub use route_action::*;
 pub use route_match::*;
-pub use sds::{read_secret, secret_files, Secret, SecretError, SecretFile, SecretSource};
+pub use sds::{parse_secret, secret_files, Secret, SecretError, SecretFile, SecretSource};
 pub use tcp_proxy::TcpProxy;
 pub use tls::*;
 pub use udp_proxy::UdpProxy;

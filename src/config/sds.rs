@@ -154,14 +154,13 @@ fn config_source_path(node: &Node, errs: &mut Errors) -> Option<PathBuf> {
     Some(path.into())
 }
 
-/// Reads a secret file and picks the secret `source` names, the way
+/// Picks the secret `source` names from its file's `bytes`, the way
 /// Envoy's file subscription and SDS API take an update.
-pub fn read_secret(source: &SecretSource) -> Result<SecretFile, SecretError> {
+pub fn parse_secret(source: &SecretSource, bytes: &[u8]) -> Result<SecretFile, SecretError> {
     let origin = source.path.display().to_string();
-    let text = std::fs::read_to_string(&source.path)
+    let text = std::str::from_utf8(bytes)
         .map_err(|e| SecretError::Failure(format!("cannot read {origin}: {e}")))?;
-    let tree =
-        super::parse_document(&text, &origin).map_err(|e| SecretError::Failure(e.message))?;
+    let tree = super::parse_document(text, &origin).map_err(|e| SecretError::Failure(e.message))?;
     let mut errs = Errors::default();
     let decoded = decode_response(Node::root(&tree), &mut errs);
     let failure = |errors: Vec<ConfigError>| {

@@ -7,7 +7,7 @@
 //! it never reads a file that has changed since.
 
 use crate::config::{
-    read_secret, secret_files, CommonTls, DataSource, Secret, SecretError, SecretFile,
+    parse_secret, secret_files, CommonTls, DataSource, Secret, SecretError, SecretFile,
     SecretSource, Validation,
 };
 use crate::stats::sets::{Sds, SslSocketFactory};
@@ -209,8 +209,16 @@ fn count(
 /// that was read and the paths of those files.
 fn read_inlined(source: &SecretSource) -> (Result<SecretFile, SecretError>, u64, Vec<PathBuf>) {
     let mut digest = Xxh64::new(0);
-    digest.update(&std::fs::read(&source.path).unwrap_or_default());
-    let mut read = read_secret(source);
+    let mut read = match std::fs::read(&source.path) {
+        Ok(bytes) => {
+            digest.update(&bytes);
+            parse_secret(source, &bytes)
+        }
+        Err(e) => Err(SecretError::Failure(format!(
+            "cannot read {}: {e}",
+            source.path.display()
+        ))),
+    };
     let mut files = Vec::new();
     if let Ok(file) = &mut read {
         files = secret_files(&file.secret)
