@@ -3,7 +3,7 @@
 //! the chain lists them: `connection_limit` and `local_ratelimit`.
 
 use super::bootstrap::wrapped_uint;
-use super::node::{Errors, Fields, Node, Obj};
+use super::node::{Errors, Fields, Node};
 use std::time::Duration;
 
 /// `@type` of `envoy.filters.network.connection_limit`.
@@ -79,25 +79,9 @@ pub(super) fn connection_filter(
     }
 }
 
-/// A required, non-empty `stat_prefix`.
-fn stat_prefix(obj: &Obj, path: &str, errs: &mut Errors) -> Option<String> {
-    let prefix = obj
-        .get("stat_prefix")
-        .and_then(|p| p.str(errs))
-        .unwrap_or("");
-    if prefix.is_empty() {
-        errs.add(
-            &format!("{path}.stat_prefix"),
-            "expected a stat_prefix of at least 1 character",
-        );
-        return None;
-    }
-    Some(prefix.to_string())
-}
-
 fn connection_limit(node: &Node, errs: &mut Errors) -> Option<ConnectionFilter> {
     let obj = node.object(errs, &CONNECTION_LIMIT)?;
-    let stat_prefix = stat_prefix(&obj, node.path(), errs);
+    let stat_prefix = obj.non_empty_str(errs, "stat_prefix");
     let max_connections = obj.require(errs, "max_connections").and_then(|m| {
         let n = wrapped_uint(&m, errs, u64::MAX)?;
         if n == 0 {
@@ -116,7 +100,7 @@ fn connection_limit(node: &Node, errs: &mut Errors) -> Option<ConnectionFilter> 
 
 fn local_ratelimit(node: &Node, errs: &mut Errors) -> Option<ConnectionFilter> {
     let obj = node.object(errs, &LOCAL_RATELIMIT)?;
-    let stat_prefix = stat_prefix(&obj, node.path(), errs);
+    let stat_prefix = obj.non_empty_str(errs, "stat_prefix");
     let bucket = obj
         .require(errs, "token_bucket")
         .and_then(|b| token_bucket(&b, errs));

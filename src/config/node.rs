@@ -372,6 +372,18 @@ impl<'a> Obj<'a> {
         }
         child
     }
+
+    /// A required string field that must not be empty (`stat_prefix`); an
+    /// empty one is reported and still returned, so the rest of the
+    /// message is checked too.
+    pub fn non_empty_str(&self, errs: &mut Errors, name: &str) -> Option<String> {
+        let node = self.require(errs, name)?;
+        let text = node.str(errs)?;
+        if text.is_empty() {
+            errs.add(node.path(), format!("expected a non-empty {name}"));
+        }
+        Some(text.to_string())
+    }
 }
 
 /// Parses Envoy's duration strings: `2s`, `0.25s`, `1.5s`, also `100ms`-free proto form.

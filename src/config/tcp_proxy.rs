@@ -61,13 +61,7 @@ pub struct TcpProxy {
 /// Decodes a `TcpProxy` typed config.
 pub(super) fn tcp_proxy(node: &Node, errs: &mut Errors) -> Option<TcpProxy> {
     let obj = node.object(errs, &TCP_PROXY)?;
-    let stat_prefix = obj.require(errs, "stat_prefix")?.str(errs)?.to_string();
-    if stat_prefix.is_empty() {
-        errs.add(
-            &format!("{}.stat_prefix", node.path()),
-            "expected a non-empty stat_prefix",
-        );
-    }
+    let stat_prefix = obj.non_empty_str(errs, "stat_prefix")?;
     let mut clusters = Vec::new();
     let mut cluster_paths = Vec::new();
     match (obj.get("cluster"), obj.get("weighted_clusters")) {
