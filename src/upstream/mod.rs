@@ -234,13 +234,10 @@ impl Cluster {
 /// The host of an authority (`name`, `name:port`, `[v6]:port`), or None
 /// when it is empty or an address.
 fn host_name(authority: &str) -> Option<&str> {
-    if authority.starts_with('[') {
-        return None;
-    }
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
+    let host = match crate::router::port_start(authority) {
+        Some(colon) => &authority[..colon],
+        None => authority,
     };
-    let is_address = host.parse::<std::net::IpAddr>().is_ok();
+    let is_address = host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok();
     (!host.is_empty() && !is_address).then_some(host)
 }
