@@ -754,15 +754,16 @@ impl<D: Downstream> Proxy<D> {
             .then_some((retries, &plan.cluster.retry_slots));
         let client_gone = self.down.closed();
         let receive = self.receive(x, up, started, &headers_sent, watch, limit);
-        let receive = async {
+        // Pinned once and awaited through the pin in every branch, so that
+        // the future is stored once.
+        let mut receive = std::pin::pin!(async {
             monoio::select! {
                 r = receive => r,
                 _ = client_gone => Err(Failure::DownstreamGone),
             }
-        };
+        });
         let result = match limit {
             Some(l) => {
-                let mut receive = std::pin::pin!(receive);
                 // The response first, as monoio's own timeout polls it.
                 let finished = monoio::select! {
                     biased;

@@ -893,21 +893,23 @@ impl<D: Downstream> Proxy<D> {
                     hash,
                     overrides,
                 };
-                let forwarding = self.forward(x, upstream, head);
-                let Some(ends) = x.stream_ends else {
-                    return forwarding.await;
-                };
                 // A gRPC deadline its offset used up: over before it began.
                 if stream_duration.is_some_and(|limit| limit.is_zero()) {
-                    drop(forwarding);
                     return self.stream_duration_reached(x).await;
                 }
-                // Before a response head is chosen the limit cuts the
-                // attempt short for a 504. After, bytes may be on their way
-                // to the client: the relay itself stops at the limit (see
-                // `Failure::StreamDuration`), between writes, never in one.
                 {
-                    let mut forwarding = std::pin::pin!(forwarding);
+                    // Pinned where it is made and awaited only through its
+                    // pin: the forward, most of this future's size, is then
+                    // stored once rather than once per await that holds it.
+                    let mut forwarding = std::pin::pin!(self.forward(x, upstream, head));
+                    let Some(ends) = x.stream_ends else {
+                        return forwarding.await;
+                    };
+                    // Before a response head is chosen the limit cuts the
+                    // attempt short for a 504. After, bytes may be on their
+                    // way to the client: the relay itself stops at the limit
+                    // (see `Failure::StreamDuration`), between writes, never
+                    // in one.
                     monoio::select! {
                         biased;
                         next = &mut forwarding => return next,
