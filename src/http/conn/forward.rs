@@ -26,7 +26,9 @@ use crate::upstream::connect::{connect, ConnectFailure};
 use crate::upstream::{Cluster, Endpoint, RetrySlots};
 use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
+use std::future::{poll_fn, Future};
 use std::os::fd::AsRawFd;
+use std::task::Poll;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -688,7 +690,10 @@ impl<D: Downstream> Proxy<D> {
             match awaited.result {
                 Some(Ok(Received::Switched)) => {
                     attempt.charge(x.status.get());
-                    return Tried::Done(self.tunnel(x, &mut up.stream).await);
+                    // Boxed: a rare path that would otherwise size every
+                    // attempt's future.
+                    let tunnel = Box::pin(self.tunnel(x, &mut up.stream));
+                    return Tried::Done(tunnel.await);
                 }
                 Some(Ok(Received::Complete { reusable })) => {
                     up.requests += 1;
@@ -752,34 +757,32 @@ impl<D: Downstream> Proxy<D> {
         let watch = plan
             .watch_responses
             .then_some((retries, &plan.cluster.retry_slots));
-        let client_gone = self.down.closed();
-        let receive = self.receive(x, up, started, &headers_sent, watch, limit);
-        // Pinned once and awaited through the pin in every branch, so that
-        // the future is stored once.
-        let mut receive = std::pin::pin!(async {
-            monoio::select! {
-                r = receive => r,
-                _ = client_gone => Err(Failure::DownstreamGone),
+        // One hand-written select over the three, each pinned where it is
+        // made: select! would move them into a tuple and store each twice.
+        let mut client_gone = std::pin::pin!(self.down.closed());
+        let mut receive = std::pin::pin!(self.receive(x, up, started, &headers_sent, watch, limit));
+        let mut timer = std::pin::pin!(limit.map(|l| monoio::time::sleep_until(l.into())));
+        let result = poll_fn(|cx| {
+            // The response first, as monoio's own timeout polls it.
+            if let Poll::Ready(r) = receive.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
             }
-        });
-        let result = match limit {
-            Some(l) => {
-                // The response first, as monoio's own timeout polls it.
-                let finished = monoio::select! {
-                    biased;
-                    r = &mut receive => Some(r),
-                    _ = monoio::time::sleep_until(l.into()) => None,
-                };
-                match finished {
-                    // Once the head is chosen its bytes may be on their way
-                    // downstream: the relay stops itself at the limit,
-                    // between writes, never in the middle of one.
-                    None if headers_sent.get() => Some(receive.await),
-                    finished => finished,
+            if client_gone.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(Failure::DownstreamGone)));
+            }
+            // Once the head is chosen its bytes may be on their way
+            // downstream: the relay stops itself at the limit, between
+            // writes, never in the middle of one.
+            if !headers_sent.get() {
+                if let Some(timer) = timer.as_mut().as_pin_mut() {
+                    if timer.poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
                 }
             }
-            None => Some(receive.await),
-        };
+            Poll::Pending
+        })
+        .await;
         let result = result.filter(|r| !matches!(r, Err(Failure::Deadline)));
         Awaited {
             result,
