@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Idle connections kept per endpoint per shard.
-const MAX_IDLE_PER_ENDPOINT: usize = 128;
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 /// Connections idle at least this long are probed before reuse. Upstreams
 /// close idle keep-alive connections after seconds, not microseconds, and a
 /// probe costs a syscall per request; a bodiless request that still meets a
