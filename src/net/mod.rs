@@ -5,6 +5,7 @@
 
 mod address;
 mod poll;
+mod ring_io;
 mod stream;
 mod tls;
 

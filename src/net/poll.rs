@@ -1,10 +1,10 @@
-//! A readiness-based view of a [`Stream`] with tokio's IO traits, for
-//! codecs written against them (h2). It rides monoio's poll-io (an epoll
-//! set armed with one io_uring POLL_ADD): no copies, and cancel-safe.
+//! A [`Stream`] seen through tokio's IO traits, for the codecs written
+//! against them (h2, rustls): plain sockets through io_uring operations
+//! ([`RingIo`]), a TLS session through its own stream.
 
+use super::ring_io::RingIo;
 use super::{Stream, TlsStream};
-use monoio::net::tcp::stream_poll::TcpStreamPoll;
-use monoio::net::unix::stream_poll::UnixStreamPoll;
+use monoio::net::{TcpStream, UnixStream};
 use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
@@ -12,7 +12,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A stream in poll mode; bytes read before the switch are replayed first.
+/// A stream for a poll-based codec; bytes read before the switch are
+/// replayed first.
 pub struct PollStream {
     replay: Vec<u8>,
     replayed: usize,
@@ -42,20 +43,20 @@ impl ByteCounts {
 }
 
 enum PollIo {
-    Tcp(TcpStreamPoll),
-    Unix(UnixStreamPoll),
+    Tcp(RingIo<TcpStream>),
+    Unix(RingIo<UnixStream>),
     /// A TLS session, itself over a socket in poll mode.
     Tls(TlsStream),
 }
 
 impl Stream {
-    /// Switches the stream to poll mode; `replay` holds bytes already read
-    /// from it that the codec must see first.
+    /// Hands the stream to a poll-based codec; `replay` holds bytes
+    /// already read from it that the codec must see first.
     pub fn into_poll(self, replay: Vec<u8>, counts: Rc<ByteCounts>) -> io::Result<PollStream> {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self);
         let io = match self {
-            Stream::Tcp(s) => PollIo::Tcp(s.try_into_poll_io().map_err(|(e, _)| e)?),
-            Stream::Unix(s) => PollIo::Unix(s.try_into_poll_io().map_err(|(e, _)| e)?),
+            Stream::Tcp(s) => PollIo::Tcp(RingIo::new(s)),
+            Stream::Unix(s) => PollIo::Unix(RingIo::new(s)),
             Stream::Tls(s) => PollIo::Tls(s),
         };
         Ok(PollStream {

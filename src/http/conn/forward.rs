@@ -28,8 +28,8 @@ use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::os::fd::AsRawFd;
-use std::task::Poll;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 const RETRY_CLASSES: [RetryStat; 5] = [
