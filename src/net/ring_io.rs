@@ -21,14 +21,13 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-/// The first receive buffer; a receive that fills its buffer doubles the
-/// next one (up to [`MAX_READ`]), one that uses under a quarter halves it.
-const MIN_READ: usize = 4096;
+/// The first receive buffer (small: an idle connection holds one); a
+/// receive that fills its buffer doubles the next one (up to
+/// [`MAX_READ`]), one that uses under a quarter halves it.
+const MIN_READ: usize = 1024;
 const MAX_READ: usize = 64 * 1024;
 /// Bytes gathered behind the send in flight before writers must wait.
 const WRITE_LIMIT: usize = 256 * 1024;
-/// A send buffer grown past this is not kept for reuse.
-const KEEP_WRITE_BUFFER: usize = 64 * 1024;
 /// How long bytes already accepted may take to leave once the stream is
 /// dropped (a reader that stopped reading).
 const LINGER: Duration = Duration::from_secs(10);
@@ -57,7 +56,6 @@ impl<S: Split + AsyncReadRent + AsyncWriteRent + 'static> RingIo<S> {
                 half: Some(write),
                 op: None,
                 pending: Vec::new(),
-                spare: Vec::new(),
             },
         }
     }
@@ -127,9 +125,9 @@ impl<S: Split + AsyncReadRent + 'static> Reader<S> {
 struct Writer<S: Split + AsyncWriteRent + 'static> {
     half: Option<OwnedWriteHalf<S>>,
     op: Option<WriteOp<S>>,
+    /// Allocated when bytes come, freed once sent: an idle connection
+    /// holds no send buffer.
     pending: Vec<u8>,
-    /// The last finished send's buffer, kept for the next.
-    spare: Vec<u8>,
 }
 
 impl<S: Split + AsyncWriteRent + 'static> Writer<S> {
@@ -138,13 +136,9 @@ impl<S: Split + AsyncWriteRent + 'static> Writer<S> {
         let Some(op) = self.op.as_mut() else {
             return Poll::Ready(Ok(()));
         };
-        let (half, (sent, mut buf)) = ready!(op.as_mut().poll(cx));
+        let (half, (sent, _)) = ready!(op.as_mut().poll(cx));
         self.op = None;
         self.half = Some(half);
-        if buf.capacity() <= KEEP_WRITE_BUFFER {
-            buf.clear();
-            self.spare = buf;
-        }
         Poll::Ready(sent.map(|_| ()))
     }
 
@@ -156,7 +150,7 @@ impl<S: Split + AsyncWriteRent + 'static> Writer<S> {
         let Some(mut half) = self.half.take() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
-        let buf = std::mem::replace(&mut self.pending, std::mem::take(&mut self.spare));
+        let buf = std::mem::take(&mut self.pending);
         self.op = Some(Box::pin(async move {
             let sent = half.write_all(buf).await;
             (half, sent)
