@@ -6,6 +6,7 @@
 //! reports all of them in one run.
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -114,12 +115,16 @@ pub struct Fields {
 
 /// A configuration object whose fields have been checked against [`Fields`].
 pub struct Obj<'a> {
-    entries: Vec<(String, &'a Value)>,
+    entries: Vec<(Cow<'a, str>, &'a Value)>,
     path: String,
 }
 
-/// Converts a protobuf JSON camelCase name (`portValue`) to its field name (`port_value`).
-fn snake_case(key: &str) -> String {
+/// Converts a protobuf JSON camelCase name (`portValue`) to its field name
+/// (`port_value`); a name already in snake case is borrowed, not copied.
+fn snake_case(key: &str) -> Cow<'_, str> {
+    if !key.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Cow::Borrowed(key);
+    }
     let mut out = String::with_capacity(key.len() + 4);
     for c in key.chars() {
         if c.is_ascii_uppercase() {
@@ -129,7 +134,7 @@ fn snake_case(key: &str) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -184,14 +189,14 @@ impl<'a> Node<'a> {
         let mut entries = Vec::with_capacity(map.len());
         for (key, value) in map {
             let name = snake_case(key);
-            let child = join(&self.path, &name);
-            if fields.known.contains(&name.as_str()) {
+            if fields.known.contains(&name.as_ref()) {
                 entries.push((name, value));
-            } else if fields.unsupported.contains(&name.as_str()) {
-                errs.add(&child, "not supported yet");
+            } else if fields.unsupported.contains(&name.as_ref()) {
+                errs.add(&join(&self.path, &name), "not supported yet");
             } else {
                 let all = fields.known.iter().chain(fields.unsupported).copied();
-                errs.suggest(&child, "unknown field", closest(&name, all));
+                let suggestion = closest(&name, all);
+                errs.suggest(&join(&self.path, &name), "unknown field", suggestion);
             }
         }
         Some(Obj {
