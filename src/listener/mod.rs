@@ -53,7 +53,9 @@ pub async fn serve(
     if let (Some(config), Some(stats)) =
         (&listener.filters.proxy_protocol, &listener.proxy_protocol)
     {
-        let read = proxy_protocol::read(&mut stream);
+        // The steps only some listeners take are boxed: inline, the largest
+        // of them would size every connection's task, idle ones included.
+        let read = Box::pin(proxy_protocol::read(&mut stream));
         let read = match timeout {
             Some(t) => monoio::time::timeout(t, read).await.ok(),
             None => Some(read.await),
@@ -94,7 +96,7 @@ pub async fn serve(
             w,
         };
         let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        match inspect::inspect(&mut stream, which, left, first).await {
+        match Box::pin(inspect::inspect(&mut stream, which, left, first)).await {
             Some(found) if !found.timed_out || listener.filters.continue_on_timeout => found,
             Some(_) => {
                 listener
@@ -129,7 +131,8 @@ pub async fn serve(
                 Some(h) => (Some(h.accepted), Vec::new()),
                 None => (None, bytes),
             };
-            let Some(session) = tls.accept(stream, accepted, replay, &listener.ssl, w).await else {
+            let accept = Box::pin(tls.accept(stream, accepted, replay, &listener.ssl, w));
+            let Some(session) = accept.await else {
                 return;
             };
             let sni = session.server_name();
@@ -156,7 +159,7 @@ pub async fn serve(
             let h2 = alpn_h2 && http.http.codec != crate::config::Codec::Http1;
             conn::serve(stream, replay, peer, shard.clone(), at, h2).await;
         }
-        Serve::Tcp(proxy) => tcp_proxy::serve(stream, replay, peer, &shard, proxy).await,
+        Serve::Tcp(proxy) => Box::pin(tcp_proxy::serve(stream, replay, peer, &shard, proxy)).await,
     }
 }
 
