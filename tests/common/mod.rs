@@ -717,7 +717,14 @@ impl Proxy {
 }
 
 impl Drop for Proxy {
+    /// Stops the proxy; a test that failed also shows whether the proxy
+    /// was still running and what it logged.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let status = self.child.try_wait();
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("ringway (exited: {status:?}) logged:\n{log}");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
