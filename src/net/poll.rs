@@ -52,20 +52,20 @@ enum PollIo {
 impl Stream {
     /// Hands the stream to a poll-based codec; `replay` holds bytes
     /// already read from it that the codec must see first.
-    pub fn into_poll(self, replay: Vec<u8>, counts: Rc<ByteCounts>) -> io::Result<PollStream> {
+    pub fn into_poll(self, replay: Vec<u8>, counts: Rc<ByteCounts>) -> PollStream {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self);
         let io = match self {
             Stream::Tcp(s) => PollIo::Tcp(RingIo::new(s)),
             Stream::Unix(s) => PollIo::Unix(RingIo::new(s)),
             Stream::Tls(s) => PollIo::Tls(s),
         };
-        Ok(PollStream {
+        PollStream {
             replay,
             replayed: 0,
             io,
             counts,
             fd,
-        })
+        }
     }
 }
 

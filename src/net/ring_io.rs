@@ -84,22 +84,22 @@ impl<S: Split + AsyncReadRent + 'static> Reader<S> {
                 self.pos += n;
                 return Poll::Ready(Ok(()));
             }
-            if self.op.is_none() {
-                let Some(mut half) = self.half.take() else {
-                    return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
-                };
-                let mut buf = std::mem::take(&mut self.buf);
-                buf.clear();
-                if buf.capacity() != self.size {
-                    buf = Vec::with_capacity(self.size);
+            let op = match &mut self.op {
+                Some(op) => op,
+                None => {
+                    let Some(mut half) = self.half.take() else {
+                        return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+                    };
+                    let mut buf = std::mem::take(&mut self.buf);
+                    buf.clear();
+                    if buf.capacity() != self.size {
+                        buf = Vec::with_capacity(self.size);
+                    }
+                    self.op.insert(Box::pin(async move {
+                        let received = half.read(buf).await;
+                        (half, received)
+                    }))
                 }
-                self.op = Some(Box::pin(async move {
-                    let received = half.read(buf).await;
-                    (half, received)
-                }));
-            }
-            let Some(op) = self.op.as_mut() else {
-                continue;
             };
             let (half, (received, buf)) = ready!(op.as_mut().poll(cx));
             self.op = None;

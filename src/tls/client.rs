@@ -279,7 +279,7 @@ impl ClientTls {
             (None, Some(ip)) => ServerName::IpAddress(ip.into()),
             (None, None) => ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
         };
-        let io = stream.into_poll(Vec::new(), Rc::new(ByteCounts::default()))?;
+        let io = stream.into_poll(Vec::new(), Rc::new(ByteCounts::default()));
         let session = tokio_rustls::TlsConnector::from(config.clone())
             .connect(name, io)
             .await?;

@@ -171,7 +171,7 @@ impl ServerTls {
             return None;
         };
         let counts = Rc::new(ByteCounts::default());
-        let io = stream.into_poll(replay, counts).ok()?;
+        let io = stream.into_poll(replay, counts);
         let handshake = async {
             match hello {
                 Some(accepted) => {

@@ -138,7 +138,7 @@ pub async fn handshake(
         stream, key, guard, ..
     } = up;
     let counts = Rc::new(ByteCounts::default());
-    let io = stream.into_poll(Vec::new(), counts.clone())?;
+    let io = stream.into_poll(Vec::new(), counts.clone());
     let cap = options.max_concurrent_streams as usize;
     let (send, connection) = h2::client::Builder::new()
         .initial_window_size(options.initial_stream_window_size)

@@ -41,9 +41,7 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
     let options = &http.http2;
     let w = shard.id;
     let counts = Rc::new(ByteCounts::default());
-    let Ok(io) = stream.into_poll(replay, counts.clone()) else {
-        return;
-    };
+    let io = stream.into_poll(replay, counts.clone());
     let mut builder = Builder::new();
     builder
         .max_concurrent_streams(options.max_concurrent_streams)
