@@ -43,28 +43,6 @@ ENVOY_PID=$!
 sleep 2
 NGINX_PIDS="$(cat "$WORK/proxy/nginx.pid") $(pgrep -P "$(cat "$WORK/proxy/nginx.pid")" | tr '\n' ' ')"
 
-# Loads one proxy with h2load and appends a row; sets PER_CPU_<name>_<ROUND>.
-ROWS=""
-measure_h2() {  # name port streams connections pids...
-  local name=$1 port=$2 streams=$3 conns=$4; shift 4
-  local url="http://127.0.0.1:$port/"
-  curl -sf --http2-prior-knowledge "$url" >/dev/null || { echo "$name is not answering h2" >&2; exit 1; }
-  taskset -c "$LOAD_CPU" h2load -t1 -c"$conns" -m"$streams" -D2 "$url" >/dev/null
-  local before after out
-  before=$(cpu_ticks "$@")
-  out=$(taskset -c "$LOAD_CPU" h2load -t1 -c"$conns" -m"$streams" -D"$DURATION" "$url")
-  after=$(cpu_ticks "$@")
-  local done failed cpu rps per_cpu key=${name//-/_}
-  done=$(echo "$out" | sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p')
-  failed=$(echo "$out" | sed -n 's/^requests: .* \([0-9]*\) failed.*/\1/p')
-  cpu=$(awk -v a="$after" -v b="$before" -v t="$TICKS" 'BEGIN{printf "%.2f", (a-b)/t}')
-  rps=$(awk -v r="$done" -v d="$DURATION" 'BEGIN{printf "%.0f", r/d}')
-  per_cpu=$(awk -v r="$done" -v c="$cpu" 'BEGIN{ if (c > 0) printf "%.0f", r/c; else print "n/a"}')
-  echo "$name: $rps req/s, cpu ${cpu}s, $per_cpu req/cpu-s, failed $failed" >&2
-  ROWS+="| $name | $rps | $cpu | $per_cpu | $failed |"$'\n'
-  eval "PER_CPU_${key}_$ROUND=$per_cpu"
-}
-
 REPORT=""
 for STREAMS in 1 100; do
   ROWS=""
