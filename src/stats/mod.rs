@@ -17,7 +17,7 @@ use crossbeam_utils::CachePadded;
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 pub use histogram::HistogramId;
@@ -66,17 +66,38 @@ macro_rules! stat_set {
     };
 }
 
-/// Per-status-code counters cover codes 100 to 599.
-const CODES: usize = 500;
-const LINE: usize = 8;
+/// Per-status-code counters cover codes 100 to 599, a block per class.
+const CLASSES: usize = 5;
+const CODES_PER_CLASS: usize = 100;
+/// Slots per cache-line pair (`CachePadded` is 128 bytes on x86-64).
+const LINE: usize = 16;
+
+/// One class's per-code counters (`upstream_rq_200` … `upstream_rq_299`).
+type CodeBlock = [AtomicU64; CODES_PER_CLASS];
 
 /// One writer's slots, in cache lines of its own.
-type Row = Box<[CachePadded<[AtomicU64; LINE]>]>;
+struct Row {
+    lines: Box<[CachePadded<[AtomicU64; LINE]>]>,
+    /// Allocated by the row's writer when it first counts a code of the
+    /// class: most scopes only ever see 2xx and a few 4xx/5xx, and a row of
+    /// 500 zeroed codes for every cluster and shard made a 1,000-cluster
+    /// config 50 MB of stats at two shards.
+    codes: [OnceLock<Box<CodeBlock>>; CLASSES],
+}
 
-fn row(slots: usize) -> Row {
-    (0..slots.div_ceil(LINE))
-        .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
-        .collect()
+impl Row {
+    fn new(slots: usize) -> Row {
+        Row {
+            lines: (0..slots.div_ceil(LINE))
+                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+            codes: Default::default(),
+        }
+    }
+
+    fn slot(&self, index: usize) -> &AtomicU64 {
+        &self.lines[index / LINE][index % LINE]
+    }
 }
 
 /// The stats of one object: `prefix` + each name of `S`.
@@ -94,16 +115,15 @@ impl<S> std::fmt::Debug for Scope<S> {
 
 impl<S: StatSet> Scope<S> {
     fn new(prefix: String, writers: usize) -> Self {
-        let slots = S::NAMES.len() + if S::CODE_PREFIX.is_some() { CODES } else { 0 };
         Scope {
             prefix,
-            rows: (0..writers).map(|_| row(slots)).collect(),
+            rows: (0..writers).map(|_| Row::new(S::NAMES.len())).collect(),
             _set: PhantomData,
         }
     }
 
     fn slot(&self, writer: usize, index: usize) -> &AtomicU64 {
-        &self.rows[writer][index / LINE][index % LINE]
+        self.rows[writer].slot(index)
     }
 
     /// Adds `n` in `writer`'s row (the caller's shard id, or the main row).
@@ -145,7 +165,10 @@ impl<S: StatSet> Scope<S> {
             return;
         }
         if S::CODE_PREFIX.is_some() && (100..600).contains(&status) {
-            let slot = self.slot(writer, S::NAMES.len() + usize::from(status - 100));
+            let code = usize::from(status - 100);
+            let block = self.rows[writer].codes[code / CODES_PER_CLASS]
+                .get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+            let slot = &block[code % CODES_PER_CLASS];
             slot.store(slot.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
     }
@@ -192,13 +215,21 @@ impl<S: StatSet + Send + Sync> Visit for Scope<S> {
             f(&name, *kind, self.sum(i));
         }
         if let Some(code_prefix) = S::CODE_PREFIX {
-            for code in 0..CODES {
-                let value = self.sum(S::NAMES.len() + code);
-                if value != 0 {
-                    name.truncate(base);
-                    name.push_str(code_prefix);
-                    name.push_str(&(code + 100).to_string());
-                    f(&name, Kind::Counter, value);
+            for class in 0..CLASSES {
+                let blocks = || self.rows.iter().filter_map(|row| row.codes[class].get());
+                if blocks().next().is_none() {
+                    continue;
+                }
+                for code in 0..CODES_PER_CLASS {
+                    let value = blocks().fold(0u64, |acc, block| {
+                        acc.wrapping_add(block[code].load(Ordering::Relaxed))
+                    });
+                    if value != 0 {
+                        name.truncate(base);
+                        name.push_str(code_prefix);
+                        name.push_str(&(100 + class * CODES_PER_CLASS + code).to_string());
+                        f(&name, Kind::Counter, value);
+                    }
                 }
             }
         }
@@ -591,4 +622,61 @@ pub fn resident_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visited<S: StatSet + Send + Sync>(scope: &Scope<S>) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        scope.visit(&mut |name, _, value| out.push((name.to_string(), value)));
+        out
+    }
+
+    #[test]
+    fn per_code_counters_are_summed_across_rows_and_only_shown_when_used() {
+        let scope: Scope<sets::Cluster> = Scope::new("cluster.c.".into(), 3);
+        assert!(scope
+            .rows
+            .iter()
+            .all(|r| r.codes.iter().all(|c| c.get().is_none())));
+        scope.inc_code(0, 200);
+        scope.inc_code(2, 200);
+        scope.inc_code(1, 599);
+        scope.inc_code(1, 100);
+        scope.inc_code(0, 600);
+        scope.inc_code(0, 99);
+        let codes: Vec<_> = visited(&scope)
+            .into_iter()
+            .filter(|(name, _)| {
+                name.strip_prefix("cluster.c.upstream_rq_")
+                    .is_some_and(|code| code.parse::<u16>().is_ok())
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                ("cluster.c.upstream_rq_100".to_string(), 1),
+                ("cluster.c.upstream_rq_200".to_string(), 2),
+                ("cluster.c.upstream_rq_599".to_string(), 1),
+            ]
+        );
+        // Only the classes a row counted got a block.
+        assert!(scope.rows[0].codes[1].get().is_some());
+        assert!(scope.rows[0].codes[0].get().is_none());
+        assert!(scope.rows[0].codes[4].get().is_none());
+    }
+
+    #[test]
+    fn every_named_stat_has_a_slot_of_its_own() {
+        let scope: Scope<sets::Cluster> = Scope::new("cluster.c.".into(), 2);
+        for (i, _) in sets::Cluster::NAMES.iter().enumerate() {
+            scope.slot(1, i).store(i as u64 + 1, Ordering::Relaxed);
+        }
+        let named = visited(&scope);
+        for (i, (stat, _)) in sets::Cluster::NAMES.iter().enumerate() {
+            assert_eq!(named[i], (format!("cluster.c.{stat}"), i as u64 + 1));
+        }
+    }
 }
