@@ -84,11 +84,37 @@ impl Source for Stream {
 pub(crate) trait Sink {
     /// Writes all of `out`, handing the buffer back for reuse.
     async fn write(&mut self, out: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+
+    /// Writes all of `head` (possibly empty), then `body[start..]`, handing
+    /// both buffers back.
+    async fn write_parts(
+        &mut self,
+        mut head: Vec<u8>,
+        body: Vec<u8>,
+        start: usize,
+    ) -> (io::Result<usize>, Vec<u8>, Vec<u8>) {
+        if head.is_empty() && start == 0 {
+            let (res, body) = self.write(body).await;
+            return (res, head, body);
+        }
+        head.extend_from_slice(&body[start..]);
+        let (res, head) = self.write(head).await;
+        (res, head, body)
+    }
 }
 
 impl Sink for Stream {
     async fn write(&mut self, out: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         self.write_all(out).await
+    }
+
+    async fn write_parts(
+        &mut self,
+        head: Vec<u8>,
+        body: Vec<u8>,
+        start: usize,
+    ) -> (io::Result<usize>, Vec<u8>, Vec<u8>) {
+        self.write_head_and_body(head, body, start).await
     }
 }
 
@@ -105,6 +131,13 @@ pub(crate) async fn pump<S: Source, D: Sink>(
     out_framing: OutFraming,
     patience: Patience,
 ) -> Result<Moved, PumpError> {
+    if out_framing == OutFraming::Raw {
+        match framing {
+            Framing::Length(n) => return pump_raw(src, rbuf, Some(n), dst, out, patience).await,
+            Framing::UntilClose => return pump_raw(src, rbuf, None, dst, out, patience).await,
+            Framing::Empty | Framing::Chunked => {}
+        }
+    }
     let mut moved = 0u64;
     let mut written = 0u64;
     let mut remaining = match framing {
@@ -178,6 +211,66 @@ pub(crate) async fn pump<S: Source, D: Sink>(
                 Ok(0) | Err(_) => return Err(PumpError::Source),
                 Ok(_) => {}
             }
+        }
+    }
+}
+
+/// [`pump`] for a body that leaves as it came (`length` bytes, or until the
+/// source closes): the read buffer itself is written, behind the head on
+/// the first write, and a second buffer takes its place for the next read,
+/// so body bytes are never copied in user space.
+async fn pump_raw<S: Source, D: Sink>(
+    src: &mut S,
+    rbuf: &mut ReadBuf,
+    length: Option<u64>,
+    dst: &mut D,
+    mut head: Vec<u8>,
+    patience: Patience,
+) -> Result<Moved, PumpError> {
+    let mut remaining = length.unwrap_or(u64::MAX);
+    let mut moved = 0u64;
+    let mut written = 0u64;
+    let mut spare = Vec::new();
+    loop {
+        let n = (rbuf.data().len() as u64).min(remaining) as usize;
+        if n > 0 || !head.is_empty() {
+            let res = if n > 0 && n == rbuf.data().len() {
+                let (body, start) = rbuf.swap_out(spare);
+                let (res, h, body) = dst.write_parts(head, body, start).await;
+                head = h;
+                spare = body;
+                res
+            } else {
+                // Bytes past the body's end stay buffered: copy the body's.
+                head.extend_from_slice(&rbuf.data()[..n]);
+                rbuf.consume(n);
+                let (res, h) = dst.write(head).await;
+                head = h;
+                res
+            };
+            written += res.map_err(|_| PumpError::Destination(written))? as u64;
+            head.clear();
+            moved += n as u64;
+            remaining -= n as u64;
+        }
+        if remaining == 0 {
+            return Ok(Moved {
+                body: moved,
+                written,
+            });
+        }
+        match src.fill(rbuf, READ_CHUNK, patience).await {
+            Ok(0) if length.is_none() => {
+                return Ok(Moved {
+                    body: moved,
+                    written,
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(PumpError::SourceTimeout)
+            }
+            Ok(0) | Err(_) => return Err(PumpError::Source),
+            Ok(_) => {}
         }
     }
 }

@@ -52,6 +52,15 @@ impl ReadBuf {
         }
     }
 
+    /// Gives up the buffer (its unread bytes start at the returned offset)
+    /// and continues in `spare`'s memory, emptied: a body leaves in the
+    /// buffer it was read into.
+    pub fn swap_out(&mut self, mut spare: Vec<u8>) -> (Vec<u8>, usize) {
+        spare.clear();
+        let start = std::mem::replace(&mut self.start, 0);
+        (std::mem::replace(&mut self.buf, spare), start)
+    }
+
     /// Bounds each read to `limit` bytes (`per_connection_buffer_limit_bytes`);
     /// at most [`READ_CHUNK`], at least 1 KiB.
     pub fn set_chunk(&mut self, limit: usize) {

@@ -73,6 +73,84 @@ impl Stream {
     }
 }
 
+/// A head and the bytes of a body buffer from `start` on, written by one
+/// `writev` without copying either. Owned, so the kernel's view of them
+/// stays valid even if the write is abandoned.
+struct HeadAndBody {
+    head: Vec<u8>,
+    body: Vec<u8>,
+    /// Boxed so it stays put while the value moves into the operation.
+    iovecs: Box<[libc::iovec; 2]>,
+}
+
+impl HeadAndBody {
+    fn new(head: Vec<u8>, body: Vec<u8>, start: usize) -> Self {
+        let tail = &body[start.min(body.len())..];
+        let iovecs = Box::new([
+            libc::iovec {
+                iov_base: head.as_ptr().cast_mut().cast(),
+                iov_len: head.len(),
+            },
+            libc::iovec {
+                iov_base: tail.as_ptr().cast_mut().cast(),
+                iov_len: tail.len(),
+            },
+        ]);
+        HeadAndBody { head, body, iovecs }
+    }
+}
+
+// SAFETY: both iovecs point into `head` and `body`, whose heap storage
+// neither moves nor changes while this value lives (nothing mutates them
+// before `into_parts` gives them back), and the array itself is boxed.
+unsafe impl IoVecBuf for HeadAndBody {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iovecs.as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        self.iovecs.len()
+    }
+}
+
+impl Stream {
+    /// Writes all of `head`, then `body[start..]`: one `writev` when the
+    /// socket takes both, no copy of either. Hands both buffers back.
+    pub async fn write_head_and_body(
+        &mut self,
+        head: Vec<u8>,
+        body: Vec<u8>,
+        start: usize,
+    ) -> (io::Result<usize>, Vec<u8>, Vec<u8>) {
+        use monoio::io::AsyncWriteRentExt;
+        let start = start.min(body.len());
+        let total = head.len() + body.len() - start;
+        let (res, both) = self.writev(HeadAndBody::new(head, body, start)).await;
+        let HeadAndBody { head, body, .. } = both;
+        let written = match res {
+            Ok(0) if total > 0 => return (Err(io::ErrorKind::WriteZero.into()), head, body),
+            Ok(n) => n,
+            Err(e) => return (Err(e), head, body),
+        };
+        if written == total {
+            return (Ok(total), head, body);
+        }
+        // A short write (the socket buffer filled): the rest one at a time.
+        let head = if written < head.len() {
+            let (res, rest) = self.write_all(head.slice(written..)).await;
+            if let Err(e) = res {
+                return (Err(e), rest.into_inner(), body);
+            }
+            rest.into_inner()
+        } else {
+            head
+        };
+        let from = start + written.saturating_sub(head.len());
+        let (res, rest) = self.write_all(body.slice(from..)).await;
+        (res.map(|_| total), head, rest.into_inner())
+    }
+}
+
 impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> RawFd {
         match self {
@@ -204,5 +282,45 @@ impl Listener {
             (Listener::Unix(_, a), Stream::Unix(_)) => Some(a.clone()),
             (Listener::Tcp(_), _) | (Listener::Unix(..), _) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn head_and_body_arrive_whole_and_in_order_through_short_writes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let head = b"0123456789".repeat(50);
+        let body: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+        let start = 1000;
+        let expected = [&head[..], &body[start..]].concat();
+        let reader = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().expect("accept");
+            // Late, so the sender's small buffer fills and writes come up short.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).expect("read");
+            got
+        });
+        let (sent_head, sent_body) = (head.clone(), body.clone());
+        crate::server::block_on(|| async move {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            socket.set_send_buffer_size(4096).expect("SO_SNDBUF");
+            socket.connect(&addr.into()).expect("connect");
+            let tcp = TcpStream::from_std(socket.into()).expect("monoio stream");
+            let mut stream = Stream::Tcp(tcp);
+            let (res, head, body) = stream
+                .write_head_and_body(sent_head, sent_body, start)
+                .await;
+            assert_eq!(res.expect("written"), head.len() + body.len() - start);
+            assert_eq!((head.len(), body.len()), (500, 4 << 20));
+        })
+        .expect("runtime");
+        assert!(reader.join().expect("reader") == expected);
     }
 }
