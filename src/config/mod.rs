@@ -78,6 +78,7 @@ pub fn decode(tree: &Value) -> Result<Bootstrap, Vec<ConfigError>> {
 /// bootstrap holds the listeners and clusters that decoded cleanly (and
 /// names the broken clusters), so later checks can still report theirs.
 pub fn decode_partial(tree: &Value) -> (Option<Bootstrap>, Vec<ConfigError>) {
+    let _memo = route_match::RegexMemo;
     let mut errs = node::Errors::default();
     let decoded = bootstrap::decode(node::Node::root(tree), &mut errs);
     (decoded, errs.0)

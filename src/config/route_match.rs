@@ -2,6 +2,8 @@
 //! matchers, and Envoy's string matchers.
 
 use super::node::{Errors, Fields, Node, Obj};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 
 /// A regex that must match the whole input (Envoy's `safe_regex`, RE2
@@ -12,7 +14,7 @@ pub struct FullRegex(regex::Regex);
 impl FullRegex {
     /// Compiles `pattern` anchored at both ends.
     pub fn new(pattern: &str) -> Result<Self, String> {
-        regex::Regex::new(&format!("^(?:{pattern})$"))
+        compiled(&format!("^(?:{pattern})$"))
             .map(FullRegex)
             .map_err(|e| format!("invalid regex {pattern:?}: {e}"))
     }
@@ -31,6 +33,33 @@ impl FullRegex {
 impl fmt::Debug for FullRegex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "FullRegex({:?})", self.0.as_str())
+    }
+}
+
+thread_local! {
+    /// The regexes compiled by the decode running on this thread, by
+    /// pattern: configurations repeat a pattern across virtual hosts and
+    /// routes, and clones of a compiled regex share its program.
+    static COMPILED: RefCell<HashMap<String, regex::Regex>> = RefCell::default();
+}
+
+/// `pattern` compiled, or a clone of the copy this decode already compiled.
+fn compiled(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    if let Some(regex) = COMPILED.with_borrow(|c| c.get(pattern).cloned()) {
+        return Ok(regex);
+    }
+    let regex = regex::Regex::new(pattern)?;
+    COMPILED.with_borrow_mut(|c| c.insert(pattern.to_string(), regex.clone()));
+    Ok(regex)
+}
+
+/// Empties this thread's compiled-regex memo when dropped: held for the
+/// length of one decode.
+pub(super) struct RegexMemo;
+
+impl Drop for RegexMemo {
+    fn drop(&mut self) {
+        COMPILED.with_borrow_mut(HashMap::clear);
     }
 }
 
@@ -245,7 +274,7 @@ pub fn safe_regex(node: &Node, errs: &mut Errors) -> Option<FullRegex> {
 /// Decodes a `safe_regex` as a plain (search) regex, for rewrites.
 pub fn search_regex(node: &Node, errs: &mut Errors) -> Option<regex::Regex> {
     regex_with(node, errs, |p| {
-        regex::Regex::new(p).map_err(|e| format!("invalid regex {p:?}: {e}"))
+        compiled(p).map_err(|e| format!("invalid regex {p:?}: {e}"))
     })
 }
 
@@ -459,6 +488,18 @@ pub fn route_match(m: &Node, errs: &mut Errors, case_sensitive: bool) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decode_compiles_each_pattern_once_and_keeps_none_after() {
+        {
+            let _memo = RegexMemo;
+            let a = FullRegex::new(r"/a/\d+").expect("regex");
+            let b = FullRegex::new(r"/a/\d+").expect("regex");
+            assert!(a.is_match("/a/12") && b.is_match("/a/34") && !a.is_match("/a/x"));
+            assert_eq!(COMPILED.with_borrow(HashMap::len), 1);
+        }
+        assert_eq!(COMPILED.with_borrow(HashMap::len), 0);
+    }
 
     fn header(kind: HeaderMatch, invert: bool) -> HeaderMatcher {
         HeaderMatcher {
