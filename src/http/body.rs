@@ -215,6 +215,10 @@ pub(crate) async fn pump<S: Source, D: Sink>(
     }
 }
 
+/// Body bytes from which [`pump_raw`] hands its read buffer over rather than
+/// copying: below it one `send` of head and body beats a `writev` of two.
+const HAND_OVER_FROM: usize = 2048;
+
 /// [`pump`] for a body that leaves as it came (`length` bytes, or until the
 /// source closes): the read buffer itself is written, behind the head on
 /// the first write, and a second buffer takes its place for the next read,
@@ -234,14 +238,14 @@ async fn pump_raw<S: Source, D: Sink>(
     loop {
         let n = (rbuf.data().len() as u64).min(remaining) as usize;
         if n > 0 || !head.is_empty() {
-            let res = if n > 0 && n == rbuf.data().len() {
+            let res = if n >= HAND_OVER_FROM && n == rbuf.data().len() {
                 let (body, start) = rbuf.swap_out(spare);
                 let (res, h, body) = dst.write_parts(head, body, start).await;
                 head = h;
                 spare = body;
                 res
             } else {
-                // Bytes past the body's end stay buffered: copy the body's.
+                // Small, or bytes past the body's end stay buffered: copy.
                 head.extend_from_slice(&rbuf.data()[..n]);
                 rbuf.consume(n);
                 let (res, h) = dst.write(head).await;
