@@ -372,7 +372,7 @@ listen tcp
         log = open(os.path.join(self.work, "haproxy.log"), "w")
         proc = subprocess.Popen(pinned(self.proxy_cpus, ["haproxy", "-f", config, "-db"]),
                                 stdout=log, stderr=log)
-        version = run(["haproxy", "-v"]).stdout.split()[2]
+        version = run(["haproxy", "-v"]).stdout.split()[2].split("-")[0]
         proxy = Proxy("haproxy", "HAProxy", ports, [proc], version=version)
         wait_for(lambda: answers(f"http://127.0.0.1:{ports['http']}/"), "haproxy", log)
         return proxy
@@ -564,13 +564,26 @@ def report(bench, chosen, scaling, command):
     return "\n".join(lines) + "\n"
 
 
+def baseline(bench, w):
+    """The proxy a chart row is relative to: nginx, else HAProxy, else Envoy
+    (nginx's `stream` module, for one, is often not installed)."""
+    for name in ("nginx", "haproxy", "envoy"):
+        proxy = next((p for p in bench.proxies if p.name == name), None)
+        if proxy and figure(bench, w, proxy):
+            return proxy
+    return None
+
+
 def chart(bench, chosen, title):
     """Horizontal grouped bars, one group per workload, nginx = 1."""
-    base = next((p for p in bench.proxies if p.name == "nginx"), None)
     cols = [p for p in bench.proxies if p.name != "ringway-1"]
     colours = {"nginx": "#009639", "haproxy": "#1f6fb2", "envoy": "#ac6199", "ringway": "#e8590c"}
-    bar, gap, left, width = 14, 12, 250, 560
-    rows = [(w, [(p, relative(bench, w, p, base) if base else None) for p in cols]) for w in chosen]
+    bar, gap, left, width = 14, 12, 290, 560
+    rows = []
+    for w in chosen:
+        base = baseline(bench, w)
+        title_w = w.title if not base or base.name == "nginx" else f"{w.title} ({base.label} = 1)"
+        rows.append((title_w, [(p, relative(bench, w, p, base) if base else None) for p in cols]))
     top = max([v for _, vals in rows for _, v in vals if v] + [1.0])
     scale = width / (top * 1.08)
     height = 70 + sum(len(vals) * bar + gap for _, vals in rows) + 30
@@ -581,9 +594,9 @@ def chart(bench, chosen, title):
            '<text x="10" y="38" fill="#555">per proxy CPU-second relative to nginx (= 1); '
            'p99 row: nginx p99 / proxy p99. Longer is better.</text>']
     y = 60
-    for w, vals in rows:
+    for title_w, vals in rows:
         out.append(f'<text x="{left - 8}" y="{y + len(vals) * bar / 2 + 4}" text-anchor="end">'
-                   f'{html.escape(w.title)}</text>')
+                   f'{html.escape(title_w)}</text>')
         for p, v in vals:
             if v:
                 out.append(f'<rect x="{left}" y="{y}" width="{v * scale:.1f}" height="{bar - 2}" '
@@ -596,10 +609,41 @@ def chart(bench, chosen, title):
     lx = left
     for p in cols:
         out.append(f'<rect x="{lx}" y="{y + 8}" width="12" height="12" fill="{colours.get(p.name, "#888")}"/>')
-        out.append(f'<text x="{lx + 16}" y="{y + 18}">{html.escape(p.label)} {html.escape(p.version)}</text>')
-        lx += 150
+        legend = f"{p.label} {p.version}"
+        out.append(f'<text x="{lx + 16}" y="{y + 18}">{html.escape(legend)}</text>')
+        lx += 40 + 7 * len(legend)
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def load_report(path):
+    """The proxies, results and machine line of an earlier report, to draw
+    its chart again (--redraw)."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    machine_line = lines[lines.index("## Machine and set-up") + 1][2:]
+    versions = next(l for l in lines if l.startswith("- ") and "Ringway " in l and ";" in l)
+    proxies = []
+    for part in versions[2:].split(";")[0].split(", "):
+        label, _, version = part.rpartition(" ")
+        proxies.append(Proxy(label.lower(), label, {}, version=version.split("-")[0]))
+    results = {}
+    rows = lines[lines.index("## Every round"):]
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != 9 or not cells[2].isdigit():
+            continue
+        results.setdefault((cells[0], cells[1]), []).append({
+            "rps": float(cells[3]), "cpu": float(cells[4]), "per_cpu": float(cells[5]),
+            "p99": int(cells[7]) if cells[7] else None, "errors": int(cells[8])})
+    bench = argparse.Namespace(proxies=proxies, results=results)
+    chosen = [w for w in WORKLOADS if any(k[0] == w.name for k in results)]
+    return bench, chosen, machine_line
+
+
+def chart_title(bench, machine_line):
+    others = ", ".join(p.label for p in bench.proxies if p.name not in ("ringway", "ringway-1"))
+    return f"Ringway vs {others or 'itself'} — {machine_line}"
 
 
 def fmt(value, digits=0):
@@ -637,7 +681,14 @@ def main():
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "ringway"))
     parser.add_argument("--out-dir", default=os.path.join(ROOT, "perf"))
     parser.add_argument("--base-port", type=int, default=18300)
+    parser.add_argument("--redraw", metavar="REPORT",
+                        help="only draw <out-dir>/bench.svg again from an earlier bench.md")
     args = parser.parse_args()
+    if args.redraw:
+        bench, chosen, machine_line = load_report(args.redraw)
+        with open(os.path.join(args.out_dir, "bench.svg"), "w") as f:
+            f.write(chart(bench, chosen, chart_title(bench, machine_line)))
+        return
     if "ringway" not in args.proxies.split(","):
         parser.error("--proxies must include ringway")
     for tool in ("wrk", "h2load", "curl", "openssl", "nginx", "taskset"):
@@ -659,8 +710,7 @@ def main():
     with open(os.path.join(args.out_dir, "bench.md"), "w") as f:
         f.write(md)
     with open(os.path.join(args.out_dir, "bench.svg"), "w") as f:
-        others = ", ".join(p.label for p in bench.proxies if p.name not in ("ringway", "ringway-1"))
-        f.write(chart(bench, chosen, f"Ringway vs {others or 'itself'} — {machine()}"))
+        f.write(chart(bench, chosen, chart_title(bench, machine())))
     print(md)
 
 
