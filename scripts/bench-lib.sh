@@ -146,7 +146,7 @@ measure() {  # name port pids...
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null
   local before after line
   before=$(cpu_ticks "$@")
-  line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s scripts/latency.lua "http://127.0.0.1:$port/" | grep '^RESULT')
+  line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s scripts/bench-wrk.lua "http://127.0.0.1:$port/" | grep '^RESULT')
   after=$(cpu_ticks "$@")
   eval "$(echo "$line" | sed 's/^RESULT //' | tr ' ' '\n' | sed 's/^/local /')"
   local cpu rps per_cpu key=${name//-/_}

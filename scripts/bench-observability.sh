@@ -76,7 +76,7 @@ cost() {  # metric with without
   echo "- \`ringway\`: the release build, stats on (as always), no access log."
   echo "- \`ringway-stats-off\`: \`cargo build --release --features stats-off\`: every counter, gauge and histogram write compiled out."
   echo "- \`ringway-access-log\`: the release build with \`envoy.access_loggers.stdout\` in Envoy's default format; stdout redirected to a file on disk ($LOG_LINES lines written)."
-  echo "- Load per variant and round: \`wrk -t1 -c$CONNS -d${DURATION}s -s scripts/latency.lua\` after a 2 s warm-up; CPU seconds from /proc/PID/stat."
+  echo "- Load per variant and round: \`wrk -t1 -c$CONNS -d${DURATION}s -s scripts/bench-wrk.lua\` after a 2 s warm-up; CPU seconds from /proc/PID/stat."
   echo
   echo "## Results (latency in µs)"
   echo

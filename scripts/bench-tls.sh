@@ -142,7 +142,7 @@ measure_url() {  # name url pids... [-- wrk args...]
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "${args[@]}" "$url" >/dev/null
   local before after line
   before=$(cpu_ticks "${pids[@]}")
-  line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s scripts/latency.lua "${args[@]}" "$url" | grep '^RESULT')
+  line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s scripts/bench-wrk.lua "${args[@]}" "$url" | grep '^RESULT')
   after=$(cpu_ticks "${pids[@]}")
   eval "$(echo "$line" | sed 's/^RESULT //' | tr ' ' '\n' | sed 's/^/local /')"
   local cpu rps per_cpu key=${name//-/_}

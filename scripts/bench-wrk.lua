@@ -1,4 +1,4 @@
--- wrk script for scripts/bench_matrix.py.
+-- wrk script for the benchmarks (scripts/bench_matrix.py, bench-lib.sh, bench-tls.sh).
 --   BENCH_BODY_BYTES=N  every request is a POST carrying N bytes;
 --   BENCH_DELAY_MS=F    each connection waits F ms (on average) before its
 --                       next request: a fixed offered load instead of

@@ -101,6 +101,12 @@ def children(pid):
         return []
 
 
+def nginx_main(prefix, workers):
+    """The top of an nginx.conf: workers, files, pid, error log, events."""
+    return (f"worker_processes {workers};\nworker_rlimit_nofile 16384;\npid {prefix}/nginx.pid;\n"
+            f"error_log {prefix}/logs/error.log;\nevents {{ worker_connections 8000; }}")
+
+
 def cpu_list(spec):
     cpus = []
     for part in spec.split(","):
@@ -177,11 +183,7 @@ class Bench:
             os.chmod(os.path.join(self.work, name), 0o644)
         prefix = os.path.join(self.work, "backend")
         self.start_nginx(prefix, f"""
-worker_processes {len(self.load_cpus)};
-worker_rlimit_nofile 16384;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log;
-events {{ worker_connections 8000; }}
+{nginx_main(prefix, len(self.load_cpus))}
 http {{
   access_log off;
   keepalive_requests 1000000;
@@ -306,11 +308,7 @@ static_resources:
         prefix = os.path.join(self.work, "nginx")
         self.start_nginx(prefix, f"""
 {f'load_module {stream_module};' if stream_module else ''}
-worker_processes {len(self.proxy_cpus)};
-worker_rlimit_nofile 16384;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log;
-events {{ worker_connections 8000; }}
+{nginx_main(prefix, len(self.proxy_cpus))}
 http {{
   access_log off;
   keepalive_requests 1000000;

@@ -193,25 +193,33 @@ pub(crate) async fn pump<S: Source, D: Sink>(
                 written,
             });
         }
-        if rbuf.is_empty() {
-            match src.fill(rbuf, READ_CHUNK, patience).await {
-                Ok(0) if framing == Framing::UntilClose => {
-                    if out_framing == OutFraming::Chunked {
-                        let (res, _) = dst.write(LAST_CHUNK.to_vec()).await;
-                        written += res.map_err(|_| PumpError::Destination(written))? as u64;
-                    }
-                    return Ok(Moved {
-                        body: moved,
-                        written,
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return Err(PumpError::SourceTimeout)
-                }
-                Ok(0) | Err(_) => return Err(PumpError::Source),
-                Ok(_) => {}
+        if rbuf.is_empty() && !refill(src, rbuf, patience).await? {
+            if framing != Framing::UntilClose {
+                return Err(PumpError::Source);
             }
+            if out_framing == OutFraming::Chunked {
+                let (res, _) = dst.write(LAST_CHUNK.to_vec()).await;
+                written += res.map_err(|_| PumpError::Destination(written))? as u64;
+            }
+            return Ok(Moved {
+                body: moved,
+                written,
+            });
         }
+    }
+}
+
+/// Reads more of a body into `rbuf`: true with new bytes, false at the
+/// source's end.
+async fn refill<S: Source>(
+    src: &mut S,
+    rbuf: &mut ReadBuf,
+    patience: Patience,
+) -> Result<bool, PumpError> {
+    match src.fill(rbuf, READ_CHUNK, patience).await {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(PumpError::SourceTimeout),
+        Err(_) => Err(PumpError::Source),
     }
 }
 
@@ -263,18 +271,14 @@ async fn pump_raw<S: Source, D: Sink>(
                 written,
             });
         }
-        match src.fill(rbuf, READ_CHUNK, patience).await {
-            Ok(0) if length.is_none() => {
-                return Ok(Moved {
-                    body: moved,
-                    written,
-                })
+        if !refill(src, rbuf, patience).await? {
+            if length.is_some() {
+                return Err(PumpError::Source);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(PumpError::SourceTimeout)
-            }
-            Ok(0) | Err(_) => return Err(PumpError::Source),
-            Ok(_) => {}
+            return Ok(Moved {
+                body: moved,
+                written,
+            });
         }
     }
 }
