@@ -29,6 +29,8 @@ fn bootstrap(app: &Backend, other: &Backend) -> String {
                 route: { cluster: other }
               - match: { prefix: "/q", query_parameters: [{ name: pick, present_match: true }] }
                 route: { cluster: other }
+              - match: { prefix: "/rx", headers: [{ name: x-n, string_match: { safe_regex: { regex: '\d+\s\w+' } } }] }
+                route: { cluster: other }
               - match: { prefix: "/" }
                 route: { cluster: app }
             - name: redirects
@@ -109,6 +111,12 @@ fn routing_and_route_actions_match_envoy() {
         ("api.example.com", "/hdr", "x-pick: other\r\n"),
         ("api.example.com", "/hdr", "x-pick: app\r\n"),
         ("api.example.com", "/q?pick", ""),
+        // RE2's \d, \s and \w are ASCII: Arabic-Indic digits, a no-break
+        // space and an accented letter do not match them.
+        ("api.example.com", "/rx", "x-n: 42 ab_9\r\n"),
+        ("api.example.com", "/rx", "x-n: \u{663}\u{664} ab\r\n"),
+        ("api.example.com", "/rx", "x-n: 42\u{a0}ab\r\n"),
+        ("api.example.com", "/rx", "x-n: 42 \u{e9}\r\n"),
         ("deep.api.example.com", "/anything", ""),
         ("www.example.org", "/app/x", ""),
         ("www.example.org", "/nothing", ""),

@@ -2,6 +2,7 @@
 //! matchers, and Envoy's string matchers.
 
 use super::node::{Errors, Fields, Node, Obj};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -14,7 +15,7 @@ pub struct FullRegex(regex::Regex);
 impl FullRegex {
     /// Compiles `pattern` anchored at both ends.
     pub fn new(pattern: &str) -> Result<Self, String> {
-        compiled(&format!("^(?:{pattern})$"))
+        compiled(&format!("^(?:{})$", re2_ascii(pattern)))
             .map(FullRegex)
             .map_err(|e| format!("invalid regex {pattern:?}: {e}"))
     }
@@ -51,6 +52,60 @@ fn compiled(pattern: &str) -> Result<regex::Regex, regex::Error> {
     let regex = regex::Regex::new(pattern)?;
     COMPILED.with_borrow_mut(|c| c.insert(pattern.to_string(), regex.clone()));
     Ok(regex)
+}
+
+/// `pattern` with RE2's meaning of `\d`, `\s`, `\w` (and their negations)
+/// and `\b`/`\B`: ASCII-only in RE2, which Envoy matches with, where the
+/// `regex` crate's are Unicode (`\d` would match `٣`). Outside a bracket
+/// class the word boundaries become ASCII ones; the classes become nested
+/// classes, which the `regex` crate accepts inside brackets too.
+fn re2_ascii(pattern: &str) -> Cow<'_, str> {
+    if !pattern.contains('\\') {
+        return Cow::Borrowed(pattern);
+    }
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut in_class = false;
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('d') => out.push_str("[0-9]"),
+                Some('D') => out.push_str("[^0-9]"),
+                Some('s') => out.push_str(r"[\t\n\f\r ]"),
+                Some('S') => out.push_str(r"[^\t\n\f\r ]"),
+                Some('w') => out.push_str("[0-9A-Za-z_]"),
+                Some('W') => out.push_str("[^0-9A-Za-z_]"),
+                Some('b') if !in_class => out.push_str(r"(?-u:\b)"),
+                Some('B') if !in_class => out.push_str(r"(?-u:\B)"),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // A `]` first in the class (after any `^`) is a literal.
+                let mut rest = chars.clone().peekable();
+                if rest.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                    rest.next();
+                }
+                if rest.peek() == Some(&']') {
+                    out.push(']');
+                    chars.next();
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Empties this thread's compiled-regex memo when dropped: held for the
@@ -274,7 +329,7 @@ pub fn safe_regex(node: &Node, errs: &mut Errors) -> Option<FullRegex> {
 /// Decodes a `safe_regex` as a plain (search) regex, for rewrites.
 pub fn search_regex(node: &Node, errs: &mut Errors) -> Option<regex::Regex> {
     regex_with(node, errs, |p| {
-        compiled(p).map_err(|e| format!("invalid regex {p:?}: {e}"))
+        compiled(&re2_ascii(p)).map_err(|e| format!("invalid regex {p:?}: {e}"))
     })
 }
 
@@ -488,6 +543,24 @@ pub fn route_match(m: &Node, errs: &mut Errors, case_sensitive: bool) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perl_classes_and_word_boundaries_are_ascii_as_in_re2() {
+        let digits = FullRegex::new(r"\d+").expect("regex");
+        assert!(digits.is_match("0123456789") && !digits.is_match("٣٤"));
+        let word = FullRegex::new(r"[\w-]+").expect("regex");
+        assert!(word.is_match("a_Z-9") && !word.is_match("é"));
+        let space = FullRegex::new(r"a\sb").expect("regex");
+        assert!(space.is_match("a b") && !space.is_match("a\u{a0}b"));
+        let not_digit = FullRegex::new(r"[^\d]\D").expect("regex");
+        assert!(not_digit.is_match("٣x") && !not_digit.is_match("1x"));
+        let bounded = FullRegex::new(r".*\bid\b.*").expect("regex");
+        assert!(bounded.is_match("é id é") && bounded.is_match("éidé"));
+        // Escaped backslashes and literal brackets stay what they were.
+        assert!(FullRegex::new(r"\\d").expect("regex").is_match(r"\d"));
+        assert!(FullRegex::new(r"[]\d]+").expect("regex").is_match("]7"));
+        assert_eq!(re2_ascii(r"\bx\b[\b]"), r"(?-u:\b)x(?-u:\b)[\b]");
+    }
 
     #[test]
     fn a_decode_compiles_each_pattern_once_and_keeps_none_after() {
