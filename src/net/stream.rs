@@ -84,8 +84,9 @@ struct HeadAndBody {
 }
 
 impl HeadAndBody {
+    /// `start` is at most `body.len()`.
     fn new(head: Vec<u8>, body: Vec<u8>, start: usize) -> Self {
-        let tail = &body[start.min(body.len())..];
+        let tail = &body[start..];
         let iovecs = Box::new([
             libc::iovec {
                 iov_base: head.as_ptr().cast_mut().cast(),
@@ -102,7 +103,8 @@ impl HeadAndBody {
 
 // SAFETY: both iovecs point into `head` and `body`, whose heap storage
 // neither moves nor changes while this value lives (nothing mutates them
-// before `into_parts` gives them back), and the array itself is boxed.
+// until the value is taken apart after the write), and the array itself
+// is boxed.
 unsafe impl IoVecBuf for HeadAndBody {
     fn read_iovec_ptr(&self) -> *const libc::iovec {
         self.iovecs.as_ptr()
