@@ -135,6 +135,14 @@ cpu_ticks() {
   echo "$total"
 }
 TICKS=$(getconf CLK_TCK)
+# Seconds of CPU between two cpu_ticks readings.
+cpu_seconds() {  # before after
+  awk -v b="$1" -v a="$2" -v t="$TICKS" 'BEGIN{printf "%.2f", (a-b)/t}'
+}
+# COUNT per CPU-second ("n/a" without CPU time).
+per_cpu_second() {  # count cpu-seconds
+  awk -v r="$1" -v c="$2" 'BEGIN{ if (c > 0) printf "%.0f", r/c; else print "n/a"}'
+}
 
 # Loads one proxy and appends a markdown row to ROWS; sets
 # RPS_<name>_<ROUND> and PER_CPU_<name>_<ROUND>.
@@ -150,9 +158,9 @@ measure() {  # name port pids...
   after=$(cpu_ticks "$@")
   eval "$(echo "$line" | sed 's/^RESULT //' | tr ' ' '\n' | sed 's/^/local /')"
   local cpu rps per_cpu key=${name//-/_}
-  cpu=$(awk -v a="$after" -v b="$before" -v t="$TICKS" 'BEGIN{printf "%.2f", (a-b)/t}')
+  cpu=$(cpu_seconds "$before" "$after")
   rps=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN{printf "%.0f", r/(d/1e6)}')
-  per_cpu=$(awk -v r="$requests" -v c="$cpu" 'BEGIN{ if (c > 0) printf "%.0f", r/c; else print "n/a"}')
+  per_cpu=$(per_cpu_second "$requests" "$cpu")
   echo "$name: $rps req/s, p50 ${p50}us p99 ${p99}us p99.9 ${p999}us, cpu ${cpu}s, $per_cpu req/cpu-s, errors $errors" >&2
   ROWS+="| $name | $rps | $p50 | $p99 | $p999 | $cpu | $per_cpu | $errors |"$'\n'
   eval "PER_CPU_${key}_$ROUND=$per_cpu"
@@ -172,9 +180,9 @@ measure_h2() {  # name port streams connections pids...
   local done failed cpu rps per_cpu key=${name//-/_}
   done=$(echo "$out" | sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p')
   failed=$(echo "$out" | sed -n 's/^requests: .* \([0-9]*\) failed.*/\1/p')
-  cpu=$(awk -v a="$after" -v b="$before" -v t="$TICKS" 'BEGIN{printf "%.2f", (a-b)/t}')
+  cpu=$(cpu_seconds "$before" "$after")
   rps=$(awk -v r="$done" -v d="$DURATION" 'BEGIN{printf "%.0f", r/d}')
-  per_cpu=$(awk -v r="$done" -v c="$cpu" 'BEGIN{ if (c > 0) printf "%.0f", r/c; else print "n/a"}')
+  per_cpu=$(per_cpu_second "$done" "$cpu")
   echo "$name: $rps req/s, cpu ${cpu}s, $per_cpu req/cpu-s, failed $failed" >&2
   ROWS+="| $name | $rps | $cpu | $per_cpu | $failed |"$'\n'
   eval "PER_CPU_${key}_$ROUND=$per_cpu"

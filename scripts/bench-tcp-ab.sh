@@ -47,8 +47,8 @@ measure_mib() {  # name port pid
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url")
   after=$(cpu_ticks "$pid")
   requests=$(echo "$out" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
-  cpu=$(awk -v a="$after" -v b="$before" -v t="$TICKS" 'BEGIN{printf "%.2f", (a-b)/t}')
-  per_cpu=$(awk -v r="$requests" -v c="$cpu" 'BEGIN{ if (c > 0) printf "%.0f", r/c; else print "n/a"}')
+  cpu=$(cpu_seconds "$before" "$after")
+  per_cpu=$(per_cpu_second "$requests" "$cpu")
   echo "$name: $requests MiB, cpu ${cpu}s, $per_cpu MiB/cpu-s" >&2
   ROWS+="| $name | $requests | $cpu | $per_cpu |"$'\n'
   eval "PER_CPU_${name}_$ROUND=$per_cpu"

@@ -146,9 +146,9 @@ measure_url() {  # name url pids... [-- wrk args...]
   after=$(cpu_ticks "${pids[@]}")
   eval "$(echo "$line" | sed 's/^RESULT //' | tr ' ' '\n' | sed 's/^/local /')"
   local cpu rps per_cpu key=${name//-/_}
-  cpu=$(awk -v a="$after" -v b="$before" -v t="$TICKS" 'BEGIN{printf "%.2f", (a-b)/t}')
+  cpu=$(cpu_seconds "$before" "$after")
   rps=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN{printf "%.0f", r/(d/1e6)}')
-  per_cpu=$(awk -v r="$requests" -v c="$cpu" 'BEGIN{ if (c > 0) printf "%.0f", r/c; else print "n/a"}')
+  per_cpu=$(per_cpu_second "$requests" "$cpu")
   echo "$name: $rps req/s, cpu ${cpu}s, $per_cpu per cpu-s, errors $errors" >&2
   ROWS+="| $name | $rps | $p50 | $p99 | $cpu | $per_cpu | $errors |"$'\n'
   eval "PER_CPU_${key}_$ROUND=$per_cpu"
