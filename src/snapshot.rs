@@ -235,7 +235,7 @@ impl ConfigSnapshot {
         for (i, c) in boot.clusters.iter().enumerate() {
             if by_name.insert(c.name.clone(), i).is_some() {
                 errors.push(ConfigError {
-                    path: format!("static_resources.clusters[{}].name", c.index),
+                    path: format!("{}.name", c.path),
                     message: format!("duplicate cluster name {:?}", c.name),
                     suggestion: None,
                 });
@@ -254,10 +254,7 @@ impl ConfigSnapshot {
                     Ok(t) => Some(Arc::new(t)),
                     Err(message) => {
                         errors.push(ConfigError {
-                            path: format!(
-                                "static_resources.clusters[{}].transport_socket",
-                                c.index
-                            ),
+                            path: format!("{}.transport_socket", c.path),
                             message,
                             suggestion: None,
                         });
@@ -291,7 +288,7 @@ impl ConfigSnapshot {
             by_name.entry(broken.clone()).or_insert(usize::MAX);
         }
         for (i, l) in boot.listeners.iter().enumerate() {
-            let path = format!("static_resources.listeners[{}]", l.index);
+            let path = &l.path;
             if seen_names.insert(l.name.clone(), i).is_some() {
                 errors.push(ConfigError {
                     path: format!("{path}.name"),
@@ -433,7 +430,13 @@ impl ConfigSnapshot {
                 e
             })
             .collect();
-        let next = upstream::Cluster::new(store, config, endpoints, previous.tls.clone());
+        let next = upstream::Cluster::with_pool(
+            store,
+            config,
+            endpoints,
+            previous.tls.clone(),
+            previous.pool_id,
+        );
         next.stats
             .inc(store.main_row(), sets::Cluster::membership_change);
         clusters[cluster] = Arc::new(next);

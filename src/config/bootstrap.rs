@@ -23,6 +23,11 @@ pub struct Bootstrap {
     /// Names of clusters whose config has errors (only while errors are
     /// reported): routes to them are not reported again as unknown.
     pub broken_clusters: Vec<String>,
+    /// `dynamic_resources`.
+    pub dynamic: super::DynamicResources,
+    /// The runtime's `http.strip_fragment_from_path_unsafe_if_disabled`
+    /// answer, applied to every connection manager (dynamic ones too).
+    pub strip_fragment: bool,
 }
 
 /// `node`: who this proxy is.
@@ -267,8 +272,11 @@ pub enum RouteAction {
 /// `clusters[]`.
 #[derive(Debug, Clone)]
 pub struct Cluster {
-    /// Its position in `static_resources.clusters`.
-    pub index: usize,
+    /// Its YAML path (`static_resources.clusters[i]`, or `resources[i]` of
+    /// a CDS update).
+    pub path: String,
+    /// A digest of its whole configuration.
+    pub fingerprint: u64,
     /// `name`.
     pub name: String,
     /// `type`.
@@ -431,9 +439,9 @@ pub struct Locality {
 
 #[rustfmt::skip]
 static BOOTSTRAP: Fields = Fields {
-    known: &["static_resources", "node", "admin", "layered_runtime"],
+    known: &["static_resources", "dynamic_resources", "node", "admin", "layered_runtime"],
     unsupported: &[
-        "node_context_params", "dynamic_resources", "cluster_manager", "hds_config",
+        "node_context_params", "cluster_manager", "hds_config",
         "flags_path", "stats_sinks", "deferred_stat_options", "stats_config",
         "stats_flush_interval", "stats_flush_on_admin", "watchdog", "watchdogs", "tracing",
         "overload_manager", "enable_dispatcher_stats",
@@ -692,11 +700,11 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
                 }
             }
             if let Some(c) = sr.get("clusters") {
-                for (index, item) in c.list(errs).into_iter().enumerate() {
+                for item in c.list(errs) {
                     let errors_before = errs.0.len();
                     let name = item.value().get("name").and_then(|n| n.as_str());
                     let name = name.map(str::to_string);
-                    match cluster(item, errs, index) {
+                    match cluster(item, errs) {
                         Some(c) if errs.0.len() == errors_before => clusters.push(c),
                         _ => broken_clusters.extend(name),
                     }
@@ -728,20 +736,21 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     let strip_fragment = obj
         .get("layered_runtime")
         .is_some_and(|r| layered_runtime(&r, errs));
-    for chain in listeners
-        .iter_mut()
-        .flat_map(|l| l.chains.iter_mut().chain(l.default_chain.as_mut()))
-    {
-        if let super::NetworkFilter::Http(hcm) = &mut chain.filter {
-            hcm.strip_fragment = strip_fragment;
-        }
+    for listener in &mut listeners {
+        listener.set_strip_fragment(strip_fragment);
     }
+    let dynamic = obj
+        .get("dynamic_resources")
+        .and_then(|d| super::xds::dynamic_resources(&d, errs))
+        .unwrap_or_default();
     Some(Bootstrap {
         node,
         listeners,
         clusters,
         admin,
         broken_clusters,
+        dynamic,
+        strip_fragment,
     })
 }
 
@@ -1337,7 +1346,7 @@ fn direct_response(node: Node, errs: &mut Errors) -> Option<RouteAction> {
     })
 }
 
-fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
+pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
     let obj = node.object(errs, &CLUSTER)?;
     let name = obj
         .require(errs, "name")
@@ -1458,7 +1467,8 @@ fn cluster(node: Node, errs: &mut Errors, index: usize) -> Option<Cluster> {
         );
     }
     Some(Cluster {
-        index,
+        path: node.path().to_string(),
+        fingerprint: node.fingerprint(&[]),
         name: name?,
         discovery: discovery?,
         alt_stat_name,

@@ -102,8 +102,11 @@ const DEFAULT_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
 /// A TCP listener: its sockets, listener filters and filter chains.
 #[derive(Debug, Clone)]
 pub struct Listener {
-    /// Its position in `static_resources.listeners`.
-    pub index: usize,
+    /// Its YAML path (`static_resources.listeners[i]`, or `resources[i]`
+    /// of an LDS update).
+    pub path: String,
+    /// A digest of its whole configuration.
+    pub fingerprint: u64,
     /// `name` (Envoy generates one when absent).
     pub name: String,
     /// The bound address.
@@ -167,6 +170,10 @@ pub struct FilterChain {
     pub filter: NetworkFilter,
     /// The YAML path of its `typed_config`.
     pub filter_path: String,
+    /// A digest of the chain's configuration and of its listener's own
+    /// fields (all but the chains): equal when an update leaves what serves
+    /// the chain's connections as it was.
+    pub fingerprint: u64,
 }
 
 /// The network filter that serves a chain's connections.
@@ -249,7 +256,11 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
         .require(errs, "address")
         .and_then(|a| bind_address(&a, errs, "a listener", true));
     if is_udp(&obj) {
-        return udp_listener(&obj, errs, index, name, address?);
+        let listener = udp_listener(&obj, errs, index, name, address?);
+        return listener.map(|l| Listener {
+            fingerprint: node.fingerprint(&[]),
+            ..l
+        });
     }
     let chains: Vec<_> = obj
         .get("filter_chains")
@@ -271,8 +282,24 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
     let filters = listener_filters(&obj, errs);
     let socket = listener_socket(&obj, errs, address.as_ref().map_or(0, |a| a.1));
     let (address, _) = address?;
+    // A chain's connections are served as before only while the chain and
+    // everything around it (address, socket, listener filters) are.
+    let shell = node.fingerprint(&[
+        "filter_chains",
+        "filterChains",
+        "default_filter_chain",
+        "defaultFilterChain",
+    ]);
+    let (mut chains, mut default_chain) = (chains, default_chain);
+    for chain in chains.iter_mut().chain(default_chain.as_mut()) {
+        chain.fingerprint = xxhash_rust::xxh64::xxh64(
+            &[shell.to_le_bytes(), chain.fingerprint.to_le_bytes()].concat(),
+            0,
+        );
+    }
     Some(Listener {
-        index,
+        path: node.path().to_string(),
+        fingerprint: node.fingerprint(&[]),
         name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
         address,
         chains,
@@ -281,6 +308,17 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
         socket,
         udp: None,
     })
+}
+
+impl Listener {
+    /// Applies the runtime's fragment answer to its connection managers.
+    pub fn set_strip_fragment(&mut self, strip: bool) {
+        for chain in self.chains.iter_mut().chain(self.default_chain.as_mut()) {
+            if let NetworkFilter::Http(hcm) = &mut chain.filter {
+                hcm.strip_fragment = strip;
+            }
+        }
+    }
 }
 
 /// Whether the listener's `socket_address.protocol` is UDP.
@@ -336,7 +374,8 @@ fn udp_listener(
         );
     }
     Some(Listener {
-        index,
+        path: obj.path().to_string(),
+        fingerprint: 0,
         name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
         address,
         chains: Vec::new(),
@@ -536,6 +575,7 @@ fn filter_chain(node: Node, errs: &mut Errors) -> Option<FilterChain> {
         connection_filters,
         filter: found?,
         filter_path,
+        fingerprint: node.fingerprint(&[]),
     })
 }
 

@@ -15,6 +15,7 @@ mod sds;
 mod tcp_proxy;
 mod tls;
 mod udp_proxy;
+mod xds;
 
 pub use bootstrap::*;
 pub use connection_filters::{ConnectionFilter, TokenBucket};
@@ -29,6 +30,10 @@ pub use sds::{parse_secret, secret_files, Secret, SecretError, SecretFile, Secre
 pub use tcp_proxy::TcpProxy;
 pub use tls::*;
 pub use udp_proxy::UdpProxy;
+pub use xds::{
+    clusters as decode_cluster_update, listeners as decode_listener_update, DynamicResources,
+    FileSource, Update,
+};
 
 use serde_json::Value;
 

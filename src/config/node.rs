@@ -167,6 +167,31 @@ impl<'a> Node<'a> {
         self.value
     }
 
+    /// Wraps `value` as if it sat at `path` (a resource from an xDS file
+    /// or stream reports its errors under its own path).
+    pub fn at(value: &'a Value, path: impl Into<String>) -> Self {
+        Node {
+            value,
+            path: path.into(),
+        }
+    }
+
+    /// A digest of this value's content: equal for equal configuration,
+    /// so an update can tell what it changed. Fields in `skip` are left out.
+    pub fn fingerprint(&self, skip: &[&str]) -> u64 {
+        let mut digest = xxhash_rust::xxh64::Xxh64::new(0);
+        match self.value {
+            Value::Object(map) => {
+                for (key, value) in map.iter().filter(|(k, _)| !skip.contains(&k.as_str())) {
+                    digest.update(key.as_bytes());
+                    digest.update(value.to_string().as_bytes());
+                }
+            }
+            other => digest.update(other.to_string().as_bytes()),
+        }
+        digest.digest()
+    }
+
     fn mismatch(&self, errs: &mut Errors, expected: &str) {
         errs.add(
             &self.path,

@@ -15,21 +15,6 @@ static SDS_SECRET_CONFIG: Fields = Fields {
     unsupported: &[],
 };
 #[rustfmt::skip]
-static CONFIG_SOURCE: Fields = Fields {
-    known: &["path_config_source", "path", "resource_api_version", "initial_fetch_timeout"],
-    unsupported: &["api_config_source", "ads", "self", "authorities"],
-};
-#[rustfmt::skip]
-static PATH_CONFIG_SOURCE: Fields = Fields {
-    known: &["path", "watched_directory"],
-    unsupported: &[],
-};
-#[rustfmt::skip]
-static WATCHED_DIRECTORY: Fields = Fields {
-    known: &["path"],
-    unsupported: &[],
-};
-#[rustfmt::skip]
 static DISCOVERY_RESPONSE: Fields = Fields {
     known: &["version_info", "resources", "type_url", "nonce"],
     unsupported: &["canary", "control_plane", "resource_errors"],
@@ -99,59 +84,22 @@ pub(super) fn secret_source(node: &Node, errs: &mut Errors) -> Option<SecretSour
     })
 }
 
-/// The file a `ConfigSource` names; it must exist, as in Envoy.
+/// The file a `ConfigSource` names; it must exist, as in Envoy. Its
+/// `watched_directory` adds nothing: every file a secret names is watched
+/// anyway, moved in or written in place.
 fn config_source_path(node: &Node, errs: &mut Errors) -> Option<PathBuf> {
-    let obj = node.object(errs, &CONFIG_SOURCE)?;
-    if let Some(v) = obj.get("resource_api_version") {
-        if v.enumeration(errs, &["AUTO", "V2", "V3"]) == Some("V2") {
-            errs.add(v.path(), "the V2 API is not supported (use V3)");
-        }
-    }
-    if let Some(t) = obj.get("initial_fetch_timeout") {
-        // A file is read at once: nothing ever waits for it.
-        t.duration(errs);
-    }
-    let (path_node, path) = match (obj.get("path_config_source"), obj.get("path")) {
-        (Some(p), None) => {
-            let p = p.object(errs, &PATH_CONFIG_SOURCE)?;
-            if let Some(dir) = p.get("watched_directory") {
-                // Every file a secret names is watched anyway, moved in or
-                // written in place.
-                if let Some(d) = dir.object(errs, &WATCHED_DIRECTORY) {
-                    d.require(errs, "path").and_then(|n| n.str(errs));
-                }
-            }
-            let node = p.require(errs, "path")?;
-            let path = node.str(errs)?;
-            (node, path)
-        }
-        (None, Some(node)) => {
-            let path = node.str(errs)?;
-            (node, path)
-        }
-        (Some(_), Some(_)) => {
-            errs.add(
-                node.path(),
-                "expected only one of path_config_source or path",
-            );
-            return None;
-        }
-        (None, None) => {
-            errs.add(
-                node.path(),
-                "expected path_config_source (secrets from a control plane come with xDS)",
-            );
-            return None;
-        }
-    };
-    if !std::path::Path::new(path).exists() {
+    let path = super::xds::file_source(node, errs)?.path;
+    if !path.exists() {
         errs.add(
-            path_node.path(),
-            format!("paths must refer to an existing path in the system: '{path}' does not exist"),
+            node.path(),
+            format!(
+                "paths must refer to an existing path in the system: '{}' does not exist",
+                path.display()
+            ),
         );
         return None;
     }
-    Some(path.into())
+    Some(path)
 }
 
 /// Picks the secret `source` names from its file's `bytes`, the way

@@ -91,7 +91,7 @@ pub async fn connect(
             return Ok(UpstreamConn {
                 stream,
                 key: PoolKey {
-                    cluster: cluster.config.index,
+                    cluster: cluster.pool_id,
                     server_name: server_name.map(Box::from),
                 },
                 requests: 0,

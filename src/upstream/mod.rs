@@ -12,7 +12,7 @@ use crate::net::Address;
 use crate::stats::ssl::SslStats;
 use crate::stats::{sets, HistogramId, Scope, Store};
 use crate::tls::ClientTls;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +81,9 @@ impl Endpoint {
 pub struct Cluster {
     /// The decoded config (the main thread re-resolves STRICT_DNS from it).
     pub config: config::Cluster,
+    /// Which pooled upstream connections serve it: kept while only its
+    /// endpoints or TLS files change, new when its configuration does.
+    pub pool_id: usize,
     /// The endpoints requests may go to.
     pub endpoints: Vec<Endpoint>,
     /// `cluster.<name>.*`.
@@ -138,12 +141,25 @@ impl Cluster {
     }
 
     /// Builds a cluster with `endpoints`, its stats taken from `store` and
-    /// its membership gauges set.
+    /// its membership gauges set, with pooled connections of its own.
     pub fn new(
         store: &Store,
         config: config::Cluster,
         endpoints: Vec<Endpoint>,
         tls: Option<Arc<ClientTls>>,
+    ) -> Self {
+        static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
+        let pool_id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
+        Cluster::with_pool(store, config, endpoints, tls, pool_id)
+    }
+
+    /// As [`Cluster::new`], sharing the pooled connections of `pool_id`.
+    pub fn with_pool(
+        store: &Store,
+        config: config::Cluster,
+        endpoints: Vec<Endpoint>,
+        tls: Option<Arc<ClientTls>>,
+        pool_id: usize,
     ) -> Self {
         let stat_name = config.alt_stat_name.as_deref().unwrap_or(&config.name);
         let stats = store.cluster(stat_name);
@@ -173,6 +189,7 @@ impl Cluster {
                 .map(|_| store.ssl(&format!("cluster.{stat_name}."))),
             tls,
             config,
+            pool_id,
             endpoints,
             stats,
         }
@@ -181,11 +198,12 @@ impl Cluster {
     /// The same cluster with another TLS context; in-flight requests keep
     /// counting against the same endpoints.
     pub fn with_tls(&self, store: &Store, tls: Arc<ClientTls>) -> Cluster {
-        Cluster::new(
+        Cluster::with_pool(
             store,
             self.config.clone(),
             self.endpoints.clone(),
             Some(tls),
+            self.pool_id,
         )
     }
 

@@ -577,7 +577,7 @@ impl<D: Downstream> Proxy<D> {
             } else {
                 x.shard.pool.take(
                     addr,
-                    cluster.config.index,
+                    cluster.pool_id,
                     server_name,
                     attempt.started,
                     cluster.config.idle_timeout,

@@ -185,7 +185,7 @@ impl<D: Downstream> Proxy<D> {
         let (cluster, endpoint) = (plan.cluster, plan.endpoint);
         if let Some(conn) = x.shard.h2_pool.take(
             &endpoint.addr,
-            cluster.config.index,
+            cluster.pool_id,
             server_name,
             Instant::now(),
             cluster.config.idle_timeout,
@@ -210,7 +210,7 @@ impl<D: Downstream> Proxy<D> {
         server_name: Option<&str>,
     ) -> Result<Negotiated, LocalReply<'static>> {
         let (cluster, endpoint) = (plan.cluster, plan.endpoint);
-        let index = cluster.config.index;
+        let index = cluster.pool_id;
         let now = Instant::now();
         let idle_timeout = cluster.config.idle_timeout;
         let shard = x.shard;
