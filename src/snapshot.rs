@@ -83,6 +83,8 @@ pub struct HttpSettings {
 pub struct Listener {
     /// `name`.
     pub name: String,
+    /// Its configuration's digest (`config::Listener::fingerprint`).
+    pub fingerprint: u64,
     /// Bound address.
     pub address: Address,
     /// `listener.<address>.*`.
@@ -134,6 +136,9 @@ pub struct ProxyProtocolStats {
 /// One filter chain, compiled.
 #[derive(Debug, Clone)]
 pub struct FilterChain {
+    /// Its configuration's digest, with its listener's own fields
+    /// (`config::FilterChain::fingerprint`).
+    pub fingerprint: u64,
     /// `filter_chain_match`.
     pub matcher: config::ChainMatch,
     /// The TLS context of its `transport_socket`.
@@ -193,6 +198,19 @@ impl Listener {
     }
 }
 
+/// Where a connection's HTTP connection manager is in a snapshot: a
+/// listener, one of its filter chains, and that chain's fingerprint (so
+/// an update that moved or changed the chain is noticed).
+#[derive(Debug, Clone, Copy)]
+pub struct ChainAt {
+    /// The listener's index.
+    pub listener: usize,
+    /// The filter chain's index in the listener.
+    pub chain: usize,
+    /// The chain's fingerprint when the connection was accepted.
+    pub fingerprint: u64,
+}
+
 /// Everything a request needs, frozen at one epoch.
 #[derive(Debug)]
 pub struct ConfigSnapshot {
@@ -227,9 +245,39 @@ impl ConfigSnapshot {
         store: &Store,
         sinks: &Sinks,
     ) -> Result<ConfigSnapshot, Vec<ConfigError>> {
+        Self::compile_from(boot, serve, store, sinks, None)
+    }
+
+    /// Compiles the bootstrap an update produced, for serving after
+    /// `previous`: clusters whose configuration did not change are taken
+    /// over as they are (endpoints, balancer, pooled connections), and so
+    /// are unchanged listeners while the cluster list is the same.
+    pub fn compile_next(
+        boot: &Bootstrap,
+        store: &Store,
+        sinks: &Sinks,
+        previous: &ConfigSnapshot,
+    ) -> Result<ConfigSnapshot, Vec<ConfigError>> {
+        Self::compile_from(boot, true, store, sinks, Some(previous))
+    }
+
+    fn compile_from(
+        boot: &Bootstrap,
+        serve: bool,
+        store: &Store,
+        sinks: &Sinks,
+        previous: Option<&ConfigSnapshot>,
+    ) -> Result<ConfigSnapshot, Vec<ConfigError>> {
         let resolve = serve;
-        let secrets = Arc::new(Secrets::default());
+        let secrets = previous.map_or_else(|| Arc::new(Secrets::default()), |p| p.secrets.clone());
         secrets.begin_pass();
+        let unchanged_cluster = |c: &config::Cluster| {
+            previous?
+                .clusters
+                .iter()
+                .find(|p| p.config.name == c.name && p.config.fingerprint == c.fingerprint)
+                .cloned()
+        };
         let mut errors = Vec::new();
         let mut by_name = HashMap::new();
         for (i, c) in boot.clusters.iter().enumerate() {
@@ -243,6 +291,10 @@ impl ConfigSnapshot {
         }
         let mut clusters = Vec::new();
         for c in &boot.clusters {
+            if let Some(kept) = unchanged_cluster(c) {
+                clusters.push(kept);
+                continue;
+            }
             let tls = match &c.tls {
                 Some(t) => match ClientTls::compile(
                     t,
@@ -287,6 +339,12 @@ impl ConfigSnapshot {
         for broken in &boot.broken_clusters {
             by_name.entry(broken.clone()).or_insert(usize::MAX);
         }
+        // Route tables hold cluster positions: a listener is only taken
+        // over while those are what they were.
+        let same_clusters = previous.is_some_and(|p| {
+            p.clusters.len() == clusters.len()
+                && p.clusters.iter().zip(&clusters).all(|(a, b)| a.name() == b.name())
+        });
         for (i, l) in boot.listeners.iter().enumerate() {
             let path = &l.path;
             if seen_names.insert(l.name.clone(), i).is_some() {
@@ -305,6 +363,14 @@ impl ConfigSnapshot {
                     suggestion: None,
                 });
             }
+            let kept = previous
+                .filter(|_| same_clusters)
+                .and_then(|p| p.listeners.iter().find(|p| p.name == l.name))
+                .filter(|p| p.fingerprint == l.fingerprint);
+            if let Some(kept) = kept {
+                listeners.push(kept.clone());
+                continue;
+            }
             let compiled = Compiler {
                 store,
                 secrets: &secrets,
@@ -320,6 +386,7 @@ impl ConfigSnapshot {
             let owner = listener_owner(&l.address);
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
+                fingerprint: l.fingerprint,
                 address: l.address.clone(),
                 stats: store.listener(&l.address.to_string()),
                 socket: l.socket.clone(),
@@ -350,6 +417,24 @@ impl ConfigSnapshot {
         } else {
             Err(errors)
         }
+    }
+
+    /// The HTTP connection manager of the chain at `at`: where it was, or
+    /// wherever an update moved the same chain (`at` then follows it).
+    /// None when the chain changed or went away.
+    pub fn locate(&self, at: &mut ChainAt) -> Option<&Arc<HttpChain>> {
+        let here = self.listeners.get(at.listener).and_then(|l| l.chains.get(at.chain));
+        if here.is_some_and(|c| c.fingerprint == at.fingerprint) {
+            return self.listeners[at.listener].http_chain(at.chain);
+        }
+        for (l, listener) in self.listeners.iter().enumerate() {
+            if let Some(c) = listener.chains.iter().position(|c| c.fingerprint == at.fingerprint) {
+                at.listener = l;
+                at.chain = c;
+                return listener.http_chain(c);
+            }
+        }
+        None
     }
 
     /// Every file a TLS context of this snapshot reads (secret files and
@@ -518,6 +603,7 @@ impl Compiler<'_> {
             return None;
         }
         Some(FilterChain {
+            fingerprint: c.fingerprint,
             matcher: c.matcher.clone(),
             tls,
             connection_filters: ConnectionFilters::compile(&c.connection_filters, self.store),

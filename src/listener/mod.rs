@@ -152,6 +152,7 @@ pub async fn serve(
     let at = ChainAt {
         listener: index,
         chain,
+        fingerprint: chain_config.fingerprint,
     };
     match &chain_config.serve {
         Serve::Http(http) => {

@@ -254,6 +254,8 @@ pub struct Store {
     pub server: Arc<Scope<sets::Server>>,
     /// `cluster_manager.*`.
     pub cluster_manager: Arc<Scope<sets::ClusterManager>>,
+    /// `listener_manager.*`.
+    pub listener_manager: Arc<Scope<sets::ListenerManager>>,
     scopes: Mutex<HashMap<String, Arc<dyn Visit>>>,
     typed: Mutex<TypedScopes>,
     /// Histogram names and their per-shard collectors.
@@ -293,6 +295,8 @@ impl Store {
         let writers = shards + 1;
         let server = Arc::new(Scope::new("server.".into(), writers));
         let cluster_manager = Arc::new(Scope::new("cluster_manager.".into(), writers));
+        let listener_manager = Arc::new(Scope::new("listener_manager.".into(), writers));
+        listener_manager.set(shards, sets::ListenerManager::workers_started, 1);
         let main = shards;
         server.set(main, sets::Server::concurrency, shards as u64);
         server.set(main, sets::Server::live, 1);
@@ -300,11 +304,13 @@ impl Store {
         let mut scopes: HashMap<String, Arc<dyn Visit>> = HashMap::new();
         scopes.insert("server.".into(), server.clone());
         scopes.insert("cluster_manager.".into(), cluster_manager.clone());
+        scopes.insert("listener_manager.".into(), listener_manager.clone());
         Arc::new(Store {
             shards,
             started: Instant::now(),
             server,
             cluster_manager,
+            listener_manager,
             scopes: Mutex::new(scopes),
             typed: Mutex::default(),
             histograms: histogram::Registry::new(shards),
@@ -395,6 +401,16 @@ impl Store {
     /// `sds.<name>.` stats of one secret read from a file.
     pub fn sds(&self, name: &str) -> Arc<Scope<sets::Sds>> {
         self.named(format!("sds.{name}."))
+    }
+
+    /// `listener_manager.lds.` stats.
+    pub fn lds(&self) -> Arc<Scope<sets::Lds>> {
+        self.named("listener_manager.lds.".to_string())
+    }
+
+    /// `cluster_manager.cds.` stats.
+    pub fn cds(&self) -> Arc<Scope<sets::Cds>> {
+        self.named("cluster_manager.cds.".to_string())
     }
 
     /// A TLS context's `server_ssl_socket_factory.` (listeners) or

@@ -13,8 +13,42 @@ stat_set!(
 stat_set!(
     /// `cluster_manager.*`.
     ClusterManager, None,
-    counters [cluster_added],
-    gauges [active_clusters]
+    counters [
+        cluster_added, cluster_modified, cluster_removed, cluster_updated,
+        cluster_updated_via_merge, update_merge_cancelled, update_out_of_merge_window,
+    ],
+    gauges [active_clusters, warming_clusters]
+);
+
+stat_set!(
+    /// `listener_manager.*`.
+    ListenerManager, None,
+    counters [
+        listener_added, listener_modified, listener_removed, listener_stopped,
+        listener_create_success, listener_create_failure, listener_in_place_updated,
+    ],
+    gauges [
+        total_listeners_warming, total_listeners_active, total_listeners_draining,
+        total_filter_chains_draining, workers_started,
+    ]
+);
+
+stat_set!(
+    /// `listener_manager.lds.*`: the listener subscription's updates
+    /// (`version_text` is a text readout beside them).
+    Lds, None,
+    counters [init_fetch_timeout, update_attempt, update_failure, update_rejected, update_success],
+    gauges [update_time, version]
+);
+
+stat_set!(
+    /// `cluster_manager.cds.*`: the cluster subscription's updates.
+    Cds, None,
+    counters [
+        config_reload, init_fetch_timeout, update_attempt, update_failure, update_rejected,
+        update_success,
+    ],
+    gauges [config_reload_time_ms, update_time, version]
 );
 
 stat_set!(

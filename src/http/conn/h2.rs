@@ -16,7 +16,7 @@ use crate::http::head::{self, ParsedRequest, Peer};
 use crate::http::local_reply::LocalReply;
 use crate::http::upgrade::{self, End, Tunneled};
 use crate::net::{ByteCounts, Stream};
-use crate::server::shard::Shard;
+use crate::server::shard::{Shard, View};
 use crate::snapshot::HttpSettings;
 use crate::stats::sets::{Http as HttpStat, Http2 as Http2Stat};
 use bytes::Bytes;
@@ -35,8 +35,18 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves an HTTP/2 connection whose first bytes (`replay`) were already
 /// read, until the client leaves or a drain's GOAWAY has let every
 /// stream finish.
-pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Peer, at: ChainAt) {
+pub(super) async fn serve(
+    stream: Stream,
+    replay: Vec<u8>,
+    cx: CxStats,
+    peer: Peer,
+    mut at: ChainAt,
+) {
     let shard = cx.shard.clone();
+    // The newest view in which the connection's chain was found: once an
+    // update changes or removes the chain, streams are served by it and
+    // the connection goes away (GOAWAY).
+    let mut home = shard.view();
     let http = &cx.listener.http;
     let options = &http.http2;
     let w = shard.id;
@@ -114,9 +124,21 @@ pub(super) async fn serve(stream: Stream, replay: Vec<u8>, cx: CxStats, peer: Pe
                     conn.graceful_shutdown();
                     closing = true;
                 }
+                let mut view = shard.view();
+                if view.snapshot.locate(&mut at).is_none() {
+                    view = home.clone();
+                    if !closing {
+                        h2_stats.inc(w, Http2Stat::goaway_sent);
+                        conn.graceful_shutdown();
+                        closing = true;
+                    }
+                } else if !Rc::ptr_eq(&view, &home) {
+                    home = view.clone();
+                }
                 let task = StreamTask {
                     shard: shard.clone(),
                     at,
+                    view,
                     peer: peer.clone(),
                     streams: streams.clone(),
                 };
@@ -182,6 +204,8 @@ async fn idle(streams: &Streams, limit: Option<Duration>) {
 struct StreamTask {
     shard: Rc<Shard>,
     at: ChainAt,
+    /// The view the stream is served by.
+    view: Rc<View>,
     peer: Peer,
     streams: Rc<Streams>,
 }
@@ -241,7 +265,7 @@ impl StreamTask {
         let shard = &*self.shard;
         let w = shard.id;
         let started = Instant::now();
-        let view = shard.view();
+        let view = &self.view;
         let at = self.at;
         let listener = view
             .snapshot

@@ -20,6 +20,7 @@ use crate::config::{Codec, HeaderMutations};
 use crate::net::{Address, Stream};
 use crate::router::Matched;
 use crate::server::shard::{Shard, View};
+pub use crate::snapshot::ChainAt;
 use crate::snapshot::{HttpChain, HttpSettings};
 use crate::stats::sets::{Http as HttpStat, ListenerHttp as ListenerHttpStat};
 use crate::stats::Scope;
@@ -138,10 +139,14 @@ struct Conn {
     last_active: Instant,
     /// The client's and the listener's addresses.
     peer: Peer,
+    /// The newest view in which the connection's filter chain was found:
+    /// once an update changes or removes the chain, the connection's next
+    /// request is served by it, and the connection then closes.
+    home: Rc<View>,
 }
 
 impl Conn {
-    fn open(down: Stream, peer: Peer, cx: CxStats) -> Self {
+    fn open(down: Stream, peer: Peer, cx: CxStats, home: Rc<View>) -> Self {
         let mut rbuf = ReadBuf::default();
         rbuf.set_chunk(cx.listener.buffer_limit);
         Conn {
@@ -158,6 +163,7 @@ impl Conn {
             requests: 0,
             last_active: Instant::now(),
             cx,
+            home,
         }
     }
 
@@ -558,14 +564,9 @@ pub async fn serve(
     at: ChainAt,
     h2: bool,
 ) {
-    let Some(current) = shard
-        .view()
-        .snapshot
-        .listeners
-        .get(at.listener)
-        .and_then(|l| l.http_chain(at.chain))
-        .cloned()
-    else {
+    let mut at = at;
+    let home = shard.view();
+    let Some(current) = home.snapshot.locate(&mut at).cloned() else {
         return;
     };
     let mut cx = CxStats::open(shard.clone(), current);
@@ -574,7 +575,7 @@ pub async fn serve(
         Box::pin(h2::serve(down, replay, cx, peer, at)).await;
         return;
     }
-    let mut conn = Conn::open(down, peer, cx);
+    let mut conn = Conn::open(down, peer, cx, home);
     conn.proxy.down.rbuf.append(&replay);
     let served = conn.serve_http1(&shard, at).await;
     conn.count_bytes();
@@ -591,17 +592,6 @@ pub async fn serve(
         // Boxed: an HTTP/1.1 connection's task stays as small as it was.
         Box::pin(h2::serve(stream, rbuf.into_unread(), cx, peer, at)).await;
     }
-}
-
-/// Where a connection's HTTP connection manager is in the snapshot: a
-/// listener and one of its filter chains (looked up again per request, so
-/// each request runs on the newest snapshot).
-#[derive(Debug, Clone, Copy)]
-pub struct ChainAt {
-    /// The listener's index.
-    pub listener: usize,
-    /// The filter chain's index in the listener.
-    pub chain: usize,
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -624,7 +614,7 @@ fn detect(codec: Codec, first: &[u8]) -> Option<Protocol> {
 impl Conn {
     /// Serves HTTP/1.1 requests until the connection closes or the shard
     /// drains; returns HTTP/2 instead when the first bytes asked for it.
-    async fn serve_http1(&mut self, shard: &Rc<Shard>, at: ChainAt) -> Option<Protocol> {
+    async fn serve_http1(&mut self, shard: &Rc<Shard>, mut at: ChainAt) -> Option<Protocol> {
         // One idle timer for the connection's life, re-armed only when it
         // fires early: a keep-alive request costs no timer operation.
         let idle = self.cx.listener.http.idle_timeout;
@@ -669,7 +659,13 @@ impl Conn {
                     return None;
                 }
             }
-            let view = shard.view();
+            let mut view = shard.view();
+            let retired = view.snapshot.locate(&mut at).is_none();
+            if retired {
+                view = self.home.clone();
+            } else if !Rc::ptr_eq(&view, &self.home) {
+                self.home = view.clone();
+            }
             let listener = view
                 .snapshot
                 .listeners
@@ -678,7 +674,7 @@ impl Conn {
             // Boxed: the exchange's state (several KiB) exists only while a
             // request is in flight, not for the whole life of an idle
             // connection.
-            let exchange = Box::pin(self.exchange(shard, &view, listener));
+            let exchange = Box::pin(self.exchange(shard, &view, listener, retired));
             if exchange.await == Next::Close {
                 self.close_gracefully(listener.http.delayed_close_timeout)
                     .await;
@@ -731,7 +727,15 @@ impl Conn {
     }
 
     /// Reads one request and answers it.
-    async fn exchange(&mut self, shard: &Shard, view: &View, listener: &HttpChain) -> Next {
+    /// `retired`: the connection's chain is no longer served (an update
+    /// changed or removed it), so the connection closes after this request.
+    async fn exchange(
+        &mut self,
+        shard: &Shard,
+        view: &View,
+        listener: &HttpChain,
+        retired: bool,
+    ) -> Next {
         let http = &*listener.http;
         let started = Instant::now();
         let request_deadline = http.request_timeout.map(|t| started + t);
@@ -797,7 +801,10 @@ impl Conn {
         rbuf.consume(req.head_len);
         rbuf.shrink();
         let w = shard.id;
-        let close = !req.keep_alive || shard.drain.is_draining() || self.last_allowed(http, w);
+        let close = !req.keep_alive
+            || retired
+            || shard.drain.is_draining()
+            || self.last_allowed(http, w);
         http.stats.inc(w, HttpStat::downstream_rq_http1_total);
         let x = Exchange::begin(
             shard,
