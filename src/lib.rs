@@ -17,3 +17,4 @@ pub mod snapshot;
 pub mod stats;
 pub mod tls;
 pub mod upstream;
+pub mod xds;

@@ -98,6 +98,18 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    let mut xds = ringway::xds::Xds::new(&boot);
+    let (snapshot, xds) = if xds.is_dynamic() {
+        match xds.start(snapshot, &store, &sinks) {
+            Ok(snapshot) => (snapshot, Some(xds)),
+            Err(e) => {
+                eprintln!("ringway: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        (snapshot, None)
+    };
     let options = ringway::server::Options {
         drain_time: cli.drain_time,
         admin: boot.admin,
@@ -105,7 +117,7 @@ fn main() -> ExitCode {
         node: boot.node,
         bootstrap: tree,
     };
-    match ringway::server::run(snapshot, &options, store, sinks) {
+    match ringway::server::run(snapshot, &options, store, sinks, xds) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -218,6 +218,9 @@ pub struct ConfigSnapshot {
     pub epoch: u64,
     /// Listeners, in config order (shards index them).
     pub listeners: Vec<Arc<Listener>>,
+    /// Listener positions by name (where a shard's socket finds its
+    /// listener).
+    pub listener_index: HashMap<String, usize>,
     /// Clusters, in config order (routes hold their index).
     pub clusters: Vec<Arc<upstream::Cluster>>,
     /// The SDS secrets its TLS contexts read, kept across reloads.
@@ -410,12 +413,24 @@ impl ConfigSnapshot {
         if errors.is_empty() {
             Ok(ConfigSnapshot {
                 epoch: 0,
+                listener_index: seen_names,
                 listeners,
                 clusters,
                 secrets,
             })
         } else {
             Err(errors)
+        }
+    }
+
+    /// A snapshot with nothing in it (what came before the first).
+    pub fn empty() -> ConfigSnapshot {
+        ConfigSnapshot {
+            epoch: 0,
+            listeners: Vec::new(),
+            listener_index: HashMap::new(),
+            clusters: Vec::new(),
+            secrets: Arc::new(Secrets::default()),
         }
     }
 
@@ -487,6 +502,7 @@ impl ConfigSnapshot {
         }
         let next = ConfigSnapshot {
             epoch: self.epoch,
+            listener_index: self.listener_index.clone(),
             listeners,
             clusters,
             secrets: self.secrets.clone(),
@@ -527,6 +543,7 @@ impl ConfigSnapshot {
         clusters[cluster] = Arc::new(next);
         ConfigSnapshot {
             epoch: self.epoch,
+            listener_index: self.listener_index.clone(),
             listeners: self.listeners.clone(),
             clusters,
             secrets: self.secrets.clone(),

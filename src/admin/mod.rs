@@ -59,7 +59,7 @@ pub struct ServerInfo {
     /// The merged bootstrap as loaded.
     pub bootstrap: Value,
     /// Every listener's name and bound address.
-    pub listeners: Vec<(String, Address)>,
+    pub listeners: Arc<std::sync::Mutex<Vec<(String, Address)>>>,
 }
 
 /// Everything a request to the admin API can read or change.
@@ -279,10 +279,17 @@ impl Admin {
                 Some("json") => Reply::json(&dump::clusters_json(&self.published.load())),
                 _ => Reply::text(200, dump::clusters_text(&self.published.load())),
             },
-            "/listeners" => match format_param(&params) {
-                Some("json") => Reply::json(&dump::listeners_json(&self.info.listeners)),
-                _ => Reply::text(200, dump::listeners_text(&self.info.listeners)),
-            },
+            "/listeners" => {
+                let listeners = self
+                    .info
+                    .listeners
+                    .lock()
+                    .map_or_else(|p| p.into_inner().clone(), |l| l.clone());
+                match format_param(&params) {
+                    Some("json") => Reply::json(&dump::listeners_json(&listeners)),
+                    _ => Reply::text(200, dump::listeners_text(&listeners)),
+                }
+            }
             "/config_dump" => {
                 let all = dump::config_dump(&self.info.bootstrap, self.started);
                 match dump::select(all, param(&params, "resource"), param(&params, "mask")) {

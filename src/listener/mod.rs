@@ -16,6 +16,7 @@ pub use connection_filters::ConnectionFilters;
 use crate::http::conn::{self, ChainAt};
 use crate::http::head::Peer;
 use crate::net::{Address, Stream};
+use crate::server::drain::LocalDrain;
 use crate::server::shard::Shard;
 use crate::snapshot::{Listener, Serve};
 use crate::stats::sets::{
@@ -27,17 +28,23 @@ use inspect::{Inspected, Inspectors};
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Serves one accepted connection on listener `index`.
+/// Serves one connection accepted on the socket of the listener `name`;
+/// `stopped` fires when that socket is closed (the listener went away or
+/// moved), which ends the connection's idle waits.
 pub async fn serve(
     mut stream: Stream,
     remote: Address,
     local: Option<Address>,
     shard: Rc<Shard>,
-    index: usize,
+    name: &str,
+    stopped: Rc<LocalDrain>,
 ) {
-    let Some(listener) = shard.view().snapshot.listeners.get(index).cloned() else {
+    let view = shard.view();
+    let Some(&index) = view.snapshot.listener_index.get(name) else {
         return;
     };
+    let listener = view.snapshot.listeners[index].clone();
+    drop(view);
     let w = shard.id;
     let timeout = listener.filters.timeout;
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
@@ -158,7 +165,7 @@ pub async fn serve(
         Serve::Http(http) => {
             // ALPN's h2 is served as HTTP/2 unless the manager is HTTP/1.1 only.
             let h2 = alpn_h2 && http.http.codec != crate::config::Codec::Http1;
-            conn::serve(stream, replay, peer, shard.clone(), at, h2).await;
+            conn::serve(stream, replay, peer, shard.clone(), at, h2, stopped).await;
         }
         Serve::Tcp(proxy) => Box::pin(tcp_proxy::serve(stream, replay, peer, &shard, proxy)).await,
     }

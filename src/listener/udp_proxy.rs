@@ -4,6 +4,7 @@
 //! shard: its own connected upstream socket, a task carrying the answers
 //! back, and an idle timeout over both directions.
 
+use crate::server::drain::LocalDrain;
 use crate::server::shard::Shard;
 use crate::snapshot::UdpProxy;
 use crate::stats::sets::{Cluster as ClusterStat, ClusterUdp, Udp as UdpStat};
@@ -28,8 +29,9 @@ struct Session {
 
 type Sessions = Rc<RefCell<HashMap<SocketAddr, Rc<Session>>>>;
 
-/// Receives datagrams on listener `index`'s socket until the shard drains.
-pub async fn serve(socket: UdpSocket, index: usize, shard: Rc<Shard>) {
+/// Receives datagrams on the socket of the listener `name` until the shard
+/// drains or the socket is `stopped`.
+pub async fn serve(socket: UdpSocket, name: Arc<str>, stopped: Rc<LocalDrain>, shard: Rc<Shard>) {
     let socket = Rc::new(socket);
     let sessions: Sessions = Rc::default();
     let mut buf = Vec::with_capacity(MAX_DATAGRAM);
@@ -37,6 +39,7 @@ pub async fn serve(socket: UdpSocket, index: usize, shard: Rc<Shard>) {
         let received = monoio::select! {
             r = socket.recv_from(buf.slice_mut(..MAX_DATAGRAM)) => r,
             _ = shard.drain.wait() => return,
+            _ = stopped.wait() => return,
         };
         let (res, slice) = received;
         buf = slice.into_inner();
@@ -44,11 +47,9 @@ pub async fn serve(socket: UdpSocket, index: usize, shard: Rc<Shard>) {
             continue;
         };
         let view = shard.view();
-        let Some(proxy) = view
-            .snapshot
-            .listeners
-            .get(index)
-            .and_then(|l| l.udp.clone())
+        let index = view.snapshot.listener_index.get(&*name);
+        let Some(proxy) = index
+            .and_then(|&i| view.snapshot.listeners[i].udp.clone())
         else {
             continue;
         };

@@ -5,31 +5,33 @@
 
 mod cert_watch;
 pub mod drain;
+pub mod listeners;
 pub mod shard;
 mod socket;
 
 use crate::access_log::{self, Sinks};
 use crate::admin::{Admin, Command, ServerInfo};
-use crate::config::ListenerSocket;
 use crate::config::NodeInfo;
-use crate::net::{Address, Bound, Listener};
+use crate::net::{Address, Bound};
+use crate::xds::{self, Xds};
+use listeners::{Planned, Sockets};
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::Store;
 use crate::upstream::{dns, Endpoint};
 use shard::Shard;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// io_uring submission queue entries per shard.
 const RING_ENTRIES: u32 = 1024;
-/// Listen backlog per shard socket.
+/// Listen backlog of the admin socket.
 const BACKLOG: i32 = 4096;
 
 /// How the server runs.
@@ -48,18 +50,21 @@ pub struct Options {
 }
 
 /// Runs the proxy until SIGTERM/SIGINT (or `/quitquitquit`) and the drain
-/// that follows, with one shard per row of `store` (`Store::new(shards)`).
+/// that follows, with one shard per row of `store` (`Store::new(shards)`);
+/// `xds`, when given, keeps the listeners and clusters it serves current.
 pub fn run(
     snapshot: ConfigSnapshot,
     options: &Options,
     store: Arc<Store>,
     sinks: Arc<Sinks>,
+    xds: Option<Xds>,
 ) -> Result<(), String> {
     // Signal handlers first: a SIGTERM that arrives once shards accept
     // traffic must drain, not kill the process with its default action.
     let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let binds = bind_plan(&snapshot)?;
+    let mut sockets = Sockets::default();
+    let plan = sockets.plan(&snapshot)?;
     sinks.start()?;
     store.register("filesystem.", sinks.clone());
     let admin_listener = options
@@ -68,18 +73,25 @@ pub fn run(
         .map(|a| admin_socket(a, &sinks))
         .transpose()?;
     store.set_first_cert_expiry(crate::admin::first_cert_expiry(&snapshot));
+    if xds.is_none() {
+        // With xDS, the start already counted what it loaded.
+        xds::count_changes(&store, &ConfigSnapshot::empty(), &snapshot);
+    }
     let published = Arc::new(Published::new(snapshot));
     let concurrency = store.shards();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (stop_tx, stop_rx) = flume::bounded::<()>(1);
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), String>>();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<usize>();
+    let mut plans = Vec::with_capacity(concurrency);
     for id in 0..concurrency {
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let published = published.clone();
         let store = store.clone();
         let sinks = sinks.clone();
-        let binds = binds.clone();
+        let (plan_tx, plan_rx) = flume::unbounded();
+        let _ = plan_tx.send(plan.clone());
+        plans.push(plan_tx);
         let stop_rx = stop_rx.clone();
         let ready_tx = ready_tx.clone();
         let done_tx = done_tx.clone();
@@ -92,7 +104,7 @@ pub fn run(
                 let ready = ready_tx.clone();
                 let shard_run = move || {
                     let shard = Rc::new(Shard::new(id, published, store, sinks));
-                    run_shard(shard, binds, stop_rx, ready)
+                    run_shard(shard, plan_rx, stop_rx, ready)
                 };
                 if let Err(e) = block_on(shard_run) {
                     let _ = ready_tx.send(Err(format!("shard {id}: cannot start a runtime: {e}")));
@@ -110,14 +122,8 @@ pub fn run(
             Err(_) => return Err("a shard exited during start-up".to_string()),
         }
     }
-    let listeners: Vec<(String, Address)> = published
-        .load()
-        .listeners
-        .iter()
-        .zip(&binds)
-        .map(|(l, bind)| (l.name.clone(), bind.address()))
-        .collect();
-    for (name, addr) in &listeners {
+    let bound = Arc::new(Mutex::new(sockets.addresses()));
+    for (name, addr) in lock(&bound).iter() {
         log::info!("listener {name} serving on {addr}");
     }
     let (command_tx, command_rx) = crossbeam_channel::unbounded();
@@ -126,7 +132,7 @@ pub fn run(
             command_line: options.command_line.clone(),
             node: options.node.clone(),
             bootstrap: options.bootstrap.clone(),
-            listeners,
+            listeners: bound.clone(),
         };
         Admin::new(store.clone(), published.clone(), info, command_tx)
             .with_access_logs(logs, sinks.clone())
@@ -136,14 +142,23 @@ pub fn run(
         "ringway {} started with {concurrency} shards",
         env!("CARGO_PKG_VERSION")
     );
-    let mut stop = Some(stop_tx);
-    supervise(signals, &published, &store, &command_rx, &mut stop)?;
+    let mut control = Control {
+        published: &published,
+        store: &store,
+        sinks: &sinks,
+        sockets,
+        plans,
+        bound,
+        xds,
+        stop: Some(stop_tx),
+    };
+    control.supervise(signals, &command_rx)?;
     store.set_draining();
     log::info!(
         "draining: no new connections; waiting up to {:?} for in-flight requests",
         options.drain_time
     );
-    drop(stop);
+    drop(control);
     let deadline = Instant::now() + options.drain_time;
     let mut finished = 0;
     while finished < concurrency {
@@ -161,6 +176,10 @@ pub fn run(
     sinks.drain(Duration::from_secs(2));
     log::info!("shutdown complete");
     Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Builds the shard's runtime and runs the future `make` returns on it:
@@ -223,96 +242,6 @@ fn admin_socket(
     Ok((listener, logs))
 }
 
-/// How the shards get their socket for one listener.
-#[derive(Clone)]
-enum Bind {
-    /// Each shard binds its own with SO_REUSEPORT (the kernel spreads
-    /// connections over them).
-    PerShard(SocketAddr, ListenerSocket),
-    /// One socket, bound here, that every shard accepts on
-    /// (`enable_reuse_port: false`, and every pipe).
-    Shared(Arc<Bound>),
-    /// A UDP listener: each shard binds its own with SO_REUSEPORT.
-    Datagram(SocketAddr, ListenerSocket),
-}
-
-/// A shard's socket for one listener.
-enum Opened {
-    /// Connections to accept.
-    Stream(Listener),
-    /// Datagrams to receive.
-    Datagram(monoio::net::udp::UdpSocket),
-}
-
-impl Bind {
-    fn address(&self) -> Address {
-        match self {
-            Bind::PerShard(addr, _) | Bind::Datagram(addr, _) => Address::Ip(*addr),
-            Bind::Shared(l) => l
-                .local_address()
-                .unwrap_or(Address::Ip(SocketAddr::from(([0, 0, 0, 0], 0)))),
-        }
-    }
-
-    /// This shard's socket.
-    fn open(&self) -> std::io::Result<Opened> {
-        let bound = match self {
-            Bind::PerShard(addr, spec) => {
-                socket::listen(&(*addr).into(), true, &spec.options, BACKLOG, 0)?
-            }
-            Bind::Shared(l) => l.try_clone()?,
-            Bind::Datagram(addr, spec) => {
-                let socket = socket::bind_udp(*addr, &spec.options)?;
-                return monoio::net::udp::UdpSocket::from_std(socket).map(Opened::Datagram);
-            }
-        };
-        bound.adopt().map(Opened::Stream)
-    }
-}
-
-/// Decides each listener's binding: a port of 0 is bound once here to
-/// pick a free port, which every shard then binds with SO_REUSEPORT; a
-/// listener without reuse_port, or on a pipe (a Unix socket has no
-/// SO_REUSEPORT group), is bound here once, for all shards.
-fn bind_plan(snapshot: &ConfigSnapshot) -> Result<Vec<Bind>, String> {
-    snapshot
-        .listeners
-        .iter()
-        .map(|l| {
-            let failed =
-                |e: std::io::Error| format!("listener {}: cannot bind {}: {e}", l.name, l.address);
-            if l.udp.is_some() {
-                let Some(mut ip) = l.address.ip() else {
-                    return Err(format!("listener {}: UDP needs an IP address", l.name));
-                };
-                if ip.port() == 0 {
-                    ip = std::net::UdpSocket::bind(ip)
-                        .and_then(|s| s.local_addr())
-                        .map_err(failed)?;
-                }
-                return Ok(Bind::Datagram(ip, l.socket.clone()));
-            }
-            let ip = match l.address.ip() {
-                Some(ip) if l.socket.reuse_port => ip,
-                _ => {
-                    let spec = &l.socket;
-                    let shared =
-                        socket::listen(&l.address, false, &spec.options, BACKLOG, spec.pipe_mode)
-                            .map_err(failed)?;
-                    return Ok(Bind::Shared(Arc::new(shared)));
-                }
-            };
-            if ip.port() != 0 {
-                return Ok(Bind::PerShard(ip, l.socket.clone()));
-            }
-            let probe = std::net::TcpListener::bind(ip)
-                .and_then(|s| s.local_addr())
-                .map_err(failed)?;
-            Ok(Bind::PerShard(probe, l.socket.clone()))
-        })
-        .collect()
-}
-
 /// How often a shard hands memory its allocator no longer uses back to
 /// the system.
 const MEMORY_RETURN_INTERVAL: Duration = Duration::from_secs(5);
@@ -333,7 +262,7 @@ async fn return_free_memory() {
 
 async fn run_shard(
     shard: Rc<Shard>,
-    binds: Vec<Bind>,
+    plans: flume::Receiver<Vec<Planned>>,
     stop: flume::Receiver<()>,
     ready: crossbeam_channel::Sender<Result<(), String>>,
 ) {
@@ -356,28 +285,25 @@ async fn run_shard(
         }
     });
     monoio::spawn(return_free_memory());
-    let mut listeners = Vec::with_capacity(binds.len());
-    for bind in &binds {
-        match bind.open() {
-            Ok(l) => listeners.push(l),
-            Err(e) => {
-                let _ = ready.send(Err(format!("cannot bind {}: {e}", bind.address())));
-                return;
-            }
-        }
+    let first = plans.recv_async().await.unwrap_or_default();
+    if let Err(e) = shard.listeners.apply(&shard, &first) {
+        let _ = ready.send(Err(e));
+        return;
     }
     let _ = ready.send(Ok(()));
-    for (index, opened) in listeners.into_iter().enumerate() {
-        match opened {
-            Opened::Stream(l) => monoio::spawn(accept_loop(l, index, shard.clone())),
-            Opened::Datagram(socket) => monoio::spawn(crate::listener::udp_proxy::serve(
-                socket,
-                index,
-                shard.clone(),
-            )),
-        };
+    loop {
+        monoio::select! {
+            plan = plans.recv_async() => match plan {
+                Ok(plan) => {
+                    if let Err(e) = shard.listeners.apply(&shard, &plan) {
+                        log::error!("shard {}: {e}", shard.id);
+                    }
+                }
+                Err(_) => break,
+            },
+            _ = stop.recv_async() => break,
+        }
     }
-    let _ = stop.recv_async().await;
     shard.drain.start();
     shard.pool.clear();
     shard.h2_pool.clear();
@@ -387,37 +313,16 @@ async fn run_shard(
     shard.logs.flush();
 }
 
-async fn accept_loop(listener: Listener, index: usize, shard: Rc<Shard>) {
-    loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => Some(r),
-            _ = shard.drain.wait() => None,
-        };
-        match accepted {
-            // Dropping the socket takes this shard out of the REUSEPORT group.
-            None => return,
-            Some(Ok((stream, peer))) => {
-                log::debug!("accepted connection from {peer}");
-                let local = listener.local_address(&stream);
-                shard.connections.set(shard.connections.get() + 1);
-                let guard = ConnectionGuard(shard.clone());
-                monoio::spawn(CatchUnwind(Box::pin(async move {
-                    let shard = guard.0.clone();
-                    crate::listener::serve(stream, peer, local, shard, index).await;
-                    drop(guard);
-                })));
-            }
-            Some(Err(e)) => {
-                log::warn!("shard {}: accept failed: {e}", shard.id);
-                // Out of descriptors or memory: back off instead of spinning.
-                monoio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
 /// Decrements the shard's connection count however the task ends.
 struct ConnectionGuard(Rc<Shard>);
+
+impl ConnectionGuard {
+    /// Counts a connection open on `shard`.
+    fn open(shard: &Rc<Shard>) -> Self {
+        shard.connections.set(shard.connections.get() + 1);
+        ConnectionGuard(shard.clone())
+    }
+}
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -443,89 +348,160 @@ impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
     }
 }
 
-/// Main-thread loop: re-resolves STRICT_DNS clusters and reloads rotated
-/// certificates, publishing new snapshots, and carries out admin
-/// commands, until a termination signal
-/// or `/quitquitquit`. `/drain_listeners` drops `stop` (the shards drain)
-/// and the loop goes on.
-fn supervise(
-    mut signals: signal_hook::iterator::Signals,
-    published: &Published,
-    store: &Store,
-    commands: &crossbeam_channel::Receiver<Command>,
-    stop: &mut Option<flume::Sender<()>>,
-) -> Result<(), String> {
-    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(4);
-    std::thread::Builder::new()
-        .name("ringway-signals".into())
-        .spawn(move || {
-            let mut draining = false;
-            for sig in signals.forever() {
-                if draining {
-                    // A second signal during the drain ends the process at once.
-                    log::warn!("second termination signal: exiting now");
-                    std::process::exit(0);
+/// The main thread's state while the proxy serves.
+struct Control<'a> {
+    published: &'a Published,
+    store: &'a Store,
+    sinks: &'a Arc<Sinks>,
+    sockets: Sockets,
+    /// Each shard's listener plans.
+    plans: Vec<flume::Sender<Vec<Planned>>>,
+    /// Listener names and bound addresses, as `/listeners` shows them.
+    bound: Arc<Mutex<Vec<(String, Address)>>>,
+    xds: Option<Xds>,
+    /// Dropped to make the shards drain.
+    stop: Option<flume::Sender<()>>,
+}
+
+impl Control<'_> {
+    /// Main-thread loop: re-resolves STRICT_DNS clusters, reloads rotated
+    /// certificates and xDS files, publishing new snapshots, and carries
+    /// out admin commands, until a termination signal or `/quitquitquit`.
+    /// `/drain_listeners` drops `stop` (the shards drain) and the loop
+    /// goes on.
+    fn supervise(
+        &mut self,
+        mut signals: signal_hook::iterator::Signals,
+        commands: &crossbeam_channel::Receiver<Command>,
+    ) -> Result<(), String> {
+        let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(4);
+        std::thread::Builder::new()
+            .name("ringway-signals".into())
+            .spawn(move || {
+                let mut draining = false;
+                for sig in signals.forever() {
+                    if draining {
+                        // A second signal during the drain ends the process at once.
+                        log::warn!("second termination signal: exiting now");
+                        std::process::exit(0);
+                    }
+                    draining = true;
+                    if sig_tx.send(sig).is_err() {
+                        return;
+                    }
                 }
-                draining = true;
-                if sig_tx.send(sig).is_err() {
-                    return;
-                }
-            }
-        })
-        .map_err(|e| format!("cannot spawn the signal thread: {e}"))?;
-    let snapshot = published.load();
-    let mut due: Vec<(usize, Instant)> = snapshot
-        .clusters
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.config.discovery.uses_dns())
-        .map(|(i, c)| (i, Instant::now() + c.config.dns_refresh_rate))
-        .collect();
-    let mut certs = cert_watch::CertWatch::new(published);
-    let cert_ticks = if certs.is_empty() {
-        crossbeam_channel::never()
-    } else {
-        crossbeam_channel::tick(cert_watch::INTERVAL)
-    };
-    loop {
-        let timer = match due.iter().map(|(_, t)| *t).min() {
-            Some(t) => crossbeam_channel::at(t),
+            })
+            .map_err(|e| format!("cannot spawn the signal thread: {e}"))?;
+        let mut due = dns_due(&self.published.load(), &HashMap::new());
+        let mut certs = cert_watch::CertWatch::new(self.published);
+        let cert_ticks = if certs.is_empty() && self.xds.is_none() {
+            crossbeam_channel::never()
+        } else {
+            crossbeam_channel::tick(cert_watch::INTERVAL)
+        };
+        let updates = match &self.xds {
+            Some(xds) => xds::watch_files(&xds.sources())?,
             None => crossbeam_channel::never(),
         };
-        crossbeam_channel::select! {
-            recv(sig_rx) -> sig => {
-                if let Ok(sig) = sig {
-                    log::info!("received signal {sig}");
-                }
-                return Ok(());
-            }
-            recv(commands) -> command => match command {
-                Ok(Command::Quit) => {
-                    log::info!("admin: /quitquitquit");
+        loop {
+            let timer = match due.values().min() {
+                Some(t) => crossbeam_channel::at(*t),
+                None => crossbeam_channel::never(),
+            };
+            crossbeam_channel::select! {
+                recv(sig_rx) -> sig => {
+                    if let Ok(sig) = sig {
+                        log::info!("received signal {sig}");
+                    }
                     return Ok(());
                 }
-                Ok(Command::DrainListeners) => {
-                    log::info!("admin: draining listeners");
-                    stop.take();
+                recv(commands) -> command => match command {
+                    Ok(Command::Quit) => {
+                        log::info!("admin: /quitquitquit");
+                        return Ok(());
+                    }
+                    Ok(Command::DrainListeners) => {
+                        log::info!("admin: draining listeners");
+                        self.stop.take();
+                    }
+                    Err(_) => {}
+                },
+                recv(timer) -> _ => refresh_dns(self.published, self.store, &mut due),
+                recv(cert_ticks) -> _ => certs.check(self.published, self.store),
+                recv(updates) -> kind => {
+                    if let Ok(kind) = kind {
+                        if self.update(kind) {
+                            due = dns_due(&self.published.load(), &due);
+                            certs = cert_watch::CertWatch::new(self.published);
+                        }
+                    }
                 }
-                Err(_) => {}
-            },
-            recv(timer) -> _ => refresh_dns(published, store, &mut due),
-            recv(cert_ticks) -> _ => certs.check(published, store),
+            }
         }
     }
+
+    /// Takes an xDS update of `kind`: publishes the snapshot it makes and
+    /// hands the shards their listeners. True when it was taken.
+    fn update(&mut self, kind: xds::Kind) -> bool {
+        let Some(xds) = &mut self.xds else {
+            return false;
+        };
+        let current = self.published.load();
+        let sockets = &mut self.sockets;
+        let mut plan = Vec::new();
+        let taken = xds.reload(kind, &current, self.store, self.sinks, |next| {
+            plan = sockets.plan(next)?;
+            Ok(())
+        });
+        let Some(next) = taken else {
+            return false;
+        };
+        // Shards learn of their sockets only once the snapshot whose
+        // listeners those sockets serve is out.
+        self.published.publish(next);
+        for shard in &self.plans {
+            let _ = shard.send(plan.clone());
+        }
+        *lock(&self.bound) = self.sockets.addresses();
+        self.store
+            .set_first_cert_expiry(crate::admin::first_cert_expiry(&self.published.load()));
+        true
+    }
+}
+
+/// When each STRICT_DNS or LOGICAL_DNS cluster of `snapshot` is next
+/// resolved, by name: as it was in `before`, or one refresh from now.
+fn dns_due(
+    snapshot: &ConfigSnapshot,
+    before: &HashMap<String, Instant>,
+) -> HashMap<String, Instant> {
+    snapshot
+        .clusters
+        .iter()
+        .filter(|c| c.config.discovery.uses_dns())
+        .map(|c| {
+            let due = before
+                .get(c.name())
+                .copied()
+                .unwrap_or_else(|| Instant::now() + c.config.dns_refresh_rate);
+            (c.name().to_string(), due)
+        })
+        .collect()
 }
 
 /// Re-resolves the STRICT_DNS clusters that are due and publishes a new
 /// snapshot for each whose endpoint set changed.
-fn refresh_dns(published: &Published, store: &Store, due: &mut [(usize, Instant)]) {
+fn refresh_dns(published: &Published, store: &Store, due: &mut HashMap<String, Instant>) {
     let now = Instant::now();
-    for (index, when) in due.iter_mut() {
+    for (name, when) in due.iter_mut() {
         if *when > now {
             continue;
         }
         let current = published.load();
-        let cluster = &current.clusters[*index];
+        let Some(index) = current.clusters.iter().position(|c| c.name() == name) else {
+            continue;
+        };
+        let cluster = &current.clusters[index];
         *when = now + cluster.config.dns_refresh_rate;
         let resolved = dns::resolve(&cluster.config);
         if resolved.is_empty() || Endpoint::same_set(&cluster.endpoints, &resolved) {
@@ -540,7 +516,7 @@ fn refresh_dns(published: &Published, store: &Store, due: &mut [(usize, Instant)
                 .map(|e| e.addr.to_string())
                 .collect::<Vec<_>>()
         );
-        published.publish(current.with_endpoints(*index, resolved, store));
+        published.publish(current.with_endpoints(index, resolved, store));
         store.forget_unused_hosts();
     }
 }

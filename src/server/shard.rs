@@ -99,6 +99,8 @@ pub struct Shard {
     pub date: DateCache,
     /// Drain flag and idle-connection wakeups.
     pub drain: LocalDrain,
+    /// The listeners this shard accepts on.
+    pub listeners: super::listeners::ShardListeners,
     /// Open downstream connections.
     pub connections: Cell<usize>,
     /// The process's stats (this shard writes row `id`).
@@ -129,6 +131,7 @@ impl Shard {
             h2_pool: H2Pool::default(),
             date: DateCache::default(),
             drain: LocalDrain::default(),
+            listeners: Default::default(),
             connections: Cell::new(0),
             stats,
             histograms: ShardHistograms::default(),

@@ -29,7 +29,7 @@ stat_set!(
     ],
     gauges [
         total_listeners_warming, total_listeners_active, total_listeners_draining,
-        total_filter_chains_draining, workers_started,
+        total_filter_chains_draining, workers_started, workers_pinned,
     ]
 );
 

@@ -16,6 +16,7 @@ use crate::http::head::{self, ParsedRequest, Peer};
 use crate::http::local_reply::LocalReply;
 use crate::http::upgrade::{self, End, Tunneled};
 use crate::net::{ByteCounts, Stream};
+use crate::server::drain::LocalDrain;
 use crate::server::shard::{Shard, View};
 use crate::snapshot::HttpSettings;
 use crate::stats::sets::{Http as HttpStat, Http2 as Http2Stat};
@@ -41,6 +42,7 @@ pub(super) async fn serve(
     cx: CxStats,
     peer: Peer,
     mut at: ChainAt,
+    stopped: Rc<LocalDrain>,
 ) {
     let shard = cx.shard.clone();
     // The newest view in which the connection's chain was found: once an
@@ -86,6 +88,9 @@ pub(super) async fn serve(
         let event = monoio::select! {
             next = conn.accept() => Event::Accepted(next),
             _ = shard.drain.wait(), if !closing => {
+                Event::GoAway(Some(HttpStat::downstream_cx_drain_close))
+            }
+            _ = stopped.wait(), if !closing => {
                 Event::GoAway(Some(HttpStat::downstream_cx_drain_close))
             }
             _ = &mut idle, if !closing => Event::GoAway(Some(HttpStat::downstream_cx_idle_timeout)),

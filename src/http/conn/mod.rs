@@ -19,6 +19,7 @@ use crate::access_log::Record;
 use crate::config::{Codec, HeaderMutations};
 use crate::net::{Address, Stream};
 use crate::router::Matched;
+use crate::server::drain::LocalDrain;
 use crate::server::shard::{Shard, View};
 pub use crate::snapshot::ChainAt;
 use crate::snapshot::{HttpChain, HttpSettings};
@@ -143,10 +144,19 @@ struct Conn {
     /// once an update changes or removes the chain, the connection's next
     /// request is served by it, and the connection then closes.
     home: Rc<View>,
+    /// Fires when the socket the connection came through is closed (its
+    /// listener went away or moved): an idle connection then closes.
+    stopped: Rc<LocalDrain>,
 }
 
 impl Conn {
-    fn open(down: Stream, peer: Peer, cx: CxStats, home: Rc<View>) -> Self {
+    fn open(
+        down: Stream,
+        peer: Peer,
+        cx: CxStats,
+        home: Rc<View>,
+        stopped: Rc<LocalDrain>,
+    ) -> Self {
         let mut rbuf = ReadBuf::default();
         rbuf.set_chunk(cx.listener.buffer_limit);
         Conn {
@@ -164,6 +174,7 @@ impl Conn {
             last_active: Instant::now(),
             cx,
             home,
+            stopped,
         }
     }
 
@@ -563,6 +574,7 @@ pub async fn serve(
     shard: Rc<Shard>,
     at: ChainAt,
     h2: bool,
+    stopped: Rc<LocalDrain>,
 ) {
     let mut at = at;
     let home = shard.view();
@@ -572,10 +584,10 @@ pub async fn serve(
     let mut cx = CxStats::open(shard.clone(), current);
     if h2 {
         cx.speaks(Protocol::Http2);
-        Box::pin(h2::serve(down, replay, cx, peer, at)).await;
+        Box::pin(h2::serve(down, replay, cx, peer, at, stopped)).await;
         return;
     }
-    let mut conn = Conn::open(down, peer, cx, home);
+    let mut conn = Conn::open(down, peer, cx, home, stopped.clone());
     conn.proxy.down.rbuf.append(&replay);
     let served = conn.serve_http1(&shard, at).await;
     conn.count_bytes();
@@ -590,7 +602,7 @@ pub async fn serve(
         cx.speaks(Protocol::Http2);
         let H1Down { stream, rbuf, .. } = proxy.down;
         // Boxed: an HTTP/1.1 connection's task stays as small as it was.
-        Box::pin(h2::serve(stream, rbuf.into_unread(), cx, peer, at)).await;
+        Box::pin(h2::serve(stream, rbuf.into_unread(), cx, peer, at, stopped)).await;
     }
 }
 
@@ -642,6 +654,10 @@ impl Conn {
                 let ready = monoio::select! {
                     r = self.proxy.down.stream.readable(false) => r,
                     _ = shard.drain.wait() => {
+                        http_stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
+                        return None;
+                    }
+                    _ = self.stopped.wait() => {
                         http_stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
                         return None;
                     }

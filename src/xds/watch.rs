@@ -1,0 +1,70 @@
+//! Watching xDS files as Envoy does: a file source reloads when its file is
+//! replaced by a rename (written beside it, then moved over it), and, with
+//! `watched_directory`, when anything is moved into that directory (how a
+//! Kubernetes ConfigMap swaps its `..data` link). Writes in place are not
+//! taken: a half-written file is never read.
+
+use super::Kind;
+use crate::config::FileSource;
+use inotify::{Inotify, WatchDescriptor, WatchMask};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::Path;
+
+/// What a watch stands for: moves of one name in a directory, or of any.
+enum Wanted {
+    File(OsString),
+    Any,
+}
+
+/// Starts a thread that sends the kind of each source whose file was
+/// replaced.
+pub fn spawn(
+    sources: &[(Kind, FileSource)],
+) -> Result<crossbeam_channel::Receiver<Kind>, String> {
+    let mut inotify = Inotify::init().map_err(|e| format!("xds: cannot start inotify: {e}"))?;
+    let mut wanted: HashMap<WatchDescriptor, Vec<(Wanted, Kind)>> = HashMap::new();
+    for (kind, source) in sources {
+        let (dir, what) = match &source.watched_directory {
+            Some(dir) => (dir.as_path(), Wanted::Any),
+            None => {
+                let dir = source.path.parent().filter(|d| !d.as_os_str().is_empty());
+                let name = source.path.file_name().unwrap_or_default().to_os_string();
+                (dir.unwrap_or(Path::new(".")), Wanted::File(name))
+            }
+        };
+        let wd = inotify
+            .watches()
+            .add(dir, WatchMask::MOVED_TO)
+            .map_err(|e| format!("xds: cannot watch {}: {e}", dir.display()))?;
+        wanted.entry(wd).or_default().push((what, *kind));
+    }
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("ringway-xds-files".into())
+        .spawn(move || {
+            let mut buffer = [0u8; 4096];
+            loop {
+                let events = match inotify.read_events_blocking(&mut buffer) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        log::error!("xds: watching files failed: {e}; updates stop");
+                        return;
+                    }
+                };
+                for event in events {
+                    for (what, kind) in wanted.get(&event.wd).into_iter().flatten() {
+                        let hit = match what {
+                            Wanted::Any => true,
+                            Wanted::File(name) => event.name == Some(name.as_os_str()),
+                        };
+                        if hit && tx.send(*kind).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("xds: cannot spawn the file watcher: {e}"))?;
+    Ok(rx)
+}
