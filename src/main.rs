@@ -98,7 +98,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let mut xds = ringway::xds::Xds::new(&boot);
+    let mut xds = ringway::xds::Xds::new(&boot, cli.drain_time);
     let (snapshot, xds) = if xds.is_dynamic() {
         match xds.start(snapshot, &store, &sinks) {
             Ok(snapshot) => (snapshot, Some(xds)),

@@ -85,6 +85,8 @@ pub struct Listener {
     pub name: String,
     /// Its configuration's digest (`config::Listener::fingerprint`).
     pub fingerprint: u64,
+    /// Its own fields' digest (`config::Listener::shell`).
+    pub shell: u64,
     /// Bound address.
     pub address: Address,
     /// `listener.<address>.*`.
@@ -346,7 +348,10 @@ impl ConfigSnapshot {
         // over while those are what they were.
         let same_clusters = previous.is_some_and(|p| {
             p.clusters.len() == clusters.len()
-                && p.clusters.iter().zip(&clusters).all(|(a, b)| a.name() == b.name())
+                && p.clusters
+                    .iter()
+                    .zip(&clusters)
+                    .all(|(a, b)| a.name() == b.name())
         });
         for (i, l) in boot.listeners.iter().enumerate() {
             let path = &l.path;
@@ -366,11 +371,10 @@ impl ConfigSnapshot {
                     suggestion: None,
                 });
             }
-            let kept = previous
-                .filter(|_| same_clusters)
+            let unchanged = previous
                 .and_then(|p| p.listeners.iter().find(|p| p.name == l.name))
                 .filter(|p| p.fingerprint == l.fingerprint);
-            if let Some(kept) = kept {
+            if let Some(kept) = unchanged.filter(|_| same_clusters) {
                 listeners.push(kept.clone());
                 continue;
             }
@@ -381,6 +385,7 @@ impl ConfigSnapshot {
                 serve,
                 by_name: &by_name,
                 listener: l,
+                validate_clusters: unchanged.is_none(),
             };
             let mut chains = Vec::new();
             for chain in l.chains.iter().chain(&l.default_chain) {
@@ -390,6 +395,7 @@ impl ConfigSnapshot {
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 fingerprint: l.fingerprint,
+                shell: l.shell,
                 address: l.address.clone(),
                 stats: store.listener(&l.address.to_string()),
                 socket: l.socket.clone(),
@@ -438,12 +444,19 @@ impl ConfigSnapshot {
     /// wherever an update moved the same chain (`at` then follows it).
     /// None when the chain changed or went away.
     pub fn locate(&self, at: &mut ChainAt) -> Option<&Arc<HttpChain>> {
-        let here = self.listeners.get(at.listener).and_then(|l| l.chains.get(at.chain));
+        let here = self
+            .listeners
+            .get(at.listener)
+            .and_then(|l| l.chains.get(at.chain));
         if here.is_some_and(|c| c.fingerprint == at.fingerprint) {
             return self.listeners[at.listener].http_chain(at.chain);
         }
         for (l, listener) in self.listeners.iter().enumerate() {
-            if let Some(c) = listener.chains.iter().position(|c| c.fingerprint == at.fingerprint) {
+            if let Some(c) = listener
+                .chains
+                .iter()
+                .position(|c| c.fingerprint == at.fingerprint)
+            {
                 at.listener = l;
                 at.chain = c;
                 return listener.http_chain(c);
@@ -559,6 +572,10 @@ struct Compiler<'a> {
     serve: bool,
     by_name: &'a HashMap<String, usize>,
     listener: &'a config::Listener,
+    /// Whether a route or TCP proxy naming a cluster that does not exist
+    /// is an error (not for a listener kept unchanged while CDS removed a
+    /// cluster it names).
+    validate_clusters: bool,
 }
 
 impl Compiler<'_> {
@@ -586,7 +603,13 @@ impl Compiler<'_> {
         let serve = match &c.filter {
             config::NetworkFilter::Http(hcm) => {
                 let rc_path = format!("{}.route_config", c.filter_path);
-                let routes = RouteTable::compile(&hcm.route_config, &rc_path, self.by_name, errors);
+                let routes = RouteTable::compile(
+                    &hcm.route_config,
+                    &rc_path,
+                    self.by_name,
+                    self.validate_clusters,
+                    errors,
+                );
                 let access_logs = self.logs(&hcm.access_log, &c.filter_path, errors);
                 let address = self.listener.address.to_string();
                 Serve::Http(Arc::new(HttpChain {
@@ -600,6 +623,9 @@ impl Compiler<'_> {
                 for ((name, weight), path) in t.clusters.iter().zip(&t.cluster_paths) {
                     match self.by_name.get(name) {
                         Some(&i) => clusters.push((i, *weight)),
+                        None if !self.validate_clusters => {
+                            clusters.push((crate::router::MISSING_CLUSTER, *weight))
+                        }
                         None => {
                             errors.push(error(path.clone(), format!("unknown cluster {name:?}")))
                         }

@@ -151,7 +151,7 @@ pub fn listeners_json(listeners: &[(String, Address)]) -> Value {
 }
 
 /// RFC 3339 UTC time, as protobuf JSON writes timestamps.
-fn rfc3339(t: SystemTime) -> String {
+pub fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (y, m, day) = crate::http::date::civil_from_days((secs / 86_400) as i64);
@@ -174,8 +174,10 @@ fn typed(mut v: Value, type_url: &str) -> Value {
     v
 }
 
-/// The whole `GET /config_dump`: bootstrap, clusters, listeners, routes.
-pub fn config_dump(bootstrap: &Value, loaded: SystemTime) -> Value {
+/// The whole `GET /config_dump`: bootstrap, clusters, listeners, routes;
+/// `dynamic` is what xDS delivered (`xds::Xds::dump`), if anything is
+/// dynamic.
+pub fn config_dump(bootstrap: &Value, loaded: SystemTime, dynamic: Option<&Value>) -> Value {
     let updated = rfc3339(loaded);
     let resources = |kind: &str| -> Vec<Value> {
         bootstrap
@@ -187,13 +189,27 @@ pub fn config_dump(bootstrap: &Value, loaded: SystemTime) -> Value {
     let clusters: Vec<Value> = resources("clusters")
         .into_iter()
         .map(|c| {
-            let c = typed(c, "type.googleapis.com/envoy.config.cluster.v3.Cluster");
+            let c = typed(c, CLUSTER);
             json!({"cluster": c, "last_updated": updated})
         })
         .collect();
     let listeners_raw = resources("listeners");
+    let lds = dynamic
+        .and_then(|d| d.get("listeners"))
+        .filter(|l| !l.is_null());
+    let cds = dynamic
+        .and_then(|d| d.get("clusters"))
+        .filter(|c| !c.is_null());
+    // Inline route configurations of every listener, dynamic ones too.
+    let dynamic_listeners = lds
+        .and_then(|l| l.get("resources"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"]);
     let routes: Vec<Value> = listeners_raw
         .iter()
+        .chain(dynamic_listeners)
         .flat_map(|l| {
             let chains = l.get("filter_chains").and_then(Value::as_array);
             chains.into_iter().flatten().flat_map(|chain| {
@@ -215,16 +231,95 @@ pub fn config_dump(bootstrap: &Value, loaded: SystemTime) -> Value {
     let listeners: Vec<Value> = listeners_raw
         .into_iter()
         .map(|l| {
-            let l = typed(l, "type.googleapis.com/envoy.config.listener.v3.Listener");
+            let l = typed(l, LISTENER);
             json!({"listener": l, "last_updated": updated})
         })
         .collect();
+    let mut cluster_dump = json!({"@type": format!("{ADMIN}ClustersConfigDump")});
+    if !clusters.is_empty() {
+        cluster_dump["static_clusters"] = json!(clusters);
+    }
+    if let Some(cds) = cds {
+        cluster_dump["version_info"] = cds["version_info"].clone();
+        cluster_dump["dynamic_active_clusters"] = json!(dynamic_entries(cds, false));
+    }
+    let mut listener_dump = json!({"@type": format!("{ADMIN}ListenersConfigDump")});
+    if !listeners.is_empty() {
+        listener_dump["static_listeners"] = json!(listeners);
+    }
+    if let Some(lds) = lds {
+        listener_dump["version_info"] = lds["version_info"].clone();
+        listener_dump["dynamic_listeners"] = json!(dynamic_entries(lds, true));
+    }
     json!({"configs": [
         {"@type": format!("{ADMIN}BootstrapConfigDump"), "bootstrap": bootstrap, "last_updated": updated},
-        {"@type": format!("{ADMIN}ClustersConfigDump"), "static_clusters": clusters},
-        {"@type": format!("{ADMIN}ListenersConfigDump"), "static_listeners": listeners},
+        cluster_dump,
+        listener_dump,
         {"@type": format!("{ADMIN}RoutesConfigDump"), "static_route_configs": routes},
     ]})
+}
+
+const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+/// One subscription's resources as dump entries: `dynamic_listeners` (with
+/// `listeners`: active, then draining states) or `dynamic_active_clusters`. Beyond Envoy, which leaves it
+/// empty: each resource of the last refused update carries `error_state`
+/// (Envoy's `UpdateFailureState`), on its active entry, or on an entry of
+/// its own when it is not active.
+fn dynamic_entries(dump: &Value, listeners: bool) -> Vec<Value> {
+    let mut entries: Vec<Value> = dump["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let (r, version, at) = (&e["resource"], &e["version_info"], &e["last_updated"]);
+            match listeners {
+                true => json!({
+                    "name": r["name"],
+                    "active_state": {"version_info": version, "listener": r, "last_updated": at},
+                }),
+                false => json!({"version_info": version, "cluster": r, "last_updated": at}),
+            }
+        })
+        .collect();
+    for d in dump["draining"].as_array().into_iter().flatten() {
+        let e = &d["entry"];
+        let state = json!({
+            "version_info": e["version_info"],
+            "listener": e["resource"],
+            "last_updated": e["last_updated"],
+        });
+        match entries.iter_mut().find(|x| x["name"] == d["name"]) {
+            Some(x) => x["draining_state"] = state,
+            None => entries.push(json!({"name": d["name"], "draining_state": state})),
+        }
+    }
+    let Some(rejected) = dump.get("last_rejected") else {
+        return entries;
+    };
+    for failed in rejected["resources"].as_array().into_iter().flatten() {
+        let error_state = json!({
+            "failed_configuration": failed,
+            "last_update_attempt": rejected["last_update_attempt"],
+            "details": rejected["details"],
+            "version_info": rejected["version_info"],
+        });
+        let name = &failed["name"];
+        let pointer = match listeners {
+            true => "/active_state/listener/name",
+            false => "/cluster/name",
+        };
+        match entries
+            .iter_mut()
+            .find(|e| e.pointer(pointer) == Some(name))
+        {
+            Some(e) => e["error_state"] = error_state,
+            None if listeners => entries.push(json!({"name": name, "error_state": error_state})),
+            None => entries.push(json!({"error_state": error_state})),
+        }
+    }
+    entries
 }
 
 /// Applies `?resource=` (one repeated field of a dump, each element its own
@@ -318,7 +413,7 @@ mod tests {
     #[test]
     fn resource_and_mask_select_like_envoy() {
         let boot = json!({"static_resources": {"clusters": [{"name": "a", "type": "STATIC"}]}});
-        let dump = config_dump(&boot, UNIX_EPOCH);
+        let dump = config_dump(&boot, UNIX_EPOCH, None);
         let v = select(dump.clone(), Some("static_clusters"), Some("cluster.name")).expect("ok");
         assert_eq!(
             v["configs"][0]["@type"],

@@ -13,6 +13,7 @@ mod certs;
 mod dump;
 
 pub use certs::first_expiry as first_cert_expiry;
+pub use dump::rfc3339;
 
 use crate::access_log::{AccessLog, Record, ShardLogs, Sinks};
 use crate::config::NodeInfo;
@@ -60,6 +61,8 @@ pub struct ServerInfo {
     pub bootstrap: Value,
     /// Every listener's name and bound address.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, Address)>>>,
+    /// What xDS delivered, for `/config_dump` (`xds::Xds::dump`).
+    pub dynamic: Option<Arc<std::sync::Mutex<Value>>>,
 }
 
 /// Everything a request to the admin API can read or change.
@@ -291,7 +294,11 @@ impl Admin {
                 }
             }
             "/config_dump" => {
-                let all = dump::config_dump(&self.info.bootstrap, self.started);
+                let dynamic = self.info.dynamic.as_ref().map(|d| {
+                    d.lock()
+                        .map_or_else(|p| p.into_inner().clone(), |d| d.clone())
+                });
+                let all = dump::config_dump(&self.info.bootstrap, self.started, dynamic.as_ref());
                 match dump::select(all, param(&params, "resource"), param(&params, "mask")) {
                     Ok(v) => Reply::json(&v),
                     Err(e) => Reply::text(404, format!("{e}\n")),

@@ -107,6 +107,9 @@ pub struct Listener {
     pub path: String,
     /// A digest of its whole configuration.
     pub fingerprint: u64,
+    /// A digest of its own fields, the filter chains left out: an update
+    /// that keeps it changes the listener in place.
+    pub shell: u64,
     /// `name` (Envoy generates one when absent).
     pub name: String,
     /// The bound address.
@@ -259,6 +262,7 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
         let listener = udp_listener(&obj, errs, index, name, address?);
         return listener.map(|l| Listener {
             fingerprint: node.fingerprint(&[]),
+            shell: node.fingerprint(&[]),
             ..l
         });
     }
@@ -300,6 +304,7 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
     Some(Listener {
         path: node.path().to_string(),
         fingerprint: node.fingerprint(&[]),
+        shell,
         name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
         address,
         chains,
@@ -376,6 +381,7 @@ fn udp_listener(
     Some(Listener {
         path: obj.path().to_string(),
         fingerprint: 0,
+        shell: 0,
         name: name.unwrap_or_else(|| format!("listener_{index}_{address}")),
         address,
         chains: Vec::new(),

@@ -48,9 +48,7 @@ pub async fn serve(socket: UdpSocket, name: Arc<str>, stopped: Rc<LocalDrain>, s
         };
         let view = shard.view();
         let index = view.snapshot.listener_index.get(&*name);
-        let Some(proxy) = index
-            .and_then(|&i| view.snapshot.listeners[i].udp.clone())
-        else {
+        let Some(proxy) = index.and_then(|&i| view.snapshot.listeners[i].udp.clone()) else {
             continue;
         };
         let w = shard.id;

@@ -89,7 +89,7 @@ impl Forward {
         random: u64,
         by_name: &HashMap<String, usize>,
     ) -> Result<usize, u16> {
-        match &self.target {
+        let picked = match &self.target {
             Target::Cluster(i) => Ok(*i),
             Target::Header(h) => req
                 .header(h)
@@ -105,9 +105,16 @@ impl Forward {
                 }
                 clusters.last().map(|(c, _)| *c).ok_or(503)
             }
+        };
+        match picked {
+            Ok(MISSING_CLUSTER) => Err(self.cluster_not_found_status),
+            picked => picked,
         }
     }
 }
+
+/// The cluster index of a route whose cluster is gone.
+pub const MISSING_CLUSTER: usize = usize::MAX;
 
 /// A compiled route.
 #[derive(Debug)]
@@ -220,10 +227,15 @@ pub fn port_start(host: &str) -> Option<usize> {
 
 impl RouteTable {
     /// Compiles a route configuration; `cluster_index` resolves cluster names.
+    ///
+    /// With `validate_clusters` a route to a cluster that does not exist
+    /// is an error; without (a listener kept while CDS removed a cluster
+    /// it names, as Envoy keeps it), such a route answers as `no_cluster`.
     pub fn compile(
         rc: &RouteConfiguration,
         path: &str,
         clusters_by_name: &HashMap<String, usize>,
+        validate_clusters: bool,
         errors: &mut Vec<config::ConfigError>,
     ) -> RouteTable {
         let mut table = RouteTable {
@@ -276,6 +288,9 @@ impl RouteTable {
                         let rpath = format!("{vpath}.routes[{ri}].route");
                         let mut resolve = |name: &str, field: &str| {
                             let found = clusters_by_name.get(name).copied();
+                            if found.is_none() && !validate_clusters {
+                                return Some(MISSING_CLUSTER);
+                            }
                             if found.is_none() {
                                 errors.push(config::ConfigError {
                                     path: format!("{rpath}.{field}"),
@@ -580,7 +595,7 @@ mod tests {
         let config::NetworkFilter::Http(hcm) = &boot.listeners[0].chains[0].filter else {
             panic!("the listener serves HTTP");
         };
-        let t = RouteTable::compile(&hcm.route_config, "rc", &clusters, &mut errors);
+        let t = RouteTable::compile(&hcm.route_config, "rc", &clusters, true, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         t
     }

@@ -13,17 +13,17 @@ use crate::access_log::{self, Sinks};
 use crate::admin::{Admin, Command, ServerInfo};
 use crate::config::NodeInfo;
 use crate::net::{Address, Bound};
-use crate::xds::{self, Xds};
-use listeners::{Planned, Sockets};
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::Store;
 use crate::upstream::{dns, Endpoint};
+use crate::xds::{self, Xds};
+use listeners::{Planned, Sockets};
 use shard::Shard;
 use signal_hook::consts::{SIGINT, SIGTERM};
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -133,6 +133,7 @@ pub fn run(
             node: options.node.clone(),
             bootstrap: options.bootstrap.clone(),
             listeners: bound.clone(),
+            dynamic: xds.as_ref().map(Xds::dump),
         };
         Admin::new(store.clone(), published.clone(), info, command_tx)
             .with_access_logs(logs, sinks.clone())
@@ -427,7 +428,12 @@ impl Control<'_> {
                     Err(_) => {}
                 },
                 recv(timer) -> _ => refresh_dns(self.published, self.store, &mut due),
-                recv(cert_ticks) -> _ => certs.check(self.published, self.store),
+                recv(cert_ticks) -> _ => {
+                    certs.check(self.published, self.store);
+                    if let Some(xds) = &mut self.xds {
+                        xds.expire_draining(self.store);
+                    }
+                }
                 recv(updates) -> kind => {
                     if let Ok(kind) = kind {
                         if self.update(kind) {

@@ -13,14 +13,16 @@ mod watch;
 pub use watch::spawn as watch_files;
 
 use crate::access_log::Sinks;
+use crate::admin::rfc3339;
 use crate::config::{self, Bootstrap, ConfigError, FileSource};
 use crate::snapshot::ConfigSnapshot;
 use crate::stats::sets::{
-    Cds as CdsStat, ClusterManager as ClusterStat, Lds as LdsStat,
-    ListenerManager as ListenerStat,
+    Cds as CdsStat, ClusterManager as ClusterStat, Lds as LdsStat, ListenerManager as ListenerStat,
 };
 use crate::stats::Store;
-use std::time::SystemTime;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A resource type Ringway subscribes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,45 +33,160 @@ pub enum Kind {
     Clusters,
 }
 
-/// A version taken, or refused.
+/// A refused update.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+struct Outcome {
     /// `version_info` of the update.
-    pub version: String,
+    version: String,
     /// When it came.
-    pub at: SystemTime,
-    /// Why it was refused (empty for an accepted one).
-    pub error: String,
+    at: SystemTime,
+    /// Why it was refused.
+    error: String,
+    /// Its resources as delivered (those that could be read).
+    raw: Vec<Value>,
+}
+
+/// An accepted resource as `/config_dump` shows it.
+#[derive(Clone)]
+struct Entry {
+    /// As delivered.
+    raw: Value,
+    /// The version that last added or replaced it, and when. As in Envoy,
+    /// a listener changed in place (only its filter chains) keeps both.
+    version: String,
+    at: SystemTime,
+}
+
+impl Entry {
+    fn dump(&self) -> Value {
+        json!({"resource": self.raw, "version_info": self.version, "last_updated": rfc3339(self.at)})
+    }
+}
+
+/// A resource type's decoded form, as an update compares it.
+trait Resource: Clone {
+    fn name(&self) -> &str;
+    /// Whether `self`, replacing `old`, keeps `old`'s version in the dump.
+    fn keeps_version_of(&self, old: &Self) -> bool;
+}
+
+impl Resource for config::Listener {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn keeps_version_of(&self, old: &Self) -> bool {
+        self.shell == old.shell
+    }
+}
+
+impl Resource for config::Cluster {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn keeps_version_of(&self, old: &Self) -> bool {
+        self.fingerprint == old.fingerprint
+    }
 }
 
 /// One subscription: its source, what it last accepted and rejected.
 struct Subscription<T> {
+    kind: Kind,
     source: FileSource,
     resources: Vec<T>,
-    accepted: Option<Outcome>,
+    entries: Vec<Entry>,
+    /// The version of the last update that changed anything (Envoy's
+    /// `version_info` of the dump), and when.
+    accepted: Option<(String, SystemTime)>,
     rejected: Option<Outcome>,
 }
 
-impl<T> Subscription<T> {
-    fn new(source: &Option<FileSource>) -> Option<Self> {
+impl<T: Resource> Subscription<T> {
+    fn new(kind: Kind, source: &Option<FileSource>) -> Option<Self> {
         source.clone().map(|source| Subscription {
+            kind,
             source,
             resources: Vec::new(),
+            entries: Vec::new(),
             accepted: None,
             rejected: None,
         })
     }
+
+    /// Takes an accepted update: its resources decoded and as delivered.
+    fn accept(&mut self, resources: Vec<T>, raw: Vec<Value>, version: &str, at: SystemTime) {
+        let mut entries = Vec::with_capacity(resources.len());
+        let mut changed = resources.len() != self.resources.len();
+        for (resource, raw) in resources.iter().zip(raw) {
+            let before = self
+                .resources
+                .iter()
+                .position(|r| r.name() == resource.name());
+            let kept = before.filter(|&i| resource.keeps_version_of(&self.resources[i]));
+            changed |= before.is_none_or(|i| raw != self.entries[i].raw);
+            entries.push(match kept {
+                Some(i) => Entry {
+                    raw,
+                    version: self.entries[i].version.clone(),
+                    at: self.entries[i].at,
+                },
+                None => Entry {
+                    raw,
+                    version: version.to_string(),
+                    at,
+                },
+            });
+        }
+        if changed || self.accepted.is_none() {
+            self.accepted = Some((version.to_string(), at));
+        }
+        self.resources = resources;
+        self.entries = entries;
+    }
+
+    /// This subscription's part of `/config_dump`.
+    fn dump(&self) -> Value {
+        let resources: Vec<Value> = self.entries.iter().map(Entry::dump).collect();
+        let mut dump = json!({
+            "version_info": self.accepted.as_ref().map_or("", |(v, _)| v.as_str()),
+            "resources": resources,
+        });
+        if let Some(r) = &self.rejected {
+            // Beyond Envoy: the last refused update, so an operator sees
+            // it without reading logs.
+            dump["last_rejected"] = json!({
+                "version_info": r.version,
+                "last_update_attempt": rfc3339(r.at),
+                "details": r.error,
+                "resources": r.raw,
+            });
+        }
+        dump
+    }
+}
+
+/// A listener an update removed or replaced (not in place), shown as
+/// draining for the drain time, as Envoy shows it.
+struct Draining {
+    name: String,
+    entry: Entry,
+    until: Instant,
 }
 
 /// The dynamic resources and the static bootstrap they are served with.
 pub struct Xds {
     base: Bootstrap,
+    drain_time: Duration,
+    draining: Vec<Draining>,
     lds: Option<Subscription<config::Listener>>,
     cds: Option<Subscription<config::Cluster>>,
+    /// What `/config_dump` shows of them, kept current for the admin API.
+    dump: Arc<Mutex<Value>>,
 }
 
 /// The resources of an update being tried.
-enum Pending {
+enum Decoded {
     Listeners(Vec<config::Listener>),
     Clusters(Vec<config::Cluster>),
 }
@@ -88,12 +205,16 @@ fn listed(errors: &[ConfigError]) -> String {
 }
 
 impl Xds {
-    /// The subscriptions `boot` names, served beside its static resources.
-    pub fn new(boot: &Bootstrap) -> Self {
+    /// The subscriptions `boot` names, served beside its static resources;
+    /// a listener an update removes or replaces drains for `drain_time`.
+    pub fn new(boot: &Bootstrap, drain_time: Duration) -> Self {
         Xds {
-            lds: Subscription::new(&boot.dynamic.lds),
-            cds: Subscription::new(&boot.dynamic.cds),
+            drain_time,
+            draining: Vec::new(),
+            lds: Subscription::new(Kind::Listeners, &boot.dynamic.lds),
+            cds: Subscription::new(Kind::Clusters, &boot.dynamic.cds),
             base: boot.clone(),
+            dump: Arc::default(),
         }
     }
 
@@ -104,9 +225,16 @@ impl Xds {
 
     /// Every file source with its kind.
     pub fn sources(&self) -> Vec<(Kind, FileSource)> {
-        let cds = self.cds.iter().map(|s| (Kind::Clusters, s.source.clone()));
-        let lds = self.lds.iter().map(|s| (Kind::Listeners, s.source.clone()));
+        let cds = self.cds.iter().map(|s| (s.kind, s.source.clone()));
+        let lds = self.lds.iter().map(|s| (s.kind, s.source.clone()));
         cds.chain(lds).collect()
+    }
+
+    /// The dynamic part of `/config_dump`, kept current: `{"listeners":
+    /// …, "clusters": …}`, each with its version, resources, when they
+    /// were accepted and the last rejected update.
+    pub fn dump(&self) -> Arc<Mutex<Value>> {
+        self.dump.clone()
     }
 
     /// The first load, as Envoy starts: a source file that does not exist
@@ -137,9 +265,9 @@ impl Xds {
     }
 
     /// Reads the `kind` source again and, when the update is valid and
-    /// `accept` (which publishes it) agrees, returns the snapshot it made.
-    /// Anything refused leaves the subscription as it was, counted and
-    /// remembered for `/config_dump`.
+    /// `accept` (which plans its listeners' sockets) agrees, returns the
+    /// snapshot it made. Anything refused leaves the subscription as it
+    /// was, counted and remembered for `/config_dump`.
     pub fn reload(
         &mut self,
         kind: Kind,
@@ -148,19 +276,14 @@ impl Xds {
         sinks: &Sinks,
         accept: impl FnOnce(&ConfigSnapshot) -> Result<(), String>,
     ) -> Option<ConfigSnapshot> {
-        let main = store.main_row();
         let path = match kind {
             Kind::Listeners => self.lds.as_ref()?.source.path.clone(),
             Kind::Clusters => self.cds.as_ref()?.source.path.clone(),
         };
-        match kind {
-            Kind::Listeners => store.lds().inc(main, LdsStat::update_attempt),
-            Kind::Clusters => store.cds().inc(main, CdsStat::update_attempt),
-        }
-        let mut version = String::new();
-        let mut pending = None;
+        count(store, kind, Counted::Attempt);
+        let (mut version, mut raw, mut decoded) = (String::new(), Vec::new(), None);
         let result = self
-            .candidate(kind, &path, &mut version, &mut pending)
+            .candidate(kind, &path, &mut version, &mut raw, &mut decoded)
             .and_then(|boot| {
                 ConfigSnapshot::compile_next(&boot, store, sinks, current)
                     .map_err(|e| Refusal::Rejected(listed(&e)))
@@ -169,102 +292,141 @@ impl Xds {
                 Ok(()) => Ok(next),
                 Err(e) => Err(Refusal::Rejected(e)),
             });
-        let now = SystemTime::now();
-        let outcome = |error: String| Outcome {
-            version: version.clone(),
-            at: now,
-            error,
-        };
+        let at = SystemTime::now();
         let next = match result {
             Ok(next) => next,
             Err(refusal) => {
-                let (message, failure) = match refusal {
-                    Refusal::Failure(m) => (m, true),
-                    Refusal::Rejected(m) => (m, false),
+                let (error, counted) = match refusal {
+                    Refusal::Failure(m) => (m, Counted::Failure),
+                    Refusal::Rejected(m) => (m, Counted::Rejected),
                 };
+                count(store, kind, counted);
                 log::warn!(
-                    "{} update from {} rejected (the last accepted config stays): {message}",
+                    "{} update from {} refused (the last accepted config stays): {error}",
                     kind.api(),
                     path.display()
                 );
-                let rejected = Some(outcome(message));
+                let rejected = Some(Outcome {
+                    version,
+                    at,
+                    error,
+                    raw,
+                });
                 match kind {
-                    Kind::Listeners => {
-                        let stat = if failure {
-                            LdsStat::update_failure
-                        } else {
-                            LdsStat::update_rejected
-                        };
-                        store.lds().inc(main, stat);
-                        if let Some(s) = &mut self.lds {
-                            s.rejected = rejected;
-                        }
-                    }
-                    Kind::Clusters => {
-                        let stat = if failure {
-                            CdsStat::update_failure
-                        } else {
-                            CdsStat::update_rejected
-                        };
-                        store.cds().inc(main, stat);
-                        if let Some(s) = &mut self.cds {
-                            s.rejected = rejected;
-                        }
-                    }
+                    Kind::Listeners => self
+                        .lds
+                        .iter_mut()
+                        .for_each(|s| s.rejected = rejected.clone()),
+                    Kind::Clusters => self
+                        .cds
+                        .iter_mut()
+                        .for_each(|s| s.rejected = rejected.clone()),
                 }
+                self.publish_dump();
                 return None;
             }
         };
+        count_changes(store, current, &next);
+        count(store, kind, Counted::Success);
         let hash = xxhash_rust::xxh64::xxh64(version.as_bytes(), 0);
-        let millis = now
+        let millis = at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        count_changes(store, current, &next);
-        match kind {
-            Kind::Listeners => {
+        let main = store.main_row();
+        match (decoded, &mut self.lds, &mut self.cds) {
+            (Some(Decoded::Listeners(resources)), Some(s), _) => {
                 let stats = store.lds();
-                stats.inc(main, LdsStat::update_success);
                 stats.set(main, LdsStat::version, hash);
                 stats.set(main, LdsStat::update_time, millis);
                 store.set_text("listener_manager.lds.version_text".into(), version.clone());
-                if let (Some(s), Some(Pending::Listeners(l))) = (&mut self.lds, pending) {
-                    s.resources = l;
-                    s.accepted = Some(outcome(String::new()));
+                let until = Instant::now() + self.drain_time;
+                for (old, entry) in s.resources.iter().zip(&s.entries) {
+                    let now = resources.iter().find(|r| r.name == old.name);
+                    if now.is_none_or(|r| !r.keeps_version_of(old)) {
+                        self.draining.push(Draining {
+                            name: old.name.clone(),
+                            entry: entry.clone(),
+                            until,
+                        });
+                    }
                 }
+                s.accept(resources, raw, &version, at);
+                store.listener_manager.set(
+                    main,
+                    ListenerStat::total_listeners_draining,
+                    self.draining.len() as u64,
+                );
             }
-            Kind::Clusters => {
+            (Some(Decoded::Clusters(resources)), _, Some(s)) => {
                 let stats = store.cds();
-                stats.inc(main, CdsStat::update_success);
                 stats.inc(main, CdsStat::config_reload);
                 stats.set(main, CdsStat::config_reload_time_ms, millis);
                 stats.set(main, CdsStat::version, hash);
                 stats.set(main, CdsStat::update_time, millis);
                 store.set_text("cluster_manager.cds.version_text".into(), version.clone());
-                if let (Some(s), Some(Pending::Clusters(c))) = (&mut self.cds, pending) {
-                    s.resources = c;
-                    s.accepted = Some(outcome(String::new()));
-                }
+                s.accept(resources, raw, &version, at);
             }
+            _ => {}
         }
+        self.publish_dump();
         Some(next)
     }
 
-    /// The bootstrap the `kind` file's update would make; its version is
-    /// written to `version` and its resources to `pending`.
+    /// Ends the draining of listeners whose drain time is over; true when
+    /// one ended.
+    pub fn expire_draining(&mut self, store: &Store) -> bool {
+        let now = Instant::now();
+        let before = self.draining.len();
+        self.draining.retain(|d| d.until > now);
+        if self.draining.len() == before {
+            return false;
+        }
+        store.listener_manager.set(
+            store.main_row(),
+            ListenerStat::total_listeners_draining,
+            self.draining.len() as u64,
+        );
+        self.publish_dump();
+        true
+    }
+
+    fn publish_dump(&self) {
+        let mut listeners = self.lds.as_ref().map(Subscription::dump);
+        if let Some(l) = &mut listeners {
+            let draining: Vec<Value> = self
+                .draining
+                .iter()
+                .map(|d| json!({"name": d.name, "entry": d.entry.dump()}))
+                .collect();
+            l["draining"] = json!(draining);
+        }
+        let dump = json!({
+            "listeners": listeners,
+            "clusters": self.cds.as_ref().map(Subscription::dump),
+        });
+        *self.dump.lock().unwrap_or_else(|p| p.into_inner()) = dump;
+    }
+
+    /// The bootstrap the `kind` file's update would make; its version, its
+    /// resources as delivered and as decoded are written to the last three.
     fn candidate(
         &self,
         kind: Kind,
         path: &std::path::Path,
         version: &mut String,
-        pending: &mut Option<Pending>,
+        raw: &mut Vec<Value>,
+        decoded: &mut Option<Decoded>,
     ) -> Result<Bootstrap, Refusal> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Refusal::Failure(format!("cannot read {origin}: {e}")))?;
-        let tree = config::parse_document(&text, &origin)
-            .map_err(|e| Refusal::Failure(e.to_string()))?;
-        if let Some(v) = tree.get("version_info").and_then(|v| v.as_str()) {
+        let tree =
+            config::parse_document(&text, &origin).map_err(|e| Refusal::Failure(e.to_string()))?;
+        if let Some(v) = tree.get("version_info").and_then(Value::as_str) {
             *version = v.to_string();
+        }
+        if let Some(resources) = tree.get("resources").and_then(Value::as_array) {
+            raw.clone_from(resources);
         }
         let mut boot = self.merged();
         match kind {
@@ -277,14 +439,14 @@ impl Xds {
                 }
                 boot.listeners.truncate(self.base.listeners.len());
                 boot.listeners.extend(listeners.iter().cloned());
-                *pending = Some(Pending::Listeners(listeners));
+                *decoded = Some(Decoded::Listeners(listeners));
             }
             Kind::Clusters => {
                 let update = config::decode_cluster_update(&tree)
                     .map_err(|e| Refusal::Rejected(listed(&e)))?;
                 boot.clusters.truncate(self.base.clusters.len());
                 boot.clusters.extend(update.resources.iter().cloned());
-                *pending = Some(Pending::Clusters(update.resources));
+                *decoded = Some(Decoded::Clusters(update.resources));
             }
         }
         Ok(boot)
@@ -301,20 +463,39 @@ impl Xds {
         }
         boot
     }
+}
 
-    /// What each subscription last accepted and rejected, for
-    /// `/config_dump`.
-    pub fn outcomes(&self, kind: Kind) -> (Option<&Outcome>, Option<&Outcome>) {
-        match kind {
-            Kind::Listeners => self
-                .lds
-                .as_ref()
-                .map_or((None, None), |s| (s.accepted.as_ref(), s.rejected.as_ref())),
-            Kind::Clusters => self
-                .cds
-                .as_ref()
-                .map_or((None, None), |s| (s.accepted.as_ref(), s.rejected.as_ref())),
-        }
+/// What an update attempt came to.
+#[derive(Clone, Copy)]
+enum Counted {
+    Attempt,
+    Success,
+    Rejected,
+    Failure,
+}
+
+/// Counts in `listener_manager.lds.*` or `cluster_manager.cds.*`.
+fn count(store: &Store, kind: Kind, what: Counted) {
+    let main = store.main_row();
+    match kind {
+        Kind::Listeners => store.lds().inc(
+            main,
+            match what {
+                Counted::Attempt => LdsStat::update_attempt,
+                Counted::Success => LdsStat::update_success,
+                Counted::Rejected => LdsStat::update_rejected,
+                Counted::Failure => LdsStat::update_failure,
+            },
+        ),
+        Kind::Clusters => store.cds().inc(
+            main,
+            match what {
+                Counted::Attempt => CdsStat::update_attempt,
+                Counted::Success => CdsStat::update_success,
+                Counted::Rejected => CdsStat::update_rejected,
+                Counted::Failure => CdsStat::update_failure,
+            },
+        ),
     }
 }
 
@@ -352,7 +533,10 @@ pub fn count_changes(store: &Store, before: &ConfigSnapshot, after: &ConfigSnaps
         match before.listener_index.get(&l.name) {
             None => listeners.inc(main, ListenerStat::listener_added),
             Some(&i) if before.listeners[i].fingerprint != l.fingerprint => {
-                listeners.inc(main, ListenerStat::listener_modified)
+                listeners.inc(main, ListenerStat::listener_modified);
+                if before.listeners[i].shell == l.shell {
+                    listeners.inc(main, ListenerStat::listener_in_place_updated);
+                }
             }
             Some(_) => {}
         }

@@ -19,9 +19,7 @@ enum Wanted {
 
 /// Starts a thread that sends the kind of each source whose file was
 /// replaced.
-pub fn spawn(
-    sources: &[(Kind, FileSource)],
-) -> Result<crossbeam_channel::Receiver<Kind>, String> {
+pub fn spawn(sources: &[(Kind, FileSource)]) -> Result<crossbeam_channel::Receiver<Kind>, String> {
     let mut inotify = Inotify::init().map_err(|e| format!("xds: cannot start inotify: {e}"))?;
     let mut wanted: HashMap<WatchDescriptor, Vec<(Wanted, Kind)>> = HashMap::new();
     for (kind, source) in sources {

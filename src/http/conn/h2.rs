@@ -291,7 +291,7 @@ impl StreamTask {
                 let request_head = kept_head(&plan, http, &head);
                 let x = Exchange::begin(
                     shard,
-                    &view,
+                    view,
                     listener,
                     req,
                     &plan,

@@ -817,10 +817,8 @@ impl Conn {
         rbuf.consume(req.head_len);
         rbuf.shrink();
         let w = shard.id;
-        let close = !req.keep_alive
-            || retired
-            || shard.drain.is_draining()
-            || self.last_allowed(http, w);
+        let close =
+            !req.keep_alive || retired || shard.drain.is_draining() || self.last_allowed(http, w);
         http.stats.inc(w, HttpStat::downstream_rq_http1_total);
         let x = Exchange::begin(
             shard,

@@ -1,0 +1,422 @@
+//! xDS from files (`path_config_source`), against Envoy 1.40: the same
+//! bootstrap and the same sequence of LDS/CDS file swaps run through both,
+//! and what clients get and the subscription and manager stats must agree
+//! after every step.
+
+mod common;
+
+use common::oracle::envoy_or_skip;
+use common::{free_port, wait_for_port, Backend, Client, TempDir};
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Which proxy runs a scenario.
+enum Which {
+    Envoy(String),
+    Ringway,
+}
+
+/// A proxy process, killed when dropped.
+struct Running {
+    child: Child,
+    admin: u16,
+    log: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `which` on the bootstrap at `boot` and waits for its admin port.
+fn launch(which: &Which, boot: &Path, admin: u16, dir: &Path) -> Running {
+    let log = dir.join("proxy.log");
+    let mut command = match which {
+        Which::Envoy(bin) => {
+            let mut c = Command::new(bin);
+            let base_id = std::process::id() % 10_000 * 100 + 77;
+            c.args([
+                "--concurrency",
+                "1",
+                "-l",
+                "warning",
+                "--disable-hot-restart",
+            ])
+            .args(["--base-id", &base_id.to_string()]);
+            c
+        }
+        Which::Ringway => {
+            let mut c = Command::new(common::binary());
+            c.args(["--concurrency", "2"]);
+            c
+        }
+    };
+    let mut child = command
+        .arg("-c")
+        .arg(boot)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn proxy");
+    wait_for_port(admin, &mut child, &log);
+    Running { child, admin, log }
+}
+
+/// Replaces `dir/name` by writing beside it and renaming over it, as Envoy
+/// (and Kubernetes) expect an update to arrive.
+fn swap(dir: &Path, name: &str, text: &str) {
+    let staged = dir.join(format!(".{name}.staged"));
+    std::fs::write(&staged, text).expect("write staged file");
+    std::fs::rename(&staged, dir.join(name)).expect("rename over");
+}
+
+/// The subscription and manager stats both proxies must agree on.
+const COMPARED: &[&str] = &[
+    "listener_manager.lds.update_attempt",
+    "listener_manager.lds.update_success",
+    "listener_manager.lds.update_rejected",
+    "listener_manager.lds.update_failure",
+    "listener_manager.lds.version",
+    "listener_manager.lds.version_text",
+    "cluster_manager.cds.update_attempt",
+    "cluster_manager.cds.update_success",
+    "cluster_manager.cds.update_rejected",
+    "cluster_manager.cds.update_failure",
+    "cluster_manager.cds.version",
+    "cluster_manager.cds.version_text",
+    "listener_manager.listener_added",
+    "listener_manager.listener_modified",
+    "listener_manager.listener_removed",
+    "listener_manager.listener_in_place_updated",
+    "listener_manager.total_listeners_active",
+    "listener_manager.total_listeners_draining",
+    "cluster_manager.cluster_added",
+    "cluster_manager.cluster_modified",
+    "cluster_manager.cluster_removed",
+    "cluster_manager.active_clusters",
+];
+
+fn stats(admin: u16) -> BTreeMap<String, String> {
+    let (_, body) = common::admin_request(admin, "GET", "/stats");
+    body.lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(k, _)| COMPARED.contains(k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The dynamic entries of `/config_dump` (listeners and clusters), each
+/// without `last_updated`; `error_state` is kept only when `errors`.
+fn dynamic_dump(admin: u16, errors: bool) -> serde_json::Value {
+    let (_, body) = common::admin_request(admin, "GET", "/config_dump");
+    let mut dump: serde_json::Value = serde_json::from_str(&body).expect("config_dump is JSON");
+    let mut out = serde_json::Map::new();
+    for config in dump["configs"].as_array_mut().into_iter().flatten() {
+        let kind = config["@type"].as_str().unwrap_or_default();
+        let kind = kind.rsplit('.').next().unwrap_or_default().to_string();
+        for field in [
+            "dynamic_listeners",
+            "dynamic_active_clusters",
+            "version_info",
+        ] {
+            let Some(v) = config.get_mut(field) else {
+                continue;
+            };
+            for entry in v.as_array_mut().into_iter().flatten() {
+                let entry = entry.as_object_mut().expect("an entry is a mapping");
+                entry.remove("last_updated");
+                for state in ["active_state", "draining_state"] {
+                    if let Some(state) = entry.get_mut(state) {
+                        state.as_object_mut().map(|a| a.remove("last_updated"));
+                    }
+                }
+                if !errors {
+                    entry.remove("error_state");
+                }
+            }
+            // Envoy adds a nameless entry holding only a refused
+            // listener's error_state.
+            if let Some(entries) = v.as_array_mut() {
+                entries.retain(|e| e.as_object().is_none_or(|e| !e.is_empty()));
+            }
+            out.insert(format!("{kind}.{field}"), v.clone());
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Waits until the subscription `api` (`listener_manager.lds` or
+/// `cluster_manager.cds`) has made `attempts` update attempts.
+fn wait_attempts(admin: u16, api: &str, attempts: u32) {
+    let key = format!("{api}.update_attempt: {attempts}\n");
+    let body = common::admin_until(admin, "/stats", |b| b.contains(&key));
+    assert!(body.contains(&key), "no {key} in:\n{body}");
+    // The attempt is counted before the update is applied everywhere.
+    std::thread::sleep(Duration::from_millis(150));
+}
+
+/// What a client gets for `path` on a new connection to `port`.
+fn answer(port: u16, path: &str) -> String {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return "refused".to_string();
+    };
+    let mut client = Client::from_stream(stream);
+    client.set_timeout(Duration::from_secs(5));
+    client.send(format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes());
+    match client.read_response(false) {
+        Ok(r) => format!("{} {}", r.status, r.text()),
+        Err(_) => "closed".to_string(),
+    }
+}
+
+fn hcm(stat_prefix: &str, routes: &str) -> String {
+    format!(
+        r#"    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: {stat_prefix}
+        route_config:
+          virtual_hosts: [{{name: v, domains: ["*"], routes: [{routes}]}}]
+        http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+"#
+    )
+}
+
+fn listener(name: &str, port: u16, routes: &str) -> String {
+    format!(
+        "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: {name}\n  address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}\n  filter_chains:\n  - filters:\n{}",
+        hcm(name, routes)
+    )
+}
+
+fn cluster(name: &str, port: u16) -> String {
+    format!(
+        "- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: {name}\n  type: STATIC\n  load_assignment:\n    cluster_name: {name}\n    endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
+    )
+}
+
+fn response(version: &str, resources: &[&str]) -> String {
+    format!(
+        "version_info: \"{version}\"\nresources:\n{}",
+        resources.concat()
+    )
+}
+
+fn direct(prefix: &str, body: &str) -> String {
+    format!("{{match: {{prefix: \"{prefix}\"}}, direct_response: {{status: 200, body: {{inline_string: {body}}}}}}}")
+}
+
+fn to(prefix: &str, cluster: &str) -> String {
+    format!("{{match: {{prefix: \"{prefix}\"}}, route: {{cluster: {cluster}}}}}")
+}
+
+/// Runs the swaps on one proxy; returns what was observed after each.
+fn scenario(which: &Which, a: &Backend, b: &Backend) -> Vec<String> {
+    let dir = TempDir::new();
+    let (admin, p1, p2) = (free_port(), free_port(), free_port());
+    let d = dir.0.display();
+    let boot = format!(
+        "node: {{id: test, cluster: test}}\nadmin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}\ndynamic_resources:\n  cds_config: {{resource_api_version: V3, path_config_source: {{path: {d}/cds.yaml}}}}\n  lds_config: {{resource_api_version: V3, path: {d}/lds.yaml}}\n"
+    );
+    let boot_path = dir.0.join("boot.yaml");
+    std::fs::write(&boot_path, boot).expect("write bootstrap");
+    let cluster_a = cluster("backend_a", a.port());
+    let cluster_b = cluster("backend_b", b.port());
+    swap(&dir.0, "cds.yaml", &response("c1", &[&cluster_a]));
+    let one = listener(
+        "l1",
+        p1,
+        &[to("/up", "backend_a"), direct("/", "one")].join(", "),
+    );
+    swap(&dir.0, "lds.yaml", &response("l1", &[&one]));
+    let proxy = launch(which, &boot_path, admin, &dir.0);
+    wait_attempts(admin, "listener_manager.lds", 1);
+    let mut seen = Vec::new();
+    let mut observe = |step: &str| {
+        let s = stats(proxy.admin);
+        seen.push(format!(
+            "{step}: p1 / -> {}; p1 /up -> {}; p2 / -> {}; {s:?}; dump {}",
+            answer(p1, "/"),
+            answer(p1, "/up"),
+            answer(p2, "/"),
+            // Each proxy listens on ports of its own.
+            dynamic_dump(proxy.admin, false)
+                .to_string()
+                .replace(&p1.to_string(), "P1")
+                .replace(&p2.to_string(), "P2"),
+        ));
+    };
+    observe("start");
+
+    // A changed chain and a new listener.
+    let two = listener(
+        "l1",
+        p1,
+        &[to("/up", "backend_a"), direct("/", "two")].join(", "),
+    );
+    let second = listener("l2", p2, &direct("/", "second"));
+    swap(&dir.0, "lds.yaml", &response("l2", &[&two, &second]));
+    wait_attempts(admin, "listener_manager.lds", 2);
+    observe("listener changed and added");
+
+    // A new cluster, then a route to it.
+    swap(
+        &dir.0,
+        "cds.yaml",
+        &response("c2", &[&cluster_a, &cluster_b]),
+    );
+    wait_attempts(admin, "cluster_manager.cds", 2);
+    let three = listener(
+        "l1",
+        p1,
+        &[to("/up", "backend_b"), direct("/", "two")].join(", "),
+    );
+    swap(&dir.0, "lds.yaml", &response("l3", &[&three, &second]));
+    wait_attempts(admin, "listener_manager.lds", 3);
+    observe("cluster added and routed to");
+
+    // A route to a cluster that does not exist: rejected, nothing changes.
+    let bad = listener("l1", p1, &to("/", "nosuch"));
+    swap(&dir.0, "lds.yaml", &response("l4", &[&bad, &second]));
+    wait_attempts(admin, "listener_manager.lds", 4);
+    observe("unknown cluster rejected");
+
+    if let Which::Ringway = which {
+        // Beyond Envoy: the refused listener shows why in /config_dump.
+        let dump = dynamic_dump(admin, true);
+        let state = &dump["ListenersConfigDump.dynamic_listeners"][0]["error_state"];
+        assert_eq!(state["version_info"], "l4", "{dump}");
+        let details = state["details"].as_str().unwrap_or_default();
+        assert!(details.contains("unknown cluster \"nosuch\""), "{details}");
+        assert_eq!(state["failed_configuration"]["name"], "l1");
+    }
+
+    // Not YAML at all: a failure, nothing changes.
+    swap(&dir.0, "lds.yaml", "version_info: [\n");
+    wait_attempts(admin, "listener_manager.lds", 5);
+    observe("unparsable file");
+
+    // A write in place is not a reload.
+    std::fs::write(dir.0.join("lds.yaml"), response("l6", &[&three])).expect("write");
+    std::thread::sleep(Duration::from_millis(400));
+    observe("written in place");
+
+    // A listener removed; a cluster no route names removed.
+    swap(&dir.0, "lds.yaml", &response("l7", &[&three]));
+    wait_attempts(admin, "listener_manager.lds", 6);
+    swap(&dir.0, "cds.yaml", &response("c3", &[&cluster_b]));
+    wait_attempts(admin, "cluster_manager.cds", 3);
+    observe("listener and cluster removed");
+
+    // The cluster a kept route names removed: taken; the route has no
+    // cluster now.
+    swap(&dir.0, "cds.yaml", &response("c4", &[&cluster_a]));
+    wait_attempts(admin, "cluster_manager.cds", 4);
+    observe("routed cluster removed");
+    drop(proxy);
+    seen
+}
+
+#[test]
+fn file_swaps_match_envoy() {
+    let Some(bin) = envoy_or_skip("xds files") else {
+        return;
+    };
+    let (a, b) = (Backend::start("backend-a"), Backend::start("backend-b"));
+    let envoy = scenario(&Which::Envoy(bin), &a, &b);
+    let ringway = scenario(&Which::Ringway, &a, &b);
+    for (e, r) in envoy.iter().zip(&ringway) {
+        assert_eq!(e, r, "\nenvoy:   {e}\nringway: {r}");
+    }
+    assert_eq!(envoy.len(), ringway.len());
+    eprintln!("{}", ringway.join("\n"));
+    // The scenario observed what it meant to.
+    assert!(ringway[1].contains("p1 / -> 200 two") && ringway[1].contains("p2 / -> 200 second"));
+    assert!(ringway[2].contains("p1 /up -> 200 backend-b"));
+    assert!(ringway[5].contains("p2 / -> 200 second"));
+    assert!(ringway[6].contains("p2 / -> refused"));
+    assert!(ringway[7].contains("p1 /up -> 503"));
+}
+
+/// Beyond Envoy (envoyproxy/envoy#8564): an LDS update leaves keep-alive
+/// connections whose filter chain it did not change on the new snapshot,
+/// even when the listeners around them moved; a connection whose chain
+/// changed gets its next request answered as before, with
+/// `connection: close`, and an idle one on a removed listener is closed.
+#[test]
+fn keep_alive_connections_survive_updates_that_spare_their_chain() {
+    let dir = TempDir::new();
+    let (admin, p1, p2, p3) = (free_port(), free_port(), free_port(), free_port());
+    let d = dir.0.display();
+    let boot = format!(
+        "node: {{id: test, cluster: test}}\nadmin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}\ndynamic_resources:\n  cds_config: {{path_config_source: {{path: {d}/cds.yaml}}}}\n  lds_config: {{path_config_source: {{path: {d}/lds.yaml}}}}\n"
+    );
+    let boot_path = dir.0.join("boot.yaml");
+    std::fs::write(&boot_path, boot).expect("write bootstrap");
+    let backend = Backend::start("backend");
+    swap(
+        &dir.0,
+        "cds.yaml",
+        &response("c1", &[&cluster("a", backend.port())]),
+    );
+    let kept = listener("kept", p1, &direct("/", "kept"));
+    let changed = listener("changed", p2, &direct("/", "old"));
+    swap(&dir.0, "lds.yaml", &response("1", &[&kept, &changed]));
+    let proxy = launch(&Which::Ringway, &boot_path, admin, &dir.0);
+    wait_attempts(admin, "listener_manager.lds", 1);
+    let ask = |c: &mut Client| {
+        c.send(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n");
+        c.read_response(false).expect("response")
+    };
+    let (mut on_kept, mut on_changed) = (Client::connect(p1), Client::connect(p2));
+    assert_eq!(ask(&mut on_kept).text(), "kept");
+    assert_eq!(ask(&mut on_changed).text(), "old");
+
+    // A listener added in front of them (every position moves), one
+    // changed, and a new cluster (every route table is compiled again).
+    let front = listener("front", p3, &direct("/", "front"));
+    let changed = listener("changed", p2, &direct("/", "new"));
+    swap(
+        &dir.0,
+        "lds.yaml",
+        &response("2", &[&front, &kept, &changed]),
+    );
+    wait_attempts(admin, "listener_manager.lds", 2);
+    let (a, b) = (cluster("a", backend.port()), cluster("b", backend.port()));
+    swap(&dir.0, "cds.yaml", &response("c2", &[&a, &b]));
+    wait_attempts(admin, "cluster_manager.cds", 2);
+
+    for _ in 0..3 {
+        let r = ask(&mut on_kept);
+        assert_eq!((r.status, r.text().as_str()), (200, "kept"));
+        assert_eq!(r.header("connection"), None);
+    }
+    let r = ask(&mut on_changed);
+    assert_eq!(r.text(), "old", "the request is answered as the chain was");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(on_changed.is_closed());
+    assert_eq!(answer(p2, "/"), "200 new");
+    assert_eq!(answer(p3, "/"), "200 front");
+
+    // An idle connection on a listener that goes away is closed.
+    let mut idle = Client::connect(p2);
+    assert_eq!(ask(&mut idle).text(), "new");
+    swap(&dir.0, "lds.yaml", &response("3", &[&kept]));
+    wait_attempts(admin, "listener_manager.lds", 3);
+    idle.set_timeout(Duration::from_secs(5));
+    assert!(idle.is_closed());
+    assert_eq!(answer(p2, "/"), "refused");
+    assert_eq!(ask(&mut on_kept).text(), "kept");
+    drop(proxy);
+}
