@@ -420,3 +420,58 @@ fn keep_alive_connections_survive_updates_that_spare_their_chain() {
     assert_eq!(ask(&mut on_kept).text(), "kept");
     drop(proxy);
 }
+
+/// Publishes `files` the way the kubelet updates a mounted ConfigMap: a
+/// new timestamped directory, a `..data` link moved over the old one, and
+/// each file a link through `..data`.
+fn configmap(dir: &Path, generation: u32, files: &[(&str, &str)]) {
+    let data = format!("..{generation}");
+    std::fs::create_dir_all(dir.join(&data)).expect("mkdir");
+    for (name, text) in files {
+        std::fs::write(dir.join(&data).join(name), text).expect("write");
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).expect("link");
+        }
+    }
+    let staged = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(&data, &staged).expect("stage ..data");
+    std::fs::rename(&staged, dir.join("..data")).expect("swap ..data");
+}
+
+/// `watched_directory`: a ConfigMap-style swap reloads LDS, as in Envoy.
+fn configmap_scenario(which: &Which) -> Vec<String> {
+    let dir = TempDir::new();
+    let map = dir.0.join("map");
+    std::fs::create_dir_all(&map).expect("mkdir");
+    let (admin, port) = (free_port(), free_port());
+    let m = map.display();
+    let boot = format!(
+        "node: {{id: test, cluster: test}}\nadmin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}\ndynamic_resources:\n  lds_config: {{path_config_source: {{path: {m}/lds.yaml, watched_directory: {{path: {m}}}}}}}\n"
+    );
+    let boot_path = dir.0.join("boot.yaml");
+    std::fs::write(&boot_path, boot).expect("write bootstrap");
+    let first = listener("l", port, &direct("/", "first"));
+    configmap(&map, 1, &[("lds.yaml", &response("1", &[&first]))]);
+    let proxy = launch(which, &boot_path, admin, &dir.0);
+    wait_attempts(admin, "listener_manager.lds", 1);
+    let mut seen = vec![answer(port, "/")];
+    let second = listener("l", port, &direct("/", "second"));
+    configmap(&map, 2, &[("lds.yaml", &response("2", &[&second]))]);
+    wait_attempts(admin, "listener_manager.lds", 2);
+    seen.push(answer(port, "/"));
+    seen.push(format!("{:?}", stats(admin)));
+    drop(proxy);
+    seen
+}
+
+#[test]
+fn configmap_swaps_in_a_watched_directory_reload_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("xds watched_directory") else {
+        return;
+    };
+    let envoy = configmap_scenario(&Which::Envoy(bin));
+    let ringway = configmap_scenario(&Which::Ringway);
+    assert_eq!(envoy, ringway);
+    assert_eq!(ringway[..2], ["200 first", "200 second"]);
+}
