@@ -57,7 +57,8 @@ pub fn run(args: &[String]) -> Result<String, String> {
         "listeners" | "listener" | "l" => {
             let dump = get("/config_dump")?;
             let bound = get("/listeners?format=json")?;
-            (listeners(&dump, &bound), section(&dump, "static_listeners"))
+            let raw = sections(&dump, &["static_listeners", "dynamic_listeners"]);
+            (listeners(&dump, &bound), raw)
         }
         "routes" | "route" | "r" => {
             let dump = get("/config_dump")?;
@@ -66,7 +67,8 @@ pub fn run(args: &[String]) -> Result<String, String> {
         "clusters" | "cluster" | "c" => {
             let dump = get("/config_dump")?;
             let status = get("/clusters?format=json")?;
-            (clusters(&dump, &status), section(&dump, "static_clusters"))
+            let raw = sections(&dump, &["static_clusters", "dynamic_active_clusters"]);
+            (clusters(&dump, &status), raw)
         }
         "endpoints" | "endpoint" | "ep" => {
             let status = get("/clusters?format=json")?;
@@ -139,6 +141,64 @@ fn section(dump: &Value, field: &str) -> Value {
     Value::Array(items)
 }
 
+/// The entries of several dump fields, in order.
+fn sections(dump: &Value, fields: &[&str]) -> Value {
+    let all = fields.iter().flat_map(|f| match section(dump, f) {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    });
+    Value::Array(all.collect())
+}
+
+/// The listeners (`listeners`) or clusters of a dump, static then dynamic
+/// active ones; and, after the table, the resources whose last update was
+/// refused, with when and why.
+fn resources(dump: &Value, listeners: bool) -> (Vec<Value>, Vec<Vec<String>>) {
+    let (static_field, dynamic_field, inner) = match listeners {
+        true => (
+            "static_listeners",
+            "dynamic_listeners",
+            "/active_state/listener",
+        ),
+        false => ("static_clusters", "dynamic_active_clusters", "/cluster"),
+    };
+    let key = inner.rsplit('/').next().unwrap_or_default();
+    let mut active: Vec<Value> = section(dump, static_field)
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e[key].clone())
+        .collect();
+    let mut refused = Vec::new();
+    for entry in section(dump, dynamic_field)
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(r) = entry.pointer(inner) {
+            active.push(r.clone());
+        }
+        if let Some(e) = entry.get("error_state") {
+            refused.push(vec![
+                text(&e["failed_configuration"]["name"]),
+                text(&e["version_info"]),
+                text(&e["last_update_attempt"]),
+                text(&e["details"]),
+            ]);
+        }
+    }
+    (active, refused)
+}
+
+/// A table, then the refused updates' table when there are any.
+fn with_refused(table_text: String, refused: Vec<Vec<String>>) -> String {
+    if refused.is_empty() {
+        return table_text;
+    }
+    let header = ["REFUSED", "VERSION", "AT", "ERROR"];
+    format!("{table_text}\n{}", table(&header, refused))
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -207,12 +267,10 @@ fn listeners(dump: &Value, bound: &Value) -> String {
             .find(|l| l["name"] == name)
             .map(|l| l["local_address"].clone())
     };
-    let rows = section(dump, "static_listeners")
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|entry| {
-            let l = &entry["listener"];
+    let (active, refused) = resources(dump, true);
+    let rows = active
+        .iter()
+        .map(|l| {
             let name = text(&l["name"]);
             let addr = bound_addr(&name).unwrap_or_else(|| l["address"].clone());
             let (host, port) = address_text(&addr);
@@ -223,7 +281,8 @@ fn listeners(dump: &Value, bound: &Value) -> String {
             vec![name, host, port, "ALL".to_string(), destinations.join(", ")]
         })
         .collect();
-    table(&["NAME", "ADDRESS", "PORT", "MATCH", "DESTINATION"], rows)
+    let header = ["NAME", "ADDRESS", "PORT", "MATCH", "DESTINATION"];
+    with_refused(table(&header, rows), refused)
 }
 
 fn route_match(m: &Value) -> String {
@@ -292,12 +351,10 @@ fn clusters(dump: &Value, status: &Value) -> String {
             .and_then(|c| c["host_statuses"].as_array().map(Vec::len))
             .unwrap_or(0)
     };
-    let rows = section(dump, "static_clusters")
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|entry| {
-            let c = &entry["cluster"];
+    let (active, refused) = resources(dump, false);
+    let rows = active
+        .iter()
+        .map(|c| {
             let name = text(&c["name"]);
             let or = |v: &Value, default: &str| {
                 let t = text(v);
@@ -316,10 +373,8 @@ fn clusters(dump: &Value, status: &Value) -> String {
             ]
         })
         .collect();
-    table(
-        &["NAME", "TYPE", "LB POLICY", "ENDPOINTS", "CONNECT TIMEOUT"],
-        rows,
-    )
+    let header = ["NAME", "TYPE", "LB POLICY", "ENDPOINTS", "CONNECT TIMEOUT"];
+    with_refused(table(&header, rows), refused)
 }
 
 fn endpoints(status: &Value) -> String {
