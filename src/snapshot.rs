@@ -276,12 +276,14 @@ impl ConfigSnapshot {
         let resolve = serve;
         let secrets = previous.map_or_else(|| Arc::new(Secrets::default()), |p| p.secrets.clone());
         secrets.begin_pass();
+        let before: HashMap<&str, &Arc<upstream::Cluster>> = previous
+            .iter()
+            .flat_map(|p| &p.clusters)
+            .map(|c| (c.name(), c))
+            .collect();
         let unchanged_cluster = |c: &config::Cluster| {
-            previous?
-                .clusters
-                .iter()
-                .find(|p| p.config.name == c.name && p.config.fingerprint == c.fingerprint)
-                .cloned()
+            let kept = before.get(c.name.as_str())?;
+            (kept.config.fingerprint == c.fingerprint).then(|| Arc::clone(kept))
         };
         let mut errors = Vec::new();
         let mut by_name = HashMap::new();
@@ -372,7 +374,7 @@ impl ConfigSnapshot {
                 });
             }
             let unchanged = previous
-                .and_then(|p| p.listeners.iter().find(|p| p.name == l.name))
+                .and_then(|p| Some(&p.listeners[*p.listener_index.get(&l.name)?]))
                 .filter(|p| p.fingerprint == l.fingerprint);
             if let Some(kept) = unchanged.filter(|_| same_clusters) {
                 listeners.push(kept.clone());

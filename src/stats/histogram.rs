@@ -29,18 +29,28 @@ fn empty() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, SIGFIGS).expect("constant bounds are valid")
 }
 
-/// One histogram's merged data: all-time and the last closed interval.
+/// One histogram's merged data.
 pub struct Merged {
     /// Full stat name.
     pub name: String,
+    /// What was recorded, if anything was.
+    pub recorded: Option<Recorded>,
+}
+
+/// A histogram's values: all-time and the last closed interval.
+pub struct Recorded {
     /// Every value since start, in microseconds.
     pub cumulative: Histogram<u64>,
     /// The last closed interval, in microseconds.
     pub interval: Histogram<u64>,
 }
 
+/// What a shard holds of one histogram: its id, cumulative and last
+/// interval.
+type Part = (usize, Histogram<u64>, Histogram<u64>);
+
 /// A request for a shard's histograms.
-pub struct Collect(flume::Sender<Vec<(Histogram<u64>, Histogram<u64>)>>);
+pub struct Collect(flume::Sender<Vec<Part>>);
 
 /// Histogram names and the channels to reach every shard's histograms.
 pub struct Registry {
@@ -74,15 +84,16 @@ impl Registry {
     }
 
     /// Every histogram merged across shards, sorted by name. A shard that
-    /// does not answer in time (or has exited) is left out.
+    /// does not answer in time (or has exited) is left out. Only what a
+    /// shard recorded takes memory: a config with 10,000 clusters names
+    /// 20,000 histograms, most of them never used.
     pub fn collect(&self) -> Vec<Merged> {
         let names = super::lock(&self.names).0.clone();
         let mut merged: Vec<Merged> = names
             .into_iter()
             .map(|name| Merged {
                 name,
-                cumulative: empty(),
-                interval: empty(),
+                recorded: None,
             })
             .collect();
         let shards = super::lock(&self.shards).clone();
@@ -97,10 +108,23 @@ impl Registry {
             let Ok(parts) = rx.recv_timeout(COLLECT_TIMEOUT) else {
                 continue;
             };
-            for (m, (cumulative, interval)) in merged.iter_mut().zip(parts) {
-                // Same bounds everywhere, so adding cannot fail.
-                let _ = m.cumulative.add(&cumulative);
-                let _ = m.interval.add(&interval);
+            for (id, cumulative, interval) in parts {
+                let Some(m) = merged.get_mut(id) else {
+                    continue;
+                };
+                match &mut m.recorded {
+                    // Same bounds everywhere, so adding cannot fail.
+                    Some(r) => {
+                        let _ = r.cumulative.add(&cumulative);
+                        let _ = r.interval.add(&interval);
+                    }
+                    None => {
+                        m.recorded = Some(Recorded {
+                            cumulative,
+                            interval,
+                        })
+                    }
+                }
             }
         }
         merged.sort_by(|a, b| a.name.cmp(&b.name));
@@ -108,17 +132,17 @@ impl Registry {
     }
 }
 
-#[derive(Clone)]
 struct Cells {
     cumulative: Histogram<u64>,
     current: Histogram<u64>,
     last: Histogram<u64>,
 }
 
-/// One shard's histograms, indexed by [`HistogramId`].
+/// One shard's histograms, indexed by [`HistogramId`]; each allocated
+/// when the shard first records into it.
 #[derive(Default)]
 pub struct ShardHistograms {
-    cells: RefCell<Vec<Cells>>,
+    cells: RefCell<Vec<Option<Box<Cells>>>>,
 }
 
 impl ShardHistograms {
@@ -129,14 +153,15 @@ impl ShardHistograms {
         }
         let mut cells = self.cells.borrow_mut();
         if cells.len() <= id.0 {
-            let blank = Cells {
+            cells.resize_with(id.0 + 1, || None);
+        }
+        let c = cells[id.0].get_or_insert_with(|| {
+            Box::new(Cells {
                 cumulative: empty(),
                 current: empty(),
                 last: empty(),
-            };
-            cells.resize(id.0 + 1, blank);
-        }
-        let c = &mut cells[id.0];
+            })
+        });
         let v = micros.clamp(1, MAX_MICROS);
         c.cumulative.saturating_record(v);
         c.current.saturating_record(v);
@@ -144,17 +169,20 @@ impl ShardHistograms {
 
     /// Closes the current interval.
     fn rotate(&self) {
-        for c in self.cells.borrow_mut().iter_mut() {
+        for c in self.cells.borrow_mut().iter_mut().flatten() {
             std::mem::swap(&mut c.current, &mut c.last);
             c.current.reset();
         }
     }
 
-    fn copies(&self) -> Vec<(Histogram<u64>, Histogram<u64>)> {
-        self.cells
-            .borrow()
-            .iter()
-            .map(|c| (c.cumulative.clone(), c.last.clone()))
+    fn copies(&self) -> Vec<Part> {
+        let cells = self.cells.borrow();
+        let recorded = cells.iter().enumerate();
+        recorded
+            .filter_map(|(id, c)| {
+                c.as_ref()
+                    .map(|c| (id, c.cumulative.clone(), c.last.clone()))
+            })
             .collect()
     }
 

@@ -1,7 +1,12 @@
 //! `/stats` output: Envoy's text and JSON formats and Prometheus exposition
 //! with Envoy's tag extraction.
 
-use super::histogram::Merged;
+use super::histogram::{Merged, Recorded};
+
+/// A histogram's values, when any were recorded.
+fn recorded(h: &Merged) -> Option<&Recorded> {
+    h.recorded.as_ref().filter(|r| !r.cumulative.is_empty())
+}
 use super::{sets, Kind, StatSet};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -59,20 +64,20 @@ pub fn text(
         }
     }
     for h in histograms {
-        if !sel.keeps(&h.name, !h.cumulative.is_empty()) {
+        if !sel.keeps(&h.name, recorded(h).is_some()) {
             continue;
         }
-        if h.cumulative.is_empty() {
+        let Some(r) = recorded(h) else {
             let _ = writeln!(out, "{}: No recorded values", h.name);
             continue;
-        }
+        };
         let parts: Vec<String> = QUANTILES
             .iter()
             .map(|q| {
                 format!(
                     "P{q}({},{})",
-                    ms_text(quantile_ms(&h.interval, *q)),
-                    ms_text(quantile_ms(&h.cumulative, *q))
+                    ms_text(quantile_ms(&r.interval, *q)),
+                    ms_text(quantile_ms(&r.cumulative, *q))
                 )
             })
             .collect();
@@ -99,15 +104,16 @@ pub fn json(
     let mut stats: Vec<Value> = readouts.chain(numbers).collect();
     let computed: Vec<Value> = histograms
         .iter()
-        .filter(|h| sel.keeps(&h.name, !h.cumulative.is_empty()))
+        .filter(|h| sel.keeps(&h.name, recorded(h).is_some()))
         .map(|h| {
             let values: Vec<Value> = QUANTILES
                 .iter()
-                .map(|q| {
-                    json!({
-                        "interval": quantile_ms(&h.interval, *q),
-                        "cumulative": quantile_ms(&h.cumulative, *q),
-                    })
+                .map(|q| match recorded(h) {
+                    Some(r) => json!({
+                        "interval": quantile_ms(&r.interval, *q),
+                        "cumulative": quantile_ms(&r.cumulative, *q),
+                    }),
+                    None => json!({"interval": null, "cumulative": null}),
                 })
                 .collect();
             json!({"name": h.name, "values": values})
@@ -239,7 +245,7 @@ pub fn prometheus(
             .push(series);
     }
     for h in histograms {
-        if !sel.keeps(&h.name, !h.cumulative.is_empty()) {
+        if !sel.keeps(&h.name, recorded(h).is_some()) {
             continue;
         }
         let t = tag(&h.name);
@@ -248,23 +254,26 @@ pub fn prometheus(
             .or_insert(("histogram", Vec::new()))
             .1;
         let mut below = [0u64; BUCKETS_MS.len()];
-        for v in h.cumulative.iter_recorded() {
-            let ms = h.cumulative.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
-            for (i, bound) in BUCKETS_MS.iter().enumerate() {
-                if ms <= *bound {
-                    below[i] += v.count_at_value();
+        let (mut total, mut sum_ms) = (0, 0.0);
+        if let Some(Recorded { cumulative, .. }) = recorded(h) {
+            for v in cumulative.iter_recorded() {
+                let ms = cumulative.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
+                for (i, bound) in BUCKETS_MS.iter().enumerate() {
+                    if ms <= *bound {
+                        below[i] += v.count_at_value();
+                    }
                 }
             }
+            total = cumulative.len();
+            sum_ms = cumulative.mean() * total as f64 / 1000.0;
         }
         for (bound, count) in BUCKETS_MS.iter().zip(below) {
             let le = format!("{bound}");
             let labels = label_text(&t.labels, Some(("le", &le)));
             lines.push(format!("{}_bucket{labels} {count}", t.metric));
         }
-        let total = h.cumulative.len();
         let labels = label_text(&t.labels, Some(("le", "+Inf")));
         lines.push(format!("{}_bucket{labels} {total}", t.metric));
-        let sum_ms = h.cumulative.mean() * total as f64 / 1000.0;
         let labels = label_text(&t.labels, None);
         lines.push(format!("{}_sum{labels} {sum_ms}", t.metric));
         lines.push(format!("{}_count{labels} {total}", t.metric));

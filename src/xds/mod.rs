@@ -21,6 +21,7 @@ use crate::stats::sets::{
 };
 use crate::stats::Store;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -118,11 +119,14 @@ impl<T: Resource> Subscription<T> {
     fn accept(&mut self, resources: Vec<T>, raw: Vec<Value>, version: &str, at: SystemTime) {
         let mut entries = Vec::with_capacity(resources.len());
         let mut changed = resources.len() != self.resources.len();
+        let positions: HashMap<&str, usize> = self
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name(), i))
+            .collect();
         for (resource, raw) in resources.iter().zip(raw) {
-            let before = self
-                .resources
-                .iter()
-                .position(|r| r.name() == resource.name());
+            let before = positions.get(resource.name()).copied();
             let kept = before.filter(|&i| resource.keeps_version_of(&self.resources[i]));
             changed |= before.is_none_or(|i| raw != self.entries[i].raw);
             entries.push(match kept {
@@ -340,8 +344,10 @@ impl Xds {
                 stats.set(main, LdsStat::update_time, millis);
                 store.set_text("listener_manager.lds.version_text".into(), version.clone());
                 let until = Instant::now() + self.drain_time;
+                let by_name: HashMap<&str, &config::Listener> =
+                    resources.iter().map(|r| (r.name.as_str(), r)).collect();
                 for (old, entry) in s.resources.iter().zip(&s.entries) {
-                    let now = resources.iter().find(|r| r.name == old.name);
+                    let now = by_name.get(old.name.as_str());
                     if now.is_none_or(|r| !r.keeps_version_of(old)) {
                         self.draining.push(Draining {
                             name: old.name.clone(),
@@ -514,17 +520,22 @@ impl Kind {
 pub fn count_changes(store: &Store, before: &ConfigSnapshot, after: &ConfigSnapshot) {
     let main = store.main_row();
     let clusters = &store.cluster_manager;
-    for c in &after.clusters {
-        match before.clusters.iter().find(|b| b.name() == c.name()) {
+    let named = |list: &[Arc<crate::upstream::Cluster>]| -> HashMap<String, u64> {
+        let fingerprints = list
+            .iter()
+            .map(|c| (c.name().to_string(), c.config.fingerprint));
+        fingerprints.collect()
+    };
+    let (was, is) = (named(&before.clusters), named(&after.clusters));
+    for (name, fingerprint) in &is {
+        match was.get(name) {
             None => clusters.inc(main, ClusterStat::cluster_added),
-            Some(b) if b.config.fingerprint != c.config.fingerprint => {
-                clusters.inc(main, ClusterStat::cluster_modified)
-            }
+            Some(f) if f != fingerprint => clusters.inc(main, ClusterStat::cluster_modified),
             Some(_) => {}
         }
     }
-    for b in &before.clusters {
-        if !after.clusters.iter().any(|c| c.name() == b.name()) {
+    for name in was.keys() {
+        if !is.contains_key(name) {
             clusters.inc(main, ClusterStat::cluster_removed);
         }
     }
