@@ -87,6 +87,8 @@ pub struct Listener {
     pub fingerprint: u64,
     /// Its own fields' digest (`config::Listener::shell`).
     pub shell: u64,
+    /// The digest of the RDS route configurations it was compiled with.
+    pub routes: u64,
     /// Bound address.
     pub address: Address,
     /// `listener.<address>.*`.
@@ -373,9 +375,10 @@ impl ConfigSnapshot {
                     suggestion: None,
                 });
             }
+            let routes = rds_digest(l, &boot.route_configs);
             let unchanged = previous
                 .and_then(|p| Some(&p.listeners[*p.listener_index.get(&l.name)?]))
-                .filter(|p| p.fingerprint == l.fingerprint);
+                .filter(|p| p.fingerprint == l.fingerprint && p.routes == routes);
             if let Some(kept) = unchanged.filter(|_| same_clusters) {
                 listeners.push(kept.clone());
                 continue;
@@ -387,6 +390,7 @@ impl ConfigSnapshot {
                 serve,
                 by_name: &by_name,
                 listener: l,
+                route_configs: &boot.route_configs,
                 validate_clusters: unchanged.is_none(),
             };
             let mut chains = Vec::new();
@@ -398,6 +402,7 @@ impl ConfigSnapshot {
                 name: l.name.clone(),
                 fingerprint: l.fingerprint,
                 shell: l.shell,
+                routes,
                 address: l.address.clone(),
                 stats: store.listener(&l.address.to_string()),
                 socket: l.socket.clone(),
@@ -566,6 +571,15 @@ impl ConfigSnapshot {
     }
 }
 
+/// A digest of the RDS route configurations `l` serves, as they are in
+/// `configs`: a listener is compiled again when it changes.
+fn rds_digest(l: &config::Listener, configs: &HashMap<String, config::RouteConfiguration>) -> u64 {
+    l.rds_sources().fold(0, |digest, r| {
+        let f = configs.get(&r.name).map_or(1, |c| c.fingerprint);
+        digest.rotate_left(7) ^ f
+    })
+}
+
 /// Compiles one listener's filter chains.
 struct Compiler<'a> {
     store: &'a Store,
@@ -574,6 +588,8 @@ struct Compiler<'a> {
     serve: bool,
     by_name: &'a HashMap<String, usize>,
     listener: &'a config::Listener,
+    /// What RDS delivered, by name.
+    route_configs: &'a HashMap<String, config::RouteConfiguration>,
     /// Whether a route or TCP proxy naming a cluster that does not exist
     /// is an error (not for a listener kept unchanged while CDS removed a
     /// cluster it names).
@@ -604,12 +620,26 @@ impl Compiler<'_> {
         };
         let serve = match &c.filter {
             config::NetworkFilter::Http(hcm) => {
-                let rc_path = format!("{}.route_config", c.filter_path);
+                let undelivered = config::RouteConfiguration::default();
+                let (rc, rc_path) = match &hcm.routes {
+                    config::RouteSource::Inline(rc) => {
+                        (rc, format!("{}.route_config", c.filter_path))
+                    }
+                    // Not delivered yet: no route matches (404), as in
+                    // Envoy once its initial fetch gives up.
+                    config::RouteSource::Rds(rds) => (
+                        self.route_configs.get(&rds.name).unwrap_or(&undelivered),
+                        format!("rds {:?}: resources[0]", rds.name),
+                    ),
+                };
+                // As Envoy's `validate_clusters`: on for inline routes, off
+                // for RDS (a route to a cluster not there yet answers 503).
+                let inline = matches!(hcm.routes, config::RouteSource::Inline(_));
                 let routes = RouteTable::compile(
-                    &hcm.route_config,
+                    rc,
                     &rc_path,
                     self.by_name,
-                    self.validate_clusters,
+                    self.validate_clusters && inline,
                     errors,
                 );
                 let access_logs = self.logs(&hcm.access_log, &c.filter_path, errors);

@@ -116,7 +116,7 @@ fn stats(admin: u16) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The dynamic entries of `/config_dump` (listeners and clusters), each
+/// The dynamic entries of `/config_dump` (listeners, clusters, routes), each
 /// without `last_updated`; `error_state` is kept only when `errors`.
 fn dynamic_dump(admin: u16, errors: bool) -> serde_json::Value {
     let (_, body) = common::admin_request(admin, "GET", "/config_dump");
@@ -128,6 +128,7 @@ fn dynamic_dump(admin: u16, errors: bool) -> serde_json::Value {
         for field in [
             "dynamic_listeners",
             "dynamic_active_clusters",
+            "dynamic_route_configs",
             "version_info",
         ] {
             let Some(v) = config.get_mut(field) else {
@@ -579,4 +580,147 @@ fn no_request_fails_while_updates_land() {
         "{s:?}"
     );
     drop(proxy);
+}
+
+fn route_config(version: &str, name: &str, routes: &str) -> String {
+    format!(
+        "version_info: \"{version}\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n  name: {name}\n  virtual_hosts: [{{name: v, domains: [\"*\"], routes: [{routes}]}}]\n"
+    )
+}
+
+/// A connection manager with `rds` from a file.
+fn rds_listener(name: &str, port: u16, route_name: &str, rds_path: &Path) -> String {
+    format!(
+        "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: {name}\n  address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}\n  filter_chains:\n  - filters:\n    - name: envoy.filters.network.http_connection_manager\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n        stat_prefix: {name}\n        rds: {{route_config_name: {route_name}, config_source: {{path_config_source: {{path: {}}}}}}}\n        http_filters: [{{name: envoy.filters.http.router, typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]\n",
+        rds_path.display()
+    )
+}
+
+const RDS_STATS: &[&str] = &[
+    "update_attempt",
+    "update_success",
+    "update_rejected",
+    "update_failure",
+    "config_reload",
+    "version",
+    "version_text",
+];
+
+/// RDS from files: a static listener and an LDS listener each name a route
+/// configuration; the same swaps go through Envoy and Ringway.
+fn rds_scenario(which: &Which, backend: &Backend) -> Vec<String> {
+    let dir = TempDir::new();
+    let (admin, p1, p2) = (free_port(), free_port(), free_port());
+    let (rds1, rds2) = (dir.0.join("rds1.yaml"), dir.0.join("rds2.yaml"));
+    let d = dir.0.display();
+    // The static listener and cluster: the same YAML as the resources,
+    // indented one level further and without their @type line.
+    let nest = |resource: String| {
+        let lines: Vec<String> = resource
+            .lines()
+            .skip(1)
+            .map(|l| format!("    {}", &l[2..]))
+            .collect();
+        format!("  - {}\n", lines.join("\n").trim_start())
+    };
+    let boot = format!(
+        "node: {{id: test, cluster: test}}\nadmin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}\nstatic_resources:\n  listeners:\n{}  clusters:\n{}dynamic_resources:\n  lds_config: {{path_config_source: {{path: {d}/lds.yaml}}}}\n",
+        nest(rds_listener("front", p1, "front_routes", &rds1)),
+        nest(cluster("backend", backend.port())),
+    );
+    let boot_path = dir.0.join("boot.yaml");
+    std::fs::write(&boot_path, boot).expect("write bootstrap");
+    swap(
+        &dir.0,
+        "rds1.yaml",
+        &route_config("a1", "front_routes", &direct("/", "front-1")),
+    );
+    swap(
+        &dir.0,
+        "rds2.yaml",
+        &route_config("b1", "back_routes", &to("/", "backend")),
+    );
+    let back = rds_listener("back", p2, "back_routes", &rds2);
+    swap(&dir.0, "lds.yaml", &response("l1", &[&back]));
+    let proxy = launch(which, &boot_path, admin, &dir.0);
+    wait_attempts(admin, "listener_manager.lds", 1);
+    let mut seen = Vec::new();
+    let mut kept = Client::connect(p1);
+    kept.set_timeout(Duration::from_secs(5));
+    let mut observe = |step: &str, kept: &mut Client| {
+        kept.send(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n");
+        let on_kept = kept.read_response(false).map(|r| r.text());
+        let (_, body) = common::admin_request(admin, "GET", "/stats");
+        let rds: Vec<&str> = body
+            .lines()
+            .filter(|l| {
+                l.contains(".rds.") && RDS_STATS.iter().any(|s| l.contains(&format!(".{s}:")))
+            })
+            .collect();
+        let dump = dynamic_dump(admin, false)["RoutesConfigDump.dynamic_route_configs"].clone();
+        seen.push(format!(
+            "{step}: kept connection -> {on_kept:?}; p1 -> {}; p2 -> {}; {rds:?}; {dump}",
+            answer(p1, "/"),
+            answer(p2, "/")
+        ));
+    };
+    observe("start", &mut kept);
+    swap(
+        &dir.0,
+        "rds1.yaml",
+        &route_config("a2", "front_routes", &direct("/", "front-2")),
+    );
+    let rds_attempts = |n: u32| {
+        let key = format!("http.front.rds.front_routes.update_attempt: {n}\n");
+        let body = common::admin_until(admin, "/stats", |b| b.contains(&key));
+        assert!(body.contains(&key), "{key} in {body}");
+        std::thread::sleep(Duration::from_millis(150));
+    };
+    rds_attempts(2);
+    observe("routes changed under a kept connection", &mut kept);
+    swap(
+        &dir.0,
+        "rds1.yaml",
+        &route_config("a3", "other_name", &direct("/", "nope")),
+    );
+    rds_attempts(3);
+    observe("another name rejected", &mut kept);
+    swap(&dir.0, "rds1.yaml", "version_info: [\n");
+    rds_attempts(4);
+    observe("unparsable", &mut kept);
+    swap(
+        &dir.0,
+        "rds1.yaml",
+        &route_config("a5", "front_routes", &to("/", "nosuch")),
+    );
+    rds_attempts(5);
+    observe("a route to a cluster that does not exist", &mut kept);
+    drop(proxy);
+    seen
+}
+
+#[test]
+fn rds_files_match_envoy() {
+    let Some(bin) = envoy_or_skip("xds rds files") else {
+        return;
+    };
+    let backend = Backend::start("backend");
+    let envoy = rds_scenario(&Which::Envoy(bin), &backend);
+    let ringway = rds_scenario(&Which::Ringway, &backend);
+    for (e, r) in envoy.iter().zip(&ringway) {
+        assert_eq!(e, r, "\nenvoy:   {e}\nringway: {r}");
+    }
+    assert_eq!(envoy.len(), ringway.len());
+    assert!(
+        ringway[1].contains("kept connection -> Ok(\"front-2\")"),
+        "{}",
+        ringway[1]
+    );
+    assert!(ringway[1].contains("p2 -> 200 backend"), "{}", ringway[1]);
+    assert!(ringway[4].contains("p1 -> 503"), "{}", ringway[4]);
+    let dumped = ringway[1].split("; ").last().unwrap_or_default();
+    assert!(
+        dumped.contains("front-2") && dumped.contains("back_routes"),
+        "{dumped}"
+    );
 }

@@ -241,7 +241,7 @@ pub fn config_dump(bootstrap: &Value, loaded: SystemTime, dynamic: Option<&Value
     }
     if let Some(cds) = cds {
         cluster_dump["version_info"] = cds["version_info"].clone();
-        cluster_dump["dynamic_active_clusters"] = json!(dynamic_entries(cds, false));
+        cluster_dump["dynamic_active_clusters"] = json!(dynamic_entries(cds, Entries::Clusters));
     }
     let mut listener_dump = json!({"@type": format!("{ADMIN}ListenersConfigDump")});
     if !listeners.is_empty() {
@@ -249,37 +249,65 @@ pub fn config_dump(bootstrap: &Value, loaded: SystemTime, dynamic: Option<&Value
     }
     if let Some(lds) = lds {
         listener_dump["version_info"] = lds["version_info"].clone();
-        listener_dump["dynamic_listeners"] = json!(dynamic_entries(lds, true));
+        listener_dump["dynamic_listeners"] = json!(dynamic_entries(lds, Entries::Listeners));
+    }
+    let mut route_dump = json!({"@type": format!("{ADMIN}RoutesConfigDump")});
+    if !routes.is_empty() {
+        route_dump["static_route_configs"] = json!(routes);
+    }
+    let rds = dynamic.and_then(|d| d["routes"].as_array());
+    let dynamic_routes: Vec<Value> = rds
+        .into_iter()
+        .flatten()
+        .flat_map(|r| dynamic_entries(r, Entries::Routes))
+        .collect();
+    if !dynamic_routes.is_empty() {
+        route_dump["dynamic_route_configs"] = json!(dynamic_routes);
     }
     json!({"configs": [
         {"@type": format!("{ADMIN}BootstrapConfigDump"), "bootstrap": bootstrap, "last_updated": updated},
         cluster_dump,
         listener_dump,
-        {"@type": format!("{ADMIN}RoutesConfigDump"), "static_route_configs": routes},
+        route_dump,
     ]})
 }
 
 const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 
-/// One subscription's resources as dump entries: `dynamic_listeners` (with
-/// `listeners`: active, then draining states) or `dynamic_active_clusters`. Beyond Envoy, which leaves it
-/// empty: each resource of the last refused update carries `error_state`
-/// (Envoy's `UpdateFailureState`), on its active entry, or on an entry of
-/// its own when it is not active.
-fn dynamic_entries(dump: &Value, listeners: bool) -> Vec<Value> {
+/// Which dump field a subscription's entries are for.
+#[derive(Clone, Copy, PartialEq)]
+enum Entries {
+    /// `dynamic_listeners`: active, then draining states.
+    Listeners,
+    /// `dynamic_active_clusters`.
+    Clusters,
+    /// `dynamic_route_configs`.
+    Routes,
+}
+
+/// One subscription's resources as dump entries. Beyond Envoy, which
+/// leaves it empty: each resource of the last refused update carries
+/// `error_state` (Envoy's `UpdateFailureState`), on its active entry, or
+/// on an entry of its own when it is not active.
+fn dynamic_entries(dump: &Value, kind: Entries) -> Vec<Value> {
     let mut entries: Vec<Value> = dump["resources"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|e| {
             let (r, version, at) = (&e["resource"], &e["version_info"], &e["last_updated"]);
-            match listeners {
-                true => json!({
+            match kind {
+                Entries::Listeners => json!({
                     "name": r["name"],
                     "active_state": {"version_info": version, "listener": r, "last_updated": at},
                 }),
-                false => json!({"version_info": version, "cluster": r, "last_updated": at}),
+                Entries::Clusters => {
+                    json!({"version_info": version, "cluster": r, "last_updated": at})
+                }
+                Entries::Routes => {
+                    json!({"version_info": version, "route_config": r, "last_updated": at})
+                }
             }
         })
         .collect();
@@ -306,16 +334,19 @@ fn dynamic_entries(dump: &Value, listeners: bool) -> Vec<Value> {
             "version_info": rejected["version_info"],
         });
         let name = &failed["name"];
-        let pointer = match listeners {
-            true => "/active_state/listener/name",
-            false => "/cluster/name",
+        let pointer = match kind {
+            Entries::Listeners => "/active_state/listener/name",
+            Entries::Clusters => "/cluster/name",
+            Entries::Routes => "/route_config/name",
         };
         match entries
             .iter_mut()
             .find(|e| e.pointer(pointer) == Some(name))
         {
             Some(e) => e["error_state"] = error_state,
-            None if listeners => entries.push(json!({"name": name, "error_state": error_state})),
+            None if kind == Entries::Listeners => {
+                entries.push(json!({"name": name, "error_state": error_state}))
+            }
             None => entries.push(json!({"error_state": error_state})),
         }
     }

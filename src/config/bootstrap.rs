@@ -3,6 +3,7 @@
 use super::listener::Listener;
 use super::node::{Errors, Fields, Node, Obj};
 use crate::net::Address;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub struct Bootstrap {
     pub broken_clusters: Vec<String>,
     /// `dynamic_resources`.
     pub dynamic: super::DynamicResources,
+    /// The route configurations RDS delivered, by name.
+    pub route_configs: HashMap<String, RouteConfiguration>,
     /// The runtime's `http.strip_fragment_from_path_unsafe_if_disabled`
     /// answer, applied to every connection manager (dynamic ones too).
     pub strip_fragment: bool,
@@ -115,8 +118,8 @@ pub enum ServerHeaderTransformation {
 pub struct HttpConnectionManager {
     /// `stat_prefix`.
     pub stat_prefix: String,
-    /// `route_config` (inline).
-    pub route_config: RouteConfiguration,
+    /// Where its routes come from: `route_config` or `rds`.
+    pub routes: RouteSource,
     /// `server_name` (default `ringway`).
     pub server_name: String,
     /// `server_header_transformation` (default OVERWRITE).
@@ -198,11 +201,31 @@ impl XffSettings {
     }
 }
 
-/// `route_config`.
+/// Where a connection manager's routes come from.
 #[derive(Debug, Clone)]
+pub enum RouteSource {
+    /// `route_config`, inline.
+    Inline(RouteConfiguration),
+    /// `rds`: a named `RouteConfiguration` from a file.
+    Rds(RdsSource),
+}
+
+/// `rds{route_config_name, config_source}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdsSource {
+    /// `route_config_name`.
+    pub name: String,
+    /// `config_source`.
+    pub source: super::FileSource,
+}
+
+/// `route_config`.
+#[derive(Debug, Clone, Default)]
 pub struct RouteConfiguration {
     /// `name`.
     pub name: String,
+    /// A digest of its whole configuration.
+    pub fingerprint: u64,
     /// `virtual_hosts`.
     pub virtual_hosts: Vec<VirtualHost>,
     /// `ignore_port_in_host_matching`.
@@ -492,7 +515,7 @@ static SOCKET_ADDRESS: Fields = Fields {
 #[rustfmt::skip]
 static HCM: Fields = Fields {
     known: &[
-        "@type", "stat_prefix", "codec_type", "route_config", "http_filters", "server_name",
+        "@type", "stat_prefix", "codec_type", "route_config", "rds", "http_filters", "server_name",
         "request_headers_timeout", "delayed_close_timeout", "internal_address_config",
         "server_header_transformation", "max_request_headers_kb", "generate_request_id",
         "preserve_external_request_id", "strip_any_host_port", "strip_matching_host_port",
@@ -501,7 +524,7 @@ static HCM: Fields = Fields {
         "http2_protocol_options",
     ],
     unsupported: &[
-        "rds", "scoped_routes", "add_user_agent", "tracing", "http_protocol_options",
+        "scoped_routes", "add_user_agent", "tracing", "http_protocol_options",
         "http3_protocol_options", "scheme_header_transformation",
         "drain_timeout", "access_log_flush_interval",
         "flush_access_log_on_new_request", "access_log_options",
@@ -751,6 +774,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         broken_clusters,
         dynamic,
         strip_fragment,
+        route_configs: HashMap::new(),
     })
 }
 
@@ -983,19 +1007,24 @@ pub(super) fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager
     let generate_request_id = any_bool(obj.get("generate_request_id"), errs, true);
     http_filters(&obj, errs);
     let access_log = super::access_log::access_logs(&obj, errs);
-    let route_config = match obj.get("route_config") {
-        Some(rc) => route_configuration(rc, errs),
-        None => {
+    let routes = match (obj.get("route_config"), obj.get("rds")) {
+        (Some(rc), None) => route_configuration(rc, errs).map(RouteSource::Inline),
+        (None, Some(rds)) => rds_source(&rds, errs).map(RouteSource::Rds),
+        (Some(_), Some(_)) => {
+            errs.add(obj.path(), "expected only one of route_config or rds");
+            None
+        }
+        (None, None) => {
             errs.add(
                 &format!("{}.route_config", obj.path()),
-                "required field is missing (rds is not supported yet)",
+                "required field is missing: expected route_config or rds",
             );
             None
         }
     };
     Some(HttpConnectionManager {
         stat_prefix: stat_prefix?,
-        route_config: route_config?,
+        routes: routes?,
         server_name: string(&obj, errs, "server_name").unwrap_or_else(|| "ringway".to_string()),
         server_header_transformation,
         codec,
@@ -1190,7 +1219,29 @@ fn http_filters(obj: &Obj, errs: &mut Errors) {
     }
 }
 
-fn route_configuration(node: Node, errs: &mut Errors) -> Option<RouteConfiguration> {
+#[rustfmt::skip]
+static RDS: Fields = Fields {
+    known: &["route_config_name", "config_source"],
+    unsupported: &[],
+};
+
+/// Decodes `rds`.
+fn rds_source(node: &Node, errs: &mut Errors) -> Option<RdsSource> {
+    let obj = node.object(errs, &RDS)?;
+    let name = obj
+        .require(errs, "route_config_name")
+        .and_then(|n| n.str(errs));
+    let source = obj
+        .require(errs, "config_source")
+        .and_then(|s| super::xds::file_source(&s, errs));
+    Some(RdsSource {
+        name: name?.to_string(),
+        source: source?,
+    })
+}
+
+/// Decodes a `RouteConfiguration` (inline, or a resource of an RDS update).
+pub(super) fn route_configuration(node: Node, errs: &mut Errors) -> Option<RouteConfiguration> {
     let obj = node.object(errs, &ROUTE_CONFIGURATION)?;
     let mut virtual_hosts = Vec::new();
     if let Some(v) = obj.get("virtual_hosts") {
@@ -1201,6 +1252,7 @@ fn route_configuration(node: Node, errs: &mut Errors) -> Option<RouteConfigurati
         }
     }
     Some(RouteConfiguration {
+        fingerprint: node.fingerprint(&[]),
         name: string(&obj, errs, "name").unwrap_or_default(),
         virtual_hosts,
         ignore_port_in_host_matching: flag(&obj, errs, "ignore_port_in_host_matching"),

@@ -316,6 +316,18 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
 }
 
 impl Listener {
+    /// The `rds` sources of its connection managers.
+    pub fn rds_sources(&self) -> impl Iterator<Item = &super::RdsSource> {
+        let chains = self.chains.iter().chain(self.default_chain.as_ref());
+        chains.filter_map(|c| match &c.filter {
+            NetworkFilter::Http(hcm) => match &hcm.routes {
+                super::RouteSource::Rds(r) => Some(r),
+                super::RouteSource::Inline(_) => None,
+            },
+            NetworkFilter::Tcp(_) => None,
+        })
+    }
+
     /// Applies the runtime's fragment answer to its connection managers.
     pub fn set_strip_fragment(&mut self, strip: bool) {
         for chain in self.chains.iter_mut().chain(self.default_chain.as_mut()) {

@@ -31,8 +31,8 @@ pub use tcp_proxy::TcpProxy;
 pub use tls::*;
 pub use udp_proxy::UdpProxy;
 pub use xds::{
-    clusters as decode_cluster_update, listeners as decode_listener_update, DynamicResources,
-    FileSource, Update,
+    clusters as decode_cluster_update, listeners as decode_listener_update,
+    route_config as decode_route_update, DynamicResources, FileSource, Update,
 };
 
 use serde_json::Value;

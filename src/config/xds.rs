@@ -3,7 +3,7 @@
 //! `DiscoveryResponse` of them decoded with the same validator as the
 //! bootstrap, each error under the resource's own path.
 
-use super::bootstrap::{cluster, Cluster};
+use super::bootstrap::{cluster, route_configuration, Cluster, RouteConfiguration};
 use super::listener::{listener, Listener};
 use super::node::{ConfigError, Errors, Fields, Node};
 use serde_json::Value;
@@ -14,6 +14,8 @@ use std::path::PathBuf;
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 /// `type.googleapis.com/` name of a `Cluster` resource.
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// `type.googleapis.com/` name of a `RouteConfiguration` resource.
+pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
 #[rustfmt::skip]
 static DYNAMIC_RESOURCES: Fields = Fields {
@@ -138,12 +140,48 @@ pub fn clusters(tree: &Value) -> Result<Update<Cluster>, Vec<ConfigError>> {
     resources(tree, CLUSTER_TYPE, |node, errs, _| cluster(node, errs))
 }
 
+/// Decodes a `DiscoveryResponse` that must hold exactly the route
+/// configuration `name`, as Envoy's RDS subscription takes one (another
+/// name or count is refused with Envoy's words).
+pub fn route_config(
+    tree: &Value,
+    name: &str,
+) -> Result<Update<RouteConfiguration>, Vec<ConfigError>> {
+    let update = resources(tree, ROUTE_TYPE, |node, errs, _| {
+        route_configuration(node, errs)
+    })?;
+    let refused = |message: String| {
+        vec![ConfigError {
+            path: String::new(),
+            message,
+            suggestion: None,
+        }]
+    };
+    match update.resources.as_slice() {
+        [one] if one.name == name => Ok(update),
+        [other] => Err(refused(format!(
+            "Unexpected RDS configuration (expecting {name}): {}",
+            other.name
+        ))),
+        all => Err(refused(format!(
+            "Unexpected RDS resource length: {}",
+            all.len()
+        ))),
+    }
+}
+
 /// Something with a name that must be unique in its update.
 trait Named {
     fn name(&self) -> &str;
 }
 
 impl Named for Listener {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for RouteConfiguration {
     fn name(&self) -> &str {
         &self.name
     }

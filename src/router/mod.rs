@@ -595,7 +595,10 @@ mod tests {
         let config::NetworkFilter::Http(hcm) = &boot.listeners[0].chains[0].filter else {
             panic!("the listener serves HTTP");
         };
-        let t = RouteTable::compile(&hcm.route_config, "rc", &clusters, true, &mut errors);
+        let config::RouteSource::Inline(rc) = &hcm.routes else {
+            panic!("the routes are inline");
+        };
+        let t = RouteTable::compile(rc, "rc", &clusters, true, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         t
     }

@@ -400,8 +400,8 @@ impl Control<'_> {
         } else {
             crossbeam_channel::tick(cert_watch::INTERVAL)
         };
-        let updates = match &self.xds {
-            Some(xds) => xds::watch_files(&xds.sources())?,
+        let updates = match &mut self.xds {
+            Some(xds) => xds.watch()?,
             None => crossbeam_channel::never(),
         };
         loop {

@@ -408,6 +408,12 @@ impl Store {
         self.named("listener_manager.lds.".to_string())
     }
 
+    /// One route configuration subscription's stats, under `prefix`
+    /// (`http.<stat_prefix>.rds.<name>.`).
+    pub fn rds(&self, prefix: &str) -> Arc<Scope<sets::Rds>> {
+        self.named(prefix.to_string())
+    }
+
     /// `cluster_manager.cds.` stats.
     pub fn cds(&self) -> Arc<Scope<sets::Cds>> {
         self.named("cluster_manager.cds.".to_string())

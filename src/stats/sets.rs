@@ -42,6 +42,17 @@ stat_set!(
 );
 
 stat_set!(
+    /// `http.<stat_prefix>.rds.<name>.*`: one route configuration
+    /// subscription's updates.
+    Rds, None,
+    counters [
+        config_reload, init_fetch_timeout, update_attempt, update_empty, update_failure,
+        update_rejected, update_success,
+    ],
+    gauges [config_reload_time_ms, update_time, version]
+);
+
+stat_set!(
     /// `cluster_manager.cds.*`: the cluster subscription's updates.
     Cds, None,
     counters [

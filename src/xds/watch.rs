@@ -6,10 +6,11 @@
 
 use super::Kind;
 use crate::config::FileSource;
-use inotify::{Inotify, WatchDescriptor, WatchMask};
+use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// What a watch stands for: moves of one name in a directory, or of any.
 enum Wanted {
@@ -17,12 +18,67 @@ enum Wanted {
     Any,
 }
 
-/// Starts a thread that sends the kind of each source whose file was
-/// replaced.
-pub fn spawn(sources: &[(Kind, FileSource)]) -> Result<crossbeam_channel::Receiver<Kind>, String> {
-    let mut inotify = Inotify::init().map_err(|e| format!("xds: cannot start inotify: {e}"))?;
-    let mut wanted: HashMap<WatchDescriptor, Vec<(Wanted, Kind)>> = HashMap::new();
-    for (kind, source) in sources {
+type Wants = Arc<Mutex<HashMap<WatchDescriptor, Vec<(Wanted, Kind)>>>>;
+
+/// The file watcher: a thread that sends the kind of each source whose file
+/// was replaced; sources can be added while it runs.
+pub struct Watcher {
+    watches: Watches,
+    wanted: Wants,
+}
+
+impl Watcher {
+    /// Starts watching `sources`.
+    pub fn spawn(
+        sources: &[(Kind, FileSource)],
+    ) -> Result<(Watcher, crossbeam_channel::Receiver<Kind>), String> {
+        let mut inotify = Inotify::init().map_err(|e| format!("xds: cannot start inotify: {e}"))?;
+        let mut watcher = Watcher {
+            watches: inotify.watches(),
+            wanted: Wants::default(),
+        };
+        for (kind, source) in sources {
+            watcher.add(*kind, source)?;
+        }
+        let wanted = watcher.wanted.clone();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("ringway-xds-files".into())
+            .spawn(move || {
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let events = match inotify.read_events_blocking(&mut buffer) {
+                        Ok(events) => events,
+                        Err(e) => {
+                            log::error!("xds: watching files failed: {e}; updates stop");
+                            return;
+                        }
+                    };
+                    let mut hits = Vec::new();
+                    let wanted = wanted.lock().unwrap_or_else(|p| p.into_inner());
+                    for event in events {
+                        for (what, kind) in wanted.get(&event.wd).into_iter().flatten() {
+                            let hit = match what {
+                                Wanted::Any => true,
+                                Wanted::File(name) => event.name == Some(name.as_os_str()),
+                            };
+                            if hit {
+                                hits.push(*kind);
+                            }
+                        }
+                    }
+                    drop(wanted);
+                    if hits.into_iter().any(|kind| tx.send(kind).is_err()) {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| format!("xds: cannot spawn the file watcher: {e}"))?;
+        Ok((watcher, rx))
+    }
+
+    /// Watches one more source.
+    pub fn add(&mut self, kind: Kind, source: &FileSource) -> Result<(), String> {
         let (dir, what) = match &source.watched_directory {
             Some(dir) => (dir.as_path(), Wanted::Any),
             None => {
@@ -31,38 +87,12 @@ pub fn spawn(sources: &[(Kind, FileSource)]) -> Result<crossbeam_channel::Receiv
                 (dir.unwrap_or(Path::new(".")), Wanted::File(name))
             }
         };
-        let wd = inotify
-            .watches()
+        let wd = self
+            .watches
             .add(dir, WatchMask::MOVED_TO)
             .map_err(|e| format!("xds: cannot watch {}: {e}", dir.display()))?;
-        wanted.entry(wd).or_default().push((what, *kind));
+        let mut wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        wanted.entry(wd).or_default().push((what, kind));
+        Ok(())
     }
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::Builder::new()
-        .name("ringway-xds-files".into())
-        .spawn(move || {
-            let mut buffer = [0u8; 4096];
-            loop {
-                let events = match inotify.read_events_blocking(&mut buffer) {
-                    Ok(events) => events,
-                    Err(e) => {
-                        log::error!("xds: watching files failed: {e}; updates stop");
-                        return;
-                    }
-                };
-                for event in events {
-                    for (what, kind) in wanted.get(&event.wd).into_iter().flatten() {
-                        let hit = match what {
-                            Wanted::Any => true,
-                            Wanted::File(name) => event.name == Some(name.as_os_str()),
-                        };
-                        if hit && tx.send(*kind).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        })
-        .map_err(|e| format!("xds: cannot spawn the file watcher: {e}"))?;
-    Ok(rx)
 }

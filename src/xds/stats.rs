@@ -1,0 +1,163 @@
+//! What updates count: each subscription's `update_*` stats, and the
+//! managers' `cluster_*` / `listener_*` changes.
+
+use crate::snapshot::ConfigSnapshot;
+use crate::stats::sets::{
+    Cds as CdsStat, ClusterManager as ClusterStat, Lds as LdsStat, ListenerManager as ListenerStat,
+    Rds as RdsStat,
+};
+use crate::stats::Store;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// What an update attempt came to.
+#[derive(Clone, Copy)]
+pub(super) enum Counted {
+    Attempt,
+    Success,
+    Rejected,
+    Failure,
+}
+
+/// Where one subscription counts.
+pub(super) enum Stats {
+    /// `listener_manager.lds.*`.
+    Lds,
+    /// `cluster_manager.cds.*`.
+    Cds,
+    /// `http.<stat_prefix>.rds.<name>.*`, this whole prefix (the stat
+    /// prefix of the first connection manager that named the route
+    /// configuration, as in Envoy).
+    Rds(String),
+}
+
+impl Stats {
+    /// Counts an attempt's outcome.
+    pub fn count(&self, store: &Store, what: Counted) {
+        let main = store.main_row();
+        fn pick<T>(what: Counted, attempt: T, success: T, rejected: T, failure: T) -> T {
+            match what {
+                Counted::Attempt => attempt,
+                Counted::Success => success,
+                Counted::Rejected => rejected,
+                Counted::Failure => failure,
+            }
+        }
+        match self {
+            Stats::Lds => store.lds().inc(
+                main,
+                pick(
+                    what,
+                    LdsStat::update_attempt,
+                    LdsStat::update_success,
+                    LdsStat::update_rejected,
+                    LdsStat::update_failure,
+                ),
+            ),
+            Stats::Cds => store.cds().inc(
+                main,
+                pick(
+                    what,
+                    CdsStat::update_attempt,
+                    CdsStat::update_success,
+                    CdsStat::update_rejected,
+                    CdsStat::update_failure,
+                ),
+            ),
+            Stats::Rds(prefix) => store.rds(prefix).inc(
+                main,
+                pick(
+                    what,
+                    RdsStat::update_attempt,
+                    RdsStat::update_success,
+                    RdsStat::update_rejected,
+                    RdsStat::update_failure,
+                ),
+            ),
+        }
+    }
+
+    /// Records an accepted update's version and time.
+    pub fn accepted(&self, store: &Store, version: &str, at: SystemTime) {
+        let main = store.main_row();
+        let hash = xxhash_rust::xxh64::xxh64(version.as_bytes(), 0);
+        let millis = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let text = match self {
+            Stats::Lds => {
+                let stats = store.lds();
+                stats.set(main, LdsStat::version, hash);
+                stats.set(main, LdsStat::update_time, millis);
+                "listener_manager.lds.".to_string()
+            }
+            Stats::Cds => {
+                let stats = store.cds();
+                stats.inc(main, CdsStat::config_reload);
+                stats.set(main, CdsStat::config_reload_time_ms, millis);
+                stats.set(main, CdsStat::version, hash);
+                stats.set(main, CdsStat::update_time, millis);
+                "cluster_manager.cds.".to_string()
+            }
+            Stats::Rds(prefix) => {
+                let stats = store.rds(prefix);
+                stats.inc(main, RdsStat::config_reload);
+                stats.set(main, RdsStat::config_reload_time_ms, millis);
+                stats.set(main, RdsStat::version, hash);
+                stats.set(main, RdsStat::update_time, millis);
+                prefix.clone()
+            }
+        };
+        store.set_text(format!("{text}version_text"), version.to_string());
+    }
+}
+
+/// Counts what an update changed in `cluster_manager.*` and
+/// `listener_manager.*` (everything is added for the first snapshot).
+pub fn count_changes(store: &Store, before: &ConfigSnapshot, after: &ConfigSnapshot) {
+    let main = store.main_row();
+    let clusters = &store.cluster_manager;
+    let named = |list: &[Arc<crate::upstream::Cluster>]| -> HashMap<String, u64> {
+        let fingerprints = list
+            .iter()
+            .map(|c| (c.name().to_string(), c.config.fingerprint));
+        fingerprints.collect()
+    };
+    let (was, is) = (named(&before.clusters), named(&after.clusters));
+    for (name, fingerprint) in &is {
+        match was.get(name) {
+            None => clusters.inc(main, ClusterStat::cluster_added),
+            Some(f) if f != fingerprint => clusters.inc(main, ClusterStat::cluster_modified),
+            Some(_) => {}
+        }
+    }
+    for name in was.keys() {
+        if !is.contains_key(name) {
+            clusters.inc(main, ClusterStat::cluster_removed);
+        }
+    }
+    let listeners = &store.listener_manager;
+    for l in &after.listeners {
+        match before.listener_index.get(&l.name) {
+            None => listeners.inc(main, ListenerStat::listener_added),
+            Some(&i) if before.listeners[i].fingerprint != l.fingerprint => {
+                listeners.inc(main, ListenerStat::listener_modified);
+                if before.listeners[i].shell == l.shell {
+                    listeners.inc(main, ListenerStat::listener_in_place_updated);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for b in &before.listeners {
+        if !after.listener_index.contains_key(&b.name) {
+            listeners.inc(main, ListenerStat::listener_removed);
+        }
+    }
+    listeners.set(
+        main,
+        ListenerStat::total_listeners_active,
+        after.listeners.len() as u64,
+    );
+}

@@ -1,0 +1,159 @@
+//! A subscription's state: the resources it accepted (decoded, and as
+//! delivered with the version that brought each) and its last refused
+//! update.
+
+use super::Kind;
+use crate::admin::rfc3339;
+use crate::config::{self, FileSource};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+/// A refused update.
+#[derive(Debug, Clone)]
+pub(super) struct Outcome {
+    /// `version_info` of the update.
+    pub version: String,
+    /// When it came.
+    pub at: SystemTime,
+    /// Why it was refused.
+    pub error: String,
+    /// Its resources as delivered (those that could be read).
+    pub raw: Vec<Value>,
+}
+
+/// An accepted resource as `/config_dump` shows it.
+#[derive(Clone)]
+pub(super) struct Entry {
+    /// As delivered.
+    raw: Value,
+    /// The version that last added or replaced it, and when. As in Envoy,
+    /// a listener changed in place (only its filter chains) keeps both.
+    version: String,
+    at: SystemTime,
+}
+
+impl Entry {
+    pub(super) fn dump(&self) -> Value {
+        json!({"resource": self.raw, "version_info": self.version, "last_updated": rfc3339(self.at)})
+    }
+}
+
+/// A resource type's decoded form, as an update compares it.
+pub(super) trait Resource: Clone {
+    fn name(&self) -> &str;
+    /// Whether `self`, replacing `old`, keeps `old`'s version in the dump.
+    fn keeps_version_of(&self, old: &Self) -> bool;
+}
+
+impl Resource for config::Listener {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn keeps_version_of(&self, old: &Self) -> bool {
+        self.shell == old.shell
+    }
+}
+
+impl Resource for config::RouteConfiguration {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn keeps_version_of(&self, old: &Self) -> bool {
+        self.fingerprint == old.fingerprint
+    }
+}
+
+impl Resource for config::Cluster {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn keeps_version_of(&self, old: &Self) -> bool {
+        self.fingerprint == old.fingerprint
+    }
+}
+
+/// One subscription: its source, what it last accepted and rejected.
+pub(super) struct Subscription<T> {
+    pub kind: Kind,
+    pub source: FileSource,
+    /// The accepted resources, decoded.
+    pub resources: Vec<T>,
+    /// The same, as `/config_dump` shows them.
+    pub entries: Vec<Entry>,
+    /// The version of the last update that changed anything (Envoy's
+    /// `version_info` of the dump), and when.
+    accepted: Option<(String, SystemTime)>,
+    /// The last refused update.
+    pub rejected: Option<Outcome>,
+}
+
+impl<T: Resource> Subscription<T> {
+    pub fn new(kind: Kind, source: FileSource) -> Self {
+        Subscription {
+            kind,
+            source,
+            resources: Vec::new(),
+            entries: Vec::new(),
+            accepted: None,
+            rejected: None,
+        }
+    }
+
+    /// Takes an accepted update: its resources decoded and as delivered.
+    pub fn accept(&mut self, resources: Vec<T>, raw: Vec<Value>, version: &str, at: SystemTime) {
+        let mut entries = Vec::with_capacity(resources.len());
+        let mut changed = resources.len() != self.resources.len();
+        let positions: HashMap<&str, usize> = self
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name(), i))
+            .collect();
+        for (resource, raw) in resources.iter().zip(raw) {
+            let before = positions.get(resource.name()).copied();
+            let kept = before.filter(|&i| resource.keeps_version_of(&self.resources[i]));
+            changed |= before.is_none_or(|i| raw != self.entries[i].raw);
+            entries.push(match kept {
+                Some(i) => Entry {
+                    raw,
+                    version: self.entries[i].version.clone(),
+                    at: self.entries[i].at,
+                },
+                None => Entry {
+                    raw,
+                    version: version.to_string(),
+                    at,
+                },
+            });
+        }
+        if changed || self.accepted.is_none() {
+            self.accepted = Some((version.to_string(), at));
+        }
+        self.resources = resources;
+        self.entries = entries;
+    }
+
+    /// This subscription's part of `/config_dump`.
+    pub fn dump(&self) -> Value {
+        let resources: Vec<Value> = self.entries.iter().map(Entry::dump).collect();
+        let mut dump = json!({
+            "version_info": self.accepted.as_ref().map_or("", |(v, _)| v.as_str()),
+            "resources": resources,
+        });
+        if let Some(r) = &self.rejected {
+            // Beyond Envoy: the last refused update, so an operator sees
+            // it without reading logs.
+            dump["last_rejected"] = json!({
+                "version_info": r.version,
+                "last_update_attempt": rfc3339(r.at),
+                "details": r.error,
+                "resources": r.raw,
+            });
+        }
+        dump
+    }
+}
