@@ -285,7 +285,7 @@ impl ConfigSnapshot {
             .collect();
         let unchanged_cluster = |c: &config::Cluster| {
             let kept = before.get(c.name.as_str())?;
-            (kept.config.fingerprint == c.fingerprint).then(|| Arc::clone(kept))
+            (kept.config.fingerprint == c.fingerprint).then_some(kept)
         };
         let mut errors = Vec::new();
         let mut by_name = HashMap::new();
@@ -301,7 +301,17 @@ impl ConfigSnapshot {
         let mut clusters = Vec::new();
         for c in &boot.clusters {
             if let Some(kept) = unchanged_cluster(c) {
-                clusters.push(kept);
+                // EDS may have changed its endpoints: pooled connections
+                // to the endpoints that stay are kept.
+                let assignment = assignment_of(c, &boot.assignments);
+                match assignment.map(|a| a.fingerprint) {
+                    Some(f) if f != kept.assignment => {
+                        let endpoints = assignment.map(|a| ip_endpoints(&a.endpoints));
+                        let next = kept.with_endpoints(endpoints.unwrap_or_default(), store, f);
+                        clusters.push(Arc::new(next));
+                    }
+                    _ => clusters.push(Arc::clone(kept)),
+                }
                 continue;
             }
             let tls = match &c.tls {
@@ -324,16 +334,13 @@ impl ConfigSnapshot {
                 },
                 None => None,
             };
-            let endpoints = initial_endpoints(c, resolve)
+            let endpoints = initial_endpoints(c, resolve, &boot.assignments)
                 .into_iter()
                 .map(|r| Endpoint::new(store, &c.name, r))
                 .collect();
-            clusters.push(Arc::new(upstream::Cluster::new(
-                store,
-                c.clone(),
-                endpoints,
-                tls,
-            )));
+            let mut cluster = upstream::Cluster::new(store, c.clone(), endpoints, tls);
+            cluster.assignment = assignment_of(c, &boot.assignments).map_or(0, |a| a.fingerprint);
+            clusters.push(Arc::new(cluster));
         }
         let main = store.main_row();
         let active = clusters.len() as u64;
@@ -539,27 +546,7 @@ impl ConfigSnapshot {
     ) -> ConfigSnapshot {
         let mut clusters = self.clusters.clone();
         let previous = &self.clusters[cluster];
-        let config = previous.config.clone();
-        let endpoints = resolved
-            .into_iter()
-            .map(|r| {
-                let mut e = Endpoint::new(store, &config.name, r);
-                // In-flight requests keep counting against the same endpoint.
-                if let Some(old) = previous.endpoints.iter().find(|o| o.addr == e.addr) {
-                    e.active = old.active.clone();
-                }
-                e
-            })
-            .collect();
-        let next = upstream::Cluster::with_pool(
-            store,
-            config,
-            endpoints,
-            previous.tls.clone(),
-            previous.pool_id,
-        );
-        next.stats
-            .inc(store.main_row(), sets::Cluster::membership_change);
+        let next = previous.with_endpoints(resolved, store, previous.assignment);
         clusters[cluster] = Arc::new(next);
         ConfigSnapshot {
             epoch: self.epoch,
@@ -756,31 +743,53 @@ fn http_settings(
     }
 }
 
-fn initial_endpoints(c: &config::Cluster, resolve: bool) -> Vec<Resolved> {
+/// The endpoint assignment an EDS cluster takes from `assignments`, if
+/// EDS delivered one.
+fn assignment_of<'a>(
+    c: &config::Cluster,
+    assignments: &'a HashMap<String, config::Assignment>,
+) -> Option<&'a config::Assignment> {
+    assignments.get(&c.eds.as_ref()?.service_name)
+}
+
+fn initial_endpoints(
+    c: &config::Cluster,
+    resolve: bool,
+    assignments: &HashMap<String, config::Assignment>,
+) -> Vec<Resolved> {
     match c.discovery {
         Discovery::StrictDns | Discovery::LogicalDns if resolve => upstream::dns::resolve(c),
         Discovery::StrictDns | Discovery::LogicalDns => Vec::new(),
-        Discovery::Static => c
-            .endpoints
-            .iter()
-            .filter_map(|e| {
-                let (addr, host) = match &e.address {
-                    EndpointAddress::Socket { host, port } => (
-                        Address::Ip(SocketAddr::new(host.parse().ok()?, *port)),
-                        host,
-                    ),
-                    EndpointAddress::Pipe(pipe) => (pipe.clone(), &String::new()),
-                };
-                Some(Resolved {
-                    addr,
-                    weight: e.weight,
-                    hostname: e.hostname.clone().unwrap_or_else(|| host.clone()),
-                    explicit_hostname: e.hostname.is_some(),
-                    locality: e.locality.clone(),
-                })
-            })
-            .collect(),
+        // Until EDS delivers endpoints, the cluster has none (503, as in
+        // Envoy once its initial fetch gives up).
+        Discovery::Eds => assignment_of(c, assignments)
+            .map(|a| ip_endpoints(&a.endpoints))
+            .unwrap_or_default(),
+        Discovery::Static => ip_endpoints(&c.endpoints),
     }
+}
+
+/// Endpoints given as addresses (STATIC and EDS).
+fn ip_endpoints(endpoints: &[config::EndpointConfig]) -> Vec<Resolved> {
+    endpoints
+        .iter()
+        .filter_map(|e| {
+            let (addr, host) = match &e.address {
+                EndpointAddress::Socket { host, port } => (
+                    Address::Ip(SocketAddr::new(host.parse().ok()?, *port)),
+                    host,
+                ),
+                EndpointAddress::Pipe(pipe) => (pipe.clone(), &String::new()),
+            };
+            Some(Resolved {
+                addr,
+                weight: e.weight,
+                hostname: e.hostname.clone().unwrap_or_else(|| host.clone()),
+                explicit_hostname: e.hostname.is_some(),
+                locality: e.locality.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The published snapshot, shared by the main thread and every shard.

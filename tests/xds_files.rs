@@ -16,7 +16,11 @@ use std::time::Duration;
 /// Which proxy runs a scenario.
 enum Which {
     Envoy(String),
+    /// Two shards.
     Ringway,
+    /// One shard, like the Envoy runs (one upstream pool: upstream
+    /// connection counts are then comparable).
+    RingwayOneShard,
 }
 
 /// A proxy process, killed when dropped.
@@ -56,9 +60,14 @@ fn launch(which: &Which, boot: &Path, admin: u16, dir: &Path) -> Running {
             .args(["--base-id", &base_id.to_string()]);
             c
         }
-        Which::Ringway => {
+        Which::Ringway | Which::RingwayOneShard => {
+            let shards = if matches!(which, Which::Ringway) {
+                "2"
+            } else {
+                "1"
+            };
             let mut c = Command::new(common::binary());
-            c.args(["--concurrency", "2"]);
+            c.args(["--concurrency", shards]);
             c
         }
     };
@@ -293,7 +302,7 @@ fn scenario(which: &Which, a: &Backend, b: &Backend) -> Vec<String> {
     wait_attempts(admin, "listener_manager.lds", 4);
     observe("unknown cluster rejected");
 
-    if let Which::Ringway = which {
+    if !matches!(which, Which::Envoy(_)) {
         // Beyond Envoy: the refused listener shows why in /config_dump.
         let dump = dynamic_dump(admin, true);
         let state = &dump["ListenersConfigDump.dynamic_listeners"][0]["error_state"];
@@ -723,4 +732,150 @@ fn rds_files_match_envoy() {
         dumped.contains("front-2") && dumped.contains("back_routes"),
         "{dumped}"
     );
+}
+
+fn assignment(version: &str, service: &str, endpoints: &[(u16, u32)]) -> String {
+    let lb: Vec<String> = endpoints
+        .iter()
+        .map(|(port, weight)| format!("{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}, load_balancing_weight: {weight}}}"))
+        .collect();
+    format!(
+        "version_info: \"{version}\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n  cluster_name: {service}\n  endpoints: [{{lb_endpoints: [{}]}}]\n",
+        lb.join(", ")
+    )
+}
+
+const EDS_STATS: &[&str] = &[
+    "update_attempt",
+    "update_success",
+    "update_rejected",
+    "update_failure",
+    "update_empty",
+    "version",
+    "version_text",
+    "membership_total",
+];
+
+/// EDS from files: a cluster CDS delivers takes its endpoints from an
+/// assignment file; the same swaps go through Envoy and Ringway.
+fn eds_scenario(which: &Which, a: &Backend, b: &Backend) -> Vec<String> {
+    let dir = TempDir::new();
+    let (admin, port) = (free_port(), free_port());
+    let d = dir.0.display();
+    let boot = format!(
+        "node: {{id: test, cluster: test}}\nadmin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}\ndynamic_resources:\n  cds_config: {{path_config_source: {{path: {d}/cds.yaml}}}}\n  lds_config: {{path_config_source: {{path: {d}/lds.yaml}}}}\n"
+    );
+    let boot_path = dir.0.join("boot.yaml");
+    std::fs::write(&boot_path, boot).expect("write bootstrap");
+    let eds_cluster = format!(
+        "- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: svc\n  type: EDS\n  eds_cluster_config: {{service_name: svc-endpoints, eds_config: {{path_config_source: {{path: {d}/eds.yaml}}}}}}\n"
+    );
+    swap(
+        &dir.0,
+        "eds.yaml",
+        &assignment("e1", "svc-endpoints", &[(a.port(), 1)]),
+    );
+    swap(&dir.0, "cds.yaml", &response("c1", &[&eds_cluster]));
+    swap(
+        &dir.0,
+        "lds.yaml",
+        &response("l1", &[&listener("l", port, &to("/", "svc"))]),
+    );
+    let proxy = launch(which, &boot_path, admin, &dir.0);
+    wait_attempts(admin, "listener_manager.lds", 1);
+    let mut seen = Vec::new();
+    let mut kept = Client::connect(port);
+    kept.set_timeout(Duration::from_secs(5));
+    let mut observe = |step: &str, kept: &mut Client| {
+        kept.send(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n");
+        let on_kept = kept.read_response(false).map(|r| r.text());
+        let (_, body) = common::admin_request(admin, "GET", "/stats");
+        let eds: Vec<&str> = body
+            .lines()
+            .filter(|l| {
+                l.starts_with("cluster.svc.")
+                    && EDS_STATS
+                        .iter()
+                        .any(|s| l.starts_with(&format!("cluster.svc.{s}:")))
+            })
+            .collect();
+        seen.push(format!(
+            "{step}: kept -> {on_kept:?}; new -> {}; {eds:?}; upstream connections to a {}",
+            answer(port, "/"),
+            a.connection_count()
+        ));
+    };
+    observe("start", &mut kept);
+    let eds_attempts = |n: u32| {
+        let key = format!("cluster.svc.update_attempt: {n}\n");
+        let body = common::admin_until(admin, "/stats", |s| s.contains(&key));
+        assert!(body.contains(&key), "{key} in {body}");
+        std::thread::sleep(Duration::from_millis(150));
+    };
+    // The same endpoint with another weight: its pooled connection stays.
+    swap(
+        &dir.0,
+        "eds.yaml",
+        &assignment("e2", "svc-endpoints", &[(a.port(), 3)]),
+    );
+    eds_attempts(2);
+    observe("weight changed", &mut kept);
+    swap(
+        &dir.0,
+        "eds.yaml",
+        &assignment("e3", "svc-endpoints", &[(b.port(), 1)]),
+    );
+    eds_attempts(3);
+    observe("endpoint replaced", &mut kept);
+    swap(
+        &dir.0,
+        "eds.yaml",
+        &assignment("e4", "other", &[(a.port(), 1)]),
+    );
+    eds_attempts(4);
+    observe("another service rejected", &mut kept);
+    swap(&dir.0, "eds.yaml", "version_info: \"e5\"\nresources: []\n");
+    eds_attempts(5);
+    observe("empty update keeps the endpoints", &mut kept);
+    // CDS resends the cluster (changed): it keeps the endpoints EDS gave.
+    let changed = eds_cluster.replace("  type: EDS\n", "  type: EDS\n  connect_timeout: 2s\n");
+    swap(&dir.0, "cds.yaml", &response("c2", &[&changed]));
+    wait_attempts(admin, "cluster_manager.cds", 2);
+    observe("cluster resent", &mut kept);
+    drop(proxy);
+    seen
+}
+
+#[test]
+fn eds_files_match_envoy() {
+    let Some(bin) = envoy_or_skip("xds eds files") else {
+        return;
+    };
+    let envoy = {
+        let (a, b) = (Backend::start("a"), Backend::start("b"));
+        eds_scenario(&Which::Envoy(bin), &a, &b)
+    };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let ringway = eds_scenario(&Which::RingwayOneShard, &a, &b);
+    assert_eq!(envoy.len(), ringway.len());
+    let (last, same) = (ringway.len() - 1, envoy.len() - 1);
+    for (e, r) in envoy.iter().zip(&ringway).take(same) {
+        assert_eq!(e, r, "\nenvoy:   {e}\nringway: {r}");
+    }
+    // Beyond Envoy: a CDS update of an EDS cluster keeps the endpoints EDS
+    // gave it. Envoy makes a new subscription, reads the file again, finds
+    // this test's last (empty) update and is left with no endpoints.
+    assert!(
+        envoy[last].contains("503 no healthy upstream"),
+        "{}",
+        envoy[last]
+    );
+    assert!(ringway[last].contains("new -> 200 b"), "{}", ringway[last]);
+    assert!(
+        ringway[1].ends_with("upstream connections to a 1"),
+        "{}",
+        ringway[1]
+    );
+    assert!(ringway[2].contains("new -> 200 b"), "{}", ringway[2]);
+    assert!(ringway[5].contains("new -> 200 b"), "{}", ringway[5]);
 }

@@ -28,6 +28,8 @@ pub struct Bootstrap {
     pub dynamic: super::DynamicResources,
     /// The route configurations RDS delivered, by name.
     pub route_configs: HashMap<String, RouteConfiguration>,
+    /// The endpoint assignments EDS delivered, by service name.
+    pub assignments: HashMap<String, Assignment>,
     /// The runtime's `http.strip_fragment_from_path_unsafe_if_disabled`
     /// answer, applied to every connection manager (dynamic ones too).
     pub strip_fragment: bool,
@@ -210,6 +212,26 @@ pub enum RouteSource {
     Rds(RdsSource),
 }
 
+/// `eds_cluster_config{service_name, eds_config}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdsSource {
+    /// `service_name` (default: the cluster's name).
+    pub service_name: String,
+    /// `eds_config`.
+    pub source: super::FileSource,
+}
+
+/// A `ClusterLoadAssignment` as EDS delivers it.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    /// `cluster_name` (the EDS service name).
+    pub cluster_name: String,
+    /// A digest of its whole content.
+    pub fingerprint: u64,
+    /// Its endpoints.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
 /// `rds{route_config_name, config_source}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RdsSource {
@@ -308,6 +330,8 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// `load_assignment` endpoints.
     pub endpoints: Vec<EndpointConfig>,
+    /// `eds_cluster_config`, for an EDS cluster.
+    pub eds: Option<EdsSource>,
     /// `dns_refresh_rate` (default 5s).
     pub dns_refresh_rate: Duration,
     /// `dns_lookup_family` (default AUTO).
@@ -397,6 +421,8 @@ pub enum Discovery {
     /// `LOGICAL_DNS`: one name, resolved in the background; its first
     /// address is the one endpoint, and new connections follow it.
     LogicalDns,
+    /// `EDS`: endpoints from a `ClusterLoadAssignment` (`eds_cluster_config`).
+    Eds,
 }
 
 impl Discovery {
@@ -620,6 +646,7 @@ static DATA_SOURCE: Fields = Fields {
 static CLUSTER: Fields = Fields {
     known: &[
         "name", "type", "connect_timeout", "lb_policy", "load_assignment", "dns_refresh_rate",
+        "eds_cluster_config",
         "dns_lookup_family", "least_request_lb_config", "ring_hash_lb_config",
         "maglev_lb_config", "alt_stat_name", "per_connection_buffer_limit_bytes",
         "max_requests_per_connection", "common_http_protocol_options",
@@ -627,7 +654,7 @@ static CLUSTER: Fields = Fields {
         "http2_protocol_options", "transport_socket", "upstream_http_protocol_options",
     ],
     unsupported: &[
-        "transport_socket_matches", "cluster_type", "eds_cluster_config",
+        "transport_socket_matches", "cluster_type",
         "health_checks", "circuit_breakers",
         "http_protocol_options",
         "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
@@ -775,6 +802,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         dynamic,
         strip_fragment,
         route_configs: HashMap::new(),
+        assignments: HashMap::new(),
     })
 }
 
@@ -1412,6 +1440,7 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
             Some("STATIC") => Some(Discovery::Static),
             Some("STRICT_DNS") => Some(Discovery::StrictDns),
             Some("LOGICAL_DNS") => Some(Discovery::LogicalDns),
+            Some("EDS") => Some(Discovery::Eds),
             Some(other) => {
                 errs.add(
                     t.path(),
@@ -1452,8 +1481,28 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         None => DnsLookupFamily::Auto,
     };
     let mut endpoints = Vec::new();
+    let eds = match (obj.get("eds_cluster_config"), discovery) {
+        (Some(e), Some(Discovery::Eds)) => eds_source(&e, errs, name.as_deref()),
+        (Some(e), _) => {
+            errs.add(e.path(), "eds_cluster_config is for a cluster of type EDS");
+            None
+        }
+        (None, Some(Discovery::Eds)) => {
+            errs.add(
+                &format!("{}.eds_cluster_config", obj.path()),
+                "an EDS cluster needs eds_cluster_config (its endpoints' source)",
+            );
+            None
+        }
+        (None, _) => None,
+    };
     if let Some(la) = obj.get("load_assignment") {
-        if let Some(lao) = la.object(errs, &LOAD_ASSIGNMENT) {
+        if discovery == Some(Discovery::Eds) {
+            errs.add(
+                la.path(),
+                "an EDS cluster takes its endpoints from eds_cluster_config, not load_assignment",
+            );
+        } else if let Some(lao) = la.object(errs, &LOAD_ASSIGNMENT) {
             if let Some(eps) = lao.get("endpoints") {
                 let localities = eps.list(errs);
                 let count = localities.len();
@@ -1535,11 +1584,50 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         max_stream_duration: common.max_stream_duration,
         connect_timeout,
         endpoints,
+        eds,
         dns_refresh_rate,
         dns_lookup_family,
         lb_policy: lb_policy?,
         tls,
         auto_sni,
+    })
+}
+
+#[rustfmt::skip]
+static EDS_CLUSTER_CONFIG: Fields = Fields {
+    known: &["service_name", "eds_config"],
+    unsupported: &[],
+};
+
+/// Decodes `eds_cluster_config` of the cluster `name`.
+fn eds_source(node: &Node, errs: &mut Errors, name: Option<&str>) -> Option<EdsSource> {
+    let obj = node.object(errs, &EDS_CLUSTER_CONFIG)?;
+    let service_name = string(&obj, errs, "service_name").filter(|n| !n.is_empty());
+    let source = obj
+        .require(errs, "eds_config")
+        .and_then(|s| super::xds::file_source(&s, errs))?;
+    Some(EdsSource {
+        service_name: service_name.or(name.map(str::to_string))?,
+        source,
+    })
+}
+
+/// Decodes a `ClusterLoadAssignment` resource of an EDS update.
+pub(super) fn assignment(node: Node, errs: &mut Errors) -> Option<Assignment> {
+    let obj = node.object(errs, &LOAD_ASSIGNMENT)?;
+    let cluster_name = obj.require(errs, "cluster_name").and_then(|n| n.str(errs));
+    let mut endpoints = Vec::new();
+    for item in obj
+        .get("endpoints")
+        .map(|e| e.list(errs))
+        .unwrap_or_default()
+    {
+        locality_endpoints(item, errs, Discovery::Static, &mut endpoints);
+    }
+    Some(Assignment {
+        cluster_name: cluster_name?.to_string(),
+        fingerprint: node.fingerprint(&[]),
+        endpoints,
     })
 }
 

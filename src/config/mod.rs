@@ -31,8 +31,9 @@ pub use tcp_proxy::TcpProxy;
 pub use tls::*;
 pub use udp_proxy::UdpProxy;
 pub use xds::{
-    clusters as decode_cluster_update, listeners as decode_listener_update,
-    route_config as decode_route_update, DynamicResources, FileSource, Update,
+    assignments as decode_assignment_update, clusters as decode_cluster_update,
+    listeners as decode_listener_update, route_config as decode_route_update, DynamicResources,
+    FileSource, Update,
 };
 
 use serde_json::Value;

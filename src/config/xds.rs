@@ -3,7 +3,9 @@
 //! `DiscoveryResponse` of them decoded with the same validator as the
 //! bootstrap, each error under the resource's own path.
 
-use super::bootstrap::{cluster, route_configuration, Cluster, RouteConfiguration};
+use super::bootstrap::{
+    assignment, cluster, route_configuration, Assignment, Cluster, RouteConfiguration,
+};
 use super::listener::{listener, Listener};
 use super::node::{ConfigError, Errors, Fields, Node};
 use serde_json::Value;
@@ -14,6 +16,9 @@ use std::path::PathBuf;
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 /// `type.googleapis.com/` name of a `Cluster` resource.
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// `type.googleapis.com/` name of a `ClusterLoadAssignment` resource.
+pub const ASSIGNMENT_TYPE: &str =
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 /// `type.googleapis.com/` name of a `RouteConfiguration` resource.
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
@@ -170,8 +175,38 @@ pub fn route_config(
     }
 }
 
+/// Decodes a `DiscoveryResponse` for the EDS service `name`: none (an
+/// empty update, which changes nothing) or exactly its assignment, as
+/// Envoy's EDS subscription takes them.
+pub fn assignments(tree: &Value, name: &str) -> Result<Update<Assignment>, Vec<ConfigError>> {
+    let update = resources(tree, ASSIGNMENT_TYPE, |node, errs, _| {
+        assignment(node, errs)
+    })?;
+    let refused = |message: String| {
+        vec![ConfigError {
+            path: String::new(),
+            message,
+            suggestion: None,
+        }]
+    };
+    match update.resources.as_slice() {
+        [] => Ok(update),
+        [one] if one.cluster_name == name => Ok(update),
+        [other] => Err(refused(format!(
+            "Unexpected EDS cluster (expecting {name}): {}",
+            other.cluster_name
+        ))),
+        all => Err(refused(format!(
+            "Unexpected EDS resource length: {}",
+            all.len()
+        ))),
+    }
+}
+
 /// Something with a name that must be unique in its update.
 trait Named {
+    /// The field that holds it.
+    const FIELD: &'static str = "name";
     fn name(&self) -> &str;
 }
 
@@ -184,6 +219,13 @@ impl Named for Listener {
 impl Named for RouteConfiguration {
     fn name(&self) -> &str {
         &self.name
+    }
+}
+
+impl Named for Assignment {
+    const FIELD: &'static str = "cluster_name";
+    fn name(&self) -> &str {
+        &self.cluster_name
     }
 }
 
@@ -251,11 +293,12 @@ fn resources<T: Named>(
         let Some(resource) = decode(Node::at(&fields, path.clone()), &mut errs, index) else {
             continue;
         };
-        if resource.name().is_empty() || map.get("name").is_none() {
-            errs.add(&format!("{path}.name"), "expected the resource's name");
+        let field = T::FIELD;
+        if resource.name().is_empty() || map.get(field).is_none() {
+            errs.add(&format!("{path}.{field}"), "expected the resource's name");
         } else if !names.insert(resource.name().to_string()) {
             errs.add(
-                &format!("{path}.name"),
+                &format!("{path}.{field}"),
                 format!("duplicate name {:?} in one update", resource.name()),
             );
         }

@@ -414,6 +414,22 @@ impl Store {
         self.named(prefix.to_string())
     }
 
+    /// The `cluster.<stat_name>.` stats only an EDS cluster has (kept
+    /// beside the cluster's own scope).
+    pub fn eds(&self, stat_name: &str) -> Arc<Scope<sets::Eds>> {
+        let key = format!("cluster.{stat_name}.#eds");
+        let mut typed = lock(&self.typed);
+        if let Some(s) = typed.named.get(&key).cloned() {
+            if let Ok(scope) = s.downcast::<Scope<sets::Eds>>() {
+                return scope;
+            }
+        }
+        let scope = Arc::new(Scope::new(format!("cluster.{stat_name}."), self.shards + 1));
+        typed.named.insert(key.clone(), scope.clone());
+        lock(&self.scopes).insert(key, scope.clone());
+        scope
+    }
+
     /// `cluster_manager.cds.` stats.
     pub fn cds(&self) -> Arc<Scope<sets::Cds>> {
         self.named("cluster_manager.cds.".to_string())

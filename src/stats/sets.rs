@@ -133,8 +133,17 @@ stat_set!(
         upstream_rq_retry, upstream_rq_retry_success, upstream_rq_retry_limit_exceeded,
         upstream_rq_retry_backoff_exponential, upstream_rq_per_try_timeout,
         upstream_rq_retry_overflow, upstream_rq_max_duration_reached,
+        update_attempt, update_success, update_failure, update_empty, update_no_rebuild,
+        assignment_stale, assignment_timeout_received, assignment_use_cached,
     ],
-    gauges [upstream_cx_active, upstream_rq_active, membership_total, membership_healthy]
+    gauges [upstream_cx_active, upstream_rq_active, membership_total, membership_healthy, version]
+);
+
+stat_set!(
+    /// `cluster.<name>.*` that only an EDS cluster has (its subscription's).
+    Eds, None,
+    counters [init_fetch_timeout, update_rejected],
+    gauges [update_time]
 );
 
 stat_set!(

@@ -84,6 +84,8 @@ pub struct Cluster {
     /// Which pooled upstream connections serve it: kept while only its
     /// endpoints or TLS files change, new when its configuration does.
     pub pool_id: usize,
+    /// The digest of the EDS assignment its endpoints came from (0: none).
+    pub assignment: u64,
     /// The endpoints requests may go to.
     pub endpoints: Vec<Endpoint>,
     /// `cluster.<name>.*`.
@@ -190,21 +192,57 @@ impl Cluster {
             tls,
             config,
             pool_id,
+            assignment: 0,
             endpoints,
             stats,
         }
     }
 
+    /// The same cluster with other endpoints (DNS or EDS changed them; the
+    /// assignment's digest is `assignment`). In-flight requests keep
+    /// counting against endpoints that stay, and pooled connections to
+    /// them stay usable.
+    pub fn with_endpoints(
+        &self,
+        resolved: Vec<Resolved>,
+        store: &Store,
+        assignment: u64,
+    ) -> Cluster {
+        let endpoints = resolved
+            .into_iter()
+            .map(|r| {
+                let mut e = Endpoint::new(store, &self.config.name, r);
+                if let Some(old) = self.endpoints.iter().find(|o| o.addr == e.addr) {
+                    e.active = old.active.clone();
+                }
+                e
+            })
+            .collect();
+        let mut next = Cluster::with_pool(
+            store,
+            self.config.clone(),
+            endpoints,
+            self.tls.clone(),
+            self.pool_id,
+        );
+        next.assignment = assignment;
+        next.stats
+            .inc(store.main_row(), sets::Cluster::membership_change);
+        next
+    }
+
     /// The same cluster with another TLS context; in-flight requests keep
     /// counting against the same endpoints.
     pub fn with_tls(&self, store: &Store, tls: Arc<ClientTls>) -> Cluster {
-        Cluster::with_pool(
+        let mut next = Cluster::with_pool(
             store,
             self.config.clone(),
             self.endpoints.clone(),
             Some(tls),
             self.pool_id,
-        )
+        );
+        next.assignment = self.assignment;
+        next
     }
 
     /// Cluster name.

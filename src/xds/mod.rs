@@ -36,6 +36,8 @@ pub enum Kind {
     Clusters,
     /// One route configuration (an HCM's `rds`), by its place among them.
     Routes(usize),
+    /// One EDS cluster's endpoints, by its place among them.
+    Endpoints(usize),
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             Kind::Listeners => "LDS",
             Kind::Clusters => "CDS",
             Kind::Routes(_) => "RDS",
+            Kind::Endpoints(_) => "EDS",
         }
     }
 }
@@ -66,6 +69,17 @@ struct Routes {
     sub: Subscription<config::RouteConfiguration>,
 }
 
+/// An EDS cluster's endpoint subscription.
+struct Endpoints {
+    /// The cluster's name.
+    cluster: String,
+    /// `eds_cluster_config`.
+    source: config::EdsSource,
+    /// `cluster.<stat_name>.*`.
+    stats: Stats,
+    sub: Subscription<config::Assignment>,
+}
+
 /// The dynamic resources and the static bootstrap they are served with.
 pub struct Xds {
     base: Bootstrap,
@@ -74,6 +88,7 @@ pub struct Xds {
     lds: Option<Subscription<config::Listener>>,
     cds: Option<Subscription<config::Cluster>>,
     rds: Vec<Routes>,
+    eds: Vec<Endpoints>,
     /// Watches the files, once serving.
     watcher: Option<Watcher>,
     /// What `/config_dump` shows of them, kept current for the admin API.
@@ -85,6 +100,7 @@ enum Decoded {
     Listeners(Vec<config::Listener>),
     Clusters(Vec<config::Cluster>),
     Routes(Vec<config::RouteConfiguration>),
+    Endpoints(Vec<config::Assignment>),
 }
 
 /// An update read from its file.
@@ -142,17 +158,19 @@ impl Xds {
                 .clone()
                 .map(|s| Subscription::new(Kind::Clusters, s)),
             rds: Vec::new(),
+            eds: Vec::new(),
             watcher: None,
             base: boot.clone(),
             dump: Arc::default(),
         };
         xds.subscribe_routes(&boot.listeners);
+        xds.subscribe_endpoints(&boot.clusters);
         xds
     }
 
     /// Whether anything is dynamic.
     pub fn is_dynamic(&self) -> bool {
-        self.lds.is_some() || self.cds.is_some() || !self.rds.is_empty()
+        self.lds.is_some() || self.cds.is_some() || !self.rds.is_empty() || !self.eds.is_empty()
     }
 
     /// Every file source with its kind.
@@ -160,7 +178,8 @@ impl Xds {
         let cds = self.cds.iter().map(|s| (s.kind, s.source.clone()));
         let lds = self.lds.iter().map(|s| (s.kind, s.source.clone()));
         let rds = self.rds.iter().map(|r| (r.sub.kind, r.sub.source.clone()));
-        cds.chain(lds).chain(rds).collect()
+        let eds = self.eds.iter().map(|e| (e.sub.kind, e.sub.source.clone()));
+        cds.chain(lds).chain(rds).chain(eds).collect()
     }
 
     /// Starts watching the files; updates arrive on the channel.
@@ -179,8 +198,9 @@ impl Xds {
 
     /// The first load, as Envoy starts: a source file that does not exist
     /// stops the start; a bad one is counted and the proxy starts without
-    /// it. Clusters come first, then the static listeners' routes, then
-    /// listeners (and the routes they name).
+    /// it. The static clusters' endpoints come first, then clusters (and
+    /// their endpoints), the static listeners' routes, and listeners (and
+    /// the routes they name).
     pub fn start(
         &mut self,
         first: ConfigSnapshot,
@@ -197,9 +217,10 @@ impl Xds {
         }
         count_changes(store, &ConfigSnapshot::empty(), &first);
         let mut current = first;
+        let static_endpoints = (0..self.eds.len()).map(Kind::Endpoints);
         let static_routes = (0..self.rds.len()).map(Kind::Routes);
-        let kinds: Vec<Kind> = [Kind::Clusters]
-            .into_iter()
+        let kinds: Vec<Kind> = static_endpoints
+            .chain([Kind::Clusters])
             .chain(static_routes)
             .chain([Kind::Listeners])
             .collect();
@@ -216,6 +237,7 @@ impl Xds {
             Kind::Listeners => self.lds.as_ref().map(|s| &s.source),
             Kind::Clusters => self.cds.as_ref().map(|s| &s.source),
             Kind::Routes(i) => self.rds.get(i).map(|r| &r.sub.source),
+            Kind::Endpoints(i) => self.eds.get(i).map(|e| &e.sub.source),
         }
     }
 
@@ -224,6 +246,7 @@ impl Xds {
             Kind::Listeners => &Stats::Lds,
             Kind::Clusters => &Stats::Cds,
             Kind::Routes(i) => &self.rds[i].stats,
+            Kind::Endpoints(i) => &self.eds[i].stats,
         }
     }
 
@@ -247,15 +270,32 @@ impl Xds {
             raw: Vec::new(),
         };
         let mut decoded = None;
-        let result = self
-            .candidate(kind, &path, &mut got, &mut decoded)
+        let candidate = self.candidate(kind, &path, &mut got, &mut decoded);
+        if matches!(&decoded, Some(Decoded::Endpoints(e)) if e.is_empty()) {
+            // As Envoy: an empty EDS update is taken (its version too) and
+            // changes no endpoint.
+            let stats = self.stats(kind);
+            stats.count(store, Counted::Success);
+            stats.empty(store);
+            stats.accepted(store, &got.version, SystemTime::now());
+            return None;
+        }
+        let result = candidate
             .and_then(|mut boot| {
-                if let Some(Decoded::Listeners(listeners)) = &decoded {
-                    let new = self.subscribe_routes(listeners);
-                    for i in new {
-                        self.load_routes(i, store);
+                match &decoded {
+                    Some(Decoded::Listeners(listeners)) => {
+                        for i in self.subscribe_routes(listeners) {
+                            self.load_new(Kind::Routes(i), store);
+                        }
+                        boot.route_configs = self.route_configs();
                     }
-                    boot.route_configs = self.route_configs();
+                    Some(Decoded::Clusters(clusters)) => {
+                        for i in self.subscribe_endpoints(clusters) {
+                            self.load_new(Kind::Endpoints(i), store);
+                        }
+                        boot.assignments = self.assignments();
+                    }
+                    _ => {}
                 }
                 ConfigSnapshot::compile_next(&boot, store, sinks, current)
                     .map_err(|e| Refusal::Rejected(listed(&e)))
@@ -293,6 +333,11 @@ impl Xds {
                     self.rds[i].sub.accept(resources, got.raw, &got.version, at);
                 }
             }
+            Some(Decoded::Endpoints(resources)) => {
+                if let Kind::Endpoints(i) = kind {
+                    self.eds[i].sub.accept(resources, got.raw, &got.version, at);
+                }
+            }
             None => {}
         }
         self.publish_dump();
@@ -322,6 +367,7 @@ impl Xds {
             (Kind::Listeners, Some(s), _) => s.rejected = rejected,
             (Kind::Clusters, _, Some(s)) => s.rejected = rejected,
             (Kind::Routes(i), _, _) => self.rds[i].sub.rejected = rejected,
+            (Kind::Endpoints(i), _, _) => self.eds[i].sub.rejected = rejected,
             _ => {}
         }
         self.publish_dump();
@@ -385,13 +431,50 @@ impl Xds {
         new
     }
 
-    /// The first read of a route configuration a listener update names:
-    /// counted as its own update, taken if it decodes (the listener update
-    /// it came with compiles it).
-    fn load_routes(&mut self, i: usize, store: &Store) {
-        let kind = Kind::Routes(i);
+    /// Subscribes to the endpoints of the EDS clusters among `clusters`
+    /// that have no subscription yet; returns their kinds' indexes. A
+    /// subscription outlives a CDS update that removes its cluster, so one
+    /// that brings it back keeps its endpoints (control planes do not
+    /// resend an unchanged assignment).
+    fn subscribe_endpoints(&mut self, clusters: &[config::Cluster]) -> Vec<usize> {
+        let mut new = Vec::new();
+        for c in clusters {
+            let Some(eds) = &c.eds else {
+                continue;
+            };
+            if self
+                .eds
+                .iter()
+                .any(|e| e.cluster == c.name && e.source == *eds)
+            {
+                continue;
+            }
+            let kind = Kind::Endpoints(self.eds.len());
+            if let Some(w) = &mut self.watcher {
+                if let Err(e) = w.add(kind, &eds.source) {
+                    log::error!("EDS {}: {e}", c.name);
+                }
+            }
+            new.push(self.eds.len());
+            let stat_name = c.alt_stat_name.clone().unwrap_or_else(|| c.name.clone());
+            self.eds.push(Endpoints {
+                cluster: c.name.clone(),
+                source: eds.clone(),
+                stats: Stats::Eds(stat_name),
+                sub: Subscription::new(kind, eds.source.clone()),
+            });
+        }
+        new
+    }
+
+    /// The first read of a route configuration or an assignment that an
+    /// update names: counted as its own update, taken if it decodes (the
+    /// update it came with compiles it).
+    fn load_new(&mut self, kind: Kind, store: &Store) {
+        let Some(path) = self.source(kind).map(|s| s.path.clone()) else {
+            return;
+        };
         self.stats(kind).count(store, Counted::Attempt);
-        let path = self.rds[i].sub.source.path.clone();
         let mut got = Read {
             version: String::new(),
             raw: Vec::new(),
@@ -402,9 +485,20 @@ impl Xds {
             Ok(_) => {
                 let stats = self.stats(kind);
                 stats.count(store, Counted::Success);
-                stats.accepted(store, &got.version, at);
-                if let Some(Decoded::Routes(resources)) = decoded {
-                    self.rds[i].sub.accept(resources, got.raw, &got.version, at);
+                match (kind, decoded) {
+                    (_, Some(Decoded::Endpoints(e))) if e.is_empty() => {
+                        stats.empty(store);
+                        stats.accepted(store, &got.version, at);
+                    }
+                    (Kind::Routes(i), Some(Decoded::Routes(resources))) => {
+                        stats.accepted(store, &got.version, at);
+                        self.rds[i].sub.accept(resources, got.raw, &got.version, at);
+                    }
+                    (Kind::Endpoints(i), Some(Decoded::Endpoints(resources))) => {
+                        stats.accepted(store, &got.version, at);
+                        self.eds[i].sub.accept(resources, got.raw, &got.version, at);
+                    }
+                    _ => {}
                 }
             }
             Err(refusal) => self.refused(kind, refusal, got, at, store),
@@ -477,6 +571,15 @@ impl Xds {
                 boot.clusters.extend(update.resources.iter().cloned());
                 *decoded = Some(Decoded::Clusters(update.resources));
             }
+            Kind::Endpoints(i) => {
+                let eds = &self.eds[i].source;
+                let update =
+                    config::decode_assignment_update(&tree, &eds.service_name).map_err(rejected)?;
+                if let Some(a) = update.resources.first() {
+                    boot.assignments.insert(eds.service_name.clone(), a.clone());
+                }
+                *decoded = Some(Decoded::Endpoints(update.resources));
+            }
             Kind::Routes(i) => {
                 let name = &self.rds[i].name;
                 let update = config::decode_route_update(&tree, name).map_err(rejected)?;
@@ -498,6 +601,15 @@ impl Xds {
         accepted.collect()
     }
 
+    /// The endpoint assignments accepted so far, by EDS service name.
+    fn assignments(&self) -> HashMap<String, config::Assignment> {
+        let accepted = self.eds.iter().filter_map(|e| {
+            let a = e.sub.resources.first()?;
+            Some((e.source.service_name.clone(), a.clone()))
+        });
+        accepted.collect()
+    }
+
     /// The static bootstrap with every accepted dynamic resource.
     fn merged(&self) -> Bootstrap {
         let mut boot = self.base.clone();
@@ -508,6 +620,7 @@ impl Xds {
             boot.clusters.extend(s.resources.iter().cloned());
         }
         boot.route_configs = self.route_configs();
+        boot.assignments = self.assignments();
         boot
     }
 }

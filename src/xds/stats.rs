@@ -3,8 +3,8 @@
 
 use crate::snapshot::ConfigSnapshot;
 use crate::stats::sets::{
-    Cds as CdsStat, ClusterManager as ClusterStat, Lds as LdsStat, ListenerManager as ListenerStat,
-    Rds as RdsStat,
+    Cds as CdsStat, Cluster as ClusterStat, ClusterManager as ClusterManagerStat, Eds as EdsStat,
+    Lds as LdsStat, ListenerManager as ListenerStat, Rds as RdsStat,
 };
 use crate::stats::Store;
 use std::collections::HashMap;
@@ -30,6 +30,8 @@ pub(super) enum Stats {
     /// prefix of the first connection manager that named the route
     /// configuration, as in Envoy).
     Rds(String),
+    /// `cluster.<stat_name>.*`: an EDS cluster's own stats.
+    Eds(String),
 }
 
 impl Stats {
@@ -75,6 +77,29 @@ impl Stats {
                     RdsStat::update_failure,
                 ),
             ),
+            Stats::Eds(name) if matches!(what, Counted::Rejected) => {
+                store.eds(name).inc(main, EdsStat::update_rejected)
+            }
+            Stats::Eds(name) => store.cluster(name).inc(
+                main,
+                pick(
+                    what,
+                    ClusterStat::update_attempt,
+                    ClusterStat::update_success,
+                    ClusterStat::update_failure,
+                    ClusterStat::update_failure,
+                ),
+            ),
+        }
+    }
+
+    /// Counts an accepted update that held nothing (EDS: the endpoints
+    /// stay as they were).
+    pub fn empty(&self, store: &Store) {
+        if let Stats::Eds(name) = self {
+            store
+                .cluster(name)
+                .inc(store.main_row(), ClusterStat::update_empty);
         }
     }
 
@@ -108,6 +133,11 @@ impl Stats {
                 stats.set(main, RdsStat::update_time, millis);
                 prefix.clone()
             }
+            Stats::Eds(name) => {
+                store.cluster(name).set(main, ClusterStat::version, hash);
+                store.eds(name).set(main, EdsStat::update_time, millis);
+                format!("cluster.{name}.")
+            }
         };
         store.set_text(format!("{text}version_text"), version.to_string());
     }
@@ -127,14 +157,14 @@ pub fn count_changes(store: &Store, before: &ConfigSnapshot, after: &ConfigSnaps
     let (was, is) = (named(&before.clusters), named(&after.clusters));
     for (name, fingerprint) in &is {
         match was.get(name) {
-            None => clusters.inc(main, ClusterStat::cluster_added),
-            Some(f) if f != fingerprint => clusters.inc(main, ClusterStat::cluster_modified),
+            None => clusters.inc(main, ClusterManagerStat::cluster_added),
+            Some(f) if f != fingerprint => clusters.inc(main, ClusterManagerStat::cluster_modified),
             Some(_) => {}
         }
     }
     for name in was.keys() {
         if !is.contains_key(name) {
-            clusters.inc(main, ClusterStat::cluster_removed);
+            clusters.inc(main, ClusterManagerStat::cluster_removed);
         }
     }
     let listeners = &store.listener_manager;

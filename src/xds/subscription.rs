@@ -66,6 +66,16 @@ impl Resource for config::RouteConfiguration {
     }
 }
 
+impl Resource for config::Assignment {
+    fn name(&self) -> &str {
+        &self.cluster_name
+    }
+
+    fn keeps_version_of(&self, old: &Self) -> bool {
+        self.fingerprint == old.fingerprint
+    }
+}
+
 impl Resource for config::Cluster {
     fn name(&self) -> &str {
         &self.name
