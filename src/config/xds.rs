@@ -146,8 +146,7 @@ pub fn clusters(tree: &Value) -> Result<Update<Cluster>, Vec<ConfigError>> {
 }
 
 /// Decodes a `DiscoveryResponse` that must hold exactly the route
-/// configuration `name`, as Envoy's RDS subscription takes one (another
-/// name or count is refused with Envoy's words).
+/// configuration `name`, as Envoy's RDS subscription takes one.
 pub fn route_config(
     tree: &Value,
     name: &str,
@@ -155,24 +154,7 @@ pub fn route_config(
     let update = resources(tree, ROUTE_TYPE, |node, errs, _| {
         route_configuration(node, errs)
     })?;
-    let refused = |message: String| {
-        vec![ConfigError {
-            path: String::new(),
-            message,
-            suggestion: None,
-        }]
-    };
-    match update.resources.as_slice() {
-        [one] if one.name == name => Ok(update),
-        [other] => Err(refused(format!(
-            "Unexpected RDS configuration (expecting {name}): {}",
-            other.name
-        ))),
-        all => Err(refused(format!(
-            "Unexpected RDS resource length: {}",
-            all.len()
-        ))),
-    }
+    only(update, name, "RDS configuration", false)
 }
 
 /// Decodes a `DiscoveryResponse` for the EDS service `name`: none (an
@@ -182,25 +164,31 @@ pub fn assignments(tree: &Value, name: &str) -> Result<Update<Assignment>, Vec<C
     let update = resources(tree, ASSIGNMENT_TYPE, |node, errs, _| {
         assignment(node, errs)
     })?;
-    let refused = |message: String| {
-        vec![ConfigError {
-            path: String::new(),
-            message,
-            suggestion: None,
-        }]
+    only(update, name, "EDS cluster", true)
+}
+
+/// Keeps an update of the one resource `name` (or of none, with
+/// `empty_ok`); anything else is refused in Envoy's words about `what`.
+fn only<T: Named>(
+    update: Update<T>,
+    name: &str,
+    what: &str,
+    empty_ok: bool,
+) -> Result<Update<T>, Vec<ConfigError>> {
+    let message = match update.resources.as_slice() {
+        [] if empty_ok => return Ok(update),
+        [one] if one.name() == name => return Ok(update),
+        [other] => format!("Unexpected {what} (expecting {name}): {}", other.name()),
+        all => {
+            let api = what.split(' ').next().unwrap_or_default();
+            format!("Unexpected {api} resource length: {}", all.len())
+        }
     };
-    match update.resources.as_slice() {
-        [] => Ok(update),
-        [one] if one.cluster_name == name => Ok(update),
-        [other] => Err(refused(format!(
-            "Unexpected EDS cluster (expecting {name}): {}",
-            other.cluster_name
-        ))),
-        all => Err(refused(format!(
-            "Unexpected EDS resource length: {}",
-            all.len()
-        ))),
-    }
+    Err(vec![ConfigError {
+        path: String::new(),
+        message,
+        suggestion: None,
+    }])
 }
 
 /// Something with a name that must be unique in its update.
