@@ -446,7 +446,7 @@ fn validate_reports_every_error_as_json_with_suggestions() {
           http_filters: [ { name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } } ]
   clusters:
   - name: c
-    type: EDS
+    type: ORIGINAL_DST
     lb_policy: ROUND_ROBN
     conect_timeout: 1s
 "#;
@@ -472,7 +472,7 @@ fn validate_reports_every_error_as_json_with_suggestions() {
     assert_eq!(find("clusters[0].lb_policy")["suggestion"], "ROUND_ROBIN");
     assert!(find("clusters[0].type")["message"]
         .as_str()
-        .is_some_and(|m| m.contains("EDS is not supported yet")));
+        .is_some_and(|m| m.contains("ORIGINAL_DST is not supported yet")));
     assert!(find("filters[0].typed_config.@type")["message"]
         .as_str()
         .is_some_and(|m| m.contains("ExtAuthz")));
