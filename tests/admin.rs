@@ -621,3 +621,33 @@ fn slow_admin_request_is_cut_off() {
     );
     assert!(took < Duration::from_secs(7), "{took:?}");
 }
+
+/// `/server_info`'s `node` shows the bootstrap's identity, locality,
+/// metadata and user agent name as Envoy 1.40 shows them.
+#[test]
+fn server_info_node_matches_envoy() {
+    let config = format!(
+        "{}node:\n  id: sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local\n  cluster: reviews.ns\n  locality: {{ region: eu-west1, zone: eu-west1-b, sub_zone: rack-7 }}\n  metadata: {{ ISTIO_VERSION: \"1.24\", LABELS: {{ app: reviews, version: v2 }}, INTERCEPTION_MODE: REDIRECT }}\n  user_agent_name: sidecar\n  user_agent_version: \"0.1\"\n{}",
+        oracle::with_admin(""),
+        http_config(
+            "            - name: all\n              domains: [\"*\"]\n              routes: [ { match: { prefix: \"/\" }, direct_response: { status: 200 } } ]\n",
+            "    []"
+        )
+    );
+    let Some(pair) = oracle::Pair::start("server_info node", &config, Vec::new()) else {
+        return;
+    };
+    let node = |admin: u16| {
+        let info: serde_json::Value =
+            serde_json::from_str(&get_ok(admin, "/server_info")).expect("json");
+        let keys = ["id", "cluster", "locality", "metadata", "user_agent_name"];
+        let picked: serde_json::Map<_, _> = keys
+            .iter()
+            .map(|k| (k.to_string(), info["node"][k].clone()))
+            .collect();
+        serde_json::Value::Object(picked)
+    };
+    let (envoy, ringway) = (node(pair.envoy.admin), node(pair.ringway_admin));
+    assert_eq!(envoy, ringway);
+    assert_eq!(ringway["metadata"]["LABELS"]["version"], "v2");
+}

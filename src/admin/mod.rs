@@ -65,6 +65,16 @@ pub struct ServerInfo {
     pub dynamic: Option<Arc<std::sync::Mutex<Value>>>,
 }
 
+/// This binary's version as a `SemanticVersion`.
+fn build_version() -> Value {
+    let part = |p: &str| p.parse::<u64>().unwrap_or(0);
+    json!({
+        "major_number": part(env!("CARGO_PKG_VERSION_MAJOR")),
+        "minor_number": part(env!("CARGO_PKG_VERSION_MINOR")),
+        "patch": part(env!("CARGO_PKG_VERSION_PATCH")),
+    })
+}
+
 /// Everything a request to the admin API can read or change.
 pub struct Admin {
     store: Arc<Store>,
@@ -382,11 +392,25 @@ impl Admin {
 
     fn server_info(&self) -> Value {
         let uptime = format!("{}s", self.store.uptime_secs());
-        let node = self
-            .info
-            .node
-            .as_ref()
-            .map_or_else(|| json!({}), |n| json!({"id": n.id, "cluster": n.cluster}));
+        let node = self.info.node.as_ref().map_or_else(
+            || json!({}),
+            |n| {
+                let mut node = json!({
+                    "id": n.id,
+                    "cluster": n.cluster,
+                    "user_agent_name": n.user_agent_name.as_deref().unwrap_or("ringway"),
+                    "user_agent_build_version": {"version": build_version()},
+                });
+                if !n.metadata.is_null() {
+                    node["metadata"] = n.metadata.clone();
+                }
+                if let Some(l) = &n.locality {
+                    node["locality"] =
+                        json!({"region": l.region, "zone": l.zone, "sub_zone": l.sub_zone});
+                }
+                node
+            },
+        );
         json!({
             "version": format!("ringway/{}", env!("CARGO_PKG_VERSION")),
             "state": self.state_name(),

@@ -3,6 +3,7 @@
 use super::listener::Listener;
 use super::node::{Errors, Fields, Node, Obj};
 use crate::net::Address;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -42,6 +43,12 @@ pub struct NodeInfo {
     pub id: String,
     /// `node.cluster`.
     pub cluster: String,
+    /// `node.locality`.
+    pub locality: Option<Locality>,
+    /// `node.metadata` (a `Struct`; null when absent).
+    pub metadata: Value,
+    /// `node.user_agent_name`.
+    pub user_agent_name: Option<String>,
 }
 
 /// `admin`.
@@ -510,10 +517,10 @@ static ADMIN: Fields = Fields {
 };
 #[rustfmt::skip]
 static NODE: Fields = Fields {
-    known: &["id", "cluster"],
+    known: &["id", "cluster", "metadata", "locality", "user_agent_name", "user_agent_version"],
     unsupported: &[
-        "metadata", "dynamic_parameters", "locality", "user_agent_name", "user_agent_version",
-        "user_agent_build_version", "extensions", "client_features", "listening_addresses",
+        "dynamic_parameters", "user_agent_build_version", "extensions", "client_features",
+        "listening_addresses",
     ],
 };
 #[rustfmt::skip]
@@ -729,16 +736,45 @@ pub(super) fn wrapped_uint(child: &Node, errs: &mut Errors, max: u64) -> Option<
     }
 }
 
+/// Decodes a `locality{region, zone, sub_zone}`.
+fn locality(node: &Node, errs: &mut Errors) -> Option<Locality> {
+    let lo = node.object(errs, &LOCALITY)?;
+    Some(Locality {
+        region: string(&lo, errs, "region").unwrap_or_default(),
+        zone: string(&lo, errs, "zone").unwrap_or_default(),
+        sub_zone: string(&lo, errs, "sub_zone").unwrap_or_default(),
+    })
+}
+
+/// Decodes `node`.
+fn node_info(node: &Node, errs: &mut Errors) -> Option<NodeInfo> {
+    let o = node.object(errs, &NODE)?;
+    let metadata = match o.get("metadata") {
+        Some(m) if m.value().is_object() => m.value().clone(),
+        Some(m) => {
+            errs.add(m.path(), "expected a mapping (a google.protobuf.Struct)");
+            Value::Null
+        }
+        None => Value::Null,
+    };
+    // As in Envoy, a configured user_agent_version is replaced by the
+    // binary's own build version.
+    if let Some(v) = o.get("user_agent_version") {
+        v.str(errs);
+    }
+    Some(NodeInfo {
+        id: string(&o, errs, "id").unwrap_or_default(),
+        cluster: string(&o, errs, "cluster").unwrap_or_default(),
+        locality: o.get("locality").and_then(|l| locality(&l, errs)),
+        metadata,
+        user_agent_name: string(&o, errs, "user_agent_name"),
+    })
+}
+
 /// Decodes the whole bootstrap, collecting every error.
 pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     let obj = root.object(errs, &BOOTSTRAP)?;
-    let node = obj.get("node").and_then(|n| {
-        let o = n.object(errs, &NODE)?;
-        Some(NodeInfo {
-            id: string(&o, errs, "id").unwrap_or_default(),
-            cluster: string(&o, errs, "cluster").unwrap_or_default(),
-        })
-    });
+    let node = obj.get("node").and_then(|n| node_info(&n, errs));
     let mut listeners = Vec::new();
     let mut clusters = Vec::new();
     let mut broken_clusters = Vec::new();
@@ -1880,14 +1916,7 @@ fn locality_endpoints(
     };
     let locality = obj
         .get("locality")
-        .and_then(|l| {
-            let lo = l.object(errs, &LOCALITY)?;
-            Some(Locality {
-                region: string(&lo, errs, "region").unwrap_or_default(),
-                zone: string(&lo, errs, "zone").unwrap_or_default(),
-                sub_zone: string(&lo, errs, "sub_zone").unwrap_or_default(),
-            })
-        })
+        .and_then(|l| locality(&l, errs))
         .unwrap_or_default();
     let Some(list) = obj.get("lb_endpoints") else {
         return;
