@@ -879,3 +879,44 @@ fn eds_files_match_envoy() {
     assert!(ringway[2].contains("new -> 200 b"), "{}", ringway[2]);
     assert!(ringway[5].contains("new -> 200 b"), "{}", ringway[5]);
 }
+
+/// A listener an LDS update adds on a port another process holds: the
+/// update is refused and what served before goes on serving, as in Envoy.
+fn taken_port_scenario(which: &Which) -> Vec<String> {
+    let dir = TempDir::new();
+    let (admin, port) = (free_port(), free_port());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let taken_port = taken.local_addr().expect("addr").port();
+    let d = dir.0.display();
+    let boot = format!(
+        "node: {{id: test, cluster: test}}\nadmin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}\ndynamic_resources:\n  lds_config: {{path_config_source: {{path: {d}/lds.yaml}}}}\n"
+    );
+    let boot_path = dir.0.join("boot.yaml");
+    std::fs::write(&boot_path, boot).expect("write bootstrap");
+    let first = listener("first", port, &direct("/", "first"));
+    swap(&dir.0, "lds.yaml", &response("1", &[&first]));
+    let proxy = launch(which, &boot_path, admin, &dir.0);
+    wait_attempts(admin, "listener_manager.lds", 1);
+    let clash = listener("clash", taken_port, &direct("/", "clash"));
+    swap(&dir.0, "lds.yaml", &response("2", &[&first, &clash]));
+    wait_attempts(admin, "listener_manager.lds", 2);
+    let s = stats(admin);
+    let seen = vec![
+        answer(port, "/"),
+        s["listener_manager.lds.update_rejected"].clone(),
+        s["listener_manager.lds.version_text"].clone(),
+    ];
+    drop((proxy, taken));
+    seen
+}
+
+#[test]
+fn a_listener_on_a_taken_port_is_refused_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("xds taken port") else {
+        return;
+    };
+    let envoy = taken_port_scenario(&Which::Envoy(bin));
+    let ringway = taken_port_scenario(&Which::Ringway);
+    assert_eq!(envoy, ringway);
+    assert_eq!(ringway, ["200 first", "1", "\"1\""]);
+}

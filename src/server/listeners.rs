@@ -172,6 +172,9 @@ fn bind(l: &crate::snapshot::Listener) -> Result<Bind, String> {
         }
     };
     if ip.port() != 0 {
+        // A port another process holds refuses the update here rather
+        // than failing in every shard after it was taken.
+        socket::probe_reuse_port(ip).map_err(failed)?;
         return Ok(Bind::PerShard(ip, l.socket.clone()));
     }
     let probe = std::net::TcpListener::bind(ip)

@@ -9,6 +9,15 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
+/// Whether the shards will be able to bind `addr` with SO_REUSEPORT: a
+/// socket is bound (not listening, so it takes no connection) and closed.
+pub fn probe_reuse_port(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    set_int_option(&socket, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    socket.bind(&SockAddr::from(addr))
+}
+
 /// Opens a listening socket on `addr` (with SO_REUSEPORT when
 /// `reuse_port` and it is TCP), its `options` set in their state;
 /// non-blocking, ready for a runtime to adopt. A pipe gets file mode
