@@ -45,6 +45,11 @@ impl Drop for Running {
 
 /// Starts `which` on the bootstrap at `boot` and waits for its admin port.
 fn launch(which: &Which, boot: &Path, admin: u16, dir: &Path) -> Running {
+    launch_with(which, boot, admin, dir, &[])
+}
+
+/// As [`launch`], with more arguments for either proxy.
+fn launch_with(which: &Which, boot: &Path, admin: u16, dir: &Path, args: &[&str]) -> Running {
     let log = dir.join("proxy.log");
     let mut command = match which {
         Which::Envoy(bin) => {
@@ -72,6 +77,7 @@ fn launch(which: &Which, boot: &Path, admin: u16, dir: &Path) -> Running {
         }
     };
     let mut child = command
+        .args(args)
         .arg("-c")
         .arg(boot)
         .stdout(Stdio::null())
@@ -159,6 +165,8 @@ fn dynamic_dump(admin: u16, errors: bool) -> serde_json::Value {
             // listener's error_state.
             if let Some(entries) = v.as_array_mut() {
                 entries.retain(|e| e.as_object().is_none_or(|e| !e.is_empty()));
+                // Envoy lists route configurations in no fixed order.
+                entries.sort_by_cached_key(|e| e.to_string());
             }
             out.insert(format!("{kind}.{field}"), v.clone());
         }
@@ -651,7 +659,8 @@ fn rds_scenario(which: &Which, backend: &Backend) -> Vec<String> {
     );
     let back = rds_listener("back", p2, "back_routes", &rds2);
     swap(&dir.0, "lds.yaml", &response("l1", &[&back]));
-    let proxy = launch(which, &boot_path, admin, &dir.0);
+    // A removed listener drains for a second (and keeps its routes' subscription).
+    let proxy = launch_with(which, &boot_path, admin, &dir.0, &["--drain-time-s", "1"]);
     wait_attempts(admin, "listener_manager.lds", 1);
     let mut seen = Vec::new();
     let mut kept = Client::connect(p1);
@@ -704,6 +713,19 @@ fn rds_scenario(which: &Which, backend: &Backend) -> Vec<String> {
     );
     rds_attempts(5);
     observe("a route to a cluster that does not exist", &mut kept);
+    // The listener naming back_routes goes: its subscription stays while
+    // the listener drains, and goes with it.
+    swap(&dir.0, "lds.yaml", &response("l2", &[]));
+    wait_attempts(admin, "listener_manager.lds", 2);
+    swap(
+        &dir.0,
+        "rds2.yaml",
+        &route_config("b2", "back_routes", &direct("/", "b2")),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    observe("listener with rds removed, draining", &mut kept);
+    std::thread::sleep(Duration::from_millis(2500));
+    observe("drained", &mut kept);
     drop(proxy);
     seen
 }
@@ -732,6 +754,10 @@ fn rds_files_match_envoy() {
         dumped.contains("front-2") && dumped.contains("back_routes"),
         "{dumped}"
     );
+    let dumped = ringway[5].split("; ").last().unwrap_or_default();
+    assert!(dumped.contains("\"b2\""), "{dumped}");
+    let dumped = ringway[6].split("; ").last().unwrap_or_default();
+    assert!(!dumped.contains("back_routes"), "{dumped}");
 }
 
 fn assignment(version: &str, service: &str, endpoints: &[(u16, u32)]) -> String {

@@ -461,6 +461,15 @@ impl Store {
         lock(&self.texts).insert(name, value);
     }
 
+    /// Drops a scope made by [`Store::rds`] (a route configuration no
+    /// longer subscribed to) and its `version_text`, as Envoy deletes a
+    /// subscription's stats with it.
+    pub fn forget_rds(&self, prefix: &str) {
+        lock(&self.typed).named.remove(prefix);
+        lock(&self.scopes).remove(prefix);
+        lock(&self.texts).remove(&format!("{prefix}version_text"));
+    }
+
     /// Every text readout, by name.
     pub fn texts(&self) -> Vec<(String, String)> {
         lock(&self.texts)

@@ -21,7 +21,7 @@ use crate::stats::sets::ListenerManager as ListenerStat;
 use crate::stats::Store;
 use serde_json::{json, Value};
 use stats::{Counted, Stats};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use subscription::{Entry, Outcome, Resource, Subscription};
@@ -34,10 +34,10 @@ pub enum Kind {
     Listeners,
     /// Clusters (`cds_config`).
     Clusters,
-    /// One route configuration (an HCM's `rds`), by its place among them.
-    Routes(usize),
-    /// One EDS cluster's endpoints, by its place among them.
-    Endpoints(usize),
+    /// One route configuration (an HCM's `rds`), by its subscription's id.
+    Routes(u64),
+    /// One EDS cluster's endpoints, by its subscription's id.
+    Endpoints(u64),
 }
 
 impl Kind {
@@ -58,6 +58,9 @@ struct Draining {
     name: String,
     entry: Entry,
     until: Instant,
+    /// The route configurations it names (their subscriptions stay while
+    /// it drains, as in Envoy).
+    routes: Vec<String>,
 }
 
 /// A route configuration subscription and where it counts.
@@ -87,8 +90,12 @@ pub struct Xds {
     draining: Vec<Draining>,
     lds: Option<Subscription<config::Listener>>,
     cds: Option<Subscription<config::Cluster>>,
-    rds: Vec<Routes>,
-    eds: Vec<Endpoints>,
+    /// Route configuration subscriptions by id, dropped when no listener
+    /// names them any more.
+    rds: BTreeMap<u64, Routes>,
+    /// EDS subscriptions by id, dropped when their cluster goes.
+    eds: BTreeMap<u64, Endpoints>,
+    next_id: u64,
     /// Watches the files, once serving.
     watcher: Option<Watcher>,
     /// What `/config_dump` shows of them, kept current for the admin API.
@@ -157,8 +164,9 @@ impl Xds {
                 .cds
                 .clone()
                 .map(|s| Subscription::new(Kind::Clusters, s)),
-            rds: Vec::new(),
-            eds: Vec::new(),
+            rds: BTreeMap::new(),
+            eds: BTreeMap::new(),
+            next_id: 0,
             watcher: None,
             base: boot.clone(),
             dump: Arc::default(),
@@ -177,8 +185,14 @@ impl Xds {
     fn sources(&self) -> Vec<(Kind, FileSource)> {
         let cds = self.cds.iter().map(|s| (s.kind, s.source.clone()));
         let lds = self.lds.iter().map(|s| (s.kind, s.source.clone()));
-        let rds = self.rds.iter().map(|r| (r.sub.kind, r.sub.source.clone()));
-        let eds = self.eds.iter().map(|e| (e.sub.kind, e.sub.source.clone()));
+        let rds = self
+            .rds
+            .values()
+            .map(|r| (r.sub.kind, r.sub.source.clone()));
+        let eds = self
+            .eds
+            .values()
+            .map(|e| (e.sub.kind, e.sub.source.clone()));
         cds.chain(lds).chain(rds).chain(eds).collect()
     }
 
@@ -217,9 +231,10 @@ impl Xds {
         }
         count_changes(store, &ConfigSnapshot::empty(), &first);
         let mut current = first;
-        let static_endpoints = (0..self.eds.len()).map(Kind::Endpoints);
-        let static_routes = (0..self.rds.len()).map(Kind::Routes);
+        let static_endpoints: Vec<Kind> = self.eds.keys().map(|&i| Kind::Endpoints(i)).collect();
+        let static_routes: Vec<Kind> = self.rds.keys().map(|&i| Kind::Routes(i)).collect();
         let kinds: Vec<Kind> = static_endpoints
+            .into_iter()
             .chain([Kind::Clusters])
             .chain(static_routes)
             .chain([Kind::Listeners])
@@ -236,18 +251,20 @@ impl Xds {
         match kind {
             Kind::Listeners => self.lds.as_ref().map(|s| &s.source),
             Kind::Clusters => self.cds.as_ref().map(|s| &s.source),
-            Kind::Routes(i) => self.rds.get(i).map(|r| &r.sub.source),
-            Kind::Endpoints(i) => self.eds.get(i).map(|e| &e.sub.source),
+            Kind::Routes(i) => self.rds.get(&i).map(|r| &r.sub.source),
+            Kind::Endpoints(i) => self.eds.get(&i).map(|e| &e.sub.source),
         }
     }
 
+    /// Where `kind` counts (nowhere once its subscription was dropped).
     fn stats(&self, kind: Kind) -> &Stats {
-        match kind {
-            Kind::Listeners => &Stats::Lds,
-            Kind::Clusters => &Stats::Cds,
-            Kind::Routes(i) => &self.rds[i].stats,
-            Kind::Endpoints(i) => &self.eds[i].stats,
-        }
+        let stats = match kind {
+            Kind::Listeners => Some(&Stats::Lds),
+            Kind::Clusters => Some(&Stats::Cds),
+            Kind::Routes(i) => self.rds.get(&i).map(|r| &r.stats),
+            Kind::Endpoints(i) => self.eds.get(&i).map(|e| &e.stats),
+        };
+        stats.unwrap_or(&Stats::Dropped)
     }
 
     /// Reads the `kind` source again and, when the update is valid and
@@ -284,14 +301,14 @@ impl Xds {
             .and_then(|mut boot| {
                 match &decoded {
                     Some(Decoded::Listeners(listeners)) => {
-                        for i in self.subscribe_routes(listeners) {
-                            self.load_new(Kind::Routes(i), store);
+                        for kind in self.subscribe_routes(listeners) {
+                            self.load_new(kind, store);
                         }
                         boot.route_configs = self.route_configs();
                     }
                     Some(Decoded::Clusters(clusters)) => {
-                        for i in self.subscribe_endpoints(clusters) {
-                            self.load_new(Kind::Endpoints(i), store);
+                        for kind in self.subscribe_endpoints(clusters) {
+                            self.load_new(kind, store);
                         }
                         boot.assignments = self.assignments();
                     }
@@ -329,19 +346,79 @@ impl Xds {
                 }
             }
             Some(Decoded::Routes(resources)) => {
-                if let Kind::Routes(i) = kind {
-                    self.rds[i].sub.accept(resources, got.raw, &got.version, at);
+                if let Some(r) = self.routes_mut(kind) {
+                    r.sub.accept(resources, got.raw, &got.version, at);
                 }
             }
             Some(Decoded::Endpoints(resources)) => {
-                if let Kind::Endpoints(i) = kind {
-                    self.eds[i].sub.accept(resources, got.raw, &got.version, at);
+                if let Some(e) = self.endpoints_mut(kind) {
+                    e.sub.accept(resources, got.raw, &got.version, at);
                 }
             }
             None => {}
         }
+        if matches!(kind, Kind::Listeners | Kind::Clusters) {
+            self.drop_unused(store);
+        }
         self.publish_dump();
         Some(next)
+    }
+
+    fn routes_mut(&mut self, kind: Kind) -> Option<&mut Routes> {
+        match kind {
+            Kind::Routes(i) => self.rds.get_mut(&i),
+            _ => None,
+        }
+    }
+
+    fn endpoints_mut(&mut self, kind: Kind) -> Option<&mut Endpoints> {
+        match kind {
+            Kind::Endpoints(i) => self.eds.get_mut(&i),
+            _ => None,
+        }
+    }
+
+    /// Drops the route and endpoint subscriptions no listener (active or
+    /// draining) or cluster names any more, as Envoy does: under a control
+    /// plane that keeps renaming them, they would otherwise pile up.
+    fn drop_unused(&mut self, store: &Store) {
+        let boot = self.merged();
+        let active = boot.listeners.iter().flat_map(|l| l.rds_sources());
+        let draining = self.draining.iter().flat_map(|d| &d.routes);
+        let routes: Vec<&str> = active
+            .map(|r| r.name.as_str())
+            .chain(draining.map(String::as_str))
+            .collect();
+        let clusters: Vec<(&str, &config::EdsSource)> = boot
+            .clusters
+            .iter()
+            .filter_map(|c| Some((c.name.as_str(), c.eds.as_ref()?)))
+            .collect();
+        let mut gone = Vec::new();
+        self.rds.retain(|&id, r| {
+            let used = routes.contains(&r.name.as_str());
+            if !used {
+                if let Stats::Rds(prefix) = &r.stats {
+                    store.forget_rds(prefix);
+                }
+                gone.push(Kind::Routes(id));
+            }
+            used
+        });
+        self.eds.retain(|&id, e| {
+            let used = clusters
+                .iter()
+                .any(|(name, source)| *name == e.cluster && **source == e.source);
+            if !used {
+                gone.push(Kind::Endpoints(id));
+            }
+            used
+        });
+        if let Some(w) = &mut self.watcher {
+            for kind in gone {
+                w.remove(kind);
+            }
+        }
     }
 
     /// Counts, logs and remembers a refused update.
@@ -366,8 +443,16 @@ impl Xds {
         match (kind, &mut self.lds, &mut self.cds) {
             (Kind::Listeners, Some(s), _) => s.rejected = rejected,
             (Kind::Clusters, _, Some(s)) => s.rejected = rejected,
-            (Kind::Routes(i), _, _) => self.rds[i].sub.rejected = rejected,
-            (Kind::Endpoints(i), _, _) => self.eds[i].sub.rejected = rejected,
+            (Kind::Routes(_), _, _) => {
+                if let Some(r) = self.routes_mut(kind) {
+                    r.sub.rejected = rejected;
+                }
+            }
+            (Kind::Endpoints(_), _, _) => {
+                if let Some(e) = self.endpoints_mut(kind) {
+                    e.sub.rejected = rejected;
+                }
+            }
             _ => {}
         }
         self.publish_dump();
@@ -389,6 +474,7 @@ impl Xds {
                     name: old.name.clone(),
                     entry: entry.clone(),
                     until,
+                    routes: old.rds_sources().map(|r| r.name.clone()).collect(),
                 });
             }
         }
@@ -400,8 +486,8 @@ impl Xds {
     }
 
     /// Subscribes to the route configurations `listeners` name that have no
-    /// subscription yet; returns their kinds' indexes.
-    fn subscribe_routes(&mut self, listeners: &[config::Listener]) -> Vec<usize> {
+    /// subscription yet; returns their kinds.
+    fn subscribe_routes(&mut self, listeners: &[config::Listener]) -> Vec<Kind> {
         let mut new = Vec::new();
         for l in listeners {
             for chain in l.chains.iter().chain(&l.default_chain) {
@@ -411,21 +497,25 @@ impl Xds {
                 let config::RouteSource::Rds(rds) = &hcm.routes else {
                     continue;
                 };
-                if self.rds.iter().any(|r| r.name == rds.name) {
+                if self.rds.values().any(|r| r.name == rds.name) {
                     continue;
                 }
-                let kind = Kind::Routes(self.rds.len());
+                self.next_id += 1;
+                let kind = Kind::Routes(self.next_id);
                 if let Some(w) = &mut self.watcher {
                     if let Err(e) = w.add(kind, &rds.source) {
                         log::error!("RDS {}: {e}", rds.name);
                     }
                 }
-                new.push(self.rds.len());
-                self.rds.push(Routes {
-                    name: rds.name.clone(),
-                    stats: Stats::Rds(format!("http.{}.rds.{}.", hcm.stat_prefix, rds.name)),
-                    sub: Subscription::new(kind, rds.source.clone()),
-                });
+                new.push(kind);
+                self.rds.insert(
+                    self.next_id,
+                    Routes {
+                        name: rds.name.clone(),
+                        stats: Stats::Rds(format!("http.{}.rds.{}.", hcm.stat_prefix, rds.name)),
+                        sub: Subscription::new(kind, rds.source.clone()),
+                    },
+                );
             }
         }
         new
@@ -436,33 +526,35 @@ impl Xds {
     /// subscription outlives a CDS update that removes its cluster, so one
     /// that brings it back keeps its endpoints (control planes do not
     /// resend an unchanged assignment).
-    fn subscribe_endpoints(&mut self, clusters: &[config::Cluster]) -> Vec<usize> {
+    fn subscribe_endpoints(&mut self, clusters: &[config::Cluster]) -> Vec<Kind> {
         let mut new = Vec::new();
         for c in clusters {
             let Some(eds) = &c.eds else {
                 continue;
             };
-            if self
-                .eds
-                .iter()
+            let subscribed = self.eds.values();
+            if subscribed
+                .into_iter()
                 .any(|e| e.cluster == c.name && e.source == *eds)
             {
                 continue;
             }
-            let kind = Kind::Endpoints(self.eds.len());
+            self.next_id += 1;
+            let kind = Kind::Endpoints(self.next_id);
             if let Some(w) = &mut self.watcher {
                 if let Err(e) = w.add(kind, &eds.source) {
                     log::error!("EDS {}: {e}", c.name);
                 }
             }
-            new.push(self.eds.len());
+            new.push(kind);
             let stat_name = c.alt_stat_name.clone().unwrap_or_else(|| c.name.clone());
-            self.eds.push(Endpoints {
+            let endpoints = Endpoints {
                 cluster: c.name.clone(),
                 source: eds.clone(),
                 stats: Stats::Eds(stat_name),
                 sub: Subscription::new(kind, eds.source.clone()),
-            });
+            };
+            self.eds.insert(self.next_id, endpoints);
         }
         new
     }
@@ -490,13 +582,17 @@ impl Xds {
                         stats.empty(store);
                         stats.accepted(store, &got.version, at);
                     }
-                    (Kind::Routes(i), Some(Decoded::Routes(resources))) => {
+                    (_, Some(Decoded::Routes(resources))) => {
                         stats.accepted(store, &got.version, at);
-                        self.rds[i].sub.accept(resources, got.raw, &got.version, at);
+                        if let Some(r) = self.routes_mut(kind) {
+                            r.sub.accept(resources, got.raw, &got.version, at);
+                        }
                     }
-                    (Kind::Endpoints(i), Some(Decoded::Endpoints(resources))) => {
+                    (_, Some(Decoded::Endpoints(resources))) => {
                         stats.accepted(store, &got.version, at);
-                        self.eds[i].sub.accept(resources, got.raw, &got.version, at);
+                        if let Some(e) = self.endpoints_mut(kind) {
+                            e.sub.accept(resources, got.raw, &got.version, at);
+                        }
                     }
                     _ => {}
                 }
@@ -519,6 +615,7 @@ impl Xds {
             ListenerStat::total_listeners_draining,
             self.draining.len() as u64,
         );
+        self.drop_unused(store);
         self.publish_dump();
         true
     }
@@ -533,7 +630,7 @@ impl Xds {
                 .collect();
             l["draining"] = json!(draining);
         }
-        let routes: Vec<Value> = self.rds.iter().map(|r| r.sub.dump()).collect();
+        let routes: Vec<Value> = self.rds.values().map(|r| r.sub.dump()).collect();
         let dump = json!({
             "listeners": listeners,
             "clusters": self.cds.as_ref().map(Subscription::dump),
@@ -572,7 +669,10 @@ impl Xds {
                 *decoded = Some(Decoded::Clusters(update.resources));
             }
             Kind::Endpoints(i) => {
-                let eds = &self.eds[i].source;
+                let Some(e) = self.eds.get(&i) else {
+                    return Err(Refusal::Failure("no such EDS subscription".into()));
+                };
+                let eds = &e.source;
                 let update =
                     config::decode_assignment_update(&tree, &eds.service_name).map_err(rejected)?;
                 if let Some(a) = update.resources.first() {
@@ -581,7 +681,10 @@ impl Xds {
                 *decoded = Some(Decoded::Endpoints(update.resources));
             }
             Kind::Routes(i) => {
-                let name = &self.rds[i].name;
+                let Some(r) = self.rds.get(&i) else {
+                    return Err(Refusal::Failure("no such RDS subscription".into()));
+                };
+                let name = &r.name;
                 let update = config::decode_route_update(&tree, name).map_err(rejected)?;
                 if let Some(rc) = update.resources.first() {
                     boot.route_configs.insert(name.clone(), rc.clone());
@@ -594,7 +697,7 @@ impl Xds {
 
     /// The route configurations accepted so far, by name.
     fn route_configs(&self) -> HashMap<String, config::RouteConfiguration> {
-        let accepted = self.rds.iter().filter_map(|r| {
+        let accepted = self.rds.values().filter_map(|r| {
             let rc = r.sub.resources.first()?;
             Some((r.name.clone(), rc.clone()))
         });
@@ -603,7 +706,7 @@ impl Xds {
 
     /// The endpoint assignments accepted so far, by EDS service name.
     fn assignments(&self) -> HashMap<String, config::Assignment> {
-        let accepted = self.eds.iter().filter_map(|e| {
+        let accepted = self.eds.values().filter_map(|e| {
             let a = e.sub.resources.first()?;
             Some((e.source.service_name.clone(), a.clone()))
         });

@@ -32,6 +32,8 @@ pub(super) enum Stats {
     Rds(String),
     /// `cluster.<stat_name>.*`: an EDS cluster's own stats.
     Eds(String),
+    /// A subscription dropped meanwhile: nothing counts.
+    Dropped,
 }
 
 impl Stats {
@@ -77,6 +79,7 @@ impl Stats {
                     RdsStat::update_failure,
                 ),
             ),
+            Stats::Dropped => {}
             Stats::Eds(name) if matches!(what, Counted::Rejected) => {
                 store.eds(name).inc(main, EdsStat::update_rejected)
             }
@@ -138,6 +141,7 @@ impl Stats {
                 store.eds(name).set(main, EdsStat::update_time, millis);
                 format!("cluster.{name}.")
             }
+            Stats::Dropped => return,
         };
         store.set_text(format!("{text}version_text"), version.to_string());
     }

@@ -77,6 +77,25 @@ impl Watcher {
         Ok((watcher, rx))
     }
 
+    /// Stops watching the source of `kind` (the directory too, once
+    /// nothing else is watched in it).
+    pub fn remove(&mut self, kind: Kind) {
+        let mut wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut emptied = Vec::new();
+        for (wd, wants) in wanted.iter_mut() {
+            wants.retain(|(_, k)| *k != kind);
+            if wants.is_empty() {
+                emptied.push(wd.clone());
+            }
+        }
+        for wd in emptied {
+            wanted.remove(&wd);
+            if let Err(e) = self.watches.remove(wd) {
+                log::debug!("xds: unwatching a directory: {e}");
+            }
+        }
+    }
+
     /// Watches one more source.
     pub fn add(&mut self, kind: Kind, source: &FileSource) -> Result<(), String> {
         let (dir, what) = match &source.watched_directory {
