@@ -455,6 +455,10 @@ impl Xds {
             }
             _ => {}
         }
+        if matches!(kind, Kind::Listeners | Kind::Clusters) {
+            // The refused update may have subscribed to what it named.
+            self.drop_unused(store);
+        }
         self.publish_dump();
     }
 
