@@ -946,3 +946,54 @@ fn a_listener_on_a_taken_port_is_refused_as_in_envoy() {
     assert_eq!(envoy, ringway);
     assert_eq!(ringway, ["200 first", "1", "\"1\""]);
 }
+
+/// The same over HTTP/2: a stream on a connection whose chain an update
+/// changed is answered by the chain it had, and the connection gets a
+/// GOAWAY (NO_ERROR) so the client moves to a new one.
+#[test]
+fn an_http2_connection_on_a_changed_chain_is_answered_then_sent_away() {
+    if !common::tool_or_skip("xds h2 retire", &["python3", "-c", "import h2"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let (admin, port) = (free_port(), free_port());
+    let d = dir.0.display();
+    let boot = format!(
+        "node: {{id: test, cluster: test}}\nadmin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}\ndynamic_resources:\n  lds_config: {{path_config_source: {{path: {d}/lds.yaml}}}}\n"
+    );
+    let boot_path = dir.0.join("boot.yaml");
+    std::fs::write(&boot_path, boot).expect("write bootstrap");
+    swap(
+        &dir.0,
+        "lds.yaml",
+        &response("1", &[&listener("l", port, &direct("/", "old"))]),
+    );
+    let proxy = launch(&Which::Ringway, &boot_path, admin, &dir.0);
+    wait_attempts(admin, "listener_manager.lds", 1);
+    let mut peer = Command::new("timeout")
+        .args(["30", "python3", "tests/peers/h2_peer.py", "twice"])
+        .arg(port.to_string())
+        .arg("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("h2_peer twice");
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(peer.stdout.take().expect("stdout")));
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("200 old")
+    );
+    swap(
+        &dir.0,
+        "lds.yaml",
+        &response("2", &[&listener("l", port, &direct("/", "new"))]),
+    );
+    wait_attempts(admin, "listener_manager.lds", 2);
+    std::io::Write::write_all(&mut peer.stdin.take().expect("stdin"), b"next\n").expect("go on");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = peer.wait();
+    assert_eq!(rest, ["200 old", "goaway 0"]);
+    assert_eq!(answer(port, "/"), "200 new");
+    drop(proxy);
+}

@@ -8,6 +8,11 @@
                                           prints "<status> <body>"
     h2_peer.py drain PORT PATH            GET PATH, print "sent", then report
                                           "goaway <code>" and "done <status>"
+    h2_peer.py twice PORT PATH            GET PATH, print "<status> <body>";
+                                          wait for a line on stdin; GET PATH
+                                          again on the same connection, print
+                                          "<status> <body>", and "goaway <code>"
+                                          if the server sent one by then
     h2_peer.py rapid-reset PORT N         N x (HEADERS, RST_STREAM)
     h2_peer.py continuation PORT N        one HEADERS then N CONTINUATIONs
     h2_peer.py ping-flood PORT N          N PINGs without reading answers
@@ -100,6 +105,47 @@ def events(sock, conn):
                 sock.sendall(out)
             except OSError:
                 pass
+
+
+def twice(port, path):
+    # Hand-made frames: the h2 library takes its connection for closed
+    # after a GOAWAY and then fails on the server's frames.
+    sock = raw_preface(port)
+    encoder, decoder = hpack.Encoder(), hpack.Decoder()
+    frames_in = frames(sock)
+    goaway = []
+
+    def ask(stream_id):
+        headers = HeadersFrame(stream_id)
+        headers.data = encoder.encode(request_headers(port, path))
+        headers.flags.add("END_HEADERS")
+        headers.flags.add("END_STREAM")
+        sock.sendall(headers.serialize())
+        status, body = 0, b""
+        for frame in frames_in:
+            if frame is None:
+                return "closed"
+            kind, flags, sid, payload = frame
+            if kind == 0x4 and not flags & 0x1:  # SETTINGS: acknowledge
+                sock.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+            elif kind == 0x6 and not flags & 0x1:  # PING: answer
+                sock.sendall(PingFrame(0, opaque_data=payload, flags=["ACK"]).serialize())
+            elif kind == 0x7:
+                goaway.append(int.from_bytes(payload[4:8], "big"))
+            elif kind == 0x1 and sid == stream_id:
+                status = int(dict(decoder.decode(payload))[":status"])
+            elif kind == 0x0 and sid == stream_id:
+                body += payload
+            if kind in (0x0, 0x1) and sid == stream_id and flags & 0x1:
+                return "%d %s" % (status, body.decode())
+        return "closed"
+
+    print(ask(1), flush=True)
+    sys.stdin.readline()
+    print(ask(3), flush=True)
+    if goaway:
+        print("goaway %d" % goaway[0], flush=True)
+    sock.close()
 
 
 def streams(port, paths):
@@ -479,6 +525,8 @@ def main():
         trailers(port, args[0])
     elif command == "drain":
         drain(port, args[0])
+    elif command == "twice":
+        twice(port, args[0])
     elif command == "rapid-reset":
         rapid_reset(port, int(args[0]))
     elif command == "continuation":
