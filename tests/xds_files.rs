@@ -110,6 +110,8 @@ const COMPARED: &[&str] = &[
     "cluster_manager.cds.update_failure",
     "cluster_manager.cds.version",
     "cluster_manager.cds.version_text",
+    "listener_manager.lds.update_duration",
+    "cluster_manager.cds.update_duration",
     "listener_manager.listener_added",
     "listener_manager.listener_modified",
     "listener_manager.listener_removed",
@@ -614,6 +616,7 @@ fn rds_listener(name: &str, port: u16, route_name: &str, rds_path: &Path) -> Str
 }
 
 const RDS_STATS: &[&str] = &[
+    "update_duration",
     "update_attempt",
     "update_success",
     "update_rejected",
@@ -772,6 +775,7 @@ fn assignment(version: &str, service: &str, endpoints: &[(u16, u32)]) -> String 
 }
 
 const EDS_STATS: &[&str] = &[
+    "update_duration",
     "update_attempt",
     "update_success",
     "update_rejected",

@@ -8,7 +8,7 @@
 
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -55,6 +55,8 @@ pub struct Collect(flume::Sender<Vec<Part>>);
 /// Histogram names and the channels to reach every shard's histograms.
 pub struct Registry {
     names: Mutex<(Vec<String>, HashMap<String, usize>)>,
+    /// Histograms no longer shown (their owner went; ids are never reused).
+    hidden: Mutex<HashSet<usize>>,
     shards: Mutex<Vec<flume::Sender<Collect>>>,
 }
 
@@ -62,6 +64,7 @@ impl Registry {
     pub(super) fn new(shards: usize) -> Self {
         Registry {
             names: Mutex::default(),
+            hidden: Mutex::default(),
             shards: Mutex::new(Vec::with_capacity(shards)),
         }
     }
@@ -71,11 +74,19 @@ impl Registry {
         let mut guard = super::lock(&self.names);
         let (names, by_name) = &mut *guard;
         if let Some(&i) = by_name.get(name) {
+            super::lock(&self.hidden).remove(&i);
             return HistogramId(i);
         }
         names.push(name.to_string());
         by_name.insert(name.to_string(), names.len() - 1);
         HistogramId(names.len() - 1)
+    }
+
+    /// Stops showing histogram `name` (until it is named again).
+    pub fn forget(&self, name: &str) {
+        if let Some(&i) = super::lock(&self.names).1.get(name) {
+            super::lock(&self.hidden).insert(i);
+        }
     }
 
     /// Registers a shard's control channel.
@@ -127,8 +138,15 @@ impl Registry {
                 }
             }
         }
-        merged.sort_by(|a, b| a.name.cmp(&b.name));
-        merged
+        let hidden = super::lock(&self.hidden);
+        let mut shown: Vec<Merged> = merged
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !hidden.contains(i))
+            .map(|(_, m)| m)
+            .collect();
+        shown.sort_by(|a, b| a.name.cmp(&b.name));
+        shown
     }
 }
 

@@ -468,6 +468,7 @@ impl Store {
         lock(&self.typed).named.remove(prefix);
         lock(&self.scopes).remove(prefix);
         lock(&self.texts).remove(&format!("{prefix}version_text"));
+        self.histograms.forget(&format!("{prefix}update_duration"));
     }
 
     /// Every text readout, by name.

@@ -176,6 +176,30 @@ impl Xds {
         xds
     }
 
+    /// Names each subscription's `update_duration` histogram, which Envoy
+    /// lists (and, for file sources, never records).
+    fn name_histograms(&self, store: &Store) {
+        let names = [
+            self.lds
+                .as_ref()
+                .map(|_| "listener_manager.lds.".to_string()),
+            self.cds
+                .as_ref()
+                .map(|_| "cluster_manager.cds.".to_string()),
+        ];
+        let rds = self.rds.values().filter_map(|r| match &r.stats {
+            Stats::Rds(prefix) => Some(prefix.clone()),
+            _ => None,
+        });
+        let eds = self.eds.values().filter_map(|e| match &e.stats {
+            Stats::Eds(name) => Some(format!("cluster.{name}.")),
+            _ => None,
+        });
+        for prefix in names.into_iter().flatten().chain(rds).chain(eds) {
+            store.histograms.id(&format!("{prefix}update_duration"));
+        }
+    }
+
     /// Whether anything is dynamic.
     pub fn is_dynamic(&self) -> bool {
         self.lds.is_some() || self.cds.is_some() || !self.rds.is_empty() || !self.eds.is_empty()
@@ -230,6 +254,7 @@ impl Xds {
             }
         }
         count_changes(store, &ConfigSnapshot::empty(), &first);
+        self.name_histograms(store);
         let mut current = first;
         let static_endpoints: Vec<Kind> = self.eds.keys().map(|&i| Kind::Endpoints(i)).collect();
         let static_routes: Vec<Kind> = self.rds.keys().map(|&i| Kind::Routes(i)).collect();
@@ -359,6 +384,7 @@ impl Xds {
         }
         if matches!(kind, Kind::Listeners | Kind::Clusters) {
             self.drop_unused(store);
+            self.name_histograms(store);
         }
         self.publish_dump();
         Some(next)
