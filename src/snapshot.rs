@@ -561,7 +561,7 @@ impl ConfigSnapshot {
 /// A digest of the RDS route configurations `l` serves, as they are in
 /// `configs`: a listener is compiled again when it changes.
 fn rds_digest(l: &config::Listener, configs: &HashMap<String, config::RouteConfiguration>) -> u64 {
-    l.rds_sources().fold(0, |digest, r| {
+    l.rds_sources().fold(0, |digest, (_, r)| {
         let f = configs.get(&r.name).map_or(1, |c| c.fingerprint);
         digest.rotate_left(7) ^ f
     })

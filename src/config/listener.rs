@@ -316,12 +316,13 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
 }
 
 impl Listener {
-    /// The `rds` sources of its connection managers.
-    pub fn rds_sources(&self) -> impl Iterator<Item = &super::RdsSource> {
+    /// The `rds` sources of its connection managers, each with the
+    /// manager's `stat_prefix`.
+    pub fn rds_sources(&self) -> impl Iterator<Item = (&str, &super::RdsSource)> {
         let chains = self.chains.iter().chain(self.default_chain.as_ref());
         chains.filter_map(|c| match &c.filter {
             NetworkFilter::Http(hcm) => match &hcm.routes {
-                super::RouteSource::Rds(r) => Some(r),
+                super::RouteSource::Rds(r) => Some((hcm.stat_prefix.as_str(), r)),
                 super::RouteSource::Inline(_) => None,
             },
             NetworkFilter::Tcp(_) => None,

@@ -412,7 +412,7 @@ impl Xds {
         let active = boot.listeners.iter().flat_map(|l| l.rds_sources());
         let draining = self.draining.iter().flat_map(|d| &d.routes);
         let routes: Vec<&str> = active
-            .map(|r| r.name.as_str())
+            .map(|(_, r)| r.name.as_str())
             .chain(draining.map(String::as_str))
             .collect();
         let clusters: Vec<(&str, &config::EdsSource)> = boot
@@ -504,7 +504,7 @@ impl Xds {
                     name: old.name.clone(),
                     entry: entry.clone(),
                     until,
-                    routes: old.rds_sources().map(|r| r.name.clone()).collect(),
+                    routes: old.rds_sources().map(|(_, r)| r.name.clone()).collect(),
                 });
             }
         }
@@ -519,43 +519,32 @@ impl Xds {
     /// subscription yet; returns their kinds.
     fn subscribe_routes(&mut self, listeners: &[config::Listener]) -> Vec<Kind> {
         let mut new = Vec::new();
-        for l in listeners {
-            for chain in l.chains.iter().chain(&l.default_chain) {
-                let config::NetworkFilter::Http(hcm) = &chain.filter else {
-                    continue;
-                };
-                let config::RouteSource::Rds(rds) = &hcm.routes else {
-                    continue;
-                };
-                if self.rds.values().any(|r| r.name == rds.name) {
-                    continue;
-                }
-                self.next_id += 1;
-                let kind = Kind::Routes(self.next_id);
-                if let Some(w) = &mut self.watcher {
-                    if let Err(e) = w.add(kind, &rds.source) {
-                        log::error!("RDS {}: {e}", rds.name);
-                    }
-                }
-                new.push(kind);
-                self.rds.insert(
-                    self.next_id,
-                    Routes {
-                        name: rds.name.clone(),
-                        stats: Stats::Rds(format!("http.{}.rds.{}.", hcm.stat_prefix, rds.name)),
-                        sub: Subscription::new(kind, rds.source.clone()),
-                    },
-                );
+        for (stat_prefix, rds) in listeners.iter().flat_map(|l| l.rds_sources()) {
+            if self.rds.values().any(|r| r.name == rds.name) {
+                continue;
             }
+            self.next_id += 1;
+            let kind = Kind::Routes(self.next_id);
+            if let Some(w) = &mut self.watcher {
+                if let Err(e) = w.add(kind, &rds.source) {
+                    log::error!("RDS {}: {e}", rds.name);
+                }
+            }
+            new.push(kind);
+            let routes = Routes {
+                name: rds.name.clone(),
+                stats: Stats::Rds(format!("http.{stat_prefix}.rds.{}.", rds.name)),
+                sub: Subscription::new(kind, rds.source.clone()),
+            };
+            self.rds.insert(self.next_id, routes);
         }
         new
     }
 
     /// Subscribes to the endpoints of the EDS clusters among `clusters`
-    /// that have no subscription yet; returns their kinds' indexes. A
-    /// subscription outlives a CDS update that removes its cluster, so one
-    /// that brings it back keeps its endpoints (control planes do not
-    /// resend an unchanged assignment).
+    /// that have no subscription yet; returns their kinds. A CDS update
+    /// that changes a cluster keeps its subscription, and so the endpoints
+    /// it holds (control planes do not resend an unchanged assignment).
     fn subscribe_endpoints(&mut self, clusters: &[config::Cluster]) -> Vec<Kind> {
         let mut new = Vec::new();
         for c in clusters {
