@@ -314,12 +314,8 @@ impl Xds {
         let mut decoded = None;
         let candidate = self.candidate(kind, &path, &mut got, &mut decoded);
         if matches!(&decoded, Some(Decoded::Endpoints(e)) if e.is_empty()) {
-            // As Envoy: an empty EDS update is taken (its version too) and
-            // changes no endpoint.
-            let stats = self.stats(kind);
-            stats.count(store, Counted::Success);
-            stats.empty(store);
-            stats.accepted(store, &got.version, SystemTime::now());
+            // An empty EDS update changes no endpoint: nothing to compile.
+            self.take(kind, decoded, got, SystemTime::now(), store);
             return None;
         }
         let result = candidate
@@ -355,8 +351,31 @@ impl Xds {
             }
         };
         count_changes(store, current, &next);
+        self.take(kind, decoded, got, at, store);
+        if matches!(kind, Kind::Listeners | Kind::Clusters) {
+            self.drop_unused(store);
+            self.name_histograms(store);
+        }
+        self.publish_dump();
+        Some(next)
+    }
+
+    /// Counts an accepted update and keeps what it delivered. As in
+    /// Envoy, an empty EDS update is taken (its version too) and keeps the
+    /// endpoints there were.
+    fn take(
+        &mut self,
+        kind: Kind,
+        decoded: Option<Decoded>,
+        got: Read,
+        at: SystemTime,
+        store: &Store,
+    ) {
         let stats = self.stats(kind);
         stats.count(store, Counted::Success);
+        if matches!(&decoded, Some(Decoded::Endpoints(e)) if e.is_empty()) {
+            stats.empty(store);
+        }
         stats.accepted(store, &got.version, at);
         match decoded {
             Some(Decoded::Listeners(resources)) => {
@@ -375,19 +394,13 @@ impl Xds {
                     r.sub.accept(resources, got.raw, &got.version, at);
                 }
             }
-            Some(Decoded::Endpoints(resources)) => {
+            Some(Decoded::Endpoints(resources)) if !resources.is_empty() => {
                 if let Some(e) = self.endpoints_mut(kind) {
                     e.sub.accept(resources, got.raw, &got.version, at);
                 }
             }
-            None => {}
+            _ => {}
         }
-        if matches!(kind, Kind::Listeners | Kind::Clusters) {
-            self.drop_unused(store);
-            self.name_histograms(store);
-        }
-        self.publish_dump();
-        Some(next)
     }
 
     fn routes_mut(&mut self, kind: Kind) -> Option<&mut Routes> {
@@ -593,29 +606,7 @@ impl Xds {
         let mut decoded = None;
         let at = SystemTime::now();
         match self.candidate(kind, &path, &mut got, &mut decoded) {
-            Ok(_) => {
-                let stats = self.stats(kind);
-                stats.count(store, Counted::Success);
-                match (kind, decoded) {
-                    (_, Some(Decoded::Endpoints(e))) if e.is_empty() => {
-                        stats.empty(store);
-                        stats.accepted(store, &got.version, at);
-                    }
-                    (_, Some(Decoded::Routes(resources))) => {
-                        stats.accepted(store, &got.version, at);
-                        if let Some(r) = self.routes_mut(kind) {
-                            r.sub.accept(resources, got.raw, &got.version, at);
-                        }
-                    }
-                    (_, Some(Decoded::Endpoints(resources))) => {
-                        stats.accepted(store, &got.version, at);
-                        if let Some(e) = self.endpoints_mut(kind) {
-                            e.sub.accept(resources, got.raw, &got.version, at);
-                        }
-                    }
-                    _ => {}
-                }
-            }
+            Ok(_) => self.take(kind, decoded, got, at, store),
             Err(refusal) => self.refused(kind, refusal, got, at, store),
         }
     }
