@@ -119,7 +119,7 @@ pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
 }
 
 /// A locality as protobuf JSON writes it (empty fields left out).
-fn locality_json(l: &crate::config::Locality) -> Value {
+pub(super) fn locality_json(l: &crate::config::Locality) -> Value {
     let mut map = Map::new();
     for (field, value) in [
         ("region", &l.region),

@@ -405,8 +405,7 @@ impl Admin {
                     node["metadata"] = n.metadata.clone();
                 }
                 if let Some(l) = &n.locality {
-                    node["locality"] =
-                        json!({"region": l.region, "zone": l.zone, "sub_zone": l.sub_zone});
+                    node["locality"] = dump::locality_json(l);
                 }
                 node
             },

@@ -5,6 +5,7 @@
 
 use super::node::{ConfigError, Errors, Fields, Node};
 use super::tls::{certificate, ticket_keys, validation, CertificateSource, DataSource, Validation};
+use super::xds::DISCOVERY_RESPONSE;
 use std::path::PathBuf;
 
 const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
@@ -13,11 +14,6 @@ const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_socket
 static SDS_SECRET_CONFIG: Fields = Fields {
     known: &["name", "sds_config"],
     unsupported: &[],
-};
-#[rustfmt::skip]
-static DISCOVERY_RESPONSE: Fields = Fields {
-    known: &["version_info", "resources", "type_url", "nonce"],
-    unsupported: &["canary", "control_plane", "resource_errors"],
 };
 #[rustfmt::skip]
 static SECRET: Fields = Fields {

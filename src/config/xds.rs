@@ -42,8 +42,9 @@ static WATCHED_DIRECTORY: Fields = Fields {
     known: &["path"],
     unsupported: &[],
 };
+/// The fields of a `DiscoveryResponse` file (xDS resources and SDS secrets).
 #[rustfmt::skip]
-static DISCOVERY_RESPONSE: Fields = Fields {
+pub(super) static DISCOVERY_RESPONSE: Fields = Fields {
     known: &["version_info", "resources", "type_url", "nonce"],
     unsupported: &["canary", "control_plane", "resource_errors"],
 };

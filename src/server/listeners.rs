@@ -14,6 +14,7 @@
 use super::drain::LocalDrain;
 use super::shard::Shard;
 use super::socket;
+use super::BACKLOG;
 use crate::config::ListenerSocket;
 use crate::net::{Address, Bound, Listener};
 use crate::snapshot::ConfigSnapshot;
@@ -24,9 +25,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Listen backlog per shard socket.
-const BACKLOG: i32 = 4096;
 
 /// How the shards get their socket for one listener.
 #[derive(Clone)]

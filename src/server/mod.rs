@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 /// io_uring submission queue entries per shard.
 const RING_ENTRIES: u32 = 1024;
-/// Listen backlog of the admin socket.
+/// Listen backlog of every listening socket (the admin's and listeners').
 const BACKLOG: i32 = 4096;
 
 /// How the server runs.
