@@ -35,6 +35,8 @@ pub async fn serve(socket: UdpSocket, name: Arc<str>, stopped: Rc<LocalDrain>, s
     let socket = Rc::new(socket);
     let sessions: Sessions = Rc::default();
     let mut buf = Vec::with_capacity(MAX_DATAGRAM);
+    // The listener's place, looked up by name once per snapshot epoch.
+    let mut at: Option<(u64, Option<usize>)> = None;
     loop {
         let received = monoio::select! {
             r = socket.recv_from(buf.slice_mut(..MAX_DATAGRAM)) => r,
@@ -47,8 +49,17 @@ pub async fn serve(socket: UdpSocket, name: Arc<str>, stopped: Rc<LocalDrain>, s
             continue;
         };
         let view = shard.view();
-        let index = view.snapshot.listener_index.get(&*name);
-        let Some(proxy) = index.and_then(|&i| view.snapshot.listeners[i].udp.clone()) else {
+        let snapshot = &view.snapshot;
+        let index = match at {
+            Some((epoch, index)) if epoch == snapshot.epoch => index,
+            _ => {
+                let index = snapshot.listener_index.get(&*name).copied();
+                at = Some((snapshot.epoch, index));
+                index
+            }
+        };
+        let listener = index.and_then(|i| snapshot.listeners.get(i));
+        let Some(proxy) = listener.and_then(|l| l.udp.clone()) else {
             continue;
         };
         let w = shard.id;
