@@ -6,7 +6,8 @@
 
 use super::downstream::Downstream;
 use super::{
-    answer_unparsed, count_cx_bytes, kept_head, ChainAt, CxStats, Exchange, Next, Protocol, Proxy,
+    answer_unparsed, count_cx_bytes, follow, kept_head, ChainAt, CxStats, Exchange, Next, Protocol,
+    Proxy,
 };
 use crate::http::body::{pump, Moved, OutFraming, PumpError, Sink, Source};
 use crate::http::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
@@ -129,16 +130,11 @@ pub(super) async fn serve(
                     conn.graceful_shutdown();
                     closing = true;
                 }
-                let mut view = shard.view();
-                if view.snapshot.locate(&mut at).is_none() {
-                    view = home.clone();
-                    if !closing {
-                        h2_stats.inc(w, Http2Stat::goaway_sent);
-                        conn.graceful_shutdown();
-                        closing = true;
-                    }
-                } else if !Rc::ptr_eq(&view, &home) {
-                    home = view.clone();
+                let (view, retired) = follow(&shard, &mut home, &mut at);
+                if retired && !closing {
+                    h2_stats.inc(w, Http2Stat::goaway_sent);
+                    conn.graceful_shutdown();
+                    closing = true;
                 }
                 let task = StreamTask {
                     shard: shard.clone(),

@@ -606,6 +606,21 @@ pub async fn serve(
     }
 }
 
+/// The view a connection's next request (or stream) is served by: the
+/// newest, where its filter chain is found (`at` follows it there, and it
+/// becomes `home`); else `home`, with true: the chain changed or went away,
+/// and the connection should close after this request.
+fn follow(shard: &Shard, home: &mut Rc<View>, at: &mut ChainAt) -> (Rc<View>, bool) {
+    let view = shard.view();
+    if view.snapshot.locate(at).is_none() {
+        return (home.clone(), true);
+    }
+    if !Rc::ptr_eq(&view, home) {
+        *home = view.clone();
+    }
+    (view, false)
+}
+
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -675,13 +690,7 @@ impl Conn {
                     return None;
                 }
             }
-            let mut view = shard.view();
-            let retired = view.snapshot.locate(&mut at).is_none();
-            if retired {
-                view = self.home.clone();
-            } else if !Rc::ptr_eq(&view, &self.home) {
-                self.home = view.clone();
-            }
+            let (view, retired) = follow(shard, &mut self.home, &mut at);
             let listener = view
                 .snapshot
                 .listeners
