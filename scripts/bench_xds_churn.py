@@ -41,7 +41,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def listener(name, port, route):
+def route_to(cluster, prefix="/"):
+    """One route of a virtual host: `prefix` to `cluster`."""
+    return f'{{match: {{prefix: "{prefix}"}}, route: {{cluster: {cluster}}}}}'
+
+
+def listener(name, port, routes):
+    """A Listener resource whose connection manager serves `routes`."""
     return f"""- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
   name: {name}
   address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
@@ -52,12 +58,28 @@ def listener(name, port, route):
         "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
         stat_prefix: {name}
         route_config:
-          virtual_hosts: [{{name: v, domains: ["*"], routes: [{{match: {{prefix: /}}, route: {{cluster: {route}}}}}]}}]
+          virtual_hosts: [{{name: v, domains: ["*"], routes: [{routes}]}}]
         http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
 """
 
 
+def publish(work, name, text):
+    """Replaces `work/name` by a rename, as a file source expects."""
+    staged = os.path.join(work, f".{name}.staged")
+    with open(staged, "w") as f:
+        f.write(text)
+    os.rename(staged, os.path.join(work, name))
+
+
+def write_report(lines, path):
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def cluster(name, ports):
+    """A STATIC Cluster resource over `ports` on loopback."""
     endpoints = ", ".join(
         f"{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}}}"
         for p in ports)
@@ -78,16 +100,16 @@ class Files:
 
     def publish(self, name, resources):
         self.version += 1
-        staged = os.path.join(self.work, f".{name}.staged")
-        with open(staged, "w") as f:
-            f.write(f'version_info: "{self.version}"\nresources:\n{"".join(resources)}')
-        os.rename(staged, os.path.join(self.work, name))
+        publish(self.work, name, f'version_info: "{self.version}"\nresources:\n{"".join(resources)}')
 
     def lds(self):
         p = self.ports
-        resources = [listener("still", p["still"], "a"), listener("churn", p["churn"], self.route)]
+        resources = [
+            listener("still", p["still"], route_to("a")),
+            listener("churn", p["churn"], route_to(self.route)),
+        ]
         if self.third:
-            resources.append(listener("third", p["third"], "b"))
+            resources.append(listener("third", p["third"], route_to("b")))
         self.publish("lds.yaml", resources)
 
     def cds(self):
@@ -303,10 +325,7 @@ def main():
     ]
     for name, get in rows:
         lines.append(f"| {name} | " + " | ".join(str(get(results[p])) for p in proxies) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_xds_churn import free_port, rss_kib, stat  # noqa: E402
-
-
-def publish(work, name, text):
-    staged = os.path.join(work, f".{name}.staged")
-    with open(staged, "w") as f:
-        f.write(text)
-    os.rename(staged, os.path.join(work, name))
+from bench_xds_churn import (  # noqa: E402
+    cluster, free_port, listener, publish, route_to, rss_kib, stat, write_report)
 
 
 def until(check, seconds):
@@ -55,27 +49,10 @@ def accepts(port):
 
 
 def documents(n, port):
-    clusters = "".join(
-        f'- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: c{i}\n  type: STATIC\n'
-        f"  load_assignment: {{cluster_name: c{i}, endpoints: [{{lb_endpoints: [{{endpoint: {{address: "
-        f"{{socket_address: {{address: 127.0.0.1, port_value: {10000 + i % 50000}}}}}}}}}]}}]}}\n"
-        for i in range(n))
-    routes = ", ".join(f'{{match: {{prefix: "/r{i}/"}}, route: {{cluster: c{i}}}}}' for i in range(n))
-    lds = f"""version_info: "1"
-resources:
-- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
-  name: big
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-  filter_chains:
-  - filters:
-    - name: envoy.filters.network.http_connection_manager
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-        stat_prefix: big
-        route_config:
-          virtual_hosts: [{{name: v, domains: ["*"], routes: [{routes}]}}]
-        http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
-"""
+    """The CDS and LDS files: `n` clusters, and a listener with a route to each."""
+    clusters = "".join(cluster(f"c{i}", [10000 + i % 50000]) for i in range(n))
+    routes = ", ".join(route_to(f"c{i}", f"/r{i}/") for i in range(n))
+    lds = f'version_info: "1"\nresources:\n{listener("big", port, routes)}'
     return f'version_info: "1"\nresources:\n{clusters}', lds
 
 
@@ -171,10 +148,7 @@ def main():
                 value = med(p, key)
             cells.append(form.format(value))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":
