@@ -75,6 +75,24 @@ fn build_version() -> Value {
     })
 }
 
+/// The bootstrap's `node` as Envoy shows it (`/server_info`) and sends it to
+/// a control plane.
+pub fn node_json(n: &crate::config::NodeInfo) -> Value {
+    let mut node = json!({
+        "id": n.id,
+        "cluster": n.cluster,
+        "user_agent_name": n.user_agent_name.as_deref().unwrap_or("ringway"),
+        "user_agent_build_version": {"version": build_version()},
+    });
+    if !n.metadata.is_null() {
+        node["metadata"] = n.metadata.clone();
+    }
+    if let Some(l) = &n.locality {
+        node["locality"] = dump::locality_json(l);
+    }
+    node
+}
+
 /// Everything a request to the admin API can read or change.
 pub struct Admin {
     store: Arc<Store>,
@@ -392,24 +410,7 @@ impl Admin {
 
     fn server_info(&self) -> Value {
         let uptime = format!("{}s", self.store.uptime_secs());
-        let node = self.info.node.as_ref().map_or_else(
-            || json!({}),
-            |n| {
-                let mut node = json!({
-                    "id": n.id,
-                    "cluster": n.cluster,
-                    "user_agent_name": n.user_agent_name.as_deref().unwrap_or("ringway"),
-                    "user_agent_build_version": {"version": build_version()},
-                });
-                if !n.metadata.is_null() {
-                    node["metadata"] = n.metadata.clone();
-                }
-                if let Some(l) = &n.locality {
-                    node["locality"] = dump::locality_json(l);
-                }
-                node
-            },
-        );
+        let node = self.info.node.as_ref().map_or_else(|| json!({}), node_json);
         json!({
             "version": format!("ringway/{}", env!("CARGO_PKG_VERSION")),
             "state": self.state_name(),

@@ -2,6 +2,7 @@
 
 use super::listener::Listener;
 use super::node::{Errors, Fields, Node, Obj};
+use super::ConfigSource;
 use crate::net::Address;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -225,7 +226,7 @@ pub struct EdsSource {
     /// `service_name` (default: the cluster's name).
     pub service_name: String,
     /// `eds_config`.
-    pub source: super::FileSource,
+    pub source: super::ConfigSource,
 }
 
 /// A `ClusterLoadAssignment` as EDS delivers it.
@@ -245,7 +246,7 @@ pub struct RdsSource {
     /// `route_config_name`.
     pub name: String,
     /// `config_source`.
-    pub source: super::FileSource,
+    pub source: super::ConfigSource,
 }
 
 /// `route_config`.
@@ -829,6 +830,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         .get("dynamic_resources")
         .and_then(|d| super::xds::dynamic_resources(&d, errs))
         .unwrap_or_default();
+    check_ads(&dynamic, &listeners, &clusters, errs);
     Some(Bootstrap {
         node,
         listeners,
@@ -840,6 +842,38 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         route_configs: HashMap::new(),
         assignments: HashMap::new(),
     })
+}
+
+/// An `ads` source needs `ads_config`, whose cluster must be a static one
+/// (Envoy: "Unknown gRPC client cluster").
+fn check_ads(
+    dynamic: &super::DynamicResources,
+    listeners: &[Listener],
+    clusters: &[Cluster],
+    errs: &mut Errors,
+) {
+    let is_ads = |s: &ConfigSource| matches!(s, ConfigSource::Ads { .. });
+    let sources = [&dynamic.lds, &dynamic.cds].into_iter().flatten();
+    let routes = listeners
+        .iter()
+        .flat_map(|l| l.rds_sources())
+        .map(|(_, r)| &r.source);
+    let endpoints = clusters
+        .iter()
+        .filter_map(|c| c.eds.as_ref())
+        .map(|e| &e.source);
+    let uses_ads = sources.chain(routes).chain(endpoints).any(is_ads);
+    match &dynamic.ads {
+        None if uses_ads => errs.add(
+            "dynamic_resources",
+            "a config source is ads, but there is no ads_config",
+        ),
+        Some(ads) if !clusters.iter().any(|c| c.name == ads.cluster) => errs.add(
+            "dynamic_resources.ads_config",
+            format!("Unknown gRPC client cluster '{}'", ads.cluster),
+        ),
+        _ => {}
+    }
 }
 
 fn admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
@@ -1297,7 +1331,7 @@ fn rds_source(node: &Node, errs: &mut Errors) -> Option<RdsSource> {
         .and_then(|n| n.str(errs));
     let source = obj
         .require(errs, "config_source")
-        .and_then(|s| super::xds::file_source(&s, errs));
+        .and_then(|s| super::xds::config_source(&s, errs));
     Some(RdsSource {
         name: name?.to_string(),
         source: source?,
@@ -1641,7 +1675,7 @@ fn eds_source(node: &Node, errs: &mut Errors, name: Option<&str>) -> Option<EdsS
     let service_name = string(&obj, errs, "service_name").filter(|n| !n.is_empty());
     let source = obj
         .require(errs, "eds_config")
-        .and_then(|s| super::xds::file_source(&s, errs))?;
+        .and_then(|s| super::xds::config_source(&s, errs))?;
     Some(EdsSource {
         service_name: service_name.or(name.map(str::to_string))?,
         source,

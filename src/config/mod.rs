@@ -32,8 +32,9 @@ pub use tls::*;
 pub use udp_proxy::UdpProxy;
 pub use xds::{
     assignments as decode_assignment_update, clusters as decode_cluster_update,
-    listeners as decode_listener_update, route_config as decode_route_update, DynamicResources,
-    FileSource, Update,
+    listeners as decode_listener_update, route_config as decode_route_update, AdsConfig,
+    ConfigSource, DynamicResources, FileSource, Update, ASSIGNMENT_TYPE, CLUSTER_TYPE,
+    LISTENER_TYPE, ROUTE_TYPE,
 };
 
 use serde_json::Value;

@@ -84,7 +84,7 @@ pub(super) fn secret_source(node: &Node, errs: &mut Errors) -> Option<SecretSour
 /// `watched_directory` adds nothing: every file a secret names is watched
 /// anyway, moved in or written in place.
 fn config_source_path(node: &Node, errs: &mut Errors) -> Option<PathBuf> {
-    let path = super::xds::file_source(node, errs)?.path;
+    let path = super::xds::file_config_source(node, errs)?.path;
     if !path.exists() {
         errs.add(
             node.path(),

@@ -1,5 +1,6 @@
 //! `dynamic_resources` and the resources xDS delivers: where listeners and
-//! clusters come from (`lds_config`, `cds_config`: `ConfigSource`s), and a
+//! clusters come from (`lds_config`, `cds_config`: `ConfigSource`s, a file
+//! or the control plane's ADS stream, `ads_config`), and a
 //! `DiscoveryResponse` of them decoded with the same validator as the
 //! bootstrap, each error under the resource's own path.
 
@@ -11,6 +12,7 @@ use super::node::{ConfigError, Errors, Fields, Node};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// `type.googleapis.com/` name of a `Listener` resource.
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -24,13 +26,36 @@ pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteCon
 
 #[rustfmt::skip]
 static DYNAMIC_RESOURCES: Fields = Fields {
-    known: &["lds_config", "cds_config"],
-    unsupported: &["ads_config", "lds_resources_locator", "cds_resources_locator"],
+    known: &["lds_config", "cds_config", "ads_config"],
+    unsupported: &["lds_resources_locator", "cds_resources_locator"],
 };
 #[rustfmt::skip]
 static CONFIG_SOURCE: Fields = Fields {
-    known: &["path_config_source", "path", "resource_api_version", "initial_fetch_timeout"],
-    unsupported: &["api_config_source", "ads", "self", "authorities"],
+    known: &["path_config_source", "path", "ads", "resource_api_version", "initial_fetch_timeout"],
+    unsupported: &["api_config_source", "self", "authorities"],
+};
+#[rustfmt::skip]
+static ADS: Fields = Fields {
+    known: &[],
+    unsupported: &[],
+};
+#[rustfmt::skip]
+static API_CONFIG_SOURCE: Fields = Fields {
+    known: &["api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only"],
+    unsupported: &[
+        "cluster_names", "refresh_delay", "request_timeout", "rate_limit_settings",
+        "config_validators",
+    ],
+};
+#[rustfmt::skip]
+static GRPC_SERVICE: Fields = Fields {
+    known: &["envoy_grpc", "timeout"],
+    unsupported: &["google_grpc", "initial_metadata", "retry_policy"],
+};
+#[rustfmt::skip]
+static ENVOY_GRPC: Fields = Fields {
+    known: &["cluster_name"],
+    unsupported: &["authority", "retry_policy", "max_receive_message_length", "skip_envoy_headers"],
 };
 #[rustfmt::skip]
 static PATH_CONFIG_SOURCE: Fields = Fields {
@@ -53,9 +78,48 @@ pub(super) static DISCOVERY_RESPONSE: Fields = Fields {
 #[derive(Debug, Clone, Default)]
 pub struct DynamicResources {
     /// `lds_config`: where listeners come from.
-    pub lds: Option<FileSource>,
+    pub lds: Option<ConfigSource>,
     /// `cds_config`: where clusters come from.
-    pub cds: Option<FileSource>,
+    pub cds: Option<ConfigSource>,
+    /// `ads_config`: the control plane every `ads` source names.
+    pub ads: Option<AdsConfig>,
+}
+
+/// Envoy's `initial_fetch_timeout` default.
+const INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A `ConfigSource`: where a subscription's resources come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file (`path_config_source`, or the older `path`).
+    File(FileSource),
+    /// `ads: {}`: the bootstrap's aggregated stream.
+    Ads {
+        /// `initial_fetch_timeout`: how long the start (or a warming
+        /// listener) waits for the first update; zero waits for ever.
+        initial_fetch_timeout: Duration,
+    },
+}
+
+impl ConfigSource {
+    /// The file, when it is one.
+    pub fn file(&self) -> Option<&FileSource> {
+        match self {
+            ConfigSource::File(f) => Some(f),
+            ConfigSource::Ads { .. } => None,
+        }
+    }
+}
+
+/// `ads_config`: an `ApiConfigSource` of `api_type: GRPC` (state of the
+/// world) to one cluster of `static_resources`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdsConfig {
+    /// `grpc_services[0].envoy_grpc.cluster_name`.
+    pub cluster: String,
+    /// `set_node_on_first_message_only`: the node goes only in a stream's
+    /// first request.
+    pub node_on_first_message_only: bool,
 }
 
 /// A `ConfigSource` that is a file (`path_config_source`, or the older
@@ -72,23 +136,111 @@ pub struct FileSource {
 pub(super) fn dynamic_resources(node: &Node, errs: &mut Errors) -> Option<DynamicResources> {
     let obj = node.object(errs, &DYNAMIC_RESOURCES)?;
     Some(DynamicResources {
-        lds: obj.get("lds_config").and_then(|s| file_source(&s, errs)),
-        cds: obj.get("cds_config").and_then(|s| file_source(&s, errs)),
+        lds: obj.get("lds_config").and_then(|s| config_source(&s, errs)),
+        cds: obj.get("cds_config").and_then(|s| config_source(&s, errs)),
+        ads: obj.get("ads_config").and_then(|s| ads_config(&s, errs)),
     })
 }
 
-/// Decodes a `ConfigSource` that names a file.
-pub(super) fn file_source(node: &Node, errs: &mut Errors) -> Option<FileSource> {
-    let obj = node.object(errs, &CONFIG_SOURCE)?;
-    if let Some(v) = obj.get("resource_api_version") {
+/// Decodes `ads_config`.
+fn ads_config(node: &Node, errs: &mut Errors) -> Option<AdsConfig> {
+    let obj = node.object(errs, &API_CONFIG_SOURCE)?;
+    let api_type = obj.require(errs, "api_type").and_then(|t| {
+        t.enumeration(
+            errs,
+            &[
+                "DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE",
+                "REST",
+                "GRPC",
+                "DELTA_GRPC",
+                "AGGREGATED_GRPC",
+                "AGGREGATED_DELTA_GRPC",
+            ],
+        )
+        .map(|name| (t.path().to_string(), name))
+    });
+    if let Some((path, name)) = &api_type {
+        if *name != "GRPC" {
+            errs.add(
+                path,
+                format!("api_type {name} is not supported for ads_config (Ringway speaks GRPC)"),
+            );
+        }
+    }
+    api_version(&obj, "transport_api_version", errs);
+    let services = obj.require(errs, "grpc_services")?.list(errs);
+    let cluster = match services.as_slice() {
+        [service] => service
+            .object(errs, &GRPC_SERVICE)
+            .and_then(|s| {
+                if let Some(t) = s.get("timeout") {
+                    t.duration(errs);
+                }
+                s.require(errs, "envoy_grpc")
+            })
+            .and_then(|g| g.object(errs, &ENVOY_GRPC))
+            .and_then(|g| g.non_empty_str(errs, "cluster_name")),
+        _ => {
+            errs.add(node.path(), "expected exactly one of grpc_services");
+            None
+        }
+    };
+    let first_only = obj.get("set_node_on_first_message_only");
+    Some(AdsConfig {
+        cluster: cluster?,
+        node_on_first_message_only: first_only.and_then(|b| b.bool(errs)).unwrap_or(false),
+    })
+}
+
+/// Checks a `resource_api_version` or `transport_api_version`: V3 only.
+fn api_version(obj: &super::node::Obj, field: &str, errs: &mut Errors) {
+    if let Some(v) = obj.get(field) {
         if v.enumeration(errs, &["AUTO", "V2", "V3"]) == Some("V2") {
             errs.add(v.path(), "the V2 API is not supported (use V3)");
         }
     }
-    if let Some(t) = obj.get("initial_fetch_timeout") {
-        // A file is read at once: nothing ever waits for it.
-        t.duration(errs);
+}
+
+/// Decodes a `ConfigSource`: a file or `ads`.
+pub(super) fn config_source(node: &Node, errs: &mut Errors) -> Option<ConfigSource> {
+    let obj = node.object(errs, &CONFIG_SOURCE)?;
+    api_version(&obj, "resource_api_version", errs);
+    let timeout = obj
+        .get("initial_fetch_timeout")
+        .and_then(|t| t.duration(errs));
+    if let Some(ads) = obj.get("ads") {
+        ads.object(errs, &ADS)?;
+        if obj.get("path_config_source").or(obj.get("path")).is_some() {
+            errs.add(
+                node.path(),
+                "expected only one of ads and path_config_source",
+            );
+            return None;
+        }
+        return Some(ConfigSource::Ads {
+            initial_fetch_timeout: timeout.unwrap_or(INITIAL_FETCH_TIMEOUT),
+        });
     }
+    // A file is read at once: nothing ever waits for it.
+    file_source(node, &obj, errs).map(ConfigSource::File)
+}
+
+/// Decodes a `ConfigSource` that must name a file (an SDS secret's).
+pub(super) fn file_config_source(node: &Node, errs: &mut Errors) -> Option<FileSource> {
+    match config_source(node, errs)? {
+        ConfigSource::File(f) => Some(f),
+        ConfigSource::Ads { .. } => {
+            errs.add(
+                node.path(),
+                "expected path_config_source (SDS secrets over ADS are not supported yet)",
+            );
+            None
+        }
+    }
+}
+
+/// The file of a `ConfigSource` that is not `ads`.
+fn file_source(node: &Node, obj: &super::node::Obj, errs: &mut Errors) -> Option<FileSource> {
     match (obj.get("path_config_source"), obj.get("path")) {
         (Some(p), None) => {
             let p = p.object(errs, &PATH_CONFIG_SOURCE)?;
@@ -117,7 +269,7 @@ pub(super) fn file_source(node: &Node, errs: &mut Errors) -> Option<FileSource> 
         (None, None) => {
             errs.add(
                 node.path(),
-                "expected path_config_source (a control plane's api_config_source and ads are not supported yet)",
+                "expected path_config_source or ads (api_config_source is not supported yet)",
             );
             None
         }

@@ -404,6 +404,10 @@ impl Control<'_> {
             Some(xds) => xds.watch()?,
             None => crossbeam_channel::never(),
         };
+        let control_plane = self
+            .xds
+            .as_ref()
+            .map_or_else(crossbeam_channel::never, Xds::ads_events);
         loop {
             let timer = match due.values().min() {
                 Some(t) => crossbeam_channel::at(*t),
@@ -436,7 +440,15 @@ impl Control<'_> {
                 }
                 recv(updates) -> kind => {
                     if let Ok(kind) = kind {
-                        if self.update(kind) {
+                        if self.update(xds::Change::File(kind)) {
+                            due = dns_due(&self.published.load(), &due);
+                            certs = cert_watch::CertWatch::new(self.published);
+                        }
+                    }
+                }
+                recv(control_plane) -> event => {
+                    if let Ok(event) = event {
+                        if self.update(xds::Change::Ads(event)) {
                             due = dns_due(&self.published.load(), &due);
                             certs = cert_watch::CertWatch::new(self.published);
                         }
@@ -446,16 +458,16 @@ impl Control<'_> {
         }
     }
 
-    /// Takes an xDS update of `kind`: publishes the snapshot it makes and
-    /// hands the shards their listeners. True when it was taken.
-    fn update(&mut self, kind: xds::Kind) -> bool {
+    /// Takes an xDS change: publishes the snapshot an update makes and
+    /// hands the shards their listeners. True when one was taken.
+    fn update(&mut self, change: xds::Change) -> bool {
         let Some(xds) = &mut self.xds else {
             return false;
         };
         let current = self.published.load();
         let sockets = &mut self.sockets;
         let mut plan = Vec::new();
-        let taken = xds.reload(kind, &current, self.store, self.sinks, |next| {
+        let taken = xds.update(change, &current, self.store, self.sinks, |next| {
             plan = sockets.plan(next)?;
             Ok(())
         });

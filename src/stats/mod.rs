@@ -403,6 +403,11 @@ impl Store {
         self.named(format!("sds.{name}."))
     }
 
+    /// `control_plane.` stats.
+    pub fn control_plane(&self) -> Arc<Scope<sets::ControlPlane>> {
+        self.named("control_plane.".to_string())
+    }
+
     /// `listener_manager.lds.` stats.
     pub fn lds(&self) -> Arc<Scope<sets::Lds>> {
         self.named("listener_manager.lds.".to_string())

@@ -34,6 +34,14 @@ stat_set!(
 );
 
 stat_set!(
+    /// `control_plane.*`: the ADS stream (`identifier` is a text readout
+    /// Ringway does not have).
+    ControlPlane, None,
+    counters [rate_limit_enforced],
+    gauges [connected_state, pending_requests]
+);
+
+stat_set!(
     /// `listener_manager.lds.*`: the listener subscription's updates
     /// (`version_text` is a text readout beside them).
     Lds, None,

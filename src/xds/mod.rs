@@ -1,6 +1,7 @@
-//! xDS: listeners (LDS), clusters (CDS) and route configurations (RDS) from
-//! files, validated by the bootstrap's own decoder and compiled, with the
-//! static resources, into the next snapshot.
+//! xDS: listeners (LDS), clusters (CDS), route configurations (RDS) and
+//! endpoints (EDS) from files or a control plane's ADS stream, validated by
+//! the bootstrap's own decoder and compiled, with the static resources, into
+//! the next snapshot.
 //!
 //! An update is all or nothing: any error in it (a resource that does not
 //! decode, a route to a cluster that does not exist, a listener that cannot
@@ -8,23 +9,28 @@
 //! serving. (Envoy applies the good resources of a rejected update; a
 //! rejected update here changes nothing.)
 
+mod ads;
+mod grpc;
+mod proto;
 mod stats;
 mod subscription;
 mod watch;
 
+pub use grpc::Event as AdsEvent;
 pub use stats::count_changes;
 
 use crate::access_log::Sinks;
-use crate::config::{self, Bootstrap, ConfigError, FileSource};
+use crate::config::{self, Bootstrap, ConfigError, ConfigSource, FileSource};
 use crate::snapshot::ConfigSnapshot;
 use crate::stats::sets::ListenerManager as ListenerStat;
 use crate::stats::Store;
+use ads::Ads;
 use serde_json::{json, Value};
 use stats::{Counted, Stats};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use subscription::{Entry, Outcome, Resource, Subscription};
+use subscription::{Entry, Outcome, Resource, Subscription, Waiting};
 use watch::Watcher;
 
 /// A subscription: what an update of a watched file is for.
@@ -50,6 +56,14 @@ impl Kind {
             Kind::Endpoints(_) => "EDS",
         }
     }
+}
+
+/// Something that changed at a source.
+pub enum Change {
+    /// The file of a subscription was replaced.
+    File(Kind),
+    /// The ADS stream said something.
+    Ads(AdsEvent),
 }
 
 /// A listener an update removed or replaced (not in place), shown as
@@ -98,6 +112,11 @@ pub struct Xds {
     next_id: u64,
     /// Watches the files, once serving.
     watcher: Option<Watcher>,
+    /// The ADS client, once started.
+    ads: Option<Ads>,
+    /// Whether listeners are asked of the control plane yet (after the
+    /// clusters, as Envoy's initialisation orders them).
+    ads_listeners: bool,
     /// What `/config_dump` shows of them, kept current for the admin API.
     dump: Arc<Mutex<Value>>,
 }
@@ -119,6 +138,7 @@ struct Read {
 }
 
 /// Why an update was not taken, in Envoy's two kinds.
+#[derive(Clone)]
 enum Refusal {
     /// The file could not be read or parsed (`update_failure`).
     Failure(String),
@@ -147,6 +167,22 @@ fn read(path: &std::path::Path, read: &mut Read) -> Result<Value, Refusal> {
     Ok(tree)
 }
 
+impl Refusal {
+    fn message(&self) -> &str {
+        match self {
+            Refusal::Failure(m) | Refusal::Rejected(m) => m,
+        }
+    }
+}
+
+/// An update for one subscription as it came: its `DiscoveryResponse`
+/// tree (or why there is none) and what `/config_dump` keeps of it.
+struct Delivery {
+    kind: Kind,
+    tree: Result<Value, Refusal>,
+    got: Read,
+}
+
 impl Xds {
     /// The subscriptions `boot` names, served beside its static resources;
     /// a listener an update removes or replaces drains for `drain_time`.
@@ -168,6 +204,8 @@ impl Xds {
             eds: BTreeMap::new(),
             next_id: 0,
             watcher: None,
+            ads: None,
+            ads_listeners: false,
             base: boot.clone(),
             dump: Arc::default(),
         };
@@ -205,24 +243,26 @@ impl Xds {
         self.lds.is_some() || self.cds.is_some() || !self.rds.is_empty() || !self.eds.is_empty()
     }
 
-    /// Every file source with its kind.
-    fn sources(&self) -> Vec<(Kind, FileSource)> {
-        let cds = self.cds.iter().map(|s| (s.kind, s.source.clone()));
-        let lds = self.lds.iter().map(|s| (s.kind, s.source.clone()));
-        let rds = self
-            .rds
-            .values()
-            .map(|r| (r.sub.kind, r.sub.source.clone()));
-        let eds = self
-            .eds
-            .values()
-            .map(|e| (e.sub.kind, e.sub.source.clone()));
+    /// Every source with its kind.
+    fn sources(&self) -> Vec<(Kind, &ConfigSource)> {
+        let cds = self.cds.iter().map(|s| (s.kind, &s.source));
+        let lds = self.lds.iter().map(|s| (s.kind, &s.source));
+        let rds = self.rds.values().map(|r| (r.sub.kind, &r.sub.source));
+        let eds = self.eds.values().map(|e| (e.sub.kind, &e.sub.source));
         cds.chain(lds).chain(rds).chain(eds).collect()
+    }
+
+    /// Every file source with its kind.
+    fn files(&self) -> Vec<(Kind, FileSource)> {
+        let files = self.sources().into_iter();
+        files
+            .filter_map(|(kind, s)| Some((kind, s.file()?.clone())))
+            .collect()
     }
 
     /// Starts watching the files; updates arrive on the channel.
     pub fn watch(&mut self) -> Result<crossbeam_channel::Receiver<Kind>, String> {
-        let (watcher, updates) = Watcher::spawn(&self.sources())?;
+        let (watcher, updates) = Watcher::spawn(&self.files())?;
         self.watcher = Some(watcher);
         Ok(updates)
     }
@@ -234,18 +274,25 @@ impl Xds {
         self.dump.clone()
     }
 
+    /// The ADS stream's events (none without one).
+    pub fn ads_events(&self) -> crossbeam_channel::Receiver<AdsEvent> {
+        self.ads
+            .as_ref()
+            .map_or_else(crossbeam_channel::never, Ads::events)
+    }
+
     /// The first load, as Envoy starts: a source file that does not exist
     /// stops the start; a bad one is counted and the proxy starts without
-    /// it. The static clusters' endpoints come first, then clusters (and
-    /// their endpoints), the static listeners' routes, and listeners (and
-    /// the routes they name).
+    /// it. Clusters and their endpoints come first, then listeners and the
+    /// routes they name; what comes from the control plane is waited for,
+    /// each subscription up to its `initial_fetch_timeout`.
     pub fn start(
         &mut self,
         first: ConfigSnapshot,
         store: &Store,
         sinks: &Sinks,
     ) -> Result<ConfigSnapshot, String> {
-        for (_, source) in self.sources() {
+        for (_, source) in self.files() {
             if !source.path.exists() {
                 return Err(format!(
                     "paths must refer to an existing path in the system: '{}' does not exist",
@@ -253,26 +300,124 @@ impl Xds {
                 ));
             }
         }
+        if let Some(config) = &self.base.dynamic.ads {
+            let cluster = first.clusters.iter().find(|c| c.name() == config.cluster);
+            let cluster = cluster
+                .ok_or_else(|| format!("Unknown gRPC client cluster '{}'", config.cluster))?;
+            let node = self.base.node.as_ref().map(crate::admin::node_json);
+            let ads = Ads::start(config, cluster.clone(), &node.unwrap_or_default())?;
+            self.ads = Some(ads);
+            store.control_plane();
+        }
         count_changes(store, &ConfigSnapshot::empty(), &first);
         self.name_histograms(store);
         let mut current = first;
-        let static_endpoints: Vec<Kind> = self.eds.keys().map(|&i| Kind::Endpoints(i)).collect();
-        let static_routes: Vec<Kind> = self.rds.keys().map(|&i| Kind::Routes(i)).collect();
-        let kinds: Vec<Kind> = static_endpoints
-            .into_iter()
-            .chain([Kind::Clusters])
-            .chain(static_routes)
-            .chain([Kind::Listeners])
-            .collect();
-        for kind in kinds {
-            if let Some(next) = self.reload(kind, &current, store, sinks, |_| Ok(())) {
-                current = next;
+        for listeners in [false, true] {
+            let files = self.files().into_iter().map(|(kind, _)| kind);
+            let stage: Vec<Kind> = if listeners {
+                files
+                    .filter(|k| matches!(k, Kind::Routes(_)))
+                    .chain([Kind::Listeners])
+                    .collect()
+            } else {
+                files
+                    .filter(|k| matches!(k, Kind::Endpoints(_)))
+                    .chain([Kind::Clusters])
+                    .collect()
+            };
+            for kind in stage {
+                if self.source(kind).is_some_and(|s| s.file().is_some()) {
+                    if let Some(next) = self.reload(kind, &current, store, sinks, |_| Ok(())) {
+                        current = next;
+                    }
+                }
             }
+            self.ads_listeners = listeners;
+            current = self.await_first_updates(current, store, sinks);
         }
         Ok(current)
     }
 
-    fn source(&self, kind: Kind) -> Option<&FileSource> {
+    /// Takes what the control plane sends until every subscription waited
+    /// for has its first update or its `initial_fetch_timeout` is over.
+    fn await_first_updates(
+        &mut self,
+        mut current: ConfigSnapshot,
+        store: &Store,
+        sinks: &Sinks,
+    ) -> ConfigSnapshot {
+        self.sync_ads();
+        let events = self.ads_events();
+        loop {
+            let waits = self.awaited();
+            if waits.is_empty() {
+                return current;
+            }
+            let deadline = waits.iter().filter_map(|(_, until)| *until).min();
+            let event = match deadline {
+                Some(at) => events.recv_deadline(at).ok(),
+                None => events.recv().ok(),
+            };
+            match event {
+                Some(event) => {
+                    if let Some(next) =
+                        self.update(Change::Ads(event), &current, store, sinks, |_| Ok(()))
+                    {
+                        current = next;
+                    }
+                }
+                None => self.time_out(&waits, store),
+            }
+        }
+    }
+
+    /// The subscriptions whose first update is awaited, each with when
+    /// the wait ends (None: never).
+    fn awaited(&self) -> Vec<(Kind, Option<Instant>)> {
+        let mut all = Vec::new();
+        all.extend(self.cds.iter().map(|s| (s.kind, s.awaited_until())));
+        all.extend(
+            self.eds
+                .values()
+                .map(|e| (e.sub.kind, e.sub.awaited_until())),
+        );
+        if self.ads_listeners {
+            all.extend(self.lds.iter().map(|s| (s.kind, s.awaited_until())));
+            all.extend(
+                self.rds
+                    .values()
+                    .map(|r| (r.sub.kind, r.sub.awaited_until())),
+            );
+        }
+        all.into_iter()
+            .filter_map(|(kind, until)| Some((kind, until?)))
+            .collect()
+    }
+
+    /// Gives up waiting for the first update of the `waits` whose time is
+    /// over, counting `init_fetch_timeout`.
+    fn time_out(&mut self, waits: &[(Kind, Option<Instant>)], store: &Store) {
+        let now = Instant::now();
+        for (kind, until) in waits {
+            if until.is_some_and(|t| t <= now) {
+                log::warn!("{}: initial fetch timed out", kind.api());
+                self.stats(*kind).fetch_timed_out(store);
+                self.waiting(*kind, |w| w.timed_out = true);
+            }
+        }
+    }
+
+    /// Runs `f` on where the `kind` subscription's first update stands.
+    fn waiting(&mut self, kind: Kind, f: impl FnOnce(&mut Waiting)) {
+        match kind {
+            Kind::Listeners => self.lds.as_mut().map(|s| f(&mut s.wait)),
+            Kind::Clusters => self.cds.as_mut().map(|s| f(&mut s.wait)),
+            Kind::Routes(i) => self.rds.get_mut(&i).map(|r| f(&mut r.sub.wait)),
+            Kind::Endpoints(i) => self.eds.get_mut(&i).map(|e| f(&mut e.sub.wait)),
+        };
+    }
+
+    fn source(&self, kind: Kind) -> Option<&ConfigSource> {
         match kind {
             Kind::Listeners => self.lds.as_ref().map(|s| &s.source),
             Kind::Clusters => self.cds.as_ref().map(|s| &s.source),
@@ -292,12 +437,27 @@ impl Xds {
         stats.unwrap_or(&Stats::Dropped)
     }
 
-    /// Reads the `kind` source again and, when the update is valid and
-    /// `accept` (which plans its listeners' sockets) agrees, returns the
-    /// snapshot it made. Anything refused leaves the subscription as it
-    /// was, counted and remembered for `/config_dump`. Route configurations
-    /// a listener update names for the first time are read with it.
-    pub fn reload(
+    /// Takes a change at a source: an update when it is valid and `accept`
+    /// (which plans its listeners' sockets) agrees, returning the snapshot
+    /// it made. Anything refused leaves the subscriptions as they were,
+    /// counted and remembered for `/config_dump` (and, from the control
+    /// plane, NACKed).
+    pub fn update(
+        &mut self,
+        change: Change,
+        current: &ConfigSnapshot,
+        store: &Store,
+        sinks: &Sinks,
+        accept: impl FnOnce(&ConfigSnapshot) -> Result<(), String>,
+    ) -> Option<ConfigSnapshot> {
+        match change {
+            Change::File(kind) => self.reload(kind, current, store, sinks, accept),
+            Change::Ads(event) => self.control_plane_said(event, current, store, sinks, accept),
+        }
+    }
+
+    /// Reads the `kind` file again and takes it as an update.
+    fn reload(
         &mut self,
         kind: Kind,
         current: &ConfigSnapshot,
@@ -305,59 +465,240 @@ impl Xds {
         sinks: &Sinks,
         accept: impl FnOnce(&ConfigSnapshot) -> Result<(), String>,
     ) -> Option<ConfigSnapshot> {
-        let path = self.source(kind)?.path.clone();
-        self.stats(kind).count(store, Counted::Attempt);
+        let path = self.source(kind)?.file()?.path.clone();
         let mut got = Read {
             version: String::new(),
             raw: Vec::new(),
         };
-        let mut decoded = None;
-        let candidate = self.candidate(kind, &path, &mut got, &mut decoded);
-        if matches!(&decoded, Some(Decoded::Endpoints(e)) if e.is_empty()) {
-            // An empty EDS update changes no endpoint: nothing to compile.
-            self.take(kind, decoded, got, SystemTime::now(), store);
-            return None;
+        let tree = read(&path, &mut got);
+        let delivery = Delivery { kind, tree, got };
+        self.apply(vec![delivery], current, store, sinks, accept)
+            .ok()
+            .flatten()
+    }
+
+    /// Takes what the ADS stream said; a response is ACKed or NACKed.
+    fn control_plane_said(
+        &mut self,
+        event: AdsEvent,
+        current: &ConfigSnapshot,
+        store: &Store,
+        sinks: &Sinks,
+        accept: impl FnOnce(&ConfigSnapshot) -> Result<(), String>,
+    ) -> Option<ConfigSnapshot> {
+        let ads = self.ads.as_mut()?;
+        let response = match event {
+            AdsEvent::Connected(generation) => {
+                ads.connected(generation, store);
+                return None;
+            }
+            AdsEvent::Disconnected(generation, _) => {
+                ads.disconnected(generation, store);
+                return None;
+            }
+            AdsEvent::Response(generation, response) => {
+                if !ads.current(generation) || !ads.wants(&response.type_url) {
+                    return None;
+                }
+                response
+            }
+        };
+        let deliveries = self.deliveries(&response);
+        let result = self.apply(deliveries, current, store, sinks, accept);
+        let ads = self.ads.as_mut()?;
+        let (type_url, nonce) = (&response.type_url, &response.nonce);
+        match &result {
+            Ok(_) => ads.ack(type_url, &response.version, nonce),
+            Err(error) => ads.nack(type_url, nonce, error),
         }
-        let result = candidate
-            .and_then(|mut boot| {
-                match &decoded {
-                    Some(Decoded::Listeners(listeners)) => {
-                        for kind in self.subscribe_routes(listeners) {
-                            self.load_new(kind, store);
-                        }
-                        boot.route_configs = self.route_configs();
+        self.sync_ads();
+        result.ok().flatten()
+    }
+
+    /// A response's updates, one per subscription it is for: LDS and CDS
+    /// take every resource; a route configuration or an EDS service its
+    /// own (resources nobody subscribed to are ignored, as Envoy does).
+    fn deliveries(&self, response: &grpc::Response) -> Vec<Delivery> {
+        let version = &response.version;
+        let ads = |s: &ConfigSource| matches!(s, ConfigSource::Ads { .. });
+        let kinds: Vec<(Kind, Option<&str>)> = match response.type_url.as_str() {
+            config::LISTENER_TYPE => vec![(Kind::Listeners, None)],
+            config::CLUSTER_TYPE => vec![(Kind::Clusters, None)],
+            config::ROUTE_TYPE => self
+                .rds
+                .iter()
+                .filter(|(_, r)| ads(&r.sub.source))
+                .map(|(&i, r)| (Kind::Routes(i), Some(r.name.as_str())))
+                .collect(),
+            config::ASSIGNMENT_TYPE => self
+                .eds
+                .iter()
+                .filter(|(_, e)| ads(&e.sub.source))
+                .map(|(&i, e)| (Kind::Endpoints(i), Some(e.source.service_name.as_str())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let name_field = match response.type_url.as_str() {
+            config::ASSIGNMENT_TYPE => "cluster_name",
+            _ => "name",
+        };
+        let mut deliveries = Vec::new();
+        for (kind, name) in kinds {
+            let resources = match (&response.resources, name) {
+                (Err(e), _) => Err(Refusal::Rejected(e.clone())),
+                (Ok(all), None) => Ok(all.clone()),
+                (Ok(all), Some(name)) => {
+                    let named = all.iter().filter(|r| r[name_field] == name);
+                    let mine: Vec<Value> = named.cloned().collect();
+                    if mine.is_empty() {
+                        continue;
                     }
-                    Some(Decoded::Clusters(clusters)) => {
-                        for kind in self.subscribe_endpoints(clusters) {
-                            self.load_new(kind, store);
+                    Ok(mine)
+                }
+            };
+            let got = Read {
+                version: version.clone(),
+                raw: resources.as_ref().map_or_else(|_| Vec::new(), Clone::clone),
+            };
+            let tree = resources.map(|r| json!({"version_info": version, "resources": r}));
+            deliveries.push(Delivery { kind, tree, got });
+        }
+        deliveries
+    }
+
+    /// Asks the control plane for what the subscriptions now want: every
+    /// cluster (then every listener, once the start reached them) and the
+    /// named route configurations and EDS services.
+    fn sync_ads(&mut self) {
+        let Some(ads) = &mut self.ads else {
+            return;
+        };
+        let is_ads = |s: &ConfigSource| matches!(s, ConfigSource::Ads { .. });
+        if self.cds.as_ref().is_some_and(|s| is_ads(&s.source)) {
+            ads.want(config::CLUSTER_TYPE, Vec::new());
+        }
+        let mut services: Vec<String> = self
+            .eds
+            .values()
+            .filter(|e| is_ads(&e.sub.source))
+            .map(|e| e.source.service_name.clone())
+            .collect();
+        services.sort();
+        services.dedup();
+        if !services.is_empty() || ads.wants(config::ASSIGNMENT_TYPE) {
+            ads.want(config::ASSIGNMENT_TYPE, services);
+        }
+        if !self.ads_listeners {
+            return;
+        }
+        if self.lds.as_ref().is_some_and(|s| is_ads(&s.source)) {
+            ads.want(config::LISTENER_TYPE, Vec::new());
+        }
+        let mut routes: Vec<String> = self
+            .rds
+            .values()
+            .filter(|r| is_ads(&r.sub.source))
+            .map(|r| r.name.clone())
+            .collect();
+        routes.sort();
+        if !routes.is_empty() || ads.wants(config::ROUTE_TYPE) {
+            ads.want(config::ROUTE_TYPE, routes);
+        }
+    }
+
+    /// Takes the `deliveries` of one update as a whole: all taken and one
+    /// snapshot compiled (None when nothing needs one), or all refused
+    /// with the error.
+    fn apply(
+        &mut self,
+        deliveries: Vec<Delivery>,
+        current: &ConfigSnapshot,
+        store: &Store,
+        sinks: &Sinks,
+        accept: impl FnOnce(&ConfigSnapshot) -> Result<(), String>,
+    ) -> Result<Option<ConfigSnapshot>, String> {
+        for d in &deliveries {
+            self.stats(d.kind).count(store, Counted::Attempt);
+        }
+        let mut boot = self.merged();
+        let mut decoded = Vec::with_capacity(deliveries.len());
+        let mut refusal = None;
+        for d in &deliveries {
+            let candidate = d
+                .tree
+                .clone()
+                .and_then(|t| self.candidate(d.kind, &t, &mut boot));
+            match candidate {
+                Ok(update) => decoded.push(update),
+                Err(r) => {
+                    refusal = Some(r);
+                    break;
+                }
+            }
+        }
+        let nothing_new = decoded
+            .iter()
+            .all(|u| matches!(u, Decoded::Endpoints(e) if e.is_empty()));
+        if refusal.is_none() && nothing_new {
+            // Empty EDS updates change no endpoint: nothing to compile.
+            let at = SystemTime::now();
+            for (d, update) in deliveries.into_iter().zip(decoded) {
+                self.take(d.kind, Some(update), d.got, at, store);
+            }
+            self.publish_dump();
+            return Ok(None);
+        }
+        let compiled = match refusal {
+            Some(r) => Err(r),
+            None => {
+                for update in &decoded {
+                    match update {
+                        Decoded::Listeners(listeners) => {
+                            for kind in self.subscribe_routes(listeners) {
+                                self.load_new(kind, store);
+                            }
+                            boot.route_configs = self.route_configs();
                         }
-                        boot.assignments = self.assignments();
+                        Decoded::Clusters(clusters) => {
+                            for kind in self.subscribe_endpoints(clusters) {
+                                self.load_new(kind, store);
+                            }
+                            boot.assignments = self.assignments();
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
                 ConfigSnapshot::compile_next(&boot, store, sinks, current)
                     .map_err(|e| Refusal::Rejected(listed(&e)))
-            })
-            .and_then(|next| match accept(&next) {
-                Ok(()) => Ok(next),
-                Err(e) => Err(Refusal::Rejected(e)),
-            });
+                    .and_then(|next| match accept(&next) {
+                        Ok(()) => Ok(next),
+                        Err(e) => Err(Refusal::Rejected(e)),
+                    })
+            }
+        };
         let at = SystemTime::now();
-        let next = match result {
+        let next = match compiled {
             Ok(next) => next,
             Err(refusal) => {
-                self.refused(kind, refusal, got, at, store);
-                return None;
+                let error = refusal.message().to_string();
+                for d in deliveries {
+                    self.refused(d.kind, refusal.clone(), d.got, at, store);
+                }
+                return Err(error);
             }
         };
         count_changes(store, current, &next);
-        self.take(kind, decoded, got, at, store);
-        if matches!(kind, Kind::Listeners | Kind::Clusters) {
+        let mut managers = false;
+        for (d, update) in deliveries.into_iter().zip(decoded) {
+            managers |= matches!(d.kind, Kind::Listeners | Kind::Clusters);
+            self.take(d.kind, Some(update), d.got, at, store);
+        }
+        if managers {
             self.drop_unused(store);
             self.name_histograms(store);
         }
         self.publish_dump();
-        Some(next)
+        Ok(Some(next))
     }
 
     /// Counts an accepted update and keeps what it delivered. As in
@@ -371,6 +712,7 @@ impl Xds {
         at: SystemTime,
         store: &Store,
     ) {
+        self.waiting(kind, |w| w.answered = true);
         let stats = self.stats(kind);
         stats.count(store, Counted::Success);
         if matches!(&decoded, Some(Decoded::Endpoints(e)) if e.is_empty()) {
@@ -466,12 +808,15 @@ impl Xds {
             Refusal::Failure(m) => (m, Counted::Failure),
             Refusal::Rejected(m) => (m, Counted::Rejected),
         };
+        self.waiting(kind, |w| w.answered = true);
         self.stats(kind).count(store, counted);
-        let path = self.source(kind).map(|s| s.path.display().to_string());
+        let from = match self.source(kind) {
+            Some(ConfigSource::File(f)) => f.path.display().to_string(),
+            _ => "the control plane".to_string(),
+        };
         log::warn!(
-            "{} update from {} refused (the last accepted config stays): {error}",
+            "{} update from {from} refused (the last accepted config stays): {error}",
             kind.api(),
-            path.unwrap_or_default(),
         );
         let rejected = Some(Outcome {
             version: got.version,
@@ -538,8 +883,8 @@ impl Xds {
             }
             self.next_id += 1;
             let kind = Kind::Routes(self.next_id);
-            if let Some(w) = &mut self.watcher {
-                if let Err(e) = w.add(kind, &rds.source) {
+            if let (Some(w), Some(file)) = (&mut self.watcher, rds.source.file()) {
+                if let Err(e) = w.add(kind, file) {
                     log::error!("RDS {}: {e}", rds.name);
                 }
             }
@@ -573,8 +918,8 @@ impl Xds {
             }
             self.next_id += 1;
             let kind = Kind::Endpoints(self.next_id);
-            if let Some(w) = &mut self.watcher {
-                if let Err(e) = w.add(kind, &eds.source) {
+            if let (Some(w), Some(file)) = (&mut self.watcher, eds.source.file()) {
+                if let Err(e) = w.add(kind, file) {
                     log::error!("EDS {}: {e}", c.name);
                 }
             }
@@ -591,11 +936,12 @@ impl Xds {
         new
     }
 
-    /// The first read of a route configuration or an assignment that an
-    /// update names: counted as its own update, taken if it decodes (the
-    /// update it came with compiles it).
+    /// The first read of a route configuration or an assignment file that
+    /// an update names: counted as its own update, taken if it decodes (the
+    /// update it came with compiles it). One from the control plane is
+    /// asked for once the update is taken.
     fn load_new(&mut self, kind: Kind, store: &Store) {
-        let Some(path) = self.source(kind).map(|s| s.path.clone()) else {
+        let Some(path) = self.source(kind).and_then(|s| Some(s.file()?.path.clone())) else {
             return;
         };
         self.stats(kind).count(store, Counted::Attempt);
@@ -603,10 +949,11 @@ impl Xds {
             version: String::new(),
             raw: Vec::new(),
         };
-        let mut decoded = None;
         let at = SystemTime::now();
-        match self.candidate(kind, &path, &mut got, &mut decoded) {
-            Ok(_) => self.take(kind, decoded, got, at, store),
+        let mut boot = self.merged();
+        let decoded = read(&path, &mut got).and_then(|tree| self.candidate(kind, &tree, &mut boot));
+        match decoded {
+            Ok(update) => self.take(kind, Some(update), got, at, store),
             Err(refusal) => self.refused(kind, refusal, got, at, store),
         }
     }
@@ -649,34 +996,43 @@ impl Xds {
         *self.dump.lock().unwrap_or_else(|p| p.into_inner()) = dump;
     }
 
-    /// The bootstrap the `kind` file's update would make; what was read
-    /// and decoded is written to the last two.
+    /// Decodes the `kind` update `tree` and puts what it delivers into
+    /// `boot`, the bootstrap it would make.
     fn candidate(
         &self,
         kind: Kind,
-        path: &std::path::Path,
-        got: &mut Read,
-        decoded: &mut Option<Decoded>,
-    ) -> Result<Bootstrap, Refusal> {
-        let tree = read(path, got)?;
+        tree: &Value,
+        boot: &mut Bootstrap,
+    ) -> Result<Decoded, Refusal> {
         let rejected = |e: Vec<ConfigError>| Refusal::Rejected(listed(&e));
-        let mut boot = self.merged();
-        match kind {
+        let decoded = match kind {
             Kind::Listeners => {
-                let update = config::decode_listener_update(&tree).map_err(rejected)?;
+                let update = config::decode_listener_update(tree).map_err(rejected)?;
                 let mut listeners = update.resources;
                 for l in &mut listeners {
                     l.set_strip_fragment(self.base.strip_fragment);
                 }
                 boot.listeners.truncate(self.base.listeners.len());
                 boot.listeners.extend(listeners.iter().cloned());
-                *decoded = Some(Decoded::Listeners(listeners));
+                self.check_ads_sources(
+                    listeners
+                        .iter()
+                        .flat_map(|l| l.rds_sources())
+                        .map(|(_, r)| &r.source),
+                )?;
+                Decoded::Listeners(listeners)
             }
             Kind::Clusters => {
-                let update = config::decode_cluster_update(&tree).map_err(rejected)?;
+                let update = config::decode_cluster_update(tree).map_err(rejected)?;
                 boot.clusters.truncate(self.base.clusters.len());
                 boot.clusters.extend(update.resources.iter().cloned());
-                *decoded = Some(Decoded::Clusters(update.resources));
+                self.check_ads_sources(
+                    update
+                        .resources
+                        .iter()
+                        .filter_map(|c| Some(&c.eds.as_ref()?.source)),
+                )?;
+                Decoded::Clusters(update.resources)
             }
             Kind::Endpoints(i) => {
                 let Some(e) = self.eds.get(&i) else {
@@ -684,25 +1040,39 @@ impl Xds {
                 };
                 let eds = &e.source;
                 let update =
-                    config::decode_assignment_update(&tree, &eds.service_name).map_err(rejected)?;
+                    config::decode_assignment_update(tree, &eds.service_name).map_err(rejected)?;
                 if let Some(a) = update.resources.first() {
                     boot.assignments.insert(eds.service_name.clone(), a.clone());
                 }
-                *decoded = Some(Decoded::Endpoints(update.resources));
+                Decoded::Endpoints(update.resources)
             }
             Kind::Routes(i) => {
                 let Some(r) = self.rds.get(&i) else {
                     return Err(Refusal::Failure("no such RDS subscription".into()));
                 };
                 let name = &r.name;
-                let update = config::decode_route_update(&tree, name).map_err(rejected)?;
+                let update = config::decode_route_update(tree, name).map_err(rejected)?;
                 if let Some(rc) = update.resources.first() {
                     boot.route_configs.insert(name.clone(), rc.clone());
                 }
-                *decoded = Some(Decoded::Routes(update.resources));
+                Decoded::Routes(update.resources)
             }
+        };
+        Ok(decoded)
+    }
+
+    /// Refuses sources that name ADS when there is no `ads_config`.
+    fn check_ads_sources<'s>(
+        &self,
+        mut sources: impl Iterator<Item = &'s ConfigSource>,
+    ) -> Result<(), Refusal> {
+        let ads = sources.any(|s| matches!(s, ConfigSource::Ads { .. }));
+        if ads && self.base.dynamic.ads.is_none() {
+            return Err(Refusal::Rejected(
+                "a config source is ads, but there is no ads_config".into(),
+            ));
         }
-        Ok(boot)
+        Ok(())
     }
 
     /// The route configurations accepted so far, by name.

@@ -96,6 +96,19 @@ impl Stats {
         }
     }
 
+    /// Counts a first update that did not come within
+    /// `initial_fetch_timeout`.
+    pub fn fetch_timed_out(&self, store: &Store) {
+        let main = store.main_row();
+        match self {
+            Stats::Lds => store.lds().inc(main, LdsStat::init_fetch_timeout),
+            Stats::Cds => store.cds().inc(main, CdsStat::init_fetch_timeout),
+            Stats::Rds(prefix) => store.rds(prefix).inc(main, RdsStat::init_fetch_timeout),
+            Stats::Eds(name) => store.eds(name).inc(main, EdsStat::init_fetch_timeout),
+            Stats::Dropped => {}
+        }
+    }
+
     /// Counts an accepted update that held nothing (EDS: the endpoints
     /// stay as they were).
     pub fn empty(&self, store: &Store) {

@@ -4,10 +4,10 @@
 
 use super::Kind;
 use crate::admin::rfc3339;
-use crate::config::{self, FileSource};
+use crate::config::{self, ConfigSource};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// A refused update.
 #[derive(Debug, Clone)]
@@ -86,10 +86,22 @@ impl Resource for config::Cluster {
     }
 }
 
+/// A subscription's first update: waited for from `since` (up to the
+/// source's `initial_fetch_timeout`) until one came.
+pub(super) struct Waiting {
+    pub since: Instant,
+    /// Whether the first update did not come in time.
+    pub timed_out: bool,
+    /// Whether an update (taken or refused) has come.
+    pub answered: bool,
+}
+
 /// One subscription: its source, what it last accepted and rejected.
 pub(super) struct Subscription<T> {
     pub kind: Kind,
-    pub source: FileSource,
+    pub source: ConfigSource,
+    /// Where its first update stands.
+    pub wait: Waiting,
     /// The accepted resources, decoded.
     pub resources: Vec<T>,
     /// The same, as `/config_dump` shows them.
@@ -102,15 +114,36 @@ pub(super) struct Subscription<T> {
 }
 
 impl<T: Resource> Subscription<T> {
-    pub fn new(kind: Kind, source: FileSource) -> Self {
+    pub fn new(kind: Kind, source: ConfigSource) -> Self {
         Subscription {
             kind,
             source,
+            wait: Waiting {
+                since: Instant::now(),
+                timed_out: false,
+                answered: false,
+            },
             resources: Vec::new(),
             entries: Vec::new(),
             accepted: None,
             rejected: None,
         }
+    }
+
+    /// When the start stops waiting for its first update: never for a
+    /// file (read at once) or once answered; None waits for ever.
+    pub fn awaited_until(&self) -> Option<Option<Instant>> {
+        let ConfigSource::Ads {
+            initial_fetch_timeout,
+        } = self.source
+        else {
+            return None;
+        };
+        let w = &self.wait;
+        if w.timed_out || w.answered {
+            return None;
+        }
+        Some((!initial_fetch_timeout.is_zero()).then(|| w.since + initial_fetch_timeout))
     }
 
     /// Takes an accepted update: its resources decoded and as delivered.

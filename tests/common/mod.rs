@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod oracle;
+pub mod proxy;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};

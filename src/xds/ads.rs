@@ -1,0 +1,172 @@
+//! The ADS protocol as Envoy's state-of-the-world client speaks it, on the
+//! main thread: which names of each type are wanted, the last accepted
+//! `version_info` and last seen `nonce` per type, and the requests that
+//! follow — a subscription change, an ACK (the new version and the
+//! response's nonce) or a NACK (the last accepted version, the response's
+//! nonce and `error_detail`). After a reconnect every wanted type is asked
+//! for again with the versions it has, as Envoy does. The stream itself is
+//! `super::grpc`'s.
+
+use super::grpc::{self, Client, Event, Outgoing};
+use crate::config::{AdsConfig, ASSIGNMENT_TYPE, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use crate::stats::sets::ControlPlane;
+use crate::stats::Store;
+use crate::upstream::Cluster;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::google::rpc::Status;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The types in the order a (re)connected stream asks for them: clusters
+/// and their endpoints before listeners and their routes, as Envoy's
+/// initialisation orders them.
+pub const TYPES: [&str; 4] = [CLUSTER_TYPE, ASSIGNMENT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+
+/// Envoy's gRPC status for a NACK (`INTERNAL`).
+const NACK_CODE: i32 = 13;
+
+/// One type's state on the stream.
+#[derive(Default)]
+struct TypeState {
+    /// Whether the type is wanted at all (LDS and CDS ask for every
+    /// resource with no names).
+    wanted: bool,
+    names: Vec<String>,
+    /// The last accepted `version_info`.
+    version: String,
+    /// The last response's nonce.
+    nonce: String,
+    /// Whether the current stream has asked for it.
+    requested: bool,
+}
+
+/// The ADS client's state and the transport it drives.
+pub struct Ads {
+    client: Client,
+    /// The open stream's generation (0: none).
+    generation: u64,
+    types: [TypeState; 4],
+}
+
+impl Ads {
+    /// Starts the transport to `cluster` with the bootstrap's `node`.
+    pub fn start(config: &AdsConfig, cluster: Arc<Cluster>, node: &Value) -> Result<Ads, String> {
+        let node = super::proto::node(node)?;
+        let client = grpc::spawn(cluster, node, config.node_on_first_message_only)?;
+        Ok(Ads {
+            client,
+            generation: 0,
+            types: Default::default(),
+        })
+    }
+
+    /// The transport's events.
+    pub fn events(&self) -> crossbeam_channel::Receiver<Event> {
+        self.client.events.clone()
+    }
+
+    fn state(&mut self, type_url: &str) -> Option<&mut TypeState> {
+        let i = TYPES.iter().position(|t| *t == type_url)?;
+        Some(&mut self.types[i])
+    }
+
+    /// Wants `names` of `type_url` (none: every resource, for LDS and
+    /// CDS); asks again when that changes what the stream has asked for.
+    pub fn want(&mut self, type_url: &'static str, names: Vec<String>) {
+        let Some(state) = self.state(type_url) else {
+            return;
+        };
+        let changed = !state.wanted || state.names != names;
+        state.wanted = true;
+        state.names = names;
+        if changed || !state.requested {
+            self.request(type_url, None);
+        }
+    }
+
+    /// Whether `type_url` is wanted on the stream.
+    pub fn wants(&self, type_url: &str) -> bool {
+        TYPES
+            .iter()
+            .position(|t| *t == type_url)
+            .is_some_and(|i| self.types[i].wanted)
+    }
+
+    /// Takes `generation` as the open stream and asks for every wanted
+    /// type again.
+    pub fn connected(&mut self, generation: u64, store: &Store) {
+        self.generation = generation;
+        store
+            .control_plane()
+            .set(store.main_row(), ControlPlane::connected_state, 1);
+        for (i, type_url) in TYPES.iter().enumerate() {
+            self.types[i].requested = false;
+            // A new stream starts without a nonce (Envoy's
+            // `GrpcMuxImpl` clears them), with the versions it has.
+            self.types[i].nonce.clear();
+            if self.types[i].wanted {
+                self.request(type_url, None);
+            }
+        }
+    }
+
+    /// Notes that stream `generation` ended.
+    pub fn disconnected(&mut self, generation: u64, store: &Store) {
+        if generation == self.generation {
+            self.generation = 0;
+            store
+                .control_plane()
+                .set(store.main_row(), ControlPlane::connected_state, 0);
+        }
+    }
+
+    /// Whether a response belongs to the open stream.
+    pub fn current(&self, generation: u64) -> bool {
+        generation == self.generation && generation != 0
+    }
+
+    /// ACKs a response: `version` is now the type's.
+    pub fn ack(&mut self, type_url: &str, version: &str, nonce: &str) {
+        if let Some(state) = self.state(type_url) {
+            state.version = version.to_string();
+            state.nonce = nonce.to_string();
+            self.request(type_url, None);
+        }
+    }
+
+    /// NACKs a response: the type keeps its version; `error` goes back.
+    pub fn nack(&mut self, type_url: &str, nonce: &str, error: &str) {
+        if let Some(state) = self.state(type_url) {
+            state.nonce = nonce.to_string();
+            self.request(type_url, Some(error));
+        }
+    }
+
+    /// Sends the type's request as its state stands.
+    fn request(&mut self, type_url: &str, error: Option<&str>) {
+        let generation = self.generation;
+        let Some(state) = self.state(type_url) else {
+            return;
+        };
+        if generation == 0 {
+            return;
+        }
+        state.requested = true;
+        let request = DiscoveryRequest {
+            version_info: state.version.clone(),
+            resource_names: state.names.clone(),
+            type_url: type_url.to_string(),
+            response_nonce: state.nonce.clone(),
+            error_detail: error.map(|message| Status {
+                code: NACK_CODE,
+                message: message.to_string(),
+                details: Vec::new(),
+            }),
+            ..Default::default()
+        };
+        let _ = self.client.requests.send(Outgoing {
+            generation,
+            request,
+        });
+    }
+}

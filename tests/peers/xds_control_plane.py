@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""A state-of-the-world ADS control plane for the xDS tests, on grpcio and the
+gRPC team's generated Envoy API (xds-protos), written without Ringway in mind.
+
+    xds_control_plane.py PORT STATE LOG
+
+STATE is a JSON file the test replaces (by rename) to publish resources:
+    {"<type URL>": {"version": "v1", "resources": [{"@type": ..., ...}, ...]}}
+It is polled every 50 ms; a type whose version changed is pushed to every
+stream that asked for it. A type missing from STATE is never answered.
+LOG gets one JSON line per request received:
+    {"type", "version", "nonce", "names", "error", "node"}
+"""
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from google.protobuf import any_pb2, json_format
+
+# Registers every message a test resource may name with the default pool.
+from envoy.config.cluster.v3 import cluster_pb2  # noqa: F401
+from envoy.config.endpoint.v3 import endpoint_pb2  # noqa: F401
+from envoy.config.listener.v3 import listener_pb2  # noqa: F401
+from envoy.config.route.v3 import route_pb2  # noqa: F401
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
+    http_connection_manager_pb2,
+)
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+NAME_FIELD = {
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": "cluster_name",
+}
+WILDCARD = {
+    "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+}
+
+
+class State:
+    """The published resources, re-read when the file changes."""
+
+    def __init__(self, path):
+        self.path = path
+        self.mtime = None
+        self.types = {}
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+
+    def poll(self):
+        while True:
+            try:
+                mtime = os.stat(self.path).st_mtime_ns
+                if mtime != self.mtime:
+                    with open(self.path) as f:
+                        types = json.load(f)
+                    with self.lock:
+                        self.mtime = mtime
+                        self.types = types
+                        self.changed.notify_all()
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+
+
+class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    def __init__(self, state, log):
+        self.state = state
+        self.log = log
+        self.nonce = 0
+        self.nonce_lock = threading.Lock()
+
+    def next_nonce(self):
+        with self.nonce_lock:
+            self.nonce += 1
+            return str(self.nonce)
+
+    def StreamAggregatedResources(self, request_iterator, context):
+        out = queue.Queue()
+        names = {}  # type URL -> requested names
+        sent = {}  # type URL -> (version, names) last sent
+        done = threading.Event()
+
+        def push(type_url):
+            """Sends the type's current version if this stream lacks it."""
+            entry = self.state.types.get(type_url)
+            if entry is None or type_url not in names:
+                return
+            wanted = names[type_url]
+            if sent.get(type_url) == (entry["version"], tuple(wanted)):
+                return
+            field = NAME_FIELD.get(type_url, "name")
+            resources = [
+                r
+                for r in entry["resources"]
+                if type_url in WILDCARD or not wanted or r.get(field) in wanted
+            ]
+            response = discovery_pb2.DiscoveryResponse(
+                version_info=entry["version"],
+                type_url=type_url,
+                nonce=self.next_nonce(),
+            )
+            for r in resources:
+                any_message = any_pb2.Any()
+                json_format.ParseDict(r, any_message)
+                response.resources.append(any_message)
+            sent[type_url] = (entry["version"], tuple(wanted))
+            out.put(response)
+
+        def read():
+            try:
+                for request in request_iterator:
+                    self.log.write(
+                        json.dumps(
+                            {
+                                "type": request.type_url,
+                                "version": request.version_info,
+                                "nonce": request.response_nonce,
+                                "names": sorted(request.resource_names),
+                                "error": request.error_detail.message
+                                if request.HasField("error_detail")
+                                else None,
+                                "node": request.node.id if request.HasField("node") else None,
+                            }
+                        )
+                        + "\n"
+                    )
+                    self.log.flush()
+                    with self.state.lock:
+                        names[request.type_url] = sorted(request.resource_names)
+                        push(request.type_url)
+            finally:
+                done.set()
+                out.put(None)
+
+        def watch():
+            while not done.is_set():
+                with self.state.lock:
+                    self.state.changed.wait(0.2)
+                    for type_url in list(names):
+                        push(type_url)
+
+        threading.Thread(target=read, daemon=True).start()
+        threading.Thread(target=watch, daemon=True).start()
+        while True:
+            response = out.get()
+            if response is None:
+                return
+            yield response
+
+
+def main():
+    port, state_path, log_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    state = State(state_path)
+    threading.Thread(target=state.poll, daemon=True).start()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    with open(log_path, "a") as log:
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(Ads(state, log), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()
