@@ -346,7 +346,7 @@ impl Xds {
         store: &Store,
         sinks: &Sinks,
     ) -> ConfigSnapshot {
-        self.sync_ads();
+        self.sync_ads(store);
         let events = self.ads_events();
         loop {
             let waits = self.awaited();
@@ -405,6 +405,17 @@ impl Xds {
                 self.waiting(*kind, |w| w.timed_out = true);
             }
         }
+    }
+
+    /// Whether the `kind` subscription was asked of the control plane.
+    fn asked(&self, kind: Kind) -> bool {
+        let wait = match kind {
+            Kind::Listeners => self.lds.as_ref().map(|s| &s.wait),
+            Kind::Clusters => self.cds.as_ref().map(|s| &s.wait),
+            Kind::Routes(i) => self.rds.get(&i).map(|r| &r.sub.wait),
+            Kind::Endpoints(i) => self.eds.get(&i).map(|e| &e.sub.wait),
+        };
+        wait.is_some_and(|w| w.asked)
     }
 
     /// Runs `f` on where the `kind` subscription's first update stands.
@@ -494,6 +505,15 @@ impl Xds {
             }
             AdsEvent::Disconnected(generation, _) => {
                 ads.disconnected(generation, store);
+                // As Envoy, every subscription asked of the stream counts
+                // each lost stream or failed attempt as a failed update.
+                for (kind, _) in self.sources() {
+                    let asked = self.asked(kind);
+                    if asked {
+                        self.stats(kind).count(store, Counted::Attempt);
+                        self.stats(kind).count(store, Counted::Failure);
+                    }
+                }
                 return None;
             }
             AdsEvent::Response(generation, response) => {
@@ -511,7 +531,7 @@ impl Xds {
             Ok(_) => ads.ack(type_url, &response.version, nonce),
             Err(error) => ads.nack(type_url, nonce, error),
         }
-        self.sync_ads();
+        self.sync_ads(store);
         result.ok().flatten()
     }
 
@@ -569,7 +589,27 @@ impl Xds {
     /// Asks the control plane for what the subscriptions now want: every
     /// cluster (then every listener, once the start reached them) and the
     /// named route configurations and EDS services.
-    fn sync_ads(&mut self) {
+    fn sync_ads(&mut self, store: &Store) {
+        if self.ads.is_none() {
+            return;
+        }
+        // Envoy counts an update attempt when a subscription starts.
+        let sources = self.sources().into_iter();
+        let ads: Vec<Kind> = sources
+            .filter(|(_, s)| matches!(s, ConfigSource::Ads { .. }))
+            .map(|(kind, _)| kind)
+            .collect();
+        for kind in ads {
+            let wanted = self.ads_listeners || !matches!(kind, Kind::Listeners | Kind::Routes(_));
+            let mut start = false;
+            self.waiting(kind, |w| {
+                start = wanted && !w.asked;
+                w.asked |= start;
+            });
+            if start {
+                self.stats(kind).count(store, Counted::Attempt);
+            }
+        }
         let Some(ads) = &mut self.ads else {
             return;
         };

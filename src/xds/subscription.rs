@@ -94,6 +94,9 @@ pub(super) struct Waiting {
     pub timed_out: bool,
     /// Whether an update (taken or refused) has come.
     pub answered: bool,
+    /// Whether it was asked of the control plane (which Envoy counts as
+    /// an update attempt).
+    pub asked: bool,
 }
 
 /// One subscription: its source, what it last accepted and rejected.
@@ -122,6 +125,7 @@ impl<T: Resource> Subscription<T> {
                 since: Instant::now(),
                 timed_out: false,
                 answered: false,
+                asked: false,
             },
             resources: Vec::new(),
             entries: Vec::new(),

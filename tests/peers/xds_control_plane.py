@@ -2,7 +2,8 @@
 """A state-of-the-world ADS control plane for the xDS tests, on grpcio and the
 gRPC team's generated Envoy API (xds-protos), written without Ringway in mind.
 
-    xds_control_plane.py PORT STATE LOG
+    xds_control_plane.py STATE LOG [PORT]     serves on PORT (default: a free
+                                              one) and prints the port
 
 STATE is a JSON file the test replaces (by rename) to publish resources:
     {"<type URL>": {"version": "v1", "resources": [{"@type": ..., ...}, ...]}}
@@ -157,14 +158,16 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
 
 def main():
-    port, state_path, log_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    state_path, log_path = sys.argv[1], sys.argv[2]
+    port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     state = State(state_path)
     threading.Thread(target=state.poll, daemon=True).start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     with open(log_path, "a") as log:
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(Ads(state, log), server)
-        server.add_insecure_port(f"127.0.0.1:{port}")
+        port = server.add_insecure_port(f"127.0.0.1:{port}")
         server.start()
+        print(port, flush=True)
         server.wait_for_termination()
 
 

@@ -1,0 +1,370 @@
+//! xDS from a control plane (ADS, state of the world), against Envoy 1.40:
+//! the same bootstrap and the same sequence of published resources, served
+//! by a control plane on grpcio and xds-protos (tests/peers/
+//! xds_control_plane.py), run through both proxies. What clients get, what
+//! each proxy asked the control plane (versions, nonces, names, NACKs, the
+//! node) and the subscription stats must agree.
+
+mod common;
+
+use common::oracle::envoy_or_skip;
+use common::proxy::{answer, launch, Which};
+use common::{free_port, Backend, PortPeer, TempDir};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const ROUTES: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+const ENDPOINTS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// The control plane, its published state and its log of requests.
+struct ControlPlane {
+    peer: PortPeer,
+    state: PathBuf,
+    log: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts it in `dir` (on `port`, or a free one), publishing `state`.
+    fn start(dir: &Path, state: &Value, port: Option<u16>) -> ControlPlane {
+        let (state_path, log) = (dir.join("state.json"), dir.join("requests.log"));
+        let cp = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
+        let (s, l, p) = (cp(&state_path), cp(&log), port.unwrap_or(0).to_string());
+        let plane = ControlPlane {
+            peer: PortPeer::start(&["python3", "tests/peers/xds_control_plane.py", &s, &l, &p]),
+            state: state_path,
+            log,
+        };
+        plane.publish(state);
+        plane
+    }
+
+    fn port(&self) -> u16 {
+        self.peer.1
+    }
+
+    /// Publishes `state` (by rename, so never half-read).
+    fn publish(&self, state: &Value) {
+        let staged = self.state.with_extension("staged");
+        std::fs::write(&staged, state.to_string()).expect("write state");
+        std::fs::rename(&staged, &self.state).expect("rename state");
+    }
+
+    /// Every request so far, as logged.
+    fn requests(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until a request satisfies `done`.
+    fn wait_request(&self, what: &str, done: impl Fn(&Value) -> bool) {
+        self.wait_request_after(0, what, done);
+    }
+
+    /// Waits until a request after the first `skip` satisfies `done`.
+    fn wait_request_after(&self, skip: usize, what: &str, done: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.requests().iter().skip(skip).any(&done) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no {what} request in {:#?}", self.requests());
+    }
+}
+
+fn resource(type_url: &str, mut body: Value) -> Value {
+    body["@type"] = json!(type_url);
+    body
+}
+
+fn address(port: u16) -> Value {
+    json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
+}
+
+fn listener(port: u16) -> Value {
+    resource(
+        LISTENER,
+        json!({"name": "ingress", "address": address(port), "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "ingress",
+                "rds": {"route_config_name": "routes", "config_source": {"ads": {}, "resource_api_version": "V3"}},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}),
+    )
+}
+
+fn routes(direct: &str) -> Value {
+    resource(
+        ROUTES,
+        json!({"name": "routes", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/direct"}, "direct_response": {"status": 200, "body": {"inline_string": direct}}},
+            {"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]}),
+    )
+}
+
+fn eds_cluster() -> Value {
+    resource(
+        CLUSTER,
+        json!({"name": "backend", "type": "EDS", "connect_timeout": "1s",
+            "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}}}),
+    )
+}
+
+fn endpoints(port: u16) -> Value {
+    resource(
+        ENDPOINTS,
+        json!({"cluster_name": "backend", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(port)}}]}]}),
+    )
+}
+
+/// The state: each type's version and resources.
+fn state(types: &[(&str, &str, Vec<Value>)]) -> Value {
+    let mut state = serde_json::Map::new();
+    for (type_url, version, resources) in types {
+        state.insert(
+            type_url.to_string(),
+            json!({"version": version, "resources": resources}),
+        );
+    }
+    Value::Object(state)
+}
+
+fn bootstrap(admin: u16, control_plane: u16) -> String {
+    format!(
+        r#"node: {{id: "proxy-1", cluster: "mesh", metadata: {{team: payments}}}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    set_node_on_first_message_only: true
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {control_plane}}}}}}}}}]}}]
+"#
+    )
+}
+
+/// Waits until `port` answers `path` with `expected`.
+fn wait_answer(port: u16, path: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        last = answer(port, path);
+        if last == expected {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{path} on {port}: {last:?}, not {expected:?}");
+}
+
+/// The subscriptions whose stats both proxies must agree on.
+const SUBSCRIPTIONS: &[&str] = &[
+    "listener_manager.lds.",
+    "cluster_manager.cds.",
+    "http.ingress.rds.routes.",
+    "cluster.backend.",
+];
+
+/// Their stats compared (`update_failure` and `update_attempt` only as
+/// attempts less failures: each failed reconnect counts one of each, and
+/// how many there were depends on how long the control plane was away).
+const COMPARED: &[&str] = &[
+    "update_success",
+    "update_rejected",
+    "update_empty",
+    "init_fetch_timeout",
+    "version_text",
+];
+
+/// Other stats compared.
+const OTHERS: &[&str] = &[
+    "control_plane.connected_state",
+    "control_plane.rate_limit_enforced",
+    "listener_manager.total_listeners_active",
+    "cluster_manager.active_clusters",
+];
+
+fn stats(admin: u16) -> BTreeMap<String, String> {
+    let (_, body) = common::admin_request(admin, "GET", "/stats");
+    let all: BTreeMap<&str, &str> = body.lines().filter_map(|l| l.split_once(": ")).collect();
+    let mut out = BTreeMap::new();
+    for name in OTHERS {
+        out.insert(name.to_string(), all.get(name).unwrap_or(&"-").to_string());
+    }
+    for prefix in SUBSCRIPTIONS {
+        for stat in COMPARED {
+            let name = format!("{prefix}{stat}");
+            let value = all.get(name.as_str()).unwrap_or(&"-").to_string();
+            out.insert(name, value);
+        }
+        let count = |s: &str| -> i64 {
+            all.get(format!("{prefix}{s}").as_str())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let answered = count("update_attempt") - count("update_failure");
+        out.insert(
+            format!("{prefix}update_attempt-failure"),
+            answered.to_string(),
+        );
+    }
+    out
+}
+
+/// What a proxy asked for, type by type in order: the version it had,
+/// whether it echoed a nonce, the names, whether it NACKed and whether the
+/// node came along (Envoy interleaves types in its own order; within a
+/// type the order is the protocol).
+fn asked(requests: &[Value]) -> BTreeMap<String, Vec<String>> {
+    let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in requests {
+        let type_url = r["type"].as_str().unwrap_or_default();
+        let short = type_url.rsplit('.').next().unwrap_or_default().to_string();
+        let nonce = if r["nonce"] == "" { "-" } else { "nonce" };
+        let nack = if r["error"].is_null() { "" } else { " NACK" };
+        let node = if r["node"].is_null() { "" } else { " node" };
+        by_type.entry(short).or_default().push(format!(
+            "{} {nonce} {}{nack}{node}",
+            r["version"].as_str().unwrap_or_default(),
+            r["names"]
+        ));
+    }
+    by_type
+}
+
+/// What one proxy showed through the scenario: per step, the answers and
+/// the stats; then what it asked the control plane.
+struct Seen {
+    steps: Vec<String>,
+    asked: BTreeMap<String, Vec<String>>,
+    nack: String,
+    first_node: Value,
+}
+
+fn scenario(which: &Which, first: &Backend, second: &Backend) -> Seen {
+    let dir = TempDir::new();
+    let (admin, port) = (free_port(), free_port());
+    let v1 = state(&[
+        (CLUSTER, "c1", vec![eds_cluster()]),
+        (ENDPOINTS, "e1", vec![endpoints(first.port())]),
+        (LISTENER, "l1", vec![listener(port)]),
+        (ROUTES, "r1", vec![routes("r1")]),
+    ]);
+    let plane = ControlPlane::start(&dir.0, &v1, None);
+    let boot = dir.0.join("boot.yaml");
+    std::fs::write(&boot, bootstrap(admin, plane.port())).expect("write bootstrap");
+    let proxy = launch(which, &boot, admin, &dir.0);
+    let mut steps = Vec::new();
+    let mut observe = |step: &str| {
+        let answers = [answer(port, "/direct"), answer(port, "/")];
+        steps.push(format!("{step}: {answers:?} {:?}", stats(admin)));
+    };
+    wait_answer(port, "/direct", "200 r1");
+    plane.wait_request("RDS ACK", |r| r["type"] == ROUTES && r["version"] == "r1");
+    observe("initial");
+
+    // Routes change: taken, ACKed.
+    let mut v2 = v1.clone();
+    v2[ROUTES] = json!({"version": "r2", "resources": [routes("r2")]});
+    plane.publish(&v2);
+    wait_answer(port, "/direct", "200 r2");
+    plane.wait_request("RDS ACK", |r| r["type"] == ROUTES && r["version"] == "r2");
+    observe("routes changed");
+
+    // A listener no proxy can take (a port past 65535): NACKed, the last
+    // good one keeps serving.
+    let mut v3 = v2.clone();
+    let mut bad = listener(port);
+    bad["address"]["socket_address"]["port_value"] = json!(70000);
+    v3[LISTENER] = json!({"version": "l2", "resources": [bad]});
+    plane.publish(&v3);
+    plane.wait_request("LDS NACK", |r| {
+        r["type"] == LISTENER && !r["error"].is_null()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    observe("listener refused");
+
+    // Endpoints move to the second backend.
+    let mut v4 = v3.clone();
+    v4[ENDPOINTS] = json!({"version": "e2", "resources": [endpoints(second.port())]});
+    plane.publish(&v4);
+    wait_answer(port, "/", &format!("200 {} /", second.name));
+    plane.wait_request("EDS ACK", |r| {
+        r["type"] == ENDPOINTS && r["version"] == "e2"
+    });
+    observe("endpoints moved");
+
+    // The control plane goes away: the proxy keeps serving what it has and
+    // shows it is disconnected; back on the same port, the proxy asks
+    // again with the versions it holds.
+    let control_port = plane.port();
+    let log_before = plane.requests().len();
+    drop(plane);
+    let gone = common::admin_until(admin, "/stats", |b| {
+        b.contains("control_plane.connected_state: 0")
+    });
+    assert!(gone.contains("control_plane.connected_state: 0"));
+    observe("control plane gone");
+    let plane = ControlPlane::start(&dir.0, &v4, Some(control_port));
+    plane.wait_request_after(log_before, "RDS ACK after reconnect", |r| {
+        r["type"] == ROUTES && r["nonce"] != "" && r["version"] == "r2"
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    observe("control plane back");
+    let requests = plane.requests();
+    let nack = requests
+        .iter()
+        .find(|r| !r["error"].is_null())
+        .map(|r| r["error"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    drop(proxy);
+    let first_node = requests[0]["node"].clone();
+    Seen {
+        steps,
+        asked: asked(&requests),
+        nack,
+        first_node,
+    }
+}
+
+#[test]
+fn ads_matches_envoy() {
+    let Some(bin) = envoy_or_skip("xds ads") else {
+        return;
+    };
+    let (a, b) = (Backend::start("backend-a"), Backend::start("backend-b"));
+    let envoy = scenario(&Which::Envoy(bin), &a, &b);
+    let ringway = scenario(&Which::Ringway, &a, &b);
+    for (e, r) in envoy.steps.iter().zip(&ringway.steps) {
+        assert_eq!(e, r, "\nenvoy:   {e}\nringway: {r}");
+    }
+    assert_eq!(envoy.asked, ringway.asked);
+    assert_eq!(envoy.first_node, ringway.first_node);
+    eprintln!("{}\n{:#?}", ringway.steps.join("\n"), ringway.asked);
+    // Ringway's NACK names the resource and the field.
+    assert!(ringway.nack.contains("port_value"), "{}", ringway.nack);
+    assert!(!envoy.nack.is_empty());
+}
