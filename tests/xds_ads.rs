@@ -89,23 +89,35 @@ fn address(port: u16) -> Value {
 }
 
 fn listener(port: u16) -> Value {
+    named_listener("ingress", port, "routes")
+}
+
+/// A listener named `name` on `port` whose routes are the route
+/// configuration `routes`, from the control plane.
+fn named_listener(name: &str, port: u16, routes: &str) -> Value {
     resource(
         LISTENER,
-        json!({"name": "ingress", "address": address(port), "filter_chains": [{"filters": [{
+        json!({"name": name, "address": address(port), "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                "stat_prefix": "ingress",
-                "rds": {"route_config_name": "routes", "config_source": {"ads": {}, "resource_api_version": "V3"}},
+                "stat_prefix": name,
+                "rds": {"route_config_name": routes, "config_source": {"ads": {}, "resource_api_version": "V3"}},
                 "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}),
     )
 }
 
 fn routes(direct: &str) -> Value {
+    named_routes("routes", direct)
+}
+
+/// The route configuration `name`: `/direct` answers `direct`, the rest
+/// goes to the EDS cluster.
+fn named_routes(name: &str, direct: &str) -> Value {
     resource(
         ROUTES,
-        json!({"name": "routes", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        json!({"name": name, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
             {"match": {"prefix": "/direct"}, "direct_response": {"status": 200, "body": {"inline_string": direct}}},
             {"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]}),
     )
@@ -204,8 +216,34 @@ const OTHERS: &[&str] = &[
     "control_plane.connected_state",
     "control_plane.rate_limit_enforced",
     "listener_manager.total_listeners_active",
+    "listener_manager.total_listeners_warming",
+    "listener_manager.listener_added",
+    "listener_manager.listener_modified",
     "cluster_manager.active_clusters",
+    "http.second.rds.routes-2.update_success",
+    "http.second.rds.routes-2.init_fetch_timeout",
 ];
+
+/// Each dynamic listener's states in `/config_dump`, with their versions.
+fn listener_states(admin: u16) -> Vec<String> {
+    let (_, body) = common::admin_request(admin, "GET", "/config_dump");
+    let dump: Value = serde_json::from_str(&body).expect("config_dump is JSON");
+    let configs = dump["configs"].as_array().cloned().unwrap_or_default();
+    let mut states = Vec::new();
+    for config in configs {
+        for l in config["dynamic_listeners"].as_array().into_iter().flatten() {
+            let mut line = l["name"].as_str().unwrap_or_default().to_string();
+            for state in ["active_state", "warming_state", "draining_state"] {
+                if let Some(v) = l.get(state) {
+                    line.push_str(&format!(" {state}={}", v["version_info"]));
+                }
+            }
+            states.push(line);
+        }
+    }
+    states.sort();
+    states
+}
 
 fn stats(admin: u16) -> BTreeMap<String, String> {
     let (_, body) = common::admin_request(admin, "GET", "/stats");
@@ -278,9 +316,15 @@ fn scenario(which: &Which, first: &Backend, second: &Backend) -> Seen {
     std::fs::write(&boot, bootstrap(admin, plane.port())).expect("write bootstrap");
     let proxy = launch(which, &boot, admin, &dir.0);
     let mut steps = Vec::new();
+    let second_port = free_port();
     let mut observe = |step: &str| {
-        let answers = [answer(port, "/direct"), answer(port, "/")];
-        steps.push(format!("{step}: {answers:?} {:?}", stats(admin)));
+        let answers = [
+            answer(port, "/direct"),
+            answer(port, "/"),
+            answer(second_port, "/direct"),
+        ];
+        let states = listener_states(admin);
+        steps.push(format!("{step}: {answers:?} {states:?} {:?}", stats(admin)));
     };
     wait_answer(port, "/direct", "200 r1");
     plane.wait_request("RDS ACK", |r| r["type"] == ROUTES && r["version"] == "r1");
@@ -307,6 +351,24 @@ fn scenario(which: &Which, first: &Backend, second: &Backend) -> Seen {
     std::thread::sleep(Duration::from_millis(200));
     observe("listener refused");
 
+    // A listener whose routes the control plane does not have yet warms:
+    // it does not serve until they come.
+    let mut v3 = v3.clone();
+    v3[LISTENER] = json!({"version": "l3", "resources": [
+        listener(port), named_listener("second", second_port, "routes-2")]});
+    plane.publish(&v3);
+    plane.wait_request("RDS for routes-2", |r| {
+        r["type"] == ROUTES && r["names"] == json!(["routes", "routes-2"])
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    observe("listener warming");
+    v3[ROUTES] =
+        json!({"version": "r3", "resources": [routes("r2"), named_routes("routes-2", "second")]});
+    plane.publish(&v3);
+    wait_answer(second_port, "/direct", "200 second");
+    plane.wait_request("RDS ACK", |r| r["type"] == ROUTES && r["version"] == "r3");
+    observe("listener warmed");
+
     // Endpoints move to the second backend.
     let mut v4 = v3.clone();
     v4[ENDPOINTS] = json!({"version": "e2", "resources": [endpoints(second.port())]});
@@ -330,7 +392,7 @@ fn scenario(which: &Which, first: &Backend, second: &Backend) -> Seen {
     observe("control plane gone");
     let plane = ControlPlane::start(&dir.0, &v4, Some(control_port));
     plane.wait_request_after(log_before, "RDS ACK after reconnect", |r| {
-        r["type"] == ROUTES && r["nonce"] != "" && r["version"] == "r2"
+        r["type"] == ROUTES && r["nonce"] != "" && r["version"] == "r3"
     });
     std::thread::sleep(Duration::from_millis(300));
     observe("control plane back");

@@ -278,7 +278,7 @@ const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 /// Which dump field a subscription's entries are for.
 #[derive(Clone, Copy, PartialEq)]
 enum Entries {
-    /// `dynamic_listeners`: active, then draining states.
+    /// `dynamic_listeners`: active, warming and draining states.
     Listeners,
     /// `dynamic_active_clusters`.
     Clusters,
@@ -311,6 +311,22 @@ fn dynamic_entries(dump: &Value, kind: Entries) -> Vec<Value> {
             }
         })
         .collect();
+    for w in dump["warming"].as_array().into_iter().flatten() {
+        let Some(x) = entries.iter_mut().find(|x| x["name"] == w["name"]) else {
+            continue;
+        };
+        if let Some(warming) = x.as_object_mut().and_then(|x| x.remove("active_state")) {
+            x["warming_state"] = warming;
+        }
+        let e = &w["serving"];
+        if !e.is_null() {
+            x["active_state"] = json!({
+                "version_info": e["version_info"],
+                "listener": e["resource"],
+                "last_updated": e["last_updated"],
+            });
+        }
+    }
     for d in dump["draining"].as_array().into_iter().flatten() {
         let e = &d["entry"];
         let state = json!({

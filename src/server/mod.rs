@@ -437,6 +437,10 @@ impl Control<'_> {
                     if let Some(xds) = &mut self.xds {
                         xds.expire_draining(self.store);
                     }
+                    if self.update(xds::Change::Tick) {
+                        due = dns_due(&self.published.load(), &due);
+                        certs = cert_watch::CertWatch::new(self.published);
+                    }
                 }
                 recv(updates) -> kind => {
                     if let Ok(kind) = kind {

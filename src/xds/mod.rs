@@ -14,6 +14,7 @@ mod grpc;
 mod proto;
 mod stats;
 mod subscription;
+mod warming;
 mod watch;
 
 pub use grpc::Event as AdsEvent;
@@ -31,6 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use subscription::{Entry, Outcome, Resource, Subscription, Waiting};
+use warming::Warming;
 use watch::Watcher;
 
 /// A subscription: what an update of a watched file is for.
@@ -64,6 +66,8 @@ pub enum Change {
     File(Kind),
     /// The ADS stream said something.
     Ads(AdsEvent),
+    /// A second passed: waits for first updates may be over.
+    Tick,
 }
 
 /// A listener an update removed or replaced (not in place), shown as
@@ -102,6 +106,8 @@ pub struct Xds {
     base: Bootstrap,
     drain_time: Duration,
     draining: Vec<Draining>,
+    /// Listeners whose latest version waits for its routes, by name.
+    warming: BTreeMap<String, Warming>,
     lds: Option<Subscription<config::Listener>>,
     cds: Option<Subscription<config::Cluster>>,
     /// Route configuration subscriptions by id, dropped when no listener
@@ -190,6 +196,7 @@ impl Xds {
         let mut xds = Xds {
             drain_time,
             draining: Vec::new(),
+            warming: BTreeMap::new(),
             lds: boot
                 .dynamic
                 .lds
@@ -366,7 +373,15 @@ impl Xds {
                         current = next;
                     }
                 }
-                None => self.time_out(&waits, store),
+                None => {
+                    self.time_out(&waits, store);
+                    if self.warmed() {
+                        let next = self.apply(Vec::new(), &current, store, sinks, |_| Ok(()));
+                        if let Ok(Some(next)) = next {
+                            current = next;
+                        }
+                    }
+                }
             }
         }
     }
@@ -464,6 +479,16 @@ impl Xds {
         match change {
             Change::File(kind) => self.reload(kind, current, store, sinks, accept),
             Change::Ads(event) => self.control_plane_said(event, current, store, sinks, accept),
+            Change::Tick => {
+                let waits = self.awaited();
+                self.time_out(&waits, store);
+                if !self.warmed() {
+                    return None;
+                }
+                self.apply(Vec::new(), current, store, sinks, accept)
+                    .ok()
+                    .flatten()
+            }
         }
     }
 
@@ -676,9 +701,10 @@ impl Xds {
                 }
             }
         }
-        let nothing_new = decoded
-            .iter()
-            .all(|u| matches!(u, Decoded::Endpoints(e) if e.is_empty()));
+        let nothing_new = !decoded.is_empty()
+            && decoded
+                .iter()
+                .all(|u| matches!(u, Decoded::Endpoints(e) if e.is_empty()));
         if refusal.is_none() && nothing_new {
             // Empty EDS updates change no endpoint: nothing to compile.
             let at = SystemTime::now();
@@ -688,6 +714,7 @@ impl Xds {
             self.publish_dump();
             return Ok(None);
         }
+        let mut warming = BTreeMap::new();
         let compiled = match refusal {
             Some(r) => Err(r),
             None => {
@@ -708,6 +735,17 @@ impl Xds {
                         _ => {}
                     }
                 }
+                // Listeners waiting for their routes serve as they did.
+                let arriving: Vec<Kind> = deliveries.iter().map(|d| d.kind).collect();
+                let latest = decoded.iter().find_map(|u| match u {
+                    Decoded::Listeners(l) => Some(l.as_slice()),
+                    _ => None,
+                });
+                let accepted = self.lds.as_ref().map_or(&[][..], |s| &s.resources);
+                let (serving, warms) = self.in_effect(latest.unwrap_or(accepted), &arriving);
+                warming = warms;
+                boot.listeners.truncate(self.base.listeners.len());
+                boot.listeners.extend(serving);
                 ConfigSnapshot::compile_next(&boot, store, sinks, current)
                     .map_err(|e| Refusal::Rejected(listed(&e)))
                     .and_then(|next| match accept(&next) {
@@ -727,7 +765,10 @@ impl Xds {
                 return Err(error);
             }
         };
-        count_changes(store, current, &next);
+        let warmed: Vec<&str> = self.warmed_now(&warming);
+        stats::count_changes_but(store, current, &next, &warmed);
+        self.count_warming_starts(&warming, store);
+        self.set_warming(warming, store);
         let mut managers = false;
         for (d, update) in deliveries.into_iter().zip(decoded) {
             managers |= matches!(d.kind, Kind::Listeners | Kind::Clusters);
@@ -804,9 +845,16 @@ impl Xds {
     /// plane that keeps renaming them, they would otherwise pile up.
     fn drop_unused(&mut self, store: &Store) {
         let boot = self.merged();
-        let active = boot.listeners.iter().flat_map(|l| l.rds_sources());
+        // Every accepted listener, warming ones and those they replace too.
+        let accepted = self.lds.iter().flat_map(|s| &s.resources);
+        let serving = self
+            .warming
+            .values()
+            .filter_map(|w| Some(&w.serving.as_ref()?.0));
+        let listeners = self.base.listeners.iter().chain(accepted).chain(serving);
         let draining = self.draining.iter().flat_map(|d| &d.routes);
-        let routes: Vec<&str> = active
+        let routes: Vec<&str> = listeners
+            .flat_map(|l| l.rds_sources())
             .map(|(_, r)| r.name.as_str())
             .chain(draining.map(String::as_str))
             .collect();
@@ -897,7 +945,9 @@ impl Xds {
             next.iter().map(|r| (r.name.as_str(), r)).collect();
         for (old, entry) in s.resources.iter().zip(&s.entries) {
             let now = by_name.get(old.name.as_str());
-            if now.is_none_or(|r| !r.keeps_version_of(old)) {
+            // A replaced listener serves on while its successor warms.
+            let serves_on = self.warming.contains_key(&old.name);
+            if now.is_none_or(|r| !r.keeps_version_of(old)) && !serves_on {
                 self.draining.push(Draining {
                     name: old.name.clone(),
                     entry: entry.clone(),
@@ -1026,6 +1076,12 @@ impl Xds {
                 .map(|d| json!({"name": d.name, "entry": d.entry.dump()}))
                 .collect();
             l["draining"] = json!(draining);
+            let warming: Vec<Value> = self
+                .warming
+                .iter()
+                .map(|(name, w)| json!({"name": name, "serving": w.serving.as_ref().map(|(_, e)| e.dump())}))
+                .collect();
+            l["warming"] = json!(warming);
         }
         let routes: Vec<Value> = self.rds.values().map(|r| r.sub.dump()).collect();
         let dump = json!({
@@ -1137,7 +1193,7 @@ impl Xds {
     fn merged(&self) -> Bootstrap {
         let mut boot = self.base.clone();
         if let Some(s) = &self.lds {
-            boot.listeners.extend(s.resources.iter().cloned());
+            boot.listeners.extend(self.in_effect(&s.resources, &[]).0);
         }
         if let Some(s) = &self.cds {
             boot.clusters.extend(s.resources.iter().cloned());

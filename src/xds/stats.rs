@@ -163,6 +163,17 @@ impl Stats {
 /// Counts what an update changed in `cluster_manager.*` and
 /// `listener_manager.*` (everything is added for the first snapshot).
 pub fn count_changes(store: &Store, before: &ConfigSnapshot, after: &ConfigSnapshot) {
+    count_changes_but(store, before, after, &[]);
+}
+
+/// As [`count_changes`], but not the listeners named in `warmed`: they
+/// were counted when they began to warm, as Envoy counts them.
+pub(super) fn count_changes_but(
+    store: &Store,
+    before: &ConfigSnapshot,
+    after: &ConfigSnapshot,
+    warmed: &[&str],
+) {
     let main = store.main_row();
     let clusters = &store.cluster_manager;
     let named = |list: &[Arc<crate::upstream::Cluster>]| -> HashMap<String, u64> {
@@ -185,7 +196,11 @@ pub fn count_changes(store: &Store, before: &ConfigSnapshot, after: &ConfigSnaps
         }
     }
     let listeners = &store.listener_manager;
-    for l in &after.listeners {
+    for l in after
+        .listeners
+        .iter()
+        .filter(|l| !warmed.contains(&l.name.as_str()))
+    {
         match before.listener_index.get(&l.name) {
             None => listeners.inc(main, ListenerStat::listener_added),
             Some(&i) if before.listeners[i].fingerprint != l.fingerprint => {
