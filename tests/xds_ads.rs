@@ -151,6 +151,12 @@ fn state(types: &[(&str, &str, Vec<Value>)]) -> Value {
 }
 
 fn bootstrap(admin: u16, control_plane: u16) -> String {
+    bootstrap_with(admin, control_plane, "", "")
+}
+
+/// The bootstrap: LDS and CDS over ADS (`source` added to both config
+/// sources), with `listeners` as static ones.
+fn bootstrap_with(admin: u16, control_plane: u16, source: &str, listeners: &str) -> String {
     format!(
         r#"node: {{id: "proxy-1", cluster: "mesh", metadata: {{team: payments}}}}
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
@@ -160,10 +166,10 @@ dynamic_resources:
     transport_api_version: V3
     set_node_on_first_message_only: true
     grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
+  cds_config: {{ads: {{}}, resource_api_version: V3{source}}}
+  lds_config: {{ads: {{}}, resource_api_version: V3{source}}}
 static_resources:
-  clusters:
+{listeners}  clusters:
   - name: xds
     type: STATIC
     connect_timeout: 1s
@@ -429,4 +435,86 @@ fn ads_matches_envoy() {
     // Ringway's NACK names the resource and the field.
     assert!(ringway.nack.contains("port_value"), "{}", ringway.nack);
     assert!(!envoy.nack.is_empty());
+}
+
+/// What a proxy shows once the first updates it waited for never came:
+/// answers on a static listener and on a dynamic one whose routes never
+/// came, and the subscription stats.
+fn timeouts_scenario(which: &Which) -> String {
+    let dir = TempDir::new();
+    let (admin, static_port, late_port) = (free_port(), free_port(), free_port());
+    let mut late = named_listener("late", late_port, "late-routes");
+    let rds = &mut late["filter_chains"][0]["filters"][0]["typed_config"]["rds"];
+    rds["config_source"]["initial_fetch_timeout"] = json!("1s");
+    // Listeners only: the clusters and the routes never come.
+    let plane = ControlPlane::start(&dir.0, &state(&[(LISTENER, "l1", vec![late])]), None);
+    let listeners = format!(
+        r#"  listeners:
+  - name: static
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {static_port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: static
+          route_config:
+            virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: "/"}}, direct_response: {{status: 200, body: {{inline_string: static}}}}}}]}}]
+          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+"#
+    );
+    let boot = dir.0.join("boot.yaml");
+    let text = bootstrap_with(
+        admin,
+        plane.port(),
+        ", initial_fetch_timeout: 1s",
+        &listeners,
+    );
+    std::fs::write(&boot, text).expect("write bootstrap");
+    let started = Instant::now();
+    let proxy = launch(which, &boot, admin, &dir.0);
+    wait_answer(static_port, "/", "200 static");
+    wait_answer(late_port, "/", "404 ");
+    let waited = started.elapsed();
+    // Clusters (1 s), then listeners' routes (1 s): not before, and not
+    // the 15 s default.
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    let (_, body) = common::admin_request(admin, "GET", "/stats");
+    let wanted = [
+        "cluster_manager.cds.init_fetch_timeout",
+        "listener_manager.lds.init_fetch_timeout",
+        "listener_manager.lds.update_success",
+        "http.late.rds.late-routes.init_fetch_timeout",
+        "http.late.rds.late-routes.update_success",
+        "listener_manager.total_listeners_warming",
+        "listener_manager.total_listeners_active",
+    ];
+    let mut seen: Vec<&str> = body
+        .lines()
+        .filter(|l| wanted.iter().any(|w| l.starts_with(&format!("{w}: "))))
+        .collect();
+    seen.sort();
+    drop(proxy);
+    seen.join("\n")
+}
+
+#[test]
+fn initial_fetch_timeouts_match_envoy() {
+    let Some(bin) = envoy_or_skip("xds initial fetch timeouts") else {
+        return;
+    };
+    let envoy = timeouts_scenario(&Which::Envoy(bin));
+    let ringway = timeouts_scenario(&Which::Ringway);
+    assert_eq!(envoy, ringway);
+    assert!(
+        ringway.contains("cluster_manager.cds.init_fetch_timeout: 1"),
+        "{ringway}"
+    );
+    assert!(
+        ringway.contains("late-routes.init_fetch_timeout: 1"),
+        "{ringway}"
+    );
 }

@@ -629,7 +629,11 @@ impl Xds {
             let mut start = false;
             self.waiting(kind, |w| {
                 start = wanted && !w.asked;
-                w.asked |= start;
+                if start {
+                    // Its initial fetch timeout runs from now.
+                    w.asked = true;
+                    w.since = Instant::now();
+                }
             });
             if start {
                 self.stats(kind).count(store, Counted::Attempt);
