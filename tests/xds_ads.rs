@@ -150,19 +150,25 @@ fn state(types: &[(&str, &str, Vec<Value>)]) -> Value {
     Value::Object(state)
 }
 
-fn bootstrap(admin: u16, control_plane: u16) -> String {
-    bootstrap_with(admin, control_plane, "", "")
+fn bootstrap(admin: u16, control_plane: u16, api_type: &str) -> String {
+    bootstrap_with(admin, control_plane, api_type, "", "")
 }
 
-/// The bootstrap: LDS and CDS over ADS (`source` added to both config
-/// sources), with `listeners` as static ones.
-fn bootstrap_with(admin: u16, control_plane: u16, source: &str, listeners: &str) -> String {
+/// The bootstrap: LDS and CDS over ADS of `api_type` (`source` added to
+/// both config sources), with `listeners` as static ones.
+fn bootstrap_with(
+    admin: u16,
+    control_plane: u16,
+    api_type: &str,
+    source: &str,
+    listeners: &str,
+) -> String {
     format!(
         r#"node: {{id: "proxy-1", cluster: "mesh", metadata: {{team: payments}}}}
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
 dynamic_resources:
   ads_config:
-    api_type: GRPC
+    api_type: {api_type}
     transport_api_version: V3
     set_node_on_first_message_only: true
     grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
@@ -290,11 +296,19 @@ fn asked(requests: &[Value]) -> BTreeMap<String, Vec<String>> {
         let nonce = if r["nonce"] == "" { "-" } else { "nonce" };
         let nack = if r["error"].is_null() { "" } else { " NACK" };
         let node = if r["node"].is_null() { "" } else { " node" };
-        by_type.entry(short).or_default().push(format!(
-            "{} {nonce} {}{nack}{node}",
-            r["version"].as_str().unwrap_or_default(),
-            r["names"]
-        ));
+        let what = if r["delta"] == true {
+            format!("+{} -{} {}", r["subscribe"], r["unsubscribe"], r["initial"])
+        } else {
+            format!(
+                "{} {}",
+                r["version"].as_str().unwrap_or_default(),
+                r["names"]
+            )
+        };
+        by_type
+            .entry(short)
+            .or_default()
+            .push(format!("{what} {nonce}{nack}{node}"));
     }
     by_type
 }
@@ -308,7 +322,17 @@ struct Seen {
     first_node: Value,
 }
 
-fn scenario(which: &Which, first: &Backend, second: &Backend) -> Seen {
+/// Whether a logged request is an ACK of `version` of `type_url`: in
+/// state of the world it carries the version; in delta only the nonce, so
+/// any ACK of the type after `skip` requests is taken.
+fn is_ack(r: &Value, type_url: &str, version: &str) -> bool {
+    r["type"] == type_url
+        && r["nonce"] != ""
+        && r["error"].is_null()
+        && (r["delta"] == true || r["version"] == version)
+}
+
+fn scenario(which: &Which, first: &Backend, second: &Backend, api_type: &str) -> Seen {
     let dir = TempDir::new();
     let (admin, port) = (free_port(), free_port());
     let v1 = state(&[
@@ -319,7 +343,8 @@ fn scenario(which: &Which, first: &Backend, second: &Backend) -> Seen {
     ]);
     let plane = ControlPlane::start(&dir.0, &v1, None);
     let boot = dir.0.join("boot.yaml");
-    std::fs::write(&boot, bootstrap(admin, plane.port())).expect("write bootstrap");
+    let text = bootstrap(admin, plane.port(), api_type);
+    std::fs::write(&boot, text).expect("write bootstrap");
     let proxy = launch(which, &boot, admin, &dir.0);
     let mut steps = Vec::new();
     let second_port = free_port();
@@ -333,15 +358,16 @@ fn scenario(which: &Which, first: &Backend, second: &Backend) -> Seen {
         steps.push(format!("{step}: {answers:?} {states:?} {:?}", stats(admin)));
     };
     wait_answer(port, "/direct", "200 r1");
-    plane.wait_request("RDS ACK", |r| r["type"] == ROUTES && r["version"] == "r1");
+    plane.wait_request("RDS ACK", |r| is_ack(r, ROUTES, "r1"));
     observe("initial");
 
     // Routes change: taken, ACKed.
     let mut v2 = v1.clone();
     v2[ROUTES] = json!({"version": "r2", "resources": [routes("r2")]});
+    let acked = plane.requests().len();
     plane.publish(&v2);
     wait_answer(port, "/direct", "200 r2");
-    plane.wait_request("RDS ACK", |r| r["type"] == ROUTES && r["version"] == "r2");
+    plane.wait_request_after(acked, "RDS ACK", |r| is_ack(r, ROUTES, "r2"));
     observe("routes changed");
 
     // A listener no proxy can take (a port past 65535): NACKed, the last
@@ -364,25 +390,27 @@ fn scenario(which: &Which, first: &Backend, second: &Backend) -> Seen {
         listener(port), named_listener("second", second_port, "routes-2")]});
     plane.publish(&v3);
     plane.wait_request("RDS for routes-2", |r| {
-        r["type"] == ROUTES && r["names"] == json!(["routes", "routes-2"])
+        r["type"] == ROUTES
+            && (r["names"] == json!(["routes", "routes-2"])
+                || r["subscribe"] == json!(["routes-2"]))
     });
     std::thread::sleep(Duration::from_millis(300));
     observe("listener warming");
     v3[ROUTES] =
         json!({"version": "r3", "resources": [routes("r2"), named_routes("routes-2", "second")]});
+    let acked = plane.requests().len();
     plane.publish(&v3);
     wait_answer(second_port, "/direct", "200 second");
-    plane.wait_request("RDS ACK", |r| r["type"] == ROUTES && r["version"] == "r3");
+    plane.wait_request_after(acked, "RDS ACK", |r| is_ack(r, ROUTES, "r3"));
     observe("listener warmed");
 
     // Endpoints move to the second backend.
     let mut v4 = v3.clone();
     v4[ENDPOINTS] = json!({"version": "e2", "resources": [endpoints(second.port())]});
+    let acked = plane.requests().len();
     plane.publish(&v4);
     wait_answer(port, "/", &format!("200 {} /", second.name));
-    plane.wait_request("EDS ACK", |r| {
-        r["type"] == ENDPOINTS && r["version"] == "e2"
-    });
+    plane.wait_request_after(acked, "EDS ACK", |r| is_ack(r, ENDPOINTS, "e2"));
     observe("endpoints moved");
 
     // The control plane goes away: the proxy keeps serving what it has and
@@ -397,9 +425,7 @@ fn scenario(which: &Which, first: &Backend, second: &Backend) -> Seen {
     assert!(gone.contains("control_plane.connected_state: 0"));
     observe("control plane gone");
     let plane = ControlPlane::start(&dir.0, &v4, Some(control_port));
-    plane.wait_request_after(log_before, "RDS ACK after reconnect", |r| {
-        r["type"] == ROUTES && r["nonce"] != "" && r["version"] == "r3"
-    });
+    plane.wait_request_after(log_before, "RDS after reconnect", |r| r["type"] == ROUTES);
     std::thread::sleep(Duration::from_millis(300));
     observe("control plane back");
     let requests = plane.requests();
@@ -420,12 +446,22 @@ fn scenario(which: &Which, first: &Backend, second: &Backend) -> Seen {
 
 #[test]
 fn ads_matches_envoy() {
+    same_as_envoy("GRPC");
+}
+
+#[test]
+fn delta_ads_matches_envoy() {
+    same_as_envoy("DELTA_GRPC");
+}
+
+/// The scenario over ADS of `api_type` through Envoy and Ringway.
+fn same_as_envoy(api_type: &str) {
     let Some(bin) = envoy_or_skip("xds ads") else {
         return;
     };
     let (a, b) = (Backend::start("backend-a"), Backend::start("backend-b"));
-    let envoy = scenario(&Which::Envoy(bin), &a, &b);
-    let ringway = scenario(&Which::Ringway, &a, &b);
+    let envoy = scenario(&Which::Envoy(bin), &a, &b, api_type);
+    let ringway = scenario(&Which::Ringway, &a, &b, api_type);
     for (e, r) in envoy.steps.iter().zip(&ringway.steps) {
         assert_eq!(e, r, "\nenvoy:   {e}\nringway: {r}");
     }
@@ -464,12 +500,8 @@ fn timeouts_scenario(which: &Which) -> String {
 "#
     );
     let boot = dir.0.join("boot.yaml");
-    let text = bootstrap_with(
-        admin,
-        plane.port(),
-        ", initial_fetch_timeout: 1s",
-        &listeners,
-    );
+    let timeout = ", initial_fetch_timeout: 1s";
+    let text = bootstrap_with(admin, plane.port(), "GRPC", timeout, &listeners);
     std::fs::write(&boot, text).expect("write bootstrap");
     let started = Instant::now();
     let proxy = launch(which, &boot, admin, &dir.0);

@@ -112,11 +112,14 @@ impl ConfigSource {
 }
 
 /// `ads_config`: an `ApiConfigSource` of `api_type: GRPC` (state of the
-/// world) to one cluster of `static_resources`.
+/// world) or `DELTA_GRPC` (incremental) to one cluster of
+/// `static_resources`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdsConfig {
     /// `grpc_services[0].envoy_grpc.cluster_name`.
     pub cluster: String,
+    /// `api_type: DELTA_GRPC`.
+    pub delta: bool,
     /// `set_node_on_first_message_only`: the node goes only in a stream's
     /// first request.
     pub node_on_first_message_only: bool,
@@ -160,10 +163,12 @@ fn ads_config(node: &Node, errs: &mut Errors) -> Option<AdsConfig> {
         .map(|name| (t.path().to_string(), name))
     });
     if let Some((path, name)) = &api_type {
-        if *name != "GRPC" {
+        if !matches!(*name, "GRPC" | "DELTA_GRPC") {
             errs.add(
                 path,
-                format!("api_type {name} is not supported for ads_config (Ringway speaks GRPC)"),
+                format!(
+                    "api_type {name} is not supported for ads_config (expected GRPC or DELTA_GRPC)"
+                ),
             );
         }
     }
@@ -188,6 +193,7 @@ fn ads_config(node: &Node, errs: &mut Errors) -> Option<AdsConfig> {
     let first_only = obj.get("set_node_on_first_message_only");
     Some(AdsConfig {
         cluster: cluster?,
+        delta: api_type.is_some_and(|(_, name)| name == "DELTA_GRPC"),
         node_on_first_message_only: first_only.and_then(|b| b.bool(errs)).unwrap_or(false),
     })
 }

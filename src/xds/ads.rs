@@ -1,20 +1,25 @@
-//! The ADS protocol as Envoy's state-of-the-world client speaks it, on the
-//! main thread: which names of each type are wanted, the last accepted
-//! `version_info` and last seen `nonce` per type, and the requests that
-//! follow — a subscription change, an ACK (the new version and the
-//! response's nonce) or a NACK (the last accepted version, the response's
-//! nonce and `error_detail`). After a reconnect every wanted type is asked
-//! for again with the versions it has, as Envoy does. The stream itself is
-//! `super::grpc`'s.
+//! The ADS protocol as Envoy's client speaks it, on the main thread: which
+//! names of each type are wanted, the last accepted version and last seen
+//! `nonce` per type, and the requests that follow.
+//!
+//! State of the world: a subscription change, an ACK (the new version and
+//! the response's nonce) or a NACK (the last accepted version, the
+//! response's nonce and `error_detail`) each resends the type's names.
+//! Incremental (delta): a subscription change sends only the names
+//! (un)subscribed, an ACK only the nonce, and the client keeps each
+//! resource's version, sent back as `initial_resource_versions` when a new
+//! stream starts. After a reconnect every wanted type is asked for again,
+//! as Envoy does. The stream itself is `super::grpc`'s.
 
-use super::grpc::{self, Client, Event, Outgoing};
+use super::grpc::{self, Client, Event, Outgoing, Request, Response};
 use crate::config::{AdsConfig, ASSIGNMENT_TYPE, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 use crate::stats::sets::ControlPlane;
 use crate::stats::Store;
 use crate::upstream::Cluster;
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::rpc::Status;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The types in the order a (re)connected stream asks for them: clusters
@@ -36,13 +41,17 @@ struct TypeState {
     version: String,
     /// The last response's nonce.
     nonce: String,
-    /// Whether the current stream has asked for it.
-    requested: bool,
+    /// The names the current stream has asked for.
+    requested: Option<Vec<String>>,
+    /// Delta: the accepted resources' versions, by name.
+    held: BTreeMap<String, String>,
 }
 
 /// The ADS client's state and the transport it drives.
 pub struct Ads {
     client: Client,
+    /// Whether the stream speaks the incremental protocol.
+    delta: bool,
     /// The open stream's generation (0: none).
     generation: u64,
     types: [TypeState; 4],
@@ -52,9 +61,15 @@ impl Ads {
     /// Starts the transport to `cluster` with the bootstrap's `node`.
     pub fn start(config: &AdsConfig, cluster: Arc<Cluster>, node: &Value) -> Result<Ads, String> {
         let node = super::proto::node(node)?;
-        let client = grpc::spawn(cluster, node, config.node_on_first_message_only)?;
+        let client = grpc::spawn(
+            cluster,
+            node,
+            config.node_on_first_message_only,
+            config.delta,
+        )?;
         Ok(Ads {
             client,
+            delta: config.delta,
             generation: 0,
             types: Default::default(),
         })
@@ -76,10 +91,9 @@ impl Ads {
         let Some(state) = self.state(type_url) else {
             return;
         };
-        let changed = !state.wanted || state.names != names;
         state.wanted = true;
         state.names = names;
-        if changed || !state.requested {
+        if state.requested.as_ref() != Some(&state.names) {
             self.request(type_url, None);
         }
     }
@@ -100,7 +114,7 @@ impl Ads {
             .control_plane()
             .set(store.main_row(), ControlPlane::connected_state, 1);
         for (i, type_url) in TYPES.iter().enumerate() {
-            self.types[i].requested = false;
+            self.types[i].requested = None;
             // A new stream starts without a nonce (Envoy's
             // `GrpcMuxImpl` clears them), with the versions it has.
             self.types[i].nonce.clear();
@@ -125,12 +139,19 @@ impl Ads {
         generation == self.generation && generation != 0
     }
 
-    /// ACKs a response: `version` is now the type's.
-    pub fn ack(&mut self, type_url: &str, version: &str, nonce: &str) {
-        if let Some(state) = self.state(type_url) {
-            state.version = version.to_string();
-            state.nonce = nonce.to_string();
-            self.request(type_url, None);
+    /// ACKs a response: its version (and, in delta, its resources'
+    /// versions) are now the type's.
+    pub fn ack(&mut self, response: &Response) {
+        if let Some(state) = self.state(&response.type_url) {
+            state.version.clone_from(&response.version);
+            state.nonce.clone_from(&response.nonce);
+            for (name, version) in &response.named {
+                state.held.insert(name.clone(), version.clone());
+            }
+            for name in &response.removed {
+                state.held.remove(name);
+            }
+            self.request(&response.type_url, None);
         }
     }
 
@@ -145,28 +166,63 @@ impl Ads {
     /// Sends the type's request as its state stands.
     fn request(&mut self, type_url: &str, error: Option<&str>) {
         let generation = self.generation;
+        let delta = self.delta;
         let Some(state) = self.state(type_url) else {
             return;
         };
         if generation == 0 {
             return;
         }
-        state.requested = true;
-        let request = DiscoveryRequest {
-            version_info: state.version.clone(),
-            resource_names: state.names.clone(),
-            type_url: type_url.to_string(),
-            response_nonce: state.nonce.clone(),
-            error_detail: error.map(|message| Status {
-                code: NACK_CODE,
-                message: message.to_string(),
-                details: Vec::new(),
-            }),
-            ..Default::default()
+        let error_detail = error.map(|message| Status {
+            code: NACK_CODE,
+            message: message.to_string(),
+            details: Vec::new(),
+        });
+        let request = if delta {
+            Request::Delta(delta_request(state, type_url, error_detail))
+        } else {
+            Request::StateOfTheWorld(DiscoveryRequest {
+                version_info: state.version.clone(),
+                resource_names: state.names.clone(),
+                type_url: type_url.to_string(),
+                response_nonce: state.nonce.clone(),
+                error_detail,
+                ..Default::default()
+            })
         };
+        state.requested = Some(state.names.clone());
         let _ = self.client.requests.send(Outgoing {
             generation,
             request,
         });
     }
+}
+
+/// The delta request for a type: the stream's first (its names and the
+/// versions held), a subscription change, or an ACK or NACK of the last
+/// response.
+fn delta_request(
+    state: &TypeState,
+    type_url: &str,
+    error_detail: Option<Status>,
+) -> DeltaDiscoveryRequest {
+    let mut request = DeltaDiscoveryRequest {
+        type_url: type_url.to_string(),
+        error_detail,
+        ..Default::default()
+    };
+    match &state.requested {
+        None => {
+            request.resource_names_subscribe.clone_from(&state.names);
+            request.initial_resource_versions = state.held.clone().into_iter().collect();
+        }
+        Some(before) if *before != state.names => {
+            let new = state.names.iter().filter(|n| !before.contains(n));
+            request.resource_names_subscribe = new.cloned().collect();
+            let gone = before.iter().filter(|n| !state.names.contains(n));
+            request.resource_names_unsubscribe = gone.cloned().collect();
+        }
+        Some(_) => request.response_nonce.clone_from(&state.nonce),
+    }
+    request
 }

@@ -1,5 +1,6 @@
 //! The ADS transport: a thread of its own that keeps one gRPC stream
-//! (`StreamAggregatedResources`, HTTP/2) open to the `ads_config` cluster,
+//! (`StreamAggregatedResources`, or `DeltaAggregatedResources` for the
+//! incremental protocol; HTTP/2) open to the `ads_config` cluster,
 //! sends the requests the main thread hands it and hands back every response
 //! with its resources already decoded to JSON. It reconnects after a jittered
 //! exponential back-off (Envoy's: 500 ms doubling to 30 s). What to request,
@@ -10,16 +11,20 @@ use crate::net::{ByteCounts, Stream};
 use crate::upstream::{Cluster, Endpoint};
 use bytes::{Buf, Bytes, BytesMut};
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
 use prost::Message;
 use serde_json::Value;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The method a state-of-the-world ADS stream calls.
+/// The methods a state-of-the-world and an incremental ADS stream call.
 const METHOD: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_METHOD: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 /// The largest response taken (a bigger one ends the stream).
 const MAX_MESSAGE: usize = 64 << 20;
 /// Envoy's back-off between stream attempts.
@@ -37,20 +42,31 @@ pub enum Event {
     Response(u64, Response),
 }
 
-/// A `DiscoveryResponse` with its resources as JSON (or why they could not
-/// be decoded).
+/// A `DiscoveryResponse` or `DeltaDiscoveryResponse` with its resources
+/// as JSON (or why they could not be decoded).
 #[derive(Debug)]
 pub struct Response {
     pub type_url: String,
+    /// `version_info`, or a delta response's `system_version_info`.
     pub version: String,
     pub nonce: String,
     pub resources: Result<Vec<Value>, String>,
+    /// Delta only: each resource's name and version, in order.
+    pub named: Vec<(String, String)>,
+    /// Delta only: `removed_resources`.
+    pub removed: Vec<String>,
+}
+
+/// A request of either protocol.
+pub enum Request {
+    StateOfTheWorld(DiscoveryRequest),
+    Delta(DeltaDiscoveryRequest),
 }
 
 /// A request for stream `generation` (dropped if that stream is gone).
 pub struct Outgoing {
     pub generation: u64,
-    pub request: DiscoveryRequest,
+    pub request: Request,
 }
 
 /// The main thread's ends of the transport.
@@ -59,9 +75,15 @@ pub struct Client {
     pub requests: flume::Sender<Outgoing>,
 }
 
-/// Starts the transport to `cluster`; `node` goes in every request, or only
-/// in each stream's first with `node_first_only`.
-pub fn spawn(cluster: Arc<Cluster>, node: Node, node_first_only: bool) -> Result<Client, String> {
+/// Starts the transport to `cluster` (the incremental protocol with
+/// `delta`); `node` goes in every request, or only in each stream's first
+/// with `node_first_only`.
+pub fn spawn(
+    cluster: Arc<Cluster>,
+    node: Node,
+    node_first_only: bool,
+    delta: bool,
+) -> Result<Client, String> {
     let (event_tx, events) = crossbeam_channel::unbounded();
     let (requests, request_rx) = flume::unbounded();
     std::thread::Builder::new()
@@ -72,6 +94,7 @@ pub fn spawn(cluster: Arc<Cluster>, node: Node, node_first_only: bool) -> Result
                     cluster,
                     node,
                     node_first_only,
+                    delta,
                     events: event_tx,
                     requests: request_rx,
                 };
@@ -89,6 +112,7 @@ struct Transport {
     cluster: Arc<Cluster>,
     node: Node,
     node_first_only: bool,
+    delta: bool,
     events: crossbeam_channel::Sender<Event>,
     requests: flume::Receiver<Outgoing>,
 }
@@ -189,7 +213,8 @@ impl Transport {
             .ready()
             .await
             .map_err(|e| format!("HTTP/2 to {addr}: {e}"))?;
-        let request = http::Request::post(METHOD)
+        let method = if self.delta { DELTA_METHOD } else { METHOD };
+        let request = http::Request::post(method)
             .header(http::header::HOST, self.cluster.name())
             .header(http::header::CONTENT_TYPE, "application/grpc")
             .header(http::header::TE, "trailers")
@@ -211,11 +236,19 @@ impl Transport {
             if out.generation != generation {
                 continue;
             }
-            if first || !self.node_first_only {
-                out.request.node = Some(self.node.clone());
-            }
+            let node = (first || !self.node_first_only).then(|| self.node.clone());
             first = false;
-            if let Err(e) = send.send_data(frame(&out.request), false) {
+            let framed = match &mut out.request {
+                Request::StateOfTheWorld(r) => {
+                    r.node = node;
+                    frame(r)
+                }
+                Request::Delta(r) => {
+                    r.node = node;
+                    frame(r)
+                }
+            };
+            if let Err(e) = send.send_data(framed, false) {
                 return format!("cannot send: {e}");
             }
         }
@@ -254,12 +287,17 @@ impl Transport {
                     Ok(None) => break,
                     Err(e) => return e,
                 };
-                let response = match DiscoveryResponse::decode(message) {
+                let response = if self.delta {
+                    DeltaDiscoveryResponse::decode(message).map(delta_decoded)
+                } else {
+                    DiscoveryResponse::decode(message).map(decoded)
+                };
+                let response = match response {
                     Ok(r) => r,
-                    Err(e) => return format!("a DiscoveryResponse does not decode: {e}"),
+                    Err(e) => return format!("a response does not decode: {e}"),
                 };
                 heard.set(true);
-                let event = Event::Response(generation, decoded(response));
+                let event = Event::Response(generation, response);
                 if self.events.send(event).is_err() {
                     return "the main thread is gone".into();
                 }
@@ -293,6 +331,39 @@ fn decoded(response: DiscoveryResponse) -> Response {
         version: response.version_info,
         nonce: response.nonce,
         resources,
+        named: Vec::new(),
+        removed: Vec::new(),
+    }
+}
+
+/// A delta response's resources as JSON, with their names and versions.
+fn delta_decoded(response: DeltaDiscoveryResponse) -> Response {
+    let mut named = Vec::with_capacity(response.resources.len());
+    let resources = response
+        .resources
+        .iter()
+        .map(|r| {
+            named.push((r.name.clone(), r.version.clone()));
+            let any = r
+                .resource
+                .as_ref()
+                .ok_or_else(|| format!("resource {} came without its body", r.name))?;
+            if any.type_url != response.type_url {
+                return Err(format!(
+                    "a resource of type {} in a response of {}",
+                    any.type_url, response.type_url
+                ));
+            }
+            proto::resource_json(&any.type_url, &any.value)
+        })
+        .collect();
+    Response {
+        type_url: response.type_url,
+        version: response.system_version_info,
+        nonce: response.nonce,
+        resources,
+        named,
+        removed: response.removed_resources,
     }
 }
 
@@ -307,7 +378,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<String> {
 }
 
 /// A length-prefixed, uncompressed gRPC message.
-fn frame(message: &DiscoveryRequest) -> Bytes {
+fn frame(message: &impl Message) -> Bytes {
     let body = message.encode_to_vec();
     let mut framed = BytesMut::with_capacity(5 + body.len());
     framed.extend_from_slice(&[0]);

@@ -553,7 +553,7 @@ impl Xds {
         let ads = self.ads.as_mut()?;
         let (type_url, nonce) = (&response.type_url, &response.nonce);
         match &result {
-            Ok(_) => ads.ack(type_url, &response.version, nonce),
+            Ok(_) => ads.ack(&response),
             Err(error) => ads.nack(type_url, nonce, error),
         }
         self.sync_ads(store);
@@ -566,6 +566,7 @@ impl Xds {
     fn deliveries(&self, response: &grpc::Response) -> Vec<Delivery> {
         let version = &response.version;
         let ads = |s: &ConfigSource| matches!(s, ConfigSource::Ads { .. });
+        let delta = self.base.dynamic.ads.as_ref().is_some_and(|a| a.delta);
         let kinds: Vec<(Kind, Option<&str>)> = match response.type_url.as_str() {
             config::LISTENER_TYPE => vec![(Kind::Listeners, None)],
             config::CLUSTER_TYPE => vec![(Kind::Clusters, None)],
@@ -591,6 +592,7 @@ impl Xds {
         for (kind, name) in kinds {
             let resources = match (&response.resources, name) {
                 (Err(e), _) => Err(Refusal::Rejected(e.clone())),
+                (Ok(changed), None) if delta => Ok(self.with_changes(kind, changed, response)),
                 (Ok(all), None) => Ok(all.clone()),
                 (Ok(all), Some(name)) => {
                     let named = all.iter().filter(|r| r[name_field] == name);
@@ -609,6 +611,26 @@ impl Xds {
             deliveries.push(Delivery { kind, tree, got });
         }
         deliveries
+    }
+
+    /// The whole set of listeners or clusters a delta `response` makes: the
+    /// accepted ones with the `changed` ones replaced or added and the
+    /// removed ones gone.
+    fn with_changes(&self, kind: Kind, changed: &[Value], response: &grpc::Response) -> Vec<Value> {
+        let mut all = match kind {
+            Kind::Listeners => self.lds.as_ref().map(Subscription::delivered),
+            Kind::Clusters => self.cds.as_ref().map(Subscription::delivered),
+            _ => None,
+        }
+        .unwrap_or_default();
+        for (resource, (name, _)) in changed.iter().zip(&response.named) {
+            match all.iter_mut().find(|r| r["name"] == name.as_str()) {
+                Some(r) => *r = resource.clone(),
+                None => all.push(resource.clone()),
+            }
+        }
+        all.retain(|r| !response.removed.iter().any(|n| r["name"] == n.as_str()));
+        all
     }
 
     /// Asks the control plane for what the subscriptions now want: every

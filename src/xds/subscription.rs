@@ -184,6 +184,11 @@ impl<T: Resource> Subscription<T> {
         self.entries = entries;
     }
 
+    /// The accepted resources as they were delivered.
+    pub fn delivered(&self) -> Vec<Value> {
+        self.entries.iter().map(|e| e.raw.clone()).collect()
+    }
+
     /// This subscription's part of `/config_dump`.
     pub fn dump(&self) -> Value {
         let resources: Vec<Value> = self.entries.iter().map(Entry::dump).collect();

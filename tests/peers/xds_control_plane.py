@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""A state-of-the-world ADS control plane for the xDS tests, on grpcio and the
-gRPC team's generated Envoy API (xds-protos), written without Ringway in mind.
+"""An ADS control plane for the xDS tests, state of the world and incremental
+(delta), on grpcio and the gRPC team's generated Envoy API (xds-protos),
+written without Ringway in mind.
 
     xds_control_plane.py STATE LOG [PORT]     serves on PORT (default: a free
                                               one) and prints the port
@@ -10,7 +11,11 @@ STATE is a JSON file the test replaces (by rename) to publish resources:
 It is polled every 50 ms; a type whose version changed is pushed to every
 stream that asked for it. A type missing from STATE is never answered.
 LOG gets one JSON line per request received:
-    {"type", "version", "nonce", "names", "error", "node"}
+    {"type", "version", "nonce", "names", "error", "node"}           (SotW)
+    {"type", "subscribe", "unsubscribe", "initial", "nonce", "error",
+     "node", "delta": true}                                            (delta)
+In delta, every resource has its type's version; one that leaves STATE is
+sent as removed.
 """
 
 import json
@@ -146,6 +151,96 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 with self.state.lock:
                     self.state.changed.wait(0.2)
                     for type_url in list(names):
+                        push(type_url)
+
+        threading.Thread(target=read, daemon=True).start()
+        threading.Thread(target=watch, daemon=True).start()
+        while True:
+            response = out.get()
+            if response is None:
+                return
+            yield response
+
+
+    def DeltaAggregatedResources(self, request_iterator, context):
+        out = queue.Queue()
+        subscribed = {}  # type URL -> set of names ("*": every resource)
+        sent = {}  # type URL -> {name: version} this stream has
+        done = threading.Event()
+
+        def push(type_url):
+            """Sends what changed of the type for this stream's names."""
+            entry = self.state.types.get(type_url)
+            names = subscribed.get(type_url)
+            if entry is None or names is None:
+                return
+            field = NAME_FIELD.get(type_url, "name")
+            have = sent.setdefault(type_url, {})
+            current = {
+                r[field]: r
+                for r in entry["resources"]
+                if "*" in names or r[field] in names
+            }
+            changed = [r for n, r in current.items() if have.get(n) != entry["version"]]
+            removed = [n for n in have if n not in current]
+            if not changed and not removed:
+                return
+            response = discovery_pb2.DeltaDiscoveryResponse(
+                system_version_info=entry["version"],
+                type_url=type_url,
+                nonce=self.next_nonce(),
+                removed_resources=removed,
+            )
+            for r in changed:
+                resource = response.resources.add(name=r[field], version=entry["version"])
+                json_format.ParseDict(r, resource.resource)
+                have[r[field]] = entry["version"]
+            for n in removed:
+                del have[n]
+            out.put(response)
+
+        def read():
+            try:
+                for request in request_iterator:
+                    self.log.write(
+                        json.dumps(
+                            {
+                                "delta": True,
+                                "type": request.type_url,
+                                "subscribe": sorted(request.resource_names_subscribe),
+                                "unsubscribe": sorted(request.resource_names_unsubscribe),
+                                "initial": dict(request.initial_resource_versions),
+                                "nonce": request.response_nonce,
+                                "error": request.error_detail.message
+                                if request.HasField("error_detail")
+                                else None,
+                                "node": request.node.id if request.HasField("node") else None,
+                            }
+                        )
+                        + "\n"
+                    )
+                    self.log.flush()
+                    with self.state.lock:
+                        t = request.type_url
+                        first = t not in subscribed
+                        names = subscribed.setdefault(t, set())
+                        if first and t in WILDCARD and not request.resource_names_subscribe:
+                            names.add("*")
+                        names.update(request.resource_names_subscribe)
+                        names.difference_update(request.resource_names_unsubscribe)
+                        if first:
+                            # What the client says it has is not sent again.
+                            sent[t] = dict(request.initial_resource_versions)
+                        push(t)
+            finally:
+                done.set()
+                out.put(None)
+
+        def watch():
+            while not done.is_set():
+                with self.state.lock:
+                    self.state.changed.wait(0.2)
+                    for type_url in list(subscribed):
                         push(type_url)
 
         threading.Thread(target=read, daemon=True).start()
