@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """xDS updates under load: issue 11's reliability bar, Ringway and Envoy side by side.
 
-Each proxy reads LDS and CDS from files (path_config_source). While wrk keeps
+Each proxy reads LDS and CDS from files (path_config_source), or with
+--source ads|delta from a control plane over ADS (tests/peers/
+xds_control_plane.py, state of the world or incremental). While wrk keeps
 64 keep-alive connections busy on listener `churn` and 8 on listener `still`
 for --seconds, an update is published (a file renamed over the old one) every
 --interval seconds, cycling through four kinds:
@@ -20,9 +22,11 @@ a markdown report (default perf/xds-churn.md).
 
 Usage: scripts/bench_xds_churn.py [--binary target/release/ringway]
        [--proxies ringway,envoy] [--seconds 60] [--interval 0.1]
+       [--source files|ads|delta]
 """
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -90,17 +94,33 @@ def cluster(name, ports):
 """
 
 
-class Files:
-    """The LDS and CDS files of one run, and the state they describe."""
+TYPES = {
+    "lds.yaml": "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "cds.yaml": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+}
 
-    def __init__(self, work, ports):
-        self.work, self.ports = work, ports
+
+class Files:
+    """The LDS and CDS files of one run (or the control plane's state),
+    and the state they describe."""
+
+    def __init__(self, work, ports, plane):
+        self.work, self.ports, self.plane = work, ports, plane
         self.route, self.extra, self.both, self.third = "a", False, False, False
         self.version = 0
+        self.state = {}
 
     def publish(self, name, resources):
         self.version += 1
-        publish(self.work, name, f'version_info: "{self.version}"\nresources:\n{"".join(resources)}')
+        text = f'version_info: "{self.version}"\nresources:\n{"".join(resources)}'
+        if not self.plane:
+            publish(self.work, name, text)
+            return
+        import yaml  # only the control plane source needs it
+
+        document = yaml.safe_load(text)
+        self.state[TYPES[name]] = {"version": str(self.version), "resources": document["resources"]}
+        publish(self.work, "state.json", json.dumps(self.state))
 
     def lds(self):
         p = self.ports
@@ -177,19 +197,55 @@ def wrk_counts(text):
     }
 
 
+def control_plane(work):
+    """Starts the control plane peer on `work`/state.json; returns it and its port."""
+    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "peers",
+                        "xds_control_plane.py")
+    state, log = os.path.join(work, "state.json"), os.path.join(work, "requests.log")
+    child = subprocess.Popen([sys.executable, peer, state, log], stdout=subprocess.PIPE, text=True)
+    return child, int(child.stdout.readline())
+
+
+def bootstrap(work, admin, source, plane_port):
+    """The bootstrap: LDS and CDS from files or over ADS."""
+    head = f"""node: {{id: churn, cluster: churn}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+dynamic_resources:
+"""
+    if source == "files":
+        return head + f"""  cds_config: {{path_config_source: {{path: {work}/cds.yaml}}}}
+  lds_config: {{path_config_source: {{path: {work}/lds.yaml}}}}
+"""
+    api_type = "DELTA_GRPC" if source == "delta" else "GRPC"
+    return head + f"""  ads_config:
+    api_type: {api_type}
+    transport_api_version: V3
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {plane_port}}}}}}}}}]}}]
+"""
+
+
 def run_one(proxy, args, ports, work):
-    files = Files(work, ports)
+    files = Files(work, ports, args.source != "files")
     files.cds()
     files.lds()
+    plane, plane_port = control_plane(work) if files.plane else (None, 0)
     admin = ports["admin"]
     boot = os.path.join(work, "boot.yaml")
     with open(boot, "w") as f:
-        f.write(f"""node: {{id: churn, cluster: churn}}
-admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
-dynamic_resources:
-  cds_config: {{path_config_source: {{path: {work}/cds.yaml}}}}
-  lds_config: {{path_config_source: {{path: {work}/lds.yaml}}}}
-""")
+        f.write(bootstrap(work, admin, args.source, plane_port))
     log = open(os.path.join(work, f"{proxy}.log"), "w")
     if proxy == "envoy":
         cmd = ["envoy", "-c", boot, "--concurrency", "2", "-l", "warning", "--disable-hot-restart"]
@@ -255,6 +311,9 @@ dynamic_resources:
         except subprocess.TimeoutExpired:
             child.kill()
         log.close()
+        if plane:
+            plane.kill()
+            plane.wait()
 
 
 def nginx(work, ports):
@@ -282,6 +341,7 @@ def main():
     parser.add_argument("--proxies", default="ringway,envoy")
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--interval", type=float, default=0.1)
+    parser.add_argument("--source", choices=("files", "ads", "delta"), default="files")
     parser.add_argument("--out", default="perf/xds-churn.md")
     args = parser.parse_args()
     proxies = [p for p in args.proxies.split(",") if p != "envoy" or shutil.which("envoy")]
@@ -304,7 +364,8 @@ def main():
         "# xDS updates under load (issue 11's reliability bar)",
         "",
         f"Machine: {platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
-        f"loopback; wrk -t1 (64 connections on `churn`, 8 on `still`), nginx backends.",
+        f"loopback; wrk -t1 (64 connections on `churn`, 8 on `still`), nginx backends; "
+        f"LDS and CDS from {'files' if args.source == 'files' else args.source.upper() + ' (ADS)'}.",
         f"Command: `{command}` ({args.seconds} s, an update every {args.interval} s, "
         "cycling route / cluster / endpoint / listener changes; see the script's header).",
         "",

@@ -43,7 +43,7 @@ pub fn resource_json(type_url: &str, bytes: &[u8]) -> Result<Value, String> {
     let options = SerializeOptions::new().use_proto_field_name(true);
     let mut json = message
         .serialize_with_options(serde_json::value::Serializer, &options)
-        .map_err(|e| format!("cannot convert a {name} to JSON: {e}"))?;
+        .map_err(|e| format!("{name}: {e} (not a type Ringway reads)"))?;
     if let Value::Object(map) = &mut json {
         map.insert("@type".into(), Value::String(type_url.into()));
     }
@@ -90,6 +90,79 @@ mod tests {
         let mut expected = listener.clone();
         expected["@type"] = json!(url);
         assert_eq!(resource_json(url, &bytes).expect("decodes"), expected);
+    }
+
+    /// Round-trips `resource` of message `name` through protobuf.
+    fn round_trip(name: &str, resource: Value) {
+        let pool = pool().expect("descriptors decode");
+        let descriptor = pool.get_message_by_name(name).expect("described");
+        let bytes = DynamicMessage::deserialize(descriptor, &resource)
+            .expect("valid resource")
+            .encode_to_vec();
+        let url = format!("type.googleapis.com/{name}");
+        let mut expected = resource;
+        expected["@type"] = json!(url);
+        assert_eq!(resource_json(&url, &bytes).expect("decodes"), expected);
+    }
+
+    #[test]
+    fn tls_tcp_proxy_and_listener_filters_are_described() {
+        let tls =
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+        round_trip(
+            "envoy.config.listener.v3.Listener",
+            json!({"name": "t", "listener_filters": [{"name": "tls", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
+                "filter_chains": [{
+                    "transport_socket": {"name": "tls", "typed_config": {"@type": tls,
+                        "require_client_certificate": true}},
+                    "filters": [{"name": "tcp", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                        "stat_prefix": "t", "cluster": "c",
+                        "access_log": [{"name": "f", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                            "path": "/dev/null"}}]}}]}]}),
+        );
+        round_trip(
+            "envoy.config.cluster.v3.Cluster",
+            json!({"name": "c", "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}}},
+                "transport_socket": {"name": "tls", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "sni": "x"}}}),
+        );
+    }
+
+    #[test]
+    fn a_filter_ringway_does_not_read_is_named_in_the_error() {
+        use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+        // Spelt so that build.rs does not take it for a type Ringway reads.
+        let lua = format!(
+            "type.googleapis.com/envoy.extensions.filters.http.{}.v3.Lua",
+            "lua"
+        );
+        let listener = Listener {
+            name: "l".into(),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: "lua".into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(
+                        envoy_types::pb::google::protobuf::Any {
+                            type_url: lua.clone(),
+                            value: vec![0x0a, 0x01, b'x'],
+                        },
+                    )),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let url = "type.googleapis.com/envoy.config.listener.v3.Listener";
+        let error = resource_json(url, &listener.encode_to_vec()).expect_err("not described");
+        let name = lua.trim_start_matches("type.googleapis.com/");
+        assert!(error.contains(name), "{error}");
     }
 
     #[test]
