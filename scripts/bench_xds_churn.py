@@ -94,6 +94,11 @@ def cluster(name, ports):
 """
 
 
+SOURCES = {
+    "files": "files",
+    "ads": "a control plane over ADS (state of the world)",
+    "delta": "a control plane over ADS (delta)",
+}
 TYPES = {
     "lds.yaml": "type.googleapis.com/envoy.config.listener.v3.Listener",
     "cds.yaml": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
@@ -365,7 +370,7 @@ def main():
         "",
         f"Machine: {platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
         f"loopback; wrk -t1 (64 connections on `churn`, 8 on `still`), nginx backends; "
-        f"LDS and CDS from {'files' if args.source == 'files' else args.source.upper() + ' (ADS)'}.",
+        f"LDS and CDS from {SOURCES[args.source]}.",
         f"Command: `{command}` ({args.seconds} s, an update every {args.interval} s, "
         "cycling route / cluster / endpoint / listener changes; see the script's header).",
         "",

@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
 """How long a big xDS push takes to apply: Ringway and Envoy side by side.
 
-Each proxy starts with empty LDS and CDS files (path_config_source). Then:
+Each proxy starts with empty LDS and CDS files (path_config_source), or with
+--source ads|delta empty LDS and CDS from the test control plane over ADS.
+Then:
   CDS      N clusters are published (one rename); timed until
            cluster_manager.cds.update_success moves;
   LDS      one listener whose route table has N routes, one per cluster;
            timed until the listener accepts connections;
   re-push  the same listener with one route changed; timed until
            listener_manager.lds.update_success moves.
-RSS is read after each step. Writes a markdown report (default
+RSS is read after each step. Over ADS each time runs from when the control
+plane handed the response to gRPC (its log says when), so the Python control
+plane's own encoding is not counted. Writes a markdown report (default
 perf/xds-scale.md).
 
 Usage: scripts/bench_xds_scale.py [--binary target/release/ringway]
        [--proxies ringway,envoy] [--clusters 10000] [--rounds 3]
+       [--source files|ads|delta]
 """
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -28,7 +34,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_xds_churn import (  # noqa: E402
-    cluster, free_port, listener, publish, route_to, rss_kib, stat, write_report)
+    SOURCES, TYPES, bootstrap, cluster, control_plane, free_port, listener, publish, route_to, rss_kib,
+    stat, write_report)
 
 
 def until(check, seconds):
@@ -56,19 +63,60 @@ def documents(n, port):
     return f'version_info: "1"\nresources:\n{clusters}', lds
 
 
+class Source:
+    """Where the proxy's LDS and CDS come from: files, or the control plane."""
+
+    def __init__(self, work, kind):
+        self.work, self.kind, self.state = work, kind, {}
+        self.plane, self.port = control_plane(work) if kind != "files" else (None, 0)
+
+    def publish(self, name, text):
+        if not self.plane:
+            publish(self.work, name, text)
+            return
+        publish(self.work, "state.json", self.staged(name, text))
+
+    def staged(self, name, text):
+        """The control plane's state with `name`'s document (YAML) in it."""
+        if not self.plane:
+            return text
+        import yaml  # only the control plane source needs it
+
+        document = yaml.safe_load(text)
+        self.state[TYPES[name]] = {"version": document["version_info"],
+                                   "resources": document["resources"] or []}
+        return json.dumps(self.state)
+
+    def put(self, name, staged):
+        """Publishes what `staged` prepared."""
+        publish(self.work, "state.json" if self.plane else name, staged)
+
+    def since_sent(self, name, version):
+        """Seconds since the control plane sent `version` of `name`'s type (None: files)."""
+        if not self.plane:
+            return None
+        with open(os.path.join(self.work, "requests.log")) as f:
+            for line in f:
+                entry = json.loads(line)
+                if entry.get("sent") == TYPES[name] and entry["version"] == version:
+                    return time.time() - entry["at"]
+        return None
+
+    def stop(self):
+        if self.plane:
+            self.plane.kill()
+            self.plane.wait()
+
+
 def run_one(proxy, args, work):
     admin, port = free_port(), free_port()
     empty = 'version_info: "0"\nresources: []\n'
-    publish(work, "cds.yaml", empty)
-    publish(work, "lds.yaml", empty)
+    source = Source(work, args.source)
+    source.publish("cds.yaml", empty)
+    source.publish("lds.yaml", empty)
     boot = os.path.join(work, "boot.yaml")
     with open(boot, "w") as f:
-        f.write(f"""node: {{id: scale, cluster: scale}}
-admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
-dynamic_resources:
-  cds_config: {{path_config_source: {{path: {work}/cds.yaml}}}}
-  lds_config: {{path_config_source: {{path: {work}/lds.yaml}}}}
-""")
+        f.write(bootstrap(work, admin, args.source, source.port))
     cmd = {"envoy": ["envoy", "--disable-hot-restart"], "ringway": [args.binary]}[proxy]
     log = open(os.path.join(work, "proxy.log"), "w")
     child = subprocess.Popen(cmd + ["-c", boot, "--concurrency", "2", "-l", "warning"],
@@ -78,26 +126,31 @@ dynamic_resources:
             raise RuntimeError(f"{proxy} did not start; see {log.name}")
         cds, lds = documents(args.clusters, port)
         out = {}
-        t = time.monotonic()
-        publish(work, "cds.yaml", cds)
-        if not until(lambda: stat(admin, "cluster_manager.cds.update_success") == 2, args.timeout):
-            raise RuntimeError(f"{proxy}: CDS not applied within {args.timeout} s")
-        out["cds"], out["rss_cds"] = time.monotonic() - t, rss_kib(child.pid)
-        t = time.monotonic()
-        publish(work, "lds.yaml", lds)
-        if not until(lambda: accepts(port), args.timeout):
-            raise RuntimeError(f"{proxy}: LDS not applied within {args.timeout} s")
-        out["lds"], out["rss_lds"] = time.monotonic() - t, rss_kib(child.pid)
-        t = time.monotonic()
-        publish(work, "lds.yaml", lds.replace('"1"', '"2"', 1).replace('"/r0/"', '"/x0/"'))
-        if not until(lambda: stat(admin, "listener_manager.lds.update_success") == 3, args.timeout):
-            raise RuntimeError(f"{proxy}: LDS re-push not applied within {args.timeout} s")
-        out["repush"], out["rss_end"] = time.monotonic() - t, rss_kib(child.pid)
+
+        def step(name, text, version, applied, key):
+            staged = source.staged(name, text)
+            t = time.monotonic()
+            source.put(name, staged)
+            if not until(applied, args.timeout):
+                raise RuntimeError(f"{proxy}: {name} {version} not applied within {args.timeout} s")
+            since_sent = source.since_sent(name, version)
+            out[key] = since_sent if since_sent is not None else time.monotonic() - t
+
+        step("cds.yaml", cds, "1",
+             lambda: stat(admin, "cluster_manager.cds.update_success") == 2, "cds")
+        out["rss_cds"] = rss_kib(child.pid)
+        step("lds.yaml", lds, "1", lambda: accepts(port), "lds")
+        out["rss_lds"] = rss_kib(child.pid)
+        repush = lds.replace('"1"', '"2"', 1).replace('"/r0/"', '"/x0/"')
+        step("lds.yaml", repush, "2",
+             lambda: stat(admin, "listener_manager.lds.update_success") == 3, "repush")
+        out["rss_end"] = rss_kib(child.pid)
         return out
     finally:
         child.kill()
         child.wait()
         log.close()
+        source.stop()
 
 
 def main():
@@ -107,6 +160,7 @@ def main():
     parser.add_argument("--clusters", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--source", choices=("files", "ads", "delta"), default="files")
     parser.add_argument("--out", default="perf/xds-scale.md")
     args = parser.parse_args()
     proxies = [p for p in args.proxies.split(",") if p != "envoy" or shutil.which("envoy")]
@@ -123,7 +177,9 @@ def main():
         f"# Applying a {args.clusters:,}-cluster, {args.clusters:,}-route xDS push",
         "",
         f"Machine: {platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
-        f"both proxies with 2 workers, files on local disk; medians of {args.rounds} rounds.",
+        f"both proxies with 2 workers; LDS and CDS from "
+        f"{SOURCES[args.source]}{'' if args.source == 'files' else ', timed from the response sent'}; "
+        f"medians of {args.rounds} rounds.",
         f"Command: `{command}`",
         "",
         "| | " + " | ".join(proxies) + " |",

@@ -53,11 +53,12 @@ impl ControlPlane {
         std::fs::rename(&staged, &self.state).expect("rename state");
     }
 
-    /// Every request so far, as logged.
+    /// Every request so far, as logged (not the responses).
     fn requests(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r.get("sent").is_none())
             .collect()
     }
 

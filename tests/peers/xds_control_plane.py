@@ -10,7 +10,8 @@ STATE is a JSON file the test replaces (by rename) to publish resources:
     {"<type URL>": {"version": "v1", "resources": [{"@type": ..., ...}, ...]}}
 It is polled every 50 ms; a type whose version changed is pushed to every
 stream that asked for it. A type missing from STATE is never answered.
-LOG gets one JSON line per request received:
+LOG gets one JSON line per response sent, {"sent": type URL, "version",
+"at": Unix time}, and one per request received:
     {"type", "version", "nonce", "names", "error", "node"}           (SotW)
     {"type", "subscribe", "unsubscribe", "initial", "nonce", "error",
      "node", "delta": true}                                            (delta)
@@ -88,6 +89,11 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             self.nonce += 1
             return str(self.nonce)
 
+    def note_sent(self, type_url, version):
+        """Logs when a response was handed to gRPC (benchmarks time from it)."""
+        self.log.write(json.dumps({"sent": type_url, "version": version, "at": time.time()}) + "\n")
+        self.log.flush()
+
     def StreamAggregatedResources(self, request_iterator, context):
         out = queue.Queue()
         names = {}  # type URL -> requested names
@@ -119,6 +125,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 response.resources.append(any_message)
             sent[type_url] = (entry["version"], tuple(wanted))
             out.put(response)
+            self.note_sent(type_url, entry["version"])
 
         def read():
             try:
@@ -142,6 +149,8 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     with self.state.lock:
                         names[request.type_url] = sorted(request.resource_names)
                         push(request.type_url)
+            except grpc.RpcError:
+                pass  # the client went away
             finally:
                 done.set()
                 out.put(None)
@@ -198,6 +207,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             for n in removed:
                 del have[n]
             out.put(response)
+            self.note_sent(type_url, entry["version"])
 
         def read():
             try:
@@ -232,6 +242,8 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                             # What the client says it has is not sent again.
                             sent[t] = dict(request.initial_resource_versions)
                         push(t)
+            except grpc.RpcError:
+                pass  # the client went away
             finally:
                 done.set()
                 out.put(None)
