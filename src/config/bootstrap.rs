@@ -395,6 +395,13 @@ pub enum UpstreamProtocol {
     Auto(super::Http2Options),
 }
 
+impl Cluster {
+    /// The SDS secrets its TLS context reads.
+    pub fn secret_sources(&self) -> impl Iterator<Item = &super::SecretSource> {
+        self.tls.iter().flat_map(|t| t.common.secret_sources())
+    }
+}
+
 impl UpstreamProtocol {
     /// The HTTP/2 options it carries (every choice but plain HTTP/1.1).
     pub fn http2_options(&self) -> Option<&super::Http2Options> {
@@ -801,15 +808,8 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     }
     let sds_listener = listeners
         .iter()
-        .flat_map(|l| l.chains.iter().chain(l.default_chain.as_ref()))
-        .any(|c| {
-            c.tls
-                .as_ref()
-                .is_some_and(|t| t.common.uses_sds() || t.ticket_keys_secret.is_some())
-        });
-    let sds_cluster = clusters
-        .iter()
-        .any(|c| c.tls.as_ref().is_some_and(|t| t.common.uses_sds()));
+        .any(|l| l.secret_sources().next().is_some());
+    let sds_cluster = clusters.iter().any(|c| c.secret_sources().next().is_some());
     let identified = node
         .as_ref()
         .is_some_and(|n| !n.id.is_empty() && !n.cluster.is_empty());
@@ -862,7 +862,11 @@ fn check_ads(
         .iter()
         .filter_map(|c| c.eds.as_ref())
         .map(|e| &e.source);
-    let uses_ads = sources.chain(routes).chain(endpoints).any(is_ads);
+    let mut secrets = listeners.iter().flat_map(|l| l.secret_sources());
+    let mut cluster_secrets = clusters.iter().flat_map(|c| c.secret_sources());
+    let uses_ads = sources.chain(routes).chain(endpoints).any(is_ads)
+        || secrets.any(|s| s.path.is_none())
+        || cluster_secrets.any(|s| s.path.is_none());
     match &dynamic.ads {
         None if uses_ads => errs.add(
             "dynamic_resources",

@@ -329,6 +329,12 @@ impl Listener {
         })
     }
 
+    /// The SDS secrets its filter chains' TLS contexts read.
+    pub fn secret_sources(&self) -> impl Iterator<Item = &super::SecretSource> {
+        let chains = self.chains.iter().chain(self.default_chain.as_ref());
+        chains.flat_map(|c| c.tls.iter().flat_map(DownstreamTls::secret_sources))
+    }
+
     /// Applies the runtime's fragment answer to its connection managers.
     pub fn set_strip_fragment(&mut self, strip: bool) {
         for chain in self.chains.iter_mut().chain(self.default_chain.as_mut()) {

@@ -26,7 +26,9 @@ pub use node::{parse_duration, ConfigError};
 pub use retry::*;
 pub use route_action::*;
 pub use route_match::*;
-pub use sds::{parse_secret, secret_files, Secret, SecretError, SecretFile, SecretSource};
+pub use sds::{
+    parse_secret, secret_files, Secret, SecretError, SecretFile, SecretSource, SECRET_TYPE,
+};
 pub use tcp_proxy::TcpProxy;
 pub use tls::*;
 pub use udp_proxy::UdpProxy;
@@ -34,7 +36,7 @@ pub use xds::{
     assignments as decode_assignment_update, clusters as decode_cluster_update,
     listeners as decode_listener_update, route_config as decode_route_update, AdsConfig,
     ConfigSource, DynamicResources, FileSource, Update, ASSIGNMENT_TYPE, CLUSTER_TYPE,
-    LISTENER_TYPE, ROUTE_TYPE,
+    INITIAL_FETCH_TIMEOUT, LISTENER_TYPE, ROUTE_TYPE,
 };
 
 use serde_json::Value;

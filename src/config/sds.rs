@@ -1,14 +1,16 @@
-//! Secrets from files: an `SdsSecretConfig` whose `sds_config` is a file
-//! (`path_config_source`, or the older `path`), and that file itself — a
-//! `DiscoveryResponse` in YAML or JSON holding one `Secret`. Dynamic
-//! sources (`ads`, `api_config_source`) come with xDS.
+//! SDS secrets: an `SdsSecretConfig` whose `sds_config` is a file
+//! (`path_config_source`, or the older `path`) or the ADS stream (`ads`),
+//! and what either delivers — a `DiscoveryResponse` in YAML or JSON holding
+//! one `Secret`.
 
 use super::node::{ConfigError, Errors, Fields, Node};
 use super::tls::{certificate, ticket_keys, validation, CertificateSource, DataSource, Validation};
-use super::xds::DISCOVERY_RESPONSE;
+use super::xds::{ConfigSource, DISCOVERY_RESPONSE};
 use std::path::PathBuf;
 
-const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+/// `type.googleapis.com/` name of a `Secret` resource.
+pub const SECRET_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 #[rustfmt::skip]
 static SDS_SECRET_CONFIG: Fields = Fields {
@@ -21,13 +23,13 @@ static SECRET: Fields = Fields {
     unsupported: &["generic_secret"],
 };
 
-/// One secret a TLS context reads from a file, by name.
+/// One secret a TLS context reads, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSource {
-    /// The secret's `name`, which the file's one resource must carry.
+    /// The secret's `name`, which the delivered resource must carry.
     pub name: String,
-    /// The `DiscoveryResponse` file.
-    pub path: PathBuf,
+    /// The `DiscoveryResponse` file; None when the secret comes over ADS.
+    pub path: Option<PathBuf>,
     /// Where it was configured, for errors.
     pub yaml_path: String,
 }
@@ -72,7 +74,10 @@ pub(super) fn secret_source(node: &Node, errs: &mut Errors) -> Option<SecretSour
     // Without `sds_config` Envoy looks the name up among static secrets,
     // which Ringway does not have.
     let source = obj.require(errs, "sds_config")?;
-    let path = config_source_path(&source, errs)?;
+    let path = match super::xds::config_source(&source, errs)? {
+        ConfigSource::File(file) => Some(existing(&source, file.path, errs)?),
+        ConfigSource::Ads { .. } => None,
+    };
     Some(SecretSource {
         name: name?.to_string(),
         path,
@@ -83,8 +88,7 @@ pub(super) fn secret_source(node: &Node, errs: &mut Errors) -> Option<SecretSour
 /// The file a `ConfigSource` names; it must exist, as in Envoy. Its
 /// `watched_directory` adds nothing: every file a secret names is watched
 /// anyway, moved in or written in place.
-fn config_source_path(node: &Node, errs: &mut Errors) -> Option<PathBuf> {
-    let path = super::xds::file_config_source(node, errs)?.path;
+fn existing(node: &Node, path: PathBuf, errs: &mut Errors) -> Option<PathBuf> {
     if !path.exists() {
         errs.add(
             node.path(),
@@ -101,7 +105,10 @@ fn config_source_path(node: &Node, errs: &mut Errors) -> Option<PathBuf> {
 /// Picks the secret `source` names from its file's `bytes`, the way
 /// Envoy's file subscription and SDS API take an update.
 pub fn parse_secret(source: &SecretSource, bytes: &[u8]) -> Result<SecretFile, SecretError> {
-    let origin = source.path.display().to_string();
+    let origin = source.path.as_ref().map_or_else(
+        || "the control plane's update".into(),
+        |p| p.display().to_string(),
+    );
     let text = std::str::from_utf8(bytes)
         .map_err(|e| SecretError::Failure(format!("cannot read {origin}: {e}")))?;
     let tree = super::parse_document(text, &origin).map_err(|e| SecretError::Failure(e.message))?;

@@ -242,10 +242,11 @@ pub struct CommonTls {
 }
 
 impl CommonTls {
-    /// Whether it reads any certificate or validation secret from an SDS
-    /// file.
-    pub fn uses_sds(&self) -> bool {
-        !self.certificate_secrets.is_empty() || self.validation_secret.is_some()
+    /// The SDS secrets it reads (certificates, then the validation one).
+    pub fn secret_sources(&self) -> impl Iterator<Item = &SecretSource> {
+        self.certificate_secrets
+            .iter()
+            .chain(&self.validation_secret)
     }
 
     /// Every file the context reads (certificates, keys, CAs, CRLs).
@@ -276,6 +277,13 @@ pub struct DownstreamTls {
     pub ticket_keys: Vec<DataSource>,
     /// `session_ticket_keys_sds_secret_config`: the same keys from a file.
     pub ticket_keys_secret: Option<SecretSource>,
+}
+
+impl DownstreamTls {
+    /// The SDS secrets it reads, session ticket keys included.
+    pub fn secret_sources(&self) -> impl Iterator<Item = &SecretSource> {
+        self.common.secret_sources().chain(&self.ticket_keys_secret)
+    }
 }
 
 /// `UpstreamTlsContext`.

@@ -86,7 +86,7 @@ pub struct DynamicResources {
 }
 
 /// Envoy's `initial_fetch_timeout` default.
-const INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+pub const INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A `ConfigSource`: where a subscription's resources come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,20 +229,6 @@ pub(super) fn config_source(node: &Node, errs: &mut Errors) -> Option<ConfigSour
     }
     // A file is read at once: nothing ever waits for it.
     file_source(node, &obj, errs).map(ConfigSource::File)
-}
-
-/// Decodes a `ConfigSource` that must name a file (an SDS secret's).
-pub(super) fn file_config_source(node: &Node, errs: &mut Errors) -> Option<FileSource> {
-    match config_source(node, errs)? {
-        ConfigSource::File(f) => Some(f),
-        ConfigSource::Ads { .. } => {
-            errs.add(
-                node.path(),
-                "expected path_config_source (SDS secrets over ADS are not supported yet)",
-            );
-            None
-        }
-    }
 }
 
 /// The file of a `ConfigSource` that is not `ads`.

@@ -13,7 +13,7 @@ mod verify;
 
 pub use cert::CertInfo;
 pub use client::ClientTls;
-pub use sds::Secrets;
+pub use sds::{check_secret, Secrets};
 pub use server::ServerTls;
 pub use session::SessionInfo;
 

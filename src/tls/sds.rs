@@ -1,10 +1,11 @@
-//! Secrets from SDS files, taken the way Envoy's file subscription takes
-//! them: each change to a secret (its file or the files it names) is one
-//! update in `sds.<name>.*`; a bad update is counted and the last good
-//! secret stays; a context whose secret was never good is "not ready"
-//! and closes its connections. The files a secret names are read into it
-//! (Envoy's `/certs` shows them as `<inline>`), so a context compiled from
-//! it never reads a file that has changed since.
+//! SDS secrets, from files or delivered over ADS, taken the way Envoy's
+//! subscriptions take them: each change to a secret (its file or update,
+//! or the files it names) is one update in `sds.<name>.*`; a bad update is
+//! counted and the last good secret stays; a context whose secret was
+//! never good is "not ready" and closes its connections. The files a
+//! secret names are read into it (Envoy's `/certs` shows them as
+//! `<inline>`), so a context compiled from it never reads a file that has
+//! changed since.
 
 use crate::config::{
     parse_secret, secret_files, CommonTls, DataSource, Secret, SecretError, SecretFile,
@@ -31,7 +32,11 @@ struct Taken {
 /// one bootstrap (and their reloads).
 #[derive(Default)]
 pub struct Secrets {
-    taken: Mutex<HashMap<(PathBuf, String), Taken>>,
+    /// By file (None: over ADS) and name.
+    taken: Mutex<HashMap<(Option<PathBuf>, String), Taken>>,
+    /// What the ADS stream delivered, by name: a `DiscoveryResponse` of
+    /// that one secret.
+    delivered: Mutex<HashMap<String, Vec<u8>>>,
     /// Compilations so far: a secret changed "now" if it changed in this one.
     pass: Mutex<u64>,
 }
@@ -106,7 +111,7 @@ impl Secrets {
         .chain(ticket_keys.map(|s| (s, Kind::TicketKeys)));
         for (source, kind) in sources {
             let (good, changed, files) = self.take(source, store);
-            out.files.push(source.path.clone());
+            out.files.extend(source.path.clone());
             out.files.extend(files);
             updated += u64::from(changed);
             match (kind, good.map(|g| g.secret)) {
@@ -127,14 +132,29 @@ impl Secrets {
         out
     }
 
+    /// Takes `response`, a `DiscoveryResponse` of the secret `name` from
+    /// the ADS stream, for the contexts compiled from now on.
+    pub fn deliver(&self, name: &str, response: Vec<u8>) {
+        lock(&self.delivered).insert(name.to_string(), response);
+    }
+
     /// The secret's last good content, whether it changed in this pass,
-    /// and the files it names.
+    /// and the files it names. A secret from ADS that has not come yet is
+    /// not an update.
     fn take(
         &self,
         source: &SecretSource,
         store: &Store,
     ) -> (Option<SecretFile>, bool, Vec<PathBuf>) {
-        let (read, digest, files) = read_inlined(source);
+        let bytes = match &source.path {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| SecretError::Failure(format!("cannot read {}: {e}", path.display()))),
+            None => match lock(&self.delivered).get(&source.name) {
+                Some(bytes) => Ok(bytes.clone()),
+                None => return (None, false, Vec::new()),
+            },
+        };
+        let (read, digest, files) = read_inlined(source, bytes);
         let pass = *lock(&self.pass);
         let mut taken = lock(&self.taken);
         let key = (source.path.clone(), source.name.clone());
@@ -205,20 +225,18 @@ fn count(
     }
 }
 
-/// Reads a secret and the files it names into it; with a digest of all
-/// that was read and the paths of those files.
-fn read_inlined(source: &SecretSource) -> (Result<SecretFile, SecretError>, u64, Vec<PathBuf>) {
+/// Decodes a secret from what was delivered (`bytes`) and reads the files
+/// it names into it; with a digest of all that was read and the paths of
+/// those files.
+fn read_inlined(
+    source: &SecretSource,
+    bytes: Result<Vec<u8>, SecretError>,
+) -> (Result<SecretFile, SecretError>, u64, Vec<PathBuf>) {
     let mut digest = Xxh64::new(0);
-    let mut read = match std::fs::read(&source.path) {
-        Ok(bytes) => {
-            digest.update(&bytes);
-            parse_secret(source, &bytes)
-        }
-        Err(e) => Err(SecretError::Failure(format!(
-            "cannot read {}: {e}",
-            source.path.display()
-        ))),
-    };
+    let mut read = bytes.and_then(|bytes| {
+        digest.update(&bytes);
+        parse_secret(source, &bytes)
+    });
     let mut files = Vec::new();
     if let Ok(file) = &mut read {
         files = secret_files(&file.secret)
@@ -251,6 +269,25 @@ fn inline_files(secret: &mut Secret, digest: &mut Xxh64) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether a secret's certificates, key and CAs load: Envoy refuses an SDS
+/// update its TLS context cannot be built from.
+pub fn check_secret(secret: &Secret) -> Result<(), String> {
+    match secret {
+        Secret::Certificate(c) => {
+            super::cert::load(c, &rustls::crypto::aws_lc_rs::default_provider()).map(|_| ())
+        }
+        Secret::Validation(v) => {
+            let cas = v.trusted_ca.iter().map(super::cert::certificates);
+            let crls = v
+                .crl
+                .iter()
+                .map(|c| super::cert::crls(c).map(|_| Vec::new()));
+            cas.chain(crls).try_for_each(|r| r.map(|_| ()))
+        }
+        Secret::TicketKeys(_) => Ok(()),
+    }
 }
 
 /// `combined_validation_context`: the default context with the secret's

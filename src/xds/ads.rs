@@ -12,7 +12,9 @@
 //! as Envoy does. The stream itself is `super::grpc`'s.
 
 use super::grpc::{self, Client, Event, Outgoing, Request, Response};
-use crate::config::{AdsConfig, ASSIGNMENT_TYPE, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use crate::config::{
+    AdsConfig, ASSIGNMENT_TYPE, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE,
+};
 use crate::stats::sets::ControlPlane;
 use crate::stats::Store;
 use crate::upstream::Cluster;
@@ -24,8 +26,14 @@ use std::sync::Arc;
 
 /// The types in the order a (re)connected stream asks for them: clusters
 /// and their endpoints before listeners and their routes, as Envoy's
-/// initialisation orders them.
-pub const TYPES: [&str; 4] = [CLUSTER_TYPE, ASSIGNMENT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+/// initialisation orders them, then the secrets TLS contexts read.
+pub const TYPES: [&str; 5] = [
+    CLUSTER_TYPE,
+    ASSIGNMENT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    SECRET_TYPE,
+];
 
 /// Envoy's gRPC status for a NACK (`INTERNAL`).
 const NACK_CODE: i32 = 13;
@@ -54,7 +62,7 @@ pub struct Ads {
     delta: bool,
     /// The open stream's generation (0: none).
     generation: u64,
-    types: [TypeState; 4],
+    types: [TypeState; 5],
 }
 
 impl Ads {

@@ -12,6 +12,7 @@
 mod ads;
 mod grpc;
 mod proto;
+mod secrets;
 mod stats;
 mod subscription;
 mod warming;
@@ -26,6 +27,7 @@ use crate::snapshot::ConfigSnapshot;
 use crate::stats::sets::ListenerManager as ListenerStat;
 use crate::stats::Store;
 use ads::Ads;
+use secrets::SecretSub;
 use serde_json::{json, Value};
 use stats::{Counted, Stats};
 use std::collections::{BTreeMap, HashMap};
@@ -115,6 +117,8 @@ pub struct Xds {
     rds: BTreeMap<u64, Routes>,
     /// EDS subscriptions by id, dropped when their cluster goes.
     eds: BTreeMap<u64, Endpoints>,
+    /// Secrets asked of the control plane, by name.
+    sds: BTreeMap<String, SecretSub>,
     next_id: u64,
     /// Watches the files, once serving.
     watcher: Option<Watcher>,
@@ -209,6 +213,7 @@ impl Xds {
                 .map(|s| Subscription::new(Kind::Clusters, s)),
             rds: BTreeMap::new(),
             eds: BTreeMap::new(),
+            sds: BTreeMap::new(),
             next_id: 0,
             watcher: None,
             ads: None,
@@ -247,7 +252,8 @@ impl Xds {
 
     /// Whether anything is dynamic.
     pub fn is_dynamic(&self) -> bool {
-        self.lds.is_some() || self.cds.is_some() || !self.rds.is_empty() || !self.eds.is_empty()
+        let sources = self.lds.is_some() || self.cds.is_some();
+        sources || !self.rds.is_empty() || !self.eds.is_empty() || self.base.dynamic.ads.is_some()
     }
 
     /// Every source with its kind.
@@ -357,10 +363,12 @@ impl Xds {
         let events = self.ads_events();
         loop {
             let waits = self.awaited();
-            if waits.is_empty() {
+            let secrets = self.awaited_secrets();
+            if waits.is_empty() && secrets.is_empty() {
                 return current;
             }
-            let deadline = waits.iter().filter_map(|(_, until)| *until).min();
+            let ends = waits.iter().filter_map(|(_, until)| *until);
+            let deadline = ends.chain(secrets).min();
             let event = match deadline {
                 Some(at) => events.recv_deadline(at).ok(),
                 None => events.recv().ok(),
@@ -375,6 +383,7 @@ impl Xds {
                 }
                 None => {
                     self.time_out(&waits, store);
+                    self.time_out_secrets(store);
                     if self.warmed() {
                         let next = self.apply(Vec::new(), &current, store, sinks, |_| Ok(()));
                         if let Ok(Some(next)) = next {
@@ -482,6 +491,7 @@ impl Xds {
             Change::Tick => {
                 let waits = self.awaited();
                 self.time_out(&waits, store);
+                self.time_out_secrets(store);
                 if !self.warmed() {
                     return None;
                 }
@@ -539,6 +549,7 @@ impl Xds {
                         self.stats(kind).count(store, Counted::Failure);
                     }
                 }
+                self.secrets_lost_stream(store);
                 return None;
             }
             AdsEvent::Response(generation, response) => {
@@ -548,8 +559,18 @@ impl Xds {
                 response
             }
         };
-        let deliveries = self.deliveries(&response);
-        let result = self.apply(deliveries, current, store, sinks, accept);
+        let result = if response.type_url == config::SECRET_TYPE {
+            // The listeners stay as they are: their sockets are planned
+            // again all the same, as every snapshot published is.
+            let taken = self.take_secrets(&response, current, store);
+            taken.and_then(|next| match next {
+                Some(next) => accept(&next).map(|()| Some(next)),
+                None => Ok(None),
+            })
+        } else {
+            let deliveries = self.deliveries(&response);
+            self.apply(deliveries, current, store, sinks, accept)
+        };
         let ads = self.ads.as_mut()?;
         let (type_url, nonce) = (&response.type_url, &response.nonce);
         match &result {
@@ -640,6 +661,7 @@ impl Xds {
         if self.ads.is_none() {
             return;
         }
+        let secrets = self.sync_secrets(store);
         // Envoy counts an update attempt when a subscription starts.
         let sources = self.sources().into_iter();
         let ads: Vec<Kind> = sources
@@ -678,6 +700,9 @@ impl Xds {
         services.dedup();
         if !services.is_empty() || ads.wants(config::ASSIGNMENT_TYPE) {
             ads.want(config::ASSIGNMENT_TYPE, services);
+        }
+        if !secrets.is_empty() || ads.wants(config::SECRET_TYPE) {
+            ads.want(config::SECRET_TYPE, secrets);
         }
         if !self.ads_listeners {
             return;

@@ -1,0 +1,154 @@
+//! SDS over ADS: the secrets TLS contexts name with `sds_config: {ads: {}}`
+//! are asked of the control plane; an update is checked as a secret file
+//! would be (a bad one is NACKed and changes nothing), then handed to the
+//! snapshot's `Secrets` and the TLS contexts are compiled again, as a
+//! rotated secret file makes them.
+
+use super::grpc::Response;
+use super::subscription::Waiting;
+use super::Xds;
+use crate::config::{self, SecretSource};
+use crate::snapshot::ConfigSnapshot;
+use crate::stats::sets::Sds;
+use crate::stats::Store;
+use serde_json::json;
+use std::time::Instant;
+
+/// A secret asked of the control plane.
+pub(super) struct SecretSub {
+    pub wait: Waiting,
+}
+
+impl SecretSub {
+    /// When the start stops waiting for its first update (None: not
+    /// waiting), Envoy's default `initial_fetch_timeout` after it was asked.
+    fn awaited_until(&self) -> Option<Instant> {
+        let w = &self.wait;
+        (!w.timed_out && !w.answered).then(|| w.since + config::INITIAL_FETCH_TIMEOUT)
+    }
+}
+
+impl Xds {
+    /// The names of the secrets the static and accepted listeners and
+    /// clusters read over ADS, sorted.
+    fn ads_secret_names(&self) -> Vec<String> {
+        let accepted = self.lds.iter().flat_map(|s| &s.resources);
+        let listeners = self.base.listeners.iter().chain(accepted);
+        let clusters = self.cds.iter().flat_map(|s| &s.resources);
+        let clusters = self.base.clusters.iter().chain(clusters);
+        let sources = listeners
+            .flat_map(|l| l.secret_sources().collect::<Vec<_>>())
+            .chain(clusters.flat_map(|c| c.secret_sources()));
+        let mut names: Vec<String> = sources
+            .filter(|s| s.path.is_none())
+            .map(|s| s.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Subscribes to the secrets now named and drops the others; returns
+    /// the names. Envoy counts an update attempt when one starts.
+    pub(super) fn sync_secrets(&mut self, store: &Store) -> Vec<String> {
+        let names = self.ads_secret_names();
+        self.sds.retain(|name, _| names.contains(name));
+        for name in &names {
+            if !self.sds.contains_key(name) {
+                store.sds(name).inc(store.main_row(), Sds::update_attempt);
+                let wait = Waiting {
+                    since: Instant::now(),
+                    timed_out: false,
+                    answered: false,
+                    asked: true,
+                };
+                self.sds.insert(name.clone(), SecretSub { wait });
+            }
+        }
+        names
+    }
+
+    /// The secrets whose first update is awaited, with when the wait ends.
+    pub(super) fn awaited_secrets(&self) -> Vec<Instant> {
+        self.sds
+            .values()
+            .filter_map(SecretSub::awaited_until)
+            .collect()
+    }
+
+    /// Gives up waiting for the secrets whose time is over.
+    pub(super) fn time_out_secrets(&mut self, store: &Store) {
+        let now = Instant::now();
+        for (name, sub) in &mut self.sds {
+            if sub.awaited_until().is_some_and(|t| t <= now) {
+                log::warn!("SDS {name}: initial fetch timed out");
+                store
+                    .sds(name)
+                    .inc(store.main_row(), Sds::init_fetch_timeout);
+                sub.wait.timed_out = true;
+            }
+        }
+    }
+
+    /// Counts a lost stream as a failed update of every secret asked.
+    pub(super) fn secrets_lost_stream(&self, store: &Store) {
+        for name in self.sds.keys() {
+            let stats = store.sds(name);
+            stats.inc(store.main_row(), Sds::update_attempt);
+            stats.inc(store.main_row(), Sds::update_failure);
+        }
+    }
+
+    /// Takes a response of secrets: each one asked for is checked, and if
+    /// all are good they go to the snapshot's secrets and the TLS contexts
+    /// are compiled again (the snapshot to publish). Secrets nobody asked
+    /// for are ignored.
+    pub(super) fn take_secrets(
+        &mut self,
+        response: &Response,
+        current: &ConfigSnapshot,
+        store: &Store,
+    ) -> Result<Option<ConfigSnapshot>, String> {
+        let resources = response.resources.as_ref()?;
+        let mut delivered = Vec::new();
+        for resource in resources {
+            let Some(name) = resource["name"].as_str() else {
+                return Err("a secret without a name".into());
+            };
+            if !self.sds.contains_key(name) {
+                continue;
+            }
+            let tree = json!({"version_info": response.version, "resources": [resource]});
+            let bytes = tree.to_string().into_bytes();
+            let source = SecretSource {
+                name: name.to_string(),
+                path: None,
+                yaml_path: String::new(),
+            };
+            let checked = config::parse_secret(&source, &bytes)
+                .map_err(|(config::SecretError::Failure(e) | config::SecretError::Rejected(e))| e)
+                .and_then(|file| crate::tls::check_secret(&file.secret));
+            if let Err(e) = checked {
+                let stats = store.sds(name);
+                stats.inc(store.main_row(), Sds::update_attempt);
+                stats.inc(store.main_row(), Sds::update_rejected);
+                return Err(format!("secret {name}: {e}"));
+            }
+            delivered.push((name.to_string(), bytes));
+        }
+        if delivered.is_empty() {
+            return Ok(None);
+        }
+        for (name, bytes) in delivered {
+            current.secrets.deliver(&name, bytes);
+            if let Some(sub) = self.sds.get_mut(&name) {
+                sub.wait.answered = true;
+            }
+        }
+        let (next, errors) = current.with_tls_reloaded(store);
+        for e in errors {
+            log::warn!("secrets from the control plane were not taken: {e}");
+        }
+        Ok(Some(next))
+    }
+}
