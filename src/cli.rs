@@ -28,6 +28,16 @@ pub struct Cli {
     pub drain_time: Duration,
     /// `-o json`: configuration errors as JSON records on stdout.
     pub json_errors: bool,
+    /// `--restart-epoch`: 0, or the upgrade this process is (it takes the
+    /// listening sockets of the process of the epoch before).
+    pub restart_epoch: u64,
+    /// `--base-id`: tells apart processes that restart independently.
+    pub base_id: u64,
+    /// `--parent-shutdown-time-s`: how long the process this one replaces
+    /// may drain.
+    pub parent_shutdown: Duration,
+    /// `--disable-hot-restart`.
+    pub hot_restart: bool,
 }
 
 impl Cli {
@@ -43,6 +53,10 @@ impl Cli {
             },
             "log_level": crate::logger::level_name(self.log_level),
             "drain_time": format!("{}s", self.drain_time.as_secs()),
+            "restart_epoch": self.restart_epoch,
+            "base_id": self.base_id,
+            "parent_shutdown_time": format!("{}s", self.parent_shutdown.as_secs()),
+            "disable_hot_restart": !self.hot_restart,
         })
     }
 }
@@ -78,7 +92,16 @@ USAGE: ringway -c FILE [options]
                            record per error with path, message, suggestion)
   -l, --log-level LEVEL    trace, debug, info, warning, error, critical, off
       --drain-time-s N     seconds to wait for in-flight requests on SIGTERM
+                           or when a next restart epoch takes over
                            (default {DEFAULT_DRAIN_SECONDS})
+      --restart-epoch N    take over the listening sockets of the running
+                           process of epoch N-1 (same --base-id), then make it
+                           drain and exit (default 0: bind them)
+      --base-id N          tells apart independent processes (default 0)
+      --parent-shutdown-time-s N
+                           longest the replaced process drains (default 900)
+      --disable-hot-restart
+                           offer no sockets to a next epoch
       --version            print the version
   -h, --help               print this help
 ",
@@ -96,6 +119,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         log_level: log::LevelFilter::Info,
         drain_time: Duration::from_secs(DEFAULT_DRAIN_SECONDS),
         json_errors: false,
+        restart_epoch: 0,
+        base_id: 0,
+        parent_shutdown: Duration::from_secs(900),
+        hot_restart: true,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -154,6 +181,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                         .map_err(|_| format!("--drain-time-s: expected seconds, got {v:?}"))?,
                 );
             }
+            "--restart-epoch" | "--base-id" | "--parent-shutdown-time-s" => {
+                let v = value(&flag)?;
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| format!("{flag}: expected a number, got {v:?}"))?;
+                match flag.as_str() {
+                    "--restart-epoch" => cli.restart_epoch = n,
+                    "--base-id" => cli.base_id = n,
+                    _ => cli.parent_shutdown = Duration::from_secs(n),
+                }
+            }
+            "--disable-hot-restart" => cli.hot_restart = false,
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }

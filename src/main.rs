@@ -116,6 +116,12 @@ fn main() -> ExitCode {
         command_line: cli.to_json(),
         node: boot.node,
         bootstrap: tree,
+        restart: ringway::server::Restart {
+            epoch: cli.restart_epoch,
+            base_id: cli.base_id,
+            parent_shutdown: cli.parent_shutdown,
+            enabled: cli.hot_restart,
+        },
     };
     match ringway::server::run(snapshot, &options, store, sinks, xds) {
         Ok(()) => ExitCode::SUCCESS,

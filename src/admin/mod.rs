@@ -49,6 +49,9 @@ pub enum Command {
     DrainListeners,
     /// `/quitquitquit`: drain and exit.
     Quit,
+    /// The next restart epoch took the listening sockets: drain and exit,
+    /// within the given time if it set one.
+    HandedOver(Option<std::time::Duration>),
 }
 
 /// Facts `/server_info` and `/config_dump` report.

@@ -232,6 +232,15 @@ pub enum Bound {
     Unix(std::os::unix::net::UnixListener, Address),
 }
 
+impl std::os::fd::AsFd for Bound {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Bound::Tcp(l) => l.as_fd(),
+            Bound::Unix(l, _) => l.as_fd(),
+        }
+    }
+}
+
 impl Bound {
     /// Another descriptor for the same socket.
     pub fn try_clone(&self) -> io::Result<Bound> {

@@ -9,9 +9,12 @@
 //! new and stops what is gone (closing its socket takes the shard out of
 //! the SO_REUSEPORT group; the kernel hands new connections to the other
 //! sockets). A stopped listener's idle connections close; its busy ones
-//! finish their request and close.
+//! finish their request and close. After a hot restart, a listener's
+//! sockets are the ones the previous epoch handed over (shards split them;
+//! one left without binds its own into the same SO_REUSEPORT group).
 
 use super::drain::LocalDrain;
+use super::hot_restart::{Inherited, OpenSockets};
 use super::shard::Shard;
 use super::socket;
 use super::BACKLOG;
@@ -22,6 +25,7 @@ use crate::stats::sets::ListenerManager as ManagerStat;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +41,15 @@ pub enum Bind {
     Shared(Arc<Bound>),
     /// A UDP listener: each shard binds its own with SO_REUSEPORT.
     Datagram(SocketAddr, ListenerSocket),
+    /// The SO_REUSEPORT sockets (TCP or UDP) the previous restart epoch
+    /// handed over: shard i takes every n-th from the i-th; a shard left
+    /// without one opens its own as `then` says.
+    Inherited {
+        /// The handed-over descriptors.
+        fds: Arc<Vec<OwnedFd>>,
+        /// How a shard left without one opens its socket.
+        then: Box<Bind>,
+    },
 }
 
 /// A shard's socket for one listener.
@@ -55,22 +68,63 @@ impl Bind {
             Bind::Shared(l) => l
                 .local_address()
                 .unwrap_or(Address::Ip(SocketAddr::from(([0, 0, 0, 0], 0)))),
+            Bind::Inherited { then, .. } => then.address(),
         }
     }
+}
 
-    /// This shard's socket.
-    fn open(&self) -> std::io::Result<Opened> {
-        let bound = match self {
-            Bind::PerShard(addr, spec) => {
-                socket::listen(&(*addr).into(), true, &spec.options, BACKLOG, 0)?
+/// Shard `shard`'s sockets of `planned` (of `shards` shards), each noted
+/// in the sockets a next restart epoch is handed.
+fn open(planned: &Planned, shard: usize, shards: usize) -> std::io::Result<Vec<Opened>> {
+    let note = |fd: std::os::fd::BorrowedFd| planned.open.add(planned.id, shard, fd);
+    let bound = match &planned.bind {
+        Bind::PerShard(addr, spec) => {
+            socket::listen(&(*addr).into(), true, &spec.options, BACKLOG, 0)?
+        }
+        Bind::Shared(l) => l.try_clone()?,
+        Bind::Datagram(addr, spec) => {
+            let socket = socket::bind_udp(*addr, &spec.options)?;
+            note(socket.as_fd());
+            return Ok(vec![Opened::Datagram(
+                monoio::net::udp::UdpSocket::from_std(socket)?,
+            )]);
+        }
+        Bind::Inherited { fds, then } => {
+            let mine: Vec<&OwnedFd> = fds.iter().skip(shard).step_by(shards.max(1)).collect();
+            if mine.is_empty() {
+                let own = Planned {
+                    bind: (**then).clone(),
+                    ..planned.clone()
+                };
+                return open(&own, shard, shards);
             }
-            Bind::Shared(l) => l.try_clone()?,
-            Bind::Datagram(addr, spec) => {
-                let socket = socket::bind_udp(*addr, &spec.options)?;
-                return monoio::net::udp::UdpSocket::from_std(socket).map(Opened::Datagram);
+            let udp = matches!(**then, Bind::Datagram(..));
+            let mut opened = Vec::with_capacity(mine.len());
+            for fd in mine {
+                let fd = fd.try_clone()?;
+                note(fd.as_fd());
+                opened.push(if udp {
+                    let socket = std::net::UdpSocket::from(fd);
+                    Opened::Datagram(monoio::net::udp::UdpSocket::from_std(socket)?)
+                } else {
+                    Opened::Stream(bound_from(fd, &then.address()).adopt()?)
+                });
             }
-        };
-        bound.adopt().map(Opened::Stream)
+            return Ok(opened);
+        }
+    };
+    note(bound.as_fd());
+    Ok(vec![Opened::Stream(bound.adopt()?)])
+}
+
+/// A listening socket handed over by the previous restart epoch, bound at
+/// `address`.
+pub fn bound_from(fd: OwnedFd, address: &Address) -> Bound {
+    match address {
+        Address::Ip(_) => Bound::Tcp(std::net::TcpListener::from(fd)),
+        Address::Pipe(_) => {
+            Bound::Unix(std::os::unix::net::UnixListener::from(fd), address.clone())
+        }
     }
 }
 
@@ -83,6 +137,8 @@ pub struct Planned {
     pub name: Arc<str>,
     /// How shards get the socket.
     pub bind: Bind,
+    /// Where the sockets shards open are noted for a next restart epoch.
+    open: Arc<OpenSockets>,
 }
 
 /// What makes a listener's socket: it is kept while these stay.
@@ -95,13 +151,31 @@ struct SocketKey {
 }
 
 /// The main thread's plan of listening sockets.
-#[derive(Default)]
 pub struct Sockets {
     planned: Vec<(SocketKey, Planned)>,
     next_id: u64,
+    open: Arc<OpenSockets>,
+    /// Sockets the previous restart epoch handed over, not yet planned.
+    inherited: Vec<Inherited>,
 }
 
 impl Sockets {
+    /// No sockets yet; the ones shards open are noted in `open`.
+    pub fn new(open: Arc<OpenSockets>) -> Self {
+        Sockets {
+            planned: Vec::new(),
+            next_id: 0,
+            open,
+            inherited: Vec::new(),
+        }
+    }
+
+    /// Takes the sockets the previous restart epoch handed over: the next
+    /// plan uses them for the listeners of the same name and address.
+    pub fn inherit(&mut self, inherited: Vec<Inherited>) {
+        self.inherited = inherited;
+    }
+
     /// The sockets for `snapshot`'s listeners, in its order: the ones
     /// kept from the last plan, and new ones bound or probed here. Nothing
     /// changes on an error (a listener that cannot bind).
@@ -120,10 +194,22 @@ impl Sockets {
                 Some((_, p)) => p.clone(),
                 None => {
                     next_id += 1;
+                    let inherited = self.inherited.iter().position(|s| {
+                        s.name == l.name
+                            && s.address == l.address.to_string()
+                            && s.udp == l.udp.is_some()
+                    });
+                    let bind = match inherited {
+                        Some(i) => adopt(l, self.inherited.remove(i).fds)?,
+                        None => bind(l)?,
+                    };
+                    self.open
+                        .describe(next_id, &l.name, &l.address, l.udp.is_some());
                     Planned {
                         id: next_id,
                         name: Arc::from(l.name.as_str()),
-                        bind: bind(l)?,
+                        bind,
+                        open: self.open.clone(),
                     }
                 }
             };
@@ -181,10 +267,44 @@ fn bind(l: &crate::snapshot::Listener) -> Result<Bind, String> {
     Ok(Bind::PerShard(probe, l.socket.clone()))
 }
 
-/// A shard's running listeners: each one's stop signal, by plan id.
+/// A listener's binding from the sockets the previous restart epoch
+/// handed over for it.
+fn adopt(l: &crate::snapshot::Listener, mut fds: Vec<OwnedFd>) -> Result<Bind, String> {
+    let failed = |e: std::io::Error| format!("listener {}: a handed-over socket: {e}", l.name);
+    let Some(first) = fds.first() else {
+        return bind(l);
+    };
+    let first = first.try_clone().map_err(failed)?;
+    let spec = l.socket.clone();
+    let then = if l.udp.is_some() {
+        let addr = std::net::UdpSocket::from(first)
+            .local_addr()
+            .map_err(failed)?;
+        Bind::Datagram(addr, spec)
+    } else {
+        let bound = bound_from(first, &l.address);
+        match bound.local_address().map_err(failed)? {
+            Address::Ip(addr) if spec.reuse_port => Bind::PerShard(addr, spec),
+            // One socket every shard accepts on: the first is it.
+            _ => {
+                fds.truncate(1);
+                return Ok(Bind::Shared(Arc::new(bound)));
+            }
+        }
+    };
+    Ok(Bind::Inherited {
+        fds: Arc::new(fds),
+        then: Box::new(then),
+    })
+}
+
+/// A running listener's stop signal and where its sockets are noted.
+type Running = (Rc<LocalDrain>, Arc<OpenSockets>);
+
+/// A shard's running listeners, by plan id.
 #[derive(Default)]
 pub struct ShardListeners {
-    running: RefCell<HashMap<u64, Rc<LocalDrain>>>,
+    running: RefCell<HashMap<u64, Running>>,
 }
 
 impl ShardListeners {
@@ -194,9 +314,10 @@ impl ShardListeners {
     pub fn apply(&self, shard: &Rc<Shard>, plan: &[Planned]) -> Result<(), String> {
         let mut errors = Vec::new();
         let mut running = self.running.borrow_mut();
-        running.retain(|id, stop| {
+        running.retain(|id, (stop, open)| {
             let keep = plan.iter().any(|p| p.id == *id);
             if !keep {
+                open.remove(*id, shard.id);
                 stop.start();
                 shard
                     .stats
@@ -209,7 +330,7 @@ impl ShardListeners {
             if running.contains_key(&p.id) {
                 continue;
             }
-            let opened = match p.bind.open() {
+            let opened = match open(p, shard.id, shard.stats.shards()) {
                 Ok(o) => o,
                 Err(e) => {
                     shard
@@ -229,17 +350,23 @@ impl ShardListeners {
                 .listener_manager
                 .inc(shard.id, ManagerStat::listener_create_success);
             let stop = Rc::new(LocalDrain::default());
-            running.insert(p.id, stop.clone());
-            let name = p.name.clone();
-            match opened {
-                Opened::Stream(l) => monoio::spawn(accept_loop(l, name, stop, shard.clone())),
-                Opened::Datagram(socket) => monoio::spawn(crate::listener::udp_proxy::serve(
-                    socket,
-                    name,
-                    stop,
-                    shard.clone(),
-                )),
-            };
+            running.insert(p.id, (stop.clone(), p.open.clone()));
+            for socket in opened {
+                let (name, stop, shard) = (p.name.clone(), stop.clone(), shard.clone());
+                let (open, id) = (p.open.clone(), p.id);
+                monoio::spawn(async move {
+                    let w = shard.id;
+                    match socket {
+                        Opened::Stream(l) => accept_loop(l, name, stop, shard).await,
+                        Opened::Datagram(socket) => {
+                            crate::listener::udp_proxy::serve(socket, name, stop, shard).await
+                        }
+                    }
+                    // Stopped or drained: no duplicate kept for a next
+                    // restart epoch may hold the socket open.
+                    open.remove(id, w);
+                });
+            }
         }
         if errors.is_empty() {
             Ok(())

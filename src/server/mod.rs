@@ -5,6 +5,7 @@
 
 mod cert_watch;
 pub mod drain;
+mod hot_restart;
 pub mod listeners;
 pub mod shard;
 mod socket;
@@ -22,6 +23,7 @@ use shard::Shard;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::HashMap;
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -47,6 +49,22 @@ pub struct Options {
     pub node: Option<NodeInfo>,
     /// The merged bootstrap, for `/config_dump`.
     pub bootstrap: serde_json::Value,
+    /// Hot restart: which epoch this is.
+    pub restart: Restart,
+}
+
+/// `--restart-epoch`, `--base-id`, `--parent-shutdown-time-s` and
+/// `--disable-hot-restart`.
+#[derive(Debug, Clone, Copy)]
+pub struct Restart {
+    /// `--restart-epoch`.
+    pub epoch: u64,
+    /// `--base-id`.
+    pub base_id: u64,
+    /// `--parent-shutdown-time-s`.
+    pub parent_shutdown: Duration,
+    /// Whether a next epoch may take this process's sockets.
+    pub enabled: bool,
 }
 
 /// Runs the proxy until SIGTERM/SIGINT (or `/quitquitquit`) and the drain
@@ -63,15 +81,36 @@ pub fn run(
     // traffic must drain, not kill the process with its default action.
     let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let mut sockets = Sockets::default();
+    let restart = options.restart;
+    let open = Arc::new(hot_restart::OpenSockets::default());
+    let mut sockets = Sockets::new(open.clone());
+    let mut inherited = Vec::new();
+    if restart.epoch > 0 {
+        match hot_restart::inherit(restart.base_id, restart.epoch) {
+            Ok(list) => inherited = list,
+            Err(e) => log::warn!("hot restart: {e}; binding the sockets afresh"),
+        }
+    }
+    let took_over = !inherited.is_empty();
+    let admin_inherited = take_admin(&mut inherited, options.admin.as_ref());
+    sockets.inherit(inherited);
     let plan = sockets.plan(&snapshot)?;
     sinks.start()?;
     store.register("filesystem.", sinks.clone());
     let admin_listener = options
         .admin
         .as_ref()
-        .map(|a| admin_socket(a, &sinks))
+        .map(|a| admin_socket(a, &sinks, admin_inherited))
         .transpose()?;
+    if let (Some((admin, _)), Some(a)) = (&admin_listener, &options.admin) {
+        open.describe(
+            hot_restart::ADMIN,
+            hot_restart::ADMIN_NAME,
+            &a.address,
+            false,
+        );
+        open.add(hot_restart::ADMIN, 0, admin.as_fd());
+    }
     store.set_first_cert_expiry(crate::admin::first_cert_expiry(&snapshot));
     if xds.is_none() {
         // With xDS, the start already counted what it loaded.
@@ -127,6 +166,25 @@ pub fn run(
         log::info!("listener {name} serving on {addr}");
     }
     let (command_tx, command_rx) = crossbeam_channel::unbounded();
+    if restart.enabled {
+        let serving = hot_restart::serve(
+            restart.base_id,
+            restart.epoch,
+            open.clone(),
+            store.clone(),
+            command_tx.clone(),
+        );
+        if let Err(e) = serving {
+            log::warn!("{e}; a next restart epoch cannot take over from this one");
+        }
+    }
+    if took_over {
+        if let Err(e) =
+            hot_restart::retire_parent(restart.base_id, restart.epoch, restart.parent_shutdown)
+        {
+            log::warn!("hot restart: the previous epoch could not be told to drain: {e}");
+        }
+    }
     if let Some((listener, logs)) = admin_listener {
         let info = ServerInfo {
             command_line: options.command_line.clone(),
@@ -152,15 +210,24 @@ pub fn run(
         bound,
         xds,
         stop: Some(stop_tx),
+        handed_over: None,
     };
     control.supervise(signals, &command_rx)?;
+    let handed_over = control.handed_over;
+    let drain_time = match handed_over {
+        Some(Some(shutdown)) => options.drain_time.min(shutdown),
+        _ => options.drain_time,
+    };
+    if handed_over.is_some() {
+        // Busy clients' next request closes their connection with
+        // `connection: close`; closing an idle one at once would race a
+        // request on its way.
+        store.set_drain_linger(drain_time);
+    }
     store.set_draining();
-    log::info!(
-        "draining: no new connections; waiting up to {:?} for in-flight requests",
-        options.drain_time
-    );
+    log::info!("draining: no new connections; waiting up to {drain_time:?} for in-flight requests");
     drop(control);
-    let deadline = Instant::now() + options.drain_time;
+    let deadline = Instant::now() + drain_time;
     let mut finished = 0;
     while finished < concurrency {
         match done_rx.recv_deadline(deadline) {
@@ -175,8 +242,26 @@ pub fn run(
         }
     }
     sinks.drain(Duration::from_secs(2));
+    if handed_over.is_some() {
+        hot_restart::hand_counters(restart.base_id, restart.epoch, &store);
+    }
     log::info!("shutdown complete");
     Ok(())
+}
+
+/// The admin socket among the `inherited` ones, when it is bound where
+/// `admin` says (it is taken out of the list).
+fn take_admin(
+    inherited: &mut Vec<hot_restart::Inherited>,
+    admin: Option<&crate::config::AdminConfig>,
+) -> Option<Bound> {
+    let admin = admin?;
+    let address = admin.address.to_string();
+    let i = inherited
+        .iter()
+        .position(|s| s.name == hot_restart::ADMIN_NAME && s.address == address)?;
+    let fd = inherited.remove(i).fds.pop()?;
+    Some(listeners::bound_from(fd, &admin.address))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -222,15 +307,19 @@ pub(crate) fn block_on<F: Future<Output = ()>>(make: impl FnOnce() -> F) -> std:
 fn admin_socket(
     config: &crate::config::AdminConfig,
     sinks: &Sinks,
+    inherited: Option<Bound>,
 ) -> Result<(Bound, Vec<crate::access_log::AccessLog>), String> {
-    let listener = socket::listen(
-        &config.address,
-        false,
-        &config.socket_options,
-        BACKLOG,
-        config.pipe_mode,
-    )
-    .map_err(|e| format!("admin: cannot bind {}: {e}", config.address))?;
+    let listener = match inherited {
+        Some(bound) => bound,
+        None => socket::listen(
+            &config.address,
+            false,
+            &config.socket_options,
+            BACKLOG,
+            config.pipe_mode,
+        )
+        .map_err(|e| format!("admin: cannot bind {}: {e}", config.address))?,
+    };
     let logs = config
         .access_logs
         .iter()
@@ -362,6 +451,8 @@ struct Control<'a> {
     xds: Option<Xds>,
     /// Dropped to make the shards drain.
     stop: Option<flume::Sender<()>>,
+    /// Set when a next restart epoch took over (with its shutdown time).
+    handed_over: Option<Option<Duration>>,
 }
 
 impl Control<'_> {
@@ -428,6 +519,10 @@ impl Control<'_> {
                     Ok(Command::DrainListeners) => {
                         log::info!("admin: draining listeners");
                         self.stop.take();
+                    }
+                    Ok(Command::HandedOver(shutdown)) => {
+                        self.handed_over = Some(shutdown);
+                        return Ok(());
                     }
                     Err(_) => {}
                 },

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use histogram::HistogramId;
 
@@ -262,6 +262,9 @@ pub struct Store {
     pub histograms: histogram::Registry,
     baseline: Mutex<HashMap<String, u64>>,
     state: AtomicU8,
+    /// How long an idle keep-alive connection stays open once draining,
+    /// in milliseconds (0: it closes at once).
+    drain_linger_ms: AtomicU64,
     healthcheck_failed: AtomicBool,
     /// The soonest certificate expiry, seconds since the epoch (MAX: none).
     first_cert_expiry: AtomicI64,
@@ -316,6 +319,7 @@ impl Store {
             histograms: histogram::Registry::new(shards),
             baseline: Mutex::default(),
             state: AtomicU8::new(ServerState::Live as u8),
+            drain_linger_ms: AtomicU64::new(0),
             healthcheck_failed: AtomicBool::new(false),
             first_cert_expiry: AtomicI64::new(i64::MAX),
             texts: Mutex::default(),
@@ -630,6 +634,30 @@ impl Store {
                     baseline.insert(name.to_string(), value);
                 }
             });
+        }
+    }
+
+    /// Lets idle keep-alive connections stay open for `linger` once
+    /// draining, for their next request (answered with `connection:
+    /// close`), rather than close at once.
+    pub fn set_drain_linger(&self, linger: Duration) {
+        let ms = u64::try_from(linger.as_millis()).unwrap_or(u64::MAX);
+        self.drain_linger_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long idle connections stay open once draining.
+    pub fn drain_linger(&self) -> Duration {
+        Duration::from_millis(self.drain_linger_ms.load(Ordering::Relaxed))
+    }
+
+    /// Adds the counters a previous restart epoch handed over to this
+    /// process's (those it has: a counter this process never made is
+    /// left out).
+    pub fn carry_counters(&self, counters: impl Iterator<Item = (String, u64)>) {
+        let mut baseline = lock(&self.baseline);
+        for (name, value) in counters {
+            let b = baseline.entry(name).or_insert(0);
+            *b = b.wrapping_sub(value);
         }
     }
 

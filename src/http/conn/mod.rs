@@ -646,6 +646,9 @@ impl Conn {
         // fires early: a keep-alive request costs no timer operation.
         let idle = self.cx.listener.http.idle_timeout;
         let mut idle_timer = idle.map(|d| Box::pin(monoio::time::sleep(d)));
+        // Once draining with a linger (a hot restart's hand-over), until
+        // when an idle connection waits for a last request.
+        let mut lingering: Option<monoio::time::Instant> = None;
         loop {
             while self.proxy.down.rbuf.is_empty() || self.cx.protocol.is_none() {
                 // The first bytes (perhaps read by a listener filter) say
@@ -666,9 +669,24 @@ impl Conn {
                 self.proxy.ubuf.release();
                 let last_active = self.last_active;
                 let http_stats = &self.cx.listener.http.stats;
+                let linger_done = async {
+                    match lingering {
+                        Some(until) => monoio::time::sleep_until(until).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let ready = monoio::select! {
                     r = self.proxy.down.stream.readable(false) => r,
-                    _ = shard.drain.wait() => {
+                    _ = shard.drain.wait(), if lingering.is_none() => {
+                        let linger = shard.stats.drain_linger();
+                        if !linger.is_zero() {
+                            lingering = Some(monoio::time::Instant::now() + linger);
+                            continue;
+                        }
+                        http_stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
+                        return None;
+                    }
+                    _ = linger_done => {
                         http_stats.inc(shard.id, HttpStat::downstream_cx_drain_close);
                         return None;
                     }
