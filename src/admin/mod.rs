@@ -417,7 +417,12 @@ impl Admin {
         json!({
             "version": format!("ringway/{}", env!("CARGO_PKG_VERSION")),
             "state": self.state_name(),
-            "hot_restart_version": "disabled",
+            // Ringway's own hand-over protocol (src/server/hot_restart.rs).
+            "hot_restart_version": if self.info.command_line["disable_hot_restart"] == true {
+                "disabled"
+            } else {
+                "ringway.1"
+            },
             "command_line_options": self.info.command_line,
             "node": node,
             "uptime_current_epoch": uptime,
