@@ -644,6 +644,19 @@ fn sds_scenario(
     wait_subject(port, "b");
     observe("rotated");
 
+    // /config_dump lists the secret as Envoy does, its key redacted.
+    let (_, body) =
+        common::admin_request(admin, "GET", "/config_dump?resource=dynamic_active_secrets");
+    let mut dump: Value = serde_json::from_str(&body).expect("config_dump is JSON");
+    for c in dump["configs"].as_array_mut().into_iter().flatten() {
+        c.as_object_mut().map(|c| c.remove("last_updated"));
+    }
+    let secrets_dump = format!("secrets dump: {dump}");
+    assert!(
+        body.contains("[redacted]") && !body.contains("PRIVATE KEY"),
+        "{body}"
+    );
+
     // Not a certificate: NACKed, the last good one stays.
     let mut bad = server_secret(certs, "a");
     bad["tls_certificate"]["certificate_chain"]["inline_string"] = json!("not a certificate");
@@ -651,6 +664,7 @@ fn sds_scenario(
     plane.wait_request("SDS NACK", |r| r["type"] == SECRET && !r["error"].is_null());
     observe("refused");
     drop(proxy);
+    steps.push(secrets_dump);
     (steps, asked(&plane.requests()))
 }
 

@@ -264,12 +264,20 @@ pub fn config_dump(bootstrap: &Value, loaded: SystemTime, dynamic: Option<&Value
     if !dynamic_routes.is_empty() {
         route_dump["dynamic_route_configs"] = json!(dynamic_routes);
     }
-    json!({"configs": [
-        {"@type": format!("{ADMIN}BootstrapConfigDump"), "bootstrap": bootstrap, "last_updated": updated},
+    let mut configs = vec![
+        json!({"@type": format!("{ADMIN}BootstrapConfigDump"), "bootstrap": bootstrap, "last_updated": updated}),
         cluster_dump,
         listener_dump,
         route_dump,
-    ]})
+    ];
+    let secrets = dynamic.and_then(|d| d["secrets"].as_array());
+    if let Some(secrets) = secrets.filter(|s| !s.is_empty()) {
+        configs.push(json!({
+            "@type": format!("{ADMIN}SecretsConfigDump"),
+            "dynamic_active_secrets": secrets,
+        }));
+    }
+    json!({"configs": configs})
 }
 
 const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
@@ -416,8 +424,11 @@ pub fn select(dump: Value, resource: Option<&str>, mask: Option<&str>) -> Result
 /// `static_clusters` → `StaticCluster` (the repeated field's message name).
 fn message_name(field: &str) -> String {
     let singular = field.strip_suffix('s').unwrap_or(field);
+    // `dynamic_active_clusters` and `dynamic_warming_secrets` hold a
+    // `DynamicCluster` and a `DynamicSecret`.
     singular
         .split('_')
+        .filter(|w| !matches!(*w, "active" | "warming"))
         .map(|w| {
             let mut c = w.chars();
             c.next()

@@ -1139,6 +1139,7 @@ impl Xds {
             "listeners": listeners,
             "clusters": self.cds.as_ref().map(Subscription::dump),
             "routes": routes,
+            "secrets": self.secrets_dump(),
         });
         *self.dump.lock().unwrap_or_else(|p| p.into_inner()) = dump;
     }

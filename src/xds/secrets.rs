@@ -11,12 +11,14 @@ use crate::config::{self, SecretSource};
 use crate::snapshot::ConfigSnapshot;
 use crate::stats::sets::Sds;
 use crate::stats::Store;
-use serde_json::json;
-use std::time::Instant;
+use serde_json::{json, Value};
+use std::time::{Instant, SystemTime};
 
 /// A secret asked of the control plane.
 pub(super) struct SecretSub {
     pub wait: Waiting,
+    /// The last good update: its version, when it came and the secret.
+    pub accepted: Option<(String, SystemTime, Value)>,
 }
 
 impl SecretSub {
@@ -62,7 +64,11 @@ impl Xds {
                     answered: false,
                     asked: true,
                 };
-                self.sds.insert(name.clone(), SecretSub { wait });
+                let sub = SecretSub {
+                    wait,
+                    accepted: None,
+                };
+                self.sds.insert(name.clone(), sub);
             }
         }
         names
@@ -88,6 +94,23 @@ impl Xds {
                 sub.wait.timed_out = true;
             }
         }
+    }
+
+    /// The secrets taken, as `/config_dump`'s `dynamic_active_secrets`
+    /// lists them: private keys and other sensitive fields redacted.
+    pub(super) fn secrets_dump(&self) -> Vec<Value> {
+        let taken = self.sds.iter().filter_map(|(name, sub)| {
+            let (version, at, secret) = sub.accepted.as_ref()?;
+            let mut secret = secret.clone();
+            redact(&mut secret);
+            Some(json!({
+                "name": name,
+                "version_info": version,
+                "last_updated": crate::admin::rfc3339(*at),
+                "secret": secret,
+            }))
+        });
+        taken.collect()
     }
 
     /// Counts a lost stream as a failed update of every secret asked.
@@ -134,21 +157,58 @@ impl Xds {
                 stats.inc(store.main_row(), Sds::update_rejected);
                 return Err(format!("secret {name}: {e}"));
             }
-            delivered.push((name.to_string(), bytes));
+            delivered.push((name.to_string(), bytes, resource));
         }
         if delivered.is_empty() {
             return Ok(None);
         }
-        for (name, bytes) in delivered {
+        let at = SystemTime::now();
+        for (name, bytes, resource) in delivered {
             current.secrets.deliver(&name, bytes);
             if let Some(sub) = self.sds.get_mut(&name) {
                 sub.wait.answered = true;
+                sub.accepted = Some((response.version.clone(), at, resource.clone()));
             }
         }
+        self.publish_dump();
         let (next, errors) = current.with_tls_reloaded(store);
         for e in errors {
             log::warn!("secrets from the control plane were not taken: {e}");
         }
         Ok(Some(next))
+    }
+}
+
+/// Replaces what a secret must not show (Envoy's `sensitive` fields: a
+/// private key, its password, session ticket keys, a generic secret) with
+/// `[redacted]`, as Envoy's `/config_dump` does.
+fn redact(value: &mut Value) {
+    let Value::Object(map) = value else {
+        if let Value::Array(list) = value {
+            list.iter_mut().for_each(redact);
+        }
+        return;
+    };
+    for (key, field) in map.iter_mut() {
+        match key.as_str() {
+            "private_key" | "password" | "secret" => hide(field),
+            "keys" => {
+                if let Value::Array(keys) = field {
+                    keys.iter_mut().for_each(hide);
+                }
+            }
+            _ => redact(field),
+        }
+    }
+}
+
+/// A data source's inline content replaced by `[redacted]`.
+fn hide(source: &mut Value) {
+    if let Value::Object(map) = source {
+        for (key, v) in map.iter_mut() {
+            if key.starts_with("inline_") {
+                *v = Value::String("[redacted]".into());
+            }
+        }
     }
 }
