@@ -25,11 +25,41 @@ struct ControlPlane {
     peer: PortPeer,
     state: PathBuf,
     log: PathBuf,
+    /// Whether the resources it publishes name `api_config_source`s (a
+    /// stream of their own) where they say `ads`.
+    own_streams: bool,
+}
+
+/// An `api_config_source` to the `xds` cluster, speaking `api_type`.
+fn api_source(api_type: &str) -> Value {
+    json!({"api_config_source": {"api_type": api_type, "transport_api_version": "V3",
+        "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
+        "resource_api_version": "V3"})
+}
+
+/// `state` with every ADS config source replaced by a stream of its own.
+fn with_own_streams(state: &Value, api_type: &str) -> Value {
+    let ads = json!({"ads": {}, "resource_api_version": "V3"}).to_string();
+    let text = state
+        .to_string()
+        .replace(&ads, &api_source(api_type).to_string());
+    serde_json::from_str(&text).expect("still JSON")
 }
 
 impl ControlPlane {
     /// Starts it in `dir` (on `port`, or a free one), publishing `state`.
     fn start(dir: &Path, state: &Value, port: Option<u16>) -> ControlPlane {
+        Self::start_own(dir, state, port, None)
+    }
+
+    /// As `start`; with `own_streams`, the resources it publishes use
+    /// `api_config_source`s of that `api_type` where they say `ads`.
+    fn start_own(
+        dir: &Path,
+        state: &Value,
+        port: Option<u16>,
+        own_streams: Option<&str>,
+    ) -> ControlPlane {
         let (state_path, log) = (dir.join("state.json"), dir.join("requests.log"));
         let cp = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
         let (s, l, p) = (cp(&state_path), cp(&log), port.unwrap_or(0).to_string());
@@ -37,8 +67,13 @@ impl ControlPlane {
             peer: PortPeer::start(&["python3", "tests/peers/xds_control_plane.py", &s, &l, &p]),
             state: state_path,
             log,
+            own_streams: own_streams.is_some(),
         };
-        plane.publish(state);
+        let state = match own_streams {
+            Some(api_type) => with_own_streams(state, api_type),
+            None => state.clone(),
+        };
+        plane.write(&state);
         plane
     }
 
@@ -48,6 +83,14 @@ impl ControlPlane {
 
     /// Publishes `state` (by rename, so never half-read).
     fn publish(&self, state: &Value) {
+        let state = match self.own_streams {
+            true => with_own_streams(state, "GRPC"),
+            false => state.clone(),
+        };
+        self.write(&state);
+    }
+
+    fn write(&self, state: &Value) {
         let staged = self.state.with_extension("staged");
         std::fs::write(&staged, state.to_string()).expect("write state");
         std::fs::rename(&staged, &self.state).expect("rename state");
@@ -290,10 +333,19 @@ fn stats(admin: u16) -> BTreeMap<String, String> {
 /// node came along (Envoy interleaves types in its own order; within a
 /// type the order is the protocol).
 fn asked(requests: &[Value]) -> BTreeMap<String, Vec<String>> {
+    asked_by(requests, false)
+}
+
+/// As [`asked`]; `by_stream` tells a type's streams of their own apart by
+/// the names they ask for (their requests interleave in no fixed order).
+fn asked_by(requests: &[Value], by_stream: bool) -> BTreeMap<String, Vec<String>> {
     let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in requests {
         let type_url = r["type"].as_str().unwrap_or_default();
-        let short = type_url.rsplit('.').next().unwrap_or_default().to_string();
+        let mut short = type_url.rsplit('.').next().unwrap_or_default().to_string();
+        if by_stream {
+            short.push_str(&r["names"].to_string());
+        }
         let nonce = if r["nonce"] == "" { "-" } else { "nonce" };
         let nack = if r["error"].is_null() { "" } else { " NACK" };
         let node = if r["node"].is_null() { "" } else { " node" };
@@ -333,7 +385,15 @@ fn is_ack(r: &Value, type_url: &str, version: &str) -> bool {
         && (r["delta"] == true || r["version"] == version)
 }
 
-fn scenario(which: &Which, first: &Backend, second: &Backend, api_type: &str) -> Seen {
+/// With `own_streams`, every subscription has a stream of its own
+/// (`api_config_source`) instead of ADS.
+fn scenario(
+    which: &Which,
+    first: &Backend,
+    second: &Backend,
+    api_type: &str,
+    own_streams: bool,
+) -> Seen {
     let dir = TempDir::new();
     let (admin, port) = (free_port(), free_port());
     let v1 = state(&[
@@ -342,9 +402,14 @@ fn scenario(which: &Which, first: &Backend, second: &Backend, api_type: &str) ->
         (LISTENER, "l1", vec![listener(port)]),
         (ROUTES, "r1", vec![routes("r1")]),
     ]);
-    let plane = ControlPlane::start(&dir.0, &v1, None);
+    let own = own_streams.then_some("GRPC");
+    let plane = ControlPlane::start_own(&dir.0, &v1, None, own);
     let boot = dir.0.join("boot.yaml");
-    let text = bootstrap(admin, plane.port(), api_type);
+    let mut text = bootstrap(admin, plane.port(), api_type);
+    if own_streams {
+        let own = format!("{{api_config_source: {{api_type: {api_type}, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]}}, resource_api_version: V3}}");
+        text = text.replace("{ads: {}, resource_api_version: V3}", &own);
+    }
     std::fs::write(&boot, text).expect("write bootstrap");
     let proxy = launch(which, &boot, admin, &dir.0);
     let mut steps = Vec::new();
@@ -391,9 +456,11 @@ fn scenario(which: &Which, first: &Backend, second: &Backend, api_type: &str) ->
         listener(port), named_listener("second", second_port, "routes-2")]});
     plane.publish(&v3);
     plane.wait_request("RDS for routes-2", |r| {
-        r["type"] == ROUTES
-            && (r["names"] == json!(["routes", "routes-2"])
-                || r["subscribe"] == json!(["routes-2"]))
+        let asks = |field: &str| {
+            let names = r[field].as_array();
+            names.is_some_and(|n| n.contains(&json!("routes-2")))
+        };
+        r["type"] == ROUTES && (asks("names") || asks("subscribe"))
     });
     std::thread::sleep(Duration::from_millis(300));
     observe("listener warming");
@@ -425,8 +492,26 @@ fn scenario(which: &Which, first: &Backend, second: &Backend, api_type: &str) ->
     });
     assert!(gone.contains("control_plane.connected_state: 0"));
     observe("control plane gone");
-    let plane = ControlPlane::start(&dir.0, &v4, Some(control_port));
-    plane.wait_request_after(log_before, "RDS after reconnect", |r| r["type"] == ROUTES);
+    let plane = ControlPlane::start_own(&dir.0, &v4, Some(control_port), own);
+    // Every type answered again (each stream of its own reconnects on
+    // its own back-off).
+    let subscriptions = [
+        (CLUSTER, None),
+        (ENDPOINTS, None),
+        (LISTENER, None),
+        (ROUTES, Some("routes")),
+        (ROUTES, Some("routes-2")),
+    ];
+    for (type_url, name) in subscriptions {
+        // (In delta the control plane sends nothing the proxy has.)
+        plane.wait_request_after(log_before, "an answer after reconnecting", |r| {
+            let asks = |field: &str| {
+                let names = r[field].as_array();
+                name.is_none_or(|n| names.is_some_and(|l| l.contains(&json!(n))))
+            };
+            r["type"] == type_url && (r["delta"] == true || (r["nonce"] != "" && asks("names")))
+        });
+    }
     std::thread::sleep(Duration::from_millis(300));
     observe("control plane back");
     let requests = plane.requests();
@@ -439,7 +524,7 @@ fn scenario(which: &Which, first: &Backend, second: &Backend, api_type: &str) ->
     let first_node = requests[0]["node"].clone();
     Seen {
         steps,
-        asked: asked(&requests),
+        asked: asked_by(&requests, own_streams),
         nack,
         first_node,
     }
@@ -457,12 +542,24 @@ fn delta_ads_matches_envoy() {
 
 /// The scenario over ADS of `api_type` through Envoy and Ringway.
 fn same_as_envoy(api_type: &str) {
+    same_as_envoy_over(api_type, false);
+}
+
+/// Every subscription on a stream of its own (`api_config_source`), as
+/// Envoy opens one per subscription.
+#[test]
+fn own_streams_match_envoy() {
+    same_as_envoy_over("GRPC", true);
+}
+
+/// The scenario through Envoy and Ringway.
+fn same_as_envoy_over(api_type: &str, own_streams: bool) {
     let Some(bin) = envoy_or_skip("xds ads") else {
         return;
     };
     let (a, b) = (Backend::start("backend-a"), Backend::start("backend-b"));
-    let envoy = scenario(&Which::Envoy(bin), &a, &b, api_type);
-    let ringway = scenario(&Which::Ringway, &a, &b, api_type);
+    let envoy = scenario(&Which::Envoy(bin), &a, &b, api_type, own_streams);
+    let ringway = scenario(&Which::Ringway, &a, &b, api_type, own_streams);
     for (e, r) in envoy.steps.iter().zip(&ringway.steps) {
         assert_eq!(e, r, "\nenvoy:   {e}\nringway: {r}");
     }
@@ -579,12 +676,14 @@ fn wait_subject(port: u16, cn: &str) {
     }
 }
 
-/// What one proxy showed serving TLS with a certificate from SDS over ADS:
-/// per step the certificate served and the secret's stats, then what it
-/// asked the control plane.
+/// What one proxy showed serving TLS with a certificate from a control
+/// plane (`sds_config` is `source`: ADS or an `api_config_source`): per
+/// step the certificate served and the secret's stats, then what it asked
+/// the control plane.
 fn sds_scenario(
     which: &Which,
     certs: &common::tls::Certs,
+    source: &str,
 ) -> (Vec<String>, BTreeMap<String, Vec<String>>) {
     let dir = TempDir::new();
     let (admin, port) = (free_port(), free_port());
@@ -605,7 +704,7 @@ fn sds_scenario(
           common_tls_context:
             tls_certificate_sds_secret_configs:
             - name: server
-              sds_config: {{ads: {{}}, resource_api_version: V3}}
+              sds_config: {source}
       filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
@@ -674,8 +773,24 @@ fn sds_over_ads_matches_envoy() {
         return;
     };
     let certs = common::tls::Certs::generate();
-    let envoy = sds_scenario(&Which::Envoy(bin), &certs);
-    let ringway = sds_scenario(&Which::Ringway, &certs);
+    let source = "{ads: {}, resource_api_version: V3}";
+    let envoy = sds_scenario(&Which::Envoy(bin), &certs, source);
+    let ringway = sds_scenario(&Which::Ringway, &certs, source);
+    assert_eq!(envoy, ringway);
+    assert!(ringway.0[2].contains("Some(\"b\")"), "{:?}", ringway.0);
+}
+
+/// The same over a stream of the secret's own (`api_config_source`, as
+/// Istio's SDS is): the control plane's SecretDiscoveryService.
+#[test]
+fn sds_over_its_own_stream_matches_envoy() {
+    let Some(bin) = envoy_or_skip("sds over api_config_source") else {
+        return;
+    };
+    let certs = common::tls::Certs::generate();
+    let source = "{api_config_source: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}, resource_api_version: V3}";
+    let envoy = sds_scenario(&Which::Envoy(bin), &certs, source);
+    let ringway = sds_scenario(&Which::Ringway, &certs, source);
     assert_eq!(envoy, ringway);
     assert!(ringway.0[2].contains("Some(\"b\")"), "{:?}", ringway.0);
 }

@@ -844,15 +844,15 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     })
 }
 
-/// An `ads` source needs `ads_config`, whose cluster must be a static one
-/// (Envoy: "Unknown gRPC client cluster").
+/// An `ads` source needs `ads_config`; its cluster, and an
+/// `api_config_source`'s, must be a static one (Envoy: "Unknown gRPC client
+/// cluster").
 fn check_ads(
     dynamic: &super::DynamicResources,
     listeners: &[Listener],
     clusters: &[Cluster],
     errs: &mut Errors,
 ) {
-    let is_ads = |s: &ConfigSource| matches!(s, ConfigSource::Ads { .. });
     let sources = [&dynamic.lds, &dynamic.cds].into_iter().flatten();
     let routes = listeners
         .iter()
@@ -862,20 +862,33 @@ fn check_ads(
         .iter()
         .filter_map(|c| c.eds.as_ref())
         .map(|e| &e.source);
-    let mut secrets = listeners.iter().flat_map(|l| l.secret_sources());
-    let mut cluster_secrets = clusters.iter().flat_map(|c| c.secret_sources());
-    let uses_ads = sources.chain(routes).chain(endpoints).any(is_ads)
-        || secrets.any(|s| s.path.is_none())
-        || cluster_secrets.any(|s| s.path.is_none());
+    let secrets = listeners.iter().flat_map(|l| l.secret_sources());
+    let secrets = secrets.chain(clusters.iter().flat_map(|c| c.secret_sources()));
+    // Which stream each source needs: ADS (None) or one of its own.
+    let streams: Vec<Option<&super::AdsConfig>> = sources
+        .chain(routes)
+        .chain(endpoints)
+        .filter_map(|s| match s {
+            ConfigSource::File(_) => None,
+            ConfigSource::Ads { .. } => Some(None),
+            ConfigSource::Api { api, .. } => Some(Some(api)),
+        })
+        .chain(secrets.filter(|s| s.path.is_none()).map(|s| s.api.as_ref()))
+        .collect();
+    let known = |name: &str| clusters.iter().any(|c| c.name == name);
+    let unknown = |api: &super::AdsConfig| format!("Unknown gRPC client cluster '{}'", api.cluster);
+    for api in streams.iter().flatten() {
+        if !known(&api.cluster) {
+            let message = format!("an api_config_source's cluster: {}", unknown(api));
+            errs.add("static_resources.clusters", message);
+        }
+    }
     match &dynamic.ads {
-        None if uses_ads => errs.add(
+        None if streams.iter().any(Option::is_none) => errs.add(
             "dynamic_resources",
             "a config source is ads, but there is no ads_config",
         ),
-        Some(ads) if !clusters.iter().any(|c| c.name == ads.cluster) => errs.add(
-            "dynamic_resources.ads_config",
-            format!("Unknown gRPC client cluster '{}'", ads.cluster),
-        ),
+        Some(ads) if !known(&ads.cluster) => errs.add("dynamic_resources.ads_config", unknown(ads)),
         _ => {}
     }
 }

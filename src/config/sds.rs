@@ -28,8 +28,12 @@ static SECRET: Fields = Fields {
 pub struct SecretSource {
     /// The secret's `name`, which the delivered resource must carry.
     pub name: String,
-    /// The `DiscoveryResponse` file; None when the secret comes over ADS.
+    /// The `DiscoveryResponse` file; None when a control plane sends the
+    /// secret.
     pub path: Option<PathBuf>,
+    /// The stream of its own (`api_config_source`) it comes on; None with
+    /// a file or over ADS.
+    pub api: Option<super::AdsConfig>,
     /// Where it was configured, for errors.
     pub yaml_path: String,
 }
@@ -74,11 +78,13 @@ pub(super) fn secret_source(node: &Node, errs: &mut Errors) -> Option<SecretSour
     // Without `sds_config` Envoy looks the name up among static secrets,
     // which Ringway does not have.
     let source = obj.require(errs, "sds_config")?;
-    let path = match super::xds::config_source(&source, errs)? {
-        ConfigSource::File(file) => Some(existing(&source, file.path, errs)?),
-        ConfigSource::Ads { .. } => None,
+    let (path, api) = match super::xds::config_source(&source, errs)? {
+        ConfigSource::File(file) => (Some(existing(&source, file.path, errs)?), None),
+        ConfigSource::Ads { .. } => (None, None),
+        ConfigSource::Api { api, .. } => (None, Some(api)),
     };
     Some(SecretSource {
+        api,
         name: name?.to_string(),
         path,
         yaml_path: node.path().to_string(),

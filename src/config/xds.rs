@@ -31,8 +31,11 @@ static DYNAMIC_RESOURCES: Fields = Fields {
 };
 #[rustfmt::skip]
 static CONFIG_SOURCE: Fields = Fields {
-    known: &["path_config_source", "path", "ads", "resource_api_version", "initial_fetch_timeout"],
-    unsupported: &["api_config_source", "self", "authorities"],
+    known: &[
+        "path_config_source", "path", "ads", "api_config_source", "resource_api_version",
+        "initial_fetch_timeout",
+    ],
+    unsupported: &["self", "authorities"],
 };
 #[rustfmt::skip]
 static ADS: Fields = Fields {
@@ -99,6 +102,14 @@ pub enum ConfigSource {
         /// listener) waits for the first update; zero waits for ever.
         initial_fetch_timeout: Duration,
     },
+    /// `api_config_source` of `api_type: GRPC | DELTA_GRPC`: a gRPC stream
+    /// of the subscription's own, as Envoy opens one per subscription.
+    Api {
+        /// Where and how.
+        api: AdsConfig,
+        /// As for `Ads`.
+        initial_fetch_timeout: Duration,
+    },
 }
 
 impl ConfigSource {
@@ -106,7 +117,30 @@ impl ConfigSource {
     pub fn file(&self) -> Option<&FileSource> {
         match self {
             ConfigSource::File(f) => Some(f),
-            ConfigSource::Ads { .. } => None,
+            _ => None,
+        }
+    }
+
+    /// How long the first update is waited for, when a control plane
+    /// sends it (None: a file, read at once).
+    pub fn initial_fetch_timeout(&self) -> Option<Duration> {
+        match self {
+            ConfigSource::File(_) => None,
+            ConfigSource::Ads {
+                initial_fetch_timeout,
+            }
+            | ConfigSource::Api {
+                initial_fetch_timeout,
+                ..
+            } => Some(*initial_fetch_timeout),
+        }
+    }
+
+    /// The stream of its own an `api_config_source` asks for.
+    pub fn own_stream(&self) -> Option<&AdsConfig> {
+        match self {
+            ConfigSource::Api { api, .. } => Some(api),
+            _ => None,
         }
     }
 }
@@ -145,7 +179,7 @@ pub(super) fn dynamic_resources(node: &Node, errs: &mut Errors) -> Option<Dynami
     })
 }
 
-/// Decodes `ads_config`.
+/// Decodes `ads_config`, or a config source's `api_config_source`.
 fn ads_config(node: &Node, errs: &mut Errors) -> Option<AdsConfig> {
     let obj = node.object(errs, &API_CONFIG_SOURCE)?;
     let api_type = obj.require(errs, "api_type").and_then(|t| {
@@ -214,17 +248,25 @@ pub(super) fn config_source(node: &Node, errs: &mut Errors) -> Option<ConfigSour
     let timeout = obj
         .get("initial_fetch_timeout")
         .and_then(|t| t.duration(errs));
+    let initial_fetch_timeout = timeout.unwrap_or(INITIAL_FETCH_TIMEOUT);
+    let kinds = ["ads", "api_config_source", "path_config_source", "path"];
+    if kinds.iter().filter(|k| obj.get(k).is_some()).count() > 1 {
+        errs.add(
+            node.path(),
+            "expected only one of ads, api_config_source and path_config_source",
+        );
+        return None;
+    }
     if let Some(ads) = obj.get("ads") {
         ads.object(errs, &ADS)?;
-        if obj.get("path_config_source").or(obj.get("path")).is_some() {
-            errs.add(
-                node.path(),
-                "expected only one of ads and path_config_source",
-            );
-            return None;
-        }
         return Some(ConfigSource::Ads {
-            initial_fetch_timeout: timeout.unwrap_or(INITIAL_FETCH_TIMEOUT),
+            initial_fetch_timeout,
+        });
+    }
+    if let Some(api) = obj.get("api_config_source") {
+        return Some(ConfigSource::Api {
+            api: ads_config(&api, errs)?,
+            initial_fetch_timeout,
         });
     }
     // A file is read at once: nothing ever waits for it.
@@ -261,7 +303,7 @@ fn file_source(node: &Node, obj: &super::node::Obj, errs: &mut Errors) -> Option
         (None, None) => {
             errs.add(
                 node.path(),
-                "expected path_config_source or ads (api_config_source is not supported yet)",
+                "expected path_config_source, ads or api_config_source",
             );
             None
         }

@@ -407,9 +407,16 @@ impl Store {
         self.named(format!("sds.{name}."))
     }
 
-    /// `control_plane.` stats.
-    pub fn control_plane(&self) -> Arc<Scope<sets::ControlPlane>> {
-        self.named("control_plane.".to_string())
+    /// A control-plane stream's `control_plane.` stats: ADS's at the top
+    /// (`prefix` ""), a subscription's own stream's under its prefix
+    /// (`sds.<name>.`), as Envoy names them; with the `identifier`
+    /// readout, empty as Envoy's is without one.
+    pub fn control_plane(&self, prefix: &str) -> Arc<Scope<sets::ControlPlane>> {
+        let prefix = format!("{prefix}control_plane.");
+        let mut texts = lock(&self.texts);
+        texts.entry(format!("{prefix}identifier")).or_default();
+        drop(texts);
+        self.named(prefix)
     }
 
     /// `listener_manager.lds.` stats.

@@ -16,7 +16,7 @@ use crate::config::{
     AdsConfig, ASSIGNMENT_TYPE, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE,
 };
 use crate::stats::sets::ControlPlane;
-use crate::stats::Store;
+use crate::stats::{Scope, Store};
 use crate::upstream::Cluster;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::rpc::Status;
@@ -63,29 +63,39 @@ pub struct Ads {
     /// The open stream's generation (0: none).
     generation: u64,
     types: [TypeState; 5],
+    /// Its `control_plane.*` stats.
+    stats: Arc<Scope<ControlPlane>>,
 }
 
 impl Ads {
-    /// Starts the transport to `cluster` with the bootstrap's `node`.
-    pub fn start(config: &AdsConfig, cluster: Arc<Cluster>, node: &Value) -> Result<Ads, String> {
+    /// Starts a transport to `cluster` with the bootstrap's `node`: the
+    /// aggregated stream when `only` is None, else a stream of that type's
+    /// own service. Its events come to `events` as stream `stream`; its
+    /// stats are `<stats_prefix>control_plane.*`.
+    pub fn start(
+        config: &AdsConfig,
+        cluster: Arc<Cluster>,
+        node: &Value,
+        only: Option<&str>,
+        (stream, events): (u64, crossbeam_channel::Sender<Event>),
+        (stats_prefix, store): (&str, &Store),
+    ) -> Result<Ads, String> {
         let node = super::proto::node(node)?;
-        let client = grpc::spawn(
+        let target = grpc::Target {
             cluster,
-            node,
-            config.node_on_first_message_only,
-            config.delta,
-        )?;
+            method: grpc::method(only, config.delta),
+            delta: config.delta,
+            stream,
+            events,
+        };
+        let client = grpc::spawn(target, node, config.node_on_first_message_only)?;
         Ok(Ads {
             client,
             delta: config.delta,
             generation: 0,
             types: Default::default(),
+            stats: store.control_plane(stats_prefix),
         })
-    }
-
-    /// The transport's events.
-    pub fn events(&self) -> crossbeam_channel::Receiver<Event> {
-        self.client.events.clone()
     }
 
     fn state(&mut self, type_url: &str) -> Option<&mut TypeState> {
@@ -118,8 +128,7 @@ impl Ads {
     /// type again.
     pub fn connected(&mut self, generation: u64, store: &Store) {
         self.generation = generation;
-        store
-            .control_plane()
+        self.stats
             .set(store.main_row(), ControlPlane::connected_state, 1);
         for (i, type_url) in TYPES.iter().enumerate() {
             self.types[i].requested = None;
@@ -136,8 +145,7 @@ impl Ads {
     pub fn disconnected(&mut self, generation: u64, store: &Store) {
         if generation == self.generation {
             self.generation = 0;
-            store
-                .control_plane()
+            self.stats
                 .set(store.main_row(), ControlPlane::connected_state, 0);
         }
     }

@@ -1,6 +1,7 @@
-//! The ADS transport: a thread of its own that keeps one gRPC stream
-//! (`StreamAggregatedResources`, or `DeltaAggregatedResources` for the
-//! incremental protocol; HTTP/2) open to the `ads_config` cluster,
+//! The xDS transport: a thread of its own that keeps one gRPC stream open
+//! to a control plane's cluster (ADS: `StreamAggregatedResources`, or
+//! `DeltaAggregatedResources` for the incremental protocol; an
+//! `api_config_source`: its type's own service, e.g. `StreamSecrets`),
 //! sends the requests the main thread hands it and hands back every response
 //! with its resources already decoded to JSON. It reconnects after a jittered
 //! exponential back-off (Envoy's: 500 ms doubling to 30 s). What to request,
@@ -20,20 +21,60 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The methods a state-of-the-world and an incremental ADS stream call.
-const METHOD: &str =
-    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
-const DELTA_METHOD: &str =
-    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+/// The gRPC method a stream calls: ADS (no type) or the service of one
+/// resource type, state of the world or incremental (`delta`).
+pub fn method(type_url: Option<&str>, delta: bool) -> &'static str {
+    use crate::config::{ASSIGNMENT_TYPE, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
+    let (sotw, incremental) = match type_url {
+        Some(LISTENER_TYPE) => (
+            "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners",
+            "/envoy.service.listener.v3.ListenerDiscoveryService/DeltaListeners",
+        ),
+        Some(CLUSTER_TYPE) => (
+            "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters",
+            "/envoy.service.cluster.v3.ClusterDiscoveryService/DeltaClusters",
+        ),
+        Some(ROUTE_TYPE) => (
+            "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
+            "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes",
+        ),
+        Some(ASSIGNMENT_TYPE) => (
+            "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints",
+            "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints",
+        ),
+        Some(SECRET_TYPE) => (
+            "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets",
+            "/envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets",
+        ),
+        _ => (
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+        ),
+    };
+    if delta {
+        incremental
+    } else {
+        sotw
+    }
+}
 /// The largest response taken (a bigger one ends the stream).
 const MAX_MESSAGE: usize = 64 << 20;
 /// Envoy's back-off between stream attempts.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// What the transport tells the main thread.
+/// What a transport tells the main thread, and which transport it is.
 #[derive(Debug)]
-pub enum Event {
+pub struct Event {
+    /// The transport's id.
+    pub stream: u64,
+    /// What happened.
+    pub said: Said,
+}
+
+/// What happened on a transport.
+#[derive(Debug)]
+pub enum Said {
     /// Stream `generation` is open: requests for it may be sent.
     Connected(u64),
     /// Stream `generation` ended, and why.
@@ -69,33 +110,34 @@ pub struct Outgoing {
     pub request: Request,
 }
 
-/// The main thread's ends of the transport.
+/// The main thread's end of a transport (dropping it ends the transport).
 pub struct Client {
-    pub events: crossbeam_channel::Receiver<Event>,
     pub requests: flume::Sender<Outgoing>,
 }
 
-/// Starts the transport to `cluster` (the incremental protocol with
-/// `delta`); `node` goes in every request, or only in each stream's first
-/// with `node_first_only`.
-pub fn spawn(
-    cluster: Arc<Cluster>,
-    node: Node,
-    node_first_only: bool,
-    delta: bool,
-) -> Result<Client, String> {
-    let (event_tx, events) = crossbeam_channel::unbounded();
+/// Where a transport connects, what it calls and who hears of it.
+pub struct Target {
+    pub cluster: Arc<Cluster>,
+    /// The gRPC method ([`method`]).
+    pub method: &'static str,
+    pub delta: bool,
+    /// Its id in its events.
+    pub stream: u64,
+    pub events: crossbeam_channel::Sender<Event>,
+}
+
+/// Starts a transport to `target`; `node` goes in every request, or only
+/// in each stream's first with `node_first_only`.
+pub fn spawn(target: Target, node: Node, node_first_only: bool) -> Result<Client, String> {
     let (requests, request_rx) = flume::unbounded();
     std::thread::Builder::new()
         .name("ringway-xds-grpc".into())
         .spawn(move || {
             let run = move || async move {
                 let transport = Transport {
-                    cluster,
+                    target,
                     node,
                     node_first_only,
-                    delta,
-                    events: event_tx,
                     requests: request_rx,
                 };
                 transport.run().await;
@@ -105,43 +147,48 @@ pub fn spawn(
             }
         })
         .map_err(|e| format!("cannot spawn the ADS thread: {e}"))?;
-    Ok(Client { events, requests })
+    Ok(Client { requests })
 }
 
 struct Transport {
-    cluster: Arc<Cluster>,
+    target: Target,
     node: Node,
     node_first_only: bool,
-    delta: bool,
-    events: crossbeam_channel::Sender<Event>,
     requests: flume::Receiver<Outgoing>,
 }
 
 impl Transport {
+    /// Tells the main thread; false when it is gone.
+    fn tell(&self, said: Said) -> bool {
+        let event = Event {
+            stream: self.target.stream,
+            said,
+        };
+        self.target.events.send(event).is_ok()
+    }
+
     /// Streams until the main thread goes away.
     async fn run(self) {
         let mut delay = BACKOFF_BASE;
         let mut next_endpoint = 0usize;
         for generation in 1.. {
-            let endpoints = &self.cluster.endpoints;
+            let cluster = &self.target.cluster;
+            let endpoints = &cluster.endpoints;
             let reason = if endpoints.is_empty() {
                 (
                     false,
-                    format!("cluster {} has no endpoints", self.cluster.name()),
+                    format!("cluster {} has no endpoints", cluster.name()),
                 )
             } else {
                 next_endpoint = (next_endpoint + 1) % endpoints.len();
                 self.stream(generation, &endpoints[next_endpoint]).await
             };
             let (heard, why) = reason;
-            if self
-                .events
-                .send(Event::Disconnected(generation, why.clone()))
-                .is_err()
-            {
+            if !self.tell(Said::Disconnected(generation, why.clone())) {
                 return;
             }
-            log::warn!("xds: ADS stream to {} closed: {why}", self.cluster.name());
+            let method = self.target.method;
+            log::warn!("xds: {method} stream to {} closed: {why}", cluster.name());
             // Requests queued for the stream that ended are void.
             while self.requests.try_recv().is_ok() {}
             if self.requests.is_disconnected() {
@@ -159,14 +206,14 @@ impl Transport {
     /// ends. Returns whether a response arrived, and why it ended.
     async fn stream(&self, generation: u64, endpoint: &Endpoint) -> (bool, String) {
         let addr = &endpoint.addr;
-        let opened =
-            monoio::time::timeout(self.cluster.connect_timeout(), self.open(endpoint)).await;
+        let timeout = self.target.cluster.connect_timeout();
+        let opened = monoio::time::timeout(timeout, self.open(endpoint)).await;
         let (send, response) = match opened {
             Ok(Ok(parts)) => parts,
             Ok(Err(e)) => return (false, e),
             Err(_) => return (false, format!("connection to {addr} timed out")),
         };
-        if self.events.send(Event::Connected(generation)).is_err() {
+        if !self.tell(Said::Connected(generation)) {
             return (false, "the main thread is gone".into());
         }
         let heard = std::cell::Cell::new(false);
@@ -189,9 +236,10 @@ impl Transport {
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         stream.set_nodelay();
-        let stream = match &self.cluster.tls {
+        let cluster = &self.target.cluster;
+        let stream = match &cluster.tls {
             Some(tls) => {
-                let name = self.cluster.server_name(endpoint, None);
+                let name = cluster.server_name(endpoint, None);
                 let session = tls
                     .connect(stream, addr.ip().map(|a| a.ip()), name)
                     .await
@@ -213,9 +261,8 @@ impl Transport {
             .ready()
             .await
             .map_err(|e| format!("HTTP/2 to {addr}: {e}"))?;
-        let method = if self.delta { DELTA_METHOD } else { METHOD };
-        let request = http::Request::post(method)
-            .header(http::header::HOST, self.cluster.name())
+        let request = http::Request::post(self.target.method)
+            .header(http::header::HOST, cluster.name())
             .header(http::header::CONTENT_TYPE, "application/grpc")
             .header(http::header::TE, "trailers")
             .body(())
@@ -287,7 +334,7 @@ impl Transport {
                     Ok(None) => break,
                     Err(e) => return e,
                 };
-                let response = if self.delta {
+                let response = if self.target.delta {
                     DeltaDiscoveryResponse::decode(message).map(delta_decoded)
                 } else {
                     DiscoveryResponse::decode(message).map(decoded)
@@ -297,8 +344,7 @@ impl Transport {
                     Err(e) => return format!("a response does not decode: {e}"),
                 };
                 heard.set(true);
-                let event = Event::Response(generation, response);
-                if self.events.send(event).is_err() {
+                if !self.tell(Said::Response(generation, response)) {
                     return "the main thread is gone".into();
                 }
             }

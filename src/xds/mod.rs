@@ -14,12 +14,15 @@ mod grpc;
 mod proto;
 mod secrets;
 mod stats;
+mod streams;
 mod subscription;
 mod warming;
 mod watch;
 
 pub use grpc::Event as AdsEvent;
+use grpc::Said;
 pub use stats::count_changes;
+use streams::{OwnStream, Subject};
 
 use crate::access_log::Sinks;
 use crate::config::{self, Bootstrap, ConfigError, ConfigSource, FileSource};
@@ -122,8 +125,21 @@ pub struct Xds {
     next_id: u64,
     /// Watches the files, once serving.
     watcher: Option<Watcher>,
-    /// The ADS client, once started.
+    /// The ADS client, once started (stream 0).
     ads: Option<Ads>,
+    /// The streams `api_config_source` subscriptions have of their own, by
+    /// stream id (from 1).
+    own: BTreeMap<u64, OwnStream>,
+    next_stream: u64,
+    /// Every control-plane stream's events.
+    events: (
+        crossbeam_channel::Sender<AdsEvent>,
+        crossbeam_channel::Receiver<AdsEvent>,
+    ),
+    /// The static clusters a stream may connect to, by name.
+    static_clusters: HashMap<String, Arc<crate::upstream::Cluster>>,
+    /// The node, as sent to control planes.
+    node: Value,
     /// Whether listeners are asked of the control plane yet (after the
     /// clusters, as Envoy's initialisation orders them).
     ads_listeners: bool,
@@ -217,6 +233,15 @@ impl Xds {
             next_id: 0,
             watcher: None,
             ads: None,
+            own: BTreeMap::new(),
+            next_stream: 1,
+            events: crossbeam_channel::unbounded(),
+            static_clusters: HashMap::new(),
+            node: boot
+                .node
+                .as_ref()
+                .map(crate::admin::node_json)
+                .unwrap_or_default(),
             ads_listeners: false,
             base: boot.clone(),
             dump: Arc::default(),
@@ -287,11 +312,9 @@ impl Xds {
         self.dump.clone()
     }
 
-    /// The ADS stream's events (none without one).
+    /// The control-plane streams' events.
     pub fn ads_events(&self) -> crossbeam_channel::Receiver<AdsEvent> {
-        self.ads
-            .as_ref()
-            .map_or_else(crossbeam_channel::never, Ads::events)
+        self.events.1.clone()
     }
 
     /// The first load, as Envoy starts: a source file that does not exist
@@ -313,14 +336,19 @@ impl Xds {
                 ));
             }
         }
+        let statics = first
+            .clusters
+            .iter()
+            .map(|c| (c.name().to_string(), c.clone()));
+        self.static_clusters = statics.collect();
         if let Some(config) = &self.base.dynamic.ads {
-            let cluster = first.clusters.iter().find(|c| c.name() == config.cluster);
+            let cluster = self.static_clusters.get(&config.cluster);
             let cluster = cluster
                 .ok_or_else(|| format!("Unknown gRPC client cluster '{}'", config.cluster))?;
-            let node = self.base.node.as_ref().map(crate::admin::node_json);
-            let ads = Ads::start(config, cluster.clone(), &node.unwrap_or_default())?;
+            let stream = (0, self.events.0.clone());
+            let cluster = cluster.clone();
+            let ads = Ads::start(config, cluster, &self.node, None, stream, ("", store))?;
             self.ads = Some(ads);
-            store.control_plane();
         }
         count_changes(store, &ConfigSnapshot::empty(), &first);
         self.name_histograms(store);
@@ -532,27 +560,20 @@ impl Xds {
         sinks: &Sinks,
         accept: impl FnOnce(&ConfigSnapshot) -> Result<(), String>,
     ) -> Option<ConfigSnapshot> {
-        let ads = self.ads.as_mut()?;
-        let response = match event {
-            AdsEvent::Connected(generation) => {
+        let stream = event.stream;
+        let only = self.subject(stream)?;
+        let ads = self.stream_mut(stream)?;
+        let response = match event.said {
+            Said::Connected(generation) => {
                 ads.connected(generation, store);
                 return None;
             }
-            AdsEvent::Disconnected(generation, _) => {
+            Said::Disconnected(generation, _) => {
                 ads.disconnected(generation, store);
-                // As Envoy, every subscription asked of the stream counts
-                // each lost stream or failed attempt as a failed update.
-                for (kind, _) in self.sources() {
-                    let asked = self.asked(kind);
-                    if asked {
-                        self.stats(kind).count(store, Counted::Attempt);
-                        self.stats(kind).count(store, Counted::Failure);
-                    }
-                }
-                self.secrets_lost_stream(store);
+                self.lost_stream(only.as_ref(), store);
                 return None;
             }
-            AdsEvent::Response(generation, response) => {
+            Said::Response(generation, response) => {
                 if !ads.current(generation) || !ads.wants(&response.type_url) {
                     return None;
                 }
@@ -562,16 +583,16 @@ impl Xds {
         let result = if response.type_url == config::SECRET_TYPE {
             // The listeners stay as they are: their sockets are planned
             // again all the same, as every snapshot published is.
-            let taken = self.take_secrets(&response, current, store);
+            let taken = self.take_secrets(&response, current, store, only.as_ref());
             taken.and_then(|next| match next {
                 Some(next) => accept(&next).map(|()| Some(next)),
                 None => Ok(None),
             })
         } else {
-            let deliveries = self.deliveries(&response);
+            let deliveries = self.deliveries(&response, only.as_ref());
             self.apply(deliveries, current, store, sinks, accept)
         };
-        let ads = self.ads.as_mut()?;
+        let ads = self.stream_mut(stream)?;
         let (type_url, nonce) = (&response.type_url, &response.nonce);
         match &result {
             Ok(_) => ads.ack(&response),
@@ -584,23 +605,45 @@ impl Xds {
     /// A response's updates, one per subscription it is for: LDS and CDS
     /// take every resource; a route configuration or an EDS service its
     /// own (resources nobody subscribed to are ignored, as Envoy does).
-    fn deliveries(&self, response: &grpc::Response) -> Vec<Delivery> {
+    /// On a stream of its own (`only`), the response is for that one
+    /// subscription.
+    fn deliveries(&self, response: &grpc::Response, only: Option<&Subject>) -> Vec<Delivery> {
         let version = &response.version;
-        let ads = |s: &ConfigSource| matches!(s, ConfigSource::Ads { .. });
-        let delta = self.base.dynamic.ads.as_ref().is_some_and(|a| a.delta);
+        let mine = |kind: Kind, s: &ConfigSource| match only {
+            None => matches!(s, ConfigSource::Ads { .. }),
+            Some(subject) => *subject == Subject::Kind(kind),
+        };
+        let delta = match only {
+            None => self.base.dynamic.ads.as_ref().is_some_and(|a| a.delta),
+            Some(Subject::Kind(kind)) => {
+                let own = self.source(*kind).and_then(ConfigSource::own_stream);
+                own.is_some_and(|a| a.delta)
+            }
+            Some(Subject::Secret(_)) => false,
+        };
         let kinds: Vec<(Kind, Option<&str>)> = match response.type_url.as_str() {
-            config::LISTENER_TYPE => vec![(Kind::Listeners, None)],
-            config::CLUSTER_TYPE => vec![(Kind::Clusters, None)],
+            config::LISTENER_TYPE => self
+                .lds
+                .iter()
+                .filter(|s| mine(s.kind, &s.source))
+                .map(|s| (s.kind, None))
+                .collect(),
+            config::CLUSTER_TYPE => self
+                .cds
+                .iter()
+                .filter(|s| mine(s.kind, &s.source))
+                .map(|s| (s.kind, None))
+                .collect(),
             config::ROUTE_TYPE => self
                 .rds
                 .iter()
-                .filter(|(_, r)| ads(&r.sub.source))
+                .filter(|(_, r)| mine(r.sub.kind, &r.sub.source))
                 .map(|(&i, r)| (Kind::Routes(i), Some(r.name.as_str())))
                 .collect(),
             config::ASSIGNMENT_TYPE => self
                 .eds
                 .iter()
-                .filter(|(_, e)| ads(&e.sub.source))
+                .filter(|(_, e)| mine(e.sub.kind, &e.sub.source))
                 .map(|(&i, e)| (Kind::Endpoints(i), Some(e.source.service_name.as_str())))
                 .collect(),
             _ => Vec::new(),
@@ -658,14 +701,14 @@ impl Xds {
     /// cluster (then every listener, once the start reached them) and the
     /// named route configurations and EDS services.
     fn sync_ads(&mut self, store: &Store) {
-        if self.ads.is_none() {
+        if self.ads.is_none() && !self.has_own_streams() {
             return;
         }
         let secrets = self.sync_secrets(store);
         // Envoy counts an update attempt when a subscription starts.
         let sources = self.sources().into_iter();
         let ads: Vec<Kind> = sources
-            .filter(|(_, s)| matches!(s, ConfigSource::Ads { .. }))
+            .filter(|(_, s)| s.initial_fetch_timeout().is_some())
             .map(|(kind, _)| kind)
             .collect();
         for kind in ads {
@@ -683,6 +726,7 @@ impl Xds {
                 self.stats(kind).count(store, Counted::Attempt);
             }
         }
+        self.sync_own_streams(store);
         let Some(ads) = &mut self.ads else {
             return;
         };
@@ -1214,13 +1258,18 @@ impl Xds {
         &self,
         mut sources: impl Iterator<Item = &'s ConfigSource>,
     ) -> Result<(), Refusal> {
-        let ads = sources.any(|s| matches!(s, ConfigSource::Ads { .. }));
-        if ads && self.base.dynamic.ads.is_none() {
-            return Err(Refusal::Rejected(
+        sources.try_for_each(|s| match s {
+            ConfigSource::Ads { .. } if self.base.dynamic.ads.is_none() => Err(Refusal::Rejected(
                 "a config source is ads, but there is no ads_config".into(),
-            ));
-        }
-        Ok(())
+            )),
+            ConfigSource::Api { api, .. } if !self.static_clusters.contains_key(&api.cluster) => {
+                Err(Refusal::Rejected(format!(
+                    "Unknown gRPC client cluster '{}'",
+                    api.cluster
+                )))
+            }
+            _ => Ok(()),
+        })
     }
 
     /// The route configurations accepted so far, by name.

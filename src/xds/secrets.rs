@@ -1,17 +1,20 @@
-//! SDS over ADS: the secrets TLS contexts name with `sds_config: {ads: {}}`
-//! are asked of the control plane; an update is checked as a secret file
+//! SDS from a control plane: the secrets TLS contexts name with
+//! `sds_config: {ads: {}}` are asked on the ADS stream, those with an
+//! `api_config_source` each on a stream of its own; an update is checked as a secret file
 //! would be (a bad one is NACKed and changes nothing), then handed to the
 //! snapshot's `Secrets` and the TLS contexts are compiled again, as a
 //! rotated secret file makes them.
 
 use super::grpc::Response;
+use super::streams::Subject;
 use super::subscription::Waiting;
 use super::Xds;
-use crate::config::{self, SecretSource};
+use crate::config::{self, AdsConfig, SecretSource};
 use crate::snapshot::ConfigSnapshot;
 use crate::stats::sets::Sds;
 use crate::stats::Store;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
 /// A secret asked of the control plane.
@@ -19,6 +22,8 @@ pub(super) struct SecretSub {
     pub wait: Waiting,
     /// The last good update: its version, when it came and the secret.
     pub accepted: Option<(String, SystemTime, Value)>,
+    /// Its stream of its own (`api_config_source`); None: ADS.
+    pub api: Option<AdsConfig>,
 }
 
 impl SecretSub {
@@ -31,9 +36,10 @@ impl SecretSub {
 }
 
 impl Xds {
-    /// The names of the secrets the static and accepted listeners and
-    /// clusters read over ADS, sorted.
-    fn ads_secret_names(&self) -> Vec<String> {
+    /// The secrets the static and accepted listeners and clusters read
+    /// from a control plane, by name, each with its stream of its own
+    /// (None: ADS).
+    fn control_plane_secrets(&self) -> BTreeMap<String, Option<AdsConfig>> {
         let accepted = self.lds.iter().flat_map(|s| &s.resources);
         let listeners = self.base.listeners.iter().chain(accepted);
         let clusters = self.cds.iter().flat_map(|s| &s.resources);
@@ -41,21 +47,19 @@ impl Xds {
         let sources = listeners
             .flat_map(|l| l.secret_sources().collect::<Vec<_>>())
             .chain(clusters.flat_map(|c| c.secret_sources()));
-        let mut names: Vec<String> = sources
+        sources
             .filter(|s| s.path.is_none())
-            .map(|s| s.name.clone())
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+            .map(|s| (s.name.clone(), s.api.clone()))
+            .collect()
     }
 
     /// Subscribes to the secrets now named and drops the others; returns
-    /// the names. Envoy counts an update attempt when one starts.
+    /// the names asked on the ADS stream. Envoy counts an update attempt
+    /// when a subscription starts.
     pub(super) fn sync_secrets(&mut self, store: &Store) -> Vec<String> {
-        let names = self.ads_secret_names();
-        self.sds.retain(|name, _| names.contains(name));
-        for name in &names {
+        let wanted = self.control_plane_secrets();
+        self.sds.retain(|name, _| wanted.contains_key(name));
+        for (name, api) in &wanted {
             if !self.sds.contains_key(name) {
                 store.sds(name).inc(store.main_row(), Sds::update_attempt);
                 let wait = Waiting {
@@ -67,11 +71,13 @@ impl Xds {
                 let sub = SecretSub {
                     wait,
                     accepted: None,
+                    api: api.clone(),
                 };
                 self.sds.insert(name.clone(), sub);
             }
         }
-        names
+        let ads = wanted.into_iter().filter(|(_, api)| api.is_none());
+        ads.map(|(name, _)| name).collect()
     }
 
     /// The secrets whose first update is awaited, with when the wait ends.
@@ -113,9 +119,14 @@ impl Xds {
         taken.collect()
     }
 
-    /// Counts a lost stream as a failed update of every secret asked.
-    pub(super) fn secrets_lost_stream(&self, store: &Store) {
-        for name in self.sds.keys() {
+    /// Counts a lost stream as a failed update of every secret asked on
+    /// it: the one named, or (None) those on the ADS stream.
+    pub(super) fn secrets_lost_stream(&self, only: Option<&str>, store: &Store) {
+        let on_stream = self.sds.iter().filter(|(name, sub)| match only {
+            Some(n) => *name == n,
+            None => sub.api.is_none(),
+        });
+        for (name, _) in on_stream {
             let stats = store.sds(name);
             stats.inc(store.main_row(), Sds::update_attempt);
             stats.inc(store.main_row(), Sds::update_failure);
@@ -125,12 +136,14 @@ impl Xds {
     /// Takes a response of secrets: each one asked for is checked, and if
     /// all are good they go to the snapshot's secrets and the TLS contexts
     /// are compiled again (the snapshot to publish). Secrets nobody asked
-    /// for are ignored.
+    /// for (on this stream: `only` the one its subscription serves, or
+    /// ADS's) are ignored.
     pub(super) fn take_secrets(
         &mut self,
         response: &Response,
         current: &ConfigSnapshot,
         store: &Store,
+        only: Option<&Subject>,
     ) -> Result<Option<ConfigSnapshot>, String> {
         let resources = response.resources.as_ref()?;
         let mut delivered = Vec::new();
@@ -138,7 +151,12 @@ impl Xds {
             let Some(name) = resource["name"].as_str() else {
                 return Err("a secret without a name".into());
             };
-            if !self.sds.contains_key(name) {
+            let mine = match (only, self.sds.get(name)) {
+                (_, None) => false,
+                (None, Some(sub)) => sub.api.is_none(),
+                (Some(subject), Some(_)) => *subject == Subject::Secret(name.to_string()),
+            };
+            if !mine {
                 continue;
             }
             let tree = json!({"version_info": response.version, "resources": [resource]});
@@ -146,6 +164,7 @@ impl Xds {
             let source = SecretSource {
                 name: name.to_string(),
                 path: None,
+                api: None,
                 yaml_path: String::new(),
             };
             let checked = config::parse_secret(&source, &bytes)

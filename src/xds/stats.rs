@@ -37,6 +37,17 @@ pub(super) enum Stats {
 }
 
 impl Stats {
+    /// The prefix its stats have (`listener_manager.lds.`, …).
+    pub fn prefix(&self) -> String {
+        match self {
+            Stats::Lds => "listener_manager.lds.".into(),
+            Stats::Cds => "cluster_manager.cds.".into(),
+            Stats::Rds(prefix) => prefix.clone(),
+            Stats::Eds(name) => format!("cluster.{name}."),
+            Stats::Dropped => String::new(),
+        }
+    }
+
     /// Counts an attempt's outcome.
     pub fn count(&self, store: &Store, what: Counted) {
         let main = store.main_row();

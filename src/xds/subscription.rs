@@ -137,12 +137,7 @@ impl<T: Resource> Subscription<T> {
     /// When the start stops waiting for its first update: never for a
     /// file (read at once) or once answered; None waits for ever.
     pub fn awaited_until(&self) -> Option<Option<Instant>> {
-        let ConfigSource::Ads {
-            initial_fetch_timeout,
-        } = self.source
-        else {
-            return None;
-        };
+        let initial_fetch_timeout = self.source.initial_fetch_timeout()?;
         let w = &self.wait;
         if w.timed_out || w.answered {
             return None;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""An ADS control plane for the xDS tests, state of the world and incremental
+"""An xDS control plane for the xDS tests, state of the world and incremental
 (delta), on grpcio and the gRPC team's generated Envoy API (xds-protos),
-written without Ringway in mind.
+written without Ringway in mind. It serves ADS and each type's own service
+(LDS, CDS, RDS, EDS, SDS: what an api_config_source calls) from one state.
 
     xds_control_plane.py STATE LOG [PORT]     serves on PORT (default: a free
                                               one) and prints the port
@@ -41,7 +42,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noq
 )
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2  # noqa: F401
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+from envoy.service.cluster.v3 import cds_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.endpoint.v3 import eds_pb2_grpc
+from envoy.service.listener.v3 import lds_pb2_grpc
+from envoy.service.route.v3 import rds_pb2_grpc
+from envoy.service.secret.v3 import sds_pb2_grpc
 
 NAME_FIELD = {
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": "cluster_name",
@@ -265,6 +271,25 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             yield response
 
 
+def single_type_services(ads):
+    """Each type's own discovery service, answering as ADS does."""
+    services = [
+        (lds_pb2_grpc, "ListenerDiscoveryService", "Listeners"),
+        (cds_pb2_grpc, "ClusterDiscoveryService", "Clusters"),
+        (rds_pb2_grpc, "RouteDiscoveryService", "Routes"),
+        (eds_pb2_grpc, "EndpointDiscoveryService", "Endpoints"),
+        (sds_pb2_grpc, "SecretDiscoveryService", "Secrets"),
+    ]
+    for module, service, noun in services:
+        base = getattr(module, f"{service}Servicer")
+        methods = {
+            f"Stream{noun}": lambda self, it, ctx: ads.StreamAggregatedResources(it, ctx),
+            f"Delta{noun}": lambda self, it, ctx: ads.DeltaAggregatedResources(it, ctx),
+        }
+        servicer = type(f"{service}Servicer", (base,), methods)()
+        yield getattr(module, f"add_{service}Servicer_to_server"), servicer
+
+
 def main():
     state_path, log_path = sys.argv[1], sys.argv[2]
     port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
@@ -272,7 +297,10 @@ def main():
     threading.Thread(target=state.poll, daemon=True).start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     with open(log_path, "a") as log:
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(Ads(state, log), server)
+        ads = Ads(state, log)
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(ads, server)
+        for add, servicer in single_type_services(ads):
+            add(servicer, server)
         port = server.add_insecure_port(f"127.0.0.1:{port}")
         server.start()
         print(port, flush=True)
