@@ -357,20 +357,23 @@ impl Transport {
     }
 }
 
+/// One resource of a response of `type_url`, as JSON.
+fn resource(any: &envoy_types::pb::google::protobuf::Any, type_url: &str) -> Result<Value, String> {
+    if any.type_url != type_url {
+        return Err(format!(
+            "a resource of type {} in a response of {type_url}",
+            any.type_url
+        ));
+    }
+    proto::resource_json(&any.type_url, &any.value)
+}
+
 /// A response's resources as JSON.
 fn decoded(response: DiscoveryResponse) -> Response {
     let resources = response
         .resources
         .iter()
-        .map(|any| {
-            if any.type_url != response.type_url {
-                return Err(format!(
-                    "a resource of type {} in a response of {}",
-                    any.type_url, response.type_url
-                ));
-            }
-            proto::resource_json(&any.type_url, &any.value)
-        })
+        .map(|any| resource(any, &response.type_url))
         .collect();
     Response {
         type_url: response.type_url,
@@ -394,13 +397,7 @@ fn delta_decoded(response: DeltaDiscoveryResponse) -> Response {
                 .resource
                 .as_ref()
                 .ok_or_else(|| format!("resource {} came without its body", r.name))?;
-            if any.type_url != response.type_url {
-                return Err(format!(
-                    "a resource of type {} in a response of {}",
-                    any.type_url, response.type_url
-                ));
-            }
-            proto::resource_json(&any.type_url, &any.value)
+            resource(any, &response.type_url)
         })
         .collect();
     Response {

@@ -96,6 +96,14 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             self.nonce += 1
             return str(self.nonce)
 
+    def watch(self, done, types, push):
+        """Pushes what changed of the stream's `types()` until it is done."""
+        while not done.is_set():
+            with self.state.lock:
+                self.state.changed.wait(0.2)
+                for type_url in types():
+                    push(type_url)
+
     def note_sent(self, type_url, version):
         """Logs when a response was handed to gRPC (benchmarks time from it)."""
         self.log.write(json.dumps({"sent": type_url, "version": version, "at": time.time()}) + "\n")
@@ -163,19 +171,9 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 out.put(None)
 
         def watch():
-            while not done.is_set():
-                with self.state.lock:
-                    self.state.changed.wait(0.2)
-                    for type_url in list(names):
-                        push(type_url)
+            self.watch(done, lambda: list(names), push)
 
-        threading.Thread(target=read, daemon=True).start()
-        threading.Thread(target=watch, daemon=True).start()
-        while True:
-            response = out.get()
-            if response is None:
-                return
-            yield response
+        yield from stream(read, watch, out)
 
 
     def DeltaAggregatedResources(self, request_iterator, context):
@@ -256,19 +254,21 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 out.put(None)
 
         def watch():
-            while not done.is_set():
-                with self.state.lock:
-                    self.state.changed.wait(0.2)
-                    for type_url in list(subscribed):
-                        push(type_url)
+            self.watch(done, lambda: list(subscribed), push)
 
-        threading.Thread(target=read, daemon=True).start()
-        threading.Thread(target=watch, daemon=True).start()
-        while True:
-            response = out.get()
-            if response is None:
-                return
-            yield response
+        yield from stream(read, watch, out)
+
+
+def stream(read, watch, out):
+    """Runs a stream's reader and watcher; yields its responses until the
+    reader ends."""
+    threading.Thread(target=read, daemon=True).start()
+    threading.Thread(target=watch, daemon=True).start()
+    while True:
+        response = out.get()
+        if response is None:
+            return
+        yield response
 
 
 def single_type_services(ads):
