@@ -261,3 +261,48 @@ fn admin_access_logs_match_envoy() {
     let lines = ss(&["-tlnm"], &format!("sport = :{}", pair.ringway_admin)).join(" ");
     assert!(lines.contains("rb49152"), "{lines}");
 }
+
+/// `overload_manager` with the `global_downstream_max_connections`
+/// monitor: past the limit, a new connection is closed at once and counted
+/// in `downstream_global_cx_overflow`; once one closes, another is taken.
+#[test]
+fn global_downstream_connection_limit_matches_envoy() {
+    let app = Backend::start("app");
+    let config = with_admin(&http_config(
+        &catch_all("app", ""),
+        &static_cluster("app", &[(&app, 1)], ""),
+    ));
+    let config = format!(
+        "{config}overload_manager:
+  refresh_interval: 0.25s
+  resource_monitors:
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config:
+      \"@type\": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+      max_active_downstream_connections: 2
+"
+    );
+    let Some(pair) = Pair::start(
+        "global_downstream_connection_limit_matches_envoy",
+        &config,
+        vec![app],
+    ) else {
+        return;
+    };
+    let run = |port: u16| {
+        let (mut a, mut b) = (Client::connect(port), Client::connect(port));
+        let held = (a.get("a", "/1").status, b.get("a", "/2").status);
+        let mut third = Client::connect(port);
+        third.set_timeout(std::time::Duration::from_secs(5));
+        third.send(b"GET /3 HTTP/1.1\r\nhost: a\r\n\r\n");
+        let refused = third.read_response(false).is_err();
+        drop(a);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let after = Client::connect(port).get("a", "/4").status;
+        (held, refused, after)
+    };
+    let (ringway, envoy) = (run(pair.ringway.port), run(pair.envoy.port));
+    assert_eq!(ringway, ((200, 200), true, 200));
+    assert_eq!(ringway, envoy);
+    pair.assert_same_stats(&["listener.*.downstream_global_cx_overflow"]);
+}

@@ -46,6 +46,14 @@ pub async fn serve(
     let listener = view.snapshot.listeners[index].clone();
     drop(view);
     let w = shard.id;
+    let stats = shard.stats.clone();
+    let Some(_slot) = stats.open_downstream() else {
+        // Over the overload manager's global limit: closed at once.
+        listener
+            .stats
+            .inc(w, ListenerStat::downstream_global_cx_overflow);
+        return;
+    };
     let timeout = listener.filters.timeout;
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let direct = remote.clone();

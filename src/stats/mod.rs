@@ -236,6 +236,17 @@ impl<S: StatSet + Send + Sync> Visit for Scope<S> {
     }
 }
 
+/// A downstream connection's place under the global limit.
+pub struct DownstreamSlot<'a>(Option<&'a AtomicU64>);
+
+impl Drop for DownstreamSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(open) = self.0 {
+            open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// What `/ready` and `server.state` report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -265,6 +276,10 @@ pub struct Store {
     /// How long an idle keep-alive connection stays open once draining,
     /// in milliseconds (0: it closes at once).
     drain_linger_ms: AtomicU64,
+    /// The global downstream connection limit (`overload_manager`;
+    /// `u64::MAX`: none), and the connections it counts.
+    downstream_limit: AtomicU64,
+    downstream_open: AtomicU64,
     healthcheck_failed: AtomicBool,
     /// The soonest certificate expiry, seconds since the epoch (MAX: none).
     first_cert_expiry: AtomicI64,
@@ -320,6 +335,8 @@ impl Store {
             baseline: Mutex::default(),
             state: AtomicU8::new(ServerState::Live as u8),
             drain_linger_ms: AtomicU64::new(0),
+            downstream_limit: AtomicU64::new(u64::MAX),
+            downstream_open: AtomicU64::new(0),
             healthcheck_failed: AtomicBool::new(false),
             first_cert_expiry: AtomicI64::new(i64::MAX),
             texts: Mutex::default(),
@@ -642,6 +659,29 @@ impl Store {
                 }
             });
         }
+    }
+
+    /// Limits downstream connections, all listeners together, to `limit`
+    /// (`overload_manager`'s global limit).
+    pub fn set_connection_limit(&self, limit: Option<u64>) {
+        let limit = limit.unwrap_or(u64::MAX);
+        self.downstream_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Takes a place for a new downstream connection: None when the
+    /// global limit is reached (the connection is to be closed), else a
+    /// guard that gives it back (and costs nothing without a limit).
+    pub fn open_downstream(&self) -> Option<DownstreamSlot<'_>> {
+        let limit = self.downstream_limit.load(Ordering::Relaxed);
+        if limit == u64::MAX {
+            return Some(DownstreamSlot(None));
+        }
+        let open = self.downstream_open.fetch_add(1, Ordering::Relaxed);
+        if open >= limit {
+            self.downstream_open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(DownstreamSlot(Some(&self.downstream_open)))
     }
 
     /// Lets idle keep-alive connections stay open for `linger` once

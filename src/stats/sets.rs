@@ -75,7 +75,7 @@ stat_set!(
     Listener, None,
     counters [
         downstream_cx_total, downstream_cx_destroy, no_filter_chain_match,
-        downstream_pre_cx_timeout,
+        downstream_pre_cx_timeout, downstream_global_cx_overflow,
     ],
     gauges [downstream_cx_active]
 );
