@@ -58,6 +58,9 @@ pub struct Registry {
     /// Histograms no longer shown (their owner went; ids are never reused).
     hidden: Mutex<HashSet<usize>>,
     shards: Mutex<Vec<flume::Sender<Collect>>>,
+    /// Where the main thread records (xDS update durations): a thread of
+    /// its own holds those histograms, started on first use.
+    off_shard: std::sync::OnceLock<flume::Sender<(HistogramId, u64)>>,
 }
 
 impl Registry {
@@ -66,7 +69,27 @@ impl Registry {
             names: Mutex::default(),
             hidden: Mutex::default(),
             shards: Mutex::new(Vec::with_capacity(shards)),
+            off_shard: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records `micros` in histogram `id` from off the shards (the main
+    /// thread): a thread of its own keeps them, answering collections and
+    /// closing intervals as a shard does.
+    pub fn record_off_shard(&self, id: HistogramId, micros: u64) {
+        let sender = self.off_shard.get_or_init(|| {
+            let (records, recorded) = flume::unbounded::<(HistogramId, u64)>();
+            let (collect_tx, collect_rx) = flume::unbounded();
+            self.attach(collect_tx);
+            let spawned = std::thread::Builder::new()
+                .name("ringway-histograms".into())
+                .spawn(move || off_shard(&recorded, &collect_rx));
+            if let Err(e) = spawned {
+                log::warn!("off-shard histograms not kept: {e}");
+            }
+            records
+        });
+        let _ = sender.send((id, micros));
     }
 
     /// The id of histogram `name`, created on first use.
@@ -154,6 +177,33 @@ struct Cells {
     cumulative: Histogram<u64>,
     current: Histogram<u64>,
     last: Histogram<u64>,
+}
+
+/// The off-shard histograms' thread: records, answers collections and
+/// closes intervals until the registry goes.
+fn off_shard(records: &flume::Receiver<(HistogramId, u64)>, collects: &flume::Receiver<Collect>) {
+    let held = ShardHistograms::default();
+    let mut next = std::time::Instant::now() + FLUSH_INTERVAL;
+    loop {
+        let wait = next.saturating_duration_since(std::time::Instant::now());
+        let got = flume::Selector::new()
+            .recv(records, |r| r.map(|(id, v)| held.record(id, v)).is_ok())
+            .recv(collects, |c| {
+                c.map(|Collect(reply)| {
+                    let _ = reply.send(held.copies());
+                })
+                .is_ok()
+            })
+            .wait_timeout(wait);
+        match got {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(_) => {
+                held.rotate();
+                next += FLUSH_INTERVAL;
+            }
+        }
+    }
 }
 
 /// One shard's histograms, indexed by [`HistogramId`]; each allocated

@@ -590,7 +590,19 @@ impl Xds {
             })
         } else {
             let deliveries = self.deliveries(&response, only.as_ref());
-            self.apply(deliveries, current, store, sinks, accept)
+            let kinds: Vec<Kind> = deliveries.iter().map(|d| d.kind).collect();
+            let started = Instant::now();
+            let applied = self.apply(deliveries, current, store, sinks, accept);
+            if applied.is_ok() {
+                // Envoy's `update_duration`: how long taking an update took.
+                let micros = started.elapsed().as_micros() as u64;
+                for kind in kinds {
+                    let name = format!("{}update_duration", self.stats(kind).prefix());
+                    let id = store.histograms.id(&name);
+                    store.histograms.record_off_shard(id, micros);
+                }
+            }
+            applied
         };
         let ads = self.stream_mut(stream)?;
         let (type_url, nonce) = (&response.type_url, &response.nonce);
