@@ -96,6 +96,30 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             self.nonce += 1
             return str(self.nonce)
 
+    def read(self, requests, done, out, take, fields):
+        """Logs each of a stream's requests (its protocol's `fields` with the
+        common ones) and hands it to `take`, until the client goes."""
+        try:
+            for request in requests:
+                entry = {
+                    "type": request.type_url,
+                    "nonce": request.response_nonce,
+                    "error": request.error_detail.message
+                    if request.HasField("error_detail")
+                    else None,
+                    "node": request.node.id if request.HasField("node") else None,
+                }
+                entry.update(fields(request))
+                self.log.write(json.dumps(entry) + "\n")
+                self.log.flush()
+                with self.state.lock:
+                    take(request)
+        except grpc.RpcError:
+            pass  # the client went away
+        finally:
+            done.set()
+            out.put(None)
+
     def watch(self, done, types, push):
         """Pushes what changed of the stream's `types()` until it is done."""
         while not done.is_set():
@@ -142,33 +166,15 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             out.put(response)
             self.note_sent(type_url, entry["version"])
 
+        def take(request):
+            names[request.type_url] = sorted(request.resource_names)
+            push(request.type_url)
+
         def read():
-            try:
-                for request in request_iterator:
-                    self.log.write(
-                        json.dumps(
-                            {
-                                "type": request.type_url,
-                                "version": request.version_info,
-                                "nonce": request.response_nonce,
-                                "names": sorted(request.resource_names),
-                                "error": request.error_detail.message
-                                if request.HasField("error_detail")
-                                else None,
-                                "node": request.node.id if request.HasField("node") else None,
-                            }
-                        )
-                        + "\n"
-                    )
-                    self.log.flush()
-                    with self.state.lock:
-                        names[request.type_url] = sorted(request.resource_names)
-                        push(request.type_url)
-            except grpc.RpcError:
-                pass  # the client went away
-            finally:
-                done.set()
-                out.put(None)
+            self.read(request_iterator, done, out, take, lambda r: {
+                "version": r.version_info,
+                "names": sorted(r.resource_names),
+            })
 
         def watch():
             self.watch(done, lambda: list(names), push)
@@ -214,44 +220,26 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             out.put(response)
             self.note_sent(type_url, entry["version"])
 
+        def take(request):
+            t = request.type_url
+            first = t not in subscribed
+            names = subscribed.setdefault(t, set())
+            if first and t in WILDCARD and not request.resource_names_subscribe:
+                names.add("*")
+            names.update(request.resource_names_subscribe)
+            names.difference_update(request.resource_names_unsubscribe)
+            if first:
+                # What the client says it has is not sent again.
+                sent[t] = dict(request.initial_resource_versions)
+            push(t)
+
         def read():
-            try:
-                for request in request_iterator:
-                    self.log.write(
-                        json.dumps(
-                            {
-                                "delta": True,
-                                "type": request.type_url,
-                                "subscribe": sorted(request.resource_names_subscribe),
-                                "unsubscribe": sorted(request.resource_names_unsubscribe),
-                                "initial": dict(request.initial_resource_versions),
-                                "nonce": request.response_nonce,
-                                "error": request.error_detail.message
-                                if request.HasField("error_detail")
-                                else None,
-                                "node": request.node.id if request.HasField("node") else None,
-                            }
-                        )
-                        + "\n"
-                    )
-                    self.log.flush()
-                    with self.state.lock:
-                        t = request.type_url
-                        first = t not in subscribed
-                        names = subscribed.setdefault(t, set())
-                        if first and t in WILDCARD and not request.resource_names_subscribe:
-                            names.add("*")
-                        names.update(request.resource_names_subscribe)
-                        names.difference_update(request.resource_names_unsubscribe)
-                        if first:
-                            # What the client says it has is not sent again.
-                            sent[t] = dict(request.initial_resource_versions)
-                        push(t)
-            except grpc.RpcError:
-                pass  # the client went away
-            finally:
-                done.set()
-                out.put(None)
+            self.read(request_iterator, done, out, take, lambda r: {
+                "delta": True,
+                "subscribe": sorted(r.resource_names_subscribe),
+                "unsubscribe": sorted(r.resource_names_unsubscribe),
+                "initial": dict(r.initial_resource_versions),
+            })
 
         def watch():
             self.watch(done, lambda: list(subscribed), push)
