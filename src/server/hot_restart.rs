@@ -183,9 +183,22 @@ pub fn serve(
     std::thread::Builder::new()
         .name("ringway-hot-restart".into())
         .spawn(move || loop {
-            let Ok(peer) = rustix::net::accept(&listener) else {
-                continue;
+            let peer = match rustix::net::accept(&listener) {
+                Ok(peer) => peer,
+                Err(e) => {
+                    log::warn!("hot restart: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
             };
+            // An abstract socket has no file permissions: only a process
+            // of this user may take the sockets or make this one drain.
+            let ours = rustix::net::sockopt::socket_peercred(&peer)
+                .is_ok_and(|c| c.uid == rustix::process::geteuid());
+            if !ours {
+                log::warn!("hot restart: a process of another user was refused");
+                continue;
+            }
             if let Err(e) = answer(&peer, &open, &store, &commands) {
                 log::warn!("hot restart: {e}");
             }
@@ -246,6 +259,13 @@ fn connect(base_id: u64, epoch: u64) -> Result<OwnedFd, String> {
         .map_err(|e| e.to_string())?;
     rustix::net::connect(&socket, &addr)
         .map_err(|e| format!("cannot reach the process of restart epoch {epoch}: {e}"))?;
+    let ours = rustix::net::sockopt::socket_peercred(&socket)
+        .is_ok_and(|c| c.uid == rustix::process::geteuid());
+    if !ours {
+        return Err(format!(
+            "the process of restart epoch {epoch} belongs to another user"
+        ));
+    }
     Ok(socket)
 }
 
