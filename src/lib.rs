@@ -12,6 +12,7 @@ pub mod logger;
 pub mod net;
 pub mod proxy_config;
 pub mod router;
+pub mod runtime;
 pub mod server;
 pub mod snapshot;
 pub mod stats;

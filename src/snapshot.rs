@@ -64,8 +64,9 @@ pub struct HttpSettings {
     pub request_timeout: Option<Duration>,
     /// `request_headers_timeout`.
     pub request_headers_timeout: Option<Duration>,
-    /// A `#fragment` is stripped rather than rejected (a runtime key).
-    pub strip_fragment: bool,
+    /// A `#fragment` is stripped rather than rejected: the runtime's flag,
+    /// read when a request target has one.
+    pub strip_fragment: Arc<std::sync::atomic::AtomicBool>,
     /// `common_http_protocol_options.max_requests_per_connection`.
     pub max_requests_per_connection: Option<u32>,
     /// `common_http_protocol_options.max_stream_duration`.
@@ -718,7 +719,7 @@ fn http_settings(
         stream_idle_timeout: hcm.stream_idle_timeout,
         request_timeout: hcm.request_timeout,
         request_headers_timeout: hcm.request_headers_timeout,
-        strip_fragment: hcm.strip_fragment,
+        strip_fragment: store.runtime.strip_fragment(),
         max_requests_per_connection: hcm.max_requests_per_connection,
         max_stream_duration: hcm.max_stream_duration,
         upgrades: hcm.upgrades.clone(),

@@ -959,4 +959,51 @@ fn fragment_stripping_runtime_key_matches_envoy() {
     ]);
     assert_eq!(seen[0].status, 403, "the stripped path meets its rule");
     assert_eq!(seen[1].upstream[0].path, "/app?a=b");
+    // No admin layer: nothing to modify (Envoy's 503 and words).
+    let path = "/runtime_modify?envoy.reloadable_features.http_reject_path_with_fragment=true";
+    let r = common::admin_request(pair.ringway_admin, "POST", path);
+    let e = common::admin_request(pair.envoy.admin, "POST", path);
+    assert_eq!(r, e);
+    assert_eq!(r.0, 503);
+}
+
+/// The runtime's admin layer: `/runtime` shows the layers as Envoy does,
+/// `/runtime_modify` changes the fragment key at once (rejected, then
+/// stripped again when the override is removed), and without an admin
+/// layer it is refused with Envoy's 503.
+#[test]
+fn runtime_admin_layer_matches_envoy() {
+    let app = Backend::start("app");
+    let other = Backend::start("other");
+    let runtime = "layered_runtime:\n  layers:\n  - name: static\n    static_layer:\n      envoy.reloadable_features.http_reject_path_with_fragment: false\n  - name: admin\n    admin_layer: {}\n";
+    let config = format!("{runtime}{}", bootstrap(&app, &other));
+    let Some(pair) = Pair::start(
+        "runtime_admin_layer_matches_envoy",
+        &config,
+        vec![app, other],
+    ) else {
+        return;
+    };
+    let runtime = |pair: &Pair| {
+        let (r, e) = pair.admin("/runtime");
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("JSON");
+        assert_eq!(parse(&r), parse(&e));
+        r
+    };
+    let modify = |pair: &Pair, query: &str| {
+        let path = format!("/runtime_modify?{query}");
+        let r = common::admin_request(pair.ringway_admin, "POST", &path);
+        let e = common::admin_request(pair.envoy.admin, "POST", &path);
+        assert_eq!(r, e);
+    };
+    let fragment = [get("www.example.org", "/app#x", "")];
+    runtime(&pair);
+    assert_eq!(pair.assert_all_same(&fragment)[0].status, 200);
+    let key = "envoy.reloadable_features.http_reject_path_with_fragment";
+    modify(&pair, &format!("{key}=true"));
+    assert!(runtime(&pair).contains("\"true\""));
+    assert_eq!(pair.assert_all_same(&fragment)[0].status, 400);
+    modify(&pair, &format!("{key}="));
+    runtime(&pair);
+    assert_eq!(pair.assert_all_same(&fragment)[0].status, 200);
 }

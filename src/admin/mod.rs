@@ -152,7 +152,7 @@ impl Reply {
 
 /// The endpoints, with whether they change server state (POST only) and
 /// their help text.
-const ENDPOINTS: [(&str, bool, &str); 17] = [
+const ENDPOINTS: [(&str, bool, &str); 19] = [
     ("/", false, "Admin home page"),
     ("/certs", false, "print certs on machine"),
     ("/clusters", false, "upstream cluster status"),
@@ -179,6 +179,12 @@ const ENDPOINTS: [(&str, bool, &str); 17] = [
         "print server state, return 200 if LIVE, otherwise return 503",
     ),
     ("/reset_counters", true, "reset all counters to zero"),
+    ("/runtime", false, "print runtime values"),
+    (
+        "/runtime_modify",
+        true,
+        "Adds or modifies runtime values as passed in query parameters. To delete a previously added key, use an empty string as the value.",
+    ),
     (
         "/server_info",
         false,
@@ -368,6 +374,11 @@ impl Admin {
                 self.store.reset_counters();
                 Reply::text(200, "OK\n")
             }
+            "/runtime" => Reply::json(&self.store.runtime.dump()),
+            "/runtime_modify" => match self.store.runtime.modify(&params) {
+                Ok(()) => Reply::text(200, "OK\n"),
+                Err((status, message)) => Reply::text(status, message),
+            },
             _ => Reply::text(404, format!("invalid path. {}", help())),
         }
     }

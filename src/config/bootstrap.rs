@@ -36,9 +36,8 @@ pub struct Bootstrap {
     /// the most downstream connections open at once, all listeners
     /// together.
     pub max_downstream_connections: Option<u64>,
-    /// The runtime's `http.strip_fragment_from_path_unsafe_if_disabled`
-    /// answer, applied to every connection manager (dynamic ones too).
-    pub strip_fragment: bool,
+    /// `layered_runtime.layers`, lowest first.
+    pub runtime: Vec<crate::runtime::Layer>,
 }
 
 /// `node`: who this proxy is.
@@ -184,10 +183,6 @@ pub struct HttpConnectionManager {
     pub delayed_close_timeout: Option<Duration>,
     /// `use_remote_address`, `xff_num_trusted_hops`, `skip_xff_append`.
     pub xff: XffSettings,
-    /// Strip a `#fragment` from the request target instead of rejecting
-    /// the request: the runtime key
-    /// `envoy.reloadable_features.http_reject_path_with_fragment: false`.
-    pub strip_fragment: bool,
 }
 
 /// How the client's address is found and `x-forwarded-for` kept.
@@ -827,12 +822,10 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         );
     }
     let admin = obj.get("admin").and_then(|a| admin(&a, errs));
-    let strip_fragment = obj
+    let runtime = obj
         .get("layered_runtime")
-        .is_some_and(|r| layered_runtime(&r, errs));
-    for listener in &mut listeners {
-        listener.set_strip_fragment(strip_fragment);
-    }
+        .map(|r| layered_runtime(&r, errs))
+        .unwrap_or_default();
     let dynamic = obj
         .get("dynamic_resources")
         .and_then(|d| super::xds::dynamic_resources(&d, errs))
@@ -848,7 +841,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         admin,
         broken_clusters,
         dynamic,
-        strip_fragment,
+        runtime,
         route_configs: HashMap::new(),
         assignments: HashMap::new(),
         max_downstream_connections,
@@ -1267,56 +1260,77 @@ pub(super) fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager
                 .map(|c| internal_address_config(&c, errs))
                 .unwrap_or_default()
         },
-        // Set from layered_runtime once the whole bootstrap is decoded.
-        strip_fragment: false,
     })
 }
-
-/// The runtime keys Ringway reads from `layered_runtime`.
-const FRAGMENT_KEY: &str = "envoy.reloadable_features.http_reject_path_with_fragment";
 
 #[rustfmt::skip]
 static LAYERED_RUNTIME: Fields = Fields { known: &["layers"], unsupported: &[] };
 #[rustfmt::skip]
 static RUNTIME_LAYER: Fields = Fields {
-    known: &["name", "static_layer"],
-    unsupported: &["disk_layer", "admin_layer", "rtds_layer"],
+    known: &["name", "static_layer", "admin_layer"],
+    unsupported: &["disk_layer", "rtds_layer"],
 };
 
-/// Decodes `layered_runtime`: static layers only, and of their keys only
-/// the ones Ringway acts on (any other key is an error, never ignored).
-/// Returns whether a `#fragment` is stripped rather than rejected.
-fn layered_runtime(node: &Node, errs: &mut Errors) -> bool {
-    let mut strip_fragment = false;
+/// Decodes `layered_runtime`: static layers, of whose keys only the one
+/// Ringway acts on (any other is an error, never ignored), and at most one
+/// admin layer; lowest first.
+fn layered_runtime(node: &Node, errs: &mut Errors) -> Vec<crate::runtime::Layer> {
+    let mut out = Vec::new();
     let Some(obj) = node.object(errs, &LAYERED_RUNTIME) else {
-        return false;
+        return out;
     };
     let layers = obj.get("layers").map(|l| l.list(errs)).unwrap_or_default();
     for layer in layers {
         let Some(lo) = layer.object(errs, &RUNTIME_LAYER) else {
             continue;
         };
-        let _ = string(&lo, errs, "name");
-        let Some(values) = lo.get("static_layer") else {
-            continue;
+        let name = string(&lo, errs, "name").unwrap_or_default();
+        let mut decoded = crate::runtime::Layer {
+            name,
+            ..Default::default()
         };
-        let serde_json::Value::Object(map) = values.value() else {
-            errs.add(values.path(), "expected a mapping of runtime keys");
-            continue;
-        };
-        for key in map.keys() {
-            let Some(entry) = values.entry(key) else {
+        match (lo.get("static_layer"), lo.get("admin_layer")) {
+            (Some(_), Some(_)) => {
+                errs.add(
+                    layer.path(),
+                    "expected only one of static_layer or admin_layer",
+                );
                 continue;
-            };
-            if key == FRAGMENT_KEY {
-                strip_fragment = entry.bool(errs).is_some_and(|reject| !reject);
-            } else {
-                errs.add(entry.path(), "runtime key not supported yet");
             }
+            (None, Some(admin)) => {
+                if out.iter().any(|l: &crate::runtime::Layer| l.admin) {
+                    errs.add(admin.path(), "only one admin layer may be specified");
+                }
+                admin.object(errs, &ADMIN_LAYER);
+                decoded.admin = true;
+            }
+            (Some(values), None) => {
+                let serde_json::Value::Object(map) = values.value() else {
+                    errs.add(values.path(), "expected a mapping of runtime keys");
+                    continue;
+                };
+                for key in map.keys() {
+                    let Some(entry) = values.entry(key) else {
+                        continue;
+                    };
+                    if key == crate::runtime::FRAGMENT_KEY {
+                        if let Some(v) = entry.bool(errs) {
+                            decoded.values.insert(key.clone(), v.to_string());
+                        }
+                    } else {
+                        errs.add(entry.path(), "runtime key not supported yet");
+                    }
+                }
+            }
+            (None, None) => {}
         }
+        out.push(decoded);
     }
-    strip_fragment
+    out
 }
+
+#[rustfmt::skip]
+static ADMIN_LAYER: Fields = Fields { known: &[], unsupported: &[] };
 
 #[rustfmt::skip]
 static INTERNAL_ADDRESS_CONFIG: Fields = Fields {

@@ -334,15 +334,6 @@ impl Listener {
         let chains = self.chains.iter().chain(self.default_chain.as_ref());
         chains.flat_map(|c| c.tls.iter().flat_map(DownstreamTls::secret_sources))
     }
-
-    /// Applies the runtime's fragment answer to its connection managers.
-    pub fn set_strip_fragment(&mut self, strip: bool) {
-        for chain in self.chains.iter_mut().chain(self.default_chain.as_mut()) {
-            if let NetworkFilter::Http(hcm) = &mut chain.filter {
-                hcm.strip_fragment = strip;
-            }
-        }
-    }
 }
 
 /// Whether the listener's `socket_address.protocol` is UDP.

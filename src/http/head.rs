@@ -472,7 +472,13 @@ fn analyse_request<'v>(
     // Envoy rejects it in its codec (400, no body), or strips it when the
     // runtime says so.
     let path = match path.split_once('#') {
-        Some((before, _)) if http.strip_fragment => before,
+        Some((before, _))
+            if http
+                .strip_fragment
+                .load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            before
+        }
         Some(_) => return ParsedRequest::Reject(LocalReply::closing(400, "")),
         None => path,
     };

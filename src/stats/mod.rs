@@ -267,6 +267,8 @@ pub struct Store {
     pub cluster_manager: Arc<Scope<sets::ClusterManager>>,
     /// `listener_manager.*`.
     pub listener_manager: Arc<Scope<sets::ListenerManager>>,
+    /// The layered runtime (`/runtime`), shared by every snapshot.
+    pub runtime: crate::runtime::Runtime,
     scopes: Mutex<HashMap<String, Arc<dyn Visit>>>,
     typed: Mutex<TypedScopes>,
     /// Histogram names and their per-shard collectors.
@@ -329,6 +331,7 @@ impl Store {
             server,
             cluster_manager,
             listener_manager,
+            runtime: crate::runtime::Runtime::default(),
             scopes: Mutex::new(scopes),
             typed: Mutex::default(),
             histograms: histogram::Registry::new(shards),

@@ -1212,10 +1212,7 @@ impl Xds {
         let decoded = match kind {
             Kind::Listeners => {
                 let update = config::decode_listener_update(tree).map_err(rejected)?;
-                let mut listeners = update.resources;
-                for l in &mut listeners {
-                    l.set_strip_fragment(self.base.strip_fragment);
-                }
+                let listeners = update.resources;
                 boot.listeners.truncate(self.base.listeners.len());
                 boot.listeners.extend(listeners.iter().cloned());
                 self.check_ads_sources(
