@@ -33,7 +33,7 @@ use ads::Ads;
 use secrets::SecretSub;
 use serde_json::{json, Value};
 use stats::{Counted, Stats};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use subscription::{Entry, Outcome, Resource, Subscription, Waiting};
@@ -254,25 +254,23 @@ impl Xds {
     /// Names each subscription's `update_duration` histogram, which Envoy
     /// lists (and, for file sources, never records).
     fn name_histograms(&self, store: &Store) {
-        let names = [
-            self.lds
-                .as_ref()
-                .map(|_| "listener_manager.lds.".to_string()),
-            self.cds
-                .as_ref()
-                .map(|_| "cluster_manager.cds.".to_string()),
-        ];
-        let rds = self.rds.values().filter_map(|r| match &r.stats {
-            Stats::Rds(prefix) => Some(prefix.clone()),
-            _ => None,
-        });
-        let eds = self.eds.values().filter_map(|e| match &e.stats {
-            Stats::Eds(name) => Some(format!("cluster.{name}.")),
-            _ => None,
-        });
-        for prefix in names.into_iter().flatten().chain(rds).chain(eds) {
+        for (kind, _) in self.sources() {
+            let prefix = self.stats(kind).prefix();
             store.histograms.id(&format!("{prefix}update_duration"));
         }
+    }
+
+    /// The static and the accepted dynamic listeners (warming ones in
+    /// their latest version).
+    fn accepted_listeners(&self) -> impl Iterator<Item = &config::Listener> {
+        let accepted = self.lds.iter().flat_map(|s| &s.resources);
+        self.base.listeners.iter().chain(accepted)
+    }
+
+    /// The static and the accepted dynamic clusters.
+    fn accepted_clusters(&self) -> impl Iterator<Item = &config::Cluster> {
+        let accepted = self.cds.iter().flat_map(|s| &s.resources);
+        self.base.clusters.iter().chain(accepted)
     }
 
     /// Whether anything is dynamic.
@@ -410,13 +408,9 @@ impl Xds {
                     }
                 }
                 None => {
-                    self.time_out(&waits, store);
-                    self.time_out_secrets(store);
-                    if self.warmed() {
-                        let next = self.apply(Vec::new(), &current, store, sinks, |_| Ok(()));
-                        if let Ok(Some(next)) = next {
-                            current = next;
-                        }
+                    let timed_out = self.update(Change::Tick, &current, store, sinks, |_| Ok(()));
+                    if let Some(next) = timed_out {
+                        current = next;
                     }
                 }
             }
@@ -798,8 +792,9 @@ impl Xds {
         for d in &deliveries {
             let candidate = d
                 .tree
-                .clone()
-                .and_then(|t| self.candidate(d.kind, &t, &mut boot));
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|t| self.candidate(d.kind, t, &mut boot));
             match candidate {
                 Ok(update) => decoded.push(update),
                 Err(r) => {
@@ -951,28 +946,27 @@ impl Xds {
     /// draining) or cluster names any more, as Envoy does: under a control
     /// plane that keeps renaming them, they would otherwise pile up.
     fn drop_unused(&mut self, store: &Store) {
-        let boot = self.merged();
         // Every accepted listener, warming ones and those they replace too.
-        let accepted = self.lds.iter().flat_map(|s| &s.resources);
         let serving = self
             .warming
             .values()
             .filter_map(|w| Some(&w.serving.as_ref()?.0));
-        let listeners = self.base.listeners.iter().chain(accepted).chain(serving);
+        let listeners = self.accepted_listeners().chain(serving);
         let draining = self.draining.iter().flat_map(|d| &d.routes);
-        let routes: Vec<&str> = listeners
+        // Owned: the subscriptions are pruned below (names, not configs,
+        // are copied).
+        let routes: HashSet<String> = listeners
             .flat_map(|l| l.rds_sources())
-            .map(|(_, r)| r.name.as_str())
-            .chain(draining.map(String::as_str))
+            .map(|(_, r)| r.name.clone())
+            .chain(draining.cloned())
             .collect();
-        let clusters: Vec<(&str, &config::EdsSource)> = boot
-            .clusters
-            .iter()
-            .filter_map(|c| Some((c.name.as_str(), c.eds.as_ref()?)))
+        let clusters: Vec<(String, config::EdsSource)> = self
+            .accepted_clusters()
+            .filter_map(|c| Some((c.name.clone(), c.eds.clone()?)))
             .collect();
         let mut gone = Vec::new();
         self.rds.retain(|&id, r| {
-            let used = routes.contains(&r.name.as_str());
+            let used = routes.contains(&r.name);
             if !used {
                 if let Stats::Rds(prefix) = &r.stats {
                     store.forget_rds(prefix);
@@ -984,7 +978,7 @@ impl Xds {
         self.eds.retain(|&id, e| {
             let used = clusters
                 .iter()
-                .any(|(name, source)| *name == e.cluster && **source == e.source);
+                .any(|(name, source)| *name == e.cluster && *source == e.source);
             if !used {
                 gone.push(Kind::Endpoints(id));
             }

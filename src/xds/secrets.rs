@@ -40,13 +40,10 @@ impl Xds {
     /// from a control plane, by name, each with its stream of its own
     /// (None: ADS).
     fn control_plane_secrets(&self) -> BTreeMap<String, Option<AdsConfig>> {
-        let accepted = self.lds.iter().flat_map(|s| &s.resources);
-        let listeners = self.base.listeners.iter().chain(accepted);
-        let clusters = self.cds.iter().flat_map(|s| &s.resources);
-        let clusters = self.base.clusters.iter().chain(clusters);
+        let listeners = self.accepted_listeners();
         let sources = listeners
             .flat_map(|l| l.secret_sources().collect::<Vec<_>>())
-            .chain(clusters.flat_map(|c| c.secret_sources()));
+            .chain(self.accepted_clusters().flat_map(|c| c.secret_sources()));
         sources
             .filter(|s| s.path.is_none())
             .map(|s| (s.name.clone(), s.api.clone()))
@@ -63,10 +60,8 @@ impl Xds {
             if !self.sds.contains_key(name) {
                 store.sds(name).inc(store.main_row(), Sds::update_attempt);
                 let wait = Waiting {
-                    since: Instant::now(),
-                    timed_out: false,
-                    answered: false,
                     asked: true,
+                    ..Waiting::new()
                 };
                 let sub = SecretSub {
                     wait,

@@ -137,12 +137,11 @@ impl Stats {
         let millis = at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let text = match self {
+        match self {
             Stats::Lds => {
                 let stats = store.lds();
                 stats.set(main, LdsStat::version, hash);
                 stats.set(main, LdsStat::update_time, millis);
-                "listener_manager.lds.".to_string()
             }
             Stats::Cds => {
                 let stats = store.cds();
@@ -150,7 +149,6 @@ impl Stats {
                 stats.set(main, CdsStat::config_reload_time_ms, millis);
                 stats.set(main, CdsStat::version, hash);
                 stats.set(main, CdsStat::update_time, millis);
-                "cluster_manager.cds.".to_string()
             }
             Stats::Rds(prefix) => {
                 let stats = store.rds(prefix);
@@ -158,16 +156,15 @@ impl Stats {
                 stats.set(main, RdsStat::config_reload_time_ms, millis);
                 stats.set(main, RdsStat::version, hash);
                 stats.set(main, RdsStat::update_time, millis);
-                prefix.clone()
             }
             Stats::Eds(name) => {
                 store.cluster(name).set(main, ClusterStat::version, hash);
                 store.eds(name).set(main, EdsStat::update_time, millis);
-                format!("cluster.{name}.")
             }
             Stats::Dropped => return,
-        };
-        store.set_text(format!("{text}version_text"), version.to_string());
+        }
+        let text = format!("{}version_text", self.prefix());
+        store.set_text(text, version.to_string());
     }
 }
 

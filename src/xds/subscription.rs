@@ -99,6 +99,18 @@ pub(super) struct Waiting {
     pub asked: bool,
 }
 
+impl Waiting {
+    /// Nothing asked, nothing come yet; the wait counts from now.
+    pub fn new() -> Self {
+        Waiting {
+            since: Instant::now(),
+            timed_out: false,
+            answered: false,
+            asked: false,
+        }
+    }
+}
+
 /// One subscription: its source, what it last accepted and rejected.
 pub(super) struct Subscription<T> {
     pub kind: Kind,
@@ -121,12 +133,7 @@ impl<T: Resource> Subscription<T> {
         Subscription {
             kind,
             source,
-            wait: Waiting {
-                since: Instant::now(),
-                timed_out: false,
-                answered: false,
-                asked: false,
-            },
+            wait: Waiting::new(),
             resources: Vec::new(),
             entries: Vec::new(),
             accepted: None,
