@@ -269,7 +269,7 @@ fn bind(l: &crate::snapshot::Listener) -> Result<Bind, String> {
 
 /// A listener's binding from the sockets the previous restart epoch
 /// handed over for it.
-fn adopt(l: &crate::snapshot::Listener, mut fds: Vec<OwnedFd>) -> Result<Bind, String> {
+fn adopt(l: &crate::snapshot::Listener, fds: Vec<OwnedFd>) -> Result<Bind, String> {
     let failed = |e: std::io::Error| format!("listener {}: a handed-over socket: {e}", l.name);
     let Some(first) = fds.first() else {
         return bind(l);
@@ -286,10 +286,7 @@ fn adopt(l: &crate::snapshot::Listener, mut fds: Vec<OwnedFd>) -> Result<Bind, S
         match bound.local_address().map_err(failed)? {
             Address::Ip(addr) if spec.reuse_port => Bind::PerShard(addr, spec),
             // One socket every shard accepts on: the first is it.
-            _ => {
-                fds.truncate(1);
-                return Ok(Bind::Shared(Arc::new(bound)));
-            }
+            _ => return Ok(Bind::Shared(Arc::new(bound))),
         }
     };
     Ok(Bind::Inherited {
