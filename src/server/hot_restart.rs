@@ -146,11 +146,23 @@ pub fn hand_counters(base_id: u64, epoch: u64, store: &Store) {
         .filter(|(_, kind, v)| *kind == crate::stats::Kind::Counter && *v != 0)
         .map(|(name, _, v)| (name, v))
         .collect();
-    // Packets stay well under the socket's size limit.
-    for chunk in counters.chunks(1000) {
-        if send(&next, &json!({"op": "counters", "counters": chunk}), &[]).is_err() {
-            return;
+    // Each packet stays within what the receiver reads at once (a longer
+    // one would be cut short): about half of it, by the names' lengths.
+    let mut chunk: Vec<&(String, u64)> = Vec::new();
+    let mut size = 0;
+    for counter in &counters {
+        size += counter.0.len() + 32;
+        chunk.push(counter);
+        if size >= PACKET / 2 {
+            if send(&next, &json!({"op": "counters", "counters": chunk}), &[]).is_err() {
+                return;
+            }
+            chunk.clear();
+            size = 0;
         }
+    }
+    if !chunk.is_empty() {
+        let _ = send(&next, &json!({"op": "counters", "counters": chunk}), &[]);
     }
     let _ = send(&next, &json!({"op": "done"}), &[]);
 }
