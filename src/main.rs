@@ -100,6 +100,7 @@ fn main() -> ExitCode {
     }
     store.set_connection_limit(boot.max_downstream_connections);
     store.runtime.configure(boot.runtime.clone());
+    store.set_stats_options(boot.stats.clone());
     let mut xds = ringway::xds::Xds::new(&boot, cli.drain_time);
     let (snapshot, xds) = if xds.is_dynamic() {
         match xds.start(snapshot, &store, &sinks) {

@@ -306,3 +306,136 @@ fn global_downstream_connection_limit_matches_envoy() {
     assert_eq!(ringway, envoy);
     pair.assert_same_stats(&["listener.*.downstream_global_cx_overflow"]);
 }
+
+/// Stats both proxies define, of every kind (counters, gauges,
+/// histograms) and owner.
+const COMMON_STATS: [&str; 16] = [
+    "cluster.app.membership_total",
+    "cluster.app.upstream_cx_connect_ms",
+    "cluster.app.upstream_cx_total",
+    "cluster.app.upstream_rq_total",
+    "cluster.spare.membership_total",
+    "cluster.spare.upstream_rq_total",
+    "cluster_manager.active_clusters",
+    "http.ingress_http.downstream_cx_http1_total",
+    "http.ingress_http.downstream_rq_completed",
+    "http.ingress_http.downstream_rq_time",
+    "http.ingress_http.downstream_rq_total",
+    "listener_manager.listener_added",
+    "listener_manager.total_listeners_active",
+    "server.live",
+    "server.uptime",
+    "server.version",
+];
+
+/// Which of [`COMMON_STATS`] `/stats` shows.
+fn shown_stats(body: &str) -> String {
+    let names: std::collections::HashSet<&str> = body
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(name, _)| name))
+        .collect();
+    COMMON_STATS
+        .iter()
+        .map(|n| {
+            format!(
+                "{n}: {}",
+                if names.contains(n) { "shown" } else { "absent" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn stats_pair(test: &str, options: &str) -> Option<(Pair, u16)> {
+    let app = Backend::start("app");
+    let spare = free_port();
+    let clusters = static_cluster("app", &[(&app, 1)], "") + &port_cluster("spare", spare);
+    let config = with_admin(&http_config(&catch_all("app", ""), &clusters));
+    let pair = Pair::start(test, &format!("{config}{options}"), vec![app])?;
+    Some((pair, spare))
+}
+
+/// `stats_config.stats_matcher` (an inclusion list with every pattern
+/// kind) and `deferred_stat_options`: the same stats exist in both before
+/// and after traffic; an unused cluster's traffic stats never appear, a
+/// used one's from its first request.
+#[test]
+fn stats_inclusion_and_deferred_creation_match_envoy() {
+    let options = r#"stats_config:
+  stats_matcher:
+    inclusion_list:
+      patterns:
+      - prefix: cluster.
+      - suffix: downstream_rq_total
+      - exact: server.live
+      - safe_regex: { regex: 'listener_manager\..*_active' }
+      - contains: cx_http1
+deferred_stat_options:
+  enable_deferred_creation_stats: true
+"#;
+    let test = "stats_inclusion_and_deferred_creation_match_envoy";
+    let Some((pair, _spare)) = stats_pair(test, options) else {
+        return;
+    };
+    let before = pair.admin("/stats");
+    let (ringway, envoy) = (shown_stats(&before.0), shown_stats(&before.1));
+    assert_eq!(ringway, envoy, "before traffic");
+    assert!(
+        ringway.contains("cluster.app.membership_total: shown"),
+        "{ringway}"
+    );
+    assert!(
+        ringway.contains("cluster.app.upstream_rq_total: absent"),
+        "{ringway}"
+    );
+    pair.assert_same(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+    pair.assert_same_admin("/stats", shown_stats);
+    let (after, _) = pair.admin("/stats");
+    assert!(shown_stats(&after).contains("cluster.app.upstream_rq_total: shown"));
+    assert!(shown_stats(&after).contains("cluster.spare.upstream_rq_total: absent"));
+    assert!(shown_stats(&after).contains("server.uptime: absent"));
+    // Prometheus and JSON leave out the same stats.
+    let (r, e) = pair.admin("/stats/prometheus");
+    for series in [
+        "envoy_server_live",
+        "envoy_server_uptime",
+        "envoy_cluster_upstream_rq_total",
+    ] {
+        assert_eq!(r.contains(series), e.contains(series), "{series}\n{r}");
+    }
+    let (r, _) = pair.admin("/stats?format=json");
+    assert!(
+        !r.contains("server.uptime") && r.contains("server.live"),
+        "{r}"
+    );
+}
+
+/// An exclusion list removes what its patterns match; `reject_all` leaves
+/// `/stats` empty.
+#[test]
+fn stats_exclusion_and_reject_all_match_envoy() {
+    let options = r#"stats_config:
+  stats_matcher:
+    exclusion_list:
+      patterns:
+      - prefix: cluster.app.upstream_cx
+      - suffix: _active
+      - safe_regex: { regex: '.*total.*' }
+"#;
+    let test = "stats_exclusion_and_reject_all_match_envoy";
+    let Some((pair, _spare)) = stats_pair(test, options) else {
+        return;
+    };
+    pair.assert_same(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+    pair.assert_same_admin("/stats", shown_stats);
+    let (r, _) = pair.admin("/stats");
+    assert!(shown_stats(&r).contains("server.live: shown"), "{r}");
+    assert!(!r.contains("total") && !r.contains("_active:"), "{r}");
+    drop(pair);
+    let reject = "stats_config: { stats_matcher: { reject_all: true } }\n";
+    let Some((pair, _spare)) = stats_pair(test, reject) else {
+        return;
+    };
+    pair.assert_same_admin("/stats", |body| body.to_string());
+    pair.assert_same_admin("/stats/prometheus", |body| body.to_string());
+}

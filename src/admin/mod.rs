@@ -404,7 +404,7 @@ impl Admin {
         };
         let values = self.store.values();
         let texts = self.store.texts();
-        let histograms = self.store.histograms.collect();
+        let histograms = self.store.histogram_values();
         match forced.or(format_param(params)) {
             Some("json") => Reply::json(&render::json(&values, &texts, &histograms, &selection)),
             Some("prometheus") => Reply {

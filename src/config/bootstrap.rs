@@ -38,6 +38,8 @@ pub struct Bootstrap {
     pub max_downstream_connections: Option<u64>,
     /// `layered_runtime.layers`, lowest first.
     pub runtime: Vec<crate::runtime::Layer>,
+    /// `stats_config` and `deferred_stat_options`.
+    pub stats: super::StatsOptions,
 }
 
 /// `node`: who this proxy is.
@@ -504,11 +506,11 @@ pub struct Locality {
 static BOOTSTRAP: Fields = Fields {
     known: &[
         "static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
-        "overload_manager",
+        "overload_manager", "stats_config", "deferred_stat_options",
     ],
     unsupported: &[
         "node_context_params", "cluster_manager", "hds_config",
-        "flags_path", "stats_sinks", "deferred_stat_options", "stats_config",
+        "flags_path", "stats_sinks",
         "stats_flush_interval", "stats_flush_on_admin", "watchdog", "watchdogs", "tracing",
         "enable_dispatcher_stats",
         "header_prefix", "stats_server_version_override", "use_tcp_for_dns_lookups",
@@ -834,6 +836,13 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     let max_downstream_connections = obj
         .get("overload_manager")
         .and_then(|o| overload_manager(&o, errs));
+    let mut stats = super::StatsOptions::default();
+    if let Some(s) = obj.get("stats_config") {
+        super::stats_config::stats_config(&s, errs, &mut stats);
+    }
+    if let Some(d) = obj.get("deferred_stat_options") {
+        super::stats_config::deferred_stat_options(&d, errs, &mut stats);
+    }
     Some(Bootstrap {
         node,
         listeners,
@@ -845,6 +854,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         route_configs: HashMap::new(),
         assignments: HashMap::new(),
         max_downstream_connections,
+        stats,
     })
 }
 

@@ -12,6 +12,7 @@ mod retry;
 mod route_action;
 mod route_match;
 mod sds;
+mod stats_config;
 mod tcp_proxy;
 mod tls;
 mod udp_proxy;
@@ -29,6 +30,7 @@ pub use route_match::*;
 pub use sds::{
     parse_secret, secret_files, Secret, SecretError, SecretFile, SecretSource, SECRET_TYPE,
 };
+pub use stats_config::{StatsMatcher, StatsOptions};
 pub use tcp_proxy::TcpProxy;
 pub use tls::*;
 pub use udp_proxy::UdpProxy;

@@ -12,6 +12,7 @@ pub mod histogram;
 pub mod render;
 pub mod sets;
 pub mod ssl;
+mod visibility;
 
 use crossbeam_utils::CachePadded;
 use std::collections::{BTreeMap, HashMap};
@@ -287,6 +288,8 @@ pub struct Store {
     first_cert_expiry: AtomicI64,
     /// Text readouts (`sds.<name>.version_text`), by full name.
     texts: Mutex<BTreeMap<String, String>>,
+    /// Which stats are shown (`stats_config`, `deferred_stat_options`).
+    visibility: OnceLock<visibility::Visibility>,
 }
 
 /// Scopes by name with their concrete types, for reuse across snapshots.
@@ -343,7 +346,22 @@ impl Store {
             healthcheck_failed: AtomicBool::new(false),
             first_cert_expiry: AtomicI64::new(i64::MAX),
             texts: Mutex::default(),
+            visibility: OnceLock::new(),
         })
+    }
+
+    /// Sets which stats exist (once, from the bootstrap).
+    pub fn set_stats_options(&self, options: crate::config::StatsOptions) {
+        let _ = self.visibility.set(visibility::Visibility::new(options));
+    }
+
+    fn visibility(&self) -> &visibility::Visibility {
+        self.visibility.get_or_init(Default::default)
+    }
+
+    /// The `cluster.<name>.` prefixes of every cluster scope.
+    fn cluster_prefixes(&self) -> std::collections::HashSet<String> {
+        lock(&self.typed).clusters.keys().cloned().collect()
     }
 
     /// The row the main thread writes.
@@ -509,10 +527,23 @@ impl Store {
 
     /// Every text readout, by name.
     pub fn texts(&self) -> Vec<(String, String)> {
+        let visibility = self.visibility();
         lock(&self.texts)
             .iter()
+            .filter(|(n, _)| visibility.accepts(n))
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect()
+    }
+
+    /// Every shown histogram merged across shards, sorted by name (call
+    /// after [`Store::values`], which notes the clusters in use).
+    pub fn histogram_values(&self) -> Vec<histogram::Merged> {
+        let clusters = self.cluster_prefixes();
+        let is_cluster = |p: &str| clusters.contains(p);
+        let visibility = self.visibility();
+        let mut merged = self.histograms.collect();
+        merged.retain(|h| visibility.shows(&h.name, &is_cluster));
+        merged
     }
 
     /// `tls_inspector.` stats.
@@ -595,14 +626,18 @@ impl Store {
             .retain(|_, s| Arc::strong_count(s) > 1);
     }
 
-    /// Every counter and gauge, by full name, with `/reset_counters`
-    /// applied, sorted by name.
+    /// Every shown counter and gauge, by full name, with
+    /// `/reset_counters` applied, sorted by name.
     pub fn values(&self) -> Vec<(String, Kind, u64)> {
         let scopes: Vec<Arc<dyn Visit>> = lock(&self.scopes).values().cloned().collect();
+        let clusters = self.cluster_prefixes();
+        let is_cluster = |p: &str| clusters.contains(p);
+        let visibility = self.visibility();
         let baseline = lock(&self.baseline);
         let mut out = Vec::new();
         for scope in scopes {
             scope.visit(&mut |name, kind, value| {
+                visibility.note(name, value, &is_cluster);
                 let value = match (kind, baseline.get(name)) {
                     (Kind::Counter, Some(b)) => value.wrapping_sub(*b),
                     _ => value,
@@ -613,6 +648,7 @@ impl Store {
         for (name, value) in self.computed() {
             out.push((name.to_string(), Kind::Gauge, value));
         }
+        out.retain(|(name, _, _)| visibility.shows(name, &is_cluster));
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
