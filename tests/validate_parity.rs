@@ -457,6 +457,26 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "stats matcher, deferred stats and cluster_manager options",
+            format!("{BASE}stats_config: {{ stats_matcher: {{ exclusion_list: {{ patterns: [{{ prefix: cluster. }}, {{ safe_regex: {{ regex: '.*_rq' }} }}] }} }} }}\ndeferred_stat_options: {{ enable_deferred_creation_stats: true }}\ncluster_manager: {{ outlier_detection: {{ event_log_path: /dev/null }}, enable_deferred_cluster_creation: true }}\n"),
+            true,
+        ),
+        (
+            "a stats matcher with two kinds",
+            format!("{BASE}stats_config: {{ stats_matcher: {{ reject_all: true, inclusion_list: {{ patterns: [{{ prefix: a }}] }} }} }}\n"),
+            false,
+        ),
+        (
+            "a stats matcher list without patterns",
+            format!("{BASE}stats_config: {{ stats_matcher: {{ inclusion_list: {{ patterns: [] }} }} }}\n"),
+            false,
+        ),
+        (
+            "an outlier event log that cannot be opened",
+            format!("{BASE}cluster_manager: {{ outlier_detection: {{ event_log_path: /nonexistent/dir/events.log }} }}\n"),
+            false,
+        ),
+        (
             "an endpoint without an address",
             edit(
                 "        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }\n",

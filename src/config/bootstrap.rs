@@ -506,10 +506,10 @@ pub struct Locality {
 static BOOTSTRAP: Fields = Fields {
     known: &[
         "static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
-        "overload_manager", "stats_config", "deferred_stat_options",
+        "overload_manager", "stats_config", "deferred_stat_options", "cluster_manager",
     ],
     unsupported: &[
-        "node_context_params", "cluster_manager", "hds_config",
+        "node_context_params", "hds_config",
         "flags_path", "stats_sinks",
         "stats_flush_interval", "stats_flush_on_admin", "watchdog", "watchdogs", "tracing",
         "enable_dispatcher_stats",
@@ -836,6 +836,9 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     let max_downstream_connections = obj
         .get("overload_manager")
         .and_then(|o| overload_manager(&o, errs));
+    if let Some(c) = obj.get("cluster_manager") {
+        super::cluster_manager::cluster_manager(&c, errs);
+    }
     let mut stats = super::StatsOptions::default();
     if let Some(s) = obj.get("stats_config") {
         super::stats_config::stats_config(&s, errs, &mut stats);
