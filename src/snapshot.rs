@@ -112,6 +112,8 @@ pub struct Listener {
     pub ssl: Arc<SslStats>,
     /// A UDP listener's proxy (it then has no chains).
     pub udp: Option<Arc<UdpProxy>>,
+    /// Whether the global downstream connection limit counts it.
+    pub global_limit: bool,
 }
 
 /// A `udp_proxy`, compiled.
@@ -415,6 +417,7 @@ impl ConfigSnapshot {
                 stats: store.listener(&l.address.to_string()),
                 socket: l.socket.clone(),
                 filters: l.filters.clone(),
+                global_limit: l.global_limit,
                 tls_inspector: l.filters.tls_inspector.then(|| store.tls_inspector()),
                 http_inspector: l.filters.http_inspector.then(|| store.http_inspector()),
                 proxy_protocol: l

@@ -439,3 +439,39 @@ fn stats_exclusion_and_reject_all_match_envoy() {
     pair.assert_same_admin("/stats", |body| body.to_string());
     pair.assert_same_admin("/stats/prometheus", |body| body.to_string());
 }
+
+/// A listener with `ignore_global_conn_limit` or `bypass_overload_manager`
+/// is neither limited nor counted by the global connection limit.
+#[test]
+fn listeners_exempt_from_the_global_limit_match_envoy() {
+    for flag in ["ignore_global_conn_limit", "bypass_overload_manager"] {
+        let app = Backend::start("app");
+        let config = with_admin(&http_config(
+            &catch_all("app", ""),
+            &static_cluster("app", &[(&app, 1)], ""),
+        ));
+        let config = format!(
+            "{}overload_manager:
+  resource_monitors:
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config:
+      \"@type\": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+      max_active_downstream_connections: 1
+",
+            with_listener(&config, &format!("    {flag}: true\n"))
+        );
+        let test = "listeners_exempt_from_the_global_limit_match_envoy";
+        let Some(pair) = Pair::start(test, &config, vec![app]) else {
+            return;
+        };
+        let run = |port: u16| {
+            let mut held: Vec<Client> = (0..3).map(|_| Client::connect(port)).collect();
+            let statuses: Vec<u16> = held.iter_mut().map(|c| c.get("a", "/").status).collect();
+            statuses
+        };
+        let (ringway, envoy) = (run(pair.ringway.port), run(pair.envoy.port));
+        assert_eq!(ringway, vec![200, 200, 200], "{flag}");
+        assert_eq!(ringway, envoy, "{flag}");
+        pair.assert_same_stats(&["listener.*.downstream_global_cx_overflow"]);
+    }
+}

@@ -524,8 +524,11 @@ static BOOTSTRAP: Fields = Fields {
 };
 #[rustfmt::skip]
 static ADMIN: Fields = Fields {
-    known: &["address", "access_log", "access_log_path", "profile_path", "socket_options"],
-    unsupported: &["ignore_global_conn_limit"],
+    known: &[
+        "address", "access_log", "access_log_path", "profile_path", "socket_options",
+        "ignore_global_conn_limit",
+    ],
+    unsupported: &[],
 };
 #[rustfmt::skip]
 static NODE: Fields = Fields {
@@ -991,6 +994,12 @@ fn admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
     let mut access_logs = super::access_log::access_logs(&o, errs);
     if let Some(path) = string(&o, errs, "access_log_path").filter(|p| !p.is_empty()) {
         access_logs.extend(super::access_log::file_log(path));
+    }
+    // The admin API is never counted against the global connection limit
+    // (nor is Envoy's by the overload manager's monitor), so it has
+    // nothing to ignore.
+    if let Some(i) = o.get("ignore_global_conn_limit") {
+        i.bool(errs);
     }
     let (address, pipe_mode) = address?;
     Some(AdminConfig {

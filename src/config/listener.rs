@@ -33,6 +33,7 @@ static LISTENER: Fields = Fields {
         "name", "address", "filter_chains", "per_connection_buffer_limit_bytes",
         "traffic_direction", "enable_reuse_port", "socket_options", "default_filter_chain",
         "listener_filters", "listener_filters_timeout", "continue_on_listener_filters_timeout",
+        "ignore_global_conn_limit", "bypass_overload_manager",
     ],
     unsupported: &[
         "additional_addresses", "stat_prefix", "filter_chain_matcher", "use_original_dst",
@@ -40,8 +41,7 @@ static LISTENER: Fields = Fields {
         "tcp_fast_open_queue_length", "udp_listener_config", "api_listener",
         "connection_balance_config", "reuse_port", "access_log",
         "tcp_backlog_size", "max_connections_to_accept_per_socket_event", "bind_to_port",
-        "internal_listener", "enable_mptcp", "ignore_global_conn_limit",
-        "bypass_overload_manager",
+        "internal_listener", "enable_mptcp",
     ],
 };
 #[rustfmt::skip]
@@ -124,6 +124,10 @@ pub struct Listener {
     pub socket: super::ListenerSocket,
     /// A UDP listener's `udp_proxy` (it then has no filter chains).
     pub udp: Option<UdpProxy>,
+    /// Whether its connections count against (and are refused past)
+    /// `overload_manager`'s global downstream connection limit: not with
+    /// `ignore_global_conn_limit` or `bypass_overload_manager`, as in Envoy.
+    pub global_limit: bool,
 }
 
 /// The listener filters Ringway runs, in Envoy's terms.
@@ -285,6 +289,7 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
     check_distinct(&chains, &obj, errs);
     let filters = listener_filters(&obj, errs);
     let socket = listener_socket(&obj, errs, address.as_ref().map_or(0, |a| a.1));
+    let global_limit = global_limit(&obj, errs);
     let (address, _) = address?;
     // A chain's connections are served as before only while the chain and
     // everything around it (address, socket, listener filters) are.
@@ -312,7 +317,15 @@ pub(super) fn listener(node: Node, errs: &mut Errors, index: usize) -> Option<Li
         filters,
         socket,
         udp: None,
+        global_limit,
     })
+}
+
+/// Whether a listener is subject to the global connection limit.
+fn global_limit(obj: &Obj, errs: &mut Errors) -> bool {
+    let ignore = any_bool(obj.get("ignore_global_conn_limit"), errs, false);
+    let bypass = any_bool(obj.get("bypass_overload_manager"), errs, false);
+    !(ignore || bypass)
 }
 
 impl Listener {
@@ -399,6 +412,7 @@ fn udp_listener(
         filters: ListenerFilters::default(),
         socket: listener_socket(obj, errs, 0),
         udp: Some(udp?),
+        global_limit: global_limit(obj, errs),
     })
 }
 

@@ -47,7 +47,12 @@ pub async fn serve(
     drop(view);
     let w = shard.id;
     let stats = shard.stats.clone();
-    let Some(_slot) = stats.open_downstream() else {
+    let slot = if listener.global_limit {
+        stats.open_downstream()
+    } else {
+        Some(crate::stats::DownstreamSlot::exempt())
+    };
+    let Some(_slot) = slot else {
         // Over the overload manager's global limit: closed at once.
         listener
             .stats

@@ -240,6 +240,13 @@ impl<S: StatSet + Send + Sync> Visit for Scope<S> {
 /// A downstream connection's place under the global limit.
 pub struct DownstreamSlot<'a>(Option<&'a AtomicU64>);
 
+impl DownstreamSlot<'_> {
+    /// The slot of a connection the limit does not count.
+    pub fn exempt() -> Self {
+        DownstreamSlot(None)
+    }
+}
+
 impl Drop for DownstreamSlot<'_> {
     fn drop(&mut self) {
         if let Some(open) = self.0 {
