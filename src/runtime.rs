@@ -3,6 +3,8 @@
 //! Ringway reads one key, `envoy.reloadable_features.http_reject_path_with_fragment`;
 //! its final value is kept in a flag every connection manager reads when a
 //! request target has a `#fragment`, so a change takes effect at once.
+//! A few more keys, which control planes set, are accepted and shown
+//! without effect ([`inert_key`]); any other key is refused.
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -11,6 +13,44 @@ use std::sync::{Arc, Mutex};
 
 /// The one runtime key Ringway reads.
 pub const FRAGMENT_KEY: &str = "envoy.reloadable_features.http_reject_path_with_fragment";
+
+/// What an accepted runtime key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A boolean.
+    Flag,
+    /// An unsigned integer.
+    Count,
+}
+
+/// Runtime keys accepted (and shown by `/runtime`) without effect: each
+/// changes something in Envoy that Ringway does one way whatever the
+/// value, or that belongs to a feature Ringway refuses wherever it is
+/// configured.
+pub fn inert_key(key: &str) -> Option<KeyKind> {
+    match key {
+        // Envoy batches load-balancer rebuilds within one host update;
+        // Ringway builds each cluster's balancer once per published
+        // snapshot either way.
+        "envoy.reloadable_features.coalesce_lb_rebuilds_on_batch_update"
+        // How the fixed_heap resource monitor measures; that monitor is
+        // refused.
+        | "envoy.reloadable_features.fixed_heap_use_allocated" => Some(KeyKind::Flag),
+        // RE2 program-size thresholds: Ringway's regex engine has no such
+        // measure (it refuses only patterns past its compiled-size limit).
+        "re2.max_program_size.error_level" | "re2.max_program_size.warn_level" => {
+            Some(KeyKind::Count)
+        }
+        // Allowances for deprecated fields, which Ringway refuses by name.
+        _ if key.starts_with("envoy.deprecated_features:") => Some(KeyKind::Flag),
+        _ => None,
+    }
+}
+
+/// Whether Ringway takes `key` in a layer.
+fn accepted(key: &str) -> bool {
+    key == FRAGMENT_KEY || inert_key(key).is_some()
+}
 
 /// One layer: its name and values; an admin layer starts empty and is
 /// the one `/runtime_modify` writes.
@@ -80,18 +120,15 @@ impl Runtime {
     }
 
     /// `/runtime_modify`: sets (or, with an empty value, removes) keys in
-    /// the admin layer. Only keys Ringway reads are taken: a key it would
-    /// not act on must not look set.
+    /// the admin layer. Only keys Ringway takes are: a key it knows nothing
+    /// of must not look set.
     pub fn modify(&self, pairs: &[(String, String)]) -> Result<(), (u16, String)> {
         let mut layers = lock(&self.layers);
         let Some(admin) = layers.iter_mut().find(|l| l.admin) else {
             return Err((503, "No admin layer specified".into()));
         };
-        if let Some((key, _)) = pairs.iter().find(|(k, _)| k != FRAGMENT_KEY) {
-            return Err((
-                400,
-                format!("runtime key {key} is not one Ringway reads (only {FRAGMENT_KEY})"),
-            ));
+        if let Some((key, _)) = pairs.iter().find(|(k, _)| !accepted(k)) {
+            return Err((400, format!("runtime key {key} is not one Ringway takes")));
         }
         for (key, value) in pairs {
             if value.is_empty() {

@@ -975,7 +975,21 @@ fn fragment_stripping_runtime_key_matches_envoy() {
 fn runtime_admin_layer_matches_envoy() {
     let app = Backend::start("app");
     let other = Backend::start("other");
-    let runtime = "layered_runtime:\n  layers:\n  - name: static\n    static_layer:\n      envoy.reloadable_features.http_reject_path_with_fragment: false\n  - name: admin\n    admin_layer: {}\n";
+    // With the keys Istio's and Envoy Gateway's bootstraps set, which
+    // Ringway shows without acting on.
+    let runtime = r#"layered_runtime:
+  layers:
+  - name: static
+    static_layer:
+      envoy.reloadable_features.http_reject_path_with_fragment: false
+      envoy.reloadable_features.coalesce_lb_rebuilds_on_batch_update: false
+      envoy.reloadable_features.fixed_heap_use_allocated: true
+      "envoy.deprecated_features:envoy.config.listener.v3.Listener.hidden_envoy_deprecated_use_original_dst": true
+      re2.max_program_size.error_level: 4294967295
+      re2.max_program_size.warn_level: "1000"
+  - name: admin
+    admin_layer: {}
+"#;
     let config = format!("{runtime}{}", bootstrap(&app, &other));
     let Some(pair) = Pair::start(
         "runtime_admin_layer_matches_envoy",
@@ -1004,6 +1018,7 @@ fn runtime_admin_layer_matches_envoy() {
     assert!(runtime(&pair).contains("\"true\""));
     assert_eq!(pair.assert_all_same(&fragment)[0].status, 400);
     modify(&pair, &format!("{key}="));
-    runtime(&pair);
+    modify(&pair, "re2.max_program_size.warn_level=2000");
+    assert!(runtime(&pair).contains("\"2000\""));
     assert_eq!(pair.assert_all_same(&fragment)[0].status, 200);
 }

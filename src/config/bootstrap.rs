@@ -1335,12 +1335,21 @@ fn layered_runtime(node: &Node, errs: &mut Errors) -> Vec<crate::runtime::Layer>
                     let Some(entry) = values.entry(key) else {
                         continue;
                     };
-                    if key == crate::runtime::FRAGMENT_KEY {
-                        if let Some(v) = entry.bool(errs) {
-                            decoded.values.insert(key.clone(), v.to_string());
+                    use crate::runtime::KeyKind;
+                    let kind = match key.as_str() {
+                        crate::runtime::FRAGMENT_KEY => Some(KeyKind::Flag),
+                        _ => crate::runtime::inert_key(key),
+                    };
+                    let text = match kind {
+                        Some(KeyKind::Flag) => entry.bool(errs).map(|v| v.to_string()),
+                        Some(KeyKind::Count) => runtime_count(&entry, errs),
+                        None => {
+                            errs.add(entry.path(), "runtime key not supported yet");
+                            None
                         }
-                    } else {
-                        errs.add(entry.path(), "runtime key not supported yet");
+                    };
+                    if let Some(text) = text {
+                        decoded.values.insert(key.clone(), text);
                     }
                 }
             }
@@ -1349,6 +1358,21 @@ fn layered_runtime(node: &Node, errs: &mut Errors) -> Vec<crate::runtime::Layer>
         out.push(decoded);
     }
     out
+}
+
+/// A runtime integer, written as a number or a numeric string, as text.
+fn runtime_count(node: &Node, errs: &mut Errors) -> Option<String> {
+    let text = match node.value() {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match text.parse::<u64>() {
+        Ok(n) => Some(n.to_string()),
+        Err(_) => {
+            errs.add(node.path(), "expected an unsigned integer");
+            None
+        }
+    }
 }
 
 #[rustfmt::skip]
