@@ -24,6 +24,8 @@ pub struct Cli {
     pub mode: Mode,
     /// `-l` / `--log-level`.
     pub log_level: log::LevelFilter,
+    /// `--log-format`: the application log's spdlog pattern.
+    pub log_format: Option<String>,
     /// `--drain-time-s`.
     pub drain_time: Duration,
     /// `-o json`: configuration errors as JSON records on stdout.
@@ -52,6 +54,7 @@ impl Cli {
                 Mode::Validate => "Validate",
             },
             "log_level": crate::logger::level_name(self.log_level),
+            "log_format": self.log_format.as_deref().unwrap_or(crate::log_format::DEFAULT),
             "drain_time": format!("{}s", self.drain_time.as_secs()),
             "restart_epoch": self.restart_epoch,
             "base_id": self.base_id,
@@ -91,6 +94,8 @@ USAGE: ringway -c FILE [options]
   -o, --output text|json   how configuration errors are reported (json: one
                            record per error with path, message, suggestion)
   -l, --log-level LEVEL    trace, debug, info, warning, error, critical, off
+      --log-format FORMAT  application log lines' spdlog pattern (default
+                           Envoy's: [%Y-%m-%d %T.%e][%t][%l][%n] [%g:%#] %v)
       --drain-time-s N     seconds to wait for in-flight requests on SIGTERM
                            or when a next restart epoch takes over
                            (default {DEFAULT_DRAIN_SECONDS})
@@ -117,6 +122,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
         mode: Mode::Serve,
         log_level: log::LevelFilter::Info,
+        log_format: None,
         drain_time: Duration::from_secs(DEFAULT_DRAIN_SECONDS),
         json_errors: false,
         restart_epoch: 0,
@@ -167,6 +173,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 cli.log_level = crate::logger::parse_level(&v)
                     .ok_or_else(|| format!("--log-level: unknown level {v:?}"))?;
             }
+            "--log-format" => cli.log_format = Some(value(&flag)?),
             "-o" | "--output" => {
                 cli.json_errors = match value(&flag)?.as_str() {
                     "json" => true,

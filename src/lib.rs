@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod listener;
+pub mod log_format;
 pub mod logger;
 pub mod net;
 pub mod proxy_config;

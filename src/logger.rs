@@ -1,11 +1,27 @@
-//! A small stderr logger in Envoy's line shape:
-//! `[2026-11-25 06:00:00.123][thread][level] message`, with Envoy-style
-//! named loggers whose levels change at run time (`POST /logging`).
+//! A small stderr logger: lines in Envoy's default format or the one
+//! `--log-format` / `application_log_config` set ([`crate::log_format`]),
+//! with Envoy-style named loggers whose levels change at run time
+//! (`POST /logging`).
 
-use crate::http::date::civil_from_days;
+use crate::log_format::{Pattern, Record};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{LazyLock, RwLock};
+use std::time::SystemTime;
+
+/// The line format every record is written in.
+static FORMAT: LazyLock<RwLock<Pattern>> =
+    LazyLock::new(|| RwLock::new(Pattern::text(crate::log_format::DEFAULT)));
+
+/// Writes every line from now on in `pattern`.
+pub fn set_format(pattern: Pattern) {
+    *FORMAT.write().unwrap_or_else(|p| p.into_inner()) = pattern;
+}
+
+thread_local! {
+    /// This thread's OS id, as Envoy's `%t` shows it.
+    static THREAD_ID: u64 = rustix::thread::gettid().as_raw_nonzero().get() as u64;
+}
 
 /// The named loggers and the module each covers (longest prefix wins);
 /// anything else logs as `misc`.
@@ -103,29 +119,22 @@ impl log::Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let secs = now.as_secs();
-        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-        let rem = secs % 86_400;
-        let level = match record.level() {
-            log::Level::Error => "error",
-            log::Level::Warn => "warning",
-            log::Level::Info => "info",
-            log::Level::Debug => "debug",
-            log::Level::Trace => "trace",
+        let message = record.args().to_string();
+        let line = Record {
+            time: SystemTime::now(),
+            level: level_name(record.level().to_level_filter()),
+            logger: LOGGERS[logger_of(record.target())].0,
+            message: &message,
+            file: record.file().unwrap_or_default(),
+            line: record.line().unwrap_or_default(),
+            function: record.module_path().unwrap_or_default(),
+            thread: THREAD_ID.with(|id| *id),
         };
-        let thread = std::thread::current();
-        let line = format!(
-            "[{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}][{}][{level}] {}\n",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60,
-            now.subsec_millis(),
-            thread.name().unwrap_or("main"),
-            record.args()
-        );
+        let mut line = FORMAT
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .render(&line);
+        line.push('\n');
         // One write per line so lines from different threads never interleave.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }

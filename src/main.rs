@@ -52,6 +52,9 @@ fn main() -> ExitCode {
         }
     };
     ringway::logger::init(cli.log_level);
+    if let Some(format) = &cli.log_format {
+        ringway::logger::set_format(ringway::log_format::Pattern::text(format));
+    }
     let name = cli.config_path.clone().unwrap_or_default();
     let validate = cli.mode == Mode::Validate;
     let concurrency = if validate { 1 } else { cli.concurrency.max(1) };
@@ -90,6 +93,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(format) = &boot.log_format {
+        if cli.log_format.is_some() {
+            eprintln!("Only one of ApplicationLogConfig.log_format or CLI option --log-format can be specified.");
+            return ExitCode::from(1);
+        }
+        ringway::logger::set_format(format.clone());
+    }
     if validate {
         if cli.json_errors {
             print_report(&name, &[]);

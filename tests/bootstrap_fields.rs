@@ -475,3 +475,113 @@ fn listeners_exempt_from_the_global_limit_match_envoy() {
         pair.assert_same_stats(&["listener.*.downstream_global_cx_overflow"]);
     }
 }
+
+/// Lines Envoy 1.40 writes with `application_log_config` while validating
+/// `config` at info level (it applies the format before loading listeners
+/// and clusters).
+fn envoy_log_lines(bin: &str, config: &str) -> Vec<String> {
+    let dir = TempDir::new();
+    let path = dir.0.join("envoy.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let out = Command::new(bin)
+        .args([
+            "--mode",
+            "validate",
+            "-l",
+            "info",
+            "--disable-hot-restart",
+            "-c",
+        ])
+        .arg(&path)
+        .output()
+        .expect("run envoy");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The lines Ringway serving `config` at info level has written once it
+/// listens.
+fn ringway_log_lines(config: &str) -> Vec<String> {
+    let proxy = Proxy::start(config, &["-l", "info", "--concurrency", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    proxy.log_text().lines().map(str::to_owned).collect()
+}
+
+/// `application_log_config.log_format`: Istio's `text_format` and a
+/// `json_format` (with `%j`, a number and a nested struct) shape every
+/// line from the bootstrap on as they shape Envoy's.
+#[test]
+fn application_log_formats_match_envoy() {
+    let Some(bin) = common::oracle::envoy_or_skip("application_log_formats_match_envoy") else {
+        return;
+    };
+    let app = Backend::start("app");
+    let config = with_admin(&http_config(
+        &catch_all("app", ""),
+        &static_cluster("app", &[(&app, 1)], ""),
+    ));
+    let envoy_config = config.replace("{admin}", "0").replace("{port}", "0");
+    let config = config.replace("{admin}", &free_port().to_string());
+    // Istio's sidecar format.
+    let istio = "application_log_config:\n  log_format:\n    text_format: \"%Y-%m-%dT%T.%fZ\\t%l\\tenvoy %n %g:%#\\t%v\\tthread=%t\"\n";
+    let shape = regex::Regex::new(
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\t(info|warning|error)\tenvoy [a-z_]+ \S+:\d+\t.*\tthread=\d+$",
+    )
+    .expect("regex");
+    for (who, lines) in [
+        (
+            "envoy",
+            envoy_log_lines(&bin, &format!("{envoy_config}{istio}")),
+        ),
+        ("ringway", ringway_log_lines(&format!("{config}{istio}"))),
+    ] {
+        let shaped: Vec<&String> = lines.iter().filter(|l| shape.is_match(l)).collect();
+        let last = lines.iter().rev().find(|l| !l.contains("configuration '"));
+        assert!(
+            !shaped.is_empty() && last.is_some_and(|l| shape.is_match(l)),
+            "{who}: {lines:#?}"
+        );
+    }
+    let json = "application_log_config:\n  log_format:\n    json_format: { time: \"%Y-%m-%dT%T.%e\", level: \"%l\", msg: \"%j\", logger: \"%n\", thread: \"%t\", n: 5, at: { file: \"%s\" } }\n";
+    let mut keys = Vec::new();
+    for (who, lines) in [
+        (
+            "envoy",
+            envoy_log_lines(&bin, &format!("{envoy_config}{json}")),
+        ),
+        ("ringway", ringway_log_lines(&format!("{config}{json}"))),
+    ] {
+        let records: Vec<serde_json::Value> = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.is_object())
+            .collect();
+        let record = records
+            .last()
+            .unwrap_or_else(|| panic!("{who}: {lines:#?}"));
+        assert_eq!(record["n"], 5, "{who}: {record}");
+        assert!(["info", "warning", "error"].contains(&record["level"].as_str().unwrap_or("")));
+        assert!(record["thread"]
+            .as_str()
+            .is_some_and(|t| t.parse::<u64>().is_ok()));
+        assert!(record["at"]["file"]
+            .as_str()
+            .is_some_and(|f| !f.contains('/')));
+        let mut names: Vec<String> = record
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        keys.push(names);
+    }
+    assert_eq!(keys[0], keys[1]);
+    // %v in a JSON format, and a format both on the command line and in the
+    // bootstrap, are refused by both.
+    let bad = "application_log_config: { log_format: { json_format: { m: \"%v\" } } }\n";
+    let (envoy_ok, _) = common::oracle::envoy_validate(&bin, &format!("{envoy_config}{bad}"));
+    let (ringway_ok, said) = common::oracle::ringway_validate(&format!("{config}{bad}"));
+    assert!(!envoy_ok && !ringway_ok, "{said}");
+    assert!(said.contains("Usage of %v is unavailable"), "{said}");
+}

@@ -40,6 +40,8 @@ pub struct Bootstrap {
     pub runtime: Vec<crate::runtime::Layer>,
     /// `stats_config` and `deferred_stat_options`.
     pub stats: super::StatsOptions,
+    /// `application_log_config.log_format`, compiled.
+    pub log_format: Option<crate::log_format::Pattern>,
 }
 
 /// `node`: who this proxy is.
@@ -507,6 +509,7 @@ static BOOTSTRAP: Fields = Fields {
     known: &[
         "static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
         "overload_manager", "stats_config", "deferred_stat_options", "cluster_manager",
+        "application_log_config",
     ],
     unsupported: &[
         "node_context_params", "hds_config",
@@ -518,7 +521,7 @@ static BOOTSTRAP: Fields = Fields {
         "fatal_actions", "config_sources", "default_config_source", "default_socket_interface",
         "certificate_provider_instances", "inline_headers", "perf_tracing_file_path",
         "default_regex_engine", "xds_delegate_extension", "xds_config_tracker_extension",
-        "listener_manager", "application_log_config", "grpc_async_client_manager_config",
+        "listener_manager", "grpc_async_client_manager_config",
         "memory_allocator_manager",
     ],
 };
@@ -839,6 +842,9 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     let max_downstream_connections = obj
         .get("overload_manager")
         .and_then(|o| overload_manager(&o, errs));
+    let log_format = obj
+        .get("application_log_config")
+        .and_then(|a| application_log_config(&a, errs));
     if let Some(c) = obj.get("cluster_manager") {
         super::cluster_manager::cluster_manager(&c, errs);
     }
@@ -861,7 +867,40 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         assignments: HashMap::new(),
         max_downstream_connections,
         stats,
+        log_format,
     })
+}
+
+#[rustfmt::skip]
+static APPLICATION_LOG_CONFIG: Fields = Fields { known: &["log_format"], unsupported: &[] };
+#[rustfmt::skip]
+static LOG_FORMAT: Fields = Fields { known: &["json_format", "text_format"], unsupported: &[] };
+
+/// Decodes `application_log_config.log_format` into its pattern.
+fn application_log_config(node: &Node, errs: &mut Errors) -> Option<crate::log_format::Pattern> {
+    use crate::log_format::Pattern;
+    let format = node
+        .object(errs, &APPLICATION_LOG_CONFIG)?
+        .get("log_format")?;
+    let obj = format.object(errs, &LOG_FORMAT)?;
+    match (obj.get("text_format"), obj.get("json_format")) {
+        (Some(text), None) => Some(Pattern::text(text.str(errs)?)),
+        (None, Some(json)) if json.value().is_object() => match Pattern::json(json.value()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errs.add(json.path(), e);
+                None
+            }
+        },
+        (None, Some(json)) => {
+            errs.add(json.path(), "expected a mapping (a Struct)");
+            None
+        }
+        _ => {
+            errs.add(format.path(), "expected one of text_format, json_format");
+            None
+        }
+    }
 }
 
 #[rustfmt::skip]

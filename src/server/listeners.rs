@@ -384,7 +384,7 @@ async fn accept_loop(listener: Listener, name: Arc<str>, stop: Rc<LocalDrain>, s
             // Dropping the socket takes this shard out of the REUSEPORT group.
             None => return,
             Some(Ok((stream, peer))) => {
-                log::debug!("accepted connection from {peer}");
+                log::debug!("shard {}: accepted connection from {peer}", shard.id);
                 let local = listener.local_address(&stream);
                 let guard = super::ConnectionGuard::open(&shard);
                 let name = name.clone();
