@@ -477,6 +477,16 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "Istio's internal listener bootstrap extension",
+            format!("{BASE}bootstrap_extensions:\n- name: envoy.bootstrap.internal_listener\n  typed_config:\n    \"@type\": type.googleapis.com/udpa.type.v1.TypedStruct\n    type_url: type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener\n    value: {{ buffer_size_kb: 64 }}\n"),
+            true,
+        ),
+        (
+            "an internal listener buffer out of range",
+            format!("{BASE}bootstrap_extensions:\n- name: internal\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener\n    buffer_size_kb: 9000\n"),
+            false,
+        ),
+        (
             "an endpoint without an address",
             edit(
                 "        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }\n",

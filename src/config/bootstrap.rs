@@ -509,7 +509,7 @@ static BOOTSTRAP: Fields = Fields {
     known: &[
         "static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
         "overload_manager", "stats_config", "deferred_stat_options", "cluster_manager",
-        "application_log_config",
+        "application_log_config", "bootstrap_extensions",
     ],
     unsupported: &[
         "node_context_params", "hds_config",
@@ -517,7 +517,7 @@ static BOOTSTRAP: Fields = Fields {
         "stats_flush_interval", "stats_flush_on_admin", "watchdog", "watchdogs", "tracing",
         "enable_dispatcher_stats",
         "header_prefix", "stats_server_version_override", "use_tcp_for_dns_lookups",
-        "dns_resolution_config", "typed_dns_resolver_config", "bootstrap_extensions",
+        "dns_resolution_config", "typed_dns_resolver_config",
         "fatal_actions", "config_sources", "default_config_source", "default_socket_interface",
         "certificate_provider_instances", "inline_headers", "perf_tracing_file_path",
         "default_regex_engine", "xds_delegate_extension", "xds_config_tracker_extension",
@@ -845,6 +845,9 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     let log_format = obj
         .get("application_log_config")
         .and_then(|a| application_log_config(&a, errs));
+    if let Some(e) = obj.get("bootstrap_extensions") {
+        super::bootstrap_extensions::bootstrap_extensions(&e, errs);
+    }
     if let Some(c) = obj.get("cluster_manager") {
         super::cluster_manager::cluster_manager(&c, errs);
     }

@@ -3,6 +3,7 @@
 
 mod access_log;
 mod bootstrap;
+mod bootstrap_extensions;
 mod cluster_manager;
 mod connection_filters;
 mod http2;
