@@ -585,3 +585,81 @@ fn application_log_formats_match_envoy() {
     assert!(!envoy_ok && !ringway_ok, "{said}");
     assert!(said.contains("Usage of %v is unavailable"), "{said}");
 }
+
+/// The Prometheus series (metric and labels, values left out) of the
+/// stats both proxies have (Ringway has no per-worker listener stats), the
+/// listener's port made alike.
+fn series(body: &str, listener_port: u16) -> String {
+    const ENDINGS: [&str; 8] = [
+        "_upstream_rq",
+        "_upstream_rq_total",
+        "_membership_total",
+        "_downstream_rq_total",
+        "_downstream_rq_xx",
+        "_downstream_cx_total",
+        "server_live",
+        "_active_clusters",
+    ];
+    let mut lines: Vec<String> = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains("admin") && !l.contains("external"))
+        .filter(|l| !l.contains("worker"))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series))
+        .filter(|s| {
+            let metric = s.split('{').next().unwrap_or_default();
+            ENDINGS.iter().any(|e| metric.ends_with(e))
+        })
+        .map(|s| s.replace(&format!("_{listener_port}"), "_PORT"))
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// `/stats/prometheus` names metrics and labels as Envoy does with its
+/// default tags, with Envoy Gateway's extra `stats_tags`, and with Istio's
+/// own list (`use_all_default_tags: false`, look-ahead regexes) plus a
+/// fixed tag.
+#[test]
+fn prometheus_tags_match_envoy() {
+    let envoy_gateway = r#"stats_config:
+  use_all_default_tags: true
+  stats_tags:
+  - { regex: '\.zone(\.(([^\.]+)\.))', tag_name: from_zone }
+  - { regex: '^cluster(\..+\.(.+))\.total_match_count$', tag_name: socket_match_name }
+  - { regex: 'circuit_breakers\.((.+?)\.).+', tag_name: priority }
+"#;
+    let istio = r#"stats_config:
+  use_all_default_tags: false
+  stats_tags:
+  - { tag_name: cluster_name, regex: '^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)' }
+  - { tag_name: http_conn_manager_prefix, regex: '^http\.(((?:[_.[:digit:]\w]*|[_\[\]aAbBcCdDeEfF[:digit:]\w\:]*))\.)' }
+  - { tag_name: response_code, regex: '_rq(_(\d{3}))$' }
+  - { tag_name: response_code_class, regex: '_rq(_(\dxx))$' }
+  - { tag_name: http_conn_manager_listener_prefix, regex: '^listener(?=\.).*?\.http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)' }
+  - { tag_name: listener_address, regex: '^listener\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)' }
+  - { tag_name: mesh, fixed_value: alpha }
+"#;
+    for (what, options) in [
+        ("defaults", ""),
+        ("Envoy Gateway", envoy_gateway),
+        ("Istio", istio),
+    ] {
+        let app = Backend::start("app");
+        let config = with_admin(&http_config(
+            &catch_all("app", ""),
+            &static_cluster("app", &[(&app, 1)], ""),
+        ));
+        let Some(pair) = Pair::start(
+            "prometheus_tags_match_envoy",
+            &format!("{config}{options}"),
+            vec![app],
+        ) else {
+            return;
+        };
+        pair.assert_same(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+        let (r, e) = pair.admin("/stats/prometheus");
+        let (r, e) = (series(&r, pair.ringway.port), series(&e, pair.envoy.port));
+        assert!(r.lines().count() >= 8, "{what}: {r}");
+        assert_eq!(r, e, "{what}\n--- ringway\n{r}\n--- envoy\n{e}");
+    }
+}

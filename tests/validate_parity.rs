@@ -477,6 +477,21 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "stats_tags with look-ahead, a fixed value and a default by name",
+            format!("{BASE}stats_config:\n  use_all_default_tags: false\n  stats_tags:\n  - {{ tag_name: l, regex: '^listener(?=\\.).*?\\.http\\.((.*?)\\.)' }}\n  - {{ tag_name: mesh, fixed_value: a }}\n  - {{ tag_name: envoy.cluster_name }}\n"),
+            true,
+        ),
+        (
+            "a stats_tags regex that does not compile",
+            format!("{BASE}stats_config: {{ stats_tags: [{{ tag_name: t, regex: '(unclosed' }}] }}\n"),
+            false,
+        ),
+        (
+            "a stats_tags name with no regex and no default",
+            format!("{BASE}stats_config: {{ stats_tags: [{{ tag_name: nothing_known }}] }}\n"),
+            false,
+        ),
+        (
             "Istio's internal listener bootstrap extension",
             format!("{BASE}bootstrap_extensions:\n- name: envoy.bootstrap.internal_listener\n  typed_config:\n    \"@type\": type.googleapis.com/udpa.type.v1.TypedStruct\n    type_url: type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener\n    value: {{ buffer_size_kb: 64 }}\n"),
             true,

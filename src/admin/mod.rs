@@ -410,7 +410,8 @@ impl Admin {
             Some("prometheus") => Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=UTF-8",
-                body: render::prometheus(&values, &histograms, &selection).into_bytes(),
+                body: render::prometheus(&values, &histograms, &selection, self.store.tags())
+                    .into_bytes(),
             },
             None | Some("text") => {
                 Reply::text(200, render::text(&values, &texts, &histograms, &selection))

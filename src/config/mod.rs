@@ -32,7 +32,7 @@ pub use route_match::*;
 pub use sds::{
     parse_secret, secret_files, Secret, SecretError, SecretFile, SecretSource, SECRET_TYPE,
 };
-pub use stats_config::{StatsMatcher, StatsOptions};
+pub use stats_config::{StatsMatcher, StatsOptions, TagSpecifier, TagValue};
 pub use tcp_proxy::TcpProxy;
 pub use tls::*;
 pub use udp_proxy::UdpProxy;

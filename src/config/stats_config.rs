@@ -28,8 +28,28 @@ impl StatsMatcher {
     }
 }
 
-/// What decides which stats exist.
-#[derive(Debug, Clone, Default)]
+/// One `stats_tags` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagSpecifier {
+    /// `tag_name`.
+    pub name: String,
+    /// How its value is found.
+    pub value: TagValue,
+}
+
+/// Where a tag's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagValue {
+    /// `regex`: cut the first group, the value is the second (else first).
+    Regex(String),
+    /// `fixed_value`: the same on every stat.
+    Fixed(String),
+    /// Neither: Envoy's default regex for `tag_name`.
+    Default,
+}
+
+/// What decides which stats exist and how they are named when exported.
+#[derive(Debug, Clone)]
 pub struct StatsOptions {
     /// `stats_config.stats_matcher` (none: every stat).
     pub matcher: Option<StatsMatcher>,
@@ -37,12 +57,32 @@ pub struct StatsOptions {
     /// traffic stats (`upstream_rq_*`, `upstream_cx_*` …) exist from its
     /// first use, not from its creation.
     pub deferred: bool,
+    /// `stats_config.use_all_default_tags` (default true).
+    pub use_default_tags: bool,
+    /// `stats_config.stats_tags`.
+    pub tags: Vec<TagSpecifier>,
+}
+
+impl Default for StatsOptions {
+    fn default() -> Self {
+        StatsOptions {
+            matcher: None,
+            deferred: false,
+            use_default_tags: true,
+            tags: Vec::new(),
+        }
+    }
 }
 
 #[rustfmt::skip]
 static STATS_CONFIG: Fields = Fields {
-    known: &["stats_matcher"],
-    unsupported: &["stats_tags", "use_all_default_tags", "histogram_bucket_settings"],
+    known: &["stats_matcher", "stats_tags", "use_all_default_tags"],
+    unsupported: &["histogram_bucket_settings"],
+};
+#[rustfmt::skip]
+static TAG_SPECIFIER: Fields = Fields {
+    known: &["tag_name", "regex", "fixed_value"],
+    unsupported: &[],
 };
 #[rustfmt::skip]
 static STATS_MATCHER: Fields = Fields {
@@ -65,6 +105,42 @@ pub fn stats_config(node: &Node, errs: &mut Errors, options: &mut StatsOptions) 
     options.matcher = obj
         .get("stats_matcher")
         .and_then(|m| stats_matcher(&m, errs));
+    if let Some(u) = obj.get("use_all_default_tags") {
+        options.use_default_tags = super::bootstrap::any_bool(Some(u), errs, true);
+    }
+    let Some(list) = obj.get("stats_tags") else {
+        return;
+    };
+    for item in list.list(errs) {
+        let Some(t) = item.object(errs, &TAG_SPECIFIER) else {
+            continue;
+        };
+        let name = t
+            .get("tag_name")
+            .and_then(|n| n.str(errs))
+            .unwrap_or_default();
+        let regex = t
+            .get("regex")
+            .and_then(|r| r.str(errs))
+            .filter(|r| !r.is_empty());
+        let fixed = t.get("fixed_value").and_then(|f| f.str(errs));
+        let value = match (regex, fixed) {
+            (Some(_), Some(_)) => {
+                errs.add(item.path(), "expected only one of regex, fixed_value");
+                continue;
+            }
+            (Some(r), None) => TagValue::Regex(r.to_string()),
+            (None, Some(f)) => TagValue::Fixed(f.to_string()),
+            (None, None) => TagValue::Default,
+        };
+        options.tags.push(TagSpecifier {
+            name: name.to_string(),
+            value,
+        });
+    }
+    if let Err(e) = crate::stats::TagProducer::new(options.use_default_tags, &options.tags) {
+        errs.add(list.path(), e);
+    }
 }
 
 fn stats_matcher(node: &Node, errs: &mut Errors) -> Option<StatsMatcher> {

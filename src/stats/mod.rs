@@ -12,7 +12,10 @@ pub mod histogram;
 pub mod render;
 pub mod sets;
 pub mod ssl;
+mod tags;
 mod visibility;
+
+pub use tags::TagProducer;
 
 use crossbeam_utils::CachePadded;
 use std::collections::{BTreeMap, HashMap};
@@ -202,7 +205,8 @@ impl<S: StatSet> Scope<S> {
 /// Reading any scope, whatever its set: what the admin side needs.
 pub trait Visit: Send + Sync {
     /// Calls `f(full_name, kind, value)` for every stat; per-code counters
-    /// only when non-zero (Envoy creates them on first use).
+    /// and their class counters (`upstream_rq_2xx`) only when non-zero
+    /// (Envoy creates them on first use).
     fn visit(&self, f: &mut dyn FnMut(&str, Kind, u64));
 }
 
@@ -211,9 +215,13 @@ impl<S: StatSet + Send + Sync> Visit for Scope<S> {
         let mut name = self.prefix.clone();
         let base = name.len();
         for (i, (stat, kind)) in S::NAMES.iter().enumerate() {
+            let value = self.sum(i);
+            if value == 0 && S::CODE_PREFIX.is_some_and(|p| is_class_counter(stat, p)) {
+                continue;
+            }
             name.truncate(base);
             name.push_str(stat);
-            f(&name, *kind, self.sum(i));
+            f(&name, *kind, value);
         }
         if let Some(code_prefix) = S::CODE_PREFIX {
             for class in 0..CLASSES {
@@ -235,6 +243,14 @@ impl<S: StatSet + Send + Sync> Visit for Scope<S> {
             }
         }
     }
+}
+
+/// Whether `stat` is the class counter (`<prefix>2xx`) of per-code
+/// counters named `<prefix><code>`.
+fn is_class_counter(stat: &str, code_prefix: &str) -> bool {
+    stat.strip_prefix(code_prefix)
+        .and_then(|rest| rest.strip_suffix("xx"))
+        .is_some_and(|class| matches!(class, "1" | "2" | "3" | "4" | "5"))
 }
 
 /// A downstream connection's place under the global limit.
@@ -297,6 +313,8 @@ pub struct Store {
     texts: Mutex<BTreeMap<String, String>>,
     /// Which stats are shown (`stats_config`, `deferred_stat_options`).
     visibility: OnceLock<visibility::Visibility>,
+    /// How stat names become metrics and labels (`stats_config.stats_tags`).
+    tags: OnceLock<TagProducer>,
 }
 
 /// Scopes by name with their concrete types, for reuse across snapshots.
@@ -354,12 +372,23 @@ impl Store {
             first_cert_expiry: AtomicI64::new(i64::MAX),
             texts: Mutex::default(),
             visibility: OnceLock::new(),
+            tags: OnceLock::new(),
         })
     }
 
     /// Sets which stats exist (once, from the bootstrap).
     pub fn set_stats_options(&self, options: crate::config::StatsOptions) {
+        // The bootstrap's tags were checked when it was decoded.
+        if let Ok(tags) = TagProducer::new(options.use_default_tags, &options.tags) {
+            let _ = self.tags.set(tags);
+        }
         let _ = self.visibility.set(visibility::Visibility::new(options));
+    }
+
+    /// The tag producer `/stats/prometheus` names metrics with.
+    pub fn tags(&self) -> &TagProducer {
+        self.tags
+            .get_or_init(|| TagProducer::new(true, &[]).unwrap_or_default())
     }
 
     fn visibility(&self) -> &visibility::Visibility {
@@ -836,6 +865,12 @@ mod tests {
                 ("cluster.c.upstream_rq_599".to_string(), 1),
             ]
         );
+        // Class counters too appear once counted.
+        let names: Vec<String> = visited(&scope).into_iter().map(|(n, _)| n).collect();
+        assert!(!names.iter().any(|n| n.ends_with("_2xx")));
+        scope.inc(0, sets::Cluster::upstream_rq_2xx);
+        let names: Vec<String> = visited(&scope).into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"cluster.c.upstream_rq_2xx".to_string()));
         // Only the classes a row counted got a block.
         assert!(scope.rows[0].codes[1].get().is_some());
         assert!(scope.rows[0].codes[0].get().is_none());

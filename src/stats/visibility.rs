@@ -99,8 +99,8 @@ mod tests {
     #[test]
     fn traffic_stats_of_unused_clusters_are_deferred() {
         let v = Visibility::new(StatsOptions {
-            matcher: None,
             deferred: true,
+            ..Default::default()
         });
         let is_cluster = |p: &str| p == "cluster.a.b." || p == "cluster.c.";
         assert!(!v.shows("cluster.a.b.upstream_rq_total", &is_cluster));
