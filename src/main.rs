@@ -108,7 +108,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    store.set_connection_limit(boot.max_downstream_connections);
+    store.set_connection_limit(boot.overload.max_downstream_connections);
     store.runtime.configure(boot.runtime.clone());
     store.set_stats_options(boot.stats.clone());
     let mut xds = ringway::xds::Xds::new(&boot, cli.drain_time);
@@ -129,6 +129,7 @@ fn main() -> ExitCode {
         command_line: cli.to_json(),
         node: boot.node,
         bootstrap: tree,
+        overload: boot.overload.clone(),
         restart: ringway::server::Restart {
             epoch: cli.restart_epoch,
             base_id: cli.base_id,

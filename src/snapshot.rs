@@ -67,6 +67,8 @@ pub struct HttpSettings {
     /// A `#fragment` is stripped rather than rejected: the runtime's flag,
     /// read when a request target has one.
     pub strip_fragment: Arc<std::sync::atomic::AtomicBool>,
+    /// The overload manager's `stop_accepting_requests` is in force.
+    pub overloaded: Arc<std::sync::atomic::AtomicBool>,
     /// `common_http_protocol_options.max_requests_per_connection`.
     pub max_requests_per_connection: Option<u32>,
     /// `common_http_protocol_options.max_stream_duration`.
@@ -723,6 +725,7 @@ fn http_settings(
         request_timeout: hcm.request_timeout,
         request_headers_timeout: hcm.request_headers_timeout,
         strip_fragment: store.runtime.strip_fragment(),
+        overloaded: store.overload.stop_requests.clone(),
         max_requests_per_connection: hcm.max_requests_per_connection,
         max_stream_duration: hcm.max_stream_duration,
         upgrades: hcm.upgrades.clone(),

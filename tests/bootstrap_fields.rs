@@ -663,3 +663,51 @@ fn prometheus_tags_match_envoy() {
         assert_eq!(r, e, "{what}\n--- ringway\n{r}\n--- envoy\n{e}");
     }
 }
+
+/// The overload manager's `fixed_heap` monitor with Envoy Gateway's
+/// actions: past the thresholds both proxies answer new requests 503
+/// `envoy overloaded` and show the actions active; under them, nothing
+/// changes.
+#[test]
+fn heap_overload_actions_match_envoy() {
+    for (max_heap, overloaded) in [(1_048_576u64, true), (1u64 << 40, false)] {
+        let app = Backend::start("app");
+        let config = with_admin(&http_config(
+            &catch_all("app", ""),
+            &static_cluster("app", &[(&app, 1)], ""),
+        ));
+        let config = format!(
+            "{config}overload_manager:
+  refresh_interval: 0.1s
+  resource_monitors:
+  - name: envoy.resource_monitors.fixed_heap
+    typed_config:
+      \"@type\": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig
+      max_heap_size_bytes: {max_heap}
+  actions:
+  - name: envoy.overload_actions.shrink_heap
+    triggers:
+    - name: envoy.resource_monitors.fixed_heap
+      threshold: {{ value: 0.95 }}
+  - name: envoy.overload_actions.stop_accepting_requests
+    triggers:
+    - name: envoy.resource_monitors.fixed_heap
+      threshold: {{ value: 0.98 }}
+"
+        );
+        let Some(pair) = Pair::start("heap_overload_actions_match_envoy", &config, vec![app])
+        else {
+            return;
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let answer = pair.assert_same(b"GET /a HTTP/1.1\r\nhost: a\r\n\r\n");
+        assert_eq!(answer.status, if overloaded { 503 } else { 200 });
+        pair.assert_same_stats(&[
+            "http.ingress_http.downstream_rq_overload_close",
+            "overload.envoy.overload_actions.stop_accepting_requests.active",
+            "overload.envoy.overload_actions.stop_accepting_requests.scale_percent",
+            "overload.envoy.overload_actions.shrink_heap.active",
+            "overload.envoy.resource_monitors.fixed_heap.failed_updates",
+        ]);
+    }
+}

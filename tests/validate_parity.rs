@@ -492,6 +492,16 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "an overload action on a monitor that is not configured",
+            format!("{BASE}overload_manager:\n  actions:\n  - name: envoy.overload_actions.stop_accepting_requests\n    triggers:\n    - {{ name: envoy.resource_monitors.fixed_heap, threshold: {{ value: 0.9 }} }}\n"),
+            false,
+        ),
+        (
+            "a fixed heap monitor with a threshold past 1",
+            format!("{BASE}overload_manager:\n  resource_monitors:\n  - name: envoy.resource_monitors.fixed_heap\n    typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig, max_heap_size_bytes: 1000000 }}\n  actions:\n  - name: envoy.overload_actions.shrink_heap\n    triggers:\n    - {{ name: envoy.resource_monitors.fixed_heap, threshold: {{ value: 1.5 }} }}\n"),
+            false,
+        ),
+        (
             "Istio's internal listener bootstrap extension",
             format!("{BASE}bootstrap_extensions:\n- name: envoy.bootstrap.internal_listener\n  typed_config:\n    \"@type\": type.googleapis.com/udpa.type.v1.TypedStruct\n    type_url: type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener\n    value: {{ buffer_size_kb: 64 }}\n"),
             true,

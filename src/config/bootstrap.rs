@@ -32,10 +32,8 @@ pub struct Bootstrap {
     pub route_configs: HashMap<String, RouteConfiguration>,
     /// The endpoint assignments EDS delivered, by service name.
     pub assignments: HashMap<String, Assignment>,
-    /// `overload_manager`'s `global_downstream_max_connections` monitor:
-    /// the most downstream connections open at once, all listeners
-    /// together.
-    pub max_downstream_connections: Option<u64>,
+    /// `overload_manager`.
+    pub overload: super::Overload,
     /// `layered_runtime.layers`, lowest first.
     pub runtime: Vec<crate::runtime::Layer>,
     /// `stats_config` and `deferred_stat_options`.
@@ -839,9 +837,10 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         .and_then(|d| super::xds::dynamic_resources(&d, errs))
         .unwrap_or_default();
     check_ads(&dynamic, &listeners, &clusters, errs);
-    let max_downstream_connections = obj
+    let overload = obj
         .get("overload_manager")
-        .and_then(|o| overload_manager(&o, errs));
+        .and_then(|o| super::overload::overload_manager(&o, errs))
+        .unwrap_or_default();
     let log_format = obj
         .get("application_log_config")
         .and_then(|a| application_log_config(&a, errs));
@@ -868,7 +867,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         runtime,
         route_configs: HashMap::new(),
         assignments: HashMap::new(),
-        max_downstream_connections,
+        overload,
         stats,
         log_format,
     })
@@ -904,79 +903,6 @@ fn application_log_config(node: &Node, errs: &mut Errors) -> Option<crate::log_f
             None
         }
     }
-}
-
-#[rustfmt::skip]
-static OVERLOAD_MANAGER: Fields = Fields {
-    known: &["refresh_interval", "resource_monitors", "actions"],
-    unsupported: &["buffer_factory_config", "loadshed_points"],
-};
-#[rustfmt::skip]
-static RESOURCE_MONITOR: Fields = Fields {
-    known: &["name", "typed_config"],
-    unsupported: &[],
-};
-#[rustfmt::skip]
-static DOWNSTREAM_CONNECTIONS: Fields = Fields {
-    known: &["@type", "max_active_downstream_connections"],
-    unsupported: &[],
-};
-const GLOBAL_CONNECTIONS: &str = "envoy.resource_monitors.global_downstream_max_connections";
-const DOWNSTREAM_CONNECTIONS_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig";
-
-/// Decodes `overload_manager`: the global downstream connection limit,
-/// the one resource monitor Ringway honours (others, and actions, are
-/// refused by name).
-fn overload_manager(node: &Node, errs: &mut Errors) -> Option<u64> {
-    let obj = node.object(errs, &OVERLOAD_MANAGER)?;
-    if let Some(t) = obj.get("refresh_interval") {
-        t.duration(errs);
-    }
-    if let Some(actions) = obj.get("actions") {
-        if !actions.list(errs).is_empty() {
-            errs.add(actions.path(), "overload actions are not supported yet");
-        }
-    }
-    let mut limit = None;
-    for monitor in obj
-        .get("resource_monitors")
-        .map(|m| m.list(errs))
-        .unwrap_or_default()
-    {
-        let Some(m) = monitor.object(errs, &RESOURCE_MONITOR) else {
-            continue;
-        };
-        let name = m.require(errs, "name").and_then(|n| n.str(errs));
-        if name.is_some_and(|n| n != GLOBAL_CONNECTIONS) {
-            errs.add(
-                monitor.path(),
-                format!(
-                    "resource monitor {} is not supported yet (only {GLOBAL_CONNECTIONS})",
-                    name.unwrap_or_default()
-                ),
-            );
-            continue;
-        }
-        let Some(config) = m.require(errs, "typed_config") else {
-            continue;
-        };
-        let Some(c) = config.object(errs, &DOWNSTREAM_CONNECTIONS) else {
-            continue;
-        };
-        if let Some(t) = c.get("@type").and_then(|t| t.str(errs)) {
-            if t != DOWNSTREAM_CONNECTIONS_TYPE {
-                errs.add(
-                    config.path(),
-                    format!("expected {DOWNSTREAM_CONNECTIONS_TYPE}"),
-                );
-            }
-        }
-        limit = c
-            .require(errs, "max_active_downstream_connections")
-            .and_then(|n| n.uint(errs, i64::MAX as u64));
-    }
-    limit
 }
 
 /// An `ads` source needs `ads_config`; its cluster, and an

@@ -4,7 +4,7 @@ use std::fmt;
 
 /// A set of Envoy response flags (`%RESPONSE_FLAGS%`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ResponseFlags(u16);
+pub struct ResponseFlags(u32);
 
 impl ResponseFlags {
     /// UH: no healthy upstream host.
@@ -39,9 +39,11 @@ impl ResponseFlags {
     pub const UPSTREAM_MAX_STREAM_DURATION_REACHED: Self = Self(1 << 14);
     /// DT: a connection outlived `max_downstream_connection_duration`.
     pub const DURATION_TIMEOUT: Self = Self(1 << 15);
+    /// OM: the overload manager turned the request away.
+    pub const OVERLOAD_MANAGER: Self = Self(1 << 16);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 16] = [
+    const NAMES: [(Self, &'static str); 17] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
@@ -58,6 +60,7 @@ impl ResponseFlags {
         (Self::NO_CLUSTER_FOUND, "NC"),
         (Self::DOWNSTREAM_REMOTE_RESET, "DR"),
         (Self::DURATION_TIMEOUT, "DT"),
+        (Self::OVERLOAD_MANAGER, "OM"),
     ];
 
     /// Adds `other`'s flags.

@@ -87,6 +87,8 @@ pub enum Plan<'v> {
     NoCluster(u16, Matched<'v>),
     /// No route matched: 404.
     NoRoute,
+    /// The overload manager stops accepting requests: 503.
+    Overloaded,
     /// Forward to a cluster with this head.
     Forward {
         /// The matched route.
@@ -117,7 +119,7 @@ impl<'v> Plan<'v> {
             Plan::Direct(_, m) | Plan::Redirect(_, m) | Plan::NoCluster(_, m) => Some(*m),
             Plan::Forward { matched, .. } => Some(*matched),
             Plan::Local(_, m) => *m,
-            Plan::NoRoute => None,
+            Plan::NoRoute | Plan::Overloaded => None,
         }
     }
 }
@@ -453,6 +455,10 @@ fn analyse_request<'v>(
         let id = (!seen.request_id && http.generate_request_id).then(|| shard.request_id());
         request_with(plan, id, None)
     };
+    // Refused before routing, as Envoy's connection manager refuses it.
+    if http.overloaded.load(std::sync::atomic::Ordering::Relaxed) {
+        return request(Plan::Overloaded);
+    }
     // No route matches CONNECT without a connect_matcher, which Ringway
     // does not have yet: Envoy's 404, and the connection closes (it is
     // not kept alive, below).

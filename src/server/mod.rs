@@ -7,6 +7,7 @@ mod cert_watch;
 pub mod drain;
 mod hot_restart;
 pub mod listeners;
+pub mod overload;
 pub mod shard;
 mod socket;
 
@@ -51,6 +52,8 @@ pub struct Options {
     pub bootstrap: serde_json::Value,
     /// Hot restart: which epoch this is.
     pub restart: Restart,
+    /// `overload_manager`.
+    pub overload: crate::config::Overload,
 }
 
 /// `--restart-epoch`, `--base-id`, `--parent-shutdown-time-s` and
@@ -211,6 +214,8 @@ pub fn run(
         xds,
         stop: Some(stop_tx),
         handed_over: None,
+        overload: overload::OverloadManager::new(&options.overload, &store)
+            .map(|m| (m, options.overload.refresh)),
     };
     control.supervise(signals, &command_rx)?;
     let handed_over = control.handed_over;
@@ -339,14 +344,27 @@ const MEMORY_RETURN_INTERVAL: Duration = Duration::from_secs(5);
 /// Gives the shard's freed memory back to the system now and then:
 /// mimalloc keeps a thread's free pages for reuse and purges them only
 /// when that thread allocates again, so after a burst of connections an
-/// idle shard would keep the burst's memory for good.
-async fn return_free_memory() {
+/// idle shard would keep the burst's memory for good. While the overload
+/// manager's `shrink_heap` is in force, the collect is forced (every free
+/// page returned, Envoy's release of free memory), counted once per round
+/// by shard 0.
+async fn return_free_memory(store: Arc<Store>, counts: bool) {
     loop {
         monoio::time::sleep(MEMORY_RETURN_INTERVAL).await;
-        // Not forced: a forced collect walks every page of the heap, and
-        // returned no more memory after a 10k-connection burst.
+        // Not forced otherwise: a forced collect walks every page of the
+        // heap, and returned no more memory after a 10k-connection burst.
+        let shrink = store
+            .overload
+            .shrink_heap
+            .load(std::sync::atomic::Ordering::Relaxed);
         // SAFETY: mi_collect only walks this thread's mimalloc heap.
-        unsafe { libmimalloc_sys::mi_collect(false) };
+        unsafe { libmimalloc_sys::mi_collect(shrink) };
+        if shrink && counts {
+            store
+                .overload
+                .shrink_count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -374,7 +392,7 @@ async fn run_shard(
             logs.logs.flush();
         }
     });
-    monoio::spawn(return_free_memory());
+    monoio::spawn(return_free_memory(shard.stats.clone(), shard.id == 0));
     let first = plans.recv_async().await.unwrap_or_default();
     if let Err(e) = shard.listeners.apply(&shard, &first) {
         let _ = ready.send(Err(e));
@@ -453,6 +471,8 @@ struct Control<'a> {
     stop: Option<flume::Sender<()>>,
     /// Set when a next restart epoch took over (with its shutdown time).
     handed_over: Option<Option<Duration>>,
+    /// The heap monitor and its actions, when configured.
+    overload: Option<(overload::OverloadManager, Duration)>,
 }
 
 impl Control<'_> {
@@ -491,6 +511,12 @@ impl Control<'_> {
         } else {
             crossbeam_channel::tick(cert_watch::INTERVAL)
         };
+        let overload_ticks = self
+            .overload
+            .as_ref()
+            .map_or_else(crossbeam_channel::never, |(_, every)| {
+                crossbeam_channel::tick(*every)
+            });
         let updates = match &mut self.xds {
             Some(xds) => xds.watch()?,
             None => crossbeam_channel::never(),
@@ -527,6 +553,11 @@ impl Control<'_> {
                     Err(_) => {}
                 },
                 recv(timer) -> _ => refresh_dns(self.published, self.store, &mut due),
+                recv(overload_ticks) -> _ => {
+                    if let Some((manager, _)) = &self.overload {
+                        manager.refresh();
+                    }
+                }
                 recv(cert_ticks) -> _ => {
                     certs.check(self.published, self.store);
                     if let Some(xds) = &mut self.xds {

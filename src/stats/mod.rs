@@ -245,6 +245,18 @@ impl<S: StatSet + Send + Sync> Visit for Scope<S> {
     }
 }
 
+/// The overload actions in force, as the overload manager last set them.
+#[derive(Default)]
+pub struct OverloadState {
+    /// `stop_accepting_requests`: new requests get 503 `envoy overloaded`
+    /// (shared with every connection manager's settings).
+    pub stop_requests: Arc<AtomicBool>,
+    /// `shrink_heap`: shards return all free memory.
+    pub shrink_heap: AtomicBool,
+    /// How often a shard shrank its heap for it.
+    pub shrink_count: AtomicU64,
+}
+
 /// Whether `stat` is the class counter (`<prefix>2xx`) of per-code
 /// counters named `<prefix><code>`.
 fn is_class_counter(stat: &str, code_prefix: &str) -> bool {
@@ -293,6 +305,8 @@ pub struct Store {
     pub listener_manager: Arc<Scope<sets::ListenerManager>>,
     /// The layered runtime (`/runtime`), shared by every snapshot.
     pub runtime: crate::runtime::Runtime,
+    /// The overload actions in force.
+    pub overload: Arc<OverloadState>,
     scopes: Mutex<HashMap<String, Arc<dyn Visit>>>,
     typed: Mutex<TypedScopes>,
     /// Histogram names and their per-shard collectors.
@@ -360,6 +374,7 @@ impl Store {
             cluster_manager,
             listener_manager,
             runtime: crate::runtime::Runtime::default(),
+            overload: Arc::default(),
             scopes: Mutex::new(scopes),
             typed: Mutex::default(),
             histograms: histogram::Registry::new(shards),

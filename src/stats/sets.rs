@@ -108,7 +108,7 @@ stat_set!(
         downstream_cx_idle_timeout, downstream_rq_too_large, downstream_rq_max_duration_reached,
         downstream_cx_upgrades_total,
         downstream_rq_rx_reset, downstream_rq_tx_reset, no_route, no_cluster,
-        rq_direct_response, rq_redirect,
+        rq_direct_response, rq_redirect, downstream_rq_overload_close,
     ],
     gauges [
         downstream_cx_active, downstream_cx_http1_active, downstream_cx_http2_active,

@@ -912,6 +912,12 @@ impl<D: Downstream> Proxy<D> {
                 x.flag(ResponseFlags::NO_ROUTE_FOUND);
                 self.reply(x, &LocalReply::new(404, "")).await
             }
+            Plan::Overloaded => {
+                http.stats.inc(w, HttpStat::downstream_rq_overload_close);
+                x.flag(ResponseFlags::OVERLOAD_MANAGER);
+                self.reply(x, &LocalReply::new(503, "envoy overloaded"))
+                    .await
+            }
             Plan::NoCluster(status, _) => {
                 http.stats.inc(w, HttpStat::no_cluster);
                 x.flag(ResponseFlags::NO_CLUSTER_FOUND);
