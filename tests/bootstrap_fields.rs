@@ -20,6 +20,17 @@ fn ss(args: &[&str], filter: &str) -> Vec<String> {
         .collect()
 }
 
+/// A bootstrap whose one listener routes everything to the backend `app`,
+/// started here.
+fn app_config() -> (Backend, String) {
+    let app = Backend::start("app");
+    let config = with_admin(&http_config(
+        &catch_all("app", ""),
+        &static_cluster("app", &[(&app, 1)], ""),
+    ));
+    (app, config)
+}
+
 fn with_hcm(config: &str, extra: &str) -> String {
     config.replace(
         "          stat_prefix: ingress_http\n",
@@ -267,11 +278,7 @@ fn admin_access_logs_match_envoy() {
 /// in `downstream_global_cx_overflow`; once one closes, another is taken.
 #[test]
 fn global_downstream_connection_limit_matches_envoy() {
-    let app = Backend::start("app");
-    let config = with_admin(&http_config(
-        &catch_all("app", ""),
-        &static_cluster("app", &[(&app, 1)], ""),
-    ));
+    let (app, config) = app_config();
     let config = format!(
         "{config}overload_manager:
   refresh_interval: 0.25s
@@ -445,11 +452,7 @@ fn stats_exclusion_and_reject_all_match_envoy() {
 #[test]
 fn listeners_exempt_from_the_global_limit_match_envoy() {
     for flag in ["ignore_global_conn_limit", "bypass_overload_manager"] {
-        let app = Backend::start("app");
-        let config = with_admin(&http_config(
-            &catch_all("app", ""),
-            &static_cluster("app", &[(&app, 1)], ""),
-        ));
+        let (app, config) = app_config();
         let config = format!(
             "{}overload_manager:
   resource_monitors:
@@ -517,11 +520,7 @@ fn application_log_formats_match_envoy() {
     let Some(bin) = common::oracle::envoy_or_skip("application_log_formats_match_envoy") else {
         return;
     };
-    let app = Backend::start("app");
-    let config = with_admin(&http_config(
-        &catch_all("app", ""),
-        &static_cluster("app", &[(&app, 1)], ""),
-    ));
+    let (_app, config) = app_config();
     let envoy_config = config.replace("{admin}", "0").replace("{port}", "0");
     let config = config.replace("{admin}", &free_port().to_string());
     // Istio's sidecar format.
@@ -644,11 +643,7 @@ fn prometheus_tags_match_envoy() {
         ("Envoy Gateway", envoy_gateway),
         ("Istio", istio),
     ] {
-        let app = Backend::start("app");
-        let config = with_admin(&http_config(
-            &catch_all("app", ""),
-            &static_cluster("app", &[(&app, 1)], ""),
-        ));
+        let (app, config) = app_config();
         let Some(pair) = Pair::start(
             "prometheus_tags_match_envoy",
             &format!("{config}{options}"),
@@ -671,11 +666,7 @@ fn prometheus_tags_match_envoy() {
 #[test]
 fn heap_overload_actions_match_envoy() {
     for (max_heap, overloaded) in [(1_048_576u64, true), (1u64 << 40, false)] {
-        let app = Backend::start("app");
-        let config = with_admin(&http_config(
-            &catch_all("app", ""),
-            &static_cluster("app", &[(&app, 1)], ""),
-        ));
+        let (app, config) = app_config();
         let config = format!(
             "{config}overload_manager:
   refresh_interval: 0.1s
