@@ -481,6 +481,16 @@ fn scenario(
     plane.wait_request_after(acked, "EDS ACK", |r| is_ack(r, ENDPOINTS, "e2"));
     observe("endpoints moved");
 
+    // The endpoints withdrawn (in delta, removed): the cluster keeps the
+    // ones it has and counts an empty update.
+    let mut v5 = v4.clone();
+    v5[ENDPOINTS] = json!({"version": "e3", "resources": []});
+    let acked = plane.requests().len();
+    plane.publish(&v5);
+    plane.wait_request_after(acked, "EDS answer", |r| r["type"] == ENDPOINTS);
+    std::thread::sleep(Duration::from_millis(300));
+    observe("endpoints withdrawn");
+
     // The control plane goes away: the proxy keeps serving what it has and
     // shows it is disconnected; back on the same port, the proxy asks
     // again with the versions it holds.
@@ -492,7 +502,7 @@ fn scenario(
     });
     assert!(gone.contains("control_plane.connected_state: 0"));
     observe("control plane gone");
-    let plane = ControlPlane::start_own(&dir.0, &v4, Some(control_port), own);
+    let plane = ControlPlane::start_own(&dir.0, &v5, Some(control_port), own);
     // Every type answered again (each stream of its own reconnects on
     // its own back-off).
     let subscriptions = [

@@ -667,7 +667,13 @@ impl Xds {
                 (Ok(all), Some(name)) => {
                     let named = all.iter().filter(|r| r[name_field] == name);
                     let mine: Vec<Value> = named.cloned().collect();
-                    if mine.is_empty() {
+                    // A delta removal of an EDS service reaches its cluster
+                    // as an empty update: Envoy keeps the endpoints and
+                    // counts it (update_empty, the response's version).
+                    let removed = delta
+                        && matches!(kind, Kind::Endpoints(_))
+                        && response.removed.iter().any(|n| n == name);
+                    if mine.is_empty() && !removed {
                         continue;
                     }
                     Ok(mine)
