@@ -277,6 +277,8 @@ const OTHERS: &[&str] = &[
     "listener_manager.listener_modified",
     "cluster_manager.active_clusters",
     "http.second.rds.routes-2.update_success",
+    "http.second.rds.routes-2.update_empty",
+    "http.second.rds.routes-2.version_text",
     "http.second.rds.routes-2.init_fetch_timeout",
 ];
 
@@ -490,6 +492,16 @@ fn scenario(
     plane.wait_request_after(acked, "EDS answer", |r| r["type"] == ENDPOINTS);
     std::thread::sleep(Duration::from_millis(300));
     observe("endpoints withdrawn");
+
+    // A route configuration withdrawn (in delta, removed): the listener
+    // using it keeps serving its last routes.
+    let mut v5 = v5.clone();
+    v5[ROUTES] = json!({"version": "r4", "resources": [routes("r2")]});
+    let acked = plane.requests().len();
+    plane.publish(&v5);
+    plane.wait_request_after(acked, "RDS answer", |r| r["type"] == ROUTES);
+    std::thread::sleep(Duration::from_millis(300));
+    observe("routes withdrawn");
 
     // The control plane goes away: the proxy keeps serving what it has and
     // shows it is disconnected; back on the same port, the proxy asks

@@ -566,6 +566,11 @@ impl Store {
         lock(&self.texts).insert(name, value);
     }
 
+    /// Creates a text readout, empty, unless it exists.
+    pub fn init_text(&self, name: String) {
+        lock(&self.texts).entry(name).or_default();
+    }
+
     /// Drops a scope made by [`Store::rds`] (a route configuration no
     /// longer subscribed to) and its `version_text`, as Envoy deletes a
     /// subscription's stats with it.

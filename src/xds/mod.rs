@@ -155,6 +155,27 @@ enum Decoded {
     Endpoints(Vec<config::Assignment>),
 }
 
+impl Decoded {
+    /// The update a removal makes for an RDS or EDS subscription (the
+    /// only ones removals reach): none of its resource, nothing changed.
+    fn nothing(kind: Kind) -> Decoded {
+        match kind {
+            Kind::Routes(_) => Decoded::Routes(Vec::new()),
+            _ => Decoded::Endpoints(Vec::new()),
+        }
+    }
+
+    /// An RDS or EDS update without its resource (a delta removal, an
+    /// empty EDS response): it changes nothing served.
+    fn is_empty(&self) -> bool {
+        match self {
+            Decoded::Routes(r) => r.is_empty(),
+            Decoded::Endpoints(e) => e.is_empty(),
+            Decoded::Listeners(_) | Decoded::Clusters(_) => false,
+        }
+    }
+}
+
 /// An update read from its file.
 struct Read {
     /// `version_info` ("" when absent).
@@ -207,6 +228,9 @@ struct Delivery {
     kind: Kind,
     tree: Result<Value, Refusal>,
     got: Read,
+    /// A delta removal of the subscription's one resource (RDS, EDS):
+    /// Envoy keeps what it has and counts an update.
+    removal: bool,
 }
 
 impl Xds {
@@ -539,7 +563,12 @@ impl Xds {
             raw: Vec::new(),
         };
         let tree = read(&path, &mut got);
-        let delivery = Delivery { kind, tree, got };
+        let delivery = Delivery {
+            kind,
+            tree,
+            got,
+            removal: false,
+        };
         self.apply(vec![delivery], current, store, sinks, accept)
             .ok()
             .flatten()
@@ -660,6 +689,7 @@ impl Xds {
         };
         let mut deliveries = Vec::new();
         for (kind, name) in kinds {
+            let mut removal = false;
             let resources = match (&response.resources, name) {
                 (Err(e), _) => Err(Refusal::Rejected(e.clone())),
                 (Ok(changed), None) if delta => Ok(self.with_changes(kind, changed, response)),
@@ -667,14 +697,11 @@ impl Xds {
                 (Ok(all), Some(name)) => {
                     let named = all.iter().filter(|r| r[name_field] == name);
                     let mine: Vec<Value> = named.cloned().collect();
-                    // A delta removal of an EDS service reaches its cluster
-                    // as an empty update: Envoy keeps the endpoints and
-                    // counts it (update_empty, the response's version).
-                    let removed = delta
-                        && matches!(kind, Kind::Endpoints(_))
-                        && response.removed.iter().any(|n| n == name);
-                    if mine.is_empty() && !removed {
-                        continue;
+                    if mine.is_empty() {
+                        removal = delta && response.removed.iter().any(|n| n == name);
+                        if !removal {
+                            continue;
+                        }
                     }
                     Ok(mine)
                 }
@@ -684,7 +711,12 @@ impl Xds {
                 raw: resources.as_ref().map_or_else(|_| Vec::new(), Clone::clone),
             };
             let tree = resources.map(|r| json!({"version_info": version, "resources": r}));
-            deliveries.push(Delivery { kind, tree, got });
+            deliveries.push(Delivery {
+                kind,
+                tree,
+                got,
+                removal,
+            });
         }
         deliveries
     }
@@ -736,6 +768,7 @@ impl Xds {
             });
             if start {
                 self.stats(kind).count(store, Counted::Attempt);
+                self.stats(kind).started(store);
             }
         }
         self.sync_own_streams(store);
@@ -796,11 +829,14 @@ impl Xds {
         let mut decoded = Vec::with_capacity(deliveries.len());
         let mut refusal = None;
         for d in &deliveries {
-            let candidate = d
-                .tree
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|t| self.candidate(d.kind, t, &mut boot));
+            let candidate = if d.removal {
+                Ok(Decoded::nothing(d.kind))
+            } else {
+                d.tree
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|t| self.candidate(d.kind, t, &mut boot))
+            };
             match candidate {
                 Ok(update) => decoded.push(update),
                 Err(r) => {
@@ -809,12 +845,9 @@ impl Xds {
                 }
             }
         }
-        let nothing_new = !decoded.is_empty()
-            && decoded
-                .iter()
-                .all(|u| matches!(u, Decoded::Endpoints(e) if e.is_empty()));
+        let nothing_new = !decoded.is_empty() && decoded.iter().all(Decoded::is_empty);
         if refusal.is_none() && nothing_new {
-            // Empty EDS updates change no endpoint: nothing to compile.
+            // Empty RDS and EDS updates change nothing: nothing to compile.
             let at = SystemTime::now();
             for (d, update) in deliveries.into_iter().zip(decoded) {
                 self.take(d.kind, Some(update), d.got, at, store);
@@ -920,7 +953,7 @@ impl Xds {
                     s.accept(resources, got.raw, &got.version, at);
                 }
             }
-            Some(Decoded::Routes(resources)) => {
+            Some(Decoded::Routes(resources)) if !resources.is_empty() => {
                 if let Some(r) = self.routes_mut(kind) {
                     r.sub.accept(resources, got.raw, &got.version, at);
                 }

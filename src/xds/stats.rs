@@ -130,6 +130,14 @@ impl Stats {
         }
     }
 
+    /// Notes that the subscription started: its `version_text` exists,
+    /// empty, until an update is accepted (as Envoy creates it).
+    pub fn started(&self, store: &Store) {
+        if !matches!(self, Stats::Dropped) {
+            store.init_text(format!("{}version_text", self.prefix()));
+        }
+    }
+
     /// Records an accepted update's version and time.
     pub fn accepted(&self, store: &Store, version: &str, at: SystemTime) {
         let main = store.main_row();
