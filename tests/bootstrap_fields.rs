@@ -583,6 +583,34 @@ fn application_log_formats_match_envoy() {
     let (ringway_ok, said) = common::oracle::ringway_validate(&format!("{config}{bad}"));
     assert!(!envoy_ok && !ringway_ok, "{said}");
     assert!(said.contains("Usage of %v is unavailable"), "{said}");
+    let dir = TempDir::new();
+    let both = |bin: &str, config: &str| {
+        let path = dir.0.join("both.yaml");
+        std::fs::write(&path, format!("{config}{istio}")).expect("write config");
+        let out = Command::new(bin)
+            .args([
+                "--mode",
+                "validate",
+                "--disable-hot-restart",
+                "--log-format",
+                "%v",
+                "-c",
+            ])
+            .arg(&path)
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let message =
+        "Only one of ApplicationLogConfig.log_format or CLI option --log-format can be specified.";
+    for (who, (ok, said)) in [
+        ("envoy", both(&bin, &envoy_config)),
+        ("ringway", both(binary(), &envoy_config)),
+    ] {
+        assert!(!ok && said.contains(message), "{who}: {said}");
+    }
 }
 
 /// The Prometheus series (metric and labels, values left out) of the
