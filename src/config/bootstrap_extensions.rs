@@ -38,8 +38,7 @@ pub fn bootstrap_extensions(node: &Node, errs: &mut Errors) {
         let Some(config) = ext.require(errs, "typed_config") else {
             continue;
         };
-        let Some(kind) = config.entry("@type").and_then(|t| t.str(errs)) else {
-            errs.add(config.path(), "expected an @type");
+        let Some(kind) = super::bootstrap::type_url(&config, errs) else {
             continue;
         };
         // A TypedStruct carries the extension's type and fields inside.

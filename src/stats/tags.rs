@@ -117,15 +117,16 @@ impl TagProducer {
                 .iter()
                 .filter(move |(n, _, _)| name.is_empty() || *n == name)
         }
-        let regex_rule = |pattern: &str, hint: &'static str| {
+        // A regex extractor, keyed by the name token its regex requires.
+        let regex_rule = |name: &str, pattern: &str, hint: &'static str| {
             let regex = fancy_regex::Regex::new(pattern)
                 .map_err(|e| format!("invalid regex {pattern:?}: {e}"))?;
-            Ok::<_, String>(Rule::Regex { regex, hint })
+            let prefix = prefix_token(pattern).map(str::to_string);
+            Ok::<_, String>((name.to_string(), prefix, Rule::Regex { regex, hint }))
         };
         if use_default_tags {
             for (name, pattern, hint) in defaults("") {
-                let prefix = prefix_token(pattern).map(str::to_string);
-                rules.push((name.to_string(), prefix, regex_rule(pattern, hint)?));
+                rules.push(regex_rule(name, pattern, hint)?);
             }
         }
         for spec in specifiers {
@@ -133,15 +134,11 @@ impl TagProducer {
                 TagValue::Fixed(value) => {
                     rules.push((spec.name.clone(), None, Rule::Fixed(value.clone())));
                 }
-                TagValue::Regex(pattern) => {
-                    let prefix = prefix_token(pattern).map(str::to_string);
-                    rules.push((spec.name.clone(), prefix, regex_rule(pattern, "")?));
-                }
+                TagValue::Regex(pattern) => rules.push(regex_rule(&spec.name, pattern, "")?),
                 TagValue::Default => {
                     let mut found = false;
                     for (name, pattern, hint) in defaults(&spec.name) {
-                        let prefix = prefix_token(pattern).map(str::to_string);
-                        rules.push((name.to_string(), prefix, regex_rule(pattern, hint)?));
+                        rules.push(regex_rule(name, pattern, hint)?);
                         found = true;
                     }
                     if !found {
