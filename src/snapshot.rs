@@ -355,10 +355,11 @@ impl ConfigSnapshot {
         let mut listeners = Vec::new();
         let mut seen_names = HashMap::new();
         let mut seen_addrs = HashMap::new();
-        // Known by name so routes to them are not reported twice; such a
-        // bootstrap only ever reaches here to have its errors reported.
-        for broken in &boot.broken_clusters {
-            by_name.entry(broken.clone()).or_insert(usize::MAX);
+        // Known by name so routes to them are not reported twice (such a
+        // bootstrap only ever reaches here to have its errors reported), or
+        // not reported while they warm.
+        for absent in boot.broken_clusters.iter().chain(&boot.warming_clusters) {
+            by_name.entry(absent.clone()).or_insert(usize::MAX);
         }
         // Route tables hold cluster positions: a listener is only taken
         // over while those are what they were.

@@ -156,29 +156,41 @@ fn routes(direct: &str) -> Value {
     named_routes("routes", direct)
 }
 
-/// The route configuration `name`: `/direct` answers `direct`, the rest
-/// goes to the EDS cluster.
+/// The route configuration `name`: `/direct` answers `direct`, `/late`
+/// goes to the EDS cluster `late` (which comes later), the rest to the EDS
+/// cluster `backend`.
 fn named_routes(name: &str, direct: &str) -> Value {
     resource(
         ROUTES,
         json!({"name": name, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
             {"match": {"prefix": "/direct"}, "direct_response": {"status": 200, "body": {"inline_string": direct}}},
+            {"match": {"prefix": "/late"}, "route": {"cluster": "late"}},
             {"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]}),
     )
 }
 
 fn eds_cluster() -> Value {
+    named_eds_cluster("backend")
+}
+
+/// The EDS cluster `name`, its endpoints over ADS.
+fn named_eds_cluster(name: &str) -> Value {
     resource(
         CLUSTER,
-        json!({"name": "backend", "type": "EDS", "connect_timeout": "1s",
+        json!({"name": name, "type": "EDS", "connect_timeout": "1s",
             "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}}}),
     )
 }
 
 fn endpoints(port: u16) -> Value {
+    named_endpoints("backend", port)
+}
+
+/// The assignment of EDS cluster `cluster`: one endpoint on `port`.
+fn named_endpoints(cluster: &str, port: u16) -> Value {
     resource(
         ENDPOINTS,
-        json!({"cluster_name": "backend", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(port)}}]}]}),
+        json!({"cluster_name": cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(port)}}]}]}),
     )
 }
 
@@ -254,6 +266,7 @@ const SUBSCRIPTIONS: &[&str] = &[
     "cluster_manager.cds.",
     "http.ingress.rds.routes.",
     "cluster.backend.",
+    "cluster.late.",
 ];
 
 /// Their stats compared (`update_failure` and `update_attempt` only as
@@ -276,6 +289,10 @@ const OTHERS: &[&str] = &[
     "listener_manager.listener_added",
     "listener_manager.listener_modified",
     "cluster_manager.active_clusters",
+    "cluster_manager.warming_clusters",
+    "cluster_manager.cluster_added",
+    "cluster_manager.cluster_modified",
+    "cluster_manager.cluster_removed",
     "http.second.rds.routes-2.update_success",
     "http.second.rds.routes-2.update_empty",
     "http.second.rds.routes-2.version_text",
@@ -297,6 +314,25 @@ fn listener_states(admin: u16) -> Vec<String> {
                 }
             }
             states.push(line);
+        }
+    }
+    states.sort();
+    states
+}
+
+/// The dynamic clusters in `/config_dump`, active and warming, with their
+/// versions.
+fn cluster_states(admin: u16) -> Vec<String> {
+    let (_, body) = common::admin_request(admin, "GET", "/config_dump");
+    let dump: Value = serde_json::from_str(&body).expect("config_dump is JSON");
+    let configs = dump["configs"].as_array().cloned().unwrap_or_default();
+    let mut states = Vec::new();
+    for config in configs {
+        for state in ["dynamic_active_clusters", "dynamic_warming_clusters"] {
+            for c in config[state].as_array().into_iter().flatten() {
+                let name = c["cluster"]["name"].as_str().unwrap_or_default();
+                states.push(format!("{name} {state}={}", c["version_info"]));
+            }
         }
     }
     states.sort();
@@ -420,9 +456,11 @@ fn scenario(
         let answers = [
             answer(port, "/direct"),
             answer(port, "/"),
+            answer(port, "/late"),
             answer(second_port, "/direct"),
         ];
-        let states = listener_states(admin);
+        let mut states = listener_states(admin);
+        states.extend(cluster_states(admin));
         steps.push(format!("{step}: {answers:?} {states:?} {:?}", stats(admin)));
     };
     wait_answer(port, "/direct", "200 r1");
@@ -503,6 +541,28 @@ fn scenario(
     std::thread::sleep(Duration::from_millis(300));
     observe("routes withdrawn");
 
+    // A cluster whose endpoints the control plane does not have yet warms:
+    // routes to it find no cluster until they come.
+    let mut v6 = v5.clone();
+    v6[CLUSTER] = json!({"version": "c2", "resources": [eds_cluster(), named_eds_cluster("late")]});
+    plane.publish(&v6);
+    plane.wait_request("EDS for late", |r| {
+        let asks = |field: &str| {
+            let names = r[field].as_array();
+            names.is_some_and(|n| n.contains(&json!("late")))
+        };
+        r["type"] == ENDPOINTS && (asks("names") || asks("subscribe"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    observe("cluster warming");
+    v6[ENDPOINTS] = json!({"version": "e4", "resources": [
+        endpoints(second.port()), named_endpoints("late", first.port())]});
+    let acked = plane.requests().len();
+    plane.publish(&v6);
+    wait_answer(port, "/late", &format!("200 {} /late", first.name));
+    plane.wait_request_after(acked, "EDS ACK", |r| is_ack(r, ENDPOINTS, "e4"));
+    observe("cluster warmed");
+
     // The control plane goes away: the proxy keeps serving what it has and
     // shows it is disconnected; back on the same port, the proxy asks
     // again with the versions it holds.
@@ -514,7 +574,7 @@ fn scenario(
     });
     assert!(gone.contains("control_plane.connected_state: 0"));
     observe("control plane gone");
-    let plane = ControlPlane::start_own(&dir.0, &v5, Some(control_port), own);
+    let plane = ControlPlane::start_own(&dir.0, &v6, Some(control_port), own);
     // Every type answered again (each stream of its own reconnects on
     // its own back-off).
     let subscriptions = [
@@ -603,7 +663,11 @@ fn timeouts_scenario(which: &Which) -> String {
     let rds = &mut late["filter_chains"][0]["filters"][0]["typed_config"]["rds"];
     rds["config_source"]["initial_fetch_timeout"] = json!("1s");
     // Listeners only: the clusters and the routes never come.
-    let plane = ControlPlane::start(&dir.0, &state(&[(LISTENER, "l1", vec![late])]), None);
+    let plane = ControlPlane::start(
+        &dir.0,
+        &state(&[(LISTENER, "l1", vec![late.clone()])]),
+        None,
+    );
     let listeners = format!(
         r#"  listeners:
   - name: static
@@ -634,7 +698,6 @@ fn timeouts_scenario(which: &Which) -> String {
         waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
         "{waited:?}"
     );
-    let (_, body) = common::admin_request(admin, "GET", "/stats");
     let wanted = [
         "cluster_manager.cds.init_fetch_timeout",
         "listener_manager.lds.init_fetch_timeout",
@@ -643,14 +706,61 @@ fn timeouts_scenario(which: &Which) -> String {
         "http.late.rds.late-routes.update_success",
         "listener_manager.total_listeners_warming",
         "listener_manager.total_listeners_active",
+        "cluster_manager.active_clusters",
+        "cluster_manager.warming_clusters",
+        "cluster_manager.cluster_added",
+        "cluster_manager.cluster_removed",
+        "cluster.slow.init_fetch_timeout",
+        "cluster.slow.update_success",
     ];
-    let mut seen: Vec<&str> = body
-        .lines()
-        .filter(|l| wanted.iter().any(|w| l.starts_with(&format!("{w}: "))))
-        .collect();
-    seen.sort();
+    let seen = |step: &str| {
+        let (_, body) = common::admin_request(admin, "GET", "/stats");
+        let mut seen: Vec<&str> = body
+            .lines()
+            .filter(|l| wanted.iter().any(|w| l.starts_with(&format!("{w}: "))))
+            .collect();
+        seen.sort();
+        format!("{step}:\n{}", seen.join("\n"))
+    };
+    let mut steps = vec![seen("started")];
+
+    // Run-time clusters whose endpoints never come: `slow` warms until its
+    // initial fetch times out, then serves with no endpoints; `never`
+    // (no timeout) warms until it is removed.
+    let eds_with_timeout = |name: &str, timeout: &str| {
+        let mut c = named_eds_cluster(name);
+        c["eds_cluster_config"]["eds_config"]["initial_fetch_timeout"] = json!(timeout);
+        c
+    };
+    let to_slow = resource(
+        ROUTES,
+        json!({"name": "late-routes", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "route": {"cluster": "slow"}}]}]}),
+    );
+    let mut v2 = state(&[
+        (
+            CLUSTER,
+            "c1",
+            vec![
+                eds_with_timeout("slow", "1s"),
+                eds_with_timeout("never", "0s"),
+            ],
+        ),
+        (ROUTES, "r1", vec![to_slow]),
+    ]);
+    v2[LISTENER] = json!({"version": "l1", "resources": [late]});
+    plane.publish(&v2);
+    wait_answer(late_port, "/", "503 no healthy upstream");
+    steps.push(seen("initial fetch timed out"));
+    v2[CLUSTER] = json!({"version": "c2", "resources": [eds_with_timeout("slow", "1s")]});
+    plane.publish(&v2);
+    let removed = common::admin_until(admin, "/stats", |b| {
+        b.contains("cluster_manager.cds.version_text: \"c2\"")
+    });
+    assert!(removed.contains("\"c2\""), "{removed}");
+    steps.push(seen("warming cluster removed"));
     drop(proxy);
-    seen.join("\n")
+    steps.join("\n")
 }
 
 #[test]
@@ -669,6 +779,16 @@ fn initial_fetch_timeouts_match_envoy() {
         ringway.contains("late-routes.init_fetch_timeout: 1"),
         "{ringway}"
     );
+    let removed = ringway.split("warming cluster removed:").nth(1);
+    let removed = removed.unwrap_or_default();
+    for counted in [
+        "cluster.slow.init_fetch_timeout: 1",
+        "cluster_manager.warming_clusters: 0",
+        "cluster_manager.cluster_removed: 1",
+    ] {
+        assert!(removed.contains(counted), "{ringway}");
+    }
+    eprintln!("{ringway}");
 }
 
 const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";

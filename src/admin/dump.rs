@@ -241,7 +241,11 @@ pub fn config_dump(bootstrap: &Value, loaded: SystemTime, dynamic: Option<&Value
     }
     if let Some(cds) = cds {
         cluster_dump["version_info"] = cds["version_info"].clone();
-        cluster_dump["dynamic_active_clusters"] = json!(dynamic_entries(cds, Entries::Clusters));
+        let (active, warming) = cluster_entries(cds);
+        cluster_dump["dynamic_active_clusters"] = json!(active);
+        if !warming.is_empty() {
+            cluster_dump["dynamic_warming_clusters"] = json!(warming);
+        }
     }
     let mut listener_dump = json!({"@type": format!("{ADMIN}ListenersConfigDump")});
     if !listeners.is_empty() {
@@ -294,6 +298,28 @@ enum Entries {
     Routes,
 }
 
+/// CDS's resources as `dynamic_active_clusters` and
+/// `dynamic_warming_clusters`: a warming cluster's latest version is in
+/// the second, the version serving meanwhile (if any) in the first.
+fn cluster_entries(cds: &Value) -> (Vec<Value>, Vec<Value>) {
+    let warming: Vec<&Value> = cds["warming"].as_array().into_iter().flatten().collect();
+    let warms = |e: &Value| {
+        warming
+            .iter()
+            .any(|w| e.pointer("/cluster/name") == Some(&w["name"]))
+    };
+    let (warm, mut active): (Vec<Value>, Vec<Value>) = dynamic_entries(cds, Entries::Clusters)
+        .into_iter()
+        .partition(|e| warms(e));
+    for w in &warming {
+        let e = &w["serving"];
+        if !e.is_null() {
+            active.push(json!({"version_info": e["version_info"], "cluster": e["resource"], "last_updated": e["last_updated"]}));
+        }
+    }
+    (active, warm)
+}
+
 /// One subscription's resources as dump entries. Beyond Envoy, which
 /// leaves it empty: each resource of the last refused update carries
 /// `error_state` (Envoy's `UpdateFailureState`), on its active entry, or
@@ -319,7 +345,11 @@ fn dynamic_entries(dump: &Value, kind: Entries) -> Vec<Value> {
             }
         })
         .collect();
-    for w in dump["warming"].as_array().into_iter().flatten() {
+    let listener_warming = match kind {
+        Entries::Listeners => dump["warming"].as_array(),
+        _ => None,
+    };
+    for w in listener_warming.into_iter().flatten() {
         let Some(x) = entries.iter_mut().find(|x| x["name"] == w["name"]) else {
             continue;
         };

@@ -26,6 +26,10 @@ pub struct Bootstrap {
     /// Names of clusters whose config has errors (only while errors are
     /// reported): routes to them are not reported again as unknown.
     pub broken_clusters: Vec<String>,
+    /// Names of clusters CDS delivered that warm (their endpoints have not
+    /// come): routes may name them, and answer as Envoy does while they
+    /// are not there (`no_cluster`).
+    pub warming_clusters: Vec<String>,
     /// `dynamic_resources`.
     pub dynamic: super::DynamicResources,
     /// The route configurations RDS delivered, by name.
@@ -863,6 +867,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         clusters,
         admin,
         broken_clusters,
+        warming_clusters: Vec::new(),
         dynamic,
         runtime,
         route_configs: HashMap::new(),

@@ -37,11 +37,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use subscription::{Entry, Outcome, Resource, Subscription, Waiting};
-use warming::Warming;
+use warming::{ClusterWarming, Warming};
 use watch::Watcher;
 
 /// A subscription: what an update of a watched file is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// Listeners (`lds_config`).
     Listeners,
@@ -113,6 +113,8 @@ pub struct Xds {
     draining: Vec<Draining>,
     /// Listeners whose latest version waits for its routes, by name.
     warming: BTreeMap<String, Warming>,
+    /// Clusters whose latest version waits for its endpoints, by name.
+    warming_clusters: BTreeMap<String, ClusterWarming>,
     lds: Option<Subscription<config::Listener>>,
     cds: Option<Subscription<config::Cluster>>,
     /// Route configuration subscriptions by id, dropped when no listener
@@ -241,6 +243,7 @@ impl Xds {
             drain_time,
             draining: Vec::new(),
             warming: BTreeMap::new(),
+            warming_clusters: BTreeMap::new(),
             lds: boot
                 .dynamic
                 .lds
@@ -687,6 +690,15 @@ impl Xds {
             config::ASSIGNMENT_TYPE => "cluster_name",
             _ => "name",
         };
+        // RDS and EDS resources by name, each subscription taking its own.
+        let mut by_name: HashMap<&str, Vec<Value>> = HashMap::new();
+        let named = kinds.iter().any(|(_, name)| name.is_some());
+        if let (Ok(all), true) = (&response.resources, named) {
+            for r in all {
+                let name = r[name_field].as_str().unwrap_or_default();
+                by_name.entry(name).or_default().push(r.clone());
+            }
+        }
         let mut deliveries = Vec::new();
         for (kind, name) in kinds {
             let mut removal = false;
@@ -694,9 +706,8 @@ impl Xds {
                 (Err(e), _) => Err(Refusal::Rejected(e.clone())),
                 (Ok(changed), None) if delta => Ok(self.with_changes(kind, changed, response)),
                 (Ok(all), None) => Ok(all.clone()),
-                (Ok(all), Some(name)) => {
-                    let named = all.iter().filter(|r| r[name_field] == name);
-                    let mine: Vec<Value> = named.cloned().collect();
+                (Ok(_), Some(name)) => {
+                    let mine = by_name.get(name).cloned().unwrap_or_default();
                     if mine.is_empty() {
                         removal = delta && response.removed.iter().any(|n| n == name);
                         if !removal {
@@ -856,6 +867,7 @@ impl Xds {
             return Ok(None);
         }
         let mut warming = BTreeMap::new();
+        let mut warming_clusters = BTreeMap::new();
         let compiled = match refusal {
             Some(r) => Err(r),
             None => {
@@ -876,8 +888,20 @@ impl Xds {
                         _ => {}
                     }
                 }
-                // Listeners waiting for their routes serve as they did.
-                let arriving: Vec<Kind> = deliveries.iter().map(|d| d.kind).collect();
+                // Clusters waiting for their endpoints and listeners
+                // waiting for their routes serve as they did.
+                let arriving: HashSet<Kind> = deliveries.iter().map(|d| d.kind).collect();
+                let latest = decoded.iter().find_map(|u| match u {
+                    Decoded::Clusters(c) => Some(c.as_slice()),
+                    _ => None,
+                });
+                let accepted = self.cds.as_ref().map_or(&[][..], |s| &s.resources);
+                let (serving, warms) =
+                    self.clusters_in_effect(latest.unwrap_or(accepted), &arriving);
+                boot.clusters.truncate(self.base.clusters.len());
+                boot.clusters.extend(serving);
+                boot.warming_clusters = warms.keys().cloned().collect();
+                warming_clusters = warms;
                 let latest = decoded.iter().find_map(|u| match u {
                     Decoded::Listeners(l) => Some(l.as_slice()),
                     _ => None,
@@ -906,10 +930,14 @@ impl Xds {
                 return Err(error);
             }
         };
-        let warmed: Vec<&str> = self.warmed_now(&warming);
-        stats::count_changes_but(store, current, &next, &warmed);
+        let warmed = self.warmed_now(&warming);
+        let warmed_clusters = self.clusters_warmed_now(&warming_clusters);
+        stats::count_changes_but(store, current, &next, (&warmed, &warmed_clusters));
         self.count_warming_starts(&warming, store);
+        let serving: HashSet<&str> = next.clusters.iter().map(|c| c.name()).collect();
+        self.count_cluster_warming(&warming_clusters, &serving, store);
         self.set_warming(warming, store);
+        self.set_cluster_warming(warming_clusters, store);
         let mut managers = false;
         for (d, update) in deliveries.into_iter().zip(decoded) {
             managers |= matches!(d.kind, Kind::Listeners | Kind::Clusters);
@@ -999,10 +1027,15 @@ impl Xds {
             .map(|(_, r)| r.name.clone())
             .chain(draining.cloned())
             .collect();
-        let clusters: Vec<(String, config::EdsSource)> = self
-            .accepted_clusters()
-            .filter_map(|c| Some((c.name.clone(), c.eds.clone()?)))
-            .collect();
+        let mut clusters: HashMap<String, Vec<config::EdsSource>> = HashMap::new();
+        for c in self.accepted_clusters() {
+            if let Some(eds) = &c.eds {
+                clusters
+                    .entry(c.name.clone())
+                    .or_default()
+                    .push(eds.clone());
+            }
+        }
         let mut gone = Vec::new();
         self.rds.retain(|&id, r| {
             let used = routes.contains(&r.name);
@@ -1016,8 +1049,8 @@ impl Xds {
         });
         self.eds.retain(|&id, e| {
             let used = clusters
-                .iter()
-                .any(|(name, source)| *name == e.cluster && *source == e.source);
+                .get(&e.cluster)
+                .is_some_and(|sources| sources.contains(&e.source));
             if !used {
                 gone.push(Kind::Endpoints(id));
             }
@@ -1134,16 +1167,17 @@ impl Xds {
     /// that changes a cluster keeps its subscription, and so the endpoints
     /// it holds (control planes do not resend an unchanged assignment).
     fn subscribe_endpoints(&mut self, clusters: &[config::Cluster]) -> Vec<Kind> {
+        let mut subscribed: HashMap<String, Vec<config::EdsSource>> = HashMap::new();
+        for e in self.eds.values() {
+            let sources = subscribed.entry(e.cluster.clone()).or_default();
+            sources.push(e.source.clone());
+        }
         let mut new = Vec::new();
         for c in clusters {
             let Some(eds) = &c.eds else {
                 continue;
             };
-            let subscribed = self.eds.values();
-            if subscribed
-                .into_iter()
-                .any(|e| e.cluster == c.name && e.source == *eds)
-            {
+            if subscribed.get(&c.name).is_some_and(|s| s.contains(eds)) {
                 continue;
             }
             self.next_id += 1;
@@ -1223,10 +1257,19 @@ impl Xds {
                 .collect();
             l["warming"] = json!(warming);
         }
+        let mut clusters = self.cds.as_ref().map(Subscription::dump);
+        if let Some(c) = &mut clusters {
+            let warming: Vec<Value> = self
+                .warming_clusters
+                .iter()
+                .map(|(name, w)| json!({"name": name, "serving": w.serving.as_ref().map(|(_, e)| e.dump())}))
+                .collect();
+            c["warming"] = json!(warming);
+        }
         let routes: Vec<Value> = self.rds.values().map(|r| r.sub.dump()).collect();
         let dump = json!({
             "listeners": listeners,
-            "clusters": self.cds.as_ref().map(Subscription::dump),
+            "clusters": clusters,
             "routes": routes,
             "secrets": self.secrets_dump(),
         });
@@ -1336,10 +1379,13 @@ impl Xds {
     fn merged(&self) -> Bootstrap {
         let mut boot = self.base.clone();
         if let Some(s) = &self.lds {
-            boot.listeners.extend(self.in_effect(&s.resources, &[]).0);
+            boot.listeners
+                .extend(self.in_effect(&s.resources, &HashSet::new()).0);
         }
         if let Some(s) = &self.cds {
-            boot.clusters.extend(s.resources.iter().cloned());
+            let (serving, warming) = self.clusters_in_effect(&s.resources, &HashSet::new());
+            boot.clusters.extend(serving);
+            boot.warming_clusters = warming.into_keys().collect();
         }
         boot.route_configs = self.route_configs();
         boot.assignments = self.assignments();

@@ -7,7 +7,7 @@ use crate::stats::sets::{
     Lds as LdsStat, ListenerManager as ListenerStat, Rds as RdsStat,
 };
 use crate::stats::Store;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -131,8 +131,12 @@ impl Stats {
     }
 
     /// Notes that the subscription started: its `version_text` exists,
-    /// empty, until an update is accepted (as Envoy creates it).
+    /// empty, until an update is accepted, and an EDS cluster's
+    /// subscription stats exist while it warms (as Envoy creates them).
     pub fn started(&self, store: &Store) {
+        if let Stats::Eds(name) = self {
+            store.eds(name);
+        }
         if !matches!(self, Stats::Dropped) {
             store.init_text(format!("{}version_text", self.prefix()));
         }
@@ -179,16 +183,17 @@ impl Stats {
 /// Counts what an update changed in `cluster_manager.*` and
 /// `listener_manager.*` (everything is added for the first snapshot).
 pub fn count_changes(store: &Store, before: &ConfigSnapshot, after: &ConfigSnapshot) {
-    count_changes_but(store, before, after, &[]);
+    count_changes_but(store, before, after, (&HashSet::new(), &HashSet::new()));
 }
 
-/// As [`count_changes`], but not the listeners named in `warmed`: they
-/// were counted when they began to warm, as Envoy counts them.
+/// As [`count_changes`], but not the listeners and clusters named in
+/// `warmed`: they were counted when they began to warm, as Envoy counts
+/// them.
 pub(super) fn count_changes_but(
     store: &Store,
     before: &ConfigSnapshot,
     after: &ConfigSnapshot,
-    warmed: &[&str],
+    (warmed, warmed_clusters): (&HashSet<&str>, &HashSet<&str>),
 ) {
     let main = store.main_row();
     let clusters = &store.cluster_manager;
@@ -199,7 +204,10 @@ pub(super) fn count_changes_but(
         fingerprints.collect()
     };
     let (was, is) = (named(&before.clusters), named(&after.clusters));
-    for (name, fingerprint) in &is {
+    let counted = is
+        .iter()
+        .filter(|(name, _)| !warmed_clusters.contains(&name.as_str()));
+    for (name, fingerprint) in counted {
         match was.get(name) {
             None => clusters.inc(main, ClusterManagerStat::cluster_added),
             Some(f) if f != fingerprint => clusters.inc(main, ClusterManagerStat::cluster_modified),
