@@ -6,6 +6,7 @@
 //! closes the "interval" window every [`FLUSH_INTERVAL`] (Envoy's default
 //! `stats_flush_interval`).
 
+use super::bins::Bins;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -25,7 +26,8 @@ const COLLECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistogramId(usize);
 
-fn empty() -> Histogram<u64> {
+/// A dense histogram with the bounds and precision every one has.
+pub(super) fn empty() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, SIGFIGS).expect("constant bounds are valid")
 }
 
@@ -40,14 +42,14 @@ pub struct Merged {
 /// A histogram's values: all-time and the last closed interval.
 pub struct Recorded {
     /// Every value since start, in microseconds.
-    pub cumulative: Histogram<u64>,
+    pub cumulative: Bins,
     /// The last closed interval, in microseconds.
-    pub interval: Histogram<u64>,
+    pub interval: Bins,
 }
 
 /// What a shard holds of one histogram: its id, cumulative and last
 /// interval.
-type Part = (usize, Histogram<u64>, Histogram<u64>);
+type Part = (usize, Bins, Bins);
 
 /// A request for a shard's histograms.
 pub struct Collect(flume::Sender<Vec<Part>>);
@@ -147,10 +149,9 @@ impl Registry {
                     continue;
                 };
                 match &mut m.recorded {
-                    // Same bounds everywhere, so adding cannot fail.
                     Some(r) => {
-                        let _ = r.cumulative.add(&cumulative);
-                        let _ = r.interval.add(&interval);
+                        r.cumulative.add(&cumulative);
+                        r.interval.add(&interval);
                     }
                     None => {
                         m.recorded = Some(Recorded {
@@ -179,18 +180,46 @@ struct Cells {
     last: Histogram<u64>,
 }
 
+/// The histograms recorded off the shards, by id: few values each, so
+/// only their recorded bins are kept.
+#[derive(Default)]
+struct OffShard(HashMap<usize, [Bins; 3]>);
+
+impl OffShard {
+    fn record(&mut self, id: HistogramId, micros: u64) {
+        let [cumulative, current, _] = self.0.entry(id.0).or_default();
+        let v = micros.clamp(1, MAX_MICROS);
+        cumulative.record(v);
+        current.record(v);
+    }
+
+    fn rotate(&mut self) {
+        for [_, current, last] in self.0.values_mut() {
+            *last = std::mem::take(current);
+        }
+    }
+
+    fn copies(&self) -> Vec<Part> {
+        let held = self.0.iter();
+        held.map(|(&id, [cumulative, _, last])| (id, cumulative.clone(), last.clone()))
+            .collect()
+    }
+}
+
 /// The off-shard histograms' thread: records, answers collections and
 /// closes intervals until the registry goes.
 fn off_shard(records: &flume::Receiver<(HistogramId, u64)>, collects: &flume::Receiver<Collect>) {
-    let held = ShardHistograms::default();
+    let held = RefCell::new(OffShard::default());
     let mut next = std::time::Instant::now() + FLUSH_INTERVAL;
     loop {
         let wait = next.saturating_duration_since(std::time::Instant::now());
         let got = flume::Selector::new()
-            .recv(records, |r| r.map(|(id, v)| held.record(id, v)).is_ok())
+            .recv(records, |r| {
+                r.map(|(id, v)| held.borrow_mut().record(id, v)).is_ok()
+            })
             .recv(collects, |c| {
                 c.map(|Collect(reply)| {
-                    let _ = reply.send(held.copies());
+                    let _ = reply.send(held.borrow().copies());
                 })
                 .is_ok()
             })
@@ -199,7 +228,7 @@ fn off_shard(records: &flume::Receiver<(HistogramId, u64)>, collects: &flume::Re
             Ok(true) => {}
             Ok(false) => return,
             Err(_) => {
-                held.rotate();
+                held.borrow_mut().rotate();
                 next += FLUSH_INTERVAL;
             }
         }
@@ -248,8 +277,8 @@ impl ShardHistograms {
         let recorded = cells.iter().enumerate();
         recorded
             .filter_map(|(id, c)| {
-                c.as_ref()
-                    .map(|c| (id, c.cumulative.clone(), c.last.clone()))
+                let c = c.as_ref()?;
+                Some((id, Bins::of(&c.cumulative), Bins::of(&c.last)))
             })
             .collect()
     }

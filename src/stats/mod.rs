@@ -8,6 +8,7 @@
 //! so a republished snapshot reuses them and counters survive reloads.
 //! Histograms live in each shard ([`histogram`]) and are merged when read.
 
+pub mod bins;
 pub mod histogram;
 pub mod render;
 pub mod sets;

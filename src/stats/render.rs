@@ -7,8 +7,8 @@ use super::histogram::{Merged, Recorded};
 fn recorded(h: &Merged) -> Option<&Recorded> {
     h.recorded.as_ref().filter(|r| !r.cumulative.is_empty())
 }
+use super::bins::Bins;
 use super::Kind;
-use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -36,7 +36,7 @@ impl Selection {
 }
 
 /// A millisecond value of a histogram percentile, or None when empty.
-fn quantile_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
+fn quantile_ms(h: &Bins, q: f64) -> Option<f64> {
     (!h.is_empty()).then(|| h.value_at_percentile(q) as f64 / 1000.0)
 }
 
@@ -203,11 +203,11 @@ pub fn prometheus(
         let mut below = [0u64; BUCKETS_MS.len()];
         let (mut total, mut sum_ms) = (0, 0.0);
         if let Some(Recorded { cumulative, .. }) = recorded(h) {
-            for v in cumulative.iter_recorded() {
-                let ms = cumulative.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
+            for (highest, count) in cumulative.iter() {
+                let ms = highest as f64 / 1000.0;
                 for (i, bound) in BUCKETS_MS.iter().enumerate() {
                     if ms <= *bound {
-                        below[i] += v.count_at_value();
+                        below[i] += count;
                     }
                 }
             }
