@@ -10,6 +10,9 @@ Then:
            timed until the listener accepts connections;
   re-push  the same listener with one route changed; timed until
            listener_manager.lds.update_success moves.
+With --eds (over ADS only) the clusters are EDS clusters and their N
+assignments come in the same push; CDS is timed until every cluster is
+active (none warming).
 RSS is read after each step. Over ADS each time runs from when the control
 plane handed the response to gRPC (its log says when), so the Python control
 plane's own encoding is not counted. Writes a markdown report (default
@@ -17,7 +20,7 @@ perf/xds-scale.md).
 
 Usage: scripts/bench_xds_scale.py [--binary target/release/ringway]
        [--proxies ringway,envoy] [--clusters 10000] [--rounds 3]
-       [--source files|ads|delta]
+       [--source files|ads|delta] [--eds]
 """
 
 import argparse
@@ -55,9 +58,30 @@ def accepts(port):
         return False
 
 
-def documents(n, port):
+ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+
+def eds_cluster(name):
+    """An EDS Cluster resource whose endpoints come over ADS."""
+    return f"""- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: {name}
+  type: EDS
+  eds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3}}}}
+"""
+
+
+def assignments(n):
+    """The `n` EDS clusters' assignments, one endpoint each."""
+    return [{"@type": ENDPOINTS, "cluster_name": f"c{i}", "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                     "port_value": 10000 + i % 50000}}}}]}]}
+            for i in range(n)]
+
+
+def documents(n, port, eds=False):
     """The CDS and LDS files: `n` clusters, and a listener with a route to each."""
-    clusters = "".join(cluster(f"c{i}", [10000 + i % 50000]) for i in range(n))
+    make = eds_cluster if eds else lambda name: cluster(name, [10000 + int(name[1:]) % 50000])
+    clusters = "".join(make(f"c{i}") for i in range(n))
     routes = ", ".join(route_to(f"c{i}", f"/r{i}/") for i in range(n))
     lds = f'version_info: "1"\nresources:\n{listener("big", port, routes)}'
     return f'version_info: "1"\nresources:\n{clusters}', lds
@@ -91,14 +115,15 @@ class Source:
         """Publishes what `staged` prepared."""
         publish(self.work, "state.json" if self.plane else name, staged)
 
-    def since_sent(self, name, version):
-        """Seconds since the control plane sent `version` of `name`'s type (None: files)."""
+    def since_sent(self, name, version, type_url=None):
+        """Seconds since the control plane sent `version` of `name`'s type (or of
+        `type_url`); None from files."""
         if not self.plane:
             return None
         with open(os.path.join(self.work, "requests.log")) as f:
             for line in f:
                 entry = json.loads(line)
-                if entry.get("sent") == TYPES[name] and entry["version"] == version:
+                if entry.get("sent") == (type_url or TYPES[name]) and entry["version"] == version:
                     return time.time() - entry["at"]
         return None
 
@@ -124,8 +149,14 @@ def run_one(proxy, args, work):
     try:
         if not until(lambda: stat(admin, "cluster_manager.cds.update_success") == 1, 30):
             raise RuntimeError(f"{proxy} did not start; see {log.name}")
-        cds, lds = documents(args.clusters, port)
+        cds, lds = documents(args.clusters, port, args.eds)
         out = {}
+        cds_applied = lambda: stat(admin, "cluster_manager.cds.update_success") == 2
+        if args.eds:
+            source.state[ENDPOINTS] = {"version": "1", "resources": assignments(args.clusters)}
+            # Every EDS cluster warmed and active (beside the static xds one).
+            cds_applied = lambda: (stat(admin, "cluster_manager.active_clusters") == args.clusters + 1
+                                   and stat(admin, "cluster_manager.warming_clusters") == 0)
 
         def step(name, text, version, applied, key):
             staged = source.staged(name, text)
@@ -136,8 +167,9 @@ def run_one(proxy, args, work):
             since_sent = source.since_sent(name, version)
             out[key] = since_sent if since_sent is not None else time.monotonic() - t
 
-        step("cds.yaml", cds, "1",
-             lambda: stat(admin, "cluster_manager.cds.update_success") == 2, "cds")
+        step("cds.yaml", cds, "1", cds_applied, "cds")
+        if args.eds:
+            out["eds"] = source.since_sent("cds.yaml", "1", ENDPOINTS)
         out["rss_cds"] = rss_kib(child.pid)
         step("lds.yaml", lds, "1", lambda: accepts(port), "lds")
         out["rss_lds"] = rss_kib(child.pid)
@@ -161,8 +193,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--source", choices=("files", "ads", "delta"), default="files")
+    parser.add_argument("--eds", action="store_true")
     parser.add_argument("--out", default="perf/xds-scale.md")
     args = parser.parse_args()
+    if args.eds and args.source == "files":
+        parser.error("--eds needs --source ads or delta")
     proxies = [p for p in args.proxies.split(",") if p != "envoy" or shutil.which("envoy")]
     results = {p: [] for p in proxies}
     for _ in range(args.rounds):
@@ -174,7 +209,8 @@ def main():
     med = lambda p, k: statistics.median(r[k] for r in results[p])
     command = "scripts/bench_xds_scale.py " + " ".join(sys.argv[1:])
     lines = [
-        f"# Applying a {args.clusters:,}-cluster, {args.clusters:,}-route xDS push",
+        f"# Applying a {args.clusters:,}-{'EDS-' if args.eds else ''}cluster, "
+        f"{args.clusters:,}-route xDS push",
         "",
         f"Machine: {platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
         f"both proxies with 2 workers; LDS and CDS from "
@@ -186,9 +222,11 @@ def main():
         "|---|" + "---|" * len(proxies),
     ]
     rows = [
-        (f"CDS: {args.clusters:,} clusters applied, s", "cds", "{:.2f}"),
+        (f"CDS: {args.clusters:,} {'EDS clusters and their endpoints' if args.eds else 'clusters'}"
+         " applied, s", "cds", "{:.2f}"),
         (f"LDS: a listener with {args.clusters:,} routes serving, s", "lds", "{:.2f}"),
         ("CDS + LDS, s", None, "{:.2f}"),
+        *([("of CDS: from the endpoints sent, s", "eds", "{:.2f}")] if args.eds else []),
         ("LDS re-push with one route changed, s", "repush", "{:.2f}"),
         ("RSS after CDS, MiB", "rss_cds", "{:.0f}"),
         ("RSS after LDS, MiB", "rss_lds", "{:.0f}"),

@@ -912,3 +912,90 @@ fn an_http2_connection_on_a_changed_chain_is_answered_then_sent_away() {
     assert_eq!(answer(port, "/"), "200 new");
     drop(proxy);
 }
+
+/// `/config_dump?include_eds`'s endpoints, each list sorted by cluster
+/// (Envoy lists clusters in hash-map order).
+fn endpoints_dump(admin: u16, query: &str) -> Vec<serde_json::Value> {
+    let (_, body) = common::admin_request(admin, "GET", &format!("/config_dump?{query}"));
+    let dump: serde_json::Value = serde_json::from_str(&body).expect("config_dump is JSON");
+    let mut configs = dump["configs"].as_array().cloned().unwrap_or_default();
+    let types: Vec<&str> = configs.iter().filter_map(|c| c["@type"].as_str()).collect();
+    let position = types
+        .iter()
+        .position(|t| t.ends_with("EndpointsConfigDump"));
+    let mut found = vec![serde_json::json!({"position": position})];
+    for c in &mut configs {
+        for list in ["static_endpoint_configs", "dynamic_endpoint_configs"] {
+            if let Some(items) = c.get_mut(list).and_then(|l| l.as_array_mut()) {
+                items.sort_by_key(|i| i["endpoint_config"]["cluster_name"].to_string());
+            }
+        }
+        if c["@type"].as_str().is_some_and(|t| t.contains("Endpoint")) {
+            found.push(c.clone());
+        }
+    }
+    found
+}
+
+fn endpoints_dump_scenario(which: &Which) -> Vec<Vec<serde_json::Value>> {
+    let dir = TempDir::new();
+    let admin = free_port();
+    let d = dir.0.display();
+    swap(
+        &dir.0,
+        "eds.yaml",
+        &assignment("e1", "from-file", &[(9, 3), (10, 1)]),
+    );
+    let via_cds = "- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: via-cds\n  type: STATIC\n  load_assignment:\n    cluster_name: via-cds\n    endpoints:\n    - locality: {region: r1, zone: z2, sub_zone: s3}\n      lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.3, port_value: 3}}}}]\n";
+    swap(&dir.0, "cds.yaml", &response("c1", &[via_cds]));
+    let boot = format!(
+        r#"node: {{id: test, cluster: test}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+dynamic_resources:
+  cds_config: {{path_config_source: {{path: {d}/cds.yaml}}}}
+static_resources:
+  clusters:
+  - name: fixed
+    type: STATIC
+    load_assignment:
+      cluster_name: fixed
+      endpoints:
+      - locality: {{zone: z1}}
+        lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 1}}}}}}
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.2, port_value: 2}}}}, hostname: h2}}
+          load_balancing_weight: 7
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.4, port_value: 4}}}}}}
+  - name: from-file
+    type: EDS
+    eds_cluster_config: {{eds_config: {{path_config_source: {{path: {d}/eds.yaml}}}}}}
+"#
+    );
+    let boot_path = dir.0.join("boot.yaml");
+    std::fs::write(&boot_path, boot).expect("write bootstrap");
+    let proxy = launch(which, &boot_path, admin, &dir.0);
+    wait_attempts(admin, "cluster_manager.cds", 1);
+    let seen = [
+        "include_eds",
+        "resource=dynamic_endpoint_configs&include_eds",
+        "",
+    ]
+    .map(|query| endpoints_dump(admin, query));
+    drop(proxy);
+    seen.to_vec()
+}
+
+/// `/config_dump?include_eds` shows every cluster's endpoints as Envoy
+/// does: static clusters (an EDS one too) and those CDS delivered apart.
+#[test]
+fn endpoints_config_dump_matches_envoy() {
+    let Some(bin) = envoy_or_skip("endpoints config dump") else {
+        return;
+    };
+    let envoy = endpoints_dump_scenario(&Which::Envoy(bin));
+    let ringway = endpoints_dump_scenario(&Which::Ringway);
+    assert_eq!(envoy, ringway);
+    assert!(ringway[0].len() == 2, "{:#?}", ringway[0]);
+    assert!(ringway[1].len() == 2, "{:#?}", ringway[1]);
+}

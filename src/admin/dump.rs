@@ -1,5 +1,6 @@
 //! `/clusters`, `/listeners` and `/config_dump` in Envoy's formats.
 
+use crate::config;
 use crate::net::Address;
 use crate::snapshot::ConfigSnapshot;
 use crate::stats::{Kind, Visit};
@@ -69,6 +70,70 @@ fn address_json(addr: &Address) -> Value {
         }
         Address::Pipe(path) => json!({"pipe": {"path": &**path}}),
     }
+}
+
+/// `/config_dump?include_eds`'s `EndpointsConfigDump`: each serving
+/// cluster's endpoints as a `ClusterLoadAssignment`, grouped by locality
+/// as Envoy renders its host sets (localities ordered by region, zone and
+/// sub-zone; every host healthy: there is no active health checking yet);
+/// clusters CDS delivered are dynamic.
+pub fn endpoints_dump(snapshot: &ConfigSnapshot, bootstrap: &Value) -> Value {
+    let statics = bootstrap.pointer("/static_resources/clusters");
+    let is_static = |name: &str| {
+        let statics = statics.and_then(Value::as_array).into_iter().flatten();
+        statics.into_iter().any(|c| c["name"] == name)
+    };
+    let (mut static_configs, mut dynamic_configs) = (Vec::new(), Vec::new());
+    for cluster in &snapshot.clusters {
+        let mut localities: Vec<(&config::Locality, Vec<Value>)> = Vec::new();
+        for e in &cluster.endpoints {
+            let mut endpoint = json!({"address": address_json(&e.addr), "health_check_config": {}});
+            if e.explicit_hostname {
+                endpoint["hostname"] = json!(e.hostname);
+            }
+            let host = json!({"endpoint": endpoint, "health_status": "HEALTHY", "load_balancing_weight": e.weight});
+            match localities.iter_mut().find(|(l, _)| *l == &e.locality) {
+                Some((_, hosts)) => hosts.push(host),
+                None => localities.push((&e.locality, vec![host])),
+            }
+        }
+        localities.sort_by_key(|(l, _)| (&l.region, &l.zone, &l.sub_zone));
+        let endpoints: Vec<Value> = localities
+            .into_iter()
+            .map(|(l, hosts)| {
+                let mut locality = json!({});
+                for (field, v) in [
+                    ("region", &l.region),
+                    ("zone", &l.zone),
+                    ("sub_zone", &l.sub_zone),
+                ] {
+                    if !v.is_empty() {
+                        locality[field] = json!(v);
+                    }
+                }
+                json!({"locality": locality, "lb_endpoints": hosts, "load_balancing_weight": 0})
+            })
+            .collect();
+        let assignment = json!({
+            "@type": ASSIGNMENT,
+            "cluster_name": cluster.name(),
+            "endpoints": endpoints,
+            "policy": {"overprovisioning_factor": 140},
+        });
+        let entry = json!({"endpoint_config": assignment});
+        match is_static(cluster.name()) {
+            true => static_configs.push(entry),
+            false => dynamic_configs.push(entry),
+        }
+    }
+    let mut dump = json!({"@type": format!("{ADMIN}EndpointsConfigDump")});
+    if !static_configs.is_empty() {
+        dump["static_endpoint_configs"] = json!(static_configs);
+    }
+    if !dynamic_configs.is_empty() {
+        dump["dynamic_endpoint_configs"] = json!(dynamic_configs);
+    }
+    dump
 }
 
 /// `GET /clusters?format=json`.
@@ -285,6 +350,7 @@ pub fn config_dump(bootstrap: &Value, loaded: SystemTime, dynamic: Option<&Value
 }
 
 const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const ASSIGNMENT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 
 /// Which dump field a subscription's entries are for.

@@ -335,7 +335,16 @@ impl Admin {
                     d.lock()
                         .map_or_else(|p| p.into_inner().clone(), |d| d.clone())
                 });
-                let all = dump::config_dump(&self.info.bootstrap, self.started, dynamic.as_ref());
+                let mut all =
+                    dump::config_dump(&self.info.bootstrap, self.started, dynamic.as_ref());
+                if param(&params, "include_eds").is_some() {
+                    // After the clusters, as Envoy places it.
+                    let endpoints =
+                        dump::endpoints_dump(&self.published.load(), &self.info.bootstrap);
+                    if let Some(configs) = all["configs"].as_array_mut() {
+                        configs.insert(2.min(configs.len()), endpoints);
+                    }
+                }
                 match dump::select(all, param(&params, "resource"), param(&params, "mask")) {
                     Ok(v) => Reply::json(&v),
                     Err(e) => Reply::text(404, format!("{e}\n")),
