@@ -423,6 +423,16 @@ fn is_ack(r: &Value, type_url: &str, version: &str) -> bool {
         && (r["delta"] == true || r["version"] == version)
 }
 
+/// Whether a logged request asks for resource `name` of `type_url` (state
+/// of the world: among its names; delta: among those it subscribes to).
+fn asks_for(r: &Value, type_url: &str, name: &str) -> bool {
+    let asks = |field: &str| {
+        let names = r[field].as_array();
+        names.is_some_and(|n| n.contains(&json!(name)))
+    };
+    r["type"] == type_url && (asks("names") || asks("subscribe"))
+}
+
 /// With `own_streams`, every subscription has a stream of its own
 /// (`api_config_source`) instead of ADS.
 fn scenario(
@@ -495,13 +505,7 @@ fn scenario(
     v3[LISTENER] = json!({"version": "l3", "resources": [
         listener(port), named_listener("second", second_port, "routes-2")]});
     plane.publish(&v3);
-    plane.wait_request("RDS for routes-2", |r| {
-        let asks = |field: &str| {
-            let names = r[field].as_array();
-            names.is_some_and(|n| n.contains(&json!("routes-2")))
-        };
-        r["type"] == ROUTES && (asks("names") || asks("subscribe"))
-    });
+    plane.wait_request("RDS for routes-2", |r| asks_for(r, ROUTES, "routes-2"));
     std::thread::sleep(Duration::from_millis(300));
     observe("listener warming");
     v3[ROUTES] =
@@ -546,13 +550,7 @@ fn scenario(
     let mut v6 = v5.clone();
     v6[CLUSTER] = json!({"version": "c2", "resources": [eds_cluster(), named_eds_cluster("late")]});
     plane.publish(&v6);
-    plane.wait_request("EDS for late", |r| {
-        let asks = |field: &str| {
-            let names = r[field].as_array();
-            names.is_some_and(|n| n.contains(&json!("late")))
-        };
-        r["type"] == ENDPOINTS && (asks("names") || asks("subscribe"))
-    });
+    plane.wait_request("EDS for late", |r| asks_for(r, ENDPOINTS, "late"));
     std::thread::sleep(Duration::from_millis(300));
     observe("cluster warming");
     v6[ENDPOINTS] = json!({"version": "e4", "resources": [

@@ -200,6 +200,16 @@ fn listed(errors: &[ConfigError]) -> String {
     all.join("; ")
 }
 
+/// The resources that warm, each with the version serving meanwhile, as
+/// the admin dump takes them.
+fn warming_dump<'a, T: 'a>(
+    warming: impl Iterator<Item = (&'a String, Option<&'a (T, Entry)>)>,
+) -> Value {
+    let entries = warming
+        .map(|(name, serving)| json!({"name": name, "serving": serving.map(|(_, e)| e.dump())}));
+    Value::Array(entries.collect())
+}
+
 /// Reads a `DiscoveryResponse` file: its tree, version and resources.
 fn read(path: &std::path::Path, read: &mut Read) -> Result<Value, Refusal> {
     let origin = path.display().to_string();
@@ -1250,21 +1260,16 @@ impl Xds {
                 .map(|d| json!({"name": d.name, "entry": d.entry.dump()}))
                 .collect();
             l["draining"] = json!(draining);
-            let warming: Vec<Value> = self
-                .warming
-                .iter()
-                .map(|(name, w)| json!({"name": name, "serving": w.serving.as_ref().map(|(_, e)| e.dump())}))
-                .collect();
-            l["warming"] = json!(warming);
+            let serving = self.warming.iter().map(|(n, w)| (n, w.serving.as_ref()));
+            l["warming"] = warming_dump(serving);
         }
         let mut clusters = self.cds.as_ref().map(Subscription::dump);
         if let Some(c) = &mut clusters {
-            let warming: Vec<Value> = self
+            let serving = self
                 .warming_clusters
                 .iter()
-                .map(|(name, w)| json!({"name": name, "serving": w.serving.as_ref().map(|(_, e)| e.dump())}))
-                .collect();
-            c["warming"] = json!(warming);
+                .map(|(n, w)| (n, w.serving.as_ref()));
+            c["warming"] = warming_dump(serving);
         }
         let routes: Vec<Value> = self.rds.values().map(|r| r.sub.dump()).collect();
         let dump = json!({
