@@ -999,3 +999,55 @@ fn endpoints_config_dump_matches_envoy() {
     assert!(ringway[0].len() == 2, "{:#?}", ringway[0]);
     assert!(ringway[1].len() == 2, "{:#?}", ringway[1]);
 }
+
+/// Which of the clusters `gone` and `gone.kept` have stats in `/stats`
+/// (a stat belongs to the longest cluster name it starts with).
+fn clusters_with_stats(admin: u16) -> Vec<&'static str> {
+    let (_, body) = common::admin_request(admin, "GET", "/stats");
+    let kept = body.lines().any(|l| l.starts_with("cluster.gone.kept."));
+    let gone = body
+        .lines()
+        .any(|l| l.starts_with("cluster.gone.") && !l.starts_with("cluster.gone.kept."));
+    [(gone, "gone"), (kept, "gone.kept")]
+        .into_iter()
+        .filter_map(|(has, name)| has.then_some(name))
+        .collect()
+}
+
+fn removed_cluster_stats_scenario(which: &Which) -> Vec<Vec<&'static str>> {
+    let dir = TempDir::new();
+    let admin = free_port();
+    let d = dir.0.display();
+    let both = [cluster("gone", 1), cluster("gone.kept", 2)];
+    swap(&dir.0, "cds.yaml", &response("1", &[&both[0], &both[1]]));
+    let boot = format!(
+        "node: {{id: test, cluster: test}}\nadmin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}\ndynamic_resources:\n  cds_config: {{path_config_source: {{path: {d}/cds.yaml}}}}\n"
+    );
+    let boot_path = dir.0.join("boot.yaml");
+    std::fs::write(&boot_path, boot).expect("write bootstrap");
+    let proxy = launch(which, &boot_path, admin, &dir.0);
+    wait_attempts(admin, "cluster_manager.cds", 1);
+    let mut seen = vec![clusters_with_stats(admin)];
+    swap(&dir.0, "cds.yaml", &response("2", &[&both[1]]));
+    wait_attempts(admin, "cluster_manager.cds", 2);
+    seen.push(clusters_with_stats(admin));
+    swap(&dir.0, "cds.yaml", &response("3", &[&both[0], &both[1]]));
+    wait_attempts(admin, "cluster_manager.cds", 3);
+    seen.push(clusters_with_stats(admin));
+    drop(proxy);
+    seen
+}
+
+/// A cluster CDS removes takes its stats with it, as in Envoy (a control
+/// plane renaming clusters would otherwise grow them for ever); a cluster
+/// whose name extends the removed one's keeps its own.
+#[test]
+fn a_removed_cluster_s_stats_go_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("removed cluster stats") else {
+        return;
+    };
+    let envoy = removed_cluster_stats_scenario(&Which::Envoy(bin));
+    let ringway = removed_cluster_stats_scenario(&Which::Ringway);
+    assert_eq!(envoy, ringway);
+    assert_eq!(ringway[1], ["gone.kept"]);
+}

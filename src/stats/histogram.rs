@@ -114,6 +114,14 @@ impl Registry {
         }
     }
 
+    /// Stops showing every histogram whose name `owned` accepts.
+    pub fn forget_matching(&self, owned: impl Fn(&str) -> bool) {
+        let names = super::lock(&self.names);
+        let mut hidden = super::lock(&self.hidden);
+        let matching = names.0.iter().enumerate().filter(|(_, n)| owned(n));
+        hidden.extend(matching.map(|(i, _)| i));
+    }
+
     /// Registers a shard's control channel.
     pub fn attach(&self, shard: flume::Sender<Collect>) {
         super::lock(&self.shards).push(shard);

@@ -19,7 +19,7 @@ mod visibility;
 pub use tags::TagProducer;
 
 use crossbeam_utils::CachePadded;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -580,6 +580,44 @@ impl Store {
         lock(&self.scopes).remove(prefix);
         lock(&self.texts).remove(&format!("{prefix}version_text"));
         self.histograms.forget(&format!("{prefix}update_duration"));
+    }
+
+    /// Drops every stat of the clusters whose stats are named as in `gone`
+    /// (their scopes, texts and histograms), as Envoy drops a removed
+    /// cluster's stats: under a control plane that keeps renaming clusters
+    /// they would otherwise pile up. `live` are the stat names of the
+    /// clusters that stay: a stat belongs to the longest cluster name it
+    /// starts with, so `a.b` keeps its stats when `a` goes.
+    pub fn forget_clusters(&self, gone: &HashSet<&str>, live: &HashSet<&str>) {
+        if gone.is_empty() {
+            return;
+        }
+        let owned = |key: &str| {
+            let Some(rest) = key.strip_prefix("cluster.") else {
+                return false;
+            };
+            let mut by_gone = false;
+            for (end, _) in rest.match_indices('.') {
+                let name = &rest[..end];
+                if gone.contains(name) {
+                    by_gone = true;
+                } else if live.contains(name) {
+                    by_gone = false;
+                }
+            }
+            by_gone
+        };
+        {
+            let mut typed = lock(&self.typed);
+            typed.clusters.retain(|k, _| !owned(k));
+            typed.retries.retain(|k, _| !owned(k));
+            typed.ssl.retain(|k, _| !owned(k));
+            typed.named.retain(|k, _| !owned(k));
+        }
+        lock(&self.scopes).retain(|k, _| !owned(k));
+        lock(&self.texts).retain(|k, _| !owned(k));
+        lock(&self.baseline).retain(|k, _| !owned(k));
+        self.histograms.forget_matching(owned);
     }
 
     /// Every text readout, by name.

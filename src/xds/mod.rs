@@ -947,6 +947,9 @@ impl Xds {
         let serving: HashSet<&str> = next.clusters.iter().map(|c| c.name()).collect();
         self.count_cluster_warming(&warming_clusters, &serving, store);
         self.set_warming(warming, store);
+        let warmed = self.warming_clusters.values().map(|w| w.stat_name.as_str());
+        let warming = warming_clusters.values().map(|w| w.stat_name.as_str());
+        stats::forget_removed_clusters(store, (current, warmed), (&next, warming));
         self.set_cluster_warming(warming_clusters, store);
         let mut managers = false;
         for (d, update) in deliveries.into_iter().zip(decoded) {

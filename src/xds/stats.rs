@@ -180,6 +180,21 @@ impl Stats {
     }
 }
 
+/// Drops the stats of the clusters that served (`before`) or warmed
+/// (`warmed`, by stat name) and are gone: neither serving (`after`) nor
+/// warming (`warming`, by stat name). Envoy drops them with the cluster.
+pub(super) fn forget_removed_clusters<'a>(
+    store: &Store,
+    (before, warmed): (&'a ConfigSnapshot, impl Iterator<Item = &'a str>),
+    (after, warming): (&'a ConfigSnapshot, impl Iterator<Item = &'a str>),
+) {
+    let mut live: HashSet<&str> = after.clusters.iter().map(|c| c.stat_name()).collect();
+    live.extend(warming);
+    let was = before.clusters.iter().map(|c| c.stat_name());
+    let gone: HashSet<&str> = was.chain(warmed).filter(|n| !live.contains(n)).collect();
+    store.forget_clusters(&gone, &live);
+}
+
 /// Counts what an update changed in `cluster_manager.*` and
 /// `listener_manager.*` (everything is added for the first snapshot).
 pub fn count_changes(store: &Store, before: &ConfigSnapshot, after: &ConfigSnapshot) {

@@ -30,6 +30,8 @@ pub(super) struct ClusterWarming {
     /// The warming version's fingerprint: a change while it warms is a
     /// modification, as Envoy counts it.
     fingerprint: u64,
+    /// The name its stats carry.
+    pub stat_name: String,
 }
 
 impl Xds {
@@ -189,6 +191,11 @@ impl Xds {
             let w = ClusterWarming {
                 serving: before,
                 fingerprint: cluster.fingerprint,
+                stat_name: cluster
+                    .alt_stat_name
+                    .as_ref()
+                    .unwrap_or(&cluster.name)
+                    .clone(),
             };
             warming.insert(cluster.name.clone(), w);
         }
