@@ -10,7 +10,7 @@ use super::bins::Bins;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long an interval histogram collects before it is reported.
@@ -51,8 +51,14 @@ pub struct Recorded {
 /// interval.
 type Part = (usize, Bins, Bins);
 
-/// A request for a shard's histograms.
-pub struct Collect(flume::Sender<Vec<Part>>);
+/// What the registry asks of a shard's (or the off-shard thread's)
+/// histograms.
+pub enum Collect {
+    /// Their copies, for `/stats`.
+    Copies(flume::Sender<Vec<Part>>),
+    /// Drop these histograms' data: their owner went (a removed cluster).
+    Drop(Arc<[usize]>),
+}
 
 /// Histogram names and the channels to reach every shard's histograms.
 pub struct Registry {
@@ -114,12 +120,22 @@ impl Registry {
         }
     }
 
-    /// Stops showing every histogram whose name `owned` accepts.
+    /// Stops showing every histogram whose name `owned` accepts, and has
+    /// the shards drop what they recorded in them (named again, they
+    /// start empty).
     pub fn forget_matching(&self, owned: impl Fn(&str) -> bool) {
-        let names = super::lock(&self.names);
-        let mut hidden = super::lock(&self.hidden);
-        let matching = names.0.iter().enumerate().filter(|(_, n)| owned(n));
-        hidden.extend(matching.map(|(i, _)| i));
+        let ids: Arc<[usize]> = {
+            let names = super::lock(&self.names);
+            let matching = names.0.iter().enumerate().filter(|(_, n)| owned(n));
+            matching.map(|(i, _)| i).collect()
+        };
+        if ids.is_empty() {
+            return;
+        }
+        super::lock(&self.hidden).extend(ids.iter().copied());
+        for shard in super::lock(&self.shards).iter() {
+            let _ = shard.send(Collect::Drop(ids.clone()));
+        }
     }
 
     /// Registers a shard's control channel.
@@ -145,7 +161,7 @@ impl Registry {
             .iter()
             .filter_map(|s| {
                 let (tx, rx) = flume::bounded(1);
-                s.send(Collect(tx)).ok().map(|_| rx)
+                s.send(Collect::Copies(tx)).ok().map(|_| rx)
             })
             .collect();
         for rx in replies {
@@ -226,8 +242,16 @@ fn off_shard(records: &flume::Receiver<(HistogramId, u64)>, collects: &flume::Re
                 r.map(|(id, v)| held.borrow_mut().record(id, v)).is_ok()
             })
             .recv(collects, |c| {
-                c.map(|Collect(reply)| {
-                    let _ = reply.send(held.borrow().copies());
+                c.map(|c| match c {
+                    Collect::Copies(reply) => {
+                        let _ = reply.send(held.borrow().copies());
+                    }
+                    Collect::Drop(ids) => {
+                        let mut held = held.borrow_mut();
+                        for id in ids.iter() {
+                            held.0.remove(id);
+                        }
+                    }
                 })
                 .is_ok()
             })
@@ -304,10 +328,50 @@ impl ShardHistograms {
                     continue;
                 }
             };
-            let Some(Collect(reply)) = request else {
-                return;
-            };
-            let _ = reply.send(self.copies());
+            match request {
+                Some(Collect::Copies(reply)) => {
+                    let _ = reply.send(self.copies());
+                }
+                Some(Collect::Drop(ids)) => {
+                    let mut cells = self.cells.borrow_mut();
+                    for &id in ids.iter() {
+                        if let Some(c) = cells.get_mut(id) {
+                            *c = None;
+                        }
+                    }
+                }
+                None => return,
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recorded values of histogram `name`, as `/stats` collects them.
+    fn recorded(registry: &Registry, name: &str) -> Option<u64> {
+        let all = registry.collect();
+        let h = all.into_iter().find(|m| m.name == name)?;
+        Some(h.recorded.map_or(0, |r| r.cumulative.len()))
+    }
+
+    /// A forgotten histogram is not shown, and named again it starts
+    /// empty: what was recorded in it went with its owner.
+    #[test]
+    fn forgotten_histograms_drop_their_data() {
+        let registry = Registry::new(0);
+        let id = registry.id("cluster.gone.update_duration");
+        registry.record_off_shard(id, 250);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while recorded(&registry, "cluster.gone.update_duration") != Some(1) {
+            assert!(std::time::Instant::now() < deadline, "never recorded");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        registry.forget_matching(|n| n.starts_with("cluster.gone."));
+        assert_eq!(recorded(&registry, "cluster.gone.update_duration"), None);
+        registry.id("cluster.gone.update_duration");
+        assert_eq!(recorded(&registry, "cluster.gone.update_duration"), Some(0));
     }
 }
