@@ -243,7 +243,7 @@ fn listener_owner(address: &Address) -> String {
 
 /// The stat prefix a cluster's TLS stats go under.
 fn cluster_owner(c: &config::Cluster) -> String {
-    format!("cluster.{}.", c.alt_stat_name.as_deref().unwrap_or(&c.name))
+    format!("cluster.{}.", c.stat_name())
 }
 
 impl ConfigSnapshot {

@@ -401,6 +401,11 @@ pub enum UpstreamProtocol {
 }
 
 impl Cluster {
+    /// The name its stats carry: `alt_stat_name`, else its name.
+    pub fn stat_name(&self) -> &str {
+        self.alt_stat_name.as_deref().unwrap_or(&self.name)
+    }
+
     /// The SDS secrets its TLS context reads.
     pub fn secret_sources(&self) -> impl Iterator<Item = &super::SecretSource> {
         self.tls.iter().flat_map(|t| t.common.secret_sources())

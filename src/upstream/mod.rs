@@ -163,7 +163,7 @@ impl Cluster {
         tls: Option<Arc<ClientTls>>,
         pool_id: usize,
     ) -> Self {
-        let stat_name = config.alt_stat_name.as_deref().unwrap_or(&config.name);
+        let stat_name = config.stat_name();
         let stats = store.cluster(stat_name);
         let main = store.main_row();
         stats.set(
@@ -252,10 +252,7 @@ impl Cluster {
 
     /// The name its stats carry: `alt_stat_name`, else its name.
     pub fn stat_name(&self) -> &str {
-        self.config
-            .alt_stat_name
-            .as_deref()
-            .unwrap_or(&self.config.name)
+        self.config.stat_name()
     }
 
     /// `connect_timeout`.

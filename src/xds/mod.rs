@@ -1201,7 +1201,7 @@ impl Xds {
                 }
             }
             new.push(kind);
-            let stat_name = c.alt_stat_name.clone().unwrap_or_else(|| c.name.clone());
+            let stat_name = c.stat_name().to_string();
             let endpoints = Endpoints {
                 cluster: c.name.clone(),
                 source: eds.clone(),

@@ -120,9 +120,8 @@ impl Xds {
     /// waited for came, or the wait timed out).
     pub(super) fn warmed(&self) -> bool {
         let listener_waits = |name: &String| {
-            let latest = self.lds.iter().flat_map(|s| &s.resources);
+            let mut latest = self.lds.iter().flat_map(|s| &s.resources);
             latest
-                .into_iter()
                 .find(|l| &l.name == name)
                 .is_some_and(|l| self.waits_for_routes(l, &HashSet::new()))
         };
@@ -191,11 +190,7 @@ impl Xds {
             let w = ClusterWarming {
                 serving: before,
                 fingerprint: cluster.fingerprint,
-                stat_name: cluster
-                    .alt_stat_name
-                    .as_ref()
-                    .unwrap_or(&cluster.name)
-                    .clone(),
+                stat_name: cluster.stat_name().to_string(),
             };
             warming.insert(cluster.name.clone(), w);
         }
