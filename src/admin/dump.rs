@@ -5,6 +5,7 @@ use crate::net::Address;
 use crate::snapshot::ConfigSnapshot;
 use crate::stats::{Kind, Visit};
 use serde_json::{json, Map, Value};
+use std::collections::HashSet;
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -79,10 +80,8 @@ fn address_json(addr: &Address) -> Value {
 /// clusters CDS delivered are dynamic.
 pub fn endpoints_dump(snapshot: &ConfigSnapshot, bootstrap: &Value) -> Value {
     let statics = bootstrap.pointer("/static_resources/clusters");
-    let is_static = |name: &str| {
-        let statics = statics.and_then(Value::as_array).into_iter().flatten();
-        statics.into_iter().any(|c| c["name"] == name)
-    };
+    let statics = statics.and_then(Value::as_array).into_iter().flatten();
+    let statics: HashSet<&str> = statics.filter_map(|c| c["name"].as_str()).collect();
     let (mut static_configs, mut dynamic_configs) = (Vec::new(), Vec::new());
     for cluster in &snapshot.clusters {
         let mut localities: Vec<(&config::Locality, Vec<Value>)> = Vec::new();
@@ -121,7 +120,7 @@ pub fn endpoints_dump(snapshot: &ConfigSnapshot, bootstrap: &Value) -> Value {
             "policy": {"overprovisioning_factor": 140},
         });
         let entry = json!({"endpoint_config": assignment});
-        match is_static(cluster.name()) {
+        match statics.contains(cluster.name()) {
             true => static_configs.push(entry),
             false => dynamic_configs.push(entry),
         }
@@ -369,10 +368,10 @@ enum Entries {
 /// the second, the version serving meanwhile (if any) in the first.
 fn cluster_entries(cds: &Value) -> (Vec<Value>, Vec<Value>) {
     let warming: Vec<&Value> = cds["warming"].as_array().into_iter().flatten().collect();
+    let names: HashSet<&str> = warming.iter().filter_map(|w| w["name"].as_str()).collect();
     let warms = |e: &Value| {
-        warming
-            .iter()
-            .any(|w| e.pointer("/cluster/name") == Some(&w["name"]))
+        let name = e.pointer("/cluster/name").and_then(Value::as_str);
+        name.is_some_and(|n| names.contains(n))
     };
     let (warm, mut active): (Vec<Value>, Vec<Value>) = dynamic_entries(cds, Entries::Clusters)
         .into_iter()
