@@ -113,11 +113,10 @@ impl Registry {
         HistogramId(names.len() - 1)
     }
 
-    /// Stops showing histogram `name` (until it is named again).
+    /// Forgets histogram `name`, as [`Registry::forget_matching`] does.
     pub fn forget(&self, name: &str) {
-        if let Some(&i) = super::lock(&self.names).1.get(name) {
-            super::lock(&self.hidden).insert(i);
-        }
+        let id = super::lock(&self.names).1.get(name).copied();
+        self.hide(id.into_iter().collect());
     }
 
     /// Stops showing every histogram whose name `owned` accepts, and has
@@ -129,6 +128,11 @@ impl Registry {
             let matching = names.0.iter().enumerate().filter(|(_, n)| owned(n));
             matching.map(|(i, _)| i).collect()
         };
+        self.hide(ids);
+    }
+
+    /// Hides histograms `ids` and has every holder drop their data.
+    fn hide(&self, ids: Arc<[usize]>) {
         if ids.is_empty() {
             return;
         }
