@@ -304,6 +304,8 @@ impl ConfigSnapshot {
             }
         }
         let mut clusters = Vec::new();
+        // The clusters new in this configuration, by index.
+        let mut built = Vec::new();
         for c in &boot.clusters {
             if let Some(kept) = unchanged_cluster(c) {
                 // EDS may have changed its endpoints: pooled connections
@@ -345,6 +347,7 @@ impl ConfigSnapshot {
                 .collect();
             let mut cluster = upstream::Cluster::new(store, c.clone(), endpoints, tls);
             cluster.assignment = assignment_of(c, &boot.assignments).map_or(0, |a| a.fingerprint);
+            built.push(clusters.len());
             clusters.push(Arc::new(cluster));
         }
         let main = store.main_row();
@@ -438,6 +441,9 @@ impl ConfigSnapshot {
             }));
         }
         if errors.is_empty() {
+            for &i in &built {
+                clusters[i].show_breakers(store);
+            }
             Ok(ConfigSnapshot {
                 epoch: 0,
                 listener_index: seen_names,

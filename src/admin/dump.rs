@@ -9,13 +9,25 @@ use std::collections::HashSet;
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Envoy's default circuit-breaker thresholds, shown per priority.
-const THRESHOLDS: [(&str, u64); 4] = [
-    ("max_connections", 1024),
-    ("max_pending_requests", 1024),
-    ("max_requests", 1024),
-    ("max_retries", 3),
-];
+/// The circuit-breaker thresholds `/clusters` shows, by field name.
+fn thresholds(t: &config::Thresholds) -> [(&'static str, u64); 4] {
+    [
+        ("max_connections", t.max_connections),
+        ("max_pending_requests", t.max_pending_requests),
+        ("max_requests", t.max_requests),
+        ("max_retries", t.max_retries),
+    ]
+}
+
+/// Both priorities' thresholds: (text name, JSON `priority`, thresholds).
+fn priorities(
+    c: &config::CircuitBreakers,
+) -> [(&'static str, Option<&'static str>, &config::Thresholds); 2] {
+    [
+        ("default_priority", None, &c.default),
+        ("high_priority", Some("HIGH"), &c.high),
+    ]
+}
 
 /// Host stats sorted by name, as `/clusters` lists them.
 fn host_stats(stats: &dyn Visit) -> Vec<(String, Kind, u64)> {
@@ -31,8 +43,8 @@ pub fn clusters_text(snapshot: &ConfigSnapshot) -> String {
     for c in &snapshot.clusters {
         let name = c.name();
         let _ = writeln!(out, "{name}::observability_name::{}", c.stat_name());
-        for priority in ["default_priority", "high_priority"] {
-            for (field, value) in THRESHOLDS {
+        for (priority, _, t) in priorities(&c.config.circuit_breakers) {
+            for (field, value) in thresholds(t) {
                 let _ = writeln!(out, "{name}::{priority}::{field}::{value}");
             }
         }
@@ -137,12 +149,6 @@ pub fn endpoints_dump(snapshot: &ConfigSnapshot, bootstrap: &Value) -> Value {
 
 /// `GET /clusters?format=json`.
 pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
-    let thresholds: Map<String, Value> = THRESHOLDS
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    let mut high = thresholds.clone();
-    high.insert("priority".into(), json!("HIGH"));
     let statuses: Vec<Value> = snapshot
         .clusters
         .iter()
@@ -174,12 +180,29 @@ pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
                 "name": c.name(),
                 "observability_name": c.stat_name(),
                 "added_via_api": false,
-                "circuit_breakers": {"thresholds": [Value::Object(thresholds.clone()), Value::Object(high.clone())]},
+                "circuit_breakers": {"thresholds": breakers_json(&c.config.circuit_breakers)},
                 "host_statuses": hosts,
             })
         })
         .collect();
     json!({ "cluster_statuses": statuses })
+}
+
+/// Both priorities' thresholds as `/clusters?format=json` lists them.
+fn breakers_json(c: &config::CircuitBreakers) -> Vec<Value> {
+    priorities(c)
+        .into_iter()
+        .map(|(_, priority, t)| {
+            let mut entry = Map::new();
+            if let Some(p) = priority {
+                entry.insert("priority".into(), json!(p));
+            }
+            for (field, value) in thresholds(t) {
+                entry.insert(field.into(), json!(value));
+            }
+            Value::Object(entry)
+        })
+        .collect()
 }
 
 /// A locality as protobuf JSON writes it (empty fields left out).

@@ -375,6 +375,8 @@ pub struct Cluster {
     /// `upstream_http_protocol_options.auto_sni`: each new connection's
     /// SNI is the request's host (or another header's value).
     pub auto_sni: Option<AutoSni>,
+    /// `circuit_breakers`.
+    pub circuit_breakers: super::CircuitBreakers,
 }
 
 /// `upstream_http_protocol_options` with `auto_sni`.
@@ -684,10 +686,11 @@ static CLUSTER: Fields = Fields {
         "max_requests_per_connection", "common_http_protocol_options",
         "upstream_connection_options", "typed_extension_protocol_options",
         "http2_protocol_options", "transport_socket", "upstream_http_protocol_options",
+        "circuit_breakers",
     ],
     unsupported: &[
         "transport_socket_matches", "cluster_type",
-        "health_checks", "circuit_breakers",
+        "health_checks",
         "http_protocol_options",
         "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
@@ -1776,6 +1779,10 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
             "auto_config picks the protocol by TLS ALPN: the cluster needs a TLS transport_socket",
         );
     }
+    let circuit_breakers = obj
+        .get("circuit_breakers")
+        .map(|c| super::circuit_breakers::circuit_breakers(&c, errs))
+        .unwrap_or_default();
     Some(Cluster {
         path: node.path().to_string(),
         fingerprint: node.fingerprint(&[]),
@@ -1799,6 +1806,7 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         lb_policy: lb_policy?,
         tls,
         auto_sni,
+        circuit_breakers,
     })
 }
 

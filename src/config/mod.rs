@@ -4,6 +4,7 @@
 mod access_log;
 mod bootstrap;
 mod bootstrap_extensions;
+mod circuit_breakers;
 mod cluster_manager;
 mod connection_filters;
 mod http2;
@@ -22,6 +23,7 @@ mod udp_proxy;
 mod xds;
 
 pub use bootstrap::*;
+pub use circuit_breakers::{CircuitBreakers, Priority, RetryBudget, Thresholds};
 pub use connection_filters::{ConnectionFilter, TokenBucket};
 pub use http2::{Codec, Http2Options, Keepalive};
 pub use lb::*;
@@ -143,11 +145,11 @@ mod tests {
     #[test]
     fn unsupported_and_unknown_fields_name_their_path() {
         let errs = errors(
-            "static_resources:\n  clusters:\n  - name: c\n    circuit_breakers: {}\n    bogus: 1\n",
+            "static_resources:\n  clusters:\n  - name: c\n    health_checks: []\n    bogus: 1\n",
         );
         assert!(
             errs.contains(
-                &"static_resources.clusters[0].circuit_breakers: not supported yet".to_string()
+                &"static_resources.clusters[0].health_checks: not supported yet".to_string()
             ),
             "{errs:?}"
         );

@@ -61,6 +61,9 @@ pub struct ForwardAction {
     pub max_stream_duration: Option<MaxStreamDuration>,
     /// `upgrade_configs`: per-route overrides of the connection manager's.
     pub upgrades: Vec<Upgrade>,
+    /// `priority`: which circuit-breaker thresholds its requests count
+    /// against.
+    pub priority: super::Priority,
 }
 
 /// One `upgrade_configs` entry.
@@ -183,13 +186,13 @@ pub(super) static ROUTE_ACTION: Fields = Fields {
         "cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
         "host_rewrite_header", "timeout", "hash_policy", "retry_policy", "idle_timeout",
-        "max_stream_duration", "upgrade_configs",
+        "max_stream_duration", "upgrade_configs", "priority",
     ],
     unsupported: &[
         "cluster_specifier_plugin", "inline_cluster_specifier_plugin", "metadata_match",
         "path_rewrite_policy", "host_rewrite_path_regex", "append_x_forwarded_host",
         "early_data_policy", "retry_policy_typed_config",
-        "request_mirror_policies", "priority", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset",
+        "request_mirror_policies", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset",
         "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
         "hedge_policy", "request_body_buffer_limit",
     ],
@@ -412,6 +415,9 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
             None => None,
         },
         upgrades: upgrades(&obj, errs, &ROUTE_UPGRADE),
+        priority: obj.get("priority").map_or(super::Priority::Default, |p| {
+            super::Priority::decode(&p, errs)
+        }),
     })
 }
 

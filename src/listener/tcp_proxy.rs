@@ -4,6 +4,7 @@
 //! idle timeout and the connection's maximum duration.
 
 use crate::access_log::Record;
+use crate::config::Priority;
 use crate::http::body::{quiet_for, relay, Relayed, Source};
 use crate::http::flags::ResponseFlags;
 use crate::http::head::Peer;
@@ -11,8 +12,11 @@ use crate::net::Stream;
 use crate::server::shard::Shard;
 use crate::snapshot::TcpProxy;
 use crate::stats::sets::{Cluster as ClusterStat, TcpProxy as TcpStat};
+use crate::upstream::breakers::Resource;
 use crate::upstream::connect::connect;
 use crate::upstream::hashing;
+use crate::upstream::lanes::{Admitted, Pending};
+use crate::upstream::pool::PoolKey;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use std::cell::Cell;
 use std::pin::pin;
@@ -62,21 +66,45 @@ pub(super) async fn serve(
     let mut flags = ResponseFlags::default();
     let mut upstream = None;
     let mut transport_failure = None;
-    for _ in 0..proxy.max_connect_attempts {
+    // As in Envoy, a connection over the cluster's max_connections is
+    // refused at once rather than queued.
+    let attempts = if cluster
+        .breakers
+        .can_create(Priority::Default, Resource::Connections)
+    {
+        proxy.max_connect_attempts
+    } else {
+        cluster.stats.inc(w, ClusterStat::upstream_cx_overflow);
+        flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+        0
+    };
+    for _ in 0..attempts {
         let Some(endpoint) = view.pick(cluster_index, hash, &random) else {
             cluster.stats.inc(w, ClusterStat::upstream_cx_none_healthy);
             flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
             break;
         };
-        match connect(
-            shard,
-            cluster,
-            endpoint,
-            None,
-            cluster.server_name(endpoint, None),
-        )
-        .await
-        {
+        let key = PoolKey {
+            cluster: cluster.pool_id,
+            server_name: cluster.server_name(endpoint, None).map(Box::from),
+            priority: Priority::Default,
+        };
+        let Some(lane) = shard.lanes.lane(&endpoint.addr, &key, &cluster.breakers) else {
+            cluster.stats.inc(w, ClusterStat::upstream_cx_pool_overflow);
+            flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+            break;
+        };
+        let Some(_pending) = Pending::start(cluster, endpoint, Priority::Default, w) else {
+            flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+            break;
+        };
+        // TCP connections are never pooled: nothing to retake.
+        let none = || None::<std::convert::Infallible>;
+        let permit = match lane.admit(cluster, w, endpoint, key, none).await {
+            Admitted::Open(permit) => permit,
+            Admitted::Pooled(never) => match never {},
+        };
+        match connect(shard, cluster, endpoint, None, permit).await {
             Ok(up) => {
                 upstream = Some((up, endpoint.addr.clone()));
                 break;

@@ -74,6 +74,8 @@ pub struct Forward {
     pub max_stream_duration: Option<config::MaxStreamDuration>,
     /// `upgrade_configs`.
     pub upgrades: Vec<config::Upgrade>,
+    /// `priority`: the circuit-breaker thresholds its requests count against.
+    pub priority: config::Priority,
     /// How much request body may be buffered for retries
     /// (`per_request_buffer_limit_bytes`; default 1 MiB, Envoy's
     /// connection buffer limit).
@@ -332,6 +334,7 @@ impl RouteTable {
                             idle_timeout: f.idle_timeout,
                             max_stream_duration: f.max_stream_duration,
                             upgrades: f.upgrades.clone(),
+                            priority: f.priority,
                             buffer_limit: r
                                 .buffer_limit
                                 .or(vh.buffer_limit)

@@ -9,6 +9,7 @@ use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::histogram::ShardHistograms;
 use crate::stats::{sets, Scope, Store};
 use crate::upstream::h2pool::H2Pool;
+use crate::upstream::lanes::Lanes;
 use crate::upstream::lb::{self, Balancer, RoundRobin};
 use crate::upstream::pool::Pool;
 use crate::upstream::Endpoint;
@@ -95,6 +96,9 @@ pub struct Shard {
     pub pool: Pool,
     /// Upstream HTTP/2 connections.
     pub h2_pool: H2Pool,
+    /// Its connections per endpoint, cluster and priority, as the circuit
+    /// breakers count them.
+    pub lanes: Lanes,
     /// Cached `date` header value.
     pub date: DateCache,
     /// Drain flag and idle-connection wakeups.
@@ -129,6 +133,7 @@ impl Shard {
             published,
             pool: Pool::default(),
             h2_pool: H2Pool::default(),
+            lanes: Lanes::default(),
             date: DateCache::default(),
             drain: LocalDrain::default(),
             listeners: Default::default(),

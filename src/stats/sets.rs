@@ -141,10 +141,15 @@ stat_set!(
         upstream_rq_retry, upstream_rq_retry_success, upstream_rq_retry_limit_exceeded,
         upstream_rq_retry_backoff_exponential, upstream_rq_per_try_timeout,
         upstream_rq_retry_overflow, upstream_rq_max_duration_reached,
+        upstream_rq_pending_total, upstream_rq_pending_overflow, upstream_rq_pending_failure_eject,
+        upstream_rq_active_overflow, upstream_cx_overflow, upstream_cx_pool_overflow,
         update_attempt, update_success, update_failure, update_empty, update_no_rebuild,
         assignment_stale, assignment_timeout_received, assignment_use_cached,
     ],
-    gauges [upstream_cx_active, upstream_rq_active, membership_total, membership_healthy, version]
+    gauges [
+        upstream_cx_active, upstream_rq_active, upstream_rq_pending_active,
+        membership_total, membership_healthy, version,
+    ]
 );
 
 stat_set!(
@@ -158,7 +163,6 @@ stat_set!(
     /// Per-endpoint stats, as `/clusters` shows them.
     Host, None,
     counters [cx_total, cx_connect_fail, rq_total, rq_success, rq_error, rq_timeout],
-    // rq_pending_active stays 0: an attempt never queues for a connection.
     gauges [cx_active, rq_active, rq_pending_active]
 );
 

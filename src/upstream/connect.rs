@@ -2,7 +2,8 @@
 //! options, TLS handshake and connection stats, for every protocol that
 //! proxies.
 
-use super::pool::{CxGuard, PoolKey, UpstreamConn};
+use super::lanes::Permit;
+use super::pool::{CxGuard, UpstreamConn};
 use super::{Cluster, Endpoint};
 use crate::net::{set_int_option, Stream};
 use crate::server::shard::Shard;
@@ -39,14 +40,16 @@ fn socket_failure(e: &std::io::Error) -> String {
 
 /// Opens a new upstream connection to `endpoint` within the cluster's
 /// connect timeout, counted in `protocol`'s connection total when the
-/// connection carries one.
+/// connection carries one, under the circuit breakers' `permit` (whose
+/// key names the TLS server name to send).
 pub async fn connect(
     shard: &Shard,
     cluster: &Cluster,
     endpoint: &Endpoint,
     protocol: Option<ClusterStat>,
-    server_name: Option<&str>,
+    permit: Permit,
 ) -> Result<UpstreamConn, ConnectFailure> {
+    let server_name = permit.key.server_name.as_deref();
     let w = shard.id;
     let stats = &cluster.stats;
     stats.inc(w, ClusterStat::upstream_cx_total);
@@ -90,12 +93,8 @@ pub async fn connect(
             shard.histograms.record(cluster.connect_ms, micros);
             return Ok(UpstreamConn {
                 stream,
-                key: PoolKey {
-                    cluster: cluster.pool_id,
-                    server_name: server_name.map(Box::from),
-                },
                 requests: 0,
-                guard: CxGuard::new(stats.clone(), endpoint.stats.clone(), w),
+                guard: CxGuard::new(stats.clone(), endpoint.stats.clone(), w, permit),
             });
         }
         Ok(Err(failure)) => failure,

@@ -3,7 +3,8 @@
 //! every one is full, and a connection the peer closed or sent GOAWAY on
 //! leaves the pool. Owned by one shard: `Rc`/`RefCell`, no lock.
 
-use super::pool::{IdleCounter, PoolKey, UpstreamConn};
+use super::lanes::Lane;
+use super::pool::{IdleCounter, PoolKey, PoolWant, UpstreamConn};
 use crate::config::Http2Options;
 use crate::http::codec::READ_CHUNK;
 use crate::net::{Address, ByteCounts};
@@ -40,6 +41,8 @@ pub struct H2Conn {
     alive: Rc<Cell<bool>>,
     /// Bytes moved, for the cluster's byte counters.
     pub counts: Rc<ByteCounts>,
+    /// Its lane: requests waiting for a stream on it.
+    lane: Rc<Lane>,
 }
 
 impl H2Conn {
@@ -83,6 +86,7 @@ impl Drop for StreamSlot {
         let conn = &self.0;
         conn.in_flight.set(conn.in_flight.get().saturating_sub(1));
         conn.idle_since.set(Instant::now());
+        conn.lane.notify();
     }
 }
 
@@ -93,15 +97,14 @@ pub struct H2Pool {
 }
 
 impl H2Pool {
-    /// The least busy live connection to `addr` that `cluster` opened with
-    /// `server_name`, with room for a stream.
+    /// The least busy live connection to `addr` that serves `want`, with
+    /// room for a stream.
     /// Connections retired meanwhile (`idle_timeout`: the cluster's) leave
     /// the pool; once their last handle goes, h2 closes them.
     pub fn take(
         &self,
         addr: &Address,
-        cluster: usize,
-        server_name: Option<&str>,
+        want: &PoolWant<'_>,
         now: Instant,
         idle_timeout: Option<Duration>,
     ) -> Option<Rc<H2Conn>> {
@@ -109,7 +112,7 @@ impl H2Pool {
         let list = conns.get_mut(addr)?;
         list.retain(|c| !c.retired(now, idle_timeout));
         list.iter()
-            .filter(|c| c.usable() && c.key.matches(cluster, server_name))
+            .filter(|c| c.usable() && c.key.matches(want))
             .min_by_key(|c| c.in_flight.get())
             .cloned()
     }
@@ -135,7 +138,7 @@ pub async fn handshake(
     max_streams: Option<u32>,
 ) -> std::io::Result<Rc<H2Conn>> {
     let UpstreamConn {
-        stream, key, guard, ..
+        stream, guard, ..
     } = up;
     let counts = Rc::new(ByteCounts::default());
     let io = stream.into_poll(Vec::new(), counts.clone());
@@ -153,6 +156,8 @@ pub async fn handshake(
     let alive = Rc::new(Cell::new(true));
     let ended = alive.clone();
     let idle_counter = guard.idle_counter();
+    let lane = guard.lane().clone();
+    let key = guard.key().clone();
     let keepalive = options.keepalive;
     monoio::spawn(async move {
         let mut connection = connection;
@@ -176,5 +181,6 @@ pub async fn handshake(
         idle_counter,
         alive,
         counts,
+        lane,
     }))
 }

@@ -1,9 +1,11 @@
 //! Clusters, their endpoints, load balancing, DNS and per-shard pools.
 
+pub mod breakers;
 pub mod connect;
 pub mod dns;
 pub mod h2pool;
 pub mod hashing;
+pub mod lanes;
 pub mod lb;
 pub mod pool;
 
@@ -12,7 +14,7 @@ use crate::net::Address;
 use crate::stats::ssl::SslStats;
 use crate::stats::{sets, HistogramId, Scope, Store};
 use crate::tls::ClientTls;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +53,10 @@ pub struct Endpoint {
     /// Requests in flight to this endpoint from every shard (LEAST_REQUEST
     /// reads it; carried over to the next snapshot's copy).
     pub active: Arc<AtomicU64>,
+    /// Connections open to this endpoint from every shard, per priority,
+    /// when the cluster has `per_host_thresholds` (carried over like
+    /// `active`).
+    pub connections: Arc<[AtomicU64; 2]>,
 }
 
 impl Endpoint {
@@ -64,6 +70,7 @@ impl Endpoint {
             explicit_hostname: r.explicit_hostname,
             locality: r.locality,
             active: Arc::default(),
+            connections: Arc::default(),
         }
     }
 
@@ -98,38 +105,13 @@ pub struct Cluster {
     pub connect_ms: HistogramId,
     /// The balancer over `endpoints`.
     pub balancer: lb::Balancer,
-    /// Retries in progress across every shard (Envoy's default
-    /// circuit-breaker `max_retries`: 3).
-    pub retry_slots: RetrySlots,
+    /// Its circuit breakers: thresholds and what is in use under them
+    /// across every shard.
+    pub breakers: Arc<breakers::Breakers>,
     /// The TLS context of its `transport_socket`.
     pub tls: Option<Arc<ClientTls>>,
     /// `cluster.<name>.ssl.*`, when it speaks TLS.
     pub ssl: Option<Arc<SslStats>>,
-}
-
-/// Envoy's default `max_retries` circuit-breaker threshold.
-pub const MAX_CONCURRENT_RETRIES: u32 = 3;
-
-/// A cluster-wide count of retries in progress, capped.
-#[derive(Debug, Default)]
-pub struct RetrySlots {
-    in_flight: AtomicU32,
-}
-
-impl RetrySlots {
-    /// Takes a slot for one retry; false when the cap is reached.
-    pub fn try_take(&self) -> bool {
-        self.in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                (n < MAX_CONCURRENT_RETRIES).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    /// Gives back a slot taken by `try_take`.
-    pub fn give_back(&self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Cluster {
@@ -143,7 +125,9 @@ impl Cluster {
     }
 
     /// Builds a cluster with `endpoints`, its stats taken from `store` and
-    /// its membership gauges set, with pooled connections of its own.
+    /// its membership gauges set, with pooled connections and circuit
+    /// breakers of its own (its breaker gauges show once
+    /// [`Cluster::show_breakers`] is called).
     pub fn new(
         store: &Store,
         config: config::Cluster,
@@ -152,16 +136,18 @@ impl Cluster {
     ) -> Self {
         static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
         let pool_id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
-        Cluster::with_pool(store, config, endpoints, tls, pool_id)
+        let breakers = breakers::Breakers::new(config.circuit_breakers);
+        Cluster::with_pool(store, config, endpoints, tls, (pool_id, breakers))
     }
 
-    /// As [`Cluster::new`], sharing the pooled connections of `pool_id`.
-    pub fn with_pool(
+    /// As [`Cluster::new`], sharing the pooled connections of `pool_id`
+    /// and the circuit breakers of an earlier version.
+    fn with_pool(
         store: &Store,
         config: config::Cluster,
         endpoints: Vec<Endpoint>,
         tls: Option<Arc<ClientTls>>,
-        pool_id: usize,
+        (pool_id, breakers): (usize, Arc<breakers::Breakers>),
     ) -> Self {
         let stat_name = config.stat_name();
         let stats = store.cluster(stat_name);
@@ -185,7 +171,7 @@ impl Cluster {
                 .id(&format!("cluster.{stat_name}.upstream_cx_connect_ms")),
             balancer: lb::Balancer::new(&config.lb_policy, &endpoints),
             retry_stats: store.cluster_retry(stat_name),
-            retry_slots: RetrySlots::default(),
+            breakers,
             ssl: tls
                 .as_ref()
                 .map(|_| store.ssl(&format!("cluster.{stat_name}."))),
@@ -214,6 +200,7 @@ impl Cluster {
                 let mut e = Endpoint::new(store, &self.config.name, r);
                 if let Some(old) = self.endpoints.iter().find(|o| o.addr == e.addr) {
                     e.active = old.active.clone();
+                    e.connections = old.connections.clone();
                 }
                 e
             })
@@ -223,7 +210,7 @@ impl Cluster {
             self.config.clone(),
             endpoints,
             self.tls.clone(),
-            self.pool_id,
+            self.shared(),
         );
         next.assignment = assignment;
         next.stats
@@ -239,10 +226,23 @@ impl Cluster {
             self.config.clone(),
             self.endpoints.clone(),
             Some(tls),
-            self.pool_id,
+            self.shared(),
         );
         next.assignment = self.assignment;
         next
+    }
+
+    /// What its next versions share with it while its configuration stays.
+    fn shared(&self) -> (usize, Arc<breakers::Breakers>) {
+        (self.pool_id, self.breakers.clone())
+    }
+
+    /// Shows its circuit-breaker gauges in the stats (once the
+    /// configuration it belongs to is accepted).
+    pub fn show_breakers(&self, store: &Store) {
+        let gauges = breakers::BreakerGauges::new(self.stat_name(), self.breakers.clone());
+        let key = gauges.key().to_string();
+        store.register(&key, Arc::new(gauges));
     }
 
     /// Cluster name.

@@ -1,6 +1,8 @@
 //! Per-shard, per-endpoint pools of idle upstream HTTP/1.1 connections.
 //! Owned by one shard: `RefCell`, no lock.
 
+use super::lanes::Permit;
+use crate::config::Priority;
 use crate::net::{peek, Address, Peeked, Stream};
 use crate::stats::{sets, Scope};
 use std::cell::RefCell;
@@ -17,19 +19,23 @@ const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 const PROBE_AFTER: Duration = Duration::from_millis(500);
 
 /// An open upstream connection's place in its cluster's and endpoint's
-/// `cx_active` gauges, from connect until it is dropped.
+/// `cx_active` gauges and under the circuit breakers, from connect until
+/// it is dropped.
 pub struct CxGuard {
     cluster: Arc<Scope<sets::Cluster>>,
     host: Arc<Scope<sets::Host>>,
     shard: usize,
+    permit: Permit,
 }
 
 impl CxGuard {
-    /// Counts a newly connected socket of `host` in `cluster`, on `shard`.
+    /// Counts a newly connected socket of `host` in `cluster`, on `shard`,
+    /// holding the `permit` it was opened with.
     pub fn new(
         cluster: Arc<Scope<sets::Cluster>>,
         host: Arc<Scope<sets::Host>>,
         shard: usize,
+        permit: Permit,
     ) -> Self {
         cluster.inc(shard, sets::Cluster::upstream_cx_active);
         host.inc(shard, sets::Host::cx_active);
@@ -37,11 +43,20 @@ impl CxGuard {
             cluster,
             host,
             shard,
+            permit,
         }
     }
-}
 
-impl CxGuard {
+    /// The connection's lane (its requests waiting for a connection).
+    pub fn lane(&self) -> &std::rc::Rc<super::lanes::Lane> {
+        self.permit.lane()
+    }
+
+    /// What the connection may be reused for.
+    pub fn key(&self) -> &PoolKey {
+        &self.permit.key
+    }
+
     /// Counts the connection as closed for idling past the cluster's
     /// `idle_timeout` (`upstream_cx_idle_timeout`).
     pub fn idle_timed_out(&self) {
@@ -77,20 +92,47 @@ impl Drop for CxGuard {
 }
 
 /// What a pooled connection may be reused for besides its endpoint: the
-/// same cluster (whose TLS settings it was opened with) and the same TLS
-/// server name (`auto_sni` varies it by request).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// same cluster (whose TLS settings it was opened with), the same TLS
+/// server name (`auto_sni` varies it by request), and the same routing
+/// priority (each has connection pools of its own, as in Envoy).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
-    /// The cluster's place in the configuration.
+    /// The cluster's pooled connections (`Cluster::pool_id`).
     pub cluster: usize,
     /// The TLS server name sent.
     pub server_name: Option<Box<str>>,
+    /// The routing priority.
+    pub priority: Priority,
 }
 
 impl PoolKey {
-    /// Whether a connection with this key serves `cluster` and `server_name`.
-    pub fn matches(&self, cluster: usize, server_name: Option<&str>) -> bool {
-        self.cluster == cluster && self.server_name.as_deref() == server_name
+    /// Whether a connection with this key serves `want`.
+    pub fn matches(&self, want: &PoolWant<'_>) -> bool {
+        self.cluster == want.cluster
+            && self.priority == want.priority
+            && self.server_name.as_deref() == want.server_name
+    }
+}
+
+/// What a request wants of a pooled connection, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolWant<'a> {
+    /// The cluster's pooled connections (`Cluster::pool_id`).
+    pub cluster: usize,
+    /// The TLS server name it would send.
+    pub server_name: Option<&'a str>,
+    /// Its routing priority.
+    pub priority: Priority,
+}
+
+impl PoolWant<'_> {
+    /// The key of a new connection opened for it.
+    pub fn key(&self) -> PoolKey {
+        PoolKey {
+            cluster: self.cluster,
+            server_name: self.server_name.map(Box::from),
+            priority: self.priority,
+        }
     }
 }
 
@@ -98,11 +140,10 @@ impl PoolKey {
 pub struct UpstreamConn {
     /// The socket.
     pub stream: Stream,
-    /// What it may be reused for: see [`PoolKey`].
-    pub key: PoolKey,
     /// Requests completed on it (for `max_requests_per_connection`).
     pub requests: u32,
-    /// Its place in the stats.
+    /// Its place in the stats and under the circuit breakers, and what it
+    /// may be reused for ([`CxGuard::key`]).
     pub guard: CxGuard,
 }
 
@@ -119,21 +160,20 @@ pub struct Pool {
 
 impl Pool {
     /// Takes the most recently idled usable connection to `addr` that
-    /// `cluster` opened with `server_name`, dropping
+    /// serves `want`, dropping
     /// any idle for longer than `idle_timeout` (the cluster's) or closed
     /// by the upstream. `now` is the caller's clock reading (one per
     /// request, not one per pool call).
     pub fn take(
         &self,
         addr: &Address,
-        cluster: usize,
-        server_name: Option<&str>,
+        want: &PoolWant<'_>,
         now: Instant,
         idle_timeout: Option<Duration>,
     ) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(addr)?;
-        let reusable = |c: &Idle| c.stream.key.matches(cluster, server_name);
+        let reusable = |c: &Idle| c.stream.guard.key().matches(want);
         while let Some(at) = list.iter().rposition(reusable) {
             let conn = list.remove(at);
             let idle = now.saturating_duration_since(conn.since);
@@ -148,17 +188,24 @@ impl Pool {
         None
     }
 
-    /// Whether `cluster` has an idle connection to `addr` for `server_name`
+    /// Whether there is an idle connection to `addr` for `want`
     /// (possibly one `take` then finds closed).
-    pub fn has_idle(&self, addr: &Address, cluster: usize, server_name: Option<&str>) -> bool {
-        self.idle.borrow().get(addr).is_some_and(|list| {
-            list.iter()
-                .any(|c| c.stream.key.matches(cluster, server_name))
-        })
+    pub fn has_idle(&self, addr: &Address, want: &PoolWant<'_>) -> bool {
+        self.idle
+            .borrow()
+            .get(addr)
+            .is_some_and(|list| list.iter().any(|c| c.stream.guard.key().matches(want)))
     }
 
-    /// Returns a connection that finished a response cleanly.
+    /// Returns a connection that finished a response cleanly, waking the
+    /// requests waiting in its lane.
     pub fn put(&self, addr: Address, stream: UpstreamConn) {
+        let lane = stream.guard.lane().clone();
+        self.keep(addr, stream);
+        lane.notify();
+    }
+
+    fn keep(&self, addr: Address, stream: UpstreamConn) {
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(addr).or_default();
         if list.len() >= MAX_IDLE_PER_ENDPOINT {

@@ -2,13 +2,14 @@
 //! for replay, attempts with retries and timeouts, and relaying the
 //! response.
 
+mod admission;
 mod upstream_h2;
 
 use upstream_h2::Negotiated;
 
 use super::downstream::Downstream;
 use super::{timeout_reply, Exchange, Next, Protocol, Proxy};
-use crate::config::{HostRewrite, UpstreamProtocol};
+use crate::config::{HostRewrite, Priority, UpstreamProtocol};
 use crate::http::body::{pump, OutFraming, PumpError, Source};
 use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
@@ -22,8 +23,11 @@ use crate::router::Forward;
 use crate::server::shard::Shard;
 use crate::stats::sets::Retry as RetryStat;
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpStat};
+use crate::upstream::breakers::{Resource, Slot};
 use crate::upstream::connect::{connect, ConnectFailure};
-use crate::upstream::{Cluster, Endpoint, RetrySlots};
+use crate::upstream::lanes::Admitted;
+use crate::upstream::pool::PoolWant;
+use crate::upstream::{Cluster, Endpoint};
 use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
@@ -122,15 +126,18 @@ enum Tried {
     /// The upstream answered with a status the policy retries; nothing was
     /// sent downstream.
     Retriable(u16),
+    /// A circuit breaker (or the route timeout while waiting under one)
+    /// turned the attempt away before it had a connection: answer with
+    /// this, never retried.
+    Refused(LocalReply<'static>),
 }
 
-/// A cluster retry slot, given back when dropped.
-struct SlotGuard<'a>(&'a RetrySlots);
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        self.0.give_back();
-    }
+/// Why an attempt has no connection.
+enum NoConnection {
+    /// Connecting (or the handshake) failed: the reply that says why.
+    Failed(LocalReply<'static>),
+    /// A circuit breaker turned it away: the reply.
+    Refused(LocalReply<'static>),
 }
 
 /// Where and how one attempt goes.
@@ -146,6 +153,10 @@ struct AttemptPlan<'a> {
     deadline: Option<Instant>,
     /// Check response heads against the retry policy before relaying them.
     watch_responses: bool,
+    /// The route's priority: which circuit-breaker thresholds apply.
+    priority: Priority,
+    /// The cluster retry slot the request holds while it retries.
+    retry_slot: &'a Slot<'a>,
 }
 
 impl<D: Downstream> Proxy<D> {
@@ -214,9 +225,10 @@ impl<D: Downstream> Proxy<D> {
         // every attempt; a streamed body starts it once it is sent.
         let deadline = body.as_ref().and(timeout).map(|t| Instant::now() + t);
         let mut tried: Vec<Address> = Vec::new();
-        // A cluster retry slot is held from a retry's decision to the end of
-        // that attempt.
-        let mut slot: Option<SlotGuard> = None;
+        // A cluster retry slot is held from a retry's decision to the
+        // next decision (or the end of the request).
+        let priority = to.forward.priority;
+        let slot = Slot::new(&cluster.breakers, priority, Resource::Retries);
         let random = || x.shard.random();
         loop {
             let Some(endpoint) = self.pick(x, &to, &retries, &tried, &random) else {
@@ -283,10 +295,10 @@ impl<D: Downstream> Proxy<D> {
                 timeout,
                 deadline,
                 watch_responses,
+                priority,
+                retry_slot: &slot,
             };
             let outcome = self.attempt(x, &plan, attempt_head, &retries).await;
-            // The slot held for this retry (if it was one) is free again.
-            drop(slot.take());
             let (reply, retriable, status) = match outcome {
                 Tried::Done(next) => {
                     // A relayed response the policy wanted retried says why
@@ -304,19 +316,16 @@ impl<D: Downstream> Proxy<D> {
                     }
                     return next;
                 }
+                // A circuit breaker turned it away: never retried.
+                Tried::Refused(reply) => return self.reply(x, &reply).await,
                 Tried::Failed(reply, kind) => (Some(reply), retries.retries_failure(kind), None),
-                Tried::Retriable(status) => {
-                    // The response was held back with a slot already taken.
-                    slot = Some(SlotGuard(&cluster.retry_slots));
-                    (None, true, Some(status))
-                }
+                // The response was held back with a slot already taken.
+                Tried::Retriable(status) => (None, true, Some(status)),
             };
             let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
             let wanted = retriable && retries.remaining > 0 && !out_of_time;
-            if wanted && slot.is_none() && cluster.retry_slots.try_take() {
-                slot = Some(SlotGuard(&cluster.retry_slots));
-            }
-            if wanted && slot.is_some() {
+            let retrying = wanted && (status.is_some() || slot.take());
+            if retrying {
                 let w = x.shard.id;
                 cluster.stats.inc(w, ClusterStat::upstream_rq_retry);
                 if let Some(status) = status {
@@ -340,7 +349,7 @@ impl<D: Downstream> Proxy<D> {
                 }
                 continue;
             }
-            drop(slot.take());
+            slot.release();
             if wanted {
                 // Too many retries in progress cluster-wide (circuit breaking).
                 cluster
@@ -523,7 +532,7 @@ impl<D: Downstream> Proxy<D> {
         retries: &Retries<'_>,
     ) -> Tried {
         let (cluster, endpoint) = (plan.cluster, plan.endpoint);
-        let attempt = Attempt::start(x.shard, cluster, endpoint);
+        let attempt = Attempt::start(x.shard, cluster, endpoint, plan.priority);
         let addr = &endpoint.addr;
         x.log
             .upstream
@@ -545,7 +554,8 @@ impl<D: Downstream> Proxy<D> {
                         negotiated = conn;
                         None
                     }
-                    Err(reply) => {
+                    Err(NoConnection::Refused(reply)) => return Tried::Refused(reply),
+                    Err(NoConnection::Failed(reply)) => {
                         x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
                         attempt.charge(503);
                         return Tried::Failed(reply, FailKind::ConnectFailure);
@@ -565,6 +575,11 @@ impl<D: Downstream> Proxy<D> {
         if let Some(body) = plan.body.filter(|b| !b.is_empty()) {
             head.extend_from_slice(body);
         }
+        let want = PoolWant {
+            cluster: cluster.pool_id,
+            server_name,
+            priority: plan.priority,
+        };
         let mut fresh_only = false;
         // The upstream answered or stopped reading before the whole request
         // was sent: its connection is not reused, and a streamed body's
@@ -572,42 +587,57 @@ impl<D: Downstream> Proxy<D> {
         let mut body_unfinished = false;
         loop {
             let fresh = negotiated.take();
+            let idle_timeout = cluster.config.idle_timeout;
             let pooled = if fresh_only || fresh.is_some() {
                 None
             } else {
-                x.shard.pool.take(
-                    addr,
-                    cluster.pool_id,
-                    server_name,
-                    attempt.started,
-                    cluster.config.idle_timeout,
-                )
+                x.shard
+                    .pool
+                    .take(addr, &want, attempt.started, idle_timeout)
             };
             // A buffered request that meets a dead pooled connection before
             // any response byte is resent once on a new connection (not a
             // retry: the upstream never saw it).
             let resendable = pooled.is_some() && plan.body.is_some();
+            let mut pending = None;
             let mut up = match fresh.or(pooled) {
                 Some(up) => up,
-                None => match connect(
-                    x.shard,
-                    cluster,
-                    endpoint,
-                    Some(ClusterStat::upstream_cx_http1_total),
-                    server_name,
-                )
-                .await
-                {
-                    Ok(up) => up,
-                    Err(failure) => {
-                        x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
-                        attempt.charge(503);
-                        let reply = connect_failed(x, failure);
-                        return Tried::Failed(reply, FailKind::ConnectFailure);
+                None => {
+                    let retake = || {
+                        let now = Instant::now();
+                        let pool = &x.shard.pool;
+                        (!fresh_only).then(|| pool.take(addr, &want, now, idle_timeout))?
+                    };
+                    let protocol = Some(ClusterStat::upstream_cx_http1_total);
+                    let admitted = match admission::admitted(x, plan, &want, retake).await {
+                        Ok((admitted, waiting)) => {
+                            pending = Some(waiting);
+                            admitted
+                        }
+                        Err(reply) => return Tried::Refused(reply),
+                    };
+                    match admitted {
+                        Admitted::Pooled(up) => up,
+                        Admitted::Open(permit) => {
+                            match connect(x.shard, cluster, endpoint, protocol, permit).await {
+                                Ok(up) => up,
+                                Err(failure) => {
+                                    x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+                                    attempt.charge(503);
+                                    let reply = connect_failed(x, failure);
+                                    return Tried::Failed(reply, FailKind::ConnectFailure);
+                                }
+                            }
+                        }
                     }
-                },
+                }
             };
-            attempt.connected(x);
+            if !attempt.connected(x) {
+                // Over max_requests: the connection, unused, goes back.
+                x.shard.pool.put(addr.clone(), up);
+                return Tried::Refused(admission::overflow_reply());
+            }
+            drop(pending);
             if plan.body.is_some() {
                 let (res, buf) = up.stream.write_all(head).await;
                 head = buf;
@@ -754,9 +784,7 @@ impl<D: Downstream> Proxy<D> {
         let headers_sent = Cell::new(false);
         self.ubuf.clear();
         self.ubuf.set_chunk(plan.cluster.config.buffer_limit);
-        let watch = plan
-            .watch_responses
-            .then_some((retries, &plan.cluster.retry_slots));
+        let watch = plan.watch_responses.then_some((retries, plan.retry_slot));
         // One hand-written select over the three, each pinned where it is
         // made: select! would move them into a tuple and store each twice.
         let mut client_gone = std::pin::pin!(self.down.closed());
@@ -919,7 +947,7 @@ impl<D: Downstream> Proxy<D> {
         up: &mut U,
         started: Instant,
         headers_sent: &Cell<bool>,
-        retries: Option<(&Retries<'_>, &RetrySlots)>,
+        retries: Option<(&Retries<'_>, &Slot<'_>)>,
         deadline: Option<Instant>,
     ) -> Result<Received, Failure> {
         loop {
@@ -976,7 +1004,7 @@ impl<D: Downstream> Proxy<D> {
                         if r.remaining == 0 {
                             // Retriable, but the budget is spent: it goes out as is.
                             x.flag(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
-                        } else if slots.try_take() {
+                        } else if slots.take() {
                             // Nothing has gone downstream: drop this response
                             // and retry (holding a cluster retry slot).
                             return Err(Failure::Retriable(resp.status));
@@ -1057,43 +1085,58 @@ fn connect_failed(x: &Exchange<'_>, failure: ConnectFailure) -> LocalReply<'stat
     LocalReply::upstream_reset(failure.reason)
 }
 
-/// One upstream request: counted active from start to drop, charged with
-/// its status once.
+/// One upstream request: picked from start to drop (least-request counts
+/// it), active once it has a connection, charged with its status once.
 struct Attempt<'a> {
     shard: &'a Shard,
     cluster: &'a Cluster,
     endpoint: &'a Endpoint,
     started: Instant,
-    /// Counted in `upstream_rq_total` already.
-    on_connection: Cell<bool>,
+    /// Its place under the cluster's `max_requests`, from its connection
+    /// on (and so in `upstream_rq_total` and `upstream_rq_active`).
+    request: Slot<'a>,
 }
 
 impl<'a> Attempt<'a> {
-    fn start(shard: &'a Shard, cluster: &'a Cluster, endpoint: &'a Endpoint) -> Self {
-        let w = shard.id;
-        cluster.stats.inc(w, ClusterStat::upstream_rq_active);
-        endpoint.stats.inc(w, HostStat::rq_active);
+    fn start(
+        shard: &'a Shard,
+        cluster: &'a Cluster,
+        endpoint: &'a Endpoint,
+        priority: Priority,
+    ) -> Self {
         endpoint.active.fetch_add(1, Ordering::Relaxed);
         Attempt {
             shard,
             cluster,
             endpoint,
             started: Instant::now(),
-            on_connection: Cell::new(false),
+            request: Slot::new(&cluster.breakers, priority, Resource::Requests),
         }
     }
 
     /// The attempt has a connection to send on: only now is it an upstream
     /// request in `upstream_rq_total` (a failed connect is not one, as in
-    /// Envoy).
-    fn connected(&self, x: &Exchange<'_>) {
+    /// Envoy), if the cluster's `max_requests` lets it be one; false (and
+    /// counted in `upstream_rq_active_overflow`) when it does not.
+    fn connected(&self, x: &Exchange<'_>) -> bool {
         // A later attempt that connects clears an earlier one's failure.
         x.log.transport_failure.replace(None);
-        if !self.on_connection.replace(true) {
-            let w = self.shard.id;
-            self.cluster.stats.inc(w, ClusterStat::upstream_rq_total);
-            self.endpoint.stats.inc(w, HostStat::rq_total);
+        if self.request.is_held() {
+            return true;
         }
+        let w = self.shard.id;
+        if !self.request.take() {
+            self.cluster
+                .stats
+                .inc(w, ClusterStat::upstream_rq_active_overflow);
+            x.flag(ResponseFlags::UPSTREAM_OVERFLOW);
+            return false;
+        }
+        self.cluster.stats.inc(w, ClusterStat::upstream_rq_total);
+        self.cluster.stats.inc(w, ClusterStat::upstream_rq_active);
+        self.endpoint.stats.inc(w, HostStat::rq_total);
+        self.endpoint.stats.inc(w, HostStat::rq_active);
+        true
     }
 
     fn sent(&self, bytes: u64) {
@@ -1144,8 +1187,10 @@ impl<'a> Attempt<'a> {
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         let w = self.shard.id;
-        self.cluster.stats.dec(w, ClusterStat::upstream_rq_active);
-        self.endpoint.stats.dec(w, HostStat::rq_active);
+        if self.request.is_held() {
+            self.cluster.stats.dec(w, ClusterStat::upstream_rq_active);
+            self.endpoint.stats.dec(w, HostStat::rq_active);
+        }
         self.endpoint.active.fetch_sub(1, Ordering::Relaxed);
     }
 }

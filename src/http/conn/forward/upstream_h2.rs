@@ -4,7 +4,7 @@
 //! and the response presented to the shared response path as the head
 //! block and framed body an HTTP/1.1 upstream would have sent.
 
-use super::{Attempt, AttemptPlan, Tried};
+use super::{admission, Attempt, AttemptPlan, NoConnection, Tried};
 use crate::config::Http2Options;
 use crate::http::body::{pump, OutFraming, PumpError, Source};
 use crate::http::codec::{Framing, Patience, ReadBuf};
@@ -17,7 +17,8 @@ use crate::http::retry::{FailKind, Retries};
 use crate::stats::sets::Cluster as ClusterStat;
 use crate::upstream::connect::connect;
 use crate::upstream::h2pool::{self, H2Conn};
-use crate::upstream::pool::UpstreamConn;
+use crate::upstream::lanes::Admitted;
+use crate::upstream::pool::{PoolWant, UpstreamConn};
 use bytes::Bytes;
 use h2::client::ResponseFuture;
 use h2::{Reason, RecvStream, SendStream};
@@ -65,13 +66,16 @@ impl<D: Downstream> Proxy<D> {
         };
         let conn = match connection {
             Ok(conn) => conn,
-            Err(reply) => {
+            Err(NoConnection::Refused(reply)) => return Tried::Refused(reply),
+            Err(NoConnection::Failed(reply)) => {
                 x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
                 attempt.charge(503);
                 return Tried::Failed(reply, FailKind::ConnectFailure);
             }
         };
-        attempt.connected(x);
+        if !attempt.connected(x) {
+            return Tried::Refused(admission::overflow_reply());
+        }
         let Some(request) = request_from_head(&head) else {
             attempt.charge(503);
             let reply = LocalReply::upstream_reset("protocol error");
@@ -181,21 +185,31 @@ impl<D: Downstream> Proxy<D> {
         plan: &AttemptPlan<'_>,
         options: &Http2Options,
         server_name: Option<&str>,
-    ) -> Result<Rc<H2Conn>, LocalReply<'static>> {
+    ) -> Result<Rc<H2Conn>, NoConnection> {
         let (cluster, endpoint) = (plan.cluster, plan.endpoint);
-        if let Some(conn) = x.shard.h2_pool.take(
-            &endpoint.addr,
-            cluster.pool_id,
+        let want = PoolWant {
+            cluster: cluster.pool_id,
             server_name,
-            Instant::now(),
-            cluster.config.idle_timeout,
-        ) {
+            priority: plan.priority,
+        };
+        let idle_timeout = cluster.config.idle_timeout;
+        let take = || {
+            let pool = &x.shard.h2_pool;
+            pool.take(&endpoint.addr, &want, Instant::now(), idle_timeout)
+        };
+        if let Some(conn) = take() {
             return Ok(conn);
         }
+        let admitted = admission::admitted(x, plan, &want, take).await;
+        let (admitted, _pending) = admitted.map_err(NoConnection::Refused)?;
+        let permit = match admitted {
+            Admitted::Pooled(conn) => return Ok(conn),
+            Admitted::Open(permit) => permit,
+        };
         let protocol = ClusterStat::upstream_cx_http2_total;
-        let up = connect(x.shard, cluster, endpoint, Some(protocol), server_name)
+        let up = connect(x.shard, cluster, endpoint, Some(protocol), permit)
             .await
-            .map_err(|f| super::connect_failed(x, f))?;
+            .map_err(|f| NoConnection::Failed(super::connect_failed(x, f)))?;
         self.h2_handshake(x, plan, options, up).await
     }
 
@@ -208,25 +222,35 @@ impl<D: Downstream> Proxy<D> {
         plan: &AttemptPlan<'_>,
         options: &Http2Options,
         server_name: Option<&str>,
-    ) -> Result<Negotiated, LocalReply<'static>> {
+    ) -> Result<Negotiated, NoConnection> {
         let (cluster, endpoint) = (plan.cluster, plan.endpoint);
-        let index = cluster.pool_id;
-        let now = Instant::now();
+        let want = PoolWant {
+            cluster: cluster.pool_id,
+            server_name,
+            priority: plan.priority,
+        };
         let idle_timeout = cluster.config.idle_timeout;
         let shard = x.shard;
-        if let Some(conn) =
-            shard
-                .h2_pool
-                .take(&endpoint.addr, index, server_name, now, idle_timeout)
-        {
-            return Ok(Negotiated::Http2(conn));
+        let pooled = || {
+            let now = Instant::now();
+            if let Some(conn) = shard.h2_pool.take(&endpoint.addr, &want, now, idle_timeout) {
+                return Some(Negotiated::Http2(conn));
+            }
+            let idle = shard.pool.has_idle(&endpoint.addr, &want);
+            idle.then_some(Negotiated::Http1(None))
+        };
+        if let Some(negotiated) = pooled() {
+            return Ok(negotiated);
         }
-        if shard.pool.has_idle(&endpoint.addr, index, server_name) {
-            return Ok(Negotiated::Http1(None));
-        }
-        let up = connect(x.shard, cluster, endpoint, None, server_name)
+        let admitted = admission::admitted(x, plan, &want, pooled).await;
+        let (admitted, _pending) = admitted.map_err(NoConnection::Refused)?;
+        let permit = match admitted {
+            Admitted::Pooled(negotiated) => return Ok(negotiated),
+            Admitted::Open(permit) => permit,
+        };
+        let up = connect(x.shard, cluster, endpoint, None, permit)
             .await
-            .map_err(|f| super::connect_failed(x, f))?;
+            .map_err(|f| NoConnection::Failed(super::connect_failed(x, f)))?;
         if !up.stream.alpn_h2() {
             cluster
                 .stats
@@ -248,7 +272,7 @@ impl<D: Downstream> Proxy<D> {
         plan: &AttemptPlan<'_>,
         options: &Http2Options,
         up: UpstreamConn,
-    ) -> Result<Rc<H2Conn>, LocalReply<'static>> {
+    ) -> Result<Rc<H2Conn>, NoConnection> {
         let (cluster, endpoint) = (plan.cluster, plan.endpoint);
         let max_streams = cluster.config.max_requests_per_connection;
         let handshake = h2pool::handshake(up, options, max_streams);
@@ -261,7 +285,8 @@ impl<D: Downstream> Proxy<D> {
                 cluster
                     .stats
                     .inc(x.shard.id, ClusterStat::upstream_cx_protocol_error);
-                Err(LocalReply::upstream_reset("protocol error"))
+                let reply = LocalReply::upstream_reset("protocol error");
+                Err(NoConnection::Failed(reply))
             }
         }
     }
