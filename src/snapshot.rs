@@ -557,10 +557,15 @@ impl ConfigSnapshot {
         resolved: Vec<Resolved>,
         store: &Store,
     ) -> ConfigSnapshot {
-        let mut clusters = self.clusters.clone();
         let previous = &self.clusters[cluster];
         let next = previous.with_endpoints(resolved, store, previous.assignment);
-        clusters[cluster] = Arc::new(next);
+        self.with_cluster(cluster, next)
+    }
+
+    /// A copy of this snapshot with cluster `index` replaced by `next`.
+    pub fn with_cluster(&self, index: usize, next: upstream::Cluster) -> ConfigSnapshot {
+        let mut clusters = self.clusters.clone();
+        clusters[index] = Arc::new(next);
         ConfigSnapshot {
             epoch: self.epoch,
             listener_index: self.listener_index.clone(),

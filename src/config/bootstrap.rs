@@ -377,6 +377,8 @@ pub struct Cluster {
     pub auto_sni: Option<AutoSni>,
     /// `circuit_breakers`.
     pub circuit_breakers: super::CircuitBreakers,
+    /// `outlier_detection`.
+    pub outlier_detection: Option<super::OutlierDetection>,
 }
 
 /// `upstream_http_protocol_options` with `auto_sni`.
@@ -686,7 +688,7 @@ static CLUSTER: Fields = Fields {
         "max_requests_per_connection", "common_http_protocol_options",
         "upstream_connection_options", "typed_extension_protocol_options",
         "http2_protocol_options", "transport_socket", "upstream_http_protocol_options",
-        "circuit_breakers",
+        "circuit_breakers", "outlier_detection",
     ],
     unsupported: &[
         "transport_socket_matches", "cluster_type",
@@ -694,7 +696,7 @@ static CLUSTER: Fields = Fields {
         "http_protocol_options",
         "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
-        "wait_for_warm_on_init", "outlier_detection", "cleanup_interval", "upstream_bind_config",
+        "wait_for_warm_on_init", "cleanup_interval", "upstream_bind_config",
         "lb_subset_config", "original_dst_lb_config", "round_robin_lb_config",
         "common_lb_config", "metadata", "protocol_selection",
         "close_connections_on_host_health_failure", "ignore_health_on_host_removal", "filters",
@@ -860,7 +862,16 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         super::bootstrap_extensions::bootstrap_extensions(&e, errs);
     }
     if let Some(c) = obj.get("cluster_manager") {
-        super::cluster_manager::cluster_manager(&c, errs);
+        let event_log = super::cluster_manager::cluster_manager(&c, errs);
+        // Ejections and unejections are not written to an event log yet.
+        if event_log {
+            for c in clusters.iter().filter(|c| c.outlier_detection.is_some()) {
+                errs.add(
+                    &format!("{}.outlier_detection", c.path),
+                    "with cluster_manager.outlier_detection.event_log_path: the outlier event log is not supported yet",
+                );
+            }
+        }
     }
     let mut stats = super::StatsOptions::default();
     if let Some(s) = obj.get("stats_config") {
@@ -1807,6 +1818,9 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         tls,
         auto_sni,
         circuit_breakers,
+        outlier_detection: obj
+            .get("outlier_detection")
+            .and_then(|o| super::outlier::outlier_detection(&o, errs)),
     })
 }
 

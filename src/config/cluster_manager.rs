@@ -13,31 +13,32 @@ static OUTLIER_DETECTION: Fields = Fields {
     unsupported: &["event_service"],
 };
 
-/// Decodes `cluster_manager`. `outlier_detection.event_log_path` is opened
-/// (created) as Envoy opens it, failing the same way when it cannot be;
-/// Ringway has no outlier detection yet (a cluster's `outlier_detection`
-/// is refused), so, as in Envoy without it, nothing is written there.
+/// Decodes `cluster_manager`; true when it names an outlier event log.
+/// `outlier_detection.event_log_path` is opened (created) as Envoy opens
+/// it, failing the same way when it cannot be; as in Envoy without
+/// outlier detection, nothing is written there (the bootstrap refuses it
+/// beside a cluster with outlier detection).
 /// `enable_deferred_cluster_creation` is Envoy's saving of per-worker
 /// memory for clusters never used; Ringway's shards share one immutable
 /// cluster table, so there is nothing to defer.
-pub fn cluster_manager(node: &Node, errs: &mut Errors) {
+pub fn cluster_manager(node: &Node, errs: &mut Errors) -> bool {
     let Some(obj) = node.object(errs, &CLUSTER_MANAGER) else {
-        return;
+        return false;
     };
     if let Some(d) = obj.get("enable_deferred_cluster_creation") {
         d.bool(errs);
     }
     let Some(outlier) = obj.get("outlier_detection") else {
-        return;
+        return false;
     };
     let Some(o) = outlier.object(errs, &OUTLIER_DETECTION) else {
-        return;
+        return false;
     };
     let Some(path) = o.get("event_log_path") else {
-        return;
+        return false;
     };
     let Some(file) = path.str(errs).filter(|p| !p.is_empty()) else {
-        return;
+        return false;
     };
     let opened = std::fs::OpenOptions::new()
         .create(true)
@@ -52,4 +53,5 @@ pub fn cluster_manager(node: &Node, errs: &mut Errors) {
             format!("unable to open file '{file}': {reason}"),
         );
     }
+    true
 }

@@ -5,6 +5,7 @@
 
 mod cert_watch;
 pub mod drain;
+mod ejections;
 mod hot_restart;
 pub mod listeners;
 pub mod overload;
@@ -34,6 +35,9 @@ use std::time::{Duration, Instant};
 
 /// io_uring submission queue entries per shard.
 const RING_ENTRIES: u32 = 1024;
+/// Outlier reports queued for the main thread at most (a shard drops one
+/// past it; the host reports again at its next threshold).
+const OUTLIER_EVENTS: usize = 1024;
 /// Listen backlog of every listening socket (the admin's and listeners').
 const BACKLOG: i32 = 4096;
 
@@ -125,6 +129,7 @@ pub fn run(
     let (stop_tx, stop_rx) = flume::bounded::<()>(1);
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), String>>();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<usize>();
+    let (outlier_tx, outlier_rx) = crossbeam_channel::bounded(OUTLIER_EVENTS);
     let mut plans = Vec::with_capacity(concurrency);
     for id in 0..concurrency {
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -137,6 +142,7 @@ pub fn run(
         let stop_rx = stop_rx.clone();
         let ready_tx = ready_tx.clone();
         let done_tx = done_tx.clone();
+        let events = outlier_tx.clone();
         std::thread::Builder::new()
             .name(format!("ringway-shard-{id}"))
             .spawn(move || {
@@ -145,7 +151,7 @@ pub fn run(
                 }
                 let ready = ready_tx.clone();
                 let shard_run = move || {
-                    let shard = Rc::new(Shard::new(id, published, store, sinks));
+                    let shard = Rc::new(Shard::new(id, published, store, sinks, events));
                     run_shard(shard, plan_rx, stop_rx, ready)
                 };
                 if let Err(e) = block_on(shard_run) {
@@ -216,6 +222,7 @@ pub fn run(
         handed_over: None,
         overload: overload::OverloadManager::new(&options.overload, &store)
             .map(|m| (m, options.overload.refresh)),
+        ejections: ejections::Ejections::new(outlier_rx),
     };
     control.supervise(signals, &command_rx)?;
     let handed_over = control.handed_over;
@@ -473,6 +480,8 @@ struct Control<'a> {
     handed_over: Option<Option<Duration>>,
     /// The heap monitor and its actions, when configured.
     overload: Option<(overload::OverloadManager, Duration)>,
+    /// Outlier detection's decisions.
+    ejections: ejections::Ejections,
 }
 
 impl Control<'_> {
@@ -525,11 +534,17 @@ impl Control<'_> {
             .xds
             .as_ref()
             .map_or_else(crossbeam_channel::never, Xds::ads_events);
+        let outlier_events = self.ejections.events();
+        self.ejections.follow(&self.published.load());
         loop {
             let timer = match due.values().min() {
                 Some(t) => crossbeam_channel::at(*t),
                 None => crossbeam_channel::never(),
             };
+            let reviews = self
+                .ejections
+                .due()
+                .map_or_else(crossbeam_channel::never, crossbeam_channel::at);
             crossbeam_channel::select! {
                 recv(sig_rx) -> sig => {
                     if let Ok(sig) = sig {
@@ -552,7 +567,16 @@ impl Control<'_> {
                     }
                     Err(_) => {}
                 },
-                recv(timer) -> _ => refresh_dns(self.published, self.store, &mut due),
+                recv(timer) -> _ => {
+                    refresh_dns(self.published, self.store, &mut due);
+                    self.ejections.follow(&self.published.load());
+                }
+                recv(outlier_events) -> event => {
+                    if let Ok(event) = event {
+                        self.ejections.on_event(event, self.published, self.store);
+                    }
+                }
+                recv(reviews) -> _ => self.ejections.review(self.published, self.store),
                 recv(overload_ticks) -> _ => {
                     if let Some((manager, _)) = &self.overload {
                         manager.refresh();
@@ -565,6 +589,7 @@ impl Control<'_> {
                     }
                     if self.update(xds::Change::Tick) {
                         due = dns_due(&self.published.load(), &due);
+                        self.ejections.follow(&self.published.load());
                         certs = cert_watch::CertWatch::new(self.published);
                     }
                 }
@@ -572,6 +597,7 @@ impl Control<'_> {
                     if let Ok(kind) = kind {
                         if self.update(xds::Change::File(kind)) {
                             due = dns_due(&self.published.load(), &due);
+                            self.ejections.follow(&self.published.load());
                             certs = cert_watch::CertWatch::new(self.published);
                         }
                     }
@@ -580,6 +606,7 @@ impl Control<'_> {
                     if let Ok(event) = event {
                         if self.update(xds::Change::Ads(event)) {
                             due = dns_due(&self.published.load(), &due);
+                            self.ejections.follow(&self.published.load());
                             certs = cert_watch::CertWatch::new(self.published);
                         }
                     }

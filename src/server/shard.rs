@@ -11,6 +11,7 @@ use crate::stats::{sets, Scope, Store};
 use crate::upstream::h2pool::H2Pool;
 use crate::upstream::lanes::Lanes;
 use crate::upstream::lb::{self, Balancer, RoundRobin};
+use crate::upstream::outlier;
 use crate::upstream::pool::Pool;
 use crate::upstream::Endpoint;
 use std::cell::{Cell, RefCell};
@@ -42,7 +43,7 @@ impl View {
                 Balancer::RoundRobin(Some(cycle)) => {
                     Position::Cycle(Cell::new(shard.wrapping_mul(7919) % cycle.len().max(1)))
                 }
-                _ => Position::Smooth(RefCell::new(RoundRobin::new(&c.endpoints, shard))),
+                _ => Position::Smooth(RefCell::new(RoundRobin::new(c.routable(), shard))),
             })
             .collect();
         View {
@@ -61,7 +62,7 @@ impl View {
         random: &dyn Fn() -> u64,
     ) -> Option<&Endpoint> {
         let cluster = self.snapshot.clusters.get(index)?;
-        let endpoints = &cluster.endpoints;
+        let endpoints = cluster.routable();
         let i = match &cluster.balancer {
             Balancer::RoundRobin(cycle) => match (cycle, self.positions.get(index)?) {
                 (Some(cycle), Position::Cycle(at)) => {
@@ -99,6 +100,9 @@ pub struct Shard {
     /// Its connections per endpoint, cluster and priority, as the circuit
     /// breakers count them.
     pub lanes: Lanes,
+    /// Where hosts that reach a consecutive-error threshold are reported
+    /// (the main thread's outlier detection).
+    pub outlier_events: crossbeam_channel::Sender<outlier::Event>,
     /// Cached `date` header value.
     pub date: DateCache,
     /// Drain flag and idle-connection wakeups.
@@ -120,7 +124,13 @@ pub struct Shard {
 
 impl Shard {
     /// Creates shard `id` reading snapshots from `published`.
-    pub fn new(id: usize, published: Arc<Published>, stats: Arc<Store>, sinks: Arc<Sinks>) -> Self {
+    pub fn new(
+        id: usize,
+        published: Arc<Published>,
+        stats: Arc<Store>,
+        sinks: Arc<Sinks>,
+        outlier_events: crossbeam_channel::Sender<outlier::Event>,
+    ) -> Self {
         let seed = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -134,6 +144,7 @@ impl Shard {
             pool: Pool::default(),
             h2_pool: H2Pool::default(),
             lanes: Lanes::default(),
+            outlier_events,
             date: DateCache::default(),
             drain: LocalDrain::default(),
             listeners: Default::default(),

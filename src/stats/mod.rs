@@ -131,6 +131,11 @@ impl<S: StatSet> Scope<S> {
         self.rows[writer].slot(index)
     }
 
+    /// The row the main thread writes (the last).
+    pub fn main_row(&self) -> usize {
+        self.rows.len() - 1
+    }
+
     /// Adds `n` in `writer`'s row (the caller's shard id, or the main row).
     #[inline]
     pub fn add(&self, writer: usize, stat: S, n: u64) {
@@ -697,6 +702,11 @@ impl Store {
     /// `cluster.<name>.` stats.
     pub fn cluster(&self, name: &str) -> Arc<Scope<sets::Cluster>> {
         self.scope(format!("cluster.{name}."), |t| &mut t.clusters)
+    }
+
+    /// `cluster.<name>.outlier_detection.` stats.
+    pub fn outlier(&self, name: &str) -> Arc<Scope<sets::Outlier>> {
+        self.named(format!("cluster.{name}.outlier_detection."))
     }
 
     /// `cluster.<name>.retry.` stats.

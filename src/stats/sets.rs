@@ -143,6 +143,7 @@ stat_set!(
         upstream_rq_retry_overflow, upstream_rq_max_duration_reached,
         upstream_rq_pending_total, upstream_rq_pending_overflow, upstream_rq_pending_failure_eject,
         upstream_rq_active_overflow, upstream_cx_overflow, upstream_cx_pool_overflow,
+        lb_healthy_panic,
         update_attempt, update_success, update_failure, update_empty, update_no_rebuild,
         assignment_stale, assignment_timeout_received, assignment_use_cached,
     ],
@@ -150,6 +151,30 @@ stat_set!(
         upstream_cx_active, upstream_rq_active, upstream_rq_pending_active,
         membership_total, membership_healthy, version,
     ]
+);
+
+stat_set!(
+    /// `cluster.<name>.outlier_detection.*` (a cluster with outlier
+    /// detection).
+    Outlier, None,
+    counters [
+        ejections_enforced_total, ejections_overflow, ejections_total,
+        ejections_consecutive_5xx, ejections_success_rate,
+        ejections_detected_consecutive_5xx, ejections_enforced_consecutive_5xx,
+        ejections_detected_consecutive_gateway_failure,
+        ejections_enforced_consecutive_gateway_failure,
+        ejections_detected_consecutive_local_origin_failure,
+        ejections_enforced_consecutive_local_origin_failure,
+        ejections_detected_success_rate, ejections_enforced_success_rate,
+        ejections_detected_local_origin_success_rate,
+        ejections_enforced_local_origin_success_rate,
+        ejections_detected_failure_percentage, ejections_enforced_failure_percentage,
+        ejections_detected_local_origin_failure_percentage,
+        ejections_enforced_local_origin_failure_percentage,
+        // Envoy's detect_degraded_hosts is refused: it stays 0.
+        ejections_detected_degradation,
+    ],
+    gauges [ejections_active]
 );
 
 stat_set!(

@@ -137,9 +137,7 @@ pub async fn handshake(
     options: &Http2Options,
     max_streams: Option<u32>,
 ) -> std::io::Result<Rc<H2Conn>> {
-    let UpstreamConn {
-        stream, guard, ..
-    } = up;
+    let UpstreamConn { stream, guard, .. } = up;
     let counts = Rc::new(ByteCounts::default());
     let io = stream.into_poll(Vec::new(), counts.clone());
     let cap = options.max_concurrent_streams as usize;

@@ -7,6 +7,7 @@ pub mod h2pool;
 pub mod hashing;
 pub mod lanes;
 pub mod lb;
+pub mod outlier;
 pub mod pool;
 
 use crate::config;
@@ -14,9 +15,14 @@ use crate::net::Address;
 use crate::stats::ssl::SslStats;
 use crate::stats::{sets, HistogramId, Scope, Store};
 use crate::tls::ClientTls;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What the versions of a cluster with one configuration share: its
+/// pooled connections' id, its circuit breakers, its ejected hosts.
+type Shared = (usize, Arc<breakers::Breakers>, Arc<HashSet<Address>>);
 
 /// An address a cluster's config resolved to, before it gets its stats.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +63,8 @@ pub struct Endpoint {
     /// when the cluster has `per_host_thresholds` (carried over like
     /// `active`).
     pub connections: Arc<[AtomicU64; 2]>,
+    /// Its outlier-detection counts (carried over like `active`).
+    pub outlier: Arc<outlier::HostMonitor>,
 }
 
 impl Endpoint {
@@ -71,6 +79,7 @@ impl Endpoint {
             locality: r.locality,
             active: Arc::default(),
             connections: Arc::default(),
+            outlier: Arc::default(),
         }
     }
 
@@ -93,8 +102,18 @@ pub struct Cluster {
     pub pool_id: usize,
     /// The digest of the EDS assignment its endpoints came from (0: none).
     pub assignment: u64,
-    /// The endpoints requests may go to.
+    /// Its endpoints.
     pub endpoints: Vec<Endpoint>,
+    /// Those outlier detection ejected.
+    pub ejected: Arc<HashSet<Address>>,
+    /// The endpoints requests may go to when some are ejected: the others,
+    /// or all of them when too few are left (`panic`); None: all.
+    routable: Option<Vec<Endpoint>>,
+    /// Fewer hosts are healthy than the panic threshold (50%) allows:
+    /// requests go to all of them (`lb_healthy_panic`).
+    pub panic: bool,
+    /// `cluster.<name>.outlier_detection.*`, with outlier detection.
+    pub outlier_stats: Option<Arc<Scope<sets::Outlier>>>,
     /// `cluster.<name>.*`.
     pub stats: Arc<Scope<sets::Cluster>>,
     /// `cluster.<name>.retry.*`.
@@ -137,21 +156,26 @@ impl Cluster {
         static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
         let pool_id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
         let breakers = breakers::Breakers::new(config.circuit_breakers);
-        Cluster::with_pool(store, config, endpoints, tls, (pool_id, breakers))
+        let shared = (pool_id, breakers, Arc::default());
+        Cluster::with_pool(store, config, endpoints, tls, shared)
     }
 
-    /// As [`Cluster::new`], sharing the pooled connections of `pool_id`
-    /// and the circuit breakers of an earlier version.
+    /// As [`Cluster::new`], sharing the pooled connections of `pool_id`,
+    /// the circuit breakers and the ejected hosts of an earlier version.
     fn with_pool(
         store: &Store,
         config: config::Cluster,
         endpoints: Vec<Endpoint>,
         tls: Option<Arc<ClientTls>>,
-        (pool_id, breakers): (usize, Arc<breakers::Breakers>),
+        (pool_id, breakers, ejected): Shared,
     ) -> Self {
         let stat_name = config.stat_name();
         let stats = store.cluster(stat_name);
         let main = store.main_row();
+        let healthy: Vec<&Endpoint> = endpoints
+            .iter()
+            .filter(|e| !ejected.contains(&e.addr))
+            .collect();
         stats.set(
             main,
             sets::Cluster::membership_total,
@@ -160,16 +184,32 @@ impl Cluster {
         stats.set(
             main,
             sets::Cluster::membership_healthy,
-            endpoints.len() as u64,
+            healthy.len() as u64,
         );
+        // Envoy's panic threshold: a healthy share (times the
+        // overprovisioning factor 1.4) under 50% routes to every host.
+        let panic = !endpoints.is_empty() && 140 * healthy.len() / endpoints.len() < 50;
+        let routable = (healthy.len() < endpoints.len() && !panic)
+            .then(|| healthy.into_iter().cloned().collect());
+        let outlier_stats = config
+            .outlier_detection
+            .as_ref()
+            .map(|_| store.outlier(stat_name));
         Cluster {
+            balancer: lb::Balancer::new(
+                &config.lb_policy,
+                routable.as_deref().unwrap_or(&endpoints),
+            ),
+            routable,
+            panic,
+            ejected,
+            outlier_stats,
             rq_time: store
                 .histograms
                 .id(&format!("cluster.{stat_name}.upstream_rq_time")),
             connect_ms: store
                 .histograms
                 .id(&format!("cluster.{stat_name}.upstream_cx_connect_ms")),
-            balancer: lb::Balancer::new(&config.lb_policy, &endpoints),
             retry_stats: store.cluster_retry(stat_name),
             breakers,
             ssl: tls
@@ -201,6 +241,7 @@ impl Cluster {
                 if let Some(old) = self.endpoints.iter().find(|o| o.addr == e.addr) {
                     e.active = old.active.clone();
                     e.connections = old.connections.clone();
+                    e.outlier = old.outlier.clone();
                 }
                 e
             })
@@ -233,8 +274,28 @@ impl Cluster {
     }
 
     /// What its next versions share with it while its configuration stays.
-    fn shared(&self) -> (usize, Arc<breakers::Breakers>) {
-        (self.pool_id, self.breakers.clone())
+    fn shared(&self) -> Shared {
+        (self.pool_id, self.breakers.clone(), self.ejected.clone())
+    }
+
+    /// The same cluster with `ejected` hosts out of load balancing.
+    pub fn with_ejected(&self, store: &Store, ejected: HashSet<Address>) -> Cluster {
+        let (pool_id, breakers, _) = self.shared();
+        let shared = (pool_id, breakers, Arc::new(ejected));
+        let mut next = Cluster::with_pool(
+            store,
+            self.config.clone(),
+            self.endpoints.clone(),
+            self.tls.clone(),
+            shared,
+        );
+        next.assignment = self.assignment;
+        next
+    }
+
+    /// The endpoints requests may go to now.
+    pub fn routable(&self) -> &[Endpoint] {
+        self.routable.as_deref().unwrap_or(&self.endpoints)
     }
 
     /// Shows its circuit-breaker gauges in the stats (once the

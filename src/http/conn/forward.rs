@@ -26,6 +26,7 @@ use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpS
 use crate::upstream::breakers::{Resource, Slot};
 use crate::upstream::connect::{connect, ConnectFailure};
 use crate::upstream::lanes::Admitted;
+use crate::upstream::outlier::{Event as OutlierEvent, Outcome};
 use crate::upstream::pool::PoolWant;
 use crate::upstream::{Cluster, Endpoint};
 use monoio::io::AsyncWriteRentExt;
@@ -408,6 +409,9 @@ impl<D: Downstream> Proxy<D> {
         random: &dyn Fn() -> u64,
     ) -> Option<&'v Endpoint> {
         let mut picked = x.view.pick(to.cluster, to.hash, random)?;
+        if let Some(c) = x.view.snapshot.clusters.get(to.cluster).filter(|c| c.panic) {
+            c.stats.inc(x.shard.id, ClusterStat::lb_healthy_panic);
+        }
         if retries.previous_hosts {
             for _ in 0..retries.host_selection_attempts {
                 if !tried.contains(&picked.addr) {
@@ -558,6 +562,7 @@ impl<D: Downstream> Proxy<D> {
                     Err(NoConnection::Failed(reply)) => {
                         x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
                         attempt.charge(503);
+                        attempt.observe(Outcome::ConnectFailed);
                         return Tried::Failed(reply, FailKind::ConnectFailure);
                     }
                 }
@@ -624,6 +629,7 @@ impl<D: Downstream> Proxy<D> {
                                 Err(failure) => {
                                     x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
                                     attempt.charge(503);
+                                    attempt.observe(Outcome::ConnectFailed);
                                     let reply = connect_failed(x, failure);
                                     return Tried::Failed(reply, FailKind::ConnectFailure);
                                 }
@@ -835,6 +841,7 @@ impl<D: Downstream> Proxy<D> {
         match awaited.result {
             Some(Ok(_)) => {
                 attempt.charge(x.status.get());
+                attempt.observe(Outcome::Status(x.status.get()));
                 Tried::Done(if x.closing() || client_unread || x.req.upgrade {
                     Next::Close
                 } else {
@@ -846,6 +853,7 @@ impl<D: Downstream> Proxy<D> {
                 // Envoy, in retry.upstream_rq_<code> (by the retry) and
                 // for its host, not in the cluster's upstream_rq_<code>.
                 attempt.charge_host(status);
+                attempt.observe(Outcome::Status(status));
                 Tried::Retriable(status)
             }
             // Only the relay ends this way: the response has begun, so
@@ -873,6 +881,7 @@ impl<D: Downstream> Proxy<D> {
             Some(Err(Failure::BeforeHeaders(reason))) => {
                 x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
                 attempt.charge(503);
+                attempt.observe(Outcome::ConnectFailed);
                 let mut reply = LocalReply::upstream_reset(reason);
                 // A body the client is still sending is never read.
                 reply.close = client_unread;
@@ -881,6 +890,7 @@ impl<D: Downstream> Proxy<D> {
             Some(Err(Failure::Refused)) => {
                 x.flag(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
                 attempt.charge(503);
+                attempt.observe(Outcome::ConnectFailed);
                 let mut reply = LocalReply::upstream_reset("remote refused stream reset");
                 reply.close = client_unread;
                 Tried::Failed(reply, FailKind::RefusedStream)
@@ -888,6 +898,7 @@ impl<D: Downstream> Proxy<D> {
             Some(Err(Failure::Protocol)) => {
                 x.flag(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
                 attempt.charge(502);
+                attempt.observe(Outcome::Status(502));
                 let reply = LocalReply::new(
                     502,
                     "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
@@ -910,6 +921,7 @@ impl<D: Downstream> Proxy<D> {
             }
             None => {
                 attempt.timed_out();
+                attempt.observe(Outcome::Timeout);
                 x.flag(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
                 if headers_sent {
                     // Past the response headers the only signal left is closing.
@@ -1157,6 +1169,26 @@ impl<'a> Attempt<'a> {
         let w = self.shard.id;
         self.cluster.stats.inc(w, ClusterStat::upstream_rq_timeout);
         self.endpoint.stats.inc(w, HostStat::rq_timeout);
+    }
+
+    /// Tells the cluster's outlier detection what the attempt came to; a
+    /// host that reaches a consecutive-error threshold is reported to the
+    /// main thread.
+    fn observe(&self, outcome: Outcome) {
+        let Some(config) = &self.cluster.config.outlier_detection else {
+            return;
+        };
+        for kind in self.endpoint.outlier.report(config, outcome).kinds() {
+            let event = OutlierEvent {
+                cluster: self.cluster.name().to_string(),
+                pool_id: self.cluster.pool_id,
+                addr: self.endpoint.addr.clone(),
+                kind,
+            };
+            // A full queue drops it: the host reports again at its next
+            // threshold.
+            let _ = self.shard.outlier_events.try_send(event);
+        }
     }
 
     /// Counts the response status (upstream's, or the local reply standing

@@ -18,6 +18,7 @@ use crate::stats::sets::Cluster as ClusterStat;
 use crate::upstream::connect::connect;
 use crate::upstream::h2pool::{self, H2Conn};
 use crate::upstream::lanes::Admitted;
+use crate::upstream::outlier::Outcome;
 use crate::upstream::pool::{PoolWant, UpstreamConn};
 use bytes::Bytes;
 use h2::client::ResponseFuture;
@@ -70,6 +71,7 @@ impl<D: Downstream> Proxy<D> {
             Err(NoConnection::Failed(reply)) => {
                 x.flag(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
                 attempt.charge(503);
+                attempt.observe(Outcome::ConnectFailed);
                 return Tried::Failed(reply, FailKind::ConnectFailure);
             }
         };

@@ -1,0 +1,131 @@
+//! The main thread's side of outlier detection: one detector per cluster
+//! that has `outlier_detection`, fed by the shards' reports and its own
+//! interval reviews; a change in a cluster's ejected hosts is published
+//! as a new snapshot.
+
+use crate::snapshot::{ConfigSnapshot, Published};
+use crate::stats::Store;
+use crate::upstream::outlier::{Detector, Event, Host};
+use crate::upstream::Cluster;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The detectors, by cluster name.
+pub struct Ejections {
+    events: crossbeam_channel::Receiver<Event>,
+    detectors: HashMap<String, Detector>,
+    rng: u64,
+}
+
+/// xorshift64*: ejection rolls and jitter, not cryptography.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// The hosts of `cluster` as a detector sees them.
+fn hosts(cluster: &Cluster) -> Vec<Host<'_>> {
+    cluster
+        .endpoints
+        .iter()
+        .map(|e| Host {
+            addr: &e.addr,
+            monitor: &e.outlier,
+        })
+        .collect()
+}
+
+impl Ejections {
+    /// Detectors fed by `events` (from the shards).
+    pub fn new(events: crossbeam_channel::Receiver<Event>) -> Self {
+        Ejections {
+            events,
+            detectors: HashMap::new(),
+            rng: 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()),
+        }
+    }
+
+    /// Where the shards' reports arrive.
+    pub fn events(&self) -> crossbeam_channel::Receiver<Event> {
+        self.events.clone()
+    }
+
+    /// Keeps one detector per cluster of `snapshot` with outlier
+    /// detection: a new one for a new or changed configuration, none for
+    /// a cluster that is gone.
+    pub fn follow(&mut self, snapshot: &ConfigSnapshot) {
+        let mut kept = HashMap::new();
+        for c in &snapshot.clusters {
+            let (Some(config), Some(stats)) = (&c.config.outlier_detection, &c.outlier_stats)
+            else {
+                continue;
+            };
+            let detector = match self.detectors.remove(c.name()) {
+                Some(mut d) if d.pool_id == c.pool_id => {
+                    d.keep_only(&hosts(c));
+                    d
+                }
+                _ => Detector::new(c.pool_id, config.clone(), stats.clone()),
+            };
+            kept.insert(c.name().to_string(), detector);
+        }
+        self.detectors = kept;
+    }
+
+    /// When the next interval review is due.
+    pub fn due(&self) -> Option<Instant> {
+        self.detectors.values().map(|d| d.due).min()
+    }
+
+    /// Takes a shard's report.
+    pub fn on_event(&mut self, event: Event, published: &Published, store: &Store) {
+        let random = next_random(&mut self.rng);
+        let current = published.load();
+        let Some(index) = current
+            .clusters
+            .iter()
+            .position(|c| c.name() == event.cluster)
+        else {
+            return;
+        };
+        let cluster = &current.clusters[index];
+        let Some(detector) = self.detectors.get_mut(&event.cluster) else {
+            return;
+        };
+        if detector.pool_id != event.pool_id || cluster.pool_id != event.pool_id {
+            return;
+        }
+        if detector.on_event(&hosts(cluster), &event.addr, event.kind, random) {
+            let next = cluster.with_ejected(store, detector.ejected());
+            published.publish(current.with_cluster(index, next));
+        }
+    }
+
+    /// Runs the reviews that are due.
+    pub fn review(&mut self, published: &Published, store: &Store) {
+        let now = Instant::now();
+        let names: Vec<String> = self
+            .detectors
+            .iter()
+            .filter(|(_, d)| d.due <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            let current = published.load();
+            let Some(index) = current.clusters.iter().position(|c| c.name() == name) else {
+                continue;
+            };
+            let cluster = &current.clusters[index];
+            let Some(detector) = self.detectors.get_mut(&name) else {
+                continue;
+            };
+            let rng = &mut self.rng;
+            if detector.review(&hosts(cluster), || next_random(rng)) {
+                let next = cluster.with_ejected(store, detector.ejected());
+                published.publish(current.with_cluster(index, next));
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Outlier detection against Envoy 1.40 on the same configs: a host that
+//! answers 503 is ejected after `consecutive_5xx`, shows in `/clusters`
+//! and the stats, and comes back after `base_ejection_time`; and
+//! `max_ejection_percent` as Envoy computes it.
+
+mod common;
+use common::oracle::{with_admin, Pair};
+use common::*;
+use std::time::{Duration, Instant};
+
+/// Both proxies over cluster `c` (a healthy host and one that always
+/// answers 503) with `outlier` as its `outlier_detection` block.
+fn pair(test: &str, outlier: &str) -> Option<Pair> {
+    let (good, bad) = (
+        Backend::start("good"),
+        Backend::start_forced("bad", "/status/503"),
+    );
+    let cluster = static_cluster(
+        "c",
+        &[(&good, 1), (&bad, 1)],
+        &format!("    outlier_detection: {outlier}\n"),
+    );
+    Pair::start(
+        test,
+        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
+        vec![good, bad],
+    )
+}
+
+/// The statuses of `n` requests in a row, sorted. Both proxies eject on
+/// their main thread, a moment after the shard saw the last error: the
+/// requests are paced so that the moment has passed.
+fn statuses(port: u16, n: usize) -> Vec<u16> {
+    let mut s: Vec<u16> = (0..n)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(30));
+            get(port, "a", "/").status
+        })
+        .collect();
+    s.sort_unstable();
+    s
+}
+
+const STATS: &[&str] = &[
+    "cluster.c.membership_healthy",
+    "cluster.c.lb_healthy_panic",
+    "cluster.c.outlier_detection.ejections_active",
+    "cluster.c.outlier_detection.ejections_total",
+    "cluster.c.outlier_detection.ejections_overflow",
+    "cluster.c.outlier_detection.ejections_enforced_total",
+    "cluster.c.outlier_detection.ejections_consecutive_5xx",
+    "cluster.c.outlier_detection.ejections_detected_consecutive_5xx",
+    "cluster.c.outlier_detection.ejections_enforced_consecutive_5xx",
+    "cluster.c.outlier_detection.ejections_detected_consecutive_gateway_failure",
+    "cluster.c.outlier_detection.ejections_enforced_consecutive_gateway_failure",
+    "cluster.c.outlier_detection.ejections_detected_success_rate",
+    "cluster.c.outlier_detection.ejections_detected_degradation",
+];
+
+/// The bad host's `/clusters` health line.
+fn bad_health(body: &str) -> String {
+    body.lines()
+        .filter(|l| l.contains("::health_flags::"))
+        .map(|l| l.rsplit("::").next().unwrap_or("").to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn consecutive_5xx_ejects_and_time_brings_back_as_in_envoy() {
+    let Some(pair) = pair(
+        "consecutive_5xx_ejects_as_in_envoy",
+        "{ consecutive_5xx: 3, interval: 0.5s, base_ejection_time: 1s, max_ejection_percent: 50 }",
+    ) else {
+        return;
+    };
+    // Round robin alternates: the third 503 ejects the bad host, and
+    // every later request goes to the good one.
+    assert_eq!(
+        statuses(pair.ringway.port, 10),
+        [vec![200; 7], vec![503; 3]].concat()
+    );
+    assert_eq!(
+        statuses(pair.envoy.port, 10),
+        [vec![200; 7], vec![503; 3]].concat()
+    );
+    pair.assert_same_stats(STATS);
+    pair.assert_same_admin("/clusters", |b| {
+        let mut flags: Vec<String> = bad_health(b).split(',').map(str::to_string).collect();
+        flags.sort();
+        flags.join(",")
+    });
+    // After base_ejection_time (reviewed every interval) it is back.
+    for admin in [pair.ringway_admin, pair.envoy.admin] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, body) = admin_request(admin, "GET", "/stats");
+            if body.contains("cluster.c.outlier_detection.ejections_active: 0") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the host was never brought back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(statuses(pair.ringway.port, 4).contains(&503));
+    assert!(statuses(pair.envoy.port, 4).contains(&503));
+}
+
+#[test]
+fn max_ejection_percent_overflows_as_in_envoy() {
+    // The default 10%: ejecting one of two hosts would be 50%.
+    let Some(pair) = pair(
+        "max_ejection_percent_overflows_as_in_envoy",
+        "{ consecutive_5xx: 2 }",
+    ) else {
+        return;
+    };
+    assert_eq!(
+        statuses(pair.ringway.port, 8),
+        [vec![200; 4], vec![503; 4]].concat()
+    );
+    assert_eq!(
+        statuses(pair.envoy.port, 8),
+        [vec![200; 4], vec![503; 4]].concat()
+    );
+    pair.assert_same_stats(STATS);
+}
+
+#[test]
+fn outlier_fields_validate_as_in_envoy() {
+    let Some(bin) = common::oracle::envoy_or_skip("outlier_fields_validate_as_in_envoy") else {
+        return;
+    };
+    let backend = Backend::start("b");
+    for (outlier, valid) in [
+        (
+            "{ consecutive_5xx: 3, enforcing_consecutive_5xx: 50 }",
+            true,
+        ),
+        ("{ max_ejection_percent: 101 }", false),
+        ("{ enforcing_success_rate: 200 }", false),
+        ("{ base_ejection_time: 60s, max_ejection_time: 10s }", false),
+        (
+            "{ split_external_local_origin_errors: true, consecutive_local_origin_failure: 2 }",
+            true,
+        ),
+        (
+            "{ always_eject_one_host: true, max_ejection_time_jitter: 1s }",
+            true,
+        ),
+    ] {
+        let cluster = static_cluster(
+            "c",
+            &[(&backend, 1)],
+            &format!("    outlier_detection: {outlier}\n"),
+        );
+        let config = http_config(&catch_all("c", ""), &cluster).replace("{port}", "0");
+        let (envoy_ok, envoy_says) = common::oracle::envoy_validate(&bin, &config);
+        let (ringway_ok, ringway_says) = common::oracle::ringway_validate(&config);
+        assert_eq!(envoy_ok, valid, "{outlier}: {envoy_says}");
+        assert_eq!(ringway_ok, valid, "{outlier}: {ringway_says}");
+    }
+}
