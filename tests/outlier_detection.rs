@@ -161,3 +161,31 @@ fn outlier_fields_validate_as_in_envoy() {
         assert_eq!(ringway_ok, valid, "{outlier}: {ringway_says}");
     }
 }
+
+/// scripts/chaos_outlier.py on Ringway: three backends under load, one
+/// killed (listener closed, connections reset), then revived. Every failed
+/// request is one the retry policy could not absorb (its limits counted
+/// them), the dead host is ejected within one interval, and traffic
+/// returns to it once its ejection ends (base_ejection_time 2 s, reviewed
+/// every 1 s).
+#[test]
+fn a_killed_host_is_ejected_and_traffic_returns_after_it_recovers() {
+    let out = std::process::Command::new("python3")
+        .args(["scripts/chaos_outlier.py", "--proxy", "ringway", "--binary", binary()])
+        .output()
+        .expect("run scripts/chaos_outlier.py");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let count = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert!(count("requests") > 1000, "{r}");
+    assert_eq!(
+        count("failures"),
+        count("retry_overflow") + count("retry_limit_exceeded"),
+        "{r}"
+    );
+    assert!(count("eject_ms") <= 1000, "{r}");
+    // Revived 1.5 s after the kill: back between base_ejection_time and
+    // one interval more after the ejection, so 0.5–1.5 s after revival
+    // (with slack for a loaded machine).
+    assert!((400..=2500).contains(&count("recover_ms")), "{r}");
+}

@@ -531,7 +531,11 @@ mod tests {
     #[test]
     fn success_rate_ejects_below_the_mean_less_the_deviations() {
         let store = crate::stats::Store::new(1);
-        let mut d = Detector::new(0, config(), store.outlier("c"));
+        let config = OutlierDetection {
+            max_ejection_percent: 20,
+            ..config()
+        };
+        let mut d = Detector::new(0, config, store.outlier("c"));
         let monitors: Vec<HostMonitor> = (0..5).map(|_| HostMonitor::default()).collect();
         let addrs: Vec<Address> = (0..5)
             .map(|i| Address::Ip(([127, 0, 0, 1], 1000 + i).into()))
