@@ -171,10 +171,20 @@ fn outlier_fields_validate_as_in_envoy() {
 #[test]
 fn a_killed_host_is_ejected_and_traffic_returns_after_it_recovers() {
     let out = std::process::Command::new("python3")
-        .args(["scripts/chaos_outlier.py", "--proxy", "ringway", "--binary", binary()])
+        .args([
+            "scripts/chaos_outlier.py",
+            "--proxy",
+            "ringway",
+            "--binary",
+            binary(),
+        ])
         .output()
         .expect("run scripts/chaos_outlier.py");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let count = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
     assert!(count("requests") > 1000, "{r}");

@@ -54,6 +54,52 @@ impl Lane {
         })
         .await
     }
+
+    /// Admits a request that needs a connection to `endpoint` with `key`
+    /// in this lane: leave to open one while the cluster and host are
+    /// under `max_connections` (or the lane has none); otherwise it waits
+    /// for the lane to change, then tries `retake` (the pool) first. Each
+    /// time the limit stops a new connection counts in
+    /// `upstream_cx_overflow`.
+    pub async fn admit<T>(
+        self: Rc<Self>,
+        cluster: &Cluster,
+        shard: usize,
+        endpoint: &Endpoint,
+        key: PoolKey,
+        mut retake: impl FnMut() -> Option<T>,
+    ) -> Admitted<T> {
+        let lane = self;
+        let (breakers, stats) = (&cluster.breakers, &cluster.stats);
+        let priority = key.priority;
+        let host_max = breakers.per_host_max_connections(priority);
+        loop {
+            let host_full = host_max.is_some_and(|max| {
+                endpoint.connections[priority as usize].load(Ordering::Relaxed) >= max
+            });
+            let allowed = breakers.can_create(priority, Resource::Connections) && !host_full;
+            if !allowed {
+                stats.inc(shard, ClusterStat::upstream_cx_overflow);
+            }
+            if allowed || lane.open.get() == 0 {
+                lane.open.set(lane.open.get() + 1);
+                let host = host_max.map(|_| {
+                    endpoint.connections[priority as usize].fetch_add(1, Ordering::Relaxed);
+                    HostConnection(endpoint.connections.clone(), priority)
+                });
+                return Admitted::Open(Permit {
+                    _cluster: breakers.hold(priority, Resource::Connections),
+                    _host: host,
+                    lane,
+                    key,
+                });
+            }
+            lane.changed().await;
+            if let Some(pooled) = retake() {
+                return Admitted::Pooled(pooled);
+            }
+        }
+    }
 }
 
 /// The lanes of one shard.
@@ -185,53 +231,5 @@ impl Lanes {
         }
         map.insert((addr.clone(), key.clone()), Rc::downgrade(&lane));
         Some(lane)
-    }
-}
-
-impl Lane {
-    /// Admits a request that needs a connection to `endpoint` with `key`
-    /// in this lane: leave to open one while the cluster and host are
-    /// under `max_connections` (or the lane has none); otherwise it waits
-    /// for the lane to change, then tries `retake` (the pool) first. Each
-    /// time the limit stops a new connection counts in
-    /// `upstream_cx_overflow`.
-    pub async fn admit<T>(
-        self: Rc<Self>,
-        cluster: &Cluster,
-        shard: usize,
-        endpoint: &Endpoint,
-        key: PoolKey,
-        mut retake: impl FnMut() -> Option<T>,
-    ) -> Admitted<T> {
-        let lane = self;
-        let (breakers, stats) = (&cluster.breakers, &cluster.stats);
-        let priority = key.priority;
-        let host_max = breakers.per_host_max_connections(priority);
-        loop {
-            let host_full = host_max.is_some_and(|max| {
-                endpoint.connections[priority as usize].load(Ordering::Relaxed) >= max
-            });
-            let allowed = breakers.can_create(priority, Resource::Connections) && !host_full;
-            if !allowed {
-                stats.inc(shard, ClusterStat::upstream_cx_overflow);
-            }
-            if allowed || lane.open.get() == 0 {
-                lane.open.set(lane.open.get() + 1);
-                let host = host_max.map(|_| {
-                    endpoint.connections[priority as usize].fetch_add(1, Ordering::Relaxed);
-                    HostConnection(endpoint.connections.clone(), priority)
-                });
-                return Admitted::Open(Permit {
-                    _cluster: breakers.hold(priority, Resource::Connections),
-                    _host: host,
-                    lane,
-                    key,
-                });
-            }
-            lane.changed().await;
-            if let Some(pooled) = retake() {
-                return Admitted::Pooled(pooled);
-            }
-        }
     }
 }
