@@ -126,10 +126,8 @@ impl Ads {
 
     /// Takes `generation` as the open stream and asks for every wanted
     /// type again.
-    pub fn connected(&mut self, generation: u64, store: &Store) {
+    pub fn connected(&mut self, generation: u64) {
         self.generation = generation;
-        self.stats
-            .set(store.main_row(), ControlPlane::connected_state, 1);
         for (i, type_url) in TYPES.iter().enumerate() {
             self.types[i].requested = None;
             // A new stream starts without a nonce (Envoy's
@@ -142,12 +140,24 @@ impl Ads {
     }
 
     /// Notes that stream `generation` ended.
-    pub fn disconnected(&mut self, generation: u64, store: &Store) {
+    pub fn disconnected(&mut self, generation: u64) {
         if generation == self.generation {
             self.generation = 0;
-            self.stats
-                .set(store.main_row(), ControlPlane::connected_state, 0);
         }
+    }
+
+    /// Whether a stream is open.
+    pub fn is_connected(&self) -> bool {
+        self.generation != 0
+    }
+
+    /// Sets `control_plane.connected_state`.
+    pub fn show_connected(&self, connected: bool, store: &Store) {
+        self.stats.set(
+            store.main_row(),
+            ControlPlane::connected_state,
+            u64::from(connected),
+        );
     }
 
     /// Whether a response belongs to the open stream.

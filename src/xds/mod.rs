@@ -601,11 +601,13 @@ impl Xds {
         let ads = self.stream_mut(stream)?;
         let response = match event.said {
             Said::Connected(generation) => {
-                ads.connected(generation, store);
+                ads.connected(generation);
+                self.show_connected(store);
                 return None;
             }
             Said::Disconnected(generation, _) => {
-                ads.disconnected(generation, store);
+                ads.disconnected(generation);
+                self.show_connected(store);
                 self.lost_stream(only.as_ref(), store);
                 return None;
             }

@@ -43,6 +43,17 @@ impl Xds {
         }
     }
 
+    /// Sets `control_plane.connected_state`: 1 while any control-plane
+    /// stream is open. Streams of their own reconnect each on its own
+    /// back-off; one that is still retrying must not hide the others.
+    pub(super) fn show_connected(&self, store: &Store) {
+        let all = self.ads.iter().chain(self.own.values().map(|s| &s.ads));
+        let connected = all.clone().any(|a| a.is_connected());
+        for ads in all {
+            ads.show_connected(connected, store);
+        }
+    }
+
     /// Whether any subscription has a stream of its own.
     pub(super) fn has_own_streams(&self) -> bool {
         !self.own_wanted().is_empty()
