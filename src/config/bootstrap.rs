@@ -379,6 +379,8 @@ pub struct Cluster {
     pub circuit_breakers: super::CircuitBreakers,
     /// `outlier_detection`.
     pub outlier_detection: Option<super::OutlierDetection>,
+    /// `common_lb_config.healthy_panic_threshold` (percent; default 50).
+    pub healthy_panic_threshold: f64,
 }
 
 /// `upstream_http_protocol_options` with `auto_sni`.
@@ -688,7 +690,7 @@ static CLUSTER: Fields = Fields {
         "max_requests_per_connection", "common_http_protocol_options",
         "upstream_connection_options", "typed_extension_protocol_options",
         "http2_protocol_options", "transport_socket", "upstream_http_protocol_options",
-        "circuit_breakers", "outlier_detection",
+        "circuit_breakers", "outlier_detection", "common_lb_config",
     ],
     unsupported: &[
         "transport_socket_matches", "cluster_type",
@@ -698,7 +700,7 @@ static CLUSTER: Fields = Fields {
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
         "wait_for_warm_on_init", "cleanup_interval", "upstream_bind_config",
         "lb_subset_config", "original_dst_lb_config", "round_robin_lb_config",
-        "common_lb_config", "metadata", "protocol_selection",
+        "metadata", "protocol_selection",
         "close_connections_on_host_health_failure", "ignore_health_on_host_removal", "filters",
         "load_balancing_policy", "lrs_server", "track_timeout_budgets", "upstream_config",
         "track_cluster_stats", "preconnect_policy", "connection_pool_per_downstream_connection",
@@ -1821,6 +1823,7 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         outlier_detection: obj
             .get("outlier_detection")
             .and_then(|o| super::outlier::outlier_detection(&o, errs)),
+        healthy_panic_threshold: super::lb::healthy_panic_threshold(&obj, errs),
     })
 }
 

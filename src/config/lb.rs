@@ -295,3 +295,38 @@ pub fn hash_policies(obj: &Obj, errs: &mut Errors) -> Vec<HashPolicy> {
         .filter_map(|p| hash_policy(p, errs))
         .collect()
 }
+
+#[rustfmt::skip]
+static COMMON_LB_CONFIG: Fields = Fields {
+    known: &["healthy_panic_threshold"],
+    unsupported: &[
+        "zone_aware_lb_config", "locality_weighted_lb_config", "update_merge_window",
+        "ignore_new_hosts_until_first_hc", "close_connections_on_host_set_change",
+        "consistent_hashing_lb_config", "override_host_status",
+    ],
+};
+#[rustfmt::skip]
+static PERCENT: Fields = Fields { known: &["value"], unsupported: &[] };
+
+/// Envoy's default `healthy_panic_threshold`, in percent.
+pub const DEFAULT_PANIC_THRESHOLD: f64 = 50.0;
+
+/// Decodes `common_lb_config`: the healthy panic threshold (percent; 0
+/// disables panic routing).
+pub fn healthy_panic_threshold(obj: &Obj, errs: &mut Errors) -> f64 {
+    let threshold = obj
+        .get("common_lb_config")
+        .and_then(|c| c.object(errs, &COMMON_LB_CONFIG))
+        .and_then(|c| c.get("healthy_panic_threshold"))
+        .and_then(|t| {
+            let value = t.object(errs, &PERCENT)?.get("value");
+            match value.map_or(Some(0.0), |v| v.value().as_f64()) {
+                Some(v) if (0.0..=100.0).contains(&v) => Some(v),
+                _ => {
+                    errs.add(t.path(), "value must be inside range [0, 100]");
+                    None
+                }
+            }
+        });
+    threshold.unwrap_or(DEFAULT_PANIC_THRESHOLD)
+}

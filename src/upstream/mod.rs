@@ -187,8 +187,12 @@ impl Cluster {
             healthy.len() as u64,
         );
         // Envoy's panic threshold: a healthy share (times the
-        // overprovisioning factor 1.4) under 50% routes to every host.
-        let panic = !endpoints.is_empty() && 140 * healthy.len() / endpoints.len() < 50;
+        // overprovisioning factor 1.4, at most 100%) under
+        // `healthy_panic_threshold` routes to every host.
+        let panic = !endpoints.is_empty() && {
+            let percent = (140 * healthy.len() / endpoints.len()).min(100);
+            (percent as f64) < config.healthy_panic_threshold
+        };
         let routable = (healthy.len() < endpoints.len() && !panic)
             .then(|| healthy.into_iter().cloned().collect());
         let outlier_stats = config

@@ -200,9 +200,10 @@ impl Pool {
     /// Returns a connection that finished a response cleanly, waking the
     /// requests waiting in its lane.
     pub fn put(&self, addr: Address, stream: UpstreamConn) {
-        let lane = stream.guard.lane().clone();
+        // Woken requests run only once this task yields: by then the
+        // connection is in the pool.
+        stream.guard.lane().notify();
         self.keep(addr, stream);
-        lane.notify();
     }
 
     fn keep(&self, addr: Address, stream: UpstreamConn) {
