@@ -562,6 +562,11 @@ impl ConfigSnapshot {
         self.with_cluster(cluster, next)
     }
 
+    /// Where the cluster named `name` is in `clusters`.
+    pub fn cluster_position(&self, name: &str) -> Option<usize> {
+        self.clusters.iter().position(|c| c.name() == name)
+    }
+
     /// A copy of this snapshot with cluster `index` replaced by `next`.
     pub fn with_cluster(&self, index: usize, next: upstream::Cluster) -> ConfigSnapshot {
         let mut clusters = self.clusters.clone();

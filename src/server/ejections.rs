@@ -83,11 +83,7 @@ impl Ejections {
     pub fn on_event(&mut self, event: Event, published: &Published, store: &Store) {
         let random = next_random(&mut self.rng);
         let current = published.load();
-        let Some(index) = current
-            .clusters
-            .iter()
-            .position(|c| c.name() == event.cluster)
-        else {
+        let Some(index) = current.cluster_position(&event.cluster) else {
             return;
         };
         let cluster = &current.clusters[index];
@@ -98,34 +94,35 @@ impl Ejections {
             return;
         }
         if detector.on_event(&hosts(cluster), &event.addr, event.kind, random) {
-            let next = cluster.with_ejected(store, detector.ejected());
-            published.publish(current.with_cluster(index, next));
+            publish(published, store, &current, index, detector);
         }
     }
 
     /// Runs the reviews that are due.
     pub fn review(&mut self, published: &Published, store: &Store) {
         let now = Instant::now();
-        let names: Vec<String> = self
-            .detectors
-            .iter()
-            .filter(|(_, d)| d.due <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in names {
+        let rng = &mut self.rng;
+        for (name, detector) in self.detectors.iter_mut().filter(|(_, d)| d.due <= now) {
             let current = published.load();
-            let Some(index) = current.clusters.iter().position(|c| c.name() == name) else {
+            let Some(index) = current.cluster_position(name) else {
                 continue;
             };
-            let cluster = &current.clusters[index];
-            let Some(detector) = self.detectors.get_mut(&name) else {
-                continue;
-            };
-            let rng = &mut self.rng;
-            if detector.review(&hosts(cluster), || next_random(rng)) {
-                let next = cluster.with_ejected(store, detector.ejected());
-                published.publish(current.with_cluster(index, next));
+            if detector.review(&hosts(&current.clusters[index]), || next_random(rng)) {
+                publish(published, store, &current, index, detector);
             }
         }
     }
+}
+
+/// Publishes `current` with cluster `index` routing around the hosts
+/// `detector` has ejected.
+fn publish(
+    published: &Published,
+    store: &Store,
+    current: &ConfigSnapshot,
+    index: usize,
+    detector: &Detector,
+) {
+    let next = current.clusters[index].with_ejected(store, detector.ejected());
+    published.publish(current.with_cluster(index, next));
 }

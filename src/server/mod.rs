@@ -673,7 +673,7 @@ fn refresh_dns(published: &Published, store: &Store, due: &mut HashMap<String, I
             continue;
         }
         let current = published.load();
-        let Some(index) = current.clusters.iter().position(|c| c.name() == name) else {
+        let Some(index) = current.cluster_position(name) else {
             continue;
         };
         let cluster = &current.clusters[index];

@@ -88,11 +88,6 @@ impl Breakers {
         })
     }
 
-    /// The configured thresholds.
-    pub fn config(&self) -> &CircuitBreakers {
-        &self.config
-    }
-
     fn thresholds(&self, priority: Priority) -> &Thresholds {
         self.config.thresholds(priority)
     }

@@ -160,6 +160,14 @@ struct AttemptPlan<'a> {
     retry_slot: &'a Slot<'a>,
 }
 
+impl AttemptPlan<'_> {
+    /// When the route timeout ends: its deadline if it has started, else
+    /// one timeout from `now`.
+    fn route_deadline(&self, now: Instant) -> Option<Instant> {
+        self.deadline.or(self.timeout.map(|t| now + t))
+    }
+}
+
 impl<D: Downstream> Proxy<D> {
     /// Forwards a request to the chosen cluster, retrying as the route's
     /// retry policy (and the request's `x-envoy-*` headers) allow.
@@ -773,7 +781,7 @@ impl<D: Downstream> Proxy<D> {
         started: Instant,
     ) -> Awaited {
         let now = Instant::now();
-        let deadline = plan.deadline.or(plan.timeout.map(|t| now + t));
+        let deadline = plan.route_deadline(now);
         let per_try = retries.per_try_timeout.map(|t| now + t);
         let stream_end = plan.cluster.config.max_stream_duration.map(|d| started + d);
         // The earliest limit cuts the attempt; on a tie the route's wins,

@@ -50,9 +50,7 @@ pub(super) async fn admitted<'a, T>(
         return Err(overflow_reply());
     };
     let admit = lane.admit(cluster, w, plan.endpoint, key, retake);
-    let deadline = plan
-        .deadline
-        .or_else(|| plan.timeout.map(|t| Instant::now() + t));
+    let deadline = plan.route_deadline(Instant::now());
     let admitted = match deadline {
         Some(at) => monoio::time::timeout_at(at.into(), admit).await.ok(),
         None => Some(admit.await),
