@@ -204,6 +204,15 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// Its text when it has no `%OPERATOR%` to substitute.
+    pub fn literal(&self) -> Option<String> {
+        self.parts.iter().try_fold(String::new(), |mut text, part| {
+            let Part::Text(t) = part else { return None };
+            text.push_str(t);
+            Some(text)
+        })
+    }
+
     /// Appends the rendered template to `out` (missing values as `-`, as
     /// access logs write them).
     pub fn render(&self, r: &Record, out: &mut String) {

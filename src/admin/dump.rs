@@ -56,11 +56,7 @@ pub fn clusters_text(snapshot: &ConfigSnapshot) -> String {
             }
             let hostname = c.endpoint_hostname(e).unwrap_or("");
             let _ = writeln!(out, "{host}::hostname::{hostname}");
-            let flags = if c.ejected.contains(&e.addr) {
-                "/failed_outlier_check"
-            } else {
-                "healthy"
-            };
+            let flags = c.host_flags(e).text();
             let _ = writeln!(out, "{host}::health_flags::{flags}");
             let _ = writeln!(out, "{host}::weight::{}", e.weight);
             let l = &e.locality;
@@ -174,7 +170,7 @@ pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
                     json!({
                         "address": address_json(&e.addr),
                         "stats": stats,
-                        "health_status": health_json(c.ejected.contains(&e.addr)),
+                        "health_status": c.host_flags(e).json(),
                         "weight": e.weight,
                         "hostname": c.endpoint_hostname(e).unwrap_or(""),
                         "locality": locality_json(&e.locality),
@@ -191,15 +187,6 @@ pub fn clusters_json(snapshot: &ConfigSnapshot) -> Value {
         })
         .collect();
     json!({ "cluster_statuses": statuses })
-}
-
-/// A host's `health_status` in `/clusters?format=json`.
-fn health_json(ejected: bool) -> Value {
-    if ejected {
-        json!({"failed_outlier_check": true, "eds_health_status": "HEALTHY"})
-    } else {
-        json!({"eds_health_status": "HEALTHY"})
-    }
 }
 
 /// Both priorities' thresholds as `/clusters?format=json` lists them.

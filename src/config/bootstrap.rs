@@ -381,6 +381,8 @@ pub struct Cluster {
     pub outlier_detection: Option<super::OutlierDetection>,
     /// `common_lb_config.healthy_panic_threshold` (percent; default 50).
     pub healthy_panic_threshold: f64,
+    /// `health_checks` (one at most).
+    pub health_check: Option<super::HealthCheck>,
 }
 
 /// `upstream_http_protocol_options` with `auto_sni`.
@@ -690,11 +692,10 @@ static CLUSTER: Fields = Fields {
         "max_requests_per_connection", "common_http_protocol_options",
         "upstream_connection_options", "typed_extension_protocol_options",
         "http2_protocol_options", "transport_socket", "upstream_http_protocol_options",
-        "circuit_breakers", "outlier_detection", "common_lb_config",
+        "circuit_breakers", "outlier_detection", "common_lb_config", "health_checks",
     ],
     unsupported: &[
         "transport_socket_matches", "cluster_type",
-        "health_checks",
         "http_protocol_options",
         "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
@@ -1824,6 +1825,9 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
             .get("outlier_detection")
             .and_then(|o| super::outlier::outlier_detection(&o, errs)),
         healthy_panic_threshold: super::lb::healthy_panic_threshold(&obj, errs),
+        health_check: obj
+            .get("health_checks")
+            .and_then(|h| super::health_check::health_checks(&h, errs)),
     })
 }
 

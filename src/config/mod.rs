@@ -7,6 +7,7 @@ mod bootstrap_extensions;
 mod circuit_breakers;
 mod cluster_manager;
 mod connection_filters;
+mod health_check;
 mod http2;
 mod lb;
 mod listener;
@@ -26,6 +27,7 @@ mod xds;
 pub use bootstrap::*;
 pub use circuit_breakers::{CircuitBreakers, Priority, RetryBudget, Thresholds};
 pub use connection_filters::{ConnectionFilter, TokenBucket};
+pub use health_check::{HealthCheck, HttpCheck, Probe, TcpCheck};
 pub use http2::{Codec, Http2Options, Keepalive};
 pub use lb::*;
 pub use listener::*;
@@ -147,11 +149,11 @@ mod tests {
     #[test]
     fn unsupported_and_unknown_fields_name_their_path() {
         let errs = errors(
-            "static_resources:\n  clusters:\n  - name: c\n    health_checks: []\n    bogus: 1\n",
+            "static_resources:\n  clusters:\n  - name: c\n    lb_subset_config: {}\n    bogus: 1\n",
         );
         assert!(
             errs.contains(
-                &"static_resources.clusters[0].health_checks: not supported yet".to_string()
+                &"static_resources.clusters[0].lb_subset_config: not supported yet".to_string()
             ),
             "{errs:?}"
         );

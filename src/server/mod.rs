@@ -6,6 +6,7 @@
 mod cert_watch;
 pub mod drain;
 mod ejections;
+mod health_checks;
 mod hot_restart;
 pub mod listeners;
 pub mod overload;
@@ -223,6 +224,7 @@ pub fn run(
         overload: overload::OverloadManager::new(&options.overload, &store)
             .map(|m| (m, options.overload.refresh)),
         ejections: ejections::Ejections::new(outlier_rx),
+        health: health_checks::HealthChecks::start()?,
     };
     control.supervise(signals, &command_rx)?;
     let handed_over = control.handed_over;
@@ -482,6 +484,8 @@ struct Control<'a> {
     overload: Option<(overload::OverloadManager, Duration)>,
     /// Outlier detection's decisions.
     ejections: ejections::Ejections,
+    /// The active health checker's thread.
+    health: health_checks::HealthChecks,
 }
 
 impl Control<'_> {
@@ -535,7 +539,8 @@ impl Control<'_> {
             .as_ref()
             .map_or_else(crossbeam_channel::never, Xds::ads_events);
         let outlier_events = self.ejections.events();
-        self.ejections.follow(&self.published.load());
+        let health_reports = self.health.reports();
+        self.follow_clusters();
         loop {
             let timer = match due.values().min() {
                 Some(t) => crossbeam_channel::at(*t),
@@ -569,7 +574,7 @@ impl Control<'_> {
                 },
                 recv(timer) -> _ => {
                     refresh_dns(self.published, self.store, &mut due);
-                    self.ejections.follow(&self.published.load());
+                    self.follow_clusters();
                 }
                 recv(outlier_events) -> event => {
                     if let Ok(event) = event {
@@ -577,6 +582,11 @@ impl Control<'_> {
                     }
                 }
                 recv(reviews) -> _ => self.ejections.review(self.published, self.store),
+                recv(health_reports) -> report => {
+                    if let Ok(report) = report {
+                        self.health.publish(report, self.published, self.store);
+                    }
+                }
                 recv(overload_ticks) -> _ => {
                     if let Some((manager, _)) = &self.overload {
                         manager.refresh();
@@ -584,12 +594,14 @@ impl Control<'_> {
                 }
                 recv(cert_ticks) -> _ => {
                     certs.check(self.published, self.store);
+                    // A rotated certificate reaches the health checks too.
+                    self.health.follow(&self.published.load(), self.store);
                     if let Some(xds) = &mut self.xds {
                         xds.expire_draining(self.store);
                     }
                     if self.update(xds::Change::Tick) {
                         due = dns_due(&self.published.load(), &due);
-                        self.ejections.follow(&self.published.load());
+                        self.follow_clusters();
                         certs = cert_watch::CertWatch::new(self.published);
                     }
                 }
@@ -597,7 +609,7 @@ impl Control<'_> {
                     if let Ok(kind) = kind {
                         if self.update(xds::Change::File(kind)) {
                             due = dns_due(&self.published.load(), &due);
-                            self.ejections.follow(&self.published.load());
+                            self.follow_clusters();
                             certs = cert_watch::CertWatch::new(self.published);
                         }
                     }
@@ -606,13 +618,21 @@ impl Control<'_> {
                     if let Ok(event) = event {
                         if self.update(xds::Change::Ads(event)) {
                             due = dns_due(&self.published.load(), &due);
-                            self.ejections.follow(&self.published.load());
+                            self.follow_clusters();
                             certs = cert_watch::CertWatch::new(self.published);
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Points outlier detection and health checking at the clusters
+    /// published now.
+    fn follow_clusters(&mut self) {
+        let current = self.published.load();
+        self.ejections.follow(&current);
+        self.health.follow(&current, self.store);
     }
 
     /// Takes an xDS change: publishes the snapshot an update makes and

@@ -709,6 +709,11 @@ impl Store {
         self.named(format!("cluster.{name}.outlier_detection."))
     }
 
+    /// `cluster.<name>.health_check.` stats.
+    pub fn health_check(&self, name: &str) -> Arc<Scope<sets::HealthCheck>> {
+        self.named(format!("cluster.{name}.health_check."))
+    }
+
     /// `cluster.<name>.retry.` stats.
     pub fn cluster_retry(&self, name: &str) -> Arc<Scope<sets::Retry>> {
         self.scope(format!("cluster.{name}.retry."), |t| &mut t.retries)

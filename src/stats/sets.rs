@@ -149,8 +149,17 @@ stat_set!(
     ],
     gauges [
         upstream_cx_active, upstream_rq_active, upstream_rq_pending_active,
-        membership_total, membership_healthy, version,
+        membership_total, membership_healthy, membership_degraded, membership_excluded,
+        version,
     ]
+);
+
+stat_set!(
+    /// `cluster.<name>.health_check.*` (a cluster with active health
+    /// checking; written by the health-check thread alone).
+    HealthCheck, None,
+    counters [attempt, failure, network_failure, passive_failure, success, verify_cluster],
+    gauges [degraded, healthy]
 );
 
 stat_set!(

@@ -5,6 +5,7 @@ pub mod connect;
 pub mod dns;
 pub mod h2pool;
 pub mod hashing;
+pub mod health;
 pub mod lanes;
 pub mod lb;
 pub mod outlier;
@@ -15,14 +16,20 @@ use crate::net::Address;
 use crate::stats::ssl::SslStats;
 use crate::stats::{sets, HistogramId, Scope, Store};
 use crate::tls::ClientTls;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// What the versions of a cluster with one configuration share: its
-/// pooled connections' id, its circuit breakers, its ejected hosts.
-type Shared = (usize, Arc<breakers::Breakers>, Arc<HashSet<Address>>);
+/// pooled connections' id, its circuit breakers, its ejected hosts and
+/// its hosts' active health-check flags.
+type Shared = (
+    usize,
+    Arc<breakers::Breakers>,
+    Arc<HashSet<Address>>,
+    Arc<HashMap<Address, u8>>,
+);
 
 /// An address a cluster's config resolved to, before it gets its stats.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,8 +113,12 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     /// Those outlier detection ejected.
     pub ejected: Arc<HashSet<Address>>,
-    /// The endpoints requests may go to when some are ejected: the others,
-    /// or all of them when too few are left (`panic`); None: all.
+    /// The active health checker's flags by host, for the hosts it has
+    /// judged (a host it has not is failed, as Envoy starts it).
+    pub active_hc: Arc<HashMap<Address, u8>>,
+    /// The endpoints requests may go to when some are unhealthy: the
+    /// healthy ones (with the degraded when too few are healthy), or all
+    /// of them when too few are left (`panic`); None: all.
     routable: Option<Vec<Endpoint>>,
     /// Fewer hosts are healthy than the panic threshold (50%) allows:
     /// requests go to all of them (`lb_healthy_panic`).
@@ -143,6 +154,11 @@ impl Cluster {
             .then_some(endpoint.hostname.as_str())
     }
 
+    /// The health flags of `endpoint`.
+    pub fn host_flags(&self, endpoint: &Endpoint) -> health::HostFlags {
+        host_flags(&self.config, &self.ejected, &self.active_hc, &endpoint.addr)
+    }
+
     /// Builds a cluster with `endpoints`, its stats taken from `store` and
     /// its membership gauges set, with pooled connections and circuit
     /// breakers of its own (its breaker gauges show once
@@ -156,7 +172,7 @@ impl Cluster {
         static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
         let pool_id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
         let breakers = breakers::Breakers::new(config.circuit_breakers);
-        let shared = (pool_id, breakers, Arc::default());
+        let shared = (pool_id, breakers, Arc::default(), Arc::default());
         Cluster::with_pool(store, config, endpoints, tls, shared)
     }
 
@@ -167,34 +183,51 @@ impl Cluster {
         config: config::Cluster,
         endpoints: Vec<Endpoint>,
         tls: Option<Arc<ClientTls>>,
-        (pool_id, breakers, ejected): Shared,
+        (pool_id, breakers, ejected, active_hc): Shared,
     ) -> Self {
         let stat_name = config.stat_name();
         let stats = store.cluster(stat_name);
         let main = store.main_row();
-        let healthy: Vec<&Endpoint> = endpoints
+        let flags: Vec<health::HostFlags> = endpoints
             .iter()
-            .filter(|e| !ejected.contains(&e.addr))
+            .map(|e| host_flags(&config, &ejected, &active_hc, &e.addr))
             .collect();
-        stats.set(
-            main,
-            sets::Cluster::membership_total,
-            endpoints.len() as u64,
+        let count =
+            |pick: fn(health::HostFlags) -> bool| flags.iter().filter(|f| pick(**f)).count();
+        let (healthy, degraded, excluded) = (
+            count(health::HostFlags::healthy),
+            count(health::HostFlags::degraded),
+            count(health::HostFlags::excluded),
         );
-        stats.set(
-            main,
-            sets::Cluster::membership_healthy,
-            healthy.len() as u64,
-        );
-        // Envoy's panic threshold: a healthy share (times the
-        // overprovisioning factor 1.4, at most 100%) under
+        for (gauge, value) in [
+            (sets::Cluster::membership_total, endpoints.len()),
+            (sets::Cluster::membership_healthy, healthy),
+            (sets::Cluster::membership_degraded, degraded),
+            (sets::Cluster::membership_excluded, excluded),
+        ] {
+            stats.set(main, gauge, value as u64);
+        }
+        // Envoy's panic threshold: the healthy share, then the degraded
+        // share in what is left (each times the overprovisioning factor
+        // 1.4, at most 100%, excluded hosts not counted), under
         // `healthy_panic_threshold` routes to every host.
-        let panic = !endpoints.is_empty() && {
-            let percent = (140 * healthy.len() / endpoints.len()).min(100);
-            (percent as f64) < config.healthy_panic_threshold
-        };
-        let routable = (healthy.len() < endpoints.len() && !panic)
-            .then(|| healthy.into_iter().cloned().collect());
+        let counted = endpoints.len() - excluded;
+        let share = |n: usize| (140 * n).checked_div(counted).unwrap_or(0).min(100);
+        let healthy_share = share(healthy);
+        let degraded_share = share(degraded).min(100 - healthy_share);
+        let panic = counted > 0
+            && ((healthy_share + degraded_share) as f64) < config.healthy_panic_threshold;
+        // Degraded hosts serve only when the healthy ones cannot carry all
+        // the load (Envoy splits it by share; Ringway balances over both).
+        let serves = |f: &health::HostFlags| f.healthy() || degraded_share > 0 && f.degraded();
+        let routable = (!panic && flags.iter().any(|f| !serves(f))).then(|| {
+            endpoints
+                .iter()
+                .zip(&flags)
+                .filter(|(_, f)| serves(f))
+                .map(|(e, _)| e.clone())
+                .collect()
+        });
         let outlier_stats = config
             .outlier_detection
             .as_ref()
@@ -207,6 +240,7 @@ impl Cluster {
             routable,
             panic,
             ejected,
+            active_hc,
             outlier_stats,
             rq_time: store
                 .histograms
@@ -249,13 +283,20 @@ impl Cluster {
                 }
                 e
             })
+            .collect::<Vec<_>>();
+        // A host that leaves and comes back is checked afresh.
+        let (pool_id, breakers, ejected, active_hc) = self.shared();
+        let active_hc = active_hc
+            .iter()
+            .filter(|(addr, _)| endpoints.iter().any(|e| e.addr == **addr))
+            .map(|(addr, flags)| (addr.clone(), *flags))
             .collect();
         let mut next = Cluster::with_pool(
             store,
             self.config.clone(),
             endpoints,
             self.tls.clone(),
-            self.shared(),
+            (pool_id, breakers, ejected, Arc::new(active_hc)),
         );
         next.assignment = assignment;
         next.stats
@@ -279,13 +320,29 @@ impl Cluster {
 
     /// What its next versions share with it while its configuration stays.
     fn shared(&self) -> Shared {
-        (self.pool_id, self.breakers.clone(), self.ejected.clone())
+        (
+            self.pool_id,
+            self.breakers.clone(),
+            self.ejected.clone(),
+            self.active_hc.clone(),
+        )
     }
 
     /// The same cluster with `ejected` hosts out of load balancing.
     pub fn with_ejected(&self, store: &Store, ejected: HashSet<Address>) -> Cluster {
-        let (pool_id, breakers, _) = self.shared();
-        let shared = (pool_id, breakers, Arc::new(ejected));
+        let (pool_id, breakers, _, active_hc) = self.shared();
+        self.rebuilt(store, (pool_id, breakers, Arc::new(ejected), active_hc))
+    }
+
+    /// The same cluster with its hosts' active health-check flags now
+    /// `active_hc`.
+    pub fn with_active_hc(&self, store: &Store, active_hc: HashMap<Address, u8>) -> Cluster {
+        let (pool_id, breakers, ejected, _) = self.shared();
+        self.rebuilt(store, (pool_id, breakers, ejected, Arc::new(active_hc)))
+    }
+
+    /// The same cluster and endpoints with `shared` health.
+    fn rebuilt(&self, store: &Store, shared: Shared) -> Cluster {
         let mut next = Cluster::with_pool(
             store,
             self.config.clone(),
@@ -346,6 +403,23 @@ impl Cluster {
         self.tls
             .as_ref()?
             .server_name(requested, &endpoint.hostname)
+    }
+}
+
+/// A host's health flags in a cluster configured by `config`.
+fn host_flags(
+    config: &config::Cluster,
+    ejected: &HashSet<Address>,
+    active_hc: &HashMap<Address, u8>,
+    addr: &Address,
+) -> health::HostFlags {
+    let active = match &config.health_check {
+        Some(_) => active_hc.get(addr).copied().unwrap_or(health::FAILED),
+        None => 0,
+    };
+    health::HostFlags {
+        active,
+        ejected: ejected.contains(addr),
     }
 }
 

@@ -1,0 +1,449 @@
+//! Decoding a cluster's `health_checks`, with Envoy's defaults and
+//! validation.
+
+use super::bootstrap::wrapped_uint;
+use super::node::{Errors, Fields, Node, Obj};
+use super::route_match::{string_matcher, StringMatcher};
+use std::time::Duration;
+
+#[rustfmt::skip]
+static HEALTH_CHECK: Fields = Fields {
+    known: &[
+        "timeout", "interval", "initial_jitter", "interval_jitter", "interval_jitter_percent",
+        "unhealthy_threshold", "healthy_threshold", "alt_port", "reuse_connection",
+        "http_health_check", "tcp_health_check", "no_traffic_interval",
+        "no_traffic_healthy_interval", "unhealthy_interval", "unhealthy_edge_interval",
+        "healthy_edge_interval", "always_log_health_check_failures",
+        "always_log_health_check_success",
+    ],
+    unsupported: &[
+        "name", "grpc_health_check", "custom_health_check", "event_log_path", "event_logger",
+        "event_service", "tls_options", "transport_socket_match_criteria",
+    ],
+};
+#[rustfmt::skip]
+static HTTP_HEALTH_CHECK: Fields = Fields {
+    known: &[
+        "host", "path", "receive", "response_buffer_size", "request_headers_to_add",
+        "request_headers_to_remove", "expected_statuses", "retriable_statuses",
+        "codec_client_type", "service_name_matcher", "method",
+    ],
+    unsupported: &["send"],
+};
+#[rustfmt::skip]
+static TCP_HEALTH_CHECK: Fields = Fields {
+    known: &["send", "receive"],
+    unsupported: &["proxy_protocol_config"],
+};
+#[rustfmt::skip]
+static PAYLOAD: Fields = Fields {
+    known: &["text"],
+    unsupported: &["binary"],
+};
+#[rustfmt::skip]
+static RANGE: Fields = Fields {
+    known: &["start", "end"],
+    unsupported: &[],
+};
+
+/// One `health_checks[]` entry: how and how often each host is probed.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// `timeout`: how long one check may take.
+    pub timeout: Duration,
+    /// `interval`.
+    pub interval: Duration,
+    /// `initial_jitter`: the first check waits a random time below it.
+    pub initial_jitter: Duration,
+    /// `interval_jitter`: a random time below it is added to each wait.
+    pub interval_jitter: Duration,
+    /// `interval_jitter_percent` of the wait is the bound of another
+    /// random addition.
+    pub interval_jitter_percent: u64,
+    /// `unhealthy_threshold`: network failures in a row that fail a host.
+    pub unhealthy_threshold: u64,
+    /// `healthy_threshold`: successes in a row that bring it back.
+    pub healthy_threshold: u64,
+    /// `reuse_connection` (true).
+    pub reuse_connection: bool,
+    /// `no_traffic_interval` (60 s): the wait while the cluster has never
+    /// opened a connection for traffic.
+    pub no_traffic_interval: Duration,
+    /// `no_traffic_healthy_interval` (`no_traffic_interval`).
+    pub no_traffic_healthy_interval: Duration,
+    /// `unhealthy_interval` (`interval`).
+    pub unhealthy_interval: Duration,
+    /// `unhealthy_edge_interval` (`unhealthy_interval`).
+    pub unhealthy_edge_interval: Duration,
+    /// `healthy_edge_interval` (`interval`).
+    pub healthy_edge_interval: Duration,
+    /// What a check sends and expects.
+    pub probe: Probe,
+}
+
+/// The protocol of a health check.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// `http_health_check`.
+    Http(HttpCheck),
+    /// `tcp_health_check`.
+    Tcp(TcpCheck),
+}
+
+/// `http_health_check`.
+#[derive(Debug, Clone)]
+pub struct HttpCheck {
+    /// `host`: the request's host; the cluster's name when empty.
+    pub host: Option<String>,
+    /// `path`.
+    pub path: String,
+    /// `method` (GET).
+    pub method: &'static str,
+    /// `request_headers_to_add`: names (lower case), literal values and
+    /// whether they replace a header of the same name.
+    pub headers_to_add: Vec<(String, String, bool)>,
+    /// `request_headers_to_remove`, lower case.
+    pub headers_to_remove: Vec<String>,
+    /// `expected_statuses` as half-open ranges (200 alone by default).
+    pub expected: Vec<(u16, u16)>,
+    /// `retriable_statuses`.
+    pub retriable: Vec<(u16, u16)>,
+    /// `receive`: blocks the response body must contain, in order.
+    pub receive: Vec<Vec<u8>>,
+    /// `response_buffer_size` (1024; 0: the whole body): how much of the
+    /// body `receive` is looked for in.
+    pub response_buffer_size: usize,
+    /// `service_name_matcher`: what the upstream's
+    /// `x-envoy-upstream-healthchecked-cluster` must say.
+    pub service_name_matcher: Option<StringMatcher>,
+}
+
+impl HttpCheck {
+    /// Whether `status` is one `expected_statuses` accepts.
+    pub fn expects(&self, status: u16) -> bool {
+        self.expected.iter().any(|&(s, e)| (s..e).contains(&status))
+    }
+
+    /// Whether `status` is one `retriable_statuses` lists.
+    pub fn retries(&self, status: u16) -> bool {
+        self.retriable
+            .iter()
+            .any(|&(s, e)| (s..e).contains(&status))
+    }
+}
+
+/// `tcp_health_check`.
+#[derive(Debug, Clone)]
+pub struct TcpCheck {
+    /// `send`: bytes written once connected (none: connect only).
+    pub send: Vec<u8>,
+    /// `receive`: blocks that must arrive, in order.
+    pub receive: Vec<Vec<u8>>,
+}
+
+/// The methods `http_health_check.method` may name (Envoy refuses CONNECT).
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// Decodes `health_checks`: at most one entry.
+pub(super) fn health_checks(node: &Node, errs: &mut Errors) -> Option<HealthCheck> {
+    let list = node.list(errs);
+    if list.len() > 1 {
+        errs.add(
+            node.path(),
+            "more than one health check on a cluster is not supported yet",
+        );
+        return None;
+    }
+    list.first().and_then(|entry| health_check(entry, errs))
+}
+
+fn health_check(node: &Node, errs: &mut Errors) -> Option<HealthCheck> {
+    let o = node.object(errs, &HEALTH_CHECK)?;
+    let positive = |name: &str, errs: &mut Errors| {
+        let child = o.get(name)?;
+        let d = child.duration(errs)?;
+        if d.is_zero() {
+            errs.add(child.path(), "expected a duration greater than 0");
+            return None;
+        }
+        Some(d)
+    };
+    let timeout = required(&o, errs, "timeout").and_then(|_| positive("timeout", errs));
+    let interval = required(&o, errs, "interval").and_then(|_| positive("interval", errs));
+    let threshold = |name: &str, errs: &mut Errors| {
+        o.require(errs, name)
+            .and_then(|n| wrapped_uint(&n, errs, u32::MAX.into()))
+    };
+    let unhealthy_threshold = threshold("unhealthy_threshold", errs);
+    let healthy_threshold = threshold("healthy_threshold", errs);
+    let jitter = |name: &str, errs: &mut Errors| {
+        o.get(name)
+            .and_then(|n| n.duration(errs))
+            .unwrap_or_default()
+    };
+    let initial_jitter = jitter("initial_jitter", errs);
+    let interval_jitter = jitter("interval_jitter", errs);
+    let interval_jitter_percent = o
+        .get("interval_jitter_percent")
+        .and_then(|n| n.uint(errs, u32::MAX.into()))
+        .unwrap_or(0);
+    let reuse_connection = super::bootstrap::any_bool(o.get("reuse_connection"), errs, true);
+    // `alt_port` is accepted and has no effect, as in Envoy (which
+    // documents it as not implemented); the `always_log_*` switches only
+    // matter to an event log, which is refused.
+    if let Some(port) = o.get("alt_port") {
+        wrapped_uint(&port, errs, u32::MAX.into());
+    }
+    for name in [
+        "always_log_health_check_failures",
+        "always_log_health_check_success",
+    ] {
+        if let Some(b) = o.get(name) {
+            b.bool(errs);
+        }
+    }
+    let probe = match (o.get("http_health_check"), o.get("tcp_health_check")) {
+        (Some(h), None) => http_check(&h, errs).map(Probe::Http),
+        (None, Some(t)) => tcp_check(&t, errs).map(Probe::Tcp),
+        (Some(_), Some(_)) => {
+            errs.add(
+                o.path(),
+                "expected one of http_health_check and tcp_health_check, not both",
+            );
+            None
+        }
+        (None, None) => {
+            errs.add(
+                o.path(),
+                "expected a health checker: http_health_check or tcp_health_check",
+            );
+            None
+        }
+    };
+    let interval = interval?;
+    let no_traffic_interval =
+        positive("no_traffic_interval", errs).unwrap_or(Duration::from_secs(60));
+    let unhealthy_interval = positive("unhealthy_interval", errs).unwrap_or(interval);
+    Some(HealthCheck {
+        timeout: timeout?,
+        interval,
+        initial_jitter,
+        interval_jitter,
+        interval_jitter_percent,
+        unhealthy_threshold: unhealthy_threshold?,
+        healthy_threshold: healthy_threshold?,
+        reuse_connection,
+        no_traffic_interval,
+        no_traffic_healthy_interval: positive("no_traffic_healthy_interval", errs)
+            .unwrap_or(no_traffic_interval),
+        unhealthy_interval,
+        unhealthy_edge_interval: positive("unhealthy_edge_interval", errs)
+            .unwrap_or(unhealthy_interval),
+        healthy_edge_interval: positive("healthy_edge_interval", errs).unwrap_or(interval),
+        probe: probe?,
+    })
+}
+
+/// A field Envoy requires: an error naming it when absent.
+fn required(o: &Obj, errs: &mut Errors, name: &str) -> Option<()> {
+    o.require(errs, name).map(|_| ())
+}
+
+fn http_check(node: &Node, errs: &mut Errors) -> Option<HttpCheck> {
+    let o = node.object(errs, &HTTP_HEALTH_CHECK)?;
+    let path = o.non_empty_str(errs, "path");
+    let host = o
+        .get("host")
+        .and_then(|h| h.str(errs))
+        .filter(|h| !h.is_empty())
+        .map(str::to_string);
+    let method = match o.get("method") {
+        Some(m) => {
+            let names = [&["METHOD_UNSPECIFIED"][..], METHODS].concat();
+            match m.enumeration(errs, &names)? {
+                "METHOD_UNSPECIFIED" => "GET",
+                name => name,
+            }
+        }
+        None => "GET",
+    };
+    if let Some(codec) = o.get("codec_client_type") {
+        if codec.enumeration(errs, &["HTTP1", "HTTP2", "HTTP3"])? != "HTTP1" {
+            errs.add(
+                codec.path(),
+                "health checks over HTTP/2 and HTTP/3 are not supported yet",
+            );
+        }
+    }
+    let mutations = super::route_action::header_mutations(&o, errs, "request");
+    let mut headers_to_add = Vec::new();
+    for (i, h) in mutations.add.iter().enumerate() {
+        let Some(value) = h.value.literal() else {
+            errs.add(
+                &format!("{}.request_headers_to_add[{i}]", o.path()),
+                "%…% operators in health check headers are not supported yet",
+            );
+            continue;
+        };
+        let replace = !matches!(h.action, super::AppendAction::AppendIfExistsOrAdd);
+        headers_to_add.push((h.name.clone(), value, replace));
+    }
+    let expected = ranges(&o, errs, "expected_statuses", "expected");
+    let retriable = ranges(&o, errs, "retriable_statuses", "retriable");
+    let receive = payloads(&o, errs);
+    let response_buffer_size = o
+        .get("response_buffer_size")
+        .and_then(|n| wrapped_uint(&n, errs, u32::MAX.into()))
+        .unwrap_or(1024) as usize;
+    let total: usize = receive.iter().map(Vec::len).sum();
+    if response_buffer_size != 0 && total > response_buffer_size {
+        errs.add(
+            o.path(),
+            format!(
+                "The expected response length '{total}' is over than http health response buffer size '{response_buffer_size}'"
+            ),
+        );
+    }
+    Some(HttpCheck {
+        host,
+        path: path?,
+        method,
+        headers_to_add,
+        headers_to_remove: mutations.remove,
+        expected: if expected.is_empty() {
+            vec![(200, 201)]
+        } else {
+            expected
+        },
+        retriable,
+        receive,
+        response_buffer_size,
+        service_name_matcher: o
+            .get("service_name_matcher")
+            .and_then(|m| string_matcher(&m, errs)),
+    })
+}
+
+/// Decodes a list of `Int64Range`s of statuses, as Envoy checks them.
+fn ranges(o: &Obj, errs: &mut Errors, name: &str, kind: &str) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    for item in o.get(name).map(|l| l.list(errs)).unwrap_or_default() {
+        let Some(r) = item.object(errs, &RANGE) else {
+            continue;
+        };
+        let bound = |field: &str, errs: &mut Errors| {
+            r.get(field)
+                .and_then(|n| n.uint(errs, i64::MAX as u64))
+                .unwrap_or(0)
+        };
+        let (start, end) = (bound("start", errs), bound("end", errs));
+        let problem = if start >= end {
+            format!("Invalid http {kind} status range: expecting start < end, but found start={start} and end={end}")
+        } else if start < 100 {
+            format!(
+                "Invalid http {kind} status range: expecting start >= 100, but found start={start}"
+            )
+        } else if end > 600 {
+            format!("Invalid http {kind} status range: expecting end <= 600, but found end={end}")
+        } else {
+            out.push((start as u16, end as u16));
+            continue;
+        };
+        errs.add(item.path(), problem);
+    }
+    out
+}
+
+/// Decodes the `receive` payloads beside `o`.
+fn payloads(o: &Obj, errs: &mut Errors) -> Vec<Vec<u8>> {
+    o.get("receive")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| payload(p, errs))
+        .collect()
+}
+
+/// Decodes one `Payload`: hex `text`.
+fn payload(node: &Node, errs: &mut Errors) -> Option<Vec<u8>> {
+    let o = node.object(errs, &PAYLOAD)?;
+    let text = o.non_empty_str(errs, "text")?;
+    let decoded = (text.len() % 2 == 0)
+        .then(|| {
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        })
+        .flatten();
+    if decoded.is_none() {
+        errs.add(o.path(), format!("invalid hex string '{text}'"));
+    }
+    decoded
+}
+
+fn tcp_check(node: &Node, errs: &mut Errors) -> Option<TcpCheck> {
+    let o = node.object(errs, &TCP_HEALTH_CHECK)?;
+    let send = match o.get("send") {
+        Some(p) => payload(&p, errs)?,
+        None => Vec::new(),
+    };
+    Some(TcpCheck {
+        send,
+        receive: payloads(&o, errs),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(yaml: &str) -> Result<HealthCheck, String> {
+        let value = crate::config::parse_document(yaml, "test").map_err(|e| e.to_string())?;
+        let node = Node::root(&value);
+        let mut errs = Errors::default();
+        let hc = health_checks(&node, &mut errs);
+        match (hc, errs.0.is_empty()) {
+            (Some(hc), true) => Ok(hc),
+            _ => Err(format!("{errs:?}")),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_envoy() {
+        let hc = decode(
+            "[{timeout: 1s, interval: 2s, unhealthy_threshold: 3, healthy_threshold: 1, http_health_check: {path: /hc}}]",
+        )
+        .unwrap();
+        assert_eq!(hc.no_traffic_interval, Duration::from_secs(60));
+        assert_eq!(hc.no_traffic_healthy_interval, Duration::from_secs(60));
+        assert_eq!(hc.unhealthy_edge_interval, Duration::from_secs(2));
+        assert_eq!(hc.healthy_edge_interval, Duration::from_secs(2));
+        assert!(hc.reuse_connection);
+        let Probe::Http(http) = hc.probe else {
+            panic!("not http")
+        };
+        assert!(http.expects(200) && !http.expects(204));
+        assert_eq!(http.method, "GET");
+    }
+
+    #[test]
+    fn payloads_are_hex() {
+        let hc = decode(
+            "[{timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {send: {text: '50494e47'}, receive: [{text: '504f4e47'}]}}]",
+        )
+        .unwrap();
+        let Probe::Tcp(tcp) = hc.probe else {
+            panic!("not tcp")
+        };
+        assert_eq!(tcp.send, b"PING");
+        assert_eq!(tcp.receive, vec![b"PONG".to_vec()]);
+        assert!(decode(
+            "[{timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {send: {text: 'zz'}}}]"
+        )
+        .unwrap_err()
+        .contains("invalid hex string 'zz'"));
+    }
+}

@@ -1,0 +1,303 @@
+//! Active health checking, off the request shards: a thread of its own
+//! with its own io_uring runtime runs one task per checked host. A host
+//! whose flags change is reported to the main thread, which publishes
+//! them in a new snapshot.
+
+use crate::config::HealthCheck;
+use crate::net::Address;
+use crate::snapshot::{ConfigSnapshot, Published};
+use crate::stats::sets::{Cluster as ClusterStat, HealthCheck as Stat};
+use crate::stats::{Scope, Store};
+use crate::tls::ClientTls;
+use crate::upstream::health::probe::{Prober, Target};
+use crate::upstream::health::session::{first_wait, next_wait, Session, Verdict};
+use crate::upstream::health::{DEGRADED, FAILED};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// A host's new active health-check flags.
+#[derive(Debug)]
+pub struct Report {
+    cluster: String,
+    pool_id: usize,
+    addr: Address,
+    flags: u8,
+}
+
+/// A cluster with health checks, as its checker needs it.
+struct Checked {
+    name: String,
+    pool_id: usize,
+    config: Arc<HealthCheck>,
+    tls: Option<Arc<ClientTls>>,
+    cluster_stats: Arc<Scope<ClusterStat>>,
+    stats: Arc<Scope<Stat>>,
+    /// Each host and the TLS server name a check sends it.
+    hosts: Vec<(Address, Option<String>)>,
+}
+
+/// The main thread's handle on the health-check thread.
+pub struct HealthChecks {
+    clusters: flume::Sender<Vec<Checked>>,
+    reports: crossbeam_channel::Receiver<Report>,
+}
+
+impl HealthChecks {
+    /// Starts the health-check thread (it ends when this is dropped).
+    pub fn start() -> Result<Self, String> {
+        let (clusters_tx, clusters_rx) = flume::unbounded();
+        let (reports_tx, reports_rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("ringway-health".into())
+            .spawn(move || {
+                let run = move || run(clusters_rx, reports_tx);
+                if let Err(e) = super::block_on(run) {
+                    log::error!("health checks cannot start a runtime: {e}");
+                }
+            })
+            .map_err(|e| format!("cannot spawn the health-check thread: {e}"))?;
+        Ok(HealthChecks {
+            clusters: clusters_tx,
+            reports: reports_rx,
+        })
+    }
+
+    /// Where the hosts' changes arrive.
+    pub fn reports(&self) -> crossbeam_channel::Receiver<Report> {
+        self.reports.clone()
+    }
+
+    /// Checks the hosts of `snapshot`'s clusters that have health checks
+    /// (and stops checking any other).
+    pub fn follow(&self, snapshot: &ConfigSnapshot, store: &Store) {
+        let clusters = snapshot
+            .clusters
+            .iter()
+            .filter_map(|c| {
+                let config = c.config.health_check.as_ref()?;
+                Some(Checked {
+                    name: c.name().to_string(),
+                    pool_id: c.pool_id,
+                    config: Arc::new(config.clone()),
+                    tls: c.tls.clone(),
+                    cluster_stats: c.stats.clone(),
+                    stats: store.health_check(c.stat_name()),
+                    hosts: c
+                        .endpoints
+                        .iter()
+                        .map(|e| (e.addr.clone(), c.server_name(e, None).map(str::to_string)))
+                        .collect(),
+                })
+            })
+            .collect();
+        let _ = self.clusters.send(clusters);
+    }
+
+    /// Publishes `first` and every other report waiting: one new snapshot
+    /// per cluster whose hosts changed.
+    pub fn publish(&self, first: Report, published: &Published, store: &Store) {
+        let mut by_cluster: HashMap<(String, usize), Vec<(Address, u8)>> = HashMap::new();
+        for r in std::iter::once(first).chain(self.reports.try_iter()) {
+            by_cluster
+                .entry((r.cluster, r.pool_id))
+                .or_default()
+                .push((r.addr, r.flags));
+        }
+        for ((name, pool_id), changes) in by_cluster {
+            let current = published.load();
+            let Some(index) = current.cluster_position(&name) else {
+                continue;
+            };
+            let cluster = &current.clusters[index];
+            if cluster.pool_id != pool_id {
+                continue;
+            }
+            let mut active = (*cluster.active_hc).clone();
+            for (addr, flags) in changes {
+                if cluster.endpoints.iter().any(|e| e.addr == addr) {
+                    active.insert(addr, flags);
+                }
+            }
+            let next = cluster.with_active_hc(store, active);
+            published.publish(current.with_cluster(index, next));
+        }
+    }
+}
+
+/// A checked cluster on the health-check thread.
+struct Running {
+    cluster: Rc<ClusterChecks>,
+    /// Each host's task, which ends when its sender drops.
+    hosts: HashMap<Address, flume::Sender<()>>,
+}
+
+/// What every host task of one cluster shares.
+struct ClusterChecks {
+    name: String,
+    pool_id: usize,
+    config: Arc<HealthCheck>,
+    /// The `host` of HTTP checks: the configured one, else the cluster's
+    /// name.
+    authority: String,
+    tls: std::cell::RefCell<Option<Arc<ClientTls>>>,
+    cluster_stats: Arc<Scope<ClusterStat>>,
+    stats: Arc<Scope<Stat>>,
+    reports: crossbeam_channel::Sender<Report>,
+    rng: Cell<u64>,
+}
+
+impl ClusterChecks {
+    /// xorshift64*: jitter, not cryptography.
+    fn random(&self) -> u64 {
+        let mut s = self.rng.get();
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        self.rng.set(s);
+        s.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Whether the cluster has ever opened a connection for traffic
+    /// (until then, Envoy checks at the no-traffic intervals).
+    fn had_traffic(&self) -> bool {
+        self.cluster_stats.value(ClusterStat::upstream_cx_total) > 0
+    }
+
+    /// Moves the `healthy` and `degraded` gauges from a host's `before`
+    /// flags to its `after` ones.
+    fn count(&self, before: u8, after: u8) {
+        let row = self.stats.main_row();
+        for (bit, gauge, counts_when_set) in [
+            (FAILED, Stat::healthy, false),
+            (DEGRADED, Stat::degraded, true),
+        ] {
+            let was = (before & bit != 0) == counts_when_set;
+            let is = (after & bit != 0) == counts_when_set;
+            match (was, is) {
+                (false, true) => self.stats.inc(row, gauge),
+                (true, false) => self.stats.dec(row, gauge),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The health-check thread: follows the clusters it is sent, starting a
+/// task for each new host and stopping those of hosts that went.
+async fn run(clusters: flume::Receiver<Vec<Checked>>, reports: crossbeam_channel::Sender<Report>) {
+    let mut running: HashMap<(String, usize), Running> = HashMap::new();
+    let seed = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    while let Ok(list) = clusters.recv_async().await {
+        let mut next = HashMap::new();
+        for c in list {
+            let key = (c.name.clone(), c.pool_id);
+            let mut r = running.remove(&key).unwrap_or_else(|| Running {
+                cluster: Rc::new(ClusterChecks {
+                    authority: match &c.config.probe {
+                        crate::config::Probe::Http(h) => h.host.clone(),
+                        crate::config::Probe::Tcp(_) => None,
+                    }
+                    .unwrap_or_else(|| c.name.clone()),
+                    name: c.name,
+                    pool_id: c.pool_id,
+                    config: c.config,
+                    tls: std::cell::RefCell::new(None),
+                    cluster_stats: c.cluster_stats,
+                    stats: c.stats,
+                    reports: reports.clone(),
+                    rng: Cell::new(seed ^ (c.pool_id as u64).wrapping_mul(0x100_0000_01b3)),
+                }),
+                hosts: HashMap::new(),
+            });
+            *r.cluster.tls.borrow_mut() = c.tls;
+            let mut hosts = HashMap::new();
+            for (addr, server_name) in c.hosts {
+                let stop = match r.hosts.remove(&addr) {
+                    Some(stop) => stop,
+                    None => {
+                        let (stop_tx, stop_rx) = flume::bounded(1);
+                        let cluster = r.cluster.clone();
+                        let host = addr.clone();
+                        monoio::spawn(check_host(cluster, host, server_name, stop_rx));
+                        stop_tx
+                    }
+                };
+                hosts.insert(addr, stop);
+            }
+            r.hosts = hosts;
+            next.insert(key, r);
+        }
+        // Dropping the others' senders ends their tasks.
+        running = next;
+    }
+}
+
+/// Checks one host until told to stop (its sender dropped).
+async fn check_host(
+    cluster: Rc<ClusterChecks>,
+    addr: Address,
+    server_name: Option<String>,
+    stop: flume::Receiver<()>,
+) {
+    let config = cluster.config.clone();
+    let mut session = Session::default();
+    let mut prober = Prober::default();
+    let mut wait = first_wait(&config, cluster.random());
+    let row = cluster.stats.main_row();
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(wait) => {}
+            _ = stop.recv_async() => break,
+        }
+        cluster.stats.inc(row, Stat::attempt);
+        let tls = cluster.tls.borrow().clone();
+        let target = Target {
+            addr: &addr,
+            tls: tls.as_ref().map(|t| (t, server_name.as_deref())),
+            authority: &cluster.authority,
+        };
+        let check = prober.check(
+            &config.probe,
+            &target,
+            config.timeout,
+            config.reuse_connection,
+        );
+        let outcome = monoio::select! {
+            outcome = check => outcome,
+            _ = stop.recv_async() => break,
+        };
+        if outcome.verified_cluster {
+            cluster.stats.inc(row, Stat::verify_cluster);
+        }
+        match outcome.verdict {
+            Verdict::Healthy { .. } => cluster.stats.inc(row, Stat::success),
+            Verdict::Failed { .. } => cluster.stats.inc(row, Stat::failure),
+            Verdict::Network | Verdict::Timeout => {
+                cluster.stats.inc(row, Stat::failure);
+                cluster.stats.inc(row, Stat::network_failure);
+            }
+        }
+        let before = session.flags;
+        let transition = session.take(outcome.verdict, &config);
+        cluster.count(before, session.flags);
+        if session.flags != before {
+            let _ = cluster.reports.send(Report {
+                cluster: cluster.name.clone(),
+                pool_id: cluster.pool_id,
+                addr: addr.clone(),
+                flags: session.flags,
+            });
+        }
+        wait = next_wait(
+            &config,
+            session.is_healthy(),
+            transition,
+            cluster.had_traffic(),
+            || cluster.random(),
+        );
+    }
+    // The host leaves the gauges with its checks.
+    cluster.count(session.flags, FAILED);
+}
