@@ -1,0 +1,380 @@
+//! Active health checking against Envoy 1.40 on the same configs and the
+//! same upstreams: the flags `/clusters` shows as hosts fail, time out,
+//! degrade, ask to be excluded and recover; the `health_check.*` and
+//! membership stats; the requests the checks send; routing around a
+//! failed host; an upstream Envoy put in `/healthcheck/fail`; and the
+//! validation verdicts.
+
+mod common;
+use common::oracle::{with_admin, Envoy, Pair};
+use common::*;
+use std::time::Duration;
+
+/// A `health_checks` block (four-space indent) with `probe` as its
+/// checker and `extra` fields.
+fn health_checks(probe: &str, extra: &str) -> String {
+    format!(
+        "    health_checks:\n    - {{ timeout: 0.5s, interval: 0.1s, unhealthy_threshold: 2, healthy_threshold: 2{extra}, {probe} }}\n"
+    )
+}
+
+/// Every host's `/clusters` health flags, with its cluster and address
+/// (both proxies check the same upstreams).
+fn flags(body: &str) -> String {
+    let mut lines: Vec<&str> = body
+        .lines()
+        .filter(|l| l.contains("::health_flags::"))
+        .collect();
+    lines.sort_unstable();
+    lines.join("\n")
+}
+
+/// Waits until `admin`'s `/clusters` shows the last host's flags as
+/// `expected`, then for both proxies to agree.
+fn until_flags(pair: &Pair, expected: &str, what: &str) {
+    let suffix = format!("::health_flags::{expected}");
+    admin_until(pair.ringway_admin, "/clusters", |body| {
+        flags(body).ends_with(&suffix)
+    });
+    let (_, clusters) = admin_request(pair.ringway_admin, "GET", "/clusters");
+    assert!(flags(&clusters).ends_with(&suffix), "{what}: {clusters}");
+    pair.assert_same_admin("/clusters", flags);
+}
+
+/// A port nothing listens on.
+fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+const STATS: &[&str] = &[
+    "cluster.c.health_check.attempt",
+    "cluster.c.health_check.success",
+    "cluster.c.health_check.failure",
+    "cluster.c.health_check.network_failure",
+    "cluster.c.health_check.passive_failure",
+    "cluster.c.health_check.verify_cluster",
+    "cluster.c.health_check.healthy",
+    "cluster.c.health_check.degraded",
+    "cluster.c.membership_total",
+    "cluster.c.membership_healthy",
+    "cluster.c.membership_degraded",
+    "cluster.c.membership_excluded",
+];
+
+#[test]
+fn a_dead_host_fails_its_check_and_requests_go_around_it_as_in_envoy() {
+    let good = Backend::start("good");
+    let dead = dead_port();
+    // No traffic yet: one check per host, then the 60 s no-traffic wait.
+    let cluster = format!(
+        "{}{}        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {dead} }} }} }}\n",
+        static_cluster(
+            "c",
+            &[(&good, 1)],
+            &health_checks("http_health_check: { path: /healthz }", ""),
+        ),
+        ""
+    );
+    let Some(pair) = Pair::start(
+        "a_dead_host_fails_its_check_as_in_envoy",
+        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    pair.assert_same_admin("/clusters", flags);
+    let (_, clusters) = admin_request(pair.ringway_admin, "GET", "/clusters");
+    assert!(flags(&clusters).contains(&format!(
+        "127.0.0.1:{dead}::health_flags::/failed_active_hc"
+    )));
+    pair.assert_same_stats(STATS);
+    // Both proxies' checks asked the same: GET /healthz, host: the
+    // cluster's name, user-agent Envoy/HC, nothing else.
+    let seen = good.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for s in &seen {
+        assert_eq!((s.method.as_str(), s.path.as_str()), ("GET", "/healthz"));
+        let mut headers: Vec<(String, String)> = s
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect();
+        headers.sort();
+        assert_eq!(
+            headers,
+            [
+                ("host".into(), "c".into()),
+                ("user-agent".into(), "Envoy/HC".into())
+            ]
+        );
+    }
+    for port in [pair.ringway.port, pair.envoy.port] {
+        for _ in 0..6 {
+            assert_eq!(get(port, "a", "/").status, 200);
+        }
+    }
+}
+
+#[test]
+fn answers_move_the_flags_as_in_envoy() {
+    let peer = PortPeer::start(&["python3", "tests/peers/hc_backend.py"]);
+    let cluster = port_cluster("c", peer.1).replacen(
+        "    load_assignment:",
+        &format!(
+            "{}    load_assignment:",
+            health_checks(
+                "http_health_check: { path: /healthz }",
+                ", no_traffic_interval: 0.1s"
+            )
+        ),
+        1,
+    );
+    let Some(pair) = Pair::start(
+        "answers_move_the_flags_as_in_envoy",
+        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    let set = |query: &str| {
+        assert_eq!(get(peer.1, "peer", &format!("/set?{query}")).status, 200);
+    };
+    let mut degraded_once = false;
+    for (query, expected) in [
+        ("status=200", "healthy"),
+        // A status outside expected_statuses fails the host at once.
+        ("status=503", "/failed_active_hc"),
+        (
+            "status=503&immediate=1",
+            "/failed_active_hc/excluded_via_immediate_hc_fail",
+        ),
+        // healthy_threshold successes bring it back, excluded no more.
+        ("status=200", "healthy"),
+        ("status=200&degraded=1", "/degraded_active_hc"),
+        ("status=200", "healthy"),
+    ] {
+        set(query);
+        until_flags(&pair, expected, query);
+        // Not membership_excluded: Envoy recounts membership only when a
+        // host's health changes, and an already failed host that starts
+        // asking to be excluded does not. Not health_check.degraded once
+        // a host was degraded: Envoy never takes it back down (README,
+        // deviations).
+        let compared = if degraded_once {
+            &STATS[8..11]
+        } else {
+            &STATS[6..11]
+        };
+        pair.assert_same_stats(compared);
+        degraded_once |= query.contains("degraded");
+    }
+    let (_, stats) = admin_request(pair.ringway_admin, "GET", "/stats");
+    assert!(
+        stats.contains("cluster.c.health_check.degraded: 0\n"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("cluster.c.health_check.healthy: 1\n"),
+        "{stats}"
+    );
+}
+
+#[test]
+fn tcp_checks_match_payloads_and_time_out_as_in_envoy() {
+    let backend = Backend::start("b");
+    let dead = dead_port();
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let request = hex("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    let cluster = |name: &str, port: u16, probe: &str| {
+        port_cluster(name, port).replacen(
+            "    load_assignment:",
+            &format!("{}    load_assignment:", health_checks(probe, "")),
+            1,
+        )
+    };
+    let clusters = [
+        cluster(
+            "answers",
+            backend.port(),
+            &format!(
+                "tcp_health_check: {{ send: {{ text: '{request}' }}, receive: [{{ text: '{}' }}, {{ text: '{}' }}] }}",
+                hex("HTTP/1.1"),
+                hex("200")
+            ),
+        ),
+        cluster(
+            "wrong_answer",
+            backend.port(),
+            &format!(
+                "tcp_health_check: {{ send: {{ text: '{request}' }}, receive: [{{ text: '{}' }}] }}",
+                hex("HTTP/1.1 404")
+            ),
+        ),
+        cluster("connects", backend.port(), "tcp_health_check: {}"),
+        cluster("refused", dead, "tcp_health_check: {}"),
+    ]
+    .concat();
+    let Some(pair) = Pair::start(
+        "tcp_checks_match_payloads_and_time_out_as_in_envoy",
+        &with_admin(&http_config(&catch_all("answers", ""), &clusters)),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    pair.assert_same_admin("/clusters", flags);
+    let (_, body) = admin_request(pair.ringway_admin, "GET", "/clusters");
+    let shown = flags(&body);
+    for expected in ["answers::", "connects::", "refused::", "wrong_answer::"] {
+        assert!(shown.contains(expected), "{shown}");
+    }
+    assert!(
+        shown.contains("::health_flags::/failed_active_hc/active_hc_timeout"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn an_upstream_envoy_in_healthcheck_fail_is_excluded_at_once() {
+    let Some(bin) = common::oracle::envoy_or_skip("an_upstream_envoy_in_healthcheck_fail") else {
+        return;
+    };
+    // The upstream: Envoy with its health_check filter answering
+    // /healthz itself, 503 with x-envoy-immediate-health-check-fail once
+    // its admin's /healthcheck/fail is called.
+    let hcm = direct_response_filter("up", "hi").replace(
+        "          http_filters:\n",
+        "          http_filters:\n          - name: envoy.filters.http.health_check\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck\n              pass_through_mode: false\n              headers: [{ name: ':path', string_match: { exact: /healthz } }]\n",
+    );
+    let upstream = Envoy::start(
+        &bin,
+        &with_admin(&format!(
+            "static_resources:\n  listeners:\n  - name: up\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}\n    filter_chains:\n    - filters:\n{hcm}"
+        )),
+    );
+    let cluster = port_cluster("c", upstream.port).replacen(
+        "    load_assignment:",
+        &format!(
+            "{}    load_assignment:",
+            health_checks(
+                "http_health_check: { path: /healthz }",
+                ", no_traffic_interval: 0.1s"
+            )
+        ),
+        1,
+    );
+    let Some(pair) = Pair::start(
+        "an_upstream_envoy_in_healthcheck_fail_is_excluded_at_once",
+        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    pair.assert_same_admin("/clusters", flags);
+    for (command, expected) in [
+        (
+            "/healthcheck/fail",
+            "/failed_active_hc/excluded_via_immediate_hc_fail",
+        ),
+        ("/healthcheck/ok", "healthy"),
+    ] {
+        assert_eq!(admin_request(upstream.admin, "POST", command).0, 200);
+        until_flags(&pair, expected, command);
+    }
+}
+
+#[test]
+fn health_check_fields_validate_as_in_envoy() {
+    let Some(bin) = common::oracle::envoy_or_skip("health_check_fields_validate_as_in_envoy")
+    else {
+        return;
+    };
+    let backend = Backend::start("b");
+    let base = "timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1";
+    for (check, valid) in [
+        (format!("{{ {base}, http_health_check: {{ path: /h }} }}"), true),
+        (
+            format!("{{ {base}, http_health_check: {{ path: /h, expected_statuses: [{{ start: 200, end: 200 }}] }} }}"),
+            false,
+        ),
+        (
+            format!("{{ {base}, http_health_check: {{ path: /h, retriable_statuses: [{{ start: 99, end: 200 }}] }} }}"),
+            false,
+        ),
+        (
+            format!("{{ {base}, http_health_check: {{ path: /h, method: CONNECT }} }}"),
+            false,
+        ),
+        (format!("{{ {base}, http_health_check: {{ path: '' }} }}"), false),
+        (format!("{{ {base}, tcp_health_check: {{ send: {{ text: zz }} }} }}"), false),
+        (format!("{{ {base}, tcp_health_check: {{}}, no_traffic_interval: 0s }}"), false),
+        (
+            "{ timeout: 1s, interval: 1s, unhealthy_threshold: 1, tcp_health_check: {} }".into(),
+            false,
+        ),
+        (
+            "{ timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1 }".into(),
+            false,
+        ),
+        (
+            format!("{{ {base}, http_health_check: {{ path: /h, receive: [{{ text: '6f6b' }}], response_buffer_size: 1 }} }}"),
+            false,
+        ),
+    ] {
+        let cluster = static_cluster(
+            "c",
+            &[(&backend, 1)],
+            &format!("    health_checks: [{check}]\n"),
+        );
+        let config = http_config(&catch_all("c", ""), &cluster).replace("{port}", "0");
+        let (envoy_ok, envoy_says) = common::oracle::envoy_validate(&bin, &config);
+        let (ringway_ok, ringway_says) = common::oracle::ringway_validate(&config);
+        assert_eq!(envoy_ok, valid, "{check}: {envoy_says}");
+        assert_eq!(ringway_ok, valid, "{check}: {ringway_says}");
+    }
+}
+
+#[test]
+fn a_healthy_host_is_checked_less_often_until_the_cluster_has_traffic() {
+    // Envoy's documented intervals: until the cluster opens a connection
+    // for traffic, a healthy host waits `no_traffic_healthy_interval`
+    // between checks; after, `interval`.
+    let backend = Backend::start("b");
+    let cluster = static_cluster(
+        "c",
+        &[(&backend, 1)],
+        &health_checks(
+            "http_health_check: { path: /healthz }",
+            ", no_traffic_interval: 0.1s, no_traffic_healthy_interval: 0.5s",
+        ),
+    );
+    let admin = free_port();
+    let config = format!(
+        "{}{}",
+        admin_block(admin),
+        http_config(&catch_all("c", ""), &cluster)
+    );
+    let proxy = Proxy::start(&config, &[]);
+    let checks = || {
+        backend
+            .seen()
+            .iter()
+            .filter(|s| s.path == "/healthz")
+            .count()
+    };
+    let in_a_second = || {
+        let before = checks();
+        std::thread::sleep(Duration::from_secs(1));
+        checks() - before
+    };
+    let quiet = in_a_second();
+    assert!((1..=3).contains(&quiet), "{quiet} checks in a quiet second");
+    assert_eq!(get(proxy.port, "a", "/").status, 200);
+    std::thread::sleep(Duration::from_millis(600));
+    let busy = in_a_second();
+    // 0.1 s apart: about ten, allowing a slow machine.
+    assert!(
+        (6..=12).contains(&busy),
+        "{busy} checks in a second after traffic"
+    );
+}
