@@ -320,6 +320,12 @@ fn health_check_fields_validate_as_in_envoy() {
             format!("{{ {base}, http_health_check: {{ path: /h, receive: [{{ text: '6f6b' }}], response_buffer_size: 1 }} }}"),
             false,
         ),
+        // A gRPC check on a cluster that speaks HTTP/1.1 only.
+        (format!("{{ {base}, grpc_health_check: {{ service_name: s }} }}"), false),
+        (
+            format!("{{ {base}, http_health_check: {{ path: /h, codec_client_type: HTTP2, service_name_matcher: {{ prefix: c }} }} }}"),
+            true,
+        ),
     ] {
         let cluster = static_cluster(
             "c",
@@ -376,5 +382,83 @@ fn a_healthy_host_is_checked_less_often_until_the_cluster_has_traffic() {
     assert!(
         (6..=12).contains(&busy),
         "{busy} checks in a second after traffic"
+    );
+}
+
+#[test]
+fn grpc_and_http2_checks_judge_grpcios_health_service_as_envoy_does() {
+    if !tool_or_skip(
+        "grpc_and_http2_checks",
+        &["python3", "-c", "import grpc_health.v1.health"],
+    ) {
+        return;
+    }
+    let peer = PortPeer::start(&["python3", "tests/peers/grpc_peer.py", "health"]);
+    let cluster = |name: &str, probe: &str| {
+        port_cluster(name, peer.1).replacen(
+            "    load_assignment:",
+            &format!(
+                "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http2_protocol_options: {{}} }}\n{}    load_assignment:",
+                health_checks(probe, "")
+            ),
+            1,
+        )
+    };
+    let clusters = [
+        cluster("whole_server", "grpc_health_check: {}"),
+        cluster(
+            "serving",
+            "grpc_health_check: { service_name: up, authority: svc.local }",
+        ),
+        cluster("not_serving", "grpc_health_check: { service_name: down }"),
+        cluster(
+            "unknown_service",
+            "grpc_health_check: { service_name: nope }",
+        ),
+        // grpcio answers an unknown method with HTTP 200 (and a gRPC
+        // error in the trailers): healthy to an HTTP check.
+        cluster(
+            "http2",
+            "http_health_check: { path: /anything, codec_client_type: HTTP2 }",
+        ),
+    ]
+    .concat();
+    let Some(pair) = Pair::start(
+        "grpc_and_http2_checks_judge_grpcios_health_service_as_envoy_does",
+        &with_admin(&http_config(&catch_all("serving", ""), &clusters)),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    let expected = [
+        ("http2", "healthy"),
+        ("not_serving", "/failed_active_hc"),
+        ("serving", "healthy"),
+        ("unknown_service", "/failed_active_hc"),
+        ("whole_server", "healthy"),
+    ];
+    let shown = |body: &str| -> Vec<(String, String)> {
+        flags(body)
+            .lines()
+            .filter_map(|l| {
+                let (cluster, rest) = l.split_once("::")?;
+                Some((cluster.to_string(), rest.rsplit("::").next()?.to_string()))
+            })
+            .collect()
+    };
+    admin_until(pair.ringway_admin, "/clusters", |body| {
+        shown(body)
+            .iter()
+            .map(|(c, f)| (c.as_str(), f.as_str()))
+            .eq(expected)
+    });
+    pair.assert_same_admin("/clusters", flags);
+    let (_, body) = admin_request(pair.ringway_admin, "GET", "/clusters");
+    assert!(
+        shown(&body)
+            .iter()
+            .map(|(c, f)| (c.as_str(), f.as_str()))
+            .eq(expected),
+        "{body}"
     );
 }

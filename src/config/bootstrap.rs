@@ -1793,6 +1793,21 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
             "auto_config picks the protocol by TLS ALPN: the cluster needs a TLS transport_socket",
         );
     }
+    let health_check = obj
+        .get("health_checks")
+        .and_then(|h| super::health_check::health_checks(&h, errs));
+    let grpc_checked = health_check
+        .as_ref()
+        .is_some_and(|h| matches!(h.probe, super::Probe::Grpc(_)));
+    if grpc_checked && matches!(upstream_protocol, UpstreamProtocol::Http1) {
+        errs.add(
+            &format!("{}.health_checks", node.path()),
+            format!(
+                "{} cluster must support HTTP/2 for gRPC healthchecking",
+                name.as_deref().unwrap_or_default()
+            ),
+        );
+    }
     let circuit_breakers = obj
         .get("circuit_breakers")
         .map(|c| super::circuit_breakers::circuit_breakers(&c, errs))
@@ -1825,9 +1840,7 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
             .get("outlier_detection")
             .and_then(|o| super::outlier::outlier_detection(&o, errs)),
         healthy_panic_threshold: super::lb::healthy_panic_threshold(&obj, errs),
-        health_check: obj
-            .get("health_checks")
-            .and_then(|h| super::health_check::health_checks(&h, errs)),
+        health_check,
     })
 }
 

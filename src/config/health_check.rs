@@ -11,13 +11,13 @@ static HEALTH_CHECK: Fields = Fields {
     known: &[
         "timeout", "interval", "initial_jitter", "interval_jitter", "interval_jitter_percent",
         "unhealthy_threshold", "healthy_threshold", "alt_port", "reuse_connection",
-        "http_health_check", "tcp_health_check", "no_traffic_interval",
+        "http_health_check", "tcp_health_check", "grpc_health_check", "no_traffic_interval",
         "no_traffic_healthy_interval", "unhealthy_interval", "unhealthy_edge_interval",
         "healthy_edge_interval", "always_log_health_check_failures",
         "always_log_health_check_success",
     ],
     unsupported: &[
-        "name", "grpc_health_check", "custom_health_check", "event_log_path", "event_logger",
+        "name", "custom_health_check", "event_log_path", "event_logger",
         "event_service", "tls_options", "transport_socket_match_criteria",
     ],
 };
@@ -34,6 +34,11 @@ static HTTP_HEALTH_CHECK: Fields = Fields {
 static TCP_HEALTH_CHECK: Fields = Fields {
     known: &["send", "receive"],
     unsupported: &["proxy_protocol_config"],
+};
+#[rustfmt::skip]
+static GRPC_HEALTH_CHECK: Fields = Fields {
+    known: &["service_name", "authority", "initial_metadata"],
+    unsupported: &[],
 };
 #[rustfmt::skip]
 static PAYLOAD: Fields = Fields {
@@ -88,6 +93,20 @@ pub enum Probe {
     Http(HttpCheck),
     /// `tcp_health_check`.
     Tcp(TcpCheck),
+    /// `grpc_health_check`.
+    Grpc(GrpcCheck),
+}
+
+/// `grpc_health_check`: `grpc.health.v1.Health/Check` over HTTP/2.
+#[derive(Debug, Clone)]
+pub struct GrpcCheck {
+    /// `service_name` asked about (empty: the server as a whole).
+    pub service_name: String,
+    /// `authority`: the request's `:authority`; the cluster's name when
+    /// empty.
+    pub authority: Option<String>,
+    /// `initial_metadata`, as `request_headers_to_add` in HTTP checks.
+    pub metadata: Vec<(String, String, bool)>,
 }
 
 /// `http_health_check`.
@@ -116,6 +135,8 @@ pub struct HttpCheck {
     /// `service_name_matcher`: what the upstream's
     /// `x-envoy-upstream-healthchecked-cluster` must say.
     pub service_name_matcher: Option<StringMatcher>,
+    /// `codec_client_type: HTTP2`: checks over HTTP/2 (prior knowledge).
+    pub http2: bool,
 }
 
 impl HttpCheck {
@@ -204,21 +225,23 @@ fn health_check(node: &Node, errs: &mut Errors) -> Option<HealthCheck> {
             b.bool(errs);
         }
     }
-    let probe = match (o.get("http_health_check"), o.get("tcp_health_check")) {
-        (Some(h), None) => http_check(&h, errs).map(Probe::Http),
-        (None, Some(t)) => tcp_check(&t, errs).map(Probe::Tcp),
-        (Some(_), Some(_)) => {
+    let checkers = ["http_health_check", "tcp_health_check", "grpc_health_check"];
+    let given: Vec<Node> = checkers.iter().filter_map(|name| o.get(name)).collect();
+    let probe = match given.as_slice() {
+        [one] => match one.path().rsplit('.').next() {
+            Some("http_health_check") => http_check(one, errs).map(Probe::Http),
+            Some("tcp_health_check") => tcp_check(one, errs).map(Probe::Tcp),
+            _ => grpc_check(one, errs).map(Probe::Grpc),
+        },
+        [] => {
             errs.add(
                 o.path(),
-                "expected one of http_health_check and tcp_health_check, not both",
+                "expected a health checker: http_health_check, tcp_health_check or grpc_health_check",
             );
             None
         }
-        (None, None) => {
-            errs.add(
-                o.path(),
-                "expected a health checker: http_health_check or tcp_health_check",
-            );
+        _ => {
+            errs.add(o.path(), "expected one health checker, not several");
             None
         }
     };
@@ -269,27 +292,18 @@ fn http_check(node: &Node, errs: &mut Errors) -> Option<HttpCheck> {
         }
         None => "GET",
     };
-    if let Some(codec) = o.get("codec_client_type") {
-        if codec.enumeration(errs, &["HTTP1", "HTTP2", "HTTP3"])? != "HTTP1" {
-            errs.add(
-                codec.path(),
-                "health checks over HTTP/2 and HTTP/3 are not supported yet",
-            );
-        }
-    }
+    let http2 = match o.get("codec_client_type") {
+        Some(codec) => match codec.enumeration(errs, &["HTTP1", "HTTP2", "HTTP3"])? {
+            "HTTP3" => {
+                errs.add(codec.path(), "health checks over HTTP/3 are not supported");
+                false
+            }
+            name => name == "HTTP2",
+        },
+        None => false,
+    };
     let mutations = super::route_action::header_mutations(&o, errs, "request");
-    let mut headers_to_add = Vec::new();
-    for (i, h) in mutations.add.iter().enumerate() {
-        let Some(value) = h.value.literal() else {
-            errs.add(
-                &format!("{}.request_headers_to_add[{i}]", o.path()),
-                "%…% operators in health check headers are not supported yet",
-            );
-            continue;
-        };
-        let replace = !matches!(h.action, super::AppendAction::AppendIfExistsOrAdd);
-        headers_to_add.push((h.name.clone(), value, replace));
-    }
+    let headers_to_add = literal_headers(&o, errs, &mutations.add, "request_headers_to_add");
     let expected = ranges(&o, errs, "expected_statuses", "expected");
     let retriable = ranges(&o, errs, "retriable_statuses", "retriable");
     let receive = payloads(&o, errs);
@@ -323,6 +337,55 @@ fn http_check(node: &Node, errs: &mut Errors) -> Option<HttpCheck> {
         service_name_matcher: o
             .get("service_name_matcher")
             .and_then(|m| string_matcher(&m, errs)),
+        http2,
+    })
+}
+
+/// Headers to add whose values are literal: names, values, and whether
+/// each replaces a header of its name.
+fn literal_headers(
+    o: &Obj,
+    errs: &mut Errors,
+    add: &[super::HeaderToAdd],
+    field: &str,
+) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for (i, h) in add.iter().enumerate() {
+        let Some(value) = h.value.literal() else {
+            errs.add(
+                &format!("{}.{field}[{i}]", o.path()),
+                "%…% operators in health check headers are not supported yet",
+            );
+            continue;
+        };
+        let replace = !matches!(h.action, super::AppendAction::AppendIfExistsOrAdd);
+        out.push((h.name.clone(), value, replace));
+    }
+    out
+}
+
+fn grpc_check(node: &Node, errs: &mut Errors) -> Option<GrpcCheck> {
+    let o = node.object(errs, &GRPC_HEALTH_CHECK)?;
+    let text = |name: &str, errs: &mut Errors| {
+        o.get(name)
+            .and_then(|n| n.str(errs))
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let service_name = text("service_name", errs).unwrap_or_default();
+    let authority = text("authority", errs);
+    let add: Vec<super::HeaderToAdd> = o
+        .get("initial_metadata")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|h| super::route_action::header_to_add(h, errs))
+        .collect();
+    let metadata = literal_headers(&o, errs, &add, "initial_metadata");
+    Some(GrpcCheck {
+        service_name,
+        authority,
+        metadata,
     })
 }
 

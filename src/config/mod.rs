@@ -27,7 +27,7 @@ mod xds;
 pub use bootstrap::*;
 pub use circuit_breakers::{CircuitBreakers, Priority, RetryBudget, Thresholds};
 pub use connection_filters::{ConnectionFilter, TokenBucket};
-pub use health_check::{HealthCheck, HttpCheck, Probe, TcpCheck};
+pub use health_check::{GrpcCheck, HealthCheck, HttpCheck, Probe, TcpCheck};
 pub use http2::{Codec, Http2Options, Keepalive};
 pub use lb::*;
 pub use listener::*;

@@ -492,7 +492,7 @@ pub fn redirect(node: Node, errs: &mut Errors) -> Option<Redirect> {
     })
 }
 
-fn header_to_add(node: Node, errs: &mut Errors) -> Option<HeaderToAdd> {
+pub(super) fn header_to_add(node: Node, errs: &mut Errors) -> Option<HeaderToAdd> {
     let obj = node.object(errs, &HEADER_VALUE_OPTION)?;
     let header = obj.require(errs, "header")?;
     let ho = header.object(errs, &HEADER_VALUE)?;

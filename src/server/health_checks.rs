@@ -138,8 +138,8 @@ struct ClusterChecks {
     name: String,
     pool_id: usize,
     config: Arc<HealthCheck>,
-    /// The `host` of HTTP checks: the configured one, else the cluster's
-    /// name.
+    /// The `host` of HTTP checks and `:authority` of gRPC ones: the
+    /// configured one, else the cluster's name.
     authority: String,
     tls: std::cell::RefCell<Option<Arc<ClientTls>>>,
     cluster_stats: Arc<Scope<ClusterStat>>,
@@ -197,6 +197,7 @@ async fn run(clusters: flume::Receiver<Vec<Checked>>, reports: crossbeam_channel
                 cluster: Rc::new(ClusterChecks {
                     authority: match &c.config.probe {
                         crate::config::Probe::Http(h) => h.host.clone(),
+                        crate::config::Probe::Grpc(g) => g.authority.clone(),
                         crate::config::Probe::Tcp(_) => None,
                     }
                     .unwrap_or_else(|| c.name.clone()),

@@ -4,6 +4,10 @@ generated code is needed).
     grpc_peer.py server            serves test.Echo on a free port; prints it
     grpc_peer.py client PORT       runs every call kind through PORT, one
                                    result line per call
+    grpc_peer.py health            serves grpc.health.v1 (grpcio's own
+                                   servicer) on a free port; prints it:
+                                   "" and "up" SERVING, "down" NOT_SERVING,
+                                   any other service NOT_FOUND
 
 Service test.Echo:
     Unary          echoes the request
@@ -158,8 +162,25 @@ def client(port):
     run("after-cancel", lambda: call("unary_unary", "Unary")(b"again", timeout=10))
 
 
+def health():
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    servicer = health.HealthServicer()
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    servicer.set("up", health_pb2.HealthCheckResponse.SERVING)
+    servicer.set("down", health_pb2.HealthCheckResponse.NOT_SERVING)
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, srv)
+    port = srv.add_insecure_port("127.0.0.1:0")
+    srv.start()
+    print(port, flush=True)
+    srv.wait_for_termination()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         server()
+    elif sys.argv[1] == "health":
+        health()
     else:
         client(int(sys.argv[2]))

@@ -1,12 +1,16 @@
 //! One health check on the wire: an HTTP/1.1 request or a TCP exchange
 //! with a host, judged as Envoy's HTTP and TCP health checkers judge it.
 
+use super::h2probe;
 use super::session::Verdict;
 use crate::config::{HttpCheck, Probe, TcpCheck};
 use crate::http::codec::{has_token, ChunkedDecoder};
-use crate::net::{Address, Stream};
+use crate::net::{Address, ByteCounts, Stream};
 use crate::tls::ClientTls;
+use bytes::Bytes;
+use h2::client::SendRequest;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +29,8 @@ pub struct Target<'a> {
     /// The cluster's TLS context and the server name to send, when it
     /// speaks TLS.
     pub tls: Option<(&'a Arc<ClientTls>, Option<&'a str>)>,
-    /// The HTTP check's `host` header value.
+    /// The HTTP check's `host` header value, the gRPC check's
+    /// `:authority`.
     pub authority: &'a str,
 }
 
@@ -51,6 +56,7 @@ impl From<Verdict> for Outcome {
 #[derive(Default)]
 pub struct Prober {
     conn: Option<Stream>,
+    h2: Option<SendRequest<Bytes>>,
 }
 
 impl Prober {
@@ -65,17 +71,76 @@ impl Prober {
     ) -> Outcome {
         let attempt = async {
             match probe {
+                Probe::Http(http) if http.http2 => {
+                    self.over_h2(target, reuse, |client, scheme| {
+                        h2probe::http(client, http, target.authority, scheme)
+                    })
+                    .await
+                }
                 Probe::Http(http) => self.http(http, target, reuse).await,
                 Probe::Tcp(tcp) => self.tcp(tcp, target, reuse).await.into(),
+                Probe::Grpc(grpc) => {
+                    self.over_h2(target, reuse, |client, scheme| async move {
+                        let ms = timeout.as_millis();
+                        h2probe::grpc(client, grpc, target.authority, scheme, ms)
+                            .await
+                            .map(Outcome::from)
+                    })
+                    .await
+                }
             }
         };
         match monoio::time::timeout(timeout, attempt).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 self.conn = None;
+                self.h2 = None;
                 Verdict::Timeout.into()
             }
         }
+    }
+
+    /// Runs `exchange` on the kept HTTP/2 connection or a new one (kept
+    /// afterwards when `reuse`); a failed exchange is a network failure.
+    async fn over_h2<F>(
+        &mut self,
+        target: &Target<'_>,
+        reuse: bool,
+        exchange: impl FnOnce(SendRequest<Bytes>, &'static str) -> F,
+    ) -> Outcome
+    where
+        F: std::future::Future<Output = Option<Outcome>>,
+    {
+        if self.h2.is_none() {
+            let Some(stream) = self.connection(target).await else {
+                return Verdict::Network.into();
+            };
+            let io = stream.into_poll(Vec::new(), Rc::new(ByteCounts::default()));
+            let handshake = h2::client::Builder::new()
+                .enable_push(false)
+                .handshake::<_, Bytes>(io)
+                .await;
+            let Ok((client, connection)) = handshake else {
+                return Verdict::Network.into();
+            };
+            monoio::spawn(async move {
+                let _ = connection.await;
+            });
+            self.h2 = Some(client);
+        }
+        let scheme = if target.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let Some(client) = self.h2.clone() else {
+            return Verdict::Network.into();
+        };
+        let outcome = exchange(client, scheme).await;
+        if !reuse || outcome.is_none() {
+            self.h2 = None;
+        }
+        outcome.unwrap_or_else(|| Verdict::Network.into())
     }
 
     /// The kept connection, or a new one.
@@ -173,18 +238,18 @@ fn request(check: &HttpCheck, authority: &str) -> Vec<u8> {
 }
 
 /// A response as a check reads it.
-struct Response {
-    status: u16,
+pub(super) struct Response {
+    pub(super) status: u16,
     /// `x-envoy-immediate-health-check-fail` was present.
-    immediate_fail: bool,
+    pub(super) immediate_fail: bool,
     /// `x-envoy-degraded` was present.
-    degraded: bool,
+    pub(super) degraded: bool,
     /// `x-envoy-upstream-healthchecked-cluster`.
-    healthchecked_cluster: String,
+    pub(super) healthchecked_cluster: String,
     /// The start of the body (as much as `receive` needs).
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
     /// Whether the connection may carry the next check.
-    reusable: bool,
+    pub(super) reusable: bool,
 }
 
 /// How a response body ends.
@@ -319,7 +384,7 @@ fn head(parsed: &httparse::Response, head_request: bool) -> Option<(Response, Bo
 /// Envoy's verdict on an HTTP answer: the `receive` blocks, then the
 /// expected statuses (a retriable one counts toward the threshold), then
 /// the service name, and `x-envoy-degraded`.
-fn judge(check: &HttpCheck, r: &Response) -> Outcome {
+pub(super) fn judge(check: &HttpCheck, r: &Response) -> Outcome {
     let failed = |retriable| {
         Outcome::from(Verdict::Failed {
             retriable,
@@ -396,6 +461,7 @@ mod tests {
             receive: Vec::new(),
             response_buffer_size: 1024,
             service_name_matcher: None,
+            http2: false,
         };
         let text = String::from_utf8(request(&check, "svc")).unwrap();
         assert_eq!(

@@ -206,6 +206,7 @@ mod tests {
                 receive: Vec::new(),
                 response_buffer_size: 1024,
                 service_name_matcher: None,
+                http2: false,
             }),
         }
     }
