@@ -239,30 +239,8 @@ fn an_upstream_envoy_in_healthcheck_fail_is_excluded_at_once() {
     let Some(bin) = common::oracle::envoy_or_skip("an_upstream_envoy_in_healthcheck_fail") else {
         return;
     };
-    // The upstream: Envoy with its health_check filter answering
-    // /healthz itself, 503 with x-envoy-immediate-health-check-fail once
-    // its admin's /healthcheck/fail is called.
-    let hcm = direct_response_filter("up", "hi").replace(
-        "          http_filters:\n",
-        "          http_filters:\n          - name: envoy.filters.http.health_check\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck\n              pass_through_mode: false\n              headers: [{ name: ':path', string_match: { exact: /healthz } }]\n",
-    );
-    let upstream = Envoy::start(
-        &bin,
-        &with_admin(&format!(
-            "static_resources:\n  listeners:\n  - name: up\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}\n    filter_chains:\n    - filters:\n{hcm}"
-        )),
-    );
-    let cluster = port_cluster("c", upstream.port).replacen(
-        "    load_assignment:",
-        &format!(
-            "{}    load_assignment:",
-            health_checks(
-                "http_health_check: { path: /healthz }",
-                ", no_traffic_interval: 0.1s"
-            )
-        ),
-        1,
-    );
+    let upstream = upstream_envoy(&bin);
+    let cluster = checked_cluster(upstream.port, ", no_traffic_interval: 0.1s");
     let Some(pair) = Pair::start(
         "an_upstream_envoy_in_healthcheck_fail_is_excluded_at_once",
         &with_admin(&http_config(&catch_all("c", ""), &cluster)),
@@ -281,6 +259,69 @@ fn an_upstream_envoy_in_healthcheck_fail_is_excluded_at_once() {
         assert_eq!(admin_request(upstream.admin, "POST", command).0, 200);
         until_flags(&pair, expected, command);
     }
+}
+
+/// An upstream Envoy with its health_check filter answering /healthz
+/// itself; once its admin's /healthcheck/fail is called, /healthz answers
+/// 503 and every response carries x-envoy-immediate-health-check-fail.
+fn upstream_envoy(bin: &str) -> Envoy {
+    let hcm = direct_response_filter("up", "hi").replace(
+        "          http_filters:\n",
+        "          http_filters:\n          - name: envoy.filters.http.health_check\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck\n              pass_through_mode: false\n              headers: [{ name: ':path', string_match: { exact: /healthz } }]\n",
+    );
+    Envoy::start(
+        bin,
+        &with_admin(&format!(
+            "static_resources:\n  listeners:\n  - name: up\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}\n    filter_chains:\n    - filters:\n{hcm}"
+        )),
+    )
+}
+
+/// Cluster `c` on `port` with an HTTP check of /healthz and `extra`
+/// fields.
+fn checked_cluster(port: u16, extra: &str) -> String {
+    port_cluster("c", port).replacen(
+        "    load_assignment:",
+        &format!(
+            "{}    load_assignment:",
+            health_checks("http_health_check: { path: /healthz }", extra)
+        ),
+        1,
+    )
+}
+
+#[test]
+fn a_proxied_answer_asking_to_fail_checks_fails_the_host_at_once_as_in_envoy() {
+    let Some(bin) = common::oracle::envoy_or_skip("a_proxied_answer_asking_to_fail_checks") else {
+        return;
+    };
+    let upstream = upstream_envoy(&bin);
+    // Checks far apart: only the proxied answer can fail the host.
+    let cluster = checked_cluster(upstream.port, "")
+        .replace("interval: 0.1s", "interval: 60s, no_traffic_interval: 60s");
+    let Some(pair) = Pair::start(
+        "a_proxied_answer_asking_to_fail_checks_fails_the_host_at_once_as_in_envoy",
+        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    until_flags(&pair, "healthy", "start");
+    assert_eq!(
+        admin_request(upstream.admin, "POST", "/healthcheck/fail").0,
+        200
+    );
+    for port in [pair.ringway.port, pair.envoy.port] {
+        let r = get(port, "a", "/");
+        assert_eq!(r.status, 200);
+        assert!(r.header("x-envoy-immediate-health-check-fail").is_some());
+    }
+    until_flags(
+        &pair,
+        "/failed_active_hc/excluded_via_immediate_hc_fail",
+        "after a proxied answer",
+    );
+    pair.assert_same_stats(&STATS[..8]);
 }
 
 #[test]
@@ -399,7 +440,9 @@ fn grpc_and_http2_checks_judge_grpcios_health_service_as_envoy_does() {
             "    load_assignment:",
             &format!(
                 "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http2_protocol_options: {{}} }}\n{}    load_assignment:",
-                health_checks(probe, "")
+                // Python answers slower than the other peers under a
+                // loaded test run.
+                health_checks(probe, "").replace("timeout: 0.5s", "timeout: 3s")
             ),
             1,
         )

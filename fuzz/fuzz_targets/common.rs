@@ -68,8 +68,8 @@ impl Fixture {
         let snapshot = ConfigSnapshot::compile(&boot, false, &store, &sinks)
             .expect("the fuzz bootstrap compiles");
         let http = snapshot.listeners[0].http_chain(0).expect("an HTTP chain").http.clone();
-        let events = ringway::upstream::outlier::unheard();
-        let shard = Shard::new(0, Arc::new(Published::new(snapshot)), store, sinks, events);
+        let reports = ringway::server::shard::Reports::unheard();
+        let shard = Shard::new(0, Arc::new(Published::new(snapshot)), store, sinks, reports);
         Fixture { http, shard }
     }
 }

@@ -10,12 +10,13 @@ use crate::stats::sets::{Cluster as ClusterStat, HealthCheck as Stat};
 use crate::stats::{Scope, Store};
 use crate::tls::ClientTls;
 use crate::upstream::health::probe::{Prober, Target};
-use crate::upstream::health::session::{first_wait, next_wait, Session, Verdict};
-use crate::upstream::health::{DEGRADED, FAILED};
+use crate::upstream::health::session::{first_wait, next_wait, Session, Transition, Verdict};
+use crate::upstream::health::{PassiveFailure, DEGRADED, FAILED};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A host's new active health-check flags.
 #[derive(Debug)]
@@ -45,14 +46,15 @@ pub struct HealthChecks {
 }
 
 impl HealthChecks {
-    /// Starts the health-check thread (it ends when this is dropped).
-    pub fn start() -> Result<Self, String> {
+    /// Starts the health-check thread (it ends when this is dropped),
+    /// taking the shards' `passive` failures.
+    pub fn start(passive: flume::Receiver<PassiveFailure>) -> Result<Self, String> {
         let (clusters_tx, clusters_rx) = flume::unbounded();
         let (reports_tx, reports_rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("ringway-health".into())
             .spawn(move || {
-                let run = move || run(clusters_rx, reports_tx);
+                let run = move || run(clusters_rx, passive, reports_tx);
                 if let Err(e) = super::block_on(run) {
                     log::error!("health checks cannot start a runtime: {e}");
                 }
@@ -129,7 +131,8 @@ impl HealthChecks {
 /// A checked cluster on the health-check thread.
 struct Running {
     cluster: Rc<ClusterChecks>,
-    /// Each host's task, which ends when its sender drops.
+    /// Each host's task's inbox: a message is a passive failure; the task
+    /// ends when its sender drops.
     hosts: HashMap<Address, flume::Sender<()>>,
 }
 
@@ -165,6 +168,32 @@ impl ClusterChecks {
         self.cluster_stats.value(ClusterStat::upstream_cx_total) > 0
     }
 
+    /// Takes a verdict on the host at `addr`: counts it, moves the
+    /// gauges, and reports the host's new flags when they changed.
+    fn judge(&self, addr: &Address, session: &mut Session, verdict: Verdict) -> Transition {
+        let row = self.stats.main_row();
+        match verdict {
+            Verdict::Healthy { .. } => self.stats.inc(row, Stat::success),
+            Verdict::Failed { .. } | Verdict::Passive => self.stats.inc(row, Stat::failure),
+            Verdict::Network | Verdict::Timeout => {
+                self.stats.inc(row, Stat::failure);
+                self.stats.inc(row, Stat::network_failure);
+            }
+        }
+        let before = session.flags;
+        let transition = session.take(verdict, &self.config);
+        self.count(before, session.flags);
+        if session.flags != before {
+            let _ = self.reports.send(Report {
+                cluster: self.name.clone(),
+                pool_id: self.pool_id,
+                addr: addr.clone(),
+                flags: session.flags,
+            });
+        }
+        transition
+    }
+
     /// Moves the `healthy` and `degraded` gauges from a host's `before`
     /// flags to its `after` ones.
     fn count(&self, before: u8, after: u8) {
@@ -185,11 +214,34 @@ impl ClusterChecks {
 }
 
 /// The health-check thread: follows the clusters it is sent, starting a
-/// task for each new host and stopping those of hosts that went.
-async fn run(clusters: flume::Receiver<Vec<Checked>>, reports: crossbeam_channel::Sender<Report>) {
+/// task for each new host and stopping those of hosts that went, and
+/// hands each passive failure to its host's task.
+async fn run(
+    clusters: flume::Receiver<Vec<Checked>>,
+    passive: flume::Receiver<PassiveFailure>,
+    reports: crossbeam_channel::Sender<Report>,
+) {
     let mut running: HashMap<(String, usize), Running> = HashMap::new();
     let seed = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
-    while let Ok(list) = clusters.recv_async().await {
+    loop {
+        let list = monoio::select! {
+            list = clusters.recv_async() => match list {
+                Ok(list) => list,
+                Err(_) => break,
+            },
+            failure = passive.recv_async() => {
+                if let Ok(f) = failure {
+                    let inbox = running
+                        .get(&(f.cluster, f.pool_id))
+                        .and_then(|r| r.hosts.get(&f.addr));
+                    // One waiting is enough: the host is failed by then.
+                    if let Some(inbox) = inbox {
+                        let _ = inbox.try_send(());
+                    }
+                }
+                continue;
+            },
+        };
         let mut next = HashMap::new();
         for c in list {
             let key = (c.name.clone(), c.pool_id);
@@ -215,17 +267,17 @@ async fn run(clusters: flume::Receiver<Vec<Checked>>, reports: crossbeam_channel
             *r.cluster.tls.borrow_mut() = c.tls;
             let mut hosts = HashMap::new();
             for (addr, server_name) in c.hosts {
-                let stop = match r.hosts.remove(&addr) {
-                    Some(stop) => stop,
+                let inbox = match r.hosts.remove(&addr) {
+                    Some(inbox) => inbox,
                     None => {
-                        let (stop_tx, stop_rx) = flume::bounded(1);
+                        let (inbox_tx, inbox_rx) = flume::bounded(1);
                         let cluster = r.cluster.clone();
                         let host = addr.clone();
-                        monoio::spawn(check_host(cluster, host, server_name, stop_rx));
-                        stop_tx
+                        monoio::spawn(check_host(cluster, host, server_name, inbox_rx));
+                        inbox_tx
                     }
                 };
-                hosts.insert(addr, stop);
+                hosts.insert(addr, inbox);
             }
             r.hosts = hosts;
             next.insert(key, r);
@@ -235,22 +287,31 @@ async fn run(clusters: flume::Receiver<Vec<Checked>>, reports: crossbeam_channel
     }
 }
 
-/// Checks one host until told to stop (its sender dropped).
+/// Checks one host until told to stop (its inbox's sender dropped); a
+/// message in the inbox is a passive failure, taken between checks
+/// without moving the next one.
 async fn check_host(
     cluster: Rc<ClusterChecks>,
     addr: Address,
     server_name: Option<String>,
-    stop: flume::Receiver<()>,
+    inbox: flume::Receiver<()>,
 ) {
     let config = cluster.config.clone();
     let mut session = Session::default();
     let mut prober = Prober::default();
-    let mut wait = first_wait(&config, cluster.random());
+    let mut due = Instant::now() + first_wait(&config, cluster.random());
     let row = cluster.stats.main_row();
     loop {
         monoio::select! {
-            _ = monoio::time::sleep(wait) => {}
-            _ = stop.recv_async() => break,
+            _ = monoio::time::sleep_until(due.into()) => {}
+            message = inbox.recv_async() => {
+                if message.is_err() {
+                    break;
+                }
+                cluster.stats.inc(row, Stat::passive_failure);
+                cluster.judge(&addr, &mut session, Verdict::Passive);
+                continue;
+            },
         }
         cluster.stats.inc(row, Stat::attempt);
         let tls = cluster.tls.borrow().clone();
@@ -259,45 +320,28 @@ async fn check_host(
             tls: tls.as_ref().map(|t| (t, server_name.as_deref())),
             authority: &cluster.authority,
         };
-        let check = prober.check(
-            &config.probe,
-            &target,
-            config.timeout,
-            config.reuse_connection,
-        );
-        let outcome = monoio::select! {
-            outcome = check => outcome,
-            _ = stop.recv_async() => break,
-        };
+        // A host removed meanwhile stops once this check ends (within
+        // the timeout).
+        let outcome = prober
+            .check(
+                &config.probe,
+                &target,
+                config.timeout,
+                config.reuse_connection,
+            )
+            .await;
         if outcome.verified_cluster {
             cluster.stats.inc(row, Stat::verify_cluster);
         }
-        match outcome.verdict {
-            Verdict::Healthy { .. } => cluster.stats.inc(row, Stat::success),
-            Verdict::Failed { .. } => cluster.stats.inc(row, Stat::failure),
-            Verdict::Network | Verdict::Timeout => {
-                cluster.stats.inc(row, Stat::failure);
-                cluster.stats.inc(row, Stat::network_failure);
-            }
-        }
-        let before = session.flags;
-        let transition = session.take(outcome.verdict, &config);
-        cluster.count(before, session.flags);
-        if session.flags != before {
-            let _ = cluster.reports.send(Report {
-                cluster: cluster.name.clone(),
-                pool_id: cluster.pool_id,
-                addr: addr.clone(),
-                flags: session.flags,
-            });
-        }
-        wait = next_wait(
+        let transition = cluster.judge(&addr, &mut session, outcome.verdict);
+        let wait = next_wait(
             &config,
             session.is_healthy(),
             transition,
             cluster.had_traffic(),
             || cluster.random(),
         );
+        due = Instant::now() + wait;
     }
     // The host leaves the gauges with its checks.
     cluster.count(session.flags, FAILED);

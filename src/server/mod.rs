@@ -39,6 +39,9 @@ const RING_ENTRIES: u32 = 1024;
 /// Outlier reports queued for the main thread at most (a shard drops one
 /// past it; the host reports again at its next threshold).
 const OUTLIER_EVENTS: usize = 1024;
+/// Passive health-check failures queued for the health-check thread at
+/// most (a shard drops one past it; the host's next answer reports again).
+const PASSIVE_FAILURES: usize = 1024;
 /// Listen backlog of every listening socket (the admin's and listeners').
 const BACKLOG: i32 = 4096;
 
@@ -131,6 +134,7 @@ pub fn run(
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), String>>();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<usize>();
     let (outlier_tx, outlier_rx) = crossbeam_channel::bounded(OUTLIER_EVENTS);
+    let (passive_tx, passive_rx) = flume::bounded(PASSIVE_FAILURES);
     let mut plans = Vec::with_capacity(concurrency);
     for id in 0..concurrency {
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -143,7 +147,10 @@ pub fn run(
         let stop_rx = stop_rx.clone();
         let ready_tx = ready_tx.clone();
         let done_tx = done_tx.clone();
-        let events = outlier_tx.clone();
+        let reports = shard::Reports {
+            outlier: outlier_tx.clone(),
+            passive: passive_tx.clone(),
+        };
         std::thread::Builder::new()
             .name(format!("ringway-shard-{id}"))
             .spawn(move || {
@@ -152,7 +159,7 @@ pub fn run(
                 }
                 let ready = ready_tx.clone();
                 let shard_run = move || {
-                    let shard = Rc::new(Shard::new(id, published, store, sinks, events));
+                    let shard = Rc::new(Shard::new(id, published, store, sinks, reports));
                     run_shard(shard, plan_rx, stop_rx, ready)
                 };
                 if let Err(e) = block_on(shard_run) {
@@ -224,7 +231,7 @@ pub fn run(
         overload: overload::OverloadManager::new(&options.overload, &store)
             .map(|m| (m, options.overload.refresh)),
         ejections: ejections::Ejections::new(outlier_rx),
-        health: health_checks::HealthChecks::start()?,
+        health: health_checks::HealthChecks::start(passive_rx)?,
     };
     control.supervise(signals, &command_rx)?;
     let handed_over = control.handed_over;

@@ -9,6 +9,7 @@ use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::histogram::ShardHistograms;
 use crate::stats::{sets, Scope, Store};
 use crate::upstream::h2pool::H2Pool;
+use crate::upstream::health::PassiveFailure;
 use crate::upstream::lanes::Lanes;
 use crate::upstream::lb::{self, Balancer, RoundRobin};
 use crate::upstream::outlier;
@@ -103,6 +104,9 @@ pub struct Shard {
     /// Where hosts that reach a consecutive-error threshold are reported
     /// (the main thread's outlier detection).
     pub outlier_events: crossbeam_channel::Sender<outlier::Event>,
+    /// Where hosts asking to fail their health checks are reported (the
+    /// health-check thread).
+    pub passive_failures: flume::Sender<PassiveFailure>,
     /// Cached `date` header value.
     pub date: DateCache,
     /// Drain flag and idle-connection wakeups.
@@ -122,6 +126,27 @@ pub struct Shard {
     rng: Cell<u64>,
 }
 
+/// What a shard tells the control side: hosts past an outlier threshold
+/// (the main thread) and hosts failing health checks passively (the
+/// health-check thread).
+pub struct Reports {
+    /// Outlier detection's reports.
+    pub outlier: crossbeam_channel::Sender<outlier::Event>,
+    /// Passive health-check failures.
+    pub passive: flume::Sender<PassiveFailure>,
+}
+
+impl Reports {
+    /// Queues nobody reads, for a shard run without a main thread
+    /// (benchmarks, fuzzing): reports to them are dropped.
+    pub fn unheard() -> Self {
+        Reports {
+            outlier: crossbeam_channel::bounded(1).0,
+            passive: flume::bounded(1).0,
+        }
+    }
+}
+
 impl Shard {
     /// Creates shard `id` reading snapshots from `published`.
     pub fn new(
@@ -129,7 +154,7 @@ impl Shard {
         published: Arc<Published>,
         stats: Arc<Store>,
         sinks: Arc<Sinks>,
-        outlier_events: crossbeam_channel::Sender<outlier::Event>,
+        reports: Reports,
     ) -> Self {
         let seed = {
             use std::hash::{BuildHasher, Hasher};
@@ -144,7 +169,8 @@ impl Shard {
             pool: Pool::default(),
             h2_pool: H2Pool::default(),
             lanes: Lanes::default(),
-            outlier_events,
+            outlier_events: reports.outlier,
+            passive_failures: reports.passive,
             date: DateCache::default(),
             drain: LocalDrain::default(),
             listeners: Default::default(),

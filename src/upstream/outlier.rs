@@ -218,12 +218,6 @@ pub struct Event {
     pub kind: Ejection,
 }
 
-/// A report queue nobody reads, for a shard run without a main thread
-/// (benchmarks, fuzzing): reports to it are dropped.
-pub fn unheard() -> crossbeam_channel::Sender<Event> {
-    crossbeam_channel::bounded(1).0
-}
-
 /// The main thread's record of one host.
 #[derive(Debug, Default)]
 struct HostRecord {

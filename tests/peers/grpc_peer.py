@@ -169,7 +169,7 @@ def health():
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     servicer.set("up", health_pb2.HealthCheckResponse.SERVING)
     servicer.set("down", health_pb2.HealthCheckResponse.NOT_SERVING)
-    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     health_pb2_grpc.add_HealthServicer_to_server(servicer, srv)
     port = srv.add_insecure_port("127.0.0.1:0")
     srv.start()

@@ -25,6 +25,7 @@ use crate::stats::sets::Retry as RetryStat;
 use crate::stats::sets::{Cluster as ClusterStat, Host as HostStat, Http as HttpStat};
 use crate::upstream::breakers::{Resource, Slot};
 use crate::upstream::connect::{connect, ConnectFailure};
+use crate::upstream::health::PassiveFailure;
 use crate::upstream::lanes::Admitted;
 use crate::upstream::outlier::{Event as OutlierEvent, Outcome};
 use crate::upstream::pool::PoolWant;
@@ -728,7 +729,7 @@ impl<D: Downstream> Proxy<D> {
                 }
             }
             let awaited = self
-                .await_response(x, &mut up.stream, plan, retries, attempt.started)
+                .await_response(x, &mut up.stream, plan, retries, &attempt)
                 .await;
             attempt.received(self.ubuf.take_received());
             match awaited.result {
@@ -778,8 +779,17 @@ impl<D: Downstream> Proxy<D> {
         up: &mut U,
         plan: &AttemptPlan<'_>,
         retries: &Retries<'_>,
-        started: Instant,
+        attempt: &Attempt<'_>,
     ) -> Awaited {
+        let started = attempt.started;
+        // Only a health-checked cluster's hosts can fail their checks
+        // passively; the others' responses are not searched.
+        let checked = plan
+            .cluster
+            .config
+            .health_check
+            .is_some()
+            .then_some(attempt);
         let now = Instant::now();
         let deadline = plan.route_deadline(now);
         let per_try = retries.per_try_timeout.map(|t| now + t);
@@ -802,7 +812,8 @@ impl<D: Downstream> Proxy<D> {
         // One hand-written select over the three, each pinned where it is
         // made: select! would move them into a tuple and store each twice.
         let mut client_gone = std::pin::pin!(self.down.closed());
-        let mut receive = std::pin::pin!(self.receive(x, up, started, &headers_sent, watch, limit));
+        let mut receive =
+            std::pin::pin!(self.receive(x, up, started, &headers_sent, (watch, checked), limit));
         let mut timer = std::pin::pin!(limit.map(|l| monoio::time::sleep_until(l.into())));
         let result = poll_fn(|cx| {
             // The response first, as monoio's own timeout polls it.
@@ -961,13 +972,15 @@ impl<D: Downstream> Proxy<D> {
 
     /// Reads the upstream response and streams it downstream. Returns
     /// whether the upstream connection can go back to the pool.
+    /// `checked`: the attempt, when its cluster has health checks (an
+    /// answer with `x-envoy-immediate-health-check-fail` fails its host's).
     async fn receive<U: Source>(
         &mut self,
         x: &Exchange<'_>,
         up: &mut U,
         started: Instant,
         headers_sent: &Cell<bool>,
-        retries: Option<(&Retries<'_>, &Slot<'_>)>,
+        (retries, checked): (Option<(&Retries<'_>, &Slot<'_>)>, Option<&Attempt<'_>>),
         deadline: Option<Instant>,
     ) -> Result<Received, Failure> {
         loop {
@@ -1018,6 +1031,12 @@ impl<D: Downstream> Proxy<D> {
                 ParsedResponse::Invalid => return Err(Failure::Protocol),
                 ParsedResponse::Final(resp) => {
                     let head = &self.ubuf.data()[..resp.head_len];
+                    if let Some(attempt) = checked {
+                        let header = "x-envoy-immediate-health-check-fail";
+                        if crate::access_log::find_header(head, header).is_some() {
+                            attempt.fail_health_check();
+                        }
+                    }
                     if let Some((r, slots)) =
                         retries.filter(|(r, _)| r.retries_response(resp.status, head))
                     {
@@ -1177,6 +1196,18 @@ impl<'a> Attempt<'a> {
         let w = self.shard.id;
         self.cluster.stats.inc(w, ClusterStat::upstream_rq_timeout);
         self.endpoint.stats.inc(w, HostStat::rq_timeout);
+    }
+
+    /// Tells the health checker that the host asked, in its answer, to
+    /// fail its health checks at once.
+    fn fail_health_check(&self) {
+        let failure = PassiveFailure {
+            cluster: self.cluster.name().to_string(),
+            pool_id: self.cluster.pool_id,
+            addr: self.endpoint.addr.clone(),
+        };
+        // A full queue drops it: the host's next answer reports again.
+        let _ = self.shard.passive_failures.try_send(failure);
     }
 
     /// Tells the cluster's outlier detection what the attempt came to; a

@@ -6,7 +6,21 @@ mod h2probe;
 pub mod probe;
 pub mod session;
 
+use crate::net::Address;
 use serde_json::{json, Value};
+
+/// A shard's word to the health checker: a host of a cluster answered a
+/// proxied request with `x-envoy-immediate-health-check-fail` (Envoy's
+/// passive health-check failure).
+#[derive(Debug, Clone)]
+pub struct PassiveFailure {
+    /// The cluster's name.
+    pub cluster: String,
+    /// Its pooled connections' id (a changed configuration has another).
+    pub pool_id: usize,
+    /// The host.
+    pub addr: Address,
+}
 
 /// Active health checking failed the host (`/failed_active_hc`).
 pub const FAILED: u8 = 1;

@@ -27,6 +27,9 @@ pub enum Verdict {
     Network,
     /// No answer within `timeout`.
     Timeout,
+    /// The host answered a proxied request with
+    /// `x-envoy-immediate-health-check-fail`: failed and excluded at once.
+    Passive,
 }
 
 /// Whether a result moved the host (Envoy's `HealthTransition`).
@@ -74,6 +77,10 @@ impl Session {
             }
             Verdict::Network => self.fail(false, false, config.unhealthy_threshold),
             Verdict::Timeout => self.fail(false, true, config.unhealthy_threshold),
+            Verdict::Passive => {
+                self.flags |= EXCLUDED;
+                self.fail(true, false, config.unhealthy_threshold)
+            }
         };
         self.first_check = false;
         transition

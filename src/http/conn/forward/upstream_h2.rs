@@ -118,7 +118,7 @@ impl<D: Downstream> Proxy<D> {
             }
             let patience = x.request_patience();
             let upload = upload(&mut src, &mut rbuf, x.req.framing, &mut stream, patience);
-            let response = self.await_response(x, &mut up, plan, retries, attempt.started);
+            let response = self.await_response(x, &mut up, plan, retries, &attempt);
             let (awaited, uploaded) = duplex(upload, response).await;
             match uploaded {
                 Some(Ok(body)) => x.log.bytes_received.set(body),
@@ -166,7 +166,7 @@ impl<D: Downstream> Proxy<D> {
                     }
                 }
             }
-            self.await_response(x, &mut up, plan, retries, attempt.started)
+            self.await_response(x, &mut up, plan, retries, &attempt)
                 .await
         };
         let (rx, tx) = conn.counts.take();
