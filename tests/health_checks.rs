@@ -505,3 +505,55 @@ fn grpc_and_http2_checks_judge_grpcios_health_service_as_envoy_does() {
         "{body}"
     );
 }
+
+#[test]
+fn the_event_log_says_what_envoys_says() {
+    let peer = PortPeer::start(&["python3", "tests/peers/hc_backend.py"]);
+    let dead = dead_port();
+    let cluster = format!(
+        "{}        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {dead} }} }} }}\n",
+        checked_cluster(peer.1, ", no_traffic_interval: 0.1s, event_log_path: '{log}'")
+    );
+    let Some(pair) = Pair::start(
+        "the_event_log_says_what_envoys_says",
+        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    let set = |query: &str| {
+        assert_eq!(get(peer.1, "peer", &format!("/set?{query}")).status, 200);
+    };
+    until_flags(&pair, "healthy", "start");
+    for (query, expected) in [
+        ("status=503", "/failed_active_hc"),
+        ("status=200&degraded=1", "/degraded_active_hc"),
+        ("status=200", "healthy"),
+    ] {
+        set(query);
+        until_flags(&pair, expected, query);
+    }
+    // Each host's events in order, timestamps left out.
+    let events = |path: &std::path::Path| -> Vec<String> {
+        let mut lines: Vec<String> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let at = l.find("\"timestamp\":\"").map_or(0, |i| i + 13);
+                let end = l[at..].find('"').map_or(at, |e| at + e);
+                format!("{}<time>{}", &l[..at], &l[end..])
+            })
+            .collect();
+        lines.sort_by_key(|l| l.contains(&format!("\"port_value\":{dead},")));
+        lines
+    };
+    let (ringway, envoy) = (events(&pair.logs.0), events(&pair.logs.1));
+    assert_eq!(
+        ringway,
+        envoy,
+        "--- ringway\n{}\n--- envoy\n{}",
+        ringway.join("\n"),
+        envoy.join("\n")
+    );
+    assert_eq!(ringway.len(), 6, "{}", ringway.join("\n"));
+}

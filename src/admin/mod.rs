@@ -10,7 +10,7 @@
 //! scrapers, not for load.
 
 mod certs;
-mod dump;
+pub mod dump;
 
 pub use certs::first_expiry as first_cert_expiry;
 pub use dump::rfc3339;

@@ -14,11 +14,11 @@ static HEALTH_CHECK: Fields = Fields {
         "http_health_check", "tcp_health_check", "grpc_health_check", "no_traffic_interval",
         "no_traffic_healthy_interval", "unhealthy_interval", "unhealthy_edge_interval",
         "healthy_edge_interval", "always_log_health_check_failures",
-        "always_log_health_check_success",
+        "always_log_health_check_success", "event_log_path", "event_logger",
     ],
     unsupported: &[
-        "name", "custom_health_check", "event_log_path", "event_logger",
-        "event_service", "tls_options", "transport_socket_match_criteria",
+        "name", "custom_health_check", "event_service", "tls_options",
+        "transport_socket_match_criteria",
     ],
 };
 #[rustfmt::skip]
@@ -40,6 +40,19 @@ static GRPC_HEALTH_CHECK: Fields = Fields {
     known: &["service_name", "authority", "initial_metadata"],
     unsupported: &[],
 };
+#[rustfmt::skip]
+static EVENT_LOGGER: Fields = Fields {
+    known: &["name", "typed_config"],
+    unsupported: &[],
+};
+#[rustfmt::skip]
+static FILE_SINK: Fields = Fields {
+    known: &["@type", "event_log_path"],
+    unsupported: &[],
+};
+/// The one `event_logger` extension: a file.
+const FILE_SINK_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink";
 #[rustfmt::skip]
 static PAYLOAD: Fields = Fields {
     known: &["text"],
@@ -84,6 +97,15 @@ pub struct HealthCheck {
     pub healthy_edge_interval: Duration,
     /// What a check sends and expects.
     pub probe: Probe,
+    /// The event log files: `event_log_path` and `event_logger` file
+    /// sinks.
+    pub event_logs: Vec<std::path::PathBuf>,
+    /// `always_log_health_check_failures`: every failure, not only a
+    /// host's first, goes to the event log.
+    pub always_log_failures: bool,
+    /// `always_log_health_check_success`: every success that changes
+    /// nothing goes to the event log.
+    pub always_log_success: bool,
 }
 
 /// The protocol of a health check.
@@ -212,19 +234,14 @@ fn health_check(node: &Node, errs: &mut Errors) -> Option<HealthCheck> {
         .unwrap_or(0);
     let reuse_connection = super::bootstrap::any_bool(o.get("reuse_connection"), errs, true);
     // `alt_port` is accepted and has no effect, as in Envoy (which
-    // documents it as not implemented); the `always_log_*` switches only
-    // matter to an event log, which is refused.
+    // documents it as not implemented).
     if let Some(port) = o.get("alt_port") {
         wrapped_uint(&port, errs, u32::MAX.into());
     }
-    for name in [
-        "always_log_health_check_failures",
-        "always_log_health_check_success",
-    ] {
-        if let Some(b) = o.get(name) {
-            b.bool(errs);
-        }
-    }
+    let flag = |name: &str, errs: &mut Errors| o.get(name).and_then(|b| b.bool(errs)) == Some(true);
+    let always_log_failures = flag("always_log_health_check_failures", errs);
+    let always_log_success = flag("always_log_health_check_success", errs);
+    let event_logs = event_logs(&o, errs);
     let checkers = ["http_health_check", "tcp_health_check", "grpc_health_check"];
     let given: Vec<Node> = checkers.iter().filter_map(|name| o.get(name)).collect();
     let probe = match given.as_slice() {
@@ -266,7 +283,46 @@ fn health_check(node: &Node, errs: &mut Errors) -> Option<HealthCheck> {
             .unwrap_or(unhealthy_interval),
         healthy_edge_interval: positive("healthy_edge_interval", errs).unwrap_or(interval),
         probe: probe?,
+        event_logs,
+        always_log_failures,
+        always_log_success,
     })
+}
+
+/// Decodes `event_log_path` and the file sinks of `event_logger`.
+fn event_logs(o: &Obj, errs: &mut Errors) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    if let Some(path) = o.get("event_log_path").and_then(|p| p.str(errs)) {
+        if !path.is_empty() {
+            paths.push(path.into());
+        }
+    }
+    for logger in o
+        .get("event_logger")
+        .map(|l| l.list(errs))
+        .unwrap_or_default()
+    {
+        let Some(l) = logger.object(errs, &EVENT_LOGGER) else {
+            continue;
+        };
+        let Some(typed) = l.require(errs, "typed_config") else {
+            continue;
+        };
+        let kind = typed.value().get("@type").and_then(|t| t.as_str());
+        if kind != Some(FILE_SINK_TYPE) {
+            errs.add(
+                typed.path(),
+                format!("expected the file event sink ({FILE_SINK_TYPE}); other health check event sinks are not supported"),
+            );
+            continue;
+        }
+        if let Some(sink) = typed.object(errs, &FILE_SINK) {
+            if let Some(path) = sink.non_empty_str(errs, "event_log_path") {
+                paths.push(path.into());
+            }
+        }
+    }
+    paths
 }
 
 /// A field Envoy requires: an error naming it when absent.

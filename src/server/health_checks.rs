@@ -4,15 +4,17 @@
 //! them in a new snapshot.
 
 use crate::config::HealthCheck;
+use crate::config::Locality;
 use crate::net::Address;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::sets::{Cluster as ClusterStat, HealthCheck as Stat};
 use crate::stats::{Scope, Store};
 use crate::tls::ClientTls;
+use crate::upstream::health::events::{EventLog, Judged};
 use crate::upstream::health::probe::{Prober, Target};
 use crate::upstream::health::session::{first_wait, next_wait, Session, Transition, Verdict};
 use crate::upstream::health::{PassiveFailure, DEGRADED, FAILED};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,8 +37,15 @@ struct Checked {
     tls: Option<Arc<ClientTls>>,
     cluster_stats: Arc<Scope<ClusterStat>>,
     stats: Arc<Scope<Stat>>,
-    /// Each host and the TLS server name a check sends it.
-    hosts: Vec<(Address, Option<String>)>,
+    hosts: Vec<Host>,
+}
+
+/// A checked host.
+struct Host {
+    addr: Address,
+    /// The TLS server name a check sends it.
+    server_name: Option<String>,
+    locality: Locality,
 }
 
 /// The main thread's handle on the health-check thread.
@@ -89,7 +98,11 @@ impl HealthChecks {
                     hosts: c
                         .endpoints
                         .iter()
-                        .map(|e| (e.addr.clone(), c.server_name(e, None).map(str::to_string)))
+                        .map(|e| Host {
+                            addr: e.addr.clone(),
+                            server_name: c.server_name(e, None).map(str::to_string),
+                            locality: e.locality.clone(),
+                        })
                         .collect(),
                 })
             })
@@ -144,10 +157,11 @@ struct ClusterChecks {
     /// The `host` of HTTP checks and `:authority` of gRPC ones: the
     /// configured one, else the cluster's name.
     authority: String,
-    tls: std::cell::RefCell<Option<Arc<ClientTls>>>,
+    tls: RefCell<Option<Arc<ClientTls>>>,
     cluster_stats: Arc<Scope<ClusterStat>>,
     stats: Arc<Scope<Stat>>,
     reports: crossbeam_channel::Sender<Report>,
+    events: RefCell<Option<EventLog>>,
     rng: Cell<u64>,
 }
 
@@ -170,7 +184,7 @@ impl ClusterChecks {
 
     /// Takes a verdict on the host at `addr`: counts it, moves the
     /// gauges, and reports the host's new flags when they changed.
-    fn judge(&self, addr: &Address, session: &mut Session, verdict: Verdict) -> Transition {
+    fn judge(&self, host: &Host, session: &mut Session, verdict: Verdict) -> Transition {
         let row = self.stats.main_row();
         match verdict {
             Verdict::Healthy { .. } => self.stats.inc(row, Stat::success),
@@ -180,14 +194,24 @@ impl ClusterChecks {
                 self.stats.inc(row, Stat::network_failure);
             }
         }
-        let before = session.flags;
+        let (before, first) = (session.flags, session.first_check());
         let transition = session.take(verdict, &self.config);
         self.count(before, session.flags);
+        if let Some(log) = self.events.borrow_mut().as_mut() {
+            log.record(&Judged {
+                addr: &host.addr,
+                locality: &host.locality,
+                verdict,
+                before,
+                after: session.flags,
+                first,
+            });
+        }
         if session.flags != before {
             let _ = self.reports.send(Report {
                 cluster: self.name.clone(),
                 pool_id: self.pool_id,
-                addr: addr.clone(),
+                addr: host.addr.clone(),
                 flags: session.flags,
             });
         }
@@ -253,10 +277,11 @@ async fn run(
                         crate::config::Probe::Tcp(_) => None,
                     }
                     .unwrap_or_else(|| c.name.clone()),
+                    events: RefCell::new(EventLog::open(&c.config, &c.name)),
                     name: c.name,
                     pool_id: c.pool_id,
                     config: c.config,
-                    tls: std::cell::RefCell::new(None),
+                    tls: RefCell::new(None),
                     cluster_stats: c.cluster_stats,
                     stats: c.stats,
                     reports: reports.clone(),
@@ -266,14 +291,14 @@ async fn run(
             });
             *r.cluster.tls.borrow_mut() = c.tls;
             let mut hosts = HashMap::new();
-            for (addr, server_name) in c.hosts {
+            for host in c.hosts {
+                let addr = host.addr.clone();
                 let inbox = match r.hosts.remove(&addr) {
                     Some(inbox) => inbox,
                     None => {
                         let (inbox_tx, inbox_rx) = flume::bounded(1);
                         let cluster = r.cluster.clone();
-                        let host = addr.clone();
-                        monoio::spawn(check_host(cluster, host, server_name, inbox_rx));
+                        monoio::spawn(check_host(cluster, host, inbox_rx));
                         inbox_tx
                     }
                 };
@@ -290,12 +315,7 @@ async fn run(
 /// Checks one host until told to stop (its inbox's sender dropped); a
 /// message in the inbox is a passive failure, taken between checks
 /// without moving the next one.
-async fn check_host(
-    cluster: Rc<ClusterChecks>,
-    addr: Address,
-    server_name: Option<String>,
-    inbox: flume::Receiver<()>,
-) {
+async fn check_host(cluster: Rc<ClusterChecks>, host: Host, inbox: flume::Receiver<()>) {
     let config = cluster.config.clone();
     let mut session = Session::default();
     let mut prober = Prober::default();
@@ -309,15 +329,15 @@ async fn check_host(
                     break;
                 }
                 cluster.stats.inc(row, Stat::passive_failure);
-                cluster.judge(&addr, &mut session, Verdict::Passive);
+                cluster.judge(&host, &mut session, Verdict::Passive);
                 continue;
             },
         }
         cluster.stats.inc(row, Stat::attempt);
         let tls = cluster.tls.borrow().clone();
         let target = Target {
-            addr: &addr,
-            tls: tls.as_ref().map(|t| (t, server_name.as_deref())),
+            addr: &host.addr,
+            tls: tls.as_ref().map(|t| (t, host.server_name.as_deref())),
             authority: &cluster.authority,
         };
         // A host removed meanwhile stops once this check ends (within
@@ -333,7 +353,7 @@ async fn check_host(
         if outcome.verified_cluster {
             cluster.stats.inc(row, Stat::verify_cluster);
         }
-        let transition = cluster.judge(&addr, &mut session, outcome.verdict);
+        let transition = cluster.judge(&host, &mut session, outcome.verdict);
         let wait = next_wait(
             &config,
             session.is_healthy(),

@@ -132,6 +132,7 @@ pub async fn grpc(
         Verdict::Healthy { degraded: false }
     } else {
         Verdict::Failed {
+            status: 0,
             retriable: false,
             exclude: false,
         }

@@ -2,6 +2,7 @@
 //! outlier ejection, combined into Envoy's health flags; the checker's
 //! state machine and its probes.
 
+pub mod events;
 mod h2probe;
 pub mod probe;
 pub mod session;

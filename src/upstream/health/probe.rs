@@ -387,6 +387,7 @@ fn head(parsed: &httparse::Response, head_request: bool) -> Option<(Response, Bo
 pub(super) fn judge(check: &HttpCheck, r: &Response) -> Outcome {
     let failed = |retriable| {
         Outcome::from(Verdict::Failed {
+            status: r.status,
             retriable,
             exclude: r.immediate_fail,
         })
@@ -407,6 +408,7 @@ pub(super) fn judge(check: &HttpCheck, r: &Response) -> Outcome {
         healthy
     } else {
         Verdict::Failed {
+            status: r.status,
             retriable: false,
             exclude: false,
         }

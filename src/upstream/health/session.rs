@@ -18,6 +18,8 @@ pub enum Verdict {
     /// It answered, but not as expected: fails at once unless `retriable`.
     /// `exclude`: it also sent `x-envoy-immediate-health-check-fail`.
     Failed {
+        /// The HTTP status it answered (0: none, as for gRPC).
+        status: u16,
         /// A `retriable_statuses` status: counts toward the threshold.
         retriable: bool,
         /// It sent `x-envoy-immediate-health-check-fail`.
@@ -69,7 +71,9 @@ impl Session {
     pub fn take(&mut self, verdict: Verdict, config: &HealthCheck) -> Transition {
         let transition = match verdict {
             Verdict::Healthy { degraded } => self.succeed(degraded, config.healthy_threshold),
-            Verdict::Failed { retriable, exclude } => {
+            Verdict::Failed {
+                retriable, exclude, ..
+            } => {
                 if exclude {
                     self.flags |= EXCLUDED;
                 }
@@ -129,6 +133,11 @@ impl Session {
             self.flags &= !TIMEOUT;
         }
         transition
+    }
+
+    /// Whether no result has been taken yet.
+    pub fn first_check(&self) -> bool {
+        self.first_check
     }
 
     /// Whether the host passes its checks.
@@ -215,6 +224,9 @@ mod tests {
                 service_name_matcher: None,
                 http2: false,
             }),
+            event_logs: Vec::new(),
+            always_log_failures: false,
+            always_log_success: false,
         }
     }
 
@@ -244,11 +256,13 @@ mod tests {
         let mut s = Session::default();
         s.take(OK, &c);
         let retriable = Verdict::Failed {
+            status: 500,
             retriable: true,
             exclude: false,
         };
         assert_eq!(s.take(retriable, &c), Transition::Pending);
         let failed = Verdict::Failed {
+            status: 503,
             retriable: false,
             exclude: true,
         };
