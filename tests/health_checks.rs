@@ -29,15 +29,14 @@ fn flags(body: &str) -> String {
     lines.join("\n")
 }
 
-/// Waits until `admin`'s `/clusters` shows the last host's flags as
-/// `expected`, then for both proxies to agree.
-fn until_flags(pair: &Pair, expected: &str, what: &str) {
-    let suffix = format!("::health_flags::{expected}");
-    admin_until(pair.ringway_admin, "/clusters", |body| {
-        flags(body).ends_with(&suffix)
-    });
+/// Waits until Ringway's `/clusters` shows the flags of the host on
+/// `port` as `expected`, then for both proxies to agree.
+fn until_flags(pair: &Pair, port: u16, expected: &str, what: &str) {
+    let line = format!(":{port}::health_flags::{expected}");
+    let shown = |body: &str| flags(body).lines().any(|l| l.ends_with(&line));
+    admin_until(pair.ringway_admin, "/clusters", shown);
     let (_, clusters) = admin_request(pair.ringway_admin, "GET", "/clusters");
-    assert!(flags(&clusters).ends_with(&suffix), "{what}: {clusters}");
+    assert!(shown(&clusters), "{what}: {clusters}");
     pair.assert_same_admin("/clusters", flags);
 }
 
@@ -155,7 +154,7 @@ fn answers_move_the_flags_as_in_envoy() {
         ("status=200", "healthy"),
     ] {
         set(query);
-        until_flags(&pair, expected, query);
+        until_flags(&pair, peer.1, expected, query);
         // Not membership_excluded: Envoy recounts membership only when a
         // host's health changes, and an already failed host that starts
         // asking to be excluded does not. Not health_check.degraded once
@@ -257,7 +256,7 @@ fn an_upstream_envoy_in_healthcheck_fail_is_excluded_at_once() {
         ("/healthcheck/ok", "healthy"),
     ] {
         assert_eq!(admin_request(upstream.admin, "POST", command).0, 200);
-        until_flags(&pair, expected, command);
+        until_flags(&pair, upstream.port, expected, command);
     }
 }
 
@@ -306,7 +305,7 @@ fn a_proxied_answer_asking_to_fail_checks_fails_the_host_at_once_as_in_envoy() {
     ) else {
         return;
     };
-    until_flags(&pair, "healthy", "start");
+    until_flags(&pair, upstream.port, "healthy", "start");
     assert_eq!(
         admin_request(upstream.admin, "POST", "/healthcheck/fail").0,
         200
@@ -318,6 +317,7 @@ fn a_proxied_answer_asking_to_fail_checks_fails_the_host_at_once_as_in_envoy() {
     }
     until_flags(
         &pair,
+        upstream.port,
         "/failed_active_hc/excluded_via_immediate_hc_fail",
         "after a proxied answer",
     );
@@ -524,14 +524,14 @@ fn the_event_log_says_what_envoys_says() {
     let set = |query: &str| {
         assert_eq!(get(peer.1, "peer", &format!("/set?{query}")).status, 200);
     };
-    until_flags(&pair, "healthy", "start");
+    until_flags(&pair, peer.1, "healthy", "start");
     for (query, expected) in [
         ("status=503", "/failed_active_hc"),
         ("status=200&degraded=1", "/degraded_active_hc"),
         ("status=200", "healthy"),
     ] {
         set(query);
-        until_flags(&pair, expected, query);
+        until_flags(&pair, peer.1, expected, query);
     }
     // Each host's events in order, timestamps left out.
     let events = |path: &std::path::Path| -> Vec<String> {
