@@ -557,3 +557,56 @@ fn the_event_log_says_what_envoys_says() {
     );
     assert_eq!(ringway.len(), 6, "{}", ringway.join("\n"));
 }
+
+#[test]
+fn checks_speak_the_clusters_tls_as_envoys_do() {
+    if !tool_or_skip("health checks over TLS", &["nginx", "-v"]) {
+        return;
+    }
+    let certs = common::tls::Certs::generate();
+    let nginx = common::tls::NginxTls::start(&certs, "b", false);
+    let tls_cluster = |name: &str, tls_extra: &str| {
+        format!(
+            "{}    transport_socket:\n      name: envoy.transport_sockets.tls\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n{tls_extra}        common_tls_context:\n          validation_context: {{ trusted_ca: {{ filename: {} }} }}\n",
+            port_cluster(name, nginx.port).replacen(
+                "    load_assignment:",
+                &format!(
+                    "{}    load_assignment:",
+                    health_checks("http_health_check: { path: / }", "")
+                ),
+                1,
+            ),
+            certs.path("ca.crt"),
+        )
+    };
+    let clusters = [
+        tls_cluster("trusted", "        sni: b.example.com\n"),
+        // The certificate does not name what the check asks for: the
+        // handshake fails, a network failure.
+        tls_cluster(
+            "wrong_name",
+            "        sni: other.example.com\n        auto_sni_san_validation: true\n",
+        ),
+    ]
+    .concat();
+    let Some(pair) = Pair::start(
+        "checks_speak_the_clusters_tls_as_envoys_do",
+        &with_admin(&http_config(&catch_all("trusted", ""), &clusters)),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    let expected = |body: &str| {
+        let f = flags(body);
+        f.contains("trusted::")
+            && f.contains("::health_flags::healthy")
+            && f.contains("wrong_name::")
+            && f.lines()
+                .any(|l| l.starts_with("wrong_name::") && l.ends_with("::/failed_active_hc"))
+    };
+    admin_until(pair.ringway_admin, "/clusters", expected);
+    pair.assert_same_admin("/clusters", flags);
+    let (_, body) = admin_request(pair.ringway_admin, "GET", "/clusters");
+    assert!(expected(&body), "{body}");
+    assert_eq!(get(pair.ringway.port, "b.example.com", "/").status, 200);
+}
