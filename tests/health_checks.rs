@@ -118,17 +118,7 @@ fn a_dead_host_fails_its_check_and_requests_go_around_it_as_in_envoy() {
 #[test]
 fn answers_move_the_flags_as_in_envoy() {
     let peer = PortPeer::start(&["python3", "tests/peers/hc_backend.py"]);
-    let cluster = port_cluster("c", peer.1).replacen(
-        "    load_assignment:",
-        &format!(
-            "{}    load_assignment:",
-            health_checks(
-                "http_health_check: { path: /healthz }",
-                ", no_traffic_interval: 0.1s"
-            )
-        ),
-        1,
-    );
+    let cluster = checked_cluster(peer.1, ", no_traffic_interval: 0.1s");
     let Some(pair) = Pair::start(
         "answers_move_the_flags_as_in_envoy",
         &with_admin(&http_config(&catch_all("c", ""), &cluster)),
@@ -186,11 +176,7 @@ fn tcp_checks_match_payloads_and_time_out_as_in_envoy() {
     let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
     let request = hex("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     let cluster = |name: &str, port: u16, probe: &str| {
-        port_cluster(name, port).replacen(
-            "    load_assignment:",
-            &format!("{}    load_assignment:", health_checks(probe, "")),
-            1,
-        )
+        with_cluster_fields(port_cluster(name, port), &health_checks(probe, ""))
     };
     let clusters = [
         cluster(
@@ -279,12 +265,18 @@ fn upstream_envoy(bin: &str) -> Envoy {
 /// Cluster `c` on `port` with an HTTP check of /healthz and `extra`
 /// fields.
 fn checked_cluster(port: u16, extra: &str) -> String {
-    port_cluster("c", port).replacen(
+    with_cluster_fields(
+        port_cluster("c", port),
+        &health_checks("http_health_check: { path: /healthz }", extra),
+    )
+}
+
+/// `cluster` (as `port_cluster` makes it) with `fields` (four-space
+/// indent) added.
+fn with_cluster_fields(cluster: String, fields: &str) -> String {
+    cluster.replacen(
         "    load_assignment:",
-        &format!(
-            "{}    load_assignment:",
-            health_checks("http_health_check: { path: /healthz }", extra)
-        ),
+        &format!("{fields}    load_assignment:"),
         1,
     )
 }
@@ -436,15 +428,14 @@ fn grpc_and_http2_checks_judge_grpcios_health_service_as_envoy_does() {
     }
     let peer = PortPeer::start(&["python3", "tests/peers/grpc_peer.py", "health"]);
     let cluster = |name: &str, probe: &str| {
-        port_cluster(name, peer.1).replacen(
-            "    load_assignment:",
+        with_cluster_fields(
+            port_cluster(name, peer.1),
             &format!(
-                "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http2_protocol_options: {{}} }}\n{}    load_assignment:",
+                "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http2_protocol_options: {{}} }}\n{}",
                 // Python answers slower than the other peers under a
                 // loaded test run.
                 health_checks(probe, "").replace("timeout: 0.5s", "timeout: 3s")
             ),
-            1,
         )
     };
     let clusters = [
@@ -568,13 +559,9 @@ fn checks_speak_the_clusters_tls_as_envoys_do() {
     let tls_cluster = |name: &str, tls_extra: &str| {
         format!(
             "{}    transport_socket:\n      name: envoy.transport_sockets.tls\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n{tls_extra}        common_tls_context:\n          validation_context: {{ trusted_ca: {{ filename: {} }} }}\n",
-            port_cluster(name, nginx.port).replacen(
-                "    load_assignment:",
-                &format!(
-                    "{}    load_assignment:",
-                    health_checks("http_health_check: { path: / }", "")
-                ),
-                1,
+            with_cluster_fields(
+                port_cluster(name, nginx.port),
+                &health_checks("http_health_check: { path: / }", ""),
             ),
             certs.path("ca.crt"),
         )

@@ -162,6 +162,24 @@ pub struct HttpCheck {
 }
 
 impl HttpCheck {
+    /// A GET of `path` with every other field at Envoy's default.
+    #[cfg(test)]
+    pub fn get(path: &str) -> HttpCheck {
+        HttpCheck {
+            host: None,
+            path: path.into(),
+            method: "GET",
+            headers_to_add: Vec::new(),
+            headers_to_remove: Vec::new(),
+            expected: vec![(200, 201)],
+            retriable: Vec::new(),
+            receive: Vec::new(),
+            response_buffer_size: 1024,
+            service_name_matcher: None,
+            http2: false,
+        }
+    }
+
     /// Whether `status` is one `expected_statuses` accepts.
     pub fn expects(&self, status: u16) -> bool {
         self.expected.iter().any(|&(s, e)| (s..e).contains(&status))

@@ -3,8 +3,7 @@
 //! whose flags change is reported to the main thread, which publishes
 //! them in a new snapshot.
 
-use crate::config::HealthCheck;
-use crate::config::Locality;
+use crate::config::{HealthCheck, Locality};
 use crate::net::Address;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::sets::{Cluster as ClusterStat, HealthCheck as Stat};

@@ -450,20 +450,11 @@ mod tests {
     #[test]
     fn request_carries_envoys_headers_and_the_configured_ones() {
         let check = HttpCheck {
-            host: None,
-            path: "/healthz".into(),
-            method: "GET",
             headers_to_add: vec![
                 ("x-a".into(), "1".into(), false),
                 ("user-agent".into(), "probe".into(), true),
             ],
-            headers_to_remove: Vec::new(),
-            expected: vec![(200, 201)],
-            retriable: Vec::new(),
-            receive: Vec::new(),
-            response_buffer_size: 1024,
-            service_name_matcher: None,
-            http2: false,
+            ..HttpCheck::get("/healthz")
         };
         let text = String::from_utf8(request(&check, "svc")).unwrap();
         assert_eq!(
