@@ -597,3 +597,70 @@ fn checks_speak_the_clusters_tls_as_envoys_do() {
     assert!(expected(&body), "{body}");
     assert_eq!(get(pair.ringway.port, "b.example.com", "/").status, 200);
 }
+
+#[test]
+fn a_passed_check_ends_an_outlier_ejection_as_in_envoy() {
+    // The host answers 503 to proxied requests (ejected after one) and
+    // 200 to its checks: with successful_active_health_check_uneject_host
+    // (the default) the next passed check ends the ejection; without it
+    // the ejection lasts its base_ejection_time.
+    let backend = Backend::start("b");
+    let cluster = |name: &str, uneject: &str| {
+        with_cluster_fields(
+            port_cluster(name, backend.port()),
+            &format!(
+                "    outlier_detection: {{ consecutive_5xx: 1, base_ejection_time: 60s, max_ejection_percent: 100{uneject} }}\n{}",
+                health_checks(
+                    "http_health_check: { path: /healthz }",
+                    ", no_traffic_interval: 0.1s"
+                )
+            ),
+        )
+    };
+    let clusters = [
+        cluster("unejected", ""),
+        cluster(
+            "stays",
+            ", successful_active_health_check_uneject_host: false",
+        ),
+    ]
+    .concat();
+    let route = |prefix: &str, cluster: &str| {
+        format!("              - match: {{ prefix: \"/{prefix}\" }}\n                route: {{ cluster: {cluster}, prefix_rewrite: /status/503 }}\n")
+    };
+    let routes = format!(
+        "            - name: all\n              domains: [\"*\"]\n              routes:\n{}{}",
+        route("u", "unejected"),
+        route("s", "stays"),
+    );
+    let Some(pair) = Pair::start(
+        "a_passed_check_ends_an_outlier_ejection_as_in_envoy",
+        &with_admin(&http_config(&routes, &clusters)),
+        Vec::new(),
+    ) else {
+        return;
+    };
+    for port in [pair.ringway.port, pair.envoy.port] {
+        assert_eq!(get(port, "a", "/u").status, 503);
+        assert_eq!(get(port, "a", "/s").status, 503);
+    }
+    let stats = [
+        "cluster.unejected.outlier_detection.ejections_total",
+        "cluster.unejected.outlier_detection.ejections_active",
+        "cluster.stays.outlier_detection.ejections_total",
+        "cluster.stays.outlier_detection.ejections_active",
+    ];
+    admin_until(pair.ringway_admin, "/stats", |body| {
+        body.contains("cluster.unejected.outlier_detection.ejections_active: 0")
+            && body.contains("cluster.stays.outlier_detection.ejections_active: 1")
+    });
+    pair.assert_same_stats(&stats);
+    let (_, body) = admin_request(pair.ringway_admin, "GET", "/stats");
+    for expected in [
+        "cluster.unejected.outlier_detection.ejections_total: 1",
+        "cluster.unejected.outlier_detection.ejections_active: 0",
+        "cluster.stays.outlier_detection.ejections_active: 1",
+    ] {
+        assert!(body.contains(expected), "{expected}\n{body}");
+    }
+}

@@ -60,6 +60,9 @@ pub struct OutlierDetection {
     pub enforcing_failure_percentage: u64,
     /// `enforcing_failure_percentage_local_origin` (0%).
     pub enforcing_failure_percentage_local_origin: u64,
+    /// `successful_active_health_check_uneject_host` (true): a passed
+    /// active health check ends an ejection.
+    pub uneject_on_health_check: bool,
 }
 
 /// The success-rate detector's settings.
@@ -112,6 +115,7 @@ impl Default for OutlierDetection {
             },
             enforcing_failure_percentage: 0,
             enforcing_failure_percentage_local_origin: 0,
+            uneject_on_health_check: true,
         }
     }
 }
@@ -151,9 +155,8 @@ pub(super) fn outlier_detection(node: &Node, errs: &mut Errors) -> Option<Outlie
             "value must be greater than 0s",
         );
     }
-    // Only an active health check unejects on success, and a cluster
-    // with one is refused: checked, and without effect as in Envoy then.
-    flag("successful_active_health_check_uneject_host", errs);
+    let uneject_on_health_check = flag("successful_active_health_check_uneject_host", errs)
+        .unwrap_or(d.uneject_on_health_check);
     let (sr, fp) = (d.success_rate, d.failure_percentage);
     Some(OutlierDetection {
         interval,
@@ -220,6 +223,7 @@ pub(super) fn outlier_detection(node: &Node, errs: &mut Errors) -> Option<Outlie
             d.enforcing_failure_percentage_local_origin,
             errs,
         ),
+        uneject_on_health_check,
     })
 }
 

@@ -3,6 +3,7 @@
 //! interval reviews; a change in a cluster's ejected hosts is published
 //! as a new snapshot.
 
+use crate::net::Address;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::Store;
 use crate::upstream::outlier::{Detector, Event, Host};
@@ -94,6 +95,35 @@ impl Ejections {
             return;
         }
         if detector.on_event(&hosts(cluster), &event.addr, event.kind, random) {
+            publish(published, store, &current, index, detector);
+        }
+    }
+
+    /// An active health check passed on `addr` of `cluster` (configured
+    /// as `pool_id`): ends its ejection, if any, as
+    /// `successful_active_health_check_uneject_host` asks.
+    pub fn health_check_passed(
+        &mut self,
+        (cluster, pool_id, addr): (&str, usize, &Address),
+        published: &Published,
+        store: &Store,
+    ) {
+        let current = published.load();
+        let Some(index) = current.cluster_position(cluster) else {
+            return;
+        };
+        let c = &current.clusters[index];
+        let Some(detector) = self.detectors.get_mut(cluster) else {
+            return;
+        };
+        if detector.pool_id != pool_id || c.pool_id != pool_id {
+            return;
+        }
+        let hosts = hosts(c);
+        let Some(host) = hosts.iter().find(|h| h.addr == addr) else {
+            return;
+        };
+        if detector.health_check_passed(host) {
             publish(published, store, &current, index, detector);
         }
     }

@@ -19,13 +19,22 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A host's new active health-check flags.
+/// What the health checker tells the main thread about a host.
 #[derive(Debug)]
 pub struct Report {
     cluster: String,
     pool_id: usize,
     addr: Address,
-    flags: u8,
+    change: Change,
+}
+
+/// What changed.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    /// Its active health-check flags are now these.
+    Flags(u8),
+    /// It passed a check while outlier detection has it ejected.
+    PassedWhileEjected,
 }
 
 /// A cluster with health checks, as its checker needs it.
@@ -37,6 +46,8 @@ struct Checked {
     cluster_stats: Arc<Scope<ClusterStat>>,
     stats: Arc<Scope<Stat>>,
     hosts: Vec<Host>,
+    /// A passed check ends an outlier ejection.
+    uneject: bool,
 }
 
 /// A checked host.
@@ -55,14 +66,18 @@ pub struct HealthChecks {
 
 impl HealthChecks {
     /// Starts the health-check thread (it ends when this is dropped),
-    /// taking the shards' `passive` failures.
-    pub fn start(passive: flume::Receiver<PassiveFailure>) -> Result<Self, String> {
+    /// taking the shards' `passive` failures; it reads `published` to
+    /// learn which hosts outlier detection has ejected.
+    pub fn start(
+        passive: flume::Receiver<PassiveFailure>,
+        published: Arc<Published>,
+    ) -> Result<Self, String> {
         let (clusters_tx, clusters_rx) = flume::unbounded();
         let (reports_tx, reports_rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("ringway-health".into())
             .spawn(move || {
-                let run = move || run(clusters_rx, passive, reports_tx);
+                let run = move || run(clusters_rx, passive, reports_tx, published);
                 if let Err(e) = super::block_on(run) {
                     log::error!("health checks cannot start a runtime: {e}");
                 }
@@ -94,6 +109,11 @@ impl HealthChecks {
                     tls: c.tls.clone(),
                     cluster_stats: c.stats.clone(),
                     stats: store.health_check(c.stat_name()),
+                    uneject: c
+                        .config
+                        .outlier_detection
+                        .as_ref()
+                        .is_some_and(|o| o.uneject_on_health_check),
                     hosts: c
                         .endpoints
                         .iter()
@@ -109,15 +129,26 @@ impl HealthChecks {
         let _ = self.clusters.send(clusters);
     }
 
-    /// Publishes `first` and every other report waiting: one new snapshot
-    /// per cluster whose hosts changed.
-    pub fn publish(&self, first: Report, published: &Published, store: &Store) {
+    /// Publishes the flags in `first` and every other report waiting: one
+    /// new snapshot per cluster whose hosts changed. Returns the ejected
+    /// hosts that passed a check (cluster, pool id, address), for outlier
+    /// detection.
+    pub fn publish(
+        &self,
+        first: Report,
+        published: &Published,
+        store: &Store,
+    ) -> Vec<(String, usize, Address)> {
         let mut by_cluster: HashMap<(String, usize), Vec<(Address, u8)>> = HashMap::new();
+        let mut passed = Vec::new();
         for r in std::iter::once(first).chain(self.reports.try_iter()) {
-            by_cluster
-                .entry((r.cluster, r.pool_id))
-                .or_default()
-                .push((r.addr, r.flags));
+            match r.change {
+                Change::Flags(flags) => by_cluster
+                    .entry((r.cluster, r.pool_id))
+                    .or_default()
+                    .push((r.addr, flags)),
+                Change::PassedWhileEjected => passed.push((r.cluster, r.pool_id, r.addr)),
+            }
         }
         for ((name, pool_id), changes) in by_cluster {
             let current = published.load();
@@ -137,6 +168,7 @@ impl HealthChecks {
             let next = cluster.with_active_hc(store, active);
             published.publish(current.with_cluster(index, next));
         }
+        passed
     }
 }
 
@@ -161,6 +193,9 @@ struct ClusterChecks {
     stats: Arc<Scope<Stat>>,
     reports: crossbeam_channel::Sender<Report>,
     events: RefCell<Option<EventLog>>,
+    /// The snapshots, when a passed check ends an outlier ejection
+    /// (`successful_active_health_check_uneject_host`).
+    uneject: Option<Arc<Published>>,
     rng: Cell<u64>,
 }
 
@@ -207,14 +242,34 @@ impl ClusterChecks {
             });
         }
         if session.flags != before {
-            let _ = self.reports.send(Report {
-                cluster: self.name.clone(),
-                pool_id: self.pool_id,
-                addr: host.addr.clone(),
-                flags: session.flags,
-            });
+            self.report(host, Change::Flags(session.flags));
+        }
+        if matches!(verdict, Verdict::Healthy { .. }) && self.ejected(&host.addr) {
+            self.report(host, Change::PassedWhileEjected);
         }
         transition
+    }
+
+    fn report(&self, host: &Host, change: Change) {
+        let _ = self.reports.send(Report {
+            cluster: self.name.clone(),
+            pool_id: self.pool_id,
+            addr: host.addr.clone(),
+            change,
+        });
+    }
+
+    /// Whether outlier detection has `addr` ejected now (asked only when
+    /// a passed check would end the ejection).
+    fn ejected(&self, addr: &Address) -> bool {
+        let Some(published) = &self.uneject else {
+            return false;
+        };
+        let current = published.load();
+        current
+            .cluster_position(&self.name)
+            .map(|i| &current.clusters[i])
+            .is_some_and(|c| c.pool_id == self.pool_id && c.ejected.contains(addr))
     }
 
     /// Moves the `healthy` and `degraded` gauges from a host's `before`
@@ -243,6 +298,7 @@ async fn run(
     clusters: flume::Receiver<Vec<Checked>>,
     passive: flume::Receiver<PassiveFailure>,
     reports: crossbeam_channel::Sender<Report>,
+    published: Arc<Published>,
 ) {
     let mut running: HashMap<(String, usize), Running> = HashMap::new();
     let seed = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
@@ -277,6 +333,7 @@ async fn run(
                     }
                     .unwrap_or_else(|| c.name.clone()),
                     events: RefCell::new(EventLog::open(&c.config, &c.name)),
+                    uneject: c.uneject.then(|| published.clone()),
                     name: c.name,
                     pool_id: c.pool_id,
                     config: c.config,

@@ -231,7 +231,7 @@ pub fn run(
         overload: overload::OverloadManager::new(&options.overload, &store)
             .map(|m| (m, options.overload.refresh)),
         ejections: ejections::Ejections::new(outlier_rx),
-        health: health_checks::HealthChecks::start(passive_rx)?,
+        health: health_checks::HealthChecks::start(passive_rx, published.clone())?,
     };
     control.supervise(signals, &command_rx)?;
     let handed_over = control.handed_over;
@@ -591,7 +591,11 @@ impl Control<'_> {
                 recv(reviews) -> _ => self.ejections.review(self.published, self.store),
                 recv(health_reports) -> report => {
                     if let Ok(report) = report {
-                        self.health.publish(report, self.published, self.store);
+                        let passed = self.health.publish(report, self.published, self.store);
+                        for (cluster, pool_id, addr) in passed {
+                            let host = (cluster.as_str(), pool_id, &addr);
+                            self.ejections.health_check_passed(host, self.published, self.store);
+                        }
                     }
                 }
                 recv(overload_ticks) -> _ => {

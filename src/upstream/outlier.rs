@@ -228,6 +228,20 @@ struct HostRecord {
     last_unejected: Option<Instant>,
 }
 
+/// Ends a host's ejection at `now`; its consecutive-error counts start
+/// over, so that a few new errors do not eject it again at once.
+fn uneject(record: &mut HostRecord, monitor: &HostMonitor, now: Instant) {
+    record.ejected_at = None;
+    record.last_unejected = Some(now);
+    for kind in [
+        Ejection::Consecutive5xx,
+        Ejection::ConsecutiveGatewayFailure,
+        Ejection::ConsecutiveLocalOriginFailure,
+    ] {
+        monitor.reset(kind);
+    }
+}
+
 /// One cluster's detector, on the main thread.
 pub struct Detector {
     /// The configuration it runs (and its cluster's pool id: a changed
@@ -292,6 +306,24 @@ impl Detector {
             .count();
         self.stats
             .set(self.stats.main_row(), Stat::ejections_active, active as u64);
+    }
+
+    /// An active health check passed on `host`: with
+    /// `successful_active_health_check_uneject_host`, its ejection ends.
+    /// True when it was ejected.
+    pub fn health_check_passed(&mut self, host: &Host<'_>) -> bool {
+        if !self.config.uneject_on_health_check {
+            return false;
+        }
+        let Some(record) = self.hosts.get_mut(host.addr) else {
+            return false;
+        };
+        if record.ejected_at.is_none() {
+            return false;
+        }
+        uneject(record, host.monitor, Instant::now());
+        self.publish_active();
+        true
     }
 
     /// A host reached a consecutive-error threshold: ejects it (unless it
@@ -377,17 +409,8 @@ impl Detector {
                 continue;
             };
             if (base * record.backoff).min(max) + record.jitter <= now - at {
-                record.ejected_at = None;
-                record.last_unejected = Some(now);
+                uneject(record, host.monitor, now);
                 changed = true;
-                // A few new errors must not eject it again at once.
-                for kind in [
-                    Ejection::Consecutive5xx,
-                    Ejection::ConsecutiveGatewayFailure,
-                    Ejection::ConsecutiveLocalOriginFailure,
-                ] {
-                    host.monitor.reset(kind);
-                }
             }
         }
         let external: Vec<_> = hosts.iter().map(|h| h.monitor.external.take()).collect();
