@@ -231,8 +231,13 @@ fn health_check(node: &Node, errs: &mut Errors) -> Option<HealthCheck> {
         }
         Some(d)
     };
-    let timeout = required(&o, errs, "timeout").and_then(|_| positive("timeout", errs));
-    let interval = required(&o, errs, "interval").and_then(|_| positive("interval", errs));
+    // Required, as in Envoy: absent is an error naming the field.
+    let timeout = o
+        .require(errs, "timeout")
+        .and_then(|_| positive("timeout", errs));
+    let interval = o
+        .require(errs, "interval")
+        .and_then(|_| positive("interval", errs));
     let threshold = |name: &str, errs: &mut Errors| {
         o.require(errs, name)
             .and_then(|n| wrapped_uint(&n, errs, u32::MAX.into()))
@@ -261,13 +266,14 @@ fn health_check(node: &Node, errs: &mut Errors) -> Option<HealthCheck> {
     let always_log_success = flag("always_log_health_check_success", errs);
     let event_logs = event_logs(&o, errs);
     let checkers = ["http_health_check", "tcp_health_check", "grpc_health_check"];
-    let given: Vec<Node> = checkers.iter().filter_map(|name| o.get(name)).collect();
+    let given: Vec<(&str, Node)> = checkers
+        .iter()
+        .filter_map(|&name| Some((name, o.get(name)?)))
+        .collect();
     let probe = match given.as_slice() {
-        [one] => match one.path().rsplit('.').next() {
-            Some("http_health_check") => http_check(one, errs).map(Probe::Http),
-            Some("tcp_health_check") => tcp_check(one, errs).map(Probe::Tcp),
-            _ => grpc_check(one, errs).map(Probe::Grpc),
-        },
+        [("http_health_check", n)] => http_check(n, errs).map(Probe::Http),
+        [("tcp_health_check", n)] => tcp_check(n, errs).map(Probe::Tcp),
+        [(_, n)] => grpc_check(n, errs).map(Probe::Grpc),
         [] => {
             errs.add(
                 o.path(),
@@ -341,11 +347,6 @@ fn event_logs(o: &Obj, errs: &mut Errors) -> Vec<std::path::PathBuf> {
         }
     }
     paths
-}
-
-/// A field Envoy requires: an error naming it when absent.
-fn required(o: &Obj, errs: &mut Errors, name: &str) -> Option<()> {
-    o.require(errs, name).map(|_| ())
 }
 
 fn http_check(node: &Node, errs: &mut Errors) -> Option<HttpCheck> {

@@ -60,8 +60,8 @@ impl CertWatch {
     }
 
     /// Looks at the files; publishes recompiled contexts once a change has
-    /// settled.
-    pub fn check(&mut self, published: &Published, store: &Store) {
+    /// settled (true when it did).
+    pub fn check(&mut self, published: &Published, store: &Store) -> bool {
         let mut changed = false;
         for (path, last) in self.stamps.iter_mut() {
             let now = stamp(path);
@@ -73,10 +73,10 @@ impl CertWatch {
         if changed {
             // Seen changing: wait for one quiet check before reading.
             self.settling = true;
-            return;
+            return false;
         }
         if !self.settling {
-            return;
+            return false;
         }
         self.settling = false;
         let (next, errors) = published.load().with_tls_reloaded(store);
@@ -87,5 +87,6 @@ impl CertWatch {
         store.set_first_cert_expiry(crate::admin::first_cert_expiry(&next));
         self.follow(&next);
         published.publish(next);
+        true
     }
 }

@@ -9,6 +9,7 @@ use crate::stats::Store;
 use crate::upstream::outlier::{Detector, Event, Host};
 use crate::upstream::Cluster;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The detectors, by cluster name.
@@ -16,14 +17,6 @@ pub struct Ejections {
     events: crossbeam_channel::Receiver<Event>,
     detectors: HashMap<String, Detector>,
     rng: u64,
-}
-
-/// xorshift64*: ejection rolls and jitter, not cryptography.
-fn next_random(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 /// The hosts of `cluster` as a detector sees them.
@@ -44,7 +37,7 @@ impl Ejections {
         Ejections {
             events,
             detectors: HashMap::new(),
-            rng: 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()),
+            rng: super::rolls::seed(),
         }
     }
 
@@ -80,21 +73,31 @@ impl Ejections {
         self.detectors.values().map(|d| d.due).min()
     }
 
+    /// The published snapshot, where `cluster` is in it, and its
+    /// detector, while both still run the configuration `pool_id` names.
+    fn locate(
+        &mut self,
+        cluster: &str,
+        pool_id: usize,
+        published: &Published,
+    ) -> Option<(Arc<ConfigSnapshot>, usize, &mut Detector)> {
+        let current = published.load();
+        let index = current.cluster_position(cluster)?;
+        let detector = self.detectors.get_mut(cluster)?;
+        (detector.pool_id == pool_id && current.clusters[index].pool_id == pool_id)
+            .then_some((current, index, detector))
+    }
+
     /// Takes a shard's report.
     pub fn on_event(&mut self, event: Event, published: &Published, store: &Store) {
-        let random = next_random(&mut self.rng);
-        let current = published.load();
-        let Some(index) = current.cluster_position(&event.cluster) else {
+        let random = super::rolls::next(&mut self.rng);
+        let Some((current, index, detector)) =
+            self.locate(&event.cluster, event.pool_id, published)
+        else {
             return;
         };
-        let cluster = &current.clusters[index];
-        let Some(detector) = self.detectors.get_mut(&event.cluster) else {
-            return;
-        };
-        if detector.pool_id != event.pool_id || cluster.pool_id != event.pool_id {
-            return;
-        }
-        if detector.on_event(&hosts(cluster), &event.addr, event.kind, random) {
+        let hosts = hosts(&current.clusters[index]);
+        if detector.on_event(&hosts, &event.addr, event.kind, random) {
             publish(published, store, &current, index, detector);
         }
     }
@@ -108,18 +111,10 @@ impl Ejections {
         published: &Published,
         store: &Store,
     ) {
-        let current = published.load();
-        let Some(index) = current.cluster_position(cluster) else {
+        let Some((current, index, detector)) = self.locate(cluster, pool_id, published) else {
             return;
         };
-        let c = &current.clusters[index];
-        let Some(detector) = self.detectors.get_mut(cluster) else {
-            return;
-        };
-        if detector.pool_id != pool_id || c.pool_id != pool_id {
-            return;
-        }
-        let hosts = hosts(c);
+        let hosts = hosts(&current.clusters[index]);
         let Some(host) = hosts.iter().find(|h| h.addr == addr) else {
             return;
         };
@@ -137,7 +132,7 @@ impl Ejections {
             let Some(index) = current.cluster_position(name) else {
                 continue;
             };
-            if detector.review(&hosts(&current.clusters[index]), || next_random(rng)) {
+            if detector.review(&hosts(&current.clusters[index]), || super::rolls::next(rng)) {
                 publish(published, store, &current, index, detector);
             }
         }

@@ -200,14 +200,12 @@ struct ClusterChecks {
 }
 
 impl ClusterChecks {
-    /// xorshift64*: jitter, not cryptography.
+    /// The next jitter roll.
     fn random(&self) -> u64 {
-        let mut s = self.rng.get();
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        self.rng.set(s);
-        s.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        let mut state = self.rng.get();
+        let roll = super::rolls::next(&mut state);
+        self.rng.set(state);
+        roll
     }
 
     /// Whether the cluster has ever opened a connection for traffic
@@ -301,7 +299,7 @@ async fn run(
     published: Arc<Published>,
 ) {
     let mut running: HashMap<(String, usize), Running> = HashMap::new();
-    let seed = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    let seed = super::rolls::seed();
     loop {
         let list = monoio::select! {
             list = clusters.recv_async() => match list {

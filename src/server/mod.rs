@@ -10,6 +10,7 @@ mod health_checks;
 mod hot_restart;
 pub mod listeners;
 pub mod overload;
+mod rolls;
 pub mod shard;
 mod socket;
 
@@ -580,8 +581,9 @@ impl Control<'_> {
                     Err(_) => {}
                 },
                 recv(timer) -> _ => {
-                    refresh_dns(self.published, self.store, &mut due);
-                    self.follow_clusters();
+                    if refresh_dns(self.published, self.store, &mut due) {
+                        self.follow_clusters();
+                    }
                 }
                 recv(outlier_events) -> event => {
                     if let Ok(event) = event {
@@ -604,16 +606,18 @@ impl Control<'_> {
                     }
                 }
                 recv(cert_ticks) -> _ => {
-                    certs.check(self.published, self.store);
-                    // A rotated certificate reaches the health checks too.
-                    self.health.follow(&self.published.load(), self.store);
+                    let reloaded = certs.check(self.published, self.store);
                     if let Some(xds) = &mut self.xds {
                         xds.expire_draining(self.store);
                     }
-                    if self.update(xds::Change::Tick) {
+                    let updated = self.update(xds::Change::Tick);
+                    if updated {
                         due = dns_due(&self.published.load(), &due);
-                        self.follow_clusters();
                         certs = cert_watch::CertWatch::new(self.published);
+                    }
+                    // A rotated certificate reaches the health checks too.
+                    if reloaded || updated {
+                        self.follow_clusters();
                     }
                 }
                 recv(updates) -> kind => {
@@ -696,9 +700,10 @@ fn dns_due(
 }
 
 /// Re-resolves the STRICT_DNS clusters that are due and publishes a new
-/// snapshot for each whose endpoint set changed.
-fn refresh_dns(published: &Published, store: &Store, due: &mut HashMap<String, Instant>) {
+/// snapshot for each whose endpoint set changed (true when any did).
+fn refresh_dns(published: &Published, store: &Store, due: &mut HashMap<String, Instant>) -> bool {
     let now = Instant::now();
+    let mut changed = false;
     for (name, when) in due.iter_mut() {
         if *when > now {
             continue;
@@ -724,5 +729,7 @@ fn refresh_dns(published: &Published, store: &Store, due: &mut HashMap<String, I
         );
         published.publish(current.with_endpoints(index, resolved, store));
         store.forget_unused_hosts();
+        changed = true;
     }
+    changed
 }
