@@ -40,6 +40,44 @@ fn until_flags(pair: &Pair, port: u16, expected: &str, what: &str) {
     pair.assert_same_admin("/clusters", flags);
 }
 
+/// Both proxies over `clusters`, every request routed to `cluster`, or
+/// None when Envoy is unavailable outside CI.
+fn pair(test: &str, cluster: &str, clusters: &str) -> Option<Pair> {
+    Pair::start(
+        test,
+        &with_admin(&http_config(&catch_all(cluster, ""), clusters)),
+        Vec::new(),
+    )
+}
+
+/// Waits until Ringway's `/clusters` shows, cluster by cluster (one host
+/// each, in name order), the `expected` flags; then for both proxies to
+/// agree.
+fn until_cluster_flags(pair: &Pair, expected: &[(&str, &str)]) {
+    let shown = |body: &str| {
+        flags(body)
+            .lines()
+            .map(|l| {
+                let cluster = l.split("::").next().unwrap_or_default();
+                (
+                    cluster.to_string(),
+                    l.rsplit("::").next().unwrap_or_default().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let matches = |body: &str| {
+        shown(body)
+            .iter()
+            .map(|(c, f)| (c.as_str(), f.as_str()))
+            .eq(expected.iter().copied())
+    };
+    admin_until(pair.ringway_admin, "/clusters", matches);
+    let (_, body) = admin_request(pair.ringway_admin, "GET", "/clusters");
+    assert!(matches(&body), "{body}");
+    pair.assert_same_admin("/clusters", flags);
+}
+
 /// A port nothing listens on.
 fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -75,11 +113,7 @@ fn a_dead_host_fails_its_check_and_requests_go_around_it_as_in_envoy() {
         ),
         ""
     );
-    let Some(pair) = Pair::start(
-        "a_dead_host_fails_its_check_as_in_envoy",
-        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
-        Vec::new(),
-    ) else {
+    let Some(pair) = pair("a_dead_host_fails_its_check_as_in_envoy", "c", &cluster) else {
         return;
     };
     pair.assert_same_admin("/clusters", flags);
@@ -119,11 +153,7 @@ fn a_dead_host_fails_its_check_and_requests_go_around_it_as_in_envoy() {
 fn answers_move_the_flags_as_in_envoy() {
     let peer = PortPeer::start(&["python3", "tests/peers/hc_backend.py"]);
     let cluster = checked_cluster(peer.1, ", no_traffic_interval: 0.1s");
-    let Some(pair) = Pair::start(
-        "answers_move_the_flags_as_in_envoy",
-        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
-        Vec::new(),
-    ) else {
+    let Some(pair) = pair("answers_move_the_flags_as_in_envoy", "c", &cluster) else {
         return;
     };
     let set = |query: &str| {
@@ -200,10 +230,10 @@ fn tcp_checks_match_payloads_and_time_out_as_in_envoy() {
         cluster("refused", dead, "tcp_health_check: {}"),
     ]
     .concat();
-    let Some(pair) = Pair::start(
+    let Some(pair) = pair(
         "tcp_checks_match_payloads_and_time_out_as_in_envoy",
-        &with_admin(&http_config(&catch_all("answers", ""), &clusters)),
-        Vec::new(),
+        "answers",
+        &clusters,
     ) else {
         return;
     };
@@ -226,10 +256,10 @@ fn an_upstream_envoy_in_healthcheck_fail_is_excluded_at_once() {
     };
     let upstream = upstream_envoy(&bin);
     let cluster = checked_cluster(upstream.port, ", no_traffic_interval: 0.1s");
-    let Some(pair) = Pair::start(
+    let Some(pair) = pair(
         "an_upstream_envoy_in_healthcheck_fail_is_excluded_at_once",
-        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
-        Vec::new(),
+        "c",
+        &cluster,
     ) else {
         return;
     };
@@ -290,10 +320,10 @@ fn a_proxied_answer_asking_to_fail_checks_fails_the_host_at_once_as_in_envoy() {
     // Checks far apart: only the proxied answer can fail the host.
     let cluster = checked_cluster(upstream.port, "")
         .replace("interval: 0.1s", "interval: 60s, no_traffic_interval: 60s");
-    let Some(pair) = Pair::start(
+    let Some(pair) = pair(
         "a_proxied_answer_asking_to_fail_checks_fails_the_host_at_once_as_in_envoy",
-        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
-        Vec::new(),
+        "c",
+        &cluster,
     ) else {
         return;
     };
@@ -457,10 +487,10 @@ fn grpc_and_http2_checks_judge_grpcios_health_service_as_envoy_does() {
         ),
     ]
     .concat();
-    let Some(pair) = Pair::start(
+    let Some(pair) = pair(
         "grpc_and_http2_checks_judge_grpcios_health_service_as_envoy_does",
-        &with_admin(&http_config(&catch_all("serving", ""), &clusters)),
-        Vec::new(),
+        "serving",
+        &clusters,
     ) else {
         return;
     };
@@ -471,30 +501,7 @@ fn grpc_and_http2_checks_judge_grpcios_health_service_as_envoy_does() {
         ("unknown_service", "/failed_active_hc"),
         ("whole_server", "healthy"),
     ];
-    let shown = |body: &str| -> Vec<(String, String)> {
-        flags(body)
-            .lines()
-            .filter_map(|l| {
-                let (cluster, rest) = l.split_once("::")?;
-                Some((cluster.to_string(), rest.rsplit("::").next()?.to_string()))
-            })
-            .collect()
-    };
-    admin_until(pair.ringway_admin, "/clusters", |body| {
-        shown(body)
-            .iter()
-            .map(|(c, f)| (c.as_str(), f.as_str()))
-            .eq(expected)
-    });
-    pair.assert_same_admin("/clusters", flags);
-    let (_, body) = admin_request(pair.ringway_admin, "GET", "/clusters");
-    assert!(
-        shown(&body)
-            .iter()
-            .map(|(c, f)| (c.as_str(), f.as_str()))
-            .eq(expected),
-        "{body}"
-    );
+    until_cluster_flags(&pair, &expected);
 }
 
 #[test]
@@ -505,11 +512,7 @@ fn the_event_log_says_what_envoys_says() {
         "{}        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {dead} }} }} }}\n",
         checked_cluster(peer.1, ", no_traffic_interval: 0.1s, event_log_path: '{log}'")
     );
-    let Some(pair) = Pair::start(
-        "the_event_log_says_what_envoys_says",
-        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
-        Vec::new(),
-    ) else {
+    let Some(pair) = pair("the_event_log_says_what_envoys_says", "c", &cluster) else {
         return;
     };
     let set = |query: &str| {
@@ -576,25 +579,17 @@ fn checks_speak_the_clusters_tls_as_envoys_do() {
         ),
     ]
     .concat();
-    let Some(pair) = Pair::start(
+    let Some(pair) = pair(
         "checks_speak_the_clusters_tls_as_envoys_do",
-        &with_admin(&http_config(&catch_all("trusted", ""), &clusters)),
-        Vec::new(),
+        "trusted",
+        &clusters,
     ) else {
         return;
     };
-    let expected = |body: &str| {
-        let f = flags(body);
-        f.contains("trusted::")
-            && f.contains("::health_flags::healthy")
-            && f.contains("wrong_name::")
-            && f.lines()
-                .any(|l| l.starts_with("wrong_name::") && l.ends_with("::/failed_active_hc"))
-    };
-    admin_until(pair.ringway_admin, "/clusters", expected);
-    pair.assert_same_admin("/clusters", flags);
-    let (_, body) = admin_request(pair.ringway_admin, "GET", "/clusters");
-    assert!(expected(&body), "{body}");
+    until_cluster_flags(
+        &pair,
+        &[("trusted", "healthy"), ("wrong_name", "/failed_active_hc")],
+    );
     assert_eq!(get(pair.ringway.port, "b.example.com", "/").status, 200);
 }
 
