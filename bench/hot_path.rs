@@ -182,6 +182,8 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
                 hostname: String::new(),
                 explicit_hostname: false,
                 locality: Default::default(),
+                priority: 0,
+                locality_weight: 0,
             };
             Endpoint::new(&store, "bench", resolved)
         })

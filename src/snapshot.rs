@@ -313,8 +313,10 @@ impl ConfigSnapshot {
                 let assignment = assignment_of(c, &boot.assignments);
                 match assignment.map(|a| a.fingerprint) {
                     Some(f) if f != kept.assignment => {
-                        let endpoints = assignment.map(|a| ip_endpoints(&a.endpoints));
-                        let next = kept.with_endpoints(endpoints.unwrap_or_default(), store, f);
+                        let endpoints = assignment
+                            .map(|a| (ip_endpoints(&a.endpoints), a.policy))
+                            .unwrap_or_default();
+                        let next = kept.with_endpoints(endpoints, store, f);
                         clusters.push(Arc::new(next));
                     }
                     _ => clusters.push(Arc::clone(kept)),
@@ -345,7 +347,12 @@ impl ConfigSnapshot {
                 .into_iter()
                 .map(|r| Endpoint::new(store, &c.name, r))
                 .collect();
-            let mut cluster = upstream::Cluster::new(store, c.clone(), endpoints, tls);
+            let policy = match c.discovery {
+                Discovery::Eds => assignment_of(c, &boot.assignments).map(|a| a.policy),
+                _ => Some(c.endpoint_policy),
+            };
+            let hosts = (endpoints, policy.unwrap_or_default());
+            let mut cluster = upstream::Cluster::new(store, c.clone(), hosts, tls);
             cluster.assignment = assignment_of(c, &boot.assignments).map_or(0, |a| a.fingerprint);
             built.push(clusters.len());
             clusters.push(Arc::new(cluster));
@@ -558,7 +565,8 @@ impl ConfigSnapshot {
         store: &Store,
     ) -> ConfigSnapshot {
         let previous = &self.clusters[cluster];
-        let next = previous.with_endpoints(resolved, store, previous.assignment);
+        let hosts = (resolved, previous.policy);
+        let next = previous.with_endpoints(hosts, store, previous.assignment);
         self.with_cluster(cluster, next)
     }
 
@@ -811,6 +819,8 @@ fn ip_endpoints(endpoints: &[config::EndpointConfig]) -> Vec<Resolved> {
                 hostname: e.hostname.clone().unwrap_or_else(|| host.clone()),
                 explicit_hostname: e.hostname.is_some(),
                 locality: e.locality.clone(),
+                priority: e.priority,
+                locality_weight: e.locality_weight,
             })
         })
         .collect()

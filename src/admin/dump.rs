@@ -68,7 +68,7 @@ pub fn clusters_text(snapshot: &ConfigSnapshot) -> String {
                 let _ = writeln!(out, "{host}::{field}::{value}");
             }
             let _ = writeln!(out, "{host}::canary::false");
-            let _ = writeln!(out, "{host}::priority::0");
+            let _ = writeln!(out, "{host}::priority::{}", e.priority);
             let _ = writeln!(out, "{host}::success_rate::-1");
             let _ = writeln!(out, "{host}::local_origin_success_rate::-1");
         }
@@ -97,22 +97,28 @@ pub fn endpoints_dump(snapshot: &ConfigSnapshot, bootstrap: &Value) -> Value {
     let statics: HashSet<&str> = statics.filter_map(|c| c["name"].as_str()).collect();
     let (mut static_configs, mut dynamic_configs) = (Vec::new(), Vec::new());
     for cluster in &snapshot.clusters {
-        let mut localities: Vec<(&config::Locality, Vec<Value>)> = Vec::new();
+        // (priority, locality, locality weight) and its hosts.
+        type Group<'a> = ((u32, &'a config::Locality, u32), Vec<Value>);
+        let mut localities: Vec<Group> = Vec::new();
         for e in &cluster.endpoints {
             let mut endpoint = json!({"address": address_json(&e.addr), "health_check_config": {}});
             if e.explicit_hostname {
                 endpoint["hostname"] = json!(e.hostname);
             }
             let host = json!({"endpoint": endpoint, "health_status": "HEALTHY", "load_balancing_weight": e.weight});
-            match localities.iter_mut().find(|(l, _)| *l == &e.locality) {
+            let place = (e.priority, &e.locality, e.locality_weight);
+            match localities
+                .iter_mut()
+                .find(|(p, _)| p.0 == place.0 && p.1 == place.1)
+            {
                 Some((_, hosts)) => hosts.push(host),
-                None => localities.push((&e.locality, vec![host])),
+                None => localities.push((place, vec![host])),
             }
         }
-        localities.sort_by_key(|(l, _)| (&l.region, &l.zone, &l.sub_zone));
+        localities.sort_by_key(|((p, l, _), _)| (*p, &l.region, &l.zone, &l.sub_zone));
         let endpoints: Vec<Value> = localities
             .into_iter()
-            .map(|(l, hosts)| {
+            .map(|((priority, l, weight), hosts)| {
                 let mut locality = json!({});
                 for (field, v) in [
                     ("region", &l.region),
@@ -123,14 +129,18 @@ pub fn endpoints_dump(snapshot: &ConfigSnapshot, bootstrap: &Value) -> Value {
                         locality[field] = json!(v);
                     }
                 }
-                json!({"locality": locality, "lb_endpoints": hosts, "load_balancing_weight": 0})
+                let mut group = json!({"locality": locality, "lb_endpoints": hosts, "load_balancing_weight": weight});
+                if priority > 0 {
+                    group["priority"] = json!(priority);
+                }
+                group
             })
             .collect();
         let assignment = json!({
             "@type": ASSIGNMENT,
             "cluster_name": cluster.name(),
             "endpoints": endpoints,
-            "policy": {"overprovisioning_factor": 140},
+            "policy": {"overprovisioning_factor": cluster.policy.overprovisioning_factor},
         });
         let entry = json!({"endpoint_config": assignment});
         match statics.contains(cluster.name()) {

@@ -243,6 +243,27 @@ pub struct Assignment {
     pub fingerprint: u64,
     /// Its endpoints.
     pub endpoints: Vec<EndpointConfig>,
+    /// Its `policy`.
+    pub policy: EndpointPolicy,
+}
+
+/// A `ClusterLoadAssignment`'s `policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointPolicy {
+    /// `overprovisioning_factor`, percent (default 140).
+    pub overprovisioning_factor: u32,
+    /// `weighted_priority_health`: a level's health counts host weights,
+    /// not hosts.
+    pub weighted_priority_health: bool,
+}
+
+impl Default for EndpointPolicy {
+    fn default() -> Self {
+        EndpointPolicy {
+            overprovisioning_factor: 140,
+            weighted_priority_health: false,
+        }
+    }
 }
 
 /// `rds{route_config_name, config_source}`.
@@ -343,6 +364,8 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// `load_assignment` endpoints.
     pub endpoints: Vec<EndpointConfig>,
+    /// `load_assignment.policy`.
+    pub endpoint_policy: EndpointPolicy,
     /// `eds_cluster_config`, for an EDS cluster.
     pub eds: Option<EdsSource>,
     /// `dns_refresh_rate` (default 5s).
@@ -381,6 +404,8 @@ pub struct Cluster {
     pub outlier_detection: Option<super::OutlierDetection>,
     /// `common_lb_config.healthy_panic_threshold` (percent; default 50).
     pub healthy_panic_threshold: f64,
+    /// `common_lb_config.locality_weighted_lb_config` is set.
+    pub locality_weighted: bool,
     /// `health_checks` (one at most).
     pub health_check: Option<super::HealthCheck>,
 }
@@ -492,6 +517,10 @@ pub struct EndpointConfig {
     pub hostname: Option<String>,
     /// The `locality` of its `endpoints[]` entry.
     pub locality: Locality,
+    /// That entry's `priority` (0, the highest, by default).
+    pub priority: u32,
+    /// That entry's `load_balancing_weight` (0: none).
+    pub locality_weight: u32,
 }
 
 /// An endpoint's `address`.
@@ -709,16 +738,18 @@ static CLUSTER: Fields = Fields {
 };
 #[rustfmt::skip]
 static LOAD_ASSIGNMENT: Fields = Fields {
-    known: &["cluster_name", "endpoints"],
-    unsupported: &["named_endpoints", "policy"],
+    known: &["cluster_name", "endpoints", "policy"],
+    unsupported: &["named_endpoints"],
+};
+#[rustfmt::skip]
+static ASSIGNMENT_POLICY: Fields = Fields {
+    known: &["overprovisioning_factor", "weighted_priority_health"],
+    unsupported: &["drop_overloads", "endpoint_stale_after"],
 };
 #[rustfmt::skip]
 static LOCALITY_ENDPOINTS: Fields = Fields {
-    known: &["lb_endpoints", "locality"],
-    unsupported: &[
-        "metadata", "leds_cluster_locality_config", "load_balancing_weight", "priority",
-        "proximity",
-    ],
+    known: &["lb_endpoints", "locality", "load_balancing_weight", "priority"],
+    unsupported: &["metadata", "leds_cluster_locality_config", "proximity"],
 };
 #[rustfmt::skip]
 static LOCALITY: Fields = Fields {
@@ -1707,6 +1738,8 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         None => DnsLookupFamily::Auto,
     };
     let mut endpoints = Vec::new();
+    let mut endpoint_policy = EndpointPolicy::default();
+    let common_lb = super::lb::common_lb_config(&obj, errs, lb_policy.as_ref());
     let eds = match (obj.get("eds_cluster_config"), discovery) {
         (Some(e), Some(Discovery::Eds)) => eds_source(&e, errs, name.as_deref()),
         (Some(e), _) => {
@@ -1729,6 +1762,7 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
                 "an EDS cluster takes its endpoints from eds_cluster_config, not load_assignment",
             );
         } else if let Some(lao) = la.object(errs, &LOAD_ASSIGNMENT) {
+            endpoint_policy = assignment_policy(&lao, errs);
             if let Some(eps) = lao.get("endpoints") {
                 let localities = eps.list(errs);
                 let count = localities.len();
@@ -1839,7 +1873,9 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         outlier_detection: obj
             .get("outlier_detection")
             .and_then(|o| super::outlier::outlier_detection(&o, errs)),
-        healthy_panic_threshold: super::lb::healthy_panic_threshold(&obj, errs),
+        healthy_panic_threshold: common_lb.healthy_panic_threshold,
+        locality_weighted: common_lb.locality_weighted,
+        endpoint_policy,
         health_check,
     })
 }
@@ -1879,7 +1915,28 @@ pub(super) fn assignment(node: Node, errs: &mut Errors) -> Option<Assignment> {
         cluster_name: cluster_name?.to_string(),
         fingerprint: node.fingerprint(&[]),
         endpoints,
+        policy: assignment_policy(&obj, errs),
     })
+}
+
+/// Decodes a `ClusterLoadAssignment`'s `policy`.
+fn assignment_policy(obj: &Obj, errs: &mut Errors) -> EndpointPolicy {
+    let mut policy = EndpointPolicy::default();
+    let Some(p) = obj
+        .get("policy")
+        .and_then(|p| p.object(errs, &ASSIGNMENT_POLICY))
+    else {
+        return policy;
+    };
+    if let Some(f) = p.get("overprovisioning_factor") {
+        match wrapped_uint(&f, errs, u32::MAX as u64) {
+            Some(0) => errs.add(f.path(), "value must be greater than 0"),
+            Some(n) => policy.overprovisioning_factor = n as u32,
+            None => {}
+        }
+    }
+    policy.weighted_priority_health = flag(&p, errs, "weighted_priority_health");
+    policy
 }
 
 /// Envoy's default `per_connection_buffer_limit_bytes`.
@@ -2120,6 +2177,9 @@ fn tcp_keepalive(node: &Node, errs: &mut Errors) -> Option<TcpKeepalive> {
     })
 }
 
+/// The lowest priority an `endpoints[]` entry may have (Envoy's bound).
+const MAX_PRIORITY: u32 = 128;
+
 fn locality_endpoints(
     node: Node,
     errs: &mut Errors,
@@ -2133,6 +2193,20 @@ fn locality_endpoints(
         .get("locality")
         .and_then(|l| locality(&l, errs))
         .unwrap_or_default();
+    let priority = obj
+        .get("priority")
+        .and_then(|p| p.uint(errs, u32::MAX as u64))
+        .unwrap_or(0) as u32;
+    if priority > MAX_PRIORITY {
+        errs.add(
+            &format!("{}.priority", node.path()),
+            format!("value must be less than or equal to {MAX_PRIORITY}"),
+        );
+    }
+    let locality_weight = match obj.get("load_balancing_weight") {
+        Some(w) => at_least_one(Some(w), errs, "a weight of at least 1"),
+        None => 0,
+    };
     let Some(list) = obj.get("lb_endpoints") else {
         return;
     };
@@ -2164,6 +2238,8 @@ fn locality_endpoints(
                     weight,
                     hostname,
                     locality: locality.clone(),
+                    priority,
+                    locality_weight,
                 });
                 continue;
             }
@@ -2195,6 +2271,8 @@ fn locality_endpoints(
             weight,
             hostname,
             locality: locality.clone(),
+            priority,
+            locality_weight,
         });
     }
 }

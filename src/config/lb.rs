@@ -298,9 +298,9 @@ pub fn hash_policies(obj: &Obj, errs: &mut Errors) -> Vec<HashPolicy> {
 
 #[rustfmt::skip]
 static COMMON_LB_CONFIG: Fields = Fields {
-    known: &["healthy_panic_threshold"],
+    known: &["healthy_panic_threshold", "locality_weighted_lb_config"],
     unsupported: &[
-        "zone_aware_lb_config", "locality_weighted_lb_config", "update_merge_window",
+        "zone_aware_lb_config", "update_merge_window",
         "ignore_new_hosts_until_first_hc", "close_connections_on_host_set_change",
         "consistent_hashing_lb_config", "override_host_status",
     ],
@@ -311,12 +311,38 @@ static PERCENT: Fields = Fields { known: &["value"], unsupported: &[] };
 /// Envoy's default `healthy_panic_threshold`, in percent.
 pub const DEFAULT_PANIC_THRESHOLD: f64 = 50.0;
 
-/// Decodes `common_lb_config`: the healthy panic threshold (percent; 0
-/// disables panic routing).
-pub fn healthy_panic_threshold(obj: &Obj, errs: &mut Errors) -> f64 {
-    let threshold = obj
+#[rustfmt::skip]
+static LOCALITY_WEIGHTED: Fields = Fields { known: &[], unsupported: &[] };
+
+/// A cluster's `common_lb_config`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CommonLb {
+    /// `healthy_panic_threshold`, percent (0 disables panic routing).
+    pub healthy_panic_threshold: f64,
+    /// `locality_weighted_lb_config` is set.
+    pub locality_weighted: bool,
+}
+
+/// Decodes `common_lb_config` of a cluster balancing by `policy`.
+pub fn common_lb_config(obj: &Obj, errs: &mut Errors, policy: Option<&LbPolicy>) -> CommonLb {
+    let common = obj
         .get("common_lb_config")
-        .and_then(|c| c.object(errs, &COMMON_LB_CONFIG))
+        .and_then(|c| c.object(errs, &COMMON_LB_CONFIG));
+    let locality_weighted = common
+        .as_ref()
+        .and_then(|c| c.get("locality_weighted_lb_config"))
+        .and_then(|l| {
+            l.object(errs, &LOCALITY_WEIGHTED)?;
+            if policy.is_some_and(LbPolicy::is_hashing) {
+                errs.add(
+                    l.path(),
+                    "locality weights with RING_HASH or MAGLEV are not supported by Ringway (use ROUND_ROBIN, LEAST_REQUEST or RANDOM)",
+                );
+            }
+            Some(())
+        })
+        .is_some();
+    let threshold = common
         .and_then(|c| c.get("healthy_panic_threshold"))
         .and_then(|t| {
             let value = t.object(errs, &PERCENT)?.get("value");
@@ -328,5 +354,8 @@ pub fn healthy_panic_threshold(obj: &Obj, errs: &mut Errors) -> f64 {
                 }
             }
         });
-    threshold.unwrap_or(DEFAULT_PANIC_THRESHOLD)
+    CommonLb {
+        healthy_panic_threshold: threshold.unwrap_or(DEFAULT_PANIC_THRESHOLD),
+        locality_weighted,
+    }
 }

@@ -14,6 +14,7 @@ use crate::upstream::lanes::Lanes;
 use crate::upstream::lb::{self, Balancer, RoundRobin};
 use crate::upstream::outlier;
 use crate::upstream::pool::Pool;
+use crate::upstream::priority::HostSet;
 use crate::upstream::Endpoint;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -31,7 +32,9 @@ enum Position {
 pub struct View {
     /// The snapshot this view reads.
     pub snapshot: Arc<ConfigSnapshot>,
-    positions: Vec<Position>,
+    /// Per cluster, a position in each of its host sets.
+    positions: Vec<Vec<Position>>,
+    shard: usize,
 }
 
 impl View {
@@ -39,23 +42,37 @@ impl View {
         let positions = snapshot
             .clusters
             .iter()
-            .map(|c| match &c.balancer {
-                // Shards start the cycle at different points.
-                Balancer::RoundRobin(Some(cycle)) => {
-                    Position::Cycle(Cell::new(shard.wrapping_mul(7919) % cycle.len().max(1)))
-                }
-                _ => Position::Smooth(RefCell::new(RoundRobin::new(c.routable(), shard))),
+            .map(|c| {
+                c.plan
+                    .sets
+                    .iter()
+                    .map(|set| Self::position(set, shard))
+                    .collect()
             })
             .collect();
         View {
             snapshot,
             positions,
+            shard,
         }
     }
 
-    /// Picks an endpoint of cluster `index` by its balancer, or None when it
-    /// has none. `hash` is the request's hash-policy hash (hashing
+    /// A shard's starting round-robin position in `set`: shards start the
+    /// cycle at different points.
+    fn position(set: &HostSet, shard: usize) -> Position {
+        match &set.balancer {
+            Balancer::RoundRobin(Some(cycle)) => {
+                Position::Cycle(Cell::new(shard.wrapping_mul(7919) % cycle.len().max(1)))
+            }
+            _ => Position::Smooth(RefCell::new(RoundRobin::new(&set.endpoints, shard))),
+        }
+    }
+
+    /// Picks an endpoint of cluster `index`: a host set by priority (and
+    /// locality), then an endpoint of it by its balancer; None when there
+    /// is none. `hash` is the request's hash-policy hash (hashing
     /// balancers draw at random without one); `random` is the shard's RNG.
+    /// A pick from a level in panic counts `lb_healthy_panic`.
     pub fn pick(
         &self,
         index: usize,
@@ -63,9 +80,17 @@ impl View {
         random: &dyn Fn() -> u64,
     ) -> Option<&Endpoint> {
         let cluster = self.snapshot.clusters.get(index)?;
-        let endpoints = cluster.routable();
-        let i = match &cluster.balancer {
-            Balancer::RoundRobin(cycle) => match (cycle, self.positions.get(index)?) {
+        let choice = cluster.plan.choose(hash, random)?;
+        if choice.panic {
+            cluster
+                .stats
+                .inc(self.shard, sets::Cluster::lb_healthy_panic);
+        }
+        let set = cluster.plan.sets.get(choice.set)?;
+        let endpoints = &set.endpoints;
+        let position = self.positions.get(index)?.get(choice.set)?;
+        let i = match &set.balancer {
+            Balancer::RoundRobin(cycle) => match (cycle, position) {
                 (Some(cycle), Position::Cycle(at)) => {
                     let i = *cycle.get(at.get())? as usize;
                     at.set((at.get() + 1) % cycle.len());

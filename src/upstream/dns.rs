@@ -34,6 +34,8 @@ fn resolve_all(cluster: &Cluster) -> Vec<Resolved> {
                         hostname: ep.hostname.clone().unwrap_or_else(|| host.clone()),
                         explicit_hostname: ep.hostname.is_some(),
                         locality: ep.locality.clone(),
+                        priority: ep.priority,
+                        locality_weight: ep.locality_weight,
                     };
                     if !out.contains(&endpoint) {
                         out.push(endpoint);

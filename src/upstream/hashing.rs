@@ -148,16 +148,8 @@ mod tests {
         let store = Store::new(1);
         (0..n)
             .map(|i| {
-                let r = Resolved {
-                    addr: format!("10.0.{}.{}:80", i / 250, i % 250 + 1)
-                        .parse::<std::net::SocketAddr>()
-                        .expect("addr")
-                        .into(),
-                    weight: weight(i),
-                    hostname: String::new(),
-                    explicit_hostname: false,
-                    locality: Default::default(),
-                };
+                let addr = format!("10.0.{}.{}:80", i / 250, i % 250 + 1);
+                let r = Resolved::test(&addr, weight(i));
                 Endpoint::new(&store, "c", r)
             })
             .collect()

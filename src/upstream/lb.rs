@@ -224,16 +224,8 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                let resolved = crate::upstream::Resolved {
-                    addr: format!("127.0.0.1:{}", 1000 + i)
-                        .parse::<std::net::SocketAddr>()
-                        .expect("addr")
-                        .into(),
-                    weight: *w,
-                    hostname: String::new(),
-                    explicit_hostname: false,
-                    locality: Default::default(),
-                };
+                let addr = format!("127.0.0.1:{}", 1000 + i);
+                let resolved = crate::upstream::Resolved::test(&addr, *w);
                 Endpoint::new(&store, "c", resolved)
             })
             .collect()

@@ -10,6 +10,7 @@ pub mod lanes;
 pub mod lb;
 pub mod outlier;
 pub mod pool;
+pub mod priority;
 
 use crate::config;
 use crate::net::Address;
@@ -46,6 +47,26 @@ pub struct Resolved {
     pub explicit_hostname: bool,
     /// Its locality.
     pub locality: config::Locality,
+    /// Its priority level (0 is the highest).
+    pub priority: u32,
+    /// Its locality's `load_balancing_weight` (0: none).
+    pub locality_weight: u32,
+}
+
+#[cfg(test)]
+impl Resolved {
+    /// An endpoint at `addr` with `weight`, at priority 0 in no locality.
+    pub fn test(addr: &str, weight: u32) -> Resolved {
+        Resolved {
+            addr: addr.parse::<std::net::SocketAddr>().expect("addr").into(),
+            weight,
+            hostname: String::new(),
+            explicit_hostname: false,
+            locality: config::Locality::default(),
+            priority: 0,
+            locality_weight: 0,
+        }
+    }
 }
 
 /// One endpoint of a cluster as requests use it.
@@ -61,6 +82,10 @@ pub struct Endpoint {
     pub explicit_hostname: bool,
     /// Its locality (shown by `/clusters`).
     pub locality: config::Locality,
+    /// Its priority level (0 is the highest).
+    pub priority: u32,
+    /// Its locality's `load_balancing_weight` (0: none).
+    pub locality_weight: u32,
     /// Per-endpoint stats, shared with every snapshot that has this endpoint.
     pub stats: Arc<Scope<sets::Host>>,
     /// Requests in flight to this endpoint from every shard (LEAST_REQUEST
@@ -84,18 +109,25 @@ impl Endpoint {
             hostname: r.hostname,
             explicit_hostname: r.explicit_hostname,
             locality: r.locality,
+            priority: r.priority,
+            locality_weight: r.locality_weight,
             active: Arc::default(),
             connections: Arc::default(),
             outlier: Arc::default(),
         }
     }
 
-    /// Whether two endpoint lists have the same addresses and weights.
+    /// Whether two endpoint lists have the same addresses, weights and
+    /// places (priority and locality).
     pub fn same_set(a: &[Endpoint], b: &[Resolved]) -> bool {
         a.len() == b.len()
-            && a.iter()
-                .zip(b)
-                .all(|(x, y)| x.addr == y.addr && x.weight == y.weight)
+            && a.iter().zip(b).all(|(x, y)| {
+                x.addr == y.addr
+                    && x.weight == y.weight
+                    && x.priority == y.priority
+                    && x.locality == y.locality
+                    && x.locality_weight == y.locality_weight
+            })
     }
 }
 
@@ -111,18 +143,16 @@ pub struct Cluster {
     pub assignment: u64,
     /// Its endpoints.
     pub endpoints: Vec<Endpoint>,
+    /// The `policy` of the assignment they came from.
+    pub policy: config::EndpointPolicy,
     /// Those outlier detection ejected.
     pub ejected: Arc<HashSet<Address>>,
     /// The active health checker's flags by host, for the hosts it has
     /// judged (a host it has not is failed, as Envoy starts it).
     pub active_hc: Arc<HashMap<Address, u8>>,
-    /// The endpoints requests may go to when some are unhealthy: the
-    /// healthy ones (with the degraded when too few are healthy), or all
-    /// of them when too few are left (`panic`); None: all.
-    routable: Option<Vec<Endpoint>>,
-    /// Fewer hosts are healthy than the panic threshold (50%) allows:
-    /// requests go to all of them (`lb_healthy_panic`).
-    pub panic: bool,
+    /// Its host sets by priority, health and locality, and how the load
+    /// is split among them.
+    pub plan: priority::Plan,
     /// `cluster.<name>.outlier_detection.*`, with outlier detection.
     pub outlier_stats: Option<Arc<Scope<sets::Outlier>>>,
     /// `cluster.<name>.*`.
@@ -133,8 +163,6 @@ pub struct Cluster {
     pub rq_time: HistogramId,
     /// `cluster.<name>.upstream_cx_connect_ms`.
     pub connect_ms: HistogramId,
-    /// The balancer over `endpoints`.
-    pub balancer: lb::Balancer,
     /// Its circuit breakers: thresholds and what is in use under them
     /// across every shard.
     pub breakers: Arc<breakers::Breakers>,
@@ -166,14 +194,14 @@ impl Cluster {
     pub fn new(
         store: &Store,
         config: config::Cluster,
-        endpoints: Vec<Endpoint>,
+        (endpoints, policy): (Vec<Endpoint>, config::EndpointPolicy),
         tls: Option<Arc<ClientTls>>,
     ) -> Self {
         static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
         let pool_id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
         let breakers = breakers::Breakers::new(config.circuit_breakers);
         let shared = (pool_id, breakers, Arc::default(), Arc::default());
-        Cluster::with_pool(store, config, endpoints, tls, shared)
+        Cluster::with_pool(store, config, (endpoints, policy), tls, shared)
     }
 
     /// As [`Cluster::new`], sharing the pooled connections of `pool_id`,
@@ -181,7 +209,7 @@ impl Cluster {
     fn with_pool(
         store: &Store,
         config: config::Cluster,
-        endpoints: Vec<Endpoint>,
+        (endpoints, policy): (Vec<Endpoint>, config::EndpointPolicy),
         tls: Option<Arc<ClientTls>>,
         (pool_id, breakers, ejected, active_hc): Shared,
     ) -> Self {
@@ -207,38 +235,21 @@ impl Cluster {
         ] {
             stats.set(main, gauge, value as u64);
         }
-        // Envoy's panic threshold: the healthy share, then the degraded
-        // share in what is left (each times the overprovisioning factor
-        // 1.4, at most 100%, excluded hosts not counted), under
-        // `healthy_panic_threshold` routes to every host.
-        let counted = endpoints.len() - excluded;
-        let share = |n: usize| (140 * n).checked_div(counted).unwrap_or(0).min(100);
-        let healthy_share = share(healthy);
-        let degraded_share = share(degraded).min(100 - healthy_share);
-        let panic = counted > 0
-            && ((healthy_share + degraded_share) as f64) < config.healthy_panic_threshold;
-        // Degraded hosts serve only when the healthy ones cannot carry all
-        // the load (Envoy splits it by share; Ringway balances over both).
-        let serves = |f: &health::HostFlags| f.healthy() || degraded_share > 0 && f.degraded();
-        let routable = (!panic && flags.iter().any(|f| !serves(f))).then(|| {
-            endpoints
-                .iter()
-                .zip(&flags)
-                .filter(|(_, f)| serves(f))
-                .map(|(e, _)| e.clone())
-                .collect()
+        let plan = priority::Plan::new(&priority::Inputs {
+            endpoints: &endpoints,
+            flags: &flags,
+            policy,
+            panic_threshold: config.healthy_panic_threshold,
+            locality_weighted: config.locality_weighted,
+            lb_policy: &config.lb_policy,
         });
         let outlier_stats = config
             .outlier_detection
             .as_ref()
             .map(|_| store.outlier(stat_name));
         Cluster {
-            balancer: lb::Balancer::new(
-                &config.lb_policy,
-                routable.as_deref().unwrap_or(&endpoints),
-            ),
-            routable,
-            panic,
+            plan,
+            policy,
             ejected,
             active_hc,
             outlier_stats,
@@ -268,7 +279,7 @@ impl Cluster {
     /// them stay usable.
     pub fn with_endpoints(
         &self,
-        resolved: Vec<Resolved>,
+        (resolved, policy): (Vec<Resolved>, config::EndpointPolicy),
         store: &Store,
         assignment: u64,
     ) -> Cluster {
@@ -294,7 +305,7 @@ impl Cluster {
         let mut next = Cluster::with_pool(
             store,
             self.config.clone(),
-            endpoints,
+            (endpoints, policy),
             self.tls.clone(),
             (pool_id, breakers, ejected, Arc::new(active_hc)),
         );
@@ -310,7 +321,7 @@ impl Cluster {
         let mut next = Cluster::with_pool(
             store,
             self.config.clone(),
-            self.endpoints.clone(),
+            (self.endpoints.clone(), self.policy),
             Some(tls),
             self.shared(),
         );
@@ -346,17 +357,12 @@ impl Cluster {
         let mut next = Cluster::with_pool(
             store,
             self.config.clone(),
-            self.endpoints.clone(),
+            (self.endpoints.clone(), self.policy),
             self.tls.clone(),
             shared,
         );
         next.assignment = self.assignment;
         next
-    }
-
-    /// The endpoints requests may go to now.
-    pub fn routable(&self) -> &[Endpoint] {
-        self.routable.as_deref().unwrap_or(&self.endpoints)
     }
 
     /// Shows its circuit-breaker gauges in the stats (once the

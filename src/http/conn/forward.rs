@@ -418,9 +418,6 @@ impl<D: Downstream> Proxy<D> {
         random: &dyn Fn() -> u64,
     ) -> Option<&'v Endpoint> {
         let mut picked = x.view.pick(to.cluster, to.hash, random)?;
-        if let Some(c) = x.view.snapshot.clusters.get(to.cluster).filter(|c| c.panic) {
-            c.stats.inc(x.shard.id, ClusterStat::lb_healthy_panic);
-        }
         if retries.previous_hosts {
             for _ in 0..retries.host_selection_attempts {
                 if !tried.contains(&picked.addr) {

@@ -1,0 +1,216 @@
+//! Priority levels, the overprovisioning factor and locality weights,
+//! against Envoy 1.40 on the same configs: where the load goes when a
+//! level's hosts fail their health checks, and how localities share it.
+//! Both proxies draw at random, so shares are compared with a margin
+//! (four standard deviations of the draws).
+
+mod common;
+use common::oracle::{with_admin, Pair};
+use common::*;
+use std::collections::HashMap;
+
+/// One `endpoints[]` entry: a locality block with `extra` fields and
+/// endpoints on `ports`.
+fn group(extra: &str, ports: &[u16]) -> String {
+    let mut out = format!("      - {extra}\n        lb_endpoints:\n");
+    for port in ports {
+        out.push_str(&format!(
+            "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+        ));
+    }
+    out
+}
+
+/// A STATIC cluster `name` with `extra` cluster fields and `groups`.
+fn cluster(name: &str, extra: &str, groups: &[String]) -> String {
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n{}",
+        groups.concat()
+    )
+}
+
+/// Checks every 0.2 s that fail a host at its first failure.
+const HEALTH_CHECK: &str = "    health_checks:\n    - timeout: 1s\n      interval: 0.2s\n      unhealthy_threshold: 1\n      healthy_threshold: 1\n      http_health_check: { path: /healthz }\n";
+
+/// Virtual hosts routing host `name` to cluster `name`.
+fn routes(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| {
+            format!(
+                "            - name: {n}\n              domains: [\"{n}\"]\n              routes:\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: {n} }}\n"
+            )
+        })
+        .collect()
+}
+
+/// Which backend answered each of `n` requests for `host`, counted.
+fn shares(port: u16, host: &str, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let r = get(port, host, "/");
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+        *seen
+            .entry(r.header("x-backend").unwrap_or("?").to_string())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Asserts that `seen` gives each backend its `expected` share of `n`
+/// (within four standard deviations of a binomial draw).
+fn assert_shares(who: &str, seen: &HashMap<String, usize>, n: usize, expected: &[(&str, f64)]) {
+    for (backend, share) in expected {
+        let got = seen.get(*backend).copied().unwrap_or(0) as f64 / n as f64;
+        let margin = 4.0 * (share * (1.0 - share) / n as f64).sqrt() + 1e-9;
+        assert!(
+            (got - share).abs() <= margin,
+            "{who}: {backend} got {got:.3} of the load, expected {share} ± {margin:.3} ({seen:?})"
+        );
+    }
+}
+
+/// Each host's priority as `/clusters` lists them, sorted.
+fn priorities(body: &str) -> String {
+    let mut lines: Vec<&str> = body
+        .lines()
+        .filter(|l| l.contains("::priority::"))
+        .map(|l| l.rsplit("::").next().unwrap_or_default())
+        .collect();
+    lines.sort_unstable();
+    lines.join(",")
+}
+
+/// P0 has a live and a dead host, P1 a live one: with the default
+/// overprovisioning factor P0 carries 1/2 × 1.4 = 70% and P1 the rest;
+/// with a factor of 100, 50% each; with both P0 hosts dead, P1 all of it.
+#[test]
+fn load_spills_to_lower_priorities_as_in_envoy() {
+    let (p0, p1) = (Backend::start("p0"), Backend::start("p1"));
+    let (q0, q1) = (Backend::start("q0"), Backend::start("q1"));
+    let r1 = Backend::start("r1");
+    let (dead, dead2) = (free_port(), free_port());
+    let clusters = [
+        cluster(
+            "c",
+            HEALTH_CHECK,
+            &[
+                group("priority: 0", &[p0.port(), dead]),
+                group("priority: 1", &[p1.port()]),
+            ],
+        ),
+        cluster(
+            "d",
+            HEALTH_CHECK,
+            &[
+                group("priority: 0", &[q0.port(), dead]),
+                group("priority: 1", &[q1.port()]),
+            ],
+        )
+        .replace(
+            "      cluster_name: d\n",
+            "      cluster_name: d\n      policy: { overprovisioning_factor: 100 }\n",
+        ),
+        cluster(
+            "e",
+            HEALTH_CHECK,
+            &[
+                group("priority: 0", &[dead, dead2]),
+                group("priority: 1", &[r1.port()]),
+            ],
+        ),
+    ];
+    let config = with_admin(&http_config(&routes(&["c", "d", "e"]), &clusters.concat()));
+    let Some(pair) = Pair::start(
+        "load_spills_to_lower_priorities_as_in_envoy",
+        &config,
+        vec![p0, p1, q0, q1, r1],
+    ) else {
+        return;
+    };
+    let settled = |body: &str| body.matches("/failed_active_hc").count() == 4;
+    for admin in [pair.envoy.admin, pair.ringway_admin] {
+        let body = admin_until(admin, "/clusters", settled);
+        assert!(settled(&body), "{body}");
+    }
+    let n = 400;
+    for (who, port) in [("envoy", pair.envoy.port), ("ringway", pair.ringway.port)] {
+        assert_shares(who, &shares(port, "c", n), n, &[("p0", 0.7), ("p1", 0.3)]);
+        assert_shares(who, &shares(port, "d", n), n, &[("q0", 0.5), ("q1", 0.5)]);
+        assert_shares(who, &shares(port, "e", 50), 50, &[("r1", 1.0)]);
+    }
+    pair.assert_same_admin("/clusters", priorities);
+    pair.assert_same_stats(&[
+        "cluster.c.lb_healthy_panic",
+        "cluster.c.membership_healthy",
+        "cluster.c.membership_total",
+        "cluster.e.lb_healthy_panic",
+    ]);
+}
+
+/// Localities share a level by `load_balancing_weight` times their
+/// availability; a locality without a weight gets nothing.
+#[test]
+fn locality_weights_share_the_load_as_in_envoy() {
+    let (a, b, b2, c) = (
+        Backend::start("a"),
+        Backend::start("b"),
+        Backend::start("b2"),
+        Backend::start("c"),
+    );
+    let dead = free_port();
+    let weighted = "    common_lb_config: { locality_weighted_lb_config: {} }\n";
+    let clusters = [
+        cluster(
+            "l",
+            weighted,
+            &[
+                group(
+                    "locality: { zone: a }\n        load_balancing_weight: 1",
+                    &[a.port()],
+                ),
+                group(
+                    "locality: { zone: b }\n        load_balancing_weight: 3",
+                    &[b.port()],
+                ),
+                group("locality: { zone: c }", &[c.port()]),
+            ],
+        ),
+        // Zone b has one host of two failed: 2 × min(1, 1.4 × ½) = 1.4
+        // against zone a's 1.
+        cluster(
+            "m",
+            &format!("{weighted}{HEALTH_CHECK}"),
+            &[
+                group(
+                    "locality: { zone: a }\n        load_balancing_weight: 1",
+                    &[a.port()],
+                ),
+                group(
+                    "locality: { zone: b }\n        load_balancing_weight: 2",
+                    &[b2.port(), dead],
+                ),
+            ],
+        ),
+    ];
+    let config = with_admin(&http_config(&routes(&["l", "m"]), &clusters.concat()));
+    let Some(pair) = Pair::start(
+        "locality_weights_share_the_load_as_in_envoy",
+        &config,
+        vec![a, b, b2, c],
+    ) else {
+        return;
+    };
+    let settled = |body: &str| body.matches("/failed_active_hc").count() == 1;
+    for admin in [pair.envoy.admin, pair.ringway_admin] {
+        let body = admin_until(admin, "/clusters", settled);
+        assert!(settled(&body), "{body}");
+    }
+    let n = 400;
+    for (who, port) in [("envoy", pair.envoy.port), ("ringway", pair.ringway.port)] {
+        let l = shares(port, "l", n);
+        assert_shares(who, &l, n, &[("a", 0.25), ("b", 0.75), ("c", 0.0)]);
+        let m = shares(port, "m", n);
+        assert_shares(who, &m, n, &[("a", 1.0 / 2.4), ("b2", 1.4 / 2.4)]);
+    }
+}
