@@ -184,6 +184,7 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
                 locality: Default::default(),
                 priority: 0,
                 locality_weight: 0,
+                lb_metadata: Default::default(),
             };
             Endpoint::new(&store, "bench", resolved)
         })

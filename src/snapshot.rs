@@ -821,6 +821,7 @@ fn ip_endpoints(endpoints: &[config::EndpointConfig]) -> Vec<Resolved> {
                 locality: e.locality.clone(),
                 priority: e.priority,
                 locality_weight: e.locality_weight,
+                lb_metadata: Arc::new(e.lb_metadata.clone()),
             })
         })
         .collect()

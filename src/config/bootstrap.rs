@@ -408,6 +408,8 @@ pub struct Cluster {
     pub locality_weighted: bool,
     /// `health_checks` (one at most).
     pub health_check: Option<super::HealthCheck>,
+    /// `lb_subset_config`.
+    pub subsets: Option<super::SubsetConfig>,
 }
 
 /// `upstream_http_protocol_options` with `auto_sni`.
@@ -521,6 +523,8 @@ pub struct EndpointConfig {
     pub priority: u32,
     /// That entry's `load_balancing_weight` (0: none).
     pub locality_weight: u32,
+    /// Its `metadata.filter_metadata["envoy.lb"]`.
+    pub lb_metadata: super::LbMetadata,
 }
 
 /// An endpoint's `address`.
@@ -722,6 +726,7 @@ static CLUSTER: Fields = Fields {
         "upstream_connection_options", "typed_extension_protocol_options",
         "http2_protocol_options", "transport_socket", "upstream_http_protocol_options",
         "circuit_breakers", "outlier_detection", "common_lb_config", "health_checks",
+        "lb_subset_config",
     ],
     unsupported: &[
         "transport_socket_matches", "cluster_type",
@@ -729,7 +734,7 @@ static CLUSTER: Fields = Fields {
         "dns_jitter", "dns_failure_refresh_rate", "respect_dns_ttl", "dns_resolvers",
         "use_tcp_for_dns_lookups", "dns_resolution_config", "typed_dns_resolver_config",
         "wait_for_warm_on_init", "cleanup_interval", "upstream_bind_config",
-        "lb_subset_config", "original_dst_lb_config", "round_robin_lb_config",
+        "original_dst_lb_config", "round_robin_lb_config",
         "metadata", "protocol_selection",
         "close_connections_on_host_health_failure", "ignore_health_on_host_removal", "filters",
         "load_balancing_policy", "lrs_server", "track_timeout_budgets", "upstream_config",
@@ -758,8 +763,8 @@ static LOCALITY: Fields = Fields {
 };
 #[rustfmt::skip]
 static LB_ENDPOINT: Fields = Fields {
-    known: &["endpoint", "load_balancing_weight"],
-    unsupported: &["endpoint_name", "health_status", "metadata"],
+    known: &["endpoint", "load_balancing_weight", "metadata"],
+    unsupported: &["endpoint_name", "health_status"],
 };
 #[rustfmt::skip]
 static ENDPOINT: Fields = Fields {
@@ -1877,6 +1882,9 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
         locality_weighted: common_lb.locality_weighted,
         endpoint_policy,
         health_check,
+        subsets: obj
+            .get("lb_subset_config")
+            .and_then(|s| super::subset::subset_config(&s, errs)),
     })
 }
 
@@ -2227,6 +2235,10 @@ fn locality_endpoints(
             continue;
         };
         let hostname = string(&epo, errs, "hostname").filter(|h| !h.is_empty());
+        let lb_metadata = lbe
+            .get("metadata")
+            .map(|m| super::subset::lb_metadata(&m, errs))
+            .unwrap_or_default();
         let Some(addr) = epo.require(errs, "address") else {
             continue;
         };
@@ -2240,6 +2252,7 @@ fn locality_endpoints(
                     locality: locality.clone(),
                     priority,
                     locality_weight,
+                    lb_metadata,
                 });
                 continue;
             }
@@ -2273,6 +2286,7 @@ fn locality_endpoints(
             locality: locality.clone(),
             priority,
             locality_weight,
+            lb_metadata,
         });
     }
 }

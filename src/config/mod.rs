@@ -19,6 +19,7 @@ mod route_action;
 mod route_match;
 mod sds;
 mod stats_config;
+mod subset;
 mod tcp_proxy;
 mod tls;
 mod udp_proxy;
@@ -41,6 +42,7 @@ pub use sds::{
     parse_secret, secret_files, Secret, SecretError, SecretFile, SecretSource, SECRET_TYPE,
 };
 pub use stats_config::{StatsMatcher, StatsOptions, TagSpecifier, TagValue};
+pub use subset::{LbMetadata, SubsetConfig, SubsetFallback, SubsetSelector};
 pub use tcp_proxy::TcpProxy;
 pub use tls::*;
 pub use udp_proxy::UdpProxy;

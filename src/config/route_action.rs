@@ -52,6 +52,8 @@ pub struct ForwardAction {
     pub timeout: Option<Duration>,
     /// `hash_policy` (for RING_HASH and MAGLEV clusters).
     pub hash_policy: Vec<super::HashPolicy>,
+    /// `metadata_match`: the `envoy.lb` subset its requests go to.
+    pub metadata_match: Option<super::LbMetadata>,
     /// `retry_policy` (the virtual host's applies when absent).
     pub retry_policy: Option<super::RetryPolicy>,
     /// `idle_timeout`: overrides the stream idle timeout (`Some(None)`: 0s,
@@ -186,10 +188,10 @@ pub(super) static ROUTE_ACTION: Fields = Fields {
         "cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
         "host_rewrite_header", "timeout", "hash_policy", "retry_policy", "idle_timeout",
-        "max_stream_duration", "upgrade_configs", "priority",
+        "max_stream_duration", "upgrade_configs", "priority", "metadata_match",
     ],
     unsupported: &[
-        "cluster_specifier_plugin", "inline_cluster_specifier_plugin", "metadata_match",
+        "cluster_specifier_plugin", "inline_cluster_specifier_plugin",
         "path_rewrite_policy", "host_rewrite_path_regex", "append_x_forwarded_host",
         "early_data_policy", "retry_policy_typed_config",
         "request_mirror_policies", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset",
@@ -395,6 +397,9 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
         host_rewrite,
         timeout,
         hash_policy: super::lb::hash_policies(&obj, errs),
+        metadata_match: obj
+            .get("metadata_match")
+            .map(|m| super::subset::lb_metadata(&m, errs)),
         retry_policy: match obj.get("retry_policy") {
             Some(r) => Some(super::retry::retry_policy(&r, errs)?),
             None => None,

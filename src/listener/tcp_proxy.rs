@@ -79,7 +79,7 @@ pub(super) async fn serve(
         0
     };
     for _ in 0..attempts {
-        let Some(endpoint) = view.pick(cluster_index, hash, &random) else {
+        let Some(endpoint) = view.pick(cluster_index, hash, None, &random) else {
             cluster.stats.inc(w, ClusterStat::upstream_cx_none_healthy);
             flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
             break;

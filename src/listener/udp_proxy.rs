@@ -112,7 +112,7 @@ async fn open(shard: &Shard, proxy: &UdpProxy, client: SocketAddr) -> Option<Rc<
         .hash_source_ip
         .then(|| hashing::hash_value(client.ip().to_string().as_bytes()));
     let random = || shard.random();
-    let Some(endpoint) = view.pick(proxy.cluster, hash, &random) else {
+    let Some(endpoint) = view.pick(proxy.cluster, hash, None, &random) else {
         proxy.stats.inc(w, UdpStat::downstream_sess_no_route);
         if let Some(c) = view.snapshot.clusters.get(proxy.cluster) {
             c.stats.inc(w, ClusterStat::upstream_cx_none_healthy);

@@ -76,6 +76,8 @@ pub struct Forward {
     pub upgrades: Vec<config::Upgrade>,
     /// `priority`: the circuit-breaker thresholds its requests count against.
     pub priority: config::Priority,
+    /// `metadata_match`: the subset of the cluster its requests go to.
+    pub metadata_match: Option<config::LbMetadata>,
     /// How much request body may be buffered for retries
     /// (`per_request_buffer_limit_bytes`; default 1 MiB, Envoy's
     /// connection buffer limit).
@@ -335,6 +337,7 @@ impl RouteTable {
                             max_stream_duration: f.max_stream_duration,
                             upgrades: f.upgrades.clone(),
                             priority: f.priority,
+                            metadata_match: f.metadata_match.clone(),
                             buffer_limit: r
                                 .buffer_limit
                                 .or(vh.buffer_limit)

@@ -4,6 +4,7 @@
 
 use super::drain::LocalDrain;
 use crate::access_log::{ShardLogs, Sinks};
+use crate::config::LbMetadata;
 use crate::http::date::DateCache;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::histogram::ShardHistograms;
@@ -15,6 +16,7 @@ use crate::upstream::lb::{self, Balancer, RoundRobin};
 use crate::upstream::outlier;
 use crate::upstream::pool::Pool;
 use crate::upstream::priority::HostSet;
+use crate::upstream::subset;
 use crate::upstream::Endpoint;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -32,7 +34,7 @@ enum Position {
 pub struct View {
     /// The snapshot this view reads.
     pub snapshot: Arc<ConfigSnapshot>,
-    /// Per cluster, a position in each of its host sets.
+    /// Per cluster, a position in each host set of each of its plans.
     positions: Vec<Vec<Position>>,
     shard: usize,
 }
@@ -43,11 +45,11 @@ impl View {
             .clusters
             .iter()
             .map(|c| {
-                c.plan
-                    .sets
-                    .iter()
-                    .map(|set| Self::position(set, shard))
-                    .collect()
+                let subsets = c.subsets.iter().flat_map(|s| &s.plans);
+                let sets = std::iter::once(&c.plan)
+                    .chain(subsets)
+                    .flat_map(|p| &p.sets);
+                sets.map(|set| Self::position(set, shard)).collect()
             })
             .collect();
         View {
@@ -68,27 +70,49 @@ impl View {
         }
     }
 
-    /// Picks an endpoint of cluster `index`: a host set by priority (and
-    /// locality), then an endpoint of it by its balancer; None when there
-    /// is none. `hash` is the request's hash-policy hash (hashing
-    /// balancers draw at random without one); `random` is the shard's RNG.
-    /// A pick from a level in panic counts `lb_healthy_panic`.
+    /// Picks an endpoint of cluster `index`: the subset `criteria` (a
+    /// route's `metadata_match`) selects when the cluster has subsets, a
+    /// host set by priority (and locality), then an endpoint of it by its
+    /// balancer; None when there is none. `hash` is the request's
+    /// hash-policy hash (hashing balancers draw at random without one);
+    /// `random` is the shard's RNG. A pick from a level in panic counts
+    /// `lb_healthy_panic`.
     pub fn pick(
         &self,
         index: usize,
         hash: Option<u64>,
+        criteria: Option<&LbMetadata>,
         random: &dyn Fn() -> u64,
     ) -> Option<&Endpoint> {
         let cluster = self.snapshot.clusters.get(index)?;
-        let choice = cluster.plan.choose(hash, random)?;
+        let (plan, reached) = match &cluster.subsets {
+            None => (&cluster.plan, None),
+            Some(subsets) => {
+                let (route, reached) = subsets.route(criteria);
+                if reached == subset::Reached::Selected {
+                    let stat = sets::Cluster::lb_subsets_selected;
+                    cluster.stats.inc(self.shard, stat);
+                }
+                let plan = match route {
+                    subset::Route::Subset(plan) => subsets.plans.get(plan)?,
+                    subset::Route::Any => &cluster.plan,
+                    subset::Route::Nothing => return None,
+                };
+                (plan, Some(reached))
+            }
+        };
+        let choice = plan.choose(hash, random)?;
         if choice.panic {
             cluster
                 .stats
                 .inc(self.shard, sets::Cluster::lb_healthy_panic);
         }
-        let set = cluster.plan.sets.get(choice.set)?;
+        let set = plan.sets.get(choice.set)?;
         let endpoints = &set.endpoints;
-        let position = self.positions.get(index)?.get(choice.set)?;
+        let position = self
+            .positions
+            .get(index)?
+            .get(plan.first_set + choice.set)?;
         let i = match &set.balancer {
             Balancer::RoundRobin(cycle) => match (cycle, position) {
                 (Some(cycle), Position::Cycle(at)) => {
@@ -109,7 +133,13 @@ impl View {
             Balancer::Ring(ring) => ring.pick(hash.unwrap_or_else(random))?,
             Balancer::Maglev(table) => table.pick(hash.unwrap_or_else(random))?,
         };
-        endpoints.get(i)
+        let picked = endpoints.get(i)?;
+        if reached == Some(subset::Reached::ClusterFallback) {
+            cluster
+                .stats
+                .inc(self.shard, sets::Cluster::lb_subsets_fallback);
+        }
+        Some(picked)
     }
 }
 

@@ -143,14 +143,14 @@ stat_set!(
         upstream_rq_retry_overflow, upstream_rq_max_duration_reached,
         upstream_rq_pending_total, upstream_rq_pending_overflow, upstream_rq_pending_failure_eject,
         upstream_rq_active_overflow, upstream_cx_overflow, upstream_cx_pool_overflow,
-        lb_healthy_panic,
+        lb_healthy_panic, lb_subsets_selected, lb_subsets_fallback,
         update_attempt, update_success, update_failure, update_empty, update_no_rebuild,
         assignment_stale, assignment_timeout_received, assignment_use_cached,
     ],
     gauges [
         upstream_cx_active, upstream_rq_active, upstream_rq_pending_active,
         membership_total, membership_healthy, membership_degraded, membership_excluded,
-        version,
+        version, lb_subsets_active,
     ]
 );
 

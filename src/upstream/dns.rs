@@ -36,6 +36,7 @@ fn resolve_all(cluster: &Cluster) -> Vec<Resolved> {
                         locality: ep.locality.clone(),
                         priority: ep.priority,
                         locality_weight: ep.locality_weight,
+                        lb_metadata: std::sync::Arc::new(ep.lb_metadata.clone()),
                     };
                     if !out.contains(&endpoint) {
                         out.push(endpoint);

@@ -11,6 +11,7 @@ pub mod lb;
 pub mod outlier;
 pub mod pool;
 pub mod priority;
+pub mod subset;
 
 use crate::config;
 use crate::net::Address;
@@ -51,6 +52,8 @@ pub struct Resolved {
     pub priority: u32,
     /// Its locality's `load_balancing_weight` (0: none).
     pub locality_weight: u32,
+    /// Its `envoy.lb` metadata (subset load balancing).
+    pub lb_metadata: Arc<config::LbMetadata>,
 }
 
 #[cfg(test)]
@@ -65,6 +68,7 @@ impl Resolved {
             locality: config::Locality::default(),
             priority: 0,
             locality_weight: 0,
+            lb_metadata: Arc::default(),
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct Endpoint {
     pub priority: u32,
     /// Its locality's `load_balancing_weight` (0: none).
     pub locality_weight: u32,
+    /// Its `envoy.lb` metadata (subset load balancing).
+    pub lb_metadata: Arc<config::LbMetadata>,
     /// Per-endpoint stats, shared with every snapshot that has this endpoint.
     pub stats: Arc<Scope<sets::Host>>,
     /// Requests in flight to this endpoint from every shard (LEAST_REQUEST
@@ -111,6 +117,7 @@ impl Endpoint {
             locality: r.locality,
             priority: r.priority,
             locality_weight: r.locality_weight,
+            lb_metadata: r.lb_metadata,
             active: Arc::default(),
             connections: Arc::default(),
             outlier: Arc::default(),
@@ -127,6 +134,7 @@ impl Endpoint {
                     && x.priority == y.priority
                     && x.locality == y.locality
                     && x.locality_weight == y.locality_weight
+                    && x.lb_metadata == y.lb_metadata
             })
     }
 }
@@ -153,6 +161,8 @@ pub struct Cluster {
     /// Its host sets by priority, health and locality, and how the load
     /// is split among them.
     pub plan: priority::Plan,
+    /// Its subsets, with `lb_subset_config`.
+    pub subsets: Option<subset::Subsets>,
     /// `cluster.<name>.outlier_detection.*`, with outlier detection.
     pub outlier_stats: Option<Arc<Scope<sets::Outlier>>>,
     /// `cluster.<name>.*`.
@@ -235,20 +245,29 @@ impl Cluster {
         ] {
             stats.set(main, gauge, value as u64);
         }
-        let plan = priority::Plan::new(&priority::Inputs {
+        let inputs = priority::Inputs {
             endpoints: &endpoints,
             flags: &flags,
             policy,
             panic_threshold: config.healthy_panic_threshold,
             locality_weighted: config.locality_weighted,
             lb_policy: &config.lb_policy,
-        });
+        };
+        let plan = priority::Plan::new(&inputs, 0);
+        let subsets = config
+            .subsets
+            .as_ref()
+            .map(|s| subset::Subsets::new(s, &inputs, plan.sets.len()));
+        if let Some(s) = &subsets {
+            stats.set(main, sets::Cluster::lb_subsets_active, s.active() as u64);
+        }
         let outlier_stats = config
             .outlier_detection
             .as_ref()
             .map(|_| store.outlier(stat_name));
         Cluster {
             plan,
+            subsets,
             policy,
             ejected,
             active_hc,

@@ -41,11 +41,15 @@ struct Share {
     panic: bool,
 }
 
-/// A cluster's host sets and how the load is split among them.
+/// A cluster's (or subset's) host sets and how the load is split among
+/// them.
 #[derive(Debug)]
 pub struct Plan {
     /// The host sets some share of the load goes to.
     pub sets: Vec<HostSet>,
+    /// The cluster-wide number of its first host set (a cluster's plans
+    /// number their sets one after another, for the shards' positions).
+    pub first_set: usize,
     shares: Vec<Share>,
 }
 
@@ -59,6 +63,7 @@ pub struct Choice {
 }
 
 /// What the plan is built from.
+#[derive(Clone, Copy)]
 pub struct Inputs<'a> {
     /// The cluster's endpoints.
     pub endpoints: &'a [Endpoint],
@@ -92,8 +97,9 @@ struct Level {
 }
 
 impl Plan {
-    /// Splits the load as Envoy's `LoadBalancerBase` does.
-    pub fn new(inputs: &Inputs) -> Plan {
+    /// Splits the load as Envoy's `LoadBalancerBase` does; its host sets
+    /// are numbered from `first_set` on.
+    pub fn new(inputs: &Inputs, first_set: usize) -> Plan {
         let mut levels = levels(inputs);
         let healthy: Vec<u32> = levels.iter().map(|l| l.healthy).collect();
         let degraded: Vec<u32> = levels.iter().map(|l| l.degraded).collect();
@@ -158,6 +164,7 @@ impl Plan {
         }
         Plan {
             sets: builder.sets,
+            first_set,
             shares,
         }
     }
@@ -383,14 +390,15 @@ mod tests {
     }
 
     fn plan(endpoints: &[Endpoint], flags: &[HostFlags], locality_weighted: bool) -> Plan {
-        Plan::new(&Inputs {
+        let inputs = Inputs {
             endpoints,
             flags,
             policy: EndpointPolicy::default(),
             panic_threshold: 50.0,
             locality_weighted,
             lb_policy: &LbPolicy::RoundRobin,
-        })
+        };
+        Plan::new(&inputs, 0)
     }
 
     /// Picks per priority over the draws 1..=100.

@@ -417,13 +417,14 @@ impl<D: Downstream> Proxy<D> {
         tried: &[Address],
         random: &dyn Fn() -> u64,
     ) -> Option<&'v Endpoint> {
-        let mut picked = x.view.pick(to.cluster, to.hash, random)?;
+        let criteria = to.forward.metadata_match.as_ref();
+        let mut picked = x.view.pick(to.cluster, to.hash, criteria, random)?;
         if retries.previous_hosts {
             for _ in 0..retries.host_selection_attempts {
                 if !tried.contains(&picked.addr) {
                     break;
                 }
-                picked = x.view.pick(to.cluster, to.hash, random)?;
+                picked = x.view.pick(to.cluster, to.hash, criteria, random)?;
             }
         }
         Some(picked)
