@@ -168,7 +168,7 @@ pub enum Serve {
 }
 
 /// An HTTP connection manager on one listener.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HttpChain {
     /// Its settings.
     pub http: Arc<HttpSettings>,

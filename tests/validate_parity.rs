@@ -519,6 +519,69 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             ),
             false,
         ),
+        (
+            "priorities, locality weights and the assignment policy",
+            edit(
+                "    load_assignment:\n      cluster_name: app\n      endpoints:\n      - lb_endpoints:\n",
+                "    common_lb_config: { locality_weighted_lb_config: {} }\n    load_assignment:\n      cluster_name: app\n      policy: { overprovisioning_factor: 200, weighted_priority_health: true }\n      endpoints:\n      - priority: 1\n        locality: { zone: b }\n        load_balancing_weight: 1\n        lb_endpoints:\n        - endpoint: { address: { socket_address: { address: 127.0.0.2, port_value: 8080 } } }\n      - locality: { zone: a }\n        load_balancing_weight: 2\n        lb_endpoints:\n",
+            ),
+            true,
+        ),
+        (
+            "a priority past 128",
+            edit("      - lb_endpoints:\n        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }\n", "      - priority: 129\n        lb_endpoints:\n        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }\n"),
+            false,
+        ),
+        (
+            "an overprovisioning factor of 0",
+            edit("      cluster_name: app\n", "      cluster_name: app\n      policy: { overprovisioning_factor: 0 }\n"),
+            false,
+        ),
+        (
+            "a locality weight of 0",
+            edit("      - lb_endpoints:\n        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }\n", "      - load_balancing_weight: 0\n        lb_endpoints:\n        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }\n"),
+            false,
+        ),
+        (
+            "subsets, endpoint metadata and a route's metadata_match",
+            edit(
+                "    connect_timeout: 1s\n    load_assignment:\n      cluster_name: app\n",
+                "    connect_timeout: 1s\n    lb_subset_config:\n      fallback_policy: DEFAULT_SUBSET\n      default_subset: { version: v1 }\n      subset_selectors:\n      - keys: [version]\n        fallback_policy: ANY_ENDPOINT\n    load_assignment:\n      cluster_name: app\n",
+            )
+            .replace(
+                "port_value: 8080 } } }\n",
+                "port_value: 8080 } } }\n          metadata: { filter_metadata: { envoy.lb: { version: v1 } } }\n",
+            )
+            .replace(
+                "                route: { cluster: app }\n",
+                "                route: { cluster: app, metadata_match: { filter_metadata: { envoy.lb: { version: v1 } } } }\n",
+            ),
+            true,
+        ),
+        (
+            "mirror policies",
+            edit(
+                "                route: { cluster: app }\n",
+                "                route: { cluster: app, request_mirror_policies: [ { cluster: dns, runtime_fraction: { default_value: { numerator: 5, denominator: TEN_THOUSAND } } }, { cluster: app, disable_shadow_host_suffix_append: true } ] }\n",
+            ),
+            true,
+        ),
+        (
+            "a mirror policy without a cluster",
+            edit(
+                "                route: { cluster: app }\n",
+                "                route: { cluster: app, request_mirror_policies: [ { runtime_fraction: { default_value: { numerator: 5 } } } ] }\n",
+            ),
+            false,
+        ),
+        (
+            "a mirror to an unknown cluster",
+            edit(
+                "                route: { cluster: app }\n",
+                "                route: { cluster: app, request_mirror_policies: [ { cluster: nowhere } ] }\n",
+            ),
+            false,
+        ),
     ]
 }
 

@@ -54,6 +54,8 @@ pub struct ForwardAction {
     pub hash_policy: Vec<super::HashPolicy>,
     /// `metadata_match`: the `envoy.lb` subset its requests go to.
     pub metadata_match: Option<super::LbMetadata>,
+    /// `request_mirror_policies`.
+    pub mirrors: Vec<MirrorPolicy>,
     /// `retry_policy` (the virtual host's applies when absent).
     pub retry_policy: Option<super::RetryPolicy>,
     /// `idle_timeout`: overrides the stream idle timeout (`Some(None)`: 0s,
@@ -66,6 +68,20 @@ pub struct ForwardAction {
     /// `priority`: which circuit-breaker thresholds its requests count
     /// against.
     pub priority: super::Priority,
+}
+
+/// One `request_mirror_policies[]` entry: a copy of each sampled request
+/// goes to `cluster`, and its answer is dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorPolicy {
+    /// `cluster`.
+    pub cluster: String,
+    /// `runtime_fraction.default_value`, in millionths of requests
+    /// (default: every request).
+    pub millionths: u32,
+    /// `-shadow` is appended to the copy's host (unless
+    /// `disable_shadow_host_suffix_append`).
+    pub host_suffix: bool,
 }
 
 /// One `upgrade_configs` entry.
@@ -189,15 +205,30 @@ pub(super) static ROUTE_ACTION: Fields = Fields {
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
         "host_rewrite_header", "timeout", "hash_policy", "retry_policy", "idle_timeout",
         "max_stream_duration", "upgrade_configs", "priority", "metadata_match",
+        "request_mirror_policies",
     ],
     unsupported: &[
         "cluster_specifier_plugin", "inline_cluster_specifier_plugin",
         "path_rewrite_policy", "host_rewrite_path_regex", "append_x_forwarded_host",
-        "early_data_policy", "retry_policy_typed_config",
-        "request_mirror_policies", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset",
+        "early_data_policy", "retry_policy_typed_config", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset",
         "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
         "hedge_policy", "request_body_buffer_limit",
     ],
+};
+#[rustfmt::skip]
+static MIRROR_POLICY: Fields = Fields {
+    known: &["cluster", "runtime_fraction", "disable_shadow_host_suffix_append"],
+    unsupported: &["cluster_header", "trace_sampled", "request_headers_mutations", "host_rewrite_literal"],
+};
+#[rustfmt::skip]
+static RUNTIME_FRACTION: Fields = Fields {
+    known: &["default_value", "runtime_key"],
+    unsupported: &[],
+};
+#[rustfmt::skip]
+static FRACTIONAL_PERCENT: Fields = Fields {
+    known: &["numerator", "denominator"],
+    unsupported: &[],
 };
 #[rustfmt::skip]
 static ROUTE_UPGRADE: Fields = Fields {
@@ -400,6 +431,13 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
         metadata_match: obj
             .get("metadata_match")
             .map(|m| super::subset::lb_metadata(&m, errs)),
+        mirrors: obj
+            .get("request_mirror_policies")
+            .map(|l| l.list(errs))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| mirror_policy(m, errs))
+            .collect(),
         retry_policy: match obj.get("retry_policy") {
             Some(r) => Some(super::retry::retry_policy(&r, errs)?),
             None => None,
@@ -583,6 +621,59 @@ pub fn header_mutations(obj: &Obj, errs: &mut Errors, kind: &str) -> HeaderMutat
         }
     }
     HeaderMutations { add, remove }
+}
+
+/// Decodes one `request_mirror_policies[]` entry.
+fn mirror_policy(node: Node, errs: &mut Errors) -> Option<MirrorPolicy> {
+    let obj = node.object(errs, &MIRROR_POLICY)?;
+    let Some(cluster) = text(&obj, errs, "cluster").filter(|c| !c.is_empty()) else {
+        errs.add(
+            obj.path(),
+            "Exactly one of cluster or cluster_header in request mirror policy need to be specified",
+        );
+        return None;
+    };
+    let millionths = match obj.get("runtime_fraction") {
+        Some(f) => runtime_fraction(&f, errs)?,
+        None => 1_000_000,
+    };
+    let disabled = obj
+        .get("disable_shadow_host_suffix_append")
+        .and_then(|d| d.bool(errs))
+        .unwrap_or(false);
+    Some(MirrorPolicy {
+        cluster,
+        millionths,
+        host_suffix: !disabled,
+    })
+}
+
+/// Decodes a `RuntimeFractionalPercent` as millionths: its
+/// `default_value` (Ringway's runtime holds no such keys, so a
+/// `runtime_key` is refused).
+fn runtime_fraction(node: &Node, errs: &mut Errors) -> Option<u32> {
+    let obj = node.object(errs, &RUNTIME_FRACTION)?;
+    if let Some(key) = text(&obj, errs, "runtime_key").filter(|k| !k.is_empty()) {
+        errs.add(
+            &format!("{}.runtime_key", obj.path()),
+            format!("runtime key {key:?} is not supported by Ringway (its runtime has no fraction keys); use default_value"),
+        );
+    }
+    let value = obj.require(errs, "default_value")?;
+    let percent = value.object(errs, &FRACTIONAL_PERCENT)?;
+    let numerator = percent
+        .get("numerator")
+        .and_then(|n| n.uint(errs, u32::MAX as u64))
+        .unwrap_or(0);
+    let per = match percent.get("denominator") {
+        Some(d) => match d.enumeration(errs, &["HUNDRED", "TEN_THOUSAND", "MILLION"])? {
+            "HUNDRED" => 10_000,
+            "TEN_THOUSAND" => 100,
+            _ => 1,
+        },
+        None => 10_000,
+    };
+    Some((numerator * per).min(1_000_000) as u32)
 }
 
 #[cfg(test)]

@@ -33,6 +33,14 @@ impl Default for ReadBuf {
 }
 
 impl ReadBuf {
+    /// A buffer whose unread bytes are `bytes`.
+    pub fn holding(bytes: Vec<u8>) -> Self {
+        ReadBuf {
+            buf: bytes,
+            ..ReadBuf::default()
+        }
+    }
+
     /// The unread bytes.
     pub fn data(&self) -> &[u8] {
         &self.buf[self.start..]

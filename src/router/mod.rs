@@ -34,7 +34,7 @@ pub enum Action {
 const DEFAULT_BUFFER_LIMIT: u64 = 1024 * 1024;
 
 /// Which cluster a forward goes to, resolved to snapshot indexes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Target {
     /// One cluster.
     Cluster(usize),
@@ -49,8 +49,22 @@ pub enum Target {
     },
 }
 
-/// A compiled `route` action.
+/// A compiled `request_mirror_policies` entry.
 #[derive(Debug)]
+pub struct Mirror {
+    /// The cluster copies go to ([`MISSING_CLUSTER`] when it is unknown).
+    pub cluster: usize,
+    /// The share of requests copied, in millionths.
+    pub millionths: u32,
+    /// `-shadow` is appended to a copy's host.
+    pub host_suffix: bool,
+    /// How a copy is forwarded: the route's action to `cluster`, without
+    /// retries, hash policy, subset criteria or mirrors.
+    pub forward: std::sync::Arc<Forward>,
+}
+
+/// A compiled `route` action.
+#[derive(Debug, Clone)]
 pub struct Forward {
     /// The cluster choice.
     pub target: Target,
@@ -78,6 +92,8 @@ pub struct Forward {
     pub priority: config::Priority,
     /// `metadata_match`: the subset of the cluster its requests go to.
     pub metadata_match: Option<config::LbMetadata>,
+    /// `request_mirror_policies`.
+    pub mirrors: Vec<std::sync::Arc<Mirror>>,
     /// How much request body may be buffered for retries
     /// (`per_request_buffer_limit_bytes`; default 1 MiB, Envoy's
     /// connection buffer limit).
@@ -324,7 +340,14 @@ impl RouteTable {
                                 }
                             }
                         };
-                        Action::Forward(Box::new(Forward {
+                        let mirrors: Vec<(&config::MirrorPolicy, usize)> = f
+                            .mirrors
+                            .iter()
+                            .filter_map(|m| {
+                                Some((m, resolve(&m.cluster, "request_mirror_policies")?))
+                            })
+                            .collect();
+                        let mut forward = Forward {
                             target,
                             cluster_not_found_status: f.cluster_not_found_status,
                             prefix_rewrite: f.prefix_rewrite.clone(),
@@ -338,11 +361,31 @@ impl RouteTable {
                             upgrades: f.upgrades.clone(),
                             priority: f.priority,
                             metadata_match: f.metadata_match.clone(),
+                            mirrors: Vec::new(),
                             buffer_limit: r
                                 .buffer_limit
                                 .or(vh.buffer_limit)
                                 .unwrap_or(DEFAULT_BUFFER_LIMIT),
-                        }))
+                        };
+                        forward.mirrors = mirrors
+                            .into_iter()
+                            .map(|(m, cluster)| {
+                                let copy = Forward {
+                                    target: Target::Cluster(cluster),
+                                    hash_policy: Vec::new(),
+                                    retry: None,
+                                    metadata_match: None,
+                                    ..forward.clone()
+                                };
+                                std::sync::Arc::new(Mirror {
+                                    cluster,
+                                    millionths: m.millionths,
+                                    host_suffix: m.host_suffix,
+                                    forward: std::sync::Arc::new(copy),
+                                })
+                            })
+                            .collect();
+                        Action::Forward(Box::new(forward))
                     }
                 };
                 let mut matcher = r.matcher.clone();

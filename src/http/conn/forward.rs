@@ -8,7 +8,7 @@ mod upstream_h2;
 use upstream_h2::Negotiated;
 
 use super::downstream::Downstream;
-use super::{timeout_reply, Exchange, Next, Protocol, Proxy};
+use super::{mirror, timeout_reply, Exchange, Next, Protocol, Proxy};
 use crate::config::{HostRewrite, Priority, UpstreamProtocol};
 use crate::http::body::{pump, OutFraming, PumpError, Source};
 use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
@@ -189,11 +189,13 @@ impl<D: Downstream> Proxy<D> {
             // A tunnel cannot be replayed.
             retries.remaining = 0;
         }
-        // A body is replayed on retry only when it fits the buffer limit;
-        // otherwise it is streamed once and the request is not retried.
+        // A body is replayed on retry (and copied to mirrors) only when it
+        // fits the buffer limit; otherwise it is streamed once and the
+        // request is neither retried nor mirrored.
+        let buffered = retries.enabled() || !to.forward.mirrors.is_empty();
         let body = match x.req.framing {
             Framing::Empty => Some(Vec::new()),
-            Framing::Length(n) if retries.enabled() && n <= to.forward.buffer_limit => {
+            Framing::Length(n) if buffered && n <= to.forward.buffer_limit => {
                 if x.req.expect_continue && !self.send_continue(x).await {
                     return Next::Close;
                 }
@@ -205,7 +207,7 @@ impl<D: Downstream> Proxy<D> {
                     Err(e) => return self.body_read_failed(x, &e).await,
                 }
             }
-            Framing::Chunked if retries.enabled() => {
+            Framing::Chunked if buffered => {
                 if x.req.expect_continue && !self.send_continue(x).await {
                     return Next::Close;
                 }
@@ -228,6 +230,14 @@ impl<D: Downstream> Proxy<D> {
                 None
             }
         };
+        if !to.forward.mirrors.is_empty() && !x.req.upgrade {
+            let original = mirror::Original {
+                head: &head,
+                slots: &to.slots,
+                body: body.as_deref(),
+            };
+            mirror::mirror(x, &to, &original);
+        }
         // Response heads are held for inspection only when retries can happen.
         let watch_responses = retries.enabled() && retries.watches_responses();
         let timeout = to.overrides.timeout.unwrap_or(to.forward.timeout);

@@ -263,7 +263,7 @@ impl StreamTask {
         request: http::Request<RecvStream>,
         respond: SendResponse<Bytes>,
     ) -> Option<H2Down> {
-        let shard = &*self.shard;
+        let shard = &self.shard;
         let w = shard.id;
         let started = Instant::now();
         let view = &self.view;

@@ -5,6 +5,7 @@
 mod downstream;
 mod forward;
 mod h2;
+mod mirror;
 
 use downstream::{Downstream, H1Down};
 use forward::Upstream;
@@ -258,11 +259,12 @@ fn timeout_reply(http: &HttpSettings, w: usize, patience: Patience) -> LocalRepl
 
 /// What every step of answering one request needs.
 struct Exchange<'a> {
-    shard: &'a Shard,
+    shard: &'a Rc<Shard>,
     http: &'a HttpSettings,
-    /// The listener's own HTTP stats.
-    listener_http: &'a Scope<ListenerHttpStat>,
-    view: &'a View,
+    /// The connection manager (its settings are `http`; its listener's
+    /// own HTTP stats are `chain.http_stats`).
+    chain: &'a HttpChain,
+    view: &'a Rc<View>,
     req: Request,
     /// The matched route, if any.
     matched: Option<Matched<'a>>,
@@ -404,7 +406,7 @@ impl<'a> Exchange<'a> {
 
     /// Counts a response sent (interim ones too, as Envoy does).
     fn count_response(&self, status: u16) {
-        count_response(self.http, self.listener_http, self.shard.id, status);
+        count_response(self.http, &self.chain.http_stats, self.shard.id, status);
     }
 }
 
@@ -413,8 +415,8 @@ impl<'a> Exchange<'a> {
     /// it as active.
     #[allow(clippy::too_many_arguments)]
     fn begin(
-        shard: &'a Shard,
-        view: &'a View,
+        shard: &'a Rc<Shard>,
+        view: &'a Rc<View>,
         listener: &'a HttpChain,
         req: Request,
         plan: &Plan<'a>,
@@ -430,7 +432,7 @@ impl<'a> Exchange<'a> {
         Exchange {
             shard,
             http,
-            listener_http: &listener.http_stats,
+            chain: listener,
             view,
             close,
             request_cut: Cell::new(false),
@@ -466,6 +468,44 @@ impl<'a> Exchange<'a> {
         }
     }
 
+    /// An exchange for a mirrored copy of a request forwarded by
+    /// `forward`: nothing of it is counted downstream or logged.
+    fn mirrored(
+        shard: &'a Rc<Shard>,
+        view: &'a Rc<View>,
+        chain: &'a HttpChain,
+        req: Request,
+        peer: Peer,
+        protocol: Protocol,
+        forward: &crate::router::Forward,
+    ) -> Self {
+        let http = &*chain.http;
+        Exchange {
+            shard,
+            http,
+            chain,
+            view,
+            close: false,
+            request_cut: Cell::new(false),
+            protocol,
+            req,
+            status: Cell::new(0),
+            flags: Cell::new(ResponseFlags::default()),
+            matched: None,
+            request_head: Vec::new(),
+            started: Instant::now(),
+            peer,
+            set_cookie: OnceCell::new(),
+            sent_continue: Cell::new(false),
+            attempts: Cell::new(0),
+            grpc_status: Cell::new(None),
+            stream_idle: forward.idle_timeout.unwrap_or(http.stream_idle_timeout),
+            request_deadline: None,
+            stream_ends: None,
+            log: LogDetails::default(),
+        }
+    }
+
     /// Ends the exchange: counts its response and duration, and logs it.
     fn finish(&self) {
         let w = self.shard.id;
@@ -473,7 +513,7 @@ impl<'a> Exchange<'a> {
         count_finished(
             self.shard,
             self.http,
-            self.listener_http,
+            &self.chain.http_stats,
             self.status.get(),
             self.started,
         );
@@ -774,8 +814,8 @@ impl Conn {
     /// changed or removed it), so the connection closes after this request.
     async fn exchange(
         &mut self,
-        shard: &Shard,
-        view: &View,
+        shard: &Rc<Shard>,
+        view: &Rc<View>,
         listener: &HttpChain,
         retired: bool,
     ) -> Next {
