@@ -130,6 +130,7 @@ fn main() -> ExitCode {
         node: boot.node,
         bootstrap: tree,
         overload: boot.overload.clone(),
+        outlier_event_log: boot.outlier_event_log.clone(),
         restart: ringway::server::Restart {
             epoch: cli.restart_epoch,
             base_id: cli.base_id,

@@ -129,8 +129,9 @@ fn max_ejection_percent_overflows_as_in_envoy() {
 
 #[test]
 fn panic_threshold_routes_to_every_host_as_in_envoy() {
-    // One of two hosts ejected leaves 1.4 × 50% = 70% healthy: under an
-    // 80% threshold both proxies balance over every host again.
+    // One of two hosts ejected leaves 50% healthy, under an 80% threshold
+    // (and 1.4 × 50% = 70% cannot carry all the load): both proxies
+    // balance over every host again.
     let Some(pair) = pair(
         "panic_threshold_routes_to_every_host_as_in_envoy",
         "{ consecutive_5xx: 3, max_ejection_percent: 50 }\n    common_lb_config: { healthy_panic_threshold: { value: 80 } }",
@@ -224,4 +225,53 @@ fn a_killed_host_is_ejected_and_traffic_returns_after_it_recovers() {
     // one interval more after the ejection, so 0.5–1.5 s after revival
     // (with slack for a loaded machine).
     assert!((400..=2500).contains(&count("recover_ms")), "{r}");
+}
+
+/// The outlier event log, line for line against Envoy's (timestamps
+/// aside): the ejection after three 503s, then the unejection after
+/// `base_ejection_time`.
+#[test]
+fn the_event_log_matches_envoys() {
+    let (good, bad) = (
+        Backend::start("good"),
+        Backend::start_forced("bad", "/status/503"),
+    );
+    let cluster = static_cluster(
+        "c",
+        &[(&good, 1), (&bad, 1)],
+        "    outlier_detection: { consecutive_5xx: 3, interval: 0.5s, base_ejection_time: 1s, max_ejection_percent: 50 }\n",
+    );
+    let config = format!(
+        "{}cluster_manager:\n  outlier_detection: {{ event_log_path: \"{{log}}\" }}\n",
+        with_admin(&http_config(&catch_all("c", ""), &cluster))
+    );
+    let Some(pair) = Pair::start("the_event_log_matches_envoys", &config, vec![good, bad]) else {
+        return;
+    };
+    statuses(pair.ringway.port, 10);
+    statuses(pair.envoy.port, 10);
+    // Both lines (the ejection, then the unejection a second or so later).
+    let lines = |path: &std::path::Path| {
+        let text = log_lines(path, 2);
+        let masked: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let at = l.find("\"timestamp\":\"").map(|i| i + 13);
+                let end = at.and_then(|a| l[a..].find('"').map(|e| a + e));
+                match (at, end) {
+                    (Some(a), Some(e)) => format!("{}<time>{}", &l[..a], &l[e..]),
+                    _ => l.to_string(),
+                }
+            })
+            .collect();
+        masked
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines(&pair.logs.1).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ringway, envoy) = (lines(&pair.logs.0), lines(&pair.logs.1));
+    assert_eq!(envoy.len(), 2, "{envoy:?}");
+    assert_eq!(ringway, envoy);
+    assert!(envoy[0].contains("\"action\":\"EJECT\""), "{}", envoy[0]);
 }

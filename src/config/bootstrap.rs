@@ -44,6 +44,8 @@ pub struct Bootstrap {
     pub stats: super::StatsOptions,
     /// `application_log_config.log_format`, compiled.
     pub log_format: Option<crate::log_format::Pattern>,
+    /// `cluster_manager.outlier_detection.event_log_path`.
+    pub outlier_event_log: Option<std::path::PathBuf>,
 }
 
 /// `node`: who this proxy is.
@@ -900,18 +902,9 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     if let Some(e) = obj.get("bootstrap_extensions") {
         super::bootstrap_extensions::bootstrap_extensions(&e, errs);
     }
-    if let Some(c) = obj.get("cluster_manager") {
-        let event_log = super::cluster_manager::cluster_manager(&c, errs);
-        // Ejections and unejections are not written to an event log yet.
-        if event_log {
-            for c in clusters.iter().filter(|c| c.outlier_detection.is_some()) {
-                errs.add(
-                    &format!("{}.outlier_detection", c.path),
-                    "with cluster_manager.outlier_detection.event_log_path: the outlier event log is not supported yet",
-                );
-            }
-        }
-    }
+    let outlier_event_log = obj
+        .get("cluster_manager")
+        .and_then(|c| super::cluster_manager::cluster_manager(&c, errs));
     let mut stats = super::StatsOptions::default();
     if let Some(s) = obj.get("stats_config") {
         super::stats_config::stats_config(&s, errs, &mut stats);
@@ -933,6 +926,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         overload,
         stats,
         log_format,
+        outlier_event_log,
     })
 }
 

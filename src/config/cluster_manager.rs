@@ -1,6 +1,7 @@
 //! `cluster_manager`: the bootstrap's cluster-wide settings.
 
 use super::node::{Errors, Fields, Node};
+use std::path::PathBuf;
 
 #[rustfmt::skip]
 static CLUSTER_MANAGER: Fields = Fields {
@@ -13,33 +14,21 @@ static OUTLIER_DETECTION: Fields = Fields {
     unsupported: &["event_service"],
 };
 
-/// Decodes `cluster_manager`; true when it names an outlier event log.
-/// `outlier_detection.event_log_path` is opened (created) as Envoy opens
-/// it, failing the same way when it cannot be; as in Envoy without
-/// outlier detection, nothing is written there (the bootstrap refuses it
-/// beside a cluster with outlier detection).
+/// Decodes `cluster_manager`: the outlier event log's path, if it names
+/// one. `outlier_detection.event_log_path` is opened (created) as Envoy
+/// opens it, failing the same way when it cannot be.
 /// `enable_deferred_cluster_creation` is Envoy's saving of per-worker
 /// memory for clusters never used; Ringway's shards share one immutable
 /// cluster table, so there is nothing to defer.
-pub fn cluster_manager(node: &Node, errs: &mut Errors) -> bool {
-    let Some(obj) = node.object(errs, &CLUSTER_MANAGER) else {
-        return false;
-    };
+pub fn cluster_manager(node: &Node, errs: &mut Errors) -> Option<PathBuf> {
+    let obj = node.object(errs, &CLUSTER_MANAGER)?;
     if let Some(d) = obj.get("enable_deferred_cluster_creation") {
         d.bool(errs);
     }
-    let Some(outlier) = obj.get("outlier_detection") else {
-        return false;
-    };
-    let Some(o) = outlier.object(errs, &OUTLIER_DETECTION) else {
-        return false;
-    };
-    let Some(path) = o.get("event_log_path") else {
-        return false;
-    };
-    let Some(file) = path.str(errs).filter(|p| !p.is_empty()) else {
-        return false;
-    };
+    let outlier = obj.get("outlier_detection")?;
+    let o = outlier.object(errs, &OUTLIER_DETECTION)?;
+    let path = o.get("event_log_path")?;
+    let file = path.str(errs).filter(|p| !p.is_empty())?;
     let opened = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -53,5 +42,5 @@ pub fn cluster_manager(node: &Node, errs: &mut Errors) -> bool {
             format!("unable to open file '{file}': {reason}"),
         );
     }
-    true
+    Some(PathBuf::from(file))
 }

@@ -6,7 +6,7 @@
 use crate::net::Address;
 use crate::snapshot::{ConfigSnapshot, Published};
 use crate::stats::Store;
-use crate::upstream::outlier::{Detector, Event, Host};
+use crate::upstream::outlier::{Detector, Event, EventLog, Host};
 use crate::upstream::Cluster;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ pub struct Ejections {
     events: crossbeam_channel::Receiver<Event>,
     detectors: HashMap<String, Detector>,
     rng: u64,
+    /// The outlier event log every detector writes, if configured.
+    log: Option<Arc<EventLog>>,
 }
 
 /// The hosts of `cluster` as a detector sees them.
@@ -32,10 +34,12 @@ fn hosts(cluster: &Cluster) -> Vec<Host<'_>> {
 }
 
 impl Ejections {
-    /// Detectors fed by `events` (from the shards).
-    pub fn new(events: crossbeam_channel::Receiver<Event>) -> Self {
+    /// Detectors fed by `events` (from the shards), writing their events
+    /// to `log`, if any.
+    pub fn new(events: crossbeam_channel::Receiver<Event>, log: Option<EventLog>) -> Self {
         Ejections {
             events,
+            log: log.map(Arc::new),
             detectors: HashMap::new(),
             rng: super::rolls::seed(),
         }
@@ -61,7 +65,10 @@ impl Ejections {
                     d.keep_only(&hosts(c));
                     d
                 }
-                _ => Detector::new(c.pool_id, config.clone(), stats.clone()),
+                _ => {
+                    let log = self.log.clone();
+                    Detector::new(c.pool_id, config.clone(), stats.clone(), c.name(), log)
+                }
             };
             kept.insert(c.name().to_string(), detector);
         }

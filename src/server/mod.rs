@@ -63,6 +63,8 @@ pub struct Options {
     pub restart: Restart,
     /// `overload_manager`.
     pub overload: crate::config::Overload,
+    /// `cluster_manager.outlier_detection.event_log_path`.
+    pub outlier_event_log: Option<std::path::PathBuf>,
 }
 
 /// `--restart-epoch`, `--base-id`, `--parent-shutdown-time-s` and
@@ -231,7 +233,7 @@ pub fn run(
         handed_over: None,
         overload: overload::OverloadManager::new(&options.overload, &store)
             .map(|m| (m, options.overload.refresh)),
-        ejections: ejections::Ejections::new(outlier_rx),
+        ejections: ejections::Ejections::new(outlier_rx, outlier_log(options)),
         health: health_checks::HealthChecks::start(passive_rx, published.clone())?,
     };
     control.supervise(signals, &command_rx)?;
@@ -732,4 +734,13 @@ fn refresh_dns(published: &Published, store: &Store, due: &mut HashMap<String, I
         changed = true;
     }
     changed
+}
+
+/// Opens the outlier event log, if one is configured (the configuration
+/// check already opened it once; a failure now is logged).
+fn outlier_log(options: &Options) -> Option<crate::upstream::outlier::EventLog> {
+    let path = options.outlier_event_log.as_ref()?;
+    crate::upstream::outlier::EventLog::open(path)
+        .map_err(|e| log::warn!("outlier event log {}: {e}", path.display()))
+        .ok()
 }

@@ -13,7 +13,9 @@ use crate::net::Address;
 use crate::stats::sets::Outlier as Stat;
 use crate::stats::Scope;
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one attempt came to, as outlier detection counts it.
@@ -57,6 +59,19 @@ impl Ejection {
             Ejection::LocalOriginSuccessRate => c.enforcing_local_origin_success_rate,
             Ejection::FailurePercentage => c.enforcing_failure_percentage,
             Ejection::LocalOriginFailurePercentage => c.enforcing_failure_percentage_local_origin,
+        }
+    }
+
+    /// Its name in the event log (`OutlierEjectionType`).
+    fn event_name(self) -> &'static str {
+        match self {
+            Ejection::Consecutive5xx => "CONSECUTIVE_5XX",
+            Ejection::ConsecutiveGatewayFailure => "CONSECUTIVE_GATEWAY_FAILURE",
+            Ejection::ConsecutiveLocalOriginFailure => "CONSECUTIVE_LOCAL_ORIGIN_FAILURE",
+            Ejection::SuccessRate => "SUCCESS_RATE",
+            Ejection::LocalOriginSuccessRate => "SUCCESS_RATE_LOCAL_ORIGIN",
+            Ejection::FailurePercentage => "FAILURE_PERCENTAGE",
+            Ejection::LocalOriginFailurePercentage => "FAILURE_PERCENTAGE_LOCAL_ORIGIN",
         }
     }
 
@@ -226,6 +241,99 @@ struct HostRecord {
     backoff: u32,
     jitter: Duration,
     last_unejected: Option<Instant>,
+    /// When it was last ejected.
+    last_ejected: Option<Instant>,
+    /// How many times it has been ejected.
+    ejections: u32,
+}
+
+/// What the event log says of a success-rate or failure-percentage
+/// ejection: the host's success rate, and the cluster's average and
+/// ejection threshold (success rate only).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rates {
+    host: f64,
+    cluster: Option<(f64, f64)>,
+}
+
+/// `cluster_manager.outlier_detection.event_log_path`: one JSON line per
+/// ejection and unejection, as Envoy writes its `OutlierDetectionEvent`s.
+#[derive(Debug)]
+pub struct EventLog {
+    file: std::fs::File,
+}
+
+impl EventLog {
+    /// Opens (appending, creating) the log at `path`.
+    pub fn open(path: &std::path::Path) -> std::io::Result<EventLog> {
+        let file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(EventLog { file })
+    }
+
+    /// Writes one event, its fields in Envoy's (proto) order.
+    fn write(&self, event: &LogEvent<'_>) {
+        let since = event
+            .since
+            .map(|at| format!(",\"secs_since_last_action\":\"{}\"", at.elapsed().as_secs()))
+            .unwrap_or_default();
+        let (action, detail) = match event.ejection {
+            Some((kind, _, rates)) => ("EJECT", detail(kind, rates)),
+            None => ("UNEJECT", String::new()),
+        };
+        let kind = event
+            .ejection
+            .map_or(Ejection::Consecutive5xx, |(k, _, _)| k);
+        let enforced = event.ejection.is_some_and(|(_, enforced, _)| enforced);
+        let line = format!(
+            "{{\"type\":\"{}\",\"timestamp\":\"{}\"{since},\"cluster_name\":{},\"upstream_url\":{},\"action\":\"{action}\",\"num_ejections\":{},\"enforced\":{enforced}{detail}}}\n",
+            kind.event_name(),
+            crate::admin::dump::rfc3339(std::time::SystemTime::now()),
+            serde_json::json!(event.cluster),
+            serde_json::json!(event.addr.to_string()),
+            event.ejections,
+        );
+        if let Err(e) = (&self.file).write_all(line.as_bytes()) {
+            log::warn!("outlier detection event log: {e}");
+        }
+    }
+}
+
+/// The event-specific part of an ejection's line.
+fn detail(kind: Ejection, rates: Option<Rates>) -> String {
+    let percent = |rate: f64| rate.clamp(0.0, 100.0) as u32;
+    match (kind, rates) {
+        (Ejection::SuccessRate | Ejection::LocalOriginSuccessRate, Some(r)) => {
+            let (average, threshold) = r.cluster.unwrap_or_default();
+            format!(
+                ",\"eject_success_rate_event\":{{\"host_success_rate\":{},\"cluster_average_success_rate\":{},\"cluster_success_rate_ejection_threshold\":{}}}",
+                percent(r.host),
+                percent(average),
+                percent(threshold)
+            )
+        }
+        (Ejection::FailurePercentage | Ejection::LocalOriginFailurePercentage, Some(r)) => {
+            format!(
+                ",\"eject_failure_percentage_event\":{{\"host_success_rate\":{}}}",
+                percent(r.host)
+            )
+        }
+        _ => ",\"eject_consecutive_event\":{}".to_string(),
+    }
+}
+
+/// One line of the event log.
+struct LogEvent<'a> {
+    cluster: &'a str,
+    addr: &'a Address,
+    /// An ejection (its kind, whether enforced, its rates), or None for
+    /// an unejection.
+    ejection: Option<(Ejection, bool, Option<Rates>)>,
+    /// The host's last action before this one.
+    since: Option<Instant>,
+    ejections: u32,
 }
 
 /// Ends a host's ejection at `now`; its consecutive-error counts start
@@ -250,6 +358,9 @@ pub struct Detector {
     config: OutlierDetection,
     stats: std::sync::Arc<Scope<Stat>>,
     hosts: HashMap<Address, HostRecord>,
+    /// Its cluster's name (for the event log).
+    cluster: String,
+    log: Option<Arc<EventLog>>,
     /// When the next interval review is due.
     pub due: Instant,
 }
@@ -263,11 +374,14 @@ pub struct Host<'a> {
 }
 
 impl Detector {
-    /// A detector for a cluster with `config` and stats `stats`.
+    /// A detector for cluster `cluster` with `config` and stats `stats`,
+    /// writing its events to `log`, if any.
     pub fn new(
         pool_id: usize,
         config: OutlierDetection,
         stats: std::sync::Arc<Scope<Stat>>,
+        cluster: &str,
+        log: Option<Arc<EventLog>>,
     ) -> Self {
         Detector {
             pool_id,
@@ -275,6 +389,22 @@ impl Detector {
             config,
             stats,
             hosts: HashMap::new(),
+            cluster: cluster.to_string(),
+            log,
+        }
+    }
+
+    /// Writes an unejection of `addr` (whose record is `record`) to the
+    /// event log, if there is one.
+    fn log_uneject(&self, addr: &Address, record: &HostRecord) {
+        if let Some(log) = &self.log {
+            log.write(&LogEvent {
+                cluster: &self.cluster,
+                addr,
+                ejection: None,
+                since: record.last_ejected,
+                ejections: record.ejections,
+            });
         }
     }
 
@@ -322,6 +452,9 @@ impl Detector {
             return false;
         }
         uneject(record, host.monitor, Instant::now());
+        if let Some(record) = self.hosts.get(host.addr) {
+            self.log_uneject(host.addr, record);
+        }
         self.publish_active();
         true
     }
@@ -343,7 +476,7 @@ impl Detector {
         }
         let w = self.stats.main_row();
         self.stats.inc(w, kind.stats().0);
-        let changed = self.eject(hosts.len(), addr, kind, random);
+        let changed = self.eject(hosts.len(), addr, (kind, None), random);
         if kind == Ejection::Consecutive5xx {
             self.stats.inc(w, Stat::ejections_consecutive_5xx);
         }
@@ -351,9 +484,16 @@ impl Detector {
         changed
     }
 
-    /// Ejects `addr` for `kind` if `max_ejection_percent` allows and the
-    /// `enforcing_*` roll says so; true when it was ejected.
-    fn eject(&mut self, host_count: usize, addr: &Address, kind: Ejection, random: u64) -> bool {
+    /// Ejects `addr` for `kind` (found with `rates`) if
+    /// `max_ejection_percent` allows and the `enforcing_*` roll says so;
+    /// true when it was ejected.
+    fn eject(
+        &mut self,
+        host_count: usize,
+        addr: &Address,
+        (kind, rates): (Ejection, Option<Rates>),
+        random: u64,
+    ) -> bool {
         let w = self.stats.main_row();
         let active = self
             .hosts
@@ -370,7 +510,18 @@ impl Detector {
         if matches!(kind, Ejection::Consecutive5xx | Ejection::SuccessRate) {
             self.stats.inc(w, Stat::ejections_total);
         }
-        if random % 100 >= kind.enforcing(&self.config) {
+        let enforced = random % 100 < kind.enforcing(&self.config);
+        if let Some(log) = &self.log {
+            let record = self.hosts.get(addr);
+            log.write(&LogEvent {
+                cluster: &self.cluster,
+                addr,
+                ejection: Some((kind, enforced, rates)),
+                since: record.and_then(|r| r.last_unejected),
+                ejections: record.map_or(0, |r| r.ejections) + u32::from(enforced),
+            });
+        }
+        if !enforced {
             return false;
         }
         self.stats.inc(w, Stat::ejections_enforced_total);
@@ -382,6 +533,8 @@ impl Detector {
         let jitter_ms = self.config.max_ejection_time_jitter.as_millis() as u64;
         let record = self.hosts.entry(addr.clone()).or_default();
         record.ejected_at = Some(Instant::now());
+        record.last_ejected = record.ejected_at;
+        record.ejections += 1;
         record.jitter = Duration::from_millis(random.rotate_left(17) % (jitter_ms + 1));
         if base * record.backoff < max + base {
             record.backoff += 1;
@@ -411,6 +564,9 @@ impl Detector {
             if (base * record.backoff).min(max) + record.jitter <= now - at {
                 uneject(record, host.monitor, now);
                 changed = true;
+                if let Some(record) = self.hosts.get(host.addr) {
+                    self.log_uneject(host.addr, record);
+                }
             }
         }
         let external: Vec<_> = hosts.iter().map(|h| h.monitor.external.take()).collect();
@@ -428,13 +584,13 @@ impl Detector {
                 ),
             ),
         ] {
-            for (i, kind) in self.judge(hosts, &rates, kinds) {
+            for (i, kind, found) in self.judge(hosts, &rates, kinds) {
                 let w = self.stats.main_row();
                 self.stats.inc(w, kind.stats().0);
                 if kind == Ejection::SuccessRate || kind == Ejection::LocalOriginSuccessRate {
                     self.stats.inc(w, Stat::ejections_success_rate);
                 }
-                changed |= self.eject(hosts.len(), hosts[i].addr, kind, random());
+                changed |= self.eject(hosts.len(), hosts[i].addr, (kind, Some(found)), random());
             }
         }
         let interval = self.config.interval;
@@ -456,7 +612,7 @@ impl Detector {
         hosts: &[Host<'_>],
         rates: &[Option<(f64, u64)>],
         (by_rate, by_failures): (Ejection, Ejection),
-    ) -> Vec<(usize, Ejection)> {
+    ) -> Vec<(usize, Ejection, Rates)> {
         let (sr, fp) = (self.config.success_rate, self.config.failure_percentage);
         let mut out = Vec::new();
         let total = hosts.len() as u64;
@@ -486,7 +642,13 @@ impl Detector {
                 by_volume
                     .iter()
                     .filter(|(_, r)| *r < threshold)
-                    .map(|&(i, _)| (i, by_rate)),
+                    .map(|&(i, r)| {
+                        let found = Rates {
+                            host: r,
+                            cluster: Some((mean, threshold)),
+                        };
+                        (i, by_rate, found)
+                    }),
             );
         }
         let by_volume = judged(fp.request_volume);
@@ -495,7 +657,13 @@ impl Detector {
                 by_volume
                     .iter()
                     .filter(|(_, r)| 100.0 - r >= fp.threshold as f64)
-                    .map(|&(i, _)| (i, by_failures)),
+                    .map(|&(i, r)| {
+                        let found = Rates {
+                            host: r,
+                            cluster: None,
+                        };
+                        (i, by_failures, found)
+                    }),
             );
         }
         out
@@ -552,7 +720,7 @@ mod tests {
             max_ejection_percent: 20,
             ..config()
         };
-        let mut d = Detector::new(0, config, store.outlier("c"));
+        let mut d = Detector::new(0, config, store.outlier("c"), "c", None);
         let monitors: Vec<HostMonitor> = (0..5).map(|_| HostMonitor::default()).collect();
         let addrs: Vec<Address> = (0..5)
             .map(|i| Address::Ip(([127, 0, 0, 1], 1000 + i).into()))
