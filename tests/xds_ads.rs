@@ -577,7 +577,8 @@ fn scenario(
     // its own back-off).
     let subscriptions = [
         (CLUSTER, None),
-        (ENDPOINTS, None),
+        (ENDPOINTS, Some("backend")),
+        (ENDPOINTS, Some("late")),
         (LISTENER, None),
         (ROUTES, Some("routes")),
         (ROUTES, Some("routes-2")),
@@ -592,6 +593,12 @@ fn scenario(
             r["type"] == type_url && (r["delta"] == true || (r["nonce"] != "" && asks("names")))
         });
     }
+    // Envoy sets the gauge per stream as each (re)connects: wait until it
+    // says connected rather than read it between two streams' attempts.
+    let back = common::admin_until(admin, "/stats", |b| {
+        b.contains("control_plane.connected_state: 1")
+    });
+    assert!(back.contains("control_plane.connected_state: 1"));
     std::thread::sleep(Duration::from_millis(300));
     observe("control plane back");
     let requests = plane.requests();

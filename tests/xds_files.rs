@@ -967,6 +967,23 @@ static_resources:
           load_balancing_weight: 7
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.4, port_value: 4}}}}}}
+  - name: placed
+    type: STATIC
+    common_lb_config: {{locality_weighted_lb_config: {{}}}}
+    load_assignment:
+      cluster_name: placed
+      policy: {{overprovisioning_factor: 200}}
+      endpoints:
+      - priority: 1
+        locality: {{zone: z2}}
+        load_balancing_weight: 1
+        lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.6, port_value: 6}}}}}}
+      - locality: {{zone: z1}}
+        load_balancing_weight: 3
+        lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.5, port_value: 5}}}}}}
+          metadata: {{filter_metadata: {{envoy.lb: {{version: v1, n: 2, on: true}}}}}}
   - name: from-file
     type: EDS
     eds_cluster_config: {{eds_config: {{path_config_source: {{path: {d}/eds.yaml}}}}}}

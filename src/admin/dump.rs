@@ -105,8 +105,22 @@ pub fn endpoints_dump(snapshot: &ConfigSnapshot, bootstrap: &Value) -> Value {
             if e.explicit_hostname {
                 endpoint["hostname"] = json!(e.hostname);
             }
-            let host = json!({"endpoint": endpoint, "health_status": "HEALTHY", "load_balancing_weight": e.weight});
-            let place = (e.priority, &e.locality, e.locality_weight);
+            let mut host = json!({"endpoint": endpoint, "health_status": "HEALTHY", "load_balancing_weight": e.weight});
+            if !e.lb_metadata.is_empty() {
+                let values: serde_json::Map<String, Value> = e
+                    .lb_metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or(Value::Null)))
+                    .collect();
+                host["metadata"] = json!({"filter_metadata": {"envoy.lb": values}});
+            }
+            // Envoy keeps locality weights only for locality-weighted
+            // balancing.
+            let weight = match cluster.config.locality_weighted {
+                true => e.locality_weight,
+                false => 0,
+            };
+            let place = (e.priority, &e.locality, weight);
             match localities
                 .iter_mut()
                 .find(|(p, _)| p.0 == place.0 && p.1 == place.1)

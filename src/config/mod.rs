@@ -151,11 +151,12 @@ mod tests {
     #[test]
     fn unsupported_and_unknown_fields_name_their_path() {
         let errs = errors(
-            "static_resources:\n  clusters:\n  - name: c\n    lb_subset_config: {}\n    bogus: 1\n",
+            "static_resources:\n  clusters:\n  - name: c\n    original_dst_lb_config: {}\n    bogus: 1\n",
         );
         assert!(
             errs.contains(
-                &"static_resources.clusters[0].lb_subset_config: not supported yet".to_string()
+                &"static_resources.clusters[0].original_dst_lb_config: not supported yet"
+                    .to_string()
             ),
             "{errs:?}"
         );
