@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 /// Both proxies over cluster `c` (a healthy host and one that always
 /// answers 503) with `outlier` as its `outlier_detection` block.
 fn pair(test: &str, outlier: &str) -> Option<Pair> {
+    pair_with(test, outlier, "")
+}
+
+/// As [`pair`], with `bootstrap` appended to the configuration.
+fn pair_with(test: &str, outlier: &str, bootstrap: &str) -> Option<Pair> {
     let (good, bad) = (
         Backend::start("good"),
         Backend::start_forced("bad", "/status/503"),
@@ -20,11 +25,8 @@ fn pair(test: &str, outlier: &str) -> Option<Pair> {
         &[(&good, 1), (&bad, 1)],
         &format!("    outlier_detection: {outlier}\n"),
     );
-    Pair::start(
-        test,
-        &with_admin(&http_config(&catch_all("c", ""), &cluster)),
-        vec![good, bad],
-    )
+    let config = with_admin(&http_config(&catch_all("c", ""), &cluster));
+    Pair::start(test, &format!("{config}{bootstrap}"), vec![good, bad])
 }
 
 /// The statuses of `n` requests in a row, sorted. Both proxies eject on
@@ -232,20 +234,11 @@ fn a_killed_host_is_ejected_and_traffic_returns_after_it_recovers() {
 /// `base_ejection_time`.
 #[test]
 fn the_event_log_matches_envoys() {
-    let (good, bad) = (
-        Backend::start("good"),
-        Backend::start_forced("bad", "/status/503"),
-    );
-    let cluster = static_cluster(
-        "c",
-        &[(&good, 1), (&bad, 1)],
-        "    outlier_detection: { consecutive_5xx: 3, interval: 0.5s, base_ejection_time: 1s, max_ejection_percent: 50 }\n",
-    );
-    let config = format!(
-        "{}cluster_manager:\n  outlier_detection: {{ event_log_path: \"{{log}}\" }}\n",
-        with_admin(&http_config(&catch_all("c", ""), &cluster))
-    );
-    let Some(pair) = Pair::start("the_event_log_matches_envoys", &config, vec![good, bad]) else {
+    let Some(pair) = pair_with(
+        "the_event_log_matches_envoys",
+        "{ consecutive_5xx: 3, interval: 0.5s, base_ejection_time: 1s, max_ejection_percent: 50 }",
+        "cluster_manager:\n  outlier_detection: { event_log_path: \"{log}\" }\n",
+    ) else {
         return;
     };
     statuses(pair.ringway.port, 10);

@@ -81,6 +81,18 @@ fn priorities(body: &str) -> String {
     lines.join(",")
 }
 
+/// Both proxies on `config`, once each shows `failed` hosts failing
+/// their health checks.
+fn settled_pair(test: &str, config: &str, backends: Vec<Backend>, failed: usize) -> Option<Pair> {
+    let pair = Pair::start(test, config, backends)?;
+    let settled = |body: &str| body.matches("/failed_active_hc").count() == failed;
+    for admin in [pair.envoy.admin, pair.ringway_admin] {
+        let body = admin_until(admin, "/clusters", settled);
+        assert!(settled(&body), "{body}");
+    }
+    Some(pair)
+}
+
 /// P0 has a live and a dead host, P1 a live one: with the default
 /// overprovisioning factor P0 carries 1/2 × 1.4 = 70% and P1 the rest;
 /// with a factor of 100, 50% each; with both P0 hosts dead, P1 all of it.
@@ -121,18 +133,14 @@ fn load_spills_to_lower_priorities_as_in_envoy() {
         ),
     ];
     let config = with_admin(&http_config(&routes(&["c", "d", "e"]), &clusters.concat()));
-    let Some(pair) = Pair::start(
+    let Some(pair) = settled_pair(
         "load_spills_to_lower_priorities_as_in_envoy",
         &config,
         vec![p0, p1, q0, q1, r1],
+        4,
     ) else {
         return;
     };
-    let settled = |body: &str| body.matches("/failed_active_hc").count() == 4;
-    for admin in [pair.envoy.admin, pair.ringway_admin] {
-        let body = admin_until(admin, "/clusters", settled);
-        assert!(settled(&body), "{body}");
-    }
     let n = 400;
     for (who, port) in [("envoy", pair.envoy.port), ("ringway", pair.ringway.port)] {
         assert_shares(who, &shares(port, "c", n), n, &[("p0", 0.7), ("p1", 0.3)]);
@@ -194,18 +202,14 @@ fn locality_weights_share_the_load_as_in_envoy() {
         ),
     ];
     let config = with_admin(&http_config(&routes(&["l", "m"]), &clusters.concat()));
-    let Some(pair) = Pair::start(
+    let Some(pair) = settled_pair(
         "locality_weights_share_the_load_as_in_envoy",
         &config,
         vec![a, b, b2, c],
+        1,
     ) else {
         return;
     };
-    let settled = |body: &str| body.matches("/failed_active_hc").count() == 1;
-    for admin in [pair.envoy.admin, pair.ringway_admin] {
-        let body = admin_until(admin, "/clusters", settled);
-        assert!(settled(&body), "{body}");
-    }
     let n = 400;
     for (who, port) in [("envoy", pair.envoy.port), ("ringway", pair.ringway.port)] {
         let l = shares(port, "l", n);
