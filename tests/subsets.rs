@@ -56,7 +56,12 @@ fn metadata_match_picks_subsets_and_fallbacks_as_in_envoy() {
         ("/zone", Some("{ zone: z }"), "v1"),
         ("/", None, "v1"),
     ];
-    let routes: String = cases.iter().map(|(p, c, _)| route(p, *c)).collect();
+    // A canary split: each weighted cluster's criteria merged over the
+    // route's (its `version` wins, the route's `stage` stays).
+    let canary = "              - match: { prefix: \"/canary\" }\n                route:\n                  metadata_match: { filter_metadata: { envoy.lb: { stage: prod, version: v1 } } }\n                  weighted_clusters:\n                    clusters:\n                    - { name: s, weight: 50, metadata_match: { filter_metadata: { envoy.lb: { version: v2 } } } }\n                    - { name: s, weight: 50, metadata_match: { filter_metadata: { envoy.lb: { version: 3 } } } }\n";
+    let routes: String = std::iter::once(canary.to_string())
+        .chain(cases.iter().map(|(p, c, _)| route(p, *c)))
+        .collect();
     let vhost = format!(
         "            - name: all\n              domains: [\"*\"]\n              routes:\n{routes}"
     );
@@ -101,4 +106,18 @@ fn metadata_match_picks_subsets_and_fallbacks_as_in_envoy() {
         "cluster.s.lb_subsets_fallback",
         "cluster.s.upstream_cx_none_healthy",
     ]);
+    // Last, as the weighted draws differ between the two: `{stage: prod,
+    // version: v2}` is v2; `{stage: prod, version: 3}` is
+    // no subset, so the default one (v1).
+    for (who, port) in [("envoy", pair.envoy.port), ("ringway", pair.ringway.port)] {
+        let mut seen: Vec<String> = (0..24)
+            .map(|_| {
+                let r = get(port, "a", "/canary");
+                r.header("x-backend").unwrap_or("?").to_string()
+            })
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, ["v1", "v2"], "{who}");
+    }
 }

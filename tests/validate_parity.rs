@@ -559,6 +559,14 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             true,
         ),
         (
+            "weighted clusters with metadata_match",
+            edit(
+                "                route: { cluster: app }\n",
+                "                route: { metadata_match: { filter_metadata: { envoy.lb: { stage: prod } } }, weighted_clusters: { clusters: [ { name: app, weight: 9, metadata_match: { filter_metadata: { envoy.lb: { version: v1 } } } }, { name: dns, weight: 1 } ] } }\n",
+            ),
+            true,
+        ),
+        (
             "mirror policies",
             edit(
                 "                route: { cluster: app }\n",

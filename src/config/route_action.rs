@@ -15,11 +15,22 @@ pub enum ClusterTarget {
     Header(String),
     /// `weighted_clusters`: names with weights, and the total to draw from.
     Weighted {
-        /// `clusters[]{name, weight}`.
-        clusters: Vec<(String, u32)>,
+        /// `clusters[]{name, weight, metadata_match}`.
+        clusters: Vec<WeightedCluster>,
         /// `total_weight`, or the sum of the weights.
         total: u64,
     },
+}
+
+/// One `weighted_clusters.clusters[]` entry.
+#[derive(Debug, Clone)]
+pub struct WeightedCluster {
+    /// `name`.
+    pub name: String,
+    /// `weight`.
+    pub weight: u32,
+    /// `metadata_match`'s `envoy.lb` criteria (merged over the route's).
+    pub metadata_match: Option<super::LbMetadata>,
 }
 
 /// How the upstream `Host` is rewritten.
@@ -247,9 +258,9 @@ static WEIGHTED_CLUSTERS: Fields = Fields {
 };
 #[rustfmt::skip]
 static CLUSTER_WEIGHT: Fields = Fields {
-    known: &["name", "weight"],
+    known: &["name", "weight", "metadata_match"],
     unsupported: &[
-        "cluster_header", "metadata_match", "request_headers_to_add",
+        "cluster_header", "request_headers_to_add",
         "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
         "typed_per_filter_config", "host_rewrite_literal",
     ],
@@ -337,9 +348,16 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
                 Some(n) => super::bootstrap::wrapped_uint(&n, errs, u32::MAX as u64)? as u32,
                 None => 0,
             };
-            clusters.push((name, weight));
+            let metadata_match = co
+                .get("metadata_match")
+                .map(|m| super::subset::lb_metadata(&m, errs));
+            clusters.push(WeightedCluster {
+                name,
+                weight,
+                metadata_match,
+            });
         }
-        let sum: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+        let sum: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
         let total = match wo.get("total_weight") {
             Some(t) => {
                 let total = super::bootstrap::wrapped_uint(&t, errs, u32::MAX as u64)?;

@@ -12,7 +12,7 @@ use super::upgrade;
 use super::xff;
 use crate::access_log::Record;
 use crate::config::ServerHeaderTransformation;
-use crate::config::{HeaderMutations, HostRewrite, RetryOn};
+use crate::config::{HeaderMutations, HostRewrite, LbMetadata, RetryOn};
 use crate::net::Address;
 use crate::router::hash::request_hash;
 use crate::router::{port_start, Action, Forward, Matched, RequestView};
@@ -97,6 +97,8 @@ pub enum Plan<'v> {
         forward: &'v Forward,
         /// The chosen cluster's index.
         cluster: usize,
+        /// The subset criteria for it (`metadata_match`), if any.
+        criteria: Option<&'v LbMetadata>,
         /// The request head to send upstream, framing header included.
         head: Vec<u8>,
         /// Where values an attempt may rewrite are in `head`.
@@ -540,10 +542,11 @@ fn analyse_request<'v>(
         }
         Action::Forward(forward) => forward,
     };
-    let cluster = match forward.cluster(&view, shard.random(), &matched.table.clusters_by_name) {
-        Ok(c) => c,
-        Err(status) => return request(Plan::NoCluster(status, matched)),
-    };
+    let (cluster, criteria) =
+        match forward.cluster(&view, shard.random(), &matched.table.clusters_by_name) {
+            Ok(c) => c,
+            Err(status) => return request(Plan::NoCluster(status, matched)),
+        };
     let peer_ip = peer.remote.ip().map(|a| a.ip());
     let forwarded = xff::resolve(
         &http.xff,
@@ -734,6 +737,7 @@ fn analyse_request<'v>(
             matched,
             forward,
             cluster,
+            criteria,
             head,
             slots: HeadSlots {
                 host: host_value,

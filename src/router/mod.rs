@@ -42,8 +42,9 @@ pub enum Target {
     Header(String),
     /// Clusters drawn by weight out of `total`.
     Weighted {
-        /// (cluster index, weight).
-        clusters: Vec<(usize, u32)>,
+        /// (cluster index, weight, subset criteria: the entry's
+        /// `metadata_match` merged over the route's).
+        clusters: Vec<(usize, u32, Option<config::LbMetadata>)>,
         /// The weights' total.
         total: u64,
     },
@@ -108,29 +109,56 @@ impl Forward {
         req: &RequestView,
         random: u64,
         by_name: &HashMap<String, usize>,
-    ) -> Result<usize, u16> {
+    ) -> Result<(usize, Option<&config::LbMetadata>), u16> {
+        let route = self.metadata_match.as_ref();
         let picked = match &self.target {
-            Target::Cluster(i) => Ok(*i),
+            Target::Cluster(i) => Ok((*i, route)),
             Target::Header(h) => req
                 .header(h)
                 .and_then(|name| by_name.get(name.as_ref()).copied())
+                .map(|i| (i, route))
                 .ok_or(self.cluster_not_found_status),
             Target::Weighted { clusters, total } => {
                 let mut draw = random % total;
-                for (cluster, weight) in clusters {
-                    if draw < u64::from(*weight) {
-                        return Ok(*cluster);
+                let mut chosen = clusters.last();
+                for entry in clusters {
+                    if draw < u64::from(entry.1) {
+                        chosen = Some(entry);
+                        break;
                     }
-                    draw -= u64::from(*weight);
+                    draw -= u64::from(entry.1);
                 }
-                clusters.last().map(|(c, _)| *c).ok_or(503)
+                chosen
+                    .map(|(c, _, criteria)| (*c, criteria.as_ref()))
+                    .ok_or(503)
             }
         };
         match picked {
-            Ok(MISSING_CLUSTER) => Err(self.cluster_not_found_status),
+            Ok((MISSING_CLUSTER, _)) => Err(self.cluster_not_found_status),
             picked => picked,
         }
     }
+}
+
+/// A weighted cluster's subset criteria: its own `metadata_match` over
+/// the route's (its values win for the keys both name), as Envoy merges
+/// them.
+fn merged_criteria(
+    route: Option<&config::LbMetadata>,
+    entry: Option<&config::LbMetadata>,
+) -> Option<config::LbMetadata> {
+    let Some(entry) = entry else {
+        return route.cloned();
+    };
+    let mut merged: config::LbMetadata = route
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !entry.iter().any(|(e, _)| e == k))
+        .chain(entry)
+        .cloned()
+        .collect();
+    merged.sort_unstable();
+    Some(merged)
 }
 
 /// The cluster index of a route whose cluster is gone.
@@ -327,9 +355,16 @@ impl RouteTable {
                             },
                             ClusterTarget::Header(h) => Target::Header(h.clone()),
                             ClusterTarget::Weighted { clusters, total } => {
-                                let resolved: Option<Vec<(usize, u32)>> = clusters
+                                let resolved: Option<Vec<_>> = clusters
                                     .iter()
-                                    .map(|(n, w)| Some((resolve(n, "weighted_clusters")?, *w)))
+                                    .map(|c| {
+                                        let i = resolve(&c.name, "weighted_clusters")?;
+                                        let criteria = merged_criteria(
+                                            f.metadata_match.as_ref(),
+                                            c.metadata_match.as_ref(),
+                                        );
+                                        Some((i, c.weight, criteria))
+                                    })
                                     .collect();
                                 match resolved {
                                     Some(clusters) => Target::Weighted {

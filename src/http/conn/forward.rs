@@ -9,7 +9,7 @@ use upstream_h2::Negotiated;
 
 use super::downstream::Downstream;
 use super::{mirror, timeout_reply, Exchange, Next, Protocol, Proxy};
-use crate::config::{HostRewrite, Priority, UpstreamProtocol};
+use crate::config::{HostRewrite, LbMetadata, Priority, UpstreamProtocol};
 use crate::http::body::{pump, OutFraming, PumpError, Source};
 use crate::http::codec::{ChunkedDecoder, Framing, Patience, READ_CHUNK};
 use crate::http::flags::ResponseFlags;
@@ -59,6 +59,8 @@ const CLUSTER_CLASSES: [ClusterStat; 5] = [
 pub(super) struct Upstream<'a> {
     pub(super) forward: &'a Forward,
     pub(super) cluster: usize,
+    /// The subset criteria for the cluster (`metadata_match`).
+    pub(super) criteria: Option<&'a LbMetadata>,
     pub(super) slots: HeadSlots,
     pub(super) hash: Option<u64>,
     pub(super) overrides: Overrides,
@@ -427,7 +429,7 @@ impl<D: Downstream> Proxy<D> {
         tried: &[Address],
         random: &dyn Fn() -> u64,
     ) -> Option<&'v Endpoint> {
-        let criteria = to.forward.metadata_match.as_ref();
+        let criteria = to.criteria;
         let mut picked = x.view.pick(to.cluster, to.hash, criteria, random)?;
         if retries.previous_hosts {
             for _ in 0..retries.host_selection_attempts {

@@ -110,6 +110,7 @@ impl Copy {
         let to = Upstream {
             forward,
             cluster: self.mirror.cluster,
+            criteria: None,
             slots: self.slots,
             hash: None,
             overrides: Overrides::default(),

@@ -966,6 +966,7 @@ impl<D: Downstream> Proxy<D> {
             Plan::Forward {
                 forward,
                 cluster,
+                criteria,
                 head,
                 slots,
                 hash,
@@ -983,6 +984,7 @@ impl<D: Downstream> Proxy<D> {
                 let upstream = Upstream {
                     forward,
                     cluster,
+                    criteria,
                     slots,
                     hash,
                     overrides,
