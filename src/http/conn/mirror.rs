@@ -9,8 +9,7 @@ use super::downstream::Downstream;
 use super::forward::Upstream;
 use super::{Exchange, Protocol, Proxy};
 use crate::http::body::{pump, OutFraming, PumpError, Sink, Source};
-use crate::http::codec::Patience;
-use crate::http::codec::{Framing, ReadBuf};
+use crate::http::codec::{Framing, Patience, ReadBuf};
 use crate::http::flags::ResponseFlags;
 use crate::http::head::{HeadSlots, Overrides, Peer, Request};
 use crate::http::local_reply::LocalReply;
@@ -46,7 +45,7 @@ pub(super) fn mirror(x: &Exchange<'_>, to: &Upstream<'_>, original: &Original<'_
             continue;
         }
         let (head, slots) = shadow_head(original.head, original.slots, m.host_suffix);
-        let copy = Copy {
+        let copy = MirroredRequest {
             shard: x.shard.clone(),
             view: x.view.clone(),
             chain: x.chain.clone(),
@@ -74,7 +73,7 @@ pub(super) fn mirror(x: &Exchange<'_>, to: &Upstream<'_>, original: &Original<'_
 }
 
 /// A request's copy, owned by the task that sends it.
-struct Copy {
+struct MirroredRequest {
     shard: Rc<Shard>,
     view: Rc<View>,
     chain: HttpChain,
@@ -87,7 +86,7 @@ struct Copy {
     body: Vec<u8>,
 }
 
-impl Copy {
+impl MirroredRequest {
     /// Forwards the copy and drops the answer.
     async fn send(self) {
         let forward = &*self.mirror.forward;
