@@ -1277,7 +1277,7 @@ impl Drop for Attempt<'_> {
 }
 
 /// Adds a header line to a complete head, before the blank line ending it.
-fn append_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+pub(super) fn append_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
     let mut line = Vec::with_capacity(name.len() + value.len() + 4);
     crate::http::codec::push_header(&mut line, name, value);
     let at = head.len() - 2;

@@ -173,11 +173,10 @@ impl Edited {
         }
     }
 
-    /// Adds a header line at the end of the head.
+    /// Adds a header line at the end of the head (after every slot, so
+    /// none moves).
     fn append(&mut self, name: &str, value: &[u8]) {
-        let mut line = Vec::with_capacity(name.len() + value.len() + 4);
-        crate::http::codec::push_header(&mut line, name, value);
-        self.insert(self.head.len() - 2, &line);
+        super::forward::append_header(&mut self.head, name, value);
     }
 }
 
