@@ -15,6 +15,7 @@ use crate::router::RouteTable;
 use crate::stats::ssl::SslStats;
 use crate::stats::{sets, HistogramId, Scope, Store};
 use crate::tls::{ClientTls, Secrets, ServerTls};
+use crate::upstream::zone::LocalCluster;
 use crate::upstream::{self, Endpoint, Resolved};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -234,6 +235,8 @@ pub struct ConfigSnapshot {
     pub clusters: Vec<Arc<upstream::Cluster>>,
     /// The SDS secrets its TLS contexts read, kept across reloads.
     pub secrets: Arc<Secrets>,
+    /// The cluster zone routing compares localities with, if any.
+    pub local_cluster: Option<Arc<LocalCluster>>,
 }
 
 /// The stat prefix a listener's TLS stats go under.
@@ -451,12 +454,22 @@ impl ConfigSnapshot {
             for &i in &built {
                 clusters[i].show_breakers(store);
             }
+            let local_cluster = boot.local_cluster_name.as_ref().map(|name| {
+                Arc::new(LocalCluster {
+                    name: name.clone(),
+                    locality: boot.node.as_ref().and_then(|n| n.locality.clone()),
+                })
+            });
+            if let Some(local) = &local_cluster {
+                local.route(&mut clusters, store);
+            }
             Ok(ConfigSnapshot {
                 epoch: 0,
                 listener_index: seen_names,
                 listeners,
                 clusters,
                 secrets,
+                local_cluster,
             })
         } else {
             Err(errors)
@@ -471,6 +484,7 @@ impl ConfigSnapshot {
             listener_index: HashMap::new(),
             clusters: Vec::new(),
             secrets: Arc::new(Secrets::default()),
+            local_cluster: None,
         }
     }
 
@@ -553,6 +567,7 @@ impl ConfigSnapshot {
             listeners,
             clusters,
             secrets: self.secrets.clone(),
+            local_cluster: self.local_cluster.clone(),
         };
         (next, errors)
     }
@@ -567,7 +582,7 @@ impl ConfigSnapshot {
         let previous = &self.clusters[cluster];
         let hosts = (resolved, previous.policy);
         let next = previous.with_endpoints(hosts, store, previous.assignment);
-        self.with_cluster(cluster, next)
+        self.with_cluster(cluster, next, store)
     }
 
     /// Where the cluster named `name` is in `clusters`.
@@ -575,16 +590,29 @@ impl ConfigSnapshot {
         self.clusters.iter().position(|c| c.name() == name)
     }
 
-    /// A copy of this snapshot with cluster `index` replaced by `next`.
-    pub fn with_cluster(&self, index: usize, next: upstream::Cluster) -> ConfigSnapshot {
+    /// A copy of this snapshot with cluster `index` replaced by `next`
+    /// (and, when that is the local cluster, the others routing by zone
+    /// against its new hosts).
+    pub fn with_cluster(
+        &self,
+        index: usize,
+        next: upstream::Cluster,
+        store: &Store,
+    ) -> ConfigSnapshot {
         let mut clusters = self.clusters.clone();
+        let is_local = |l: &&Arc<LocalCluster>| l.name == next.name();
+        let local = self.local_cluster.as_ref().filter(is_local);
         clusters[index] = Arc::new(next);
+        if let Some(local) = local {
+            local.route(&mut clusters, store);
+        }
         ConfigSnapshot {
             epoch: self.epoch,
             listener_index: self.listener_index.clone(),
             listeners: self.listeners.clone(),
             clusters,
             secrets: self.secrets.clone(),
+            local_cluster: self.local_cluster.clone(),
         }
     }
 }

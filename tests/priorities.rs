@@ -1,6 +1,7 @@
-//! Priority levels, the overprovisioning factor and locality weights,
-//! against Envoy 1.40 on the same configs: where the load goes when a
-//! level's hosts fail their health checks, and how localities share it.
+//! Priority levels, the overprovisioning factor, locality weights and
+//! zone-aware routing, against Envoy 1.40 on the same configs: where the
+//! load goes when a level's hosts fail their health checks, and how
+//! localities share it.
 //! Both proxies draw at random, so shares are compared with a margin
 //! (four standard deviations of the draws).
 
@@ -217,4 +218,123 @@ fn locality_weights_share_the_load_as_in_envoy() {
         let m = shares(port, "m", n);
         assert_shares(who, &m, n, &[("a", 1.0 / 2.4), ("b2", 1.4 / 2.4)]);
     }
+}
+
+/// The share of `seen` answered by backends whose name starts with
+/// `zone`.
+fn zone_share(seen: &HashMap<String, usize>, zone: &str) -> HashMap<String, usize> {
+    let mut by_zone = HashMap::new();
+    for (backend, count) in seen {
+        let key = match backend.starts_with(zone) {
+            true => zone,
+            false => "elsewhere",
+        };
+        *by_zone.entry(key.to_string()).or_insert(0) += count;
+    }
+    by_zone
+}
+
+/// A stat's value in an admin `/stats` body (0 when absent).
+fn stat(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// With `cluster_manager.local_cluster_name`, priority 0 prefers this
+/// proxy's zone (a) as far as its hosts there can carry the fleet's
+/// share there: the local cluster has a live host in a and one in b
+/// (its dead one in b fails its health check, so does not count), so a
+/// should take half the load.
+/// - `residual`: a has a third of the hosts, so it takes 2/3 of the
+///   picks, the rest crossing to b;
+/// - `direct`: a has 2/3 of the hosts and takes all;
+/// - `small`: five hosts are under `min_cluster_size` (6): no zone routing;
+/// - `tuned`: `min_cluster_size: 5` routes the same five by zone (a takes
+///   4/5) for `routing_enabled` 50% of the picks (2/5 of the rest);
+/// - `failing`: one host of three alive is panic, and
+///   `fail_traffic_on_panic` answers 503 instead of using every host.
+#[test]
+fn zone_aware_routing_as_in_envoy() {
+    let names = ["a1", "a2", "a3", "a4", "b1", "b2", "b3", "b4", "la", "lb"];
+    let backends: Vec<Backend> = names.iter().map(|n| Backend::start(n)).collect();
+    let port = |name: &str| backends[names.iter().position(|n| *n == name).unwrap_or(0)].port();
+    let ports = |list: &[&str]| list.iter().map(|n| port(n)).collect::<Vec<u16>>();
+    let (dead, dead2) = (free_port(), free_port());
+    let zoned = |name: &str, extra: &str, a: &[&str], b: &[&str]| {
+        cluster(
+            name,
+            extra,
+            &[
+                group("locality: { zone: a }", &ports(a)),
+                group("locality: { zone: b }", &ports(b)),
+            ],
+        )
+    };
+    let tuned = "    common_lb_config:\n      zone_aware_lb_config: { min_cluster_size: 5, routing_enabled: { value: 50 } }\n";
+    let failing = format!(
+        "    common_lb_config: {{ zone_aware_lb_config: {{ fail_traffic_on_panic: true }} }}\n{HEALTH_CHECK}"
+    );
+    let clusters = [
+        cluster(
+            "local",
+            HEALTH_CHECK,
+            &[
+                group("locality: { zone: a }", &[port("la")]),
+                group("locality: { zone: b }", &[port("lb"), dead]),
+            ],
+        ),
+        zoned("residual", "", &["a1", "a2"], &["b1", "b2", "b3", "b4"]),
+        zoned("direct", "", &["a1", "a2", "a3", "a4"], &["b1", "b2"]),
+        zoned("small", "", &["a1", "a2"], &["b1", "b2", "b3"]),
+        zoned("tuned", tuned, &["a1", "a2"], &["b1", "b2", "b3"]),
+        cluster(
+            "failing",
+            &failing,
+            &[
+                group("locality: { zone: a }", &[port("a1"), dead]),
+                group("locality: { zone: b }", &[dead2]),
+            ],
+        ),
+    ];
+    let names = ["residual", "direct", "small", "tuned", "failing"];
+    let config = format!(
+        "node: {{ id: n1, cluster: c, locality: {{ zone: a }} }}\ncluster_manager: {{ local_cluster_name: local }}\n{}",
+        with_admin(&http_config(&routes(&names), &clusters.concat()))
+    );
+    let Some(pair) = settled_pair("zone_aware_routing_as_in_envoy", &config, backends, 3) else {
+        return;
+    };
+    let n = 400;
+    for (who, port, admin) in [
+        ("envoy", pair.envoy.port, pair.envoy.admin),
+        ("ringway", pair.ringway.port, pair.ringway_admin),
+    ] {
+        for (cluster, a) in [("residual", 2.0 / 3.0), ("direct", 1.0), ("small", 0.4)]
+            .into_iter()
+            .chain([("tuned", 0.5 * 0.8 + 0.5 * 0.4)])
+        {
+            let seen = zone_share(&shares(port, cluster, n), "a");
+            assert_shares(&format!("{who} {cluster}"), &seen, n, &[("a", a)]);
+        }
+        for _ in 0..10 {
+            let r = get(port, "failing", "/");
+            assert_eq!((r.status, r.text()), (503, "no healthy upstream".into()), "{who}");
+        }
+        let (_, stats) = admin_request(admin, "GET", "/stats");
+        let zoned = |c: &str| {
+            let counted = |s: &str| stat(&stats, &format!("cluster.{c}.lb_zone_routing_{s}"));
+            counted("sampled") + counted("cross_zone") + counted("all_directly")
+        };
+        // Each counts the picks it routed by zone, once the local
+        // cluster's health has settled.
+        assert!(zoned("residual") >= n as u64, "{who}: {}", zoned("residual"));
+        assert!(stat(&stats, "cluster.small.lb_zone_cluster_too_small") > 0, "{who}");
+        assert_eq!(zoned("small"), 0, "{who}");
+    }
+    pair.assert_same_stats(&[
+        "cluster.direct.lb_zone_routing_all_directly",
+        "cluster.failing.lb_healthy_panic",
+        "cluster.tuned.lb_zone_no_capacity_left",
+    ]);
 }

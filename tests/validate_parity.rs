@@ -590,6 +590,39 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             ),
             false,
         ),
+        (
+            "zone-aware routing against a local cluster",
+            edit(
+                "admin:\n",
+                "node: { id: n1, cluster: c, locality: { zone: a } }\ncluster_manager: { local_cluster_name: dns }\nadmin:\n",
+            )
+            .replace(
+                "    connect_timeout: 1s\n    load_assignment:\n      cluster_name: app\n",
+                "    connect_timeout: 1s\n    common_lb_config:\n      zone_aware_lb_config: { routing_enabled: { value: 40 }, min_cluster_size: 3, fail_traffic_on_panic: true }\n    load_assignment:\n      cluster_name: app\n",
+            ),
+            true,
+        ),
+        (
+            "a local cluster that is not defined",
+            edit("admin:\n", "cluster_manager: { local_cluster_name: elsewhere }\nadmin:\n"),
+            false,
+        ),
+        (
+            "zone-aware routing enabled for 150%",
+            edit(
+                "    connect_timeout: 1s\n    load_assignment:\n      cluster_name: app\n",
+                "    connect_timeout: 1s\n    common_lb_config: { zone_aware_lb_config: { routing_enabled: { value: 150 } } }\n    load_assignment:\n      cluster_name: app\n",
+            ),
+            false,
+        ),
+        (
+            "both zone-aware routing and locality weights",
+            edit(
+                "    connect_timeout: 1s\n    load_assignment:\n      cluster_name: app\n",
+                "    connect_timeout: 1s\n    common_lb_config: { zone_aware_lb_config: {}, locality_weighted_lb_config: {} }\n    load_assignment:\n      cluster_name: app\n",
+            ),
+            false,
+        ),
     ]
 }
 

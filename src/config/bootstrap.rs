@@ -46,6 +46,8 @@ pub struct Bootstrap {
     pub log_format: Option<crate::log_format::Pattern>,
     /// `cluster_manager.outlier_detection.event_log_path`.
     pub outlier_event_log: Option<std::path::PathBuf>,
+    /// `cluster_manager.local_cluster_name`.
+    pub local_cluster_name: Option<String>,
 }
 
 /// `node`: who this proxy is.
@@ -408,6 +410,8 @@ pub struct Cluster {
     pub healthy_panic_threshold: f64,
     /// `common_lb_config.locality_weighted_lb_config` is set.
     pub locality_weighted: bool,
+    /// `common_lb_config.zone_aware_lb_config` (or its defaults).
+    pub zone_aware: super::ZoneAware,
     /// `health_checks` (one at most).
     pub health_check: Option<super::HealthCheck>,
     /// `lb_subset_config`.
@@ -902,9 +906,12 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     if let Some(e) = obj.get("bootstrap_extensions") {
         super::bootstrap_extensions::bootstrap_extensions(&e, errs);
     }
-    let outlier_event_log = obj
+    let decoded = clusters.iter().map(|c| c.name.as_str());
+    let static_clusters: Vec<&str> = decoded.chain(broken_clusters.iter().map(String::as_str)).collect();
+    let cluster_manager = obj
         .get("cluster_manager")
-        .and_then(|c| super::cluster_manager::cluster_manager(&c, errs));
+        .map(|c| super::cluster_manager::cluster_manager(&c, errs, &static_clusters))
+        .unwrap_or_default();
     let mut stats = super::StatsOptions::default();
     if let Some(s) = obj.get("stats_config") {
         super::stats_config::stats_config(&s, errs, &mut stats);
@@ -926,7 +933,8 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         overload,
         stats,
         log_format,
-        outlier_event_log,
+        outlier_event_log: cluster_manager.outlier_event_log,
+        local_cluster_name: cluster_manager.local_cluster_name,
     })
 }
 
@@ -1874,6 +1882,7 @@ pub(super) fn cluster(node: Node, errs: &mut Errors) -> Option<Cluster> {
             .and_then(|o| super::outlier::outlier_detection(&o, errs)),
         healthy_panic_threshold: common_lb.healthy_panic_threshold,
         locality_weighted: common_lb.locality_weighted,
+        zone_aware: common_lb.zone_aware,
         endpoint_policy,
         health_check,
         subsets: obj

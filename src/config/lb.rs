@@ -298,9 +298,9 @@ pub fn hash_policies(obj: &Obj, errs: &mut Errors) -> Vec<HashPolicy> {
 
 #[rustfmt::skip]
 static COMMON_LB_CONFIG: Fields = Fields {
-    known: &["healthy_panic_threshold", "locality_weighted_lb_config"],
+    known: &["healthy_panic_threshold", "locality_weighted_lb_config", "zone_aware_lb_config"],
     unsupported: &[
-        "zone_aware_lb_config", "update_merge_window",
+        "update_merge_window",
         "ignore_new_hosts_until_first_hc", "close_connections_on_host_set_change",
         "consistent_hashing_lb_config", "override_host_status",
     ],
@@ -313,6 +313,25 @@ pub const DEFAULT_PANIC_THRESHOLD: f64 = 50.0;
 
 #[rustfmt::skip]
 static LOCALITY_WEIGHTED: Fields = Fields { known: &[], unsupported: &[] };
+#[rustfmt::skip]
+static ZONE_AWARE: Fields = Fields {
+    known: &["routing_enabled", "min_cluster_size", "fail_traffic_on_panic"],
+    unsupported: &[],
+};
+
+/// `common_lb_config.zone_aware_lb_config`: Envoy's zone-aware routing
+/// toward the hosts in this proxy's own locality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneAware {
+    /// `routing_enabled`: the percentage of picks that consider zones
+    /// (default 100).
+    pub routing_enabled: u32,
+    /// `min_cluster_size`: fewer healthy hosts at priority 0 and zones are
+    /// not considered (default 6).
+    pub min_cluster_size: u64,
+    /// `fail_traffic_on_panic`: a pick in panic finds no host.
+    pub fail_traffic_on_panic: bool,
+}
 
 /// A cluster's `common_lb_config`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -321,6 +340,9 @@ pub struct CommonLb {
     pub healthy_panic_threshold: f64,
     /// `locality_weighted_lb_config` is set.
     pub locality_weighted: bool,
+    /// `zone_aware_lb_config` (Envoy's default when `common_lb_config`
+    /// has neither it nor `locality_weighted_lb_config`).
+    pub zone_aware: ZoneAware,
 }
 
 /// Decodes `common_lb_config` of a cluster balancing by `policy`.
@@ -342,6 +364,18 @@ pub fn common_lb_config(obj: &Obj, errs: &mut Errors, policy: Option<&LbPolicy>)
             Some(())
         })
         .is_some();
+    let zone_aware = common
+        .as_ref()
+        .and_then(|c| c.get("zone_aware_lb_config"))
+        .and_then(|z| {
+            if locality_weighted {
+                errs.add(
+                    z.path(),
+                    "only one of zone_aware_lb_config and locality_weighted_lb_config may be set",
+                );
+            }
+            zone_aware(&z, errs)
+        });
     let threshold = common
         .and_then(|c| c.get("healthy_panic_threshold"))
         .and_then(|t| {
@@ -357,5 +391,36 @@ pub fn common_lb_config(obj: &Obj, errs: &mut Errors, policy: Option<&LbPolicy>)
     CommonLb {
         healthy_panic_threshold: threshold.unwrap_or(DEFAULT_PANIC_THRESHOLD),
         locality_weighted,
+        zone_aware: zone_aware.unwrap_or_default(),
     }
+}
+
+impl Default for ZoneAware {
+    fn default() -> Self {
+        ZoneAware {
+            routing_enabled: 100,
+            min_cluster_size: 6,
+            fail_traffic_on_panic: false,
+        }
+    }
+}
+
+/// Decodes `zone_aware_lb_config`.
+fn zone_aware(node: &Node, errs: &mut Errors) -> Option<ZoneAware> {
+    let obj = node.object(errs, &ZONE_AWARE)?;
+    let mut zone = ZoneAware::default();
+    if let Some(r) = obj.get("routing_enabled") {
+        let value = r.object(errs, &PERCENT)?.get("value");
+        match value.map_or(Some(0.0), |v| v.value().as_f64()) {
+            Some(v) if (0.0..=100.0).contains(&v) => zone.routing_enabled = v.round() as u32,
+            _ => errs.add(r.path(), "value must be inside range [0, 100]"),
+        }
+    }
+    if let Some(m) = obj.get("min_cluster_size") {
+        zone.min_cluster_size = m.uint(errs, u64::MAX)?;
+    }
+    if let Some(f) = obj.get("fail_traffic_on_panic") {
+        zone.fail_traffic_on_panic = f.bool(errs)?;
+    }
+    Some(zone)
 }

@@ -156,5 +156,5 @@ fn publish(
     detector: &Detector,
 ) {
     let next = current.clusters[index].with_ejected(store, detector.ejected());
-    published.publish(current.with_cluster(index, next));
+    published.publish(current.with_cluster(index, next, store));
 }

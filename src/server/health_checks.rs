@@ -166,7 +166,7 @@ impl HealthChecks {
                 }
             }
             let next = cluster.with_active_hc(store, active);
-            published.publish(current.with_cluster(index, next));
+            published.publish(current.with_cluster(index, next, store));
         }
         passed
     }

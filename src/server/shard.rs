@@ -16,7 +16,7 @@ use crate::upstream::lb::{self, Balancer, RoundRobin};
 use crate::upstream::outlier;
 use crate::upstream::pool::Pool;
 use crate::upstream::priority::HostSet;
-use crate::upstream::subset;
+use crate::upstream::{self, subset, zone};
 use crate::upstream::Endpoint;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -107,12 +107,13 @@ impl View {
                 .stats
                 .inc(self.shard, sets::Cluster::lb_healthy_panic);
         }
-        let set = plan.sets.get(choice.set)?;
+        if let Some(pick) = choice.zone {
+            self.count_zone_pick(cluster, pick);
+        }
+        let at = choice.set?;
+        let set = plan.sets.get(at)?;
         let endpoints = &set.endpoints;
-        let position = self
-            .positions
-            .get(index)?
-            .get(plan.first_set + choice.set)?;
+        let position = self.positions.get(index)?.get(plan.first_set + at)?;
         let i = match &set.balancer {
             Balancer::RoundRobin(cycle) => match (cycle, position) {
                 (Some(cycle), Position::Cycle(at)) => {
@@ -140,6 +141,23 @@ impl View {
                 .inc(self.shard, sets::Cluster::lb_subsets_fallback);
         }
         Some(picked)
+    }
+
+    /// Counts how zone routing routed a pick.
+    fn count_zone_pick(&self, cluster: &upstream::Cluster, pick: zone::Pick) {
+        let counters: &[sets::Cluster] = match pick {
+            zone::Pick::AllDirectly => &[sets::Cluster::lb_zone_routing_all_directly],
+            zone::Pick::Sampled => &[sets::Cluster::lb_zone_routing_sampled],
+            zone::Pick::CrossZone => &[sets::Cluster::lb_zone_routing_cross_zone],
+            zone::Pick::NoCapacityLeft => &[
+                sets::Cluster::lb_zone_routing_cross_zone,
+                sets::Cluster::lb_zone_no_capacity_left,
+            ],
+            zone::Pick::LocalClusterNotOk => &[sets::Cluster::lb_local_cluster_not_ok],
+        };
+        for counter in counters {
+            cluster.stats.inc(self.shard, *counter);
+        }
     }
 }
 

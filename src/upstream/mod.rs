@@ -12,6 +12,7 @@ pub mod outlier;
 pub mod pool;
 pub mod priority;
 pub mod subset;
+pub mod zone;
 
 use crate::config;
 use crate::net::Address;
@@ -23,15 +24,21 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What the versions of a cluster with one configuration share: its
-/// pooled connections' id, its circuit breakers, its ejected hosts and
-/// its hosts' active health-check flags.
-type Shared = (
-    usize,
-    Arc<breakers::Breakers>,
-    Arc<HashSet<Address>>,
-    Arc<HashMap<Address, u8>>,
-);
+/// What the versions of a cluster with one configuration carry from one
+/// to the next.
+#[derive(Clone)]
+struct Shared {
+    /// Its pooled connections' id.
+    pool_id: usize,
+    /// Its circuit breakers.
+    breakers: Arc<breakers::Breakers>,
+    /// The hosts outlier detection ejected.
+    ejected: Arc<HashSet<Address>>,
+    /// Its hosts' active health-check flags.
+    active_hc: Arc<HashMap<Address, u8>>,
+    /// The local cluster zone routing compares with, once known.
+    local: Option<Arc<zone::LocalHosts>>,
+}
 
 /// An address a cluster's config resolved to, before it gets its stats.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +165,9 @@ pub struct Cluster {
     /// The active health checker's flags by host, for the hosts it has
     /// judged (a host it has not is failed, as Envoy starts it).
     pub active_hc: Arc<HashMap<Address, u8>>,
+    /// The local cluster (`cluster_manager.local_cluster_name`) as its
+    /// zone routing last saw it.
+    pub local: Option<Arc<zone::LocalHosts>>,
     /// Its host sets by priority, health and locality, and how the load
     /// is split among them.
     pub plan: priority::Plan,
@@ -209,20 +219,31 @@ impl Cluster {
     ) -> Self {
         static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
         let pool_id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
-        let breakers = breakers::Breakers::new(config.circuit_breakers);
-        let shared = (pool_id, breakers, Arc::default(), Arc::default());
+        let shared = Shared {
+            pool_id,
+            breakers: breakers::Breakers::new(config.circuit_breakers),
+            ejected: Arc::default(),
+            active_hc: Arc::default(),
+            local: None,
+        };
         Cluster::with_pool(store, config, (endpoints, policy), tls, shared)
     }
 
-    /// As [`Cluster::new`], sharing the pooled connections of `pool_id`,
-    /// the circuit breakers and the ejected hosts of an earlier version.
+    /// As [`Cluster::new`], with what an earlier version carries over.
     fn with_pool(
         store: &Store,
         config: config::Cluster,
         (endpoints, policy): (Vec<Endpoint>, config::EndpointPolicy),
         tls: Option<Arc<ClientTls>>,
-        (pool_id, breakers, ejected, active_hc): Shared,
+        shared: Shared,
     ) -> Self {
+        let Shared {
+            pool_id,
+            breakers,
+            ejected,
+            active_hc,
+            local,
+        } = shared;
         let stat_name = config.stat_name();
         let stats = store.cluster(stat_name);
         let main = store.main_row();
@@ -252,8 +273,21 @@ impl Cluster {
             panic_threshold: config.healthy_panic_threshold,
             locality_weighted: config.locality_weighted,
             lb_policy: &config.lb_policy,
+            zone: local.as_deref().map(|l| (&config.zone_aware, l)),
         };
         let plan = priority::Plan::new(&inputs, 0);
+        if let Some(outcome) = plan.zone {
+            stats.inc(main, sets::Cluster::lb_recalculate_zone_structures);
+            match outcome {
+                zone::Outcome::LocalClusterNotOk => {
+                    stats.inc(main, sets::Cluster::lb_local_cluster_not_ok)
+                }
+                zone::Outcome::TooSmall => {
+                    stats.inc(main, sets::Cluster::lb_zone_cluster_too_small)
+                }
+                zone::Outcome::Routing | zone::Outcome::TooFewLocalities => {}
+            }
+        }
         let subsets = config
             .subsets
             .as_ref()
@@ -271,6 +305,7 @@ impl Cluster {
             policy,
             ejected,
             active_hc,
+            local,
             outlier_stats,
             rq_time: store
                 .histograms
@@ -315,18 +350,20 @@ impl Cluster {
             })
             .collect::<Vec<_>>();
         // A host that leaves and comes back is checked afresh.
-        let (pool_id, breakers, ejected, active_hc) = self.shared();
-        let active_hc = active_hc
+        let mut shared = self.shared();
+        let active_hc = shared
+            .active_hc
             .iter()
             .filter(|(addr, _)| endpoints.iter().any(|e| e.addr == **addr))
             .map(|(addr, flags)| (addr.clone(), *flags))
             .collect();
+        shared.active_hc = Arc::new(active_hc);
         let mut next = Cluster::with_pool(
             store,
             self.config.clone(),
             (endpoints, policy),
             self.tls.clone(),
-            (pool_id, breakers, ejected, Arc::new(active_hc)),
+            shared,
         );
         next.assignment = assignment;
         next.stats
@@ -350,25 +387,51 @@ impl Cluster {
 
     /// What its next versions share with it while its configuration stays.
     fn shared(&self) -> Shared {
-        (
-            self.pool_id,
-            self.breakers.clone(),
-            self.ejected.clone(),
-            self.active_hc.clone(),
-        )
+        Shared {
+            pool_id: self.pool_id,
+            breakers: self.breakers.clone(),
+            ejected: self.ejected.clone(),
+            active_hc: self.active_hc.clone(),
+            local: self.local.clone(),
+        }
     }
 
     /// The same cluster with `ejected` hosts out of load balancing.
     pub fn with_ejected(&self, store: &Store, ejected: HashSet<Address>) -> Cluster {
-        let (pool_id, breakers, _, active_hc) = self.shared();
-        self.rebuilt(store, (pool_id, breakers, Arc::new(ejected), active_hc))
+        let shared = Shared {
+            ejected: Arc::new(ejected),
+            ..self.shared()
+        };
+        self.rebuilt(store, shared)
     }
 
     /// The same cluster with its hosts' active health-check flags now
     /// `active_hc`.
     pub fn with_active_hc(&self, store: &Store, active_hc: HashMap<Address, u8>) -> Cluster {
-        let (pool_id, breakers, ejected, _) = self.shared();
-        self.rebuilt(store, (pool_id, breakers, ejected, Arc::new(active_hc)))
+        let shared = Shared {
+            active_hc: Arc::new(active_hc),
+            ..self.shared()
+        };
+        self.rebuilt(store, shared)
+    }
+
+    /// The same cluster routing by zone against `local`.
+    pub fn with_local(&self, store: &Store, local: Arc<zone::LocalHosts>) -> Cluster {
+        let shared = Shared {
+            local: Some(local),
+            ..self.shared()
+        };
+        self.rebuilt(store, shared)
+    }
+
+    /// This cluster as the local cluster of a proxy in `locality`: its
+    /// priority-0 hosts' localities and health.
+    pub fn as_local(&self, locality: Option<config::Locality>) -> zone::LocalHosts {
+        let p0 = self.endpoints.iter().filter(|e| e.priority == 0);
+        zone::LocalHosts {
+            locality,
+            hosts: p0.map(|e| (e.locality.clone(), self.host_flags(e))).collect(),
+        }
     }
 
     /// The same cluster and endpoints with `shared` health.

@@ -4,13 +4,15 @@
 //! its healthy and degraded hosts (times the overprovisioning factor),
 //! spills what a level cannot carry to the next, decides which levels
 //! are in panic, and with `locality_weighted_lb_config` splits a level's
-//! share across its localities. A shard draws a percentage (and a
-//! locality), then balances over the chosen host set.
+//! share across its localities; with a local cluster, priority 0's
+//! share goes by zone (see [`super::zone`]). A shard draws a percentage
+//! (and a locality), then balances over the chosen host set.
 
 use super::health::HostFlags;
 use super::lb::Balancer;
+use super::zone::{self, Draw, LocalHosts, Routing};
 use super::Endpoint;
-use crate::config::{EndpointPolicy, LbPolicy, Locality};
+use crate::config::{EndpointPolicy, LbPolicy, Locality, ZoneAware};
 
 /// A set of hosts one pick balances over, with its balancer.
 #[derive(Debug)]
@@ -31,6 +33,17 @@ enum Target {
         sets: Vec<usize>,
         cumulative: Vec<u64>,
     },
+    /// Zone routing over host sets per locality (in the routing's order),
+    /// or the level's whole host set when a pick is not zone routed.
+    Zones(Box<Zones>),
+}
+
+/// A share routed by zone.
+#[derive(Debug)]
+struct Zones {
+    whole: usize,
+    sets: Vec<usize>,
+    routing: Routing,
 }
 
 /// One share of the load: the picks whose draw (1–100) is at most `upto`.
@@ -51,15 +64,21 @@ pub struct Plan {
     /// number their sets one after another, for the shards' positions).
     pub first_set: usize,
     shares: Vec<Share>,
+    /// What computing zone routing found, when there is a local cluster.
+    pub zone: Option<zone::Outcome>,
+    /// `fail_traffic_on_panic`: a pick in panic finds no host.
+    fail_on_panic: bool,
 }
 
 /// The host set a pick draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Choice {
-    /// Its index in [`Plan::sets`].
-    pub set: usize,
+    /// Its index in [`Plan::sets`]; None when the pick must find no host.
+    pub set: Option<usize>,
     /// Its priority level is in panic: it holds every host of the level.
     pub panic: bool,
+    /// How zone routing routed it, when it did.
+    pub zone: Option<zone::Pick>,
 }
 
 /// What the plan is built from.
@@ -77,6 +96,8 @@ pub struct Inputs<'a> {
     pub locality_weighted: bool,
     /// The balancer each host set gets.
     pub lb_policy: &'a LbPolicy,
+    /// Zone routing's settings and the local cluster, when there is one.
+    pub zone: Option<(&'a ZoneAware, &'a LocalHosts)>,
 }
 
 /// Which hosts of a level a host set holds.
@@ -137,8 +158,24 @@ impl Plan {
                 healthy_load[first] += left;
             }
         }
+        // Envoy routes by zone with the balancers that are not hashing
+        // ones, unless localities are weighted.
+        let zoned = inputs
+            .zone
+            .filter(|_| !inputs.locality_weighted && !inputs.lb_policy.is_hashing());
+        let routing = zoned.map(|(config, local)| {
+            let level = &levels[0];
+            let endpoints = inputs.endpoints;
+            let hosts: Vec<(&Locality, HostFlags)> = level
+                .hosts
+                .iter()
+                .map(|i| (&endpoints[*i].locality, inputs.flags[*i]))
+                .collect();
+            Routing::new(&hosts, local, config, threshold)
+        });
         let mut builder = Builder {
             inputs,
+            routing: routing.as_ref().and_then(|(r, _)| r.as_ref()),
             keys: Vec::new(),
             sets: Vec::new(),
         };
@@ -166,6 +203,8 @@ impl Plan {
             sets: builder.sets,
             first_set,
             shares,
+            zone: routing.as_ref().map(|(_, outcome)| *outcome),
+            fail_on_panic: zoned.is_some_and(|(z, _)| z.fail_traffic_on_panic),
         }
     }
 
@@ -179,17 +218,23 @@ impl Plan {
                 shares.iter().find(|s| draw <= s.upto)?
             }
         };
-        let set = match &share.target {
-            Target::Set(set) => *set,
+        let (set, zone) = match &share.target {
+            Target::Set(set) => (Some(*set), None),
             Target::Localities { sets, cumulative } => {
                 let total = *cumulative.last()?;
                 let point = random() % total;
-                sets[cumulative.partition_point(|&c| c <= point)]
+                (sets.get(cumulative.partition_point(|&c| c <= point)).copied(), None)
             }
+            Target::Zones(zones) => match zones.routing.draw(random) {
+                Draw::Locality(at, pick) => (zones.sets.get(at).copied(), Some(pick)),
+                Draw::Whole(pick) => (Some(zones.whole), pick),
+                Draw::Nothing(pick) => (None, Some(pick)),
+            },
         };
         Some(Choice {
-            set,
+            set: set.filter(|_| !(share.panic && self.fail_on_panic)),
             panic: share.panic,
+            zone,
         })
     }
 }
@@ -272,6 +317,8 @@ fn in_panic(level: &Level, flags: &[HostFlags], threshold: f64) -> bool {
 /// Builds each host set once, however many shares use it.
 struct Builder<'a> {
     inputs: &'a Inputs<'a>,
+    /// Priority 0's zone routing, if any.
+    routing: Option<&'a Routing>,
     keys: Vec<(usize, Kind, Option<Locality>)>,
     sets: Vec<HostSet>,
 }
@@ -279,6 +326,19 @@ struct Builder<'a> {
 impl Builder<'_> {
     /// Where a share of `kind` hosts at level `p` goes.
     fn target(&mut self, p: usize, level: &Level, kind: Kind) -> Target {
+        if let Some(routing) = self.routing.filter(|_| p == 0 && kind != Kind::All) {
+            let whole = self.set(p, level, kind, None);
+            let sets = routing
+                .localities
+                .iter()
+                .map(|l| self.set(p, level, kind, Some(l.clone())))
+                .collect();
+            return Target::Zones(Box::new(Zones {
+                whole,
+                sets,
+                routing: routing.clone(),
+            }));
+        }
         if self.inputs.locality_weighted && kind != Kind::All {
             if let Some(target) = self.localities(p, level, kind) {
                 return target;
@@ -397,6 +457,7 @@ mod tests {
             panic_threshold: 50.0,
             locality_weighted,
             lb_policy: &LbPolicy::RoundRobin,
+            zone: None,
         };
         Plan::new(&inputs, 0)
     }
@@ -407,7 +468,7 @@ mod tests {
         let never = || unreachable!("a single locality needs no draw");
         for hash in 0..100 {
             let choice = plan.choose(Some(hash), &never).expect("a set");
-            let p = plan.sets[choice.set].endpoints[0].priority as usize;
+            let p = plan.sets[choice.set.expect("a host set")].endpoints[0].priority as usize;
             load.resize(load.len().max(p + 1), 0);
             load[p] += 1;
         }
@@ -442,7 +503,7 @@ mod tests {
         let panicked = plan(&eps, &flags(&[true, false, false]), false);
         let choice = panicked.choose(None, &|| 7).expect("a set");
         assert!(choice.panic);
-        assert_eq!(panicked.sets[choice.set].endpoints.len(), 3);
+        assert_eq!(panicked.sets[choice.set.expect("a host set")].endpoints.len(), 3);
         // Three of six is not under 50%: only the healthy serve.
         let eps = endpoints(&[(0, "a", 0); 6]);
         let plan = plan(
@@ -452,7 +513,7 @@ mod tests {
         );
         let choice = plan.choose(None, &|| 7).expect("a set");
         assert!(!choice.panic);
-        assert_eq!(plan.sets[choice.set].endpoints.len(), 3);
+        assert_eq!(plan.sets[choice.set.expect("a host set")].endpoints.len(), 3);
     }
 
     #[test]
@@ -469,7 +530,7 @@ mod tests {
             let b = (0..picks)
                 .filter(|_| {
                     let choice = plan.choose(None, &random).expect("a set");
-                    plan.sets[choice.set].endpoints[0].locality.zone == "b"
+                    plan.sets[choice.set.expect("a host set")].endpoints[0].locality.zone == "b"
                 })
                 .count();
             b as f64 / picks as f64
