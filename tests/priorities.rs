@@ -319,7 +319,11 @@ fn zone_aware_routing_as_in_envoy() {
         }
         for _ in 0..10 {
             let r = get(port, "failing", "/");
-            assert_eq!((r.status, r.text()), (503, "no healthy upstream".into()), "{who}");
+            assert_eq!(
+                (r.status, r.text()),
+                (503, "no healthy upstream".into()),
+                "{who}"
+            );
         }
         let (_, stats) = admin_request(admin, "GET", "/stats");
         let zoned = |c: &str| {
@@ -328,8 +332,15 @@ fn zone_aware_routing_as_in_envoy() {
         };
         // Each counts the picks it routed by zone, once the local
         // cluster's health has settled.
-        assert!(zoned("residual") >= n as u64, "{who}: {}", zoned("residual"));
-        assert!(stat(&stats, "cluster.small.lb_zone_cluster_too_small") > 0, "{who}");
+        assert!(
+            zoned("residual") >= n as u64,
+            "{who}: {}",
+            zoned("residual")
+        );
+        assert!(
+            stat(&stats, "cluster.small.lb_zone_cluster_too_small") > 0,
+            "{who}"
+        );
         assert_eq!(zoned("small"), 0, "{who}");
     }
     pair.assert_same_stats(&[

@@ -907,7 +907,9 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
         super::bootstrap_extensions::bootstrap_extensions(&e, errs);
     }
     let decoded = clusters.iter().map(|c| c.name.as_str());
-    let static_clusters: Vec<&str> = decoded.chain(broken_clusters.iter().map(String::as_str)).collect();
+    let static_clusters: Vec<&str> = decoded
+        .chain(broken_clusters.iter().map(String::as_str))
+        .collect();
     let cluster_manager = obj
         .get("cluster_manager")
         .map(|c| super::cluster_manager::cluster_manager(&c, errs, &static_clusters))

@@ -44,7 +44,9 @@ pub fn cluster_manager(node: &Node, errs: &mut Errors, static_clusters: &[&str])
         Some(name.to_string())
     });
     ClusterManager {
-        outlier_event_log: obj.get("outlier_detection").and_then(|o| event_log(&o, errs)),
+        outlier_event_log: obj
+            .get("outlier_detection")
+            .and_then(|o| event_log(&o, errs)),
         local_cluster_name,
     }
 }

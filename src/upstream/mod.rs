@@ -430,7 +430,9 @@ impl Cluster {
         let p0 = self.endpoints.iter().filter(|e| e.priority == 0);
         zone::LocalHosts {
             locality,
-            hosts: p0.map(|e| (e.locality.clone(), self.host_flags(e))).collect(),
+            hosts: p0
+                .map(|e| (e.locality.clone(), self.host_flags(e)))
+                .collect(),
         }
     }
 

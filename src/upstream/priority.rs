@@ -223,7 +223,11 @@ impl Plan {
             Target::Localities { sets, cumulative } => {
                 let total = *cumulative.last()?;
                 let point = random() % total;
-                (sets.get(cumulative.partition_point(|&c| c <= point)).copied(), None)
+                (
+                    sets.get(cumulative.partition_point(|&c| c <= point))
+                        .copied(),
+                    None,
+                )
             }
             Target::Zones(zones) => match zones.routing.draw(random) {
                 Draw::Locality(at, pick) => (zones.sets.get(at).copied(), Some(pick)),
@@ -503,7 +507,12 @@ mod tests {
         let panicked = plan(&eps, &flags(&[true, false, false]), false);
         let choice = panicked.choose(None, &|| 7).expect("a set");
         assert!(choice.panic);
-        assert_eq!(panicked.sets[choice.set.expect("a host set")].endpoints.len(), 3);
+        assert_eq!(
+            panicked.sets[choice.set.expect("a host set")]
+                .endpoints
+                .len(),
+            3
+        );
         // Three of six is not under 50%: only the healthy serve.
         let eps = endpoints(&[(0, "a", 0); 6]);
         let plan = plan(
@@ -513,7 +522,10 @@ mod tests {
         );
         let choice = plan.choose(None, &|| 7).expect("a set");
         assert!(!choice.panic);
-        assert_eq!(plan.sets[choice.set.expect("a host set")].endpoints.len(), 3);
+        assert_eq!(
+            plan.sets[choice.set.expect("a host set")].endpoints.len(),
+            3
+        );
     }
 
     #[test]
@@ -530,7 +542,10 @@ mod tests {
             let b = (0..picks)
                 .filter(|_| {
                     let choice = plan.choose(None, &random).expect("a set");
-                    plan.sets[choice.set.expect("a host set")].endpoints[0].locality.zone == "b"
+                    plan.sets[choice.set.expect("a host set")].endpoints[0]
+                        .locality
+                        .zone
+                        == "b"
                 })
                 .count();
             b as f64 / picks as f64

@@ -254,7 +254,10 @@ impl Routing {
 /// How many of `hosts` are healthy (in `locality`, if one is given).
 fn healthy(hosts: &[(&Locality, HostFlags)], locality: Option<&Locality>) -> u64 {
     let placed = |l: &Locality| locality.is_none_or(|want| l == want);
-    hosts.iter().filter(|(l, f)| placed(l) && f.healthy()).count() as u64
+    hosts
+        .iter()
+        .filter(|(l, f)| placed(l) && f.healthy())
+        .count() as u64
 }
 
 #[cfg(test)]
@@ -326,7 +329,10 @@ mod tests {
 
     #[test]
     fn a_local_zone_with_enough_hosts_takes_every_pick() {
-        let r = routing(&[("b", 2, true), ("a", 4, true)], &[("a", 1, true), ("b", 1, true)]);
+        let r = routing(
+            &[("b", 2, true), ("a", 4, true)],
+            &[("a", 1, true), ("b", 1, true)],
+        );
         assert_eq!(r.share, Share::Direct);
         assert_eq!(r.localities[0], zone("a"));
         assert_eq!(r.draw(&|| 0), Draw::Locality(0, Pick::AllDirectly));
@@ -339,13 +345,22 @@ mod tests {
         assert_eq!(built(&upstream, &two_zones, 6).1, Outcome::TooSmall);
         assert_eq!(built(&upstream, &two_zones, 5).1, Outcome::Routing);
         let elsewhere = [("b", 1, true), ("c", 1, true)];
-        assert_eq!(built(&upstream, &elsewhere, 5).1, Outcome::LocalClusterNotOk);
+        assert_eq!(
+            built(&upstream, &elsewhere, 5).1,
+            Outcome::LocalClusterNotOk
+        );
         let one_zone = [("a", 3, true)];
         assert_eq!(built(&upstream, &one_zone, 5).1, Outcome::TooFewLocalities);
         // Unhealthy local hosts still place the fleet, but do not count.
         let failed_b = [("a", 1, true), ("b", 1, false)];
         let r = built(&upstream, &failed_b, 5).0.expect("a routing");
-        assert_eq!(r.share, Share::Residual { local: 4000, spare: vec![0, 6000] });
+        assert_eq!(
+            r.share,
+            Share::Residual {
+                local: 4000,
+                spare: vec![0, 6000]
+            }
+        );
         assert!(!r.local_panic);
     }
 }
