@@ -9,6 +9,7 @@ use crate::access_log::{AccessLog, Sinks};
 use crate::config::{
     self, Bootstrap, ConfigError, Discovery, EndpointAddress, ServerHeaderTransformation,
 };
+use crate::http::filters;
 use crate::listener::ConnectionFilters;
 use crate::net::Address;
 use crate::router::RouteTable;
@@ -80,6 +81,8 @@ pub struct HttpSettings {
     pub delayed_close_timeout: Option<Duration>,
     /// Client address detection and `x-forwarded-for`.
     pub xff: config::XffSettings,
+    /// `http_filters` before the router.
+    pub filters: crate::http::filters::Chain,
 }
 
 /// A listener as the shards run it.
@@ -416,6 +419,7 @@ impl ConfigSnapshot {
                 serve,
                 by_name: &by_name,
                 listener: l,
+                service_cluster: boot.node.as_ref().map_or("", |n| n.cluster.as_str()),
                 route_configs: &boot.route_configs,
                 validate_clusters: unchanged.is_none(),
             };
@@ -634,6 +638,8 @@ struct Compiler<'a> {
     serve: bool,
     by_name: &'a HashMap<String, usize>,
     listener: &'a config::Listener,
+    /// `node.cluster`.
+    service_cluster: &'a str,
     /// What RDS delivered, by name.
     route_configs: &'a HashMap<String, config::RouteConfiguration>,
     /// Whether a route or TCP proxy naming a cluster that does not exist
@@ -690,8 +696,14 @@ impl Compiler<'_> {
                 );
                 let access_logs = self.logs(&hcm.access_log, &c.filter_path, errors);
                 let address = self.listener.address.to_string();
+                let filters = filters::Context {
+                    stat_prefix: &hcm.stat_prefix,
+                    store: self.store,
+                    clusters: self.by_name,
+                    service_cluster: self.service_cluster,
+                };
                 Serve::Http(Arc::new(HttpChain {
-                    http: Arc::new(http_settings(hcm, routes, self.store, access_logs)),
+                    http: Arc::new(http_settings(hcm, routes, &filters, access_logs)),
                     http_stats: self.store.listener_http(&address, &hcm.stat_prefix),
                     buffer_limit: self.listener.socket.buffer_limit,
                 }))
@@ -768,10 +780,12 @@ impl Compiler<'_> {
 fn http_settings(
     hcm: &config::HttpConnectionManager,
     routes: RouteTable,
-    store: &Store,
+    filters: &filters::Context,
     access_logs: Vec<AccessLog>,
 ) -> HttpSettings {
+    let store = filters.store;
     HttpSettings {
+        filters: filters::Chain::compile(&hcm.http_filters, filters),
         access_logs,
         idle_timeout: hcm.idle_timeout,
         stream_idle_timeout: hcm.stream_idle_timeout,

@@ -64,6 +64,15 @@ fn routes(extra: &str) -> String {
     edit(ROUTE, &format!("{extra}{ROUTE}"))
 }
 
+/// BASE with an HTTP filter named `extra.filter` (its other fields
+/// `fields`) before the router.
+fn filter(fields: &str) -> String {
+    edit(
+        "          http_filters:\n",
+        &format!("          http_filters:\n          - name: extra.filter\n{fields}"),
+    )
+}
+
 fn hcm(extra: &str) -> String {
     edit(HCM, &format!("{HCM}{extra}"))
 }
@@ -589,6 +598,26 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
                 "                route: { cluster: app, request_mirror_policies: [ { cluster: nowhere } ] }\n",
             ),
             false,
+        ),
+        (
+            "a health_check filter, disabled",
+            filter("            disabled: true\n            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck, pass_through_mode: false, headers: [ { name: \":path\", string_match: { exact: /healthz } } ], cluster_min_healthy_percentages: { app: { value: 50 } } }\n"),
+            true,
+        ),
+        (
+            "a health_check filter without pass_through_mode",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck }\n"),
+            false,
+        ),
+        (
+            "a health_check filter watching a cluster at 150%",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck, pass_through_mode: true, cluster_min_healthy_percentages: { app: { value: 150 } } }\n"),
+            false,
+        ),
+        (
+            "an optional filter Ringway does not run",
+            filter("            is_optional: true\n            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua }\n"),
+            true,
         ),
         (
             "zone-aware routing against a local cluster",

@@ -9,9 +9,6 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-const ROUTER_NAME: &str = "envoy.filters.http.router";
-
 /// The decoded bootstrap.
 #[derive(Debug, Clone)]
 pub struct Bootstrap {
@@ -165,6 +162,8 @@ pub struct HttpConnectionManager {
     pub strip_matching_host_port: bool,
     /// `access_log`.
     pub access_log: Vec<crate::access_log::AccessLogConfig>,
+    /// `http_filters` before the terminal router.
+    pub http_filters: Vec<super::HttpFilter>,
     /// `common_http_protocol_options.idle_timeout`: close a connection
     /// idle this long between requests (default 1 h; 0 disables).
     pub idle_timeout: Option<Duration>,
@@ -656,20 +655,6 @@ static PROTOCOL_OPTIONS: Fields = Fields {
     unsupported: &[
         "max_connection_duration",
         "headers_with_underscores_action", "max_response_headers_kb",
-    ],
-};
-#[rustfmt::skip]
-static HTTP_FILTER: Fields = Fields {
-    known: &["name", "typed_config"],
-    unsupported: &["config_discovery", "is_optional", "disabled"],
-};
-#[rustfmt::skip]
-static ROUTER: Fields = Fields {
-    known: &["@type"],
-    unsupported: &[
-        "dynamic_stats", "start_child_span", "upstream_log", "upstream_log_options",
-        "suppress_envoy_headers", "strict_check_headers", "respect_expected_rq_timeout",
-        "suppress_grpc_request_failure_code_stats", "upstream_http_filters",
     ],
 };
 #[rustfmt::skip]
@@ -1254,7 +1239,7 @@ pub(super) fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager
         }
     }
     let generate_request_id = any_bool(obj.get("generate_request_id"), errs, true);
-    http_filters(&obj, errs);
+    let http_filters = super::filters::http_filters(&obj, errs);
     let access_log = super::access_log::access_logs(&obj, errs);
     let routes = match (obj.get("route_config"), obj.get("rds")) {
         (Some(rc), None) => route_configuration(rc, errs).map(RouteSource::Inline),
@@ -1285,6 +1270,7 @@ pub(super) fn hcm(node: Node, errs: &mut Errors) -> Option<HttpConnectionManager
         strip_any_host_port: flag(&obj, errs, "strip_any_host_port"),
         strip_matching_host_port: flag(&obj, errs, "strip_matching_host_port"),
         access_log,
+        http_filters,
         idle_timeout,
         max_stream_duration,
         upgrades: super::route_action::upgrades(&obj, errs, &HCM_UPGRADE),
@@ -1457,58 +1443,6 @@ pub(super) fn wrapped_bool(child: &Node, errs: &mut Errors) -> bool {
         _ => {
             errs.add(child.path(), "expected a boolean or {value: boolean}");
             true
-        }
-    }
-}
-
-/// Checks `http_filters`: Ringway runs only the terminal router so far.
-fn http_filters(obj: &Obj, errs: &mut Errors) {
-    let Some(list) = obj.get("http_filters") else {
-        errs.add(
-            &format!("{}.http_filters", obj.path()),
-            format!("required field is missing: the chain must end with {ROUTER_NAME}"),
-        );
-        return;
-    };
-    let items = list.list(errs);
-    if items.is_empty() {
-        errs.add(
-            list.path(),
-            format!("the chain must end with {ROUTER_NAME}"),
-        );
-    }
-    let count = items.len();
-    for (i, item) in items.into_iter().enumerate() {
-        let child = item;
-        let Some(f) = child.object(errs, &HTTP_FILTER) else {
-            continue;
-        };
-        let name = string(&f, errs, "name").unwrap_or_default();
-        // Envoy 1.40 finds a filter by its typed_config's type, never by
-        // its name alone.
-        let Some(tc) = f.get("typed_config") else {
-            errs.add(
-                &format!("{}.typed_config", child.path()),
-                format!("required field is missing (HTTP filter {name:?})"),
-            );
-            continue;
-        };
-        let Some(type_url) = type_url(&tc, errs) else {
-            continue;
-        };
-        if type_url != ROUTER_TYPE {
-            errs.add(
-                child.path(),
-                format!("HTTP filter {type_url:?} is not supported yet"),
-            );
-            continue;
-        }
-        tc.object(errs, &ROUTER);
-        if i + 1 != count {
-            errs.add(
-                child.path(),
-                format!("{ROUTER_NAME} must be the last HTTP filter"),
-            );
         }
     }
 }

@@ -41,9 +41,12 @@ impl ResponseFlags {
     pub const DURATION_TIMEOUT: Self = Self(1 << 15);
     /// OM: the overload manager turned the request away.
     pub const OVERLOAD_MANAGER: Self = Self(1 << 16);
+    /// LH: the health-check filter failed this proxy's health check.
+    pub const FAILED_LOCAL_HEALTH_CHECK: Self = Self(1 << 17);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 17] = [
+    const NAMES: [(Self, &'static str); 18] = [
+        (Self::FAILED_LOCAL_HEALTH_CHECK, "LH"),
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),

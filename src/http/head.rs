@@ -5,6 +5,7 @@ use super::codec::{
     has_token, is_hop_by_hop, parse_content_length, push_header, push_number_header, reason,
     Framing,
 };
+use super::flags::ResponseFlags;
 use super::grpc;
 use super::local_reply::LocalReply;
 use super::mutate::{self, Edits};
@@ -19,6 +20,7 @@ use crate::router::{port_start, Action, Forward, Matched, RequestView};
 use crate::server::shard::Shard;
 use crate::snapshot::HttpSettings;
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -72,6 +74,18 @@ pub struct Request {
     /// The trusted client address (from `x-forwarded-for` rules; port 0
     /// when it came from the header), when the request was forwarded.
     pub client: Option<Address>,
+    /// What the HTTP filters asked of its response.
+    pub filtered: Filtered,
+}
+
+/// What the HTTP filters asked of a request's response.
+#[derive(Debug, Default)]
+pub struct Filtered {
+    /// Headers every response to the request carries.
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    /// A health check of this proxy: left out of the response stats, as
+    /// Envoy leaves it.
+    pub health_check: bool,
 }
 
 /// What the connection manager does with a request.
@@ -79,6 +93,8 @@ pub struct Request {
 pub enum Plan<'v> {
     /// Answer locally, with the matched route's response headers if any.
     Local(LocalReply<'v>, Option<Matched<'v>>),
+    /// An HTTP filter answered, with these response flags.
+    Filter(LocalReply<'static>, ResponseFlags, Option<Matched<'v>>),
     /// A route's `direct_response`.
     Direct(LocalReply<'v>, Matched<'v>),
     /// A route's `redirect`.
@@ -120,7 +136,7 @@ impl<'v> Plan<'v> {
         match self {
             Plan::Direct(_, m) | Plan::Redirect(_, m) | Plan::NoCluster(_, m) => Some(*m),
             Plan::Forward { matched, .. } => Some(*matched),
-            Plan::Local(_, m) => *m,
+            Plan::Local(_, m) | Plan::Filter(_, _, m) => *m,
             Plan::NoRoute | Plan::Overloaded => None,
         }
     }
@@ -434,6 +450,8 @@ fn analyse_request<'v>(
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
         });
+    // Set once the filters ran (a request refused before has none).
+    let filtered = Cell::new(Filtered::default());
     let request_with = |plan, generated_id, client| {
         ParsedRequest::Request(
             Request {
@@ -447,6 +465,7 @@ fn analyse_request<'v>(
                 websocket: upgrade_kind.is_some_and(|k| k.eq_ignore_ascii_case(b"websocket")),
                 generated_id,
                 client,
+                filtered: filtered.take(),
             },
             plan,
         )
@@ -523,6 +542,14 @@ fn analyse_request<'v>(
         .is_some_and(|kind| !upgrade::allowed(kind, route_upgrades.unwrap_or(&[]), &http.upgrades));
     if refused {
         return request(Plan::Local(LocalReply::closing(403, ""), matched));
+    }
+    let decision = http.filters.on_request(&view, shard);
+    filtered.set(Filtered {
+        response_headers: decision.response_headers,
+        health_check: decision.health_check,
+    });
+    if let Some((reply, flags)) = decision.reply {
+        return request(Plan::Filter(reply, flags, matched));
     }
     let Some(matched) = matched else {
         return request(Plan::NoRoute);
@@ -861,6 +888,8 @@ pub struct Shaping<'a> {
     pub set_cookie: Option<&'a [u8]>,
     /// `x-envoy-attempt-count` to add (`include_attempt_count_in_response`).
     pub attempt_count: Option<u32>,
+    /// Headers the HTTP filters add.
+    pub filter_headers: &'a [(String, Vec<u8>)],
     /// The request asked to upgrade: a `101` is final and keeps its
     /// `upgrade`/`connection` headers; any other answer closes the
     /// connection, as Envoy's does. Neither carries
@@ -889,6 +918,7 @@ pub fn parse_response(
         mutations,
         set_cookie,
         attempt_count,
+        filter_headers,
         upgrade,
         websocket,
         date,
@@ -1010,6 +1040,9 @@ pub fn parse_response(
     }
     if let Some(n) = attempt_count {
         push_number_header(out, "x-envoy-attempt-count", u64::from(n));
+    }
+    for (name, value) in filter_headers {
+        push_header(out, name, value);
     }
     let add_server = match http.server_header {
         ServerHeaderTransformation::Overwrite => true,

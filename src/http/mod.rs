@@ -5,6 +5,7 @@ pub mod body;
 pub mod codec;
 pub mod conn;
 pub mod date;
+pub mod filters;
 pub mod flags;
 pub mod grpc;
 pub mod h2;

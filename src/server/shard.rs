@@ -70,6 +70,11 @@ impl View {
         }
     }
 
+    /// The shard this view belongs to.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
     /// Picks an endpoint of cluster `index`: the subset `criteria` (a
     /// route's `metadata_match`) selects when the cluster has subsets, a
     /// host set by priority (and locality), then an endpoint of it by its

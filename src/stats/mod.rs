@@ -714,6 +714,11 @@ impl Store {
         self.named(format!("cluster.{name}.health_check."))
     }
 
+    /// `http.<stat_prefix>.health_check.` stats (the health-check filter).
+    pub fn health_check_filter(&self, stat_prefix: &str) -> Arc<Scope<sets::HealthCheckFilter>> {
+        self.named(format!("http.{stat_prefix}.health_check."))
+    }
+
     /// `cluster.<name>.retry.` stats.
     pub fn cluster_retry(&self, name: &str) -> Arc<Scope<sets::Retry>> {
         self.scope(format!("cluster.{name}.retry."), |t| &mut t.retries)
@@ -875,6 +880,11 @@ impl Store {
     /// `/healthcheck/fail` (true) and `/healthcheck/ok` (false).
     pub fn set_healthcheck_failed(&self, failed: bool) {
         self.healthcheck_failed.store(failed, Ordering::Relaxed);
+    }
+
+    /// Whether `/healthcheck/fail` is in force.
+    pub fn healthcheck_failed(&self) -> bool {
+        self.healthcheck_failed.load(Ordering::Relaxed)
     }
 
     /// Whether `/ready` should answer 200.

@@ -166,6 +166,16 @@ stat_set!(
 );
 
 stat_set!(
+    /// `http.<stat_prefix>.health_check.*`: the health-check filter.
+    HealthCheckFilter, None,
+    counters [
+        request_total, ok, failed, degraded, cached_response,
+        failed_cluster_not_found, failed_cluster_empty, failed_cluster_unhealthy,
+    ],
+    gauges []
+);
+
+stat_set!(
     /// `cluster.<name>.outlier_detection.*` (a cluster with outlier
     /// detection).
     Outlier, None,

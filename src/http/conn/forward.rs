@@ -1009,6 +1009,7 @@ impl<D: Downstream> Proxy<D> {
                         .matched
                         .filter(|m| m.vhost.attempt_count_in_response)
                         .map(|_| x.attempts.get()),
+                    filter_headers: &x.req.filtered.response_headers,
                     upgrade: x.req.upgrade,
                     websocket: x.req.websocket,
                     date,

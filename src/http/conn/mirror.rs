@@ -61,6 +61,7 @@ pub(super) fn mirror(x: &Exchange<'_>, to: &Upstream<'_>, original: &Original<'_
                 websocket: false,
                 generated_id: None,
                 client: x.req.client.clone(),
+                filtered: Default::default(),
             },
             peer: x.peer.clone(),
             protocol: x.protocol,

@@ -399,9 +399,13 @@ impl<'a> Exchange<'a> {
     }
 
     /// Whether the connection closes after this response: asked for, or a
-    /// drain began meanwhile.
+    /// drain began meanwhile, or this proxy fails its health checks
+    /// (`/healthcheck/fail`; Envoy's drain-close then closes too).
     fn closing(&self) -> bool {
-        self.close || self.request_cut.get() || self.shard.drain.is_draining()
+        self.close
+            || self.request_cut.get()
+            || self.shard.drain.is_draining()
+            || self.shard.stats.healthcheck_failed()
     }
 
     /// Counts a response sent (interim ones too, as Envoy does).
@@ -510,13 +514,15 @@ impl<'a> Exchange<'a> {
     fn finish(&self) {
         let w = self.shard.id;
         self.http.stats.dec(w, HttpStat::downstream_rq_active);
-        count_finished(
-            self.shard,
-            self.http,
-            &self.chain.http_stats,
-            self.status.get(),
-            self.started,
-        );
+        if !self.req.filtered.health_check {
+            count_finished(
+                self.shard,
+                self.http,
+                &self.chain.http_stats,
+                self.status.get(),
+                self.started,
+            );
+        }
         if self.log.enabled {
             self.shard.logs.log(&self.http.access_logs, &self.record());
         }
@@ -942,6 +948,10 @@ impl<D: Downstream> Proxy<D> {
         let (w, http) = (x.shard.id, x.http);
         match plan {
             Plan::Local(reply, _) => self.reply(x, &reply).await,
+            Plan::Filter(reply, flags, _) => {
+                x.flag(flags);
+                self.reply(x, &reply).await
+            }
             // Envoy counts a route's redirect as a direct response too.
             Plan::Direct(reply, _) | Plan::Redirect(reply, _) => {
                 http.stats.inc(w, HttpStat::rq_direct_response);
@@ -1052,23 +1062,28 @@ impl<D: Downstream> Proxy<D> {
         } else {
             reply
         };
-        // The route's response header mutations apply to its local replies too.
+        // The route's response header mutations apply to its local replies
+        // too, and then the headers the filters add.
         let mutated;
-        let reply = match x.response_mutations() {
-            Some(levels) => {
+        let levels = x.response_mutations();
+        let filter_headers = &x.req.filtered.response_headers;
+        let reply = if levels.is_none() && filter_headers.is_empty() {
+            reply
+        } else {
+            let mut edited = reply.clone();
+            if let Some(levels) = levels {
                 let record = Record {
                     status: reply.status,
                     ..x.record()
                 };
                 let present = |name: &str| reply.headers.iter().any(|(n, _)| n == name);
                 let edits = mutate::plan(&levels, &present, &record);
-                let mut edited = reply.clone();
                 edited.headers.retain(|(n, _)| edits.keeps(n));
                 edited.headers.extend(edits.added);
-                mutated = edited;
-                &mutated
             }
-            None => reply,
+            edited.headers.extend(filter_headers.iter().cloned());
+            mutated = edited;
+            &mutated
         };
         let written = self
             .down

@@ -1,0 +1,136 @@
+//! `http_filters`: the connection manager's HTTP filter chain, decoded
+//! into the filters Ringway runs before its terminal router.
+
+mod health_check;
+
+pub use health_check::HealthCheckFilter;
+
+use super::bootstrap::type_url;
+use super::node::{Errors, Fields, Obj};
+
+/// The terminal router's type and name.
+const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const ROUTER_NAME: &str = "envoy.filters.http.router";
+
+#[rustfmt::skip]
+static HTTP_FILTER: Fields = Fields {
+    known: &["name", "typed_config", "is_optional", "disabled"],
+    unsupported: &["config_discovery"],
+};
+#[rustfmt::skip]
+static ROUTER: Fields = Fields {
+    known: &["@type"],
+    unsupported: &[
+        "dynamic_stats", "start_child_span", "upstream_log", "upstream_log_options",
+        "suppress_envoy_headers", "strict_check_headers", "respect_expected_rq_timeout",
+        "suppress_grpc_request_failure_code_stats", "upstream_http_filters",
+    ],
+};
+
+/// One filter of the chain before the router.
+#[derive(Debug, Clone)]
+pub struct HttpFilter {
+    /// `name`: what `typed_per_filter_config` refers to it by.
+    pub name: String,
+    /// `disabled`: off unless a route's per-filter config turns it on.
+    pub disabled: bool,
+    /// What it is and its config.
+    pub kind: FilterKind,
+}
+
+/// The filters Ringway implements.
+#[derive(Debug, Clone)]
+pub enum FilterKind {
+    /// `envoy.filters.http.health_check`.
+    HealthCheck(HealthCheckFilter),
+}
+
+/// Decodes `http_filters`: every filter before the router, which must be
+/// last. A filter Ringway does not implement is an error naming its type,
+/// unless it `is_optional` (Envoy's contract: a proxy that does not
+/// support it may skip it).
+pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
+    let Some(list) = obj.get("http_filters") else {
+        errs.add(
+            &format!("{}.http_filters", obj.path()),
+            format!("required field is missing: the chain must end with {ROUTER_NAME}"),
+        );
+        return Vec::new();
+    };
+    let items = list.list(errs);
+    if items.is_empty() {
+        errs.add(
+            list.path(),
+            format!("the chain must end with {ROUTER_NAME}"),
+        );
+    }
+    let count = items.len();
+    let mut filters = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let Some(f) = item.object(errs, &HTTP_FILTER) else {
+            continue;
+        };
+        let name = f
+            .get("name")
+            .and_then(|n| n.str(errs))
+            .unwrap_or_default()
+            .to_string();
+        let flag = |errs: &mut Errors, field: &str| f.get(field).and_then(|b| b.bool(errs));
+        let is_optional = flag(errs, "is_optional").unwrap_or(false);
+        let disabled = flag(errs, "disabled").unwrap_or(false);
+        // Envoy 1.40 finds a filter by its typed_config's type, never by
+        // its name alone.
+        let Some(tc) = f.get("typed_config") else {
+            errs.add(
+                &format!("{}.typed_config", item.path()),
+                format!("required field is missing (HTTP filter {name:?})"),
+            );
+            continue;
+        };
+        let Some(type_url) = type_url(&tc, errs) else {
+            continue;
+        };
+        let last = i + 1 == count;
+        if type_url == ROUTER_TYPE {
+            tc.object(errs, &ROUTER);
+            if !last {
+                errs.add(
+                    item.path(),
+                    format!("{ROUTER_NAME} must be the last HTTP filter"),
+                );
+            }
+            continue;
+        }
+        if last {
+            errs.add(
+                item.path(),
+                format!("the chain must end with {ROUTER_NAME}"),
+            );
+        }
+        let kind = match type_url {
+            health_check::TYPE => health_check::decode(&tc, errs).map(FilterKind::HealthCheck),
+            _ if is_optional => {
+                log::warn!(
+                    "{}: skipping optional HTTP filter {type_url:?}: Ringway does not implement it",
+                    item.path()
+                );
+                continue;
+            }
+            _ => {
+                errs.add(
+                    item.path(),
+                    format!("HTTP filter {type_url:?} is not supported yet"),
+                );
+                continue;
+            }
+        };
+        if let Some(kind) = kind {
+            filters.push(HttpFilter {
+                name,
+                disabled,
+                kind,
+            });
+        }
+    }
+    filters
+}

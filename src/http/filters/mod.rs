@@ -1,0 +1,92 @@
+//! The HTTP filter chain: the filters a connection manager's
+//! `http_filters` names before its router, run on each request's headers
+//! once its route is known (Envoy's filters see the route too). A filter
+//! lets the request go on, answers it locally, or asks for headers on the
+//! response. Dispatch is a match over [`Kind`]: no boxed filter per
+//! request, and a chain of only the router is an empty loop.
+
+pub mod health_check;
+
+use crate::config;
+use crate::http::flags::ResponseFlags;
+use crate::http::local_reply::LocalReply;
+use crate::router::RequestView;
+use crate::server::shard::Shard;
+use crate::stats::Store;
+use std::collections::HashMap;
+
+/// A connection manager's filters, compiled.
+#[derive(Debug, Default)]
+pub struct Chain {
+    filters: Vec<Filter>,
+}
+
+/// One filter of the chain.
+#[derive(Debug)]
+struct Filter {
+    /// `disabled`: never run (no route enables it yet).
+    disabled: bool,
+    kind: Kind,
+}
+
+/// The filters Ringway implements, compiled.
+#[derive(Debug)]
+enum Kind {
+    HealthCheck(health_check::HealthCheck),
+}
+
+/// What the filters decided about a request.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// A filter answered: this reply, with these response flags.
+    pub reply: Option<(LocalReply<'static>, ResponseFlags)>,
+    /// Headers every response to the request carries.
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    /// A health check (Envoy leaves it out of the response stats).
+    pub health_check: bool,
+}
+
+/// What compiling a chain reads besides its config.
+pub struct Context<'a> {
+    /// The connection manager's `stat_prefix`.
+    pub stat_prefix: &'a str,
+    /// The stats.
+    pub store: &'a Store,
+    /// Cluster positions by name.
+    pub clusters: &'a HashMap<String, usize>,
+    /// `node.cluster`: this proxy's service cluster.
+    pub service_cluster: &'a str,
+}
+
+impl Chain {
+    /// Compiles `http_filters`.
+    pub fn compile(filters: &[config::HttpFilter], cx: &Context) -> Chain {
+        let filters = filters
+            .iter()
+            .map(|f| Filter {
+                disabled: f.disabled,
+                kind: match &f.kind {
+                    config::FilterKind::HealthCheck(c) => {
+                        Kind::HealthCheck(health_check::HealthCheck::compile(c, cx))
+                    }
+                },
+            })
+            .collect();
+        Chain { filters }
+    }
+
+    /// Runs the request-headers phase of every enabled filter, in order,
+    /// until one answers.
+    pub fn on_request(&self, request: &RequestView, shard: &Shard) -> Decision {
+        let mut decision = Decision::default();
+        for filter in self.filters.iter().filter(|f| !f.disabled) {
+            match &filter.kind {
+                Kind::HealthCheck(hc) => hc.on_request(request, shard, &mut decision),
+            }
+            if decision.reply.is_some() {
+                break;
+            }
+        }
+        decision
+    }
+}
