@@ -249,47 +249,55 @@ fn tcp_checks_match_payloads_and_time_out_as_in_envoy() {
     );
 }
 
+/// An upstream proxy, Envoy or Ringway, whose health-check filter fails
+/// its checks after `/healthcheck/fail`: the checkers of both proxies
+/// exclude it at once, and take it back after `/healthcheck/ok`.
 #[test]
-fn an_upstream_envoy_in_healthcheck_fail_is_excluded_at_once() {
-    let Some(bin) = common::oracle::envoy_or_skip("an_upstream_envoy_in_healthcheck_fail") else {
+fn an_upstream_in_healthcheck_fail_is_excluded_at_once() {
+    let Some(bin) = common::oracle::envoy_or_skip("an_upstream_in_healthcheck_fail") else {
         return;
     };
-    let upstream = upstream_envoy(&bin);
-    let cluster = checked_cluster(upstream.port, ", no_traffic_interval: 0.1s");
-    let Some(pair) = pair(
-        "an_upstream_envoy_in_healthcheck_fail_is_excluded_at_once",
-        "c",
-        &cluster,
-    ) else {
-        return;
-    };
-    pair.assert_same_admin("/clusters", flags);
-    for (command, expected) in [
-        (
-            "/healthcheck/fail",
-            "/failed_active_hc/excluded_via_immediate_hc_fail",
-        ),
-        ("/healthcheck/ok", "healthy"),
-    ] {
-        assert_eq!(admin_request(upstream.admin, "POST", command).0, 200);
-        until_flags(&pair, upstream.port, expected, command);
+    let config = upstream_config();
+    let envoy = Envoy::start(&bin, &config);
+    let ringway_admin = free_port();
+    let ringway = Proxy::start(
+        &config.replace("{admin}", &ringway_admin.to_string()),
+        &["--concurrency", "1"],
+    );
+    for (port, admin) in [(envoy.port, envoy.admin), (ringway.port, ringway_admin)] {
+        let cluster = checked_cluster(port, ", no_traffic_interval: 0.1s");
+        let Some(pair) = pair(
+            "an_upstream_in_healthcheck_fail_is_excluded_at_once",
+            "c",
+            &cluster,
+        ) else {
+            return;
+        };
+        pair.assert_same_admin("/clusters", flags);
+        for (command, expected) in [
+            (
+                "/healthcheck/fail",
+                "/failed_active_hc/excluded_via_immediate_hc_fail",
+            ),
+            ("/healthcheck/ok", "healthy"),
+        ] {
+            assert_eq!(admin_request(admin, "POST", command).0, 200);
+            until_flags(&pair, port, expected, command);
+        }
     }
 }
 
-/// An upstream Envoy with its health_check filter answering /healthz
+/// An upstream proxy's config: its health_check filter answers /healthz
 /// itself; once its admin's /healthcheck/fail is called, /healthz answers
 /// 503 and every response carries x-envoy-immediate-health-check-fail.
-fn upstream_envoy(bin: &str) -> Envoy {
+fn upstream_config() -> String {
     let hcm = direct_response_filter("up", "hi").replace(
         "          http_filters:\n",
         "          http_filters:\n          - name: envoy.filters.http.health_check\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck\n              pass_through_mode: false\n              headers: [{ name: ':path', string_match: { exact: /healthz } }]\n",
     );
-    Envoy::start(
-        bin,
-        &with_admin(&format!(
-            "static_resources:\n  listeners:\n  - name: up\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}\n    filter_chains:\n    - filters:\n{hcm}"
-        )),
-    )
+    with_admin(&format!(
+        "static_resources:\n  listeners:\n  - name: up\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}\n    filter_chains:\n    - filters:\n{hcm}"
+    ))
 }
 
 /// Cluster `c` on `port` with an HTTP check of /healthz and `extra`
@@ -316,7 +324,7 @@ fn a_proxied_answer_asking_to_fail_checks_fails_the_host_at_once_as_in_envoy() {
     let Some(bin) = common::oracle::envoy_or_skip("a_proxied_answer_asking_to_fail_checks") else {
         return;
     };
-    let upstream = upstream_envoy(&bin);
+    let upstream = Envoy::start(&bin, &upstream_config());
     // Checks far apart: only the proxied answer can fail the host.
     let cluster = checked_cluster(upstream.port, "")
         .replace("interval: 0.1s", "interval: 60s, no_traffic_interval: 60s");
@@ -527,10 +535,10 @@ fn the_event_log_says_what_envoys_says() {
         set(query);
         until_flags(&pair, peer.1, expected, query);
     }
-    // Each host's events in order, timestamps left out.
+    // Each host's events in order, timestamps left out (once all six are
+    // written: the flags can show before a log line is).
     let events = |path: &std::path::Path| -> Vec<String> {
-        let mut lines: Vec<String> = std::fs::read_to_string(path)
-            .unwrap_or_default()
+        let mut lines: Vec<String> = log_lines(path, 6)
             .lines()
             .map(|l| {
                 let at = l.find("\"timestamp\":\"").map_or(0, |i| i + 13);
