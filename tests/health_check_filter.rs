@@ -12,12 +12,12 @@ const APP: &str = "  - name: app\n    type: STATIC\n    connect_timeout: 1s\n   
 const ROUTES: &str = "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: { prefix: \"/\" }\n                route: { cluster: app }\n                response_headers_to_add: [ { header: { key: x-route, value: r } } ]\n";
 
 /// Both proxies with the health-check filter configured by `fields`
-/// (its `typed_config` beyond `@type`), `node.cluster` "front", and an
+/// (its `typed_config` beyond `@type`) and `routes`, `node.cluster` "front", and an
 /// access log of each response's code and flags.
-fn pair(test: &str, fields: &str) -> Option<Pair> {
+fn pair(test: &str, fields: &str, routes: &str) -> Option<Pair> {
     let backend = Backend::start("app");
     let clusters = APP.replace("{app}", &backend.port().to_string());
-    let config = http_config(ROUTES, &clusters)
+    let config = http_config(routes, &clusters)
         .replace(
             "          http_filters:\n",
             &format!("          http_filters:\n          - name: envoy.filters.http.health_check\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck\n{fields}"),
@@ -65,7 +65,11 @@ const STATS: [&str; 10] = [
 #[test]
 fn health_checks_are_answered_here_as_in_envoy() {
     let fields = "              pass_through_mode: false\n              headers: [ { name: \":path\", string_match: { exact: /healthz } } ]\n              cluster_min_healthy_percentages: { app: { value: 100 }, empty: { value: 0 } }\n";
-    let Some(pair) = pair("health_checks_are_answered_here_as_in_envoy", fields) else {
+    let Some(pair) = pair(
+        "health_checks_are_answered_here_as_in_envoy",
+        fields,
+        ROUTES,
+    ) else {
         return;
     };
     let ok = pair.assert_same(&get("/healthz"));
@@ -93,7 +97,7 @@ fn health_checks_are_answered_here_as_in_envoy() {
 #[test]
 fn pass_through_health_checks_as_in_envoy() {
     let fields = "              pass_through_mode: true\n              headers: [ { name: \":path\", string_match: { prefix: /health } }, { name: x-check, present_match: true } ]\n";
-    let Some(pair) = pair("pass_through_health_checks_as_in_envoy", fields) else {
+    let Some(pair) = pair("pass_through_health_checks_as_in_envoy", fields, ROUTES) else {
         return;
     };
     let check = b"GET /healthz HTTP/1.1\r\nhost: example.com\r\nx-check: 1\r\n\r\n";
@@ -122,11 +126,39 @@ fn missing_and_empty_clusters_fail_health_checks_as_in_envoy() {
         ),
     ] {
         let fields = format!("              pass_through_mode: false\n              headers: [ {{ name: \":path\", string_match: {{ exact: /healthz }} }} ]\n              cluster_min_healthy_percentages: {watched}\n");
-        let Some(pair) = pair(test, &fields) else {
+        let Some(pair) = pair(test, &fields, ROUTES) else {
             return;
         };
         let failed = pair.assert_same(&get("/healthz"));
         assert_eq!(failed.status, 503, "{test}");
         pair.assert_same_stats(&STATS);
     }
+}
+
+/// `typed_per_filter_config` turns the filter off for one route and for a
+/// whole virtual host: checks there go upstream like any request.
+#[test]
+fn routes_and_virtual_hosts_turn_the_filter_off_as_in_envoy() {
+    let off = "{ envoy.filters.http.health_check: { \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } }";
+    let routes = format!(
+        "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: {{ prefix: \"/nocheck\" }}\n                route: {{ cluster: app }}\n                typed_per_filter_config: {off}\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: app }}\n            - name: quiet\n              domains: [\"quiet.example\"]\n              typed_per_filter_config: {off}\n              routes:\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: app }}\n"
+    );
+    let fields = "              pass_through_mode: false\n              headers: [ { name: x-check, present_match: true } ]\n";
+    let Some(pair) = pair(
+        "routes_and_virtual_hosts_turn_the_filter_off",
+        fields,
+        &routes,
+    ) else {
+        return;
+    };
+    let check = |host: &str, path: &str| {
+        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nx-check: 1\r\n\r\n").into_bytes()
+    };
+    let answered = pair.assert_same(&check("example.com", "/healthz"));
+    assert!(answered.upstream.is_empty(), "the filter did not answer");
+    for (host, path) in [("example.com", "/nocheck"), ("quiet.example", "/healthz")] {
+        let passed = pair.assert_same(&check(host, path));
+        assert_eq!(passed.upstream.len(), 1, "{host}{path} was not forwarded");
+    }
+    pair.assert_same_stats(&STATS);
 }

@@ -73,6 +73,12 @@ fn filter(fields: &str) -> String {
     )
 }
 
+/// BASE with `field` added to its route.
+fn route_field(field: &str) -> String {
+    let route = "                route: { cluster: app }\n";
+    edit(route, &format!("{route}{field}"))
+}
+
 fn hcm(extra: &str) -> String {
     edit(HCM, &format!("{HCM}{extra}"))
 }
@@ -612,6 +618,21 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
         (
             "a health_check filter watching a cluster at 150%",
             filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck, pass_through_mode: true, cluster_min_healthy_percentages: { app: { value: 150 } } }\n"),
+            false,
+        ),
+        (
+            "a route turning a filter off, and an optional route config",
+            route_field("                typed_per_filter_config: { hc: { \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }, other: { \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig, is_optional: true, config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck, pass_through_mode: true } } }\n"),
+            true,
+        ),
+        (
+            "a route config for a filter that has none",
+            route_field("                typed_per_filter_config: { hc: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck, pass_through_mode: true } }\n"),
+            false,
+        ),
+        (
+            "an empty FilterConfig",
+            route_field("                typed_per_filter_config: { hc: { \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig } }\n"),
             false,
         ),
         (

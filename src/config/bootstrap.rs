@@ -316,6 +316,8 @@ pub struct VirtualHost {
     pub attempt_count_in_response: bool,
     /// `per_request_buffer_limit_bytes`.
     pub buffer_limit: Option<u64>,
+    /// `typed_per_filter_config`.
+    pub filter_configs: super::PerFilterConfigs,
 }
 
 /// `routes[]`.
@@ -331,6 +333,8 @@ pub struct Route {
     pub response_headers: super::HeaderMutations,
     /// `per_request_buffer_limit_bytes` (retry body buffering).
     pub buffer_limit: Option<u64>,
+    /// `typed_per_filter_config`.
+    pub filter_configs: super::PerFilterConfigs,
     /// What to do with a matching request.
     pub action: RouteAction,
 }
@@ -676,10 +680,10 @@ static VIRTUAL_HOST: Fields = Fields {
         "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
         "response_headers_to_add", "response_headers_to_remove", "retry_policy",
         "include_request_attempt_count", "include_attempt_count_in_response",
-        "per_request_buffer_limit_bytes",
+        "per_request_buffer_limit_bytes", "typed_per_filter_config",
     ],
     unsupported: &[
-        "matcher", "require_tls", "virtual_clusters", "rate_limits", "cors", "typed_per_filter_config", "retry_policy_typed_config",
+        "matcher", "require_tls", "virtual_clusters", "rate_limits", "cors", "retry_policy_typed_config",
         "hedge_policy", "include_is_timeout_retry_header",
         "request_mirror_policies", "metadata",
     ],
@@ -689,11 +693,11 @@ static ROUTE: Fields = Fields {
     known: &[
         "name", "match", "route", "direct_response", "redirect", "request_headers_to_add",
         "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
-        "per_request_buffer_limit_bytes",
+        "per_request_buffer_limit_bytes", "typed_per_filter_config",
     ],
     unsupported: &[
         "filter_action", "non_forwarding_action", "metadata", "decorator",
-        "typed_per_filter_config", "tracing", "stat_prefix",
+        "tracing", "stat_prefix",
     ],
 };
 #[rustfmt::skip]
@@ -1540,6 +1544,7 @@ fn virtual_host(node: Node, errs: &mut Errors) -> Option<VirtualHost> {
         attempt_count_in_request: flag(&obj, errs, "include_request_attempt_count"),
         attempt_count_in_response: flag(&obj, errs, "include_attempt_count_in_response"),
         buffer_limit: buffer_limit(&obj, errs),
+        filter_configs: super::filters::per_filter_configs(&obj, errs),
     })
 }
 
@@ -1580,6 +1585,7 @@ fn route(node: Node, errs: &mut Errors) -> Option<Route> {
         request_headers: super::header_mutations(&obj, errs, "request"),
         response_headers: super::header_mutations(&obj, errs, "response"),
         buffer_limit: buffer_limit(&obj, errs),
+        filter_configs: super::filters::per_filter_configs(&obj, errs),
         action: actions.pop().flatten()?,
     })
 }

@@ -543,7 +543,7 @@ fn analyse_request<'v>(
     if refused {
         return request(Plan::Local(LocalReply::closing(403, ""), matched));
     }
-    let decision = http.filters.on_request(&view, shard);
+    let decision = http.filters.on_request(&view, matched, shard);
     filtered.set(Filtered {
         response_headers: decision.response_headers,
         health_check: decision.health_check,

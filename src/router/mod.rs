@@ -177,6 +177,8 @@ pub struct Route {
     pub request_headers: HeaderMutations,
     /// Response header mutations of the route.
     pub response_headers: HeaderMutations,
+    /// `typed_per_filter_config`.
+    pub filter_configs: config::PerFilterConfigs,
 }
 
 impl Route {
@@ -203,6 +205,8 @@ pub struct VirtualHost {
     pub request_headers: HeaderMutations,
     /// Response header mutations of the virtual host.
     pub response_headers: HeaderMutations,
+    /// `typed_per_filter_config`.
+    pub filter_configs: config::PerFilterConfigs,
     /// `include_request_attempt_count`.
     pub attempt_count_in_request: bool,
     /// `include_attempt_count_in_response`.
@@ -222,6 +226,15 @@ pub struct Matched<'t> {
 }
 
 impl<'t> Matched<'t> {
+    /// What the route, else its virtual host, says about filter `name`
+    /// (the most specific level wins, as in Envoy).
+    pub fn filter_config(&self, name: &str) -> Option<&'t config::RouteFilterConfig> {
+        let find = |configs: &'t config::PerFilterConfigs| {
+            configs.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+        };
+        find(&self.route.filter_configs).or_else(|| find(&self.vhost.filter_configs))
+    }
+
     /// Request header mutations, most specific first (route, virtual
     /// host, route configuration: the enclosing level wins, Envoy's default).
     pub fn request_headers(&self) -> [&'t HeaderMutations; 3] {
@@ -449,6 +462,7 @@ impl RouteTable {
                     action,
                     request_headers: r.request_headers.clone(),
                     response_headers: r.response_headers.clone(),
+                    filter_configs: r.filter_configs.clone(),
                 });
             }
             let index = index::PathIndex::build(
@@ -462,6 +476,7 @@ impl RouteTable {
                 index,
                 request_headers: vh.request_headers.clone(),
                 response_headers: vh.response_headers.clone(),
+                filter_configs: vh.filter_configs.clone(),
                 attempt_count_in_request: vh.attempt_count_in_request,
                 attempt_count_in_response: vh.attempt_count_in_response,
             });

@@ -10,7 +10,7 @@ pub mod health_check;
 use crate::config;
 use crate::http::flags::ResponseFlags;
 use crate::http::local_reply::LocalReply;
-use crate::router::RequestView;
+use crate::router::{Matched, RequestView};
 use crate::server::shard::Shard;
 use crate::stats::Store;
 use std::collections::HashMap;
@@ -24,7 +24,9 @@ pub struct Chain {
 /// One filter of the chain.
 #[derive(Debug)]
 struct Filter {
-    /// `disabled`: never run (no route enables it yet).
+    /// `name`: what routes' `typed_per_filter_config` call it.
+    name: String,
+    /// `disabled`: off unless a route enables it.
     disabled: bool,
     kind: Kind,
 }
@@ -64,6 +66,7 @@ impl Chain {
         let filters = filters
             .iter()
             .map(|f| Filter {
+                name: f.name.clone(),
                 disabled: f.disabled,
                 kind: match &f.kind {
                     config::FilterKind::HealthCheck(c) => {
@@ -75,11 +78,22 @@ impl Chain {
         Chain { filters }
     }
 
-    /// Runs the request-headers phase of every enabled filter, in order,
-    /// until one answers.
-    pub fn on_request(&self, request: &RequestView, shard: &Shard) -> Decision {
+    /// Runs the request-headers phase of every filter enabled for the
+    /// `matched` route, in order, until one answers.
+    pub fn on_request(
+        &self,
+        request: &RequestView,
+        matched: Option<Matched>,
+        shard: &Shard,
+    ) -> Decision {
         let mut decision = Decision::default();
-        for filter in self.filters.iter().filter(|f| !f.disabled) {
+        let enabled = |f: &&Filter| match matched.and_then(|m| m.filter_config(&f.name)) {
+            Some(config::RouteFilterConfig::Disabled) => false,
+            // The filters Ringway has take no per-route config that
+            // could enable them.
+            None => !f.disabled,
+        };
+        for filter in self.filters.iter().filter(enabled) {
             match &filter.kind {
                 Kind::HealthCheck(hc) => hc.on_request(request, shard, &mut decision),
             }
