@@ -636,6 +636,27 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "a fault filter, and a route's own fault settings",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, upstream_cluster: app, max_active_faults: 10, headers: [ { name: x-fault, present_match: true } ], delay: { fixed_delay: 0.5s, percentage: { numerator: 5, denominator: TEN_THOUSAND } }, abort: { grpc_status: 14, percentage: { numerator: 1 } } }\n")
+                .replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, abort: { header_abort: {} } } }\n"),
+            true,
+        ),
+        (
+            "a fault abort with status 600",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, abort: { http_status: 600 } }\n"),
+            false,
+        ),
+        (
+            "a fault abort without a status",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, abort: { percentage: { numerator: 1 } } }\n"),
+            false,
+        ),
+        (
+            "a fault delay both fixed and from a header",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, delay: { fixed_delay: 1s, header_delay: {} } }\n"),
+            false,
+        ),
+        (
             "an optional filter Ringway does not run",
             filter("            is_optional: true\n            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua }\n"),
             true,

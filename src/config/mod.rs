@@ -29,7 +29,10 @@ mod xds;
 pub use bootstrap::*;
 pub use circuit_breakers::{CircuitBreakers, Priority, RetryBudget, Thresholds};
 pub use connection_filters::{ConnectionFilter, TokenBucket};
-pub use filters::{FilterKind, HealthCheckFilter, HttpFilter, PerFilterConfigs, RouteFilterConfig};
+pub use filters::{
+    AbortWith, DelayBy, FaultConfig, FilterKind, Fraction, HealthCheckFilter, HttpFilter,
+    PerFilterConfigs, RouteFilterConfig,
+};
 pub use health_check::{GrpcCheck, HealthCheck, HttpCheck, Probe, TcpCheck};
 pub use http2::{Codec, Http2Options, Keepalive};
 pub use lb::*;

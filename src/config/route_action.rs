@@ -678,20 +678,27 @@ fn runtime_fraction(node: &Node, errs: &mut Errors) -> Option<u32> {
         );
     }
     let value = obj.require(errs, "default_value")?;
-    let percent = value.object(errs, &FRACTIONAL_PERCENT)?;
+    let (numerator, denominator) = fractional_percent(&value, errs)?;
+    Some((numerator * (1_000_000 / denominator)).min(1_000_000) as u32)
+}
+
+/// Decodes a `FractionalPercent`: (numerator, denominator), the
+/// denominator 100, 10,000 or 1,000,000.
+pub(super) fn fractional_percent(node: &Node, errs: &mut Errors) -> Option<(u64, u64)> {
+    let percent = node.object(errs, &FRACTIONAL_PERCENT)?;
     let numerator = percent
         .get("numerator")
         .and_then(|n| n.uint(errs, u32::MAX as u64))
         .unwrap_or(0);
-    let per = match percent.get("denominator") {
+    let denominator = match percent.get("denominator") {
         Some(d) => match d.enumeration(errs, &["HUNDRED", "TEN_THOUSAND", "MILLION"])? {
-            "HUNDRED" => 10_000,
-            "TEN_THOUSAND" => 100,
-            _ => 1,
+            "HUNDRED" => 100,
+            "TEN_THOUSAND" => 10_000,
+            _ => 1_000_000,
         },
-        None => 10_000,
+        None => 100,
     };
-    Some((numerator * per).min(1_000_000) as u32)
+    Some((numerator, denominator))
 }
 
 #[cfg(test)]

@@ -43,9 +43,13 @@ impl ResponseFlags {
     pub const OVERLOAD_MANAGER: Self = Self(1 << 16);
     /// LH: the health-check filter failed this proxy's health check.
     pub const FAILED_LOCAL_HEALTH_CHECK: Self = Self(1 << 17);
+    /// DI: the fault filter delayed the request.
+    pub const DELAY_INJECTED: Self = Self(1 << 18);
+    /// FI: the fault filter aborted the request.
+    pub const FAULT_INJECTED: Self = Self(1 << 19);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 18] = [
+    const NAMES: [(Self, &'static str); 20] = [
         (Self::FAILED_LOCAL_HEALTH_CHECK, "LH"),
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
@@ -54,6 +58,8 @@ impl ResponseFlags {
         (Self::UPSTREAM_CONNECTION_TERMINATION, "UC"),
         (Self::UPSTREAM_OVERFLOW, "UO"),
         (Self::NO_ROUTE_FOUND, "NR"),
+        (Self::DELAY_INJECTED, "DI"),
+        (Self::FAULT_INJECTED, "FI"),
         (Self::DOWNSTREAM_CONNECTION_TERMINATION, "DC"),
         (Self::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),
         (Self::STREAM_IDLE_TIMEOUT, "SI"),

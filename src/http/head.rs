@@ -86,6 +86,10 @@ pub struct Filtered {
     /// A health check of this proxy: left out of the response stats, as
     /// Envoy leaves it.
     pub health_check: bool,
+    /// Hold the request this long before going on (a fault's delay).
+    pub delay: Option<Duration>,
+    /// The fault injected into the request, counted active until it ends.
+    pub fault: Option<crate::http::filters::fault::ActiveFault>,
 }
 
 /// What the connection manager does with a request.
@@ -543,10 +547,19 @@ fn analyse_request<'v>(
     if refused {
         return request(Plan::Local(LocalReply::closing(403, ""), matched));
     }
-    let decision = http.filters.on_request(&view, matched, shard);
+    // The cluster is chosen before the filters run (Envoy's route entry
+    // names it when they ask), and the router acts on the choice after.
+    let chosen = matched.and_then(|m| match &m.route.action {
+        Action::Forward(f) => Some(f.cluster(&view, shard.random(), &m.table.clusters_by_name)),
+        _ => None,
+    });
+    let cluster = chosen.and_then(|c| c.ok()).map(|(c, _)| c);
+    let decision = http.filters.on_request(&view, matched, cluster, shard);
     filtered.set(Filtered {
         response_headers: decision.response_headers,
         health_check: decision.health_check,
+        delay: decision.delay,
+        fault: decision.fault,
     });
     if let Some((reply, flags)) = decision.reply {
         return request(Plan::Filter(reply, flags, matched));
@@ -569,11 +582,12 @@ fn analyse_request<'v>(
         }
         Action::Forward(forward) => forward,
     };
-    let (cluster, criteria) =
-        match forward.cluster(&view, shard.random(), &matched.table.clusters_by_name) {
-            Ok(c) => c,
-            Err(status) => return request(Plan::NoCluster(status, matched)),
-        };
+    let (cluster, criteria) = match chosen {
+        Some(Ok(c)) => c,
+        Some(Err(status)) => return request(Plan::NoCluster(status, matched)),
+        // Only a forwarding route reaches here, and it always chose.
+        None => return request(Plan::NoRoute),
+    };
     let peer_ip = peer.remote.ip().map(|a| a.ip());
     let forwarded = xff::resolve(
         &http.xff,

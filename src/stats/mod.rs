@@ -719,6 +719,11 @@ impl Store {
         self.named(format!("http.{stat_prefix}.health_check."))
     }
 
+    /// `http.<stat_prefix>.fault.` stats (the fault filter).
+    pub fn fault(&self, stat_prefix: &str) -> Arc<Scope<sets::Fault>> {
+        self.named(format!("http.{stat_prefix}.fault."))
+    }
+
     /// `cluster.<name>.retry.` stats.
     pub fn cluster_retry(&self, name: &str) -> Arc<Scope<sets::Retry>> {
         self.scope(format!("cluster.{name}.retry."), |t| &mut t.retries)

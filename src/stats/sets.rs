@@ -176,6 +176,13 @@ stat_set!(
 );
 
 stat_set!(
+    /// `http.<stat_prefix>.fault.*`: the fault filter.
+    Fault, None,
+    counters [aborts_injected, delays_injected, faults_overflow, response_rl_injected],
+    gauges [active_faults]
+);
+
+stat_set!(
     /// `cluster.<name>.outlier_detection.*` (a cluster with outlier
     /// detection).
     Outlier, None,

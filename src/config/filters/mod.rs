@@ -1,8 +1,10 @@
 //! `http_filters`: the connection manager's HTTP filter chain, decoded
 //! into the filters Ringway runs before its terminal router.
 
+mod fault;
 mod health_check;
 
+pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
 pub use health_check::HealthCheckFilter;
 
 use super::bootstrap::type_url;
@@ -51,14 +53,18 @@ pub struct HttpFilter {
 pub enum FilterKind {
     /// `envoy.filters.http.health_check`.
     HealthCheck(HealthCheckFilter),
+    /// `envoy.filters.http.fault`.
+    Fault(FaultConfig),
 }
 
 /// What a virtual host or route says about one filter
 /// (`typed_per_filter_config`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum RouteFilterConfig {
     /// `FilterConfig{disabled: true}`: the filter does not run here.
     Disabled,
+    /// The fault filter's settings for here.
+    Fault(FaultConfig),
 }
 
 /// A virtual host's or route's `typed_per_filter_config`, by filter name.
@@ -117,6 +123,12 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
         let Some(inner) = type_url(&config, errs) else {
             continue;
         };
+        if inner == fault::TYPE {
+            if let Some(f) = fault::decode(&config, errs) {
+                configs.push((name.clone(), RouteFilterConfig::Fault(f)));
+            }
+            continue;
+        }
         if optional {
             continue;
         }
@@ -195,6 +207,7 @@ pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
         }
         let kind = match type_url {
             health_check::TYPE => health_check::decode(&tc, errs).map(FilterKind::HealthCheck),
+            fault::TYPE => fault::decode(&tc, errs).map(FilterKind::Fault),
             _ if is_optional => {
                 log::warn!(
                     "{}: skipping optional HTTP filter {type_url:?}: Ringway does not implement it",

@@ -946,6 +946,10 @@ impl<D: Downstream> Proxy<D> {
     /// forward (bounded by `max_stream_duration`).
     async fn run(&mut self, x: &Exchange<'_>, plan: Plan<'_>) -> Next {
         let (w, http) = (x.shard.id, x.http);
+        if let Some(delay) = x.req.filtered.delay {
+            x.flag(ResponseFlags::DELAY_INJECTED);
+            monoio::time::sleep(delay).await;
+        }
         match plan {
             Plan::Local(reply, _) => self.reply(x, &reply).await,
             Plan::Filter(reply, flags, _) => {

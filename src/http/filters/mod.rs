@@ -5,6 +5,7 @@
 //! response. Dispatch is a match over [`Kind`]: no boxed filter per
 //! request, and a chain of only the router is an empty loop.
 
+pub mod fault;
 pub mod health_check;
 
 use crate::config;
@@ -14,6 +15,7 @@ use crate::router::{Matched, RequestView};
 use crate::server::shard::Shard;
 use crate::stats::Store;
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// A connection manager's filters, compiled.
 #[derive(Debug, Default)]
@@ -35,6 +37,7 @@ struct Filter {
 #[derive(Debug)]
 enum Kind {
     HealthCheck(health_check::HealthCheck),
+    Fault(fault::Fault),
 }
 
 /// What the filters decided about a request.
@@ -46,6 +49,10 @@ pub struct Decision {
     pub response_headers: Vec<(String, Vec<u8>)>,
     /// A health check (Envoy leaves it out of the response stats).
     pub health_check: bool,
+    /// Hold the request this long first (a fault's delay).
+    pub delay: Option<Duration>,
+    /// The fault injected into the request, active until it ends.
+    pub fault: Option<fault::ActiveFault>,
 }
 
 /// What compiling a chain reads besides its config.
@@ -72,6 +79,7 @@ impl Chain {
                     config::FilterKind::HealthCheck(c) => {
                         Kind::HealthCheck(health_check::HealthCheck::compile(c, cx))
                     }
+                    config::FilterKind::Fault(c) => Kind::Fault(fault::Fault::compile(c, cx)),
                 },
             })
             .collect();
@@ -79,23 +87,30 @@ impl Chain {
     }
 
     /// Runs the request-headers phase of every filter enabled for the
-    /// `matched` route, in order, until one answers.
+    /// `matched` route (going to `cluster`, by position), in order, until
+    /// one answers.
     pub fn on_request(
         &self,
         request: &RequestView,
         matched: Option<Matched>,
+        cluster: Option<usize>,
         shard: &Shard,
     ) -> Decision {
         let mut decision = Decision::default();
-        let enabled = |f: &&Filter| match matched.and_then(|m| m.filter_config(&f.name)) {
-            Some(config::RouteFilterConfig::Disabled) => false,
-            // The filters Ringway has take no per-route config that
-            // could enable them.
-            None => !f.disabled,
-        };
-        for filter in self.filters.iter().filter(enabled) {
+        for filter in &self.filters {
+            // A route's own config enables a filter disabled by default.
+            let route_config = matched.and_then(|m| m.filter_config(&filter.name));
+            let (run, fault) = match route_config {
+                Some(config::RouteFilterConfig::Disabled) => (false, None),
+                Some(config::RouteFilterConfig::Fault(f)) => (true, Some(f)),
+                None => (!filter.disabled, None),
+            };
+            if !run {
+                continue;
+            }
             match &filter.kind {
                 Kind::HealthCheck(hc) => hc.on_request(request, shard, &mut decision),
+                Kind::Fault(f) => f.on_request(request, cluster, fault, shard, &mut decision),
             }
             if decision.reply.is_some() {
                 break;
