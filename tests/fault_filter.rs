@@ -19,12 +19,15 @@ fn request(path: &str, headers: &str) -> Vec<u8> {
 #[test]
 fn faults_are_injected_as_in_envoy() {
     let backend = Backend::start("app");
-    let config = http_config(ROUTES, &port_cluster("app", backend.port()))
-        .replace("          http_filters:\n", &format!("          http_filters:\n{FAULT}"))
-        .replace(
-            "          stat_prefix: ingress_http\n",
-            "          stat_prefix: ingress_http\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: \"{log}\"\n              log_format: { text_format_source: { inline_string: \"%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n\" } }\n",
-        );
+    let config = with_file_log(
+        &http_config(ROUTES, &port_cluster("app", backend.port())),
+        "\"{log}\"",
+        "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n",
+    )
+    .replace(
+        "          http_filters:\n",
+        &format!("          http_filters:\n{FAULT}"),
+    );
     let Some(pair) = Pair::start(
         "faults_are_injected_as_in_envoy",
         &with_admin(&config),

@@ -17,15 +17,15 @@ const ROUTES: &str = "            - name: all\n              domains: [\"*\"]\n 
 fn pair(test: &str, fields: &str, routes: &str) -> Option<Pair> {
     let backend = Backend::start("app");
     let clusters = APP.replace("{app}", &backend.port().to_string());
-    let config = http_config(routes, &clusters)
-        .replace(
+    let logged = with_file_log(
+        &http_config(routes, &clusters),
+        "\"{log}\"",
+        "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n",
+    );
+    let config = logged.replace(
             "          http_filters:\n",
             &format!("          http_filters:\n          - name: envoy.filters.http.health_check\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck\n{fields}"),
-        )
-        .replace(
-            "          stat_prefix: ingress_http\n",
-            "          stat_prefix: ingress_http\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: \"{log}\"\n              log_format: { text_format_source: { inline_string: \"%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n\" } }\n",
-        );
+    );
     let config = format!(
         "node: {{ id: n1, cluster: front }}\n{}",
         with_admin(&config)

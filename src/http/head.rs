@@ -5,6 +5,7 @@ use super::codec::{
     has_token, is_hop_by_hop, parse_content_length, push_header, push_number_header, reason,
     Framing,
 };
+use super::filters::Filtered;
 use super::flags::ResponseFlags;
 use super::grpc;
 use super::local_reply::LocalReply;
@@ -74,22 +75,8 @@ pub struct Request {
     /// The trusted client address (from `x-forwarded-for` rules; port 0
     /// when it came from the header), when the request was forwarded.
     pub client: Option<Address>,
-    /// What the HTTP filters asked of its response.
+    /// What the HTTP filters asked of it.
     pub filtered: Filtered,
-}
-
-/// What the HTTP filters asked of a request's response.
-#[derive(Debug, Default)]
-pub struct Filtered {
-    /// Headers every response to the request carries.
-    pub response_headers: Vec<(String, Vec<u8>)>,
-    /// A health check of this proxy: left out of the response stats, as
-    /// Envoy leaves it.
-    pub health_check: bool,
-    /// Hold the request this long before going on (a fault's delay).
-    pub delay: Option<Duration>,
-    /// The fault injected into the request, counted active until it ends.
-    pub fault: Option<crate::http::filters::fault::ActiveFault>,
 }
 
 /// What the connection manager does with a request.
@@ -555,12 +542,7 @@ fn analyse_request<'v>(
     });
     let cluster = chosen.and_then(|c| c.ok()).map(|(c, _)| c);
     let decision = http.filters.on_request(&view, matched, cluster, shard);
-    filtered.set(Filtered {
-        response_headers: decision.response_headers,
-        health_check: decision.health_check,
-        delay: decision.delay,
-        fault: decision.fault,
-    });
+    filtered.set(decision.filtered);
     if let Some((reply, flags)) = decision.reply {
         return request(Plan::Filter(reply, flags, matched));
     }

@@ -108,13 +108,13 @@ impl Fault {
         }
         self.active.count.fetch_add(1, Ordering::Relaxed);
         stats.inc(w, sets::Fault::active_faults);
-        decision.fault = Some(ActiveFault {
+        decision.filtered.fault = Some(ActiveFault {
             active: self.active.clone(),
             shard: w,
         });
         if let Some(delay) = delay {
             stats.inc(w, sets::Fault::delays_injected);
-            decision.delay = Some(delay);
+            decision.filtered.delay = Some(delay);
         }
         if let Some(reply) = abort {
             stats.inc(w, sets::Fault::aborts_injected);

@@ -50,34 +50,27 @@ impl HealthCheck {
             .headers
             .iter()
             .all(|h| h.matches(request.header(&h.name).as_deref()));
-        if !is_check {
-            if failing {
-                decision.response_headers.push((
-                    "x-envoy-immediate-health-check-fail".to_string(),
-                    b"true".to_vec(),
-                ));
-            }
-            return;
+        if is_check {
+            decision.filtered.health_check = true;
+            decision.filtered.response_headers.push((
+                "x-envoy-upstream-healthchecked-cluster".to_string(),
+                self.service_cluster.as_bytes().to_vec(),
+            ));
         }
-        decision.health_check = true;
-        decision.response_headers.push((
-            "x-envoy-upstream-healthchecked-cluster".to_string(),
-            self.service_cluster.as_bytes().to_vec(),
-        ));
-        if self.pass_through && !failing {
+        if failing {
+            decision.filtered.response_headers.push((
+                "x-envoy-immediate-health-check-fail".to_string(),
+                b"true".to_vec(),
+            ));
+        }
+        if !is_check || (self.pass_through && !failing) {
             return;
         }
         // Counted when answered here, as Envoy counts them.
         let w = shard.id;
         self.stats.inc(w, sets::HealthCheckFilter::request_total);
         let status = match failing {
-            true => {
-                decision.response_headers.push((
-                    "x-envoy-immediate-health-check-fail".to_string(),
-                    b"true".to_vec(),
-                ));
-                503
-            }
+            true => 503,
             false => self.status(&shard.view()),
         };
         let counter = match status {

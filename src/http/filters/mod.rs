@@ -45,13 +45,21 @@ enum Kind {
 pub struct Decision {
     /// A filter answered: this reply, with these response flags.
     pub reply: Option<(LocalReply<'static>, ResponseFlags)>,
+    /// What they ask of the rest of the exchange.
+    pub filtered: Filtered,
+}
+
+/// What the filters ask of a request's exchange (it carries this).
+#[derive(Debug, Default)]
+pub struct Filtered {
     /// Headers every response to the request carries.
     pub response_headers: Vec<(String, Vec<u8>)>,
-    /// A health check (Envoy leaves it out of the response stats).
+    /// A health check of this proxy: left out of the response stats, as
+    /// Envoy leaves it.
     pub health_check: bool,
-    /// Hold the request this long first (a fault's delay).
+    /// Hold the request this long before going on (a fault's delay).
     pub delay: Option<Duration>,
-    /// The fault injected into the request, active until it ends.
+    /// The fault injected into the request, counted active until it ends.
     pub fault: Option<fault::ActiveFault>,
 }
 
