@@ -149,6 +149,7 @@ fn head_parsing(c: &mut Criterion) {
         local: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 80)).into()),
         tls: None,
         direct_remote: None,
+        filter_state: Default::default(),
     };
     let shard = Shard::new(
         0,

@@ -18,5 +18,6 @@ pub mod server;
 pub mod snapshot;
 pub mod stats;
 pub mod tls;
+pub mod token_bucket;
 pub mod upstream;
 pub mod xds;

@@ -692,6 +692,7 @@ impl Compiler<'_> {
                     &rc_path,
                     self.by_name,
                     self.validate_clusters && inline,
+                    self.store,
                     errors,
                 );
                 let access_logs = self.logs(&hcm.access_log, &c.filter_path, errors);

@@ -657,6 +657,46 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "a local rate limit filter with runtime keys, headers and a route's own bucket",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: rl, status: { code: 503 }, token_bucket: { max_tokens: 10, tokens_per_fill: 5, fill_interval: 0.5s }, filter_enabled: { runtime_key: rl.on, default_value: { numerator: 5, denominator: TEN_THOUSAND } }, filter_enforced: { default_value: { numerator: 100 } }, enable_x_ratelimit_headers: DRAFT_VERSION_03, local_rate_limit_per_downstream_connection: true, rate_limited_as_resource_exhausted: true, response_headers_to_add: [ { header: { key: x-rl, value: \"1\" } } ], request_headers_to_add_when_not_enforced: [ { header: { key: x-rl, value: \"1\" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } ] }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: own, token_bucket: { max_tokens: 1, fill_interval: 1s } } }\n"),
+            true,
+        ),
+        (
+            "a local rate limit filter without a token bucket",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: rl }\n"),
+            true,
+        ),
+        (
+            "a local rate limit filter without a stat_prefix",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, token_bucket: { max_tokens: 1, fill_interval: 1s } }\n"),
+            false,
+        ),
+        (
+            "a local rate limit bucket filled every 10ms",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: rl, token_bucket: { max_tokens: 1, fill_interval: 0.01s } }\n"),
+            false,
+        ),
+        (
+            "a local rate limit bucket filled with no tokens",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: rl, token_bucket: { max_tokens: 1, tokens_per_fill: 0, fill_interval: 1s } }\n"),
+            false,
+        ),
+        (
+            "a local rate limit bucket of no tokens",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: rl, token_bucket: { max_tokens: 0, fill_interval: 1s } }\n"),
+            true,
+        ),
+        (
+            "a route's own local rate limit without a bucket",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: rl }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: own } }\n"),
+            false,
+        ),
+        (
+            "a static runtime layer setting a filter's runtime key to a percent",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: rl, filter_enabled: { runtime_key: rl.on, default_value: { numerator: 5 } } }\n").replacen("admin:\n", "layered_runtime: { layers: [ { name: s, static_layer: { rl.on: { numerator: 5, denominator: TEN_THOUSAND } } } ] }\nadmin:\n", 1),
+            true,
+        ),
+        (
             "an optional filter Ringway does not run",
             filter("            is_optional: true\n            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua }\n"),
             true,

@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
             local: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 80)).into()),
             tls: None,
             direct_remote: None,
+            filter_state: Default::default(),
         };
         if let ParsedRequest::Request(req, _) = parse_request(data, &f.http, &peer, &f.shard) {
             assert!(req.head_len <= data.len());

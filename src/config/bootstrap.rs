@@ -878,7 +878,7 @@ pub fn decode(root: Node, errs: &mut Errors) -> Option<Bootstrap> {
     let admin = obj.get("admin").and_then(|a| admin(&a, errs));
     let runtime = obj
         .get("layered_runtime")
-        .map(|r| layered_runtime(&r, errs))
+        .map(|r| layered_runtime(&r, errs, &fraction_keys(&listeners)))
         .unwrap_or_default();
     let dynamic = obj
         .get("dynamic_resources")
@@ -1318,10 +1318,44 @@ static RUNTIME_LAYER: Fields = Fields {
     unsupported: &["disk_layer", "rtds_layer"],
 };
 
-/// Decodes `layered_runtime`: static layers, of whose keys only the one
-/// Ringway acts on (any other is an error, never ignored), and at most one
-/// admin layer; lowest first.
-fn layered_runtime(node: &Node, errs: &mut Errors) -> Vec<crate::runtime::Layer> {
+/// The runtime keys the static listeners' runtime fractions read (their
+/// HTTP filters' and their inline routes').
+fn fraction_keys(listeners: &[Listener]) -> std::collections::HashSet<String> {
+    let managers = listeners
+        .iter()
+        .flat_map(|l| l.chains.iter().chain(&l.default_chain))
+        .filter_map(|c| match &c.filter {
+            super::NetworkFilter::Http(hcm) => Some(hcm),
+            super::NetworkFilter::Tcp(_) => None,
+        });
+    let mut keys = std::collections::HashSet::new();
+    for hcm in managers {
+        for f in &hcm.http_filters {
+            keys.extend(f.kind.runtime_keys().into_iter().map(str::to_string));
+        }
+        let RouteSource::Inline(rc) = &hcm.routes else {
+            continue;
+        };
+        for vh in &rc.virtual_hosts {
+            let levels = std::iter::once(&vh.filter_configs)
+                .chain(vh.routes.iter().map(|r| &r.filter_configs));
+            for (_, config) in levels.flatten() {
+                keys.extend(config.runtime_keys().into_iter().map(str::to_string));
+            }
+        }
+    }
+    keys
+}
+
+/// Decodes `layered_runtime`: static layers, of whose keys only those
+/// Ringway acts on (the ones it knows, and the `fraction_keys` its
+/// configuration's runtime fractions read; any other is an error, never
+/// ignored), and at most one admin layer; lowest first.
+fn layered_runtime(
+    node: &Node,
+    errs: &mut Errors,
+    fraction_keys: &std::collections::HashSet<String>,
+) -> Vec<crate::runtime::Layer> {
     let mut out = Vec::new();
     let Some(obj) = node.object(errs, &LAYERED_RUNTIME) else {
         return out;
@@ -1365,16 +1399,23 @@ fn layered_runtime(node: &Node, errs: &mut Errors) -> Vec<crate::runtime::Layer>
                         crate::runtime::FRAGMENT_KEY => Some(KeyKind::Flag),
                         _ => crate::runtime::inert_key(key),
                     };
-                    let text = match kind {
-                        Some(KeyKind::Flag) => entry.bool(errs).map(|v| v.to_string()),
-                        Some(KeyKind::Count) => runtime_count(&entry, errs),
+                    use crate::runtime::Value as RuntimeValue;
+                    let value = match kind {
+                        Some(KeyKind::Flag) => {
+                            entry.bool(errs).map(|v| RuntimeValue::Text(v.to_string()))
+                        }
+                        Some(KeyKind::Count) => runtime_count(&entry, errs).map(RuntimeValue::Text),
+                        None if fraction_keys.contains(key) => runtime_fraction_value(&entry, errs),
                         None => {
-                            errs.add(entry.path(), "runtime key not supported yet");
+                            errs.add(
+                                entry.path(),
+                                "runtime key not supported yet (Ringway reads only the keys it knows and those its runtime fractions name)",
+                            );
                             None
                         }
                     };
-                    if let Some(text) = text {
-                        decoded.values.insert(key.clone(), text);
+                    if let Some(value) = value {
+                        decoded.values.insert(key.clone(), value);
                     }
                 }
             }
@@ -1383,6 +1424,30 @@ fn layered_runtime(node: &Node, errs: &mut Errors) -> Vec<crate::runtime::Layer>
         out.push(decoded);
     }
     out
+}
+
+/// The value of a key a runtime fraction reads: a `FractionalPercent`
+/// mapping, or a scalar kept as text (a number is read as a numerator).
+fn runtime_fraction_value(node: &Node, errs: &mut Errors) -> Option<crate::runtime::Value> {
+    use crate::runtime::Value as RuntimeValue;
+    match node.value() {
+        Value::Object(_) => {
+            let (numerator, denominator) = super::route_action::fractional_percent(node, errs)?;
+            Some(RuntimeValue::Percent(super::Fraction {
+                numerator,
+                denominator,
+            }))
+        }
+        Value::String(s) => Some(RuntimeValue::Text(s.clone())),
+        Value::Array(_) | Value::Null => {
+            errs.add(
+                node.path(),
+                "expected a number, a string or a FractionalPercent",
+            );
+            None
+        }
+        other => Some(RuntimeValue::Text(other.to_string())),
+    }
 }
 
 /// A runtime integer, written as a number or a numeric string, as text.

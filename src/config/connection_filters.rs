@@ -119,7 +119,13 @@ pub(super) fn token_bucket(node: &Node, errs: &mut Errors) -> Option<TokenBucket
         .require(errs, "max_tokens")
         .and_then(|m| m.uint(errs, u32::MAX as u64));
     let tokens_per_fill = match obj.get("tokens_per_fill") {
-        Some(t) => wrapped_uint(&t, errs, u32::MAX as u64)?,
+        Some(t) => match wrapped_uint(&t, errs, u32::MAX as u64)? {
+            0 => {
+                errs.add(t.path(), "value must be greater than 0");
+                return None;
+            }
+            n => n,
+        },
         None => 1,
     };
     let fill_interval = obj.require(errs, "fill_interval").and_then(|f| {

@@ -47,9 +47,11 @@ impl ResponseFlags {
     pub const DELAY_INJECTED: Self = Self(1 << 18);
     /// FI: the fault filter aborted the request.
     pub const FAULT_INJECTED: Self = Self(1 << 19);
+    /// RL: a local rate limit refused the request.
+    pub const RATE_LIMITED: Self = Self(1 << 20);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 20] = [
+    const NAMES: [(Self, &'static str); 21] = [
         (Self::FAILED_LOCAL_HEALTH_CHECK, "LH"),
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
@@ -60,6 +62,7 @@ impl ResponseFlags {
         (Self::NO_ROUTE_FOUND, "NR"),
         (Self::DELAY_INJECTED, "DI"),
         (Self::FAULT_INJECTED, "FI"),
+        (Self::RATE_LIMITED, "RL"),
         (Self::DOWNSTREAM_CONNECTION_TERMINATION, "DC"),
         (Self::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),
         (Self::STREAM_IDLE_TIMEOUT, "SI"),

@@ -197,6 +197,8 @@ pub struct Peer {
     /// The socket's own peer, when a PROXY protocol header named another
     /// client as `remote`.
     pub direct_remote: Option<Address>,
+    /// What HTTP filters keep for the connection (shared by its streams).
+    pub filter_state: std::rc::Rc<crate::http::filters::ConnectionState>,
 }
 
 fn with_headers<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -> R) -> R {
@@ -541,8 +543,11 @@ fn analyse_request<'v>(
         _ => None,
     });
     let cluster = chosen.and_then(|c| c.ok()).map(|(c, _)| c);
-    let decision = http.filters.on_request(&view, matched, cluster, shard);
+    let decision = http
+        .filters
+        .on_request(&view, matched, cluster, &peer.filter_state, shard);
     filtered.set(decision.filtered);
+    let filter_edits = decision.request_edits;
     if let Some((reply, flags)) = decision.reply {
         return request(Plan::Filter(reply, flags, matched));
     }
@@ -604,7 +609,7 @@ fn analyse_request<'v>(
     };
     let levels = matched.request_headers();
     let edits = if levels.iter().all(|l| l.is_empty()) {
-        Edits::default()
+        filter_edits
     } else {
         let record = Record {
             remote: Some(client.clone()),
@@ -626,7 +631,7 @@ fn analyse_request<'v>(
                 .iter()
                 .any(|h| h.name.eq_ignore_ascii_case(name))
         };
-        mutate::plan(&levels, &present, &record)
+        filter_edits.then(mutate::plan(&levels, &present, &record))
     };
     let rewritten = route.rewrite(path);
     let upstream_host = match &forward.host_rewrite {

@@ -3,7 +3,7 @@
 //! order: level by level from the most specific, each removing before
 //! adding, so the enclosing level has the last word.
 
-use crate::access_log::Record;
+use crate::access_log::{Record, Template};
 use crate::config::{AppendAction, HeaderMutations};
 
 /// What a message's headers become: original lines to drop, lines to add.
@@ -16,6 +16,18 @@ pub struct Edits {
 }
 
 impl Edits {
+    /// These edits followed by `later`'s, which win: lines added here
+    /// that `later` drops are dropped.
+    pub fn then(mut self, later: Edits) -> Edits {
+        if self.added.is_empty() && self.dropped.is_empty() {
+            return later;
+        }
+        self.added.retain(|(name, _)| later.keeps(name));
+        self.added.extend(later.added);
+        self.dropped.extend(later.dropped);
+        self
+    }
+
     /// Whether an original line named `name` stays.
     pub fn keeps(&self, name: &str) -> bool {
         !self.dropped.iter().any(|d| d.eq_ignore_ascii_case(name))
@@ -29,6 +41,23 @@ pub fn plan(
     present: &dyn Fn(&str) -> bool,
     record: &Record,
 ) -> Edits {
+    plan_with(levels, present, |t, out| t.render_value(record, out))
+}
+
+/// Works out the edits of one level whose values are all literal (no
+/// record to render against).
+pub fn plan_literal(mutations: &HeaderMutations, present: &dyn Fn(&str) -> bool) -> Edits {
+    let none = HeaderMutations::default();
+    plan_with(&[mutations, &none, &none], present, |t, out| {
+        out.push_str(&t.literal().unwrap_or_default())
+    })
+}
+
+fn plan_with(
+    levels: &[&HeaderMutations; 3],
+    present: &dyn Fn(&str) -> bool,
+    render: impl Fn(&Template, &mut String),
+) -> Edits {
     let mut edits = Edits::default();
     if levels.iter().all(|l| l.is_empty()) {
         return edits;
@@ -41,7 +70,7 @@ pub fn plan(
         }
         for add in &level.add {
             value.clear();
-            add.value.render_value(record, &mut value);
+            render(&add.value, &mut value);
             if value.is_empty() && !add.keep_empty {
                 continue;
             }

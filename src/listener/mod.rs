@@ -168,6 +168,7 @@ pub async fn serve(
         remote,
         local,
         tls: session_info,
+        filter_state: Default::default(),
     };
     let at = ChainAt {
         listener: index,

@@ -11,6 +11,8 @@ use crate::config::{
     self, ClusterTarget, HeaderMutations, HostRewrite, PathMatch, PathRedirect, Redirect,
     RouteConfiguration, RouteMatch,
 };
+use crate::http::filters::{route_configs, RouteConfig, RouteConfigs};
+use crate::stats::Store;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -177,8 +179,8 @@ pub struct Route {
     pub request_headers: HeaderMutations,
     /// Response header mutations of the route.
     pub response_headers: HeaderMutations,
-    /// `typed_per_filter_config`.
-    pub filter_configs: config::PerFilterConfigs,
+    /// `typed_per_filter_config`, compiled.
+    pub filter_configs: RouteConfigs,
 }
 
 impl Route {
@@ -205,8 +207,8 @@ pub struct VirtualHost {
     pub request_headers: HeaderMutations,
     /// Response header mutations of the virtual host.
     pub response_headers: HeaderMutations,
-    /// `typed_per_filter_config`.
-    pub filter_configs: config::PerFilterConfigs,
+    /// `typed_per_filter_config`, compiled.
+    pub filter_configs: RouteConfigs,
     /// `include_request_attempt_count`.
     pub attempt_count_in_request: bool,
     /// `include_attempt_count_in_response`.
@@ -228,10 +230,9 @@ pub struct Matched<'t> {
 impl<'t> Matched<'t> {
     /// What the route, else its virtual host, says about filter `name`
     /// (the most specific level wins, as in Envoy).
-    pub fn filter_config(&self, name: &str) -> Option<&'t config::RouteFilterConfig> {
-        let find = |configs: &'t config::PerFilterConfigs| {
-            configs.iter().find(|(n, _)| n == name).map(|(_, c)| c)
-        };
+    pub fn filter_config(&self, name: &str) -> Option<&'t RouteConfig> {
+        let find =
+            |configs: &'t RouteConfigs| configs.iter().find(|(n, _)| n == name).map(|(_, c)| c);
         find(&self.route.filter_configs).or_else(|| find(&self.vhost.filter_configs))
     }
 
@@ -297,6 +298,7 @@ impl RouteTable {
         path: &str,
         clusters_by_name: &HashMap<String, usize>,
         validate_clusters: bool,
+        store: &Store,
         errors: &mut Vec<config::ConfigError>,
     ) -> RouteTable {
         let mut table = RouteTable {
@@ -462,7 +464,7 @@ impl RouteTable {
                     action,
                     request_headers: r.request_headers.clone(),
                     response_headers: r.response_headers.clone(),
-                    filter_configs: r.filter_configs.clone(),
+                    filter_configs: route_configs(&r.filter_configs, store),
                 });
             }
             let index = index::PathIndex::build(
@@ -476,7 +478,7 @@ impl RouteTable {
                 index,
                 request_headers: vh.request_headers.clone(),
                 response_headers: vh.response_headers.clone(),
-                filter_configs: vh.filter_configs.clone(),
+                filter_configs: route_configs(&vh.filter_configs, store),
                 attempt_count_in_request: vh.attempt_count_in_request,
                 attempt_count_in_response: vh.attempt_count_in_response,
             });
@@ -697,7 +699,8 @@ mod tests {
         let config::RouteSource::Inline(rc) = &hcm.routes else {
             panic!("the routes are inline");
         };
-        let t = RouteTable::compile(rc, "rc", &clusters, true, &mut errors);
+        let store = Store::new(1);
+        let t = RouteTable::compile(rc, "rc", &clusters, true, &store, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         t
     }

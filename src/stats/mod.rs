@@ -724,6 +724,12 @@ impl Store {
         self.named(format!("http.{stat_prefix}.fault."))
     }
 
+    /// `<stat_prefix>.http_local_rate_limit.` stats (the HTTP local rate
+    /// limit filter).
+    pub fn http_local_ratelimit(&self, stat_prefix: &str) -> Arc<Scope<sets::HttpLocalRateLimit>> {
+        self.named(format!("{stat_prefix}.http_local_rate_limit."))
+    }
+
     /// `cluster.<name>.retry.` stats.
     pub fn cluster_retry(&self, name: &str) -> Arc<Scope<sets::Retry>> {
         self.scope(format!("cluster.{name}.retry."), |t| &mut t.retries)

@@ -183,6 +183,14 @@ stat_set!(
 );
 
 stat_set!(
+    /// `<stat_prefix>.http_local_rate_limit.*`: the HTTP local rate limit
+    /// filter (a root-level prefix, as in Envoy).
+    HttpLocalRateLimit, None,
+    counters [enabled, enforced, ok, rate_limited, shadow_mode],
+    gauges []
+);
+
+stat_set!(
     /// `cluster.<name>.outlier_detection.*` (a cluster with outlier
     /// detection).
     Outlier, None,

@@ -3,12 +3,14 @@
 
 mod fault;
 mod health_check;
+mod local_ratelimit;
 
 pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
 pub use health_check::HealthCheckFilter;
+pub use local_ratelimit::LocalRateLimitConfig;
 
 use super::bootstrap::type_url;
-use super::node::{Errors, Fields, Obj};
+use super::node::{Errors, Fields, Node, Obj};
 
 /// The terminal router's type and name.
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
@@ -55,6 +57,52 @@ pub enum FilterKind {
     HealthCheck(HealthCheckFilter),
     /// `envoy.filters.http.fault`.
     Fault(FaultConfig),
+    /// `envoy.filters.http.local_ratelimit`.
+    LocalRateLimit(LocalRateLimitConfig),
+}
+
+impl FilterKind {
+    /// The runtime keys it reads.
+    pub fn runtime_keys(&self) -> Vec<&str> {
+        match self {
+            FilterKind::LocalRateLimit(c) => c.runtime_keys().collect(),
+            FilterKind::HealthCheck(_) | FilterKind::Fault(_) => Vec::new(),
+        }
+    }
+}
+
+#[rustfmt::skip]
+static RUNTIME_PERCENT: Fields = Fields {
+    known: &["default_value", "runtime_key"],
+    unsupported: &[],
+};
+
+/// A `RuntimeFractionalPercent`: a share of requests, which the runtime
+/// key (when set) may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimePercent {
+    /// `runtime_key`.
+    pub runtime_key: Option<String>,
+    /// `default_value`.
+    pub default: Fraction,
+}
+
+/// Decodes a `RuntimeFractionalPercent`.
+pub fn runtime_percent(node: &Node, errs: &mut Errors) -> Option<RuntimePercent> {
+    let obj = node.object(errs, &RUNTIME_PERCENT)?;
+    let value = obj.require(errs, "default_value")?;
+    let (numerator, denominator) = super::route_action::fractional_percent(&value, errs)?;
+    let runtime_key = match obj.get("runtime_key") {
+        Some(k) => Some(k.str(errs)?.to_string()).filter(|k| !k.is_empty()),
+        None => None,
+    };
+    Some(RuntimePercent {
+        runtime_key,
+        default: Fraction {
+            numerator,
+            denominator,
+        },
+    })
 }
 
 /// What a virtual host or route says about one filter
@@ -65,6 +113,18 @@ pub enum RouteFilterConfig {
     Disabled,
     /// The fault filter's settings for here.
     Fault(FaultConfig),
+    /// The local rate limit filter's settings (and bucket) for here.
+    LocalRateLimit(LocalRateLimitConfig),
+}
+
+impl RouteFilterConfig {
+    /// The runtime keys it reads.
+    pub fn runtime_keys(&self) -> Vec<&str> {
+        match self {
+            RouteFilterConfig::LocalRateLimit(c) => c.runtime_keys().collect(),
+            RouteFilterConfig::Disabled | RouteFilterConfig::Fault(_) => Vec::new(),
+        }
+    }
 }
 
 /// A virtual host's or route's `typed_per_filter_config`, by filter name.
@@ -126,6 +186,12 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
         if inner == fault::TYPE {
             if let Some(f) = fault::decode(&config, errs) {
                 configs.push((name.clone(), RouteFilterConfig::Fault(f)));
+            }
+            continue;
+        }
+        if inner == local_ratelimit::TYPE {
+            if let Some(c) = local_ratelimit::decode(&config, errs, true) {
+                configs.push((name.clone(), RouteFilterConfig::LocalRateLimit(c)));
             }
             continue;
         }
@@ -208,6 +274,9 @@ pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
         let kind = match type_url {
             health_check::TYPE => health_check::decode(&tc, errs).map(FilterKind::HealthCheck),
             fault::TYPE => fault::decode(&tc, errs).map(FilterKind::Fault),
+            local_ratelimit::TYPE => {
+                local_ratelimit::decode(&tc, errs, false).map(FilterKind::LocalRateLimit)
+            }
             _ if is_optional => {
                 log::warn!(
                     "{}: skipping optional HTTP filter {type_url:?}: Ringway does not implement it",

@@ -1,19 +1,24 @@
 //! The HTTP filter chain: the filters a connection manager's
 //! `http_filters` names before its router, run on each request's headers
 //! once its route is known (Envoy's filters see the route too). A filter
-//! lets the request go on, answers it locally, or asks for headers on the
-//! response. Dispatch is a match over [`Kind`]: no boxed filter per
-//! request, and a chain of only the router is an empty loop.
+//! lets the request go on, answers it locally, edits the request's
+//! headers, or asks for headers on the response. Dispatch is a match over
+//! [`Kind`]: no boxed filter per request, and a chain of only the router
+//! is an empty loop.
 
 pub mod fault;
 pub mod health_check;
+pub mod local_ratelimit;
 
 use crate::config;
 use crate::http::flags::ResponseFlags;
 use crate::http::local_reply::LocalReply;
+use crate::http::mutate::Edits;
 use crate::router::{Matched, RequestView};
 use crate::server::shard::Shard;
 use crate::stats::Store;
+use crate::token_bucket::TokenBucket;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -38,6 +43,46 @@ struct Filter {
 enum Kind {
     HealthCheck(health_check::HealthCheck),
     Fault(fault::Fault),
+    LocalRateLimit(Box<local_ratelimit::LocalRateLimit>),
+}
+
+/// What a virtual host or route says about one filter, compiled.
+#[derive(Debug)]
+pub enum RouteConfig {
+    /// The filter does not run here.
+    Disabled,
+    /// The fault filter's settings for here.
+    Fault(config::FaultConfig),
+    /// The local rate limit filter's settings, with their own bucket.
+    LocalRateLimit(Box<local_ratelimit::LocalRateLimit>),
+}
+
+/// A virtual host's or route's `typed_per_filter_config`, compiled, by
+/// filter name.
+pub type RouteConfigs = Vec<(String, RouteConfig)>;
+
+/// Compiles a level's `typed_per_filter_config` (its stats in `store`).
+pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> RouteConfigs {
+    configs
+        .iter()
+        .map(|(name, c)| {
+            let compiled = match c {
+                config::RouteFilterConfig::Disabled => RouteConfig::Disabled,
+                config::RouteFilterConfig::Fault(f) => RouteConfig::Fault(f.clone()),
+                config::RouteFilterConfig::LocalRateLimit(l) => RouteConfig::LocalRateLimit(
+                    Box::new(local_ratelimit::LocalRateLimit::compile(l, store)),
+                ),
+            };
+            (name.clone(), compiled)
+        })
+        .collect()
+}
+
+/// What filters keep per downstream connection.
+#[derive(Debug, Default)]
+pub struct ConnectionState {
+    /// The connection's local rate limit bucket, made on first use.
+    rate_limit: OnceCell<TokenBucket>,
 }
 
 /// What the filters decided about a request.
@@ -47,6 +92,8 @@ pub struct Decision {
     pub reply: Option<(LocalReply<'static>, ResponseFlags)>,
     /// What they ask of the rest of the exchange.
     pub filtered: Filtered,
+    /// Their edits to the request's headers (before the route's own).
+    pub request_edits: Edits,
 }
 
 /// What the filters ask of a request's exchange (it carries this).
@@ -88,6 +135,9 @@ impl Chain {
                         Kind::HealthCheck(health_check::HealthCheck::compile(c, cx))
                     }
                     config::FilterKind::Fault(c) => Kind::Fault(fault::Fault::compile(c, cx)),
+                    config::FilterKind::LocalRateLimit(c) => Kind::LocalRateLimit(Box::new(
+                        local_ratelimit::LocalRateLimit::compile(c, cx.store),
+                    )),
                 },
             })
             .collect();
@@ -102,23 +152,34 @@ impl Chain {
         request: &RequestView,
         matched: Option<Matched>,
         cluster: Option<usize>,
+        connection: &ConnectionState,
         shard: &Shard,
     ) -> Decision {
         let mut decision = Decision::default();
         for filter in &self.filters {
             // A route's own config enables a filter disabled by default.
             let route_config = matched.and_then(|m| m.filter_config(&filter.name));
-            let (run, fault) = match route_config {
-                Some(config::RouteFilterConfig::Disabled) => (false, None),
-                Some(config::RouteFilterConfig::Fault(f)) => (true, Some(f)),
-                None => (!filter.disabled, None),
-            };
-            if !run {
+            if matches!(route_config, Some(RouteConfig::Disabled))
+                || (route_config.is_none() && filter.disabled)
+            {
                 continue;
             }
             match &filter.kind {
                 Kind::HealthCheck(hc) => hc.on_request(request, shard, &mut decision),
-                Kind::Fault(f) => f.on_request(request, cluster, fault, shard, &mut decision),
+                Kind::Fault(f) => {
+                    let own = match route_config {
+                        Some(RouteConfig::Fault(own)) => Some(own),
+                        _ => None,
+                    };
+                    f.on_request(request, cluster, own, shard, &mut decision)
+                }
+                Kind::LocalRateLimit(l) => {
+                    let l = match route_config {
+                        Some(RouteConfig::LocalRateLimit(own)) => own,
+                        _ => l,
+                    };
+                    l.on_request(request, connection, shard, &mut decision)
+                }
             }
             if decision.reply.is_some() {
                 break;

@@ -1,0 +1,245 @@
+//! `envoy.filters.http.local_ratelimit`: a token bucket every request
+//! (or every request of a connection) takes a token from.
+
+use super::super::node::{Errors, Fields, Node, Obj};
+use super::super::route_action::{HeaderMutations, HeaderToAdd};
+use super::{runtime_percent, RuntimePercent};
+use crate::config::TokenBucket;
+
+/// The filter's type.
+pub(super) const TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+
+#[rustfmt::skip]
+static LOCAL_RATE_LIMIT: Fields = Fields {
+    known: &[
+        "@type", "stat_prefix", "status", "token_bucket", "filter_enabled", "filter_enforced",
+        "request_headers_to_add_when_not_enforced", "response_headers_to_add",
+        "local_rate_limit_per_downstream_connection", "enable_x_ratelimit_headers",
+        "rate_limited_as_resource_exhausted", "always_consume_default_token_bucket",
+        "descriptors", "stage", "vh_rate_limits", "max_dynamic_descriptors",
+    ],
+    unsupported: &["local_cluster_rate_limit", "rate_limits"],
+};
+#[rustfmt::skip]
+static HTTP_STATUS: Fields = Fields { known: &["code"], unsupported: &[] };
+
+/// The filter's settings (the chain's, or a route's own).
+#[derive(Debug, Clone)]
+pub struct LocalRateLimitConfig {
+    /// `stat_prefix`: stats are `<stat_prefix>.http_local_rate_limit.*`.
+    pub stat_prefix: String,
+    /// `status`: what a limited request is answered with (429 unless a
+    /// code of at least 400 is set, as in Envoy).
+    pub status: u16,
+    /// `token_bucket`: none means no request is limited.
+    pub bucket: Option<TokenBucket>,
+    /// `filter_enabled`: none means the filter does nothing.
+    pub enabled: Option<RuntimePercent>,
+    /// `filter_enforced`: none means limited requests still go on.
+    pub enforced: Option<RuntimePercent>,
+    /// `request_headers_to_add_when_not_enforced`.
+    pub request_headers: HeaderMutations,
+    /// `response_headers_to_add`: on the limited request's answer.
+    pub response_headers: Vec<HeaderToAdd>,
+    /// `local_rate_limit_per_downstream_connection`.
+    pub per_connection: bool,
+    /// `enable_x_ratelimit_headers: DRAFT_VERSION_03`.
+    pub x_ratelimit_headers: bool,
+    /// `rate_limited_as_resource_exhausted`: gRPC status 8, not 14.
+    pub resource_exhausted: bool,
+}
+
+impl LocalRateLimitConfig {
+    /// The runtime keys its fractions read.
+    pub fn runtime_keys(&self) -> impl Iterator<Item = &str> {
+        [&self.enabled, &self.enforced]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.runtime_key.as_deref())
+    }
+}
+
+/// Decodes a `LocalRateLimit`; a route's own (`per_route`) must have a
+/// token bucket, as Envoy requires.
+pub(super) fn decode(
+    node: &Node,
+    errs: &mut Errors,
+    per_route: bool,
+) -> Option<LocalRateLimitConfig> {
+    let obj = node.object(errs, &LOCAL_RATE_LIMIT)?;
+    let stat_prefix = obj
+        .require(errs, "stat_prefix")
+        .and_then(|p| p.str(errs).map(str::to_string));
+    if stat_prefix.as_deref() == Some("") {
+        errs.add(
+            &format!("{}.stat_prefix", obj.path()),
+            "value length must be at least 1 characters",
+        );
+    }
+    refuse_descriptors(&obj, errs);
+    let bucket = match obj.get("token_bucket") {
+        Some(b) => Some(super::super::connection_filters::token_bucket(&b, errs)?),
+        None if per_route => {
+            errs.add(
+                obj.path(),
+                "local rate limit token bucket must be set for per filter configs",
+            );
+            return None;
+        }
+        None => None,
+    };
+    let percent = |errs: &mut Errors, field: &str| match obj.get(field) {
+        Some(p) => runtime_percent(&p, errs).map(Some),
+        None => Some(None),
+    };
+    let enabled = percent(errs, "filter_enabled")?;
+    let enforced = percent(errs, "filter_enforced")?;
+    let status = match obj.get("status") {
+        Some(s) => status(&s, errs)?,
+        None => 429,
+    };
+    let flag =
+        |errs: &mut Errors, field: &str| obj.get(field).and_then(|b| b.bool(errs)).unwrap_or(false);
+    let x_ratelimit_headers = match obj.get("enable_x_ratelimit_headers") {
+        Some(e) => e.enumeration(errs, &["OFF", "DRAFT_VERSION_03"])? == "DRAFT_VERSION_03",
+        None => false,
+    };
+    Some(LocalRateLimitConfig {
+        stat_prefix: stat_prefix?,
+        status,
+        bucket,
+        enabled,
+        enforced,
+        request_headers: HeaderMutations {
+            add: literal_headers(&obj, errs, "request_headers_to_add_when_not_enforced"),
+            remove: Vec::new(),
+        },
+        response_headers: literal_headers(&obj, errs, "response_headers_to_add"),
+        per_connection: flag(errs, "local_rate_limit_per_downstream_connection"),
+        x_ratelimit_headers,
+        resource_exhausted: flag(errs, "rate_limited_as_resource_exhausted"),
+    })
+}
+
+/// Descriptors need route `rate_limits` actions, which Ringway does not
+/// have yet: a non-empty `descriptors` is refused, and the fields that
+/// only act on descriptors are taken only at their defaults' effect
+/// (none without descriptors).
+fn refuse_descriptors(obj: &Obj, errs: &mut Errors) {
+    if let Some(d) = obj.get("descriptors") {
+        if !d.list(errs).is_empty() {
+            errs.add(
+                d.path(),
+                "local rate limit descriptors are not supported yet (route rate_limits actions are not implemented)",
+            );
+        }
+    }
+    if let Some(s) = obj.get("stage") {
+        s.uint(errs, 10);
+    }
+    if let Some(v) = obj.get("vh_rate_limits") {
+        v.enumeration(errs, &["OVERRIDE", "INCLUDE", "IGNORE"]);
+    }
+    if let Some(a) = obj.get("always_consume_default_token_bucket") {
+        super::super::bootstrap::any_bool(Some(a), errs, true);
+    }
+    if let Some(m) = obj.get("max_dynamic_descriptors") {
+        super::super::bootstrap::wrapped_uint(&m, errs, u32::MAX as u64);
+    }
+}
+
+/// `status.code`: a status below 400 (or none) means 429, as Envoy's
+/// `toErrorCode`.
+fn status(node: &Node, errs: &mut Errors) -> Option<u16> {
+    let obj = node.object(errs, &HTTP_STATUS)?;
+    let code = obj.require(errs, "code")?.uint(errs, 599)?;
+    if code < 100 {
+        errs.add(
+            &format!("{}.code", obj.path()),
+            "value must be greater than or equal to 100",
+        );
+        return None;
+    }
+    Some(if code >= 400 { code as u16 } else { 429 })
+}
+
+/// A header list whose values must be literal: Ringway renders no
+/// `%OPERATOR%` in this filter's headers yet.
+fn literal_headers(obj: &Obj, errs: &mut Errors, field: &str) -> Vec<HeaderToAdd> {
+    let Some(list) = obj.get(field) else {
+        return Vec::new();
+    };
+    let mut headers = Vec::new();
+    for item in list.list(errs) {
+        let path = item.path().to_string();
+        if let Some(h) = super::super::route_action::header_to_add(item, errs) {
+            if h.value.literal().is_none() {
+                errs.add(
+                    &path,
+                    "substitution formatters in this filter's headers are not supported yet",
+                );
+            }
+            headers.push(h);
+        }
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{decode, parse_document};
+
+    /// A bootstrap whose one HTTP filter is a local rate limit with
+    /// `fields`, after `top` (top-level YAML).
+    fn errors(top: &str, fields: &str) -> Vec<String> {
+        let yaml = format!(
+            "{top}static_resources:\n  listeners:\n  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: 1 }} }}\n    filter_chains:\n    - filters:\n      - name: hcm\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          stat_prefix: s\n          route_config: {{}}\n          http_filters:\n          - name: rl\n            typed_config: {{ \"@type\": {}, stat_prefix: rl{fields} }}\n          - name: envoy.filters.http.router\n            typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}\n",
+            super::TYPE
+        );
+        let tree = parse_document(&yaml, "t").expect("parses");
+        match decode(&tree) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    const FILTER: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config";
+
+    #[test]
+    fn what_ringway_lacks_is_refused_by_name() {
+        let errs = errors(
+            "",
+            ", descriptors: [ { entries: [ { key: k, value: v } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ], local_cluster_rate_limit: {}, rate_limits: []",
+        );
+        for field in ["descriptors", "local_cluster_rate_limit", "rate_limits"] {
+            let path = format!("{FILTER}.{field}");
+            assert!(
+                errs.iter().any(|e| e.starts_with(&path)),
+                "{field}: {errs:?}"
+            );
+        }
+        let headers = errors(
+            "",
+            ", response_headers_to_add: [ { header: { key: x-a, value: \"%START_TIME%\" } } ]",
+        );
+        assert!(
+            headers[0].starts_with(&format!("{FILTER}.response_headers_to_add[0]")),
+            "{headers:?}"
+        );
+    }
+
+    #[test]
+    fn a_static_runtime_key_must_be_one_a_fraction_reads() {
+        let layer = "layered_runtime: { layers: [ { name: s, static_layer: { rl.on: 50, elsewhere: 1 } } ] }\n";
+        let errs = errors(
+            layer,
+            ", filter_enabled: { runtime_key: rl.on, default_value: { numerator: 1 } }",
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("layered_runtime.layers[0].static_layer.elsewhere"),
+            "{errs:?}"
+        );
+    }
+}
