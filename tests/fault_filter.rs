@@ -52,8 +52,9 @@ fn faults_are_injected_as_in_envoy() {
     ]);
     let statuses: Vec<u16> = observed.iter().map(|o| o.status).collect();
     assert_eq!(statuses, [418, 200, 200, 503, 200, 200, 200, 503, 200]);
-    // A delay the request asks for, then the abort.
-    for port in [pair.ringway.port, pair.envoy.port] {
+    // A delay the request asks for, then the abort. Envoy's timers may fire
+    // a few milliseconds early (297 ms seen for 300).
+    for (side, port) in [("ringway", pair.ringway.port), ("envoy", pair.envoy.port)] {
         let started = Instant::now();
         let r = get_with(
             port,
@@ -62,8 +63,9 @@ fn faults_are_injected_as_in_envoy() {
         );
         assert_eq!(r.status, 418);
         assert!(
-            started.elapsed() >= Duration::from_millis(300),
-            "{port}: not delayed"
+            started.elapsed() >= Duration::from_millis(280),
+            "{side}: not delayed ({:?})",
+            started.elapsed()
         );
     }
     // One fault active at most on /slow: a second request while the first

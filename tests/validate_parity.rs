@@ -697,6 +697,16 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             true,
         ),
         (
+            "a CORS filter with policies on a route, its action and its virtual host",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app, cors: { allow_methods: GET, max_age: \"60\" } }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy, allow_origin_string_match: [ { prefix: \"https://\" } ], allow_credentials: true, forward_not_matching_preflights: false, allow_private_network_access: true, shadow_enabled: { default_value: { numerator: 5 } } } }\n"),
+            true,
+        ),
+        (
+            "a CORS policy with an empty origin matcher",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy, allow_origin_string_match: [ {} ] } }\n"),
+            false,
+        ),
+        (
             "an optional filter Ringway does not run",
             filter("            is_optional: true\n            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua }\n"),
             true,

@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
             set_cookie: Some(b"c=1"),
             attempt_count: Some(2),
             filter_headers: &[("x-envoy-immediate-health-check-fail".into(), b"true".to_vec())],
+            filter_set_headers: &[("access-control-allow-origin".into(), b"https://a.example".to_vec())],
             upgrade: data.first().is_some_and(|b| b & 4 == 4),
             websocket: data.first().is_some_and(|b| b & 8 == 8),
             date: "Wed, 25 Nov 2026 00:00:00 GMT",

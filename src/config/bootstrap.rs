@@ -318,6 +318,8 @@ pub struct VirtualHost {
     pub buffer_limit: Option<u64>,
     /// `typed_per_filter_config`.
     pub filter_configs: super::PerFilterConfigs,
+    /// `cors` (deprecated in Envoy, still honoured).
+    pub cors: Option<super::CorsPolicy>,
 }
 
 /// `routes[]`.
@@ -680,10 +682,10 @@ static VIRTUAL_HOST: Fields = Fields {
         "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
         "response_headers_to_add", "response_headers_to_remove", "retry_policy",
         "include_request_attempt_count", "include_attempt_count_in_response",
-        "per_request_buffer_limit_bytes", "typed_per_filter_config",
+        "per_request_buffer_limit_bytes", "typed_per_filter_config", "cors",
     ],
     unsupported: &[
-        "matcher", "require_tls", "virtual_clusters", "rate_limits", "cors", "retry_policy_typed_config",
+        "matcher", "require_tls", "virtual_clusters", "rate_limits", "retry_policy_typed_config",
         "hedge_policy", "include_is_timeout_retry_header",
         "request_mirror_policies", "metadata",
     ],
@@ -1342,6 +1344,13 @@ fn fraction_keys(listeners: &[Listener]) -> std::collections::HashSet<String> {
             for (_, config) in levels.flatten() {
                 keys.extend(config.runtime_keys().into_iter().map(str::to_string));
             }
+            let route_cors = vh.routes.iter().filter_map(|r| match &r.action {
+                RouteAction::Forward(f) => f.cors.as_ref(),
+                _ => None,
+            });
+            for cors in vh.cors.iter().chain(route_cors) {
+                keys.extend(cors.runtime_keys().map(str::to_string));
+            }
         }
     }
     keys
@@ -1610,6 +1619,10 @@ fn virtual_host(node: Node, errs: &mut Errors) -> Option<VirtualHost> {
         attempt_count_in_response: flag(&obj, errs, "include_attempt_count_in_response"),
         buffer_limit: buffer_limit(&obj, errs),
         filter_configs: super::filters::per_filter_configs(&obj, errs),
+        cors: match obj.get("cors") {
+            Some(c) => Some(super::filters::cors_policy(&c, errs)?),
+            None => None,
+        },
     })
 }
 

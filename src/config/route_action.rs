@@ -67,6 +67,8 @@ pub struct ForwardAction {
     pub metadata_match: Option<super::LbMetadata>,
     /// `request_mirror_policies`.
     pub mirrors: Vec<MirrorPolicy>,
+    /// `cors` (deprecated in Envoy, still honoured).
+    pub cors: Option<super::CorsPolicy>,
     /// `retry_policy` (the virtual host's applies when absent).
     pub retry_policy: Option<super::RetryPolicy>,
     /// `idle_timeout`: overrides the stream idle timeout (`Some(None)`: 0s,
@@ -216,12 +218,12 @@ pub(super) static ROUTE_ACTION: Fields = Fields {
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
         "host_rewrite_header", "timeout", "hash_policy", "retry_policy", "idle_timeout",
         "max_stream_duration", "upgrade_configs", "priority", "metadata_match",
-        "request_mirror_policies",
+        "request_mirror_policies", "cors",
     ],
     unsupported: &[
         "cluster_specifier_plugin", "inline_cluster_specifier_plugin",
         "path_rewrite_policy", "host_rewrite_path_regex", "append_x_forwarded_host",
-        "early_data_policy", "retry_policy_typed_config", "rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout", "grpc_timeout_offset",
+        "early_data_policy", "retry_policy_typed_config", "rate_limits", "include_vh_rate_limits", "max_grpc_timeout", "grpc_timeout_offset",
         "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
         "hedge_policy", "request_body_buffer_limit",
     ],
@@ -456,6 +458,10 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
             .into_iter()
             .filter_map(|m| mirror_policy(m, errs))
             .collect(),
+        cors: match obj.get("cors") {
+            Some(c) => Some(super::filters::cors_policy(&c, errs)?),
+            None => None,
+        },
         retry_policy: match obj.get("retry_policy") {
             Some(r) => Some(super::retry::retry_policy(&r, errs)?),
             None => None,

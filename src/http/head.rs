@@ -891,6 +891,8 @@ pub struct Shaping<'a> {
     pub attempt_count: Option<u32>,
     /// Headers the HTTP filters add.
     pub filter_headers: &'a [(String, Vec<u8>)],
+    /// Headers the HTTP filters set, in place of any of the same name.
+    pub filter_set_headers: &'a [(String, Vec<u8>)],
     /// The request asked to upgrade: a `101` is final and keeps its
     /// `upgrade`/`connection` headers; any other answer closes the
     /// connection, as Envoy's does. Neither carries
@@ -920,10 +922,16 @@ pub fn parse_response(
         set_cookie,
         attempt_count,
         filter_headers,
+        filter_set_headers,
         upgrade,
         websocket,
         date,
     } = shaping;
+    let replaced = |name: &str| {
+        filter_set_headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
     let close = close || upgrade;
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
@@ -1028,13 +1036,16 @@ pub fn parse_response(
             || (http.server_header == ServerHeaderTransformation::Overwrite
                 && name.eq_ignore_ascii_case("server"))
             || !edits.keeps(name)
+            || replaced(name)
         {
             continue;
         }
         push_header(out, name, h.value);
     }
     for (name, value) in &edits.added {
-        push_header(out, name, value);
+        if !replaced(name) {
+            push_header(out, name, value);
+        }
     }
     if let Some(cookie) = set_cookie {
         push_header(out, "set-cookie", cookie);
@@ -1042,7 +1053,7 @@ pub fn parse_response(
     if let Some(n) = attempt_count {
         push_number_header(out, "x-envoy-attempt-count", u64::from(n));
     }
-    for (name, value) in filter_headers {
+    for (name, value) in filter_headers.iter().chain(filter_set_headers) {
         push_header(out, name, value);
     }
     let add_server = match http.server_header {

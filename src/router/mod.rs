@@ -11,7 +11,7 @@ use crate::config::{
     self, ClusterTarget, HeaderMutations, HostRewrite, PathMatch, PathRedirect, Redirect,
     RouteConfiguration, RouteMatch,
 };
-use crate::http::filters::{route_configs, RouteConfig, RouteConfigs};
+use crate::http::filters::{cors, route_configs, RouteConfig, RouteConfigs};
 use crate::stats::Store;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -181,6 +181,8 @@ pub struct Route {
     pub response_headers: HeaderMutations,
     /// `typed_per_filter_config`, compiled.
     pub filter_configs: RouteConfigs,
+    /// The route action's `cors` policy.
+    pub cors: Option<cors::Policy>,
 }
 
 impl Route {
@@ -209,6 +211,8 @@ pub struct VirtualHost {
     pub response_headers: HeaderMutations,
     /// `typed_per_filter_config`, compiled.
     pub filter_configs: RouteConfigs,
+    /// `cors`.
+    pub cors: Option<cors::Policy>,
     /// `include_request_attempt_count`.
     pub attempt_count_in_request: bool,
     /// `include_attempt_count_in_response`.
@@ -234,6 +238,36 @@ impl<'t> Matched<'t> {
         let find =
             |configs: &'t RouteConfigs| configs.iter().find(|(n, _)| n == name).map(|(_, c)| c);
         find(&self.route.filter_configs).or_else(|| find(&self.vhost.filter_configs))
+    }
+
+    /// The CORS policies for the route, most specific first: the CORS
+    /// filter's (named `name`) per-filter configs of route and virtual
+    /// host, else their `cors` fields. Only a forwarding route has any
+    /// (Envoy's route entry).
+    pub fn cors_policies(&self, name: &str) -> Vec<&'t cors::Policy> {
+        if !matches!(self.route.action, Action::Forward(_)) {
+            return Vec::new();
+        }
+        let own = |configs: &'t RouteConfigs| {
+            configs.iter().find_map(|(n, c)| match c {
+                RouteConfig::Cors(p) if n == name => Some(&**p),
+                _ => None,
+            })
+        };
+        let per_filter: Vec<&cors::Policy> = [
+            own(&self.route.filter_configs),
+            own(&self.vhost.filter_configs),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !per_filter.is_empty() {
+            return per_filter;
+        }
+        [self.route.cors.as_ref(), self.vhost.cors.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Request header mutations, most specific first (route, virtual
@@ -465,6 +499,12 @@ impl RouteTable {
                     request_headers: r.request_headers.clone(),
                     response_headers: r.response_headers.clone(),
                     filter_configs: route_configs(&r.filter_configs, store),
+                    cors: match &r.action {
+                        config::RouteAction::Forward(f) => {
+                            f.cors.as_ref().map(|c| cors::Policy::compile(c, store))
+                        }
+                        _ => None,
+                    },
                 });
             }
             let index = index::PathIndex::build(
@@ -479,6 +519,7 @@ impl RouteTable {
                 request_headers: vh.request_headers.clone(),
                 response_headers: vh.response_headers.clone(),
                 filter_configs: route_configs(&vh.filter_configs, store),
+                cors: vh.cors.as_ref().map(|c| cors::Policy::compile(c, store)),
                 attempt_count_in_request: vh.attempt_count_in_request,
                 attempt_count_in_response: vh.attempt_count_in_response,
             });

@@ -724,6 +724,11 @@ impl Store {
         self.named(format!("http.{stat_prefix}.fault."))
     }
 
+    /// `http.<stat_prefix>.cors.` stats (the CORS filter).
+    pub fn cors(&self, stat_prefix: &str) -> Arc<Scope<sets::Cors>> {
+        self.named(format!("http.{stat_prefix}.cors."))
+    }
+
     /// `<stat_prefix>.http_local_rate_limit.` stats (the HTTP local rate
     /// limit filter).
     pub fn http_local_ratelimit(&self, stat_prefix: &str) -> Arc<Scope<sets::HttpLocalRateLimit>> {

@@ -183,6 +183,13 @@ stat_set!(
 );
 
 stat_set!(
+    /// `http.<stat_prefix>.cors.*`: the CORS filter.
+    Cors, None,
+    counters [origin_invalid, origin_valid],
+    gauges []
+);
+
+stat_set!(
     /// `<stat_prefix>.http_local_rate_limit.*`: the HTTP local rate limit
     /// filter (a root-level prefix, as in Envoy).
     HttpLocalRateLimit, None,

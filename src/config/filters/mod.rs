@@ -1,10 +1,12 @@
 //! `http_filters`: the connection manager's HTTP filter chain, decoded
 //! into the filters Ringway runs before its terminal router.
 
+mod cors;
 mod fault;
 mod health_check;
 mod local_ratelimit;
 
+pub use cors::{decode_policy as cors_policy, CorsPolicy};
 pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
 pub use health_check::HealthCheckFilter;
 pub use local_ratelimit::LocalRateLimitConfig;
@@ -59,6 +61,8 @@ pub enum FilterKind {
     Fault(FaultConfig),
     /// `envoy.filters.http.local_ratelimit`.
     LocalRateLimit(LocalRateLimitConfig),
+    /// `envoy.filters.http.cors` (its policies are the routes').
+    Cors,
 }
 
 impl FilterKind {
@@ -66,7 +70,7 @@ impl FilterKind {
     pub fn runtime_keys(&self) -> Vec<&str> {
         match self {
             FilterKind::LocalRateLimit(c) => c.runtime_keys().collect(),
-            FilterKind::HealthCheck(_) | FilterKind::Fault(_) => Vec::new(),
+            FilterKind::HealthCheck(_) | FilterKind::Fault(_) | FilterKind::Cors => Vec::new(),
         }
     }
 }
@@ -115,6 +119,8 @@ pub enum RouteFilterConfig {
     Fault(FaultConfig),
     /// The local rate limit filter's settings (and bucket) for here.
     LocalRateLimit(LocalRateLimitConfig),
+    /// The CORS filter's policy for here.
+    Cors(CorsPolicy),
 }
 
 impl RouteFilterConfig {
@@ -122,6 +128,7 @@ impl RouteFilterConfig {
     pub fn runtime_keys(&self) -> Vec<&str> {
         match self {
             RouteFilterConfig::LocalRateLimit(c) => c.runtime_keys().collect(),
+            RouteFilterConfig::Cors(c) => c.runtime_keys().collect(),
             RouteFilterConfig::Disabled | RouteFilterConfig::Fault(_) => Vec::new(),
         }
     }
@@ -186,6 +193,12 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
         if inner == fault::TYPE {
             if let Some(f) = fault::decode(&config, errs) {
                 configs.push((name.clone(), RouteFilterConfig::Fault(f)));
+            }
+            continue;
+        }
+        if inner == cors::POLICY_TYPE {
+            if let Some(c) = cors::decode_policy(&config, errs) {
+                configs.push((name.clone(), RouteFilterConfig::Cors(c)));
             }
             continue;
         }
@@ -277,6 +290,7 @@ pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
             local_ratelimit::TYPE => {
                 local_ratelimit::decode(&tc, errs, false).map(FilterKind::LocalRateLimit)
             }
+            cors::TYPE => cors::decode_filter(&tc, errs).map(|()| FilterKind::Cors),
             _ if is_optional => {
                 log::warn!(
                     "{}: skipping optional HTTP filter {type_url:?}: Ringway does not implement it",

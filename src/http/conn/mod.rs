@@ -1070,8 +1070,11 @@ impl<D: Downstream> Proxy<D> {
         // too, and then the headers the filters add.
         let mutated;
         let levels = x.response_mutations();
-        let filter_headers = &x.req.filtered.response_headers;
-        let reply = if levels.is_none() && filter_headers.is_empty() {
+        let filtered = &x.req.filtered;
+        let reply = if levels.is_none()
+            && filtered.response_headers.is_empty()
+            && filtered.response_headers_set.is_empty()
+        {
             reply
         } else {
             let mut edited = reply.clone();
@@ -1085,7 +1088,13 @@ impl<D: Downstream> Proxy<D> {
                 edited.headers.retain(|(n, _)| edits.keeps(n));
                 edited.headers.extend(edits.added);
             }
-            edited.headers.extend(filter_headers.iter().cloned());
+            let set = &filtered.response_headers_set;
+            edited
+                .headers
+                .retain(|(n, _)| !set.iter().any(|(s, _)| s.eq_ignore_ascii_case(n)));
+            edited
+                .headers
+                .extend(filtered.response_headers.iter().chain(set).cloned());
             mutated = edited;
             &mutated
         };

@@ -6,6 +6,7 @@
 //! [`Kind`]: no boxed filter per request, and a chain of only the router
 //! is an empty loop.
 
+pub mod cors;
 pub mod fault;
 pub mod health_check;
 pub mod local_ratelimit;
@@ -44,6 +45,7 @@ enum Kind {
     HealthCheck(health_check::HealthCheck),
     Fault(fault::Fault),
     LocalRateLimit(Box<local_ratelimit::LocalRateLimit>),
+    Cors(cors::Cors),
 }
 
 /// What a virtual host or route says about one filter, compiled.
@@ -55,6 +57,8 @@ pub enum RouteConfig {
     Fault(config::FaultConfig),
     /// The local rate limit filter's settings, with their own bucket.
     LocalRateLimit(Box<local_ratelimit::LocalRateLimit>),
+    /// The CORS filter's policy for here.
+    Cors(Box<cors::Policy>),
 }
 
 /// A virtual host's or route's `typed_per_filter_config`, compiled, by
@@ -72,6 +76,9 @@ pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> Route
                 config::RouteFilterConfig::LocalRateLimit(l) => RouteConfig::LocalRateLimit(
                     Box::new(local_ratelimit::LocalRateLimit::compile(l, store)),
                 ),
+                config::RouteFilterConfig::Cors(c) => {
+                    RouteConfig::Cors(Box::new(cors::Policy::compile(c, store)))
+                }
             };
             (name.clone(), compiled)
         })
@@ -101,6 +108,9 @@ pub struct Decision {
 pub struct Filtered {
     /// Headers every response to the request carries.
     pub response_headers: Vec<(String, Vec<u8>)>,
+    /// Headers every response to the request carries in place of any of
+    /// the same name.
+    pub response_headers_set: Vec<(String, Vec<u8>)>,
     /// A health check of this proxy: left out of the response stats, as
     /// Envoy leaves it.
     pub health_check: bool,
@@ -138,6 +148,9 @@ impl Chain {
                     config::FilterKind::LocalRateLimit(c) => Kind::LocalRateLimit(Box::new(
                         local_ratelimit::LocalRateLimit::compile(c, cx.store),
                     )),
+                    config::FilterKind::Cors => {
+                        Kind::Cors(cors::Cors::compile(cx.store, cx.stat_prefix))
+                    }
                 },
             })
             .collect();
@@ -179,6 +192,11 @@ impl Chain {
                         _ => l,
                     };
                     l.on_request(request, connection, shard, &mut decision)
+                }
+                Kind::Cors(c) => {
+                    let policies = matched.map(|m| m.cors_policies(&filter.name));
+                    let policies = policies.as_ref().map_or(&[][..], |p| p.as_slice());
+                    c.on_request(request, policies, shard, &mut decision)
                 }
             }
             if decision.reply.is_some() {
