@@ -707,6 +707,16 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "a CSRF filter with additional origins and a route's own policy",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.csrf.v3.CsrfPolicy, filter_enabled: { runtime_key: csrf.on, default_value: { numerator: 100 } }, shadow_enabled: { default_value: { numerator: 5 } }, additional_origins: [ { exact: a.example } ] }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.csrf.v3.CsrfPolicy, filter_enabled: { default_value: { numerator: 0 } } } }\n"),
+            true,
+        ),
+        (
+            "a CSRF filter without filter_enabled",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.csrf.v3.CsrfPolicy, additional_origins: [ { exact: a.example } ] }\n"),
+            false,
+        ),
+        (
             "an optional filter Ringway does not run",
             filter("            is_optional: true\n            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua }\n"),
             true,

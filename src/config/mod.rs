@@ -30,8 +30,9 @@ pub use bootstrap::*;
 pub use circuit_breakers::{CircuitBreakers, Priority, RetryBudget, Thresholds};
 pub use connection_filters::{ConnectionFilter, TokenBucket};
 pub use filters::{
-    AbortWith, CorsPolicy, DelayBy, FaultConfig, FilterKind, Fraction, HealthCheckFilter,
-    HttpFilter, LocalRateLimitConfig, PerFilterConfigs, RouteFilterConfig, RuntimePercent,
+    AbortWith, CorsPolicy, CsrfPolicy, DelayBy, FaultConfig, FilterKind, Fraction,
+    HealthCheckFilter, HttpFilter, LocalRateLimitConfig, PerFilterConfigs, RouteFilterConfig,
+    RuntimePercent,
 };
 pub use health_check::{GrpcCheck, HealthCheck, HttpCheck, Probe, TcpCheck};
 pub use http2::{Codec, Http2Options, Keepalive};

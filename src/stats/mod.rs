@@ -729,6 +729,11 @@ impl Store {
         self.named(format!("http.{stat_prefix}.cors."))
     }
 
+    /// `http.<stat_prefix>.csrf.` stats (the CSRF filter).
+    pub fn csrf(&self, stat_prefix: &str) -> Arc<Scope<sets::Csrf>> {
+        self.named(format!("http.{stat_prefix}.csrf."))
+    }
+
     /// `<stat_prefix>.http_local_rate_limit.` stats (the HTTP local rate
     /// limit filter).
     pub fn http_local_ratelimit(&self, stat_prefix: &str) -> Arc<Scope<sets::HttpLocalRateLimit>> {

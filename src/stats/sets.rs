@@ -190,6 +190,13 @@ stat_set!(
 );
 
 stat_set!(
+    /// `http.<stat_prefix>.csrf.*`: the CSRF filter.
+    Csrf, None,
+    counters [missing_source_origin, request_invalid, request_valid],
+    gauges []
+);
+
+stat_set!(
     /// `<stat_prefix>.http_local_rate_limit.*`: the HTTP local rate limit
     /// filter (a root-level prefix, as in Envoy).
     HttpLocalRateLimit, None,

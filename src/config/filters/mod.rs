@@ -2,11 +2,13 @@
 //! into the filters Ringway runs before its terminal router.
 
 mod cors;
+mod csrf;
 mod fault;
 mod health_check;
 mod local_ratelimit;
 
 pub use cors::{decode_policy as cors_policy, CorsPolicy};
+pub use csrf::CsrfPolicy;
 pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
 pub use health_check::HealthCheckFilter;
 pub use local_ratelimit::LocalRateLimitConfig;
@@ -63,6 +65,8 @@ pub enum FilterKind {
     LocalRateLimit(LocalRateLimitConfig),
     /// `envoy.filters.http.cors` (its policies are the routes').
     Cors,
+    /// `envoy.filters.http.csrf`.
+    Csrf(CsrfPolicy),
 }
 
 impl FilterKind {
@@ -70,6 +74,7 @@ impl FilterKind {
     pub fn runtime_keys(&self) -> Vec<&str> {
         match self {
             FilterKind::LocalRateLimit(c) => c.runtime_keys().collect(),
+            FilterKind::Csrf(c) => c.runtime_keys().collect(),
             FilterKind::HealthCheck(_) | FilterKind::Fault(_) | FilterKind::Cors => Vec::new(),
         }
     }
@@ -121,6 +126,8 @@ pub enum RouteFilterConfig {
     LocalRateLimit(LocalRateLimitConfig),
     /// The CORS filter's policy for here.
     Cors(CorsPolicy),
+    /// The CSRF filter's policy for here.
+    Csrf(CsrfPolicy),
 }
 
 impl RouteFilterConfig {
@@ -129,6 +136,7 @@ impl RouteFilterConfig {
         match self {
             RouteFilterConfig::LocalRateLimit(c) => c.runtime_keys().collect(),
             RouteFilterConfig::Cors(c) => c.runtime_keys().collect(),
+            RouteFilterConfig::Csrf(c) => c.runtime_keys().collect(),
             RouteFilterConfig::Disabled | RouteFilterConfig::Fault(_) => Vec::new(),
         }
     }
@@ -193,6 +201,12 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
         if inner == fault::TYPE {
             if let Some(f) = fault::decode(&config, errs) {
                 configs.push((name.clone(), RouteFilterConfig::Fault(f)));
+            }
+            continue;
+        }
+        if inner == csrf::TYPE {
+            if let Some(c) = csrf::decode(&config, errs) {
+                configs.push((name.clone(), RouteFilterConfig::Csrf(c)));
             }
             continue;
         }
@@ -291,6 +305,7 @@ pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
                 local_ratelimit::decode(&tc, errs, false).map(FilterKind::LocalRateLimit)
             }
             cors::TYPE => cors::decode_filter(&tc, errs).map(|()| FilterKind::Cors),
+            csrf::TYPE => csrf::decode(&tc, errs).map(FilterKind::Csrf),
             _ if is_optional => {
                 log::warn!(
                     "{}: skipping optional HTTP filter {type_url:?}: Ringway does not implement it",

@@ -7,6 +7,7 @@
 //! is an empty loop.
 
 pub mod cors;
+pub mod csrf;
 pub mod fault;
 pub mod health_check;
 pub mod local_ratelimit;
@@ -46,6 +47,7 @@ enum Kind {
     Fault(fault::Fault),
     LocalRateLimit(Box<local_ratelimit::LocalRateLimit>),
     Cors(cors::Cors),
+    Csrf(Box<csrf::Csrf>),
 }
 
 /// What a virtual host or route says about one filter, compiled.
@@ -59,6 +61,8 @@ pub enum RouteConfig {
     LocalRateLimit(Box<local_ratelimit::LocalRateLimit>),
     /// The CORS filter's policy for here.
     Cors(Box<cors::Policy>),
+    /// The CSRF filter's policy for here.
+    Csrf(Box<csrf::Policy>),
 }
 
 /// A virtual host's or route's `typed_per_filter_config`, compiled, by
@@ -78,6 +82,9 @@ pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> Route
                 ),
                 config::RouteFilterConfig::Cors(c) => {
                     RouteConfig::Cors(Box::new(cors::Policy::compile(c, store)))
+                }
+                config::RouteFilterConfig::Csrf(c) => {
+                    RouteConfig::Csrf(Box::new(csrf::Policy::compile(c, store)))
                 }
             };
             (name.clone(), compiled)
@@ -151,6 +158,9 @@ impl Chain {
                     config::FilterKind::Cors => {
                         Kind::Cors(cors::Cors::compile(cx.store, cx.stat_prefix))
                     }
+                    config::FilterKind::Csrf(c) => {
+                        Kind::Csrf(Box::new(csrf::Csrf::compile(c, cx.store, cx.stat_prefix)))
+                    }
                 },
             })
             .collect();
@@ -197,6 +207,13 @@ impl Chain {
                     let policies = matched.map(|m| m.cors_policies(&filter.name));
                     let policies = policies.as_ref().map_or(&[][..], |p| p.as_slice());
                     c.on_request(request, policies, shard, &mut decision)
+                }
+                Kind::Csrf(c) => {
+                    let own = match route_config {
+                        Some(RouteConfig::Csrf(own)) => Some(&**own),
+                        _ => None,
+                    };
+                    c.on_request(request, own, shard, &mut decision)
                 }
             }
             if decision.reply.is_some() {
