@@ -9,7 +9,7 @@
 //! accepted and shown without effect ([`inert_key`]); any other key is
 //! refused.
 
-use crate::config::Fraction;
+use crate::config::{Fraction, RuntimePercent};
 use serde_json::{json, Map};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -169,10 +169,12 @@ impl Runtime {
         self.strip_fragment.clone()
     }
 
-    /// A runtime fraction reading `key` (when it has one) over `default`.
-    /// The key becomes one Ringway takes, in `/runtime_modify` too.
-    pub fn share(&self, key: Option<&str>, default: Fraction) -> Share {
-        let Some(key) = key.filter(|k| !k.is_empty()) else {
+    /// A runtime fraction, compiled: its key (when it has one) read over
+    /// its default. The key becomes one Ringway takes, in
+    /// `/runtime_modify` too.
+    pub fn share(&self, percent: &RuntimePercent) -> Share {
+        let default = percent.default;
+        let Some(key) = percent.runtime_key.as_deref().filter(|k| !k.is_empty()) else {
             return Share::fixed(default);
         };
         let current = {

@@ -32,13 +32,9 @@ pub struct Policy {
 impl Policy {
     /// Compiles `config`, its fractions read from the store's runtime.
     pub fn compile(config: &CorsPolicy, store: &Store) -> Policy {
-        let share = |p: &Option<crate::config::RuntimePercent>| {
-            p.as_ref()
-                .map(|p| store.runtime.share(p.runtime_key.as_deref(), p.default))
-        };
         Policy {
-            enabled: share(&config.enabled),
-            shadow: share(&config.shadow),
+            enabled: config.enabled.as_ref().map(|p| store.runtime.share(p)),
+            shadow: config.shadow.as_ref().map(|p| store.runtime.share(p)),
             config: config.clone(),
         }
     }

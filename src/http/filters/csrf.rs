@@ -32,12 +32,9 @@ pub struct Policy {
 impl Policy {
     /// Compiles `config`, its fractions read from the store's runtime.
     pub fn compile(config: &CsrfPolicy, store: &Store) -> Policy {
-        let share = |p: &crate::config::RuntimePercent| {
-            store.runtime.share(p.runtime_key.as_deref(), p.default)
-        };
         Policy {
-            enabled: share(&config.enabled),
-            shadow: config.shadow.as_ref().map(share),
+            enabled: store.runtime.share(&config.enabled),
+            shadow: config.shadow.as_ref().map(|p| store.runtime.share(p)),
             config: config.clone(),
         }
     }

@@ -37,10 +37,6 @@ impl LocalRateLimit {
     /// Compiles `config`, its stats in `store` and its fractions read from
     /// the store's runtime.
     pub fn compile(config: &LocalRateLimitConfig, store: &Store) -> LocalRateLimit {
-        let share = |p: &Option<crate::config::RuntimePercent>| {
-            p.as_ref()
-                .map(|p| store.runtime.share(p.runtime_key.as_deref(), p.default))
-        };
         let response_headers = config
             .response_headers
             .iter()
@@ -53,8 +49,8 @@ impl LocalRateLimit {
             .collect();
         LocalRateLimit {
             bucket: config.bucket.as_ref().map(TokenBucket::new),
-            enabled: share(&config.enabled),
-            enforced: share(&config.enforced),
+            enabled: config.enabled.as_ref().map(|p| store.runtime.share(p)),
+            enforced: config.enforced.as_ref().map(|p| store.runtime.share(p)),
             response_headers,
             stats: store.http_local_ratelimit(&config.stat_prefix),
             config: config.clone(),
