@@ -94,6 +94,31 @@ fn local_ratelimit_closes_connections_without_a_token_as_envoy_does() {
 }
 
 #[test]
+fn local_ratelimit_tokens_come_back_continuously_as_in_envoy() {
+    // Five tokens a second: one every 200 ms, not five at each second.
+    let filter = r#"      - name: envoy.filters.network.local_ratelimit
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit
+          stat_prefix: trickle
+          token_bucket: { max_tokens: 1, tokens_per_fill: 5, fill_interval: 1s }
+"#;
+    let Some(pair) = Pair::start("local_ratelimit_trickle", &config(filter), vec![]) else {
+        return;
+    };
+    let served = |port: u16| {
+        let mut seen = Vec::new();
+        for pause in [300, 0, 300] {
+            std::thread::sleep(Duration::from_millis(pause));
+            seen.push(ask(port).is_ok());
+        }
+        seen
+    };
+    let ringway = served(pair.ringway.port);
+    assert_eq!(ringway, served(pair.envoy.port), "served: ringway vs envoy");
+    assert_eq!(ringway, [true, false, true]);
+}
+
+#[test]
 fn connection_filter_configs_get_envoys_verdicts() {
     let Some(bin) = common::oracle::envoy_or_skip("connection filter verdicts") else {
         return;

@@ -2,12 +2,13 @@
 //! chain's terminal one — `connection_limit` and `local_ratelimit` — each
 //! with one state shared by every shard, as in Envoy.
 
-use crate::config::{ConnectionFilter, TokenBucket};
+use crate::config::ConnectionFilter;
 use crate::stats::sets::{ConnectionLimit as LimitStat, LocalRateLimit as RateStat};
 use crate::stats::{Scope, Store};
+use crate::token_bucket::TokenBucket;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A chain's connection filters, compiled.
 #[derive(Debug, Clone, Default)]
@@ -27,32 +28,12 @@ struct Limit {
     stats: Arc<Scope<LimitStat>>,
 }
 
+/// A `local_ratelimit` filter: the bucket every shard takes from (tokens
+/// come back continuously, as in Envoy 1.40).
 #[derive(Debug)]
 struct Rate {
     bucket: TokenBucket,
-    /// Tokens left, and when the bucket was last filled.
-    state: Mutex<(u64, Instant)>,
     stats: Arc<Scope<RateStat>>,
-}
-
-impl Rate {
-    /// Takes a token, filling the bucket first for the intervals passed.
-    fn take(&self) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, filled) = &mut *state;
-        let interval = self.bucket.fill_interval;
-        let fills = (filled.elapsed().as_nanos() / interval.as_nanos().max(1)) as u64;
-        if fills > 0 {
-            let added = fills.saturating_mul(self.bucket.tokens_per_fill);
-            *tokens = tokens.saturating_add(added).min(self.bucket.max_tokens);
-            *filled += interval.saturating_mul(u32::try_from(fills).unwrap_or(u32::MAX));
-        }
-        if *tokens == 0 {
-            return false;
-        }
-        *tokens -= 1;
-        true
-    }
 }
 
 /// A connection's places under its chain's connection limits, given back
@@ -89,8 +70,7 @@ impl ConnectionFilters {
                 stat_prefix,
                 bucket,
             } => Filter::Rate(Arc::new(Rate {
-                bucket: *bucket,
-                state: Mutex::new((bucket.max_tokens, Instant::now())),
+                bucket: TokenBucket::new(bucket),
                 stats: store.local_ratelimit(stat_prefix),
             })),
         });
@@ -125,7 +105,7 @@ impl ConnectionFilters {
                     admitted.limits.push(limit.clone());
                 }
                 Filter::Rate(rate) => {
-                    if !rate.take() {
+                    if !rate.bucket.take().allowed {
                         rate.stats.inc(w, RateStat::rate_limited);
                         return None;
                     }
