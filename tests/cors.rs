@@ -2,8 +2,8 @@
 //! config: preflights answered (allowed and not, forwarded or not, `*`
 //! echoing the request), responses to allowed origins marked (replacing
 //! what the upstream and the route set), policies merged from route and
-//! virtual host, the route and virtual host `cors` fields, a disabled
-//! policy, stats.
+//! virtual host, private-network access, the route and virtual host
+//! `cors` fields, a disabled policy, stats.
 
 mod common;
 use common::oracle::{with_admin, Pair};
@@ -19,7 +19,7 @@ fn routes() -> String {
         format!("              - match: {{ prefix: \"{prefix}\" }}\n                route: {{ cluster: app }}{tail}\n")
     };
     [
-        format!("            - name: all\n              domains: [\"*\"]{}\n              routes:\n", policy(", allow_origin_string_match: [ { exact: \"https://a.example\" }, { suffix: \".b.example\" } ], allow_methods: \"GET, POST\", allow_headers: x-a, expose_headers: x-exposed, max_age: \"600\", allow_credentials: true").replace("\n                ", "\n              ")),
+        format!("            - name: all\n              domains: [\"*\"]{}\n              routes:\n", policy(", allow_origin_string_match: [ { exact: \"https://a.example\" }, { suffix: \".b.example\" } ], allow_methods: \"GET, POST\", allow_headers: x-a, expose_headers: x-exposed, max_age: \"600\", allow_credentials: true, allow_private_network_access: true").replace("\n                ", "\n              ")),
         route("/echo", &policy(", allow_methods: \"*\", allow_headers: \"*\", forward_not_matching_preflights: false")),
         route("/off", &policy(", filter_enabled: { default_value: { numerator: 0 } }, shadow_enabled: { default_value: { numerator: 100 } }")),
         route("/direct", "").replace("route: { cluster: app }", "direct_response: { status: 200 }"),
@@ -62,6 +62,12 @@ fn cors_is_answered_as_in_envoy() {
         request("OPTIONS", "/echo", host, foreign),
         request("OPTIONS", "/", host, foreign),
         request("OPTIONS", "/", host, a),
+        request(
+            "OPTIONS",
+            "/",
+            host,
+            &format!("{preflight}access-control-request-private-network: true\r\n"),
+        ),
         request("GET", "/", host, a),
         request("GET", "/", host, "origin: https://x.b.example\r\n"),
         request("GET", "/", host, "origin: https://c.example\r\n"),
@@ -79,8 +85,14 @@ fn cors_is_answered_as_in_envoy() {
             .map(|(_, v)| v.clone())
     };
     assert_eq!(origin(&observed[0]).as_deref(), Some("https://a.example"));
-    assert_eq!(origin(&observed[5]).as_deref(), Some("https://a.example"));
-    assert_eq!(origin(&observed[7]).as_deref(), Some("route"));
+    assert_eq!(origin(&observed[6]).as_deref(), Some("https://a.example"));
+    assert_eq!(origin(&observed[8]).as_deref(), Some("route"));
+    let private = |o: &common::oracle::Observed| {
+        o.headers
+            .iter()
+            .any(|(n, v)| n == "access-control-allow-private-network" && v == "true")
+    };
+    assert!(private(&observed[5]) && !private(&observed[0]));
     assert!(observed[0].upstream.is_empty() && !observed[3].upstream.is_empty());
     pair.assert_same_stats(&[
         "http.ingress_http.cors.origin_valid",
