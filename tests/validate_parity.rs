@@ -717,6 +717,46 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "an RBAC filter with shadow rules, per-rule stats and a route's own rules",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, track_per_rule_stats: true, rules_stat_prefix: a_, shadow_rules_stat_prefix: b_, rules: { action: DENY, policies: { p: { permissions: [ { and_rules: { rules: [ { header: { name: \":method\", exact_match: GET } }, { not_rule: { url_path: { path: { prefix: /a } } } } ] } }, { destination_port_range: { start: 80, end: 65536 } }, { requested_server_name: { exact: a } } ], principals: [ { or_ids: { ids: [ { remote_ip: { address_prefix: 10.0.0.0, prefix_len: 8 } }, { authenticated: { principal_name: { exact: \"spiffe://a\" } } } ] } }, { direct_remote_ip: { address_prefix: \"::1\", prefix_len: 128 } } ] } } }, shadow_rules: { action: LOG } }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute, rbac: { rules: { policies: { q: { permissions: [ { any: true } ], principals: [ { source_ip: { address_prefix: 127.0.0.1 } } ] } } } } } }\n"),
+            true,
+        ),
+        (
+            "RBAC rules without policies, and a route's override without rules",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, rules: {} }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute } }\n"),
+            true,
+        ),
+        (
+            "an RBAC policy without principals",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, rules: { policies: { p: { permissions: [ { any: true } ] } } } }\n"),
+            false,
+        ),
+        (
+            "an RBAC permission of any: false",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, rules: { policies: { p: { permissions: [ { any: false } ], principals: [ { any: true } ] } } } }\n"),
+            false,
+        ),
+        (
+            "an RBAC empty permission",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, rules: { policies: { p: { permissions: [ {} ], principals: [ { any: true } ] } } } }\n"),
+            false,
+        ),
+        (
+            "an RBAC port range ending where it starts",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, rules: { policies: { p: { permissions: [ { destination_port_range: { start: 80, end: 80 } } ], principals: [ { any: true } ] } } } }\n"),
+            false,
+        ),
+        (
+            "an RBAC and_rules without rules",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, rules: { policies: { p: { permissions: [ { and_rules: { rules: [] } } ], principals: [ { any: true } ] } } } }\n"),
+            false,
+        ),
+        (
+            "an RBAC action that does not exist",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, rules: { action: MAYBE } }\n"),
+            false,
+        ),
+        (
             "an optional filter Ringway does not run",
             filter("            is_optional: true\n            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua }\n"),
             true,

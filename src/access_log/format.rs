@@ -325,8 +325,8 @@ fn value(op: &Operator, r: &Record, out: &mut String) -> bool {
         Operator::DownstreamTlsCipher => r.tls.map(|t| out.push_str(t.cipher)).is_some(),
         Operator::DownstreamPeerUriSan => r
             .tls
-            .and_then(|t| t.peer_uri_san.as_deref())
-            .map(|s| out.push_str(s))
+            .filter(|t| !t.peer_uri_sans.is_empty())
+            .map(|t| out.push_str(&t.peer_uri_sans.join(",")))
             .is_some(),
         Operator::DownstreamPeerSubject => r
             .tls

@@ -242,7 +242,23 @@ impl HeaderMatcher {
                 return if self.invert { present } else { absent };
             }
         };
-        let matched = match &self.kind {
+        self.matches_value(value) != self.invert
+    }
+
+    /// Envoy's RBAC reading (`rbac_match_headers_individually`, on by
+    /// default): each value of the header on its own, matching when any
+    /// does, then `invert_match`; no value reads as an absent header.
+    pub fn matches_each<V: AsRef<str>>(&self, values: impl Iterator<Item = V>) -> bool {
+        let mut values = values.peekable();
+        if values.peek().is_none() {
+            return self.matches(None);
+        }
+        values.any(|v| self.matches_value(v.as_ref())) != self.invert
+    }
+
+    /// Whether a present value matches, before `invert_match`.
+    fn matches_value(&self, value: &str) -> bool {
+        match &self.kind {
             HeaderMatch::Present(p) => *p,
             HeaderMatch::Exact(e) => e.is_empty() || value == e,
             HeaderMatch::Prefix(p) => value.starts_with(p.as_str()),
@@ -253,8 +269,7 @@ impl HeaderMatcher {
                 value.parse::<i64>().is_ok_and(|n| n >= *start && n < *end)
             }
             HeaderMatch::String(m) => m.matches(value),
-        };
-        matched != self.invert
+        }
     }
 }
 

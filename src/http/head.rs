@@ -5,7 +5,7 @@ use super::codec::{
     has_token, is_hop_by_hop, parse_content_length, push_header, push_number_header, reason,
     Framing,
 };
-use super::filters::Filtered;
+use super::filters::{self, Filtered};
 use super::flags::ResponseFlags;
 use super::grpc;
 use super::local_reply::LocalReply;
@@ -543,9 +543,25 @@ fn analyse_request<'v>(
         _ => None,
     });
     let cluster = chosen.and_then(|c| c.ok()).map(|(c, _)| c);
+    let peer_ip = peer.remote.ip().map(|a| a.ip());
+    let forwarded = xff::resolve(
+        &http.xff,
+        peer_ip,
+        xff::local_address(peer_ip.is_some_and(|ip| ip.is_ipv6())),
+        view.header("x-forwarded-for").as_deref(),
+    );
+    let client = match forwarded.client {
+        Some(ip) if forwarded.direct => Address::Ip(SocketAddr::new(ip, peer.remote.port())),
+        Some(ip) => Address::Ip(SocketAddr::new(ip, 0)),
+        None => peer.remote.clone(),
+    };
+    let downstream = filters::Downstream {
+        peer,
+        client: &client,
+    };
     let decision = http
         .filters
-        .on_request(&view, matched, cluster, &peer.filter_state, shard);
+        .on_request(&view, matched, cluster, &downstream, shard);
     filtered.set(decision.filtered);
     let filter_edits = decision.request_edits;
     if let Some((reply, flags)) = decision.reply {
@@ -574,18 +590,6 @@ fn analyse_request<'v>(
         Some(Err(status)) => return request(Plan::NoCluster(status, matched)),
         // Only a forwarding route reaches here, and it always chose.
         None => return request(Plan::NoRoute),
-    };
-    let peer_ip = peer.remote.ip().map(|a| a.ip());
-    let forwarded = xff::resolve(
-        &http.xff,
-        peer_ip,
-        xff::local_address(peer_ip.is_some_and(|ip| ip.is_ipv6())),
-        view.header("x-forwarded-for").as_deref(),
-    );
-    let client = match forwarded.client {
-        Some(ip) if forwarded.direct => Address::Ip(SocketAddr::new(ip, peer.remote.port())),
-        Some(ip) => Address::Ip(SocketAddr::new(ip, 0)),
-        None => peer.remote.clone(),
     };
     // An edge request from an external client gets a fresh x-request-id
     // unless preserve_external_request_id says to keep the client's.

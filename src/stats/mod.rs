@@ -528,17 +528,8 @@ impl Store {
     /// The `cluster.<stat_name>.` stats only an EDS cluster has (kept
     /// beside the cluster's own scope).
     pub fn eds(&self, stat_name: &str) -> Arc<Scope<sets::Eds>> {
-        let key = format!("cluster.{stat_name}.#eds");
-        let mut typed = lock(&self.typed);
-        if let Some(s) = typed.named.get(&key).cloned() {
-            if let Ok(scope) = s.downcast::<Scope<sets::Eds>>() {
-                return scope;
-            }
-        }
-        let scope = Arc::new(Scope::new(format!("cluster.{stat_name}."), self.shards + 1));
-        typed.named.insert(key.clone(), scope.clone());
-        lock(&self.scopes).insert(key, scope.clone());
-        scope
+        let prefix = format!("cluster.{stat_name}.");
+        self.keyed(format!("{prefix}#eds"), prefix)
     }
 
     /// `cluster_manager.cds.` stats.
@@ -687,16 +678,42 @@ impl Store {
 
     /// A scope kept by its prefix alone.
     fn named<S: StatSet + Send + Sync + 'static>(&self, prefix: String) -> Arc<Scope<S>> {
+        self.keyed(prefix.clone(), prefix)
+    }
+
+    /// A scope with `prefix` kept under `key` (another set may share the
+    /// prefix under its own key).
+    fn keyed<S: StatSet + Send + Sync + 'static>(
+        &self,
+        key: String,
+        prefix: String,
+    ) -> Arc<Scope<S>> {
         let mut typed = lock(&self.typed);
-        if let Some(s) = typed.named.get(&prefix).cloned() {
+        if let Some(s) = typed.named.get(&key).cloned() {
             if let Ok(scope) = s.downcast::<Scope<S>>() {
                 return scope;
             }
         }
-        let scope = Arc::new(Scope::new(prefix.clone(), self.shards + 1));
-        typed.named.insert(prefix.clone(), scope.clone());
-        lock(&self.scopes).insert(prefix, scope.clone());
+        let scope = Arc::new(Scope::new(prefix, self.shards + 1));
+        typed.named.insert(key.clone(), scope.clone());
+        lock(&self.scopes).insert(key, scope.clone());
         scope
+    }
+
+    /// The counter named `name`, made on first use.
+    pub fn counter(&self, name: String) -> Arc<Scope<sets::Single>> {
+        self.keyed(format!("{name}#counter"), name)
+    }
+
+    /// The RBAC filter's enforced-rules stats under `prefix`
+    /// (`http.<stat_prefix>.rbac.` and its `rules_stat_prefix`).
+    pub fn rbac(&self, prefix: String) -> Arc<Scope<sets::Rbac>> {
+        self.keyed(format!("{prefix}#rbac"), prefix)
+    }
+
+    /// The RBAC filter's shadow-rules stats under `prefix`.
+    pub fn rbac_shadow(&self, prefix: String) -> Arc<Scope<sets::RbacShadow>> {
+        self.keyed(format!("{prefix}#rbac_shadow"), prefix)
     }
 
     /// `cluster.<name>.` stats.

@@ -197,6 +197,35 @@ stat_set!(
 );
 
 stat_set!(
+    /// `http.<stat_prefix>.rbac.<rules_stat_prefix>.*`: the RBAC filter's
+    /// enforced rules.
+    Rbac, None,
+    counters [allowed, denied],
+    gauges []
+);
+
+stat_set!(
+    /// `http.<stat_prefix>.rbac.<shadow_rules_stat_prefix>.*`: the RBAC
+    /// filter's shadow rules.
+    RbacShadow, None,
+    counters [shadow_allowed, shadow_denied],
+    gauges []
+);
+
+/// One counter named in full by its scope's prefix: a stat whose name is
+/// only known when it is first counted (Envoy's dynamic stat names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Single;
+
+impl crate::stats::StatSet for Single {
+    const NAMES: &'static [(&'static str, crate::stats::Kind)] =
+        &[("", crate::stats::Kind::Counter)];
+    fn index(self) -> usize {
+        0
+    }
+}
+
+stat_set!(
     /// `<stat_prefix>.http_local_rate_limit.*`: the HTTP local rate limit
     /// filter (a root-level prefix, as in Envoy).
     HttpLocalRateLimit, None,

@@ -16,8 +16,10 @@ pub struct SessionInfo {
     pub cipher: &'static str,
     /// The SNI the client sent.
     pub server_name: Option<String>,
-    /// The client certificate's URI SANs, comma-separated.
-    pub peer_uri_san: Option<String>,
+    /// The client certificate's URI SANs.
+    pub peer_uri_sans: Vec<String>,
+    /// The client certificate's DNS SANs.
+    pub peer_dns_sans: Vec<String>,
     /// The client certificate's subject (`CN=client,O=…`).
     pub peer_subject: Option<String>,
 }
@@ -35,11 +37,13 @@ impl SessionInfo {
         };
         let leaf = state.peer_certificates().and_then(|c| c.first());
         if let Some(Ok((_, cert))) = leaf.map(|der| X509Certificate::from_der(der.as_ref())) {
-            let uris: Vec<String> = subject_alt_names(&cert)
-                .into_iter()
-                .filter_map(|s| s.strip_prefix("URI:").map(str::to_string))
-                .collect();
-            info.peer_uri_san = (!uris.is_empty()).then(|| uris.join(","));
+            for name in subject_alt_names(&cert) {
+                if let Some(uri) = name.strip_prefix("URI:") {
+                    info.peer_uri_sans.push(uri.to_string());
+                } else if let Some(dns) = name.strip_prefix("DNS:") {
+                    info.peer_dns_sans.push(dns.to_string());
+                }
+            }
             info.peer_subject = Some(rfc2253(&cert));
         }
         info

@@ -6,12 +6,14 @@ mod csrf;
 mod fault;
 mod health_check;
 mod local_ratelimit;
+mod rbac;
 
 pub use cors::{decode_policy as cors_policy, CorsPolicy};
 pub use csrf::CsrfPolicy;
 pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
 pub use health_check::HealthCheckFilter;
 pub use local_ratelimit::LocalRateLimitConfig;
+pub use rbac::{Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules};
 
 use super::bootstrap::type_url;
 use super::node::{Errors, Fields, Node, Obj};
@@ -67,6 +69,8 @@ pub enum FilterKind {
     Cors,
     /// `envoy.filters.http.csrf`.
     Csrf(CsrfPolicy),
+    /// `envoy.filters.http.rbac`.
+    Rbac(RbacConfig),
 }
 
 impl FilterKind {
@@ -75,7 +79,10 @@ impl FilterKind {
         match self {
             FilterKind::LocalRateLimit(c) => c.runtime_keys().collect(),
             FilterKind::Csrf(c) => c.runtime_keys().collect(),
-            FilterKind::HealthCheck(_) | FilterKind::Fault(_) | FilterKind::Cors => Vec::new(),
+            FilterKind::HealthCheck(_)
+            | FilterKind::Fault(_)
+            | FilterKind::Cors
+            | FilterKind::Rbac(_) => Vec::new(),
         }
     }
 }
@@ -128,6 +135,8 @@ pub enum RouteFilterConfig {
     Cors(CorsPolicy),
     /// The CSRF filter's policy for here.
     Csrf(CsrfPolicy),
+    /// The RBAC filter's rules for here.
+    Rbac(RbacConfig),
 }
 
 impl RouteFilterConfig {
@@ -137,7 +146,9 @@ impl RouteFilterConfig {
             RouteFilterConfig::LocalRateLimit(c) => c.runtime_keys().collect(),
             RouteFilterConfig::Cors(c) => c.runtime_keys().collect(),
             RouteFilterConfig::Csrf(c) => c.runtime_keys().collect(),
-            RouteFilterConfig::Disabled | RouteFilterConfig::Fault(_) => Vec::new(),
+            RouteFilterConfig::Disabled
+            | RouteFilterConfig::Fault(_)
+            | RouteFilterConfig::Rbac(_) => Vec::new(),
         }
     }
 }
@@ -213,6 +224,12 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
         if inner == cors::POLICY_TYPE {
             if let Some(c) = cors::decode_policy(&config, errs) {
                 configs.push((name.clone(), RouteFilterConfig::Cors(c)));
+            }
+            continue;
+        }
+        if inner == rbac::PER_ROUTE_TYPE {
+            if let Some(c) = rbac::decode_per_route(&config, errs) {
+                configs.push((name.clone(), RouteFilterConfig::Rbac(c)));
             }
             continue;
         }
@@ -306,6 +323,7 @@ pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
             }
             cors::TYPE => cors::decode_filter(&tc, errs).map(|()| FilterKind::Cors),
             csrf::TYPE => csrf::decode(&tc, errs).map(FilterKind::Csrf),
+            rbac::TYPE => rbac::decode(&tc, errs).map(FilterKind::Rbac),
             _ if is_optional => {
                 log::warn!(
                     "{}: skipping optional HTTP filter {type_url:?}: Ringway does not implement it",

@@ -11,11 +11,14 @@ pub mod csrf;
 pub mod fault;
 pub mod health_check;
 pub mod local_ratelimit;
+pub mod rbac;
 
 use crate::config;
 use crate::http::flags::ResponseFlags;
+use crate::http::head::Peer;
 use crate::http::local_reply::LocalReply;
 use crate::http::mutate::Edits;
+use crate::net::Address;
 use crate::router::{Matched, RequestView};
 use crate::server::shard::Shard;
 use crate::stats::Store;
@@ -48,6 +51,7 @@ enum Kind {
     LocalRateLimit(Box<local_ratelimit::LocalRateLimit>),
     Cors(cors::Cors),
     Csrf(Box<csrf::Csrf>),
+    Rbac(Box<rbac::Rbac>),
 }
 
 /// What a virtual host or route says about one filter, compiled.
@@ -63,6 +67,8 @@ pub enum RouteConfig {
     Cors(Box<cors::Policy>),
     /// The CSRF filter's policy for here.
     Csrf(Box<csrf::Policy>),
+    /// The RBAC filter's rules for here.
+    Rbac(Box<rbac::Rules>),
 }
 
 /// A virtual host's or route's `typed_per_filter_config`, compiled, by
@@ -86,6 +92,9 @@ pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> Route
                 config::RouteFilterConfig::Csrf(c) => {
                     RouteConfig::Csrf(Box::new(csrf::Policy::compile(c, store)))
                 }
+                config::RouteFilterConfig::Rbac(c) => {
+                    RouteConfig::Rbac(Box::new(rbac::Rules::compile(c)))
+                }
             };
             (name.clone(), compiled)
         })
@@ -97,6 +106,15 @@ pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> Route
 pub struct ConnectionState {
     /// The connection's local rate limit bucket, made on first use.
     rate_limit: OnceCell<TokenBucket>,
+}
+
+/// The connection a request came on, as filters see it.
+pub struct Downstream<'a> {
+    /// The connection's ends, TLS session and filter state.
+    pub peer: &'a Peer,
+    /// The client, as `x-forwarded-for` and the connection manager's
+    /// trust in it say.
+    pub client: &'a Address,
 }
 
 /// What the filters decided about a request.
@@ -161,6 +179,9 @@ impl Chain {
                     config::FilterKind::Csrf(c) => {
                         Kind::Csrf(Box::new(csrf::Csrf::compile(c, cx.store, cx.stat_prefix)))
                     }
+                    config::FilterKind::Rbac(c) => {
+                        Kind::Rbac(Box::new(rbac::Rbac::compile(c, cx.store, cx.stat_prefix)))
+                    }
                 },
             })
             .collect();
@@ -175,7 +196,7 @@ impl Chain {
         request: &RequestView,
         matched: Option<Matched>,
         cluster: Option<usize>,
-        connection: &ConnectionState,
+        downstream: &Downstream,
         shard: &Shard,
     ) -> Decision {
         let mut decision = Decision::default();
@@ -201,7 +222,7 @@ impl Chain {
                         Some(RouteConfig::LocalRateLimit(own)) => own,
                         _ => l,
                     };
-                    l.on_request(request, connection, shard, &mut decision)
+                    l.on_request(request, &downstream.peer.filter_state, shard, &mut decision)
                 }
                 Kind::Cors(c) => {
                     let policies = matched.map(|m| m.cors_policies(&filter.name));
@@ -214,6 +235,13 @@ impl Chain {
                         _ => None,
                     };
                     c.on_request(request, own, shard, &mut decision)
+                }
+                Kind::Rbac(r) => {
+                    let own = match route_config {
+                        Some(RouteConfig::Rbac(own)) => Some(&**own),
+                        _ => None,
+                    };
+                    r.on_request(request, downstream, own, shard, &mut decision)
                 }
             }
             if decision.reply.is_some() {
