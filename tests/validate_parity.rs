@@ -757,6 +757,26 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "a header mutation filter with every kind of mutation and a route's own",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation, most_specific_header_mutations_wins: true, mutations: { request_mutations: [ { remove: x-a }, { append: { header: { key: x-b, value: b }, append_action: ADD_IF_ABSENT } }, { remove_on_match: { key_matcher: { prefix: x-c } } } ], response_mutations: [ { append: { header: { key: x-d, value: \"\" }, keep_empty_value: true } } ] } }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute, mutations: { response_mutations: [ { remove: x-e } ] } } }\n"),
+            true,
+        ),
+        (
+            "a header mutation both removing and appending",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation, mutations: { request_mutations: [ { remove: x-a, append: { header: { key: x-b, value: b } } } ] } }\n"),
+            false,
+        ),
+        (
+            "a header mutation appending without a header",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation, mutations: { request_mutations: [ { append: {} } ] } }\n"),
+            false,
+        ),
+        (
+            "a header mutation removing on a match without a matcher",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation, mutations: { response_mutations: [ { remove_on_match: {} } ] } }\n"),
+            false,
+        ),
+        (
             "an optional filter Ringway does not run",
             filter("            is_optional: true\n            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua }\n"),
             true,

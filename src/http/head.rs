@@ -893,10 +893,8 @@ pub struct Shaping<'a> {
     pub set_cookie: Option<&'a [u8]>,
     /// `x-envoy-attempt-count` to add (`include_attempt_count_in_response`).
     pub attempt_count: Option<u32>,
-    /// Headers the HTTP filters add.
-    pub filter_headers: &'a [(String, Vec<u8>)],
-    /// Headers the HTTP filters set, in place of any of the same name.
-    pub filter_set_headers: &'a [(String, Vec<u8>)],
+    /// What the HTTP filters do to the response's headers.
+    pub filter_steps: &'a [filters::ResponseStep],
     /// The request asked to upgrade: a `101` is final and keeps its
     /// `upgrade`/`connection` headers; any other answer closes the
     /// connection, as Envoy's does. Neither carries
@@ -925,17 +923,11 @@ pub fn parse_response(
         mutations,
         set_cookie,
         attempt_count,
-        filter_headers,
-        filter_set_headers,
+        filter_steps,
         upgrade,
         websocket,
         date,
     } = shaping;
-    let replaced = |name: &str| {
-        filter_set_headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-    };
     let close = close || upgrade;
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
@@ -1007,7 +999,7 @@ pub fn parse_response(
         "Unknown" => resp.reason.filter(|r| !r.is_empty()).unwrap_or("Unknown"),
         known => known,
     };
-    let edits = match mutations {
+    let mut edits = match mutations {
         Some((levels, record)) => {
             let record = Record { status, ..record };
             let present = |name: &str| {
@@ -1019,6 +1011,10 @@ pub fn parse_response(
         }
         None => Edits::default(),
     };
+    if !filter_steps.is_empty() {
+        let originals: Vec<&str> = resp.headers.iter().map(|h| h.name).collect();
+        filters::shape_response(filter_steps, &mut edits, &originals);
+    }
     out.reserve(data.len() + 256);
     let _ = write!(out, "HTTP/1.1 {status} {reason_text}\r\n");
     let nominated = |name: &str| connection_values.iter().any(|v| has_token(v, name));
@@ -1040,25 +1036,19 @@ pub fn parse_response(
             || (http.server_header == ServerHeaderTransformation::Overwrite
                 && name.eq_ignore_ascii_case("server"))
             || !edits.keeps(name)
-            || replaced(name)
         {
             continue;
         }
         push_header(out, name, h.value);
     }
     for (name, value) in &edits.added {
-        if !replaced(name) {
-            push_header(out, name, value);
-        }
+        push_header(out, name, value);
     }
     if let Some(cookie) = set_cookie {
         push_header(out, "set-cookie", cookie);
     }
     if let Some(n) = attempt_count {
         push_number_header(out, "x-envoy-attempt-count", u64::from(n));
-    }
-    for (name, value) in filter_headers.iter().chain(filter_set_headers) {
-        push_header(out, name, value);
     }
     let add_server = match http.server_header {
         ServerHeaderTransformation::Overwrite => true,

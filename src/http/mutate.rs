@@ -32,6 +32,34 @@ impl Edits {
     pub fn keeps(&self, name: &str) -> bool {
         !self.dropped.iter().any(|d| d.eq_ignore_ascii_case(name))
     }
+
+    /// Removes every line named `name` (lower-case), original or added.
+    pub fn remove(&mut self, name: &str) {
+        self.added.retain(|(n, _)| n != name);
+        self.dropped.push(name.to_string());
+    }
+
+    /// Adds a line as `action` says; `original` tells whether the message
+    /// had a line named `name` (lower-case) before any edit.
+    pub fn append(&mut self, name: &str, value: Vec<u8>, action: AppendAction, original: bool) {
+        let original = original && self.keeps(name);
+        let exists = original || self.added.iter().any(|(n, _)| n == name);
+        let replace = match action {
+            AppendAction::AppendIfExistsOrAdd => false,
+            AppendAction::AddIfAbsent if exists => return,
+            AppendAction::AddIfAbsent => false,
+            AppendAction::OverwriteIfExistsOrAdd => true,
+            AppendAction::OverwriteIfExists if !exists => return,
+            AppendAction::OverwriteIfExists => true,
+        };
+        if replace {
+            self.added.retain(|(n, _)| n != name);
+            if original {
+                self.dropped.push(name.to_string());
+            }
+        }
+        self.added.push((name.to_string(), value));
+    }
 }
 
 /// Works out the edits for a message whose original header names are
@@ -65,8 +93,7 @@ fn plan_with(
     let mut value = String::new();
     for level in levels {
         for name in &level.remove {
-            edits.added.retain(|(n, _)| n != name);
-            edits.dropped.push(name.clone());
+            edits.remove(name);
         }
         for add in &level.add {
             value.clear();
@@ -74,25 +101,8 @@ fn plan_with(
             if value.is_empty() && !add.keep_empty {
                 continue;
             }
-            let original = present(&add.name) && edits.keeps(&add.name);
-            let exists = original || edits.added.iter().any(|(n, _)| *n == add.name);
-            let replace = match add.action {
-                AppendAction::AppendIfExistsOrAdd => false,
-                AppendAction::AddIfAbsent if exists => continue,
-                AppendAction::AddIfAbsent => false,
-                AppendAction::OverwriteIfExistsOrAdd => true,
-                AppendAction::OverwriteIfExists if !exists => continue,
-                AppendAction::OverwriteIfExists => true,
-            };
-            if replace {
-                edits.added.retain(|(n, _)| *n != add.name);
-                if original {
-                    edits.dropped.push(add.name.clone());
-                }
-            }
-            edits
-                .added
-                .push((add.name.clone(), value.as_bytes().to_vec()));
+            let original = present(&add.name);
+            edits.append(&add.name, value.as_bytes().to_vec(), add.action, original);
         }
     }
     edits

@@ -240,6 +240,17 @@ impl<'t> Matched<'t> {
         find(&self.route.filter_configs).or_else(|| find(&self.vhost.filter_configs))
     }
 
+    /// The route's and its virtual host's own configs of filter `name`,
+    /// most specific first.
+    pub fn filter_configs(&self, name: &str) -> [Option<&'t RouteConfig>; 2] {
+        let find =
+            |configs: &'t RouteConfigs| configs.iter().find(|(n, _)| n == name).map(|(_, c)| c);
+        [
+            find(&self.route.filter_configs),
+            find(&self.vhost.filter_configs),
+        ]
+    }
+
     /// The CORS policies for the route, most specific first: the CORS
     /// filter's (named `name`) per-filter configs of route and virtual
     /// host, else their `cors` fields. Only a forwarding route has any

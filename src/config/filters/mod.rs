@@ -4,6 +4,7 @@
 mod cors;
 mod csrf;
 mod fault;
+mod header_mutation;
 mod health_check;
 mod local_ratelimit;
 mod rbac;
@@ -11,6 +12,7 @@ mod rbac;
 pub use cors::{decode_policy as cors_policy, CorsPolicy};
 pub use csrf::CsrfPolicy;
 pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
+pub use header_mutation::{HeaderMutationConfig, HeaderOp};
 pub use health_check::HealthCheckFilter;
 pub use local_ratelimit::LocalRateLimitConfig;
 pub use rbac::{Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules};
@@ -71,6 +73,8 @@ pub enum FilterKind {
     Csrf(CsrfPolicy),
     /// `envoy.filters.http.rbac`.
     Rbac(RbacConfig),
+    /// `envoy.filters.http.header_mutation`.
+    HeaderMutation(HeaderMutationConfig),
 }
 
 impl FilterKind {
@@ -82,7 +86,8 @@ impl FilterKind {
             FilterKind::HealthCheck(_)
             | FilterKind::Fault(_)
             | FilterKind::Cors
-            | FilterKind::Rbac(_) => Vec::new(),
+            | FilterKind::Rbac(_)
+            | FilterKind::HeaderMutation(_) => Vec::new(),
         }
     }
 }
@@ -137,6 +142,8 @@ pub enum RouteFilterConfig {
     Csrf(CsrfPolicy),
     /// The RBAC filter's rules for here.
     Rbac(RbacConfig),
+    /// The header mutation filter's mutations for here.
+    HeaderMutation(HeaderMutationConfig),
 }
 
 impl RouteFilterConfig {
@@ -148,7 +155,8 @@ impl RouteFilterConfig {
             RouteFilterConfig::Csrf(c) => c.runtime_keys().collect(),
             RouteFilterConfig::Disabled
             | RouteFilterConfig::Fault(_)
-            | RouteFilterConfig::Rbac(_) => Vec::new(),
+            | RouteFilterConfig::Rbac(_)
+            | RouteFilterConfig::HeaderMutation(_) => Vec::new(),
         }
     }
 }
@@ -224,6 +232,12 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
         if inner == cors::POLICY_TYPE {
             if let Some(c) = cors::decode_policy(&config, errs) {
                 configs.push((name.clone(), RouteFilterConfig::Cors(c)));
+            }
+            continue;
+        }
+        if inner == header_mutation::PER_ROUTE_TYPE {
+            if let Some(c) = header_mutation::decode_per_route(&config, errs) {
+                configs.push((name.clone(), RouteFilterConfig::HeaderMutation(c)));
             }
             continue;
         }
@@ -324,6 +338,9 @@ pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
             cors::TYPE => cors::decode_filter(&tc, errs).map(|()| FilterKind::Cors),
             csrf::TYPE => csrf::decode(&tc, errs).map(FilterKind::Csrf),
             rbac::TYPE => rbac::decode(&tc, errs).map(FilterKind::Rbac),
+            header_mutation::TYPE => {
+                header_mutation::decode(&tc, errs).map(FilterKind::HeaderMutation)
+            }
             _ if is_optional => {
                 log::warn!(
                     "{}: skipping optional HTTP filter {type_url:?}: Ringway does not implement it",

@@ -1009,8 +1009,7 @@ impl<D: Downstream> Proxy<D> {
                         .matched
                         .filter(|m| m.vhost.attempt_count_in_response)
                         .map(|_| x.attempts.get()),
-                    filter_headers: &x.req.filtered.response_headers,
-                    filter_set_headers: &x.req.filtered.response_headers_set,
+                    filter_steps: &x.req.filtered.response,
                     upgrade: x.req.upgrade,
                     websocket: x.req.websocket,
                     date,

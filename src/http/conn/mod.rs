@@ -11,6 +11,7 @@ use downstream::{Downstream, H1Down};
 use forward::Upstream;
 
 use super::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
+use super::filters;
 use super::flags::ResponseFlags;
 use super::grpc;
 use super::head::{self, ParsedRequest, Peer, Plan, Request};
@@ -1071,30 +1072,25 @@ impl<D: Downstream> Proxy<D> {
         let mutated;
         let levels = x.response_mutations();
         let filtered = &x.req.filtered;
-        let reply = if levels.is_none()
-            && filtered.response_headers.is_empty()
-            && filtered.response_headers_set.is_empty()
-        {
+        let reply = if levels.is_none() && filtered.response.is_empty() {
             reply
         } else {
+            let mut edits = match levels {
+                Some(levels) => {
+                    let record = Record {
+                        status: reply.status,
+                        ..x.record()
+                    };
+                    let present = |name: &str| reply.headers.iter().any(|(n, _)| n == name);
+                    mutate::plan(&levels, &present, &record)
+                }
+                None => mutate::Edits::default(),
+            };
+            let originals: Vec<&str> = reply.headers.iter().map(|(n, _)| n.as_str()).collect();
+            filters::shape_response(&filtered.response, &mut edits, &originals);
             let mut edited = reply.clone();
-            if let Some(levels) = levels {
-                let record = Record {
-                    status: reply.status,
-                    ..x.record()
-                };
-                let present = |name: &str| reply.headers.iter().any(|(n, _)| n == name);
-                let edits = mutate::plan(&levels, &present, &record);
-                edited.headers.retain(|(n, _)| edits.keeps(n));
-                edited.headers.extend(edits.added);
-            }
-            let set = &filtered.response_headers_set;
-            edited
-                .headers
-                .retain(|(n, _)| !set.iter().any(|(s, _)| s.eq_ignore_ascii_case(n)));
-            edited
-                .headers
-                .extend(filtered.response_headers.iter().chain(set).cloned());
+            edited.headers.retain(|(n, _)| edits.keeps(n));
+            edited.headers.extend(edits.added);
             mutated = edited;
             &mutated
         };

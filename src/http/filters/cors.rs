@@ -5,7 +5,7 @@
 //! one taken from the virtual host, as Envoy merges them). As in Envoy,
 //! only forwarding routes have policies.
 
-use super::Decision;
+use super::{Decision, ResponseStep};
 use crate::config::CorsPolicy;
 use crate::http::flags::ResponseFlags;
 use crate::http::local_reply::LocalReply;
@@ -130,7 +130,10 @@ impl Cors {
             .unwrap_or(true);
         // The marks replace whatever the upstream or the route set, on the
         // preflight's answer too (Envoy's filter marks its own answer).
-        marks(&mut decision.filtered.response_headers_set);
+        let mut set = Vec::new();
+        marks(&mut set);
+        let steps = set.into_iter().map(|(n, v)| ResponseStep::Set(n, v));
+        decision.filtered.response.extend(steps);
         if !preflight || (!allowed && forward) {
             return;
         }

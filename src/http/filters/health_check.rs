@@ -6,7 +6,7 @@
 //! Its responses name this proxy's service cluster; while failing, every
 //! other response carries `x-envoy-immediate-health-check-fail`.
 
-use super::{Context, Decision};
+use super::{Context, Decision, ResponseStep};
 use crate::config::{HeaderMatcher, HealthCheckFilter};
 use crate::http::flags::ResponseFlags;
 use crate::http::local_reply::LocalReply;
@@ -52,13 +52,13 @@ impl HealthCheck {
             .all(|h| h.matches(request.header(&h.name).as_deref()));
         if is_check {
             decision.filtered.health_check = true;
-            decision.filtered.response_headers.push((
+            decision.filtered.response.push(ResponseStep::Add(
                 "x-envoy-upstream-healthchecked-cluster".to_string(),
                 self.service_cluster.as_bytes().to_vec(),
             ));
         }
         if failing {
-            decision.filtered.response_headers.push((
+            decision.filtered.response.push(ResponseStep::Add(
                 "x-envoy-immediate-health-check-fail".to_string(),
                 b"true".to_vec(),
             ));

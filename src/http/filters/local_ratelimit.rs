@@ -5,7 +5,7 @@
 //! configured status (429) and body `local_rate_limited` (flag RL). A
 //! route or virtual host may bring its own settings and bucket.
 
-use super::{ConnectionState, Decision};
+use super::{ConnectionState, Decision, ResponseStep};
 use crate::config::LocalRateLimitConfig;
 use crate::http::flags::ResponseFlags;
 use crate::http::local_reply::LocalReply;
@@ -124,12 +124,14 @@ fn x_ratelimit_headers(bucket: &TokenBucket, taken: Taken, decision: &mut Decisi
         let millis = bucket.token_interval().as_nanos().div_ceil(1_000_000);
         millis.div_ceil(1000)
     };
-    let headers = &mut decision.filtered.response_headers;
     for (name, value) in [
         ("x-ratelimit-limit", bucket.max_tokens().to_string()),
         ("x-ratelimit-remaining", taken.remaining.to_string()),
         ("x-ratelimit-reset", reset.to_string()),
     ] {
-        headers.push((name.to_string(), value.into_bytes()));
+        decision
+            .filtered
+            .response
+            .push(ResponseStep::Add(name.to_string(), value.into_bytes()));
     }
 }

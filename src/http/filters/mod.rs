@@ -9,6 +9,7 @@
 pub mod cors;
 pub mod csrf;
 pub mod fault;
+pub mod header_mutation;
 pub mod health_check;
 pub mod local_ratelimit;
 pub mod rbac;
@@ -25,6 +26,7 @@ use crate::stats::Store;
 use crate::token_bucket::TokenBucket;
 use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A connection manager's filters, compiled.
@@ -52,6 +54,7 @@ enum Kind {
     Cors(cors::Cors),
     Csrf(Box<csrf::Csrf>),
     Rbac(Box<rbac::Rbac>),
+    HeaderMutation(Box<header_mutation::HeaderMutation>),
 }
 
 /// What a virtual host or route says about one filter, compiled.
@@ -69,6 +72,8 @@ pub enum RouteConfig {
     Csrf(Box<csrf::Policy>),
     /// The RBAC filter's rules for here.
     Rbac(Box<rbac::Rules>),
+    /// The header mutation filter's mutations for here.
+    HeaderMutation(Box<header_mutation::Level>),
 }
 
 /// A virtual host's or route's `typed_per_filter_config`, compiled, by
@@ -94,6 +99,9 @@ pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> Route
                 }
                 config::RouteFilterConfig::Rbac(c) => {
                     RouteConfig::Rbac(Box::new(rbac::Rules::compile(c)))
+                }
+                config::RouteFilterConfig::HeaderMutation(c) => {
+                    RouteConfig::HeaderMutation(Box::new(header_mutation::Level::compile(c)))
                 }
             };
             (name.clone(), compiled)
@@ -128,14 +136,43 @@ pub struct Decision {
     pub request_edits: Edits,
 }
 
+/// What a filter does to every response to the request.
+#[derive(Debug)]
+pub enum ResponseStep {
+    /// Adds a header.
+    Add(String, Vec<u8>),
+    /// Sets a header in place of any of the same name.
+    Set(String, Vec<u8>),
+    /// Applies levels of header mutations, in order.
+    Mutate(Vec<Arc<[config::HeaderOp]>>),
+}
+
+/// Applies the filters' `steps` to a response after the route's `edits`,
+/// the last filter's first (Envoy encodes in reverse order); `originals`
+/// are the response's header names before any edit.
+pub fn shape_response(steps: &[ResponseStep], edits: &mut Edits, originals: &[&str]) {
+    for step in steps.iter().rev() {
+        match step {
+            ResponseStep::Add(name, value) => edits.added.push((name.clone(), value.clone())),
+            ResponseStep::Set(name, value) => {
+                edits.remove(name);
+                edits.added.push((name.clone(), value.clone()));
+            }
+            ResponseStep::Mutate(levels) => {
+                for ops in levels {
+                    header_mutation::apply(ops, edits, originals);
+                }
+            }
+        }
+    }
+}
+
 /// What the filters ask of a request's exchange (it carries this).
 #[derive(Debug, Default)]
 pub struct Filtered {
-    /// Headers every response to the request carries.
-    pub response_headers: Vec<(String, Vec<u8>)>,
-    /// Headers every response to the request carries in place of any of
-    /// the same name.
-    pub response_headers_set: Vec<(String, Vec<u8>)>,
+    /// What they do to every response to the request, in the order the
+    /// filters ran.
+    pub response: Vec<ResponseStep>,
     /// A health check of this proxy: left out of the response stats, as
     /// Envoy leaves it.
     pub health_check: bool,
@@ -181,6 +218,9 @@ impl Chain {
                     }
                     config::FilterKind::Rbac(c) => {
                         Kind::Rbac(Box::new(rbac::Rbac::compile(c, cx.store, cx.stat_prefix)))
+                    }
+                    config::FilterKind::HeaderMutation(c) => {
+                        Kind::HeaderMutation(Box::new(header_mutation::HeaderMutation::compile(c)))
                     }
                 },
             })
@@ -242,6 +282,10 @@ impl Chain {
                         _ => None,
                     };
                     r.on_request(request, downstream, own, shard, &mut decision)
+                }
+                Kind::HeaderMutation(h) => {
+                    let levels = matched.map_or([None, None], |m| m.filter_configs(&filter.name));
+                    h.on_request(request, levels, &mut decision)
                 }
             }
             if decision.reply.is_some() {
