@@ -2,8 +2,9 @@
 //! the same config: ordered removals, additions with each append action
 //! and removals by name pattern, on requests (what the backend sees) and
 //! on responses (proxied, direct and no-route answers, after the route's
-//! own `response_headers_to_add`); a virtual host's and a route's own
-//! mutations in both orders of `most_specific_header_mutations_wins`.
+//! own `response_headers_to_add`); the route configuration's, a virtual
+//! host's, a route's and a weighted cluster's own mutations in both
+//! orders of `most_specific_header_mutations_wins`.
 
 mod common;
 use common::oracle::{with_admin, Pair};
@@ -22,9 +23,14 @@ fn level(value: &str) -> String {
 
 fn routes() -> String {
     format!(
-        "            - name: all\n              domains: [\"example.com\"]{}\n              routes:\n              - match: {{ prefix: /levels }}\n                route: {{ cluster: app }}\n                response_headers_to_add:\n                - header: {{ key: x-overwrite, value: route }}\n                - header: {{ key: x-route-only, value: \"1\" }}{}\n              - match: {{ prefix: /direct }}\n                direct_response: {{ status: 200, body: {{ inline_string: direct }} }}\n              - match: {{ prefix: /plain }}\n                route: {{ cluster: app }}\n",
+        "            - name: all\n              domains: [\"example.com\"]{}\n              routes:\n              - match: {{ prefix: /levels }}\n                route: {{ cluster: app }}\n                response_headers_to_add:\n                - header: {{ key: x-overwrite, value: route }}\n                - header: {{ key: x-route-only, value: \"1\" }}{}\n              - match: {{ prefix: /weighted }}
+                route: {{ weighted_clusters: {{ clusters: [ {{ name: app, weight: 1{} }} ] }} }}
+              - match: {{ prefix: /direct }}\n                direct_response: {{ status: 200, body: {{ inline_string: direct }} }}\n              - match: {{ prefix: /plain }}\n                route: {{ cluster: app }}\n",
         level("vhost").replace("\n                ", "\n              "),
         level("route"),
+        level("weighted")
+            .replace("\n                typed_per_filter_config:\n                  ", ", typed_per_filter_config: { ")
+            + " }",
     )
 }
 
@@ -57,23 +63,30 @@ fn request(path: &str) -> Vec<u8> {
 }
 
 /// Starts both proxies with the filter and asks the same questions;
-/// returns the `x-level` each side of `/levels` saw (request, response).
-fn mutated_as_in_envoy(test: &str, most_specific_wins: bool) -> Option<(String, String)> {
+/// returns the `x-level` each of `/levels` and `/weighted` ended with
+/// (on the request, then on the response).
+fn mutated_as_in_envoy(test: &str, most_specific_wins: bool) -> Option<[String; 4]> {
     let backend = Backend::start("app");
-    let config = http_config(&routes(), &port_cluster("app", backend.port())).replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{}", filter(most_specific_wins)),
-    );
+    let table = level("table").replace("\n                ", "\n            ");
+    let config = http_config(&routes(), &port_cluster("app", backend.port()))
+        .replace(
+            "          http_filters:\n",
+            &format!("          http_filters:\n{}", filter(most_specific_wins)),
+        )
+        .replace(
+            "            name: local_route\n",
+            &format!("            name: local_route{table}\n"),
+        );
     let pair = Pair::start(test, &with_admin(&config), vec![backend])?;
     let observed = pair.assert_all_same(&[
         request("/levels"),
+        request("/weighted"),
         request("/plain"),
         request("/direct"),
         request("/nowhere"),
     ]);
     let statuses: Vec<u16> = observed.iter().map(|o| o.status).collect();
-    assert_eq!(statuses, [200, 200, 200, 404]);
-    let levels = &observed[0];
+    assert_eq!(statuses, [200, 200, 200, 200, 404]);
     let header = |headers: &[(String, String)], name: &str| {
         headers
             .iter()
@@ -81,14 +94,17 @@ fn mutated_as_in_envoy(test: &str, most_specific_wins: bool) -> Option<(String, 
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
+    let (levels, weighted) = (&observed[0], &observed[1]);
     let upstream = &levels.upstream[0].headers;
     assert_eq!(header(upstream, "x-client"), "mine");
     assert_eq!(header(upstream, "x-drop"), "");
     assert_eq!(header(&levels.headers, "x-overwrite"), "filter");
-    Some((
+    Some([
         header(upstream, "x-level"),
         header(&levels.headers, "x-level"),
-    ))
+        header(&weighted.upstream[0].headers, "x-level"),
+        header(&weighted.headers, "x-level"),
+    ])
 }
 
 #[test]
@@ -96,8 +112,9 @@ fn headers_are_mutated_as_in_envoy() {
     let Some(levels) = mutated_as_in_envoy("headers_are_mutated_as_in_envoy", false) else {
         return;
     };
-    // The route's mutations run first: the virtual host's win.
-    assert_eq!(levels, ("vhost".to_string(), "vhost".to_string()));
+    // The most specific level's mutations run first: the route
+    // configuration's win.
+    assert_eq!(levels, ["table", "table", "table", "table"]);
 }
 
 #[test]
@@ -107,5 +124,5 @@ fn the_most_specific_level_wins_when_asked_as_in_envoy() {
     else {
         return;
     };
-    assert_eq!(levels, ("route".to_string(), "route".to_string()));
+    assert_eq!(levels, ["route", "route", "weighted", "weighted"]);
 }

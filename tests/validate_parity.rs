@@ -777,6 +777,19 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "filter configs at the route configuration and a weighted cluster",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation }\n")
+                .replace("            virtual_hosts:\n", "            typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute } }\n            virtual_hosts:\n")
+                .replace("                route: { cluster: app }\n", "                route: { weighted_clusters: { clusters: [ { name: app, weight: 1, typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true } } } ] } }\n"),
+            true,
+        ),
+        (
+            "a health check filter config on a weighted cluster",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck, pass_through_mode: true }\n")
+                .replace("                route: { cluster: app }\n", "                route: { weighted_clusters: { clusters: [ { name: app, weight: 1, typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck, pass_through_mode: true } } } ] } }\n"),
+            false,
+        ),
+        (
             "an optional filter Ringway does not run",
             filter("            is_optional: true\n            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua }\n"),
             true,

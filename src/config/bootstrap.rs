@@ -293,6 +293,8 @@ pub struct RouteConfiguration {
     pub request_headers: super::HeaderMutations,
     /// `response_headers_to_add` / `_to_remove`.
     pub response_headers: super::HeaderMutations,
+    /// `typed_per_filter_config`.
+    pub filter_configs: super::PerFilterConfigs,
 }
 
 /// `virtual_hosts[]`.
@@ -668,12 +670,12 @@ static ROUTE_CONFIGURATION: Fields = Fields {
     known: &[
         "name", "virtual_hosts", "ignore_port_in_host_matching", "request_headers_to_add",
         "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+        "typed_per_filter_config",
     ],
     unsupported: &[
         "vhds", "internal_only_headers", "most_specific_header_mutations_wins", "validate_clusters",
         "max_direct_response_body_size_bytes", "cluster_specifier_plugins",
-        "request_mirror_policies", "ignore_path_parameters_in_path_matching",
-        "typed_per_filter_config", "metadata",
+        "request_mirror_policies", "ignore_path_parameters_in_path_matching", "metadata",
     ],
 };
 #[rustfmt::skip]
@@ -1323,6 +1325,15 @@ static RUNTIME_LAYER: Fields = Fields {
 /// The runtime keys the static listeners' runtime fractions read (their
 /// HTTP filters' and their inline routes').
 fn fraction_keys(listeners: &[Listener]) -> std::collections::HashSet<String> {
+    fn weighted(r: &Route) -> &[super::WeightedCluster] {
+        match &r.action {
+            RouteAction::Forward(f) => match &f.target {
+                super::ClusterTarget::Weighted { clusters, .. } => clusters,
+                _ => &[],
+            },
+            _ => &[],
+        }
+    }
     let managers = listeners
         .iter()
         .flat_map(|l| l.chains.iter().chain(&l.default_chain))
@@ -1339,8 +1350,14 @@ fn fraction_keys(listeners: &[Listener]) -> std::collections::HashSet<String> {
             continue;
         };
         for vh in &rc.virtual_hosts {
-            let levels = std::iter::once(&vh.filter_configs)
-                .chain(vh.routes.iter().map(|r| &r.filter_configs));
+            let levels = std::iter::once(&rc.filter_configs)
+                .chain(std::iter::once(&vh.filter_configs))
+                .chain(vh.routes.iter().map(|r| &r.filter_configs))
+                .chain(
+                    vh.routes
+                        .iter()
+                        .flat_map(|r| weighted(r).iter().map(|w| &w.filter_configs)),
+                );
             for (_, config) in levels.flatten() {
                 keys.extend(config.runtime_keys().into_iter().map(str::to_string));
             }
@@ -1564,6 +1581,7 @@ pub(super) fn route_configuration(node: Node, errs: &mut Errors) -> Option<Route
         ignore_port_in_host_matching: flag(&obj, errs, "ignore_port_in_host_matching"),
         request_headers: super::header_mutations(&obj, errs, "request"),
         response_headers: super::header_mutations(&obj, errs, "response"),
+        filter_configs: super::filters::per_filter_configs(&obj, errs),
     })
 }
 

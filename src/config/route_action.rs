@@ -31,6 +31,8 @@ pub struct WeightedCluster {
     pub weight: u32,
     /// `metadata_match`'s `envoy.lb` criteria (merged over the route's).
     pub metadata_match: Option<super::LbMetadata>,
+    /// `typed_per_filter_config`: the most specific level.
+    pub filter_configs: super::PerFilterConfigs,
 }
 
 /// How the upstream `Host` is rewritten.
@@ -260,11 +262,11 @@ static WEIGHTED_CLUSTERS: Fields = Fields {
 };
 #[rustfmt::skip]
 static CLUSTER_WEIGHT: Fields = Fields {
-    known: &["name", "weight", "metadata_match"],
+    known: &["name", "weight", "metadata_match", "typed_per_filter_config"],
     unsupported: &[
         "cluster_header", "request_headers_to_add",
         "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
-        "typed_per_filter_config", "host_rewrite_literal",
+        "host_rewrite_literal",
     ],
 };
 #[rustfmt::skip]
@@ -357,6 +359,7 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
                 name,
                 weight,
                 metadata_match,
+                filter_configs: super::filters::per_filter_configs(&co, errs),
             });
         }
         let sum: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();

@@ -542,7 +542,13 @@ fn analyse_request<'v>(
         Action::Forward(f) => Some(f.cluster(&view, shard.random(), &m.table.clusters_by_name)),
         _ => None,
     });
-    let cluster = chosen.and_then(|c| c.ok()).map(|(c, _)| c);
+    let picked = chosen.as_ref().and_then(|c| c.as_ref().ok());
+    let cluster = picked.map(|(c, _, _)| *c);
+    // A weighted cluster's own filter configs are the most specific.
+    let matched = matched.map(|m| Matched {
+        weighted: picked.and_then(|(_, _, configs)| *configs),
+        ..m
+    });
     let peer_ip = peer.remote.ip().map(|a| a.ip());
     let forwarded = xff::resolve(
         &http.xff,
@@ -586,7 +592,7 @@ fn analyse_request<'v>(
         Action::Forward(forward) => forward,
     };
     let (cluster, criteria) = match chosen {
-        Some(Ok(c)) => c,
+        Some(Ok((cluster, criteria, _))) => (cluster, criteria),
         Some(Err(status)) => return request(Plan::NoCluster(status, matched)),
         // Only a forwarding route reaches here, and it always chose.
         None => return request(Plan::NoRoute),

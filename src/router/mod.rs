@@ -14,6 +14,7 @@ use crate::config::{
 use crate::http::filters::{cors, route_configs, RouteConfig, RouteConfigs};
 use crate::stats::Store;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a matched route does.
@@ -45,8 +46,9 @@ pub enum Target {
     /// Clusters drawn by weight out of `total`.
     Weighted {
         /// (cluster index, weight, subset criteria: the entry's
-        /// `metadata_match` merged over the route's).
-        clusters: Vec<(usize, u32, Option<config::LbMetadata>)>,
+        /// `metadata_match` merged over the route's, its own filter
+        /// configs).
+        clusters: Vec<(usize, u32, Option<config::LbMetadata>, Arc<RouteConfigs>)>,
         /// The weights' total.
         total: u64,
     },
@@ -111,14 +113,14 @@ impl Forward {
         req: &RequestView,
         random: u64,
         by_name: &HashMap<String, usize>,
-    ) -> Result<(usize, Option<&config::LbMetadata>), u16> {
+    ) -> Result<(usize, Option<&config::LbMetadata>, Option<&RouteConfigs>), u16> {
         let route = self.metadata_match.as_ref();
         let picked = match &self.target {
-            Target::Cluster(i) => Ok((*i, route)),
+            Target::Cluster(i) => Ok((*i, route, None)),
             Target::Header(h) => req
                 .header(h)
                 .and_then(|name| by_name.get(name.as_ref()).copied())
-                .map(|i| (i, route))
+                .map(|i| (i, route, None))
                 .ok_or(self.cluster_not_found_status),
             Target::Weighted { clusters, total } => {
                 let mut draw = random % total;
@@ -131,12 +133,12 @@ impl Forward {
                     draw -= u64::from(entry.1);
                 }
                 chosen
-                    .map(|(c, _, criteria)| (*c, criteria.as_ref()))
+                    .map(|(c, _, criteria, configs)| (*c, criteria.as_ref(), Some(&**configs)))
                     .ok_or(503)
             }
         };
         match picked {
-            Ok((MISSING_CLUSTER, _)) => Err(self.cluster_not_found_status),
+            Ok((MISSING_CLUSTER, _, _)) => Err(self.cluster_not_found_status),
             picked => picked,
         }
     }
@@ -229,25 +231,26 @@ pub struct Matched<'t> {
     pub vhost: &'t VirtualHost,
     /// The route.
     pub route: &'t Route,
+    /// The filter configs of the weighted cluster the request goes to.
+    pub weighted: Option<&'t RouteConfigs>,
 }
 
 impl<'t> Matched<'t> {
-    /// What the route, else its virtual host, says about filter `name`
-    /// (the most specific level wins, as in Envoy).
+    /// What the most specific level (weighted cluster, route, virtual
+    /// host, route configuration) says about filter `name`, as in Envoy.
     pub fn filter_config(&self, name: &str) -> Option<&'t RouteConfig> {
-        let find =
-            |configs: &'t RouteConfigs| configs.iter().find(|(n, _)| n == name).map(|(_, c)| c);
-        find(&self.route.filter_configs).or_else(|| find(&self.vhost.filter_configs))
+        self.filter_configs(name).into_iter().flatten().next()
     }
 
-    /// The route's and its virtual host's own configs of filter `name`,
-    /// most specific first.
-    pub fn filter_configs(&self, name: &str) -> [Option<&'t RouteConfig>; 2] {
+    /// Every level's own config of filter `name`, most specific first.
+    pub fn filter_configs(&self, name: &str) -> [Option<&'t RouteConfig>; 4] {
         let find =
             |configs: &'t RouteConfigs| configs.iter().find(|(n, _)| n == name).map(|(_, c)| c);
         [
+            self.weighted.and_then(find),
             find(&self.route.filter_configs),
             find(&self.vhost.filter_configs),
+            find(&self.table.filter_configs),
         ]
     }
 
@@ -266,8 +269,10 @@ impl<'t> Matched<'t> {
             })
         };
         let per_filter: Vec<&cors::Policy> = [
+            self.weighted.and_then(own),
             own(&self.route.filter_configs),
             own(&self.vhost.filter_configs),
+            own(&self.table.filter_configs),
         ]
         .into_iter()
         .flatten()
@@ -316,6 +321,8 @@ pub struct RouteTable {
     pub request_headers: HeaderMutations,
     /// Response header mutations of the route configuration.
     pub response_headers: HeaderMutations,
+    /// `typed_per_filter_config` of the route configuration, compiled.
+    pub filter_configs: RouteConfigs,
     /// Cluster indexes by name, for `cluster_header`.
     pub clusters_by_name: HashMap<String, usize>,
 }
@@ -355,6 +362,7 @@ impl RouteTable {
             ignore_port: rc.ignore_port_in_host_matching,
             request_headers: rc.request_headers.clone(),
             response_headers: rc.response_headers.clone(),
+            filter_configs: route_configs(&rc.filter_configs, store),
             clusters_by_name: clusters_by_name.clone(),
         };
         for (vi, vh) in rc.virtual_hosts.iter().enumerate() {
@@ -423,7 +431,9 @@ impl RouteTable {
                                             f.metadata_match.as_ref(),
                                             c.metadata_match.as_ref(),
                                         );
-                                        Some((i, c.weight, criteria))
+                                        let configs =
+                                            Arc::new(route_configs(&c.filter_configs, store));
+                                        Some((i, c.weight, criteria, configs))
                                     })
                                     .collect();
                                 match resolved {
@@ -580,6 +590,7 @@ impl RouteTable {
             table: self,
             vhost,
             route: routes.get(i)?,
+            weighted: None,
         })
     }
 }

@@ -1,8 +1,8 @@
 //! `envoy.filters.http.header_mutation`: ordered removals and additions
 //! on the request's headers and on every response's. The filter's own
-//! mutations run first, then a virtual host's and a route's (the route's
-//! first unless `most_specific_header_mutations_wins`, so the less
-//! specific level has the last word, as in Envoy).
+//! mutations run first, then the route levels' (the most specific first
+//! unless `most_specific_header_mutations_wins`, so the least specific
+//! level has the last word, as in Envoy).
 
 use super::{Decision, ResponseStep, RouteConfig};
 use crate::config::{HeaderMutationConfig, HeaderOp};
@@ -44,12 +44,12 @@ impl HeaderMutation {
     }
 
     /// The request-headers phase: edits the request's headers and asks
-    /// for the response mutations. `routes` are the route's and the
-    /// virtual host's own configs (most specific first).
+    /// for the response mutations. `routes` are the levels' own configs
+    /// (weighted cluster, route, virtual host, route configuration).
     pub fn on_request(
         &self,
         request: &RequestView,
-        routes: [Option<&RouteConfig>; 2],
+        routes: [Option<&RouteConfig>; 4],
         decision: &mut Decision,
     ) {
         let mut levels: Vec<&Level> = routes

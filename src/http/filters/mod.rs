@@ -284,7 +284,7 @@ impl Chain {
                     r.on_request(request, downstream, own, shard, &mut decision)
                 }
                 Kind::HeaderMutation(h) => {
-                    let levels = matched.map_or([None, None], |m| m.filter_configs(&filter.name));
+                    let levels = matched.map_or([None; 4], |m| m.filter_configs(&filter.name));
                     h.on_request(request, levels, &mut decision)
                 }
             }
