@@ -217,52 +217,34 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
         let Some(inner) = type_url(&config, errs) else {
             continue;
         };
-        if inner == fault::TYPE {
-            if let Some(f) = fault::decode(&config, errs) {
-                configs.push((name.clone(), RouteFilterConfig::Fault(f)));
+        let decoded = match inner {
+            fault::TYPE => fault::decode(&config, errs).map(RouteFilterConfig::Fault),
+            csrf::TYPE => csrf::decode(&config, errs).map(RouteFilterConfig::Csrf),
+            cors::POLICY_TYPE => cors::decode_policy(&config, errs).map(RouteFilterConfig::Cors),
+            header_mutation::PER_ROUTE_TYPE => header_mutation::decode_per_route(&config, errs)
+                .map(RouteFilterConfig::HeaderMutation),
+            rbac::PER_ROUTE_TYPE => {
+                rbac::decode_per_route(&config, errs).map(RouteFilterConfig::Rbac)
             }
-            continue;
-        }
-        if inner == csrf::TYPE {
-            if let Some(c) = csrf::decode(&config, errs) {
-                configs.push((name.clone(), RouteFilterConfig::Csrf(c)));
+            local_ratelimit::TYPE => {
+                local_ratelimit::decode(&config, errs, true).map(RouteFilterConfig::LocalRateLimit)
             }
-            continue;
-        }
-        if inner == cors::POLICY_TYPE {
-            if let Some(c) = cors::decode_policy(&config, errs) {
-                configs.push((name.clone(), RouteFilterConfig::Cors(c)));
-            }
-            continue;
-        }
-        if inner == header_mutation::PER_ROUTE_TYPE {
-            if let Some(c) = header_mutation::decode_per_route(&config, errs) {
-                configs.push((name.clone(), RouteFilterConfig::HeaderMutation(c)));
-            }
-            continue;
-        }
-        if inner == rbac::PER_ROUTE_TYPE {
-            if let Some(c) = rbac::decode_per_route(&config, errs) {
-                configs.push((name.clone(), RouteFilterConfig::Rbac(c)));
-            }
-            continue;
-        }
-        if inner == local_ratelimit::TYPE {
-            if let Some(c) = local_ratelimit::decode(&config, errs, true) {
-                configs.push((name.clone(), RouteFilterConfig::LocalRateLimit(c)));
-            }
-            continue;
-        }
-        if optional {
-            continue;
-        }
-        let message = match inner {
+            _ if optional => continue,
             health_check::TYPE => {
-                format!("The filter {name} doesn't support virtual host or route specific configurations")
+                errs.add(config.path(), format!("The filter {name} doesn't support virtual host or route specific configurations"));
+                continue;
             }
-            _ => format!("per-route config {inner:?} of filter {name:?} is not supported yet"),
+            _ => {
+                errs.add(
+                    config.path(),
+                    format!("per-route config {inner:?} of filter {name:?} is not supported yet"),
+                );
+                continue;
+            }
         };
-        errs.add(config.path(), message);
+        if let Some(c) = decoded {
+            configs.push((name.clone(), c));
+        }
     }
     configs
 }

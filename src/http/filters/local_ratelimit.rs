@@ -37,16 +37,11 @@ impl LocalRateLimit {
     /// Compiles `config`, its stats in `store` and its fractions read from
     /// the store's runtime.
     pub fn compile(config: &LocalRateLimitConfig, store: &Store) -> LocalRateLimit {
-        let response_headers = config
-            .response_headers
-            .iter()
-            .filter(|h| h.action != crate::config::AppendAction::OverwriteIfExists)
-            .map(|h| {
-                let value = h.value.literal().unwrap_or_default();
-                (h.name.clone(), value.into_bytes())
-            })
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
+        let to_add = crate::config::HeaderMutations {
+            add: config.response_headers.clone(),
+            remove: Vec::new(),
+        };
+        let response_headers = mutate::plan_literal(&to_add, &|_| false).added;
         LocalRateLimit {
             bucket: config.bucket.as_ref().map(TokenBucket::new),
             enabled: config.enabled.as_ref().map(|p| store.runtime.share(p)),
@@ -85,7 +80,8 @@ impl LocalRateLimit {
         self.stats.inc(w, sets::HttpLocalRateLimit::rate_limited);
         if !drawn(&self.enforced) {
             let present = |name: &str| request.header(name).is_some();
-            decision.request_edits = mutate::plan_literal(&self.config.request_headers, &present);
+            let edits = mutate::plan_literal(&self.config.request_headers, &present);
+            decision.request_edits = std::mem::take(&mut decision.request_edits).then(edits);
             return;
         }
         self.stats.inc(w, sets::HttpLocalRateLimit::enforced);
