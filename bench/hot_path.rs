@@ -123,6 +123,7 @@ fn route_matching(c: &mut Criterion) {
             method: "GET",
             path: &path,
             authority: &host,
+            scheme: "http",
             headers: &headers,
         };
         assert!(table

@@ -614,3 +614,28 @@ fn shared_ticket_keys_resume_across_proxies_and_key_rotations() {
         assert_eq!(ringway_ok, valid, "{what}: ringway said {ringway_out}");
     }
 }
+
+/// A request over TLS has the `https` scheme: a route matching
+/// `:scheme` sees it, over HTTP/1.1 and HTTP/2 alike.
+#[test]
+fn routes_see_the_scheme_of_a_tls_connection_as_envoy_does() {
+    if !tool_or_skip("tls scheme", &["openssl", "version"]) {
+        return;
+    }
+    let certs = Certs::generate();
+    let filter = direct_response_filter("scheme", "other").replace(
+        "              - match: { prefix: \"/\" }\n",
+        "              - match: { prefix: \"/\", headers: [ { name: \":scheme\", string_match: { exact: https } } ] }\n                direct_response: { status: 200, body: { inline_string: \"https\" } }\n              - match: { prefix: \"/\" }\n",
+    );
+    let chains = format!(
+        "    - {}      filters:\n{filter}",
+        &certs.server_socket(&["a"], "            alpn_protocols: [h2, http/1.1]\n", "")[6..]
+    );
+    let Some(pair) = Pair::start("tls scheme", &listener(&chains, ""), vec![]) else {
+        return;
+    };
+    for args in [&["-k", "--http1.1", "/"][..], &["-k", "--http2", "/"]] {
+        let (_, body, _) = assert_same_https(&pair, "a.example.com", args);
+        assert_eq!(body, "https", "{args:?}");
+    }
+}

@@ -522,6 +522,7 @@ fn analyse_request<'v>(
         method,
         path,
         authority: host,
+        scheme: if peer.tls.is_some() { "https" } else { "http" },
         headers: req.headers,
     };
     let matched = http.routes.route(&lower, &view);

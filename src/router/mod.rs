@@ -838,6 +838,7 @@ mod tests {
                 method: "GET",
                 path,
                 authority: "h",
+                scheme: "http",
                 headers: &[],
             };
             let bare = path.split_once('?').map_or(path, |(b, _)| b);

@@ -13,6 +13,8 @@ pub struct RequestView<'r> {
     pub path: &'r str,
     /// `:authority` (the Host value as received).
     pub authority: &'r str,
+    /// `:scheme`: `https` on a TLS connection, else `http`.
+    pub scheme: &'r str,
     /// The header lines.
     pub headers: &'r [httparse::Header<'r>],
 }
@@ -26,7 +28,7 @@ impl RequestView<'_> {
             ":method" => return Some(self.method.into()),
             ":path" => return Some(self.path.into()),
             ":authority" | "host" => return Some(self.authority.into()),
-            ":scheme" => return Some("http".into()),
+            ":scheme" => return Some(self.scheme.into()),
             _ => {}
         }
         let mut values = self
@@ -89,6 +91,7 @@ mod tests {
             method: "GET",
             path: "/p?a=1&b=x%20y&a=2",
             authority: "h",
+            scheme: "http",
             headers: &headers,
         };
         assert_eq!(req.header("x-a").as_deref(), Some("1,2"));
