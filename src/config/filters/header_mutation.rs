@@ -5,6 +5,7 @@
 use super::super::node::{Errors, Fields, Node};
 use super::super::route_action::{header_to_add, HeaderToAdd};
 use super::super::route_match::{string_matcher, StringMatcher};
+use super::{decode_all, one_of};
 
 /// The filter's type.
 pub(super) const TYPE: &str =
@@ -84,12 +85,10 @@ pub(super) fn decode_per_route(node: &Node, errs: &mut Errors) -> Option<HeaderM
 fn mutations(node: &Node, errs: &mut Errors) -> Option<HeaderMutationConfig> {
     let obj = node.object(errs, &MUTATIONS)?;
     let list = |errs: &mut Errors, name: &str| -> Option<Vec<HeaderOp>> {
-        let Some(items) = obj.get(name) else {
-            return Some(Vec::new());
-        };
-        let items = items.list(errs);
-        let ops: Vec<HeaderOp> = items.iter().filter_map(|m| op(m, errs)).collect();
-        (ops.len() == items.len()).then_some(ops)
+        match obj.get(name) {
+            Some(items) => decode_all(&items, errs, op),
+            None => Some(Vec::new()),
+        }
     };
     Some(HeaderMutationConfig {
         request: list(errs, "request_mutations")?,
@@ -99,20 +98,8 @@ fn mutations(node: &Node, errs: &mut Errors) -> Option<HeaderMutationConfig> {
 }
 
 fn op(node: &Node, errs: &mut Errors) -> Option<HeaderOp> {
-    let obj = node.object(errs, &MUTATION)?;
-    let set: Vec<&str> = ["remove", "append", "remove_on_match"]
-        .into_iter()
-        .filter(|f| obj.get(f).is_some())
-        .collect();
-    let [field] = set.as_slice() else {
-        errs.add(
-            node.path(),
-            format!("a mutation is one of remove, append or remove_on_match, found {set:?}"),
-        );
-        return None;
-    };
-    let value = obj.get(field)?;
-    match *field {
+    let (field, value) = one_of(node, errs, &MUTATION, "mutation")?;
+    match field {
         "remove" => {
             let name = value.str(errs)?.to_ascii_lowercase();
             if name.is_empty() || name.starts_with(':') || name == "host" {

@@ -249,6 +249,45 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
     configs
 }
 
+/// Decodes every item of a list with `item`; None unless all decode.
+fn decode_all<T>(
+    node: &Node,
+    errs: &mut Errors,
+    item: fn(&Node, &mut Errors) -> Option<T>,
+) -> Option<Vec<T>> {
+    let items = node.list(errs);
+    let decoded: Vec<T> = items.iter().filter_map(|i| item(i, errs)).collect();
+    (decoded.len() == items.len()).then_some(decoded)
+}
+
+/// The one field set in a oneof mapping (Envoy requires exactly one
+/// of `fields.known`), and its value.
+fn one_of<'a>(
+    node: &Node<'a>,
+    errs: &mut Errors,
+    fields: &Fields,
+    what: &str,
+) -> Option<(&'static str, Node<'a>)> {
+    let obj = node.object(errs, fields)?;
+    let set: Vec<&'static str> = fields
+        .known
+        .iter()
+        .copied()
+        .filter(|f| obj.get(f).is_some())
+        .collect();
+    let [field] = set.as_slice() else {
+        errs.add(
+            node.path(),
+            format!(
+                "a {what} has one of {}, found {set:?}",
+                fields.known.join(", ")
+            ),
+        );
+        return None;
+    };
+    Some((field, obj.get(field)?))
+}
+
 /// Decodes `http_filters`: every filter before the router, which must be
 /// last. A filter Ringway does not implement is an error naming its type,
 /// unless it `is_optional` (Envoy's contract: a proxy that does not

@@ -5,6 +5,7 @@
 use super::super::listener::{cidr, Cidr};
 use super::super::node::{Errors, Fields, Node};
 use super::super::route_match::{header_matcher, string_matcher, HeaderMatcher, StringMatcher};
+use super::{decode_all, one_of};
 
 /// The filter's type.
 pub(super) const TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
@@ -240,13 +241,11 @@ fn non_empty<T>(
     errs: &mut Errors,
     item: fn(&Node, &mut Errors) -> Option<T>,
 ) -> Option<Vec<T>> {
-    let items = node.list(errs);
-    if items.is_empty() {
+    if node.value().as_array().is_some_and(|a| a.is_empty()) {
         errs.add(node.path(), "expected at least one item");
         return None;
     }
-    let decoded: Vec<T> = items.iter().filter_map(|i| item(i, errs)).collect();
-    (decoded.len() == items.len()).then_some(decoded)
+    decode_all(node, errs, item)
 }
 
 /// A set (`and_rules`, `or_ids`, …): a mapping of `field` to a list.
@@ -259,29 +258,6 @@ fn set<T>(
 ) -> Option<Vec<T>> {
     let obj = node.object(errs, fields)?;
     non_empty(&obj.require(errs, field)?, errs, item)
-}
-
-/// The one field of a oneof mapping (Envoy requires exactly one).
-fn one_of<'a>(
-    node: &Node<'a>,
-    errs: &mut Errors,
-    fields: &Fields,
-    what: &str,
-) -> Option<(String, Node<'a>)> {
-    let obj = node.object(errs, fields)?;
-    let map = node.value().as_object()?;
-    let set: Vec<&String> = map.keys().filter(|k| !map[*k].is_null()).collect();
-    match set.as_slice() {
-        [one] => Some((one.to_string(), obj.get(one)?)),
-        [] => {
-            errs.add(node.path(), format!("a {what} needs one rule"));
-            None
-        }
-        _ => {
-            errs.add(node.path(), format!("a {what} has one rule, found {set:?}"));
-            None
-        }
-    }
 }
 
 /// `any` must be `true` (Envoy's proto rule).
@@ -301,7 +277,7 @@ fn url_path(node: &Node, errs: &mut Errors) -> Option<StringMatcher> {
 
 fn permission(node: &Node, errs: &mut Errors) -> Option<Permission> {
     let (field, value) = one_of(node, errs, &PERMISSION, "permission")?;
-    Some(match field.as_str() {
+    Some(match field {
         "and_rules" => Permission::And(set(&value, errs, &RULE_SET, "rules", permission)?),
         "or_rules" => Permission::Or(set(&value, errs, &RULE_SET, "rules", permission)?),
         "any" => any(&value, errs).map(|()| Permission::Any)?,
@@ -332,7 +308,7 @@ fn permission(node: &Node, errs: &mut Errors) -> Option<Permission> {
 
 fn principal(node: &Node, errs: &mut Errors) -> Option<Principal> {
     let (field, value) = one_of(node, errs, &PRINCIPAL, "principal")?;
-    Some(match field.as_str() {
+    Some(match field {
         "and_ids" => Principal::And(set(&value, errs, &ID_SET, "ids", principal)?),
         "or_ids" => Principal::Or(set(&value, errs, &ID_SET, "ids", principal)?),
         "any" => any(&value, errs).map(|()| Principal::Any)?,
@@ -375,6 +351,18 @@ mod tests {
         assert_eq!(rules.action, RbacAction::Deny);
         let names: Vec<&str> = rules.policies.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["alpha", "zeta"]);
+    }
+
+    #[test]
+    fn a_rule_in_json_spelling_decodes() {
+        let (config, errs) = decoded(
+            "rules: { policies: { p: { permissions: [ { andRules: { rules: [ { any: true } ] } } ], principals: [ { notId: { any: true } } ] } } }",
+        );
+        let rules = config.and_then(|c| c.rules).expect(&errs);
+        assert!(matches!(
+            rules.policies[0].1.permissions[0],
+            Permission::And(_)
+        ));
     }
 
     #[test]
