@@ -7,6 +7,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod jwt;
 pub mod listener;
 pub mod log_format;
 pub mod logger;
