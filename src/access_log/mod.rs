@@ -169,7 +169,8 @@ impl Record<'_> {
             .split(|b| *b == b'\r')
             .next()
             .unwrap_or(&[]);
-        let mut parts = line.split(|b| *b == b' ');
+        // No head (a request refused before one was read): no method.
+        let mut parts = line.split(|b| *b == b' ').filter(|p| !p.is_empty());
         (parts.next(), parts.next())
     }
 

@@ -31,9 +31,9 @@ pub use circuit_breakers::{CircuitBreakers, Priority, RetryBudget, Thresholds};
 pub use connection_filters::{ConnectionFilter, TokenBucket};
 pub use filters::{
     AbortWith, CorsPolicy, CsrfPolicy, DelayBy, FaultConfig, FilterKind, Fraction,
-    HeaderMutationConfig, HeaderOp, HealthCheckFilter, HttpFilter, LocalRateLimitConfig,
-    PerFilterConfigs, Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules,
-    RouteFilterConfig, RuntimePercent,
+    HeaderMutationConfig, HeaderOp, HealthCheckFilter, HttpFilter, JwtAuthnConfig, JwtPerRoute,
+    JwtProvider, JwtRequirement, JwtRule, LocalRateLimitConfig, PerFilterConfigs, Permission,
+    Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules, RouteFilterConfig, RuntimePercent,
 };
 pub use health_check::{GrpcCheck, HealthCheck, HttpCheck, Probe, TcpCheck};
 pub use http2::{Codec, Http2Options, Keepalive};

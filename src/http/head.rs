@@ -571,6 +571,7 @@ fn analyse_request<'v>(
         .on_request(&view, matched, cluster, &downstream, shard);
     filtered.set(decision.filtered);
     let filter_edits = decision.request_edits;
+    let filter_path = decision.path;
     if let Some((reply, flags)) = decision.reply {
         return request(Plan::Filter(reply, flags, matched));
     }
@@ -644,7 +645,9 @@ fn analyse_request<'v>(
         };
         filter_edits.then(mutate::plan(&levels, &present, &record))
     };
-    let rewritten = route.rewrite(path);
+    // A filter's path is what the route rewrites (and calls original).
+    let path_in = filter_path.as_deref().unwrap_or(path);
+    let rewritten = route.rewrite(path_in);
     let upstream_host = match &forward.host_rewrite {
         HostRewrite::Literal(h) => h.as_str(),
         HostRewrite::Header(name) => req
@@ -703,8 +706,8 @@ fn analyse_request<'v>(
         }
         push_header(&mut head, name, h.value);
     }
-    if rewritten != path {
-        push_header(&mut head, "x-envoy-original-path", path.as_bytes());
+    if rewritten != path_in {
+        push_header(&mut head, "x-envoy-original-path", path_in.as_bytes());
     }
     if upstream_host != host {
         push_header(&mut head, "x-envoy-original-host", host.as_bytes());

@@ -181,8 +181,13 @@ fn base64url() -> GeneralPurpose {
     )
 }
 
-/// Decodes base64url (padded or not).
+/// Decodes base64url (padded or not; whitespace skipped, as absl skips
+/// it).
 pub fn decode_base64url(text: &str) -> Option<Vec<u8>> {
+    if text.bytes().any(|b| b.is_ascii_whitespace()) {
+        let text: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        return base64url().decode(text).ok();
+    }
     base64url().decode(text).ok()
 }
 

@@ -606,36 +606,41 @@ fn starts_with(path: &str, prefix: &str, case_sensitive: bool) -> bool {
     }
 }
 
+/// Whether a route `match` accepts the request (`bare` is its path
+/// without the query): path, then headers, query parameters and `grpc`,
+/// all of which must hold.
+pub fn accepts(m: &RouteMatch, req: &RequestView, bare: &str) -> bool {
+    let path = req.path;
+    let path_ok = match &m.path {
+        // A prefix matches the start of `:path`, query included.
+        PathMatch::Prefix(p) => starts_with(path, p, m.case_sensitive),
+        // An exact path matches once the query string is removed.
+        PathMatch::Exact(p) => bare.len() == p.len() && starts_with(bare, p, m.case_sensitive),
+        PathMatch::SeparatedPrefix(p) => {
+            starts_with(bare, p, m.case_sensitive)
+                && (bare.len() == p.len() || bare.as_bytes()[p.len()] == b'/')
+        }
+        PathMatch::Regex(r) => r.is_match(bare),
+    };
+    path_ok
+        && m.headers
+            .iter()
+            .all(|h| h.matches(req.header(&h.name).as_deref()))
+        && m.query_parameters
+            .iter()
+            .all(|q| match (req.query_parameter(&q.name), &q.value) {
+                (Some(_), None) => true,
+                (Some(v), Some(matcher)) => matcher.matches(&v),
+                (None, _) => false,
+            })
+        && (!m.grpc || req.is_grpc())
+}
+
 impl Route {
     /// Whether this route's match accepts the request (`bare` is its path
-    /// without the query): path, then headers, query parameters and
-    /// `grpc`, all of which must hold.
+    /// without the query).
     pub fn matches(&self, req: &RequestView, bare: &str) -> bool {
-        let m = &self.matcher;
-        let path = req.path;
-        let path_ok = match &m.path {
-            // A prefix matches the start of `:path`, query included.
-            PathMatch::Prefix(p) => starts_with(path, p, m.case_sensitive),
-            // An exact path matches once the query string is removed.
-            PathMatch::Exact(p) => bare.len() == p.len() && starts_with(bare, p, m.case_sensitive),
-            PathMatch::SeparatedPrefix(p) => {
-                starts_with(bare, p, m.case_sensitive)
-                    && (bare.len() == p.len() || bare.as_bytes()[p.len()] == b'/')
-            }
-            PathMatch::Regex(r) => r.is_match(bare),
-        };
-        path_ok
-            && m.headers
-                .iter()
-                .all(|h| h.matches(req.header(&h.name).as_deref()))
-            && m.query_parameters
-                .iter()
-                .all(|q| match (req.query_parameter(&q.name), &q.value) {
-                    (Some(_), None) => true,
-                    (Some(v), Some(matcher)) => matcher.matches(&v),
-                    (None, _) => false,
-                })
-            && (!m.grpc || req.is_grpc())
+        accepts(&self.matcher, req, bare)
     }
 
     /// The `location` of a redirect: Envoy keeps what the redirect does not

@@ -716,6 +716,11 @@ impl Store {
         self.keyed(format!("{prefix}#rbac_shadow"), prefix)
     }
 
+    /// The JWT filter's stats under `prefix`.
+    pub fn jwt_authn(&self, prefix: String) -> Arc<Scope<sets::JwtAuthn>> {
+        self.keyed(format!("{prefix}#jwt_authn"), prefix)
+    }
+
     /// `cluster.<name>.` stats.
     pub fn cluster(&self, name: &str) -> Arc<Scope<sets::Cluster>> {
         self.scope(format!("cluster.{name}."), |t| &mut t.clusters)

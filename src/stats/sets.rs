@@ -212,6 +212,17 @@ stat_set!(
     gauges []
 );
 
+stat_set!(
+    /// `http.<stat_prefix>.jwt_authn.<filter stat_prefix>.*`: the JWT
+    /// authentication filter.
+    JwtAuthn, None,
+    counters [
+        allowed, cors_preflight_bypassed, denied, jwks_fetch_failed, jwks_fetch_success,
+        jwt_cache_hit, jwt_cache_miss,
+    ],
+    gauges []
+);
+
 /// One counter named in full by its scope's prefix: a stat whose name is
 /// only known when it is first counted (Envoy's dynamic stat names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

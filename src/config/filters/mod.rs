@@ -6,6 +6,7 @@ mod csrf;
 mod fault;
 mod header_mutation;
 mod health_check;
+mod jwt_authn;
 mod local_ratelimit;
 mod rbac;
 
@@ -14,6 +15,7 @@ pub use csrf::CsrfPolicy;
 pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
 pub use header_mutation::{HeaderMutationConfig, HeaderOp};
 pub use health_check::HealthCheckFilter;
+pub use jwt_authn::{JwtAuthnConfig, JwtPerRoute, JwtProvider, JwtRequirement, JwtRule};
 pub use local_ratelimit::LocalRateLimitConfig;
 pub use rbac::{Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules};
 
@@ -75,6 +77,8 @@ pub enum FilterKind {
     Rbac(RbacConfig),
     /// `envoy.filters.http.header_mutation`.
     HeaderMutation(HeaderMutationConfig),
+    /// `envoy.filters.http.jwt_authn`.
+    JwtAuthn(Box<JwtAuthnConfig>),
 }
 
 impl FilterKind {
@@ -87,7 +91,8 @@ impl FilterKind {
             | FilterKind::Fault(_)
             | FilterKind::Cors
             | FilterKind::Rbac(_)
-            | FilterKind::HeaderMutation(_) => Vec::new(),
+            | FilterKind::HeaderMutation(_)
+            | FilterKind::JwtAuthn(_) => Vec::new(),
         }
     }
 }
@@ -144,6 +149,8 @@ pub enum RouteFilterConfig {
     Rbac(RbacConfig),
     /// The header mutation filter's mutations for here.
     HeaderMutation(HeaderMutationConfig),
+    /// The JWT filter's requirement for here.
+    JwtAuthn(JwtPerRoute),
 }
 
 impl RouteFilterConfig {
@@ -156,7 +163,8 @@ impl RouteFilterConfig {
             RouteFilterConfig::Disabled
             | RouteFilterConfig::Fault(_)
             | RouteFilterConfig::Rbac(_)
-            | RouteFilterConfig::HeaderMutation(_) => Vec::new(),
+            | RouteFilterConfig::HeaderMutation(_)
+            | RouteFilterConfig::JwtAuthn(_) => Vec::new(),
         }
     }
 }
@@ -225,6 +233,9 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
                 .map(RouteFilterConfig::HeaderMutation),
             rbac::PER_ROUTE_TYPE => {
                 rbac::decode_per_route(&config, errs).map(RouteFilterConfig::Rbac)
+            }
+            jwt_authn::PER_ROUTE_TYPE => {
+                jwt_authn::decode_per_route(&config, errs).map(RouteFilterConfig::JwtAuthn)
             }
             local_ratelimit::TYPE => {
                 local_ratelimit::decode(&config, errs, true).map(RouteFilterConfig::LocalRateLimit)
@@ -361,6 +372,9 @@ pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
             rbac::TYPE => rbac::decode(&tc, errs).map(FilterKind::Rbac),
             header_mutation::TYPE => {
                 header_mutation::decode(&tc, errs).map(FilterKind::HeaderMutation)
+            }
+            jwt_authn::TYPE => {
+                jwt_authn::decode(&tc, errs).map(|c| FilterKind::JwtAuthn(Box::new(c)))
             }
             _ if is_optional => {
                 log::warn!(

@@ -11,6 +11,7 @@ pub mod csrf;
 pub mod fault;
 pub mod header_mutation;
 pub mod health_check;
+pub mod jwt_authn;
 pub mod local_ratelimit;
 pub mod rbac;
 
@@ -55,6 +56,7 @@ enum Kind {
     Csrf(Box<csrf::Csrf>),
     Rbac(Box<rbac::Rbac>),
     HeaderMutation(Box<header_mutation::HeaderMutation>),
+    JwtAuthn(Box<jwt_authn::JwtAuthn>),
 }
 
 /// What a virtual host or route says about one filter, compiled.
@@ -74,6 +76,8 @@ pub enum RouteConfig {
     Rbac(Box<rbac::Rules>),
     /// The header mutation filter's mutations for here.
     HeaderMutation(Box<header_mutation::Level>),
+    /// The JWT filter's requirement for here.
+    JwtAuthn(config::JwtPerRoute),
 }
 
 /// A virtual host's or route's `typed_per_filter_config`, compiled, by
@@ -103,6 +107,7 @@ pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> Route
                 config::RouteFilterConfig::HeaderMutation(c) => {
                     RouteConfig::HeaderMutation(Box::new(header_mutation::Level::compile(c)))
                 }
+                config::RouteFilterConfig::JwtAuthn(c) => RouteConfig::JwtAuthn(c.clone()),
             };
             (name.clone(), compiled)
         })
@@ -134,6 +139,8 @@ pub struct Decision {
     pub filtered: Filtered,
     /// Their edits to the request's headers (before the route's own).
     pub request_edits: Edits,
+    /// The request's `:path` as a filter rewrote it.
+    pub path: Option<String>,
 }
 
 /// What a filter does to every response to the request.
@@ -222,6 +229,9 @@ impl Chain {
                     config::FilterKind::HeaderMutation(c) => {
                         Kind::HeaderMutation(Box::new(header_mutation::HeaderMutation::compile(c)))
                     }
+                    config::FilterKind::JwtAuthn(c) => Kind::JwtAuthn(Box::new(
+                        jwt_authn::JwtAuthn::compile(c, cx.store, cx.stat_prefix),
+                    )),
                 },
             })
             .collect();
@@ -286,6 +296,13 @@ impl Chain {
                 Kind::HeaderMutation(h) => {
                     let levels = matched.map_or([None; 4], |m| m.filter_configs(&filter.name));
                     h.on_request(request, levels, &mut decision)
+                }
+                Kind::JwtAuthn(j) => {
+                    let own = match route_config {
+                        Some(RouteConfig::JwtAuthn(own)) => Some(own),
+                        _ => None,
+                    };
+                    j.on_request(request, own, shard, &mut decision)
                 }
             }
             if decision.reply.is_some() {
