@@ -777,6 +777,51 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "a JWT filter with every supported provider field, rules, a requirement map and a route's own requirement",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, stat_prefix: s, bypass_cors_preflight: true, strip_failure_response: true, providers: { p: { issuer: i, audiences: [a], subjects: { prefix: x }, require_expiration: true, max_lifetime: 60s, forward: true, from_headers: [ { name: x-t, value_prefix: \"T \" } ], from_params: [ t ], from_cookies: [ c ], forward_payload_header: x-p, pad_forward_payload_header: true, clock_skew_seconds: 5, jwt_cache_config: { jwt_cache_size: 10 }, claim_to_headers: [ { header_name: x-s, claim_name: sub } ], local_jwks: { inline_string: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}' } }, q: { local_jwks: { inline_string: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}' } } }, requirement_map: { req: { requires_any: { requirements: [ { provider_name: p }, { allow_missing: {} } ] } } }, rules: [ { match: { prefix: /a }, requirement_name: req }, { match: { prefix: /b }, requires: { requires_all: { requirements: [ { provider_name: p }, { provider_and_audiences: { provider_name: q, audiences: [z] } } ] } } }, { match: { prefix: /c } }, { match: { prefix: / }, requires: { allow_missing_or_failed: {} } } ] }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig, requirement_name: req } }\n"),
+            true,
+        ),
+        (
+            "a JWT rule requiring a provider that is not configured",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { local_jwks: { inline_string: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}' } } }, rules: [ { match: { prefix: / }, requires: { provider_name: nope } } ] }\n"),
+            false,
+        ),
+        (
+            "a JWT rule naming a requirement the map lacks",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { local_jwks: { inline_string: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}' } } }, rules: [ { match: { prefix: / }, requirement_name: nope } ] }\n"),
+            false,
+        ),
+        (
+            "requires_any with a single requirement",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { local_jwks: { inline_string: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}' } } }, rules: [ { match: { prefix: / }, requires: { requires_any: { requirements: [ { provider_name: p } ] } } } ] }\n"),
+            false,
+        ),
+        (
+            "a JWT provider whose local JWKS has no valid key",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { local_jwks: { inline_string: '{\"keys\":[]}' } } } }\n"),
+            false,
+        ),
+        (
+            "a JWT provider without a key source",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { issuer: i } } }\n"),
+            false,
+        ),
+        (
+            "a JWT PerRouteConfig with neither disabled nor a requirement name",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { local_jwks: { inline_string: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}' } } } }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig, disabled: false } }\n"),
+            false,
+        ),
+        (
+            "a JWT PerRouteConfig naming a requirement the map lacks",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { local_jwks: { inline_string: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}' } } } }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig, requirement_name: nope } }\n"),
+            true,
+        ),
+        (
+            "a JWT header location without a name",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { from_headers: [ { value_prefix: x } ], local_jwks: { inline_string: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}' } } } }\n"),
+            false,
+        ),
+        (
             "filter configs at the route configuration and a weighted cluster",
             filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation }\n")
                 .replace("            virtual_hosts:\n", "            typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute } }\n            virtual_hosts:\n")
