@@ -149,9 +149,10 @@ per_cpu_second() {  # count cpu-seconds
 ROWS=""
 measure() {  # name port pids...
   local name=$1 port=$2; shift 2
-  curl -sf "http://127.0.0.1:$port/" >/dev/null || { echo "$name is not answering" >&2; exit 1; }
+  curl -sf ${BENCH_HEADER:+-H "$BENCH_HEADER"} "http://127.0.0.1:$port/" >/dev/null ||
+    { echo "$name is not answering" >&2; exit 1; }
   # Warm-up, so pools and caches are filled before measuring.
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s scripts/bench-wrk.lua "http://127.0.0.1:$port/" >/dev/null
   local before after line
   before=$(cpu_ticks "$@")
   line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s scripts/bench-wrk.lua "http://127.0.0.1:$port/" | grep '^RESULT')

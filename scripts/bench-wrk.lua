@@ -4,11 +4,18 @@
 --                       next request: a fixed offered load instead of
 --                       saturation. wrk's delay is whole milliseconds, so
 --                       the fraction is dithered.
+--   BENCH_HEADER="name: value"  a header on every request (a JWT, say).
 -- Prints one machine-readable line of totals and latency percentiles (µs).
 local body_bytes = tonumber(os.getenv("BENCH_BODY_BYTES") or "")
 if body_bytes then
   wrk.method = "POST"
   wrk.body = string.rep("x", body_bytes)
+end
+
+local header = os.getenv("BENCH_HEADER")
+if header and header ~= "" then
+  local name, value = header:match("^([^:]+):%s*(.*)$")
+  wrk.headers[name] = value
 end
 
 local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "")
