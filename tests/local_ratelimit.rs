@@ -239,3 +239,122 @@ fn stat(stats: &str, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.parse().ok())
         .unwrap_or(0)
 }
+
+/// Descriptors: routes' and the virtual host's `rate_limits` actions
+/// (request headers, a wildcard value with `max_dynamic_descriptors`,
+/// generic keys, the remote and masked address, header and query value
+/// matches, query parameters, the destination cluster, stages), matched
+/// against the filter's descriptors, each with its own bucket; the
+/// default bucket only for requests no descriptor matched.
+#[test]
+fn descriptors_are_limited_as_in_envoy() {
+    let policy = |actions: &str| format!("rate_limits: [ {{ actions: [ {actions} ] }} ]");
+    let route = |prefix: &str, limits: &str| {
+        let limits = if limits.is_empty() {
+            String::new()
+        } else {
+            format!(", {limits}")
+        };
+        format!("              - match: {{ prefix: \"{prefix}\" }}\n                route: {{ cluster: app{limits} }}\n")
+    };
+    let routes = [
+        "            - name: all\n              domains: [\"*\"]\n              rate_limits: [ { actions: [ { generic_key: { descriptor_value: vh } } ] } ]\n              routes:\n".to_string(),
+        route("/hdr", &policy("{ request_headers: { header_name: x-user, descriptor_key: user } }")),
+        route(
+            "/multi",
+            "rate_limits: [ { actions: [ { generic_key: { descriptor_value: multi } }, { remote_address: {} } ] }, { actions: [ { header_value_match: { descriptor_value: admin, headers: [ { name: x-admin, present_match: true } ] } } ] } ]",
+        ),
+        route("/vh", ""),
+        route("/stage1", "rate_limits: [ { stage: 1, actions: [ { generic_key: { descriptor_value: s } } ] } ]"),
+        route("/masked", &policy("{ masked_remote_address: { v4_prefix_mask_len: 24 } }, { destination_cluster: {} }")),
+        route(
+            "/query",
+            &policy("{ query_parameters: { query_parameter_name: k, descriptor_key: q, skip_if_absent: true } }, { query_parameter_value_match: { descriptor_value: \"yes\", query_parameters: [ { name: flag, string_match: { exact: \"1\" } } ] } }"),
+        ),
+    ]
+    .concat();
+    let bucket = |tokens: u32, fill: &str| {
+        format!(
+            "token_bucket: {{ max_tokens: {tokens}, tokens_per_fill: 1, fill_interval: {fill} }}"
+        )
+    };
+    let filter = format!(
+        "          - name: envoy.filters.http.local_ratelimit\n            typed_config:\n              \"@type\": {TYPE}\n              stat_prefix: descriptors\n              {}\n              filter_enabled: {{ default_value: {{ numerator: 100 }} }}\n              filter_enforced: {{ default_value: {{ numerator: 100 }} }}\n              enable_x_ratelimit_headers: DRAFT_VERSION_03\n              always_consume_default_token_bucket: false\n              max_dynamic_descriptors: 2\n              descriptors:\n{}",
+        bucket(4, "3600s"),
+        [
+            ("[ { key: user, value: alice } ]", bucket(2, "3600s")),
+            ("[ { key: user } ]", bucket(1, "3600s")),
+            ("[ { key: generic_key, value: multi }, { key: remote_address, value: 127.0.0.1 } ]", bucket(3, "3600s")),
+            ("[ { key: header_match, value: admin } ]", bucket(1, "60s")),
+            ("[ { key: generic_key, value: vh } ]", bucket(2, "3600s")),
+            ("[ { key: masked_remote_address, value: 127.0.0.0/24 }, { key: destination_cluster, value: app } ]", bucket(1, "3600s")),
+            ("[ { key: q, value: v }, { key: query_match, value: \"yes\" } ]", bucket(1, "3600s")),
+        ]
+        .iter()
+        .map(|(entries, bucket)| format!("              - {{ entries: {entries}, {bucket} }}\n"))
+        .collect::<String>()
+    );
+    let backend = Backend::start("app");
+    let config = with_file_log(
+        &http_config(&routes, &port_cluster("app", backend.port())),
+        "\"{log}\"",
+        "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n",
+    )
+    .replace(
+        "          http_filters:\n",
+        &format!("          http_filters:\n{filter}"),
+    );
+    let Some(pair) = Pair::start(
+        "descriptors_are_limited_as_in_envoy",
+        &with_admin(&config),
+        vec![backend],
+    ) else {
+        return;
+    };
+    let user = |name: &str| format!("x-user: {name}\r\n");
+    let cases = [
+        (request("/hdr", &user("alice")), 200),
+        (request("/hdr", &user("alice")), 200),
+        (request("/hdr", &user("alice")), 429),
+        (request("/hdr", &user("bob")), 200),
+        (request("/hdr", &user("bob")), 429),
+        (request("/hdr", &user("carol")), 200),
+        (request("/hdr", &user("dave")), 200),
+        (request("/hdr", &user("bob")), 200),
+        (request("/hdr", ""), 200),
+        (request("/multi", "x-admin: 1\r\n"), 200),
+        (request("/multi", "x-admin: 1\r\n"), 429),
+        (request("/multi", ""), 200),
+        (request("/multi", ""), 429),
+        (request("/vh", ""), 200),
+        (request("/vh", ""), 200),
+        (request("/vh", ""), 429),
+        (request("/stage1", ""), 200),
+        (request("/masked", ""), 200),
+        (request("/masked", ""), 429),
+        (request("/query?k=v&flag=1", ""), 200),
+        (request("/query?k=v&flag=1", ""), 429),
+        (request("/query?flag=1", ""), 200),
+        (request("/query?k=v", ""), 200),
+        (request("/query", ""), 429),
+    ];
+    let requests: Vec<Vec<u8>> = cases.iter().map(|(r, _)| r.clone()).collect();
+    let observed = pair.assert_all_same(&requests);
+    let statuses: Vec<u16> = observed.iter().map(|o| o.status).collect();
+    let expected: Vec<u16> = cases.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, expected);
+    let mut names = Vec::new();
+    for stat in ["enabled", "enforced", "ok", "rate_limited"] {
+        names.push(format!("descriptors.http_local_rate_limit.{stat}"));
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    pair.assert_same_stats(&names);
+    let (ringway, envoy) = (
+        log_lines(&pair.logs.0, cases.len()),
+        log_lines(&pair.logs.1, cases.len()),
+    );
+    assert_eq!(
+        ringway, envoy,
+        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
+    );
+}

@@ -822,6 +822,41 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "local rate limit descriptors over route rate_limits of every supported action",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, token_bucket: { max_tokens: 1, fill_interval: 1s }, descriptors: [ { entries: [ { key: k, value: v } ], token_bucket: { max_tokens: 1, fill_interval: 1s } }, { entries: [ { key: user } ], token_bucket: { max_tokens: 2, tokens_per_fill: 2, fill_interval: 2s } } ] }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app, rate_limits: [ { stage: 0, actions: [ { request_headers: { header_name: x-u, descriptor_key: user, skip_if_absent: true } }, { query_parameters: { query_parameter_name: q, descriptor_key: q } }, { remote_address: {} }, { masked_remote_address: { v4_prefix_mask_len: 16 } }, { generic_key: { descriptor_value: g } }, { header_value_match: { descriptor_value: h, expect_match: false, headers: [ { name: x-a, present_match: true } ] } }, { query_parameter_value_match: { descriptor_value: m, query_parameters: [ { name: f } ] } }, { destination_cluster: {} }, { source_cluster: {} } ] } ] }\n"),
+            true,
+        ),
+        (
+            "a route rate limit without actions",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, token_bucket: { max_tokens: 1, fill_interval: 1s }, descriptors: [ { entries: [ { key: k, value: v } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ] }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app, rate_limits: [ { actions: [] } ] }\n"),
+            false,
+        ),
+        (
+            "a generic_key action without a value",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, token_bucket: { max_tokens: 1, fill_interval: 1s }, descriptors: [ { entries: [ { key: k, value: v } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ] }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app, rate_limits: [ { actions: [ { generic_key: {} } ] } ] }\n"),
+            false,
+        ),
+        (
+            "a rate limit stage past 10",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, token_bucket: { max_tokens: 1, fill_interval: 1s }, descriptors: [ { entries: [ { key: k, value: v } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ] }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app, rate_limits: [ { stage: 11, actions: [ { remote_address: {} } ] } ] }\n"),
+            false,
+        ),
+        (
+            "two local descriptors alike",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, token_bucket: { max_tokens: 1, fill_interval: 1s }, descriptors: [ { entries: [ { key: k, value: v } ], token_bucket: { max_tokens: 1, fill_interval: 1s } }, { entries: [ { key: k, value: v } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ] }\n"),
+            false,
+        ),
+        (
+            "a local descriptor without entries",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, token_bucket: { max_tokens: 1, fill_interval: 1s }, descriptors: [ { entries: [], token_bucket: { max_tokens: 1, fill_interval: 1s } } ] }\n"),
+            false,
+        ),
+        (
+            "a request_headers action without a descriptor key",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, token_bucket: { max_tokens: 1, fill_interval: 1s }, descriptors: [ { entries: [ { key: k, value: v } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ] }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app, rate_limits: [ { actions: [ { request_headers: { header_name: x-u } } ] } ] }\n"),
+            false,
+        ),
+        (
             "filter configs at the route configuration and a weighted cluster",
             filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation }\n")
                 .replace("            virtual_hosts:\n", "            typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute } }\n            virtual_hosts:\n")

@@ -322,6 +322,8 @@ pub struct VirtualHost {
     pub filter_configs: super::PerFilterConfigs,
     /// `cors` (deprecated in Envoy, still honoured).
     pub cors: Option<super::CorsPolicy>,
+    /// `rate_limits`.
+    pub rate_limits: Vec<super::RateLimitPolicy>,
 }
 
 /// `routes[]`.
@@ -684,10 +686,10 @@ static VIRTUAL_HOST: Fields = Fields {
         "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
         "response_headers_to_add", "response_headers_to_remove", "retry_policy",
         "include_request_attempt_count", "include_attempt_count_in_response",
-        "per_request_buffer_limit_bytes", "typed_per_filter_config", "cors",
+        "per_request_buffer_limit_bytes", "typed_per_filter_config", "cors", "rate_limits",
     ],
     unsupported: &[
-        "matcher", "require_tls", "virtual_clusters", "rate_limits", "retry_policy_typed_config",
+        "matcher", "require_tls", "virtual_clusters", "retry_policy_typed_config",
         "hedge_policy", "include_is_timeout_retry_header",
         "request_mirror_policies", "metadata",
     ],
@@ -1641,6 +1643,10 @@ fn virtual_host(node: Node, errs: &mut Errors) -> Option<VirtualHost> {
             Some(c) => Some(super::filters::cors_policy(&c, errs)?),
             None => None,
         },
+        rate_limits: obj
+            .get("rate_limits")
+            .map(|r| super::rate_limit::rate_limits(&r, errs))
+            .unwrap_or_default(),
     })
 }
 

@@ -15,6 +15,7 @@ mod listener;
 mod node;
 mod outlier;
 mod overload;
+mod rate_limit;
 mod retry;
 mod route_action;
 mod route_match;
@@ -32,8 +33,9 @@ pub use connection_filters::{ConnectionFilter, TokenBucket};
 pub use filters::{
     AbortWith, CorsPolicy, CsrfPolicy, DelayBy, FaultConfig, FilterKind, Fraction,
     HeaderMutationConfig, HeaderOp, HealthCheckFilter, HttpFilter, JwtAuthnConfig, JwtPerRoute,
-    JwtProvider, JwtRequirement, JwtRule, LocalRateLimitConfig, PerFilterConfigs, Permission,
-    Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules, RouteFilterConfig, RuntimePercent,
+    JwtProvider, JwtRequirement, JwtRule, LocalDescriptor, LocalRateLimitConfig, PerFilterConfigs,
+    Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules, RouteFilterConfig,
+    RuntimePercent, VhRateLimits,
 };
 pub use health_check::{GrpcCheck, HealthCheck, HttpCheck, Probe, TcpCheck};
 pub use http2::{Codec, Http2Options, Keepalive};
@@ -42,6 +44,7 @@ pub use listener::*;
 pub use node::{parse_duration, ConfigError};
 pub use outlier::{FailurePercentage, OutlierDetection, SuccessRate};
 pub use overload::{Overload, OverloadAction, FIXED_HEAP};
+pub use rate_limit::{RateLimitAction, RateLimitPolicy};
 pub use retry::*;
 pub use route_action::*;
 pub use route_match::*;

@@ -83,6 +83,10 @@ pub struct ForwardAction {
     /// `priority`: which circuit-breaker thresholds its requests count
     /// against.
     pub priority: super::Priority,
+    /// `rate_limits`: the route's rate limit descriptors.
+    pub rate_limits: Vec<super::RateLimitPolicy>,
+    /// `include_vh_rate_limits`: the virtual host's descriptors too.
+    pub include_vh_rate_limits: bool,
 }
 
 /// One `request_mirror_policies[]` entry: a copy of each sampled request
@@ -220,12 +224,12 @@ pub(super) static ROUTE_ACTION: Fields = Fields {
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
         "host_rewrite_header", "timeout", "hash_policy", "retry_policy", "idle_timeout",
         "max_stream_duration", "upgrade_configs", "priority", "metadata_match",
-        "request_mirror_policies", "cors",
+        "request_mirror_policies", "cors", "rate_limits", "include_vh_rate_limits",
     ],
     unsupported: &[
         "cluster_specifier_plugin", "inline_cluster_specifier_plugin",
         "path_rewrite_policy", "host_rewrite_path_regex", "append_x_forwarded_host",
-        "early_data_policy", "retry_policy_typed_config", "rate_limits", "include_vh_rate_limits", "max_grpc_timeout", "grpc_timeout_offset",
+        "early_data_policy", "retry_policy_typed_config", "max_grpc_timeout", "grpc_timeout_offset",
         "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
         "hedge_policy", "request_body_buffer_limit",
     ],
@@ -488,6 +492,13 @@ pub fn forward_action(node: Node, errs: &mut Errors) -> Option<ForwardAction> {
         priority: obj.get("priority").map_or(super::Priority::Default, |p| {
             super::Priority::decode(&p, errs)
         }),
+        rate_limits: obj
+            .get("rate_limits")
+            .map(|r| super::rate_limit::rate_limits(&r, errs))
+            .unwrap_or_default(),
+        include_vh_rate_limits: obj
+            .get("include_vh_rate_limits")
+            .is_some_and(|b| super::bootstrap::any_bool(Some(b), errs, false)),
     })
 }
 

@@ -465,7 +465,10 @@ pub fn header_matcher(node: Node, errs: &mut Errors) -> Option<HeaderMatcher> {
     })
 }
 
-fn query_parameter_matcher(node: Node, errs: &mut Errors) -> Option<QueryParameterMatcher> {
+pub(super) fn query_parameter_matcher(
+    node: Node,
+    errs: &mut Errors,
+) -> Option<QueryParameterMatcher> {
     let obj = node.object(errs, &QUERY_PARAMETER_MATCHER)?;
     let name = obj.require(errs, "name")?.str(errs)?.to_string();
     let value = match (obj.get("string_match"), obj.get("present_match")) {

@@ -103,6 +103,10 @@ pub struct Forward {
     /// (`per_request_buffer_limit_bytes`; default 1 MiB, Envoy's
     /// connection buffer limit).
     pub buffer_limit: u64,
+    /// `rate_limits`: the route's rate limit descriptors.
+    pub rate_limits: Arc<[config::RateLimitPolicy]>,
+    /// `include_vh_rate_limits`.
+    pub include_vh_rate_limits: bool,
 }
 
 impl Forward {
@@ -219,6 +223,8 @@ pub struct VirtualHost {
     pub attempt_count_in_request: bool,
     /// `include_attempt_count_in_response`.
     pub attempt_count_in_response: bool,
+    /// `rate_limits`.
+    pub rate_limits: Vec<config::RateLimitPolicy>,
 }
 
 /// A matched route with its virtual host and table, for the header
@@ -471,6 +477,8 @@ impl RouteTable {
                                 .buffer_limit
                                 .or(vh.buffer_limit)
                                 .unwrap_or(DEFAULT_BUFFER_LIMIT),
+                            rate_limits: f.rate_limits.clone().into(),
+                            include_vh_rate_limits: f.include_vh_rate_limits,
                         };
                         forward.mirrors = mirrors
                             .into_iter()
@@ -543,6 +551,7 @@ impl RouteTable {
                 cors: vh.cors.as_ref().map(|c| cors::Policy::compile(c, store)),
                 attempt_count_in_request: vh.attempt_count_in_request,
                 attempt_count_in_response: vh.attempt_count_in_response,
+                rate_limits: vh.rate_limits.clone(),
             });
         }
         // Longest first; a stable sort keeps config order among equals.

@@ -48,6 +48,39 @@ pub struct LocalRateLimitConfig {
     pub x_ratelimit_headers: bool,
     /// `rate_limited_as_resource_exhausted`: gRPC status 8, not 14.
     pub resource_exhausted: bool,
+    /// `descriptors`: buckets for requests whose route descriptors match.
+    pub descriptors: Vec<LocalDescriptor>,
+    /// `stage`: which of the routes' `rate_limits` make descriptors.
+    pub stage: u32,
+    /// `vh_rate_limits`.
+    pub vh_rate_limits: VhRateLimits,
+    /// `always_consume_default_token_bucket` (default true): a request
+    /// that matched a descriptor takes from the default bucket too.
+    pub always_consume_default: bool,
+    /// `max_dynamic_descriptors` (default 20): how many values a wildcard
+    /// descriptor keeps buckets for.
+    pub max_dynamic_descriptors: usize,
+}
+
+/// One of `descriptors`: its entries (an empty value is a wildcard) and
+/// bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDescriptor {
+    /// `entries`: (key, value).
+    pub entries: Vec<(String, String)>,
+    /// `token_bucket`.
+    pub bucket: TokenBucket,
+}
+
+/// Whether a virtual host's `rate_limits` count alongside a route's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VhRateLimits {
+    /// `OVERRIDE`: only when the route has none.
+    Override,
+    /// `INCLUDE`: always.
+    Include,
+    /// `IGNORE`: never.
+    Ignore,
 }
 
 impl LocalRateLimitConfig {
@@ -77,7 +110,6 @@ pub(super) fn decode(
             "value length must be at least 1 characters",
         );
     }
-    refuse_descriptors(&obj, errs);
     let bucket = match obj.get("token_bucket") {
         Some(b) => Some(super::super::connection_filters::token_bucket(&b, errs)?),
         None if per_route => {
@@ -105,7 +137,7 @@ pub(super) fn decode(
         Some(e) => e.enumeration(errs, &["OFF", "DRAFT_VERSION_03"])? == "DRAFT_VERSION_03",
         None => false,
     };
-    Some(LocalRateLimitConfig {
+    let config = LocalRateLimitConfig {
         stat_prefix: stat_prefix?,
         status,
         bucket,
@@ -119,34 +151,87 @@ pub(super) fn decode(
         per_connection: flag(errs, "local_rate_limit_per_downstream_connection"),
         x_ratelimit_headers,
         resource_exhausted: flag(errs, "rate_limited_as_resource_exhausted"),
-    })
+        descriptors: match obj.get("descriptors") {
+            Some(d) => descriptors(&d, errs)?,
+            None => Vec::new(),
+        },
+        stage: match obj.get("stage") {
+            Some(s) => s.uint(errs, 10)? as u32,
+            None => 0,
+        },
+        vh_rate_limits: match obj.get("vh_rate_limits") {
+            Some(v) => match v.enumeration(errs, &["OVERRIDE", "INCLUDE", "IGNORE"])? {
+                "INCLUDE" => VhRateLimits::Include,
+                "IGNORE" => VhRateLimits::Ignore,
+                _ => VhRateLimits::Override,
+            },
+            None => VhRateLimits::Override,
+        },
+        always_consume_default: super::super::bootstrap::any_bool(
+            obj.get("always_consume_default_token_bucket"),
+            errs,
+            true,
+        ),
+        max_dynamic_descriptors: match obj.get("max_dynamic_descriptors") {
+            Some(m) => super::super::bootstrap::wrapped_uint(&m, errs, u32::MAX as u64)? as usize,
+            None => 20,
+        },
+    };
+    if config.per_connection && !config.descriptors.is_empty() {
+        errs.add(
+            obj.path(),
+            "descriptors with local_rate_limit_per_downstream_connection are not supported yet",
+        );
+        return None;
+    }
+    Some(config)
 }
 
-/// Descriptors need route `rate_limits` actions, which Ringway does not
-/// have yet: a non-empty `descriptors` is refused, and the fields that
-/// only act on descriptors are taken only at their defaults' effect
-/// (none without descriptors).
-fn refuse_descriptors(obj: &Obj, errs: &mut Errors) {
-    if let Some(d) = obj.get("descriptors") {
-        if !d.list(errs).is_empty() {
-            errs.add(
-                d.path(),
-                "local rate limit descriptors are not supported yet (route rate_limits actions are not implemented)",
-            );
+#[rustfmt::skip]
+static DESCRIPTOR: Fields = Fields { known: &["entries", "token_bucket"], unsupported: &[] };
+#[rustfmt::skip]
+static ENTRY: Fields = Fields { known: &["key", "value"], unsupported: &[] };
+
+/// Decodes `descriptors`: each with at least one entry and a bucket, no
+/// two alike.
+fn descriptors(node: &Node, errs: &mut Errors) -> Option<Vec<LocalDescriptor>> {
+    let mut out: Vec<LocalDescriptor> = Vec::new();
+    for item in node.list(errs) {
+        let obj = item.object(errs, &DESCRIPTOR)?;
+        let list = obj.require(errs, "entries")?;
+        let items = list.list(errs);
+        if items.is_empty() {
+            errs.add(list.path(), "value must contain at least 1 item(s)");
+            return None;
         }
+        let mut entries = Vec::new();
+        for e in items {
+            let e = e.object(errs, &ENTRY)?;
+            let key = e.non_empty_str(errs, "key")?;
+            let value = match e.get("value") {
+                Some(v) => v.str(errs)?.to_string(),
+                None => String::new(),
+            };
+            entries.push((key, value));
+        }
+        let bucket = super::super::connection_filters::token_bucket(
+            &obj.require(errs, "token_bucket")?,
+            errs,
+        )?;
+        if out.iter().any(|d| d.entries == entries) {
+            let shown: Vec<String> = entries.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            errs.add(
+                item.path(),
+                format!(
+                    "duplicate descriptor in the local rate descriptor: {}",
+                    shown.join(", ")
+                ),
+            );
+            return None;
+        }
+        out.push(LocalDescriptor { entries, bucket });
     }
-    if let Some(s) = obj.get("stage") {
-        s.uint(errs, 10);
-    }
-    if let Some(v) = obj.get("vh_rate_limits") {
-        v.enumeration(errs, &["OVERRIDE", "INCLUDE", "IGNORE"]);
-    }
-    if let Some(a) = obj.get("always_consume_default_token_bucket") {
-        super::super::bootstrap::any_bool(Some(a), errs, true);
-    }
-    if let Some(m) = obj.get("max_dynamic_descriptors") {
-        super::super::bootstrap::wrapped_uint(&m, errs, u32::MAX as u64);
-    }
+    Some(out)
 }
 
 /// `status.code`: a status below 400 (or none) means 429, as Envoy's
@@ -208,11 +293,8 @@ mod tests {
 
     #[test]
     fn what_ringway_lacks_is_refused_by_name() {
-        let errs = errors(
-            "",
-            ", descriptors: [ { entries: [ { key: k, value: v } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ], local_cluster_rate_limit: {}, rate_limits: []",
-        );
-        for field in ["descriptors", "local_cluster_rate_limit", "rate_limits"] {
+        let errs = errors("", ", local_cluster_rate_limit: {}, rate_limits: []");
+        for field in ["local_cluster_rate_limit", "rate_limits"] {
             let path = format!("{FILTER}.{field}");
             assert!(
                 errs.iter().any(|e| e.starts_with(&path)),

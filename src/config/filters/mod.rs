@@ -16,7 +16,7 @@ pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
 pub use header_mutation::{HeaderMutationConfig, HeaderOp};
 pub use health_check::HealthCheckFilter;
 pub use jwt_authn::{JwtAuthnConfig, JwtPerRoute, JwtProvider, JwtRequirement, JwtRule};
-pub use local_ratelimit::LocalRateLimitConfig;
+pub use local_ratelimit::{LocalDescriptor, LocalRateLimitConfig, VhRateLimits};
 pub use rbac::{Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules};
 
 use super::bootstrap::type_url;
@@ -273,7 +273,7 @@ fn decode_all<T>(
 
 /// The one field set in a oneof mapping (Envoy requires exactly one
 /// of `fields.known`), and its value.
-fn one_of<'a>(
+pub(super) fn one_of<'a>(
     node: &Node<'a>,
     errs: &mut Errors,
     fields: &Fields,

@@ -8,6 +8,7 @@
 
 pub mod cors;
 pub mod csrf;
+pub mod descriptors;
 pub mod fault;
 pub mod header_mutation;
 pub mod health_check;
@@ -34,6 +35,8 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct Chain {
     filters: Vec<Filter>,
+    /// `node.cluster` (rate limit descriptors' `source_cluster`).
+    service_cluster: String,
 }
 
 /// One filter of the chain.
@@ -235,7 +238,10 @@ impl Chain {
                 },
             })
             .collect();
-        Chain { filters }
+        Chain {
+            filters,
+            service_cluster: cx.service_cluster.to_string(),
+        }
     }
 
     /// Runs the request-headers phase of every filter enabled for the
@@ -272,7 +278,21 @@ impl Chain {
                         Some(RouteConfig::LocalRateLimit(own)) => own,
                         _ => l,
                     };
-                    l.on_request(request, &downstream.peer.filter_state, shard, &mut decision)
+                    let snapshot = &shard.view().snapshot;
+                    let destination = cluster
+                        .and_then(|c| snapshot.clusters.get(c))
+                        .map(|c| c.config.name.as_str());
+                    let cx = local_ratelimit::Context {
+                        connection: &downstream.peer.filter_state,
+                        matched,
+                        facts: descriptors::Facts {
+                            request,
+                            client: downstream.client,
+                            service_cluster: &self.service_cluster,
+                            destination,
+                        },
+                    };
+                    l.on_request(request, &cx, shard, &mut decision)
                 }
                 Kind::Cors(c) => {
                     let policies = matched.map(|m| m.cors_policies(&filter.name));
