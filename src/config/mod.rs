@@ -31,7 +31,7 @@ pub use bootstrap::*;
 pub use circuit_breakers::{CircuitBreakers, Priority, RetryBudget, Thresholds};
 pub use connection_filters::{ConnectionFilter, TokenBucket};
 pub use filters::{
-    AbortWith, CorsPolicy, CsrfPolicy, DelayBy, FaultConfig, FilterKind, Fraction,
+    AbortWith, BufferConfig, CorsPolicy, CsrfPolicy, DelayBy, FaultConfig, FilterKind, Fraction,
     HeaderMutationConfig, HeaderOp, HealthCheckFilter, HttpFilter, JwtAuthnConfig, JwtPerRoute,
     JwtProvider, JwtRequirement, JwtRule, LocalDescriptor, LocalRateLimitConfig, PerFilterConfigs,
     Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules, RouteFilterConfig,

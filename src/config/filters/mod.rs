@@ -1,6 +1,7 @@
 //! `http_filters`: the connection manager's HTTP filter chain, decoded
 //! into the filters Ringway runs before its terminal router.
 
+mod buffer;
 mod cors;
 mod csrf;
 mod fault;
@@ -10,6 +11,7 @@ mod jwt_authn;
 mod local_ratelimit;
 mod rbac;
 
+pub use buffer::BufferConfig;
 pub use cors::{decode_policy as cors_policy, CorsPolicy};
 pub use csrf::CsrfPolicy;
 pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
@@ -79,6 +81,8 @@ pub enum FilterKind {
     HeaderMutation(HeaderMutationConfig),
     /// `envoy.filters.http.jwt_authn`.
     JwtAuthn(Box<JwtAuthnConfig>),
+    /// `envoy.filters.http.buffer`.
+    Buffer(BufferConfig),
 }
 
 impl FilterKind {
@@ -92,7 +96,8 @@ impl FilterKind {
             | FilterKind::Cors
             | FilterKind::Rbac(_)
             | FilterKind::HeaderMutation(_)
-            | FilterKind::JwtAuthn(_) => Vec::new(),
+            | FilterKind::JwtAuthn(_)
+            | FilterKind::Buffer(_) => Vec::new(),
         }
     }
 }
@@ -151,6 +156,8 @@ pub enum RouteFilterConfig {
     HeaderMutation(HeaderMutationConfig),
     /// The JWT filter's requirement for here.
     JwtAuthn(JwtPerRoute),
+    /// The buffer filter's settings for here.
+    Buffer(BufferConfig),
 }
 
 impl RouteFilterConfig {
@@ -164,7 +171,8 @@ impl RouteFilterConfig {
             | RouteFilterConfig::Fault(_)
             | RouteFilterConfig::Rbac(_)
             | RouteFilterConfig::HeaderMutation(_)
-            | RouteFilterConfig::JwtAuthn(_) => Vec::new(),
+            | RouteFilterConfig::JwtAuthn(_)
+            | RouteFilterConfig::Buffer(_) => Vec::new(),
         }
     }
 }
@@ -233,6 +241,9 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
                 .map(RouteFilterConfig::HeaderMutation),
             rbac::PER_ROUTE_TYPE => {
                 rbac::decode_per_route(&config, errs).map(RouteFilterConfig::Rbac)
+            }
+            buffer::PER_ROUTE_TYPE => {
+                buffer::decode_per_route(&config, errs).map(RouteFilterConfig::Buffer)
             }
             jwt_authn::PER_ROUTE_TYPE => {
                 jwt_authn::decode_per_route(&config, errs).map(RouteFilterConfig::JwtAuthn)
@@ -376,6 +387,7 @@ pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
             jwt_authn::TYPE => {
                 jwt_authn::decode(&tc, errs).map(|c| FilterKind::JwtAuthn(Box::new(c)))
             }
+            buffer::TYPE => buffer::decode(&tc, errs).map(FilterKind::Buffer),
             _ if is_optional => {
                 log::warn!(
                     "{}: skipping optional HTTP filter {type_url:?}: Ringway does not implement it",

@@ -151,6 +151,9 @@ struct AttemptPlan<'a> {
     cluster_index: usize,
     /// The buffered body (empty for bodiless requests), or None to stream it.
     body: Option<&'a [u8]>,
+    /// How the buffered body is framed upstream (a chunked body the
+    /// buffer filter decoded goes with its length).
+    framing: Framing,
     /// The route timeout.
     timeout: Option<Duration>,
     /// When the route timeout ends, if it has started.
@@ -177,7 +180,7 @@ impl<D: Downstream> Proxy<D> {
     pub(super) async fn forward(
         &mut self,
         x: &Exchange<'_>,
-        to: Upstream<'_>,
+        mut to: Upstream<'_>,
         mut head: Vec<u8>,
     ) -> Next {
         let view = x.view;
@@ -194,10 +197,20 @@ impl<D: Downstream> Proxy<D> {
         // A body is replayed on retry (and copied to mirrors) only when it
         // fits the buffer limit; otherwise it is streamed once and the
         // request is neither retried nor mirrored.
-        let buffered = retries.enabled() || !to.forward.mirrors.is_empty();
+        // The buffer filter's limit is the request's (Envoy's decoder
+        // buffer limit), and past it the answer is 413.
+        let must_buffer = x.req.filtered.buffer;
+        let buffered = retries.enabled() || !to.forward.mirrors.is_empty() || must_buffer.is_some();
+        let limit = must_buffer.unwrap_or(to.forward.buffer_limit);
+        let mut framing = x.req.framing;
         let body = match x.req.framing {
             Framing::Empty => Some(Vec::new()),
-            Framing::Length(n) if buffered && n <= to.forward.buffer_limit => {
+            Framing::Length(n) if must_buffer.is_some() && n > limit => {
+                let (_, rbuf) = self.down.request_body();
+                x.log.bytes_received.set((rbuf.data().len() as u64).min(n));
+                return self.too_large(x).await;
+            }
+            Framing::Length(n) if buffered && n <= limit => {
                 if x.req.expect_continue && !self.send_continue(x).await {
                     return Next::Close;
                 }
@@ -213,14 +226,25 @@ impl<D: Downstream> Proxy<D> {
                 if x.req.expect_continue && !self.send_continue(x).await {
                     return Next::Close;
                 }
-                let limit = usize::try_from(to.forward.buffer_limit).unwrap_or(usize::MAX);
-                match self.buffer_chunked(limit, x.request_patience()).await {
-                    Ok(Some((raw, data_len))) => {
+                // The filter's limit is on the data; the chunk framing
+                // around it may take as much again (and 64 KiB) in memory.
+                let (raw_limit, data_limit) = match must_buffer {
+                    Some(l) => (l.saturating_mul(2).saturating_add(65_536), Some(l)),
+                    None => (limit, None),
+                };
+                let raw_limit = usize::try_from(raw_limit).unwrap_or(usize::MAX);
+                let patience = x.request_patience();
+                match self.buffer_chunked(raw_limit, data_limit, patience).await {
+                    Ok(Ok((raw, data_len))) => {
                         x.log.bytes_received.set(data_len);
                         Some(raw)
                     }
+                    Ok(Err(data_len)) if must_buffer.is_some() => {
+                        x.log.bytes_received.set(data_len);
+                        return self.too_large(x).await;
+                    }
                     // Past the limit: streamed once from what is buffered.
-                    Ok(None) => {
+                    Ok(Err(_)) => {
                         retries.remaining = 0;
                         None
                     }
@@ -240,6 +264,22 @@ impl<D: Downstream> Proxy<D> {
             };
             mirror::mirror(x, &to, &original);
         }
+        // A chunked body the buffer filter read goes on with its length,
+        // as Envoy's filter sets one.
+        let body = match body {
+            Some(raw) if must_buffer.is_some() && x.req.framing == Framing::Chunked => {
+                let data = dechunk(&raw);
+                drop_header(&mut head, &mut to.slots, "transfer-encoding");
+                append_header(
+                    &mut head,
+                    "content-length",
+                    data.len().to_string().as_bytes(),
+                );
+                framing = Framing::Length(data.len() as u64);
+                Some(data)
+            }
+            body => body,
+        };
         // Response heads are held for inspection only when retries can happen.
         let watch_responses = retries.enabled() && retries.watches_responses();
         let timeout = to.overrides.timeout.unwrap_or(to.forward.timeout);
@@ -314,6 +354,7 @@ impl<D: Downstream> Proxy<D> {
                 endpoint,
                 cluster_index: to.cluster,
                 body: body.as_deref(),
+                framing,
                 timeout,
                 deadline,
                 watch_responses,
@@ -477,15 +518,17 @@ impl<D: Downstream> Proxy<D> {
     }
 
     /// Reads a chunked body into the read buffer without consuming it,
-    /// until its end or until more than `limit` bytes are buffered. With
-    /// the end in hand, takes the raw chunked bytes (replayed as they
-    /// are) and the decoded length; past the limit, leaves everything
-    /// buffered for streaming and returns None.
+    /// until its end or until more than `limit` bytes (or `data_limit`
+    /// bytes of data) are buffered. With the end in hand, takes the raw
+    /// chunked bytes (replayed as they are) and the decoded length; past
+    /// a limit, leaves everything buffered for streaming and returns the
+    /// data length so far.
     async fn buffer_chunked(
         &mut self,
         limit: usize,
+        data_limit: Option<u64>,
         patience: Patience,
-    ) -> std::io::Result<Option<(Vec<u8>, u64)>> {
+    ) -> std::io::Result<Result<(Vec<u8>, u64), u64>> {
         let mut decoder = ChunkedDecoder::default();
         let (mut scanned, mut data_len) = (0, 0u64);
         let (src, rbuf) = self.down.request_body();
@@ -498,19 +541,29 @@ impl<D: Downstream> Proxy<D> {
                 scanned += step.consumed;
                 data_len += step.data.map_or(0, |(_, n)| n as u64);
             }
-            if scanned > limit {
-                return Ok(None);
+            if scanned > limit || data_limit.is_some_and(|d| data_len > d) {
+                return Ok(Err(data_len));
             }
             if decoder.is_done() {
                 let raw = rbuf.data()[..scanned].to_vec();
                 rbuf.consume(scanned);
-                return Ok(Some((raw, data_len)));
+                return Ok(Ok((raw, data_len)));
             }
             let read = src.fill(rbuf, limit + READ_CHUNK, patience).await?;
             if read == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
+    }
+
+    /// Answers a request whose body is larger than the buffer filter
+    /// allows: 413, and the connection closes (the rest is not read).
+    async fn too_large(&mut self, x: &Exchange<'_>) -> Next {
+        x.http
+            .stats
+            .inc(x.shard.id, HttpStat::downstream_rq_too_large);
+        self.reply(x, &LocalReply::closing(413, "Payload Too Large"))
+            .await
     }
 
     /// Answers a request whose body could not be buffered: 408 when it
@@ -1278,6 +1331,59 @@ impl Drop for Attempt<'_> {
 }
 
 /// Adds a header line to a complete head, before the blank line ending it.
+/// The data of a whole chunked body (already checked by the decoder
+/// that buffered it).
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut decoder = ChunkedDecoder::default();
+    let (mut data, mut at) = (Vec::new(), 0);
+    while at < raw.len() && !decoder.is_done() {
+        let Ok(step) = decoder.step(&raw[at..]) else {
+            break;
+        };
+        if let Some((start, n)) = step.data {
+            data.extend_from_slice(&raw[at + start..at + start + n]);
+        }
+        if step.consumed == 0 {
+            break;
+        }
+        at += step.consumed;
+    }
+    data
+}
+
+/// Removes every line of header `name` from a head block, keeping the
+/// slots that follow in place.
+fn drop_header(head: &mut Vec<u8>, slots: &mut crate::http::head::HeadSlots, name: &str) {
+    let Some(mut at) = head.windows(2).position(|w| w == b"\r\n").map(|p| p + 2) else {
+        return;
+    };
+    while at + 2 < head.len() {
+        let Some(len) = head[at..].windows(2).position(|w| w == b"\r\n") else {
+            return;
+        };
+        let line = &head[at..at + len];
+        let named = line.len() > name.len()
+            && line[name.len()] == b':'
+            && line[..name.len()].eq_ignore_ascii_case(name.as_bytes());
+        if !named {
+            at += len + 2;
+            continue;
+        }
+        let gone = len + 2;
+        head.drain(at..at + gone);
+        let shift = |r: &mut std::ops::Range<usize>| {
+            if r.start >= at {
+                r.start -= gone;
+                r.end -= gone;
+            }
+        };
+        shift(&mut slots.host);
+        if let Some(r) = &mut slots.expected_timeout {
+            shift(r);
+        }
+    }
+}
+
 pub(super) fn append_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
     let mut line = Vec::with_capacity(name.len() + value.len() + 4);
     crate::http::codec::push_header(&mut line, name, value);

@@ -6,6 +6,7 @@
 //! [`Kind`]: no boxed filter per request, and a chain of only the router
 //! is an empty loop.
 
+pub mod buffer;
 pub mod cors;
 pub mod csrf;
 pub mod descriptors;
@@ -60,6 +61,7 @@ enum Kind {
     Rbac(Box<rbac::Rbac>),
     HeaderMutation(Box<header_mutation::HeaderMutation>),
     JwtAuthn(Box<jwt_authn::JwtAuthn>),
+    Buffer(config::BufferConfig),
 }
 
 /// What a virtual host or route says about one filter, compiled.
@@ -81,6 +83,8 @@ pub enum RouteConfig {
     HeaderMutation(Box<header_mutation::Level>),
     /// The JWT filter's requirement for here.
     JwtAuthn(config::JwtPerRoute),
+    /// The buffer filter's settings for here.
+    Buffer(config::BufferConfig),
 }
 
 /// A virtual host's or route's `typed_per_filter_config`, compiled, by
@@ -111,6 +115,7 @@ pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> Route
                     RouteConfig::HeaderMutation(Box::new(header_mutation::Level::compile(c)))
                 }
                 config::RouteFilterConfig::JwtAuthn(c) => RouteConfig::JwtAuthn(c.clone()),
+                config::RouteFilterConfig::Buffer(c) => RouteConfig::Buffer(*c),
             };
             (name.clone(), compiled)
         })
@@ -190,6 +195,9 @@ pub struct Filtered {
     pub delay: Option<Duration>,
     /// The fault injected into the request, counted active until it ends.
     pub fault: Option<fault::ActiveFault>,
+    /// Read the whole request body, up to this many bytes, before
+    /// forwarding (the buffer filter).
+    pub buffer: Option<u64>,
 }
 
 /// What compiling a chain reads besides its config.
@@ -232,6 +240,7 @@ impl Chain {
                     config::FilterKind::HeaderMutation(c) => {
                         Kind::HeaderMutation(Box::new(header_mutation::HeaderMutation::compile(c)))
                     }
+                    config::FilterKind::Buffer(c) => Kind::Buffer(*c),
                     config::FilterKind::JwtAuthn(c) => Kind::JwtAuthn(Box::new(
                         jwt_authn::JwtAuthn::compile(c, cx.store, cx.stat_prefix),
                     )),
@@ -316,6 +325,13 @@ impl Chain {
                 Kind::HeaderMutation(h) => {
                     let levels = matched.map_or([None; 4], |m| m.filter_configs(&filter.name));
                     h.on_request(request, levels, &mut decision)
+                }
+                Kind::Buffer(b) => {
+                    let own = match route_config {
+                        Some(RouteConfig::Buffer(own)) => Some(*own),
+                        _ => None,
+                    };
+                    buffer::on_request(*b, own, &mut decision)
                 }
                 Kind::JwtAuthn(j) => {
                     let own = match route_config {

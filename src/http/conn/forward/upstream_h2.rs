@@ -303,7 +303,7 @@ impl<D: Downstream> Proxy<D> {
         stream: &mut SendStream<Bytes>,
     ) -> Result<(), PumpError> {
         let patience = x.request_patience();
-        let framing = x.req.framing;
+        let framing = plan.framing;
         let moved = match plan.body {
             Some(buffered) => {
                 let mut rbuf = ReadBuf::default();
