@@ -358,3 +358,46 @@ fn descriptors_are_limited_as_in_envoy() {
         "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
     );
 }
+
+/// The filter's own `rate_limits`: read instead of the route's (which
+/// here would match a descriptor of their own and limit sooner).
+#[test]
+fn the_filters_own_rate_limits_replace_the_routes() {
+    let routes = "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: { prefix: \"/\" }\n                route: { cluster: app, rate_limits: [ { actions: [ { generic_key: { descriptor_value: route } } ] } ] }\n";
+    let filter = format!(
+        "          - name: envoy.filters.http.local_ratelimit\n            typed_config:\n              \"@type\": {TYPE}\n              stat_prefix: own_limits\n              token_bucket: {{ max_tokens: 2, tokens_per_fill: 1, fill_interval: 3600s }}\n              filter_enabled: {{ default_value: {{ numerator: 100 }} }}\n              filter_enforced: {{ default_value: {{ numerator: 100 }} }}\n              always_consume_default_token_bucket: false\n              rate_limits: [ {{ actions: [ {{ request_headers: {{ header_name: x-user, descriptor_key: user }} }} ] }} ]\n              descriptors:\n              - {{ entries: [ {{ key: user, value: alice }} ], token_bucket: {{ max_tokens: 3, tokens_per_fill: 1, fill_interval: 3600s }} }}\n              - {{ entries: [ {{ key: generic_key, value: route }} ], token_bucket: {{ max_tokens: 1, tokens_per_fill: 1, fill_interval: 3600s }} }}\n"
+    );
+    let backend = Backend::start("app");
+    let config = http_config(routes, &port_cluster("app", backend.port())).replace(
+        "          http_filters:\n",
+        &format!("          http_filters:\n{filter}"),
+    );
+    let Some(pair) = Pair::start(
+        "the_filters_own_rate_limits_replace_the_routes",
+        &with_admin(&config),
+        vec![backend],
+    ) else {
+        return;
+    };
+    let alice = "x-user: alice\r\n";
+    let cases = [
+        (request("/", alice), 200),
+        (request("/", alice), 200),
+        (request("/", alice), 200),
+        (request("/", alice), 429),
+        (request("/", "x-user: bob\r\n"), 200),
+        (request("/", ""), 200),
+        (request("/", ""), 429),
+    ];
+    let requests: Vec<Vec<u8>> = cases.iter().map(|(r, _)| r.clone()).collect();
+    let statuses: Vec<u16> = pair
+        .assert_all_same(&requests)
+        .iter()
+        .map(|o| o.status)
+        .collect();
+    assert_eq!(statuses, cases.iter().map(|(_, s)| *s).collect::<Vec<_>>());
+    pair.assert_same_stats(&[
+        "own_limits.http_local_rate_limit.ok",
+        "own_limits.http_local_rate_limit.rate_limited",
+    ]);
+}

@@ -17,9 +17,9 @@ static LOCAL_RATE_LIMIT: Fields = Fields {
         "request_headers_to_add_when_not_enforced", "response_headers_to_add",
         "local_rate_limit_per_downstream_connection", "enable_x_ratelimit_headers",
         "rate_limited_as_resource_exhausted", "always_consume_default_token_bucket",
-        "descriptors", "stage", "vh_rate_limits", "max_dynamic_descriptors",
+        "descriptors", "stage", "vh_rate_limits", "max_dynamic_descriptors", "rate_limits",
     ],
-    unsupported: &["local_cluster_rate_limit", "rate_limits"],
+    unsupported: &["local_cluster_rate_limit"],
 };
 #[rustfmt::skip]
 static HTTP_STATUS: Fields = Fields { known: &["code"], unsupported: &[] };
@@ -60,6 +60,9 @@ pub struct LocalRateLimitConfig {
     /// `max_dynamic_descriptors` (default 20): how many values a wildcard
     /// descriptor keeps buckets for.
     pub max_dynamic_descriptors: usize,
+    /// `rate_limits`: the filter's own descriptor actions, read instead
+    /// of the route's.
+    pub rate_limits: Vec<crate::config::RateLimitPolicy>,
 }
 
 /// One of `descriptors`: its entries (an empty value is a wildcard) and
@@ -176,6 +179,10 @@ pub(super) fn decode(
             Some(m) => super::super::bootstrap::wrapped_uint(&m, errs, u32::MAX as u64)? as usize,
             None => 20,
         },
+        rate_limits: match obj.get("rate_limits") {
+            Some(r) => filter_rate_limits(&r, errs)?,
+            None => Vec::new(),
+        },
     };
     if config.per_connection && !config.descriptors.is_empty() {
         errs.add(
@@ -185,6 +192,24 @@ pub(super) fn decode(
         return None;
     }
     Some(config)
+}
+
+/// The filter's own `rate_limits`: as a route's, without a `stage`
+/// (Envoy refuses one there).
+fn filter_rate_limits(
+    node: &Node,
+    errs: &mut Errors,
+) -> Option<Vec<crate::config::RateLimitPolicy>> {
+    for item in node.list(errs) {
+        if item.value().get("stage").is_some() {
+            errs.add(
+                item.path(),
+                "'stage' field and 'disable_key' field are not supported",
+            );
+            return None;
+        }
+    }
+    Some(super::super::rate_limit::rate_limits(node, errs))
 }
 
 #[rustfmt::skip]
@@ -293,14 +318,9 @@ mod tests {
 
     #[test]
     fn what_ringway_lacks_is_refused_by_name() {
-        let errs = errors("", ", local_cluster_rate_limit: {}, rate_limits: []");
-        for field in ["local_cluster_rate_limit", "rate_limits"] {
-            let path = format!("{FILTER}.{field}");
-            assert!(
-                errs.iter().any(|e| e.starts_with(&path)),
-                "{field}: {errs:?}"
-            );
-        }
+        let errs = errors("", ", local_cluster_rate_limit: {}");
+        let path = format!("{FILTER}.local_cluster_rate_limit");
+        assert!(errs.iter().any(|e| e.starts_with(&path)), "{errs:?}");
         let headers = errors(
             "",
             ", response_headers_to_add: [ { header: { key: x-a, value: \"%START_TIME%\" } } ]",

@@ -41,7 +41,7 @@ pub fn for_route(
     let Action::Forward(forward) = &m.route.action else {
         return out;
     };
-    populate(&forward.rate_limits, stage, facts, &mut out);
+    populate(&forward.rate_limits, Some(stage), facts, &mut out);
     let vh = if forward.include_vh_rate_limits {
         VhRateLimits::Include
     } else {
@@ -49,19 +49,35 @@ pub fn for_route(
     };
     match vh {
         VhRateLimits::Ignore => {}
-        VhRateLimits::Include => populate(&m.vhost.rate_limits, stage, facts, &mut out),
+        VhRateLimits::Include => populate(&m.vhost.rate_limits, Some(stage), facts, &mut out),
         VhRateLimits::Override => {
             if forward.rate_limits.is_empty() {
-                populate(&m.vhost.rate_limits, stage, facts, &mut out);
+                populate(&m.vhost.rate_limits, Some(stage), facts, &mut out);
             }
         }
     }
     out
 }
 
-/// Appends the descriptors `policies` of `stage` make.
-fn populate(policies: &[RateLimitPolicy], stage: u32, facts: &Facts, out: &mut Vec<Descriptor>) {
-    for policy in policies.iter().filter(|p| p.stage == stage) {
+/// The descriptors a filter's own `rate_limits` make (every stage; the
+/// route's and virtual host's are not read then, as in Envoy).
+pub fn for_filter(policies: &[RateLimitPolicy], facts: &Facts) -> Vec<Descriptor> {
+    let mut out = Vec::new();
+    populate(policies, None, facts, &mut out);
+    out
+}
+
+/// Appends the descriptors `policies` (of `stage`, when given) make.
+fn populate(
+    policies: &[RateLimitPolicy],
+    stage: Option<u32>,
+    facts: &Facts,
+    out: &mut Vec<Descriptor>,
+) {
+    for policy in policies
+        .iter()
+        .filter(|p| stage.is_none_or(|s| p.stage == s))
+    {
         let mut descriptor = Vec::new();
         let complete = policy.actions.iter().all(|a| match entry(a, facts) {
             Ok(Some(e)) => {

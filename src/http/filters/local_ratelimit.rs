@@ -179,12 +179,16 @@ impl LocalRateLimit {
     fn take(&self, cx: &Context) -> (bool, Option<Decided>) {
         let mut matched: Vec<(Arc<TokenBucket>, f64)> = Vec::new();
         if !self.fixed.is_empty() || !self.wildcards.is_empty() {
-            let wanted = descriptors::for_route(
-                cx.matched,
-                self.config.stage,
-                self.config.vh_rate_limits,
-                &cx.facts,
-            );
+            let wanted = if self.config.rate_limits.is_empty() {
+                descriptors::for_route(
+                    cx.matched,
+                    self.config.stage,
+                    self.config.vh_rate_limits,
+                    &cx.facts,
+                )
+            } else {
+                descriptors::for_filter(&self.config.rate_limits, &cx.facts)
+            };
             for d in &wanted {
                 if let Some((_, bucket, rate)) = self.fixed.iter().find(|(e, _, _)| e == d) {
                     matched.push((bucket.clone(), *rate));
