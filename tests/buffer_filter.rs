@@ -59,10 +59,7 @@ fn bodies_are_buffered_as_in_envoy() {
         "\"{log}\"",
         "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED%\\n",
     )
-    .replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{FILTER}"),
-    );
+    .with_http_filter(FILTER);
     let Some(pair) = Pair::start(
         "bodies_are_buffered_as_in_envoy",
         &with_admin(&config),
@@ -100,14 +97,7 @@ fn bodies_are_buffered_as_in_envoy() {
         "http.ingress_http.downstream_rq_too_large",
         "http.ingress_http.downstream_rq_4xx",
     ]);
-    let (ringway, envoy) = (
-        log_lines(&pair.logs.0, cases.len() + 2),
-        log_lines(&pair.logs.1, cases.len() + 2),
-    );
-    assert_eq!(
-        ringway, envoy,
-        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
-    );
+    pair.assert_same_log(cases.len() + 2);
     // A deliberate deviation: Envoy lets an HTTP/2 body that comes in one
     // DATA frame with END_STREAM through whatever its size (its filter
     // only holds frames before the last); Ringway holds every protocol

@@ -41,10 +41,8 @@ fn request(method: &str, path: &str, host: &str, headers: &str) -> Vec<u8> {
 #[test]
 fn cors_is_answered_as_in_envoy() {
     let backend = Backend::start("app");
-    let config = http_config(&routes(), &port_cluster("app", backend.port())).replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{FILTER}"),
-    );
+    let config =
+        http_config(&routes(), &port_cluster("app", backend.port())).with_http_filter(FILTER);
     let Some(pair) = Pair::start(
         "cors_is_answered_as_in_envoy",
         &with_admin(&config),

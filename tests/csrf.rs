@@ -43,10 +43,8 @@ fn request(method: &str, path: &str, headers: &str) -> Vec<u8> {
 #[test]
 fn cross_site_requests_are_refused_as_in_envoy() {
     let backend = Backend::start("app");
-    let config = http_config(&routes(), &port_cluster("app", backend.port())).replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{}", filter()),
-    );
+    let config =
+        http_config(&routes(), &port_cluster("app", backend.port())).with_http_filter(&filter());
     let Some(pair) = Pair::start(
         "cross_site_requests_are_refused_as_in_envoy",
         &with_admin(&config),

@@ -24,10 +24,7 @@ fn faults_are_injected_as_in_envoy() {
         "\"{log}\"",
         "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n",
     )
-    .replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{FAULT}"),
-    );
+    .with_http_filter(FAULT);
     let Some(pair) = Pair::start(
         "faults_are_injected_as_in_envoy",
         &with_admin(&config),

@@ -69,10 +69,7 @@ fn mutated_as_in_envoy(test: &str, most_specific_wins: bool) -> Option<[String; 
     let backend = Backend::start("app");
     let table = level("table").replace("\n                ", "\n            ");
     let config = http_config(&routes(), &port_cluster("app", backend.port()))
-        .replace(
-            "          http_filters:\n",
-            &format!("          http_filters:\n{}", filter(most_specific_wins)),
-        )
+        .with_http_filter(&filter(most_specific_wins))
         .replace(
             "            name: local_route\n",
             &format!("            name: local_route{table}\n"),

@@ -130,10 +130,7 @@ fn config(dir: &TempDir, backend: &Backend, extra: &str) -> String {
         "\"{log}\"",
         "%REQ(:METHOD)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n",
     )
-    .replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{}", filter(dir, extra)),
-    )
+    .with_http_filter(&filter(dir, extra))
 }
 
 fn get(path: &str, headers: &str) -> Vec<u8> {
@@ -313,14 +310,7 @@ fn tokens_are_judged_as_in_envoy() {
     );
     pair.assert_same_admin("/stats", jwt_stats);
     let lines = requests.len() + 3;
-    let (ringway, envoy) = (
-        log_lines(&pair.logs.0, lines),
-        log_lines(&pair.logs.1, lines),
-    );
-    assert_eq!(
-        ringway, envoy,
-        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
-    );
+    pair.assert_same_log(lines);
 }
 
 /// `strip_failure_response`: refusals carry neither body nor challenge;

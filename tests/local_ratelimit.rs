@@ -67,10 +67,7 @@ fn config(backend: &Backend, filter: &str) -> String {
         "\"{log}\"",
         "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n",
     )
-    .replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{filter}"),
-    );
+    .with_http_filter(filter);
     with_admin(&format!("{RUNTIME}{config}"))
 }
 
@@ -134,14 +131,7 @@ fn requests_are_limited_as_in_envoy() {
     // 13 requests over HTTP/1.1, two over HTTP/2, two after the runtime
     // changes: wait for every line, not just most.
     let lines = 17;
-    let (ringway, envoy) = (
-        log_lines(&pair.logs.0, lines),
-        log_lines(&pair.logs.1, lines),
-    );
-    assert_eq!(
-        ringway, envoy,
-        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
-    );
+    let ringway = pair.assert_same_log(lines);
     assert!(ringway.contains("/ 429 RL"), "{ringway}");
 }
 
@@ -187,10 +177,7 @@ fn the_bucket_is_exact_across_shards_under_load() {
     }
     // 100 tokens to start with, then 1,000 a second, for every shard.
     let filter = "          - name: envoy.filters.http.local_ratelimit\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit\n              stat_prefix: load\n              token_bucket: { max_tokens: 100, tokens_per_fill: 100, fill_interval: 0.1s }\n              filter_enabled: { default_value: { numerator: 100 } }\n              filter_enforced: { default_value: { numerator: 100 } }\n";
-    let config = direct_response_filter("ingress_http", "ok").replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{filter}"),
-    );
+    let config = direct_response_filter("ingress_http", "ok").with_http_filter(filter);
     let config = format!(
         "static_resources:\n  listeners:\n  - name: test\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{port}} }} }}\n    filter_chains:\n    - filters:\n{config}"
     );
@@ -300,10 +287,7 @@ fn descriptors_are_limited_as_in_envoy() {
         "\"{log}\"",
         "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n",
     )
-    .replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{filter}"),
-    );
+    .with_http_filter(&filter);
     let Some(pair) = Pair::start(
         "descriptors_are_limited_as_in_envoy",
         &with_admin(&config),
@@ -349,14 +333,7 @@ fn descriptors_are_limited_as_in_envoy() {
     }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     pair.assert_same_stats(&names);
-    let (ringway, envoy) = (
-        log_lines(&pair.logs.0, cases.len()),
-        log_lines(&pair.logs.1, cases.len()),
-    );
-    assert_eq!(
-        ringway, envoy,
-        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
-    );
+    pair.assert_same_log(cases.len());
 }
 
 /// The filter's own `rate_limits`: read instead of the route's (which
@@ -368,10 +345,8 @@ fn the_filters_own_rate_limits_replace_the_routes() {
         "          - name: envoy.filters.http.local_ratelimit\n            typed_config:\n              \"@type\": {TYPE}\n              stat_prefix: own_limits\n              token_bucket: {{ max_tokens: 2, tokens_per_fill: 1, fill_interval: 3600s }}\n              filter_enabled: {{ default_value: {{ numerator: 100 }} }}\n              filter_enforced: {{ default_value: {{ numerator: 100 }} }}\n              always_consume_default_token_bucket: false\n              rate_limits: [ {{ actions: [ {{ request_headers: {{ header_name: x-user, descriptor_key: user }} }} ] }} ]\n              descriptors:\n              - {{ entries: [ {{ key: user, value: alice }} ], token_bucket: {{ max_tokens: 3, tokens_per_fill: 1, fill_interval: 3600s }} }}\n              - {{ entries: [ {{ key: generic_key, value: route }} ], token_bucket: {{ max_tokens: 1, tokens_per_fill: 1, fill_interval: 3600s }} }}\n"
     );
     let backend = Backend::start("app");
-    let config = http_config(routes, &port_cluster("app", backend.port())).replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{filter}"),
-    );
+    let config =
+        http_config(routes, &port_cluster("app", backend.port())).with_http_filter(&filter);
     let Some(pair) = Pair::start(
         "the_filters_own_rate_limits_replace_the_routes",
         &with_admin(&config),

@@ -105,10 +105,7 @@ fn requests_are_judged_as_in_envoy() {
         "\"{log}\"",
         "%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n",
     )
-    .replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{}", FILTER.replace("RBAC", RBAC)),
-    );
+    .with_http_filter(&FILTER.replace("RBAC", RBAC));
     let Some(pair) = Pair::start(
         "requests_are_judged_as_in_envoy",
         &with_admin(&config),
@@ -153,14 +150,7 @@ fn requests_are_judged_as_in_envoy() {
     pair.assert_same_admin("/stats", rbac_stats);
     pair.assert_same_stats(&["http.ingress_http.downstream_rq_4xx"]);
     let lines = requests.len() + 2;
-    let (ringway, envoy) = (
-        log_lines(&pair.logs.0, lines),
-        log_lines(&pair.logs.1, lines),
-    );
-    assert_eq!(
-        ringway, envoy,
-        "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
-    );
+    pair.assert_same_log(lines);
 }
 
 /// Over mTLS (a client certificate asked for, not required): the
@@ -214,7 +204,7 @@ fn tls_identities_are_judged_as_in_envoy() {
                 &socket[6..]
             ),
         )
-        .replace("          http_filters:\n", &format!("          http_filters:\n{filter}"));
+        .with_http_filter(&filter);
     let Some(pair) = Pair::start(
         "tls_identities_are_judged_as_in_envoy",
         &with_admin(&config),

@@ -758,6 +758,24 @@ pub fn http_config(routes_yaml: &str, clusters_yaml: &str) -> String {
     )
 }
 
+/// A bootstrap's text with HTTP filters added.
+pub trait WithHttpFilter {
+    /// The config (one connection manager, as [`http_config`] or
+    /// [`direct_response_filter`] make) with `filter`, an `http_filters`
+    /// item (ten-space indent), placed before the router.
+    fn with_http_filter(&self, filter: &str) -> String;
+}
+
+impl WithHttpFilter for str {
+    fn with_http_filter(&self, filter: &str) -> String {
+        self.replacen(
+            "          http_filters:\n",
+            &format!("          http_filters:\n{filter}"),
+            1,
+        )
+    }
+}
+
 /// A STATIC cluster over the given backends with weights.
 pub fn static_cluster(name: &str, backends: &[(&Backend, u32)], extra: &str) -> String {
     let mut eps = String::new();

@@ -363,6 +363,18 @@ impl Pair {
         assert_eq!(r, e, "{path}\n--- ringway\n{r}\n--- envoy\n{e}");
     }
 
+    /// Waits until both access logs (`{log}`) have `lines` lines, fails
+    /// (printing both) unless they are the same, and returns Ringway's.
+    pub fn assert_same_log(&self, lines: usize) -> String {
+        let ringway = super::log_lines(&self.logs.0, lines);
+        let envoy = super::log_lines(&self.logs.1, lines);
+        assert_eq!(
+            ringway, envoy,
+            "\n--- ringway\n{ringway}\n--- envoy\n{envoy}"
+        );
+        ringway
+    }
+
     /// Asserts that the named stats have the same values on both;
     /// `listener.*.` stands for the one loopback listener's address (whose
     /// port differs between the two).
