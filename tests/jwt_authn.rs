@@ -353,3 +353,58 @@ fn stripped_refusals_match_envoy() {
         "http.ingress_http.jwt_authn.denied",
     ]);
 }
+
+/// `clear_route_cache`: a claim made a header is routed on (the route
+/// is matched again, after the filter also removed the client's own
+/// copy of that header); without it the route stays.
+#[test]
+fn claims_are_routed_on_as_in_envoy() {
+    let test = "claims_are_routed_on_as_in_envoy";
+    let dir = TempDir::new();
+    let Some(tokens) = mint(test, &dir) else {
+        return;
+    };
+    let routes = "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: { prefix: \"/\", headers: [ { name: x-role, string_match: { exact: admin } } ] }\n                direct_response: { status: 200, body: { inline_string: \"admin area\" } }\n              - match: { prefix: \"/\" }\n                route: { cluster: app }\n";
+    let provider = |clear: bool| {
+        format!(
+            "{{ issuer: https://issuer, local_jwks: {{ filename: {} }}, claim_to_headers: [ {{ header_name: x-role, claim_name: role }} ], clear_route_cache: {clear} }}",
+            dir.0.join("jwks.json").display()
+        )
+    };
+    let filter = format!(
+        "          - name: jwt\n            typed_config:\n              \"@type\": {FILTER_TYPE}\n              providers: {{ clearing: {}, keeping: {} }}\n              rules:\n              - {{ match: {{ prefix: /plain }}, requires: {{ provider_name: keeping }} }}\n              - {{ match: {{ prefix: / }}, requires: {{ provider_name: clearing }} }}\n",
+        provider(true),
+        provider(false)
+    );
+    let backend = Backend::start("app");
+    let config =
+        http_config(routes, &port_cluster("app", backend.port())).with_http_filter(&filter);
+    let Some(pair) = Pair::start(test, &with_admin(&config), vec![backend]) else {
+        return;
+    };
+    let bearer = |name: &str| format!("authorization: Bearer {}\r\n", tokens[name]);
+    let cases = [
+        (get("/x", &bearer("role_admin")), "admin area"),
+        (get("/x", &bearer("role_user")), "app /x"),
+        (get("/plain", &bearer("role_admin")), "app /plain"),
+        (get("/x", "x-role: admin\r\n"), "Jwt is missing"),
+        (
+            get("/x", &format!("x-role: admin\r\n{}", bearer("role_user"))),
+            "app /x",
+        ),
+    ];
+    let requests: Vec<Vec<u8>> = cases.iter().map(|(r, _)| r.clone()).collect();
+    let bodies: Vec<String> = pair
+        .assert_all_same(&requests)
+        .into_iter()
+        .map(|o| o.body)
+        .collect();
+    assert_eq!(
+        bodies,
+        cases.iter().map(|(_, b)| b.to_string()).collect::<Vec<_>>()
+    );
+    let auth = format!("authorization: Bearer {}", tokens["role_admin"]);
+    let h2 = pair.assert_all_same_h2(&[&["-H", &auth, "/x"]]);
+    assert_eq!(h2[0].body, "admin area");
+    pair.assert_same_admin("/stats", jwt_stats);
+}

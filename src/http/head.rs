@@ -566,9 +566,49 @@ fn analyse_request<'v>(
         peer,
         client: &client,
     };
-    let decision = http
-        .filters
-        .on_request(&view, matched, cluster, &downstream, shard);
+    // A filter that clears the route cache (jwt_authn's claims) has the
+    // route matched again over the headers as it edited them.
+    let mut rerouted = None;
+    let mut reroute = |edits: &Edits| {
+        let headers: Vec<httparse::Header> = view
+            .headers
+            .iter()
+            .filter(|h| edits.keeps(h.name))
+            .copied()
+            .chain(
+                edits
+                    .added
+                    .iter()
+                    .map(|(name, value)| httparse::Header { name, value }),
+            )
+            .collect();
+        let edited = RequestView {
+            headers: &headers,
+            ..view
+        };
+        let matched = http.routes.route(&lower, &edited);
+        let chosen = matched.and_then(|m| match &m.route.action {
+            Action::Forward(f) => {
+                Some(f.cluster(&edited, shard.random(), &m.table.clusters_by_name))
+            }
+            _ => None,
+        });
+        let picked = chosen.as_ref().and_then(|c| c.as_ref().ok());
+        let matched = matched.map(|m| Matched {
+            weighted: picked.and_then(|(_, _, configs)| *configs),
+            ..m
+        });
+        let cluster = picked.map(|(c, _, _)| *c);
+        rerouted = Some((matched, chosen));
+        (matched, cluster)
+    };
+    let decision =
+        http.filters
+            .on_request(&view, matched, cluster, &downstream, shard, &mut reroute);
+    let (matched, chosen) = match rerouted {
+        Some(again) => again,
+        None => (matched, chosen),
+    };
     filtered.set(decision.filtered);
     let filter_edits = decision.request_edits;
     let filter_path = decision.path;

@@ -142,5 +142,7 @@ tokens = {
     "strict_no_iat": sign(dict(CLAIMS, iss="https://strict", exp=now + 600)),
     "strict_expired_past_skew": sign(dict(CLAIMS, iss="https://strict", iat=now - 600, exp=now - 20)),
     "oversized": sign(dict(CLAIMS, pad="x" * 70000)),
+    "role_admin": sign(dict(CLAIMS, role="admin")),
+    "role_user": sign(dict(CLAIMS, role="user")),
 }
 json.dump(tokens, open(f"{out}/tokens.json", "w"))

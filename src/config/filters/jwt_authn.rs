@@ -30,11 +30,11 @@ static PROVIDER: Fields = Fields {
         "issuer", "audiences", "subjects", "require_expiration", "max_lifetime", "local_jwks",
         "forward", "from_headers", "from_params", "from_cookies", "forward_payload_header",
         "pad_forward_payload_header", "clock_skew_seconds", "jwt_cache_config",
-        "claim_to_headers",
+        "claim_to_headers", "clear_route_cache",
     ],
     unsupported: &[
         "remote_jwks", "payload_in_metadata", "normalize_payload_in_metadata",
-        "header_in_metadata", "failed_status_in_metadata", "clear_route_cache",
+        "header_in_metadata", "failed_status_in_metadata",
     ],
 };
 #[rustfmt::skip]
@@ -120,6 +120,8 @@ pub struct JwtProvider {
     pub clock_skew_seconds: u64,
     /// `jwt_cache_config`: (entries, largest token cached), when set.
     pub jwt_cache: Option<(usize, usize)>,
+    /// `clear_route_cache`: match the route again once claims are headers.
+    pub clear_route_cache: bool,
 }
 
 /// What a request must carry.
@@ -324,6 +326,7 @@ fn provider(name: &str, node: &Node, errs: &mut Errors) -> Option<JwtProvider> {
             .and_then(|n| n.uint(errs, u64::from(u32::MAX)))
             .unwrap_or(0),
         jwt_cache,
+        clear_route_cache: flag(errs, "clear_route_cache"),
     })
 }
 

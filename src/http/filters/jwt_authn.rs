@@ -278,6 +278,8 @@ struct Exchange<'a> {
     edits: Edits,
     /// Query parameters whose tokens are taken out of the path.
     dropped_params: Vec<String>,
+    /// A provider that clears the route cache added a claim header.
+    clear_route_cache: bool,
     now: u64,
     shard: &'a Shard,
 }
@@ -510,6 +512,7 @@ impl JwtAuthn {
             request,
             edits: Edits::default(),
             dropped_params: Vec::new(),
+            clear_route_cache: false,
             now,
             shard,
         };
@@ -518,6 +521,7 @@ impl JwtAuthn {
             self.stats.inc(w, sets::JwtAuthn::allowed);
             decision.request_edits =
                 std::mem::take(&mut decision.request_edits).then(exchange.edits);
+            decision.clear_route_cache |= exchange.clear_route_cache;
             if !exchange.dropped_params.is_empty() {
                 let path = decision.path.as_deref().unwrap_or(request.path);
                 decision.path = Some(without_params(path, &exchange.dropped_params));
@@ -756,6 +760,7 @@ impl Provider {
         for (header, claim) in &config.claim_to_headers {
             if let Some(value) = jwt.claim(claim).and_then(claim_value) {
                 edits.added.push((header.clone(), value.into_bytes()));
+                exchange.clear_route_cache |= config.clear_route_cache;
             }
         }
         if !config.forward {

@@ -32,6 +32,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Matches the route again over the request's headers as the filters
+/// edited them: the route and the cluster it goes to, by position.
+pub type Reroute<'f, 'm> = dyn FnMut(&Edits) -> (Option<Matched<'m>>, Option<usize>) + 'f;
+
 /// A connection manager's filters, compiled.
 #[derive(Debug, Default)]
 pub struct Chain {
@@ -149,6 +153,9 @@ pub struct Decision {
     pub request_edits: Edits,
     /// The request's `:path` as a filter rewrote it.
     pub path: Option<String>,
+    /// A filter changed what the route depends on: it is matched again
+    /// (Envoy's `clearRouteCache`).
+    pub clear_route_cache: bool,
 }
 
 /// What a filter does to every response to the request.
@@ -255,17 +262,23 @@ impl Chain {
 
     /// Runs the request-headers phase of every filter enabled for the
     /// `matched` route (going to `cluster`, by position), in order, until
-    /// one answers.
-    pub fn on_request(
+    /// one answers. A filter that clears the route cache has the route
+    /// matched again (`reroute`, over the headers as edited so far) for
+    /// the filters after it.
+    pub fn on_request<'m>(
         &self,
         request: &RequestView,
-        matched: Option<Matched>,
-        cluster: Option<usize>,
+        mut matched: Option<Matched<'m>>,
+        mut cluster: Option<usize>,
         downstream: &Downstream,
         shard: &Shard,
+        reroute: &mut Reroute<'_, 'm>,
     ) -> Decision {
         let mut decision = Decision::default();
         for filter in &self.filters {
+            if std::mem::take(&mut decision.clear_route_cache) {
+                (matched, cluster) = reroute(&decision.request_edits);
+            }
             // A route's own config enables a filter disabled by default.
             let route_config = matched.and_then(|m| m.filter_config(&filter.name));
             if matches!(route_config, Some(RouteConfig::Disabled))
@@ -342,8 +355,12 @@ impl Chain {
                 }
             }
             if decision.reply.is_some() {
-                break;
+                return decision;
             }
+        }
+        // The router's route, when the last filter cleared it.
+        if std::mem::take(&mut decision.clear_route_cache) {
+            reroute(&decision.request_edits);
         }
         decision
     }
