@@ -123,3 +123,47 @@ fn the_most_specific_level_wins_when_asked_as_in_envoy() {
     };
     assert_eq!(levels, ["route", "route", "weighted", "weighted"]);
 }
+
+/// A filter sees the headers as the filters before it edited them (as
+/// Envoy's do): RBAC judges the header the mutation added and not the
+/// one it removed.
+#[test]
+fn later_filters_see_the_mutations_as_in_envoy() {
+    let filters = r#"          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+                - append: { header: { key: x-group, value: b } }
+                - remove: x-drop
+          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                policies:
+                  group-b:
+                    permissions:
+                    - and_rules:
+                        rules:
+                        - header: { name: x-group, string_match: { exact: b } }
+                        - not_rule: { header: { name: x-drop, present_match: true } }
+                    principals: [ { any: true } ]
+"#;
+    let backend = Backend::start("app");
+    let routes = "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: { prefix: \"/\" }\n                route: { cluster: app }\n";
+    let config =
+        http_config(routes, &port_cluster("app", backend.port())).with_http_filter(filters);
+    let Some(pair) = Pair::start(
+        "later_filters_see_the_mutations_as_in_envoy",
+        &with_admin(&config),
+        vec![backend],
+    ) else {
+        return;
+    };
+    let get = |headers: &str| {
+        format!("GET / HTTP/1.1\r\nhost: example.com\r\n{headers}\r\n").into_bytes()
+    };
+    let observed = pair.assert_all_same(&[get(""), get("x-drop: 1\r\n"), get("x-group: a\r\n")]);
+    let statuses: Vec<u16> = observed.iter().map(|o| o.status).collect();
+    assert_eq!(statuses, [200, 200, 200]);
+}

@@ -570,18 +570,7 @@ fn analyse_request<'v>(
     // route matched again over the headers as it edited them.
     let mut rerouted = None;
     let mut reroute = |edits: &Edits| {
-        let headers: Vec<httparse::Header> = view
-            .headers
-            .iter()
-            .filter(|h| edits.keeps(h.name))
-            .copied()
-            .chain(
-                edits
-                    .added
-                    .iter()
-                    .map(|(name, value)| httparse::Header { name, value }),
-            )
-            .collect();
+        let headers = filters::edited_headers(&view, edits);
         let edited = RequestView {
             headers: &headers,
             ..view

@@ -126,6 +126,34 @@ pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> Route
         .collect()
 }
 
+/// The request's header lines after `edits`: the originals they keep,
+/// then the lines they added.
+pub fn edited_headers<'a>(
+    request: &RequestView<'a>,
+    edits: &'a Edits,
+) -> Vec<httparse::Header<'a>> {
+    request
+        .headers
+        .iter()
+        .filter(|h| edits.keeps(h.name))
+        .copied()
+        .chain(
+            edits
+                .added
+                .iter()
+                .map(|(name, value)| httparse::Header { name, value }),
+        )
+        .collect()
+}
+
+/// [`edited_headers`], owned (the edits go on changing).
+fn edited_lines(request: &RequestView, edits: &Edits) -> Vec<(String, Vec<u8>)> {
+    edited_headers(request, edits)
+        .iter()
+        .map(|h| (h.name.to_string(), h.value.to_vec()))
+        .collect()
+}
+
 /// What filters keep per downstream connection.
 #[derive(Debug, Default)]
 pub struct ConnectionState {
@@ -262,12 +290,13 @@ impl Chain {
 
     /// Runs the request-headers phase of every filter enabled for the
     /// `matched` route (going to `cluster`, by position), in order, until
-    /// one answers. A filter that clears the route cache has the route
-    /// matched again (`reroute`, over the headers as edited so far) for
-    /// the filters after it.
+    /// one answers. Each filter sees the request's headers as the filters
+    /// before it edited them, as Envoy's do. A filter that clears the
+    /// route cache has the route matched again (`reroute`, over the
+    /// edited headers) for the filters after it.
     pub fn on_request<'m>(
         &self,
-        request: &RequestView,
+        received: &RequestView,
         mut matched: Option<Matched<'m>>,
         mut cluster: Option<usize>,
         downstream: &Downstream,
@@ -275,10 +304,28 @@ impl Chain {
         reroute: &mut Reroute<'_, 'm>,
     ) -> Decision {
         let mut decision = Decision::default();
+        // The header lines once a filter has edited them (none: as received).
+        let mut edited: Option<Vec<(String, Vec<u8>)>> = None;
         for filter in &self.filters {
             if std::mem::take(&mut decision.clear_route_cache) {
                 (matched, cluster) = reroute(&decision.request_edits);
             }
+            let lines: Vec<httparse::Header>;
+            let view: RequestView;
+            let request = match &edited {
+                None => received,
+                Some(owned) => {
+                    lines = owned
+                        .iter()
+                        .map(|(name, value)| httparse::Header { name, value })
+                        .collect();
+                    view = RequestView {
+                        headers: &lines,
+                        ..*received
+                    };
+                    &view
+                }
+            };
             // A route's own config enables a filter disabled by default.
             let route_config = matched.and_then(|m| m.filter_config(&filter.name));
             if matches!(route_config, Some(RouteConfig::Disabled))
@@ -356,6 +403,10 @@ impl Chain {
             }
             if decision.reply.is_some() {
                 return decision;
+            }
+            let edits = &decision.request_edits;
+            if !edits.added.is_empty() || !edits.dropped.is_empty() {
+                edited = Some(edited_lines(received, edits));
             }
         }
         // The router's route, when the last filter cleared it.
