@@ -360,6 +360,48 @@ struct Seen<'a> {
     grpc: bool,
 }
 
+/// The cluster a forwarding route sends a request to, or the status
+/// when none can be had.
+type Chosen<'t> = Option<
+    Result<
+        (
+            usize,
+            Option<&'t LbMetadata>,
+            Option<&'t filters::RouteConfigs>,
+        ),
+        u16,
+    >,
+>;
+
+/// Chooses the matched route's cluster (before the filters run: Envoy's
+/// route entry names it when they ask; the router acts on the choice
+/// after), with the weighted cluster's own filter configs on the match
+/// (they are the most specific).
+fn choose<'t>(
+    matched: Option<Matched<'t>>,
+    view: &RequestView,
+    shard: &Shard,
+) -> (Option<Matched<'t>>, Chosen<'t>) {
+    let chosen = matched.and_then(|m| match &m.route.action {
+        Action::Forward(f) => Some(f.cluster(view, shard.random(), &m.table.clusters_by_name)),
+        _ => None,
+    });
+    let picked = chosen.as_ref().and_then(|c| c.as_ref().ok());
+    let matched = matched.map(|m| Matched {
+        weighted: picked.and_then(|(_, _, configs)| *configs),
+        ..m
+    });
+    (matched, chosen)
+}
+
+/// The chosen cluster, by position.
+fn chosen_cluster(chosen: &Chosen) -> Option<usize> {
+    chosen
+        .as_ref()
+        .and_then(|c| c.as_ref().ok())
+        .map(|(c, _, _)| *c)
+}
+
 fn analyse_request<'v>(
     req: &httparse::Request<'_, '_>,
     raw_head: &[u8],
@@ -537,19 +579,8 @@ fn analyse_request<'v>(
     if refused {
         return request(Plan::Local(LocalReply::closing(403, ""), matched));
     }
-    // The cluster is chosen before the filters run (Envoy's route entry
-    // names it when they ask), and the router acts on the choice after.
-    let chosen = matched.and_then(|m| match &m.route.action {
-        Action::Forward(f) => Some(f.cluster(&view, shard.random(), &m.table.clusters_by_name)),
-        _ => None,
-    });
-    let picked = chosen.as_ref().and_then(|c| c.as_ref().ok());
-    let cluster = picked.map(|(c, _, _)| *c);
-    // A weighted cluster's own filter configs are the most specific.
-    let matched = matched.map(|m| Matched {
-        weighted: picked.and_then(|(_, _, configs)| *configs),
-        ..m
-    });
+    let (matched, chosen) = choose(matched, &view, shard);
+    let cluster = chosen_cluster(&chosen);
     let peer_ip = peer.remote.ip().map(|a| a.ip());
     let forwarded = xff::resolve(
         &http.xff,
@@ -575,19 +606,8 @@ fn analyse_request<'v>(
             headers: &headers,
             ..view
         };
-        let matched = http.routes.route(&lower, &edited);
-        let chosen = matched.and_then(|m| match &m.route.action {
-            Action::Forward(f) => {
-                Some(f.cluster(&edited, shard.random(), &m.table.clusters_by_name))
-            }
-            _ => None,
-        });
-        let picked = chosen.as_ref().and_then(|c| c.as_ref().ok());
-        let matched = matched.map(|m| Matched {
-            weighted: picked.and_then(|(_, _, configs)| *configs),
-            ..m
-        });
-        let cluster = picked.map(|(c, _, _)| *c);
+        let (matched, chosen) = choose(http.routes.route(&lower, &edited), &edited, shard);
+        let cluster = chosen_cluster(&chosen);
         rerouted = Some((matched, chosen));
         (matched, cluster)
     };

@@ -2,9 +2,10 @@
 //! `http_filters` names before its router, run on each request's headers
 //! once its route is known (Envoy's filters see the route too). A filter
 //! lets the request go on, answers it locally, edits the request's
-//! headers, or asks for headers on the response. Dispatch is a match over
-//! [`Kind`]: no boxed filter per request, and a chain of only the router
-//! is an empty loop.
+//! headers (the filters after it see the edits) or path, has the route
+//! matched again, asks for the body to be buffered, or asks for headers
+//! on the response. Dispatch is a match over [`Kind`]: no boxed filter
+//! per request, and a chain of only the router is an empty loop.
 
 pub mod buffer;
 pub mod cors;
