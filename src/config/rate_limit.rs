@@ -143,17 +143,28 @@ fn policy(node: &Node, errs: &mut Errors) -> Option<RateLimitPolicy> {
         Some(s) => super::bootstrap::wrapped_uint(&s, errs, 10)? as u32,
         None => 0,
     };
-    let list = obj.require(errs, "actions")?;
+    let actions = one_or_more(&obj, errs, "actions", |a, errs| action(&a, errs))?;
+    Some(RateLimitPolicy { stage, actions })
+}
+
+/// A required list of at least one item, each decoded by `item`; None
+/// unless all decode.
+fn one_or_more<'a, T>(
+    obj: &super::node::Obj<'a>,
+    errs: &mut Errors,
+    field: &str,
+    item: impl Fn(Node<'a>, &mut Errors) -> Option<T>,
+) -> Option<Vec<T>> {
+    let list = obj.require(errs, field)?;
     let items = list.list(errs);
     if items.is_empty() {
         errs.add(list.path(), "value must contain at least 1 item(s)");
         return None;
     }
-    let actions = items
-        .iter()
-        .map(|a| action(a, errs))
-        .collect::<Option<Vec<_>>>()?;
-    Some(RateLimitPolicy { stage, actions })
+    items
+        .into_iter()
+        .map(|i| item(i, errs))
+        .collect::<Option<Vec<_>>>()
 }
 
 fn text(obj: &super::node::Obj, errs: &mut Errors, field: &str, default: &str) -> String {
@@ -210,39 +221,20 @@ fn action(node: &Node, errs: &mut Errors) -> Option<RateLimitAction> {
         }
         "header_value_match" => {
             let o = value.object(errs, &HEADER_VALUE_MATCH)?;
-            let list = o.require(errs, "headers")?.list(errs);
-            if list.is_empty() {
-                errs.add(o.path(), "headers: value must contain at least 1 item(s)");
-                return None;
-            }
             RateLimitAction::HeaderValueMatch {
                 key: text(&o, errs, "descriptor_key", "header_match"),
                 value: o.non_empty_str(errs, "descriptor_value")?,
                 expect_match: flag(&o, errs, "expect_match", true),
-                headers: list
-                    .into_iter()
-                    .map(|h| header_matcher(h, errs))
-                    .collect::<Option<Vec<_>>>()?,
+                headers: one_or_more(&o, errs, "headers", header_matcher)?,
             }
         }
         "query_parameter_value_match" => {
             let o = value.object(errs, &QUERY_VALUE_MATCH)?;
-            let list = o.require(errs, "query_parameters")?.list(errs);
-            if list.is_empty() {
-                errs.add(
-                    o.path(),
-                    "query_parameters: value must contain at least 1 item(s)",
-                );
-                return None;
-            }
             RateLimitAction::QueryParameterValueMatch {
                 key: text(&o, errs, "descriptor_key", "query_match"),
                 value: o.non_empty_str(errs, "descriptor_value")?,
                 expect_match: flag(&o, errs, "expect_match", true),
-                parameters: list
-                    .into_iter()
-                    .map(|q| query_parameter_matcher(q, errs))
-                    .collect::<Option<Vec<_>>>()?,
+                parameters: one_or_more(&o, errs, "query_parameters", query_parameter_matcher)?,
             }
         }
         _ => {
