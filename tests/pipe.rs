@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A TCP listener (`{port}`, which start-up waits on) and a pipe listener
 /// (`{dir}/in.sock`, mode 0600), both routed to a cluster whose one
@@ -270,8 +270,17 @@ fn a_stale_socket_file_is_replaced_and_proxy_config_reads_a_pipe_admin() {
         dir: TempDir::new(),
     };
     // What a killed run leaves behind: a socket file nobody listens on.
+    // (A child another test forks in the moment before the listener
+    // closes holds a copy until it execs: wait for that to pass.)
     drop(std::os::unix::net::UnixListener::bind(side.path("in.sock")).expect("bind"));
-    assert!(UnixStream::connect(side.path("in.sock")).is_err());
+    let stale = Instant::now();
+    while UnixStream::connect(side.path("in.sock")).is_ok() {
+        assert!(
+            stale.elapsed() < Duration::from_secs(2),
+            "the stale socket still listens"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let _ringway = Proxy::start(&side.config(&up), &["--concurrency", "1"]);
     let raw = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
     let (status, body) = status_and_body(&over_pipe(&side.path("in.sock"), raw));
