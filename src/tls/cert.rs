@@ -127,12 +127,24 @@ pub(super) fn inspect(der: &[u8], path: String) -> Result<(CertInfo, Vec<String>
     }
     let info = CertInfo {
         path,
-        serial: cert.raw_serial_as_string().replace(':', ""),
+        serial: serial_hex(cert.raw_serial()),
         sans,
         expires: cert.validity().not_after.timestamp(),
         valid_from: cert.validity().not_before.timestamp(),
     };
     Ok((info, names))
+}
+
+/// A serial number as Envoy prints it (BoringSSL's `BN_bn2hex`, lower
+/// case): the integer's bytes without leading zero bytes (the DER pad of
+/// a serial whose top bit is set among them), two digits each; zero is
+/// `0`.
+fn serial_hex(raw: &[u8]) -> String {
+    let magnitude = &raw[raw.iter().take_while(|b| **b == 0).count()..];
+    if magnitude.is_empty() {
+        return "0".to_string();
+    }
+    magnitude.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A certificate's subject alternative names, as `TYPE:value`.
@@ -173,5 +185,18 @@ pub(super) fn name_matches(name: &str, sni: &str) -> bool {
             .split_once('.')
             .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
         None => name == sni,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serial_hex;
+
+    #[test]
+    fn serials_print_as_boringssl_prints_them() {
+        // A serial whose top bit is set carries a DER zero byte first.
+        assert_eq!(serial_hex(&[0x00, 0xbb, 0x34]), "bb34");
+        assert_eq!(serial_hex(&[0x0a, 0xbc]), "0abc");
+        assert_eq!(serial_hex(&[0x00]), "0");
     }
 }

@@ -170,6 +170,10 @@ impl Certs {
         let ext = self.dir.0.join(format!("{name}.ext"));
         std::fs::write(&ext, format!("subjectAltName={sans}\n")).expect("write ext");
         let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+        // A serial of its own per name, its top bit set: the DER integer
+        // then carries a zero byte first, which /certs must not show.
+        let serial: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        let serial = format!("0x80{serial}");
         self.openssl(&[
             "x509",
             "-req",
@@ -179,7 +183,8 @@ impl Certs {
             &ca_crt,
             "-CAkey",
             &ca_key,
-            "-CAcreateserial",
+            "-set_serial",
+            &serial,
             "-out",
             &crt,
             "-days",
