@@ -635,14 +635,18 @@ pub fn accepts(m: &RouteMatch, req: &RequestView, bare: &str) -> bool {
         && m.headers
             .iter()
             .all(|h| h.matches(req.header(&h.name).as_deref()))
-        && m.query_parameters
-            .iter()
-            .all(|q| match (req.query_parameter(&q.name), &q.value) {
-                (Some(_), None) => true,
-                (Some(v), Some(matcher)) => matcher.matches(&v),
-                (None, _) => false,
-            })
+        && m.query_parameters.iter().all(|q| query_matches(q, req))
         && (!m.grpc || req.is_grpc())
+}
+
+/// Whether a `query_parameters` matcher accepts the request: the
+/// parameter present, and its value matching when a matcher is set.
+pub fn query_matches(q: &config::QueryParameterMatcher, req: &RequestView) -> bool {
+    match (req.query_parameter(&q.name), &q.value) {
+        (Some(_), None) => true,
+        (Some(v), Some(matcher)) => matcher.matches(&v),
+        (None, _) => false,
+    }
 }
 
 impl Route {

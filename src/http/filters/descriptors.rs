@@ -6,7 +6,7 @@
 
 use crate::config::{RateLimitAction, RateLimitPolicy, VhRateLimits};
 use crate::net::Address;
-use crate::router::{Action, Matched, RequestView};
+use crate::router::{query_matches, Action, Matched, RequestView};
 use std::net::IpAddr;
 
 /// One descriptor: its (key, value) entries in order.
@@ -176,14 +176,7 @@ fn entry(action: &RateLimitAction, facts: &Facts) -> Result<Option<(String, Stri
             expect_match,
             parameters,
         } => {
-            let matched =
-                parameters
-                    .iter()
-                    .all(|q| match (request.query_parameter(&q.name), &q.value) {
-                        (Some(_), None) => true,
-                        (Some(v), Some(m)) => m.matches(&v),
-                        (None, _) => false,
-                    });
+            let matched = parameters.iter().all(|q| query_matches(q, request));
             if matched == *expect_match {
                 pair(key, value)
             } else {
