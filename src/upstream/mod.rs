@@ -193,6 +193,21 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Counts a response to one of its requests: `upstream_rq_<code>`,
+    /// its class and `upstream_rq_completed` (Envoy's response stats).
+    pub fn count_response(&self, writer: usize, status: u16) {
+        const CLASSES: [sets::Cluster; 5] = [
+            sets::Cluster::upstream_rq_1xx,
+            sets::Cluster::upstream_rq_2xx,
+            sets::Cluster::upstream_rq_3xx,
+            sets::Cluster::upstream_rq_4xx,
+            sets::Cluster::upstream_rq_5xx,
+        ];
+        if self.stats.inc_status(writer, status, CLASSES) {
+            self.stats.inc(writer, sets::Cluster::upstream_rq_completed);
+        }
+    }
+
     /// The host name Envoy knows `endpoint` by: a configured `hostname`,
     /// or the DNS name of a STRICT_DNS or LOGICAL_DNS endpoint; none for a
     /// bare address.

@@ -46,14 +46,6 @@ const RETRY_CLASSES: [RetryStat; 5] = [
     RetryStat::upstream_rq_5xx,
 ];
 
-const CLUSTER_CLASSES: [ClusterStat; 5] = [
-    ClusterStat::upstream_rq_1xx,
-    ClusterStat::upstream_rq_2xx,
-    ClusterStat::upstream_rq_3xx,
-    ClusterStat::upstream_rq_4xx,
-    ClusterStat::upstream_rq_5xx,
-];
-
 /// Where a forward goes: the route's action, the chosen cluster, and
 /// where the upstream head's per-attempt values are.
 pub(super) struct Upstream<'a> {
@@ -1297,11 +1289,7 @@ impl<'a> Attempt<'a> {
     /// Counts the response status (upstream's, or the local reply standing
     /// in for it) and the request's upstream time.
     fn charge(&self, status: u16) {
-        let w = self.shard.id;
-        let stats = &self.cluster.stats;
-        if stats.inc_status(w, status, CLUSTER_CLASSES) {
-            stats.inc(w, ClusterStat::upstream_rq_completed);
-        }
+        self.cluster.count_response(self.shard.id, status);
         self.charge_host(status);
     }
 
