@@ -162,7 +162,7 @@ fn head_parsing(c: &mut Criterion) {
     let request = b"GET /api/v3/users/42?expand=true HTTP/1.1\r\nHost: host0.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) bench\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\nCookie: session=0123456789abcdef; theme=dark\r\nx-request-id: 5f3c1c8e-2b7a-4b8e-9f0e-1d2c3b4a5968\r\n\r\n";
     c.bench_function("request head: parse, route, build upstream head", |b| {
         b.iter(
-            || match parse_request(black_box(request), &http, &peer, &shard) {
+            || match parse_request(black_box(request), &http, &peer, &shard, None) {
                 ParsedRequest::Request(req, _) => black_box(req.head_len),
                 _ => unreachable!("the bench request is valid"),
             },

@@ -882,6 +882,51 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "an ext_authz HTTP service with every setting",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", cluster: app, timeout: 1s }, path_prefix: /p, authorization_request: { allowed_headers: { patterns: [ { exact: x-a }, { prefix: x-b } ] }, headers_to_add: [ { key: x-c, value: d } ] }, authorization_response: { allowed_upstream_headers: { patterns: [ { exact: x-u } ] }, allowed_upstream_headers_to_append: { patterns: [ { exact: x-v } ] }, allowed_client_headers: { patterns: [ { exact: x-w } ] }, allowed_client_headers_on_success: { patterns: [ { exact: x-x } ] } } }, failure_mode_allow: true, failure_mode_allow_header_add: true, clear_route_cache: true, status_on_error: { code: 503 }, stat_prefix: s, charge_cluster_response_stats: false, transport_api_version: V3 }\n"),
+            true,
+        ),
+        (
+            "an ext_authz server_uri without a timeout",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", cluster: app } } }\n"),
+            false,
+        ),
+        (
+            "an ext_authz server_uri without a cluster",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", timeout: 1s } } }\n"),
+            false,
+        ),
+        (
+            "an ext_authz path_prefix without its slash",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", cluster: app, timeout: 1s }, path_prefix: p } }\n"),
+            false,
+        ),
+        (
+            "an ext_authz service on a cluster the config lacks",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", cluster: nowhere, timeout: 1s } } }\n"),
+            true,
+        ),
+        (
+            "an ext_authz filter disabled on a route",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", cluster: app, timeout: 1s } } }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, disabled: true } }\n"),
+            true,
+        ),
+        (
+            "an ext_authz route's check_settings",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", cluster: app, timeout: 1s } } }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, check_settings: { context_extensions: { k: v }, disable_request_body_buffering: true } } }\n"),
+            true,
+        ),
+        (
+            "an ext_authz route's disabled: false",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", cluster: app, timeout: 1s } } }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, disabled: false } }\n"),
+            true,
+        ),
+        (
+            "an empty ExtAuthzPerRoute",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", cluster: app, timeout: 1s } } }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute } }\n"),
+            false,
+        ),
+        (
             "a local rate limit filter's own rate_limits",
             filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, descriptors: [ { entries: [ { key: generic_key, value: a } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ], rate_limits: [ { actions: [ { generic_key: { descriptor_value: a } } ] } ] }\n"),
             true,

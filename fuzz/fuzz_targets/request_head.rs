@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
             direct_remote: None,
             filter_state: Default::default(),
         };
-        if let ParsedRequest::Request(req, _) = parse_request(data, &f.http, &peer, &f.shard) {
+        if let ParsedRequest::Request(req, _) = parse_request(data, &f.http, &peer, &f.shard, None)
+        {
             assert!(req.head_len <= data.len());
         }
     });

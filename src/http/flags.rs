@@ -49,9 +49,11 @@ impl ResponseFlags {
     pub const FAULT_INJECTED: Self = Self(1 << 19);
     /// RL: a local rate limit refused the request.
     pub const RATE_LIMITED: Self = Self(1 << 20);
+    /// UAEX: the external authorization service refused the request.
+    pub const UNAUTHORIZED_EXTERNAL_SERVICE: Self = Self(1 << 21);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 21] = [
+    const NAMES: [(Self, &'static str); 22] = [
         (Self::FAILED_LOCAL_HEALTH_CHECK, "LH"),
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
@@ -63,6 +65,7 @@ impl ResponseFlags {
         (Self::DELAY_INJECTED, "DI"),
         (Self::FAULT_INJECTED, "FI"),
         (Self::RATE_LIMITED, "RL"),
+        (Self::UNAUTHORIZED_EXTERNAL_SERVICE, "UAEX"),
         (Self::DOWNSTREAM_CONNECTION_TERMINATION, "DC"),
         (Self::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),
         (Self::STREAM_IDLE_TIMEOUT, "SI"),

@@ -48,6 +48,31 @@ pub enum ParsedRequest<'v> {
     Reject(LocalReply<'static>),
     /// A complete head and what to do with it.
     Request(Request, Plan<'v>),
+    /// A complete head whose filters wait on a call: make it, then parse
+    /// the head again with the answer ([`Resume`]).
+    Suspended(Box<Suspended<'v>>),
+}
+
+/// A request whose filter chain stopped for a call, and what it goes on
+/// with: the filters' decision so far (its `call` is the call) and the
+/// route and cluster they saw.
+#[derive(Debug)]
+pub struct Suspended<'v> {
+    /// The filters' decision so far.
+    pub decision: filters::Decision,
+    matched: Option<Matched<'v>>,
+    chosen: Chosen<'v>,
+}
+
+/// A stopped chain and its call's answer: the head's analysis goes on
+/// from the filter that waited (routing is not done again, and the
+/// filters before it do not run again).
+#[derive(Debug)]
+pub struct Resume<'v> {
+    /// Where the chain stopped.
+    pub suspended: Box<Suspended<'v>>,
+    /// What the call came to.
+    pub answer: filters::Answer,
 }
 
 /// A parsed request's framing and connection facts.
@@ -212,12 +237,14 @@ fn with_headers<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -
     }
 }
 
-/// Parses and analyses the request at the start of `data`.
+/// Parses and analyses the request at the start of `data`; `resume`
+/// carries on a chain that stopped for a call on this same head.
 pub fn parse_request<'v>(
     data: &[u8],
     http: &'v HttpSettings,
     peer: &Peer,
     shard: &Shard,
+    resume: Option<Resume<'v>>,
 ) -> ParsedRequest<'v> {
     with_headers(http.max_headers_count, |headers| {
         let mut req = httparse::Request::new(headers);
@@ -245,7 +272,7 @@ pub fn parse_request<'v>(
         if head_len > http.max_request_headers_bytes {
             return ParsedRequest::Reject(too_large());
         }
-        analyse_request(&req, &data[..head_len], http, peer, shard)
+        analyse_request(&req, &data[..head_len], http, peer, shard, resume)
     })
 }
 
@@ -408,6 +435,7 @@ fn analyse_request<'v>(
     http: &'v HttpSettings,
     peer: &Peer,
     shard: &Shard,
+    resume: Option<Resume<'v>>,
 ) -> ParsedRequest<'v> {
     let head_len = raw_head.len();
     let listener_port = peer.local.as_ref().map_or(0, Address::port);
@@ -567,19 +595,35 @@ fn analyse_request<'v>(
         scheme: if peer.tls.is_some() { "https" } else { "http" },
         headers: req.headers,
     };
-    let matched = http.routes.route(&lower, &view);
-    // An upgrade no upgrade_configs allows gets Envoy's 403 once the route
-    // is known (its response headers apply), and the connection closes.
-    let route_upgrades = matched.and_then(|m| match &m.route.action {
-        Action::Forward(f) => Some(f.upgrades.as_slice()),
-        _ => None,
-    });
-    let refused = upgrade_kind
-        .is_some_and(|kind| !upgrade::allowed(kind, route_upgrades.unwrap_or(&[]), &http.upgrades));
-    if refused {
-        return request(Plan::Local(LocalReply::closing(403, ""), matched));
-    }
-    let (matched, chosen) = choose(matched, &view, shard);
+    let (matched, chosen, resumed) = match resume {
+        // Routed before the chain stopped.
+        Some(Resume { suspended, answer }) => {
+            let Suspended {
+                decision,
+                matched,
+                chosen,
+            } = *suspended;
+            (matched, chosen, Some((decision, answer)))
+        }
+        None => {
+            let matched = http.routes.route(&lower, &view);
+            // An upgrade no upgrade_configs allows gets Envoy's 403 once the
+            // route is known (its response headers apply), and the
+            // connection closes.
+            let route_upgrades = matched.and_then(|m| match &m.route.action {
+                Action::Forward(f) => Some(f.upgrades.as_slice()),
+                _ => None,
+            });
+            let refused = upgrade_kind.is_some_and(|kind| {
+                !upgrade::allowed(kind, route_upgrades.unwrap_or(&[]), &http.upgrades)
+            });
+            if refused {
+                return request(Plan::Local(LocalReply::closing(403, ""), matched));
+            }
+            let (matched, chosen) = choose(matched, &view, shard);
+            (matched, chosen, None)
+        }
+    };
     let cluster = chosen_cluster(&chosen);
     let peer_ip = peer.remote.ip().map(|a| a.ip());
     let forwarded = xff::resolve(
@@ -611,13 +655,26 @@ fn analyse_request<'v>(
         rerouted = Some((matched, chosen));
         (matched, cluster)
     };
-    let decision =
-        http.filters
-            .on_request(&view, matched, cluster, &downstream, shard, &mut reroute);
+    let decision = http.filters.on_request(
+        &view,
+        matched,
+        cluster,
+        &downstream,
+        shard,
+        &mut reroute,
+        resumed,
+    );
     let (matched, chosen) = match rerouted {
         Some(again) => again,
         None => (matched, chosen),
     };
+    if decision.call.is_some() {
+        return ParsedRequest::Suspended(Box::new(Suspended {
+            decision,
+            matched,
+            chosen,
+        }));
+    }
     filtered.set(decision.filtered);
     let filter_edits = decision.request_edits;
     let filter_path = decision.path;

@@ -92,7 +92,10 @@ impl<'b> LocalReply<'b> {
         if !bodiless {
             push_number_header(&mut out, "content-length", self.body.len() as u64);
         }
-        if !bodiless && !self.body.is_empty() {
+        // A reply that names its own type (an authorization service's
+        // denial) keeps it.
+        let typed = self.headers.iter().any(|(n, _)| n == "content-type");
+        if !bodiless && !self.body.is_empty() && !typed {
             push_header(&mut out, "content-type", b"text/plain");
         }
         push_header(&mut out, "date", date.as_bytes());

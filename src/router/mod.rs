@@ -110,6 +110,31 @@ pub struct Forward {
 }
 
 impl Forward {
+    /// How a filter's call to a service goes: to `cluster`, within
+    /// `timeout`, without retries or any route's settings (Envoy's async
+    /// client).
+    pub fn service_call(cluster: usize, timeout: Duration) -> Forward {
+        Forward {
+            target: Target::Cluster(cluster),
+            cluster_not_found_status: 503,
+            prefix_rewrite: None,
+            regex_rewrite: None,
+            host_rewrite: HostRewrite::None,
+            timeout: Some(timeout),
+            hash_policy: Vec::new(),
+            retry: None,
+            idle_timeout: None,
+            max_stream_duration: None,
+            upgrades: Vec::new(),
+            priority: config::Priority::default(),
+            metadata_match: None,
+            mirrors: Vec::new(),
+            buffer_limit: DEFAULT_BUFFER_LIMIT,
+            rate_limits: Arc::new([]),
+            include_vh_rate_limits: false,
+        }
+    }
+
     /// Picks the cluster for a request: `random` draws weighted clusters;
     /// `by_name` resolves `cluster_header`. Err is the status to answer.
     pub fn cluster(

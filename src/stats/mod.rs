@@ -721,6 +721,11 @@ impl Store {
         self.keyed(format!("{prefix}#jwt_authn"), prefix)
     }
 
+    /// The external authorization filter's stats under `prefix`.
+    pub fn ext_authz(&self, prefix: String) -> Arc<Scope<sets::ExtAuthz>> {
+        self.keyed(format!("{prefix}#ext_authz"), prefix)
+    }
+
     /// `cluster.<name>.` stats.
     pub fn cluster(&self, name: &str) -> Arc<Scope<sets::Cluster>> {
         self.scope(format!("cluster.{name}."), |t| &mut t.clusters)

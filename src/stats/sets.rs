@@ -223,6 +223,19 @@ stat_set!(
     gauges []
 );
 
+stat_set!(
+    /// `http.<stat_prefix>.ext_authz.[<filter stat_prefix>.]*`: the
+    /// external authorization filter.
+    ExtAuthz, None,
+    counters [
+        denied, disabled, error, failure_mode_allowed, filter_state_name_collision,
+        ignored_dynamic_metadata, invalid, ok, omitted_response_headers,
+        request_header_limits_reached, response_header_limits_reached, shadow_denied,
+        shadow_error,
+    ],
+    gauges []
+);
+
 /// One counter named in full by its scope's prefix: a stat whose name is
 /// only known when it is first counted (Envoy's dynamic stat names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

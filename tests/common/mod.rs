@@ -276,6 +276,35 @@ fn serve_backend<W: Write>(
         };
         match segments.as_slice() {
             ["status", code] => respond(&mut out, code.parse().unwrap_or(500), b"status")?,
+            // An HTTP authorization service (ext_authz's `path_prefix:
+            // /authz`): the request's first path segment is the verdict.
+            ["authz", verdict, ..] => {
+                let (status, headers, body): (u16, &str, &str) = match *verdict {
+                    "allow" => (
+                        200,
+                        "x-auth-user: alice\r\nx-append: two\r\nx-envoy-auth-headers-to-remove: x-remove-me, x-gone\r\nx-other: o\r\nx-resp: r\r\n",
+                        "ok body",
+                    ),
+                    "deny" => (
+                        401,
+                        "www-authenticate: Bearer\r\nx-deny-reason: nope\r\ncontent-type: application/json\r\nx-resp: r\r\n",
+                        "{\"denied\":true}",
+                    ),
+                    "redirect" => (302, "location: http://login.example/\r\n", ""),
+                    "slow" => {
+                        std::thread::sleep(Duration::from_millis(1000));
+                        (200, "", "")
+                    }
+                    "close" => return Ok(()),
+                    _ => (503, "", "unavailable"),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{headers}\r\n",
+                    body.len()
+                );
+                out.write_all(head.as_bytes())?;
+                out.write_all(body.as_bytes())?;
+            }
             ["delay", ms] => {
                 std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
                 respond(&mut out, 200, b"delayed")?;

@@ -4,6 +4,7 @@
 mod buffer;
 mod cors;
 mod csrf;
+mod ext_authz;
 mod fault;
 mod header_mutation;
 mod health_check;
@@ -14,6 +15,7 @@ mod rbac;
 pub use buffer::BufferConfig;
 pub use cors::{decode_policy as cors_policy, CorsPolicy};
 pub use csrf::CsrfPolicy;
+pub use ext_authz::{ExtAuthzConfig, ExtAuthzPerRoute, HttpAuthzService};
 pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
 pub use header_mutation::{HeaderMutationConfig, HeaderOp};
 pub use health_check::HealthCheckFilter;
@@ -83,6 +85,8 @@ pub enum FilterKind {
     JwtAuthn(Box<JwtAuthnConfig>),
     /// `envoy.filters.http.buffer`.
     Buffer(BufferConfig),
+    /// `envoy.filters.http.ext_authz`.
+    ExtAuthz(Box<ExtAuthzConfig>),
 }
 
 impl FilterKind {
@@ -97,7 +101,8 @@ impl FilterKind {
             | FilterKind::Rbac(_)
             | FilterKind::HeaderMutation(_)
             | FilterKind::JwtAuthn(_)
-            | FilterKind::Buffer(_) => Vec::new(),
+            | FilterKind::Buffer(_)
+            | FilterKind::ExtAuthz(_) => Vec::new(),
         }
     }
 }
@@ -158,6 +163,8 @@ pub enum RouteFilterConfig {
     JwtAuthn(JwtPerRoute),
     /// The buffer filter's settings for here.
     Buffer(BufferConfig),
+    /// The external authorization filter's settings for here.
+    ExtAuthz(ExtAuthzPerRoute),
 }
 
 impl RouteFilterConfig {
@@ -172,7 +179,8 @@ impl RouteFilterConfig {
             | RouteFilterConfig::Rbac(_)
             | RouteFilterConfig::HeaderMutation(_)
             | RouteFilterConfig::JwtAuthn(_)
-            | RouteFilterConfig::Buffer(_) => Vec::new(),
+            | RouteFilterConfig::Buffer(_)
+            | RouteFilterConfig::ExtAuthz(_) => Vec::new(),
         }
     }
 }
@@ -250,6 +258,9 @@ pub fn per_filter_configs(obj: &Obj, errs: &mut Errors) -> PerFilterConfigs {
             }
             local_ratelimit::TYPE => {
                 local_ratelimit::decode(&config, errs, true).map(RouteFilterConfig::LocalRateLimit)
+            }
+            ext_authz::PER_ROUTE_TYPE => {
+                ext_authz::decode_per_route(&config, errs).map(RouteFilterConfig::ExtAuthz)
             }
             _ if optional => continue,
             health_check::TYPE => {
@@ -388,6 +399,9 @@ pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
                 jwt_authn::decode(&tc, errs).map(|c| FilterKind::JwtAuthn(Box::new(c)))
             }
             buffer::TYPE => buffer::decode(&tc, errs).map(FilterKind::Buffer),
+            ext_authz::TYPE => {
+                ext_authz::decode(&tc, errs).map(|c| FilterKind::ExtAuthz(Box::new(c)))
+            }
             _ if is_optional => {
                 log::warn!(
                     "{}: skipping optional HTTP filter {type_url:?}: Ringway does not implement it",

@@ -11,9 +11,10 @@ use super::{
 };
 use crate::http::body::{pump, Moved, OutFraming, PumpError, Sink, Source};
 use crate::http::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
+use crate::http::filters::Answer;
 use crate::http::flags::ResponseFlags;
 use crate::http::h2::{keepalive, poll_capacity, request_head, response_from_head, H2Body};
-use crate::http::head::{self, ParsedRequest, Peer};
+use crate::http::head::{self, ParsedRequest, Peer, Resume};
 use crate::http::local_reply::LocalReply;
 use crate::http::upgrade::{self, End, Tunneled};
 use crate::net::{ByteCounts, Stream};
@@ -282,7 +283,19 @@ impl StreamTask {
         let head = request_head(&parts, chunked);
         let mut down = H2Down::new(respond, body, chunked);
         http.stats.inc(w, HttpStat::downstream_rq_http2_total);
-        let down = match head::parse_request(&head, http, &self.peer, shard) {
+        let mut parsed = head::parse_request(&head, http, &self.peer, shard, None);
+        // A filter waits on a call: make it, then go on with the answer.
+        while let ParsedRequest::Suspended(mut suspended) = parsed {
+            let answer = match suspended.decision.call.take() {
+                Some(c) => {
+                    super::call::make(shard, view, listener, &self.peer, Protocol::Http2, c).await
+                }
+                None => Answer::default(),
+            };
+            let resume = Resume { suspended, answer };
+            parsed = head::parse_request(&head, http, &self.peer, shard, Some(resume));
+        }
+        let down = match parsed {
             ParsedRequest::Request(req, plan) => {
                 let request_head = kept_head(&plan, http, &head);
                 let x = Exchange::begin(
@@ -319,7 +332,7 @@ impl StreamTask {
                 .await;
                 down
             }
-            ParsedRequest::Partial => down,
+            ParsedRequest::Partial | ParsedRequest::Suspended(_) => down,
         };
         Some(down)
     }

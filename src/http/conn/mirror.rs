@@ -198,8 +198,9 @@ fn line_end(head: &[u8], name: &str) -> Option<usize> {
     None
 }
 
-/// A copy's body source: everything is already in the read buffer.
-struct Ended;
+/// A body source whose bytes are all in the read buffer already (a
+/// copy's, a call's).
+pub(super) struct Ended;
 
 impl Source for Ended {
     async fn fill(&mut self, _: &mut ReadBuf, _: usize, _: Patience) -> std::io::Result<usize> {

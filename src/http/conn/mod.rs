@@ -2,6 +2,7 @@
 //! requests answered in order (pipelining falls out of the loop), upstream
 //! connections taken from and returned to the shard's pool.
 
+mod call;
 mod downstream;
 mod forward;
 mod h2;
@@ -14,7 +15,7 @@ use super::codec::{Framing, Patience, ReadBuf, READ_CHUNK};
 use super::filters;
 use super::flags::ResponseFlags;
 use super::grpc;
-use super::head::{self, ParsedRequest, Peer, Plan, Request};
+use super::head::{self, ParsedRequest, Peer, Plan, Request, Resume};
 use super::local_reply::LocalReply;
 use super::mutate;
 use crate::access_log::Record;
@@ -835,9 +836,20 @@ impl Conn {
             (Some(r), Some(h)) => Some(r.min(h)),
             (r, h) => r.or(h),
         };
+        let mut resume = None;
         let (req, plan) = loop {
-            match head::parse_request(self.proxy.down.rbuf.data(), http, &self.peer, shard) {
+            let data = self.proxy.down.rbuf.data();
+            match head::parse_request(data, http, &self.peer, shard, resume.take()) {
                 ParsedRequest::Request(req, plan) => break (req, plan),
+                ParsedRequest::Suspended(mut suspended) => {
+                    let answer = match suspended.decision.call.take() {
+                        Some(c) => {
+                            call::make(shard, view, listener, &self.peer, Protocol::Http1, c).await
+                        }
+                        None => filters::Answer::default(),
+                    };
+                    resume = Some(Resume { suspended, answer });
+                }
                 ParsedRequest::Reject(reply) => {
                     if reply.status == 400 {
                         http.stats

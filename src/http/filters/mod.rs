@@ -4,13 +4,16 @@
 //! lets the request go on, answers it locally, edits the request's
 //! headers (the filters after it see the edits) or path, has the route
 //! matched again, asks for the body to be buffered, or asks for headers
-//! on the response. Dispatch is a match over [`Kind`]: no boxed filter
-//! per request, and a chain of only the router is an empty loop.
+//! on the response, or waits on a call to a service (the chain stops at
+//! it and resumes there with the answer; the filters before it do not
+//! run again). Dispatch is a match over [`Kind`]: no boxed filter per
+//! request, and a chain of only the router is an empty loop.
 
 pub mod buffer;
 pub mod cors;
 pub mod csrf;
 pub mod descriptors;
+pub mod ext_authz;
 pub mod fault;
 pub mod header_mutation;
 pub mod health_check;
@@ -67,6 +70,7 @@ enum Kind {
     HeaderMutation(Box<header_mutation::HeaderMutation>),
     JwtAuthn(Box<jwt_authn::JwtAuthn>),
     Buffer(config::BufferConfig),
+    ExtAuthz(Box<ext_authz::ExtAuthz>),
 }
 
 /// What a virtual host or route says about one filter, compiled.
@@ -90,6 +94,8 @@ pub enum RouteConfig {
     JwtAuthn(config::JwtPerRoute),
     /// The buffer filter's settings for here.
     Buffer(config::BufferConfig),
+    /// The external authorization filter's settings for here.
+    ExtAuthz(config::ExtAuthzPerRoute),
 }
 
 /// A virtual host's or route's `typed_per_filter_config`, compiled, by
@@ -121,6 +127,7 @@ pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> Route
                 }
                 config::RouteFilterConfig::JwtAuthn(c) => RouteConfig::JwtAuthn(c.clone()),
                 config::RouteFilterConfig::Buffer(c) => RouteConfig::Buffer(*c),
+                config::RouteFilterConfig::ExtAuthz(c) => RouteConfig::ExtAuthz(*c),
             };
             (name.clone(), compiled)
         })
@@ -185,6 +192,48 @@ pub struct Decision {
     /// A filter changed what the route depends on: it is matched again
     /// (Envoy's `clearRouteCache`).
     pub clear_route_cache: bool,
+    /// A filter waits on this call: the chain stopped at it.
+    pub call: Option<Call>,
+    /// The position of the filter that waits on `call`.
+    stopped_at: usize,
+}
+
+/// A filter's request to a service, sent through the shard's upstream
+/// pools as Envoy's async client sends it: to one cluster, within a
+/// timeout, without retries.
+#[derive(Debug)]
+pub struct Call {
+    /// How it is forwarded and its cluster by position (None: the config
+    /// names no such cluster, and the call fails without being sent).
+    pub to: Option<(Arc<crate::router::Forward>, usize)>,
+    /// The request head (HTTP/1.1 form, its framing header included).
+    pub head: Vec<u8>,
+    /// Where its `host` and `x-envoy-expected-rq-timeout-ms` values are.
+    pub slots: crate::http::head::HeadSlots,
+    /// The request body.
+    pub body: Vec<u8>,
+}
+
+/// What a call came to: the service's response, or the local reply that
+/// stood in for one (a timeout's 504, a failed connection's 503).
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// Its status; 0 when the call could not be made.
+    pub status: u16,
+    /// Its headers, names lower-cased, framing and hop-by-hop ones left out.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Its body.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
 }
 
 /// What a filter does to every response to the request.
@@ -277,6 +326,9 @@ impl Chain {
                         Kind::HeaderMutation(Box::new(header_mutation::HeaderMutation::compile(c)))
                     }
                     config::FilterKind::Buffer(c) => Kind::Buffer(*c),
+                    config::FilterKind::ExtAuthz(c) => {
+                        Kind::ExtAuthz(Box::new(ext_authz::ExtAuthz::compile(c, cx)))
+                    }
                     config::FilterKind::JwtAuthn(c) => Kind::JwtAuthn(Box::new(
                         jwt_authn::JwtAuthn::compile(c, cx.store, cx.stat_prefix),
                     )),
@@ -291,10 +343,14 @@ impl Chain {
 
     /// Runs the request-headers phase of every filter enabled for the
     /// `matched` route (going to `cluster`, by position), in order, until
-    /// one answers. Each filter sees the request's headers as the filters
-    /// before it edited them, as Envoy's do. A filter that clears the
-    /// route cache has the route matched again (`reroute`, over the
-    /// edited headers) for the filters after it.
+    /// one answers or waits on a call (`Decision::call`). Each filter sees
+    /// the request's headers as the filters before it edited them, as
+    /// Envoy's do. A filter that clears the route cache has the route
+    /// matched again (`reroute`, over the edited headers) for the filters
+    /// after it. `resumed`: the decision of a chain that stopped for a
+    /// call, with the call's answer; the chain goes on from the filter
+    /// that waited.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_request<'m>(
         &self,
         received: &RequestView,
@@ -303,11 +359,26 @@ impl Chain {
         downstream: &Downstream,
         shard: &Shard,
         reroute: &mut Reroute<'_, 'm>,
+        resumed: Option<(Decision, Answer)>,
     ) -> Decision {
-        let mut decision = Decision::default();
+        let (mut decision, start) = match resumed {
+            Some((mut decision, answer)) => {
+                let at = decision.stopped_at;
+                if let Some(Kind::ExtAuthz(e)) = self.filters.get(at).map(|f| &f.kind) {
+                    e.on_answer(answer, cluster, shard, &mut decision);
+                }
+                if decision.reply.is_some() {
+                    return decision;
+                }
+                (decision, at + 1)
+            }
+            None => (Decision::default(), 0),
+        };
         // The header lines once a filter has edited them (none: as received).
-        let mut edited: Option<Vec<(String, Vec<u8>)>> = None;
-        for filter in &self.filters {
+        let edits = &decision.request_edits;
+        let mut edited = (!edits.added.is_empty() || !edits.dropped.is_empty())
+            .then(|| edited_lines(received, edits));
+        for (at, filter) in self.filters.iter().enumerate().skip(start) {
             if std::mem::take(&mut decision.clear_route_cache) {
                 (matched, cluster) = reroute(&decision.request_edits);
             }
@@ -401,6 +472,20 @@ impl Chain {
                     };
                     j.on_request(request, own, shard, &mut decision)
                 }
+                Kind::ExtAuthz(e) => {
+                    let off = matches!(
+                        route_config,
+                        Some(RouteConfig::ExtAuthz(config::ExtAuthzPerRoute::Disabled))
+                    );
+                    // Envoy checks only requests with a route.
+                    if !off && matched.is_some() {
+                        e.on_request(request, &mut decision)
+                    }
+                }
+            }
+            if decision.call.is_some() {
+                decision.stopped_at = at;
+                return decision;
             }
             if decision.reply.is_some() {
                 return decision;

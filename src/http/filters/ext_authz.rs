@@ -1,0 +1,275 @@
+//! `envoy.filters.http.ext_authz` with an HTTP authorization service:
+//! each request waits on a check sent to the service's cluster (the
+//! request's method, `path_prefix` + path, `host`, `authorization` and the
+//! allowed headers, an empty body). A 200 lets it through with the
+//! headers the service allows upstream (and on the response); a 5xx, a
+//! timeout or no answer is an error (`status_on_error`, 403, unless
+//! `failure_mode_allow`); anything else is a denial the client gets as
+//! the service gave it.
+
+use super::{Answer, Call, Context, Decision, ResponseStep};
+use crate::config::{AppendAction, ExtAuthzConfig, HttpAuthzService, StringMatcher};
+use crate::http::codec::{push_header, push_number_header};
+use crate::http::flags::ResponseFlags;
+use crate::http::head::HeadSlots;
+use crate::http::local_reply::LocalReply;
+use crate::router::{Forward, RequestView};
+use crate::server::shard::Shard;
+use crate::stats::{sets, Scope};
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+/// The header in which an allowing service names request headers to
+/// remove.
+const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+
+/// The outcomes counted under the route's cluster
+/// (`cluster.<name>.ext_authz.<outcome>`), each made when first counted.
+const CLUSTER_OUTCOMES: [&str; 4] = ["ok", "denied", "error", "failure_mode_allowed"];
+
+/// The filter, compiled.
+#[derive(Debug)]
+pub struct ExtAuthz {
+    config: ExtAuthzConfig,
+    /// How checks are forwarded, and the service's cluster by position
+    /// (None: no cluster of that name).
+    to: Option<(Arc<Forward>, usize)>,
+    stats: Arc<Scope<sets::ExtAuthz>>,
+    /// Cluster names by position, for the per-cluster counters.
+    cluster_names: Vec<String>,
+    /// The per-cluster counters, by cluster position and outcome.
+    cluster_stats: Vec<[OnceLock<Arc<Scope<sets::Single>>>; 4]>,
+}
+
+/// An outcome counted under the route's cluster.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Ok = 0,
+    Denied = 1,
+    Error = 2,
+    FailureModeAllowed = 3,
+}
+
+impl ExtAuthz {
+    /// Compiles the filter's config.
+    pub fn compile(config: &ExtAuthzConfig, cx: &Context) -> ExtAuthz {
+        let service = &config.service;
+        let to = cx
+            .clusters
+            .get(&service.cluster)
+            .map(|&c| (Arc::new(Forward::service_call(c, service.timeout)), c));
+        let scope = if config.stat_prefix.is_empty() {
+            format!("http.{}.ext_authz.", cx.stat_prefix)
+        } else {
+            format!("http.{}.ext_authz.{}.", cx.stat_prefix, config.stat_prefix)
+        };
+        let mut cluster_names = vec![String::new(); cx.clusters.len()];
+        for (name, &i) in cx.clusters {
+            if let Some(slot) = cluster_names.get_mut(i) {
+                *slot = name.clone();
+            }
+        }
+        ExtAuthz {
+            config: config.clone(),
+            to,
+            stats: cx.store.ext_authz(scope),
+            cluster_stats: cluster_names.iter().map(|_| Default::default()).collect(),
+            cluster_names,
+        }
+    }
+
+    /// Asks the service about `request`: the chain waits on the check.
+    pub fn on_request(&self, request: &RequestView, decision: &mut Decision) {
+        let service = &self.config.service;
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(request.method.as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(service.path_prefix.as_bytes());
+        head.extend_from_slice(request.path.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        let host_start = head.len();
+        head.extend_from_slice(request.authority.as_bytes());
+        let host = host_start..head.len();
+        head.extend_from_slice(b"\r\n");
+        push_header(&mut head, "content-length", b"0");
+        for h in request.headers {
+            let name = h.name.to_ascii_lowercase();
+            let skipped = matches!(name.as_str(), "host" | "content-length")
+                || service.headers_to_add.iter().any(|(n, _)| *n == name);
+            if !skipped && (name == "authorization" || any_matches(&service.allowed_headers, &name))
+            {
+                push_header(&mut head, &name, h.value);
+            }
+        }
+        for (name, value) in &service.headers_to_add {
+            push_header(&mut head, name, value.as_bytes());
+        }
+        push_header(&mut head, "x-envoy-internal", b"true");
+        push_number_header(
+            &mut head,
+            "x-envoy-expected-rq-timeout-ms",
+            service.timeout.as_millis() as u64,
+        );
+        let end = head.len() - 2;
+        let timeout_start = head[..end]
+            .iter()
+            .rposition(|&b| b == b' ')
+            .map_or(end, |i| i + 1);
+        head.extend_from_slice(b"\r\n");
+        decision.call = Some(Call {
+            to: self.to.clone(),
+            head,
+            slots: HeadSlots {
+                host,
+                expected_timeout: Some(timeout_start..end),
+            },
+            body: Vec::new(),
+        });
+    }
+
+    /// Acts on the service's `answer` for a request going to `cluster`.
+    pub fn on_answer(
+        &self,
+        answer: Answer,
+        cluster: Option<usize>,
+        shard: &Shard,
+        decision: &mut Decision,
+    ) {
+        let w = shard.id;
+        let service = &self.config.service;
+        let count = |outcome: Outcome| {
+            if let Some(c) = cluster {
+                self.count_cluster(shard, c, outcome);
+            }
+        };
+        if answer.status == 0 || answer.status >= 500 {
+            count(Outcome::Error);
+            self.stats.inc(w, sets::ExtAuthz::error);
+            if self.config.failure_mode_allow {
+                self.stats.inc(w, sets::ExtAuthz::failure_mode_allowed);
+                count(Outcome::FailureModeAllowed);
+                if self.config.failure_mode_allow_header_add {
+                    decision.request_edits.append(
+                        "x-envoy-auth-failure-mode-allowed",
+                        b"true".to_vec(),
+                        AppendAction::AppendIfExistsOrAdd,
+                        true,
+                    );
+                }
+            } else {
+                let reply = LocalReply::new(self.config.status_on_error, "");
+                decision.reply = Some((reply, ResponseFlags::UNAUTHORIZED_EXTERNAL_SERVICE));
+            }
+            return;
+        }
+        if answer.status == 200 {
+            self.allow(&answer, service, decision);
+            count(Outcome::Ok);
+            self.stats.inc(w, sets::ExtAuthz::ok);
+            return;
+        }
+        self.stats.inc(w, sets::ExtAuthz::denied);
+        if let Some(c) = cluster {
+            self.count_cluster(shard, c, Outcome::Denied);
+            if self.config.charge_cluster_response_stats {
+                if let Some(up) = shard.view().snapshot.clusters.get(c) {
+                    up.count_response(w, answer.status);
+                }
+            }
+        }
+        let headers = answer
+            .headers
+            .into_iter()
+            .filter(|(name, _)| match &service.client_headers {
+                None => name != "host",
+                Some(allowed) => {
+                    matches!(
+                        name.as_str(),
+                        "www-authenticate" | "location" | "content-length"
+                    ) || any_matches(allowed, name)
+                }
+            })
+            // The reply's own length, date and server stand (Envoy's
+            // connection manager overwrites the latter two).
+            .filter(|(name, _)| {
+                !matches!(
+                    name.as_str(),
+                    "content-length" | "date" | "server" | HEADERS_TO_REMOVE
+                )
+            })
+            .collect();
+        let reply = LocalReply {
+            status: answer.status,
+            body: Cow::Owned(answer.body),
+            close: false,
+            headers,
+            grpc_status: None,
+        };
+        decision.reply = Some((reply, ResponseFlags::UNAUTHORIZED_EXTERNAL_SERVICE));
+    }
+
+    /// An allowing answer's effects on the request and its response.
+    fn allow(&self, answer: &Answer, service: &HttpAuthzService, decision: &mut Decision) {
+        let edits = &mut decision.request_edits;
+        if let Some(names) = answer.header(HEADERS_TO_REMOVE) {
+            for name in String::from_utf8_lossy(names).split(',') {
+                let name = name.trim().to_ascii_lowercase();
+                if !name.is_empty() && !name.starts_with(':') && name != "host" {
+                    edits.remove(&name);
+                }
+            }
+        }
+        let mut changed = false;
+        for (name, value) in &answer.headers {
+            if name == HEADERS_TO_REMOVE {
+                continue;
+            }
+            if any_matches(&service.upstream_headers, name) {
+                edits.append(
+                    name,
+                    value.clone(),
+                    AppendAction::OverwriteIfExistsOrAdd,
+                    true,
+                );
+                changed = true;
+            }
+            if any_matches(&service.upstream_headers_to_append, name) {
+                edits.append(name, value.clone(), AppendAction::AppendIfExistsOrAdd, true);
+                changed = true;
+            }
+            if any_matches(&service.client_headers_on_success, name) {
+                decision
+                    .filtered
+                    .response
+                    .push(ResponseStep::Add(name.clone(), value.clone()));
+            }
+        }
+        if changed && self.config.clear_route_cache {
+            decision.clear_route_cache = true;
+        }
+    }
+
+    /// Counts `outcome` under cluster `c`'s `ext_authz.` stats.
+    fn count_cluster(&self, shard: &Shard, c: usize, outcome: Outcome) {
+        let (Some(slots), Some(name)) = (self.cluster_stats.get(c), self.cluster_names.get(c))
+        else {
+            return;
+        };
+        let counter = slots[outcome as usize].get_or_init(|| {
+            let what = CLUSTER_OUTCOMES[outcome as usize];
+            let prefix = &self.config.stat_prefix;
+            let name = if prefix.is_empty() {
+                format!("cluster.{name}.ext_authz.{what}")
+            } else {
+                format!("cluster.{name}.ext_authz.{prefix}.{what}")
+            };
+            shard.stats.counter(name)
+        });
+        counter.inc(shard.id, sets::Single);
+    }
+}
+
+/// Whether any of `matchers` takes header `name`.
+fn any_matches(matchers: &[StringMatcher], name: &str) -> bool {
+    matchers.iter().any(|m| m.matches(name))
+}

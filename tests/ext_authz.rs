@@ -1,0 +1,205 @@
+//! `envoy.filters.http.ext_authz` with an HTTP authorization service,
+//! against Envoy 1.40 on the same config: the check each request waits
+//! on (what the service sees), an allowing answer's headers upstream and
+//! on the response, denials as the service gave them, errors and
+//! timeouts, `failure_mode_allow`, per-route disabling, over HTTP/1.1 and
+//! HTTP/2; statuses, bodies, headers, what both backends saw, stats and
+//! access logs compared.
+
+mod common;
+use common::oracle::{with_admin, Pair};
+use common::*;
+
+const PER_ROUTE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
+
+fn routes() -> String {
+    format!(
+        "            - name: all
+              domains: [\"example.com\"]
+              routes:
+              - match: {{ prefix: \"/off\" }}
+                route: {{ cluster: app }}
+                typed_per_filter_config:
+                  authz: {{ \"@type\": {PER_ROUTE}, disabled: true }}
+              - match: {{ prefix: \"/allow/settings\" }}
+                route: {{ cluster: app }}
+                typed_per_filter_config:
+                  authz: {{ \"@type\": {PER_ROUTE}, check_settings: {{ context_extensions: {{ k: v }} }} }}
+              - match: {{ prefix: \"/\" }}
+                route: {{ cluster: app }}
+"
+    )
+}
+
+fn filter(service: &str, extra: &str) -> String {
+    format!(
+        "          - name: authz
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              http_service:
+                server_uri: {{ uri: \"http://authz.example/ignored\", cluster: {service}, timeout: 0.3s }}
+                path_prefix: /authz
+                authorization_request:
+                  allowed_headers: {{ patterns: [ {{ exact: x-want }}, {{ prefix: x-pass- }} ] }}
+                  headers_to_add: [ {{ key: x-added, value: \"yes\" }}, {{ key: x-want, value: replaced }} ]
+                authorization_response:
+                  allowed_upstream_headers: {{ patterns: [ {{ exact: x-auth-user }} ] }}
+                  allowed_upstream_headers_to_append: {{ patterns: [ {{ exact: x-append }} ] }}
+                  allowed_client_headers_on_success: {{ patterns: [ {{ exact: x-resp }} ] }}
+{extra}"
+    )
+}
+
+fn get(path: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nhost: example.com\r\nX-Want: 1\r\nx-pass-a: 2\r\nx-other: 3\r\nauthorization: Basic abc\r\nx-auth-user: mallory\r\nx-remove-me: r\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+fn log_format(config: &str) -> String {
+    with_file_log(
+        config,
+        "\"{log}\"",
+        "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER%\\n",
+    )
+}
+
+#[test]
+fn requests_are_checked_as_in_envoy() {
+    let app = Backend::start("app");
+    let authz = Backend::start("authz");
+    let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
+    let config =
+        log_format(&http_config(&routes(), &clusters)).with_http_filter(&filter("authz", ""));
+    let Some(pair) = Pair::start(
+        "requests_are_checked_as_in_envoy",
+        &with_admin(&config),
+        vec![app, authz],
+    ) else {
+        return;
+    };
+    let cases = [
+        (get("/allow/a?q=1", "x-append: one\r\n"), 200),
+        (get("/allow/b", ""), 200),
+        (get("/deny/c", ""), 401),
+        (get("/redirect/d", ""), 302),
+        (get("/error/e", ""), 403),
+        (get("/slow/f", ""), 403),
+        (get("/close/g", ""), 403),
+        (get("/off/h", ""), 200),
+        (get("/allow/settings", ""), 200),
+        (
+            b"POST /allow/body HTTP/1.1\r\nhost: example.com\r\ncontent-length: 5\r\n\r\nhello"
+                .to_vec(),
+            200,
+        ),
+        // No route: not checked.
+        (
+            b"GET /allow/x HTTP/1.1\r\nhost: elsewhere.example\r\n\r\n".to_vec(),
+            404,
+        ),
+    ];
+    let requests: Vec<Vec<u8>> = cases.iter().map(|(r, _)| r.clone()).collect();
+    let observed = pair.assert_all_same(&requests);
+    let statuses: Vec<u16> = observed.iter().map(|o| o.status).collect();
+    let expected: Vec<u16> = cases.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, expected);
+    assert_eq!(observed[2].body, "{\"denied\":true}");
+    // The request itself (app's view first), then the check.
+    let allowed = &observed[0].upstream;
+    let paths: Vec<&str> = allowed.iter().map(|v| v.path.as_str()).collect();
+    assert_eq!(paths, ["/allow/a?q=1", "/authz/allow/a?q=1"]);
+    let forwarded = &allowed[0].headers;
+    assert!(
+        forwarded.contains(&("x-auth-user".into(), "alice".into()))
+            && forwarded.contains(&("x-append".into(), "two".into()))
+            && forwarded.iter().all(|(n, _)| n != "x-remove-me"),
+        "{forwarded:?}"
+    );
+    let host = "host: example.com";
+    let h2 = pair.assert_all_same_h2(&[
+        &["-H", host, "-H", "x-want: 1", "/allow/h2"],
+        &["-H", host, "/deny/h2"],
+        &["-H", host, "/error/h2"],
+    ]);
+    assert_eq!(
+        h2.iter().map(|o| o.status).collect::<Vec<_>>(),
+        [200, 401, 403]
+    );
+    pair.assert_same_stats(&[
+        "http.ingress_http.ext_authz.ok",
+        "http.ingress_http.ext_authz.denied",
+        "http.ingress_http.ext_authz.error",
+        "http.ingress_http.ext_authz.disabled",
+        "http.ingress_http.ext_authz.failure_mode_allowed",
+        "cluster.app.ext_authz.ok",
+        "cluster.app.ext_authz.denied",
+        "cluster.app.ext_authz.error",
+        "cluster.app.ext_authz.failure_mode_allowed",
+        "cluster.app.upstream_rq_401",
+        "cluster.app.upstream_rq_302",
+        "cluster.app.upstream_rq_completed",
+        "cluster.authz.upstream_rq_200",
+        "cluster.authz.upstream_rq_503",
+        "cluster.authz.upstream_rq_504",
+        "cluster.authz.upstream_rq_timeout",
+        "http.ingress_http.downstream_rq_4xx",
+    ]);
+    pair.assert_same_log(cases.len() + 3);
+}
+
+#[test]
+fn failures_follow_the_filter_settings_as_in_envoy() {
+    let app = Backend::start("app");
+    let authz = Backend::start("authz");
+    let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
+    let allow = "              failure_mode_allow: true\n              failure_mode_allow_header_add: true\n              stat_prefix: front\n";
+    let with_allow = http_config(&routes(), &clusters).with_http_filter(&filter("authz", allow));
+    let Some(pair) = Pair::start(
+        "failures_follow_the_filter_settings_as_in_envoy",
+        &with_admin(&with_allow),
+        vec![app, authz],
+    ) else {
+        return;
+    };
+    let observed = pair.assert_all_same(&[
+        get("/error/a", ""),
+        get("/slow/b", "x-envoy-auth-failure-mode-allowed: spoofed\r\n"),
+        get("/deny/c", ""),
+        get("/allow/d", ""),
+    ]);
+    assert_eq!(
+        observed.iter().map(|o| o.status).collect::<Vec<_>>(),
+        [200, 200, 401, 200]
+    );
+    pair.assert_same_stats(&[
+        "http.ingress_http.ext_authz.front.ok",
+        "http.ingress_http.ext_authz.front.error",
+        "http.ingress_http.ext_authz.front.failure_mode_allowed",
+        "cluster.app.ext_authz.front.failure_mode_allowed",
+        "cluster.app.ext_authz.front.error",
+    ]);
+    drop(pair);
+
+    // A cluster the config does not have, an own status on error, and
+    // only the listed headers of a denial.
+    let app = Backend::start("app");
+    let authz = Backend::start("authz");
+    let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
+    let listed = "              status_on_error: { code: 502 }\n";
+    let missing = http_config(&routes(), &clusters).with_http_filter(&filter("nowhere", listed));
+    let Some(pair) = Pair::start(
+        "failures_follow_the_filter_settings_as_in_envoy",
+        &with_admin(&missing),
+        vec![app, authz],
+    ) else {
+        return;
+    };
+    let observed = pair.assert_all_same(&[get("/allow/a", ""), get("/off/b", "")]);
+    assert_eq!(
+        observed.iter().map(|o| o.status).collect::<Vec<_>>(),
+        [502, 200]
+    );
+}
