@@ -927,6 +927,41 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "a rate limit filter with every setting",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit, domain: d, stage: 2, request_type: both, timeout: 0.1s, failure_mode_deny: true, disable_x_envoy_ratelimited_header: true, rate_limited_status: { code: 503 }, status_on_error: { code: 502 }, enable_x_ratelimit_headers: \"OFF\", rate_limits: [ { actions: [ { generic_key: { descriptor_value: a } } ] } ], rate_limit_service: { transport_api_version: V3, grpc_service: { envoy_grpc: { cluster_name: app } } } }\n"),
+            true,
+        ),
+        (
+            "a rate limit filter without a domain",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit, rate_limit_service: { transport_api_version: V3, grpc_service: { envoy_grpc: { cluster_name: app } } } }\n"),
+            false,
+        ),
+        (
+            "a rate limit filter without a service",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit, domain: d }\n"),
+            false,
+        ),
+        (
+            "a rate limit service without transport_api_version",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit, domain: d, rate_limit_service: { grpc_service: { envoy_grpc: { cluster_name: app } } } }\n"),
+            true,
+        ),
+        (
+            "a rate limit service on a cluster the config lacks",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit, domain: d, rate_limit_service: { transport_api_version: V3, grpc_service: { envoy_grpc: { cluster_name: nowhere } } } }\n"),
+            true,
+        ),
+        (
+            "a rate limit filter stage past 10",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit, domain: d, stage: 11, rate_limit_service: { transport_api_version: V3, grpc_service: { envoy_grpc: { cluster_name: app } } } }\n"),
+            false,
+        ),
+        (
+            "a stage in a rate limit filter's own rate_limits",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit, domain: d, rate_limits: [ { stage: 1, actions: [ { generic_key: { descriptor_value: a } } ] } ], rate_limit_service: { transport_api_version: V3, grpc_service: { envoy_grpc: { cluster_name: app } } } }\n"),
+            false,
+        ),
+        (
             "a local rate limit filter's own rate_limits",
             filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, descriptors: [ { entries: [ { key: generic_key, value: a } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ], rate_limits: [ { actions: [ { generic_key: { descriptor_value: a } } ] } ] }\n"),
             true,

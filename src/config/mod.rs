@@ -35,7 +35,8 @@ pub use filters::{
     FaultConfig, FilterKind, Fraction, HeaderMutationConfig, HeaderOp, HealthCheckFilter,
     HttpAuthzService, HttpFilter, JwtAuthnConfig, JwtPerRoute, JwtProvider, JwtRequirement,
     JwtRule, LocalDescriptor, LocalRateLimitConfig, PerFilterConfigs, Permission, Principal,
-    RbacAction, RbacConfig, RbacPolicy, RbacRules, RouteFilterConfig, RuntimePercent, VhRateLimits,
+    RateLimitFilterConfig, RbacAction, RbacConfig, RbacPolicy, RbacRules, RouteFilterConfig,
+    RuntimePercent, VhRateLimits,
 };
 pub use health_check::{GrpcCheck, HealthCheck, HttpCheck, Probe, TcpCheck};
 pub use http2::{Codec, Http2Options, Keepalive};

@@ -51,9 +51,11 @@ impl ResponseFlags {
     pub const RATE_LIMITED: Self = Self(1 << 20);
     /// UAEX: the external authorization service refused the request.
     pub const UNAUTHORIZED_EXTERNAL_SERVICE: Self = Self(1 << 21);
+    /// RLSE: the rate limit service failed and the request was refused.
+    pub const RATE_LIMIT_SERVICE_ERROR: Self = Self(1 << 22);
 
     /// Envoy's short names, in Envoy's order.
-    const NAMES: [(Self, &'static str); 22] = [
+    const NAMES: [(Self, &'static str); 23] = [
         (Self::FAILED_LOCAL_HEALTH_CHECK, "LH"),
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
@@ -66,6 +68,7 @@ impl ResponseFlags {
         (Self::FAULT_INJECTED, "FI"),
         (Self::RATE_LIMITED, "RL"),
         (Self::UNAUTHORIZED_EXTERNAL_SERVICE, "UAEX"),
+        (Self::RATE_LIMIT_SERVICE_ERROR, "RLSE"),
         (Self::DOWNSTREAM_CONNECTION_TERMINATION, "DC"),
         (Self::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),
         (Self::STREAM_IDLE_TIMEOUT, "SI"),

@@ -133,6 +133,24 @@ impl StatusFormat {
     }
 }
 
+/// One gRPC message on the wire: uncompressed, its length, its bytes.
+pub fn frame(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + message.len());
+    out.push(0);
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// The one uncompressed message `body` carries, if it carries exactly
+/// that.
+pub fn unframe(body: &[u8]) -> Option<&[u8]> {
+    let (&[0, a, b, c, d], message) = body.split_first_chunk::<5>()? else {
+        return None;
+    };
+    (u32::from_be_bytes([a, b, c, d]) as usize == message.len()).then_some(message)
+}
+
 /// A `grpc-status` value as Envoy reads it: a decimal number (surrounding
 /// spaces allowed), any other text -1.
 pub fn parse_status(value: &[u8]) -> i64 {
@@ -145,6 +163,19 @@ pub fn parse_status(value: &[u8]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_message_is_framed_and_unframed() {
+        let framed = frame(b"abc");
+        assert_eq!(framed, b"\0\0\0\0\x03abc");
+        assert_eq!(unframe(&framed), Some(&b"abc"[..]));
+        assert_eq!(unframe(&frame(b"")), Some(&b""[..]));
+        // Compressed, short, long, or two messages: not one plain message.
+        assert_eq!(unframe(b"\x01\0\0\0\x03abc"), None);
+        assert_eq!(unframe(b"\0\0\0"), None);
+        assert_eq!(unframe(b"\0\0\0\0\x04abc"), None);
+        assert_eq!(unframe(&[frame(b"a"), frame(b"b")].concat()), None);
+    }
 
     #[test]
     fn grpc_content_types_as_envoy_reads_them() {

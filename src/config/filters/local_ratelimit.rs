@@ -194,9 +194,9 @@ pub(super) fn decode(
     Some(config)
 }
 
-/// The filter's own `rate_limits`: as a route's, without a `stage`
+/// A filter's own `rate_limits`: as a route's, without a `stage`
 /// (Envoy refuses one there).
-fn filter_rate_limits(
+pub(super) fn filter_rate_limits(
     node: &Node,
     errs: &mut Errors,
 ) -> Option<Vec<crate::config::RateLimitPolicy>> {

@@ -10,6 +10,7 @@ mod header_mutation;
 mod health_check;
 mod jwt_authn;
 mod local_ratelimit;
+mod ratelimit;
 mod rbac;
 
 pub use buffer::BufferConfig;
@@ -21,6 +22,7 @@ pub use header_mutation::{HeaderMutationConfig, HeaderOp};
 pub use health_check::HealthCheckFilter;
 pub use jwt_authn::{JwtAuthnConfig, JwtPerRoute, JwtProvider, JwtRequirement, JwtRule};
 pub use local_ratelimit::{LocalDescriptor, LocalRateLimitConfig, VhRateLimits};
+pub use ratelimit::RateLimitFilterConfig;
 pub use rbac::{Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules};
 
 use super::bootstrap::type_url;
@@ -87,6 +89,8 @@ pub enum FilterKind {
     Buffer(BufferConfig),
     /// `envoy.filters.http.ext_authz`.
     ExtAuthz(Box<ExtAuthzConfig>),
+    /// `envoy.filters.http.ratelimit`.
+    RateLimit(Box<RateLimitFilterConfig>),
 }
 
 impl FilterKind {
@@ -102,7 +106,8 @@ impl FilterKind {
             | FilterKind::HeaderMutation(_)
             | FilterKind::JwtAuthn(_)
             | FilterKind::Buffer(_)
-            | FilterKind::ExtAuthz(_) => Vec::new(),
+            | FilterKind::ExtAuthz(_)
+            | FilterKind::RateLimit(_) => Vec::new(),
         }
     }
 }
@@ -401,6 +406,9 @@ pub fn http_filters(obj: &Obj, errs: &mut Errors) -> Vec<HttpFilter> {
             buffer::TYPE => buffer::decode(&tc, errs).map(FilterKind::Buffer),
             ext_authz::TYPE => {
                 ext_authz::decode(&tc, errs).map(|c| FilterKind::ExtAuthz(Box::new(c)))
+            }
+            ratelimit::TYPE => {
+                ratelimit::decode(&tc, errs).map(|c| FilterKind::RateLimit(Box::new(c)))
             }
             _ if is_optional => {
                 log::warn!(

@@ -116,6 +116,7 @@ fn answer(head: &[u8], body: Vec<u8>) -> Answer {
         status,
         headers,
         body,
+        trailers: Vec::new(),
     }
 }
 
@@ -139,6 +140,7 @@ impl Downstream for Capture {
             status: reply.status,
             headers: reply.headers.clone(),
             body: reply.body.to_vec(),
+            trailers: Vec::new(),
         };
         true
     }
@@ -167,6 +169,12 @@ impl Downstream for Capture {
         )
         .await?;
         self.answer = answer(&head, body);
+        if let Some(trailers) = up.trailers() {
+            self.answer.trailers = trailers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+                .collect();
+        }
         Ok(moved)
     }
 

@@ -7,6 +7,7 @@
 //! `failure_mode_allow`); anything else is a denial the client gets as
 //! the service gave it.
 
+use super::cluster_counters::ClusterCounters;
 use super::{Answer, Call, Context, Decision, ResponseStep};
 use crate::config::{AppendAction, ExtAuthzConfig, HttpAuthzService, StringMatcher};
 use crate::http::codec::{push_header, push_number_header};
@@ -17,15 +18,19 @@ use crate::router::{Forward, RequestView};
 use crate::server::shard::Shard;
 use crate::stats::{sets, Scope};
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// The header in which an allowing service names request headers to
 /// remove.
 const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
 /// The outcomes counted under the route's cluster
-/// (`cluster.<name>.ext_authz.<outcome>`), each made when first counted.
-const CLUSTER_OUTCOMES: [&str; 4] = ["ok", "denied", "error", "failure_mode_allowed"];
+/// (`cluster.<name>.ext_authz.[<stat_prefix>.]<outcome>`).
+const OUTCOMES: [&str; 4] = ["ok", "denied", "error", "failure_mode_allowed"];
+const OK: usize = 0;
+const DENIED: usize = 1;
+const ERROR: usize = 2;
+const FAILURE_MODE_ALLOWED: usize = 3;
 
 /// The filter, compiled.
 #[derive(Debug)]
@@ -35,19 +40,7 @@ pub struct ExtAuthz {
     /// (None: no cluster of that name).
     to: Option<(Arc<Forward>, usize)>,
     stats: Arc<Scope<sets::ExtAuthz>>,
-    /// Cluster names by position, for the per-cluster counters.
-    cluster_names: Vec<String>,
-    /// The per-cluster counters, by cluster position and outcome.
-    cluster_stats: Vec<[OnceLock<Arc<Scope<sets::Single>>>; 4]>,
-}
-
-/// An outcome counted under the route's cluster.
-#[derive(Clone, Copy)]
-enum Outcome {
-    Ok = 0,
-    Denied = 1,
-    Error = 2,
-    FailureModeAllowed = 3,
+    counters: ClusterCounters,
 }
 
 impl ExtAuthz {
@@ -59,22 +52,17 @@ impl ExtAuthz {
             .get(&service.cluster)
             .map(|&c| (Arc::new(Forward::service_call(c, service.timeout)), c));
         let scope = if config.stat_prefix.is_empty() {
-            format!("http.{}.ext_authz.", cx.stat_prefix)
+            "ext_authz.".to_string()
         } else {
-            format!("http.{}.ext_authz.{}.", cx.stat_prefix, config.stat_prefix)
+            format!("ext_authz.{}.", config.stat_prefix)
         };
-        let mut cluster_names = vec![String::new(); cx.clusters.len()];
-        for (name, &i) in cx.clusters {
-            if let Some(slot) = cluster_names.get_mut(i) {
-                *slot = name.clone();
-            }
-        }
         ExtAuthz {
             config: config.clone(),
             to,
-            stats: cx.store.ext_authz(scope),
-            cluster_stats: cluster_names.iter().map(|_| Default::default()).collect(),
-            cluster_names,
+            stats: cx
+                .store
+                .ext_authz(format!("http.{}.{scope}", cx.stat_prefix)),
+            counters: ClusterCounters::new(scope, &OUTCOMES, cx.clusters),
         }
     }
 
@@ -137,17 +125,17 @@ impl ExtAuthz {
     ) {
         let w = shard.id;
         let service = &self.config.service;
-        let count = |outcome: Outcome| {
+        let count = |outcome: usize| {
             if let Some(c) = cluster {
-                self.count_cluster(shard, c, outcome);
+                self.counters.inc(shard, c, outcome);
             }
         };
         if answer.status == 0 || answer.status >= 500 {
-            count(Outcome::Error);
+            count(ERROR);
             self.stats.inc(w, sets::ExtAuthz::error);
             if self.config.failure_mode_allow {
                 self.stats.inc(w, sets::ExtAuthz::failure_mode_allowed);
-                count(Outcome::FailureModeAllowed);
+                count(FAILURE_MODE_ALLOWED);
                 if self.config.failure_mode_allow_header_add {
                     decision.request_edits.append(
                         "x-envoy-auth-failure-mode-allowed",
@@ -164,13 +152,13 @@ impl ExtAuthz {
         }
         if answer.status == 200 {
             self.allow(&answer, service, decision);
-            count(Outcome::Ok);
+            count(OK);
             self.stats.inc(w, sets::ExtAuthz::ok);
             return;
         }
         self.stats.inc(w, sets::ExtAuthz::denied);
+        count(DENIED);
         if let Some(c) = cluster {
-            self.count_cluster(shard, c, Outcome::Denied);
             if self.config.charge_cluster_response_stats {
                 if let Some(up) = shard.view().snapshot.clusters.get(c) {
                     up.count_response(w, answer.status);
@@ -247,25 +235,6 @@ impl ExtAuthz {
         if changed && self.config.clear_route_cache {
             decision.clear_route_cache = true;
         }
-    }
-
-    /// Counts `outcome` under cluster `c`'s `ext_authz.` stats.
-    fn count_cluster(&self, shard: &Shard, c: usize, outcome: Outcome) {
-        let (Some(slots), Some(name)) = (self.cluster_stats.get(c), self.cluster_names.get(c))
-        else {
-            return;
-        };
-        let counter = slots[outcome as usize].get_or_init(|| {
-            let what = CLUSTER_OUTCOMES[outcome as usize];
-            let prefix = &self.config.stat_prefix;
-            let name = if prefix.is_empty() {
-                format!("cluster.{name}.ext_authz.{what}")
-            } else {
-                format!("cluster.{name}.ext_authz.{prefix}.{what}")
-            };
-            shard.stats.counter(name)
-        });
-        counter.inc(shard.id, sets::Single);
     }
 }
 

@@ -10,6 +10,7 @@
 //! request, and a chain of only the router is an empty loop.
 
 pub mod buffer;
+pub mod cluster_counters;
 pub mod cors;
 pub mod csrf;
 pub mod descriptors;
@@ -19,6 +20,7 @@ pub mod header_mutation;
 pub mod health_check;
 pub mod jwt_authn;
 pub mod local_ratelimit;
+pub mod ratelimit;
 pub mod rbac;
 
 use crate::config;
@@ -71,6 +73,7 @@ enum Kind {
     JwtAuthn(Box<jwt_authn::JwtAuthn>),
     Buffer(config::BufferConfig),
     ExtAuthz(Box<ext_authz::ExtAuthz>),
+    RateLimit(Box<ratelimit::RateLimit>),
 }
 
 /// What a virtual host or route says about one filter, compiled.
@@ -224,16 +227,27 @@ pub struct Answer {
     pub headers: Vec<(String, Vec<u8>)>,
     /// Its body.
     pub body: Vec<u8>,
+    /// The trailers that ended it (an HTTP/2 answer's; gRPC's status).
+    pub trailers: Vec<(String, Vec<u8>)>,
 }
 
 impl Answer {
     /// The first value of header `name` (lower-case).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        first(&self.headers, name)
     }
+
+    /// The first value of trailer `name` (lower-case).
+    pub fn trailer(&self, name: &str) -> Option<&[u8]> {
+        first(&self.trailers, name)
+    }
+}
+
+fn first<'a>(lines: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    lines
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
 }
 
 /// What a filter does to every response to the request.
@@ -298,6 +312,24 @@ pub struct Context<'a> {
 }
 
 impl Chain {
+    /// What rate limit actions read of a request going to `cluster`.
+    fn facts<'a>(
+        &'a self,
+        request: &'a RequestView<'a>,
+        downstream: &Downstream<'a>,
+        cluster: Option<usize>,
+        snapshot: &'a crate::snapshot::ConfigSnapshot,
+    ) -> descriptors::Facts<'a> {
+        descriptors::Facts {
+            request,
+            client: downstream.client,
+            service_cluster: &self.service_cluster,
+            destination: cluster
+                .and_then(|c| snapshot.clusters.get(c))
+                .map(|c| c.config.name.as_str()),
+        }
+    }
+
     /// Compiles `http_filters`.
     pub fn compile(filters: &[config::HttpFilter], cx: &Context) -> Chain {
         let filters = filters
@@ -328,6 +360,9 @@ impl Chain {
                     config::FilterKind::Buffer(c) => Kind::Buffer(*c),
                     config::FilterKind::ExtAuthz(c) => {
                         Kind::ExtAuthz(Box::new(ext_authz::ExtAuthz::compile(c, cx)))
+                    }
+                    config::FilterKind::RateLimit(c) => {
+                        Kind::RateLimit(Box::new(ratelimit::RateLimit::compile(c, cx)))
                     }
                     config::FilterKind::JwtAuthn(c) => Kind::JwtAuthn(Box::new(
                         jwt_authn::JwtAuthn::compile(c, cx.store, cx.stat_prefix),
@@ -364,8 +399,10 @@ impl Chain {
         let (mut decision, start) = match resumed {
             Some((mut decision, answer)) => {
                 let at = decision.stopped_at;
-                if let Some(Kind::ExtAuthz(e)) = self.filters.get(at).map(|f| &f.kind) {
-                    e.on_answer(answer, cluster, shard, &mut decision);
+                match self.filters.get(at).map(|f| &f.kind) {
+                    Some(Kind::ExtAuthz(e)) => e.on_answer(answer, cluster, shard, &mut decision),
+                    Some(Kind::RateLimit(r)) => r.on_answer(answer, cluster, shard, &mut decision),
+                    _ => {}
                 }
                 if decision.reply.is_some() {
                     return decision;
@@ -420,20 +457,17 @@ impl Chain {
                         _ => l,
                     };
                     let snapshot = &shard.view().snapshot;
-                    let destination = cluster
-                        .and_then(|c| snapshot.clusters.get(c))
-                        .map(|c| c.config.name.as_str());
                     let cx = local_ratelimit::Context {
                         connection: &downstream.peer.filter_state,
                         matched,
-                        facts: descriptors::Facts {
-                            request,
-                            client: downstream.client,
-                            service_cluster: &self.service_cluster,
-                            destination,
-                        },
+                        facts: self.facts(request, downstream, cluster, snapshot),
                     };
                     l.on_request(request, &cx, shard, &mut decision)
+                }
+                Kind::RateLimit(r) => {
+                    let snapshot = &shard.view().snapshot;
+                    let facts = self.facts(request, downstream, cluster, snapshot);
+                    r.on_request(matched, cluster, &facts, &mut decision)
                 }
                 Kind::Cors(c) => {
                     let policies = matched.map(|m| m.cors_policies(&filter.name));
