@@ -33,6 +33,11 @@ fn routes() -> String {
 }
 
 fn filter(service: &str, extra: &str) -> String {
+    filter_with(service, "", extra)
+}
+
+/// The filter, with `client` added to `authorization_response`.
+fn filter_with(service: &str, client: &str, extra: &str) -> String {
     format!(
         "          - name: authz
             typed_config:
@@ -47,7 +52,7 @@ fn filter(service: &str, extra: &str) -> String {
                   allowed_upstream_headers: {{ patterns: [ {{ exact: x-auth-user }} ] }}
                   allowed_upstream_headers_to_append: {{ patterns: [ {{ exact: x-append }} ] }}
                   allowed_client_headers_on_success: {{ patterns: [ {{ exact: x-resp }} ] }}
-{extra}"
+{client}{extra}"
     )
 }
 
@@ -181,15 +186,54 @@ fn failures_follow_the_filter_settings_as_in_envoy() {
         "cluster.app.ext_authz.front.failure_mode_allowed",
         "cluster.app.ext_authz.front.error",
     ]);
+    // A client that leaves while its request waits on the check: the
+    // call ends within its timeout and the proxy goes on serving.
+    for _ in 0..3 {
+        let mut gone = Client::connect(pair.ringway.port);
+        gone.send(&get("/slow/gone", ""));
+    }
+    // (Past the check's timeout and anything the checks led to.)
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let after = pair.assert_same(&get("/allow/after", ""));
+    assert_eq!(after.status, 200);
     drop(pair);
 
-    // A cluster the config does not have, an own status on error, and
-    // only the listed headers of a denial.
+    // Only the listed headers of a denial (and Envoy's four), and no
+    // response stats charged to the route's cluster.
     let app = Backend::start("app");
     let authz = Backend::start("authz");
     let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
-    let listed = "              status_on_error: { code: 502 }\n";
-    let missing = http_config(&routes(), &clusters).with_http_filter(&filter("nowhere", listed));
+    let listed =
+        "                  allowed_client_headers: { patterns: [ { exact: x-deny-reason } ] }\n";
+    let uncharged = "              charge_cluster_response_stats: false\n";
+    let config = http_config(&routes(), &clusters)
+        .with_http_filter(&filter_with("authz", listed, uncharged));
+    let Some(pair) = Pair::start(
+        "failures_follow_the_filter_settings_as_in_envoy",
+        &with_admin(&config),
+        vec![app, authz],
+    ) else {
+        return;
+    };
+    let observed = pair.assert_all_same(&[get("/deny/a", ""), get("/redirect/b", "")]);
+    assert_eq!(
+        observed.iter().map(|o| o.status).collect::<Vec<_>>(),
+        [401, 302]
+    );
+    pair.assert_same_stats(&[
+        "cluster.app.ext_authz.denied",
+        "cluster.app.upstream_rq_401",
+        "cluster.app.upstream_rq_completed",
+    ]);
+    drop(pair);
+
+    // A cluster the config does not have, and an own status on error.
+    let app = Backend::start("app");
+    let authz = Backend::start("authz");
+    let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
+    let own_status = "              status_on_error: { code: 502 }\n";
+    let missing =
+        http_config(&routes(), &clusters).with_http_filter(&filter("nowhere", own_status));
     let Some(pair) = Pair::start(
         "failures_follow_the_filter_settings_as_in_envoy",
         &with_admin(&missing),
