@@ -10,9 +10,7 @@
 use super::cluster_counters::ClusterCounters;
 use super::{Answer, Call, Context, Decision, ResponseStep};
 use crate::config::{AppendAction, ExtAuthzConfig, HttpAuthzService, StringMatcher};
-use crate::http::codec::{push_header, push_number_header};
 use crate::http::flags::ResponseFlags;
-use crate::http::head::HeadSlots;
 use crate::http::local_reply::LocalReply;
 use crate::router::{Forward, RequestView};
 use crate::server::shard::Shard;
@@ -69,50 +67,38 @@ impl ExtAuthz {
     /// Asks the service about `request`: the chain waits on the check.
     pub fn on_request(&self, request: &RequestView, decision: &mut Decision) {
         let service = &self.config.service;
-        let mut head = Vec::with_capacity(256);
-        head.extend_from_slice(request.method.as_bytes());
-        head.push(b' ');
-        head.extend_from_slice(service.path_prefix.as_bytes());
-        head.extend_from_slice(request.path.as_bytes());
-        head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-        let host_start = head.len();
-        head.extend_from_slice(request.authority.as_bytes());
-        let host = host_start..head.len();
-        head.extend_from_slice(b"\r\n");
-        push_header(&mut head, "content-length", b"0");
-        for h in request.headers {
-            let name = h.name.to_ascii_lowercase();
-            let skipped = matches!(name.as_str(), "host" | "content-length")
-                || service.headers_to_add.iter().any(|(n, _)| *n == name);
-            if !skipped && (name == "authorization" || any_matches(&service.allowed_headers, &name))
-            {
-                push_header(&mut head, &name, h.value);
-            }
-        }
-        for (name, value) in &service.headers_to_add {
-            push_header(&mut head, name, value.as_bytes());
-        }
-        push_header(&mut head, "x-envoy-internal", b"true");
-        push_number_header(
-            &mut head,
-            "x-envoy-expected-rq-timeout-ms",
-            service.timeout.as_millis() as u64,
-        );
-        let end = head.len() - 2;
-        let timeout_start = head[..end]
+        // The allowed headers the check carries (headers_to_add replace
+        // those of their names).
+        let allowed: Vec<(String, &[u8])> = request
+            .headers
             .iter()
-            .rposition(|&b| b == b' ')
-            .map_or(end, |i| i + 1);
-        head.extend_from_slice(b"\r\n");
-        decision.call = Some(Call {
-            to: self.to.clone(),
-            head,
-            slots: HeadSlots {
-                host,
-                expected_timeout: Some(timeout_start..end),
-            },
-            body: Vec::new(),
-        });
+            .map(|h| (h.name.to_ascii_lowercase(), h.value))
+            .filter(|(name, _)| {
+                !matches!(name.as_str(), "host" | "content-length")
+                    && !service.headers_to_add.iter().any(|(n, _)| n == name)
+                    && (name == "authorization" || any_matches(&service.allowed_headers, name))
+            })
+            .collect();
+        let headers: Vec<(&str, &[u8])> = allowed
+            .iter()
+            .map(|(n, v)| (n.as_str(), *v))
+            .chain(
+                service
+                    .headers_to_add
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_bytes())),
+            )
+            .collect();
+        let path = [service.path_prefix.as_str(), request.path].concat();
+        decision.call = Some(Call::new(
+            self.to.clone(),
+            request.method,
+            &path,
+            request.authority,
+            &headers,
+            service.timeout,
+            Vec::new(),
+        ));
     }
 
     /// Acts on the service's `answer` for a request going to `cluster`.

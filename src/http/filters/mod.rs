@@ -217,6 +217,55 @@ pub struct Call {
     pub body: Vec<u8>,
 }
 
+impl Call {
+    /// A call as Envoy's async client makes it: `method` `path` to
+    /// `host` with `headers` and `body` (its `content-length` added),
+    /// marked `x-envoy-internal`, its `timeout` announced in
+    /// `x-envoy-expected-rq-timeout-ms`.
+    pub fn new(
+        to: Option<(Arc<crate::router::Forward>, usize)>,
+        method: &str,
+        path: &str,
+        host: &str,
+        headers: &[(&str, &[u8])],
+        timeout: Duration,
+        body: Vec<u8>,
+    ) -> Call {
+        use crate::http::codec::{push_header, push_number_header};
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(method.as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(path.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        let host_start = head.len();
+        head.extend_from_slice(host.as_bytes());
+        let host = host_start..head.len();
+        head.extend_from_slice(b"\r\n");
+        push_number_header(&mut head, "content-length", body.len() as u64);
+        for (name, value) in headers {
+            push_header(&mut head, name, value);
+        }
+        push_header(&mut head, "x-envoy-internal", b"true");
+        push_number_header(
+            &mut head,
+            "x-envoy-expected-rq-timeout-ms",
+            timeout.as_millis() as u64,
+        );
+        let end = head.len() - 2;
+        let timeout_start = end - timeout.as_millis().to_string().len();
+        head.extend_from_slice(b"\r\n");
+        Call {
+            to,
+            head,
+            slots: crate::http::head::HeadSlots {
+                host,
+                expected_timeout: Some(timeout_start..end),
+            },
+            body,
+        }
+    }
+}
+
 /// What a call came to: the service's response, or the local reply that
 /// stood in for one (a timeout's 504, a failed connection's 503).
 #[derive(Debug, Default)]

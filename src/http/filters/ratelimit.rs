@@ -11,10 +11,8 @@ use super::cluster_counters::ClusterCounters;
 use super::descriptors::{self, Facts};
 use super::{Answer, Call, Context, Decision, ResponseStep};
 use crate::config::{AppendAction, RateLimitFilterConfig, VhRateLimits};
-use crate::http::codec::{push_header, push_number_header};
 use crate::http::flags::ResponseFlags;
 use crate::http::grpc;
-use crate::http::head::HeadSlots;
 use crate::http::local_reply::LocalReply;
 use crate::router::{Forward, Matched};
 use crate::server::shard::Shard;
@@ -98,41 +96,21 @@ impl RateLimit {
                 .collect(),
             hits_addend: 0,
         };
-        let body = grpc::frame(&request.encode_to_vec());
-        let mut head = Vec::with_capacity(256);
-        head.extend_from_slice(b"POST ");
-        head.extend_from_slice(PATH.as_bytes());
-        head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-        let host_start = head.len();
-        head.extend_from_slice(self.config.authority.as_bytes());
-        let host = host_start..head.len();
-        head.extend_from_slice(b"\r\n");
-        push_header(&mut head, "content-type", b"application/grpc");
-        push_header(&mut head, "te", b"trailers");
         let timeout = grpc::format_timeout(self.config.timeout);
-        push_header(&mut head, "grpc-timeout", timeout.as_bytes());
-        push_header(&mut head, "x-envoy-internal", b"true");
-        push_number_header(
-            &mut head,
-            "x-envoy-expected-rq-timeout-ms",
-            self.config.timeout.as_millis() as u64,
-        );
-        let end = head.len() - 2;
-        let timeout_start = head[..end]
-            .iter()
-            .rposition(|&b| b == b' ')
-            .map_or(end, |i| i + 1);
-        push_number_header(&mut head, "content-length", body.len() as u64);
-        head.extend_from_slice(b"\r\n");
-        decision.call = Some(Call {
-            to: self.to.clone(),
-            head,
-            slots: HeadSlots {
-                host,
-                expected_timeout: Some(timeout_start..end),
-            },
-            body,
-        });
+        let headers: [(&str, &[u8]); 3] = [
+            ("content-type", b"application/grpc"),
+            ("te", b"trailers"),
+            ("grpc-timeout", timeout.as_bytes()),
+        ];
+        decision.call = Some(Call::new(
+            self.to.clone(),
+            "POST",
+            PATH,
+            &self.config.authority,
+            &headers,
+            self.config.timeout,
+            grpc::frame(&request.encode_to_vec()),
+        ));
     }
 
     /// Acts on the service's `answer` for a request going to `cluster`.
