@@ -247,3 +247,102 @@ fn failures_follow_the_filter_settings_as_in_envoy() {
         [502, 200]
     );
 }
+
+const GRPC_CLUSTER: &str = "  - name: authz\n    type: STATIC\n    connect_timeout: 1s\n    typed_extension_protocol_options: { envoy.extensions.upstreams.http.v3.HttpProtocolOptions: { \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: { http2_protocol_options: {} } } }\n    load_assignment:\n      cluster_name: authz\n      endpoints:\n      - lb_endpoints:\n        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: PORT } } }\n";
+
+const GRPC_FILTER: &str = "          - name: authz
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              grpc_service: { envoy_grpc: { cluster_name: authz }, timeout: 1s }
+              transport_api_version: V3
+";
+
+/// A check as the service logged it, with what differs by nature between
+/// two proxies (times, ids, ports) masked.
+fn normalised_check(line: &str) -> serde_json::Value {
+    let mut check: serde_json::Value = serde_json::from_str(line).expect("a JSON check");
+    let attributes = &mut check["attributes"];
+    for masked in [
+        "/request/time",
+        "/request/http/id",
+        "/request/http/headers/x-request-id",
+        "/source/address/socketAddress/portValue",
+        "/destination/address/socketAddress/portValue",
+    ] {
+        if let Some(value) = attributes.pointer_mut(masked) {
+            *value = "<masked>".into();
+        }
+    }
+    check
+}
+
+#[test]
+fn grpc_checks_are_made_and_answered_as_in_envoy() {
+    let dir = TempDir::new();
+    let log = dir.0.join("checks.jsonl");
+    let service = PortPeer::start(&[
+        "python3",
+        "tests/peers/authz_grpc.py",
+        &log.display().to_string(),
+    ]);
+    let app = Backend::start("app");
+    let clusters =
+        port_cluster("app", app.port()) + &GRPC_CLUSTER.replace("PORT", &service.1.to_string());
+    let config = log_format(&http_config(&routes(), &clusters)).with_http_filter(GRPC_FILTER);
+    let Some(pair) = Pair::start(
+        "grpc_checks_are_made_and_answered_as_in_envoy",
+        &with_admin(&config),
+        vec![app],
+    ) else {
+        return;
+    };
+    let cases = [
+        (
+            get("/allow/a?q=1", "x-append: one\r\nx-other: mine\r\n"),
+            200,
+        ),
+        (get("/append/b", "x-append: one\r\nx-other: mine\r\n"), 200),
+        (get("/deny/c", ""), 401),
+        (get("/refuse/d", ""), 403),
+        (get("/error/e", ""), 403),
+        (get("/other/f", ""), 200),
+        (get("/off/g", ""), 200),
+        (get("/allow/settings", ""), 200),
+        (
+            b"POST /allow/body HTTP/1.1\r\nhost: example.com\r\ncontent-length: 5\r\n\r\nhello"
+                .to_vec(),
+            200,
+        ),
+    ];
+    let requests: Vec<Vec<u8>> = cases.iter().map(|(r, _)| r.clone()).collect();
+    let observed = pair.assert_all_same(&requests);
+    let statuses: Vec<u16> = observed.iter().map(|o| o.status).collect();
+    let expected: Vec<u16> = cases.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, expected);
+    assert_eq!(observed[2].body, "denied by authz");
+    let host = "host: example.com";
+    let h2 = pair.assert_all_same_h2(&[
+        &["-H", host, "-H", "x-append: one", "/allow/h2"],
+        &["-H", host, "/deny/h2"],
+    ]);
+    assert_eq!(h2.iter().map(|o| o.status).collect::<Vec<_>>(), [200, 401]);
+    // Every check Ringway made, then Envoy's of the same request.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let checks: Vec<serde_json::Value> = text.lines().map(normalised_check).collect();
+    assert_eq!(checks.len(), 2 * (cases.len() - 1 + 2), "{text}");
+    for pair in checks.chunks(2) {
+        assert_eq!(pair[0], pair[1], "ringway's check, then envoy's");
+    }
+    pair.assert_same_stats(&[
+        "http.ingress_http.ext_authz.ok",
+        "http.ingress_http.ext_authz.denied",
+        "http.ingress_http.ext_authz.error",
+        "cluster.app.ext_authz.ok",
+        "cluster.app.ext_authz.denied",
+        "cluster.app.ext_authz.error",
+        "cluster.app.upstream_rq_401",
+        "cluster.app.upstream_rq_403",
+        "cluster.authz.upstream_rq_200",
+    ]);
+    pair.assert_same_log(cases.len() + 2);
+}

@@ -887,6 +887,21 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             true,
         ),
         (
+            "an ext_authz gRPC service with context extensions on a route",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, grpc_service: { envoy_grpc: { cluster_name: app, authority: a.example }, timeout: 0.5s }, transport_api_version: V3, failure_mode_allow: true }\n").replace("                route: { cluster: app }\n", "                route: { cluster: app }\n                typed_per_filter_config: { extra.filter: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, check_settings: { context_extensions: { a: b, c: d } } } }\n"),
+            true,
+        ),
+        (
+            "an ext_authz filter with both services",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, grpc_service: { envoy_grpc: { cluster_name: app, authority: a.example }, timeout: 0.5s }, http_service: { server_uri: { uri: \"http://a/b\", cluster: app, timeout: 1s } } }\n"),
+            false,
+        ),
+        (
+            "an ext_authz gRPC service without a cluster name",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, grpc_service: { envoy_grpc: { authority: a } } }\n"),
+            false,
+        ),
+        (
             "an ext_authz server_uri without a timeout",
             filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", cluster: app } } }\n"),
             false,

@@ -31,12 +31,12 @@ pub use bootstrap::*;
 pub use circuit_breakers::{CircuitBreakers, Priority, RetryBudget, Thresholds};
 pub use connection_filters::{ConnectionFilter, TokenBucket};
 pub use filters::{
-    AbortWith, BufferConfig, CorsPolicy, CsrfPolicy, DelayBy, ExtAuthzConfig, ExtAuthzPerRoute,
-    FaultConfig, FilterKind, Fraction, HeaderMutationConfig, HeaderOp, HealthCheckFilter,
-    HttpAuthzService, HttpFilter, JwtAuthnConfig, JwtPerRoute, JwtProvider, JwtRequirement,
-    JwtRule, LocalDescriptor, LocalRateLimitConfig, PerFilterConfigs, Permission, Principal,
-    RateLimitFilterConfig, RbacAction, RbacConfig, RbacPolicy, RbacRules, RouteFilterConfig,
-    RuntimePercent, VhRateLimits,
+    AbortWith, AuthzService, BufferConfig, CorsPolicy, CsrfPolicy, DelayBy, ExtAuthzConfig,
+    ExtAuthzPerRoute, FaultConfig, FilterKind, Fraction, GrpcService, HeaderMutationConfig,
+    HeaderOp, HealthCheckFilter, HttpAuthzService, HttpFilter, JwtAuthnConfig, JwtPerRoute,
+    JwtProvider, JwtRequirement, JwtRule, LocalDescriptor, LocalRateLimitConfig, PerFilterConfigs,
+    Permission, Principal, RateLimitFilterConfig, RbacAction, RbacConfig, RbacPolicy, RbacRules,
+    RouteFilterConfig, RuntimePercent, VhRateLimits,
 };
 pub use health_check::{GrpcCheck, HealthCheck, HttpCheck, Probe, TcpCheck};
 pub use http2::{Codec, Http2Options, Keepalive};

@@ -1,9 +1,10 @@
 //! `envoy.filters.http.ext_authz`: an authorization service asked about
-//! every request (its HTTP form), and a virtual host's or route's own
+//! every request (over HTTP or gRPC), and a virtual host's or route's own
 //! settings.
 
 use super::super::node::{Errors, Fields, Node, Obj};
 use super::super::route_match::{string_matcher, StringMatcher};
+use super::grpc_service::{self, GrpcService};
 use crate::access_log::Template;
 use std::time::Duration;
 
@@ -72,8 +73,8 @@ static CHECK_SETTINGS: Fields = Fields {
 /// The filter's config.
 #[derive(Debug, Clone)]
 pub struct ExtAuthzConfig {
-    /// `http_service`: the service asked, over HTTP.
-    pub service: HttpAuthzService,
+    /// The service asked.
+    pub service: AuthzService,
     /// `failure_mode_allow`: a failed call lets the request through.
     pub failure_mode_allow: bool,
     /// `failure_mode_allow_header_add`: such a request carries
@@ -89,6 +90,16 @@ pub struct ExtAuthzConfig {
     /// `charge_cluster_response_stats`: a denial counts as a response of
     /// the route's cluster.
     pub charge_cluster_response_stats: bool,
+}
+
+/// The authorization service.
+#[derive(Debug, Clone)]
+pub enum AuthzService {
+    /// `http_service`.
+    Http(HttpAuthzService),
+    /// `grpc_service` (`envoy.service.auth.v3.Authorization`), with its
+    /// timeout (200 ms by default).
+    Grpc(GrpcService, Duration),
 }
 
 /// `http_service`.
@@ -120,32 +131,34 @@ pub struct HttpAuthzService {
 }
 
 /// A virtual host's or route's `ExtAuthzPerRoute`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExtAuthzPerRoute {
     /// `disabled: true`: requests here are not checked.
     Disabled,
-    /// `disabled: false`, or `check_settings` whose fields only the gRPC
-    /// service reads (`context_extensions`) or that change nothing here:
-    /// checked as the filter says.
-    Check,
+    /// `disabled: false`, or `check_settings`: checked as the filter
+    /// says, with these `context_extensions` (which only a gRPC service
+    /// is sent; `disable_request_body_buffering` changes nothing, as no
+    /// body is buffered).
+    Check(Vec<(String, String)>),
 }
 
 /// Decodes the filter's config.
 pub(super) fn decode(node: &Node, errs: &mut Errors) -> Option<ExtAuthzConfig> {
     let obj = node.object(errs, &FILTER)?;
-    if let Some(g) = obj.get("grpc_service") {
-        errs.add(
-            g.path(),
-            "ext_authz grpc_service is not supported yet (use http_service)",
-        );
-        return None;
-    }
-    let Some(http) = obj.get("http_service") else {
-        errs.add(
-            obj.path(),
-            "ext_authz needs http_service (grpc_service is not supported yet)",
-        );
-        return None;
+    let service = match (obj.get("http_service"), obj.get("grpc_service")) {
+        (Some(http), None) => AuthzService::Http(http_service(&http, errs)?),
+        (None, Some(grpc)) => {
+            let grpc = grpc_service::decode(&grpc, errs)?;
+            let timeout = grpc.timeout.unwrap_or(Duration::from_millis(200));
+            AuthzService::Grpc(grpc, timeout)
+        }
+        _ => {
+            errs.add(
+                obj.path(),
+                "ext_authz needs one of http_service, grpc_service",
+            );
+            return None;
+        }
     };
     if let Some(v) = obj.get("transport_api_version") {
         v.enumeration(errs, &["AUTO", "V2", "V3"])?;
@@ -158,7 +171,7 @@ pub(super) fn decode(node: &Node, errs: &mut Errors) -> Option<ExtAuthzConfig> {
         None => 403,
     };
     Some(ExtAuthzConfig {
-        service: http_service(&http, errs)?,
+        service,
         failure_mode_allow: flag(errs, "failure_mode_allow", false),
         failure_mode_allow_header_add: flag(errs, "failure_mode_allow_header_add", false),
         clear_route_cache: flag(errs, "clear_route_cache", false),
@@ -285,7 +298,7 @@ pub(super) fn decode_per_route(node: &Node, errs: &mut Errors) -> Option<ExtAuth
             None
         }
         (Some(true), None) => Some(ExtAuthzPerRoute::Disabled),
-        (Some(false), None) => Some(ExtAuthzPerRoute::Check),
+        (Some(false), None) => Some(ExtAuthzPerRoute::Check(Vec::new())),
         (None, None) => {
             errs.add(
                 obj.path(),
@@ -294,8 +307,19 @@ pub(super) fn decode_per_route(node: &Node, errs: &mut Errors) -> Option<ExtAuth
             None
         }
         (None, Some(s)) => {
-            s.object(errs, &CHECK_SETTINGS)?;
-            Some(ExtAuthzPerRoute::Check)
+            let settings = s.object(errs, &CHECK_SETTINGS)?;
+            let mut extensions = Vec::new();
+            if let Some(map) = settings.get("context_extensions") {
+                let Some(entries) = map.value().as_object() else {
+                    errs.add(map.path(), "expected a map of strings");
+                    return None;
+                };
+                for key in entries.keys() {
+                    let value = map.entry(key)?.str(errs)?.to_string();
+                    extensions.push((key.clone(), value));
+                }
+            }
+            Some(ExtAuthzPerRoute::Check(extensions))
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use super::super::node::{Errors, Fields, Node};
 use super::super::rate_limit::RateLimitPolicy;
+use super::grpc_service;
 use super::local_ratelimit::filter_rate_limits;
 use std::time::Duration;
 
@@ -27,16 +28,6 @@ static FILTER: Fields = Fields {
 static SERVICE: Fields = Fields {
     known: &["grpc_service", "transport_api_version"],
     unsupported: &[],
-};
-#[rustfmt::skip]
-static GRPC_SERVICE: Fields = Fields {
-    known: &["envoy_grpc", "timeout"],
-    unsupported: &["google_grpc", "initial_metadata", "retry_policy"],
-};
-#[rustfmt::skip]
-static ENVOY_GRPC: Fields = Fields {
-    known: &["cluster_name", "authority"],
-    unsupported: &["retry_policy", "max_receive_message_length", "skip_envoy_headers"],
 };
 #[rustfmt::skip]
 static HTTP_STATUS: Fields = Fields { known: &["code"], unsupported: &[] };
@@ -102,18 +93,8 @@ pub(super) fn decode(node: &Node, errs: &mut Errors) -> Option<RateLimitFilterCo
             return None;
         }
     }
-    let grpc = service.require(errs, "grpc_service")?;
-    let grpc = grpc.object(errs, &GRPC_SERVICE)?;
-    let Some(envoy_grpc) = grpc.get("envoy_grpc") else {
-        errs.add(grpc.path(), "a gRPC service needs envoy_grpc");
-        return None;
-    };
-    let envoy_grpc = envoy_grpc.object(errs, &ENVOY_GRPC)?;
-    let cluster = envoy_grpc.non_empty_str(errs, "cluster_name")?;
-    let authority = match envoy_grpc.get("authority") {
-        Some(a) => Some(a.str(errs)?.to_string()).filter(|a| !a.is_empty()),
-        None => None,
-    };
+    // The service's own timeout is not read: the filter's bounds each call.
+    let grpc = grpc_service::decode(&service.require(errs, "grpc_service")?, errs)?;
     let status = |errs: &mut Errors, field: &str, default: u16| -> Option<u16> {
         let Some(s) = obj.get(field) else {
             return Some(default);
@@ -130,8 +111,8 @@ pub(super) fn decode(node: &Node, errs: &mut Errors) -> Option<RateLimitFilterCo
             None => Duration::from_millis(20),
         },
         failure_mode_deny: flag(errs, "failure_mode_deny"),
-        authority: authority.unwrap_or_else(|| cluster.clone()),
-        cluster,
+        cluster: grpc.cluster,
+        authority: grpc.authority,
         disable_ratelimited_header: flag(errs, "disable_x_envoy_ratelimited_header"),
         rate_limited_status: status(errs, "rate_limited_status", 429)?,
         status_on_error: status(errs, "status_on_error", 500)?,

@@ -47,6 +47,7 @@ pub(super) async fn serve(
     stopped: Rc<LocalDrain>,
 ) {
     let shard = cx.shard.clone();
+    peer.filter_state.set_http2();
     // The newest view in which the connection's chain was found: once an
     // update changes or removes the chain, streams are served by it and
     // the connection goes away (GOAWAY).

@@ -1,15 +1,17 @@
-//! `envoy.filters.http.ext_authz` with an HTTP authorization service:
-//! each request waits on a check sent to the service's cluster (the
-//! request's method, `path_prefix` + path, `host`, `authorization` and the
-//! allowed headers, an empty body). A 200 lets it through with the
-//! headers the service allows upstream (and on the response); a 5xx, a
-//! timeout or no answer is an error (`status_on_error`, 403, unless
-//! `failure_mode_allow`); anything else is a denial the client gets as
-//! the service gave it.
+//! `envoy.filters.http.ext_authz`: each request with a route waits on
+//! a check of it by an authorization service, over HTTP or gRPC
+//! ([`super::ext_authz_grpc`]). An allowing answer lets it through with
+//! the headers the service sets, appends and removes upstream (and adds
+//! to the response); an error (a 5xx or a failed gRPC call, a timeout, no
+//! answer) answers `status_on_error` (403) unless `failure_mode_allow`;
+//! anything else is a denial the client gets as the service gave it.
+//! Over HTTP the check is the request's method, `path_prefix` + path,
+//! `host`, `authorization` and the allowed headers, with an empty body.
 
 use super::cluster_counters::ClusterCounters;
-use super::{Answer, Call, Context, Decision, ResponseStep};
-use crate::config::{AppendAction, ExtAuthzConfig, HttpAuthzService, StringMatcher};
+use super::ext_authz_grpc;
+use super::{Answer, Call, Context, Decision, Downstream, ResponseStep};
+use crate::config::{AppendAction, AuthzService, ExtAuthzConfig, HttpAuthzService, StringMatcher};
 use crate::http::flags::ResponseFlags;
 use crate::http::local_reply::LocalReply;
 use crate::router::{Forward, RequestView};
@@ -44,11 +46,14 @@ pub struct ExtAuthz {
 impl ExtAuthz {
     /// Compiles the filter's config.
     pub fn compile(config: &ExtAuthzConfig, cx: &Context) -> ExtAuthz {
-        let service = &config.service;
+        let (cluster, timeout) = match &config.service {
+            AuthzService::Http(http) => (&http.cluster, http.timeout),
+            AuthzService::Grpc(grpc, timeout) => (&grpc.cluster, *timeout),
+        };
         let to = cx
             .clusters
-            .get(&service.cluster)
-            .map(|&c| (Arc::new(Forward::service_call(c, service.timeout)), c));
+            .get(cluster)
+            .map(|&c| (Arc::new(Forward::service_call(c, timeout)), c));
         let scope = if config.stat_prefix.is_empty() {
             "ext_authz.".to_string()
         } else {
@@ -64,62 +69,59 @@ impl ExtAuthz {
         }
     }
 
-    /// Asks the service about `request`: the chain waits on the check.
-    pub fn on_request(&self, request: &RequestView, decision: &mut Decision) {
-        let service = &self.config.service;
-        // The allowed headers the check carries (headers_to_add replace
-        // those of their names).
-        let allowed: Vec<(String, &[u8])> = request
-            .headers
-            .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), h.value))
-            .filter(|(name, _)| {
-                !matches!(name.as_str(), "host" | "content-length")
-                    && !service.headers_to_add.iter().any(|(n, _)| n == name)
-                    && (name == "authorization" || any_matches(&service.allowed_headers, name))
-            })
-            .collect();
-        let headers: Vec<(&str, &[u8])> = allowed
-            .iter()
-            .map(|(n, v)| (n.as_str(), *v))
-            .chain(
-                service
-                    .headers_to_add
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_bytes())),
-            )
-            .collect();
-        let path = [service.path_prefix.as_str(), request.path].concat();
-        decision.call = Some(Call::new(
-            self.to.clone(),
-            request.method,
-            &path,
-            request.authority,
-            &headers,
-            service.timeout,
-            Vec::new(),
-        ));
+    /// Asks the service about `request` (with a route's merged
+    /// `context_extensions`): the chain waits on the check.
+    pub fn on_request(
+        &self,
+        request: &RequestView,
+        downstream: &Downstream,
+        extensions: Vec<(String, String)>,
+        shard: &Shard,
+        decision: &mut Decision,
+    ) {
+        let to = self.to.clone();
+        decision.call = Some(match &self.config.service {
+            AuthzService::Http(service) => http_check(to, request, service),
+            AuthzService::Grpc(service, timeout) => {
+                let check = ext_authz_grpc::CheckRequest {
+                    request,
+                    downstream,
+                    extensions,
+                };
+                check.call(to, &service.authority, *timeout, shard)
+            }
+        });
     }
 
-    /// Acts on the service's `answer` for a request going to `cluster`.
+    /// Acts on the service's `answer` for `request` (as the filters before
+    /// this one left it), going to `cluster`.
     pub fn on_answer(
         &self,
         answer: Answer,
+        request: &RequestView,
         cluster: Option<usize>,
         shard: &Shard,
         decision: &mut Decision,
     ) {
         let w = shard.id;
-        let service = &self.config.service;
         let count = |outcome: usize| {
             if let Some(c) = cluster {
                 self.counters.inc(shard, c, outcome);
             }
         };
-        if answer.status == 0 || answer.status >= 500 {
-            count(ERROR);
-            self.stats.inc(w, sets::ExtAuthz::error);
-            if self.config.failure_mode_allow {
+        let verdict = match &self.config.service {
+            AuthzService::Http(service) => http_verdict(answer, service),
+            AuthzService::Grpc(..) => ext_authz_grpc::verdict(&answer),
+        };
+        match verdict {
+            Verdict::Error => {
+                count(ERROR);
+                self.stats.inc(w, sets::ExtAuthz::error);
+                if !self.config.failure_mode_allow {
+                    let reply = LocalReply::new(self.config.status_on_error, "");
+                    decision.reply = Some((reply, ResponseFlags::UNAUTHORIZED_EXTERNAL_SERVICE));
+                    return;
+                }
                 self.stats.inc(w, sets::ExtAuthz::failure_mode_allowed);
                 count(FAILURE_MODE_ALLOWED);
                 if self.config.failure_mode_allow_header_add {
@@ -130,98 +132,189 @@ impl ExtAuthz {
                         true,
                     );
                 }
-            } else {
-                let reply = LocalReply::new(self.config.status_on_error, "");
+            }
+            Verdict::Allow(allowed) => {
+                let edits = &mut decision.request_edits;
+                for name in &allowed.remove {
+                    edits.remove(name);
+                }
+                for (name, value) in &allowed.set {
+                    edits.append(
+                        name,
+                        value.clone(),
+                        AppendAction::OverwriteIfExistsOrAdd,
+                        true,
+                    );
+                }
+                for (name, value) in &allowed.append {
+                    edits.append(name, value.clone(), AppendAction::AppendIfExistsOrAdd, true);
+                }
+                for (name, value) in &allowed.join {
+                    if let Some(existing) = request.header(name) {
+                        let mut joined = existing.into_owned().into_bytes();
+                        joined.push(b',');
+                        joined.extend_from_slice(value);
+                        edits.append(name, joined, AppendAction::OverwriteIfExistsOrAdd, true);
+                    }
+                }
+                let changed = !allowed.set.is_empty()
+                    || !allowed.append.is_empty()
+                    || !allowed.join.is_empty();
+                if changed && self.config.clear_route_cache {
+                    decision.clear_route_cache = true;
+                }
+                let response = &mut decision.filtered.response;
+                response.extend(
+                    allowed
+                        .respond
+                        .into_iter()
+                        .map(|(name, value)| ResponseStep::Add(name, value)),
+                );
+                count(OK);
+                self.stats.inc(w, sets::ExtAuthz::ok);
+            }
+            Verdict::Deny(reply) => {
+                self.stats.inc(w, sets::ExtAuthz::denied);
+                count(DENIED);
+                if let Some(c) = cluster {
+                    if self.config.charge_cluster_response_stats {
+                        if let Some(up) = shard.view().snapshot.clusters.get(c) {
+                            up.count_response(w, reply.status);
+                        }
+                    }
+                }
                 decision.reply = Some((reply, ResponseFlags::UNAUTHORIZED_EXTERNAL_SERVICE));
             }
-            return;
         }
-        if answer.status == 200 {
-            self.allow(&answer, service, decision);
-            count(OK);
-            self.stats.inc(w, sets::ExtAuthz::ok);
-            return;
-        }
-        self.stats.inc(w, sets::ExtAuthz::denied);
-        count(DENIED);
-        if let Some(c) = cluster {
-            if self.config.charge_cluster_response_stats {
-                if let Some(up) = shard.view().snapshot.clusters.get(c) {
-                    up.count_response(w, answer.status);
-                }
-            }
-        }
-        let headers = answer
-            .headers
-            .into_iter()
-            .filter(|(name, _)| match &service.client_headers {
-                None => name != "host",
-                Some(allowed) => {
-                    matches!(
-                        name.as_str(),
-                        "www-authenticate" | "location" | "content-length"
-                    ) || any_matches(allowed, name)
-                }
-            })
-            // The reply's own length, date and server stand (Envoy's
-            // connection manager overwrites the latter two).
-            .filter(|(name, _)| {
-                !matches!(
-                    name.as_str(),
-                    "content-length" | "date" | "server" | HEADERS_TO_REMOVE
-                )
-            })
-            .collect();
-        let reply = LocalReply {
-            status: answer.status,
-            body: Cow::Owned(answer.body),
-            close: false,
-            headers,
-            grpc_status: None,
-        };
-        decision.reply = Some((reply, ResponseFlags::UNAUTHORIZED_EXTERNAL_SERVICE));
     }
+}
 
-    /// An allowing answer's effects on the request and its response.
-    fn allow(&self, answer: &Answer, service: &HttpAuthzService, decision: &mut Decision) {
-        let edits = &mut decision.request_edits;
+/// What an authorization service's answer says.
+pub(super) enum Verdict {
+    /// The request goes on, changed so.
+    Allow(Allowed),
+    /// The client gets this reply.
+    Deny(LocalReply<'static>),
+    /// The check failed.
+    Error,
+}
+
+/// An allowing answer's changes.
+#[derive(Default)]
+pub(super) struct Allowed {
+    /// Request headers set (replacing those of the name).
+    pub set: Vec<(String, Vec<u8>)>,
+    /// Request headers added as lines of their own.
+    pub append: Vec<(String, Vec<u8>)>,
+    /// Values appended to the request's header of the name, after a
+    /// comma (nothing when it has none).
+    pub join: Vec<(String, Vec<u8>)>,
+    /// Request headers removed (first).
+    pub remove: Vec<String>,
+    /// Headers added to the response.
+    pub respond: Vec<(String, Vec<u8>)>,
+}
+
+/// The check an HTTP service gets.
+fn http_check(
+    to: Option<(Arc<Forward>, usize)>,
+    request: &RequestView,
+    service: &HttpAuthzService,
+) -> Call {
+    // The allowed headers the check carries (headers_to_add replace
+    // those of their names).
+    let allowed: Vec<(String, &[u8])> = request
+        .headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), h.value))
+        .filter(|(name, _)| {
+            !matches!(name.as_str(), "host" | "content-length")
+                && !service.headers_to_add.iter().any(|(n, _)| n == name)
+                && (name == "authorization" || any_matches(&service.allowed_headers, name))
+        })
+        .collect();
+    let headers: Vec<(&str, &[u8])> = allowed
+        .iter()
+        .map(|(n, v)| (n.as_str(), *v))
+        .chain(
+            service
+                .headers_to_add
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        )
+        .collect();
+    let path = [service.path_prefix.as_str(), request.path].concat();
+    Call::new(
+        to,
+        request.method,
+        &path,
+        request.authority,
+        &headers,
+        service.timeout,
+        Vec::new(),
+    )
+}
+
+/// What an HTTP service's answer says: 200 allows, a 5xx (or none) is
+/// an error, anything else denies.
+fn http_verdict(answer: Answer, service: &HttpAuthzService) -> Verdict {
+    if answer.status == 0 || answer.status >= 500 {
+        return Verdict::Error;
+    }
+    if answer.status == 200 {
+        let mut allowed = Allowed::default();
         if let Some(names) = answer.header(HEADERS_TO_REMOVE) {
             for name in String::from_utf8_lossy(names).split(',') {
                 let name = name.trim().to_ascii_lowercase();
                 if !name.is_empty() && !name.starts_with(':') && name != "host" {
-                    edits.remove(&name);
+                    allowed.remove.push(name);
                 }
             }
         }
-        let mut changed = false;
-        for (name, value) in &answer.headers {
+        for (name, value) in answer.headers {
             if name == HEADERS_TO_REMOVE {
                 continue;
             }
-            if any_matches(&service.upstream_headers, name) {
-                edits.append(
-                    name,
-                    value.clone(),
-                    AppendAction::OverwriteIfExistsOrAdd,
-                    true,
-                );
-                changed = true;
+            if any_matches(&service.upstream_headers, &name) {
+                allowed.set.push((name.clone(), value.clone()));
             }
-            if any_matches(&service.upstream_headers_to_append, name) {
-                edits.append(name, value.clone(), AppendAction::AppendIfExistsOrAdd, true);
-                changed = true;
+            if any_matches(&service.upstream_headers_to_append, &name) {
+                allowed.append.push((name.clone(), value.clone()));
             }
-            if any_matches(&service.client_headers_on_success, name) {
-                decision
-                    .filtered
-                    .response
-                    .push(ResponseStep::Add(name.clone(), value.clone()));
+            if any_matches(&service.client_headers_on_success, &name) {
+                allowed.respond.push((name, value));
             }
         }
-        if changed && self.config.clear_route_cache {
-            decision.clear_route_cache = true;
-        }
+        return Verdict::Allow(allowed);
     }
+    let headers = answer
+        .headers
+        .into_iter()
+        .filter(|(name, _)| match &service.client_headers {
+            None => name != "host",
+            Some(allowed) => {
+                matches!(
+                    name.as_str(),
+                    "www-authenticate" | "location" | "content-length"
+                ) || any_matches(allowed, name)
+            }
+        })
+        // The reply's own length, date and server stand (Envoy's
+        // connection manager overwrites the latter two).
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "content-length" | "date" | "server" | HEADERS_TO_REMOVE
+            )
+        })
+        .collect();
+    Verdict::Deny(LocalReply {
+        status: answer.status,
+        body: Cow::Owned(answer.body),
+        close: false,
+        headers,
+        grpc_status: None,
+    })
 }
 
 /// Whether any of `matchers` takes header `name`.

@@ -15,6 +15,7 @@ pub mod cors;
 pub mod csrf;
 pub mod descriptors;
 pub mod ext_authz;
+pub mod ext_authz_grpc;
 pub mod fault;
 pub mod header_mutation;
 pub mod health_check;
@@ -130,7 +131,7 @@ pub fn route_configs(configs: &config::PerFilterConfigs, store: &Store) -> Route
                 }
                 config::RouteFilterConfig::JwtAuthn(c) => RouteConfig::JwtAuthn(c.clone()),
                 config::RouteFilterConfig::Buffer(c) => RouteConfig::Buffer(*c),
-                config::RouteFilterConfig::ExtAuthz(c) => RouteConfig::ExtAuthz(*c),
+                config::RouteFilterConfig::ExtAuthz(c) => RouteConfig::ExtAuthz(c.clone()),
             };
             (name.clone(), compiled)
         })
@@ -165,11 +166,33 @@ fn edited_lines(request: &RequestView, edits: &Edits) -> Vec<(String, Vec<u8>)> 
         .collect()
 }
 
+/// Header lines over `owned` ones.
+fn header_lines(owned: &[(String, Vec<u8>)]) -> Vec<httparse::Header<'_>> {
+    owned
+        .iter()
+        .map(|(name, value)| httparse::Header { name, value })
+        .collect()
+}
+
 /// What filters keep per downstream connection.
 #[derive(Debug, Default)]
 pub struct ConnectionState {
     /// The connection's local rate limit bucket, made on first use.
     rate_limit: OnceCell<TokenBucket>,
+    /// The connection speaks HTTP/2.
+    http2: std::cell::Cell<bool>,
+}
+
+impl ConnectionState {
+    /// Notes that the connection speaks HTTP/2.
+    pub fn set_http2(&self) {
+        self.http2.set(true);
+    }
+
+    /// Whether the connection speaks HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        self.http2.get()
+    }
 }
 
 /// The connection a request came on, as filters see it.
@@ -289,6 +312,22 @@ impl Answer {
     /// The first value of trailer `name` (lower-case).
     pub fn trailer(&self, name: &str) -> Option<&[u8]> {
         first(&self.trailers, name)
+    }
+
+    /// The one message of a successful unary gRPC call: HTTP 200, gRPC
+    /// status 0 (in the trailers, or the headers of a trailers-only
+    /// answer), one uncompressed message.
+    pub fn grpc_message(&self) -> Option<&[u8]> {
+        if self.status != 200 {
+            return None;
+        }
+        let status = self
+            .trailer("grpc-status")
+            .or_else(|| self.header("grpc-status"))?;
+        if crate::http::grpc::parse_status(status) != 0 {
+            return None;
+        }
+        crate::http::grpc::unframe(&self.body)
     }
 }
 
@@ -449,7 +488,16 @@ impl Chain {
             Some((mut decision, answer)) => {
                 let at = decision.stopped_at;
                 match self.filters.get(at).map(|f| &f.kind) {
-                    Some(Kind::ExtAuthz(e)) => e.on_answer(answer, cluster, shard, &mut decision),
+                    Some(Kind::ExtAuthz(e)) => {
+                        // The request as the filters before it left it.
+                        let owned = edited_lines(received, &decision.request_edits);
+                        let lines = header_lines(&owned);
+                        let request = RequestView {
+                            headers: &lines,
+                            ..*received
+                        };
+                        e.on_answer(answer, &request, cluster, shard, &mut decision);
+                    }
                     Some(Kind::RateLimit(r)) => r.on_answer(answer, cluster, shard, &mut decision),
                     _ => {}
                 }
@@ -473,10 +521,7 @@ impl Chain {
             let request = match &edited {
                 None => received,
                 Some(owned) => {
-                    lines = owned
-                        .iter()
-                        .map(|(name, value)| httparse::Header { name, value })
-                        .collect();
+                    lines = header_lines(owned);
                     view = RequestView {
                         headers: &lines,
                         ..*received
@@ -560,9 +605,22 @@ impl Chain {
                         route_config,
                         Some(RouteConfig::ExtAuthz(config::ExtAuthzPerRoute::Disabled))
                     );
-                    // Envoy checks only requests with a route.
-                    if !off && matched.is_some() {
-                        e.on_request(request, &mut decision)
+                    // Envoy checks only requests with a route, with the
+                    // context extensions of every level, the most
+                    // specific last.
+                    if let (false, Some(m)) = (off, matched) {
+                        let mut extensions: Vec<(String, String)> = Vec::new();
+                        for level in m.filter_configs(&filter.name).iter().rev().flatten() {
+                            if let RouteConfig::ExtAuthz(config::ExtAuthzPerRoute::Check(own)) =
+                                level
+                            {
+                                for (key, value) in own {
+                                    extensions.retain(|(k, _)| k != key);
+                                    extensions.push((key.clone(), value.clone()));
+                                }
+                            }
+                        }
+                        e.on_request(request, downstream, extensions, shard, &mut decision)
                     }
                 }
             }

@@ -175,17 +175,7 @@ impl RateLimit {
     }
 }
 
-/// The service's response, when the call succeeded: HTTP 200, gRPC
-/// status 0, one well-formed message.
+/// The service's response, when the call succeeded.
 fn decode(answer: &Answer) -> Option<RateLimitResponse> {
-    if answer.status != 200 {
-        return None;
-    }
-    let status = answer
-        .trailer("grpc-status")
-        .or_else(|| answer.header("grpc-status"))?;
-    if grpc::parse_status(status) != 0 {
-        return None;
-    }
-    RateLimitResponse::decode(grpc::unframe(&answer.body)?).ok()
+    RateLimitResponse::decode(answer.grpc_message()?).ok()
 }
