@@ -408,3 +408,104 @@ fn claims_are_routed_on_as_in_envoy() {
     assert_eq!(h2[0].body, "admin area");
     pair.assert_same_admin("/stats", jwt_stats);
 }
+
+/// A static file server (Python's own `http.server`) on `dir`, ready.
+fn serve_files(dir: &TempDir) -> (std::process::Child, u16) {
+    let port = free_port();
+    let child = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--directory")
+        .arg(&dir.0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "http.server never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+#[test]
+fn remote_key_sets_are_fetched_as_in_envoy() {
+    let test = "remote_key_sets_are_fetched_as_in_envoy";
+    let dir = TempDir::new();
+    let Some(tokens) = mint(test, &dir) else {
+        return;
+    };
+    let bearer = |name: &str| format!("authorization: Bearer {}\r\n", tokens[name]);
+    let (mut files, files_port) = serve_files(&dir);
+    let remote = |path: &str, cluster: &str| {
+        format!("remote_jwks: {{ http_uri: {{ uri: \"http://keys.example{path}\", cluster: {cluster}, timeout: 1s }}, cache_duration: 300s }}")
+    };
+    let filter = format!(
+        "          - name: jwt
+            typed_config:
+              \"@type\": {FILTER_TYPE}
+              providers:
+                fetched: {{ issuer: https://issuer, {} }}
+                missing: {{ issuer: https://issuer, {} }}
+                not_keys: {{ issuer: https://issuer, {} }}
+                nowhere: {{ issuer: https://issuer, {} }}
+              rules:
+              - {{ match: {{ prefix: /missing }}, requires: {{ provider_name: missing }} }}
+              - {{ match: {{ prefix: /not-keys }}, requires: {{ provider_name: not_keys }} }}
+              - {{ match: {{ prefix: /nowhere }}, requires: {{ provider_name: nowhere }} }}
+              - {{ match: {{ prefix: /either }}, requires: {{ requires_any: {{ requirements: [ {{ provider_name: missing }}, {{ provider_name: fetched }} ] }} }} }}
+              - {{ match: {{ prefix: / }}, requires: {{ provider_name: fetched }} }}
+",
+        remote("/jwks.json", "keys"),
+        remote("/missing.json", "keys"),
+        remote("/tokens.json", "keys"),
+        remote("/jwks.json", "nowhere"),
+    );
+    let backend = Backend::start("app");
+    let clusters = port_cluster("app", backend.port()) + &port_cluster("keys", files_port);
+    let config = with_file_log(
+        &http_config(&routes(), &clusters),
+        "\"{log}\"",
+        "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n",
+    )
+    .with_http_filter(&filter);
+    let Some(pair) = Pair::start(test, &with_admin(&config), vec![backend]) else {
+        let _ = files.kill();
+        return;
+    };
+    let cases = [
+        ("/a", bearer("good"), 200),
+        ("/b", bearer("good"), 200),
+        ("/c", bearer("es256"), 200),
+        ("/d", bearer("tampered"), 401),
+        ("/e", String::new(), 401),
+        ("/missing/a", bearer("good"), 401),
+        ("/missing/b", bearer("good"), 401),
+        ("/not-keys", bearer("good"), 401),
+        ("/nowhere", bearer("good"), 401),
+        ("/either", bearer("good"), 200),
+    ];
+    let requests: Vec<Vec<u8>> = cases.iter().map(|(p, h, _)| get(p, h)).collect();
+    let observed = pair.assert_all_same(&requests);
+    let _ = files.kill();
+    let _ = files.wait();
+    let statuses: Vec<u16> = observed.iter().map(|o| o.status).collect();
+    let expected: Vec<u16> = cases.iter().map(|(_, _, s)| *s).collect();
+    assert_eq!(statuses, expected);
+    assert_eq!(observed[5].body, "Jwks remote fetch is failed");
+    pair.assert_same_admin("/stats", jwt_stats);
+    pair.assert_same_stats(&[
+        "cluster.keys.upstream_rq_200",
+        "cluster.keys.upstream_rq_404",
+    ]);
+    pair.assert_same_log(cases.len());
+}

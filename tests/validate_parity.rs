@@ -977,6 +977,26 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "a JWT provider with remote_jwks",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { issuer: i, remote_jwks: { http_uri: { uri: \"https://keys.example/jwks\", cluster: app, timeout: 1s }, cache_duration: 60s } } }, rules: [ { match: { prefix: / }, requires: { provider_name: p } } ] }\n"),
+            true,
+        ),
+        (
+            "a JWT provider's remote_jwks without a timeout",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { remote_jwks: { http_uri: { uri: \"https://keys.example/jwks\", cluster: app } } } } }\n"),
+            false,
+        ),
+        (
+            "a JWT provider's remote_jwks without a cluster",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { remote_jwks: { http_uri: { uri: \"https://keys.example/jwks\", timeout: 1s } } } } }\n"),
+            false,
+        ),
+        (
+            "a JWT provider with local and remote key sets",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { local_jwks: { inline_string: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}' }, remote_jwks: { http_uri: { uri: \"https://keys.example/jwks\", cluster: app, timeout: 1s } } } } }\n"),
+            false,
+        ),
+        (
             "a local rate limit filter's own rate_limits",
             filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, descriptors: [ { entries: [ { key: generic_key, value: a } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ], rate_limits: [ { actions: [ { generic_key: { descriptor_value: a } } ] } ] }\n"),
             true,

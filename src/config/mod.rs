@@ -33,10 +33,10 @@ pub use connection_filters::{ConnectionFilter, TokenBucket};
 pub use filters::{
     AbortWith, AuthzService, BufferConfig, CorsPolicy, CsrfPolicy, DelayBy, ExtAuthzConfig,
     ExtAuthzPerRoute, FaultConfig, FilterKind, Fraction, GrpcService, HeaderMutationConfig,
-    HeaderOp, HealthCheckFilter, HttpAuthzService, HttpFilter, JwtAuthnConfig, JwtPerRoute,
-    JwtProvider, JwtRequirement, JwtRule, LocalDescriptor, LocalRateLimitConfig, PerFilterConfigs,
-    Permission, Principal, RateLimitFilterConfig, RbacAction, RbacConfig, RbacPolicy, RbacRules,
-    RouteFilterConfig, RuntimePercent, VhRateLimits,
+    HeaderOp, HealthCheckFilter, HttpAuthzService, HttpFilter, JwksSource, JwtAuthnConfig,
+    JwtPerRoute, JwtProvider, JwtRequirement, JwtRule, LocalDescriptor, LocalRateLimitConfig,
+    PerFilterConfigs, Permission, Principal, RateLimitFilterConfig, RbacAction, RbacConfig,
+    RbacPolicy, RbacRules, RemoteJwks, RouteFilterConfig, RuntimePercent, VhRateLimits,
 };
 pub use health_check::{GrpcCheck, HealthCheck, HttpCheck, Probe, TcpCheck};
 pub use http2::{Codec, Http2Options, Keepalive};

@@ -3,7 +3,7 @@
 //! requirements (by route `rules`, `requirement_map` names and routes'
 //! own `PerRouteConfig`) that say which providers a request must satisfy.
 
-use super::super::node::{Errors, Fields, Node};
+use super::super::node::{Errors, Fields, Node, Obj};
 use super::super::route_match::{route_match, string_matcher, RouteMatch, StringMatcher};
 use super::super::tls::data_source;
 use super::one_of;
@@ -30,13 +30,20 @@ static PROVIDER: Fields = Fields {
         "issuer", "audiences", "subjects", "require_expiration", "max_lifetime", "local_jwks",
         "forward", "from_headers", "from_params", "from_cookies", "forward_payload_header",
         "pad_forward_payload_header", "clock_skew_seconds", "jwt_cache_config",
-        "claim_to_headers", "clear_route_cache",
+        "claim_to_headers", "clear_route_cache", "remote_jwks",
     ],
     unsupported: &[
-        "remote_jwks", "payload_in_metadata", "normalize_payload_in_metadata",
+        "payload_in_metadata", "normalize_payload_in_metadata",
         "header_in_metadata", "failed_status_in_metadata",
     ],
 };
+#[rustfmt::skip]
+static REMOTE_JWKS: Fields = Fields {
+    known: &["http_uri", "cache_duration"],
+    unsupported: &["async_fetch", "retry_policy"],
+};
+#[rustfmt::skip]
+static HTTP_URI: Fields = Fields { known: &["uri", "cluster", "timeout"], unsupported: &[] };
 #[rustfmt::skip]
 static JWT_HEADER: Fields = Fields { known: &["name", "value_prefix"], unsupported: &[] };
 #[rustfmt::skip]
@@ -67,6 +74,30 @@ static PER_ROUTE: Fields = Fields {
     known: &["@type", "disabled", "requirement_name"],
     unsupported: &[],
 };
+
+/// Where a provider's keys come from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    /// `local_jwks`, as read.
+    Local(Vec<u8>),
+    /// `remote_jwks`: fetched through a cluster, and kept a while.
+    Remote(RemoteJwks),
+}
+
+/// `remote_jwks`.
+#[derive(Debug, Clone)]
+pub struct RemoteJwks {
+    /// `http_uri.cluster`.
+    pub cluster: String,
+    /// `http_uri.uri`'s authority: the fetch's `host`.
+    pub host: String,
+    /// `http_uri.uri`'s path (and query).
+    pub path: String,
+    /// `http_uri.timeout`.
+    pub timeout: Duration,
+    /// `cache_duration` (10 minutes by default).
+    pub cache_duration: Duration,
+}
 
 /// The filter's config.
 #[derive(Debug, Clone, Default)]
@@ -100,8 +131,8 @@ pub struct JwtProvider {
     pub require_expiration: bool,
     /// `max_lifetime`: the most `exp - iat` may be.
     pub max_lifetime: Option<Duration>,
-    /// `local_jwks`, as read.
-    pub local_jwks: Vec<u8>,
+    /// Where its keys come from.
+    pub keys: JwksSource,
     /// `forward`: keep the token in the request.
     pub forward: bool,
     /// `from_headers`: lower-case names and value prefixes.
@@ -224,31 +255,7 @@ fn provider(name: &str, node: &Node, errs: &mut Errors) -> Option<JwtProvider> {
             .and_then(|s| s.str(errs).map(str::to_string))
             .unwrap_or_default()
     };
-    let Some(jwks) = obj.get("local_jwks") else {
-        errs.add(
-            node.path(),
-            format!("provider {name:?} needs local_jwks (remote_jwks is not supported yet)"),
-        );
-        return None;
-    };
-    let source = data_source(&jwks, errs)?;
-    let local_jwks = match source.load() {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            errs.add(jwks.path(), e);
-            return None;
-        }
-    };
-    if let Err(status) = crate::jwt::jwks::Jwks::parse(&local_jwks) {
-        errs.add(
-            jwks.path(),
-            format!(
-                "Provider '{name}' in jwt_authn config has invalid local jwks: {}",
-                status.message()
-            ),
-        );
-        return None;
-    }
+    let keys = jwks_source(&obj, node, name, errs)?;
     let mut from_headers = Vec::new();
     for h in obj
         .get("from_headers")
@@ -313,7 +320,7 @@ fn provider(name: &str, node: &Node, errs: &mut Errors) -> Option<JwtProvider> {
             Some(d) => Some(d.duration(errs)?),
             None => None,
         },
-        local_jwks,
+        keys,
         forward: flag(errs, "forward"),
         from_headers,
         from_params: strings(obj.get("from_params"), errs),
@@ -327,6 +334,70 @@ fn provider(name: &str, node: &Node, errs: &mut Errors) -> Option<JwtProvider> {
             .unwrap_or(0),
         jwt_cache,
         clear_route_cache: flag(errs, "clear_route_cache"),
+    })
+}
+
+/// Where a provider's keys come from: `local_jwks` (checked now) or
+/// `remote_jwks`.
+fn jwks_source(obj: &Obj, node: &Node, name: &str, errs: &mut Errors) -> Option<JwksSource> {
+    let jwks = match (obj.get("local_jwks"), obj.get("remote_jwks")) {
+        (Some(local), None) => local,
+        (None, Some(remote)) => return remote_jwks(&remote, errs).map(JwksSource::Remote),
+        _ => {
+            errs.add(
+                node.path(),
+                format!("provider {name:?} needs one of local_jwks, remote_jwks"),
+            );
+            return None;
+        }
+    };
+    let source = data_source(&jwks, errs)?;
+    let local_jwks = match source.load() {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            errs.add(jwks.path(), e);
+            return None;
+        }
+    };
+    if let Err(status) = crate::jwt::jwks::Jwks::parse(&local_jwks) {
+        errs.add(
+            jwks.path(),
+            format!(
+                "Provider '{name}' in jwt_authn config has invalid local jwks: {}",
+                status.message()
+            ),
+        );
+        return None;
+    }
+    Some(JwksSource::Local(local_jwks))
+}
+
+/// Decodes `remote_jwks`.
+fn remote_jwks(node: &Node, errs: &mut Errors) -> Option<RemoteJwks> {
+    let obj = node.object(errs, &REMOTE_JWKS)?;
+    let uri = obj.require(errs, "http_uri")?;
+    let uri = uri.object(errs, &HTTP_URI)?;
+    let text = uri.non_empty_str(errs, "uri")?;
+    let Some((host, path)) = text
+        .split_once("://")
+        .map(|(_, rest)| {
+            rest.split_once('/')
+                .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")))
+        })
+        .filter(|(h, _)| !h.is_empty())
+    else {
+        errs.add(uri.path(), format!("http_uri {text:?} is not a URI"));
+        return None;
+    };
+    Some(RemoteJwks {
+        cluster: uri.non_empty_str(errs, "cluster")?,
+        host: host.to_string(),
+        path,
+        timeout: uri.require(errs, "timeout")?.duration(errs)?,
+        cache_duration: match obj.get("cache_duration") {
+            Some(d) => d.duration(errs)?,
+            None => Duration::from_secs(600),
+        },
     })
 }
 

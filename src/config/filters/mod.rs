@@ -22,7 +22,9 @@ pub use fault::{AbortWith, DelayBy, FaultConfig, Fraction};
 pub use grpc_service::GrpcService;
 pub use header_mutation::{HeaderMutationConfig, HeaderOp};
 pub use health_check::HealthCheckFilter;
-pub use jwt_authn::{JwtAuthnConfig, JwtPerRoute, JwtProvider, JwtRequirement, JwtRule};
+pub use jwt_authn::{
+    JwksSource, JwtAuthnConfig, JwtPerRoute, JwtProvider, JwtRequirement, JwtRule, RemoteJwks,
+};
 pub use local_ratelimit::{LocalDescriptor, LocalRateLimitConfig, VhRateLimits};
 pub use ratelimit::RateLimitFilterConfig;
 pub use rbac::{Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules};

@@ -80,7 +80,7 @@ impl ExtAuthz {
         decision: &mut Decision,
     ) {
         let to = self.to.clone();
-        decision.call = Some(match &self.config.service {
+        let call = match &self.config.service {
             AuthzService::Http(service) => http_check(to, request, service),
             AuthzService::Grpc(service, timeout) => {
                 let check = ext_authz_grpc::CheckRequest {
@@ -90,7 +90,8 @@ impl ExtAuthz {
                 };
                 check.call(to, &service.authority, *timeout, shard)
             }
-        });
+        };
+        decision.wait_on(call, 0);
     }
 
     /// Acts on the service's `answer` for `request` (as the filters before

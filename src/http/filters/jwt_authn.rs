@@ -8,8 +8,11 @@
 //! is 401 (403 for audiences) with jwt_verify_lib's words and a
 //! `www-authenticate` challenge.
 
-use super::{Decision, ResponseStep};
-use crate::config::{JwtAuthnConfig, JwtPerRoute, JwtProvider, JwtRequirement, RouteMatch};
+use super::remote_jwks::RemoteKeys;
+use super::{Answer, Context, Decision, ResponseStep};
+use crate::config::{
+    JwksSource, JwtAuthnConfig, JwtPerRoute, JwtProvider, JwtRequirement, RouteMatch,
+};
 use crate::http::codec::percent_decode;
 use crate::http::flags::ResponseFlags;
 use crate::http::local_reply::LocalReply;
@@ -18,7 +21,7 @@ use crate::jwt::jwks::Jwks;
 use crate::jwt::{Audiences, Jwt, Status};
 use crate::router::RequestView;
 use crate::server::shard::Shard;
-use crate::stats::{sets, Scope, Store};
+use crate::stats::{sets, Scope};
 use base64::Engine;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -48,9 +51,14 @@ pub struct JwtAuthn {
 #[derive(Debug)]
 struct Provider {
     name: String,
+    /// Its position among the filter's providers.
+    index: usize,
     config: JwtProvider,
     audiences: Audiences,
+    /// Its `local_jwks` (empty with `remote_jwks`).
     jwks: Jwks,
+    /// Its `remote_jwks`.
+    remote: Option<RemoteKeys>,
     extractor: Extractor,
     /// Verified tokens, one cache per shard (as Envoy keeps one per
     /// worker), when `jwt_cache_config` is set.
@@ -275,6 +283,14 @@ impl Cache {
 /// One request's verification: its headers as verification edits them.
 struct Exchange<'a> {
     request: &'a RequestView<'a>,
+    /// Providers whose remote key set this request failed to fetch.
+    fetch_failed: &'a [usize],
+    /// A provider whose remote key set must be fetched before the
+    /// request can be judged.
+    fetch: Option<usize>,
+    /// JWT cache hits and misses, counted once the request is judged.
+    cache_hits: u64,
+    cache_misses: u64,
     edits: Edits,
     /// Query parameters whose tokens are taken out of the path.
     dropped_params: Vec<String>,
@@ -384,19 +400,29 @@ struct Attempt<'a> {
 impl JwtAuthn {
     /// Compiles the filter, its stats under
     /// `http.<stat_prefix>.jwt_authn.<config's stat_prefix>.`.
-    pub fn compile(config: &JwtAuthnConfig, store: &Store, stat_prefix: &str) -> JwtAuthn {
+    pub fn compile(config: &JwtAuthnConfig, cx: &Context) -> JwtAuthn {
+        let (store, stat_prefix) = (cx.store, cx.stat_prefix);
         let shards = store.shards() + 1;
         let providers: Vec<Provider> = config
             .providers
             .iter()
-            .map(|(name, p)| {
+            .enumerate()
+            .map(|(index, (name, p))| {
                 let mut extractor = Extractor::default();
                 extractor.add(p);
+                let (jwks, remote) = match &p.keys {
+                    // Decoding refused a key set that does not parse.
+                    JwksSource::Local(text) => (Jwks::parse(text).unwrap_or_default(), None),
+                    JwksSource::Remote(r) => {
+                        (Jwks::default(), Some(RemoteKeys::compile(r, cx, shards)))
+                    }
+                };
                 Provider {
                     name: name.clone(),
+                    index,
                     audiences: Audiences::new(&p.audiences),
-                    // Decoding refused a key set that does not parse.
-                    jwks: Jwks::parse(&p.local_jwks).unwrap_or_default(),
+                    jwks,
+                    remote,
                     extractor,
                     caches: p.jwt_cache.map(|(capacity, max_token)| {
                         (0..shards)
@@ -449,12 +475,33 @@ impl JwtAuthn {
         }
     }
 
+    /// Keeps the key set a fetch for provider `tag` brought; false when
+    /// the fetch failed.
+    pub fn on_fetched(&self, answer: &Answer, tag: usize, shard: &Shard) -> bool {
+        let w = shard.id;
+        let Some(remote) = self.providers.get(tag).and_then(|p| p.remote.as_ref()) else {
+            return false;
+        };
+        let kept = remote.keep(w, answer);
+        let stat = if kept {
+            sets::JwtAuthn::jwks_fetch_success
+        } else {
+            sets::JwtAuthn::jwks_fetch_failed
+        };
+        self.stats.inc(w, stat);
+        kept
+    }
+
     /// The request-headers phase, under the route's own setting if it
-    /// has one.
+    /// has one; `fetch_failed`: the providers whose key sets this request
+    /// failed to fetch. A provider's remote key set that is needed and
+    /// not held makes the request wait on its fetch (tagged with the
+    /// provider's position); the filter runs again once it is done.
     pub fn on_request(
         &self,
         request: &RequestView,
         own: Option<&JwtPerRoute>,
+        fetch_failed: &[usize],
         shard: &Shard,
         decision: &mut Decision,
     ) {
@@ -510,6 +557,10 @@ impl JwtAuthn {
             .map_or(0, |d| d.as_secs());
         let mut exchange = Exchange {
             request,
+            fetch_failed,
+            fetch: None,
+            cache_hits: 0,
+            cache_misses: 0,
             edits: Edits::default(),
             dropped_params: Vec::new(),
             clear_route_cache: false,
@@ -517,6 +568,16 @@ impl JwtAuthn {
             shard,
         };
         let status = self.check(requirement, &mut exchange);
+        if let Some(i) = exchange.fetch {
+            if let Some(remote) = self.providers.get(i).and_then(|p| p.remote.as_ref()) {
+                decision.wait_on(remote.fetch(), i);
+                return;
+            }
+        }
+        self.stats
+            .add(w, sets::JwtAuthn::jwt_cache_hit, exchange.cache_hits);
+        self.stats
+            .add(w, sets::JwtAuthn::jwt_cache_miss, exchange.cache_misses);
         if status == Status::Ok {
             self.stats.inc(w, sets::JwtAuthn::allowed);
             decision.request_edits =
@@ -594,9 +655,13 @@ impl JwtAuthn {
                 allow_missing_or_failed,
             } => {
                 let mut outcome = Status::JwtMissed;
+                // A child that passes settles it: key sets other children
+                // wait for are not fetched (Envoy cancels their fetches).
+                let pending = exchange.fetch;
                 for child in children {
                     let status = self.check(child, exchange);
                     if status == Status::Ok {
+                        exchange.fetch = pending;
                         return Status::Ok;
                     }
                     // Errors other than a missing token or an unknown
@@ -654,12 +719,11 @@ impl JwtAuthn {
                     let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
                     c.get(&location.token, exchange.now)
                 });
-                let stat = if hit.is_some() {
-                    sets::JwtAuthn::jwt_cache_hit
+                if hit.is_some() {
+                    exchange.cache_hits += 1;
                 } else {
-                    sets::JwtAuthn::jwt_cache_miss
-                };
-                self.stats.inc(w, stat);
+                    exchange.cache_misses += 1;
+                }
                 hit
             }
             None => None,
@@ -697,7 +761,25 @@ impl JwtAuthn {
             return Status::JwtVerificationFail;
         }
         if cached.is_none() {
-            let status = provider.jwks.verify(&jwt);
+            let fetched;
+            let keys = match &provider.remote {
+                None => &provider.jwks,
+                Some(remote) => match remote.get(w) {
+                    Some(keys) => {
+                        fetched = keys;
+                        &*fetched
+                    }
+                    None if exchange.fetch_failed.contains(&provider.index) => {
+                        return Status::JwksFetchFail
+                    }
+                    None => {
+                        // Judged again once the keys are fetched.
+                        exchange.fetch.get_or_insert(provider.index);
+                        return Status::JwksFetchFail;
+                    }
+                },
+            };
+            let status = keys.verify(&jwt);
             if status != Status::Ok {
                 return status;
             }

@@ -23,6 +23,7 @@ pub mod jwt_authn;
 pub mod local_ratelimit;
 pub mod ratelimit;
 pub mod rbac;
+pub mod remote_jwks;
 
 use crate::config;
 use crate::http::flags::ResponseFlags;
@@ -222,6 +223,28 @@ pub struct Decision {
     pub call: Option<Call>,
     /// The position of the filter that waits on `call`.
     stopped_at: usize,
+    /// What that filter made the call for (its own tag).
+    call_tag: usize,
+    /// The calls of this request that failed, by filter position and tag
+    /// (a filter that runs again after its call knows them).
+    failed_calls: Vec<(usize, usize)>,
+}
+
+impl Decision {
+    /// Has the request wait on `call`, which the filter tags `tag`.
+    pub fn wait_on(&mut self, call: Call, tag: usize) {
+        self.call = Some(call);
+        self.call_tag = tag;
+    }
+
+    /// The tags of the calls the filter at `at` made and that failed.
+    fn failed_calls_of(&self, at: usize) -> Vec<usize> {
+        self.failed_calls
+            .iter()
+            .filter(|(filter, _)| *filter == at)
+            .map(|(_, tag)| *tag)
+            .collect()
+    }
 }
 
 /// A filter's request to a service, sent through the shard's upstream
@@ -452,9 +475,9 @@ impl Chain {
                     config::FilterKind::RateLimit(c) => {
                         Kind::RateLimit(Box::new(ratelimit::RateLimit::compile(c, cx)))
                     }
-                    config::FilterKind::JwtAuthn(c) => Kind::JwtAuthn(Box::new(
-                        jwt_authn::JwtAuthn::compile(c, cx.store, cx.stat_prefix),
-                    )),
+                    config::FilterKind::JwtAuthn(c) => {
+                        Kind::JwtAuthn(Box::new(jwt_authn::JwtAuthn::compile(c, cx)))
+                    }
                 },
             })
             .collect();
@@ -487,6 +510,8 @@ impl Chain {
         let (mut decision, start) = match resumed {
             Some((mut decision, answer)) => {
                 let at = decision.stopped_at;
+                // Whether the filter that waited runs again.
+                let mut again = false;
                 match self.filters.get(at).map(|f| &f.kind) {
                     Some(Kind::ExtAuthz(e)) => {
                         // The request as the filters before it left it.
@@ -499,12 +524,20 @@ impl Chain {
                         e.on_answer(answer, &request, cluster, shard, &mut decision);
                     }
                     Some(Kind::RateLimit(r)) => r.on_answer(answer, cluster, shard, &mut decision),
+                    // It keeps the keys it fetched and runs again.
+                    Some(Kind::JwtAuthn(j)) => {
+                        let tag = decision.call_tag;
+                        if !j.on_fetched(&answer, tag, shard) {
+                            decision.failed_calls.push((at, tag));
+                        }
+                        again = true;
+                    }
                     _ => {}
                 }
                 if decision.reply.is_some() {
                     return decision;
                 }
-                (decision, at + 1)
+                (decision, if again { at } else { at + 1 })
             }
             None => (Decision::default(), 0),
         };
@@ -598,7 +631,8 @@ impl Chain {
                         Some(RouteConfig::JwtAuthn(own)) => Some(own),
                         _ => None,
                     };
-                    j.on_request(request, own, shard, &mut decision)
+                    let failed = decision.failed_calls_of(at);
+                    j.on_request(request, own, &failed, shard, &mut decision)
                 }
                 Kind::ExtAuthz(e) => {
                     let off = matches!(

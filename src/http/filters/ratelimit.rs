@@ -102,7 +102,7 @@ impl RateLimit {
             ("te", b"trailers"),
             ("grpc-timeout", timeout.as_bytes()),
         ];
-        decision.call = Some(Call::new(
+        let call = Call::new(
             self.to.clone(),
             "POST",
             PATH,
@@ -110,7 +110,8 @@ impl RateLimit {
             &headers,
             self.config.timeout,
             grpc::frame(&request.encode_to_vec()),
-        ));
+        );
+        decision.wait_on(call, 0);
     }
 
     /// Acts on the service's `answer` for a request going to `cluster`.
