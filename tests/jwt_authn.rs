@@ -446,8 +446,8 @@ fn remote_key_sets_are_fetched_as_in_envoy() {
     };
     let bearer = |name: &str| format!("authorization: Bearer {}\r\n", tokens[name]);
     let (mut files, files_port) = serve_files(&dir);
-    let remote = |path: &str, cluster: &str| {
-        format!("remote_jwks: {{ http_uri: {{ uri: \"http://keys.example{path}\", cluster: {cluster}, timeout: 1s }}, cache_duration: 300s }}")
+    let remote = |path: &str, cluster: &str, cache: &str| {
+        format!("remote_jwks: {{ http_uri: {{ uri: \"http://keys.example{path}\", cluster: {cluster}, timeout: 1s }}, cache_duration: {cache} }}")
     };
     let filter = format!(
         "          - name: jwt
@@ -458,17 +458,20 @@ fn remote_key_sets_are_fetched_as_in_envoy() {
                 missing: {{ issuer: https://issuer, {} }}
                 not_keys: {{ issuer: https://issuer, {} }}
                 nowhere: {{ issuer: https://issuer, {} }}
+                uncached: {{ issuer: https://issuer, {} }}
               rules:
               - {{ match: {{ prefix: /missing }}, requires: {{ provider_name: missing }} }}
               - {{ match: {{ prefix: /not-keys }}, requires: {{ provider_name: not_keys }} }}
               - {{ match: {{ prefix: /nowhere }}, requires: {{ provider_name: nowhere }} }}
+              - {{ match: {{ prefix: /uncached }}, requires: {{ provider_name: uncached }} }}
               - {{ match: {{ prefix: /either }}, requires: {{ requires_any: {{ requirements: [ {{ provider_name: missing }}, {{ provider_name: fetched }} ] }} }} }}
               - {{ match: {{ prefix: / }}, requires: {{ provider_name: fetched }} }}
 ",
-        remote("/jwks.json", "keys"),
-        remote("/missing.json", "keys"),
-        remote("/tokens.json", "keys"),
-        remote("/jwks.json", "nowhere"),
+        remote("/jwks.json", "keys", "300s"),
+        remote("/missing.json", "keys", "300s"),
+        remote("/tokens.json", "keys", "300s"),
+        remote("/jwks.json", "nowhere", "300s"),
+        remote("/jwks.json", "keys", "0.001s"),
     );
     let backend = Backend::start("app");
     let clusters = port_cluster("app", backend.port()) + &port_cluster("keys", files_port);
@@ -493,6 +496,8 @@ fn remote_key_sets_are_fetched_as_in_envoy() {
         ("/not-keys", bearer("good"), 401),
         ("/nowhere", bearer("good"), 401),
         ("/either", bearer("good"), 200),
+        ("/uncached/a", bearer("good"), 200),
+        ("/uncached/b", bearer("good"), 200),
     ];
     let requests: Vec<Vec<u8>> = cases.iter().map(|(p, h, _)| get(p, h)).collect();
     let observed = pair.assert_all_same(&requests);

@@ -997,6 +997,11 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "a JWT provider's remote_jwks cached for no time",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: { p: { remote_jwks: { http_uri: { uri: \"https://keys.example/jwks\", cluster: app, timeout: 1s }, cache_duration: 0s } } } }\n"),
+            false,
+        ),
+        (
             "a local rate limit filter's own rate_limits",
             filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, descriptors: [ { entries: [ { key: generic_key, value: a } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ], rate_limits: [ { actions: [ { generic_key: { descriptor_value: a } } ] } ] }\n"),
             true,

@@ -395,7 +395,14 @@ fn remote_jwks(node: &Node, errs: &mut Errors) -> Option<RemoteJwks> {
         path,
         timeout: uri.require(errs, "timeout")?.duration(errs)?,
         cache_duration: match obj.get("cache_duration") {
-            Some(d) => d.duration(errs)?,
+            Some(d) => {
+                let duration = d.duration(errs)?;
+                if duration < Duration::from_millis(1) {
+                    errs.add(d.path(), "value must be inside range [1ms, 2500000h0m0s)");
+                    return None;
+                }
+                duration
+            }
             None => Duration::from_secs(600),
         },
     })

@@ -281,10 +281,18 @@ impl Cache {
 }
 
 /// One request's verification: its headers as verification edits them.
+/// The remote key sets this request fetched, by provider position.
+pub struct Fetches<'a> {
+    /// Fetched: used even when `cache_duration` is already over.
+    pub done: &'a [usize],
+    /// Failed: their tokens fail.
+    pub failed: &'a [usize],
+}
+
 struct Exchange<'a> {
     request: &'a RequestView<'a>,
-    /// Providers whose remote key set this request failed to fetch.
-    fetch_failed: &'a [usize],
+    /// The remote key sets this request fetched.
+    fetches: &'a Fetches<'a>,
     /// A provider whose remote key set must be fetched before the
     /// request can be judged.
     fetch: Option<usize>,
@@ -493,15 +501,15 @@ impl JwtAuthn {
     }
 
     /// The request-headers phase, under the route's own setting if it
-    /// has one; `fetch_failed`: the providers whose key sets this request
-    /// failed to fetch. A provider's remote key set that is needed and
+    /// has one; `fetches`: the key sets this request fetched (or failed
+    /// to). A provider's remote key set that is needed and
     /// not held makes the request wait on its fetch (tagged with the
     /// provider's position); the filter runs again once it is done.
     pub fn on_request(
         &self,
         request: &RequestView,
         own: Option<&JwtPerRoute>,
-        fetch_failed: &[usize],
+        fetches: &Fetches,
         shard: &Shard,
         decision: &mut Decision,
     ) {
@@ -557,7 +565,7 @@ impl JwtAuthn {
             .map_or(0, |d| d.as_secs());
         let mut exchange = Exchange {
             request,
-            fetch_failed,
+            fetches,
             fetch: None,
             cache_hits: 0,
             cache_misses: 0,
@@ -764,20 +772,22 @@ impl JwtAuthn {
             let fetched;
             let keys = match &provider.remote {
                 None => &provider.jwks,
-                Some(remote) => match remote.get(w) {
-                    Some(keys) => {
-                        fetched = keys;
-                        &*fetched
+                Some(remote) => {
+                    match remote.get(w, exchange.fetches.done.contains(&provider.index)) {
+                        Some(keys) => {
+                            fetched = keys;
+                            &*fetched
+                        }
+                        None if exchange.fetches.failed.contains(&provider.index) => {
+                            return Status::JwksFetchFail
+                        }
+                        None => {
+                            // Judged again once the keys are fetched.
+                            exchange.fetch.get_or_insert(provider.index);
+                            return Status::JwksFetchFail;
+                        }
                     }
-                    None if exchange.fetch_failed.contains(&provider.index) => {
-                        return Status::JwksFetchFail
-                    }
-                    None => {
-                        // Judged again once the keys are fetched.
-                        exchange.fetch.get_or_insert(provider.index);
-                        return Status::JwksFetchFail;
-                    }
-                },
+                }
             };
             let status = keys.verify(&jwt);
             if status != Status::Ok {

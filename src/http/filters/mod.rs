@@ -225,9 +225,10 @@ pub struct Decision {
     stopped_at: usize,
     /// What that filter made the call for (its own tag).
     call_tag: usize,
-    /// The calls of this request that failed, by filter position and tag
-    /// (a filter that runs again after its call knows them).
-    failed_calls: Vec<(usize, usize)>,
+    /// The calls this request made, by filter position and tag, and
+    /// whether each succeeded (a filter that runs again after its call
+    /// knows them).
+    made_calls: Vec<(usize, usize, bool)>,
 }
 
 impl Decision {
@@ -237,12 +238,12 @@ impl Decision {
         self.call_tag = tag;
     }
 
-    /// The tags of the calls the filter at `at` made and that failed.
-    fn failed_calls_of(&self, at: usize) -> Vec<usize> {
-        self.failed_calls
+    /// The tags of the calls the filter at `at` made that came to `ok`.
+    fn calls_of(&self, at: usize, ok: bool) -> Vec<usize> {
+        self.made_calls
             .iter()
-            .filter(|(filter, _)| *filter == at)
-            .map(|(_, tag)| *tag)
+            .filter(|(filter, _, done)| *filter == at && *done == ok)
+            .map(|(_, tag, _)| *tag)
             .collect()
     }
 }
@@ -527,9 +528,8 @@ impl Chain {
                     // It keeps the keys it fetched and runs again.
                     Some(Kind::JwtAuthn(j)) => {
                         let tag = decision.call_tag;
-                        if !j.on_fetched(&answer, tag, shard) {
-                            decision.failed_calls.push((at, tag));
-                        }
+                        let ok = j.on_fetched(&answer, tag, shard);
+                        decision.made_calls.push((at, tag, ok));
                         again = true;
                     }
                     _ => {}
@@ -631,8 +631,11 @@ impl Chain {
                         Some(RouteConfig::JwtAuthn(own)) => Some(own),
                         _ => None,
                     };
-                    let failed = decision.failed_calls_of(at);
-                    j.on_request(request, own, &failed, shard, &mut decision)
+                    let fetches = jwt_authn::Fetches {
+                        done: &decision.calls_of(at, true),
+                        failed: &decision.calls_of(at, false),
+                    };
+                    j.on_request(request, own, &fetches, shard, &mut decision)
                 }
                 Kind::ExtAuthz(e) => {
                     let off = matches!(

@@ -38,11 +38,13 @@ impl RemoteKeys {
         }
     }
 
-    /// The keys shard `w` holds, while they last.
-    pub fn get(&self, w: usize) -> Option<Arc<Jwks>> {
+    /// The keys shard `w` holds, while they last (or in any case, for
+    /// the request that fetched them: a `cache_duration` of zero holds
+    /// them for it alone).
+    pub fn get(&self, w: usize, fetched: bool) -> Option<Arc<Jwks>> {
         let held = self.held.get(w)?.lock().unwrap_or_else(|e| e.into_inner());
         held.as_ref()
-            .filter(|(_, until)| Instant::now() < *until)
+            .filter(|(_, until)| fetched || Instant::now() < *until)
             .map(|(keys, _)| keys.clone())
     }
 
