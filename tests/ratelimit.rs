@@ -153,7 +153,7 @@ fn requests_are_limited_as_in_envoy() {
 #[test]
 fn failure_mode_deny_and_own_settings_as_in_envoy() {
     let dir = TempDir::new();
-    let extra = "              failure_mode_deny: true\n              disable_x_envoy_ratelimited_header: true\n              rate_limited_status: { code: 503 }\n              status_on_error: { code: 502 }\n              rate_limits: [ { actions: [ { request_headers: { header_name: x-verdict, descriptor_key: own } } ] } ]\n";
+    let extra = "              failure_mode_deny: true\n              stat_prefix: front\n              response_headers_to_add: [ { header: { key: x-limited, value: \"yes\" } }, { header: { key: x-rl-response, value: mine }, append_action: OVERWRITE_IF_EXISTS_OR_ADD } ]\n              disable_x_envoy_ratelimited_header: true\n              rate_limited_status: { code: 503 }\n              status_on_error: { code: 502 }\n              rate_limits: [ { actions: [ { request_headers: { header_name: x-verdict, descriptor_key: own } } ] } ]\n";
     let Some((pair, _rls)) = start(
         "failure_mode_deny_and_own_settings_as_in_envoy",
         &dir,
@@ -172,5 +172,11 @@ fn failure_mode_deny_and_own_settings_as_in_envoy() {
         [200, 503, 502, 502]
     );
     assert_same_calls(&dir, 4);
+    pair.assert_same_stats(&[
+        "cluster.app.ratelimit.front.ok",
+        "cluster.app.ratelimit.front.over_limit",
+        "cluster.app.ratelimit.front.error",
+        "cluster.app.ratelimit.ok",
+    ]);
     pair.assert_same_log(4);
 }

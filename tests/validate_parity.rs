@@ -1002,6 +1002,11 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "a rate limit filter's stat_prefix and response headers",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit, domain: d, stat_prefix: s, response_headers_to_add: [ { header: { key: x-a, value: b }, append_action: ADD_IF_ABSENT } ], rate_limit_service: { transport_api_version: V3, grpc_service: { envoy_grpc: { cluster_name: app } } } }\n"),
+            true,
+        ),
+        (
             "a local rate limit filter's own rate_limits",
             filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, stat_prefix: d, descriptors: [ { entries: [ { key: generic_key, value: a } ], token_bucket: { max_tokens: 1, fill_interval: 1s } } ], rate_limits: [ { actions: [ { generic_key: { descriptor_value: a } } ] } ] }\n"),
             true,

@@ -276,7 +276,7 @@ fn status(node: &Node, errs: &mut Errors) -> Option<u16> {
 
 /// A header list whose values must be literal: Ringway renders no
 /// `%OPERATOR%` in this filter's headers yet.
-fn literal_headers(obj: &Obj, errs: &mut Errors, field: &str) -> Vec<HeaderToAdd> {
+pub(super) fn literal_headers(obj: &Obj, errs: &mut Errors, field: &str) -> Vec<HeaderToAdd> {
     let Some(list) = obj.get(field) else {
         return Vec::new();
     };

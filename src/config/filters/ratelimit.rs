@@ -5,7 +5,8 @@
 use super::super::node::{Errors, Fields, Node};
 use super::super::rate_limit::RateLimitPolicy;
 use super::grpc_service;
-use super::local_ratelimit::filter_rate_limits;
+use super::local_ratelimit::{filter_rate_limits, literal_headers};
+use crate::config::HeaderToAdd;
 use std::time::Duration;
 
 /// The filter's type.
@@ -17,11 +18,11 @@ static FILTER: Fields = Fields {
     known: &[
         "@type", "domain", "stage", "request_type", "timeout", "failure_mode_deny",
         "rate_limit_service", "disable_x_envoy_ratelimited_header", "rate_limited_status",
-        "status_on_error", "rate_limits", "enable_x_ratelimit_headers",
+        "status_on_error", "rate_limits", "enable_x_ratelimit_headers", "stat_prefix",
+        "response_headers_to_add",
     ],
     unsupported: &[
-        "rate_limited_as_resource_exhausted", "response_headers_to_add", "stat_prefix",
-        "filter_enabled", "filter_enforced", "failure_mode_deny_percent",
+        "rate_limited_as_resource_exhausted", "filter_enabled", "filter_enforced", "failure_mode_deny_percent",
     ],
 };
 #[rustfmt::skip]
@@ -55,6 +56,11 @@ pub struct RateLimitFilterConfig {
     pub status_on_error: u16,
     /// The filter's own `rate_limits`, read instead of the route's.
     pub rate_limits: Vec<RateLimitPolicy>,
+    /// `stat_prefix`: `cluster.<name>.ratelimit.<this>.`.
+    pub stat_prefix: String,
+    /// `response_headers_to_add`: on a limited request's answer (literal
+    /// values).
+    pub response_headers: Vec<HeaderToAdd>,
 }
 
 /// Decodes the filter's config.
@@ -116,6 +122,11 @@ pub(super) fn decode(node: &Node, errs: &mut Errors) -> Option<RateLimitFilterCo
         disable_ratelimited_header: flag(errs, "disable_x_envoy_ratelimited_header"),
         rate_limited_status: status(errs, "rate_limited_status", 429)?,
         status_on_error: status(errs, "status_on_error", 500)?,
+        stat_prefix: match obj.get("stat_prefix") {
+            Some(p) => p.str(errs)?.to_string(),
+            None => String::new(),
+        },
+        response_headers: literal_headers(&obj, errs, "response_headers_to_add"),
         rate_limits: match obj.get("rate_limits") {
             Some(r) => filter_rate_limits(&r, errs)?,
             None => Vec::new(),

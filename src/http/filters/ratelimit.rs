@@ -10,10 +10,11 @@
 use super::cluster_counters::ClusterCounters;
 use super::descriptors::{self, Facts};
 use super::{Answer, Call, Context, Decision, ResponseStep};
-use crate::config::{AppendAction, RateLimitFilterConfig, VhRateLimits};
+use crate::config::{AppendAction, HeaderMutations, RateLimitFilterConfig, VhRateLimits};
 use crate::http::flags::ResponseFlags;
 use crate::http::grpc;
 use crate::http::local_reply::LocalReply;
+use crate::http::mutate;
 use crate::router::{Forward, Matched};
 use crate::server::shard::Shard;
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
@@ -31,7 +32,7 @@ use std::sync::Arc;
 const PATH: &str = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
 
 /// The outcomes counted under the route's cluster
-/// (`cluster.<name>.ratelimit.<outcome>`).
+/// (`cluster.<name>.ratelimit.[<stat_prefix>.]<outcome>`).
 const OUTCOMES: [&str; 4] = ["ok", "over_limit", "error", "failure_mode_allowed"];
 const OK: usize = 0;
 const OVER_LIMIT: usize = 1;
@@ -46,6 +47,8 @@ pub struct RateLimit {
     /// (None: no cluster of that name).
     to: Option<(Arc<Forward>, usize)>,
     counters: ClusterCounters,
+    /// `response_headers_to_add`, as mutations.
+    response_headers: HeaderMutations,
 }
 
 impl RateLimit {
@@ -55,10 +58,19 @@ impl RateLimit {
             .clusters
             .get(&config.cluster)
             .map(|&c| (Arc::new(Forward::service_call(c, config.timeout)), c));
+        let scope = if config.stat_prefix.is_empty() {
+            "ratelimit.".to_string()
+        } else {
+            format!("ratelimit.{}.", config.stat_prefix)
+        };
         RateLimit {
             config: config.clone(),
             to,
-            counters: ClusterCounters::new("ratelimit.".into(), &OUTCOMES, cx.clusters),
+            counters: ClusterCounters::new(scope, &OUTCOMES, cx.clusters),
+            response_headers: HeaderMutations {
+                add: config.response_headers.clone(),
+                remove: Vec::new(),
+            },
         }
     }
 
@@ -158,6 +170,11 @@ impl RateLimit {
                     .headers
                     .push(("x-envoy-ratelimited".into(), b"true".to_vec()));
             }
+            // The filter's own headers, over the service's.
+            let present = |name: &str| reply.headers.iter().any(|(n, _)| n == name);
+            let edits = mutate::plan_literal(&self.response_headers, &present);
+            reply.headers.retain(|(name, _)| edits.keeps(name));
+            reply.headers.extend(edits.added);
             decision.reply = Some((reply, ResponseFlags::RATE_LIMITED));
             return;
         }
