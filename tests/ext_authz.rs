@@ -346,3 +346,96 @@ fn grpc_checks_are_made_and_answered_as_in_envoy() {
     ]);
     pair.assert_same_log(cases.len() + 2);
 }
+
+#[test]
+fn allowed_and_disallowed_headers_as_in_envoy() {
+    let headers = "x-want: 1\r\nx-pass-b: 2\r\nx-secret: s\r\nauthorization: Bearer t\r\n";
+    let request = format!("GET /allow/a HTTP/1.1\r\nhost: example.com\r\n{headers}\r\n");
+    // The HTTP service: the filter's lists replace authorization_request's,
+    // and disallowed_headers takes even authorization away.
+    let app = Backend::start("app");
+    let authz = Backend::start("authz");
+    let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
+    let http_filter = "          - name: authz
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              allowed_headers: { patterns: [ { exact: x-want }, { exact: x-secret } ] }
+              disallowed_headers: { patterns: [ { exact: x-secret }, { exact: authorization } ] }
+              http_service:
+                server_uri: { uri: \"http://authz.example/\", cluster: authz, timeout: 1s }
+                path_prefix: /authz
+";
+    let config = http_config(&routes(), &clusters).with_http_filter(http_filter);
+    let Some(pair) = Pair::start(
+        "allowed_and_disallowed_headers_as_in_envoy",
+        &with_admin(&config),
+        vec![app, authz],
+    ) else {
+        return;
+    };
+    let seen = pair.assert_same(request.as_bytes());
+    let check = &seen.upstream[1];
+    assert!(
+        check.headers.iter().any(|(n, _)| n == "x-want")
+            && !check
+                .headers
+                .iter()
+                .any(|(n, _)| n == "x-secret" || n == "authorization"),
+        "{check:?}"
+    );
+    drop(pair);
+
+    // The gRPC service: only the allowed headers (no pseudo-headers),
+    // less the disallowed ones; or every header less the disallowed.
+    for (lists, only) in [
+        (
+            "allowed_headers: { patterns: [ { exact: x-want }, { prefix: x-pass- }, { exact: x-secret } ] }\n              disallowed_headers: { patterns: [ { exact: x-secret } ] }",
+            true,
+        ),
+        (
+            "disallowed_headers: { patterns: [ { exact: x-secret }, { prefix: \":\" } ] }",
+            false,
+        ),
+    ] {
+        let dir = TempDir::new();
+        let log = dir.0.join("checks.jsonl");
+        let service = PortPeer::start(&[
+            "python3",
+            "tests/peers/authz_grpc.py",
+            &log.display().to_string(),
+        ]);
+        let app = Backend::start("app");
+        let clusters = port_cluster("app", app.port())
+            + &GRPC_CLUSTER.replace("PORT", &service.1.to_string());
+        let filter = GRPC_FILTER.replace(
+            "              transport_api_version: V3\n",
+            &format!("              transport_api_version: V3\n              {lists}\n"),
+        );
+        let config = http_config(&routes(), &clusters).with_http_filter(&filter);
+        let Some(pair) = Pair::start(
+            "allowed_and_disallowed_headers_as_in_envoy",
+            &with_admin(&config),
+            vec![app],
+        ) else {
+            return;
+        };
+        pair.assert_same(request.as_bytes());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let checks: Vec<serde_json::Value> = text.lines().map(normalised_check).collect();
+        assert_eq!(checks.len(), 2, "{text}");
+        assert_eq!(checks[0], checks[1], "ringway's check, then envoy's");
+        let sent = &checks[0]["attributes"]["request"]["http"]["headers"];
+        let names: Vec<&str> = sent
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        if only {
+            assert_eq!(names, ["x-pass-b", "x-want"]);
+        } else {
+            assert!(
+                names.contains(&"authorization") && !names.contains(&"x-secret"),
+                "{names:?}"
+            );
+        }
+    }
+}

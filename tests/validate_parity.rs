@@ -902,6 +902,16 @@ fn corpus() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "ext_authz allowed and disallowed headers",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, allowed_headers: { patterns: [ { exact: x-a } ] }, disallowed_headers: { patterns: [ { prefix: x-b } ] }, http_service: { server_uri: { uri: \"http://a/b\", cluster: app, timeout: 1s } } }\n"),
+            true,
+        ),
+        (
+            "ext_authz allowed_headers set twice",
+            filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, allowed_headers: { patterns: [ { exact: x-a } ] }, http_service: { server_uri: { uri: \"http://a/b\", cluster: app, timeout: 1s }, authorization_request: { allowed_headers: { patterns: [ { exact: x-c } ] } } } }\n"),
+            false,
+        ),
+        (
             "an ext_authz server_uri without a timeout",
             filter("            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: { server_uri: { uri: \"http://a/b\", cluster: app } } }\n"),
             false,

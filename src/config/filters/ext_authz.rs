@@ -20,14 +20,14 @@ static FILTER: Fields = Fields {
     known: &[
         "@type", "http_service", "grpc_service", "transport_api_version", "failure_mode_allow",
         "failure_mode_allow_header_add", "clear_route_cache", "status_on_error", "stat_prefix",
-        "charge_cluster_response_stats",
+        "charge_cluster_response_stats", "allowed_headers", "disallowed_headers",
     ],
     unsupported: &[
         "with_request_body", "validate_mutations", "metadata_context_namespaces",
         "typed_metadata_context_namespaces", "route_metadata_context_namespaces",
         "route_typed_metadata_context_namespaces", "filter_enabled", "filter_enabled_metadata",
         "deny_at_disable", "include_peer_certificate", "bootstrap_metadata_labels_key",
-        "allowed_headers", "disallowed_headers", "include_tls_session", "encode_raw_headers",
+        "include_tls_session", "encode_raw_headers",
         "decoder_header_mutation_rules", "enable_dynamic_metadata_ingestion", "filter_metadata",
         "emit_filter_state_stats", "max_denied_response_body_bytes",
         "enforce_response_header_limits",
@@ -90,6 +90,11 @@ pub struct ExtAuthzConfig {
     /// `charge_cluster_response_stats`: a denial counts as a response of
     /// the route's cluster.
     pub charge_cluster_response_stats: bool,
+    /// `allowed_headers`: the only request headers a gRPC check carries
+    /// (an HTTP service's list, besides its four, is its own).
+    pub allowed_headers: Option<Vec<StringMatcher>>,
+    /// `disallowed_headers`: request headers no check carries.
+    pub disallowed_headers: Vec<StringMatcher>,
 }
 
 /// The authorization service.
@@ -145,8 +150,25 @@ pub enum ExtAuthzPerRoute {
 /// Decodes the filter's config.
 pub(super) fn decode(node: &Node, errs: &mut Errors) -> Option<ExtAuthzConfig> {
     let obj = node.object(errs, &FILTER)?;
+    let mut allowed_headers = match obj.get("allowed_headers") {
+        Some(l) => Some(list_matcher(&l, errs)?),
+        None => None,
+    };
     let service = match (obj.get("http_service"), obj.get("grpc_service")) {
-        (Some(http), None) => AuthzService::Http(http_service(&http, errs)?),
+        (Some(http), None) => {
+            let mut service = http_service(&http, errs)?;
+            if let Some(allowed) = allowed_headers.take() {
+                if !service.allowed_headers.is_empty() {
+                    errs.add(
+                        obj.path(),
+                        "Invalid duplicate configuration for allowed_headers.",
+                    );
+                    return None;
+                }
+                service.allowed_headers = allowed;
+            }
+            AuthzService::Http(service)
+        }
         (None, Some(grpc)) => {
             let grpc = grpc_service::decode(&grpc, errs)?;
             let timeout = grpc.timeout.unwrap_or(Duration::from_millis(200));
@@ -181,6 +203,11 @@ pub(super) fn decode(node: &Node, errs: &mut Errors) -> Option<ExtAuthzConfig> {
             None => String::new(),
         },
         charge_cluster_response_stats: flag(errs, "charge_cluster_response_stats", true),
+        allowed_headers,
+        disallowed_headers: match obj.get("disallowed_headers") {
+            Some(l) => list_matcher(&l, errs)?,
+            None => Vec::new(),
+        },
     })
 }
 

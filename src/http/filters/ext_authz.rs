@@ -81,12 +81,16 @@ impl ExtAuthz {
     ) {
         let to = self.to.clone();
         let call = match &self.config.service {
-            AuthzService::Http(service) => http_check(to, request, service),
+            AuthzService::Http(service) => {
+                http_check(to, request, service, &self.config.disallowed_headers)
+            }
             AuthzService::Grpc(service, timeout) => {
                 let check = ext_authz_grpc::CheckRequest {
                     request,
                     downstream,
                     extensions,
+                    allowed: self.config.allowed_headers.as_deref(),
+                    disallowed: &self.config.disallowed_headers,
                 };
                 check.call(to, &service.authority, *timeout, shard)
             }
@@ -216,11 +220,12 @@ pub(super) struct Allowed {
     pub respond: Vec<(String, Vec<u8>)>,
 }
 
-/// The check an HTTP service gets.
+/// The check an HTTP service gets (never with a `disallowed` header).
 fn http_check(
     to: Option<(Arc<Forward>, usize)>,
     request: &RequestView,
     service: &HttpAuthzService,
+    disallowed: &[StringMatcher],
 ) -> Call {
     // The allowed headers the check carries (headers_to_add replace
     // those of their names).
@@ -232,6 +237,7 @@ fn http_check(
             !matches!(name.as_str(), "host" | "content-length")
                 && !service.headers_to_add.iter().any(|(n, _)| n == name)
                 && (name == "authorization" || any_matches(&service.allowed_headers, name))
+                && !any_matches(disallowed, name)
         })
         .collect();
     let headers: Vec<(&str, &[u8])> = allowed
@@ -319,6 +325,6 @@ fn http_verdict(answer: Answer, service: &HttpAuthzService) -> Verdict {
 }
 
 /// Whether any of `matchers` takes header `name`.
-fn any_matches(matchers: &[StringMatcher], name: &str) -> bool {
+pub(super) fn any_matches(matchers: &[StringMatcher], name: &str) -> bool {
     matchers.iter().any(|m| m.matches(name))
 }

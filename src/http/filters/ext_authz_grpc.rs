@@ -6,8 +6,9 @@
 //! denies, with the headers and reply its `ok_response` or
 //! `denied_response` carries.
 
-use super::ext_authz::{Allowed, Verdict};
+use super::ext_authz::{any_matches, Allowed, Verdict};
 use super::{Answer, Call, Downstream};
+use crate::config::StringMatcher;
 use crate::http::grpc;
 use crate::http::local_reply::LocalReply;
 use crate::net::Address;
@@ -35,6 +36,10 @@ pub struct CheckRequest<'a> {
     pub downstream: &'a Downstream<'a>,
     /// The route's `context_extensions`.
     pub extensions: Vec<(String, String)>,
+    /// `allowed_headers`: the only headers sent, when set.
+    pub allowed: Option<&'a [StringMatcher]>,
+    /// `disallowed_headers`: headers never sent.
+    pub disallowed: &'a [StringMatcher],
 }
 
 impl CheckRequest<'_> {
@@ -90,6 +95,11 @@ impl CheckRequest<'_> {
         headers
             .entry("x-request-id".into())
             .or_insert_with(|| String::from_utf8_lossy(&shard.request_id()).into_owned());
+        headers.retain(|name, _| {
+            self.allowed
+                .is_none_or(|allowed| any_matches(allowed, name))
+                && !any_matches(self.disallowed, name)
+        });
         let http2 = self.downstream.peer.filter_state.is_http2();
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
