@@ -71,17 +71,27 @@ fn log_format(config: &str) -> String {
     )
 }
 
-#[test]
-fn requests_are_checked_as_in_envoy() {
+/// Envoy and Ringway on `http_filter`, over an app backend and an HTTP
+/// authorization service (cluster `authz`), both compared; `logged` adds
+/// the access log.
+fn start_with_http_service(test: &str, http_filter: &str, logged: bool) -> Option<Pair> {
     let app = Backend::start("app");
     let authz = Backend::start("authz");
     let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
-    let config =
-        log_format(&http_config(&routes(), &clusters)).with_http_filter(&filter("authz", ""));
-    let Some(pair) = Pair::start(
+    let mut config = http_config(&routes(), &clusters);
+    if logged {
+        config = log_format(&config);
+    }
+    let config = with_admin(&config.with_http_filter(http_filter));
+    Pair::start(test, &config, vec![app, authz])
+}
+
+#[test]
+fn requests_are_checked_as_in_envoy() {
+    let Some(pair) = start_with_http_service(
         "requests_are_checked_as_in_envoy",
-        &with_admin(&config),
-        vec![app, authz],
+        &filter("authz", ""),
+        true,
     ) else {
         return;
     };
@@ -157,15 +167,11 @@ fn requests_are_checked_as_in_envoy() {
 
 #[test]
 fn failures_follow_the_filter_settings_as_in_envoy() {
-    let app = Backend::start("app");
-    let authz = Backend::start("authz");
-    let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
     let allow = "              failure_mode_allow: true\n              failure_mode_allow_header_add: true\n              stat_prefix: front\n";
-    let with_allow = http_config(&routes(), &clusters).with_http_filter(&filter("authz", allow));
-    let Some(pair) = Pair::start(
+    let Some(pair) = start_with_http_service(
         "failures_follow_the_filter_settings_as_in_envoy",
-        &with_admin(&with_allow),
-        vec![app, authz],
+        &filter("authz", allow),
+        false,
     ) else {
         return;
     };
@@ -200,18 +206,13 @@ fn failures_follow_the_filter_settings_as_in_envoy() {
 
     // Only the listed headers of a denial (and Envoy's four), and no
     // response stats charged to the route's cluster.
-    let app = Backend::start("app");
-    let authz = Backend::start("authz");
-    let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
     let listed =
         "                  allowed_client_headers: { patterns: [ { exact: x-deny-reason } ] }\n";
     let uncharged = "              charge_cluster_response_stats: false\n";
-    let config = http_config(&routes(), &clusters)
-        .with_http_filter(&filter_with("authz", listed, uncharged));
-    let Some(pair) = Pair::start(
+    let Some(pair) = start_with_http_service(
         "failures_follow_the_filter_settings_as_in_envoy",
-        &with_admin(&config),
-        vec![app, authz],
+        &filter_with("authz", listed, uncharged),
+        false,
     ) else {
         return;
     };
@@ -228,16 +229,11 @@ fn failures_follow_the_filter_settings_as_in_envoy() {
     drop(pair);
 
     // A cluster the config does not have, and an own status on error.
-    let app = Backend::start("app");
-    let authz = Backend::start("authz");
-    let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
     let own_status = "              status_on_error: { code: 502 }\n";
-    let missing =
-        http_config(&routes(), &clusters).with_http_filter(&filter("nowhere", own_status));
-    let Some(pair) = Pair::start(
+    let Some(pair) = start_with_http_service(
         "failures_follow_the_filter_settings_as_in_envoy",
-        &with_admin(&missing),
-        vec![app, authz],
+        &filter("nowhere", own_status),
+        false,
     ) else {
         return;
     };
@@ -353,9 +349,6 @@ fn allowed_and_disallowed_headers_as_in_envoy() {
     let request = format!("GET /allow/a HTTP/1.1\r\nhost: example.com\r\n{headers}\r\n");
     // The HTTP service: the filter's lists replace authorization_request's,
     // and disallowed_headers takes even authorization away.
-    let app = Backend::start("app");
-    let authz = Backend::start("authz");
-    let clusters = port_cluster("app", app.port()) + &port_cluster("authz", authz.port());
     let http_filter = "          - name: authz
             typed_config:
               \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
@@ -365,11 +358,10 @@ fn allowed_and_disallowed_headers_as_in_envoy() {
                 server_uri: { uri: \"http://authz.example/\", cluster: authz, timeout: 1s }
                 path_prefix: /authz
 ";
-    let config = http_config(&routes(), &clusters).with_http_filter(http_filter);
-    let Some(pair) = Pair::start(
+    let Some(pair) = start_with_http_service(
         "allowed_and_disallowed_headers_as_in_envoy",
-        &with_admin(&config),
-        vec![app, authz],
+        http_filter,
+        false,
     ) else {
         return;
     };
